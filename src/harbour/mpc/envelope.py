@@ -1,0 +1,240 @@
+"""Envelopes, aborts and the round-buffering base of every sans-I/O protocol party.
+
+A party never touches a socket, file or clock: it takes :class:`Envelope` objects
+in and hands envelopes out, and whatever drives it (the in-memory runner, a signer
+node) moves them. Payloads are canonical CBOR maps with a version field, decoded
+by :func:`decode_payload`, which checks every key and type before any protocol
+code sees the data.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import cbor2
+
+ENVELOPE_VERSION = 1
+PAYLOAD_VERSION = 1
+MAX_PAYLOAD = 1 << 20
+SESSION_ID_LEN = 32
+
+
+class ProtocolAbort(Exception):
+    """A protocol run cannot continue; ``culprits`` names who misbehaved, when provable.
+
+    An empty ``culprits`` means the fault is detected but the protocol cannot say
+    who caused it (for example two parties disagreeing about a broadcast).
+    """
+
+    def __init__(self, culprits: Iterable[int], reason: str) -> None:
+        self.culprits: frozenset[int] = frozenset(culprits)
+        self.reason = reason
+        names = ", ".join(str(c) for c in sorted(self.culprits)) or "unidentified"
+        super().__init__(f"protocol aborted (culprits: {names}): {reason}")
+
+
+class UsageError(RuntimeError):
+    """The caller drove a party wrongly (not an attack by another party)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One protocol message. ``recipient=None`` is a broadcast to every party."""
+
+    session_id: bytes
+    protocol: str
+    round: int
+    sender: int
+    recipient: int | None
+    payload: bytes
+
+    def encode(self) -> bytes:
+        """Canonical CBOR: ``[version, session_id, protocol, round, sender, recipient, payload]``."""
+        return cbor2.dumps(
+            [ENVELOPE_VERSION, self.session_id, self.protocol, self.round, self.sender, self.recipient, self.payload],
+            canonical=True,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        try:
+            obj = cbor2.loads(data)
+        except Exception as exc:
+            raise ValueError(f"envelope is not valid CBOR: {exc}") from exc
+        if not isinstance(obj, list) or len(obj) != 7:
+            raise ValueError("envelope must be a 7-element CBOR array")
+        version, sid, protocol, rnd, sender, recipient, payload = obj
+        if version != ENVELOPE_VERSION:
+            raise ValueError(f"unsupported envelope version {version!r}")
+        if not isinstance(sid, bytes) or not isinstance(protocol, str) or not isinstance(payload, bytes):
+            raise ValueError("envelope fields have the wrong types")
+        for name, v in (("round", rnd), ("sender", sender)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"envelope {name} must be a non-negative integer")
+        if recipient is not None and (isinstance(recipient, bool) or not isinstance(recipient, int)):
+            raise ValueError("envelope recipient must be an integer or null")
+        env = cls(sid, protocol, rnd, sender, recipient, payload)
+        if env.encode() != bytes(data):
+            raise ValueError("envelope encoding is not canonical")
+        return env
+
+    def __len__(self) -> int:
+        return len(self.encode())
+
+
+def encode_payload(fields: Mapping[str, Any]) -> bytes:
+    return cbor2.dumps({"v": PAYLOAD_VERSION, **fields}, canonical=True)
+
+
+def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """Decode a payload that must be exactly ``{"v": 1, **schema}``; abort on anything else.
+
+    A malformed payload is the sender's fault, so the abort names the sender.
+    """
+    if len(env.payload) > MAX_PAYLOAD:
+        raise ProtocolAbort([env.sender], f"round {env.round} payload is too large")
+    try:
+        obj = cbor2.loads(env.payload)
+    except Exception as exc:
+        raise ProtocolAbort([env.sender], f"round {env.round} payload is not valid CBOR") from exc
+    if not isinstance(obj, dict) or obj.get("v") != PAYLOAD_VERSION:
+        raise ProtocolAbort([env.sender], f"round {env.round} payload has the wrong version or shape")
+    if set(obj) != {"v", *schema}:
+        raise ProtocolAbort([env.sender], f"round {env.round} payload has missing or unexpected fields")
+    for key, typ in schema.items():
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, typ):
+            raise ProtocolAbort([env.sender], f"round {env.round} payload field {key!r} has the wrong type")
+    if cbor2.dumps(obj, canonical=True) != env.payload:
+        raise ProtocolAbort([env.sender], f"round {env.round} payload is not canonically encoded")
+    return obj
+
+
+R = TypeVar("R")
+
+
+@dataclass
+class _RoundState:
+    expected: frozenset[int]
+    broadcast: bool
+    received: dict[int, Envelope] = field(default_factory=dict)
+
+
+class Party(ABC, Generic[R]):
+    """Base of a protocol party: envelope checks and per-round buffering.
+
+    Subclasses declare, per round, which senders they expect and whether the
+    round is broadcast or point-to-point, then implement :meth:`_on_round`, which
+    is called once with every envelope of a round, in sender order, when the
+    round is complete. Envelopes that arrive early are buffered. Every envelope is
+    checked for session, protocol, round, sender and recipient, and a second
+    envelope from the same sender in the same round is refused, so a replay or an
+    equivocation never reaches protocol code. After an abort the party is dead:
+    it refuses every further call.
+    """
+
+    protocol: str
+
+    def __init__(self, session_id: bytes, me: int) -> None:
+        if len(session_id) != SESSION_ID_LEN:
+            raise UsageError(f"session ids are {SESSION_ID_LEN} bytes")
+        self.session_id = bytes(session_id)
+        self.me = me
+        self._rounds: dict[int, _RoundState] = {}
+        self._current = 1
+        self._started = False
+        self._aborted: ProtocolAbort | None = None
+        self._result: R | None = None
+
+    # -- driving ----------------------------------------------------------------
+    def start(self) -> list[Envelope]:
+        self._check_alive()
+        if self._started:
+            raise UsageError("start() was already called")
+        self._started = True
+        return self._guard(lambda: self._on_start() + self._advance())
+
+    def receive(self, env: Envelope) -> list[Envelope]:
+        self._check_alive()
+        if not self._started:
+            raise UsageError("call start() before receive()")
+        return self._guard(lambda: self._accept(env))
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    @property
+    def aborted(self) -> ProtocolAbort | None:
+        return self._aborted
+
+    @property
+    def result(self) -> R:
+        if self._result is None:
+            raise UsageError("the protocol has not finished")
+        return self._result
+
+    # -- for subclasses -----------------------------------------------------------
+    @abstractmethod
+    def _on_start(self) -> list[Envelope]: ...
+
+    @abstractmethod
+    def _on_round(self, rnd: int, envelopes: list[Envelope]) -> list[Envelope]: ...
+
+    def _expect(self, rnd: int, senders: Iterable[int], broadcast: bool) -> None:
+        self._rounds[rnd] = _RoundState(frozenset(senders), broadcast)
+
+    def _envelope(self, rnd: int, recipient: int | None, payload: bytes) -> Envelope:
+        return Envelope(self.session_id, self.protocol, rnd, self.me, recipient, payload)
+
+    def _finish(self, result: R) -> None:
+        self._result = result
+
+    # -- internals ------------------------------------------------------------------
+    def _check_alive(self) -> None:
+        if self._aborted is not None:
+            raise UsageError(f"this party has aborted and cannot be reused: {self._aborted.reason}")
+
+    def _guard(self, fn: Any) -> list[Envelope]:
+        try:
+            out: list[Envelope] = fn()
+            return out
+        except ProtocolAbort as abort:
+            self._aborted = abort
+            raise
+
+    def _accept(self, env: Envelope) -> list[Envelope]:
+        if self.done:
+            raise ProtocolAbort([env.sender], "message after the protocol finished")
+        if env.session_id != self.session_id:
+            raise ProtocolAbort([env.sender], "message belongs to another session (replay?)")
+        if env.protocol != self.protocol:
+            raise ProtocolAbort([env.sender], f"message is for protocol {env.protocol!r}, not {self.protocol!r}")
+        state = self._rounds.get(env.round)
+        if state is None:
+            raise ProtocolAbort([env.sender], f"no round {env.round} in {self.protocol}")
+        if env.sender not in state.expected:
+            raise ProtocolAbort([env.sender], f"party {env.sender} is not a sender in round {env.round}")
+        if state.broadcast and env.recipient is not None:
+            raise ProtocolAbort([env.sender], f"round {env.round} is a broadcast round")
+        if not state.broadcast and env.recipient != self.me:
+            raise ProtocolAbort([env.sender], f"round {env.round} message addressed to {env.recipient}, not to us")
+        if env.sender in state.received:
+            raise ProtocolAbort([env.sender], f"second message from party {env.sender} in round {env.round}")
+        state.received[env.sender] = env
+        return self._advance()
+
+    def _advance(self) -> list[Envelope]:
+        """Run every round that is complete, in order (a round may expect no one)."""
+        out: list[Envelope] = []
+        while not self.done:
+            cur = self._rounds.get(self._current)
+            if cur is None or set(cur.received) != cur.expected:
+                break
+            rnd = self._current
+            self._current += 1
+            out.extend(self._on_round(rnd, [cur.received[s] for s in sorted(cur.received)]))
+        return out

@@ -1,0 +1,163 @@
+"""The key share: what every key-generation protocol outputs and every signer loads.
+
+One structure for every scheme (FROST, Taproot, and the threshold ECDSA built on
+the same Shamir sharing), tagged with the scheme and curve and versioned, so a
+share file is never used under the wrong protocol. ``serialize`` returns the
+secret share in the clear: callers encrypt it before it leaves memory (the
+key-file and node layers do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from harbour.crypto.ed25519 import ED25519
+from harbour.crypto.group import Group, GroupError, Point
+from harbour.crypto.secp256k1 import SECP256K1
+from harbour.crypto.shamir import MAX_PARTIES, SharingError, check_identifiers, lagrange_coefficient
+
+KEYSHARE_VERSION = 1
+GROUPS: dict[str, Group] = {"secp256k1": SECP256K1, "ed25519": ED25519}
+
+
+class KeyShareError(ValueError):
+    """A key share (or its encoding) that is malformed or inconsistent."""
+
+
+def group_by_name(name: str) -> Group:
+    try:
+        return GROUPS[name]
+    except KeyError:
+        raise KeyShareError(f"unknown curve {name!r}") from None
+
+
+@dataclass(frozen=True)
+class PublicKeyPackage:
+    """The public outcome of a key generation, identical at every party."""
+
+    scheme: str
+    curve: str
+    threshold: int
+    parties: tuple[int, ...]
+    group_public_key: Point
+    verification_shares: Mapping[int, Point]
+
+    @property
+    def group(self) -> Group:
+        return group_by_name(self.curve)
+
+    def check_consistent(self) -> None:
+        """The verification shares must interpolate to the group key (any t of them)."""
+        g = self.group
+        subset = list(self.parties[: self.threshold])
+        acc = g.sum(
+            self.verification_shares[i] * lagrange_coefficient(subset, i, g.order) for i in subset
+        )
+        if acc != self.group_public_key:
+            raise KeyShareError("verification shares do not interpolate to the group public key")
+
+
+@dataclass(frozen=True)
+class KeyShare:
+    """One party's share of a t-of-n key, with the public data it needs to sign."""
+
+    scheme: str
+    curve: str
+    threshold: int
+    parties: tuple[int, ...]
+    identifier: int
+    secret_share: int = field(repr=False)
+    group_public_key: Point
+    verification_shares: Mapping[int, Point]
+    extensions: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            check_identifiers(self.parties)
+        except SharingError as exc:
+            raise KeyShareError(str(exc)) from exc
+        if not 1 <= self.threshold <= len(self.parties) <= MAX_PARTIES:
+            raise KeyShareError("threshold must be between 1 and the number of parties")
+        if self.identifier not in self.parties:
+            raise KeyShareError("the share's identifier is not one of the parties")
+        if set(self.verification_shares) != set(self.parties):
+            raise KeyShareError("need exactly one verification share per party")
+
+    @property
+    def group(self) -> Group:
+        return group_by_name(self.curve)
+
+    @property
+    def public(self) -> PublicKeyPackage:
+        return PublicKeyPackage(
+            self.scheme, self.curve, self.threshold, self.parties, self.group_public_key, self.verification_shares
+        )
+
+    def check_consistent(self) -> None:
+        """The share matches this party's verification share, which fits the group key."""
+        g = self.group
+        if not 0 < self.secret_share < g.order:
+            raise KeyShareError("secret share out of range")
+        if g.base_mul(self.secret_share) != self.verification_shares[self.identifier]:
+            raise KeyShareError("secret share does not match this party's verification share")
+        self.public.check_consistent()
+
+    # -- encoding ------------------------------------------------------------------
+    def serialize(self) -> bytes:
+        """Canonical CBOR, versioned. Contains the secret share: encrypt before storing."""
+        g = self.group
+        obj: dict[str, Any] = {
+            "v": KEYSHARE_VERSION,
+            "scheme": self.scheme,
+            "curve": self.curve,
+            "t": self.threshold,
+            "parties": list(self.parties),
+            "id": self.identifier,
+            "share": g.encode_scalar(self.secret_share),
+            "pk": self.group_public_key.encode(),
+            "vs": {i: p.encode() for i, p in self.verification_shares.items()},
+            "ext": dict(self.extensions),
+        }
+        return cbor2.dumps(obj, canonical=True)
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> KeyShare:
+        """Parse and fully validate; a tampered or truncated encoding raises KeyShareError."""
+        try:
+            obj = cbor2.loads(data)
+        except Exception as exc:
+            raise KeyShareError("key share is not valid CBOR (truncated or corrupted?)") from exc
+        expected = {"v", "scheme", "curve", "t", "parties", "id", "share", "pk", "vs", "ext"}
+        if not isinstance(obj, dict) or set(obj) != expected:
+            raise KeyShareError("key share has missing or unexpected fields")
+        if obj["v"] != KEYSHARE_VERSION:
+            raise KeyShareError(f"unsupported key share version {obj['v']!r}")
+        try:
+            g = group_by_name(obj["curve"])
+            parties = tuple(obj["parties"])
+            vs_raw = obj["vs"]
+            if not isinstance(vs_raw, dict) or not isinstance(obj["ext"], dict):
+                raise KeyShareError("key share maps have the wrong type")
+            share = cls(
+                scheme=str(obj["scheme"]),
+                curve=obj["curve"],
+                threshold=obj["t"],
+                parties=parties,
+                identifier=obj["id"],
+                secret_share=g.decode_scalar(obj["share"]),
+                group_public_key=g.decode_point(obj["pk"]),
+                verification_shares={int(i): g.decode_point(p) for i, p in vs_raw.items()},
+                extensions={str(k): bytes(v) for k, v in obj["ext"].items()},
+            )
+        except (GroupError, TypeError, ValueError) as exc:
+            if isinstance(exc, KeyShareError):
+                raise
+            raise KeyShareError(f"malformed key share: {exc}") from exc
+        if share.serialize() != bytes(data):
+            raise KeyShareError("key share encoding is not canonical")
+        share.check_consistent()
+        return share

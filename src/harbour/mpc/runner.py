@@ -1,0 +1,101 @@
+"""An in-memory driver for whole protocol sessions: tests, benchmarks and the CLI.
+
+It plays the network: broadcasts go to every other party, point-to-point
+envelopes to their recipient, in FIFO order. An optional ``intercept`` hook sees
+every envelope in flight and may replace or drop it, which is how the tests play
+a malicious party or a tampering relay.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from harbour.crypto.group import RandomBytes
+from harbour.mpc.ciphersuite import suite_by_name
+from harbour.mpc.dkg import DkgParty
+from harbour.mpc.envelope import Envelope, Party
+from harbour.mpc.frost_party import FrostSigner
+from harbour.mpc.keyshare import KeyShare
+
+T = TypeVar("T")
+Intercept = Callable[[Envelope, int], Envelope | None]
+"""``(envelope, destination) -> envelope to deliver, or None to drop it``."""
+
+
+@dataclass
+class RunStats:
+    envelopes: int = 0
+    bytes: int = 0
+
+
+def run(parties: Mapping[int, Party[T]], intercept: Intercept | None = None, stats: RunStats | None = None) -> dict[int, T]:
+    """Drive ``parties`` to completion; a ProtocolAbort from any party propagates."""
+    queue: deque[tuple[Envelope, int]] = deque()
+
+    def post(envs: Sequence[Envelope]) -> None:
+        for env in envs:
+            if stats is not None:
+                stats.envelopes += 1
+                stats.bytes += len(env.encode())
+            targets = [env.recipient] if env.recipient is not None else [i for i in parties if i != env.sender]
+            for dest in targets:
+                queue.append((env, dest))
+
+    for party in parties.values():
+        post(party.start())
+    while queue:
+        env, dest = queue.popleft()
+        delivered = intercept(env, dest) if intercept else env
+        if delivered is None or dest not in parties:
+            continue
+        post(parties[dest].receive(delivered))
+    unfinished = [i for i, p in parties.items() if not p.done]
+    if unfinished:
+        raise RuntimeError(f"parties {unfinished} did not finish: messages were lost")
+    return {i: p.result for i, p in parties.items()}
+
+
+def new_session_id() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def keygen(
+    scheme: str,
+    threshold: int,
+    n: int,
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> dict[int, KeyShare]:
+    """Run a full DKG with parties 1..n in this process."""
+    suite = suite_by_name(scheme)
+    sid = session_id or new_session_id()
+    ids = list(range(1, n + 1))
+    parties = {i: DkgParty(suite, sid, i, threshold, ids, rng=rng) for i in ids}
+    return run(parties, intercept, stats)
+
+
+def sign(
+    shares: Mapping[int, KeyShare],
+    signers: Sequence[int],
+    message: bytes,
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    **options: Any,
+) -> bytes:
+    """Run one FROST signing session among ``signers``; every signer's result must agree."""
+    sid = session_id or new_session_id()
+    parties = {i: FrostSigner(sid, shares[i], signers, message, **options) for i in signers}
+    results = run(parties, intercept, stats)
+    signatures = set(results.values())
+    if len(signatures) != 1:
+        raise RuntimeError("signers produced different signatures")
+    return signatures.pop()
