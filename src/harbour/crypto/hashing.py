@@ -12,28 +12,34 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from functools import lru_cache
 
-HashFn = Callable[[bytes], "hashlib._Hash"]
+
+@lru_cache(maxsize=4)
+def _zero_block_state(hash_name: str) -> hashlib._Hash:
+    """The hash state after absorbing ``Z_pad`` (one zero block): a constant, computed once."""
+    h = hashlib.new(hash_name)
+    h.update(bytes(h.block_size))
+    return h
 
 
 def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int, hash_name: str = "sha256") -> bytes:
     """RFC 9380 section 5.3.1, for a Merkle-Damgård hash (SHA-256 or SHA-512)."""
-    h = hashlib.new(hash_name)
-    b_in_bytes = h.digest_size
-    s_in_bytes = h.block_size
+    h0 = _zero_block_state(hash_name).copy()
+    b_in_bytes = h0.digest_size
     if len(dst) > 255:  # section 5.3.3: oversize DSTs are hashed first
         dst = hashlib.new(hash_name, b"H2C-OVERSIZE-DST-" + dst).digest()
     ell = -(-len_in_bytes // b_in_bytes)
     if ell > 255 or len_in_bytes > 65535:
         raise ValueError("expand_message_xmd: requested output is too long")
     dst_prime = dst + bytes([len(dst)])
-    msg_prime = bytes(s_in_bytes) + msg + len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime
-    b0 = hashlib.new(hash_name, msg_prime).digest()
+    h0.update(msg + len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime)
+    b0 = h0.digest()
     bi = hashlib.new(hash_name, b0 + b"\x01" + dst_prime).digest()
     out = [bi]
+    b0_int = int.from_bytes(b0, "big")
     for i in range(2, ell + 1):
-        mixed = bytes(x ^ y for x, y in zip(b0, bi, strict=True))
+        mixed = (b0_int ^ int.from_bytes(bi, "big")).to_bytes(b_in_bytes, "big")
         bi = hashlib.new(hash_name, mixed + bytes([i]) + dst_prime).digest()
         out.append(bi)
     return b"".join(out)[:len_in_bytes]

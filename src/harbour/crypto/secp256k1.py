@@ -9,8 +9,11 @@ libsecp256k1's parser never yields it, so a decoded point is never the identity.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from coincurve import PublicKey
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
 
 from harbour.crypto.group import Group, GroupError, Point
 
@@ -18,48 +21,65 @@ P = 2**256 - 2**32 - 977
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _GX = 0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798
 
+# coincurve's context and cffi bindings, called directly: its PublicKey wrapper
+# re-validates and re-wraps on every operation, which costs a fifth of a scalar
+# multiplication, and the protocols here do thousands of them.
+_CTX = GLOBAL_CONTEXT.ctx
+_COMPRESSED = lib.SECP256K1_EC_COMPRESSED
+
+
+def _parse(data: bytes) -> object | None:
+    raw = ffi.new("secp256k1_pubkey *")
+    return raw if lib.secp256k1_ec_pubkey_parse(_CTX, raw, data, len(data)) else None
+
 
 class Secp256k1Point(Point):
-    """A point, held as libsecp256k1's parsed public key; ``None`` is the identity."""
+    """A point, held as libsecp256k1's ``secp256k1_pubkey``; ``None`` is the identity."""
 
-    __slots__ = ("_enc", "_pk")
+    __slots__ = ("_enc", "_raw")
 
-    def __init__(self, pk: PublicKey | None, enc: bytes | None = None) -> None:
-        self._pk = pk
+    def __init__(self, raw: object | None, enc: bytes | None = None) -> None:
+        self._raw: Any = raw
         self._enc = enc
 
     def __add__(self, other: Point) -> Point:
         assert isinstance(other, Secp256k1Point)
-        if self._pk is None:
+        if self._raw is None:
             return other
-        if other._pk is None:
+        if other._raw is None:
             return self
-        try:
-            return Secp256k1Point(PublicKey.combine_keys([self._pk, other._pk]))
-        except ValueError:  # the sum is the point at infinity
-            return _IDENTITY
+        out = ffi.new("secp256k1_pubkey *")
+        if not lib.secp256k1_ec_pubkey_combine(_CTX, out, [self._raw, other._raw], 2):
+            return _IDENTITY  # the sum is the point at infinity
+        return Secp256k1Point(out)
 
     def __neg__(self) -> Point:
-        if self._pk is None:
+        if self._raw is None:
             return self
-        enc = self.encode()
-        flipped = bytes([enc[0] ^ 1]) + enc[1:]
-        return Secp256k1Point(PublicKey(flipped), flipped)
+        out = ffi.new("secp256k1_pubkey *", self._raw[0])
+        lib.secp256k1_ec_pubkey_negate(_CTX, out)
+        return Secp256k1Point(out)
 
     def __mul__(self, k: int) -> Point:
         k %= N
-        if k == 0 or self._pk is None:
+        if k == 0 or self._raw is None:
             return _IDENTITY
-        return Secp256k1Point(self._pk.multiply(k.to_bytes(32, "big")))
+        out = ffi.new("secp256k1_pubkey *", self._raw[0])
+        if not lib.secp256k1_ec_pubkey_tweak_mul(_CTX, out, k.to_bytes(32, "big")):
+            raise GroupError("libsecp256k1 refused the scalar multiplication")
+        return Secp256k1Point(out)
 
     def is_identity(self) -> bool:
-        return self._pk is None
+        return self._raw is None
 
     def encode(self) -> bytes:
         if self._enc is None:
-            if self._pk is None:
+            if self._raw is None:
                 raise GroupError("the identity element has no encoding")
-            self._enc = self._pk.format(compressed=True)
+            buf = ffi.new("unsigned char[33]")
+            size = ffi.new("size_t *", 33)
+            lib.secp256k1_ec_pubkey_serialize(_CTX, buf, size, self._raw, _COMPRESSED)
+            self._enc = bytes(ffi.buffer(buf, 33))
         return self._enc
 
     @property
@@ -73,22 +93,23 @@ class Secp256k1Point(Point):
 
     @property
     def public_key(self) -> PublicKey:
-        if self._pk is None:
+        """The same point as a coincurve ``PublicKey`` (for ECDSA/Schnorr verification)."""
+        if self._raw is None:
             raise GroupError("the identity element is not a public key")
-        return self._pk
+        return PublicKey(self.encode())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secp256k1Point):
             return NotImplemented
-        if self._pk is None or other._pk is None:
-            return self._pk is None and other._pk is None
+        if self._raw is None or other._raw is None:
+            return self._raw is None and other._raw is None
         return self.encode() == other.encode()
 
     def __hash__(self) -> int:
-        return hash(b"" if self._pk is None else self.encode())
+        return hash(b"" if self._raw is None else self.encode())
 
     def __repr__(self) -> str:
-        return "Secp256k1Point(identity)" if self._pk is None else f"Secp256k1Point({self.encode().hex()})"
+        return "Secp256k1Point(identity)" if self._raw is None else f"Secp256k1Point({self.encode().hex()})"
 
 
 _IDENTITY = Secp256k1Point(None)
@@ -110,18 +131,21 @@ class Secp256k1Group(Group):
         k %= N
         if k == 0:
             return _IDENTITY
-        return Secp256k1Point(PublicKey.from_secret(k.to_bytes(32, "big")))
+        out = ffi.new("secp256k1_pubkey *")
+        if not lib.secp256k1_ec_pubkey_create(_CTX, out, k.to_bytes(32, "big")):
+            raise GroupError("libsecp256k1 refused the base multiplication")
+        return Secp256k1Point(out)
 
     def decode_point(self, data: bytes) -> Point:
         if len(data) != 33 or data[0] not in (2, 3):
             raise GroupError("a secp256k1 element is a 33-byte compressed point")
         if int.from_bytes(data[1:], "big") >= P:
             raise GroupError("non-canonical secp256k1 point: x is not below the field prime")
-        try:
-            pk = PublicKey(data)
-        except ValueError as exc:
-            raise GroupError("bytes do not encode a point on secp256k1") from exc
-        return Secp256k1Point(pk, bytes(data))
+        data = bytes(data)
+        raw = _parse(data)
+        if raw is None:
+            raise GroupError("bytes do not encode a point on secp256k1")
+        return Secp256k1Point(raw, data)
 
     def lift_x(self, x_bytes: bytes) -> Secp256k1Point:
         """BIP-340 ``lift_x``: the point with this x coordinate and an even y."""
@@ -143,21 +167,21 @@ class Secp256k1Group(Group):
         return k
 
     def sum(self, points: Iterable[Point]) -> Point:
-        keys = []
+        raws = []
         for p in points:
             assert isinstance(p, Secp256k1Point)
-            if p._pk is not None:
-                keys.append(p._pk)
-        if not keys:
+            if p._raw is not None:
+                raws.append(p._raw)
+        if not raws:
             return _IDENTITY
-        if len(keys) == 1:
-            return Secp256k1Point(keys[0])
-        try:
-            return Secp256k1Point(PublicKey.combine_keys(keys))
-        except ValueError:
+        if len(raws) == 1:
+            return Secp256k1Point(raws[0])
+        out = ffi.new("secp256k1_pubkey *")
+        if not lib.secp256k1_ec_pubkey_combine(_CTX, out, raws, len(raws)):
             return _IDENTITY
+        return Secp256k1Point(out)
 
 
-_GENERATOR = Secp256k1Point(PublicKey(b"\x02" + _GX.to_bytes(32, "big")))
+_GENERATOR = Secp256k1Point(_parse(b"\x02" + _GX.to_bytes(32, "big")))
 
 SECP256K1 = Secp256k1Group()

@@ -69,7 +69,7 @@ def verify_knowledge(suite: Ciphersuite, identifier: int, C0: Point, proof: byte
     except SignatureError:
         return False
     c = pok_challenge(suite, identifier, C0, R, context)
-    return R == suite.group.base_mul(mu) - C0 * c
+    return suite.group.base_mul(mu) - C0 * c == R
 
 
 def decode_commitments(group: Group, sender: int, raw: Sequence[object], threshold: int) -> list[Point]:
@@ -193,13 +193,12 @@ class DkgParty(Party[KeyShare]):
             .append_list("round1", [self._round1_payloads[i] for i in self.parties])
             .digest()
         )
-        return [
-            self._envelope(
-                2, j, encode_payload({"share": g.encode_scalar(evaluate(self._coefficients, j, g.order)), "echo": self._echo})
-            )
-            for j in self.parties
-            if j != self.me
-        ]
+        out = []
+        for j in self.parties:
+            if j != self.me:
+                share = g.encode_scalar(evaluate(self._coefficients, j, g.order))
+                out.append(self._envelope(2, j, encode_payload({"share": share, "echo": self._echo})))
+        return out
 
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
         g = self.suite.group

@@ -18,7 +18,13 @@ import cbor2
 from harbour.crypto.ed25519 import ED25519
 from harbour.crypto.group import Group, GroupError, Point
 from harbour.crypto.secp256k1 import SECP256K1
-from harbour.crypto.shamir import MAX_PARTIES, SharingError, check_identifiers, lagrange_coefficient
+from harbour.crypto.shamir import (
+    MAX_PARTIES,
+    DealtKey,
+    SharingError,
+    check_identifiers,
+    lagrange_coefficient,
+)
 
 KEYSHARE_VERSION = 1
 GROUPS: dict[str, Group] = {"secp256k1": SECP256K1, "ed25519": ED25519}
@@ -161,3 +167,25 @@ class KeyShare:
             raise KeyShareError("key share encoding is not canonical")
         share.check_consistent()
         return share
+
+
+def shares_from_dealer(scheme: str, curve: str, dealt: DealtKey) -> dict[int, KeyShare]:
+    """Key shares for a trusted-dealer sharing (RFC 9591 appendix C): importing a key.
+
+    The output is indistinguishable in form from a DKG's, so an imported key signs,
+    refreshes and reshares like any other.
+    """
+    parties = tuple(sorted(dealt.shares))
+    return {
+        i: KeyShare(
+            scheme=scheme,
+            curve=curve,
+            threshold=dealt.threshold,
+            parties=parties,
+            identifier=i,
+            secret_share=s,
+            group_public_key=dealt.group_public_key,
+            verification_shares=dict(dealt.verification_shares),
+        )
+        for i, s in dealt.shares.items()
+    }

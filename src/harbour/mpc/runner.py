@@ -32,7 +32,9 @@ class RunStats:
     bytes: int = 0
 
 
-def run(parties: Mapping[int, Party[T]], intercept: Intercept | None = None, stats: RunStats | None = None) -> dict[int, T]:
+def run(
+    parties: Mapping[int, Party[T]], intercept: Intercept | None = None, stats: RunStats | None = None
+) -> dict[int, T]:
     """Drive ``parties`` to completion; a ProtocolAbort from any party propagates."""
     queue: deque[tuple[Envelope, int]] = deque()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from harbour.crypto.group import Point
 from harbour.crypto.hashing import tagged_hash
-from harbour.crypto.secp256k1 import N, SECP256K1, Secp256k1Point
+from harbour.crypto.secp256k1 import SECP256K1, N, Secp256k1Point
 from harbour.mpc.frost import SigningKey
 
 
