@@ -81,11 +81,14 @@ class Ciphersuite:
             raise SignatureError(f"malformed {self.name} signature: {exc}") from exc
 
     def verify(self, public_key: Point, message: bytes, signature: bytes) -> bool:
-        """Prime-order verification (RFC 9591 appendix B): ``z·G == R + c·PK``."""
         try:
             R, z = self.decode_signature(signature)
         except SignatureError:
             return False
+        return self.verify_parts(public_key, message, R, z)
+
+    def verify_parts(self, public_key: Point, message: bytes, R: Point, z: int) -> bool:
+        """Prime-order verification (RFC 9591 appendix B): ``z·G == R + c·PK``."""
         c = self.challenge(R, public_key, message)
         return self.group.base_mul(z) == R + public_key * c
 
@@ -196,6 +199,9 @@ class Secp256k1Sha256TR(Secp256k1Sha256):
         if len(signature) != 64:
             return False
         return bool(PublicKeyXOnly(public_key.x_bytes).verify(signature, message))
+
+    def verify_parts(self, public_key: Point, message: bytes, R: Point, z: int) -> bool:
+        return self.verify(public_key, message, self.encode_signature(R, z))
 
 
 FROST_SECP256K1 = Secp256k1Sha256()

@@ -217,9 +217,8 @@ def aggregate(
         raise ValueError("need exactly one signature share per participant")
     n = suite.group.order
     z = sum(shares.values()) % n
-    signature = suite.encode_signature(ctx.R, z)
-    if suite.verify(public_key, message, signature):
-        return signature
+    if suite.verify_parts(public_key, message, ctx.R, z):
+        return suite.encode_signature(ctx.R, z)
     culprits = [
         i for i in ctx.participants if not verify_share(suite, ctx, i, shares[i], verification_shares[i])
     ]

@@ -23,7 +23,6 @@ from harbour.crypto.shamir import (
     DealtKey,
     SharingError,
     check_identifiers,
-    lagrange_coefficient,
 )
 
 KEYSHARE_VERSION = 1
@@ -57,14 +56,31 @@ class PublicKeyPackage:
         return group_by_name(self.curve)
 
     def check_consistent(self) -> None:
-        """The verification shares must interpolate to the group key (any t of them)."""
+        """Every verification share must lie on one degree ``t - 1`` polynomial with the group key at 0.
+
+        The first ``t`` shares fix the polynomial; the group key and each further share
+        must be its value (Lagrange interpolation in the exponent). A single wrong share
+        would otherwise make a failed signature blame the wrong signer.
+        """
         g = self.group
-        subset = list(self.parties[: self.threshold])
-        acc = g.sum(
-            self.verification_shares[i] * lagrange_coefficient(subset, i, g.order) for i in subset
-        )
-        if acc != self.group_public_key:
+        base = list(self.parties[: self.threshold])
+
+        def interpolate(x: int) -> Point:
+            weights = {}
+            for i in base:
+                num, den = 1, 1
+                for j in base:
+                    if j != i:
+                        num = num * (x - j) % g.order
+                        den = den * (i - j) % g.order
+                weights[i] = num * pow(den, -1, g.order) % g.order
+            return g.sum(self.verification_shares[i] * weights[i] for i in base)
+
+        if interpolate(0) != self.group_public_key:
             raise KeyShareError("verification shares do not interpolate to the group public key")
+        for j in self.parties[self.threshold :]:
+            if interpolate(j) != self.verification_shares[j]:
+                raise KeyShareError(f"verification share of party {j} is not on the sharing polynomial")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from harbour.crypto.group import RandomBytes
 from harbour.mpc.ciphersuite import suite_by_name
 from harbour.mpc.dkg import DkgParty
-from harbour.mpc.envelope import Envelope, Party
+from harbour.mpc.envelope import Envelope, Party, UsageError
 from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.keyshare import KeyShare
 
@@ -95,6 +95,9 @@ def sign(
 ) -> bytes:
     """Run one FROST signing session among ``signers``; every signer's result must agree."""
     sid = session_id or new_session_id()
+    missing = [i for i in signers if i not in shares]
+    if missing:
+        raise UsageError(f"no key share for signers {missing}")
     parties = {i: FrostSigner(sid, shares[i], signers, message, **options) for i in signers}
     results = run(parties, intercept, stats)
     signatures = set(results.values())
