@@ -1,0 +1,112 @@
+"""Checking command-line input, and reporting what is wrong with it in one line.
+
+Every check raises :class:`InputError` with a message that names the option and
+the rule it breaks; :func:`reported_errors` turns that into ``Error: ...`` on
+stderr and exit code 2 (the code Click uses for usage errors), so a script that
+calls ``harbour`` can tell a bad invocation from a failed protocol run (exit 1)
+and never has to parse a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from harbour.crypto.shamir import MAX_PARTIES
+from harbour.mpc.ciphersuite import SUITES
+from harbour.mpc.envelope import ProtocolAbort, UsageError
+
+SCHEMES: tuple[str, ...] = tuple(SUITES)
+USAGE_EXIT = 2
+FAILURE_EXIT = 1
+
+
+# Options shared by the commands that take a scheme and a t-of-n size.
+SchemeOption = Annotated[str, typer.Option("--scheme", "-s", help=f"One of: {', '.join(SCHEMES)}.")]
+ThresholdOption = Annotated[int, typer.Option("--threshold", "-t", help="Signers needed (t of t-of-n).")]
+PartiesOption = Annotated[
+    int, typer.Option("--parties", "-n", help=f"Key holders (n of t-of-n), at most {MAX_PARTIES}.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
+
+
+class InputError(ValueError):
+    """A command-line value that cannot be used; the message is shown as is."""
+
+
+class RunFailure(RuntimeError):
+    """A protocol run that did not produce a verified result."""
+
+
+def check_scheme(name: str) -> str:
+    if name not in SUITES:
+        raise InputError(f"--scheme: unknown scheme {name!r}; choose one of {', '.join(SCHEMES)}")
+    return name
+
+
+def check_sizes(threshold: int, parties: int) -> None:
+    if threshold < 1:
+        raise InputError(f"-t/--threshold must be at least 1, got {threshold}")
+    if parties > MAX_PARTIES:
+        raise InputError(f"-n/--parties must be at most {MAX_PARTIES}, got {parties}")
+    if threshold > parties:
+        raise InputError(f"-t/--threshold ({threshold}) cannot exceed -n/--parties ({parties})")
+
+
+def parse_message(text: str) -> bytes:
+    """Hex, with an optional ``0x`` prefix; the empty string is the empty message."""
+    digits = text.strip()
+    if digits[:2].lower() == "0x":
+        digits = digits[2:]
+    if len(digits) % 2:
+        raise InputError(f"--message must be whole bytes of hex, but {text!r} has an odd number of digits")
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        raise InputError(f"--message must be hexadecimal bytes (e.g. 48656c6c6f), got {text!r}") from None
+
+
+def parse_signers(text: str | None, threshold: int, parties: int) -> list[int]:
+    """A comma-separated subset of ``1..parties`` with at least ``threshold`` members.
+
+    Defaults to the first ``threshold`` parties. Returned sorted, the order in
+    which FROST lists the participants.
+    """
+    if text is None:
+        return list(range(1, threshold + 1))
+    items = [item.strip() for item in text.split(",")]
+    try:
+        signers = [int(item) for item in items]
+    except ValueError:
+        raise InputError(f"--signers must be comma-separated party numbers (e.g. 1,3), got {text!r}") from None
+    outside = [i for i in signers if not 1 <= i <= parties]
+    if outside:
+        raise InputError(f"--signers must be parties in 1..{parties}; not a party: {outside[0]}")
+    duplicates = sorted({i for i in signers if signers.count(i) > 1})
+    if duplicates:
+        raise InputError(f"--signers lists party {duplicates[0]} more than once")
+    if len(signers) < threshold:
+        raise InputError(
+            f"--signers: a {threshold}-of-{parties} key needs at least {threshold} signers, got {len(signers)}"
+        )
+    return sorted(signers)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``Error: message`` on stderr; the caller raises the returned Exit."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Bad input exits 2, a run that fails exits 1; either way one line, no traceback."""
+    try:
+        yield
+    except InputError as exc:
+        raise fail(str(exc), USAGE_EXIT) from None
+    except (ProtocolAbort, UsageError, RunFailure) as exc:
+        raise fail(str(exc), FAILURE_EXIT) from None
