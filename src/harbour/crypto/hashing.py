@@ -73,9 +73,11 @@ class Transcript:
     """A domain-separated, length-prefixed hash of labelled items (SHA-512).
 
     ``Transcript("harbour/dkg/v1").append("session", sid).append("t", t)`` hashes
-    ``frame(domain) || frame(label) || frame(value) || ...`` where
-    ``frame(x) = len(x) as u64 big-endian || x``. Integers are framed as their
-    8-byte big-endian value, lists of byte strings as a count then each item.
+    ``frame("harbour-transcript-v1") || frame(domain)`` followed, per item, by
+    ``frame(label) || type || frame(value)``, where ``frame(x)`` is ``len(x)`` as a
+    u64 big-endian then ``x`` and ``type`` is one byte: ``b`` bytes, ``s`` UTF-8
+    string, ``i`` unsigned integer (8-byte big-endian, longer if it must be),
+    ``l`` list (an u64 count, then each item framed).
     """
 
     __slots__ = ("_h",)

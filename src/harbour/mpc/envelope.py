@@ -100,7 +100,7 @@ def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]])
         obj = cbor2.loads(env.payload)
     except Exception as exc:
         raise ProtocolAbort([env.sender], f"round {env.round} payload is not valid CBOR") from exc
-    if not isinstance(obj, dict) or obj.get("v") != PAYLOAD_VERSION:
+    if not isinstance(obj, dict) or type(obj.get("v")) is not int or obj["v"] != PAYLOAD_VERSION:
         raise ProtocolAbort([env.sender], f"round {env.round} payload has the wrong version or shape")
     if set(obj) != {"v", *schema}:
         raise ProtocolAbort([env.sender], f"round {env.round} payload has missing or unexpected fields")

@@ -3,11 +3,12 @@
 Round 1: each signer broadcasts its nonce commitments ``(D_i, E_i)``.
 Round 2: with every commitment in hand, each signer computes the binding factors,
 the group commitment and its signature share, and broadcasts the share together
-with the hash of the commitment list it used (the RFC's
-``encoded_commitment_hash``). The echo makes equivocation visible: a signer that
-sent different commitments to different signers makes those hashes differ, and
-the session aborts before anyone blames an honest signer for a share computed
-over a different list. Each signer then aggregates, verifies the signature
+with an echo: a transcript hash of the commitment list it used (the RFC's
+``encoded_commitment_hash``), the message and the signing key (which carries the
+Taproot tweak). The echo makes equivocation visible: a signer that sent
+different commitments to different signers, or signers handed different
+messages or keys, make those hashes differ, and the session aborts before anyone
+blames an honest signer for a share computed over different inputs. Each signer then aggregates, verifies the signature
 against the group key and, only if it fails, checks shares one by one to name
 the culprits (RFC 9591 section 5.4). A signature is never released unverified.
 
@@ -21,6 +22,7 @@ import secrets
 from collections.abc import Sequence
 
 from harbour.crypto.group import GroupError, Point, RandomBytes
+from harbour.crypto.hashing import Transcript
 from harbour.mpc import frost, taproot
 from harbour.mpc.ciphersuite import Ciphersuite, suite_by_name
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
@@ -78,6 +80,8 @@ class FrostSigner(Party[bytes]):
             raise UsageError(f"need at least {share.threshold} signers, got {len(signer_set)}")
         if share.identifier not in signer_set:
             raise UsageError("this party is not one of the signers")
+        if self.suite.group.name != share.curve:
+            raise UsageError(f"a {share.curve} key share cannot sign under {self.suite.name}")
         self.signers = signer_set
         self.message = bytes(message)
         self.key = signing_key_for(self.suite, share, merkle_root, tweak)
@@ -85,6 +89,7 @@ class FrostSigner(Party[bytes]):
         self._nonces: frost.SigningNonces | None = None
         self._ctx: frost.SigningContext | None = None
         self._shares: dict[int, int] = {}
+        self._echo = b""
         others = [i for i in signer_set if i != self.me]
         self._expect(1, others, broadcast=True)
         self._expect(2, others, broadcast=True)
@@ -112,16 +117,30 @@ class FrostSigner(Party[bytes]):
         # sign_share consumes the nonces before the share exists, let alone leaves us.
         z = frost.sign_share(self.suite, self.key, self._nonces, self._ctx)
         self._shares[self.me] = z
-        payload = encode_payload({"share": g.encode_scalar(z), "commitments_hash": self._ctx.commitments_hash})
+        self._echo = self._echo_digest()
+        payload = encode_payload({"share": g.encode_scalar(z), "echo": self._echo})
         return [self._envelope(2, None, payload)]
+
+    def _echo_digest(self) -> bytes:
+        """What every signer must agree on before a share is blamed: list, message and key."""
+        assert self._ctx is not None
+        return (
+            Transcript("harbour/frost/round2-echo")
+            .append("session", self.session_id)
+            .append("scheme", self.suite.name)
+            .append("commitments", self._ctx.commitments_hash)
+            .append("message", self.message)
+            .append("key", self.key.group_public_key.encode())
+            .digest()
+        )
 
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
         assert self._ctx is not None
         g = self.suite.group
         disagree = []
         for env in envelopes:
-            body = decode_payload(env, {"share": bytes, "commitments_hash": bytes})
-            if body["commitments_hash"] != self._ctx.commitments_hash:
+            body = decode_payload(env, {"share": bytes, "echo": bytes})
+            if body["echo"] != self._echo:
                 disagree.append(env.sender)
                 continue
             try:
@@ -131,8 +150,9 @@ class FrostSigner(Party[bytes]):
         if disagree:
             raise ProtocolAbort(
                 [],
-                f"signers {disagree} signed over different round-one commitments than ours: "
-                "a signer equivocated in round one (who cannot be told without signed broadcast)",
+                f"signers {disagree} signed over different round-one commitments, message or key than ours: "
+                "a signer equivocated in round one or the signers were given different requests "
+                "(who is at fault cannot be told without signed broadcast)",
             )
         self._aggregate()
         return []
