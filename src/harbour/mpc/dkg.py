@@ -147,7 +147,7 @@ class DkgParty(Party[KeyShare]):
         super().__init__(session_id, me)
         try:
             check_parameters(threshold, len(parties))
-            self.parties = check_identifiers(sorted(parties))
+            self.parties = sorted(check_identifiers(parties))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         if me not in self.parties:

@@ -85,6 +85,27 @@ class Envelope:
         return len(self.encode())
 
 
+MAX_DEPTH = 4
+
+
+def _plain(obj: object, depth: int) -> bool:
+    """Only the CBOR the protocols use: no tags, floats, booleans, nulls or shared references.
+
+    cbor2 turns semantic tags into arbitrary Python objects (and tags 28/29 into
+    self-containing lists), which must never reach protocol code; the depth bound
+    also stops any cycle.
+    """
+    if type(obj) in (bytes, str, int):
+        return True
+    if depth == 0:
+        return False
+    if type(obj) is list:
+        return all(_plain(x, depth - 1) for x in obj)
+    if type(obj) is dict:
+        return all(type(k) in (str, int) and _plain(v, depth - 1) for k, v in obj.items())
+    return False
+
+
 def encode_payload(fields: Mapping[str, Any]) -> bytes:
     return cbor2.dumps({"v": PAYLOAD_VERSION, **fields}, canonical=True)
 
@@ -100,6 +121,10 @@ def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]])
         obj = cbor2.loads(env.payload)
     except Exception as exc:
         raise ProtocolAbort([env.sender], f"round {env.round} payload is not valid CBOR") from exc
+    if not _plain(obj, MAX_DEPTH):
+        raise ProtocolAbort(
+            [env.sender], f"round {env.round} payload holds something other than maps, lists, bytes, text and integers"
+        )
     if not isinstance(obj, dict) or type(obj.get("v")) is not int or obj["v"] != PAYLOAD_VERSION:
         raise ProtocolAbort([env.sender], f"round {env.round} payload has the wrong version or shape")
     if set(obj) != {"v", *schema}:
@@ -161,6 +186,10 @@ class Party(ABC, Generic[R]):
         self._check_alive()
         if not self._started:
             raise UsageError("call start() before receive()")
+        if self.done:
+            # Refused, but the finished result stands: a replayed envelope from a
+            # relay must not make a node throw away a good key share or signature.
+            raise ProtocolAbort([env.sender], "message after the protocol finished")
         return self._guard(lambda: self._accept(env))
 
     @property
@@ -199,16 +228,18 @@ class Party(ABC, Generic[R]):
             raise UsageError(f"this party has aborted and cannot be reused: {self._aborted.reason}")
 
     def _guard(self, fn: Any) -> list[Envelope]:
+        """Run protocol code; any failure leaves the party dead, never half-advanced."""
         try:
             out: list[Envelope] = fn()
             return out
         except ProtocolAbort as abort:
             self._aborted = abort
             raise
+        except Exception as exc:
+            self._aborted = ProtocolAbort([], f"internal error: {type(exc).__name__}: {exc}")
+            raise
 
     def _accept(self, env: Envelope) -> list[Envelope]:
-        if self.done:
-            raise ProtocolAbort([env.sender], "message after the protocol finished")
         if env.session_id != self.session_id:
             raise ProtocolAbort([env.sender], "message belongs to another session (replay?)")
         if env.protocol != self.protocol:

@@ -27,6 +27,12 @@ from harbour.crypto.shamir import (
 
 KEYSHARE_VERSION = 1
 GROUPS: dict[str, Group] = {"secp256k1": SECP256K1, "ed25519": ED25519}
+SCHEME_CURVES: dict[str, str] = {
+    "frost-secp256k1": "secp256k1",
+    "frost-taproot": "secp256k1",
+    "frost-ed25519": "ed25519",
+}
+"""Every scheme a key share may be tagged with, and the curve its share lives on."""
 
 
 class KeyShareError(ValueError):
@@ -98,6 +104,12 @@ class KeyShare:
     extensions: Mapping[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if SCHEME_CURVES.get(self.scheme) != self.curve:
+            raise KeyShareError(f"scheme {self.scheme!r} is unknown or not a scheme on curve {self.curve!r}")
+        if type(self.threshold) is not int or type(self.identifier) is not int:
+            raise KeyShareError("threshold and identifier must be integers")
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in self.extensions.items()):
+            raise KeyShareError("extensions map names to byte strings")
         try:
             check_identifiers(self.parties)
         except SharingError as exc:
@@ -173,7 +185,7 @@ class KeyShare:
                 secret_share=g.decode_scalar(obj["share"]),
                 group_public_key=g.decode_point(obj["pk"]),
                 verification_shares={int(i): g.decode_point(p) for i, p in vs_raw.items()},
-                extensions={str(k): bytes(v) for k, v in obj["ext"].items()},
+                extensions=dict(obj["ext"]),
             )
         except (GroupError, TypeError, ValueError) as exc:
             if isinstance(exc, KeyShareError):

@@ -77,7 +77,7 @@ def keygen(
 ) -> dict[int, KeyShare]:
     """Run a full DKG with parties 1..n in this process."""
     suite = suite_by_name(scheme)
-    sid = session_id or new_session_id()
+    sid = new_session_id() if session_id is None else session_id
     ids = list(range(1, n + 1))
     parties = {i: DkgParty(suite, sid, i, threshold, ids, rng=rng) for i in ids}
     return run(parties, intercept, stats)
@@ -94,7 +94,7 @@ def sign(
     **options: Any,
 ) -> bytes:
     """Run one FROST signing session among ``signers``; every signer's result must agree."""
-    sid = session_id or new_session_id()
+    sid = new_session_id() if session_id is None else session_id
     missing = [i for i in signers if i not in shares]
     if missing:
         raise UsageError(f"no key share for signers {missing}")
