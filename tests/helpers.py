@@ -1,0 +1,266 @@
+"""Shared tools for the attack tests: a network that keeps going after an abort,
+interceptors that play a malicious party, and catalogues of malformed encodings."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import cbor2
+import nacl.bindings as sodium
+
+from harbour.crypto.ed25519 import ED25519
+from harbour.crypto.group import Group
+from harbour.crypto.secp256k1 import SECP256K1
+from harbour.crypto.secp256k1 import P as SECP_P
+from harbour.mpc import runner
+from harbour.mpc.ciphersuite import suite_by_name
+from harbour.mpc.dkg import DkgParty
+from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, encode_payload
+from harbour.mpc.frost_party import FrostSigner
+from harbour.mpc.keyshare import KeyShare
+from harbour.mpc.runner import Intercept
+
+SCHEMES = ["frost-secp256k1", "frost-ed25519", "frost-taproot"]
+GROUPS = [SECP256K1, ED25519]
+ED_P = 2**255 - 19
+
+
+def session() -> bytes:
+    return runner.new_session_id()
+
+
+# -- a network that records every party's fate ---------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What each party ended with: a result, an abort, or neither (still waiting)."""
+
+    parties: Mapping[int, Party[Any]]
+    results: dict[int, Any] = field(default_factory=dict)
+    aborts: dict[int, ProtocolAbort] = field(default_factory=dict)
+
+    def culprits(self, i: int) -> frozenset[int]:
+        assert i in self.aborts, f"party {i} did not abort (results: {sorted(self.results)})"
+        return self.aborts[i].culprits
+
+
+def drive(parties: Mapping[int, Party[Any]], intercept: Intercept | None = None) -> Outcome:
+    """Like ``runner.run``, but an abort stops only the party that raised it.
+
+    The runner stops at the first abort; attack tests need to see that *every*
+    honest party refuses, and whom each one blames.
+    """
+    out = Outcome(parties)
+    queue: deque[tuple[Envelope, int]] = deque()
+
+    def post(envs: Sequence[Envelope]) -> None:
+        for env in envs:
+            targets = [env.recipient] if env.recipient is not None else [i for i in parties if i != env.sender]
+            queue.extend((env, dest) for dest in targets)
+
+    for i, party in parties.items():
+        try:
+            post(party.start())
+        except ProtocolAbort as abort:
+            out.aborts[i] = abort
+    while queue:
+        env, dest = queue.popleft()
+        delivered = intercept(env, dest) if intercept else env
+        if delivered is None or dest not in parties or dest in out.aborts:
+            continue
+        try:
+            post(parties[dest].receive(delivered))
+        except ProtocolAbort as abort:
+            out.aborts[dest] = abort
+    out.results = {i: p.result for i, p in parties.items() if p.done}
+    return out
+
+
+# -- parties ----------------------------------------------------------------------------
+
+
+def dkg_parties(scheme: str, t: int, n: int, session_id: bytes | None = None) -> dict[int, DkgParty]:
+    sid = session() if session_id is None else session_id
+    ids = list(range(1, n + 1))
+    return {i: DkgParty(suite_by_name(scheme), sid, i, t, ids) for i in ids}
+
+
+def frost_signers(
+    shares: Mapping[int, KeyShare],
+    signers: Sequence[int],
+    message: bytes,
+    session_id: bytes | None = None,
+    **options: Any,
+) -> dict[int, FrostSigner]:
+    sid = session() if session_id is None else session_id
+    return {i: FrostSigner(sid, shares[i], signers, message, **options) for i in signers}
+
+
+@cache
+def cached_keygen(scheme: str, t: int, n: int) -> Mapping[int, KeyShare]:
+    """One honest DKG per (scheme, t, n) for the whole test run."""
+    return runner.keygen(scheme, t, n)
+
+
+# -- interceptors: a malicious party or a tampering relay ------------------------------
+
+Mutation = Callable[[dict[str, Any], Envelope, int], dict[str, Any]]
+
+
+def rewrite(
+    rnd: int,
+    sender: int,
+    mutate: Mutation,
+    to: int | Sequence[int] | None = None,
+) -> Intercept:
+    """Rewrite the payload of round ``rnd`` from ``sender`` (to ``to``, default everyone).
+
+    ``mutate`` gets the decoded payload (a fresh dict), the envelope and the
+    destination; its result is re-encoded canonically, so the only thing wrong
+    with the delivered message is what ``mutate`` changed.
+    """
+    targets = None if to is None else {to} if isinstance(to, int) else set(to)
+
+    def intercept(env: Envelope, dest: int) -> Envelope | None:
+        if env.round != rnd or env.sender != sender or (targets is not None and dest not in targets):
+            return env
+        body = dict(cbor2.loads(env.payload))
+        return dataclasses.replace(env, payload=encode_payload(mutate(body, env, dest)))
+
+    return intercept
+
+
+def set_field(name: str, value: Any) -> Mutation:
+    def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        body[name] = value
+        return body
+
+    return mutate
+
+
+def recorder(log: list[tuple[Envelope, int]]) -> Intercept:
+    def intercept(env: Envelope, dest: int) -> Envelope | None:
+        log.append((env, dest))
+        return env
+
+    return intercept
+
+
+# -- malformed encodings ----------------------------------------------------------------
+
+
+def encode_scalar_raw(group: Group, value: int) -> bytes:
+    """The scalar encoding of ``value`` with no reduction (so ``order`` stays ``order``)."""
+    return value.to_bytes(32, "big" if group is SECP256K1 else "little")
+
+
+def _ed(y: int, negative_x: bool = False) -> bytes:
+    return (y | (int(negative_x) << 255)).to_bytes(32, "little")
+
+
+def _ed_off_curve_y() -> int:
+    """The smallest y for which (y^2 - 1) / (d y^2 + 1) is not a square: no x exists."""
+    d = -121665 * pow(121666, -1, ED_P) % ED_P
+    y = 2
+    while True:
+        x2 = (y * y - 1) * pow(d * y * y + 1, -1, ED_P) % ED_P
+        if x2 != 0 and pow(x2, (ED_P - 1) // 2, ED_P) != 1:
+            return y
+        y += 1
+
+
+def _secp_off_curve_x() -> int:
+    """The smallest x for which x^3 + 7 is not a square mod p: no y exists."""
+    x = 1
+    while pow((x**3 + 7) % SECP_P, (SECP_P - 1) // 2, SECP_P) == 1:
+        x += 1
+    return x
+
+
+ED_IDENTITY = _ed(1)
+ED_SMALL_ORDER = {
+    "order-1-identity": ED_IDENTITY,
+    "order-2": _ed(ED_P - 1),
+    "order-4": _ed(0),
+    "order-4-negative-x": _ed(0, negative_x=True),
+    "order-8-a": bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    "order-8-b": bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+    "order-8-c": bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    "order-8-d": bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+}
+_G_ED = ED25519.generator().encode()
+_G_SECP = SECP256K1.generator().encode()
+
+ED_BAD_POINTS: dict[str, bytes] = {
+    "empty": b"",
+    "too-short": _G_ED[:31],
+    "too-long": _G_ED + b"\x00",
+    "identity-negative-zero-x": _ed(1, negative_x=True),
+    "off-curve-y": _ed(_ed_off_curve_y()),
+    "non-canonical-y-alias-of-order-4": _ed(ED_P),
+    "non-canonical-y-alias-of-identity": _ed(ED_P + 1),
+    "non-canonical-y-all-ones": _ed(2**255 - 1),
+    "torsion-component": sodium.crypto_core_ed25519_add(_G_ED, ED_SMALL_ORDER["order-8-a"]),
+    **ED_SMALL_ORDER,
+}
+
+SECP_BAD_POINTS: dict[str, bytes] = {
+    "empty": b"",
+    "identity-single-zero-byte": b"\x00",
+    "identity-zero-prefix": b"\x00" * 33,
+    "prefix-04-compressed-length": b"\x04" + _G_SECP[1:],
+    "prefix-05": b"\x05" + _G_SECP[1:],
+    "hybrid-prefix-06": b"\x06" + _G_SECP[1:],
+    "hybrid-prefix-07": b"\x07" + _G_SECP[1:],
+    "uncompressed": SECP256K1.generator().public_key.format(compressed=False),  # type: ignore[attr-defined]
+    "too-short": _G_SECP[:32],
+    "too-long": _G_SECP + b"\x00",
+    "off-curve-x": b"\x02" + _secp_off_curve_x().to_bytes(32, "big"),
+    "non-canonical-x-equals-p": b"\x02" + SECP_P.to_bytes(32, "big"),
+    "non-canonical-x-alias-of-valid-x": b"\x02" + (1 + SECP_P).to_bytes(32, "big"),
+    "non-canonical-x-all-ones": b"\x03" + b"\xff" * 32,
+}
+
+BAD_POINTS: dict[str, dict[str, bytes]] = {"secp256k1": SECP_BAD_POINTS, "ed25519": ED_BAD_POINTS}
+
+# The ones that matter most inside protocol messages, for every curve.
+PROTOCOL_BAD_POINTS: dict[str, list[str]] = {
+    "secp256k1": ["identity-zero-prefix", "off-curve-x", "non-canonical-x-alias-of-valid-x", "uncompressed"],
+    "ed25519": [
+        "order-1-identity",
+        "off-curve-y",
+        "non-canonical-y-alias-of-identity",
+        "order-8-a",
+        "torsion-component",
+    ],
+}
+
+
+def bad_point_cases(schemes: Sequence[str] = SCHEMES) -> list[tuple[str, str]]:
+    return [(s, k) for s in schemes for k in PROTOCOL_BAD_POINTS[suite_by_name(s).group.name]]
+
+
+# CBOR semantic tags that cbor2 decodes into Python objects; none belongs in a payload.
+TAGGED_VALUES = {
+    "datetime-text": b"\xc0" + cbor2.dumps("2020-01-01T00:00:00Z"),
+    "datetime-naive": b"\xc0" + cbor2.dumps("2020-01-01T00:00:00"),
+    "datetime-epoch": b"\xc1\x00",
+    "bignum": b"\xc2\x41\x01",
+    "decimal-fraction": b"\xc4\x82\x01\x01",
+    "bigfloat-huge-exponent": b"\xc5\x82\x1b\x7f\xff\xff\xff\xff\xff\xff\xff\x01",
+    "undefined": b"\xf7",
+    "nan": b"\xf9\x7e\x00",
+    "set": b"\xd9\x01\x02\x82\x01\x02",
+    "ip-address": b"\xd9\x01\x04\x44\x7f\x00\x00\x01",
+    "uuid-malformed": b"\xd8\x25\x41\x00",
+    "regex-malformed": b"\xd8\x23\x61(",
+    "string-reference": b"\xd9\x01\x00\x82\x63abc\xd8\x19\x00",
+    "shared-value-cycle": b"\xd8\x1c\x81\xd8\x1d\x00",
+    "mime-message": b"\xd8\x24\x60",
+}
