@@ -31,7 +31,15 @@ from harbour.crypto.group import Group, GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
 from harbour.crypto.shamir import check_identifiers, check_parameters, commit, commitment_at, evaluate
 from harbour.mpc.ciphersuite import Ciphersuite, SignatureError
-from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
+from harbour.mpc.envelope import (
+    Envelope,
+    Party,
+    ProtocolAbort,
+    UsageError,
+    decode_payload,
+    echoed_shares,
+    encode_payload,
+)
 from harbour.mpc.keyshare import KeyShare
 
 
@@ -202,17 +210,8 @@ class DkgParty(Party[KeyShare]):
 
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
         g = self.suite.group
-        shares = {self.me: evaluate(self._coefficients, self.me, g.order)}
-        disagree = []
-        for env in envelopes:
-            body = decode_payload(env, {"share": bytes, "echo": bytes})
-            if body["echo"] != self._echo:
-                disagree.append(env.sender)
-                continue
-            try:
-                shares[env.sender] = g.decode_scalar(body["share"])
-            except GroupError as exc:
-                raise ProtocolAbort([env.sender], f"invalid secret share: {exc}") from exc
+        shares, disagree = echoed_shares(envelopes, g, self._echo, "secret share")
+        shares[self.me] = evaluate(self._coefficients, self.me, g.order)
         if disagree:
             raise ProtocolAbort(
                 [],

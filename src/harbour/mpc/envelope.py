@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 
 import cbor2
 
+from harbour.crypto.group import Group, GroupError
+
 ENVELOPE_VERSION = 1
 PAYLOAD_VERSION = 1
 MAX_PAYLOAD = 1 << 20
@@ -136,6 +138,28 @@ def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]])
     if cbor2.dumps(obj, canonical=True) != env.payload:
         raise ProtocolAbort([env.sender], f"round {env.round} payload is not canonically encoded")
     return obj
+
+
+def echoed_shares(
+    envelopes: Iterable[Envelope], group: Group, echo: bytes, what: str
+) -> tuple[dict[int, int], list[int]]:
+    """Decode ``{"share": scalar, "echo": digest}`` payloads (DKG and FROST round two).
+
+    Returns the shares of the senders whose echo equals ours, and the senders whose
+    echo differs; a share that is not a valid scalar aborts naming its sender.
+    """
+    shares: dict[int, int] = {}
+    disagree: list[int] = []
+    for env in envelopes:
+        body = decode_payload(env, {"share": bytes, "echo": bytes})
+        if body["echo"] != echo:
+            disagree.append(env.sender)
+            continue
+        try:
+            shares[env.sender] = group.decode_scalar(body["share"])
+        except GroupError as exc:
+            raise ProtocolAbort([env.sender], f"invalid {what}: {exc}") from exc
+    return shares, disagree
 
 
 R = TypeVar("R")

@@ -25,7 +25,15 @@ from harbour.crypto.group import GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
 from harbour.mpc import frost, taproot
 from harbour.mpc.ciphersuite import Ciphersuite, suite_by_name
-from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
+from harbour.mpc.envelope import (
+    Envelope,
+    Party,
+    ProtocolAbort,
+    UsageError,
+    decode_payload,
+    echoed_shares,
+    encode_payload,
+)
 from harbour.mpc.keyshare import KeyShare
 
 
@@ -137,16 +145,8 @@ class FrostSigner(Party[bytes]):
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
         assert self._ctx is not None
         g = self.suite.group
-        disagree = []
-        for env in envelopes:
-            body = decode_payload(env, {"share": bytes, "echo": bytes})
-            if body["echo"] != self._echo:
-                disagree.append(env.sender)
-                continue
-            try:
-                self._shares[env.sender] = g.decode_scalar(body["share"])
-            except GroupError as exc:
-                raise ProtocolAbort([env.sender], f"invalid signature share: {exc}") from exc
+        shares, disagree = echoed_shares(envelopes, g, self._echo, "signature share")
+        self._shares.update(shares)
         if disagree:
             raise ProtocolAbort(
                 [],
