@@ -238,8 +238,9 @@ def test_commitment_that_is_not_bytes_names_the_sender(scheme: str, value: objec
         return body
 
     outcome = run_dkg(scheme, rewrite(1, CHEATER, mutate))
-    # null is refused by the payload decoder already, anything else by the DKG.
-    expected = "other than maps, lists, bytes, text and integers" if value is None else "not a byte string"
+    # null and nested lists are refused by the payload decoder already, the rest by the DKG.
+    decoder_refuses = value is None or isinstance(value, list)
+    expected = "not one map of bytes, text, integers and flat lists" if decoder_refuses else "not a byte string"
     assert_all_blame(outcome, CHEATER, HONEST, expected)
 
 

@@ -87,25 +87,37 @@ class Envelope:
         return len(self.encode())
 
 
-MAX_DEPTH = 4
-
-
-def _plain(obj: object, depth: int) -> bool:
-    """Only the CBOR the protocols use: no tags, floats, booleans, nulls or shared references.
-
-    cbor2 turns semantic tags into arbitrary Python objects (and tags 28/29 into
-    self-containing lists), which must never reach protocol code; the depth bound
-    also stops any cycle.
+def _plain(obj: object, top: bool = True) -> bool:
+    """Only the CBOR the protocols use: one map of text keys whose values are bytes,
+    text, integers or flat lists of those. No tags, floats, booleans, nulls, nested
+    maps or shared references: cbor2 turns semantic tags into arbitrary Python
+    objects (tags 28/29 into self-containing lists), which must never reach
+    protocol code.
     """
-    if type(obj) in (bytes, str, int):
+    kind = type(obj)
+    if kind in (bytes, str, int):
         return True
-    if depth == 0:
-        return False
-    if type(obj) is list:
-        return all(_plain(x, depth - 1) for x in obj)
-    if type(obj) is dict:
-        return all(type(k) in (str, int) and _plain(v, depth - 1) for k, v in obj.items())
+    if kind is list:
+        return all(type(x) in (bytes, str, int) for x in obj)  # type: ignore[attr-defined]
+    if kind is dict and top:
+        return all(type(k) is str and _plain(v, False) for k, v in obj.items())  # type: ignore[attr-defined]
     return False
+
+
+def _canonical_key(key: str) -> tuple[int, bytes]:
+    data = key.encode()
+    return len(data), data
+
+
+def _is_canonical(obj: dict[str, Any], encoded: bytes) -> bool:
+    """RFC 7049 section 3.9 canonical form, checked by re-encoding.
+
+    For the flat shapes ``_plain`` admits, cbor2's default encoder already writes
+    minimal lengths and integers, so putting the map keys in canonical order
+    (shorter first, then bytewise) reproduces the canonical encoding exactly.
+    """
+    ordered = {k: obj[k] for k in sorted(obj, key=_canonical_key)}
+    return bool(cbor2.dumps(ordered) == encoded)
 
 
 def encode_payload(fields: Mapping[str, Any]) -> bytes:
@@ -123,11 +135,11 @@ def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]])
         obj = cbor2.loads(env.payload)
     except Exception as exc:
         raise ProtocolAbort([env.sender], f"round {env.round} payload is not valid CBOR") from exc
-    if not _plain(obj, MAX_DEPTH):
+    if type(obj) is not dict or not _plain(obj):
         raise ProtocolAbort(
-            [env.sender], f"round {env.round} payload holds something other than maps, lists, bytes, text and integers"
+            [env.sender], f"round {env.round} payload is not one map of bytes, text, integers and flat lists"
         )
-    if not isinstance(obj, dict) or type(obj.get("v")) is not int or obj["v"] != PAYLOAD_VERSION:
+    if type(obj.get("v")) is not int or obj["v"] != PAYLOAD_VERSION:
         raise ProtocolAbort([env.sender], f"round {env.round} payload has the wrong version or shape")
     if set(obj) != {"v", *schema}:
         raise ProtocolAbort([env.sender], f"round {env.round} payload has missing or unexpected fields")
@@ -135,7 +147,7 @@ def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]])
         value = obj[key]
         if isinstance(value, bool) or not isinstance(value, typ):
             raise ProtocolAbort([env.sender], f"round {env.round} payload field {key!r} has the wrong type")
-    if cbor2.dumps(obj, canonical=True) != env.payload:
+    if not _is_canonical(obj, env.payload):
         raise ProtocolAbort([env.sender], f"round {env.round} payload is not canonically encoded")
     return obj
 
