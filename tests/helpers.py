@@ -144,6 +144,14 @@ def set_field(name: str, value: Any) -> Mutation:
     return mutate
 
 
+def drop_field(name: str) -> Mutation:
+    def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        del body[name]
+        return body
+
+    return mutate
+
+
 def recorder(log: list[tuple[Envelope, int]]) -> Intercept:
     def intercept(env: Envelope, dest: int) -> Envelope | None:
         log.append((env, dest))

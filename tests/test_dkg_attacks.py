@@ -24,6 +24,7 @@ from helpers import (
     bad_point_cases,
     dkg_parties,
     drive,
+    drop_field,
     encode_scalar_raw,
     rewrite,
     session,
@@ -319,11 +320,7 @@ def test_secret_share_of_wrong_length_names_the_sender(scheme: str, length: int)
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_round_two_without_echo_names_the_sender(scheme: str) -> None:
-    def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
-        del body["echo"]
-        return body
-
-    assert_all_blame(run_dkg(scheme, rewrite(2, CHEATER, mutate)), CHEATER, HONEST, "missing")
+    assert_all_blame(run_dkg(scheme, rewrite(2, CHEATER, drop_field("echo"))), CHEATER, HONEST, "missing")
 
 
 # -- equivocation ---------------------------------------------------------------------------------

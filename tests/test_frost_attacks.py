@@ -16,7 +16,7 @@ from coincurve import PublicKeyXOnly
 from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.crypto.shamir import trusted_dealer_keygen
 from harbour.mpc import frost, runner, taproot
-from harbour.mpc.ciphersuite import FROST_ED25519, FROST_SECP256K1, FROST_TAPROOT, suite_by_name
+from harbour.mpc.ciphersuite import FROST_ED25519, FROST_SECP256K1, FROST_TAPROOT, Ciphersuite, suite_by_name
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
 from harbour.mpc.frost_party import FrostSigner, signing_public_key
 from harbour.mpc.keyshare import KeyShare
@@ -28,6 +28,7 @@ from helpers import (
     bad_point_cases,
     cached_keygen,
     drive,
+    drop_field,
     encode_scalar_raw,
     frost_signers,
     recorder,
@@ -149,11 +150,7 @@ def test_invalid_nonce_commitment_names_its_sender(scheme: str, kind: str, which
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_nonce_commitment_missing_a_field_names_its_sender(scheme: str) -> None:
-    def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
-        del body["binding"]
-        return body
-
-    assert_all_blame(run_signing(scheme, rewrite(1, CHEATER, mutate)), CHEATER, HONEST, "missing")
+    assert_all_blame(run_signing(scheme, rewrite(1, CHEATER, drop_field("binding"))), CHEATER, HONEST, "missing")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -247,13 +244,23 @@ def test_signing_nonces_refuse_a_second_take(scheme: str) -> None:
     assert str(hiding) not in repr(nonces) and str(binding) not in repr(nonces)
 
 
+def local_round_one(
+    suite: Ciphersuite, keys: dict[int, Any], message: bytes = MESSAGE
+) -> tuple[dict[int, frost.SigningNonces], frost.SigningContext]:
+    """Round one for ``keys`` (signer -> key) done by hand: nonces and the shared context."""
+    nonces = {i: frost.commit(suite, i, k.secret_share) for i, k in keys.items()}
+    ctx = frost.signing_context(
+        suite, keys[min(keys)].group_public_key, [n.commitment for n in nonces.values()], message
+    )
+    return nonces, ctx
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_sign_share_refuses_used_nonces(scheme: str) -> None:
     suite = suite_by_name(scheme)
     keys = dealt_keys(scheme)
-    nonces = {i: frost.commit(suite, i, keys[i].secret_share) for i in (1, 2)}
+    nonces, ctx = local_round_one(suite, {i: keys[i] for i in (1, 2)})
     pk = keys[1].group_public_key
-    ctx = frost.signing_context(suite, pk, [n.commitment for n in nonces.values()], MESSAGE)
     frost.sign_share(suite, keys[1], nonces[1], ctx)
     with pytest.raises(frost.NonceReuseError):
         frost.sign_share(suite, keys[1], nonces[1], ctx)
@@ -347,9 +354,8 @@ def test_shares_of_two_different_keys_never_make_a_signature(scheme: str) -> Non
 def test_aggregate_names_a_share_made_with_another_key(scheme: str) -> None:
     suite = suite_by_name(scheme)
     keys, other = dealt_keys(scheme), dealt_keys(scheme)
-    nonces = {1: frost.commit(suite, 1, keys[1].secret_share), 3: frost.commit(suite, 3, other[3].secret_share)}
+    nonces, ctx = local_round_one(suite, {1: keys[1], 3: other[3]})
     pk = keys[1].group_public_key
-    ctx = frost.signing_context(suite, pk, [n.commitment for n in nonces.values()], MESSAGE)
     shares = {1: frost.sign_share(suite, keys[1], nonces[1], ctx), 3: frost.sign_share(suite, other[3], nonces[3], ctx)}
     with pytest.raises(ProtocolAbort) as info:
         frost.aggregate(suite, ctx, shares, pk, keys[1].verification_shares, MESSAGE)
@@ -360,9 +366,8 @@ def test_aggregate_names_a_share_made_with_another_key(scheme: str) -> None:
 def test_aggregate_refuses_a_forged_share_without_returning_a_signature(scheme: str) -> None:
     suite = suite_by_name(scheme)
     keys = dealt_keys(scheme)
-    nonces = {i: frost.commit(suite, i, keys[i].secret_share) for i in (1, 3)}
+    nonces, ctx = local_round_one(suite, {i: keys[i] for i in (1, 3)})
     pk = keys[1].group_public_key
-    ctx = frost.signing_context(suite, pk, [n.commitment for n in nonces.values()], MESSAGE)
     shares = {i: frost.sign_share(suite, keys[i], nonces[i], ctx) for i in (1, 3)}
     assert suite.verify(pk, MESSAGE, frost.aggregate(suite, ctx, shares, pk, keys[1].verification_shares, MESSAGE))
     shares[3] = (shares[3] + 1) % suite.group.order
