@@ -31,6 +31,7 @@ SCHEME_CURVES: dict[str, str] = {
     "frost-secp256k1": "secp256k1",
     "frost-taproot": "secp256k1",
     "frost-ed25519": "ed25519",
+    "ecdsa-secp256k1": "secp256k1",
 }
 """Every scheme a key share may be tagged with, and the curve its share lives on."""
 
@@ -139,6 +140,12 @@ class KeyShare:
         if g.base_mul(self.secret_share) != self.verification_shares[self.identifier]:
             raise KeyShareError("secret share does not match this party's verification share")
         self.public.check_consistent()
+        if self.scheme == "ecdsa-secp256k1" and "dkls23" in self.extensions:
+            # The pairwise setup is checked where it is defined; imported here
+            # because that module builds on this one.
+            from harbour.mpc.ecdsa_setup import setup_of
+
+            setup_of(self)
 
     # -- encoding ------------------------------------------------------------------
     def serialize(self) -> bytes:

@@ -14,9 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import RandomBytes
-from harbour.mpc.ciphersuite import suite_by_name
+from harbour.crypto.hashing import Transcript
+from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
 from harbour.mpc.dkg import DkgParty
+from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.mpc.ecdsa_setup import EcdsaSetupParty
+from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party, UsageError
 from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.keyshare import KeyShare
@@ -75,11 +80,38 @@ def keygen(
     stats: RunStats | None = None,
     rng: RandomBytes = secrets.token_bytes,
 ) -> dict[int, KeyShare]:
-    """Run a full DKG with parties 1..n in this process."""
-    suite = suite_by_name(scheme)
+    """Run a full key generation with parties 1..n in this process.
+
+    For threshold ECDSA that is the DKG followed by the DKLs23 pairwise setup
+    (:func:`ecdsa_setup`), under a session id derived from the DKG's.
+    """
     sid = new_session_id() if session_id is None else session_id
     ids = list(range(1, n + 1))
+    if scheme == ECDSA_SCHEME:
+        dkg = {i: DkgParty(FROST_SECP256K1, sid, i, threshold, ids, scheme=scheme, rng=rng) for i in ids}
+        shares = run(dkg, intercept, stats)
+        return ecdsa_setup(shares, session_id=setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
+    suite = suite_by_name(scheme)
     parties = {i: DkgParty(suite, sid, i, threshold, ids, rng=rng) for i in ids}
+    return run(parties, intercept, stats)
+
+
+def setup_session_id(keygen_session_id: bytes) -> bytes:
+    """The session id of the ECDSA pairwise setup that follows a DKG."""
+    return Transcript("harbour/ecdsa/setup-session").append("dkg-session", keygen_session_id).digest()[:32]
+
+
+def ecdsa_setup(
+    shares: Mapping[int, KeyShare],
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> dict[int, KeyShare]:
+    """Run the DKLs23 pairwise setup on ECDSA key shares (after a DKG or a refresh)."""
+    sid = new_session_id() if session_id is None else session_id
+    parties = {i: EcdsaSetupParty(sid, share, rng=rng) for i, share in shares.items()}
     return run(parties, intercept, stats)
 
 
@@ -98,7 +130,32 @@ def sign(
     missing = [i for i in signers if i not in shares]
     if missing:
         raise UsageError(f"no key share for signers {missing}")
+    if any(shares[i].scheme == ECDSA_SCHEME for i in signers):
+        raise UsageError("ECDSA key shares sign with sign_ecdsa()")
     parties = {i: FrostSigner(sid, shares[i], signers, message, **options) for i in signers}
+    results = run(parties, intercept, stats)
+    signatures = set(results.values())
+    if len(signatures) != 1:
+        raise RuntimeError("signers produced different signatures")
+    return signatures.pop()
+
+
+def sign_ecdsa(
+    shares: Mapping[int, KeyShare],
+    signers: Sequence[int],
+    digest: bytes,
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> EcdsaSignature:
+    """Run one DKLs23 signing session among ``signers`` over a 32-byte digest."""
+    sid = new_session_id() if session_id is None else session_id
+    missing = [i for i in signers if i not in shares]
+    if missing:
+        raise UsageError(f"no key share for signers {missing}")
+    parties = {i: EcdsaSigner(sid, shares[i], signers, digest, rng=rng) for i in signers}
     results = run(parties, intercept, stats)
     signatures = set(results.values())
     if len(signatures) != 1:

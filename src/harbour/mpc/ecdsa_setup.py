@@ -1,0 +1,239 @@
+"""Pairwise setup for threshold ECDSA (DKLs23): base OTs and zero-sharing seeds.
+
+DKLs23 (eprint 2023/765) signs with any ``t`` of the ``n`` parties without further
+setup if, after the Shamir sharing of the key (the DKG of mpc/dkg.py), every pair
+of parties holds:
+
+- two OT-extension setups, one per direction, each from a batch of 256 verified
+  base OTs (mpc/base_ot.py): the party that will be Bob (OT-extension receiver)
+  in a pair's multiplication is the base-OT *sender*, so it knows both seeds,
+  and Alice learns one seed per OT, selected by her secret ``Δ``;
+- a common seed for the zero-sharing of functionality 3.4 (``F_Zero``), agreed by
+  commit-then-open so that it is random if either of the two is honest.
+
+Rounds (all point-to-point, every pair in parallel; ``i -> j`` is the batch in
+which ``i`` is the base-OT sender):
+
+1. base-OT message 1 (``B`` with its proof) and a commitment to a seed contribution;
+2. base-OT message 2 (the receiver's points) and the opening of the contribution;
+3. base-OT challenges; 4. responses; 5. openings; then a local check.
+
+Every hash is bound to the session, both parties and a fingerprint of the public
+key package, so setups cannot be moved between keys, sessions or pairs. A failed
+check aborts naming the peer. The result is the input key share with the setup
+added under the ``dkls23`` extension (see :class:`EcdsaSetup`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import cbor2
+
+from harbour.crypto.group import RandomBytes
+from harbour.crypto.hashing import Transcript
+from harbour.mpc.base_ot import BATCH, OtError, VsotReceiver, VsotSender
+from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
+from harbour.mpc.keyshare import KeyShare, KeyShareError, PublicKeyPackage
+from harbour.mpc.ot_extension import ExtensionReceiverSetup, ExtensionSenderSetup
+
+SCHEME = "ecdsa-secp256k1"
+EXTENSION = "dkls23"
+SETUP_VERSION = 1
+SEED_LEN = 32
+
+
+@dataclass(frozen=True)
+class PairSetup:
+    """What one party keeps for one peer."""
+
+    as_bob: ExtensionReceiverSetup = field(repr=False)
+    as_alice: ExtensionSenderSetup = field(repr=False)
+    zero_seed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EcdsaSetup:
+    """This party's pairwise setup with every other party of the key."""
+
+    peers: dict[int, PairSetup] = field(repr=False)
+
+    def encode(self) -> bytes:
+        obj = {
+            "v": SETUP_VERSION,
+            "peers": {
+                j: {"bob": p.as_bob.encode(), "alice": p.as_alice.encode(), "zero": p.zero_seed}
+                for j, p in self.peers.items()
+            },
+        }
+        return bytes(cbor2.dumps(obj, canonical=True))
+
+    @classmethod
+    def decode(cls, data: bytes) -> EcdsaSetup:
+        try:
+            obj = cbor2.loads(data)
+        except Exception as exc:
+            raise KeyShareError("ECDSA setup is not valid CBOR") from exc
+        if not isinstance(obj, dict) or set(obj) != {"v", "peers"} or obj["v"] != SETUP_VERSION:
+            raise KeyShareError("ECDSA setup has the wrong version or shape")
+        peers: dict[int, PairSetup] = {}
+        raw_peers: Any = obj["peers"]
+        if not isinstance(raw_peers, dict):
+            raise KeyShareError("ECDSA setup peers must be a map")
+        for j, p in raw_peers.items():
+            if type(j) is not int or not isinstance(p, dict) or set(p) != {"bob", "alice", "zero"}:
+                raise KeyShareError("ECDSA setup has a malformed peer entry")
+            try:
+                if not isinstance(p["zero"], bytes) or len(p["zero"]) != SEED_LEN:
+                    raise ValueError("zero-sharing seed has the wrong length")
+                peers[j] = PairSetup(
+                    ExtensionReceiverSetup.decode(p["bob"]), ExtensionSenderSetup.decode(p["alice"]), p["zero"]
+                )
+            except (ValueError, TypeError) as exc:
+                raise KeyShareError(f"ECDSA setup for peer {j} is malformed: {exc}") from exc
+        setup = cls(peers)
+        if setup.encode() != bytes(data):
+            raise KeyShareError("ECDSA setup encoding is not canonical")
+        return setup
+
+
+def setup_of(share: KeyShare) -> EcdsaSetup:
+    """The pairwise setup of an ECDSA key share, checked against its party list."""
+    if share.scheme != SCHEME:
+        raise KeyShareError(f"a {share.scheme} key share has no ECDSA setup")
+    raw = share.extensions.get(EXTENSION)
+    if raw is None:
+        raise KeyShareError("ECDSA key share lacks its pairwise setup (key generation did not finish)")
+    setup = EcdsaSetup.decode(raw)
+    if set(setup.peers) != set(share.parties) - {share.identifier}:
+        raise KeyShareError("ECDSA setup does not cover exactly the other parties of the key")
+    return setup
+
+
+def key_fingerprint(public: PublicKeyPackage) -> bytes:
+    """A hash of everything public about the key: binds setups and sessions to it."""
+    return (
+        Transcript("harbour/ecdsa/key-fingerprint")
+        .append("scheme", public.scheme)
+        .append("threshold", public.threshold)
+        .append_list("parties", [i.to_bytes(2, "big") for i in public.parties])
+        .append("public-key", public.group_public_key.encode())
+        .append_list("verification-shares", [public.verification_shares[i].encode() for i in public.parties])
+        .digest()
+    )
+
+
+def _ot_context(session_id: bytes, fingerprint: bytes, sender: int, receiver: int) -> bytes:
+    return (
+        Transcript("harbour/ecdsa/setup/base-ot")
+        .append("session", session_id)
+        .append("key", fingerprint)
+        .append("sender", sender)
+        .append("receiver", receiver)
+        .digest()
+    )
+
+
+def _seed_commitment(session_id: bytes, fingerprint: bytes, owner: int, peer: int, contribution: bytes) -> bytes:
+    return (
+        Transcript("harbour/ecdsa/setup/zero-seed")
+        .append("session", session_id)
+        .append("key", fingerprint)
+        .append("owner", owner)
+        .append("peer", peer)
+        .append("contribution", contribution)
+        .digest()
+    )
+
+
+class EcdsaSetupParty(Party[KeyShare]):
+    """Adds the DKLs23 pairwise setup to a freshly generated (or refreshed) ECDSA key share."""
+
+    def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
+        super().__init__(session_id, share.identifier)
+        if share.scheme != SCHEME:
+            raise UsageError(f"the ECDSA setup needs an {SCHEME} key share, not {share.scheme}")
+        self.protocol = f"setup/{SCHEME}"
+        self.share = share
+        self.peers = [j for j in share.parties if j != share.identifier]
+        self._rng = rng
+        self._fingerprint = key_fingerprint(share.public)
+        self._senders: dict[int, VsotSender] = {}
+        self._receivers: dict[int, VsotReceiver] = {}
+        self._deltas: dict[int, int] = {}
+        self._contributions: dict[int, bytes] = {}
+        self._peer_commitments: dict[int, bytes] = {}
+        self._zero_seeds: dict[int, bytes] = {}
+        for rnd in range(1, 6):
+            self._expect(rnd, self.peers, broadcast=False)
+
+    def _on_start(self) -> list[Envelope]:
+        out = []
+        for j in self.peers:
+            sender = VsotSender(_ot_context(self.session_id, self._fingerprint, self.me, j), self._rng)
+            self._senders[j] = sender
+            contribution = self._rng(SEED_LEN)
+            self._contributions[j] = contribution
+            commitment = _seed_commitment(self.session_id, self._fingerprint, self.me, j, contribution)
+            out.append(self._envelope(1, j, encode_payload({"ot": sender.message1(), "seed": commitment})))
+        return out
+
+    def _on_round(self, rnd: int, envelopes: list[Envelope]) -> list[Envelope]:
+        out = []
+        for env in envelopes:
+            j = env.sender
+            body = decode_payload(env, {"ot": bytes, "seed": bytes} if rnd <= 2 else {"ot": bytes})
+            try:
+                reply = self._step(rnd, j, body)
+            except OtError as exc:
+                raise ProtocolAbort([j], f"base OT with party {j} failed: {exc}") from exc
+            if reply is not None:
+                out.append(self._envelope(rnd + 1, j, encode_payload(reply)))
+        if rnd == 5:
+            self._finish(self._result_share())
+        return out
+
+    def _step(self, rnd: int, j: int, body: dict[str, Any]) -> dict[str, bytes] | None:
+        if rnd == 1:
+            if len(body["seed"]) != 64:
+                raise ProtocolAbort([j], "zero-sharing seed commitment has the wrong length")
+            self._peer_commitments[j] = body["seed"]
+            delta = int.from_bytes(self._rng(BATCH // 8), "big")
+            self._deltas[j] = delta
+            receiver = VsotReceiver(_ot_context(self.session_id, self._fingerprint, j, self.me), delta, self._rng)
+            self._receivers[j] = receiver
+            return {"ot": receiver.message2(body["ot"]), "seed": self._contributions[j]}
+        if rnd == 2:
+            opened = body["seed"]
+            expected = _seed_commitment(self.session_id, self._fingerprint, j, self.me, opened)
+            if len(opened) != SEED_LEN or expected != self._peer_commitments[j]:
+                raise ProtocolAbort([j], "zero-sharing seed does not match its commitment")
+            lo, hi = sorted((self.me, j))
+            parts = {self.me: self._contributions[j], j: opened}
+            self._zero_seeds[j] = hashlib.sha256(
+                b"harbour/ecdsa/zero-seed" + self.session_id + self._fingerprint + parts[lo] + parts[hi]
+            ).digest()
+            return {"ot": self._senders[j].message3(body["ot"])}
+        if rnd == 3:
+            return {"ot": self._receivers[j].message4(body["ot"])}
+        if rnd == 4:
+            return {"ot": self._senders[j].message5(body["ot"])}
+        self._receivers[j].finish(body["ot"])
+        return None
+
+    def _result_share(self) -> KeyShare:
+        peers = {}
+        for j in self.peers:
+            sender, receiver = self._senders[j], self._receivers[j]
+            peers[j] = PairSetup(
+                as_bob=ExtensionReceiverSetup(tuple(sender.pads0), tuple(sender.pads1)),
+                as_alice=ExtensionSenderSetup(self._deltas[j], tuple(receiver.pads)),
+                zero_seed=self._zero_seeds[j],
+            )
+        extensions = dict(self.share.extensions)
+        extensions[EXTENSION] = EcdsaSetup(peers).encode()
+        self._senders, self._receivers, self._deltas = {}, {}, {}
+        return replace(self.share, extensions=extensions)

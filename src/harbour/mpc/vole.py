@@ -1,0 +1,235 @@
+"""Random vector OLE from OT extension: protocol 5.2 of DKLs23.
+
+Doerner, Kondi, Lee and shelat, "Threshold ECDSA in Three Rounds" (IEEE S&P 2024,
+eprint 2023/765), section 5, protocol 5.2 (realising functionality 3.5,
+``F_RVOLE``), itself the "forced reuse" form of protocol 1 of DKLs19 (eprint
+2019/523): Bob's input is one *random* scalar ``b``, Alice's a vector ``a`` of
+:data:`ELL` scalars, and the two end with additive shares ``c + d = a·b``. Because
+Bob's input is random, the multiplication takes two messages, Bob's first.
+
+Parameters: ``ξ = κ + 2s = 256 + 2·80 = 416`` OTs (κ = |q|, s = 80), ``ℓ = 2``
+(the instance key and the key share of the signing protocol), ``ρ = 1`` check
+scalar; the gadget vector ``g ∈ Z_q^ξ`` is public (hashed from a fixed tag).
+
+1. Bob samples ``β ∈ {0,1}^ξ``; his input is ``b = Σ_j g_j β_j``. He sends the
+   OT-extension message for choices ``β`` (mpc/ot_extension.py, whose KOS check
+   binds him to one ``β``).
+2. Alice checks that message, samples pads ``ã ∈ Z_q^ℓ``, a check mask ``â ∈ Z_q``
+   and a fresh ``nonce``, and turns the random OTs into correlated OTs with
+   correlation ``α = (ã, â)``: with ``p⁰_j, p¹_j`` the hashes of her two rows,
+   her output ``z^A_j = -p⁰_j`` and she sends ``τ_j = p⁰_j - p¹_j + α``, so Bob's
+   ``z^B_j = p^{β_j}_j + β_j·τ_j`` satisfies ``z^A_j + z^B_j = β_j·α``.
+   The consistency check (Fiat–Shamir challenge ``θ ∈ Z_q^ℓ`` from the whole
+   transcript) catches an Alice who used different correlations in different
+   OTs (a selective-failure attack on ``β``): she sends ``μ = θ·ã + â`` and a hash
+   of ``r_j = θ·z^A_j[:ℓ] + z^A_j[ℓ]``, which Bob recomputes as
+   ``β_j·μ - (θ·z^B_j[:ℓ] + z^B_j[ℓ])``. Finally she sends ``γ = a - ã`` and keeps
+   ``c = Σ_j g_j z^A_j[:ℓ]``.
+3. Bob checks the hash and outputs ``d = Σ_j g_j z^B_j[:ℓ] + b·γ``.
+
+The pads hash Alice's fresh nonce with the OT row, so even if a peer replays an
+old first message, Alice's pads, and so ``τ``, are new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import _hashlib
+
+from harbour.crypto.group import RandomBytes
+from harbour.crypto.secp256k1 import SECP256K1
+from harbour.mpc.ot_extension import (
+    ROW_BYTES,
+    STATISTICAL,
+    ExtensionReceiverSetup,
+    ExtensionSenderSetup,
+    OtExtensionError,
+    extend_receive,
+    extend_send,
+)
+
+Q = SECP256K1.order
+KAPPA_Q = 256
+XI = KAPPA_Q + 2 * STATISTICAL
+ELL = 2
+WIDTH = ELL + 1
+_SCALAR = 32
+NONCE_LEN = 32
+
+
+def _gadget() -> tuple[int, ...]:
+    raw = hashlib.shake_256(b"harbour/dkls23/gadget-vector/v1").digest(XI * 48)
+    return tuple(int.from_bytes(raw[i * 48 : (i + 1) * 48], "big") % Q for i in range(XI))
+
+
+GADGET = _gadget()
+"""``g``: 384-bit hash outputs reduced mod q, so each entry is uniform up to 2^-128."""
+
+MESSAGE2_LEN = NONCE_LEN + XI * WIDTH * _SCALAR + 2 * _SCALAR + ELL * _SCALAR
+
+
+class VoleError(ValueError):
+    """A malformed multiplication message, or one that fails its consistency check."""
+
+
+def _pad_hasher(context: bytes, nonce: bytes) -> _hashlib.HASHXOF:
+    return hashlib.shake_256(b"harbour/dkls23/vole-pad" + len(context).to_bytes(2, "big") + context + nonce)
+
+
+def _pad(base: _hashlib.HASHXOF, j: int, row: bytes) -> tuple[int, int, int]:
+    h = base.copy()
+    h.update(j.to_bytes(2, "big") + row)
+    out = h.digest(WIDTH * _SCALAR)
+    # q > 2^256 - 2^129: reducing a 256-bit value mod q is uniform up to 2^-127.
+    return (
+        int.from_bytes(out[:32], "big") % Q,
+        int.from_bytes(out[32:64], "big") % Q,
+        int.from_bytes(out[64:], "big") % Q,
+    )
+
+
+def _theta(context: bytes, message1: bytes, nonce: bytes, tau: bytes) -> tuple[int, int]:
+    h = hashlib.sha512(b"harbour/dkls23/vole-check" + len(context).to_bytes(2, "big") + context)
+    h.update(hashlib.sha256(message1).digest() + nonce)
+    h.update(tau)
+    seed = h.digest()
+    raw = hashlib.shake_256(seed).digest(2 * 48)
+    return int.from_bytes(raw[:48], "big") % Q, int.from_bytes(raw[48:], "big") % Q
+
+
+def _check_hash(context: bytes, r: list[int]) -> bytes:
+    h = hashlib.sha256(b"harbour/dkls23/vole-r" + len(context).to_bytes(2, "big") + context)
+    h.update(b"".join(x.to_bytes(32, "big") for x in r))
+    return h.digest()
+
+
+def _scalar(data: bytes, what: str) -> int:
+    x = int.from_bytes(data, "big")
+    if x >= Q:
+        raise VoleError(f"{what} is not a scalar below the group order")
+    return x
+
+
+@dataclass
+class VoleBob:
+    """Bob: random input ``b`` (available after :meth:`message1`), output ``d``."""
+
+    setup: ExtensionReceiverSetup = field(repr=False)
+    context: bytes
+    rng: RandomBytes = secrets.token_bytes
+    b: int = field(default=0, repr=False)
+    _choices: list[int] = field(default_factory=list, repr=False)
+    _rows: list[bytes] = field(default_factory=list, repr=False)
+    _message1: bytes = field(default=b"", repr=False)
+    _stage: int = 0
+
+    def message1(self) -> bytes:
+        if self._stage != 0:
+            raise RuntimeError("message1 was already produced")
+        self._stage = 1
+        bits = np.unpackbits(np.frombuffer(self.rng(XI // 8), dtype=np.uint8), bitorder="little")
+        self._choices = [int(x) for x in bits]
+        self.b = sum(g for g, c in zip(GADGET, self._choices, strict=True) if c) % Q
+        message, rows = extend_receive(self.setup, self.context, bits, self.rng(48))
+        self._rows = [bytes(r) for r in rows]
+        self._message1 = message
+        return message
+
+    def finish(self, message2: bytes) -> tuple[int, ...]:
+        if self._stage != 1:
+            raise RuntimeError("finish needs message1 first, and runs once")
+        self._stage = 2
+        if len(message2) != MESSAGE2_LEN:
+            raise VoleError(f"multiplication message has {len(message2)} bytes, expected {MESSAGE2_LEN}")
+        nonce = message2[:NONCE_LEN]
+        tau_end = NONCE_LEN + XI * WIDTH * _SCALAR
+        tau_bytes = message2[NONCE_LEN:tau_end]
+        mu = _scalar(message2[tau_end : tau_end + 32], "check value μ")
+        r_hash = message2[tau_end + 32 : tau_end + 64]
+        gamma = [_scalar(message2[tau_end + 64 + 32 * k : tau_end + 96 + 32 * k], "correction γ") for k in range(ELL)]
+        theta0, theta1 = _theta(self.context, self._message1, nonce, tau_bytes)
+        base = _pad_hasher(self.context, nonce)
+        d0 = d1 = 0
+        r = []
+        for j in range(XI):
+            p0, p1, p2 = _pad(base, j, self._rows[j])
+            if self._choices[j]:
+                off = 96 * j
+                t0 = _scalar(tau_bytes[off : off + 32], "correction τ")
+                t1 = _scalar(tau_bytes[off + 32 : off + 64], "correction τ")
+                t2 = _scalar(tau_bytes[off + 64 : off + 96], "correction τ")
+                p0, p1, p2 = p0 + t0, p1 + t1, p2 + t2
+                r.append((mu - theta0 * p0 - theta1 * p1 - p2) % Q)
+            else:
+                r.append((-theta0 * p0 - theta1 * p1 - p2) % Q)
+            g = GADGET[j]
+            d0 += g * p0
+            d1 += g * p1
+        if not all(int.from_bytes(tau_bytes[i : i + 32], "big") < Q for i in range(0, len(tau_bytes), 32)):
+            raise VoleError("correction τ is not a scalar below the group order")
+        if not secrets.compare_digest(_check_hash(self.context, r), r_hash):
+            raise VoleError("multiplication consistency check failed")
+        self._rows = []
+        return ((d0 + self.b * gamma[0]) % Q, (d1 + self.b * gamma[1]) % Q)
+
+
+@dataclass
+class VoleAlice:
+    """Alice: input ``a`` (``ℓ`` scalars), output ``c`` with ``c + d = a·b``."""
+
+    setup: ExtensionSenderSetup = field(repr=False)
+    context: bytes
+    rng: RandomBytes = secrets.token_bytes
+    _used: bool = False
+
+    def respond(self, message1: bytes, inputs: tuple[int, ...]) -> tuple[bytes, tuple[int, ...]]:
+        if self._used:
+            raise RuntimeError("an Alice instance answers once")
+        self._used = True
+        if len(inputs) != ELL or not all(0 <= a < Q for a in inputs):
+            raise ValueError(f"Alice's input is {ELL} scalars")
+        try:
+            rows = extend_send(self.setup, self.context, XI, message1)
+        except OtExtensionError as exc:
+            raise VoleError(str(exc)) from exc
+        delta = self.setup.delta.to_bytes(ROW_BYTES, "little")
+        delta_int = int.from_bytes(delta, "big")
+        nonce = self.rng(NONCE_LEN)
+        a_tilde = (_rand(self.rng), _rand(self.rng))
+        a_hat = _rand(self.rng)
+        base = _pad_hasher(self.context, nonce)
+        tau = bytearray()
+        pads0 = []
+        for j in range(XI):
+            row = bytes(rows[j])
+            p0 = _pad(base, j, row)
+            p1 = _pad(base, j, (int.from_bytes(row, "big") ^ delta_int).to_bytes(ROW_BYTES, "big"))
+            pads0.append(p0)
+            tau += ((p0[0] - p1[0] + a_tilde[0]) % Q).to_bytes(32, "big")
+            tau += ((p0[1] - p1[1] + a_tilde[1]) % Q).to_bytes(32, "big")
+            tau += ((p0[2] - p1[2] + a_hat) % Q).to_bytes(32, "big")
+        theta0, theta1 = _theta(self.context, message1, nonce, bytes(tau))
+        mu = (theta0 * a_tilde[0] + theta1 * a_tilde[1] + a_hat) % Q
+        r = [(-(theta0 * p[0] + theta1 * p[1] + p[2])) % Q for p in pads0]
+        c0 = -sum(g * p[0] for g, p in zip(GADGET, pads0, strict=True)) % Q
+        c1 = -sum(g * p[1] for g, p in zip(GADGET, pads0, strict=True)) % Q
+        gamma = [(a - t) % Q for a, t in zip(inputs, a_tilde, strict=True)]
+        message = (
+            nonce
+            + bytes(tau)
+            + mu.to_bytes(32, "big")
+            + _check_hash(self.context, r)
+            + b"".join(x.to_bytes(32, "big") for x in gamma)
+        )
+        return message, (c0, c1)
+
+
+def _rand(rng: RandomBytes) -> int:
+    return SECP256K1.random_scalar(rng)
