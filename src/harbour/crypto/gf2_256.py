@@ -5,9 +5,8 @@ modulo the pentanomial ``X^256 + X^10 + X^5 + X^2 + 1`` (irreducible over GF(2);
 tests/test_gf2_256.py proves it with Rabin's test). The check multiplies each of
 hundreds of 256-bit rows by its own challenge and sums: done one product at a
 time in Python that would cost milliseconds, so :func:`inner_product` computes
-the whole unreduced sum as one 0/1 matrix product (BLAS, exact in float32 for
-fewer than 2^24 rows) and reduces once, which is valid because reduction is
-linear.
+the whole unreduced sum as one GF(2) matrix product with table lookups, and
+reduces once, which is valid because reduction is linear.
 """
 
 from __future__ import annotations
@@ -57,29 +56,34 @@ def to_bytes(a: int) -> bytes:
     return a.to_bytes(32, "little")
 
 
-def bits(packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Rows of 32 little-endian bytes -> rows of 256 coefficient bits."""
-    return np.unpackbits(packed, axis=1, bitorder="little")
-
-
 def inner_product(challenges: npt.NDArray[np.uint8], columns: npt.NDArray[np.uint8]) -> int:
-    """``Σ_j χ_j · t_j`` in GF(2^256).
+    """``Σ_j χ_j · t_j`` in GF(2^256), from packed bits.
 
-    ``challenges`` is the m x 256 bit matrix whose rows are the χ_j; ``columns`` is
-    the 256 x m bit matrix whose columns are the t_j (the layout the OT extension
-    produces, so no transpose is needed).
+    ``challenges`` is m x 32 bytes (row j is χ_j, little-endian); ``columns`` is
+    256 x m/8 bytes (column b holds bit b of every t_j, little-endian bit order:
+    the layout the OT extension produces, so nothing is transposed).
+
+    Writing ``t_j = Σ_b t_j[b]·X^b`` gives ``Σ_j χ_j·t_j = Σ_b X^b·S_b`` with
+    ``S_b = ⊕_{j: t_j[b] = 1} χ_j``: a GF(2) matrix product, done by the "method of
+    the four Russians" (for each group of 4 rows, a table of the 16 XOR
+    combinations of its χ_j, indexed by one nibble of the column), then 256 shifts.
     """
-    if challenges.ndim != 2 or challenges.shape[1] != DEGREE or columns.shape != challenges.shape[::-1]:
-        raise ValueError("need an m x 256 and a 256 x m bit matrix")
-    # P[b, a] = Σ_j t_j[b]·χ_j[a]; the coefficient of X^k gathers the diagonal a + b = k
-    # (symmetric in a and b, so the orientation of P does not matter).
-    product = columns.astype(np.float32) @ challenges.astype(np.float32)
-    # Row a of a 256x512 array read back with rows of 511 starts a places later:
-    # row a of the view is row a of the product shifted right by a (the zero
-    # padding fills the rest), so column sums are the coefficients of X^0..X^510.
-    padded = np.zeros((256, 512), dtype=np.float32)
-    padded[:, :256] = product
-    skewed = padded.ravel()[: 256 * 511].reshape(256, 511)
-    coefficients = skewed.sum(axis=0).astype(np.int64) & 1
-    packed = np.packbits(coefficients.astype(np.uint8), bitorder="little")
-    return reduce(int.from_bytes(packed.tobytes(), "little"))
+    m = challenges.shape[0]
+    if challenges.shape != (m, 32) or m % 8 or columns.shape != (DEGREE, m // 8):
+        raise ValueError("need m x 32 challenge bytes and 256 x m/8 column bytes, m a multiple of 8")
+    groups = m // 4
+    rows = np.ascontiguousarray(challenges).view(np.uint64).reshape(groups, 4, 4)
+    table = np.empty((groups, 16, 4), dtype=np.uint64)
+    table[:, 0] = 0
+    for i in range(4):
+        np.bitwise_xor(table[:, : 1 << i], rows[:, i, None, :], out=table[:, 1 << i : 2 << i])
+    nibbles = np.empty((groups, DEGREE), dtype=np.int64)
+    nibbles[0::2] = (columns & 0x0F).T
+    nibbles[1::2] = (columns >> 4).T
+    nibbles += (np.arange(groups) * 16)[:, None]
+    picked = np.take(table.reshape(-1, 4), nibbles.ravel(), axis=0).reshape(groups, DEGREE, 4)
+    sums = np.bitwise_xor.reduce(picked, axis=0).tobytes()
+    acc = 0
+    for b in range(DEGREE):
+        acc ^= int.from_bytes(sums[32 * b : 32 * b + 32], "little") << b
+    return reduce(acc)

@@ -122,10 +122,10 @@ def _prg(seeds: tuple[bytes, ...], context: bytes, nbytes: int) -> Bits:
 
 
 def _challenges(context: bytes, u: bytes, rows: int) -> Bits:
-    """χ_1..χ_m' as an m' x 256 bit matrix, from a hash of the context and ``u``."""
+    """χ_1..χ_m' as m' rows of 32 bytes, from a hash of the context and ``u``."""
     seed = hashlib.sha512(b"harbour/kos/check" + len(context).to_bytes(2, "big") + context + u).digest()
     raw = hashlib.shake_256(seed).digest(rows * ROW_BYTES)
-    return gf2_256.bits(np.frombuffer(raw, dtype=np.uint8).reshape(rows, ROW_BYTES))
+    return np.frombuffer(raw, dtype=np.uint8).reshape(rows, ROW_BYTES)
 
 
 def _sum_selected(challenges: Bits, selector: Bits) -> int:
@@ -133,8 +133,13 @@ def _sum_selected(challenges: Bits, selector: Bits) -> int:
     chosen = challenges[selector.astype(bool)]
     if len(chosen) == 0:
         return 0
-    packed = np.packbits(np.bitwise_xor.reduce(chosen, axis=0), bitorder="little")
-    return int.from_bytes(packed.tobytes(), "little")
+    return int.from_bytes(np.bitwise_xor.reduce(chosen.view(np.uint64), axis=0).tobytes(), "little")
+
+
+def _rows(columns: Bits, m: int) -> Bits:
+    """The first ``m`` rows (32 bytes each) of a matrix given as 256 packed columns."""
+    bits = np.unpackbits(columns, axis=1, bitorder="little")[:, :m]
+    return np.packbits(bits.T, axis=1, bitorder="little")
 
 
 def extend_receive(setup: ExtensionReceiverSetup, context: bytes, choices: Bits, padding: bytes) -> tuple[bytes, Bits]:
@@ -153,12 +158,10 @@ def extend_receive(setup: ExtensionReceiverSetup, context: bytes, choices: Bits,
     t0 = _prg(setup.seeds0, context, nbytes)
     t1 = _prg(setup.seeds1, context, nbytes)
     u = (t0 ^ t1 ^ x_packed).tobytes()
-    columns = np.unpackbits(t0, axis=1, bitorder="little")  # κ x m'
     chi = _challenges(context, u, rows)
     x_check = _sum_selected(chi, x)
-    t_check = gf2_256.inner_product(chi, columns)
-    t_rows = np.packbits(columns[:, :m].T, axis=1, bitorder="little")
-    return u + gf2_256.to_bytes(x_check) + gf2_256.to_bytes(t_check), t_rows
+    t_check = gf2_256.inner_product(chi, t0)
+    return u + gf2_256.to_bytes(x_check) + gf2_256.to_bytes(t_check), _rows(t0, m)
 
 
 def extend_send(setup: ExtensionSenderSetup, context: bytes, m: int, message: bytes) -> Bits:
@@ -173,9 +176,8 @@ def extend_send(setup: ExtensionSenderSetup, context: bytes, m: int, message: by
     u = np.frombuffer(u_bytes, dtype=np.uint8).reshape(KAPPA, nbytes)
     delta_bits = np.array([(setup.delta >> i) & 1 for i in range(KAPPA)], dtype=np.uint8)
     q = _prg(setup.seeds, context, nbytes) ^ (u * delta_bits[:, None])
-    columns = np.unpackbits(q, axis=1, bitorder="little")
     chi = _challenges(context, u_bytes, rows)
-    q_check = gf2_256.inner_product(chi, columns)
+    q_check = gf2_256.inner_product(chi, q)
     if q_check != t_check ^ gf2_256.mul(x_check, setup.delta):
         raise OtExtensionError("OT extension correlation check failed")
-    return np.packbits(columns[:, :m].T, axis=1, bitorder="little")
+    return _rows(q, m)

@@ -83,16 +83,23 @@ def _pad_hasher(context: bytes, nonce: bytes) -> _hashlib.HASHXOF:
     return hashlib.shake_256(b"harbour/dkls23/vole-pad" + len(context).to_bytes(2, "big") + context + nonce)
 
 
-def _pad(base: _hashlib.HASHXOF, j: int, row: bytes) -> tuple[int, int, int]:
-    h = base.copy()
-    h.update(j.to_bytes(2, "big") + row)
-    out = h.digest(WIDTH * _SCALAR)
-    # q > 2^256 - 2^129: reducing a 256-bit value mod q is uniform up to 2^-127.
-    return (
-        int.from_bytes(out[:32], "big") % Q,
-        int.from_bytes(out[32:64], "big") % Q,
-        int.from_bytes(out[64:], "big") % Q,
-    )
+_INDEX = tuple(j.to_bytes(2, "big") for j in range(XI))
+_MASK = (1 << 256) - 1
+_Q_BYTES = Q.to_bytes(32, "big")
+
+
+def _pads(base: _hashlib.HASHXOF, rows: bytes) -> list[int]:
+    """``H(nonce, j, row_j)`` for every row, each a 768-bit int holding three 256-bit values.
+
+    The values are used modulo q without reducing them first: q > 2^256 - 2^129, so a
+    uniform 256-bit value is uniform mod q up to 2^-127.
+    """
+    out = []
+    for j in range(XI):
+        h = base.copy()
+        h.update(_INDEX[j] + rows[j * ROW_BYTES : (j + 1) * ROW_BYTES])
+        out.append(int.from_bytes(h.digest(WIDTH * _SCALAR), "big"))
+    return out
 
 
 def _theta(context: bytes, message1: bytes, nonce: bytes, tau: bytes) -> tuple[int, int]:
@@ -104,10 +111,19 @@ def _theta(context: bytes, message1: bytes, nonce: bytes, tau: bytes) -> tuple[i
     return int.from_bytes(raw[:48], "big") % Q, int.from_bytes(raw[48:], "big") % Q
 
 
-def _check_hash(context: bytes, r: list[int]) -> bytes:
+def _check_hash(context: bytes, r: list[bytes]) -> bytes:
     h = hashlib.sha256(b"harbour/dkls23/vole-r" + len(context).to_bytes(2, "big") + context)
-    h.update(b"".join(x.to_bytes(32, "big") for x in r))
+    h.update(b"".join(r))
     return h.digest()
+
+
+def _check_scalars(data: bytes, what: str) -> None:
+    """Every 32-byte big-endian value in ``data`` is below q (a vectorised range check)."""
+    values = np.frombuffer(data, dtype=np.uint8).reshape(-1, _SCALAR)
+    # Only a value whose top 15 bytes are all 0xff can reach q; compare those exactly.
+    for k in np.flatnonzero(np.all(values[:, :15] == 0xFF, axis=1)):
+        if bytes(values[k]) >= _Q_BYTES:
+            raise VoleError(f"{what} is not a scalar below the group order")
 
 
 def _scalar(data: bytes, what: str) -> int:
@@ -126,7 +142,7 @@ class VoleBob:
     rng: RandomBytes = secrets.token_bytes
     b: int = field(default=0, repr=False)
     _choices: list[int] = field(default_factory=list, repr=False)
-    _rows: list[bytes] = field(default_factory=list, repr=False)
+    _rows: bytes = field(default=b"", repr=False)
     _message1: bytes = field(default=b"", repr=False)
     _stage: int = 0
 
@@ -138,7 +154,7 @@ class VoleBob:
         self._choices = [int(x) for x in bits]
         self.b = sum(g for g, c in zip(GADGET, self._choices, strict=True) if c) % Q
         message, rows = extend_receive(self.setup, self.context, bits, self.rng(48))
-        self._rows = [bytes(r) for r in rows]
+        self._rows = rows.tobytes()
         self._message1 = message
         return message
 
@@ -154,29 +170,28 @@ class VoleBob:
         mu = _scalar(message2[tau_end : tau_end + 32], "check value μ")
         r_hash = message2[tau_end + 32 : tau_end + 64]
         gamma = [_scalar(message2[tau_end + 64 + 32 * k : tau_end + 96 + 32 * k], "correction γ") for k in range(ELL)]
+        _check_scalars(tau_bytes, "correction τ")
         theta0, theta1 = _theta(self.context, self._message1, nonce, tau_bytes)
-        base = _pad_hasher(self.context, nonce)
+        pads = _pads(_pad_hasher(self.context, nonce), self._rows)
         d0 = d1 = 0
         r = []
         for j in range(XI):
-            p0, p1, p2 = _pad(base, j, self._rows[j])
+            x = pads[j]
+            p0, p1, p2 = x >> 512, (x >> 256) & _MASK, x & _MASK
             if self._choices[j]:
                 off = 96 * j
-                t0 = _scalar(tau_bytes[off : off + 32], "correction τ")
-                t1 = _scalar(tau_bytes[off + 32 : off + 64], "correction τ")
-                t2 = _scalar(tau_bytes[off + 64 : off + 96], "correction τ")
-                p0, p1, p2 = p0 + t0, p1 + t1, p2 + t2
-                r.append((mu - theta0 * p0 - theta1 * p1 - p2) % Q)
+                p0 += int.from_bytes(tau_bytes[off : off + 32], "big")
+                p1 += int.from_bytes(tau_bytes[off + 32 : off + 64], "big")
+                p2 += int.from_bytes(tau_bytes[off + 64 : off + 96], "big")
+                r.append(((mu - theta0 * p0 - theta1 * p1 - p2) % Q).to_bytes(32, "big"))
             else:
-                r.append((-theta0 * p0 - theta1 * p1 - p2) % Q)
+                r.append(((-theta0 * p0 - theta1 * p1 - p2) % Q).to_bytes(32, "big"))
             g = GADGET[j]
             d0 += g * p0
             d1 += g * p1
-        if not all(int.from_bytes(tau_bytes[i : i + 32], "big") < Q for i in range(0, len(tau_bytes), 32)):
-            raise VoleError("correction τ is not a scalar below the group order")
         if not secrets.compare_digest(_check_hash(self.context, r), r_hash):
             raise VoleError("multiplication consistency check failed")
-        self._rows = []
+        self._rows = b""
         return ((d0 + self.b * gamma[0]) % Q, (d1 + self.b * gamma[1]) % Q)
 
 
@@ -199,31 +214,37 @@ class VoleAlice:
             rows = extend_send(self.setup, self.context, XI, message1)
         except OtExtensionError as exc:
             raise VoleError(str(exc)) from exc
-        delta = self.setup.delta.to_bytes(ROW_BYTES, "little")
-        delta_int = int.from_bytes(delta, "big")
+        delta = np.frombuffer(self.setup.delta.to_bytes(ROW_BYTES, "little"), dtype=np.uint8)
         nonce = self.rng(NONCE_LEN)
-        a_tilde = (_rand(self.rng), _rand(self.rng))
+        a0, a1 = _rand(self.rng), _rand(self.rng)
         a_hat = _rand(self.rng)
         base = _pad_hasher(self.context, nonce)
-        tau = bytearray()
-        pads0 = []
+        pads0 = _pads(base, rows.tobytes())
+        pads1 = _pads(base, (rows ^ delta).tobytes())
+        tau: list[bytes] = []
+        zs = []
+        c0 = c1 = 0
         for j in range(XI):
-            row = bytes(rows[j])
-            p0 = _pad(base, j, row)
-            p1 = _pad(base, j, (int.from_bytes(row, "big") ^ delta_int).to_bytes(ROW_BYTES, "big"))
-            pads0.append(p0)
-            tau += ((p0[0] - p1[0] + a_tilde[0]) % Q).to_bytes(32, "big")
-            tau += ((p0[1] - p1[1] + a_tilde[1]) % Q).to_bytes(32, "big")
-            tau += ((p0[2] - p1[2] + a_hat) % Q).to_bytes(32, "big")
-        theta0, theta1 = _theta(self.context, message1, nonce, bytes(tau))
-        mu = (theta0 * a_tilde[0] + theta1 * a_tilde[1] + a_hat) % Q
-        r = [(-(theta0 * p[0] + theta1 * p[1] + p[2])) % Q for p in pads0]
-        c0 = -sum(g * p[0] for g, p in zip(GADGET, pads0, strict=True)) % Q
-        c1 = -sum(g * p[1] for g, p in zip(GADGET, pads0, strict=True)) % Q
+            x, y = pads0[j], pads1[j]
+            p0, p1, p2 = x >> 512, (x >> 256) & _MASK, x & _MASK
+            tau.append(((p0 - (y >> 512) + a0) % Q).to_bytes(32, "big"))
+            tau.append(((p1 - ((y >> 256) & _MASK) + a1) % Q).to_bytes(32, "big"))
+            tau.append(((p2 - (y & _MASK) + a_hat) % Q).to_bytes(32, "big"))
+            zs.append((p0, p1, p2))
+            g = GADGET[j]
+            c0 += g * p0
+            c1 += g * p1
+        tau_bytes = b"".join(tau)
+        theta0, theta1 = _theta(self.context, message1, nonce, tau_bytes)
+        mu = (theta0 * a0 + theta1 * a1 + a_hat) % Q
+        # z^A_j = -p⁰_j, so r_j = θ·z^A_j[:ℓ] + z^A_j[ℓ] = -(θ·p⁰_j[:ℓ] + p⁰_j[ℓ]).
+        r = [((-theta0 * p0 - theta1 * p1 - p2) % Q).to_bytes(32, "big") for p0, p1, p2 in zs]
+        c0, c1 = -c0 % Q, -c1 % Q
+        a_tilde = (a0, a1)
         gamma = [(a - t) % Q for a, t in zip(inputs, a_tilde, strict=True)]
         message = (
             nonce
-            + bytes(tau)
+            + tau_bytes
             + mu.to_bytes(32, "big")
             + _check_hash(self.context, r)
             + b"".join(x.to_bytes(32, "big") for x in gamma)
