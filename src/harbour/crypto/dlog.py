@@ -40,7 +40,7 @@ def proof_length(group: Group) -> int:
 def verify(group: Group, statement: Point, proof: bytes, context: bytes) -> bool:
     """Check ``z·G == R + c·X``; any malformed proof is simply invalid."""
     point_len = len(group.generator().encode())
-    if len(proof) != proof_length(group):
+    if len(proof) != proof_length(group) or statement.is_identity():
         return False
     try:
         commitment = group.decode_point(proof[:point_len])

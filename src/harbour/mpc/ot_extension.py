@@ -145,12 +145,12 @@ def _rows(columns: Bits, m: int) -> Bits:
 def extend_receive(setup: ExtensionReceiverSetup, context: bytes, choices: Bits, padding: bytes) -> tuple[bytes, Bits]:
     """Receiver's message for ``m = len(choices)`` OTs, and its rows ``t_j`` (m x 32 bytes).
 
-    ``padding`` is ``(κ + s)/8`` or more fresh random bytes for the extra rows.
+    ``padding`` is at least ``m' - m`` (about ``κ + s``) fresh random bits for the extra rows.
     """
     m = len(choices)
     rows = padded_rows(m)
     nbytes = rows // 8
-    if len(padding) < nbytes - m // 8 + 1:
+    if 8 * len(padding) < rows - m:
         raise ValueError("not enough random padding")
     extra = np.unpackbits(np.frombuffer(padding, dtype=np.uint8), bitorder="little")[: rows - m]
     x = np.concatenate([choices.astype(np.uint8) & 1, extra])
