@@ -20,6 +20,9 @@ from harbour.crypto.secp256k1 import P as SECP_P
 from harbour.mpc import runner
 from harbour.mpc.ciphersuite import suite_by_name
 from harbour.mpc.dkg import DkgParty
+from harbour.mpc.ecdsa_setup import EXTENSION as ECDSA_SETUP_EXTENSION
+from harbour.mpc.ecdsa_setup import EcdsaSetupParty
+from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, encode_payload
 from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.keyshare import KeyShare
@@ -108,6 +111,24 @@ def cached_keygen(scheme: str, t: int, n: int) -> Mapping[int, KeyShare]:
     return runner.keygen(scheme, t, n)
 
 
+def ecdsa_signers(
+    shares: Mapping[int, KeyShare], signers: Sequence[int], digest: bytes, session_id: bytes | None = None
+) -> dict[int, EcdsaSigner]:
+    sid = session() if session_id is None else session_id
+    return {i: EcdsaSigner(sid, shares[i], signers, digest) for i in signers}
+
+
+def ecdsa_setup_parties(shares: Mapping[int, KeyShare], session_id: bytes | None = None) -> dict[int, EcdsaSetupParty]:
+    sid = session() if session_id is None else session_id
+    return {i: EcdsaSetupParty(sid, share) for i, share in shares.items()}
+
+
+def without_ecdsa_setup(share: KeyShare) -> KeyShare:
+    """An ECDSA share as the DKG leaves it, before the pairwise setup."""
+    extensions = {k: v for k, v in share.extensions.items() if k != ECDSA_SETUP_EXTENSION}
+    return dataclasses.replace(share, extensions=extensions)
+
+
 # -- interceptors: a malicious party or a tampering relay ------------------------------
 
 Mutation = Callable[[dict[str, Any], Envelope, int], dict[str, Any]]
@@ -147,6 +168,22 @@ def set_field(name: str, value: Any) -> Mutation:
 def drop_field(name: str) -> Mutation:
     def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
         del body[name]
+        return body
+
+    return mutate
+
+
+def flip_byte(data: bytes, index: int, mask: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[index] ^= mask
+    return bytes(out)
+
+
+def flip_field(name: str, index: int = 0, mask: int = 0x01) -> Mutation:
+    """XOR ``mask`` into one byte of a bytes field (``index`` may be negative)."""
+
+    def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        body[name] = flip_byte(body[name], index, mask)
         return body
 
     return mutate

@@ -175,12 +175,22 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         return out
 
     def _on_round(self, rnd: int, envelopes: list[Envelope]) -> list[Envelope]:
-        if rnd == 1:
-            return self._round2(envelopes)
-        if rnd == 2:
-            return self._round3(envelopes)
-        self._aggregate(envelopes)
-        return []
+        try:
+            if rnd == 1:
+                return self._round2(envelopes)
+            if rnd == 2:
+                return self._round3(envelopes)
+            self._aggregate(envelopes)
+            return []
+        except BaseException:
+            # An aborted session is dead (the base class refuses every further call);
+            # its secrets are dropped too rather than left for the garbage collector.
+            self._forget()
+            raise
+
+    def _forget(self) -> None:
+        self._instance = None
+        self._bobs, self._c = {}, {}
 
     # -- round 2 ---------------------------------------------------------------------
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
@@ -230,6 +240,9 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
     def _round3(self, envelopes: list[Envelope]) -> list[Envelope]:
         inst = self._take()
         bodies = {env.sender: decode_payload(env, _ROUND2) for env in envelopes}
+        malformed = [j for j, body in bodies.items() if len(body["echo"]) != len(self._echo)]
+        if malformed:
+            raise ProtocolAbort(malformed, "round-two echo has the wrong length")
         disagree = [j for j, body in bodies.items() if body["echo"] != self._echo]
         if disagree:
             raise ProtocolAbort(
@@ -279,8 +292,7 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         e = ecdsa.digest_to_int(self.digest) % Q
         u %= Q
         w = (e * inst.phi + r_x * v) % Q
-        self._instance = None
-        self._bobs, self._c = {}, {}
+        self._forget()
         self._u_w = (u, w)
         return [self._envelope(3, None, encode_payload({"u": G.encode_scalar(u), "w": G.encode_scalar(w)}))]
 

@@ -69,7 +69,7 @@ class ExtensionReceiverSetup:
 
     @classmethod
     def decode(cls, data: bytes) -> ExtensionReceiverSetup:
-        if len(data) != 2 * KAPPA * PAD_LEN:
+        if not isinstance(data, bytes) or len(data) != 2 * KAPPA * PAD_LEN:
             raise ValueError("extension receiver setup has the wrong length")
         seeds = [data[i : i + PAD_LEN] for i in range(0, len(data), PAD_LEN)]
         return cls(tuple(seeds[:KAPPA]), tuple(seeds[KAPPA:]))
@@ -93,7 +93,7 @@ class ExtensionSenderSetup:
 
     @classmethod
     def decode(cls, data: bytes) -> ExtensionSenderSetup:
-        if len(data) != ROW_BYTES + KAPPA * PAD_LEN:
+        if not isinstance(data, bytes) or len(data) != ROW_BYTES + KAPPA * PAD_LEN:
             raise ValueError("extension sender setup has the wrong length")
         seeds = data[ROW_BYTES:]
         return cls(
