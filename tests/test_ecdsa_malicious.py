@@ -94,3 +94,35 @@ def test_instance_secrets_cannot_be_taken_after_the_session(key: dict[int, KeySh
     runner.run(parties)
     with pytest.raises(ecdsa_sign.UsageError):
         parties[1]._take()
+
+
+@pytest.mark.parametrize("what", ["digest", "signers"])
+def test_signers_handed_different_requests_abort_without_blaming_each_other(
+    key: dict[int, KeyShare], what: str
+) -> None:
+    """Honest parties given different digests (or signer sets) are not cheaters.
+
+    The inputs hash of round one is compared before any multiplication runs, so the
+    abort names no one; without it the OT-extension check would fail first and name
+    the honest peer.
+    """
+    sid = runner.new_session_id()
+    other = hashlib.sha256(b"another request").digest()
+    parties = {
+        1: EcdsaSigner(sid, key[1], [1, 2, 4], DIGEST),
+        2: EcdsaSigner(sid, key[2], [1, 2, 4], other if what == "digest" else DIGEST),
+        4: EcdsaSigner(sid, key[4], [1, 2, 4], DIGEST),
+    }
+    if what == "signers":
+        parties[2] = EcdsaSigner(sid, key[2], [1, 2, 5], DIGEST)
+    posted: list[Envelope] = []
+
+    def watch(env: Envelope, dest: int) -> Envelope | None:
+        posted.append(env)
+        return env if dest in parties else None
+
+    with pytest.raises(ProtocolAbort) as info:
+        runner.run(parties, watch)
+    assert info.value.culprits == frozenset()
+    assert "asked to sign something else" in info.value.reason
+    assert not [e for e in posted if e.round >= 2]

@@ -137,7 +137,8 @@ def malicious_alice(
     θ, μ and the r-hash are computed as an honest Alice would over the τ actually sent,
     so the only deviation is the correlation. With no shifts this is Alice's exact message.
     """
-    rows = extend_send(setups.alice, context, XI, message1)
+    # message1 is Bob's nonce followed by the OT-extension message under context || nonce.
+    rows = extend_send(setups.alice, context + message1[:NONCE_LEN], XI, message1[NONCE_LEN:])
     delta = np.frombuffer(setups.alice.delta.to_bytes(32, "little"), dtype=np.uint8)
     nonce = rng(NONCE_LEN)
     alpha = (SECP256K1.random_scalar(rng), SECP256K1.random_scalar(rng), SECP256K1.random_scalar(rng))
@@ -183,7 +184,7 @@ def test_shares_add_up_to_the_product(setups: Setups, seed: int) -> None:
     rnd = random.Random(seed)
     run = respond(setups, (rnd.randrange(Q), rnd.randrange(Q)))
     assert len(run.message2) == MESSAGE2_LEN
-    assert len(run.message1) == message_length(XI)
+    assert len(run.message1) == NONCE_LEN + message_length(XI)
     assert_product(run, run.bob.finish(run.message2))
 
 
@@ -247,7 +248,9 @@ def test_alice_refuses_bad_inputs(setups: Setups, inputs: tuple[int, ...]) -> No
 # -- a malicious Bob: caught by Alice --------------------------------------------------------
 
 
-@pytest.mark.parametrize("position", [0, 5_000, message_length(XI) - 64, message_length(XI) - 1])
+@pytest.mark.parametrize(
+    "position", [0, NONCE_LEN, 5_000, NONCE_LEN + message_length(XI) - 64, NONCE_LEN + message_length(XI) - 1]
+)
 def test_tampered_message1_is_caught_by_alice(setups: Setups, position: int) -> None:
     message1 = bytearray(VoleBob(setups.bob, CONTEXT).message1())
     message1[position] ^= 0x10
@@ -471,3 +474,16 @@ def test_bob_cannot_finish_before_message1(setups: Setups) -> None:
     run = respond(setups)
     with pytest.raises(RuntimeError):
         VoleBob(setups.bob, CONTEXT).finish(run.message2)
+
+
+def test_reused_context_still_gives_new_extension_columns(setups: Setups) -> None:
+    """Bob's nonce: two runs under one context never send the same u (which would leak β ⊕ β')."""
+    first = VoleBob(setups.bob, CONTEXT).message1()
+    second = VoleBob(setups.bob, CONTEXT).message1()
+    u_first, u_second = first[NONCE_LEN : NONCE_LEN + 1000], second[NONCE_LEN : NONCE_LEN + 1000]
+    assert first[:NONCE_LEN] != second[:NONCE_LEN]
+    # With the same PRG columns, u ⊕ u' would be the XOR of the choice bits, repeated in
+    # every column; with fresh columns it looks random.
+    xor = bytes(a ^ b for a, b in zip(u_first, u_second, strict=True))
+    row_len = (message_length(XI) - 64) // 256
+    assert xor[:row_len] != xor[row_len : 2 * row_len]

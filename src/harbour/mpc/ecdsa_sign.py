@@ -9,17 +9,19 @@ and ``v_i`` of ``sk·φ`` with one random vector OLE per ordered pair
 (mpc/vole.py), so that ``s = Σ w_i / Σ u_i = (e + r_x·sk)/r`` with
 ``w_i = e·φ_i + r_x·v_i``.
 
-Round 1 (to each ``j``): a commitment to ``R_i = r_i·G`` (the same to everyone)
-and Bob's first multiplication message for the pair in which ``i`` is Bob; Bob's
+Round 1 (to each ``j``): a hash of the session's inputs (key, signer set,
+digest: compared first, so parties handed different requests abort without
+blaming each other), a commitment to ``R_i = r_i·G`` (the same to everyone) and
+Bob's first multiplication message for the pair in which ``i`` is Bob; Bob's
 random input is ``χ_ij``.
 
 Round 2 (to each ``j``): ``sk_i = λ_i·x_i + ζ_i`` (``ζ_i`` a zero-share from the
 pairwise seeds, functionality 3.4), ``pk_i = sk_i·G``; Alice's answer for input
 ``(r_i, sk_i)`` with output ``(c^u_ij, c^v_ij)``; ``Γ^u_ij = c^u_ij·G``,
 ``Γ^v_ij = c^v_ij·G``; ``ψ_ij = φ_i - χ_ij``; the opening of ``R_i``; ``pk_i``; and
-an echo: a hash of the session, signers, key, digest and every round-1
-commitment, so that a party who committed differently to different parties (or
-parties given different inputs) is caught before any signature share is sent.
+an echo: a hash of the session, its inputs and every round-1 commitment, so
+that a party who committed differently to different parties is caught before
+any signature share is sent.
 
 Round 3 (broadcast), after these checks, each naming the peer at fault:
 the echo matches; ``R_j`` opens its commitment; Bob's multiplication check
@@ -140,12 +142,17 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         # Everything the session is about, hashed once: part of every vOLE context
         # and of the echo, so a message from another session, key, signer set or
         # digest fails a check instead of mixing in.
-        self._session = (
-            Transcript("harbour/ecdsa/sign/session")
-            .append("session", self.session_id)
+        self._inputs = (
+            Transcript("harbour/ecdsa/sign/inputs")
             .append("key", self._fingerprint)
             .append_list("signers", [i.to_bytes(2, "big") for i in ids])
             .append("digest", self.digest)
+            .digest()
+        )
+        self._session = (
+            Transcript("harbour/ecdsa/sign/session")
+            .append("session", self.session_id)
+            .append("inputs", self._inputs)
             .digest()
         )
         self._instance: _Instance | None = None
@@ -171,7 +178,8 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         for j in self.peers:
             bob = VoleBob(self.setup.peers[j].as_bob, _vole_context(self._session, self.me, j), self._rng)
             self._bobs[j] = bob
-            out.append(self._envelope(1, j, encode_payload({"commitment": commitment, "vole": bob.message1()})))
+            payload = {"inputs": self._inputs, "commitment": commitment, "vole": bob.message1()}
+            out.append(self._envelope(1, j, encode_payload(payload)))
         return out
 
     def _on_round(self, rnd: int, envelopes: list[Envelope]) -> list[Envelope]:
@@ -195,9 +203,16 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
     # -- round 2 ---------------------------------------------------------------------
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
         inst = self._take()
+        bodies = [decode_payload(env, {"inputs": bytes, "commitment": bytes, "vole": bytes}) for env in envelopes]
+        # Checked before any multiplication: a peer handed another digest, signer set or
+        # key would otherwise fail the OT-extension check and be blamed for it.
+        different = [env.sender for env, body in zip(envelopes, bodies, strict=True) if body["inputs"] != self._inputs]
+        if different:
+            raise ProtocolAbort(
+                [], f"parties {different} were asked to sign something else (another digest, signer set or key)"
+            )
         first = {}
-        for env in envelopes:
-            body = decode_payload(env, {"commitment": bytes, "vole": bytes})
+        for env, body in zip(envelopes, bodies, strict=True):
             if len(body["commitment"]) != 64:
                 raise ProtocolAbort([env.sender], "instance-key commitment has the wrong length")
             self._commitments[env.sender] = body["commitment"]

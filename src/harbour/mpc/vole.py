@@ -27,8 +27,10 @@ scalar; the gadget vector ``g ∈ Z_q^ξ`` is public (hashed from a fixed tag).
    ``c = Σ_j g_j z^A_j[:ℓ]``.
 3. Bob checks the hash and outputs ``d = Σ_j g_j z^B_j[:ℓ] + b·γ``.
 
-The pads hash Alice's fresh nonce with the OT row, so even if a peer replays an
-old first message, Alice's pads, and so ``τ``, are new.
+Each side adds a fresh nonce of its own: Bob's goes into the OT-extension
+context (so a reused session id never repeats his PRG columns, which would
+reveal the XOR of his choice bits in the two runs), Alice's into the pad hash
+(so a replayed first message never repeats her pads, and so ``τ``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from harbour.mpc.ot_extension import (
     OtExtensionError,
     extend_receive,
     extend_send,
+    message_length,
 )
 
 Q = SECP256K1.order
@@ -72,6 +75,7 @@ def _gadget() -> tuple[int, ...]:
 GADGET = _gadget()
 """``g``: 384-bit hash outputs reduced mod q, so each entry is uniform up to 2^-128."""
 
+MESSAGE1_LEN = NONCE_LEN + message_length(XI)
 MESSAGE2_LEN = NONCE_LEN + XI * WIDTH * _SCALAR + 2 * _SCALAR + ELL * _SCALAR
 
 
@@ -109,6 +113,11 @@ def _theta(context: bytes, message1: bytes, nonce: bytes, tau: bytes) -> tuple[i
     seed = h.digest()
     raw = hashlib.shake_256(seed).digest(2 * 48)
     return int.from_bytes(raw[:48], "big") % Q, int.from_bytes(raw[48:], "big") % Q
+
+
+def _extension_context(context: bytes, bob_nonce: bytes) -> bytes:
+    """Bob's fresh nonce makes every extension new, even if a session id is ever reused."""
+    return context + bob_nonce
 
 
 def _check_hash(context: bytes, r: list[bytes]) -> bytes:
@@ -153,7 +162,9 @@ class VoleBob:
         bits = np.unpackbits(np.frombuffer(self.rng(XI // 8), dtype=np.uint8), bitorder="little")
         self._choices = [int(x) for x in bits]
         self.b = sum(g for g, c in zip(GADGET, self._choices, strict=True) if c) % Q
-        message, rows = extend_receive(self.setup, self.context, bits, self.rng(48))
+        bob_nonce = self.rng(NONCE_LEN)
+        kos, rows = extend_receive(self.setup, _extension_context(self.context, bob_nonce), bits, self.rng(48))
+        message = bob_nonce + kos
         self._rows = rows.tobytes()
         self._message1 = message
         return message
@@ -210,8 +221,11 @@ class VoleAlice:
         self._used = True
         if len(inputs) != ELL or not all(0 <= a < Q for a in inputs):
             raise ValueError(f"Alice's input is {ELL} scalars")
+        if len(message1) != MESSAGE1_LEN:
+            raise VoleError(f"multiplication message has {len(message1)} bytes, expected {MESSAGE1_LEN}")
         try:
-            rows = extend_send(self.setup, self.context, XI, message1)
+            bob_nonce, kos = message1[:NONCE_LEN], message1[NONCE_LEN:]
+            rows = extend_send(self.setup, _extension_context(self.context, bob_nonce), XI, kos)
         except OtExtensionError as exc:
             raise VoleError(str(exc)) from exc
         delta = np.frombuffer(self.setup.delta.to_bytes(ROW_BYTES, "little"), dtype=np.uint8)
