@@ -3,7 +3,7 @@
 # Everything runs inside a project-local virtualenv ($(VENV)); the only thing
 # assumed to be installed on the machine is python3 (3.11 or newer).
 #
-#   make demo    distributed key generation + signing for every FROST scheme
+#   make demo    distributed key generation + signing for every FROST scheme and threshold ECDSA
 #   make test    ruff, mypy and pytest; fails if any of them fails
 #   make bench   every bench/*.py script (each prints JSON)
 #   make lint    ruff and mypy only
@@ -20,7 +20,7 @@ STAMP   := $(VENV)/.installed
 .PHONY: help install demo test lint ruff mypy pytest bench clean distclean
 
 help:
-	@echo "make demo    run DKG and threshold signing for each FROST scheme"
+	@echo "make demo    run DKG and threshold signing for each FROST scheme and threshold ECDSA"
 	@echo "make test    ruff + mypy + pytest (non-zero exit on any failure)"
 	@echo "make bench   run bench/*.py (JSON on stdout)"
 	@echo "make lint    ruff + mypy"

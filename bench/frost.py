@@ -18,7 +18,7 @@ from typing import Any
 
 from harbour import __version__
 from harbour.cli.bench import DEFAULT_RUNS, measure
-from harbour.cli.params import SCHEMES
+from harbour.cli.params import FROST_SCHEMES as SCHEMES
 
 CONFIGS = ((2, 3), (7, 10), (15, 20))
 

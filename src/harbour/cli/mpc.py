@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any
 
@@ -15,8 +16,10 @@ from harbour.cli.params import (
     PartiesOption,
     SchemeOption,
     ThresholdOption,
+    check_message,
     check_scheme,
     check_sizes,
+    is_ecdsa,
     parse_message,
     parse_signers,
     reported_errors,
@@ -25,7 +28,14 @@ from harbour.mpc import runner
 
 app = typer.Typer(help="Threshold signatures (MPC): key generation and signing.", no_args_is_help=True)
 
-DEFAULT_MESSAGE = b"Harbour threshold signature".hex()
+DEFAULT_TEXT = b"Harbour threshold signature"
+DEFAULT_MESSAGE = DEFAULT_TEXT.hex()
+DEFAULT_DIGEST = hashlib.sha256(DEFAULT_TEXT).hexdigest()
+"""ECDSA signs a 32-byte digest, so its default message is the SHA-256 of FROST's."""
+
+
+def default_message(scheme: str) -> str:
+    return DEFAULT_DIGEST if is_ecdsa(scheme) else DEFAULT_MESSAGE
 
 
 @app.command("demo")
@@ -34,25 +44,30 @@ def demo(
     threshold: ThresholdOption = 2,
     parties: PartiesOption = 3,
     message: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--message", "-m", help="The message to sign, in hex.", show_default="hex of 'Harbour threshold signature'"
+            "--message",
+            "-m",
+            help="The message to sign, in hex; for ecdsa-secp256k1 a 32-byte digest (the caller hashes).",
+            show_default="hex of 'Harbour threshold signature'; ecdsa-secp256k1: its SHA-256",
         ),
-    ] = DEFAULT_MESSAGE,
+    ] = None,
     signers: Annotated[
-        str | None, typer.Option("--signers", help="Comma-separated signing parties; default 1..t.")
+        str | None,
+        typer.Option("--signers", help="Comma-separated signing parties; default 1..t (ecdsa-secp256k1: exactly t)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Generate a t-of-n key by DKG and sign MESSAGE with a set of its parties.
 
     The signature is verified against the group key before anything is printed.
+    Threshold ECDSA signs a 32-byte digest with exactly t parties.
     """
     with reported_errors():
         check_scheme(scheme)
         check_sizes(threshold, parties)
-        msg = parse_message(message)
-        chosen = parse_signers(signers, threshold, parties)
+        msg = check_message(scheme, parse_message(default_message(scheme) if message is None else message))
+        chosen = parse_signers(signers, threshold, parties, exact=is_ecdsa(scheme))
         shares = runner.keygen(scheme, threshold, parties)
         signature = session.sign_verified(shares, chosen, msg)
     result = session.contract(shares, chosen, msg, signature)

@@ -15,11 +15,15 @@ from typing import Annotated
 
 import typer
 
+from harbour.crypto.ecdsa import DIGEST_LEN
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.ciphersuite import SUITES
+from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.envelope import ProtocolAbort, UsageError
 
-SCHEMES: tuple[str, ...] = tuple(SUITES)
+FROST_SCHEMES: tuple[str, ...] = tuple(SUITES)
+ECDSA_SCHEMES: tuple[str, ...] = (ECDSA_SCHEME,)
+SCHEMES: tuple[str, ...] = FROST_SCHEMES + ECDSA_SCHEMES
 USAGE_EXIT = 2
 FAILURE_EXIT = 1
 
@@ -41,8 +45,13 @@ class RunFailure(RuntimeError):
     """A protocol run that did not produce a verified result."""
 
 
+def is_ecdsa(scheme: str) -> bool:
+    """Threshold ECDSA signs a digest with exactly t parties; FROST signs a message with t or more."""
+    return scheme in ECDSA_SCHEMES
+
+
 def check_scheme(name: str) -> str:
-    if name not in SUITES:
+    if name not in SCHEMES:
         raise InputError(f"--scheme: unknown scheme {name!r}; choose one of {', '.join(SCHEMES)}")
     return name
 
@@ -69,11 +78,28 @@ def parse_message(text: str) -> bytes:
         raise InputError(f"--message must be hexadecimal bytes (e.g. 48656c6c6f), got {text!r}") from None
 
 
-def parse_signers(text: str | None, threshold: int, parties: int) -> list[int]:
+def check_message(scheme: str, message: bytes) -> bytes:
+    """ECDSA signs a 32-byte digest, and the caller chooses the hash.
+
+    Ethereum hashes with Keccak-256 and Bitcoin with double SHA-256; hashing here
+    would pick one chain's rule for every caller, and padding or truncating would
+    sign something other than what was asked, so any other length is refused.
+    """
+    if is_ecdsa(scheme) and len(message) != DIGEST_LEN:
+        raise InputError(
+            f"--message: {scheme} signs a {DIGEST_LEN}-byte digest (64 hex digits; hash the message first), "
+            f"got {len(message)} bytes"
+        )
+    return message
+
+
+def parse_signers(text: str | None, threshold: int, parties: int, *, exact: bool = False) -> list[int]:
     """A comma-separated subset of ``1..parties`` with at least ``threshold`` members.
 
-    Defaults to the first ``threshold`` parties. Returned sorted, the order in
-    which FROST lists the participants.
+    With ``exact`` (threshold ECDSA, whose signing protocol takes exactly
+    ``threshold`` parties) it must have exactly ``threshold``. Defaults to the
+    first ``threshold`` parties. Returned sorted, the order in which FROST lists
+    the participants.
     """
     if text is None:
         return list(range(1, threshold + 1))
@@ -91,6 +117,11 @@ def parse_signers(text: str | None, threshold: int, parties: int) -> list[int]:
     if len(signers) < threshold:
         raise InputError(
             f"--signers: a {threshold}-of-{parties} key needs at least {threshold} signers, got {len(signers)}"
+        )
+    if exact and len(signers) != threshold:
+        raise InputError(
+            f"--signers: a threshold-ECDSA {threshold}-of-{parties} key signs with exactly {threshold} parties, "
+            f"got {len(signers)}"
         )
     return sorted(signers)
 

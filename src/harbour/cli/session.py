@@ -1,10 +1,16 @@
-"""A FROST key and its signatures, produced in this process and checked before use.
+"""A threshold key and its signatures, produced in this process and checked before use.
 
 The CLI's demonstrations and benchmarks all go through here, so what they print
 is what a verifier of each scheme expects: the public key in the scheme's own
 encoding (compressed SEC1, Ed25519, or the BIP-341 x-only output key) and a
 signature checked against that key here, after the session, not only by the
 signers inside it.
+
+FROST signs a message and returns the signature's bytes; threshold ECDSA
+(``ecdsa-secp256k1``) signs a 32-byte digest and returns an
+:class:`~harbour.crypto.ecdsa.EcdsaSignature`, whose recovery id Ethereum needs
+because a transaction names its sender by address, not by public key. Both go
+through :func:`sign` and :func:`verify`, so a caller never picks the protocol.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harbour.cli.params import RunFailure
+from harbour.chains.ethereum import address_from_public_key
+from harbour.cli.params import RunFailure, is_ecdsa
+from harbour.crypto import ecdsa
+from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import Point
 from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.mpc import runner, taproot
@@ -21,25 +30,31 @@ from harbour.mpc.frost_party import signing_public_key
 from harbour.mpc.keyshare import KeyShare
 
 Shares = Mapping[int, KeyShare]
+Signature = bytes | EcdsaSignature
+"""FROST: the encoded signature; ECDSA: ``(r, s)`` with its recovery id."""
 
 
-def _xonly(point: Point) -> bytes:
+def _secp256k1(point: Point) -> Secp256k1Point:
     assert isinstance(point, Secp256k1Point)
-    return point.x_bytes
+    return point
 
 
-def key_fields(scheme: str, group_public_key: Point) -> dict[str, bytes]:
-    """``public_key`` as the scheme's verifiers take it; ``internal_key`` for Taproot.
+def key_fields(scheme: str, group_public_key: Point) -> dict[str, bytes | str]:
+    """``public_key`` as the scheme's verifiers take it, and what else names the key.
 
     A Taproot output commits to the tweaked key ``Q`` (BIP-341, key path only), so
     that is the key signatures verify under; the untweaked even-y key ``P`` is
-    what a wallet needs to rebuild the output or add a script tree later.
+    what a wallet needs to rebuild the output or add a script tree later. An
+    ECDSA key is also an Ethereum account, named by its EIP-55 ``address``.
     """
+    if is_ecdsa(scheme):
+        point = _secp256k1(group_public_key)
+        return {"public_key": point.encode(), "address": address_from_public_key(point)}
     suite = suite_by_name(scheme)
     if suite.bip340:
         return {
-            "public_key": _xonly(taproot.output_key(group_public_key, None)),
-            "internal_key": _xonly(taproot.even_y(group_public_key)),
+            "public_key": _secp256k1(taproot.output_key(group_public_key, None)).x_bytes,
+            "internal_key": _secp256k1(taproot.even_y(group_public_key)).x_bytes,
         }
     return {"public_key": group_public_key.encode()}
 
@@ -47,38 +62,77 @@ def key_fields(scheme: str, group_public_key: Point) -> dict[str, bytes]:
 def public_key(shares: Shares) -> bytes:
     """The key the signatures of ``shares`` verify under, as in :func:`key_fields`."""
     share = next(iter(shares.values()))
-    return key_fields(share.scheme, share.group_public_key)["public_key"]
+    key = key_fields(share.scheme, share.group_public_key)["public_key"]
+    assert isinstance(key, bytes)
+    return key
 
 
-def verify(scheme: str, group_public_key: Point, message: bytes, signature: bytes) -> bool:
+def signature_bytes(signature: Signature) -> bytes:
+    """The signature as verifiers read it; ECDSA: the 64-byte ``r || s`` (low-s)."""
+    return signature.to_bytes() if isinstance(signature, EcdsaSignature) else signature
+
+
+def verify(scheme: str, group_public_key: Point, message: bytes, signature: Signature) -> bool:
+    """Whether ``signature`` is valid for ``message`` under the group key, in the scheme's own terms.
+
+    For ECDSA the recovery id must also recover the group key: it is printed for
+    Ethereum, where a wrong one would name another account as the signer.
+    """
+    if is_ecdsa(scheme):
+        if not isinstance(signature, EcdsaSignature) or len(message) != ecdsa.DIGEST_LEN:
+            return False
+        point = _secp256k1(group_public_key)
+        if not ecdsa.verify(point, message, signature):
+            return False
+        try:
+            recovered = ecdsa.recover(message, signature)
+        except ValueError:
+            return False
+        return recovered.encode() == point.encode()
+    if isinstance(signature, EcdsaSignature):
+        return False
     suite = suite_by_name(scheme)
     return suite.verify(signing_public_key(suite, group_public_key), message, signature)
 
 
-def check_signature(shares: Shares, message: bytes, signature: bytes) -> None:
+def check_signature(shares: Shares, message: bytes, signature: Signature) -> None:
     """Raise :class:`RunFailure` unless ``signature`` verifies under the key of ``shares``."""
     share = next(iter(shares.values()))
     if not verify(share.scheme, share.group_public_key, message, signature):
         raise RunFailure(f"the {share.scheme} signature does not verify against the group key")
 
 
-def sign_verified(shares: Shares, signers: Sequence[int], message: bytes) -> bytes:
+def sign(shares: Shares, signers: Sequence[int], message: bytes, *, stats: runner.RunStats | None = None) -> Signature:
+    """One signing session among ``signers`` with the protocol of the shares' scheme."""
+    share = next(iter(shares.values()))
+    if is_ecdsa(share.scheme):
+        return runner.sign_ecdsa(shares, signers, message, stats=stats)
+    return runner.sign(shares, signers, message, stats=stats)
+
+
+def sign_verified(shares: Shares, signers: Sequence[int], message: bytes) -> Signature:
     """One signing session among ``signers``, and an independent check of its result."""
-    signature = runner.sign(shares, signers, message)
+    signature = sign(shares, signers, message)
     check_signature(shares, message, signature)
     return signature
 
 
-def contract(shares: Shares, signers: Sequence[int], message: bytes, signature: bytes) -> dict[str, Any]:
+def contract(shares: Shares, signers: Sequence[int], message: bytes, signature: Signature) -> dict[str, Any]:
     """The JSON object ``harbour mpc demo --json`` prints; other tools read these names."""
     share = next(iter(shares.values()))
-    keys = {name: value.hex() for name, value in key_fields(share.scheme, share.group_public_key).items()}
-    return {
+    keys = {
+        name: value.hex() if isinstance(value, bytes) else value
+        for name, value in key_fields(share.scheme, share.group_public_key).items()
+    }
+    result: dict[str, Any] = {
         "scheme": share.scheme,
         "threshold": share.threshold,
         "parties": len(share.parties),
         "signers": sorted(signers),
         **keys,
         "message": message.hex(),
-        "signature": signature.hex(),
+        "signature": signature_bytes(signature).hex(),
     }
+    if isinstance(signature, EcdsaSignature):
+        result["recovery_id"] = signature.recovery_id
+    return result

@@ -86,9 +86,7 @@ def nonce_generate(suite: Ciphersuite, secret: int, rng: RandomBytes = secrets.t
     return suite.H3(rng(32) + suite.group.encode_scalar(secret))
 
 
-def commit(
-    suite: Ciphersuite, identifier: int, secret: int, rng: RandomBytes = secrets.token_bytes
-) -> SigningNonces:
+def commit(suite: Ciphersuite, identifier: int, secret: int, rng: RandomBytes = secrets.token_bytes) -> SigningNonces:
     """Section 5.1, round one: fresh hiding and binding nonces and their commitments."""
     hiding = nonce_generate(suite, secret, rng)
     binding = nonce_generate(suite, secret, rng)
@@ -219,7 +217,5 @@ def aggregate(
     z = sum(shares.values()) % n
     if suite.verify_parts(public_key, message, ctx.R, z):
         return suite.encode_signature(ctx.R, z)
-    culprits = [
-        i for i in ctx.participants if not verify_share(suite, ctx, i, shares[i], verification_shares[i])
-    ]
+    culprits = [i for i in ctx.participants if not verify_share(suite, ctx, i, shares[i], verification_shares[i])]
     raise ProtocolAbort(culprits, "the aggregate signature does not verify; invalid signature shares")
