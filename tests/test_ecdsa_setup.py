@@ -87,8 +87,9 @@ def test_setup_changes_nothing_but_its_extension() -> None:
     outcome = run_setup()
     assert outcome.aborts == {}
     for i, share in outcome.results.items():
-        assert set(share.extensions) == {EXTENSION}
-        assert dataclasses.replace(share, extensions={}) == before[i]
+        assert set(share.extensions) == {EXTENSION, "chain_code"}
+        assert share.extensions["chain_code"] == before[i].extensions["chain_code"]
+        assert dataclasses.replace(share, extensions=dict(before[i].extensions)) == before[i]
         share.check_consistent()
     assert runner.sign_ecdsa(outcome.results, [1, 3], bytes(32))
 

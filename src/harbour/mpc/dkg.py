@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from harbour.crypto.group import Group, GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
@@ -41,6 +42,16 @@ from harbour.mpc.envelope import (
     encode_payload,
 )
 from harbour.mpc.keyshare import KeyShare
+
+
+def chain_code(echo: bytes) -> bytes:
+    """The BIP-32 chain code of a new key: a hash of every round-one broadcast.
+
+    Every party computes the same value (the echo check makes sure they saw the
+    same broadcasts) and nobody chooses it alone. It is public (it is part of the
+    xpub); it only has to be fixed with the key, so that child keys are.
+    """
+    return Transcript("harbour/hd/chain-code").append("dkg-round1", echo).digest()[:32]
 
 
 def session_context(session_id: bytes, scheme: str, threshold: int, parties: Sequence[int]) -> bytes:
@@ -220,5 +231,5 @@ class DkgParty(Party[KeyShare]):
             )
         share = finalize(self.suite, self.me, self.threshold, self.parties, self._commitments, shares, self.scheme)
         self._coefficients = []
-        self._finish(share)
+        self._finish(replace(share, extensions={"chain_code": chain_code(self._echo)}))
         return []

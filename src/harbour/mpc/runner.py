@@ -8,6 +8,7 @@ a malicious party or a tampering relay.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.shamir import trusted_dealer_keygen
 from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
 from harbour.mpc.dkg import DkgParty
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
@@ -24,7 +26,11 @@ from harbour.mpc.ecdsa_setup import EcdsaSetupParty
 from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party, UsageError
 from harbour.mpc.frost_party import FrostSigner
-from harbour.mpc.keyshare import KeyShare
+from harbour.mpc.hd import CHAIN_CODE, derive_share
+from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, PublicKeyPackage, group_by_name, shares_from_dealer
+from harbour.mpc.refresh import RefreshParty
+from harbour.mpc.repair import RepairParty
+from harbour.mpc.reshare import ReshareParty
 
 T = TypeVar("T")
 Intercept = Callable[[Envelope, int], Envelope | None]
@@ -161,3 +167,127 @@ def sign_ecdsa(
     if len(signatures) != 1:
         raise RuntimeError("signers produced different signatures")
     return signatures.pop()
+
+
+# -- key lifecycle ---------------------------------------------------------------------
+
+
+def _public_metadata(share: KeyShare) -> dict[str, bytes]:
+    """What a key carries from committee to committee: the chain code, not protocol state."""
+    return {CHAIN_CODE: share.extensions[CHAIN_CODE]} if CHAIN_CODE in share.extensions else {}
+
+
+def refresh(
+    shares: Mapping[int, KeyShare],
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> dict[int, KeyShare]:
+    """Proactive refresh of every share (and, for ECDSA, a new pairwise setup)."""
+    sid = new_session_id() if session_id is None else session_id
+    first = next(iter(shares.values()))
+    if set(shares) != set(first.parties):
+        raise UsageError(f"a refresh needs every party of the key: {list(first.parties)}")
+    parties = {i: RefreshParty(sid, share, rng=rng) for i, share in shares.items()}
+    new = run(parties, intercept, stats)
+    if first.scheme == ECDSA_SCHEME:
+        new = ecdsa_setup(new, session_id=setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
+    return new
+
+
+def reshare(
+    shares: Mapping[int, KeyShare],
+    new_threshold: int,
+    new_parties: Sequence[int],
+    *,
+    public: PublicKeyPackage | None = None,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> dict[int, KeyShare]:
+    """Move a key to ``new_parties`` with ``new_threshold``; ``shares`` are the dealers' (at least t)."""
+    sid = new_session_id() if session_id is None else session_id
+    first = next(iter(shares.values()))
+    public = first.public if public is None else public
+    metadata = _public_metadata(first)
+    dealers = sorted(shares)
+    ids = sorted(set(dealers) | set(new_parties))
+    parties = {
+        i: ReshareParty(
+            sid, i, public, dealers, new_threshold, new_parties, share=shares.get(i), metadata=metadata, rng=rng
+        )
+        for i in ids
+    }
+    results = run(parties, intercept, stats)
+    new = {i: r.share for i, r in results.items() if r.share is not None}
+    if public.scheme == ECDSA_SCHEME:
+        new = ecdsa_setup(new, session_id=setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
+    return new
+
+
+def repair(
+    helpers: Mapping[int, KeyShare],
+    lost: int,
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> KeyShare:
+    """Rebuild party ``lost``'s share from ``t`` helpers' shares without reconstructing the key.
+
+    For an ECDSA key the repaired share has no pairwise setup yet: run
+    :func:`ecdsa_setup` over the whole committee afterwards.
+    """
+    sid = new_session_id() if session_id is None else session_id
+    first = next(iter(helpers.values()))
+    public = first.public
+    metadata = _public_metadata(first)
+    parties = {
+        i: RepairParty(sid, i, public, sorted(helpers), lost, share=helpers.get(i), metadata=metadata, rng=rng)
+        for i in [*sorted(helpers), lost]
+    }
+    results = run(parties, intercept, stats)
+    repaired = results[lost].share
+    assert repaired is not None
+    return repaired
+
+
+def import_key(
+    scheme: str,
+    private_key: int,
+    threshold: int,
+    n: int,
+    *,
+    chain_code: bytes | None = None,
+    stats: RunStats | None = None,
+    rng: RandomBytes = secrets.token_bytes,
+) -> dict[int, KeyShare]:
+    """Split an existing private key into a t-of-n key (RFC 9591 appendix C), e.g. to move a wallet into custody.
+
+    The caller's process sees the whole key once; everything after signs without it.
+    """
+    if scheme not in SCHEME_CURVES:
+        raise UsageError(f"unknown scheme {scheme!r}")
+    curve = SCHEME_CURVES[scheme]
+    dealt = trusted_dealer_keygen(group_by_name(curve), private_key, threshold, n, rng)
+    code = rng(32) if chain_code is None else chain_code
+    if len(code) != 32:
+        raise UsageError("a chain code is 32 bytes")
+    shares = {
+        i: dataclasses.replace(share, extensions={CHAIN_CODE: code})
+        for i, share in shares_from_dealer(scheme, curve, dealt).items()
+    }
+    if scheme == ECDSA_SCHEME:
+        shares = ecdsa_setup(shares, stats=stats, rng=rng)
+    return shares
+
+
+def derived_shares(shares: Mapping[int, KeyShare], path: str | None) -> dict[int, KeyShare]:
+    """The shares that sign under the BIP-32 child at ``path`` (unchanged for ``None`` or ``m``)."""
+    if path is None or path.strip() == "m":
+        return dict(shares)
+    return {i: derive_share(share, path) for i, share in shares.items()}
