@@ -5,27 +5,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import cbor2
 import nacl.bindings as sodium
+import nacl.signing
+from coincurve import PublicKeyXOnly
+from eth_keys.backends.native.main import NativeECCBackend
+from eth_keys.main import KeyAPI
 
+from harbour.chains.ethereum import address_from_public_key, keccak256
+from harbour.crypto import ecdsa
 from harbour.crypto.ed25519 import ED25519
-from harbour.crypto.group import Group
-from harbour.crypto.secp256k1 import SECP256K1
+from harbour.crypto.group import Group, Point
+from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 from harbour.crypto.secp256k1 import P as SECP_P
 from harbour.mpc import runner
-from harbour.mpc.ciphersuite import suite_by_name
+from harbour.mpc.ciphersuite import FROST_TAPROOT, suite_by_name
 from harbour.mpc.dkg import DkgParty
 from harbour.mpc.ecdsa_setup import EXTENSION as ECDSA_SETUP_EXTENSION
 from harbour.mpc.ecdsa_setup import EcdsaSetupParty
 from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, encode_payload
-from harbour.mpc.frost_party import FrostSigner
-from harbour.mpc.keyshare import KeyShare
+from harbour.mpc.frost_party import FrostSigner, signing_public_key
+from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare
 from harbour.mpc.runner import Intercept
 
 SCHEMES = ["frost-secp256k1", "frost-ed25519", "frost-taproot"]
@@ -309,3 +315,56 @@ TAGGED_VALUES = {
     "shared-value-cycle": b"\xd8\x1c\x81\xd8\x1d\x00",
     "mime-message": b"\xd8\x24\x60",
 }
+
+
+# -- key lifecycle (refresh, reshare, repair, import, HD) -------------------------------
+
+ECDSA_SCHEME = "ecdsa-secp256k1"
+ALL_SCHEMES = [*SCHEMES, ECDSA_SCHEME]
+ETH_KEYS = KeyAPI(NativeECCBackend)
+LIFECYCLE_MESSAGE = b"move 250,000 HKD of tokenised deposits to cold storage"
+
+
+def lifecycle_bad_point_cases(schemes: Sequence[str] = ALL_SCHEMES) -> list[tuple[str, str]]:
+    """``bad_point_cases`` for every scheme, threshold ECDSA included."""
+    return [(s, k) for s in schemes for k in PROTOCOL_BAD_POINTS[SCHEME_CURVES[s]]]
+
+
+def assert_aborted(outcome: Outcome, parties: Iterable[int], culprits: Iterable[int], match: str | None = None) -> None:
+    """Every party in ``parties`` aborted naming exactly ``culprits`` and produced no result."""
+    for i in parties:
+        assert outcome.culprits(i) == frozenset(culprits), outcome.aborts[i]
+        if match is not None:
+            assert match in outcome.aborts[i].reason, outcome.aborts[i].reason
+        assert i not in outcome.results
+
+
+def assert_signs(shares: Mapping[int, KeyShare], signers: Sequence[int], public_key: Point | None = None) -> None:
+    """``signers`` sign, and the signature verifies under an implementation other than
+    harbour's wherever one exists (eth-keys, libsodium, libsecp256k1's BIP-340).
+
+    ``public_key`` is the key the signature must verify under (the shares' group key
+    by default); for Taproot that is the internal key, and the signature is checked
+    against its BIP-341 output key.
+    """
+    share = shares[signers[0]]
+    pk = share.group_public_key if public_key is None else public_key
+    assert all(shares[i].group_public_key == pk for i in signers)
+    if share.scheme == ECDSA_SCHEME:
+        assert isinstance(pk, Secp256k1Point)
+        digest = keccak256(LIFECYCLE_MESSAGE)
+        sig = runner.sign_ecdsa(shares, signers, digest)
+        assert ecdsa.verify(pk, digest, sig)
+        recovered = ETH_KEYS.Signature(vrs=(sig.recovery_id, sig.r, sig.s)).recover_public_key_from_msg_hash(digest)
+        assert recovered.to_checksum_address() == address_from_public_key(pk)
+        return
+    sig = runner.sign(shares, signers, LIFECYCLE_MESSAGE)
+    if share.scheme == "frost-ed25519":
+        nacl.signing.VerifyKey(pk.encode()).verify(LIFECYCLE_MESSAGE, sig)
+    elif share.scheme == "frost-taproot":
+        output = signing_public_key(FROST_TAPROOT, pk)
+        assert isinstance(output, Secp256k1Point)
+        assert PublicKeyXOnly(output.x_bytes).verify(sig, LIFECYCLE_MESSAGE)
+    else:
+        # FROST(secp256k1, SHA-256) has no implementation outside the signing code to check against.
+        assert suite_by_name(share.scheme).verify(pk, LIFECYCLE_MESSAGE, sig)

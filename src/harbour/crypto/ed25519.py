@@ -13,6 +13,8 @@ requires of DeserializeElement.
 
 from __future__ import annotations
 
+import hashlib
+
 import nacl.bindings as sodium
 
 from harbour.crypto.group import Group, GroupError, Point
@@ -104,6 +106,21 @@ class Ed25519Group(Group):
 
     def encode_scalar(self, k: int) -> bytes:
         return (k % L).to_bytes(32, "little")
+
+    def scalar_from_seed(self, seed: bytes) -> int:
+        """The secret scalar of an RFC 8032 private key (section 5.1.5), reduced mod L.
+
+        Ordinary Ed25519 wallets store a 32-byte seed and sign with the clamped
+        first half of ``SHA-512(seed)``; importing such a key into a threshold key
+        splits that scalar (mod L gives the same public key, as B has order L).
+        """
+        if len(seed) != 32:
+            raise GroupError("an Ed25519 private key (seed) is 32 bytes")
+        h = bytearray(hashlib.sha512(seed).digest()[:32])
+        h[0] &= 248
+        h[31] &= 127
+        h[31] |= 64
+        return int.from_bytes(h, "little") % self.order
 
     def decode_scalar(self, data: bytes) -> int:
         if len(data) != 32:

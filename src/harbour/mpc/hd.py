@@ -16,7 +16,7 @@ share's ``chain_code`` extension. :func:`xpub` exports the group key as a BIP-32
 extended public key that any wallet can derive from.
 
 Ed25519 keys have no BIP-32. For them this module defines an additive scheme
-with the same shape (documented in docs/hd.md):
+with the same shape (documented in docs/lifecycle.md):
 ``I = HMAC-SHA512(c_par, "harbour-ed25519-hd" || A_par || ser_32(i))``,
 ``A_i = A_par + (I_L mod L)·B``, ``c_i = I_R``; indices below 2^31 only.
 """
@@ -63,7 +63,7 @@ def parse_path(path: str) -> list[int]:
             raise DerivationError(
                 f"hardened step {part!r}: hardened derivation needs the private key, which no party holds"
             )
-        if not part.isdigit() or (len(part) > 1 and part[0] == "0"):
+        if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0"):
             raise DerivationError(f"path step {part!r} is not a decimal index")
         index = int(part)
         if index >= HARDENED:

@@ -190,6 +190,8 @@ def refresh(
     first = next(iter(shares.values()))
     if set(shares) != set(first.parties):
         raise UsageError(f"a refresh needs every party of the key: {list(first.parties)}")
+    if first.threshold == 1:
+        raise UsageError("a 1-of-n key cannot be refreshed: every share is the whole key")
     parties = {i: RefreshParty(sid, share, rng=rng) for i, share in shares.items()}
     new = run(parties, intercept, stats)
     if first.scheme == ECDSA_SCHEME:
