@@ -1,0 +1,587 @@
+"""``harbour key``: key ceremonies on passphrase-encrypted key-share files.
+
+A key directory holds one encrypted file per party, ``party-<i>.share``
+(node/keyfile.py: scrypt and AES-256-GCM, versioned, written atomically), and
+``public.json``: everything public about the key, which later commands check
+every share against. The file names and JSON fields are a contract other tools
+read. The passphrase comes from ``HARBOUR_PASSPHRASE`` or a prompt.
+
+Every command checks all of its input before it writes anything, and every file
+is replaced atomically. A command that rewrites several shares (refresh, repair
+of an ECDSA key) first writes each new share beside the old one as
+``.party-<i>.share.pending`` and only then renames them; if it is interrupted in
+between, the next command refuses the directory and says so, rather than mixing
+shares of two generations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harbour.cli import session
+from harbour.cli.params import (
+    FAILURE_EXIT,
+    InputError,
+    JsonOption,
+    RunFailure,
+    check_message,
+    check_scheme,
+    check_sizes,
+    fail,
+    is_ecdsa,
+    parse_message,
+    reported_errors,
+)
+from harbour.crypto.ed25519 import ED25519
+from harbour.crypto.group import GroupError
+from harbour.mpc import hd, runner
+from harbour.mpc.keyshare import GROUPS, SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage, group_by_name
+from harbour.node import backup, keyfile
+
+app = typer.Typer(help="Key ceremonies on encrypted key-share files (one per party).", no_args_is_help=True)
+
+PUBLIC = "public.json"
+PUBLIC_FORMAT = "harbour-public-key"
+PUBLIC_VERSION = 1
+PASSPHRASE_ENV = "HARBOUR_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
+
+DirOption = Annotated[Path, typer.Option("--dir", help="Key directory (party-<i>.share files and public.json).")]
+OutOption = Annotated[Path, typer.Option("--out", help="New directory to create; must not hold a key already.")]
+PathOption = Annotated[str | None, typer.Option("--path", help="BIP-32 path of a non-hardened child key, e.g. m/0/7.")]
+
+
+def share_path(directory: Path, party: int) -> Path:
+    return directory / f"party-{party}.share"
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(f".{path.name}.pending")
+
+
+# -- passphrase ----------------------------------------------------------------------
+
+
+def passphrase(*, confirm: bool = False) -> str:
+    """``HARBOUR_PASSPHRASE``, or a prompt (asked twice when creating files)."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise InputError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
+        value = typer.prompt("Key-share passphrase", hide_input=True, confirmation_prompt=confirm)
+    if not value:
+        raise InputError("the passphrase must not be empty")
+    return value
+
+
+# -- public.json ---------------------------------------------------------------------
+
+
+def public_document(share: KeyShare) -> dict[str, Any]:
+    """What ``public.json`` holds: the key as verifiers and wallets name it, and its sharing."""
+    public = share.public
+    doc: dict[str, Any] = {
+        "format": PUBLIC_FORMAT,
+        "version": PUBLIC_VERSION,
+        "scheme": share.scheme,
+        "curve": share.curve,
+        "threshold": share.threshold,
+        "parties": list(share.parties),
+    }
+    for name, value in session.key_fields(share.scheme, share.group_public_key).items():
+        doc[name] = value.hex() if isinstance(value, bytes) else value
+    doc["group_public_key"] = share.group_public_key.encode().hex()
+    code = share.extensions.get(hd.CHAIN_CODE)
+    doc["chain_code"] = code.hex() if code is not None else None
+    doc["xpub"] = hd.xpub(share.group_public_key, code) if code is not None and share.curve == "secp256k1" else None
+    doc["verification_shares"] = {str(i): share.verification_shares[i].encode().hex() for i in share.parties}
+    doc["key_fingerprint"] = keyfile.public_fingerprint(public)
+    return doc
+
+
+def parse_public(data: bytes, where: str) -> tuple[dict[str, Any], PublicKeyPackage]:
+    """Parse and check ``public.json``: well-formed, self-consistent, fingerprint matching."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"{where} is not valid JSON (truncated or corrupted?)") from None
+    if not isinstance(doc, dict) or doc.get("format") != PUBLIC_FORMAT:
+        raise InputError(f"{where} is not a Harbour public-key file")
+    if doc.get("version") != PUBLIC_VERSION:
+        raise InputError(f"{where} has unsupported version {doc.get('version')!r}")
+    try:
+        scheme, curve = doc["scheme"], doc["curve"]
+        if SCHEME_CURVES.get(scheme) != curve or curve not in GROUPS:
+            raise InputError(f"{where}: unknown scheme or curve {scheme!r}/{curve!r}")
+        g = group_by_name(curve)
+        parties = tuple(int(i) for i in doc["parties"])
+        shares = doc["verification_shares"]
+        if not isinstance(shares, dict) or set(shares) != {str(i) for i in parties}:
+            raise InputError(f"{where}: need exactly one verification share per party")
+        public = PublicKeyPackage(
+            scheme=scheme,
+            curve=curve,
+            threshold=int(doc["threshold"]),
+            parties=parties,
+            group_public_key=g.decode_point(bytes.fromhex(doc["group_public_key"])),
+            verification_shares={int(i): g.decode_point(bytes.fromhex(v)) for i, v in shares.items()},
+        )
+        public.check_consistent()
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, GroupError, KeyShareError) as exc:
+        raise InputError(f"{where} is malformed: {exc}") from None
+    if doc.get("key_fingerprint") != keyfile.public_fingerprint(public):
+        raise InputError(f"{where}: key_fingerprint does not match the key it describes (edited?)")
+    return doc, public
+
+
+def load_public(directory: Path) -> tuple[dict[str, Any], PublicKeyPackage]:
+    path = directory / PUBLIC
+    if not path.is_file():
+        raise InputError(f"{path} not found: --dir must be a key directory made by 'harbour key generate'")
+    pending = sorted(p.name for p in directory.glob(".*.pending"))
+    if pending:
+        raise InputError(
+            f"{directory} holds files of an interrupted update ({', '.join(pending)}): "
+            "restore the directory from a copy before using it"
+        )
+    return parse_public(path.read_bytes(), str(path))
+
+
+def chain_code_of(doc: Mapping[str, Any]) -> bytes | None:
+    code = doc.get("chain_code")
+    if code is None:
+        return None
+    try:
+        raw = bytes.fromhex(code)
+    except (TypeError, ValueError):
+        raise InputError("public.json: chain_code is not hex") from None
+    if len(raw) != 32:
+        raise InputError("public.json: chain_code is not 32 bytes")
+    return raw
+
+
+# -- shares on disk ------------------------------------------------------------------
+
+
+def load_shares(directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str) -> dict[int, KeyShare]:
+    out = {}
+    for i in ids:
+        path = share_path(directory, i)
+        if not path.is_file():
+            raise InputError(f"no share file for party {i}: {path} is missing")
+        try:
+            share = keyfile.load_share(path, secret)
+        except keyfile.KeyFileError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        if share.identifier != i:
+            raise InputError(f"{path} holds the share of party {share.identifier}, not {i}")
+        if share.public != public:
+            raise InputError(f"{path} is a share of another key (or of an earlier refresh), not of {PUBLIC}")
+        out[i] = share
+    return out
+
+
+def _check_new_directory(directory: Path) -> None:
+    if directory.exists() and (
+        (directory / PUBLIC).exists() or any(directory.glob("party-*.share")) or any(directory.glob("party-*.backup"))
+    ):
+        raise InputError(f"{directory} already holds a key or backups: choose a new directory")
+
+
+def write_new_key(directory: Path, shares: Mapping[int, KeyShare], secret: str) -> dict[str, Any]:
+    """Encrypt every share first, then create the directory and write each file atomically."""
+    _check_new_directory(directory)
+    blobs = {i: keyfile.encrypt_share(share, secret) for i, share in shares.items()}
+    doc = public_document(next(iter(shares.values())))
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, blob in sorted(blobs.items()):
+        keyfile.write_atomic(share_path(directory, i), blob, overwrite=False)
+    keyfile.write_atomic(directory / PUBLIC, _json_bytes(doc), mode=0o644, overwrite=False)
+    return doc
+
+
+def replace_shares(directory: Path, shares: Mapping[int, KeyShare], secret: str) -> dict[str, Any]:
+    """Rewrite several shares and public.json of one key: staged, then renamed."""
+    blobs = {i: keyfile.encrypt_share(share, secret) for i, share in shares.items()}
+    doc = public_document(next(iter(shares.values())))
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for i, blob in sorted(blobs.items()):
+            final = share_path(directory, i)
+            keyfile.write_atomic(_pending(final), blob)
+            staged.append((_pending(final), final))
+        pending_public = _pending(directory / PUBLIC)
+        keyfile.write_atomic(pending_public, _json_bytes(doc), mode=0o644)
+        staged.append((pending_public, directory / PUBLIC))
+    except BaseException:
+        for pending, _ in staged:
+            pending.unlink(missing_ok=True)
+        raise
+    for pending, final in staged:
+        os.replace(pending, final)
+    return doc
+
+
+def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _ids(text: str, what: str) -> list[int]:
+    try:
+        ids = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated party numbers (e.g. 1,3), got {text!r}") from None
+    if not ids or len(set(ids)) != len(ids):
+        raise InputError(f"{what} must list distinct party numbers, got {text!r}")
+    return sorted(ids)
+
+
+def _members(ids: Sequence[int], public: PublicKeyPackage, what: str) -> None:
+    outside = [i for i in ids if i not in public.parties]
+    if outside:
+        raise InputError(f"{what}: {outside} are not parties of this key ({list(public.parties)})")
+
+
+def _emit(doc: Mapping[str, Any], as_json: bool, summary: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(summary)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Usage errors exit 2 and failed runs 1 (params.reported_errors), file-level failures too."""
+    with reported_errors():
+        try:
+            yield
+        except (keyfile.KeyFileError, backup.BackupError, hd.DerivationError) as exc:
+            raise InputError(str(exc)) from None
+        except OSError as exc:
+            raise fail(f"could not write: {exc}", FAILURE_EXIT) from None
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+@app.command("generate")
+def generate(
+    scheme: Annotated[str, typer.Option("--scheme", "-s", help="Signature scheme of the key.")],
+    threshold: Annotated[int, typer.Option("--threshold", "-t", help="Parties needed to sign.")],
+    parties: Annotated[int, typer.Option("--parties", "-n", help="Parties holding a share.")],
+    out: OutOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the distributed key generation in-process and write one encrypted share file per party."""
+    with _errors():
+        check_scheme(scheme)
+        check_sizes(threshold, parties)
+        _check_new_directory(out)
+        secret = passphrase(confirm=True)
+        shares = runner.keygen(scheme, threshold, parties)
+        doc = write_new_key(out, shares, secret)
+    _emit(doc, as_json, f"{scheme} {threshold}-of-{parties} key written to {out}; public key {doc['public_key']}")
+
+
+@app.command("sign")
+def sign(
+    directory: DirOption,
+    parties: Annotated[str, typer.Option("--parties", help="Comma-separated signing parties.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="Hex message; ECDSA: a 32-byte digest.")],
+    path: PathOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign with the listed parties' shares (under the child key at --path, if given)."""
+    with _errors():
+        doc, public = load_public(directory)
+        signers = _ids(parties, "--parties")
+        _members(signers, public, "--parties")
+        if is_ecdsa(public.scheme) and len(signers) != public.threshold:
+            raise InputError(f"--parties: {public.scheme} signs with exactly {public.threshold} parties")
+        if len(signers) < public.threshold:
+            raise InputError(f"--parties: this key needs {public.threshold} signers, got {len(signers)}")
+        msg = check_message(public.scheme, parse_message(message))
+        if path is not None:
+            hd.parse_path(path)
+            if chain_code_of(doc) is None:
+                raise InputError("this key has no chain code, so it has no child keys")
+        shares = runner.derived_shares(load_shares(directory, signers, public, passphrase()), path)
+        signature = session.sign_verified(shares, signers, msg)
+        result = session.contract(shares, signers, msg, signature)
+        if path is not None:
+            result["path"] = path
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for name, value in result.items():
+            typer.echo(f"{name}: {value}")
+
+
+@app.command("refresh")
+def refresh(directory: DirOption, as_json: JsonOption = False) -> None:
+    """Proactive refresh: every share is replaced, the public key stays (needs every party's file)."""
+    with _errors():
+        doc, public = load_public(directory)
+        secret = passphrase()
+        shares = load_shares(directory, public.parties, public, secret)
+        new = runner.refresh(shares)
+        out = replace_shares(directory, new, secret)
+        if out["public_key"] != doc["public_key"]:
+            raise RunFailure("the refreshed key has a different public key")
+    _emit(out, as_json, f"refreshed {len(new)} shares in {directory}; public key unchanged: {out['public_key']}")
+
+
+@app.command("reshare")
+def reshare(
+    directory: DirOption,
+    parties: Annotated[str, typer.Option("--parties", help="Current parties that deal (at least t).")],
+    new_threshold: Annotated[int, typer.Option("--new-threshold", help="Threshold of the new key sharing.")],
+    new_parties: Annotated[int, typer.Option("--new-parties", help="Size of the new committee (parties 1..N2).")],
+    out: OutOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the key to a new committee and/or threshold, written to a new directory; same public key."""
+    with _errors():
+        doc, public = load_public(directory)
+        dealers = _ids(parties, "--parties")
+        _members(dealers, public, "--parties")
+        if len(dealers) < public.threshold:
+            raise InputError(f"--parties: resharing needs at least {public.threshold} current parties")
+        check_sizes(new_threshold, new_parties)
+        _check_new_directory(out)
+        secret = passphrase()
+        shares = load_shares(directory, dealers, public, secret)
+        new = runner.reshare(shares, new_threshold, list(range(1, new_parties + 1)))
+        result = write_new_key(out, new, secret)
+        if result["public_key"] != doc["public_key"]:
+            raise RunFailure("the reshared key has a different public key")
+    _emit(result, as_json, f"{new_threshold}-of-{new_parties} sharing of the same key written to {out}")
+
+
+@app.command("derive")
+def derive(directory: DirOption, path: Annotated[str, typer.Option("--path")], as_json: JsonOption = False) -> None:
+    """The child public key at a non-hardened BIP-32 path (no share or passphrase needed)."""
+    with _errors():
+        doc, public = load_public(directory)
+        code = chain_code_of(doc)
+        if code is None:
+            raise InputError("this key has no chain code, so it has no child keys")
+        child = hd.derive(public.group, public.group_public_key, code, path)
+        result: dict[str, Any] = {"scheme": public.scheme, "path": path}
+        for name, value in session.key_fields(public.scheme, child.public_key).items():
+            result[name] = value.hex() if isinstance(value, bytes) else value
+        result["chain_code"] = child.chain_code.hex()
+        if public.curve == "secp256k1":
+            result["xpub"] = hd.xpub(public.group_public_key, code, child)
+    _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@app.command("repair")
+def repair(
+    directory: DirOption,
+    helpers: Annotated[str, typer.Option("--helpers", help="Exactly t parties that help.")],
+    lost: Annotated[int, typer.Option("--lost", help="The party whose share is lost.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Give a party that lost its share a new copy of it, from t helpers, without rebuilding the key."""
+    with _errors():
+        doc, public = load_public(directory)
+        helper_ids = _ids(helpers, "--helpers")
+        _members([*helper_ids, lost], public, "--helpers/--lost")
+        if lost in helper_ids:
+            raise InputError("--lost cannot also be a helper")
+        if len(helper_ids) != public.threshold:
+            raise InputError(f"--helpers: repair needs exactly {public.threshold} helpers")
+        secret = passphrase()
+        lost_path = share_path(directory, lost)
+        if lost_path.exists():
+            try:
+                load_shares(directory, [lost], public, secret)
+            except InputError:
+                pass
+            else:
+                raise InputError(f"{lost_path} is a readable share of this key: party {lost} has not lost it")
+        shares = load_shares(directory, helper_ids, public, secret)
+        repaired = runner.repair(shares, lost)
+        if is_ecdsa(public.scheme):
+            # Threshold ECDSA also needs the pairwise setup of the repaired party with
+            # every other party: re-run it over the whole committee.
+            others = [i for i in public.parties if i not in helper_ids and i != lost]
+            everyone = {**shares, **load_shares(directory, others, public, secret), lost: repaired}
+            result = replace_shares(directory, runner.ecdsa_setup(everyone), secret)
+        else:
+            keyfile.write_atomic(lost_path, keyfile.encrypt_share(repaired, secret))
+            result = doc
+    _emit(result, as_json, f"share of party {lost} repaired from parties {helper_ids}: {lost_path}")
+
+
+@app.command("import")
+def import_key(
+    scheme: Annotated[str, typer.Option("--scheme", "-s", help="Signature scheme of the key.")],
+    private_key_file: Annotated[
+        Path,
+        typer.Option(
+            "--private-key-file",
+            help="Hex private key: a secp256k1 scalar, or for frost-ed25519 an RFC 8032 32-byte seed.",
+        ),
+    ],
+    threshold: Annotated[int, typer.Option("--threshold", "-t")],
+    parties: Annotated[int, typer.Option("--parties", "-n")],
+    out: OutOption,
+    chain_code: Annotated[
+        str | None, typer.Option("--chain-code", help="Hex BIP-32 chain code to keep (default: random).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Split an existing private key into a t-of-n key (e.g. to move a wallet into custody)."""
+    with _errors():
+        check_scheme(scheme)
+        check_sizes(threshold, parties)
+        _check_new_directory(out)
+        key = _read_private_key(scheme, private_key_file)
+        code = None
+        if chain_code is not None:
+            try:
+                code = bytes.fromhex(chain_code)
+            except ValueError:
+                raise InputError("--chain-code must be hex") from None
+            if len(code) != 32:
+                raise InputError("--chain-code must be 32 bytes")
+        secret = passphrase(confirm=True)
+        shares = runner.import_key(scheme, key, threshold, parties, chain_code=code)
+        doc = write_new_key(out, shares, secret)
+    _emit(doc, as_json, f"{scheme} key split {threshold}-of-{parties} into {out}; public key {doc['public_key']}")
+
+
+def _read_private_key(scheme: str, path: Path) -> int:
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read --private-key-file: {exc}") from None
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise InputError("--private-key-file must hold the key in hex") from None
+    if len(raw) != 32:
+        raise InputError(f"--private-key-file must hold 32 bytes, got {len(raw)}")
+    if SCHEME_CURVES[scheme] == "ed25519":
+        return ED25519.scalar_from_seed(raw)
+    key = int.from_bytes(raw, "big")
+    if not 0 < key < GROUPS["secp256k1"].order:
+        raise InputError("--private-key-file: not a valid secp256k1 private key (zero or not below the order)")
+    return key
+
+
+@app.command("backup")
+def backup_cmd(
+    directory: DirOption,
+    recovery_public_key: Annotated[Path, typer.Option("--recovery-public-key", help="PEM, X25519 or RSA-4096.")],
+    out: OutOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Encrypt every share to a recovery public key, one backup file per party."""
+    with _errors():
+        _, public = load_public(directory)
+        pem = _read(recovery_public_key, "--recovery-public-key")
+        backup.load_recovery_public_key(pem)
+        _check_new_directory(out)
+        shares = load_shares(directory, public.parties, public, passphrase())
+        blobs = {i: backup.make_backup(share, pem) for i, share in shares.items()}
+        out.mkdir(parents=True, exist_ok=True)
+        for i, blob in sorted(blobs.items()):
+            keyfile.write_atomic(out / backup.backup_filename(i), blob, mode=0o644, overwrite=False)
+        report = backup.verify_backups(list(blobs.values()), public)
+    _emit(_report(report), as_json, f"{len(blobs)} backups written to {out}")
+
+
+@app.command("verify-backup")
+def verify_backup(
+    directory: Annotated[Path, typer.Option("--dir", help="Directory of party-<i>.backup files.")],
+    public_file: Annotated[Path, typer.Option("--public", help="The key's public.json.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Check a set of backups for completeness against public.json, without decrypting anything."""
+    with _errors():
+        _, public = parse_public(_read(public_file, "--public"), str(public_file))
+        report = backup.verify_backups(backup.read_backups(directory), public)
+        result = _report(report)
+    _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
+    if not report.sufficient:
+        raise fail(
+            f"only {len(report.present)} of the {report.threshold} backups needed to recover the key "
+            f"(present: {list(report.present)})",
+            FAILURE_EXIT,
+        )
+
+
+def _report(report: backup.BackupReport) -> dict[str, Any]:
+    return {
+        "scheme": report.scheme,
+        "key_fingerprint": report.key_fingerprint,
+        "threshold": report.threshold,
+        "parties": list(report.parties),
+        "present": list(report.present),
+        "missing": list(report.missing),
+        "complete": report.complete,
+        "sufficient": report.sufficient,
+        "recovery_type": report.recovery_type,
+        "recovery_fingerprint": report.recovery_fingerprint,
+    }
+
+
+@app.command("recover")
+def recover(
+    backups: Annotated[Path, typer.Option("--backups", help="Directory of party-<i>.backup files.")],
+    recovery_private_key: Annotated[Path, typer.Option("--recovery-private-key", help="PEM private key.")],
+    keystore: Annotated[
+        Path | None, typer.Option("--keystore", help="Also write an Ethereum keystore (V3) file here.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """BREAK-GLASS: rebuild the whole private key from t backups and the recovery private key."""
+    typer.echo(
+        "WARNING: disaster recovery. This reassembles the WHOLE private key in this process and prints it.\n"
+        "Anyone who sees it controls every asset of the key. Do this only offline, and move the assets\n"
+        "to a new key afterwards.",
+        err=True,
+    )
+    with _errors():
+        pem = _read(recovery_private_key, "--recovery-private-key")
+        if keystore is not None and keystore.exists():
+            raise InputError(f"--keystore: {keystore} exists; choose a new file")
+        key = backup.recover_private_key(backup.read_backups(backups), pem)
+        result: dict[str, Any] = {
+            "scheme": key.scheme,
+            "private_key": key.private_key.to_bytes(32, "big").hex(),
+            "public_key": key.public_key.hex(),
+            "address": key.ethereum_address,
+            "parties_used": list(key.parties_used),
+        }
+        if key.rejected:
+            result["rejected"] = {str(i): why for i, why in key.rejected.items()}
+        if keystore is not None:
+            if key.curve != "secp256k1":
+                raise InputError("--keystore: Ethereum keystores hold secp256k1 keys only")
+            keyfile.write_atomic(
+                keystore, backup.keystore_json(key, passphrase(confirm=True)).encode(), overwrite=False
+            )
+            result["keystore"] = str(keystore)
+    _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
