@@ -114,16 +114,8 @@ def setup_of(share: KeyShare) -> EcdsaSetup:
 
 
 def key_fingerprint(public: PublicKeyPackage) -> bytes:
-    """A hash of everything public about the key: binds setups and sessions to it."""
-    return (
-        Transcript("harbour/ecdsa/key-fingerprint")
-        .append("scheme", public.scheme)
-        .append("threshold", public.threshold)
-        .append_list("parties", [i.to_bytes(2, "big") for i in public.parties])
-        .append("public-key", public.group_public_key.encode())
-        .append_list("verification-shares", [public.verification_shares[i].encode() for i in public.parties])
-        .digest()
-    )
+    """What setups and sessions bind the key by: :meth:`PublicKeyPackage.fingerprint`."""
+    return public.fingerprint()
 
 
 def _ot_context(session_id: bytes, fingerprint: bytes, sender: int, receiver: int) -> bytes:

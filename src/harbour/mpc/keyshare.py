@@ -9,6 +9,7 @@ key-file and node layers do).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,27 @@ class PublicKeyPackage:
     @property
     def group(self) -> Group:
         return group_by_name(self.curve)
+
+    def fingerprint(self) -> bytes:
+        """SHA-256 over the canonical CBOR of everything public about this sharing.
+
+        Names one sharing of one key: scheme, curve, threshold, parties, group key
+        and every verification share. A refresh or reshare keeps the group key but
+        changes the verification shares, so it changes the fingerprint too: files,
+        backups and protocol sessions of shares that cannot be combined are never
+        taken for the same key. Protocol transcripts bind it; key files and backups
+        record it (in hex).
+        """
+        obj = {
+            "domain": "harbour/public-key-package/v1",
+            "scheme": self.scheme,
+            "curve": self.curve,
+            "threshold": self.threshold,
+            "parties": list(self.parties),
+            "group_public_key": self.group_public_key.encode(),
+            "verification_shares": {i: self.verification_shares[i].encode() for i in self.parties},
+        }
+        return hashlib.sha256(cbor2.dumps(obj, canonical=True)).digest()
 
     def check_consistent(self) -> None:
         """Every verification share must lie on one degree ``t - 1`` polynomial with the group key at 0.

@@ -28,7 +28,6 @@ reader allocate gigabytes or spin for minutes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import struct
@@ -174,23 +173,8 @@ class KeyFileHeader:
 
 
 def public_fingerprint(public: PublicKeyPackage) -> str:
-    """SHA-256 (hex) over the canonical CBOR of everything public about a sharing.
-
-    Names one sharing of one key: scheme, curve, threshold, parties, group key and every
-    verification share. A refresh or reshare keeps the group key but changes the
-    verification shares, so it changes the fingerprint too, and files or backups of
-    shares that cannot be combined are never taken for the same key.
-    """
-    obj = {
-        "domain": "harbour/public-key-package/v1",
-        "scheme": public.scheme,
-        "curve": public.curve,
-        "threshold": public.threshold,
-        "parties": list(public.parties),
-        "group_public_key": public.group_public_key.encode(),
-        "verification_shares": {i: public.verification_shares[i].encode() for i in public.parties},
-    }
-    return hashlib.sha256(cbor2.dumps(obj, canonical=True)).hexdigest()
+    """The key's fingerprint (:meth:`PublicKeyPackage.fingerprint`) as hex, as files record it."""
+    return public.fingerprint().hex()
 
 
 def _passphrase_bytes(passphrase: str) -> bytes:
