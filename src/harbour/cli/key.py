@@ -52,6 +52,7 @@ PUBLIC = "public.json"
 PUBLIC_FORMAT = "harbour-public-key"
 PUBLIC_VERSION = 1
 PASSPHRASE_ENV = "HARBOUR_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
+RECOVERY_PASSPHRASE_ENV = "HARBOUR_RECOVERY_PASSPHRASE"  # noqa: S105 (likewise)
 
 DirOption = Annotated[Path, typer.Option("--dir", help="Key directory (party-<i>.share files and public.json).")]
 OutOption = Annotated[Path, typer.Option("--out", help="New directory to create; must not hold a key already.")]
@@ -71,17 +72,30 @@ def _pending(path: Path) -> Path:
 
 def passphrase(*, confirm: bool = False) -> str:
     """``HARBOUR_PASSPHRASE``, or a prompt (asked twice when creating files)."""
-    value = os.environ.get(PASSPHRASE_ENV)
+    return _secret(PASSPHRASE_ENV, "Key-share passphrase", confirm=confirm)
+
+
+def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+    value = os.environ.get(env)
     if value is None:
         if not sys.stdin.isatty():
-            raise InputError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
-        value = typer.prompt("Key-share passphrase", hide_input=True, confirmation_prompt=confirm)
+            raise InputError(f"no passphrase: set {env} or run in a terminal to be prompted")
+        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     if not value:
         raise InputError("the passphrase must not be empty")
     return value
 
 
 # -- public.json ---------------------------------------------------------------------
+
+
+def _public_fields(public: PublicKeyPackage, code: bytes | None) -> dict[str, Any]:
+    """The fields of public.json that follow from the key and chain code (checked on load)."""
+    out: dict[str, Any] = {}
+    for name, value in session.key_fields(public.scheme, public.group_public_key).items():
+        out[name] = value.hex() if isinstance(value, bytes) else value
+    out["xpub"] = hd.xpub(public.group_public_key, code) if code is not None and public.curve == "secp256k1" else None
+    return out
 
 
 def public_document(share: KeyShare) -> dict[str, Any]:
@@ -140,6 +154,12 @@ def parse_public(data: bytes, where: str) -> tuple[dict[str, Any], PublicKeyPack
         raise InputError(f"{where} is malformed: {exc}") from None
     if doc.get("key_fingerprint") != keyfile.public_fingerprint(public):
         raise InputError(f"{where}: key_fingerprint does not match the key it describes (edited?)")
+    code = chain_code_of(doc)
+    expected = _public_fields(public, code)
+    edited = [name for name, value in expected.items() if doc.get(name) != value]
+    if edited:
+        verb = "does" if len(edited) == 1 else "do"
+        raise InputError(f"{where}: {', '.join(edited)} {verb} not match the key it describes (edited?)")
     return doc, public
 
 
@@ -172,7 +192,10 @@ def chain_code_of(doc: Mapping[str, Any]) -> bytes | None:
 # -- shares on disk ------------------------------------------------------------------
 
 
-def load_shares(directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str) -> dict[int, KeyShare]:
+def load_shares(
+    directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str, chain_code: bytes | None = None
+) -> dict[int, KeyShare]:
+    """Decrypt the listed parties' files; each must be a share of exactly this key (and chain code)."""
     out = {}
     for i in ids:
         path = share_path(directory, i)
@@ -186,6 +209,8 @@ def load_shares(directory: Path, ids: Sequence[int], public: PublicKeyPackage, s
             raise InputError(f"{path} holds the share of party {share.identifier}, not {i}")
         if share.public != public:
             raise InputError(f"{path} is a share of another key (or of an earlier refresh), not of {PUBLIC}")
+        if chain_code is not None and share.extensions.get(hd.CHAIN_CODE) != chain_code:
+            raise InputError(f"{path} has another chain code than {PUBLIC}")
         out[i] = share
     return out
 
@@ -202,7 +227,7 @@ def write_new_key(directory: Path, shares: Mapping[int, KeyShare], secret: str) 
     _check_new_directory(directory)
     blobs = {i: keyfile.encrypt_share(share, secret) for i, share in shares.items()}
     doc = public_document(next(iter(shares.values())))
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for i, blob in sorted(blobs.items()):
         keyfile.write_atomic(share_path(directory, i), blob, overwrite=False)
     keyfile.write_atomic(directory / PUBLIC, _json_bytes(doc), mode=0o644, overwrite=False)
@@ -228,6 +253,7 @@ def replace_shares(directory: Path, shares: Mapping[int, KeyShare], secret: str)
         raise
     for pending, final in staged:
         os.replace(pending, final)
+    keyfile.fsync_directory(directory)
     return doc
 
 
@@ -267,7 +293,7 @@ def _errors() -> Iterator[None]:
         except (keyfile.KeyFileError, backup.BackupError, hd.DerivationError) as exc:
             raise InputError(str(exc)) from None
         except OSError as exc:
-            raise fail(f"could not write: {exc}", FAILURE_EXIT) from None
+            raise fail(f"file system error: {exc}", FAILURE_EXIT) from None
 
 
 # -- commands ------------------------------------------------------------------------
@@ -314,7 +340,7 @@ def sign(
             hd.parse_path(path)
             if chain_code_of(doc) is None:
                 raise InputError("this key has no chain code, so it has no child keys")
-        shares = runner.derived_shares(load_shares(directory, signers, public, passphrase()), path)
+        shares = runner.derived_shares(load_shares(directory, signers, public, passphrase(), chain_code_of(doc)), path)
         signature = session.sign_verified(shares, signers, msg)
         result = session.contract(shares, signers, msg, signature)
         if path is not None:
@@ -332,11 +358,11 @@ def refresh(directory: DirOption, as_json: JsonOption = False) -> None:
     with _errors():
         doc, public = load_public(directory)
         secret = passphrase()
-        shares = load_shares(directory, public.parties, public, secret)
+        shares = load_shares(directory, public.parties, public, secret, chain_code_of(doc))
         new = runner.refresh(shares)
+        if next(iter(new.values())).group_public_key != public.group_public_key:
+            raise RunFailure("the refreshed key has a different public key; nothing was written")
         out = replace_shares(directory, new, secret)
-        if out["public_key"] != doc["public_key"]:
-            raise RunFailure("the refreshed key has a different public key")
     _emit(out, as_json, f"refreshed {len(new)} shares in {directory}; public key unchanged: {out['public_key']}")
 
 
@@ -417,9 +443,16 @@ def repair(
             # every other party: re-run it over the whole committee.
             others = [i for i in public.parties if i not in helper_ids and i != lost]
             everyone = {**shares, **load_shares(directory, others, public, secret), lost: repaired}
-            result = replace_shares(directory, runner.ecdsa_setup(everyone), secret)
+            new = runner.ecdsa_setup(everyone)
+            if lost_path.exists():
+                os.replace(lost_path, lost_path.with_name(lost_path.name + ".unreadable"))
+            result = replace_shares(directory, new, secret)
         else:
-            keyfile.write_atomic(lost_path, keyfile.encrypt_share(repaired, secret))
+            blob = keyfile.encrypt_share(repaired, secret)
+            if lost_path.exists():
+                # Unreadable (checked above): kept aside, not destroyed, for forensics.
+                os.replace(lost_path, lost_path.with_name(lost_path.name + ".unreadable"))
+            keyfile.write_atomic(lost_path, blob)
             result = doc
     _emit(result, as_json, f"share of party {lost} repaired from parties {helper_ids}: {lost_path}")
 
@@ -498,7 +531,7 @@ def backup_cmd(
         _check_new_directory(out)
         shares = load_shares(directory, public.parties, public, passphrase())
         blobs = {i: backup.make_backup(share, pem) for i, share in shares.items()}
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, blob in sorted(blobs.items()):
             keyfile.write_atomic(out / backup.backup_filename(i), blob, mode=0o644, overwrite=False)
         report = backup.verify_backups(list(blobs.values()), public)
@@ -547,6 +580,10 @@ def recover(
     keystore: Annotated[
         Path | None, typer.Option("--keystore", help="Also write an Ethereum keystore (V3) file here.")
     ] = None,
+    public_file: Annotated[
+        Path | None,
+        typer.Option("--public", help="The key's public.json: refuse backups of any other key or sharing."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """BREAK-GLASS: rebuild the whole private key from t backups and the recovery private key."""
@@ -560,12 +597,17 @@ def recover(
         pem = _read(recovery_private_key, "--recovery-private-key")
         if keystore is not None and keystore.exists():
             raise InputError(f"--keystore: {keystore} exists; choose a new file")
-        key = backup.recover_private_key(backup.read_backups(backups), pem)
+        public = None if public_file is None else parse_public(_read(public_file, "--public"), str(public_file))[1]
+        pem_passphrase = None
+        if b"ENCRYPTED" in pem:
+            pem_passphrase = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase").encode()
+        key = backup.recover_private_key(backup.read_backups(backups), pem, pem_passphrase, public=public)
         result: dict[str, Any] = {
             "scheme": key.scheme,
             "private_key": key.private_key.to_bytes(32, "big").hex(),
             "public_key": key.public_key.hex(),
             "address": key.ethereum_address,
+            "chain_code": key.chain_code.hex() if key.chain_code is not None else None,
             "parties_used": list(key.parties_used),
         }
         if key.rejected:
@@ -585,3 +627,28 @@ def _read(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
+
+
+@app.command("recovery-key")
+def recovery_key(
+    kind: Annotated[str, typer.Option("--type", help="x25519, or rsa (RSA-4096, for keys kept in an HSM).")],
+    out: Annotated[Path, typer.Option("--out", help="New directory for recovery.pem and recovery.pub.pem.")],
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt/--no-encrypt", help=f"Encrypt the private key with {RECOVERY_PASSPHRASE_ENV}.")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a recovery key pair: backups are encrypted to its public half, kept offline."""
+    with _errors():
+        if kind not in ("x25519", "rsa"):
+            raise InputError("--type must be x25519 or rsa")
+        private, public = out / "recovery.pem", out / "recovery.pub.pem"
+        if private.exists() or public.exists():
+            raise InputError(f"{out} already holds a recovery key")
+        secret = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase", confirm=True).encode() if encrypt else None
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fingerprint = backup.generate_recovery_key(
+            "x25519" if kind == "x25519" else "rsa", private, public, passphrase=secret
+        )
+    result = {"type": kind, "private_key": str(private), "public_key": str(public), "fingerprint": fingerprint}
+    _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))

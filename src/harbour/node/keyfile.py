@@ -251,10 +251,10 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool 
         raise
     if not overwrite:
         tmp.unlink()
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
     try:
         dir_fd = os.open(directory, flags)
