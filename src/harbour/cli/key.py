@@ -193,7 +193,7 @@ def chain_code_of(doc: Mapping[str, Any]) -> bytes | None:
 
 
 def load_shares(
-    directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str, chain_code: bytes | None = None
+    directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str, chain_code: bytes | None
 ) -> dict[int, KeyShare]:
     """Decrypt the listed parties' files; each must be a share of exactly this key (and chain code)."""
     out = {}
@@ -209,13 +209,15 @@ def load_shares(
             raise InputError(f"{path} holds the share of party {share.identifier}, not {i}")
         if share.public != public:
             raise InputError(f"{path} is a share of another key (or of an earlier refresh), not of {PUBLIC}")
-        if chain_code is not None and share.extensions.get(hd.CHAIN_CODE) != chain_code:
+        if share.extensions.get(hd.CHAIN_CODE) != chain_code:
             raise InputError(f"{path} has another chain code than {PUBLIC}")
         out[i] = share
     return out
 
 
 def _check_new_directory(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} exists and is not a directory")
     if directory.exists() and (
         (directory / PUBLIC).exists() or any(directory.glob("party-*.share")) or any(directory.glob("party-*.backup"))
     ):
@@ -357,6 +359,8 @@ def refresh(directory: DirOption, as_json: JsonOption = False) -> None:
     """Proactive refresh: every share is replaced, the public key stays (needs every party's file)."""
     with _errors():
         doc, public = load_public(directory)
+        if public.threshold == 1:
+            raise InputError("a 1-of-n key cannot be refreshed: every share is the whole key")
         secret = passphrase()
         shares = load_shares(directory, public.parties, public, secret, chain_code_of(doc))
         new = runner.refresh(shares)
@@ -385,11 +389,11 @@ def reshare(
         check_sizes(new_threshold, new_parties)
         _check_new_directory(out)
         secret = passphrase()
-        shares = load_shares(directory, dealers, public, secret)
+        shares = load_shares(directory, dealers, public, secret, chain_code_of(doc))
         new = runner.reshare(shares, new_threshold, list(range(1, new_parties + 1)))
+        if next(iter(new.values())).group_public_key != public.group_public_key:
+            raise RunFailure("the reshared key has a different public key; nothing was written")
         result = write_new_key(out, new, secret)
-        if result["public_key"] != doc["public_key"]:
-            raise RunFailure("the reshared key has a different public key")
     _emit(result, as_json, f"{new_threshold}-of-{new_parties} sharing of the same key written to {out}")
 
 
@@ -431,27 +435,27 @@ def repair(
         lost_path = share_path(directory, lost)
         if lost_path.exists():
             try:
-                load_shares(directory, [lost], public, secret)
+                load_shares(directory, [lost], public, secret, chain_code_of(doc))
             except InputError:
                 pass
             else:
                 raise InputError(f"{lost_path} is a readable share of this key: party {lost} has not lost it")
-        shares = load_shares(directory, helper_ids, public, secret)
+        shares = load_shares(directory, helper_ids, public, secret, chain_code_of(doc))
         repaired = runner.repair(shares, lost)
         if is_ecdsa(public.scheme):
             # Threshold ECDSA also needs the pairwise setup of the repaired party with
             # every other party: re-run it over the whole committee.
             others = [i for i in public.parties if i not in helper_ids and i != lost]
-            everyone = {**shares, **load_shares(directory, others, public, secret), lost: repaired}
+            everyone = {**shares, **load_shares(directory, others, public, secret, chain_code_of(doc)), lost: repaired}
             new = runner.ecdsa_setup(everyone)
             if lost_path.exists():
-                os.replace(lost_path, lost_path.with_name(lost_path.name + ".unreadable"))
+                _set_aside(lost_path)
             result = replace_shares(directory, new, secret)
         else:
             blob = keyfile.encrypt_share(repaired, secret)
             if lost_path.exists():
                 # Unreadable (checked above): kept aside, not destroyed, for forensics.
-                os.replace(lost_path, lost_path.with_name(lost_path.name + ".unreadable"))
+                _set_aside(lost_path)
             keyfile.write_atomic(lost_path, blob)
             result = doc
     _emit(result, as_json, f"share of party {lost} repaired from parties {helper_ids}: {lost_path}")
@@ -495,6 +499,17 @@ def import_key(
     _emit(doc, as_json, f"{scheme} key split {threshold}-of-{parties} into {out}; public key {doc['public_key']}")
 
 
+def _set_aside(path: Path) -> None:
+    """Rename an unreadable share file out of the way without overwriting an earlier one."""
+    n = 0
+    while True:
+        target = path.with_name(f"{path.name}.unreadable" + (f".{n}" if n else ""))
+        if not target.exists():
+            os.replace(path, target)
+            return
+        n += 1
+
+
 def _read_private_key(scheme: str, path: Path) -> int:
     try:
         text = path.read_text().strip()
@@ -525,11 +540,11 @@ def backup_cmd(
 ) -> None:
     """Encrypt every share to a recovery public key, one backup file per party."""
     with _errors():
-        _, public = load_public(directory)
+        doc, public = load_public(directory)
         pem = _read(recovery_public_key, "--recovery-public-key")
         backup.load_recovery_public_key(pem)
         _check_new_directory(out)
-        shares = load_shares(directory, public.parties, public, passphrase())
+        shares = load_shares(directory, public.parties, public, passphrase(), chain_code_of(doc))
         blobs = {i: backup.make_backup(share, pem) for i, share in shares.items()}
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, blob in sorted(blobs.items()):
@@ -547,6 +562,8 @@ def verify_backup(
     """Check a set of backups for completeness against public.json, without decrypting anything."""
     with _errors():
         _, public = parse_public(_read(public_file, "--public"), str(public_file))
+        if not directory.is_dir():
+            raise InputError(f"--dir: {directory} is not a directory of backups")
         report = backup.verify_backups(backup.read_backups(directory), public)
         result = _report(report)
     _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
@@ -595,6 +612,8 @@ def recover(
     )
     with _errors():
         pem = _read(recovery_private_key, "--recovery-private-key")
+        if not backups.is_dir():
+            raise InputError(f"--backups: {backups} is not a directory of backups")
         if keystore is not None and keystore.exists():
             raise InputError(f"--keystore: {keystore} exists; choose a new file")
         public = None if public_file is None else parse_public(_read(public_file, "--public"), str(public_file))[1]
