@@ -1306,9 +1306,7 @@ def test_generate_into_a_regular_file_is_refused_before_keygen(tmp_path: Path) -
 
 
 def test_verify_backup_of_a_missing_directory_says_so(frost_key: Path, tmp_path: Path) -> None:
-    refused(
-        ["verify-backup", "--dir", tmp_path / "nowhere", "--public", frost_key / "public.json"], "not a directory"
-    )
+    refused(["verify-backup", "--dir", tmp_path / "nowhere", "--public", frost_key / "public.json"], "not a directory")
 
 
 def test_repairing_twice_keeps_every_damaged_copy(frost_copy: Path) -> None:
