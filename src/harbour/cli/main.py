@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from harbour import __version__
-from harbour.cli import bench, demo, key, mpc
+from harbour.cli import authority, bench, demo, key, mpc
 
 app = typer.Typer(
     name="harbour",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(mpc.app, name="mpc")
 app.add_typer(bench.app, name="bench")
 app.add_typer(key.app, name="key")
+app.add_typer(authority.app, name="authority")
 app.command("demo")(demo.demo)
 
 

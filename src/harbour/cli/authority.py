@@ -1,0 +1,210 @@
+"""``harbour authority``: the approval authority's key and the certificates it issues.
+
+Signer nodes join a session only with an approval certificate
+(node/approval.py) from an authority they trust. These commands are the
+authority's side: ``init`` makes its key (``authority.key``, PKCS#8 PEM,
+owner-only, encrypted under ``HARBOUR_AUTHORITY_PASSPHRASE`` when it is set;
+``authority.pub``, the JSON nodes are configured with), ``certify`` signs one
+certificate, and ``show`` prints one without verifying it. Exit 2 means bad
+input (including a key that cannot be opened), exit 1 a failure to read or write
+files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
+from harbour.node import approval, keyfile
+
+app = typer.Typer(help="Approval authority: its key, and the certificates signer nodes require.", no_args_is_help=True)
+
+PASSPHRASE_ENV = "HARBOUR_AUTHORITY_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def _emit(doc: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo("\n".join(f"{k}: {json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in doc.items()))
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Refused input exits 2, file-system failures 1: one line each, no traceback."""
+    with reported_errors():
+        try:
+            yield
+        except (approval.ApprovalError, approval.AuthorityKeyError) as exc:
+            raise InputError(str(exc)) from None
+        except OSError as exc:
+            raise fail(f"file system error: {exc}", FAILURE_EXIT) from None
+
+
+def _passphrase(env: Mapping[str, str]) -> bytes | None:
+    value = env.get(PASSPHRASE_ENV)
+    if value is None:
+        return None
+    if not value:
+        raise InputError(f"{PASSPHRASE_ENV} is set but empty")
+    # NFC so that a passphrase typed where accents compose differently still opens the key.
+    return unicodedata.normalize("NFC", value).encode()
+
+
+def _read(path: Path, what: str, limit: int = 1 << 20) -> bytes:
+    """At most ``limit + 1`` bytes: enough for the reader to see the file is too large."""
+    try:
+        with path.open("rb") as f:
+            return f.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
+
+
+@app.command("init")
+def init(
+    out: Annotated[Path, typer.Option("--out", help="Directory for authority.key and authority.pub.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create an approval authority key (never replacing one)."""
+    with _errors():
+        private, public = out / approval.PRIVATE_FILE, out / approval.PUBLIC_FILE
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out: {out} is a file, not a directory")
+        if private.exists() or public.exists():
+            raise InputError(f"--out: {out} already holds an authority key")
+        secret = _passphrase(os.environ)
+        if secret is None:
+            typer.echo(
+                f"WARNING: {PASSPHRASE_ENV} is not set: authority.key is written unencrypted. "
+                "Keep it on an offline machine or in an HSM.",
+                err=True,
+            )
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = approval.AuthorityKey.generate()
+        key.save(out, passphrase=secret)
+    result = {
+        "authority_id": key.authority_id,
+        "public_key": key.public_bytes.hex(),
+        "private_key_file": str(private),
+        "public_key_file": str(public),
+        "encrypted": secret is not None,
+    }
+    _emit(result, as_json)
+
+
+def _load_key(directory: Path) -> approval.AuthorityKey:
+    private = directory / approval.PRIVATE_FILE
+    if not directory.is_dir():
+        raise InputError(f"--dir: {directory} is not a directory")
+    if not private.is_file():
+        raise InputError(f"--dir: {private} not found: make one with 'harbour authority init'")
+    secret = _passphrase(os.environ)
+    if approval.is_encrypted_pem(_read(private, "--dir")):
+        if secret is None:
+            if not sys.stdin.isatty():
+                raise InputError(f"authority.key is encrypted: set {PASSPHRASE_ENV} or run in a terminal")
+            secret = unicodedata.normalize("NFC", typer.prompt("Authority passphrase", hide_input=True)).encode()
+    else:
+        secret = None
+    return approval.AuthorityKey.load(directory, passphrase=secret)
+
+
+def _parse_params(items: list[str]) -> dict[str, str | int]:
+    """``name=value``; a decimal value is an integer, since nodes compare types too."""
+    params: dict[str, str | int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--param must be name=value, got {item!r}")
+        if name in params:
+            raise InputError(f"--param {name} is given twice")
+        params[name] = int(value) if _INT.fullmatch(value) else value
+    return params
+
+
+@app.command("certify")
+def certify(
+    directory: Annotated[Path, typer.Option("--dir", help="The authority's directory (authority.key).")],
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", help=f"Seconds the certificate is valid, 1..{approval.MAX_LIFETIME}.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Certificate file to write (must not exist).")],
+    key_id: Annotated[str, typer.Option("--key-id", help="The key approved (for keygen: its new id, or empty).")] = "",
+    messages: Annotated[
+        list[str] | None,
+        typer.Option("--message", "-m", help="A 32-byte digest to approve, in hex (sign; repeatable)."),
+    ] = None,
+    path: Annotated[str, typer.Option("--path", help="BIP-32 path signed under (sign only), e.g. m/0/7.")] = "m",
+    kind: Annotated[str, typer.Option("--kind", help="sign, keygen, refresh or reshare.")] = "sign",
+    param_items: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="name=value for keygen/refresh/reshare, e.g. threshold=2 (repeatable)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign one approval certificate for one session."""
+    with _errors():
+        if kind not in approval.KINDS:
+            raise InputError(f"--kind must be one of {', '.join(approval.KINDS)}, got {kind!r}")
+        if not 0 < expires_in <= approval.MAX_LIFETIME:
+            raise InputError(f"--expires-in must be 1..{approval.MAX_LIFETIME} seconds, got {expires_in}")
+        if kind != "keygen" and not key_id:
+            raise InputError(f"--key-id is required for a {kind} certificate")
+        digests = [parse_message(m) for m in messages or []]
+        for text, digest in zip(messages or [], digests, strict=True):
+            if len(digest) != approval.DIGEST_LEN:
+                raise InputError(
+                    f"--message must be a {approval.DIGEST_LEN}-byte digest (64 hex digits), "
+                    f"got {len(digest)} bytes in {text!r}"
+                )
+        params = _parse_params(param_items or [])
+        if kind == "sign":
+            if not digests:
+                raise InputError("--message: a sign certificate approves at least one digest")
+            if params:
+                raise InputError("--param is for keygen, refresh and reshare certificates")
+        else:
+            if digests:
+                raise InputError(f"--message is for sign certificates, not {kind}")
+            if path != "m":
+                raise InputError(f"--path is for sign certificates; a {kind} certificate is for 'm'")
+        if out.exists():
+            raise InputError(f"--out: {out} exists; a certificate is never overwritten")
+        authority = _load_key(directory)
+        data = approval.issue(
+            authority,
+            kind=kind,
+            key_id=key_id,
+            path=path,
+            digests=digests,
+            params=params,
+            now=int(time.time()),
+            expires_in=expires_in,
+        )
+        cert, _ = approval.parse(data)
+        keyfile.write_atomic(out, data, mode=0o644, overwrite=False)
+    _emit({**cert.to_json(), "certificate": str(out), "sha256": approval.certificate_hash(data)}, as_json)
+
+
+@app.command("show")
+def show(
+    cert_file: Annotated[Path, typer.Option("--cert", help="Certificate file to print.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Print a certificate's fields. Parses strictly but does NOT verify the signature."""
+    with _errors():
+        data = _read(cert_file, "--cert", approval.MAX_CERTIFICATE_LEN)
+        cert, sig = approval.parse(data)
+    _emit({**cert.to_json(), "signature": sig.hex(), "sha256": approval.certificate_hash(data)}, as_json)
