@@ -1,6 +1,11 @@
-"""The signer-node layer: where key shares live between protocol runs.
+"""The signer-node layer: where key shares live between protocol runs, and how nodes talk.
 
 ``keyfile`` keeps a party's share encrypted at rest under a passphrase;
 ``backup`` makes disaster-recovery copies encrypted to an offline recovery key.
+``identity`` gives each node its signing and encryption keys and public
+descriptor; ``sealed`` signs and encrypts every protocol envelope between nodes
+so a relay can neither read, forge, re-target, reorder nor replay it.
+``approval`` verifies the certificates without which a node joins no session,
+and ``signlog`` is the node's append-only, hash-chained record of what it did.
 This layer does I/O so that ``mpc`` and ``crypto`` never have to.
 """
