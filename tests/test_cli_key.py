@@ -1316,3 +1316,13 @@ def test_repairing_twice_keeps_every_damaged_copy(frost_copy: Path) -> None:
         ok("repair", "--dir", frost_copy, "--helpers", "1,2", "--lost", "3")
     kept = sorted(p.read_bytes() for p in frost_copy.glob("party-3.share.unreadable*"))
     assert kept == [b"first damaged copy", b"second damaged copy"]
+
+
+def test_a_recorded_kos_failure_blocks_signing_until_a_refresh(ecdsa_copy: Path) -> None:
+    """After a failed KOS check the pair's setup may be leaking Δ: no signing until it is replaced."""
+    flagged = ecdsa_copy / "setup-compromised.json"
+    flagged.write_text(json.dumps({"peers": [2], "signers": [1, 2], "reason": "KOS check failed"}))
+    refused(["sign", "--dir", ecdsa_copy, "--parties", "1,2", "--message", DIGEST], "harbour key refresh")
+    ok("refresh", "--dir", ecdsa_copy)
+    assert not flagged.exists()
+    assert ecdsa_signer(sign(ecdsa_copy, "1,2", DIGEST)) == public_doc(ecdsa_copy)["address"]

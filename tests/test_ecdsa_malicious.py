@@ -126,3 +126,56 @@ def test_signers_handed_different_requests_abort_without_blaming_each_other(
     assert info.value.culprits == frozenset()
     assert "asked to sign something else" in info.value.reason
     assert not [e for e in posted if e.round >= 2]
+
+
+def test_kos_failure_is_reported_as_a_compromised_setup(key: dict[int, KeyShare]) -> None:
+    """A Bob whose OT extension fails Alice's KOS check may be reading Δ bit by bit.
+
+    The abort is a SetupCompromised naming him, so the caller can stop every later
+    session on that pair until a refresh replaces the setup.
+    """
+    from harbour.mpc.ecdsa_sign import SetupCompromised
+
+    sid = runner.new_session_id()
+    parties = {i: EcdsaSigner(sid, key[i], [1, 2, 4], DIGEST) for i in [1, 2, 4]}
+
+    def tamper(env: Envelope, dest: int) -> Envelope:
+        if env.round == 1 and env.sender == 2 and dest == 1:
+            import cbor2
+
+            from harbour.mpc.envelope import encode_payload
+
+            body = cbor2.loads(env.payload)
+            vole = bytearray(body["vole"])
+            vole[-1] ^= 1  # t̃: the check fails at Alice
+            body["vole"] = bytes(vole)
+            body.pop("v")
+            return Envelope(env.session_id, env.protocol, env.round, env.sender, env.recipient, encode_payload(body))
+        return env
+
+    with pytest.raises(SetupCompromised) as info:
+        runner.run(parties, tamper)
+    assert info.value.peers == {2} and info.value.culprits == {2}
+
+
+def test_share_with_a_stale_setup_aborts_without_blaming_the_peer(key: dict[int, KeyShare]) -> None:
+    """A share restored from before the last setup must not make its peer look like a cheater."""
+    stale = runner.ecdsa_setup(key)  # a new setup for everyone ...
+    shares = {1: key[1], 2: stale[2], 4: key[4]}  # ... of which party 2 alone kept the new copy
+    sid = runner.new_session_id()
+    parties = {i: EcdsaSigner(sid, shares[i], [1, 2, 4], DIGEST) for i in [1, 2, 4]}
+    with pytest.raises(ProtocolAbort) as info:
+        runner.run(parties)
+    assert info.value.culprits == frozenset()
+    assert "another pairwise setup" in info.value.reason
+
+
+def test_abort_from_the_envelope_checks_also_drops_the_secrets(key: dict[int, KeyShare]) -> None:
+    sid = runner.new_session_id()
+    party = EcdsaSigner(sid, key[1], [1, 2, 4], DIGEST)
+    party.start()
+    assert party._instance is not None
+    foreign = Envelope(runner.new_session_id(), party.protocol, 1, 2, 1, b"\xa0")
+    with pytest.raises(ProtocolAbort):
+        party.receive(foreign)
+    assert party._instance is None and party._bobs == {}

@@ -43,12 +43,15 @@ from harbour.cli.params import (
 from harbour.crypto.ed25519 import ED25519
 from harbour.crypto.group import GroupError
 from harbour.mpc import hd, runner
+from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.keyshare import GROUPS, SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage, group_by_name
 from harbour.node import backup, keyfile
 
 app = typer.Typer(help="Key ceremonies on encrypted key-share files (one per party).", no_args_is_help=True)
 
 PUBLIC = "public.json"
+COMPROMISED = "setup-compromised.json"
+"""Written when a peer fails the KOS check; signing is refused until a refresh replaces the setup."""
 PUBLIC_FORMAT = "harbour-public-key"
 PUBLIC_VERSION = 1
 PASSPHRASE_ENV = "HARBOUR_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
@@ -122,9 +125,11 @@ def public_document(share: KeyShare) -> dict[str, Any]:
 
 def parse_public(data: bytes, where: str) -> tuple[dict[str, Any], PublicKeyPackage]:
     """Parse and check ``public.json``: well-formed, self-consistent, fingerprint matching."""
+    if len(data) > 1 << 20:
+        raise InputError(f"{where} is far larger than a public-key file")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InputError(f"{where} is not valid JSON (truncated or corrupted?)") from None
     if not isinstance(doc, dict) or doc.get("format") != PUBLIC_FORMAT:
         raise InputError(f"{where} is not a Harbour public-key file")
@@ -342,8 +347,19 @@ def sign(
             hd.parse_path(path)
             if chain_code_of(doc) is None:
                 raise InputError("this key has no chain code, so it has no child keys")
+        flagged = directory / COMPROMISED
+        if flagged.exists():
+            raise InputError(
+                f"{flagged} records a failed KOS check: the pairwise setup may be leaking; "
+                "run 'harbour key refresh' before signing again"
+            )
         shares = runner.derived_shares(load_shares(directory, signers, public, passphrase(), chain_code_of(doc)), path)
-        signature = session.sign_verified(shares, signers, msg)
+        try:
+            signature = session.sign_verified(shares, signers, msg)
+        except SetupCompromised as abort:
+            record = {"peers": sorted(abort.peers), "signers": signers, "reason": abort.reason}
+            keyfile.write_atomic(flagged, _json_bytes(record), mode=0o644)
+            raise
         result = session.contract(shares, signers, msg, signature)
         if path is not None:
             result["path"] = path
@@ -367,6 +383,7 @@ def refresh(directory: DirOption, as_json: JsonOption = False) -> None:
         if next(iter(new.values())).group_public_key != public.group_public_key:
             raise RunFailure("the refreshed key has a different public key; nothing was written")
         out = replace_shares(directory, new, secret)
+        (directory / COMPROMISED).unlink(missing_ok=True)
     _emit(out, as_json, f"refreshed {len(new)} shares in {directory}; public key unchanged: {out['public_key']}")
 
 
@@ -451,6 +468,7 @@ def repair(
             if lost_path.exists():
                 _set_aside(lost_path)
             result = replace_shares(directory, new, secret)
+            (directory / COMPROMISED).unlink(missing_ok=True)
         else:
             blob = keyfile.encrypt_share(repaired, secret)
             if lost_path.exists():

@@ -141,7 +141,7 @@ class VsotReceiver:
     """The receiver side of one batch; ``choices`` (bit k = OT k) and ``pads`` are its output."""
 
     context: bytes
-    choices: int
+    choices: int = field(repr=False)
     rng: RandomBytes = secrets.token_bytes
     pads: list[bytes] = field(default_factory=list, repr=False)
     _challenges: list[bytes] = field(default_factory=list, repr=False)

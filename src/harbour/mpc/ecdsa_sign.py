@@ -94,6 +94,26 @@ def _zero_share(seed: bytes, session: bytes) -> int:
     return int.from_bytes(raw, "big") % Q
 
 
+class SetupCompromised(ProtocolAbort):
+    """A peer's OT-extension message failed the KOS check: the pairwise setup may be leaking.
+
+    A cheating Bob can make the check's outcome depend on one bit of the honest
+    Alice's long-term ``Δ`` per session (KOS15 selective failure); a correct guess
+    passes unnoticed. Signing on must stop for ``peers`` until the pairwise setup is
+    replaced (a refresh re-runs it), or the bits add up session after session. The
+    caller persists this; the key-file CLI records it and refuses to sign.
+    """
+
+    def __init__(self, peers: frozenset[int], reason: str) -> None:
+        super().__init__(peers, reason)
+        self.peers = peers
+
+
+def setup_tag(zero_seed: bytes) -> bytes:
+    """A public tag of one pair's setup: both sides compute it, a stale copy differs."""
+    return hashlib.sha256(b"harbour/ecdsa/setup-tag" + zero_seed).digest()
+
+
 @dataclass
 class _Instance:
     """The per-session secrets; cleared as soon as the last value that uses them is out."""
@@ -178,23 +198,27 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         for j in self.peers:
             bob = VoleBob(self.setup.peers[j].as_bob, _vole_context(self._session, self.me, j), self._rng)
             self._bobs[j] = bob
-            payload = {"inputs": self._inputs, "commitment": commitment, "vole": bob.message1()}
+            payload = {
+                "inputs": self._inputs,
+                "setup": setup_tag(self.setup.peers[j].zero_seed),
+                "commitment": commitment,
+                "vole": bob.message1(),
+            }
             out.append(self._envelope(1, j, encode_payload(payload)))
         return out
 
     def _on_round(self, rnd: int, envelopes: list[Envelope]) -> list[Envelope]:
-        try:
-            if rnd == 1:
-                return self._round2(envelopes)
-            if rnd == 2:
-                return self._round3(envelopes)
-            self._aggregate(envelopes)
-            return []
-        except BaseException:
-            # An aborted session is dead (the base class refuses every further call);
-            # its secrets are dropped too rather than left for the garbage collector.
-            self._forget()
-            raise
+        if rnd == 1:
+            return self._round2(envelopes)
+        if rnd == 2:
+            return self._round3(envelopes)
+        self._aggregate(envelopes)
+        return []
+
+    def _on_abort(self) -> None:
+        # An aborted session is dead (the base class refuses every further call);
+        # its secrets are dropped too, whatever the abort came from.
+        self._forget()
 
     def _forget(self) -> None:
         self._instance = None
@@ -203,13 +227,27 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
     # -- round 2 ---------------------------------------------------------------------
     def _round2(self, envelopes: list[Envelope]) -> list[Envelope]:
         inst = self._take()
-        bodies = [decode_payload(env, {"inputs": bytes, "commitment": bytes, "vole": bytes}) for env in envelopes]
+        bodies = [
+            decode_payload(env, {"inputs": bytes, "setup": bytes, "commitment": bytes, "vole": bytes})
+            for env in envelopes
+        ]
         # Checked before any multiplication: a peer handed another digest, signer set or
         # key would otherwise fail the OT-extension check and be blamed for it.
         different = [env.sender for env, body in zip(envelopes, bodies, strict=True) if body["inputs"] != self._inputs]
         if different:
             raise ProtocolAbort(
                 [], f"parties {different} were asked to sign something else (another digest, signer set or key)"
+            )
+        stale = [
+            env.sender
+            for env, body in zip(envelopes, bodies, strict=True)
+            if body["setup"] != setup_tag(self.setup.peers[env.sender].zero_seed)
+        ]
+        if stale:
+            # Also before any multiplication: a share restored from a copy older than
+            # the last setup would otherwise fail the KOS check and blame its peer.
+            raise ProtocolAbort(
+                [], f"parties {stale} hold another pairwise setup with us than we do (a share from an older copy?)"
             )
         first = {}
         for env, body in zip(envelopes, bodies, strict=True):
@@ -236,6 +274,12 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
             try:
                 reply, c = alice.respond(first[j], (inst.r, inst.sk))
             except VoleError as exc:
+                if "correlation check" in str(exc):
+                    raise SetupCompromised(
+                        frozenset({j}),
+                        f"party {j}'s OT extension failed the KOS check ({exc}): stop signing with this "
+                        "pairwise setup and refresh the key",
+                    ) from exc
                 raise ProtocolAbort([j], f"multiplication with party {j} failed: {exc}") from exc
             self._c[j] = c
             payload = {

@@ -270,10 +270,15 @@ class Party(ABC, Generic[R]):
             return out
         except ProtocolAbort as abort:
             self._aborted = abort
+            self._on_abort()
             raise
         except Exception as exc:
             self._aborted = ProtocolAbort([], f"internal error: {type(exc).__name__}: {exc}")
+            self._on_abort()
             raise
+
+    def _on_abort(self) -> None:
+        """Drop secret state as soon as the party is dead, whatever killed it."""
 
     def _accept(self, env: Envelope) -> list[Envelope]:
         if env.session_id != self.session_id:

@@ -63,7 +63,7 @@ def parse_path(path: str) -> list[int]:
             raise DerivationError(
                 f"hardened step {part!r}: hardened derivation needs the private key, which no party holds"
             )
-        if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0"):
+        if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0") or len(part) > 10:
             raise DerivationError(f"path step {part!r} is not a decimal index")
         index = int(part)
         if index >= HARDENED:

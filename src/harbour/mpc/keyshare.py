@@ -124,7 +124,7 @@ class KeyShare:
     secret_share: int = field(repr=False)
     group_public_key: Point
     verification_shares: Mapping[int, Point]
-    extensions: Mapping[str, bytes] = field(default_factory=dict)
+    extensions: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if SCHEME_CURVES.get(self.scheme) != self.curve:

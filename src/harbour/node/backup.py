@@ -249,6 +249,15 @@ def _is_fingerprint(value: object) -> bool:
 
 def parse_backup(data: bytes) -> BackupRecord:
     """Parse and check a backup record's structure; nothing is decrypted."""
+    try:
+        return _parse_backup(data)
+    except BackupError:
+        raise
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _malformed(f"unexpected structure ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_backup(data: bytes) -> BackupRecord:
     data = bytes(data)
     if len(data) > MAX_BACKUP_LEN:
         raise _malformed(f"{len(data)} bytes is far larger than a backup record")

@@ -316,7 +316,12 @@ def _parse(data: bytes) -> _Parsed:
         )
     if not canonical:
         raise KeyFileError("corrupt", "key-share file is corrupted (header is not canonically encoded)")
-    header = _header_from(obj)
+    try:
+        header = _header_from(obj)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, KeyFileError):
+            raise
+        raise KeyFileError("corrupt", f"key-share file header is malformed: {exc}") from None
     ciphertext = data[end:]
     if len(ciphertext) < header.ciphertext_length:
         raise KeyFileError(
