@@ -94,34 +94,34 @@ def test_reopen_continues_the_chain(log_path: Path) -> None:
 def test_certificate_is_logged(tmp_path: Path) -> None:
     authority = AuthorityKey.generate()
     cert = issue(authority, kind="sign", key_id="k", digests=[DIGEST], now=NOW, expires_in=60)
-    entry = signlog.append(
-        tmp_path / "log",
-        time=NOW,
-        kind="sign",
-        session_id=b"\x01" * 32,
-        key_id="k",
-        path="m",
-        digests=[DIGEST],
-        outcome="signed",
-        certificate=cert,
-    )
+    with SignLog.open(tmp_path / "log") as log:
+        entry = log.append(
+            time=NOW,
+            kind="sign",
+            session_id=b"\x01" * 32,
+            key_id="k",
+            path="m",
+            digests=[DIGEST],
+            outcome="signed",
+            certificate=cert,
+        )
     assert entry.certificate_hash == hashlib.sha256(cert).hexdigest()
     assert entry.authority_id == authority.authority_id
     assert entry.nonce is not None and len(entry.nonce) == 32
 
 
 def test_malformed_certificate_is_logged_by_hash(tmp_path: Path) -> None:
-    entry = signlog.append(
-        tmp_path / "log",
-        time=NOW,
-        kind="refresh",
-        session_id=b"",
-        key_id="k",
-        path="m",
-        outcome="refused",
-        reason="malformed approval certificate",
-        certificate=b"garbage",
-    )
+    with SignLog.open(tmp_path / "log") as log:
+        entry = log.append(
+            time=NOW,
+            kind="refresh",
+            session_id=b"",
+            key_id="k",
+            path="m",
+            outcome="refused",
+            reason="malformed approval certificate",
+            certificate=b"garbage",
+        )
     assert entry.certificate_hash == hashlib.sha256(b"garbage").hexdigest()
     assert entry.authority_id is None and entry.nonce is None
     assert verify(tmp_path / "log") == 1

@@ -457,31 +457,3 @@ def _tail_head(fd: int) -> tuple[int, str]:
         raise SignLogError("malformed", 0, "the log's last line is longer than any log entry")
     entry = _decode_line(tail[cut + 1 :], 0, "the log's last line")
     return entry.seq, entry.hash
-
-
-def append(
-    log_path: Path,
-    *,
-    time: int,
-    kind: str,
-    session_id: bytes,
-    key_id: str,
-    path: str,
-    digests: Sequence[bytes] = (),
-    outcome: str,
-    reason: str = "",
-    certificate: bytes | None = None,
-) -> Entry:
-    """Open the log, append one entry and close it: for tools; a node keeps a :class:`SignLog` open."""
-    with SignLog.open(log_path) as log:
-        return log.append(
-            time=time,
-            kind=kind,
-            session_id=session_id,
-            key_id=key_id,
-            path=path,
-            digests=digests,
-            outcome=outcome,
-            reason=reason,
-            certificate=certificate,
-        )
