@@ -198,9 +198,10 @@ def chain_code_of(doc: Mapping[str, Any]) -> bytes | None:
 
 
 def load_shares(
-    directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str, chain_code: bytes | None
+    directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str, doc: Mapping[str, Any]
 ) -> dict[int, KeyShare]:
     """Decrypt the listed parties' files; each must be a share of exactly this key (and chain code)."""
+    chain_code = chain_code_of(doc)
     out = {}
     for i in ids:
         path = share_path(directory, i)
@@ -353,7 +354,7 @@ def sign(
                 f"{flagged} records a failed KOS check: the pairwise setup may be leaking; "
                 "run 'harbour key refresh' before signing again"
             )
-        shares = runner.derived_shares(load_shares(directory, signers, public, passphrase(), chain_code_of(doc)), path)
+        shares = runner.derived_shares(load_shares(directory, signers, public, passphrase(), doc), path)
         try:
             signature = session.sign_verified(shares, signers, msg)
         except SetupCompromised as abort:
@@ -378,7 +379,7 @@ def refresh(directory: DirOption, as_json: JsonOption = False) -> None:
         if public.threshold == 1:
             raise InputError("a 1-of-n key cannot be refreshed: every share is the whole key")
         secret = passphrase()
-        shares = load_shares(directory, public.parties, public, secret, chain_code_of(doc))
+        shares = load_shares(directory, public.parties, public, secret, doc)
         new = runner.refresh(shares)
         if next(iter(new.values())).group_public_key != public.group_public_key:
             raise RunFailure("the refreshed key has a different public key; nothing was written")
@@ -406,7 +407,7 @@ def reshare(
         check_sizes(new_threshold, new_parties)
         _check_new_directory(out)
         secret = passphrase()
-        shares = load_shares(directory, dealers, public, secret, chain_code_of(doc))
+        shares = load_shares(directory, dealers, public, secret, doc)
         new = runner.reshare(shares, new_threshold, list(range(1, new_parties + 1)))
         if next(iter(new.values())).group_public_key != public.group_public_key:
             raise RunFailure("the reshared key has a different public key; nothing was written")
@@ -452,18 +453,18 @@ def repair(
         lost_path = share_path(directory, lost)
         if lost_path.exists():
             try:
-                load_shares(directory, [lost], public, secret, chain_code_of(doc))
+                load_shares(directory, [lost], public, secret, doc)
             except InputError:
                 pass
             else:
                 raise InputError(f"{lost_path} is a readable share of this key: party {lost} has not lost it")
-        shares = load_shares(directory, helper_ids, public, secret, chain_code_of(doc))
+        shares = load_shares(directory, helper_ids, public, secret, doc)
         repaired = runner.repair(shares, lost)
         if is_ecdsa(public.scheme):
             # Threshold ECDSA also needs the pairwise setup of the repaired party with
             # every other party: re-run it over the whole committee.
             others = [i for i in public.parties if i not in helper_ids and i != lost]
-            everyone = {**shares, **load_shares(directory, others, public, secret, chain_code_of(doc)), lost: repaired}
+            everyone = {**shares, **load_shares(directory, others, public, secret, doc), lost: repaired}
             new = runner.ecdsa_setup(everyone)
             if lost_path.exists():
                 _set_aside(lost_path)
@@ -562,7 +563,7 @@ def backup_cmd(
         pem = _read(recovery_public_key, "--recovery-public-key")
         backup.load_recovery_public_key(pem)
         _check_new_directory(out)
-        shares = load_shares(directory, public.parties, public, passphrase(), chain_code_of(doc))
+        shares = load_shares(directory, public.parties, public, passphrase(), doc)
         blobs = {i: backup.make_backup(share, pem) for i, share in shares.items()}
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, blob in sorted(blobs.items()):
