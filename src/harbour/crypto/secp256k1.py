@@ -111,6 +111,19 @@ class Secp256k1Point(Point):
     def __repr__(self) -> str:
         return "Secp256k1Point(identity)" if self._raw is None else f"Secp256k1Point({self.encode().hex()})"
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes | None]]:
+        """Pickle as the compressed encoding: a signer node persists party state (encrypted) between rounds."""
+        return _point_from_encoding, (None if self._raw is None else self.encode(),)
+
+
+def _point_from_encoding(data: bytes | None) -> Secp256k1Point:
+    if data is None:
+        return _IDENTITY
+    raw = _parse(data)
+    if raw is None:
+        raise GroupError("not a valid compressed secp256k1 point")
+    return Secp256k1Point(raw, data)
+
 
 _IDENTITY = Secp256k1Point(None)
 

@@ -63,6 +63,7 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 class _Hashes:
     def __init__(self, context: bytes) -> None:
+        self._context = context
         self._pad = _prefix(b"harbour/vsot/pad", context)
         self._h1 = _prefix(b"harbour/vsot/verify", context)
         self.proof_context = b"harbour/vsot/proof" + context
@@ -76,6 +77,10 @@ class _Hashes:
         h = self._h1.copy()
         h.update(value)
         return h.digest()
+
+    def __reduce__(self) -> tuple[type[_Hashes], tuple[bytes]]:
+        # hashlib objects do not pickle; the prefixes are rebuilt from the context.
+        return _Hashes, (self._context,)
 
 
 @dataclass
