@@ -1,12 +1,16 @@
 # Harbour: build, check and demo targets.
 #
 # Everything runs inside a project-local virtualenv ($(VENV)); the only thing
-# assumed to be installed on the machine is python3 (3.11 or newer).
+# assumed to be installed on the machine is python3 (3.11 or newer). The one
+# system package the tests need, SoftHSM2 (a software PKCS#11 token standing in
+# for the HSM that holds a signer node's key-encryption key), is installed from
+# Debian by `make system-deps`, which install, test and pytest run first.
 #
 #   make demo    distributed key generation + signing for every FROST scheme and threshold ECDSA
 #   make test    ruff, mypy and pytest; fails if any of them fails
 #   make bench   every bench/*.py script (each prints JSON)
 #   make lint    ruff and mypy only
+#   make system-deps  Debian's softhsm2 (apt-get, through sudo when not root), if missing
 #   make clean   caches and build output (make distclean also removes $(VENV))
 
 PYTHON3 ?= python3
@@ -17,13 +21,14 @@ STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help install demo test lint ruff mypy pytest bench clean distclean
+.PHONY: help install system-deps demo test lint ruff mypy pytest bench clean distclean
 
 help:
 	@echo "make demo    run DKG and threshold signing for each FROST scheme and threshold ECDSA"
 	@echo "make test    ruff + mypy + pytest (non-zero exit on any failure)"
 	@echo "make bench   run bench/*.py (JSON on stdout)"
 	@echo "make lint    ruff + mypy"
+	@echo "make system-deps  install Debian's softhsm2 (PKCS#11 token for the tests) if missing"
 	@echo "make clean   remove caches and build output; distclean also removes $(VENV)"
 
 # The interpreter is an order-only prerequisite of the stamp: creating the venv
@@ -36,7 +41,27 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# No stamp file: the check is one `command -v`, and a stamp would outlive a
+# package removed since. Installing needs root, so sudo is used when we are not
+# root; without either (or without apt-get) this stops with what to do by hand.
+system-deps:
+	@if command -v softhsm2-util >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "error: softhsm2-util not found and apt-get is unavailable; install SoftHSM2 (package softhsm2) by hand" >&2; \
+		exit 1; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	else \
+		echo "error: softhsm2-util not found; as root run: apt-get update && apt-get install -y softhsm2" >&2; \
+		exit 1; \
+	fi; \
+	echo "installing softhsm2 (PKCS#11 software token used by the tests)" >&2; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends softhsm2 && \
+	{ command -v softhsm2-util >/dev/null || { echo "error: softhsm2 installed, but softhsm2-util is not on PATH" >&2; exit 1; }; }
+
+install: $(STAMP) system-deps
 
 demo: $(STAMP)
 	$(BIN)/harbour demo
@@ -49,12 +74,12 @@ ruff: $(STAMP)
 mypy: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
 # Sequential on purpose: each step runs only if the previous one passed, and make
 # exits non-zero at the first failure (also under make -j).
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

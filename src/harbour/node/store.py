@@ -1,0 +1,752 @@
+"""A signer node's secret store: named objects, encrypted at rest, under a passphrase or an HSM.
+
+A node keeps its identity key, its key shares and some session state between runs.
+None of it may reach the disk in the clear, and the node must be able to open it
+again unattended after a restart, so the store is two-level:
+
+* a random 32-byte **data key** encrypts every object with AES-256-GCM;
+* the data key is stored only **wrapped** under a key-encryption key (KEK), which
+  comes either from a passphrase (scrypt, RFC 7914, with the bounds and defaults of
+  :class:`harbour.node.keyfile.ScryptParams`) or from a PKCS#11 token: an AES-256 key
+  generated on the token as a token object with ``CKA_SENSITIVE`` true and
+  ``CKA_EXTRACTABLE`` false, usable for ``CKM_AES_GCM`` encryption and decryption
+  only, and found again by its label (OASIS PKCS #11 Cryptographic Token Interface
+  Base Specification and Current Mechanisms Specification, v2.40 and v3.0:
+  secret-key object attributes; ``CKM_AES_GCM`` with ``CK_GCM_PARAMS``). The KEK's
+  value never leaves the token: the token encrypts the data key at :meth:`create`
+  and decrypts it at :meth:`open`.
+
+The data key is wrapped with C_Encrypt/C_Decrypt under ``CKM_AES_GCM`` rather than
+C_WrapKey/C_UnwrapKey: the store encrypts objects here, in the process, so the data
+key has to end up in host memory, and reading an unwrapped key back would need it to
+be created extractable and non-sensitive, which HSM policies commonly forbid (and
+SoftHSM2 offers no GCM key wrapping). An HSM whose approved mode insists on
+generating GCM IVs itself refuses :meth:`create` with a ``"token"`` error.
+
+The PKCS#11 session lives only for the duration of :meth:`create` or :meth:`open`:
+once the data key is unwrapped the KEK is not needed until the next start, and a
+session held for the life of a node ties the node to the HSM connection (network
+HSMs drop sessions on failover) and keeps the token logged in for nothing. The
+price: disabling the KEK or the PIN on the HSM stops a node at its next start, not
+while it runs, since the data key is already in its memory.
+
+Layout of a store directory::
+
+    store.json            what is needed to recover the data key (below)
+    objects/NAME          one file per object; a name "a/b" lives at objects/a/b
+
+``store.json`` (JSON, written once, atomically, mode 0600)::
+
+    {"format": "harbour-secret-store", "version": 1, "store_id": "<32 hex digits>",
+     "kek": {"kind": "passphrase", "scrypt": {"n": 32768, "r": 8, "p": 1, "salt": "<32 hex>"}}
+        or {"kind": "pkcs11", "pkcs11": {"module": "/usr/lib/softhsm/libsofthsm2.so",
+                                         "token_label": "...", "key_label": "harbour-kek"}},
+     "data_key": {"cipher": "aes-256-gcm", "nonce": "<24 hex>", "wrapped": "<96 hex>"},
+     "checksum": "<64 hex: SHA-256 of the canonical JSON of every other field>"}
+
+The wrapped data key is AES-256-GCM under the KEK with associated data
+``WRAP_DOMAIN || canonical JSON of {format, version, store_id, kek}``, so changing
+the store id, the KDF parameters or the token and key labels makes unwrapping fail.
+The checksum is not a security mechanism (anyone can recompute it); it exists so
+that a damaged or hand-edited file is reported as ``"corrupt"`` instead of as a
+wrong passphrase, which AES-GCM alone cannot tell apart. With a token, a wrong PIN
+is refused by the token at login, so an unwrap failure there is ``"corrupt"``.
+
+An object file is::
+
+    offset  length  field
+    0       4       magic b"HBSO"
+    4       1       version, 1
+    5       12      nonce (random)
+    17      n + 16  AES-256-GCM ciphertext of the n-byte object, then the tag
+
+with associated data ``OBJECT_DOMAIN || store_id (16 bytes) || u16 length of the
+name || name (ASCII) || magic || version``. A file renamed to another name, copied
+into another store, or edited by one bit does not decrypt, and is reported as
+``"corrupt"``. Nonces are random 96-bit values (NIST SP 800-38D, §8.2.2), which
+bounds the number of encryptions under one data key to 2**32 (§8.3): at one write
+a second that is over a century of operation. The same holds for the KEK, which
+encrypts one data key per store.
+
+What the store does not protect against: someone able to write the directory can
+delete objects, or put back an older version of an object under the same name (a
+rollback: nothing here records which version is current). Session state that must
+never be reused therefore needs its own single-use guard. ``store.json`` names the
+PKCS#11 library that :meth:`open` loads into the process, so write access to the
+directory is as good as code execution; the library must be an absolute path to a
+file owned by root or by us and not writable by group or others, which catches a
+careless setup, not a determined local attacker.
+
+Python cannot zeroise memory: the data key (inside the AES-GCM object), passphrases,
+PINs and decrypted objects stay in the process's memory until it is reused, and can
+reach swap or a core dump. Run nodes with swap encrypted and core dumps off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pkcs11
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11e
+from pkcs11.mechanisms import GCMParams
+from pkcs11.types import DecryptMixin, EncryptMixin
+
+from harbour.node import keyfile
+from harbour.node.keyfile import KeyFileError, ScryptParams, fsync_directory, write_atomic
+
+FORMAT = "harbour-secret-store"
+VERSION = 1
+STORE_FILE = "store.json"
+OBJECTS_DIR = "objects"
+CIPHER = "aes-256-gcm"
+OBJECT_MAGIC = b"HBSO"
+OBJECT_VERSION = 1
+STORE_ID_LEN = 16
+DATA_KEY_LEN = 32
+NONCE_LEN = 12
+TAG_LEN = 16
+MAX_STORE_FILE_LEN = 64 * 1024
+MAX_OBJECT_LEN = 64 * 2**20
+"""Far above any key share or session state; a larger file is refused unread."""
+MAX_TOKEN_LABEL_LEN = 32
+"""``CK_TOKEN_INFO.label`` is 32 bytes, blank-padded."""
+MAX_KEY_LABEL_LEN = 128
+
+WRAP_DOMAIN = b"harbour/secret-store/data-key/v1\x00"
+OBJECT_DOMAIN = b"harbour/secret-store/object/v1\x00"
+
+_OBJECT_HEADER = struct.Struct(f">4sB{NONCE_LEN}s")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_STORE_KEYS = frozenset({"format", "version", "store_id", "kek", "data_key", "checksum"})
+_PKCS11_KEYS = frozenset({"module", "token_label", "key_label"})
+_KEK_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.MODIFIABLE: False,
+    Attribute.ENCRYPT: True,
+    Attribute.DECRYPT: True,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+    Attribute.DERIVE: False,
+}
+_PIN_REFUSED = (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange)
+_DEVICE_TROUBLE = (
+    p11e.DeviceError,
+    p11e.DeviceMemory,
+    p11e.DeviceRemoved,
+    p11e.TokenNotPresent,
+    p11e.SessionClosed,
+    p11e.SessionHandleInvalid,
+)
+
+_PKCS11_LOCK = threading.Lock()
+"""python-pkcs11 keeps one library instance per process, and login state is per process
+and token (PKCS#11): two stores opening at once must not interleave their logins."""
+
+Reason = Literal["wrong-secret", "corrupt", "missing", "exists", "token", "policy", "name"]
+
+
+class StoreError(ValueError):
+    """A secret-store operation refused, and why.
+
+    ``reason`` lets a caller act without parsing the message: ``"wrong-secret"``
+    (wrong passphrase or PIN: worth asking again), ``"corrupt"`` (store.json or an
+    object damaged, edited, truncated or moved), ``"missing"`` (no store or no such
+    object), ``"exists"`` (create would replace a store or a token key),
+    ``"token"`` (PKCS#11 library, token or key unavailable), ``"policy"`` (a request
+    this store refuses: wrong kind of secret, empty passphrase, closed store) and
+    ``"name"`` (an invalid object name).
+    """
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    """Where the KEK lives: which PKCS#11 library, which token, which key on it.
+
+    Recorded in store.json, so a node finds its HSM key from the store directory and
+    the PIN alone. Nothing here is secret.
+    """
+
+    module: str
+    token_label: str
+    key_label: str = "harbour-kek"
+
+    def problem(self) -> str | None:
+        """What is wrong with this configuration, or None."""
+        for field, value in (("module", self.module), ("token_label", self.token_label), ("key_label", self.key_label)):
+            if not isinstance(value, str) or not value:
+                return f"{field} must be a non-empty string"
+            if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+                return f"{field} contains control characters"
+            if value != value.strip():
+                return f"{field} has leading or trailing spaces (PKCS#11 pads labels with spaces)"
+        if not os.path.isabs(self.module):
+            return f"the PKCS#11 module must be an absolute path, got {self.module!r}"
+        if len(self.token_label.encode("utf-8")) > MAX_TOKEN_LABEL_LEN:
+            return f"a token label is at most {MAX_TOKEN_LABEL_LEN} bytes"
+        if len(self.key_label.encode("utf-8")) > MAX_KEY_LABEL_LEN:
+            return f"a key label is at most {MAX_KEY_LABEL_LEN} bytes"
+        return None
+
+    def to_json(self) -> dict[str, str]:
+        return {"module": self.module, "token_label": self.token_label, "key_label": self.key_label}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Pkcs11Config:
+        if not isinstance(obj, dict) or set(obj) != _PKCS11_KEYS:
+            raise StoreError("corrupt", "PKCS#11 configuration must have exactly module, token_label and key_label")
+        config = cls(obj["module"], obj["token_label"], obj["key_label"])
+        problem = config.problem()
+        if problem is not None:
+            raise StoreError("corrupt", f"PKCS#11 configuration is malformed: {problem}")
+        return config
+
+
+def find_softhsm_module() -> str | None:
+    """The SoftHSM2 PKCS#11 library's path, if installed in one of the usual places.
+
+    Debian's ``libsofthsm2`` installs it under the multiarch directory and points
+    ``/usr/lib/softhsm/libsofthsm2.so`` at it; other systems use the later entries.
+    """
+    candidates = [Path("/usr/lib/softhsm/libsofthsm2.so")]
+    candidates += sorted(Path("/usr/lib").glob("*-linux-gnu*/softhsm/libsofthsm2.so"))
+    candidates += [
+        Path("/usr/lib64/pkcs11/libsofthsm2.so"),
+        Path("/usr/lib/pkcs11/libsofthsm2.so"),
+        Path("/usr/local/lib/softhsm/libsofthsm2.so"),
+        Path("/opt/homebrew/lib/softhsm/libsofthsm2.so"),
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def check_name(name: str) -> tuple[str, ...]:
+    """The segments of a valid object name, or StoreError("name").
+
+    One or two segments: enough for "identity" and "keys/treasury-1", and a name can
+    never climb out of the store (no "..", no absolute path, no empty segment).
+    """
+    if not isinstance(name, str):
+        raise StoreError("name", "an object name is a string")
+    segments = tuple(name.split("/"))
+    if not 1 <= len(segments) <= 2 or not all(_SEGMENT.fullmatch(s) for s in segments):
+        raise StoreError(
+            "name",
+            f"invalid object name {name!r}: one or two '/'-separated segments of letters, digits, '.', '_' "
+            "or '-', each starting with a letter or digit and at most 128 characters",
+        )
+    return segments
+
+
+# -- store.json ---------------------------------------------------------------------------------------
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _unhex(value: object, length: int, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * length or not re.fullmatch(r"[0-9a-f]*", value):
+        raise StoreError("corrupt", f"store.json is corrupted ({what} must be {2 * length} lowercase hex digits)")
+    return bytes.fromhex(value)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise StoreError("corrupt", "store.json is corrupted (a field appears twice)")
+    return result
+
+
+@dataclass(frozen=True)
+class _Header:
+    store_id: bytes
+    kek: ScryptParams | Pkcs11Config
+    nonce: bytes
+    wrapped: bytes
+
+    def kek_json(self) -> dict[str, Any]:
+        if isinstance(self.kek, Pkcs11Config):
+            return {"kind": "pkcs11", "pkcs11": self.kek.to_json()}
+        scrypt = {"n": self.kek.n, "r": self.kek.r, "p": self.kek.p, "salt": self.kek.salt.hex()}
+        return {"kind": "passphrase", "scrypt": scrypt}
+
+    def wrap_aad(self) -> bytes:
+        bound = {"format": FORMAT, "version": VERSION, "store_id": self.store_id.hex(), "kek": self.kek_json()}
+        return WRAP_DOMAIN + _canonical(bound)
+
+    def encode(self) -> bytes:
+        body: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "store_id": self.store_id.hex(),
+            "kek": self.kek_json(),
+            "data_key": {"cipher": CIPHER, "nonce": self.nonce.hex(), "wrapped": self.wrapped.hex()},
+        }
+        body["checksum"] = hashlib.sha256(_canonical(body)).hexdigest()
+        return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("ascii")
+
+
+def _parse_header(data: bytes) -> _Header:
+    def bad(what: str) -> StoreError:
+        return StoreError("corrupt", f"store.json is corrupted ({what})")
+
+    try:
+        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("not valid JSON; truncated or damaged") from None
+    if not isinstance(obj, dict):
+        raise bad("not a JSON object")
+    if obj.get("format") != FORMAT:
+        raise StoreError("corrupt", "store.json is not a Harbour secret store (wrong format tag)")
+    if obj.get("version") != VERSION or type(obj.get("version")) is not int:
+        raise StoreError("corrupt", f"unsupported secret-store version {obj.get('version')!r} (this reads {VERSION})")
+    if set(obj) != _STORE_KEYS:
+        raise bad("missing or unexpected fields")
+    checksum, expected = obj.pop("checksum"), hashlib.sha256(_canonical(obj)).hexdigest()
+    if not isinstance(checksum, str) or checksum != expected:
+        raise bad("checksum mismatch: the file was damaged or edited")
+    store_id = _unhex(obj["store_id"], STORE_ID_LEN, "store_id")
+    kek_obj, wrap = obj["kek"], obj["data_key"]
+    kek: ScryptParams | Pkcs11Config
+    if not isinstance(kek_obj, dict) or not isinstance(kek_obj.get("kind"), str):
+        raise bad("malformed kek")
+    if kek_obj["kind"] == "passphrase" and set(kek_obj) == {"kind", "scrypt"}:
+        scrypt = kek_obj["scrypt"]
+        if not isinstance(scrypt, dict) or set(scrypt) != {"n", "r", "p", "salt"}:
+            raise bad("malformed scrypt parameters")
+        kek = ScryptParams(scrypt["n"], scrypt["r"], scrypt["p"], _unhex(scrypt["salt"], keyfile.SALT_LEN, "salt"))
+        try:
+            kek.check()
+        except KeyFileError as exc:
+            raise bad(str(exc)) from None
+    elif kek_obj["kind"] == "pkcs11" and set(kek_obj) == {"kind", "pkcs11"}:
+        kek = Pkcs11Config.from_json(kek_obj["pkcs11"])
+    else:
+        raise bad(f"unknown or malformed key-encryption key {kek_obj['kind']!r}")
+    if not isinstance(wrap, dict) or set(wrap) != {"cipher", "nonce", "wrapped"} or wrap["cipher"] != CIPHER:
+        raise bad("malformed data_key")
+    nonce = _unhex(wrap["nonce"], NONCE_LEN, "data_key nonce")
+    wrapped = _unhex(wrap["wrapped"], DATA_KEY_LEN + TAG_LEN, "wrapped data key")
+    return _Header(store_id, kek, nonce, wrapped)
+
+
+# -- PKCS#11 ------------------------------------------------------------------------------------------
+
+
+def _load_library(module: str) -> Any:
+    # python-pkcs11 caches libraries by path and a second C_Initialize of the same
+    # library fails, so two spellings of one path (a symlink) must map to one key.
+    path = os.path.realpath(module)
+    if not os.path.isfile(path):
+        raise StoreError("token", f"PKCS#11 library {module} not found")
+    info = os.stat(path)
+    owners = {0, os.geteuid()} if hasattr(os, "geteuid") else {info.st_uid}
+    if info.st_mode & 0o022 or info.st_uid not in owners:
+        raise StoreError(
+            "policy", f"refusing to load PKCS#11 library {path}: writable by group or others, or owned by another user"
+        )
+    try:
+        return pkcs11.lib(path)
+    except p11e.PKCS11Error as exc:
+        raise StoreError("token", f"cannot load the PKCS#11 library {module}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _token_session(config: Pkcs11Config, pin: str, *, rw: bool) -> Iterator[pkcs11.Session]:
+    """A session on the configured token, logged in as the user; closed (and logged out) after."""
+    library = _load_library(config.module)
+    try:
+        token = library.get_token(token_label=config.token_label)
+    except p11e.NoSuchToken:
+        raise StoreError("token", f"no PKCS#11 token labelled {config.token_label!r} in {config.module}") from None
+    except p11e.MultipleTokensReturned:
+        raise StoreError("token", f"several PKCS#11 tokens are labelled {config.token_label!r}") from None
+    except p11e.PKCS11Error as exc:
+        raise StoreError("token", f"cannot list the tokens of {config.module}: {_describe(exc)}") from None
+    try:
+        session = token.open(rw=rw, user_pin=pin)
+    except _PIN_REFUSED:
+        raise StoreError("wrong-secret", f"wrong PIN for PKCS#11 token {config.token_label!r}") from None
+    except p11e.PinLocked:
+        raise StoreError(
+            "token", f"the user PIN of token {config.token_label!r} is locked; its security officer must reset it"
+        ) from None
+    except p11e.PKCS11Error as exc:
+        raise StoreError("token", f"cannot log in to token {config.token_label!r}: {_describe(exc)}") from None
+    try:
+        yield session
+    finally:
+        with contextlib.suppress(p11e.PKCS11Error):
+            session.close()
+
+
+def _find_kek(session: pkcs11.Session, config: Pkcs11Config) -> list[Any]:
+    return list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: config.key_label}))
+
+
+def _pkcs11_wrap(config: Pkcs11Config, pin: str, header: _Header, data_key: bytes) -> bytes:
+    """Generate the KEK on the token and encrypt the data key under it; the KEK is destroyed on failure."""
+    with _PKCS11_LOCK, _token_session(config, pin, rw=True) as session:
+        try:
+            if _find_kek(session, config):
+                raise StoreError(
+                    "exists", f"token {config.token_label!r} already holds a key labelled {config.key_label!r}"
+                )
+            kek = session.generate_key(
+                KeyType.AES, 256, id=header.store_id, label=config.key_label, store=True, template=_KEK_TEMPLATE
+            )
+        except p11e.PKCS11Error as exc:
+            raise StoreError("token", f"cannot generate the key-encryption key: {_describe(exc)}") from None
+        try:
+            if not isinstance(kek, EncryptMixin):
+                raise StoreError("token", "the token generated a key that cannot encrypt")
+            params = GCMParams(header.nonce, header.wrap_aad(), TAG_LEN * 8)
+            wrapped = kek.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+            if not isinstance(wrapped, bytes) or len(wrapped) != DATA_KEY_LEN + TAG_LEN:
+                raise StoreError("token", "the token returned a malformed AES-GCM ciphertext")
+            return wrapped
+        except BaseException as exc:
+            with contextlib.suppress(p11e.PKCS11Error):
+                kek.destroy()
+            if isinstance(exc, p11e.PKCS11Error):
+                raise StoreError("token", f"the token cannot encrypt with CKM_AES_GCM: {_describe(exc)}") from None
+            raise
+
+
+def _pkcs11_destroy_kek(config: Pkcs11Config, pin: str, store_id: bytes) -> None:
+    """Remove the KEK generated for a store whose store.json could not be written."""
+    with _PKCS11_LOCK, _token_session(config, pin, rw=True) as session:
+        for key in _find_kek(session, config):
+            if key[Attribute.ID] == store_id:
+                key.destroy()
+
+
+def _pkcs11_unwrap(config: Pkcs11Config, pin: str, header: _Header) -> bytes:
+    with _PKCS11_LOCK, _token_session(config, pin, rw=False) as session:
+        try:
+            found = _find_kek(session, config)
+            if not found:
+                raise StoreError(
+                    "token", f"no key labelled {config.key_label!r} on token {config.token_label!r}: was it deleted?"
+                )
+            if len(found) > 1:
+                raise StoreError("token", f"several keys are labelled {config.key_label!r} on {config.token_label!r}")
+            kek = found[0]
+            if kek[Attribute.ID] != header.store_id:
+                raise StoreError(
+                    "token", f"the key labelled {config.key_label!r} on {config.token_label!r} belongs to another store"
+                )
+            if kek[Attribute.EXTRACTABLE] or not kek[Attribute.SENSITIVE]:
+                raise StoreError("policy", f"the key labelled {config.key_label!r} is extractable; refusing to use it")
+            if not isinstance(kek, DecryptMixin):
+                raise StoreError("token", f"the key labelled {config.key_label!r} cannot decrypt")
+            params = GCMParams(header.nonce, header.wrap_aad(), TAG_LEN * 8)
+            data_key = kek.decrypt(header.wrapped, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+        except _DEVICE_TROUBLE as exc:
+            raise StoreError("token", f"the token failed: {_describe(exc)}") from None
+        except p11e.PKCS11Error as exc:
+            # SoftHSM2 answers a failed GCM tag check with CKR_GENERAL_ERROR, not
+            # CKR_ENCRYPTED_DATA_INVALID, so any other refusal is taken as this.
+            raise StoreError(
+                "corrupt",
+                f"the token cannot unwrap the data key ({_describe(exc)}): store.json was modified, or the key "
+                f"labelled {config.key_label!r} is not the one this store was created with",
+            ) from None
+    if not isinstance(data_key, bytes) or len(data_key) != DATA_KEY_LEN:
+        raise StoreError("corrupt", "the unwrapped data key has the wrong length")
+    return data_key
+
+
+# -- the store ----------------------------------------------------------------------------------------
+
+
+class SecretStore:
+    """Named secrets in a directory, each AES-256-GCM encrypted under the store's data key.
+
+    Open one with :meth:`create` or :meth:`open`. Every method takes one lock, so
+    threads may share an instance; several processes may read one store, and each
+    write is atomic (a reader sees the old object or the new one), but two writers
+    of one name race and the last one wins.
+    """
+
+    def __init__(self, directory: Path, header: _Header, data_key: bytes) -> None:
+        """Internal: use :meth:`create` or :meth:`open`."""
+        self._directory = Path(directory)
+        self._objects = self._directory / OBJECTS_DIR
+        self._store_id = header.store_id
+        self._kind = "pkcs11" if isinstance(header.kek, Pkcs11Config) else "passphrase"
+        self._aead: AESGCM | None = AESGCM(data_key)
+        self._lock = threading.Lock()
+
+    # -- opening --------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        *,
+        passphrase: str | None = None,
+        pkcs11: Pkcs11Config | None = None,
+        pin: str | None = None,
+        kdf_n: int = keyfile.DEFAULT_N,
+    ) -> SecretStore:
+        """Create a new store in ``directory`` (created if absent), its KEK and its data key.
+
+        Exactly one KEK: a passphrase, or a PKCS#11 token with its user PIN. With a
+        token, a key already carrying the label is refused rather than reused: two
+        stores sharing a KEK would be one deletion away from both being lost.
+        ``kdf_n`` is the scrypt cost; lower it only in tests (bounded below by
+        :data:`keyfile.MIN_N`).
+        """
+        directory = Path(directory)
+        if pkcs11 is not None:
+            if passphrase is not None:
+                raise StoreError("policy", "give a passphrase or a PKCS#11 token, not both")
+            if not isinstance(pkcs11, Pkcs11Config):
+                raise StoreError("policy", "pkcs11 must be a Pkcs11Config")
+            if pin is None:
+                raise StoreError("policy", "a PKCS#11 store needs the token's user PIN")
+            problem = pkcs11.problem()
+            if problem is not None:
+                raise StoreError("policy", f"invalid PKCS#11 configuration: {problem}")
+            kek: ScryptParams | Pkcs11Config = pkcs11
+        else:
+            if passphrase is None:
+                raise StoreError("policy", "give a passphrase, or a PKCS#11 token and its PIN")
+            if pin is not None:
+                raise StoreError("policy", "a PIN is for a PKCS#11 token; a passphrase store takes no PIN")
+            if not isinstance(passphrase, str) or not passphrase:
+                raise StoreError("policy", "refusing an empty passphrase: it would protect nothing")
+            kek = ScryptParams(kdf_n, keyfile.DEFAULT_R, keyfile.DEFAULT_P, secrets.token_bytes(keyfile.SALT_LEN))
+            try:
+                kek.check()
+            except KeyFileError as exc:
+                raise StoreError("policy", str(exc)) from None
+        if (directory / STORE_FILE).exists():
+            raise StoreError("exists", f"{directory / STORE_FILE} already exists; refusing to replace a store")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+        data_key = secrets.token_bytes(DATA_KEY_LEN)
+        header = _Header(secrets.token_bytes(STORE_ID_LEN), kek, secrets.token_bytes(NONCE_LEN), b"")
+        if isinstance(kek, Pkcs11Config):
+            assert pin is not None
+            wrapped = _pkcs11_wrap(kek, pin, header, data_key)
+        else:
+            assert passphrase is not None
+            wrapped = AESGCM(kek.derive(passphrase)).encrypt(header.nonce, data_key, header.wrap_aad())
+        header = _Header(header.store_id, kek, header.nonce, wrapped)
+        try:
+            write_atomic(directory / STORE_FILE, header.encode(), overwrite=False)
+        except BaseException as exc:
+            if isinstance(kek, Pkcs11Config):
+                assert pin is not None
+                with contextlib.suppress(StoreError, p11e.PKCS11Error):
+                    _pkcs11_destroy_kek(kek, pin, header.store_id)
+            if isinstance(exc, FileExistsError):
+                raise StoreError(
+                    "exists", f"{directory / STORE_FILE} appeared meanwhile; refusing to replace it"
+                ) from None
+            raise
+        (directory / OBJECTS_DIR).mkdir(mode=0o700, exist_ok=True)
+        fsync_directory(directory)
+        return cls(directory, header, data_key)
+
+    @classmethod
+    def open(cls, directory: Path, *, passphrase: str | None = None, pin: str | None = None) -> SecretStore:
+        """Open an existing store, recovering its data key with the passphrase or the token's PIN.
+
+        Which one store.json decides; the other is refused rather than ignored, so a
+        caller confused about which store it holds finds out here.
+        """
+        directory = Path(directory)
+        path = directory / STORE_FILE
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_STORE_FILE_LEN + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError("missing", f"no secret store at {directory} ({STORE_FILE} not found)") from None
+        if len(data) > MAX_STORE_FILE_LEN:
+            raise StoreError("corrupt", f"{path} is too large to be a store description")
+        header = _parse_header(data)
+        if isinstance(header.kek, Pkcs11Config):
+            if passphrase is not None:
+                raise StoreError(
+                    "policy", f"the store at {directory} is protected by a PKCS#11 token, not by a passphrase"
+                )
+            if pin is None:
+                raise StoreError("policy", f"the store at {directory} needs the user PIN of {header.kek.token_label!r}")
+            data_key = _pkcs11_unwrap(header.kek, pin, header)
+        else:
+            if pin is not None:
+                raise StoreError("policy", f"the store at {directory} is protected by a passphrase, not a PKCS#11 PIN")
+            if passphrase is None:
+                raise StoreError("policy", f"the store at {directory} needs its passphrase")
+            kek = AESGCM(header.kek.derive(passphrase))
+            try:
+                data_key = kek.decrypt(header.nonce, header.wrapped, header.wrap_aad())
+            except InvalidTag:
+                raise StoreError(
+                    "wrong-secret", f"wrong passphrase for the store at {directory} (or store.json was tampered with)"
+                ) from None
+        return cls(directory, header, data_key)
+
+    # -- objects --------------------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``"passphrase"`` or ``"pkcs11"``: where the KEK comes from."""
+        return self._kind
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def _aad(self, name: str) -> bytes:
+        encoded = name.encode("ascii")
+        return (
+            OBJECT_DOMAIN
+            + self._store_id
+            + struct.pack(">H", len(encoded))
+            + encoded
+            + OBJECT_MAGIC
+            + bytes([OBJECT_VERSION])
+        )
+
+    def _path(self, name: str) -> Path:
+        return self._objects.joinpath(*check_name(name))
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            raise StoreError("policy", "the secret store is closed")
+        return self._aead
+
+    def put(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name``, replacing any previous object, atomically and owner-only."""
+        path = self._path(name)
+        data = bytes(data)
+        if len(data) > MAX_OBJECT_LEN:
+            raise StoreError("policy", f"object {name!r} is larger than {MAX_OBJECT_LEN} bytes")
+        with self._lock:
+            nonce = secrets.token_bytes(NONCE_LEN)
+            blob = _OBJECT_HEADER.pack(OBJECT_MAGIC, OBJECT_VERSION, nonce) + self._cipher().encrypt(
+                nonce, data, self._aad(name)
+            )
+            self._objects.mkdir(mode=0o700, exist_ok=True)
+            if path.parent != self._objects:
+                if path.parent.exists() and not path.parent.is_dir():
+                    raise StoreError("name", f"cannot store {name!r}: {path.parent.name!r} is an object")
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+            if path.is_dir():
+                raise StoreError("name", f"cannot store {name!r}: it is the prefix of other objects")
+            write_atomic(path, blob, mode=0o600)
+
+    def get(self, name: str) -> bytes:
+        """The object stored under ``name``, authenticated, or StoreError("missing" / "corrupt")."""
+        path = self._path(name)
+        with self._lock:
+            aead = self._cipher()
+            try:
+                with open(path, "rb") as f:
+                    blob = f.read(_OBJECT_HEADER.size + MAX_OBJECT_LEN + TAG_LEN + 1)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise StoreError("missing", f"no object {name!r} in the store") from None
+            if len(blob) < _OBJECT_HEADER.size + TAG_LEN:
+                raise StoreError("corrupt", f"object {name!r} is truncated")
+            if len(blob) > _OBJECT_HEADER.size + MAX_OBJECT_LEN + TAG_LEN:
+                raise StoreError("corrupt", f"object {name!r} is too large to be one this store wrote")
+            magic, version, nonce = _OBJECT_HEADER.unpack_from(blob)
+            if magic != OBJECT_MAGIC or version != OBJECT_VERSION:
+                raise StoreError("corrupt", f"object {name!r} is not a secret-store object (bad magic or version)")
+            try:
+                return aead.decrypt(nonce, blob[_OBJECT_HEADER.size :], self._aad(name))
+            except InvalidTag:
+                raise StoreError(
+                    "corrupt",
+                    f"object {name!r} fails authentication: damaged, truncated, renamed, or from another store",
+                ) from None
+
+    def exists(self, name: str) -> bool:
+        path = self._path(name)
+        with self._lock:
+            self._cipher()
+            return path.is_file()
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` if present, durably (the directory is fsynced)."""
+        path = self._path(name)
+        with self._lock:
+            self._cipher()
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return
+            fsync_directory(path.parent)
+
+    def names(self, prefix: str = "") -> list[str]:
+        """The names of all objects starting with ``prefix``, sorted. Temporary files are not objects."""
+        with self._lock:
+            self._cipher()
+            found: list[str] = []
+            if not self._objects.is_dir():
+                return found
+            for entry in self._objects.iterdir():
+                if not _SEGMENT.fullmatch(entry.name):
+                    continue
+                if entry.is_file():
+                    found.append(entry.name)
+                elif entry.is_dir():
+                    found.extend(
+                        f"{entry.name}/{inner.name}"
+                        for inner in entry.iterdir()
+                        if _SEGMENT.fullmatch(inner.name) and inner.is_file()
+                    )
+            return sorted(name for name in found if name.startswith(prefix))
+
+    def close(self) -> None:
+        """Forget the data key; later calls raise StoreError("policy"). Idempotent.
+
+        The PKCS#11 session was already closed at the end of :meth:`open` (see the
+        module docstring), so there is none left to close. Dropping the reference
+        does not wipe the key from memory: Python cannot.
+        """
+        with self._lock:
+            self._aead = None
+
+    def __enter__(self) -> SecretStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._aead is None else "open"
+        return f"SecretStore({str(self._directory)!r}, kind={self._kind!r}, {state})"
