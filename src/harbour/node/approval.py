@@ -405,6 +405,23 @@ class Certificate:
         }
 
 
+MESSAGE_DOMAIN: Final = b"harbour/approval/message/v1\x00"
+
+
+def approved_digest(message: bytes) -> bytes:
+    """The digest a ``sign`` certificate lists to approve signing ``message``.
+
+    A 32-byte message (an ECDSA digest, a BIP-341 sighash) is listed as itself; a
+    longer or shorter one (an Ed25519 message) by its domain-separated SHA-256. An
+    approval of a digest therefore approves one message only, short of a preimage
+    of that hash.
+    """
+    message = bytes(message)
+    if len(message) == DIGEST_LEN:
+        return message
+    return hashlib.sha256(MESSAGE_DOMAIN + message).digest()
+
+
 def certificate_hash(data: bytes) -> str:
     """SHA-256 (hex) of a certificate file: how logs refer to the exact certificate used."""
     return hashlib.sha256(bytes(data)).hexdigest()

@@ -67,7 +67,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -474,6 +474,18 @@ class ReplayGuard:
         """
         for key in [k for k in self._next if k[0] == session_id]:
             del self._next[key]
+
+    def subset(self, session_ids: Iterable[bytes]) -> ReplayGuard:
+        """A copy holding only these sessions' state (to persist one session on its own)."""
+        wanted = {bytes(s) for s in session_ids}
+        guard = ReplayGuard()
+        guard._next = {k: v for k, v in self._next.items() if k[0] in wanted}
+        return guard
+
+    def merge(self, other: ReplayGuard) -> None:
+        """Take over ``other``'s state (a persisted session brought back)."""
+        for key, nxt in other._next.items():
+            self._next[key] = max(nxt, self._next.get(key, 0))
 
     def to_bytes(self) -> bytes:
         """``{"format", "v": 1, "next": [[session_id, sender, next_seq], ...]}`` in canonical CBOR, sorted."""
