@@ -1,0 +1,260 @@
+"""What one node runs in one session: a protocol party, or two run back to back.
+
+A signer node takes part in a session as one party of one operation. Some
+operations are one protocol (FROST or DKLs23 signing); others are two, the second
+started from the first one's result: threshold-ECDSA key generation is a DKG then
+the DKLs23 pairwise setup, and a refresh or reshare of an ECDSA key is followed by
+a new setup. A :class:`Job` hides that: the node feeds it envelopes and takes
+envelopes out, and the job moves itself to the next phase when one finishes.
+
+Each phase has its own session id (the second derived from the first, as the
+in-process runner does, :func:`harbour.mpc.runner.setup_session_id`) and its own
+set of participants, which is who a broadcast goes to. Envelopes for a phase that
+has not started yet (a faster peer already in it) are held until it starts.
+
+Jobs are plain objects that pickle, so a node without a network (the cold node)
+can keep one, encrypted, between two rounds that arrive as files.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harbour.crypto.ecdsa import EcdsaSignature
+from harbour.mpc import hd
+from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
+from harbour.mpc.dkg import DkgParty
+from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.mpc.ecdsa_setup import EcdsaSetupParty
+from harbour.mpc.ecdsa_sign import EcdsaSigner
+from harbour.mpc.envelope import Envelope, Party, UsageError
+from harbour.mpc.frost_party import FrostSigner
+from harbour.mpc.keyshare import KeyShare, PublicKeyPackage
+from harbour.mpc.refresh import RefreshParty
+from harbour.mpc.reshare import ReshareParty
+from harbour.mpc.runner import setup_session_id
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    session_id: bytes
+    participants: tuple[int, ...]
+
+
+class Job:
+    """One node's part in a session; subclasses say what each phase is."""
+
+    kind: str = ""
+
+    def __init__(self, session_id: bytes, me: int, phases: Sequence[PhasePlan]) -> None:
+        self.session_id = session_id
+        self.me = me
+        self.phases = tuple(phases)
+        self._index = 0
+        self._party: Party[Any] | None = None
+        self._held: list[Envelope] = []
+        self._result: Any = None
+        self._done = False
+
+    # -- for subclasses
+    def _first(self) -> Party[Any]:
+        raise NotImplementedError
+
+    def _next(self, result: Any) -> Party[Any] | None:
+        """The party of the next phase, or None when ``result`` is the job's result."""
+        return None
+
+    def _final(self, result: Any) -> Any:
+        return result
+
+    # -- driving
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def result(self) -> Any:
+        if not self._done:
+            raise UsageError("the job has not finished")
+        return self._result
+
+    @property
+    def session_ids(self) -> list[bytes]:
+        return [p.session_id for p in self.phases]
+
+    def participants(self, session_id: bytes) -> tuple[int, ...]:
+        for plan in self.phases:
+            if plan.session_id == session_id:
+                return plan.participants
+        raise UsageError("not a session of this job")
+
+    def start(self) -> list[Envelope]:
+        if self._party is not None or self._done:
+            raise UsageError("the job was already started")
+        self._party = self._first()
+        return self._settle(self._party.start())
+
+    def receive(self, env: Envelope) -> list[Envelope]:
+        if self._party is None:
+            raise UsageError("start the job first")
+        if self._done:
+            raise UsageError("the job has finished")
+        current = self.phases[self._index].session_id
+        if env.session_id != current:
+            later = [p.session_id for p in self.phases[self._index + 1 :]]
+            if env.session_id not in later:
+                # Earlier phases are over: the party of that phase would refuse it too.
+                return self._settle(self._party.receive(env))
+            self._held.append(env)
+            return []
+        return self._settle(self._party.receive(env))
+
+    def _settle(self, out: list[Envelope]) -> list[Envelope]:
+        """After the party moved: go to the next phase while the current one is finished."""
+        while self._party is not None and self._party.done and not self._done:
+            result = self._party.result
+            nxt = self._next(result)
+            if nxt is None:
+                self._result = self._final(result)
+                self._done = True
+                self._party = None
+                break
+            self._index += 1
+            self._party = nxt
+            out = out + nxt.start()
+            sid = self.phases[self._index].session_id
+            held, self._held = (
+                [e for e in self._held if e.session_id == sid],
+                [e for e in self._held if e.session_id != sid],
+            )
+            for env in held:
+                out = out + self._party.receive(env)
+        return out
+
+
+class KeygenJob(Job):
+    kind = "keygen"
+
+    def __init__(self, session_id: bytes, me: int, scheme: str, threshold: int, parties: Sequence[int]) -> None:
+        ids = tuple(sorted(parties))
+        phases = [PhasePlan(session_id, ids)]
+        if scheme == ECDSA_SCHEME:
+            phases.append(PhasePlan(setup_session_id(session_id), ids))
+        super().__init__(session_id, me, phases)
+        self.scheme = scheme
+        self.threshold = threshold
+        self.ids = ids
+
+    def _first(self) -> Party[Any]:
+        if self.scheme == ECDSA_SCHEME:
+            return DkgParty(FROST_SECP256K1, self.session_id, self.me, self.threshold, self.ids, scheme=self.scheme)
+        return DkgParty(suite_by_name(self.scheme), self.session_id, self.me, self.threshold, self.ids)
+
+    def _next(self, result: Any) -> Party[Any] | None:
+        if self.scheme == ECDSA_SCHEME and self._index == 0:
+            return EcdsaSetupParty(self.phases[1].session_id, result)
+        return None
+
+
+class SignJob(Job):
+    """FROST over a message, or DKLs23 over a 32-byte digest, under the share derived at ``path``."""
+
+    kind = "sign"
+
+    def __init__(self, session_id: bytes, share: KeyShare, path: str, signers: Sequence[int], message: bytes) -> None:
+        super().__init__(session_id, share.identifier, [PhasePlan(session_id, tuple(sorted(signers)))])
+        self.share = hd.derive_share(share, path) if path != "m" else share
+        self.signers = tuple(sorted(signers))
+        self.message = message
+
+    def _first(self) -> Party[Any]:
+        if self.share.scheme == ECDSA_SCHEME:
+            return EcdsaSigner(self.session_id, self.share, self.signers, self.message)
+        return FrostSigner(self.session_id, self.share, self.signers, self.message)
+
+    def _final(self, result: Any) -> bytes | EcdsaSignature:
+        assert isinstance(result, bytes | EcdsaSignature)
+        return result
+
+
+class RefreshJob(Job):
+    kind = "refresh"
+
+    def __init__(self, session_id: bytes, share: KeyShare) -> None:
+        phases = [PhasePlan(session_id, tuple(share.parties))]
+        if share.scheme == ECDSA_SCHEME:
+            phases.append(PhasePlan(setup_session_id(session_id), tuple(share.parties)))
+        super().__init__(session_id, share.identifier, phases)
+        self.share = share
+
+    def _first(self) -> Party[Any]:
+        return RefreshParty(self.session_id, self.share)
+
+    def _next(self, result: Any) -> Party[Any] | None:
+        if self.share.scheme == ECDSA_SCHEME and self._index == 0:
+            return EcdsaSetupParty(self.phases[1].session_id, result)
+        return None
+
+
+class ReshareJob(Job):
+    """A dealer (holds a share of the current key), a member of the new committee, or both.
+
+    The result is this node's new share, or None for a dealer that leaves the key.
+    """
+
+    kind = "reshare"
+
+    def __init__(
+        self,
+        session_id: bytes,
+        me: int,
+        public: PublicKeyPackage,
+        dealers: Sequence[int],
+        new_threshold: int,
+        new_parties: Sequence[int],
+        *,
+        share: KeyShare | None,
+        metadata: dict[str, bytes],
+    ) -> None:
+        everyone = tuple(sorted(set(dealers) | set(new_parties)))
+        phases = [PhasePlan(session_id, everyone)]
+        if public.scheme == ECDSA_SCHEME:
+            phases.append(PhasePlan(setup_session_id(session_id), tuple(sorted(new_parties))))
+        super().__init__(session_id, me, phases)
+        self.public = public
+        self.dealers = tuple(sorted(dealers))
+        self.new_threshold = new_threshold
+        self.new_parties = tuple(sorted(new_parties))
+        self.share = share
+        self.metadata = metadata
+
+    def _first(self) -> Party[Any]:
+        return ReshareParty(
+            self.session_id,
+            self.me,
+            self.public,
+            self.dealers,
+            self.new_threshold,
+            self.new_parties,
+            share=self.share,
+            metadata=self.metadata,
+        )
+
+    def _next(self, result: Any) -> Party[Any] | None:
+        if self.public.scheme == ECDSA_SCHEME and self._index == 0 and result.share is not None:
+            return EcdsaSetupParty(self.phases[1].session_id, result.share)
+        return None
+
+    def _final(self, result: Any) -> KeyShare | None:
+        if isinstance(result, KeyShare):
+            return result
+        share = result.share
+        assert share is None or isinstance(share, KeyShare)
+        return share
+
+
+def new_session_id() -> bytes:
+    return secrets.token_bytes(32)

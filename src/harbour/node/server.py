@@ -1,0 +1,127 @@
+"""The signer node over HTTP: a small ASGI application served by uvicorn.
+
+Two routes, nothing else:
+
+- ``POST /v1/rpc`` with a request of :mod:`harbour.node.rpc` as the body
+  (``application/cbor``); the response body is the node's answer, always with
+  status 200 when the node answered (refusals are in the answer) and 4xx for
+  HTTP-level mistakes (wrong method or path, a body too large or missing);
+- ``GET /v1/descriptor``: the node's public descriptor JSON, for operators.
+
+The application runs every request to completion on the event loop, one at a
+time: protocol steps are CPU-bound and short, and serialising them means the
+node's state needs no locks. Transport security is not what protects the
+messages (they are sealed end to end); put TLS in front for privacy of the
+metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from harbour.node import rpc
+from harbour.node.service import NodeService
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("harbour.node")
+
+
+class NodeApp:
+    """ASGI 3 application around a :class:`NodeService`."""
+
+    def __init__(self, node: NodeService) -> None:
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path == "/v1/descriptor" and method == "GET":
+            await _respond(send, 200, (self.node.descriptor.to_json() + "\n").encode(), b"application/json")
+            return
+        if path != "/v1/rpc":
+            await _respond(send, 404, b"not found\n", b"text/plain")
+            return
+        if method != "POST":
+            await _respond(send, 405, b"use POST\n", b"text/plain")
+            return
+        body = await _read_body(receive, rpc.MAX_REQUEST)
+        if body is None:
+            await _respond(send, 413, b"request body too large\n", b"text/plain")
+            return
+        answer = self.node.handle(body)
+        await _respond(send, 200, answer, b"application/cbor")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None:
+    """Serve ``node`` on its configured address until SIGINT or SIGTERM."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        NodeApp(node),
+        host=node.config.listen_host,
+        port=node.config.listen_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started and ready is not None:
+            ready()
+        await task
+
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    asyncio.run(main())

@@ -1,0 +1,672 @@
+"""A signer node: its directory, and the one function that answers every request.
+
+:class:`NodeService` owns a node's identity, its encrypted key shares
+(:mod:`harbour.node.store`), its trusted approval authorities, the ledger of spent
+certificate nonces and the signing log. :meth:`NodeService.handle` takes one
+request (:mod:`harbour.node.rpc`) and returns one response; the HTTP server
+(:mod:`harbour.node.server`) and the cold node's file exchange (``harbour node
+offline``) both call it, so there is one code path to review.
+
+What the node decides for itself, whatever the coordinator says:
+
+- It joins a session only on a certificate from an authority it was configured
+  with, naming exactly this operation (:mod:`harbour.node.approval`); each
+  certificate once. Refusals are logged.
+- It opens only sealed messages from the session's own members, in sequence
+  (:mod:`harbour.node.sealed`); any tampered, replayed, reordered or foreign
+  message aborts the session, and nothing is signed.
+- A session is never resumed after a restart: a signing party's nonces exist
+  only in memory, and a new party for an old session could be made to reuse
+  nothing, but could be made to sign twice. The log's ``started`` entries let a
+  restarted node name such sessions and refuse them as stale.
+- A new share (keygen, refresh, reshare) is staged, not used, until the
+  coordinator shows that every member of the new committee holds its part (a
+  signed acknowledgement from each, over the new key's fingerprint); only then
+  does it replace the old share. One admin session per key at a time.
+- A failed KOS check in ECDSA signing (:class:`~harbour.mpc.ecdsa_sign.SetupCompromised`)
+  is recorded, and the key refuses to sign with that peer until it is refreshed.
+
+A cold node (``offline=True``) keeps its sessions between requests, pickled and
+encrypted in its store: it has no other way to hold a session across the files
+that carry its rounds. Only the node itself can write that state (it is
+authenticated encryption under the node's data key), which is what makes
+unpickling it safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import cbor2
+
+from harbour.crypto.ecdsa import EcdsaSignature
+from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.mpc.ecdsa_sign import SetupCompromised
+from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
+from harbour.mpc.hd import CHAIN_CODE
+from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
+from harbour.node import approval, rpc, signlog
+from harbour.node.config import (
+    CONFIG_FILE,
+    DESCRIPTOR_FILE,
+    LEDGER_FILE,
+    LOG_FILE,
+    STORE_DIR,
+    NodeConfig,
+    NodeStartError,
+    init_node,
+)
+from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
+from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
+from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, seal
+from harbour.node.store import SecretStore, StoreError
+
+log = logging.getLogger("harbour.node")
+
+__all__ = ["NodeService", "NodeStartError", "Refusal", "default_key_id", "init_node"]
+
+MAX_SESSIONS: Final = 1024
+
+
+class Refusal(Exception):
+    """A request the node refuses; ``reason`` goes into the response."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    session_id: bytes
+    kind: str
+    key_id: str
+    path: str
+    digests: list[bytes]
+    certificate: bytes
+    job: Job
+    roster: dict[int, NodeDescriptor]
+    me: int
+    deadline: float
+    staging: dict[str, Any] = field(default_factory=dict)
+    seq: dict[tuple[bytes, str], int] = field(default_factory=dict)
+
+    @property
+    def node_roster(self) -> dict[str, int]:
+        return {d.node_id: p for p, d in self.roster.items()}
+
+
+def _roster_cbor(roster: Mapping[int, NodeDescriptor]) -> list[list[Any]]:
+    return rpc.roster_value(roster)
+
+
+class NodeService:
+    """One node, opened from its directory; see the module docstring."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: NodeConfig,
+        store: SecretStore,
+        identity: NodeIdentity,
+        ledger: approval.NonceLedger,
+        signlog_: signlog.SignLog,
+        *,
+        offline: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.directory = directory
+        self.config = config
+        self.store = store
+        self.identity = identity
+        self.descriptor = identity.descriptor(config.name, config.url)
+        self.ledger = ledger
+        self.log = signlog_
+        self.offline = offline
+        self.clock = clock
+        self.trusted = approval.trusted_authorities(*config.authorities)
+        self.sessions: dict[bytes, Session] = {}
+        self.rosters: dict[bytes, dict[str, int]] = {}
+        self.guard = ReplayGuard()
+        self.used: set[bytes] = set()
+        self.stale: set[bytes] = set()
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        passphrase: str | None = None,
+        pin: str | None = None,
+        offline: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> NodeService:
+        """Open the node; NodeStartError with a clear message if it cannot (wrong secret, damage)."""
+        directory = Path(directory)
+        try:
+            config = NodeConfig.from_json((directory / CONFIG_FILE).read_text())
+        except OSError as exc:
+            raise NodeStartError(f"no node in {directory}: cannot read {CONFIG_FILE} ({exc.strerror})") from exc
+        try:
+            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
+        except StoreError as exc:
+            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
+        try:
+            identity = NodeIdentity.from_bytes(store.get("identity"))
+            if (
+                identity.descriptor(config.name, config.url).to_json()
+                != (directory / DESCRIPTOR_FILE).read_text().strip()
+            ):
+                raise NodeStartError(f"{DESCRIPTOR_FILE} does not match the node's identity")
+            # The ledger's exclusive lock comes first: a second process for this node stops here.
+            ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
+            try:
+                log_path = directory / LOG_FILE
+                if log_path.exists():
+                    torn = signlog.truncate_torn_tail(log_path)
+                    if torn:  # a crash mid-append: that entry was never acknowledged to anyone
+                        log.warning("cut an incomplete last line off %s: %r", log_path, torn[:200])
+                    signlog.verify(log_path)
+                log_ = signlog.SignLog.open(log_path)
+            except BaseException:
+                ledger.close()
+                raise
+        except NodeStartError:
+            store.close()
+            raise
+        except (StoreError, IdentityError, OSError, ValueError) as exc:
+            store.close()
+            raise NodeStartError(f"node {directory} cannot start: {exc}") from exc
+        node = cls(directory, config, store, identity, ledger, log_, offline=offline, clock=clock)
+        node._recover()
+        return node
+
+    def close(self) -> None:
+        if self.offline:
+            self._persist()
+        self.log.close()
+        self.ledger.close()
+        self.store.close()
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    # -- restart -----------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Learn every session id ever used; log the ones a crash left open as aborted."""
+        open_: dict[str, signlog.Entry] = {}
+        for entry in signlog.entries(self.directory / LOG_FILE):
+            sid = bytes.fromhex(entry.session_id)
+            self.used.add(sid)
+            if entry.outcome == "started":
+                open_[entry.session_id] = entry
+            else:
+                open_.pop(entry.session_id, None)
+        kept: dict[bytes, Session] = {}
+        if self.offline:
+            for name in self.store.names("sessions/"):
+                try:
+                    state = pickle.loads(self.store.get(name))  # noqa: S301 (our own authenticated ciphertext)
+                    session, guard_bytes = state["session"], state["guard"]
+                    assert isinstance(session, Session)
+                    kept[session.session_id] = session
+                    self.guard.merge(ReplayGuard.from_bytes(guard_bytes))
+                except (StoreError, ValueError, KeyError, AssertionError, pickle.UnpicklingError) as exc:
+                    log.warning("dropping unreadable session state %s: %s", name, exc)
+                    self.store.delete(name)
+        for sid_hex, entry in open_.items():
+            sid = bytes.fromhex(sid_hex)
+            if sid in kept:
+                self._register(kept[sid])
+                continue
+            self.stale.add(sid)
+            self.log.append(
+                time=self._now(),
+                kind=entry.kind,
+                session_id=sid,
+                key_id=entry.key_id,
+                path=entry.path,
+                digests=[bytes.fromhex(d) for d in entry.digests],
+                outcome="aborted",
+                reason="the node restarted during the session; its state was discarded and it will not rejoin",
+            )
+
+    def _persist(self) -> None:
+        """Cold node: every open session, encrypted in the store; closed ones removed."""
+        live = {f"sessions/{sid.hex()}" for sid in self.sessions}
+        for name in self.store.names("sessions/"):
+            if name not in live:
+                self.store.delete(name)
+        for sid, session in self.sessions.items():
+            state = {"session": session, "guard": self.guard.subset(session.job.session_ids).to_bytes()}
+            self.store.put(f"sessions/{sid.hex()}", pickle.dumps(state))
+
+    # -- entry point ------------------------------------------------------------------
+
+    def handle(self, data: bytes) -> bytes:
+        """Answer one request; never raises."""
+        try:
+            request = rpc.parse_request(data)
+        except rpc.RequestError as exc:
+            return rpc.error("bad-request", str(exc))
+        try:
+            self._expire()
+            op = request["op"]
+            if op == "describe":
+                return rpc.ok(descriptor=self.descriptor.to_json())
+            if op == "key":
+                return self._key_info(request["key_id"])
+            if op == "start":
+                return self._start(request)
+            if op == "deliver":
+                return self._deliver(request["session_id"], request["messages"])
+            if op == "commit":
+                return self._commit(request["session_id"], request["fingerprint"], request["acks"])
+            return self._abort_request(request["session_id"])
+        except Refusal as exc:
+            return rpc.error(exc.reason, str(exc))
+        except Exception as exc:
+            log.exception("internal error")
+            return rpc.error("internal", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if self.offline:
+                self._persist()
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _load_key(self, key_id: str) -> tuple[KeyShare, dict[int, NodeDescriptor]]:
+        name = f"keys/{key_id}"
+        if not self.store.exists(name):
+            raise Refusal("unknown-key", f"this node holds no share of key {key_id!r}")
+        try:
+            obj = cbor2.loads(self.store.get(name))
+            share = KeyShare.deserialize(obj["share"])
+            roster = rpc.parse_roster(obj["roster"])
+        except (StoreError, KeyShareError, rpc.RequestError, KeyError, TypeError) as exc:
+            raise Refusal("damaged-key", f"the stored share of key {key_id!r} is unusable: {exc}") from exc
+        return share, roster
+
+    def _key_info(self, key_id: str) -> bytes:
+        share, roster = self._load_key(key_id)
+        return rpc.ok(
+            key_id=key_id,
+            public=rpc.encode_public(share.public),
+            roster=_roster_cbor(roster),
+            chain_code=share.extensions.get(CHAIN_CODE, b""),
+        )
+
+    def _compromised(self, key_id: str) -> set[int]:
+        name = f"compromised/{key_id}"
+        if not self.store.exists(name):
+            return set()
+        return set(cbor2.loads(self.store.get(name)))
+
+    # -- start -------------------------------------------------------------------------
+
+    def _start(self, request: dict[str, Any]) -> bytes:
+        sid: bytes = request["session_id"]
+        if sid in self.sessions or sid in self.used:
+            if sid in self.stale:
+                raise Refusal("stale-session", "stale session: this node restarted after it began and will not rejoin")
+            raise Refusal("session-exists", f"session {sid.hex()} was already used on this node")
+        if len(self.sessions) >= MAX_SESSIONS:
+            raise Refusal("busy", f"this node already runs {MAX_SESSIONS} sessions")
+        kind, args, certificate = request["kind"], request["args"], request["certificate"]
+        session, check = self._plan(sid, kind, args, certificate)
+        if any(p in self.rosters for p in session.job.session_ids):
+            raise Refusal("session-exists", "a phase of this session collides with a running session")
+        try:
+            check()
+        except approval.ApprovalError as exc:
+            self._log(session, "refused", f"{exc.reason}: {exc}")
+            raise Refusal("approval", f"approval refused ({exc.reason}): {exc}") from exc
+        self.used.update(session.job.session_ids)
+        self._log(session, "started", "")
+        self._register(session)
+        try:
+            out = session.job.start()
+        except (ProtocolAbort, UsageError) as exc:
+            self._end(session, "aborted", str(exc))
+            raise Refusal("protocol", str(exc)) from exc
+        return self._progress(session, out)
+
+    def _plan(
+        self, sid: bytes, kind: str, args: dict[str, Any], certificate: bytes
+    ) -> tuple[Session, Callable[[], None]]:
+        """The session a start request asks for, and the approval check it needs."""
+        now = self._now()
+        deadline = self.clock() + self.config.session_timeout
+        me_id = self.identity.node_id
+
+        def verify(**what: Any) -> Callable[[], None]:
+            def check() -> None:
+                approval.verify(certificate, self.trusted, now=now, ledger=self.ledger, **what)
+
+            return check
+
+        try:
+            if kind == "sign":
+                key_id = args["key_id"]
+                share, roster = self._load_key(key_id)
+                try:
+                    path = approval.canonical_path(args["path"])
+                except approval.ApprovalError as exc:
+                    raise Refusal("bad-request", str(exc)) from exc
+                signers = args["signers"]
+                self._check_signers(share, signers, key_id)
+                message = args["message"]
+                if share.scheme == ECDSA_SCHEME and len(message) != 32:
+                    raise Refusal("bad-request", "threshold ECDSA signs a 32-byte digest")
+                digest = approval.approved_digest(message)
+                job: Job = SignJob(sid, share, path, signers, message)
+                session = Session(
+                    sid, kind, key_id, path, [digest], certificate, job, roster, share.identifier, deadline
+                )
+                return session, verify(kind="sign", key_id=key_id, path=path, digest=digest)
+            if kind == "keygen":
+                return self._plan_keygen(sid, args, certificate, deadline, verify)
+            if kind == "refresh":
+                key_id = args["key_id"]
+                share, roster = self._load_key(key_id)
+                self._no_pending(key_id)
+                job = RefreshJob(sid, share)
+                session = Session(sid, kind, key_id, "m", [], certificate, job, roster, share.identifier, deadline)
+                session.staging = {"roster": roster, "base": share.public.fingerprint()}
+                return session, verify(kind="refresh", key_id=key_id, path="m", params={})
+            return self._plan_reshare(sid, args, certificate, deadline, verify, me_id)
+        except (UsageError, KeyShareError, ValueError) as exc:
+            if isinstance(exc, approval.ApprovalError):
+                raise
+            raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
+
+    def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
+        if share.identifier not in signers:
+            raise Refusal("bad-request", f"this node is party {share.identifier}, not one of the signers {signers}")
+        if not set(signers) <= set(share.parties) or len(signers) < share.threshold:
+            raise Refusal(
+                "bad-request",
+                f"signers must be at least {share.threshold} parties of the key {list(share.parties)}",
+            )
+        bad = self._compromised(key_id) & set(signers)
+        if bad:
+            raise Refusal(
+                "setup-compromised",
+                f"the pairwise setup with parties {sorted(bad)} failed a KOS check; refresh key {key_id} first",
+            )
+
+    def _no_pending(self, key_id: str) -> None:
+        for name in self.store.names("pending/"):
+            obj = cbor2.loads(self.store.get(name))
+            if obj.get("key_id") == key_id:
+                raise Refusal("pending", f"key {key_id} has an uncommitted admin session ({name}); commit or abort it")
+
+    def _plan_keygen(
+        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any
+    ) -> tuple[Session, Callable[[], None]]:
+        key_id, scheme, threshold = args["key_id"], args["scheme"], args["threshold"]
+        roster: dict[int, NodeDescriptor] = args["roster"]
+        if scheme not in SCHEME_CURVES:
+            raise Refusal("bad-request", f"unknown scheme {scheme!r}")
+        me = self._my_party(roster)
+        if self.store.exists(f"keys/{key_id}"):
+            raise Refusal("key-exists", f"this node already holds a key named {key_id!r}")
+        self._no_pending(key_id)
+        job = KeygenJob(sid, me, scheme, threshold, sorted(roster))
+        session = Session(sid, "keygen", key_id, "m", [], certificate, job, roster, me, deadline)
+        session.staging = {"roster": roster, "base": b""}
+        params = {
+            "scheme": scheme,
+            "threshold": threshold,
+            "roster": rpc.roster_hash([d.node_id for d in roster.values()]),
+        }
+        cert_key_id = _certificate_key_id(certificate)
+        expected = cert_key_id if cert_key_id else default_key_id(sid)
+        if key_id != expected:
+            raise Refusal("bad-request", f"the new key must be named {expected!r} (from the certificate or session)")
+        return session, verify(kind="keygen", key_id=cert_key_id, path="m", params=params)
+
+    def _plan_reshare(
+        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any, me_id: str
+    ) -> tuple[Session, Callable[[], None]]:
+        key_id, threshold = args["key_id"], args["threshold"]
+        dealers: dict[int, NodeDescriptor] = args["dealers"]
+        new: dict[int, NodeDescriptor] = args["roster"]
+        public = args["public"]
+        roster = dict(dealers)
+        for party, descriptor in new.items():
+            if party in roster and roster[party].node_id != descriptor.node_id:
+                raise Refusal("bad-request", f"party {party} is two different nodes among dealers and new committee")
+            roster[party] = descriptor
+        if len({d.node_id for d in roster.values()}) != len(roster):
+            raise Refusal("bad-request", "a node has two party numbers in this reshare")
+        me = self._my_party(roster)
+        share: KeyShare | None = None
+        if me in dealers:
+            share, stored = self._load_key(key_id)
+            if share.public != public:
+                raise Refusal("bad-request", "the public key package is not the one of the stored key")
+            for party, descriptor in dealers.items():
+                if party not in stored or stored[party].node_id != descriptor.node_id:
+                    raise Refusal("bad-request", f"dealer {party} is not that party of the stored key")
+        elif self.store.exists(f"keys/{key_id}"):
+            raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
+        self._no_pending(key_id)
+        metadata = {CHAIN_CODE: args["chain_code"]} if args["chain_code"] else {}
+        job = ReshareJob(sid, me, public, sorted(dealers), threshold, sorted(new), share=share, metadata=metadata)
+        session = Session(sid, "reshare", key_id, "m", [], certificate, job, roster, me, deadline)
+        session.staging = {"roster": new, "base": public.fingerprint()}
+        params = {
+            "threshold": threshold,
+            "roster": rpc.roster_hash([d.node_id for d in new.values()]),
+            "group_key": public.group_public_key.encode().hex(),
+        }
+        return session, verify(kind="reshare", key_id=key_id, path="m", params=params)
+
+    def _my_party(self, roster: Mapping[int, NodeDescriptor]) -> int:
+        for party, descriptor in roster.items():
+            if descriptor.node_id == self.identity.node_id:
+                if descriptor.sign_pk != self.identity.sign_pk or descriptor.enc_pk != self.identity.enc_pk:
+                    raise Refusal("bad-request", "the roster lists this node with other keys")
+                return party
+        raise Refusal("bad-request", "this node is not in the session's roster")
+
+    # -- rounds --------------------------------------------------------------------------
+
+    def _register(self, session: Session) -> None:
+        self.sessions[session.session_id] = session
+        for sid in session.job.session_ids:
+            self.rosters[sid] = session.node_roster
+
+    def _deliver(self, sid: bytes, messages: list[bytes]) -> bytes:
+        session = self.sessions.get(sid)
+        if session is None:
+            if sid in self.stale:
+                raise Refusal("stale-session", "stale session: this node restarted after it began and will not rejoin")
+            if sid in self.used:
+                raise Refusal("finished-session", f"session {sid.hex()} is over on this node")
+            raise Refusal("unknown-session", f"this node takes no part in session {sid.hex()}")
+        peers = {d.node_id: d for d in session.roster.values() if d.node_id != self.identity.node_id}
+        rosters = {s: self.rosters[s] for s in session.job.session_ids}
+        out: list[Envelope] = []
+        for data in messages:
+            try:
+                env = open_sealed(self.identity, data, known_senders=peers, rosters=rosters, guard=self.guard)
+            except SealedError as exc:
+                self._end(session, "aborted", f"sealed message refused ({exc.reason}): {exc}")
+                raise Refusal("sealed", f"session aborted: sealed message refused ({exc.reason}): {exc}") from exc
+            try:
+                out.extend(session.job.receive(env))
+            except SetupCompromised as exc:
+                self._mark_compromised(session, exc.peers)
+                self._end(session, "aborted", str(exc))
+                raise Refusal("protocol", f"session aborted: {exc}") from exc
+            except (ProtocolAbort, UsageError) as exc:
+                self._end(session, "aborted", str(exc))
+                raise Refusal("protocol", f"session aborted: {exc}") from exc
+        session.deadline = self.clock() + self.config.session_timeout
+        return self._progress(session, out)
+
+    def _progress(self, session: Session, out: list[Envelope]) -> bytes:
+        sealed = self._seal(session, out)
+        if not session.job.done:
+            return rpc.ok(out=sealed, done=False)
+        result = self._finish(session)
+        return rpc.ok(out=sealed, done=True, result=result)
+
+    def _seal(self, session: Session, envelopes: list[Envelope]) -> list[bytes]:
+        sealed: list[bytes] = []
+        node_roster = session.node_roster
+        for env in envelopes:
+            participants = session.job.participants(env.session_id)
+            targets = [env.recipient] if env.recipient is not None else [p for p in participants if p != session.me]
+            for party in targets:
+                descriptor = session.roster[party]
+                key = (env.session_id, descriptor.node_id)
+                seq = session.seq.get(key, 0)
+                session.seq[key] = seq + 1
+                sealed.append(seal(self.identity, descriptor, env, seq=seq, roster=node_roster))
+        return sealed
+
+    def _finish(self, session: Session) -> dict[str, Any]:
+        result = session.job.result
+        if session.kind == "sign":
+            self._end(session, "signed", "")
+            if isinstance(result, EcdsaSignature):
+                return {"signature": result.to_bytes(), "recovery_id": result.recovery_id}
+            assert isinstance(result, bytes)
+            return {"signature": result}
+        share: KeyShare | None = result
+        roster = session.staging["roster"]
+        pending: dict[str, Any] = {
+            "key_id": session.key_id,
+            "kind": session.kind,
+            "base": session.staging["base"],
+            "roster": _roster_cbor(roster),
+            "share": share.serialize() if share is not None else b"",
+        }
+        self.store.put(f"pending/{session.session_id.hex()}", cbor2.dumps(pending, canonical=True))
+        self._end(session, "staged", "")
+        if share is None:
+            return {"key_id": session.key_id, "public": b"", "fingerprint": b"", "ack": b""}
+        fingerprint = share.public.fingerprint()
+        ack = self.identity.sign(rpc.ack_message(session.session_id, session.key_id, fingerprint))
+        return {
+            "key_id": session.key_id,
+            "public": rpc.encode_public(share.public),
+            "fingerprint": fingerprint,
+            "ack": ack,
+            "chain_code": share.extensions.get(CHAIN_CODE, b""),
+        }
+
+    def _end(self, session: Session, outcome: str, reason: str) -> None:
+        """Log the outcome and forget the session (its secrets go with the job)."""
+        self._log(session, outcome, reason)
+        self.sessions.pop(session.session_id, None)
+        for sid in session.job.session_ids:
+            self.rosters.pop(sid, None)
+            self.guard.forget(sid)
+
+    def _log(self, session: Session, outcome: str, reason: str) -> None:
+        self.log.append(
+            time=self._now(),
+            kind=session.kind,
+            session_id=session.session_id,
+            key_id=session.key_id,
+            path=session.path,
+            digests=session.digests,
+            outcome=outcome,
+            reason=reason[: signlog.MAX_REASON],
+            certificate=session.certificate if outcome in ("started", "refused") else None,
+        )
+
+    def _mark_compromised(self, session: Session, peers: frozenset[int]) -> None:
+        bad = self._compromised(session.key_id) | set(peers)
+        self.store.put(f"compromised/{session.key_id}", cbor2.dumps(sorted(bad)))
+
+    def _expire(self) -> None:
+        now = self.clock()
+        for session in [s for s in self.sessions.values() if s.deadline < now]:
+            self._end(session, "aborted", "session timed out: no message within the session timeout")
+
+    def _abort_request(self, sid: bytes) -> bytes:
+        session = self.sessions.get(sid)
+        if session is not None:
+            self._end(session, "aborted", "aborted at the coordinator's request")
+            return rpc.ok()
+        name = f"pending/{sid.hex()}"
+        if self.store.exists(name):
+            self.store.delete(name)
+            return rpc.ok()
+        raise Refusal("unknown-session", f"no running or pending session {sid.hex()} on this node")
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def _commit(self, sid: bytes, fingerprint: bytes, acks: Mapping[str, bytes]) -> bytes:
+        name = f"pending/{sid.hex()}"
+        if not self.store.exists(name):
+            raise Refusal("unknown-session", f"no staged result of session {sid.hex()} on this node")
+        pending = cbor2.loads(self.store.get(name))
+        key_id = pending["key_id"]
+        roster = rpc.parse_roster(pending["roster"])
+        share = KeyShare.deserialize(pending["share"]) if pending["share"] else None
+        if share is not None and share.public.fingerprint() != fingerprint:
+            raise Refusal("commit", "the fingerprint to commit is not the one of the share this node staged")
+        for descriptor in roster.values():
+            sig = acks.get(descriptor.node_id)
+            try:
+                if sig is None:
+                    raise ValueError("missing")
+                descriptor.sign_public_key().verify(sig, rpc.ack_message(sid, key_id, fingerprint))
+            except Exception as exc:
+                raise Refusal(
+                    "commit", f"no valid acknowledgement from node {descriptor.name} ({descriptor.node_id[:16]})"
+                ) from exc
+        base = pending["base"]
+        key_name = f"keys/{key_id}"
+        if base:
+            if not self.store.exists(key_name):
+                if share is None:
+                    raise Refusal("commit", f"key {key_id} is not held here any more")
+            else:
+                current, _ = self._load_key(key_id)
+                if current.public.fingerprint() != base:
+                    raise Refusal("commit", f"key {key_id} changed since this session started; refusing to commit")
+        if share is None:
+            self.store.delete(key_name)
+        else:
+            self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
+        self.store.delete(f"compromised/{key_id}")
+        self.store.delete(name)
+        self.log.append(
+            time=self._now(),
+            kind=pending["kind"],
+            session_id=sid,
+            key_id=key_id,
+            path="m",
+            outcome="committed",
+            reason="" if share is not None else "this node left the committee; its share was deleted",
+        )
+        return rpc.ok(key_id=key_id)
+
+
+def _certificate_key_id(certificate: bytes) -> str:
+    try:
+        cert, _ = approval.parse(certificate)
+    except approval.ApprovalError:
+        return ""
+    return cert.key_id
+
+
+def default_key_id(session_id: bytes) -> str:
+    """The name a new key gets when its keygen certificate leaves it to the node."""
+    return f"key-{session_id[:8].hex()}"
