@@ -26,7 +26,8 @@ from typing import Annotated, Any
 import typer
 
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
-from harbour.node import approval, keyfile
+from harbour.node import approval, keyfile, rpc
+from harbour.node.identity import IdentityError, NodeDescriptor
 
 app = typer.Typer(help="Approval authority: its key, and the certificates signer nodes require.", no_args_is_help=True)
 
@@ -51,6 +52,23 @@ def _errors() -> Iterator[None]:
             raise InputError(str(exc)) from None
         except OSError as exc:
             raise fail(f"file system error: {exc}", FAILURE_EXIT) from None
+
+
+def read_descriptors(text: str) -> list[NodeDescriptor]:
+    """``A.json,B.json,...``: node descriptor files, in order; InputError naming a bad one."""
+    descriptors = []
+    for name in [part.strip() for part in text.split(",")]:
+        if not name:
+            raise InputError("--nodes: an empty file name in the list")
+        try:
+            descriptors.append(NodeDescriptor.from_json(Path(name).read_bytes()))
+        except OSError as exc:
+            raise InputError(f"--nodes: cannot read {name}: {exc.strerror}") from None
+        except IdentityError as exc:
+            raise InputError(f"--nodes: {name}: {exc}") from None
+    if len({d.node_id for d in descriptors}) != len(descriptors):
+        raise InputError("--nodes lists one node twice")
+    return descriptors
 
 
 def _passphrase(env: Mapping[str, str]) -> bytes | None:
@@ -152,6 +170,12 @@ def certify(
         list[str] | None,
         typer.Option("--param", help="name=value for keygen/refresh/reshare, e.g. threshold=2 (repeatable)."),
     ] = None,
+    nodes: Annotated[
+        str | None,
+        typer.Option(
+            "--nodes", help="Committee descriptor files A.json,B.json,... (keygen/reshare: the roster param)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sign one approval certificate for one session."""
@@ -170,6 +194,12 @@ def certify(
                     f"got {len(digest)} bytes in {text!r}"
                 )
         params = _parse_params(param_items or [])
+        if nodes is not None:
+            if kind not in ("keygen", "reshare"):
+                raise InputError("--nodes is for keygen and reshare certificates")
+            if "roster" in params:
+                raise InputError("give the committee either as --nodes or as --param roster=..., not both")
+            params["roster"] = rpc.roster_hash([d.node_id for d in read_descriptors(nodes)])
         if kind == "sign":
             if not digests:
                 raise InputError("--message: a sign certificate approves at least one digest")

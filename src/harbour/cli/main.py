@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from harbour import __version__
-from harbour.cli import authority, bench, demo, key, mpc
+from harbour.cli import authority, bench, cluster, demo, key, mpc, node
 
 app = typer.Typer(
     name="harbour",
@@ -21,6 +21,8 @@ app.add_typer(mpc.app, name="mpc")
 app.add_typer(bench.app, name="bench")
 app.add_typer(key.app, name="key")
 app.add_typer(authority.app, name="authority")
+app.add_typer(node.app, name="node")
+app.add_typer(cluster.app, name="cluster")
 app.command("demo")(demo.demo)
 
 

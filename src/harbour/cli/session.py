@@ -120,14 +120,29 @@ def sign_verified(shares: Shares, signers: Sequence[int], message: bytes) -> Sig
 def contract(shares: Shares, signers: Sequence[int], message: bytes, signature: Signature) -> dict[str, Any]:
     """The JSON object ``harbour mpc demo --json`` prints; other tools read these names."""
     share = next(iter(shares.values()))
+    return contract_fields(
+        share.scheme, share.threshold, len(share.parties), share.group_public_key, signers, message, signature
+    )
+
+
+def contract_fields(
+    scheme: str,
+    threshold: int,
+    parties: int,
+    group_public_key: Point,
+    signers: Sequence[int],
+    message: bytes,
+    signature: Signature,
+) -> dict[str, Any]:
+    """:func:`contract` from the public facts alone (``harbour cluster sign`` holds no share)."""
     keys = {
         name: value.hex() if isinstance(value, bytes) else value
-        for name, value in key_fields(share.scheme, share.group_public_key).items()
+        for name, value in key_fields(scheme, group_public_key).items()
     }
     result: dict[str, Any] = {
-        "scheme": share.scheme,
-        "threshold": share.threshold,
-        "parties": len(share.parties),
+        "scheme": scheme,
+        "threshold": threshold,
+        "parties": parties,
         "signers": sorted(signers),
         **keys,
         "message": message.hex(),
