@@ -177,7 +177,7 @@ def test_ed25519_signs_a_long_message(cluster: Cluster, keys: dict[str, ClusterK
     assert independent_verify(run(sign()))
 
 
-@pytest.mark.parametrize("scheme", ["frost-secp256k1", "ecdsa-secp256k1"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_refresh_then_reshare_keep_the_key(cluster: Cluster, scheme: str) -> None:
     """keygen on 1..3 -> refresh -> reshare to 3-of-4 on {1, 4, 5, 2} -> sign with new members."""
     three = cluster.descriptors[:3]
@@ -450,3 +450,24 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
     assert nodes.returncode == 2 and "cannot read" in nodes.stderr
     no_dir = harbour("node", "run", "--dir", str(tmp_path / "nothing"))
     assert no_dir.returncode == 1 and "no node" in no_dir.stderr
+
+
+def test_nodes_with_their_key_encryption_key_on_a_pkcs11_token(tmp_path: Path, softhsm: Any) -> None:
+    """Three node processes whose stores are unlocked by a SoftHSM2 token (one KEK each): keygen and sign."""
+    scheme = "ecdsa-secp256k1"
+    with Cluster(tmp_path, 3, pkcs11=(softhsm.module, softhsm.token_label, softhsm.pin)) as cluster:
+        for node in cluster.nodes:
+            store = json.loads((node.directory / "store" / "store.json").read_text())
+            assert store["kek"]["kind"] == "pkcs11"
+            assert "HARBOUR_NODE_PASSPHRASE" not in node.env
+
+        async def go() -> SignOutcome:
+            async with cluster.coordinator() as co:
+                key = await co.keygen(
+                    cluster.descriptors, 2, scheme, cluster.keygen_cert(scheme, 2, cluster.descriptors)
+                )
+                message = hashlib.sha256(b"hsm-backed nodes").digest()
+                outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message), signers=[2, 3])
+                return outcome
+
+        assert independent_verify(run(go()))
