@@ -471,3 +471,41 @@ def test_nodes_with_their_key_encryption_key_on_a_pkcs11_token(tmp_path: Path, s
                 return outcome
 
         assert independent_verify(run(go()))
+
+
+def test_offline_node_refuses_bad_files(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 1)
+    node = cluster.nodes[0]
+    garbage = tmp_path / "garbage.request"
+    garbage.write_bytes(b"\x00not cbor")
+    response = tmp_path / "garbage.response"
+    done = harbour(
+        "node", "offline", "--dir", str(node.directory), "--in", str(garbage), "--out", str(response), env=node.env
+    )
+    assert done.returncode == 1 and "canonical CBOR map" in done.stderr
+    answer = rpc.parse_response  # the response file is written, so the coordinator learns why
+    with pytest.raises(rpc.NodeError) as err:
+        answer(response.read_bytes(), node.name)
+    assert err.value.reason == "bad-request"
+    again = harbour(
+        "node", "offline", "--dir", str(node.directory), "--in", str(garbage), "--out", str(response), env=node.env
+    )
+    assert again.returncode == 2 and "never overwritten" in again.stderr
+    missing = harbour(
+        "node",
+        "offline",
+        "--dir",
+        str(node.directory),
+        "--in",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "x"),
+        env=node.env,
+    )
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    wrong = {**node.env, "HARBOUR_NODE_PASSPHRASE": "wrong"}
+    locked = harbour(
+        "node", "offline", "--dir", str(node.directory), "--in", str(garbage), "--out", str(tmp_path / "y"), env=wrong
+    )
+    assert locked.returncode == 1 and "passphrase" in locked.stderr
+    assert not (tmp_path / "y").exists()
