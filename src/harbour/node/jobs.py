@@ -55,6 +55,7 @@ class Job:
         self.phases = tuple(phases)
         self._index = 0
         self._party: Party[Any] | None = None
+        self._started = False
         self._held: list[Envelope] = []
         self._result: Any = None
         self._done = False
@@ -91,16 +92,27 @@ class Job:
                 return plan.participants
         raise UsageError("not a session of this job")
 
+    def prepare(self) -> None:
+        """Build the first party now, so that bad parameters fail before anything is committed to.
+
+        A party checks its arguments when it is constructed (threshold, signers, key
+        share); the node calls this before it spends the approval certificate.
+        """
+        if self._party is None and not self._done:
+            self._party = self._first()
+
     def start(self) -> list[Envelope]:
-        if self._party is not None or self._done:
+        if self._started or self._done:
             raise UsageError("the job was already started")
-        self._party = self._first()
+        self.prepare()
+        self._started = True
+        assert self._party is not None
         return self._settle(self._party.start())
 
     def receive(self, env: Envelope) -> list[Envelope]:
-        if self._party is None:
+        if not self._started:
             raise UsageError("start the job first")
-        if self._done:
+        if self._done or self._party is None:
             raise UsageError("the job has finished")
         current = self.phases[self._index].session_id
         if env.session_id != current:

@@ -323,6 +323,10 @@ class NodeService:
             raise Refusal("busy", f"this node already runs {MAX_SESSIONS} sessions")
         kind, args, certificate = request["kind"], request["args"], request["certificate"]
         session, check = self._plan(sid, kind, args, certificate)
+        try:
+            session.job.prepare()
+        except (UsageError, KeyShareError, ValueError) as exc:
+            raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
         if any(p in self.rosters for p in session.job.session_ids):
             raise Refusal("session-exists", "a phase of this session collides with a running session")
         try:
