@@ -16,14 +16,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from harbour.mpc.keyshare import PublicKeyPackage
 from harbour.node import approval
 from harbour.node.coordinator import ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeDescriptor
@@ -178,18 +177,6 @@ class Cluster:
     def refresh_cert(self, key: ClusterKey) -> bytes:
         return self.certify("refresh", key.key_id, params={})
 
-    def reshare_cert(
-        self, key: ClusterKey, nodes: Sequence[NodeDescriptor], threshold: int, public: PublicKeyPackage | None = None
-    ) -> bytes:
-        params = admin_params("reshare", threshold=threshold, nodes=nodes, public=public or key.public)
+    def reshare_cert(self, key: ClusterKey, nodes: Sequence[NodeDescriptor], threshold: int) -> bytes:
+        params = admin_params("reshare", threshold=threshold, nodes=nodes, key=key)
         return self.certify("reshare", key.key_id, params=params)
-
-
-@contextlib.contextmanager
-def running(root: Path, n: int, **options: Any) -> Iterator[Cluster]:
-    cluster = Cluster(root, n, **options)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import pickle
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from harbour.mpc import runner
 from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.node import approval, rpc, signlog
-from harbour.node.coordinator import ClusterKey, Coordinator, admin_params
+from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeDescriptor
 from harbour.node.keyfile import MIN_N
 from harbour.node.service import NodeService, NodeStartError, init_node
@@ -130,11 +131,21 @@ def test_a_signing_party_pickles_between_rounds() -> None:
         (cbor2.dumps({"v": 1, "op": "steal"}, canonical=True), "unknown op"),
         (cbor2.dumps({"v": 1, "op": "describe", "x": 1}, canonical=True), "fields are wrong"),
         (cbor2.dumps({"op": "describe", "v": 1}), "canonical"),  # keys out of canonical order
-        (rpc.encode({"op": "abort", "session_id": b"short"}), "session_id"),
-        (rpc.encode({"op": "abort", "session_id": True}), "wrong type"),
+        (rpc.encode({"op": "abort", "session_id": b"short", "certificate": b""}), "session_id"),
+        (rpc.encode({"op": "abort", "session_id": True, "certificate": b""}), "wrong type"),
+        (rpc.encode({"op": "abort", "session_id": bytes(32)}), "fields are wrong"),
         (rpc.encode({"op": "key", "key_id": "../../etc/passwd"}), "key_id"),
         (rpc.encode({"op": "deliver", "session_id": bytes(32), "messages": ["text"]}), "byte strings"),
-        (rpc.encode({"op": "commit", "session_id": bytes(32), "fingerprint": bytes(31), "acks": {}}), "fingerprint"),
+        (
+            rpc.encode({"op": "commit", "session_id": bytes(32), "fingerprint": bytes(31), "acks": {}, "receipts": {}}),
+            "fingerprint",
+        ),
+        (
+            rpc.encode(
+                {"op": "commit", "session_id": bytes(32), "fingerprint": bytes(32), "acks": {"x": b"1"}, "receipts": {}}
+            ),
+            "64-byte signatures",
+        ),
         (
             rpc.encode({"op": "start", "session_id": bytes(32), "kind": "mint", "certificate": b"", "args": {}}),
             "unknown session kind",
@@ -330,7 +341,7 @@ def test_commit_needs_every_acknowledgement(trio: Any) -> None:
     fingerprint = bytes(results[1]["fingerprint"])
     acks = {descriptors[p - 1].node_id: bytes(r["ack"]) for p, r in results.items()}
     partial = dict(list(acks.items())[:2])
-    commit = {"op": "commit", "session_id": sid, "fingerprint": fingerprint}
+    commit = {"op": "commit", "session_id": sid, "fingerprint": fingerprint, "receipts": {}}
     assert "no valid acknowledgement" in refused(nodes[0], {**commit, "acks": partial}, "commit")
     forged = {**acks, descriptors[2].node_id: bytes(64)}
     assert "no valid acknowledgement" in refused(nodes[0], {**commit, "acks": forged}, "commit")
@@ -346,8 +357,11 @@ def test_commit_needs_every_acknowledgement(trio: Any) -> None:
         "args": {"key_id": key.key_id},
     }
     refused(nodes[0], again, "pending")
-    assert answer(nodes[0], {**commit, "acks": acks})["ok"] is True
-    refused(nodes[0], {**commit, "acks": acks}, "unknown-session")
+    first = answer(nodes[0], {**commit, "acks": acks})
+    assert first["ok"] is True
+    # committing again returns the same receipt (an interrupted commit can be finished)
+    assert answer(nodes[0], {**commit, "acks": acks})["receipt"] == first["receipt"]
+    refused(nodes[0], {**commit, "acks": acks, "fingerprint": bytes(32)}, "commit")
 
 
 def test_setup_compromised_blocks_that_pair_until_refresh(trio: Any) -> None:
@@ -452,3 +466,268 @@ def test_no_share_or_identity_in_the_clear(trio: Any) -> None:
             assert identity not in data
             for blob in share_bytes:
                 assert cbor2.loads(blob)["share"] not in data
+
+
+# -- findings of the node's security review, each a regression test ---------------------------------
+
+
+def run_to_staged(nodes: Any, descriptors: Any, kind: str, cert: bytes, members: Any, args: Any) -> Any:
+    async def go() -> tuple[bytes, dict[int, dict[str, Any]]]:
+        async with coordinator(nodes, descriptors) as co:
+            return await co._run(kind, cert, members, args)
+
+    return asyncio.run(go())
+
+
+def test_a_staged_result_is_discarded_only_on_the_authority_word(trio: Any) -> None:
+    """Otherwise a relay could commit a reshare on the leaving members and abort it on the new ones."""
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "frost-secp256k1")
+    cert = approval.issue(authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60)
+    sid, results = run_to_staged(
+        nodes, descriptors, "refresh", cert, key.roster, {p: {"key_id": key.key_id} for p in key.roster}
+    )
+    abort = {"op": "abort", "session_id": sid, "certificate": b""}
+    assert "authority" in refused(nodes[0], abort, "approval")
+    # the staged result (and its acknowledgement) can be fetched again to finish the commit
+    staged = answer(nodes[0], {"op": "staged", "session_id": sid})["result"]
+    assert staged["ack"] == results[1]["ack"] and staged["fingerprint"] == results[1]["fingerprint"]
+    discard = approval.issue(
+        authority, kind="refresh", key_id=key.key_id, params={"discard": sid.hex()}, now=int(time.time()), expires_in=60
+    )
+    assert answer(nodes[0], {**abort, "certificate": discard})["ok"] is True
+    refused(nodes[0], {"op": "staged", "session_id": sid}, "unknown-session")
+    last = list(signlog.entries(nodes[0].directory / "sign.log"))[-1]
+    assert last.outcome == "aborted" and "discarded" in last.reason
+
+
+def test_a_leaving_member_deletes_its_share_only_on_every_commit_receipt(tmp_path: Path) -> None:
+    authority = approval.AuthorityKey.generate()
+    nodes, descriptors = [], []
+    for i in range(1, 5):
+        descriptors.append(
+            init_node(
+                tmp_path / f"n{i}",
+                name=f"n{i}",
+                listen=f"127.0.0.1:{7500 + i}",
+                authorities=[authority.public_bytes],
+                passphrase=PASS,
+                kdf_n=MIN_N,
+            )
+        )
+        nodes.append(NodeService.open(tmp_path / f"n{i}", passphrase=PASS))
+    try:
+        key = keygen(authority, nodes[:3], descriptors[:3], "frost-secp256k1")
+        new = [descriptors[1], descriptors[2], descriptors[3]]
+        params = admin_params("reshare", threshold=2, nodes=new, key=key)
+        cert = approval.issue(
+            authority, kind="reshare", key_id=key.key_id, params=params, now=int(time.time()), expires_in=60
+        )
+        new_roster = {2: descriptors[1], 3: descriptors[2], 4: descriptors[3]}
+        dealers = dict(key.roster)
+        args = {
+            "key_id": key.key_id,
+            "threshold": 2,
+            "dealers": rpc.roster_value(dealers),
+            "roster": rpc.roster_value(new_roster),
+            "public": rpc.encode_public(key.public),
+            "chain_code": key.chain_code,
+        }
+        members = {**dealers, **new_roster}
+        sid, results = run_to_staged(nodes, descriptors, "reshare", cert, members, {p: args for p in members})
+        fingerprint = bytes(results[2]["fingerprint"])
+        acks = {new_roster[p].node_id: bytes(results[p]["ack"]) for p in new_roster}
+        commit = {"op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks, "receipts": {}}
+        assert "commit receipt" in refused(nodes[0], commit, "commit"), "node 1 leaves: acks are not enough"
+        assert answer(nodes[0], {"op": "key", "key_id": key.key_id})["ok"] is True, "its share is still there"
+        receipts = {}
+        for p, node in zip((2, 3, 4), nodes[1:], strict=True):
+            receipts[new_roster[p].node_id] = answer(node, commit)["receipt"]
+        partial = dict(list(receipts.items())[:2])
+        assert "commit receipt" in refused(nodes[0], {**commit, "receipts": partial}, "commit")
+        assert answer(nodes[0], {**commit, "receipts": receipts})["ok"] is True
+        refused(nodes[0], {"op": "key", "key_id": key.key_id}, "unknown-key")
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_two_admin_sessions_on_one_key_never_run_together(trio: Any) -> None:
+    """Two refreshes committed on different nodes would leave no t shares of one generation."""
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "frost-secp256k1")
+
+    def start(sid: bytes) -> dict[str, Any]:
+        cert = approval.issue(
+            authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60
+        )
+        return answer(
+            nodes[0],
+            {"op": "start", "session_id": sid, "kind": "refresh", "certificate": cert, "args": {"key_id": key.key_id}},
+        )
+
+    assert start(bytes([1]) * 32)["ok"] is True
+    second = start(bytes([2]) * 32)
+    assert second["ok"] is False and second["reason"] == "pending" and "running" in second["error"]
+
+
+def test_a_new_key_never_replaces_an_existing_one(trio: Any) -> None:
+    authority, nodes, descriptors, _ = trio
+    params = admin_params("keygen", scheme="frost-secp256k1", threshold=2, nodes=descriptors)
+
+    def cert() -> bytes:
+        return approval.issue(
+            authority, kind="keygen", key_id="vault", params=params, now=int(time.time()), expires_in=60
+        )
+
+    roster = dict(enumerate(descriptors, start=1))
+    args = {"key_id": "vault", "scheme": "frost-secp256k1", "threshold": 2, "roster": rpc.roster_value(roster)}
+    sid1, results1 = run_to_staged(nodes, descriptors, "keygen", cert(), roster, {p: args for p in roster})
+    start = {"op": "start", "session_id": bytes([4]) * 32, "kind": "keygen", "certificate": cert(), "args": args}
+    assert "uncommitted" in refused(nodes[0], start, "pending")
+    acks = {roster[p].node_id: bytes(r["ack"]) for p, r in results1.items()}
+    commit = {
+        "op": "commit",
+        "session_id": sid1,
+        "fingerprint": bytes(results1[1]["fingerprint"]),
+        "acks": acks,
+        "receipts": {},
+    }
+    for node in nodes:
+        assert answer(node, commit)["ok"] is True
+    refused(nodes[0], {**start, "certificate": cert()}, "key-exists")
+
+
+def test_a_reshare_cannot_change_the_chain_code(trio: Any) -> None:
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "frost-secp256k1")
+    forged = ClusterKey(key.key_id, key.public, key.roster, bytes(32))
+    params = admin_params("reshare", threshold=2, nodes=descriptors, key=forged)
+    cert = approval.issue(
+        authority, kind="reshare", key_id=key.key_id, params=params, now=int(time.time()), expires_in=60
+    )
+    args = {
+        "key_id": key.key_id,
+        "threshold": 2,
+        "dealers": rpc.roster_value(key.roster),
+        "roster": rpc.roster_value(key.roster),
+        "public": rpc.encode_public(key.public),
+        "chain_code": bytes(32),
+    }
+    start = {"op": "start", "session_id": bytes([6]) * 32, "kind": "reshare", "certificate": cert, "args": args}
+    assert "chain code" in refused(nodes[0], start, "bad-request")
+
+
+def test_a_compromised_pair_ends_sessions_already_running(trio: Any) -> None:
+    """Each KOS check a cheating peer gets evaluated may leak a bit: none may run after the first failure."""
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "ecdsa-secp256k1")
+    sids = [bytes([10 + i]) * 32 for i in range(3)]
+    for sid in sids:
+        msg = sid
+        cert = approval.issue(
+            authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
+        )
+        start = {
+            "op": "start",
+            "session_id": sid,
+            "kind": "sign",
+            "certificate": cert,
+            "args": {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
+        }
+        assert answer(nodes[0], start)["ok"] is True
+    node = nodes[0]
+    node._mark_compromised(node.sessions[sids[0]], frozenset({2}))
+    assert set(node.sessions) == {sids[0]}, "the other sessions with party 2 ended"
+    refused(node, {"op": "deliver", "session_id": sids[1], "messages": []}, "finished-session")
+    assert "KOS" in refused(node, {"op": "deliver", "session_id": sids[0], "messages": []}, "setup-compromised")
+
+
+def test_an_edited_configuration_refuses_to_start(tmp_path: Path) -> None:
+    """node.json names the authorities the node obeys: adding one by editing the file must not work."""
+    authority, intruder = approval.AuthorityKey.generate(), approval.AuthorityKey.generate()
+    init_node(
+        tmp_path / "n",
+        name="n",
+        listen="127.0.0.1:7400",
+        authorities=[authority.public_bytes],
+        passphrase=PASS,
+        kdf_n=MIN_N,
+    )
+    path = tmp_path / "n" / "node.json"
+    config = json.loads(path.read_text())
+    config["authorities"].append(intruder.public_bytes.hex())
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(NodeStartError, match="edited"):
+        NodeService.open(tmp_path / "n", passphrase=PASS)
+
+
+def test_held_messages_for_a_later_phase_are_bounded() -> None:
+    from harbour.mpc.envelope import Envelope, ProtocolAbort
+    from harbour.mpc.runner import setup_session_id
+    from harbour.node.jobs import MAX_HELD, KeygenJob
+
+    sid = bytes(32)
+    job = KeygenJob(sid, 1, "ecdsa-secp256k1", 2, [1, 2, 3])
+    job.start()
+    later = setup_session_id(sid)
+    for i in range(MAX_HELD):
+        assert job.receive(Envelope(later, "setup/ecdsa-secp256k1", 1, 2, 1, bytes([i % 256]))) == []
+    with pytest.raises(ProtocolAbort, match="too many"):
+        job.receive(Envelope(later, "setup/ecdsa-secp256k1", 1, 2, 1, b"x"))
+
+
+class OfflineLocal:
+    """A cold node in this process: opened for each request file and closed again, like `harbour node offline`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.after: list[Any] = []
+
+    async def call(self, request: bytes, timeout: float) -> bytes:
+        node = NodeService.open(self.directory, passphrase=PASS, offline=True)
+        try:
+            data = node.handle(request)
+        finally:
+            node.close()
+        if self.after:
+            self.after.pop(0)()
+        return data
+
+
+def test_a_cold_node_refuses_a_session_state_put_back(trio: Any) -> None:
+    """Restoring an older copy of a cold node's session file would replay its nonces: it is refused instead."""
+    authority, nodes, descriptors, _ = trio
+    cold_dir = nodes[2].directory
+    nodes[2].close()
+    cold = OfflineLocal(cold_dir)
+    transports = {descriptors[0].node_id: Local(nodes[0]), descriptors[1].node_id: Local(nodes[1])}
+    transports[descriptors[2].node_id] = cold
+    params = admin_params("keygen", scheme="frost-secp256k1", threshold=2, nodes=descriptors)
+    kg = approval.issue(authority, kind="keygen", key_id="", params=params, now=int(time.time()), expires_in=60)
+    sessions = cold_dir / "store" / "objects" / "sessions"
+    saved: dict[str, bytes] = {}
+
+    def snapshot() -> None:
+        saved.update({p.name: p.read_bytes() for p in sessions.iterdir()})
+
+    def restore() -> None:
+        for name, data in saved.items():
+            (sessions / name).write_bytes(data)
+
+    async def go() -> None:
+        async with Coordinator(transports=transports) as co:
+            key = await co.keygen(descriptors, 2, "frost-secp256k1", kg)
+            msg = bytes(32)
+            cert = approval.issue(
+                authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
+            )
+            cold.after = [snapshot, restore]  # after the start: copy; after round one: put the copy back
+            await co.sign(key, msg, cert, signers=[1, 3])
+
+    with pytest.raises(ClusterError) as err:
+        asyncio.run(go())
+    assert err.value.reason == "stale-session"
+    outcomes = [e.outcome for e in signlog.entries(cold_dir / "sign.log") if e.kind == "sign"]
+    assert outcomes[:2] == ["started", "progress"] and "signed" not in outcomes and outcomes[-1] == "aborted"
+    nodes[2] = NodeService.open(cold_dir, passphrase=PASS)  # for the fixture's teardown

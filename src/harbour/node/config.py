@@ -28,6 +28,8 @@ LOG_FILE: Final = "sign.log"
 CONFIG_FORMAT: Final = "harbour-node"
 CONFIG_VERSION: Final = 1
 DEFAULT_SESSION_TIMEOUT: Final = 120
+CONFIG_OBJECT: Final = "config"
+"""The store object holding the exact node.json written at init."""
 
 
 class NodeStartError(RuntimeError):
@@ -115,16 +117,20 @@ def init_node(
     shown = f"[{host}]" if ":" in host else host
     url = url or f"http://{shown}:{port}"
     config = NodeConfig(check_name(name), check_url(url), host, port, tuple(authorities))
+    config_text = config.to_json() + "\n"
     directory.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {} if kdf_n is None else {"kdf_n": kdf_n}
     store = SecretStore.create(directory / STORE_DIR, passphrase=passphrase, pkcs11=pkcs11, pin=pin, **options)
     try:
         identity = NodeIdentity.generate()
         store.put("identity", identity.to_bytes())
+        # node.json says which authorities to obey; a copy sealed in the store lets the
+        # node notice if someone who can write the directory (but not the store) edits it.
+        store.put(CONFIG_OBJECT, config_text.encode())
     finally:
         store.close()
     descriptor = identity.descriptor(config.name, config.url)
 
     write_atomic(directory / DESCRIPTOR_FILE, (descriptor.to_json() + "\n").encode(), mode=0o644, overwrite=False)
-    write_atomic(directory / CONFIG_FILE, (config.to_json() + "\n").encode(), mode=0o644, overwrite=False)
+    write_atomic(directory / CONFIG_FILE, config_text.encode(), mode=0o644, overwrite=False)
     return descriptor

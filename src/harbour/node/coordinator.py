@@ -327,7 +327,8 @@ class Coordinator:
     async def _abort(self, sid: bytes, members: Iterable[_Member]) -> None:
         async def one(member: _Member) -> None:
             with contextlib.suppress(ClusterError):  # already gone, or it aborted on its own
-                await self._call(member.descriptor, {"op": "abort", "session_id": sid}, PING_TIMEOUT)
+                request = {"op": "abort", "session_id": sid, "certificate": b""}
+                await self._call(member.descriptor, request, PING_TIMEOUT)
 
         await asyncio.gather(*(one(m) for m in members), return_exceptions=True)
 
@@ -415,8 +416,18 @@ class Coordinator:
         if public.fingerprint() != fingerprint:
             raise ClusterError("bad-result", "the nodes report a fingerprint that is not their key's")
         acks = {roster[p].node_id: bytes(r["ack"]) for p, r in results.items()}
-        request = {"op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks}
-        await _all(self._call(d, request) for d in [*roster.values(), *also])
+        request: dict[str, Any] = {
+            "op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks, "receipts": {}
+        }  # fmt: skip
+        answers = await asyncio.gather(*(self._call(d, request) for d in roster.values()))
+        receipts = {}
+        for descriptor, answer in zip(roster.values(), answers, strict=True):
+            receipt = answer.get("receipt")
+            if type(receipt) is not bytes or len(receipt) != 64:
+                raise ClusterError("bad-response", f"node {descriptor.name} committed without a receipt")
+            receipts[descriptor.node_id] = receipt
+        # Members that leave delete their share only now, on every new member's receipt.
+        await _all(self._call(d, {**request, "receipts": receipts}) for d in also)
         codes = {bytes(r.get("chain_code", b"")) for r in results.values()}
         key = ClusterKey(key_id, public, dict(roster), codes.pop() if len(codes) == 1 else b"")
         self.save_key(key)
@@ -516,19 +527,26 @@ def admin_params(
     scheme: str = "",
     threshold: int = 0,
     nodes: Sequence[NodeDescriptor] = (),
-    public: PublicKeyPackage | None = None,
+    key: ClusterKey | None = None,
 ) -> dict[str, str | int]:
-    """The ``params`` an admin certificate must carry for the nodes to accept it."""
+    """The ``params`` an admin certificate must carry for the nodes to accept it.
+
+    keygen: the scheme, threshold and committee; refresh: nothing beyond the key id;
+    reshare: the new threshold and committee, and the key's group key and chain code
+    (a member new to the key has only the certificate to check them against).
+    """
     if kind == "keygen":
         return {"scheme": scheme, "threshold": threshold, "roster": rpc.roster_hash([d.node_id for d in nodes])}
     if kind == "refresh":
         return {}
     if kind == "reshare":
-        assert public is not None
+        if key is None:
+            raise ValueError("reshare params need the key")
         return {
             "threshold": threshold,
             "roster": rpc.roster_hash([d.node_id for d in nodes]),
-            "group_key": public.group_public_key.encode().hex(),
+            "group_key": key.public.group_public_key.encode().hex(),
+            "chain_code": key.chain_code.hex(),
         }
     raise ValueError(f"no admin params for {kind!r}")
 

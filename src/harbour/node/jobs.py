@@ -30,12 +30,16 @@ from harbour.mpc.dkg import DkgParty
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.ecdsa_setup import EcdsaSetupParty
 from harbour.mpc.ecdsa_sign import EcdsaSigner
-from harbour.mpc.envelope import Envelope, Party, UsageError
+from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError
 from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.keyshare import KeyShare, PublicKeyPackage
 from harbour.mpc.refresh import RefreshParty
 from harbour.mpc.reshare import ReshareParty
 from harbour.mpc.runner import setup_session_id
+
+MAX_HELD = 64
+"""Envelopes held for a later phase: a round or two of every peer, far more than honest peers send."""
+MAX_HELD_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,11 @@ class Job:
             if env.session_id not in later:
                 # Earlier phases are over: the party of that phase would refuse it too.
                 return self._settle(self._party.receive(env))
+            if (
+                len(self._held) >= MAX_HELD
+                or sum(len(e.payload) for e in self._held) + len(env.payload) > MAX_HELD_BYTES
+            ):
+                raise ProtocolAbort([env.sender], "too many messages for a phase that has not started")
             self._held.append(env)
             return []
         return self._settle(self._party.receive(env))

@@ -11,9 +11,10 @@ Requests (every one has ``"v": 1`` and ``"op"``)::
      "certificate": <bytes>, "args": {...}}             -> {"out": [...], "done": bool, "result"?: {...}}
     {"op": "deliver", "session_id": <32 bytes>, "messages": [<sealed>, ...]}
                                                         -> {"out": [...], "done": bool, "result"?: {...}}
-    {"op": "commit", "session_id": <32 bytes>, "fingerprint": <32 bytes>, "acks": {<node id>: <64 bytes>, ...}}
-                                                        -> {"key_id": str}
-    {"op": "abort", "session_id": <32 bytes>}           -> {}
+    {"op": "commit", "session_id": <32 bytes>, "fingerprint": <32 bytes>, "acks": {<node id>: <64 bytes>, ...},
+     "receipts": {<node id>: <64 bytes>, ...}}          -> {"key_id": str, "receipt": <64 bytes>}
+    {"op": "staged", "session_id": <32 bytes>}          -> {"result": {...}}   (the staged result again)
+    {"op": "abort", "session_id": <32 bytes>, "certificate": <bytes>}  -> {}
     {"op": "key", "key_id": str}                        -> {"public": <package>, "roster": [...]}
 
 ``args`` per kind:
@@ -53,9 +54,10 @@ MAX_REQUEST: Final = 16 * 2**20
 MAX_MESSAGES: Final = 4096
 MAX_PARTIES: Final = 255
 KEY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-OPS: Final = ("describe", "start", "deliver", "commit", "abort", "key")
+OPS: Final = ("describe", "start", "deliver", "commit", "staged", "abort", "key")
 KINDS: Final = ("sign", "keygen", "refresh", "reshare")
 ACK_DOMAIN: Final = b"harbour/node/ack/v1\x00"
+RECEIPT_DOMAIN: Final = b"harbour/node/commit-receipt/v1\x00"
 ROSTER_DOMAIN: Final = b"harbour/node/roster/v1\x00"
 
 
@@ -214,6 +216,11 @@ def ack_message(session_id: bytes, key_id: str, fingerprint: bytes) -> bytes:
     return ACK_DOMAIN + session_id + len(key_id).to_bytes(1, "big") + key_id.encode() + fingerprint
 
 
+def receipt_message(session_id: bytes, key_id: str, fingerprint: bytes) -> bytes:
+    """What a node signs once it has committed that share: a leaving member deletes its own only then."""
+    return RECEIPT_DOMAIN + session_id + len(key_id).to_bytes(1, "big") + key_id.encode() + fingerprint
+
+
 # -- requests ----------------------------------------------------------------------------
 
 
@@ -229,7 +236,10 @@ def parse_request(data: bytes) -> dict[str, Any]:
         _fields(obj, {"v": int, "op": str, "key_id": str}, "key request")
         check_key_id(obj["key_id"])
     elif op == "abort":
-        _fields(obj, {"v": int, "op": str, "session_id": bytes}, "abort request")
+        _fields(obj, {"v": int, "op": str, "session_id": bytes, "certificate": bytes}, "abort request")
+        _session_id(obj["session_id"])
+    elif op == "staged":
+        _fields(obj, {"v": int, "op": str, "session_id": bytes}, "staged request")
         _session_id(obj["session_id"])
     elif op == "deliver":
         _fields(obj, {"v": int, "op": str, "session_id": bytes, "messages": list}, "deliver request")
@@ -237,15 +247,17 @@ def parse_request(data: bytes) -> dict[str, Any]:
         if len(obj["messages"]) > MAX_MESSAGES or any(type(m) is not bytes for m in obj["messages"]):
             raise _fail(f"messages must be a list of at most {MAX_MESSAGES} byte strings")
     elif op == "commit":
-        _fields(obj, {"v": int, "op": str, "session_id": bytes, "fingerprint": bytes, "acks": dict}, "commit request")
+        schema = {"v": int, "op": str, "session_id": bytes, "fingerprint": bytes, "acks": dict, "receipts": dict}
+        _fields(obj, schema, "commit request")
         _session_id(obj["session_id"])
         if len(obj["fingerprint"]) != 32:
             raise _fail("fingerprint is 32 bytes")
-        acks = obj["acks"]
-        if len(acks) > MAX_PARTIES or any(
-            type(k) is not str or type(v) is not bytes or len(v) != 64 for k, v in acks.items()
-        ):
-            raise _fail("acks map node ids to 64-byte signatures")
+        for name in ("acks", "receipts"):
+            sigs = obj[name]
+            if len(sigs) > MAX_PARTIES or any(
+                type(k) is not str or type(v) is not bytes or len(v) != 64 for k, v in sigs.items()
+            ):
+                raise _fail(f"{name} map node ids to 64-byte signatures")
     else:
         _fields(
             obj,

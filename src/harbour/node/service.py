@@ -35,6 +35,7 @@ unpickling it safe.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import time
@@ -54,6 +55,7 @@ from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
 from harbour.node import approval, rpc, signlog
 from harbour.node.config import (
     CONFIG_FILE,
+    CONFIG_OBJECT,
     DESCRIPTOR_FILE,
     LEDGER_FILE,
     LOG_FILE,
@@ -139,6 +141,7 @@ class NodeService:
         self.guard = ReplayGuard()
         self.used: set[bytes] = set()
         self.stale: set[bytes] = set()
+        self._checkpoints: dict[bytes, str] = {}
 
     @classmethod
     def open(
@@ -153,7 +156,8 @@ class NodeService:
         """Open the node; NodeStartError with a clear message if it cannot (wrong secret, damage)."""
         directory = Path(directory)
         try:
-            config = NodeConfig.from_json((directory / CONFIG_FILE).read_text())
+            config_text = (directory / CONFIG_FILE).read_text()
+            config = NodeConfig.from_json(config_text)
         except OSError as exc:
             raise NodeStartError(f"no node in {directory}: cannot read {CONFIG_FILE} ({exc.strerror})") from exc
         try:
@@ -162,6 +166,11 @@ class NodeService:
             raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
         try:
             identity = NodeIdentity.from_bytes(store.get("identity"))
+            if store.get(CONFIG_OBJECT) != config_text.encode():
+                raise NodeStartError(
+                    f"{CONFIG_FILE} differs from the copy sealed in the node's store when it was created: "
+                    "someone edited it (it names the authorities the node obeys); restore it"
+                )
             if (
                 identity.descriptor(config.name, config.url).to_json()
                 != (directory / DESCRIPTOR_FILE).read_text().strip()
@@ -208,20 +217,28 @@ class NodeService:
         for entry in signlog.entries(self.directory / LOG_FILE):
             sid = bytes.fromhex(entry.session_id)
             self.used.add(sid)
-            if entry.outcome == "started":
+            if entry.outcome in ("started", "progress"):
                 open_[entry.session_id] = entry
             else:
                 open_.pop(entry.session_id, None)
         kept: dict[bytes, Session] = {}
+        checkpoints = {sid: e.reason for sid, e in open_.items() if e.outcome == "progress"}
         if self.offline:
             for name in self.store.names("sessions/"):
                 try:
-                    state = pickle.loads(self.store.get(name))  # noqa: S301 (our own authenticated ciphertext)
+                    data = self.store.get(name)
+                    if checkpoints.get(name.removeprefix("sessions/")) != _checkpoint(data):
+                        # Not the state the log last recorded: an older copy put back (its nonces
+                        # were used already) or a crash between the two writes. Never resume it.
+                        raise ValueError("the session state is not the one the log recorded last")
+                    state = pickle.loads(data)  # noqa: S301 (our own authenticated ciphertext, checked above)
                     session, guard_bytes = state["session"], state["guard"]
-                    assert isinstance(session, Session)
+                    if not isinstance(session, Session):
+                        raise TypeError("not a session")
                     kept[session.session_id] = session
+                    self._checkpoints[session.session_id] = _checkpoint(data)
                     self.guard.merge(ReplayGuard.from_bytes(guard_bytes))
-                except (StoreError, ValueError, KeyError, AssertionError, pickle.UnpicklingError) as exc:
+                except Exception as exc:  # an unreadable state (damage, an upgrade) ends that session only
                     log.warning("dropping unreadable session state %s: %s", name, exc)
                     self.store.delete(name)
         for sid_hex, entry in open_.items():
@@ -242,14 +259,25 @@ class NodeService:
             )
 
     def _persist(self) -> None:
-        """Cold node: every open session, encrypted in the store; closed ones removed."""
+        """Cold node: every open session, encrypted in the store, and its hash in the log.
+
+        The log entry is the single-use guard the store cannot give: a session state
+        is resumed only if it is the last one logged, so putting back an older copy of
+        the file (whose nonces already went out) gets the session refused, not replayed.
+        """
         live = {f"sessions/{sid.hex()}" for sid in self.sessions}
         for name in self.store.names("sessions/"):
             if name not in live:
                 self.store.delete(name)
         for sid, session in self.sessions.items():
             state = {"session": session, "guard": self.guard.subset(session.job.session_ids).to_bytes()}
-            self.store.put(f"sessions/{sid.hex()}", pickle.dumps(state))
+            data = pickle.dumps(state)
+            checkpoint = _checkpoint(data)
+            if self._checkpoints.get(sid) == checkpoint:
+                continue
+            self.store.put(f"sessions/{sid.hex()}", data)
+            self._log(session, "progress", checkpoint)
+            self._checkpoints[sid] = checkpoint
 
     # -- entry point ------------------------------------------------------------------
 
@@ -271,13 +299,15 @@ class NodeService:
             if op == "deliver":
                 return self._deliver(request["session_id"], request["messages"])
             if op == "commit":
-                return self._commit(request["session_id"], request["fingerprint"], request["acks"])
-            return self._abort_request(request["session_id"])
+                return self._commit(request["session_id"], request["fingerprint"], request["acks"], request["receipts"])
+            if op == "staged":
+                return self._staged(request["session_id"])
+            return self._abort_request(request["session_id"], request["certificate"])
         except Refusal as exc:
             return rpc.error(exc.reason, str(exc))
         except Exception as exc:
-            log.exception("internal error")
-            return rpc.error("internal", f"internal error: {type(exc).__name__}: {exc}")
+            log.exception("internal error")  # the detail stays in the node's own log
+            return rpc.error("internal", f"internal error ({type(exc).__name__}); see the node's log")
         finally:
             if self.offline:
                 self._persist()
@@ -409,6 +439,14 @@ class NodeService:
             )
 
     def _no_pending(self, key_id: str) -> None:
+        """Refuse a second admin session on a key while one runs or awaits its commit.
+
+        Two refreshes of one key that both finish could be committed on different
+        nodes, leaving no t shares of one generation: the key would be lost.
+        """
+        for session in self.sessions.values():
+            if session.kind != "sign" and session.key_id == key_id:
+                raise Refusal("pending", f"key {key_id} has an admin session running ({session.session_id.hex()})")
         for name in self.store.names("pending/"):
             obj = cbor2.loads(self.store.get(name))
             if obj.get("key_id") == key_id:
@@ -459,6 +497,8 @@ class NodeService:
             share, stored = self._load_key(key_id)
             if share.public != public:
                 raise Refusal("bad-request", "the public key package is not the one of the stored key")
+            if share.extensions.get(CHAIN_CODE, b"") != args["chain_code"]:
+                raise Refusal("bad-request", "the chain code is not the one of the stored key")
             for party, descriptor in dealers.items():
                 if party not in stored or stored[party].node_id != descriptor.node_id:
                     raise Refusal("bad-request", f"dealer {party} is not that party of the stored key")
@@ -473,6 +513,7 @@ class NodeService:
             "threshold": threshold,
             "roster": rpc.roster_hash([d.node_id for d in new.values()]),
             "group_key": public.group_public_key.encode().hex(),
+            "chain_code": args["chain_code"].hex(),
         }
         return session, verify(kind="reshare", key_id=key_id, path="m", params=params)
 
@@ -499,6 +540,13 @@ class NodeService:
             if sid in self.used:
                 raise Refusal("finished-session", f"session {sid.hex()} is over on this node")
             raise Refusal("unknown-session", f"this node takes no part in session {sid.hex()}")
+        if session.kind == "sign":
+            bad = self._compromised(session.key_id) & set(session.roster)
+            if bad:
+                self._end(session, "aborted", f"the pairwise setup with parties {sorted(bad)} is marked compromised")
+                raise Refusal(
+                    "setup-compromised", f"session aborted: the setup with parties {sorted(bad)} failed a KOS check"
+                )
         peers = {d.node_id: d for d in session.roster.values() if d.node_id != self.identity.node_id}
         rosters = {s: self.rosters[s] for s in session.job.session_ids}
         out: list[Envelope] = []
@@ -551,6 +599,10 @@ class NodeService:
             return {"signature": result}
         share: KeyShare | None = result
         roster = session.staging["roster"]
+        for name in self.store.names("pending/"):
+            if cbor2.loads(self.store.get(name)).get("key_id") == session.key_id:
+                self._end(session, "aborted", f"another admin session of key {session.key_id} was staged first")
+                raise Refusal("pending", f"key {session.key_id} already has a staged admin session ({name})")
         pending: dict[str, Any] = {
             "key_id": session.key_id,
             "kind": session.kind,
@@ -560,17 +612,7 @@ class NodeService:
         }
         self.store.put(f"pending/{session.session_id.hex()}", cbor2.dumps(pending, canonical=True))
         self._end(session, "staged", "")
-        if share is None:
-            return {"key_id": session.key_id, "public": b"", "fingerprint": b"", "ack": b""}
-        fingerprint = share.public.fingerprint()
-        ack = self.identity.sign(rpc.ack_message(session.session_id, session.key_id, fingerprint))
-        return {
-            "key_id": session.key_id,
-            "public": rpc.encode_public(share.public),
-            "fingerprint": fingerprint,
-            "ack": ack,
-            "chain_code": share.extensions.get(CHAIN_CODE, b""),
-        }
+        return self._staged_result(session.session_id, session.key_id, pending["share"])
 
     def _end(self, session: Session, outcome: str, reason: str) -> None:
         """Log the outcome and forget the session (its secrets go with the job)."""
@@ -594,28 +636,106 @@ class NodeService:
         )
 
     def _mark_compromised(self, session: Session, peers: frozenset[int]) -> None:
+        """Record the pair and end every running session of the key with those peers.
+
+        Each KOS check a cheating peer gets evaluated can leak a bit of this node's
+        long-term OT correlation, so sessions already in flight must not run on either.
+        """
         bad = self._compromised(session.key_id) | set(peers)
         self.store.put(f"compromised/{session.key_id}", cbor2.dumps(sorted(bad)))
+        for other in list(self.sessions.values()):
+            same_key = other is not session and other.kind == "sign" and other.key_id == session.key_id
+            if same_key and bad & set(other.roster):
+                self._end(other, "aborted", f"the pairwise setup with parties {sorted(bad)} failed a KOS check")
 
     def _expire(self) -> None:
         now = self.clock()
         for session in [s for s in self.sessions.values() if s.deadline < now]:
             self._end(session, "aborted", "session timed out: no message within the session timeout")
 
-    def _abort_request(self, sid: bytes) -> bytes:
+    def _abort_request(self, sid: bytes, certificate: bytes) -> bytes:
+        """End a running session (anyone may: it loses nothing), or discard a staged result.
+
+        A staged result may be the only copy of this node's part of the key once
+        other members have committed, so discarding it needs the authority's word: a
+        certificate of the session's kind, for its key, with ``params = {"discard":
+        <session id hex>}``.
+        """
         session = self.sessions.get(sid)
         if session is not None:
             self._end(session, "aborted", "aborted at the coordinator's request")
             return rpc.ok()
         name = f"pending/{sid.hex()}"
-        if self.store.exists(name):
-            self.store.delete(name)
-            return rpc.ok()
-        raise Refusal("unknown-session", f"no running or pending session {sid.hex()} on this node")
+        if not self.store.exists(name):
+            raise Refusal("unknown-session", f"no running or staged session {sid.hex()} on this node")
+        pending = cbor2.loads(self.store.get(name))
+        try:
+            approval.verify(
+                certificate,
+                self.trusted,
+                now=self._now(),
+                kind=pending["kind"],
+                key_id=pending["key_id"],
+                path="m",
+                params={"discard": sid.hex()},
+                ledger=self.ledger,
+            )
+        except approval.ApprovalError as exc:
+            raise Refusal(
+                "approval", f"a staged result is discarded only with the authority's certificate ({exc.reason}): {exc}"
+            ) from exc
+        self.store.delete(name)
+        self.log.append(
+            time=self._now(),
+            kind=pending["kind"],
+            session_id=sid,
+            key_id=pending["key_id"],
+            path="m",
+            outcome="aborted",
+            reason="staged result discarded on the authority's certificate",
+            certificate=certificate,
+        )
+        return rpc.ok()
+
+    def _staged(self, sid: bytes) -> bytes:
+        """A staged result's public part and acknowledgement again (to finish an interrupted commit)."""
+        name = f"pending/{sid.hex()}"
+        if not self.store.exists(name):
+            raise Refusal("unknown-session", f"no staged result of session {sid.hex()} on this node")
+        pending = cbor2.loads(self.store.get(name))
+        return rpc.ok(result=self._staged_result(sid, pending["key_id"], pending["share"]))
+
+    def _staged_result(self, sid: bytes, key_id: str, share_bytes: bytes) -> dict[str, Any]:
+        if not share_bytes:
+            return {"key_id": key_id, "public": b"", "fingerprint": b"", "ack": b"", "chain_code": b""}
+        share = KeyShare.deserialize(share_bytes)
+        fingerprint = share.public.fingerprint()
+        return {
+            "key_id": key_id,
+            "public": rpc.encode_public(share.public),
+            "fingerprint": fingerprint,
+            "ack": self.identity.sign(rpc.ack_message(sid, key_id, fingerprint)),
+            "chain_code": share.extensions.get(CHAIN_CODE, b""),
+        }
 
     # -- commit ---------------------------------------------------------------------------
 
-    def _commit(self, sid: bytes, fingerprint: bytes, acks: Mapping[str, bytes]) -> bytes:
+    def _commit(
+        self, sid: bytes, fingerprint: bytes, acks: Mapping[str, bytes], receipts: Mapping[str, bytes]
+    ) -> bytes:
+        """Replace the key's share by the staged one, once every new member shows it holds its part.
+
+        A member of the new committee needs every member's acknowledgement (each
+        staged its share). A member that leaves the committee deletes its share, so it
+        needs more: every new member's receipt that it has *committed*. Committing again
+        returns the same receipt, so an interrupted commit can always be finished.
+        """
+        done = f"committed/{sid.hex()}"
+        if self.store.exists(done):
+            record = cbor2.loads(self.store.get(done))
+            if record["fingerprint"] != fingerprint:
+                raise Refusal("commit", "this session was committed with another fingerprint")
+            return rpc.ok(key_id=record["key_id"], receipt=self._receipt(sid, record["key_id"], fingerprint))
         name = f"pending/{sid.hex()}"
         if not self.store.exists(name):
             raise Refusal("unknown-session", f"no staged result of session {sid.hex()} on this node")
@@ -625,18 +745,13 @@ class NodeService:
         share = KeyShare.deserialize(pending["share"]) if pending["share"] else None
         if share is not None and share.public.fingerprint() != fingerprint:
             raise Refusal("commit", "the fingerprint to commit is not the one of the share this node staged")
-        for descriptor in roster.values():
-            sig = acks.get(descriptor.node_id)
-            try:
-                if sig is None:
-                    raise ValueError("missing")
-                descriptor.sign_public_key().verify(sig, rpc.ack_message(sid, key_id, fingerprint))
-            except Exception as exc:
-                raise Refusal(
-                    "commit", f"no valid acknowledgement from node {descriptor.name} ({descriptor.node_id[:16]})"
-                ) from exc
+        self._check_signatures(roster, acks, rpc.ack_message(sid, key_id, fingerprint), "acknowledgement")
+        if share is None:
+            self._check_signatures(roster, receipts, rpc.receipt_message(sid, key_id, fingerprint), "commit receipt")
         base = pending["base"]
         key_name = f"keys/{key_id}"
+        if not base and self.store.exists(key_name):
+            raise Refusal("commit", f"a key named {key_id!r} exists already; a new key never replaces it")
         if base:
             if not self.store.exists(key_name):
                 if share is None:
@@ -649,6 +764,7 @@ class NodeService:
             self.store.delete(key_name)
         else:
             self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
+        self.store.put(done, cbor2.dumps({"key_id": key_id, "fingerprint": fingerprint}))
         self.store.delete(f"compromised/{key_id}")
         self.store.delete(name)
         self.log.append(
@@ -660,7 +776,29 @@ class NodeService:
             outcome="committed",
             reason="" if share is not None else "this node left the committee; its share was deleted",
         )
-        return rpc.ok(key_id=key_id)
+        return rpc.ok(key_id=key_id, receipt=self._receipt(sid, key_id, fingerprint))
+
+    def _receipt(self, sid: bytes, key_id: str, fingerprint: bytes) -> bytes:
+        return self.identity.sign(rpc.receipt_message(sid, key_id, fingerprint))
+
+    @staticmethod
+    def _check_signatures(
+        roster: Mapping[int, NodeDescriptor], signatures: Mapping[str, bytes], message: bytes, what: str
+    ) -> None:
+        for descriptor in roster.values():
+            sig = signatures.get(descriptor.node_id)
+            try:
+                if sig is None:
+                    raise ValueError("missing")
+                descriptor.sign_public_key().verify(sig, message)
+            except Exception as exc:
+                raise Refusal(
+                    "commit", f"no valid {what} from node {descriptor.name} ({descriptor.node_id[:16]})"
+                ) from exc
+
+
+def _checkpoint(state: bytes) -> str:
+    return "state " + hashlib.sha256(state).hexdigest()
 
 
 def _certificate_key_id(certificate: bytes) -> str:
