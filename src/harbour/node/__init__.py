@@ -12,7 +12,8 @@ record of what it did.
 
 ``config`` creates a node's directory; ``service`` is the node itself (one
 request in, one response out, the messages of ``rpc``), running the protocol
-parties that ``jobs`` chains into operations; ``server`` serves it over HTTP;
+parties that ``jobs`` chains into operations and keeping new shares aside in
+``staging`` until the whole committee holds them; ``server`` serves it over HTTP;
 ``coordinator`` drives sessions across nodes and relays their sealed messages.
 This layer does I/O so that ``mpc`` and ``crypto`` never have to.
 """

@@ -67,6 +67,7 @@ from harbour.node.config import (
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
 from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, seal
+from harbour.node.staging import Refusal, Staging, read_key
 from harbour.node.store import SecretStore, StoreError
 
 log = logging.getLogger("harbour.node")
@@ -74,14 +75,6 @@ log = logging.getLogger("harbour.node")
 __all__ = ["NodeService", "NodeStartError", "Refusal", "default_key_id", "init_node"]
 
 MAX_SESSIONS: Final = 1024
-
-
-class Refusal(Exception):
-    """A request the node refuses; ``reason`` goes into the response."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 # -- sessions -------------------------------------------------------------------------------
@@ -142,6 +135,7 @@ class NodeService:
         self.used: set[bytes] = set()
         self.stale: set[bytes] = set()
         self._checkpoints: dict[bytes, str] = {}
+        self.staging = Staging(store, identity, signlog_, self.trusted, ledger, lambda: self._now())
 
     @classmethod
     def open(
@@ -299,9 +293,12 @@ class NodeService:
             if op == "deliver":
                 return self._deliver(request["session_id"], request["messages"])
             if op == "commit":
-                return self._commit(request["session_id"], request["fingerprint"], request["acks"], request["receipts"])
+                key_id, receipt = self.staging.commit(
+                    request["session_id"], request["fingerprint"], request["acks"], request["receipts"]
+                )
+                return rpc.ok(key_id=key_id, receipt=receipt)
             if op == "staged":
-                return self._staged(request["session_id"])
+                return rpc.ok(result=self.staging.result(request["session_id"]))
             return self._abort_request(request["session_id"], request["certificate"])
         except Refusal as exc:
             return rpc.error(exc.reason, str(exc))
@@ -315,16 +312,7 @@ class NodeService:
     # -- keys ---------------------------------------------------------------------------
 
     def _load_key(self, key_id: str) -> tuple[KeyShare, dict[int, NodeDescriptor]]:
-        name = f"keys/{key_id}"
-        if not self.store.exists(name):
-            raise Refusal("unknown-key", f"this node holds no share of key {key_id!r}")
-        try:
-            obj = cbor2.loads(self.store.get(name))
-            share = KeyShare.deserialize(obj["share"])
-            roster = rpc.parse_roster(obj["roster"])
-        except (StoreError, KeyShareError, rpc.RequestError, KeyError, TypeError) as exc:
-            raise Refusal("damaged-key", f"the stored share of key {key_id!r} is unusable: {exc}") from exc
-        return share, roster
+        return read_key(self.store, key_id)
 
     def _key_info(self, key_id: str) -> bytes:
         share, roster = self._load_key(key_id)
@@ -447,10 +435,9 @@ class NodeService:
         for session in self.sessions.values():
             if session.kind != "sign" and session.key_id == key_id:
                 raise Refusal("pending", f"key {key_id} has an admin session running ({session.session_id.hex()})")
-        for name in self.store.names("pending/"):
-            obj = cbor2.loads(self.store.get(name))
-            if obj.get("key_id") == key_id:
-                raise Refusal("pending", f"key {key_id} has an uncommitted admin session ({name}); commit or abort it")
+        staged = self.staging.staged_for(key_id)
+        if staged is not None:
+            raise Refusal("pending", f"key {key_id} has an uncommitted admin session ({staged}); commit or discard it")
 
     def _plan_keygen(
         self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any
@@ -598,21 +585,14 @@ class NodeService:
             assert isinstance(result, bytes)
             return {"signature": result}
         share: KeyShare | None = result
-        roster = session.staging["roster"]
-        for name in self.store.names("pending/"):
-            if cbor2.loads(self.store.get(name)).get("key_id") == session.key_id:
-                self._end(session, "aborted", f"another admin session of key {session.key_id} was staged first")
-                raise Refusal("pending", f"key {session.key_id} already has a staged admin session ({name})")
-        pending: dict[str, Any] = {
-            "key_id": session.key_id,
-            "kind": session.kind,
-            "base": session.staging["base"],
-            "roster": _roster_cbor(roster),
-            "share": share.serialize() if share is not None else b"",
-        }
-        self.store.put(f"pending/{session.session_id.hex()}", cbor2.dumps(pending, canonical=True))
+        if self.staging.staged_for(session.key_id) is not None:
+            self._end(session, "aborted", f"another admin session of key {session.key_id} was staged first")
+            raise Refusal("pending", f"key {session.key_id} already has a staged admin session")
+        self.staging.stage(
+            session.session_id, session.kind, session.key_id, session.staging["base"], session.staging["roster"], share
+        )
         self._end(session, "staged", "")
-        return self._staged_result(session.session_id, session.key_id, pending["share"])
+        return self.staging.result(session.session_id)
 
     def _end(self, session: Session, outcome: str, reason: str) -> None:
         """Log the outcome and forget the session (its secrets go with the job)."""
@@ -654,147 +634,13 @@ class NodeService:
             self._end(session, "aborted", "session timed out: no message within the session timeout")
 
     def _abort_request(self, sid: bytes, certificate: bytes) -> bytes:
-        """End a running session (anyone may: it loses nothing), or discard a staged result.
-
-        A staged result may be the only copy of this node's part of the key once
-        other members have committed, so discarding it needs the authority's word: a
-        certificate of the session's kind, for its key, with ``params = {"discard":
-        <session id hex>}``.
-        """
+        """End a running session (anyone may: it loses nothing), or discard a staged result (authority only)."""
         session = self.sessions.get(sid)
         if session is not None:
             self._end(session, "aborted", "aborted at the coordinator's request")
             return rpc.ok()
-        name = f"pending/{sid.hex()}"
-        if not self.store.exists(name):
-            raise Refusal("unknown-session", f"no running or staged session {sid.hex()} on this node")
-        pending = cbor2.loads(self.store.get(name))
-        try:
-            approval.verify(
-                certificate,
-                self.trusted,
-                now=self._now(),
-                kind=pending["kind"],
-                key_id=pending["key_id"],
-                path="m",
-                params={"discard": sid.hex()},
-                ledger=self.ledger,
-            )
-        except approval.ApprovalError as exc:
-            raise Refusal(
-                "approval", f"a staged result is discarded only with the authority's certificate ({exc.reason}): {exc}"
-            ) from exc
-        self.store.delete(name)
-        self.log.append(
-            time=self._now(),
-            kind=pending["kind"],
-            session_id=sid,
-            key_id=pending["key_id"],
-            path="m",
-            outcome="aborted",
-            reason="staged result discarded on the authority's certificate",
-            certificate=certificate,
-        )
+        self.staging.discard(sid, certificate)
         return rpc.ok()
-
-    def _staged(self, sid: bytes) -> bytes:
-        """A staged result's public part and acknowledgement again (to finish an interrupted commit)."""
-        name = f"pending/{sid.hex()}"
-        if not self.store.exists(name):
-            raise Refusal("unknown-session", f"no staged result of session {sid.hex()} on this node")
-        pending = cbor2.loads(self.store.get(name))
-        return rpc.ok(result=self._staged_result(sid, pending["key_id"], pending["share"]))
-
-    def _staged_result(self, sid: bytes, key_id: str, share_bytes: bytes) -> dict[str, Any]:
-        if not share_bytes:
-            return {"key_id": key_id, "public": b"", "fingerprint": b"", "ack": b"", "chain_code": b""}
-        share = KeyShare.deserialize(share_bytes)
-        fingerprint = share.public.fingerprint()
-        return {
-            "key_id": key_id,
-            "public": rpc.encode_public(share.public),
-            "fingerprint": fingerprint,
-            "ack": self.identity.sign(rpc.ack_message(sid, key_id, fingerprint)),
-            "chain_code": share.extensions.get(CHAIN_CODE, b""),
-        }
-
-    # -- commit ---------------------------------------------------------------------------
-
-    def _commit(
-        self, sid: bytes, fingerprint: bytes, acks: Mapping[str, bytes], receipts: Mapping[str, bytes]
-    ) -> bytes:
-        """Replace the key's share by the staged one, once every new member shows it holds its part.
-
-        A member of the new committee needs every member's acknowledgement (each
-        staged its share). A member that leaves the committee deletes its share, so it
-        needs more: every new member's receipt that it has *committed*. Committing again
-        returns the same receipt, so an interrupted commit can always be finished.
-        """
-        done = f"committed/{sid.hex()}"
-        if self.store.exists(done):
-            record = cbor2.loads(self.store.get(done))
-            if record["fingerprint"] != fingerprint:
-                raise Refusal("commit", "this session was committed with another fingerprint")
-            return rpc.ok(key_id=record["key_id"], receipt=self._receipt(sid, record["key_id"], fingerprint))
-        name = f"pending/{sid.hex()}"
-        if not self.store.exists(name):
-            raise Refusal("unknown-session", f"no staged result of session {sid.hex()} on this node")
-        pending = cbor2.loads(self.store.get(name))
-        key_id = pending["key_id"]
-        roster = rpc.parse_roster(pending["roster"])
-        share = KeyShare.deserialize(pending["share"]) if pending["share"] else None
-        if share is not None and share.public.fingerprint() != fingerprint:
-            raise Refusal("commit", "the fingerprint to commit is not the one of the share this node staged")
-        self._check_signatures(roster, acks, rpc.ack_message(sid, key_id, fingerprint), "acknowledgement")
-        if share is None:
-            self._check_signatures(roster, receipts, rpc.receipt_message(sid, key_id, fingerprint), "commit receipt")
-        base = pending["base"]
-        key_name = f"keys/{key_id}"
-        if not base and self.store.exists(key_name):
-            raise Refusal("commit", f"a key named {key_id!r} exists already; a new key never replaces it")
-        if base:
-            if not self.store.exists(key_name):
-                if share is None:
-                    raise Refusal("commit", f"key {key_id} is not held here any more")
-            else:
-                current, _ = self._load_key(key_id)
-                if current.public.fingerprint() != base:
-                    raise Refusal("commit", f"key {key_id} changed since this session started; refusing to commit")
-        if share is None:
-            self.store.delete(key_name)
-        else:
-            self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
-        self.store.put(done, cbor2.dumps({"key_id": key_id, "fingerprint": fingerprint}))
-        self.store.delete(f"compromised/{key_id}")
-        self.store.delete(name)
-        self.log.append(
-            time=self._now(),
-            kind=pending["kind"],
-            session_id=sid,
-            key_id=key_id,
-            path="m",
-            outcome="committed",
-            reason="" if share is not None else "this node left the committee; its share was deleted",
-        )
-        return rpc.ok(key_id=key_id, receipt=self._receipt(sid, key_id, fingerprint))
-
-    def _receipt(self, sid: bytes, key_id: str, fingerprint: bytes) -> bytes:
-        return self.identity.sign(rpc.receipt_message(sid, key_id, fingerprint))
-
-    @staticmethod
-    def _check_signatures(
-        roster: Mapping[int, NodeDescriptor], signatures: Mapping[str, bytes], message: bytes, what: str
-    ) -> None:
-        for descriptor in roster.values():
-            sig = signatures.get(descriptor.node_id)
-            try:
-                if sig is None:
-                    raise ValueError("missing")
-                descriptor.sign_public_key().verify(sig, message)
-            except Exception as exc:
-                raise Refusal(
-                    "commit", f"no valid {what} from node {descriptor.name} ({descriptor.node_id[:16]})"
-                ) from exc
 
 
 def _checkpoint(state: bytes) -> str:
