@@ -32,9 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx
+from typing import Any
 
 from harbour.crypto import ecdsa
 from harbour.crypto.ecdsa import EcdsaSignature
@@ -49,6 +47,7 @@ from harbour.node import rpc
 from harbour.node.identity import NodeDescriptor
 from harbour.node.keyfile import write_atomic
 from harbour.node.sealed import SealedError, read_header
+from harbour.node.transport import FileTransport, HttpTransport, Transport
 
 DEFAULT_TIMEOUT = 30.0
 PING_TIMEOUT = 2.0
@@ -66,49 +65,6 @@ class ClusterError(RuntimeError):
         super().__init__(message)
         self.reason = reason
         self.node = node
-
-
-class Transport(Protocol):
-    async def call(self, request: bytes, timeout: float) -> bytes: ...
-
-
-class HttpTransport:
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
-        self.client = client
-        self.url = url.rstrip("/") + "/v1/rpc"
-
-    async def call(self, request: bytes, timeout: float) -> bytes:
-        response = await self.client.post(
-            self.url, content=request, headers={"content-type": "application/cbor"}, timeout=timeout
-        )
-        if response.status_code != 200:
-            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
-        return response.content
-
-
-class FileTransport:
-    """A cold node: ``NNNN.request`` written here, ``NNNN.response`` awaited here."""
-
-    def __init__(self, directory: Path, poll: float = 0.05) -> None:
-        self.directory = Path(directory)
-        self.poll = poll
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    async def call(self, request: bytes, timeout: float) -> bytes:
-        stem = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
-        req = self.directory / f"{stem}.request"
-        resp = self.directory / f"{stem}.response"
-        write_atomic(req, request, mode=0o644, overwrite=False)
-        deadline = time.monotonic() + timeout
-        while not resp.exists():
-            if time.monotonic() > deadline:
-                req.unlink(missing_ok=True)
-                raise TimeoutError(f"no {resp.name} within {timeout:.0f} s")
-            await asyncio.sleep(self.poll)
-        data = resp.read_bytes()
-        resp.unlink(missing_ok=True)
-        req.unlink(missing_ok=True)
-        return data
 
 
 @dataclass
@@ -187,19 +143,17 @@ class Coordinator:
         self.timeout = timeout
         self.offline = {k: Path(v) for k, v in (offline or {}).items()}
         self.relay = relay
-        self.transports = dict(transports or {})
+        self.transports: dict[str, Transport] = dict(transports or {})
         self._seen: dict[str, float] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._http: dict[str, HttpTransport] = {}
 
     async def __aenter__(self) -> Coordinator:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self._client = httpx.AsyncClient(limits=limits, timeout=self.timeout)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        http, self._http = self._http, {}
+        for transport in http.values():
+            await transport.aclose()
 
     # -- transport ------------------------------------------------------------------------
 
@@ -209,9 +163,10 @@ class Coordinator:
         for key in (node.name, node.node_id):
             if key in self.offline:
                 return FileTransport(self.offline[key])
-        if self._client is None:
-            raise RuntimeError("use the coordinator inside 'async with'")
-        return HttpTransport(self._client, node.url)
+        transport = self._http.get(node.node_id)
+        if transport is None:
+            transport = self._http[node.node_id] = HttpTransport(node.url)
+        return transport
 
     async def _call(
         self, node: NodeDescriptor, request: Mapping[str, Any], timeout: float | None = None
@@ -220,7 +175,7 @@ class Coordinator:
         try:
             answer = await self._transport(node).call(data, self.timeout if timeout is None else timeout)
             self._seen[node.node_id] = time.monotonic()
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             self._seen.pop(node.node_id, None)
             raise ClusterError(
                 "unreachable", f"node {node.name} ({node.url}) did not answer: {exc!r}", node.name
