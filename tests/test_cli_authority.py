@@ -129,6 +129,40 @@ def test_init_refuses_an_empty_passphrase(tmp_path: Path) -> None:
 # -- certify -------------------------------------------------------------------------------------------
 
 
+def test_certify_any_message_lists_its_approved_digest(authority_dir: Path, tmp_path: Path) -> None:
+    """An Ed25519 message is not a digest: the certificate lists the digest the nodes compute for it."""
+    message = b"transfer 10 units to account 7"
+    obj = certify(authority_dir, tmp_path / "c.cert", "--key-id", "ed", "--any-message", message.hex(), "--message", D1)
+    assert obj["digests"] == [D1, approval.approved_digest(message).hex()]
+    assert approval.approved_digest(message) != hashlib.sha256(message).digest(), "domain-separated"
+
+
+def test_certify_roster_from_descriptor_files(authority_dir: Path, tmp_path: Path) -> None:
+    from harbour.node import rpc
+    from harbour.node.identity import NodeIdentity
+
+    files, ids = [], []
+    for i in range(3):
+        descriptor = NodeIdentity.generate().descriptor(f"n{i}", f"http://127.0.0.1:{7000 + i}")
+        path = tmp_path / f"n{i}.json"
+        path.write_text(descriptor.to_json())
+        files.append(str(path))
+        ids.append(descriptor.node_id)
+    obj = certify(
+        authority_dir,
+        tmp_path / "k.cert",
+        "--kind",
+        "keygen",
+        "--param",
+        "scheme=frost-secp256k1",
+        "--param",
+        "threshold=2",
+        "--nodes",
+        ",".join(files),
+    )
+    assert obj["params"]["roster"] == rpc.roster_hash(list(reversed(ids)))
+
+
 def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.cert"
     obj = certify(authority_dir, out, "--key-id", "hot-1", "--message", D1, "--message", "0x" + D2, "--path", "m/0/7")
@@ -215,7 +249,7 @@ def _with(args: list[str], option: str, value: str) -> list[str]:
         (_with(BASE, "--expires-in", "-5"), "--expires-in"),
         (_with(BASE, "--expires-in", "86401"), "--expires-in"),
         (_with(BASE, "--expires-in", "soon"), "--expires-in"),
-        (_without(BASE, "--message"), "at least one digest"),
+        (_without(BASE, "--message"), "at least one message"),
         (_without(BASE, "--key-id"), "--key-id is required"),
         ([*BASE, "--param", "threshold=2"], "--param is for"),
         ([*BASE, "--kind", "refresh"], "--message is for sign"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -509,3 +510,39 @@ def test_offline_node_refuses_bad_files(tmp_path: Path) -> None:
     )
     assert locked.returncode == 1 and "passphrase" in locked.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_cli_finish_discard_and_init_refuse_bad_input(tmp_path: Path) -> None:
+    short = harbour("cluster", "finish", "--session", "abcd", "--nodes", "x.json", "--state", str(tmp_path))
+    assert short.returncode == 2 and "64-hex-digit" in short.stderr
+    nodes = harbour(
+        "cluster",
+        "discard",
+        "--session",
+        "00" * 32,
+        "--nodes",
+        str(tmp_path / "none.json"),
+        "--certificate",
+        "x",
+        "--state",
+        str(tmp_path),
+    )
+    assert nodes.returncode == 2 and "cannot read" in nodes.stderr
+    auth = tmp_path / "auth"
+    assert harbour("authority", "init", "--out", str(auth)).returncode == 0
+    env = {**os.environ, "HARBOUR_NODE_PASSPHRASE": "pw"}
+    base = ["node", "init", "--dir", str(tmp_path / "n"), "--name", "n", "--authority", str(auth / "authority.pub")]
+    timeout = harbour(*base, "--listen", "127.0.0.1:7001", "--session-timeout", "0", env=env)
+    assert timeout.returncode == 2 and "session-timeout" in timeout.stderr
+    listen = harbour(*base, "--listen", "127.0.0.1:99999", env=env)
+    assert listen.returncode == 2 and "port" in listen.stderr
+    no_secret = harbour(
+        *base, "--listen", "127.0.0.1:7001", env={k: v for k, v in env.items() if k != "HARBOUR_NODE_PASSPHRASE"}
+    )
+    assert no_secret.returncode == 2 and "HARBOUR_NODE_PASSPHRASE" in no_secret.stderr
+    made = harbour(*base, "--listen", "127.0.0.1:7001", "--session-timeout", "900", env=env)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["name"] == "n"
+    assert json.loads((tmp_path / "n" / "node.json").read_text())["session_timeout"] == 900
+    again = harbour(*base, "--listen", "127.0.0.1:7001", env=env)
+    assert again.returncode == 2 and "already holds a node" in again.stderr

@@ -731,3 +731,90 @@ def test_a_cold_node_refuses_a_session_state_put_back(trio: Any) -> None:
     outcomes = [e.outcome for e in signlog.entries(cold_dir / "sign.log") if e.kind == "sign"]
     assert outcomes[:2] == ["started", "progress"] and "signed" not in outcomes and outcomes[-1] == "aborted"
     nodes[2] = NodeService.open(cold_dir, passphrase=PASS)  # for the fixture's teardown
+
+
+def test_an_interrupted_commit_is_finished_from_what_the_nodes_staged(tmp_path: Path) -> None:
+    """The coordinator stopped after one new member committed: another coordinator finishes the reshare."""
+    authority = approval.AuthorityKey.generate()
+    nodes, descriptors = [], []
+    for i in range(1, 5):
+        descriptors.append(
+            init_node(
+                tmp_path / f"n{i}",
+                name=f"n{i}",
+                listen=f"127.0.0.1:{7600 + i}",
+                authorities=[authority.public_bytes],
+                passphrase=PASS,
+                kdf_n=MIN_N,
+            )
+        )
+        nodes.append(NodeService.open(tmp_path / f"n{i}", passphrase=PASS))
+    try:
+        key = keygen(authority, nodes[:3], descriptors[:3], "ecdsa-secp256k1")
+        new = [descriptors[1], descriptors[2], descriptors[3]]
+        params = admin_params("reshare", threshold=2, nodes=new, key=key)
+        cert = approval.issue(
+            authority, kind="reshare", key_id=key.key_id, params=params, now=int(time.time()), expires_in=60
+        )
+        new_roster = {2: descriptors[1], 3: descriptors[2], 4: descriptors[3]}
+        args = {
+            "key_id": key.key_id,
+            "threshold": 2,
+            "dealers": rpc.roster_value(key.roster),
+            "roster": rpc.roster_value(new_roster),
+            "public": rpc.encode_public(key.public),
+            "chain_code": key.chain_code,
+        }
+        members = {**key.roster, **new_roster}
+        sid, results = run_to_staged(nodes, descriptors, "reshare", cert, members, {p: args for p in members})
+        acks = {new_roster[p].node_id: bytes(results[p]["ack"]) for p in new_roster}
+        commit = {
+            "op": "commit",
+            "session_id": sid,
+            "fingerprint": bytes(results[2]["fingerprint"]),
+            "acks": acks,
+            "receipts": {},
+        }
+        assert answer(nodes[1], commit)["ok"] is True  # only node 2 committed before the coordinator stopped
+
+        async def finish() -> ClusterKey:
+            async with coordinator(nodes, descriptors) as co:
+                finished: ClusterKey = await co.finish(sid, descriptors)
+                msg = bytes(range(32))
+                sign_cert = approval.issue(
+                    authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
+                )
+                await co.sign(finished, msg, sign_cert, signers=[3, 4])
+                return finished
+
+        finished = asyncio.run(finish())
+        assert finished.public.group_public_key == key.public.group_public_key
+        assert sorted(finished.roster) == [2, 3, 4]
+        refused(nodes[0], {"op": "key", "key_id": key.key_id}, "unknown-key")  # node 1 left and deleted its share
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_a_staged_result_is_discarded_everywhere_with_one_certificate(trio: Any) -> None:
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "frost-ed25519")
+    cert = approval.issue(authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60)
+    sid, _ = run_to_staged(
+        nodes, descriptors, "refresh", cert, key.roster, {p: {"key_id": key.key_id} for p in key.roster}
+    )
+    discard = approval.issue(
+        authority, kind="refresh", key_id=key.key_id, params={"discard": sid.hex()}, now=int(time.time()), expires_in=60
+    )
+
+    async def go() -> list[str]:
+        async with coordinator(nodes, descriptors) as co:
+            names: list[str] = await co.discard(sid, discard, descriptors)
+            # the key can be refreshed again now
+            again = approval.issue(
+                authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60
+            )
+            await co.refresh(key, again)
+            return names
+
+    assert asyncio.run(go()) == ["n1", "n2", "n3"]

@@ -164,6 +164,13 @@ def certify(
         list[str] | None,
         typer.Option("--message", "-m", help="A 32-byte digest to approve, in hex (sign; repeatable)."),
     ] = None,
+    any_messages: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--any-message",
+            help="A message of any length in hex (FROST, e.g. Ed25519), approved by its digest (sign; repeatable).",
+        ),
+    ] = None,
     path: Annotated[str, typer.Option("--path", help="BIP-32 path signed under (sign only), e.g. m/0/7.")] = "m",
     kind: Annotated[str, typer.Option("--kind", help="sign, keygen, refresh or reshare.")] = "sign",
     param_items: Annotated[
@@ -193,6 +200,11 @@ def certify(
                     f"--message must be a {approval.DIGEST_LEN}-byte digest (64 hex digits), "
                     f"got {len(digest)} bytes in {text!r}"
                 )
+        for text in any_messages or []:
+            message = parse_message(text)
+            if not message:
+                raise InputError("--any-message: an empty message")
+            digests.append(approval.approved_digest(message))
         params = _parse_params(param_items or [])
         if nodes is not None:
             if kind not in ("keygen", "reshare"):
@@ -202,7 +214,7 @@ def certify(
             params["roster"] = rpc.roster_hash([d.node_id for d in read_descriptors(nodes)])
         if kind == "sign":
             if not digests:
-                raise InputError("--message: a sign certificate approves at least one digest")
+                raise InputError("--message or --any-message: a sign certificate approves at least one message")
             if params:
                 raise InputError("--param is for keygen, refresh and reshare certificates")
         else:

@@ -228,6 +228,54 @@ def reshare(
     _emit(key_document(new), as_json)
 
 
+def _session(text: str) -> bytes:
+    try:
+        sid = bytes.fromhex(text)
+    except ValueError:
+        sid = b""
+    if len(sid) != 32:
+        raise InputError("--session is the 64-hex-digit session id the failed command printed")
+    return sid
+
+
+@app.command("finish")
+def finish(
+    session: Annotated[str, typer.Option("--session", help="The session id (hex) of the interrupted commit.")],
+    nodes: Annotated[str, typer.Option("--nodes", help="Descriptor files of the session's members, old and new.")],
+    state: StateOption = None,
+    offline: OfflineOption = None,
+    timeout: TimeoutOption = 60.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Finish an interrupted keygen/refresh/reshare commit from what the nodes staged."""
+    with reported_errors():
+        sid = _session(session)
+        descriptors = read_descriptors(nodes)
+        coordinator = _coordinator(state, offline, timeout)
+        key = _run(coordinator, lambda c: c.finish(sid, descriptors))
+    _emit(key_document(key), as_json)
+
+
+@app.command("discard")
+def discard(
+    session: Annotated[str, typer.Option("--session", help="The session id (hex) whose staged shares to discard.")],
+    nodes: Annotated[str, typer.Option("--nodes", help="Descriptor files of the session's members.")],
+    certificate: CertOption,
+    state: StateOption = None,
+    offline: OfflineOption = None,
+    timeout: TimeoutOption = 60.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Discard a staged result (needs the authority's certificate with --param discard=SESSION)."""
+    with reported_errors():
+        sid = _session(session)
+        descriptors = read_descriptors(nodes)
+        cert = _certificate(certificate)
+        coordinator = _coordinator(state, offline, timeout)
+        names = _run(coordinator, lambda c: c.discard(sid, cert, descriptors))
+    _emit({"session": sid.hex(), "discarded_on": names}, as_json)
+
+
 @app.command("show")
 def show(
     key_id: Annotated[str, typer.Option("--key-id", help="The key.")],

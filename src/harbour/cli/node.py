@@ -78,6 +78,9 @@ def init(
     ] = None,
     token_label: Annotated[str | None, typer.Option("--token-label", help="The PKCS#11 token's label.")] = None,
     key_label: Annotated[str, typer.Option("--key-label", help="Label of the KEK on the token.")] = "harbour-kek",
+    session_timeout: Annotated[
+        int, typer.Option("--session-timeout", help="Seconds a session may wait for its next round (1..3600).")
+    ] = 120,
     as_json: JsonOption = False,
 ) -> None:
     """Create a node: identity, configuration and descriptor; prints the descriptor."""
@@ -97,8 +100,11 @@ def init(
             pkcs11 = Pkcs11Config(pkcs11_module, token_label, key_label)
         passphrase, pin = _secrets(pkcs11 is not None)
         try:
+            if not 1 <= session_timeout <= 3600:
+                raise InputError("--session-timeout must be 1..3600 seconds")
             descriptor = init_node(
                 directory,
+                session_timeout=session_timeout,
                 name=name,
                 listen=listen,
                 url=url,

@@ -106,6 +106,7 @@ def init_node(
     pkcs11: Pkcs11Config | None = None,
     pin: str | None = None,
     kdf_n: int | None = None,
+    session_timeout: int = DEFAULT_SESSION_TIMEOUT,
 ) -> NodeDescriptor:
     """Create a node directory: identity (encrypted), configuration and public descriptor."""
     directory = Path(directory)
@@ -116,7 +117,9 @@ def init_node(
     host, port = parse_listen(listen)
     shown = f"[{host}]" if ":" in host else host
     url = url or f"http://{shown}:{port}"
-    config = NodeConfig(check_name(name), check_url(url), host, port, tuple(authorities))
+    if not 1 <= session_timeout <= 3600:
+        raise NodeStartError("the session timeout is 1..3600 seconds")
+    config = NodeConfig(check_name(name), check_url(url), host, port, tuple(authorities), session_timeout)
     config_text = config.to_json() + "\n"
     directory.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {} if kdf_n is None else {"kdf_n": kdf_n}

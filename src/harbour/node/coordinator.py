@@ -374,19 +374,89 @@ class Coordinator:
         request: dict[str, Any] = {
             "op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks, "receipts": {}
         }  # fmt: skip
-        answers = await asyncio.gather(*(self._call(d, request) for d in roster.values()))
-        receipts = {}
-        for descriptor, answer in zip(roster.values(), answers, strict=True):
-            receipt = answer.get("receipt")
-            if type(receipt) is not bytes or len(receipt) != 64:
-                raise ClusterError("bad-response", f"node {descriptor.name} committed without a receipt")
-            receipts[descriptor.node_id] = receipt
-        # Members that leave delete their share only now, on every new member's receipt.
-        await _all(self._call(d, {**request, "receipts": receipts}) for d in also)
+        try:
+            answers = await asyncio.gather(*(self._call(d, request) for d in roster.values()))
+            receipts = {}
+            for descriptor, answer in zip(roster.values(), answers, strict=True):
+                receipt = answer.get("receipt")
+                if type(receipt) is not bytes or len(receipt) != 64:
+                    raise ClusterError("bad-response", f"node {descriptor.name} committed without a receipt")
+                receipts[descriptor.node_id] = receipt
+            # Members that leave delete their share only now, on every new member's receipt.
+            await _all(self._call(d, {**request, "receipts": receipts}) for d in also)
+        except ClusterError as exc:
+            raise ClusterError(
+                exc.reason,
+                f"{exc}; the new shares of session {sid.hex()} are staged: finish the commit with "
+                f"'harbour cluster finish --session {sid.hex()}', or discard it with the authority's certificate",
+                exc.node,
+            ) from exc
         codes = {bytes(r.get("chain_code", b"")) for r in results.values()}
         key = ClusterKey(key_id, public, dict(roster), codes.pop() if len(codes) == 1 else b"")
         self.save_key(key)
         return key
+
+    async def finish(self, sid: bytes, nodes: Sequence[NodeDescriptor]) -> ClusterKey:
+        """Finish an admin session whose commit was interrupted (a coordinator that stopped half-way).
+
+        ``nodes`` are the session's members that can be reached, old and new: every
+        member of the new committee still holding the staged share, or having
+        committed it, gives its acknowledgement again; then all commit, and members
+        leaving the key delete their share on the receipts.
+        """
+        answers = await asyncio.gather(
+            *(self._call(d, {"op": "staged", "session_id": sid}) for d in nodes), return_exceptions=True
+        )
+        roster: dict[int, NodeDescriptor] | None = None
+        results: dict[int, dict[str, Any]] = {}
+        leaving: list[NodeDescriptor] = []
+        for descriptor, answer in zip(nodes, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if isinstance(answer, ClusterError) and answer.reason == "unknown-session":
+                    continue  # not a member of that session, or it never staged
+                raise answer
+            try:
+                member_roster = rpc.parse_roster(answer.get("roster"))
+            except rpc.RequestError as exc:
+                raise ClusterError("bad-response", str(exc), descriptor.name) from exc
+            if roster is None:
+                roster = member_roster
+            elif {p: d.node_id for p, d in roster.items()} != {p: d.node_id for p, d in member_roster.items()}:
+                raise ClusterError("bad-result", "the nodes disagree about the new committee")
+            party = next((p for p, d in member_roster.items() if d.node_id == descriptor.node_id), None)
+            result = answer.get("result")
+            if not isinstance(result, dict):
+                raise ClusterError("bad-response", "staged result missing", descriptor.name)
+            if party is None:
+                leaving.append(descriptor)
+            else:
+                results[party] = result
+        if roster is None:
+            raise ClusterError("unknown-session", f"no node has a staged or committed result of session {sid.hex()}")
+        missing = [d.name for p, d in roster.items() if p not in results]
+        if missing:
+            raise ClusterError(
+                "too-few-nodes", f"every new member must answer to finish the commit; missing: {missing}"
+            )
+        key_id = {str(r.get("key_id")) for r in results.values()}
+        if len(key_id) != 1:
+            raise ClusterError("bad-result", "the nodes disagree about the key id")
+        return await self._commit(sid, key_id.pop(), roster, results, also=leaving)
+
+    async def discard(self, sid: bytes, certificate: bytes, nodes: Sequence[NodeDescriptor]) -> list[str]:
+        """Discard a staged result on every node holding it (the authority's discard certificate); their names."""
+
+        async def one(descriptor: NodeDescriptor) -> str | None:
+            try:
+                await self._call(descriptor, {"op": "abort", "session_id": sid, "certificate": certificate})
+            except ClusterError as exc:
+                if exc.reason == "unknown-session":
+                    return None
+                raise
+            return descriptor.name
+
+        names = await asyncio.gather(*(one(d) for d in nodes))
+        return [n for n in names if n is not None]
 
     async def sign(
         self,

@@ -298,7 +298,8 @@ class NodeService:
                 )
                 return rpc.ok(key_id=key_id, receipt=receipt)
             if op == "staged":
-                return rpc.ok(result=self.staging.result(request["session_id"]))
+                sid = request["session_id"]
+                return rpc.ok(result=self.staging.result(sid), roster=self.staging.roster(sid))
             return self._abort_request(request["session_id"], request["certificate"])
         except Refusal as exc:
             return rpc.error(exc.reason, str(exc))

@@ -114,20 +114,41 @@ class Staging:
         self.store.put(f"pending/{sid.hex()}", cbor2.dumps(pending, canonical=True))
 
     def result(self, sid: bytes) -> dict[str, Any]:
-        """The staged result's public part and this node's acknowledgement of it."""
-        pending = self._load(sid)
-        key_id = pending["key_id"]
-        if not pending["share"]:
-            return {"key_id": key_id, "public": b"", "fingerprint": b"", "ack": b"", "chain_code": b""}
-        share = KeyShare.deserialize(pending["share"])
-        fingerprint = share.public.fingerprint()
+        """The staged result's public part and this node's acknowledgement of it.
+
+        Also after the commit (from the commit record), so that members still holding
+        the staged share can be given every acknowledgement they need.
+        """
+        done = f"committed/{sid.hex()}"
+        if self.store.exists(done):
+            record = cbor2.loads(self.store.get(done))
+            key_id, fingerprint = record["key_id"], record["fingerprint"]
+            public, code = record["public"], record["chain_code"]
+            if not public:  # this node left the key: it acknowledges nothing
+                return {"key_id": key_id, "public": b"", "fingerprint": b"", "ack": b"", "chain_code": b""}
+        else:
+            pending = self._load(sid)
+            key_id = pending["key_id"]
+            if not pending["share"]:
+                return {"key_id": key_id, "public": b"", "fingerprint": b"", "ack": b"", "chain_code": b""}
+            share = KeyShare.deserialize(pending["share"])
+            fingerprint = share.public.fingerprint()
+            public, code = rpc.encode_public(share.public), share.extensions.get(CHAIN_CODE, b"")
         return {
             "key_id": key_id,
-            "public": rpc.encode_public(share.public),
+            "public": public,
             "fingerprint": fingerprint,
             "ack": self.identity.sign(rpc.ack_message(sid, key_id, fingerprint)),
-            "chain_code": share.extensions.get(CHAIN_CODE, b""),
+            "chain_code": code,
         }
+
+    def roster(self, sid: bytes) -> list[list[Any]]:
+        """The new committee of a staged (or committed) session, as ``[[party, descriptor], ...]``."""
+        done = f"committed/{sid.hex()}"
+        obj = cbor2.loads(self.store.get(done)) if self.store.exists(done) else self._load(sid)
+        roster = obj["roster"]
+        assert isinstance(roster, list)
+        return roster
 
     def discard(self, sid: bytes, certificate: bytes) -> None:
         pending = self._load(sid)
@@ -183,7 +204,16 @@ class Staging:
             self.store.delete(key_name)
         else:
             self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
-        self.store.put(done, cbor2.dumps({"key_id": key_id, "fingerprint": fingerprint}))
+        record = {
+            "key_id": key_id,
+            "fingerprint": fingerprint,
+            "roster": pending["roster"],
+            "public": b"",
+            "chain_code": b"",
+        }
+        if share is not None:
+            record.update(public=rpc.encode_public(share.public), chain_code=share.extensions.get(CHAIN_CODE, b""))
+        self.store.put(done, cbor2.dumps(record))
         self.store.delete(f"compromised/{key_id}")
         self.store.delete(f"pending/{sid.hex()}")
         self.log.append(
