@@ -818,3 +818,142 @@ def test_a_staged_result_is_discarded_everywhere_with_one_certificate(trio: Any)
             return names
 
     assert asyncio.run(go()) == ["n1", "n2", "n3"]
+
+
+def test_a_forged_log_line_does_not_bless_an_older_session_state(trio: Any) -> None:
+    """Appending a copy of the old `progress` line (the log is not secret) is not enough: its tag binds its place."""
+    authority, nodes, descriptors, _ = trio
+    cold_dir = nodes[2].directory
+    nodes[2].close()
+    cold = OfflineLocal(cold_dir)
+    transports: dict[str, Any] = {descriptors[0].node_id: Local(nodes[0]), descriptors[1].node_id: Local(nodes[1])}
+    transports[descriptors[2].node_id] = cold
+    params = admin_params("keygen", scheme="frost-secp256k1", threshold=2, nodes=descriptors)
+    kg = approval.issue(authority, kind="keygen", key_id="", params=params, now=int(time.time()), expires_in=60)
+    sessions = cold_dir / "store" / "objects" / "sessions"
+    saved: dict[str, bytes] = {}
+    old_reason: list[str] = []
+
+    def snapshot() -> None:
+        saved.update({p.name: p.read_bytes() for p in sessions.iterdir()})
+        old_reason.append(list(signlog.entries(cold_dir / "sign.log"))[-1].reason)
+
+    def restore_and_forge() -> None:
+        for name, data in saved.items():
+            (sessions / name).write_bytes(data)
+        last = list(signlog.entries(cold_dir / "sign.log"))[-1]
+        with signlog.SignLog.open(cold_dir / "sign.log") as log:
+            log.append(
+                time=last.time,
+                kind="sign",
+                session_id=bytes.fromhex(last.session_id),
+                key_id=last.key_id,
+                path=last.path,
+                outcome="progress",
+                reason=old_reason[0],
+            )
+
+    async def go() -> None:
+        async with Coordinator(transports=transports) as co:
+            key = await co.keygen(descriptors, 2, "frost-secp256k1", kg)
+            msg = bytes(32)
+            cert = approval.issue(
+                authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
+            )
+            cold.after = [snapshot, restore_and_forge]
+            await co.sign(key, msg, cert, signers=[1, 3])
+
+    with pytest.raises(ClusterError) as err:
+        asyncio.run(go())
+    assert err.value.reason == "stale-session"
+    assert "signed" not in [e.outcome for e in signlog.entries(cold_dir / "sign.log") if e.kind == "sign"]
+    nodes[2] = NodeService.open(cold_dir, passphrase=PASS)
+
+
+def test_a_compromised_peer_blocks_only_sessions_it_signs_in(trio: Any) -> None:
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "ecdsa-secp256k1")
+    nodes[0].store.put(f"compromised/{key.key_id}", cbor2.dumps([3]))
+    msg = bytes(32)
+    cert = approval.issue(authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60)
+    sid = bytes([8]) * 32
+    start = {
+        "op": "start",
+        "session_id": sid,
+        "kind": "sign",
+        "certificate": cert,
+        "args": {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
+    }
+    assert answer(nodes[0], start)["ok"] is True
+    assert answer(nodes[0], {"op": "deliver", "session_id": sid, "messages": []})["ok"] is True
+
+
+def test_a_commit_interrupted_by_a_crash_resumes(trio: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harbour.node.staging import Staging
+
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "frost-secp256k1")
+    cert = approval.issue(authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60)
+    sid, results = run_to_staged(
+        nodes, descriptors, "refresh", cert, key.roster, {p: {"key_id": key.key_id} for p in key.roster}
+    )
+    acks = {descriptors[p - 1].node_id: bytes(r["ack"]) for p, r in results.items()}
+    commit = {
+        "op": "commit",
+        "session_id": sid,
+        "fingerprint": bytes(results[1]["fingerprint"]),
+        "acks": acks,
+        "receipts": {},
+    }
+    store = nodes[0].store
+    real_put, real_finish = store.put, Staging._finish_commit
+
+    def crash_before_record(name: str, data: bytes) -> None:
+        if name.startswith("committed/"):
+            raise OSError("power cut")
+        real_put(name, data)
+
+    monkeypatch.setattr(store, "put", crash_before_record)
+    assert answer(nodes[0], commit)["reason"] == "internal"  # the share was replaced, the record not written
+    monkeypatch.setattr(store, "put", real_put)
+
+    def crash_before_cleanup(self: Any, *args: Any) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(Staging, "_finish_commit", crash_before_cleanup)
+    assert answer(nodes[0], commit)["reason"] == "internal"  # resumed, record written, clean-up lost
+    monkeypatch.setattr(Staging, "_finish_commit", real_finish)
+    assert answer(nodes[0], commit)["ok"] is True
+    assert not store.names("pending/"), "the staged copy is gone"
+    assert [e.outcome for e in signlog.entries(nodes[0].directory / "sign.log")][-1] == "committed"
+
+
+def test_discard_is_refused_once_a_member_committed(trio: Any) -> None:
+    authority, nodes, descriptors, _ = trio
+    key = keygen(authority, nodes, descriptors, "frost-secp256k1")
+    cert = approval.issue(authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60)
+    sid, results = run_to_staged(
+        nodes, descriptors, "refresh", cert, key.roster, {p: {"key_id": key.key_id} for p in key.roster}
+    )
+    acks = {descriptors[p - 1].node_id: bytes(r["ack"]) for p, r in results.items()}
+    commit = {
+        "op": "commit",
+        "session_id": sid,
+        "fingerprint": bytes(results[1]["fingerprint"]),
+        "acks": acks,
+        "receipts": {},
+    }
+    assert answer(nodes[0], commit)["ok"] is True
+    discard = approval.issue(
+        authority, kind="refresh", key_id=key.key_id, params={"discard": sid.hex()}, now=int(time.time()), expires_in=60
+    )
+
+    async def go() -> list[str]:
+        async with coordinator(nodes, descriptors) as co:
+            names: list[str] = await co.discard(sid, discard, descriptors)
+            return names
+
+    with pytest.raises(ClusterError) as err:
+        asyncio.run(go())
+    assert err.value.reason == "committed"
+    assert len(nodes[1].store.names("pending/")) == 1, "the others' staged shares are kept"

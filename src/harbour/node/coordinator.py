@@ -374,10 +374,14 @@ class Coordinator:
         request: dict[str, Any] = {
             "op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks, "receipts": {}
         }  # fmt: skip
+        answers = await asyncio.gather(*(self._call(d, request) for d in roster.values()), return_exceptions=True)
+        failed = [a for a in answers if isinstance(a, BaseException)]
         try:
-            answers = await asyncio.gather(*(self._call(d, request) for d in roster.values()))
+            if failed:
+                raise failed[0]
             receipts = {}
             for descriptor, answer in zip(roster.values(), answers, strict=True):
+                assert isinstance(answer, dict)
                 receipt = answer.get("receipt")
                 if type(receipt) is not bytes or len(receipt) != 64:
                     raise ClusterError("bad-response", f"node {descriptor.name} committed without a receipt")
@@ -385,10 +389,16 @@ class Coordinator:
             # Members that leave delete their share only now, on every new member's receipt.
             await _all(self._call(d, {**request, "receipts": receipts}) for d in also)
         except ClusterError as exc:
+            some_committed = len(failed) < len(answers)
+            advice = (
+                "some members have committed, so it must be finished, never discarded"
+                if some_committed
+                else "finish it, or discard it with the authority's certificate"
+            )
             raise ClusterError(
                 exc.reason,
-                f"{exc}; the new shares of session {sid.hex()} are staged: finish the commit with "
-                f"'harbour cluster finish --session {sid.hex()}', or discard it with the authority's certificate",
+                f"{exc}; the new shares of session {sid.hex()} are staged: {advice} "
+                f"('harbour cluster finish --session {sid.hex()}')",
                 exc.node,
             ) from exc
         codes = {bytes(r.get("chain_code", b"")) for r in results.values()}
@@ -441,10 +451,34 @@ class Coordinator:
         key_id = {str(r.get("key_id")) for r in results.values()}
         if len(key_id) != 1:
             raise ClusterError("bad-result", "the nodes disagree about the key id")
-        return await self._commit(sid, key_id.pop(), roster, results, also=leaving)
+        name = key_id.pop()
+        try:
+            rpc.check_key_id(name)
+        except rpc.RequestError as exc:
+            raise ClusterError("bad-result", f"the nodes name the key {name!r}: {exc}") from exc
+        return await self._commit(sid, name, roster, results, also=leaving)
 
     async def discard(self, sid: bytes, certificate: bytes, nodes: Sequence[NodeDescriptor]) -> list[str]:
-        """Discard a staged result on every node holding it (the authority's discard certificate); their names."""
+        """Discard a staged result on every node holding it (the authority's discard certificate); their names.
+
+        Refused if any of ``nodes`` has committed that session already: its members
+        then hold the new generation, and discarding the others' would lose the key.
+        """
+        states = await asyncio.gather(
+            *(self._call(d, {"op": "staged", "session_id": sid}) for d in nodes), return_exceptions=True
+        )
+        for descriptor, state in zip(nodes, states, strict=True):
+            if isinstance(state, ClusterError) and state.reason == "unknown-session":
+                continue
+            if isinstance(state, BaseException):
+                raise ClusterError("unreachable", f"cannot tell whether {descriptor.name} committed: {state}")
+            if state.get("committed") is not False:
+                raise ClusterError(
+                    "committed",
+                    f"node {descriptor.name} has committed session {sid.hex()}: finish it "
+                    "('harbour cluster finish'), never discard it",
+                    descriptor.name,
+                )
 
         async def one(descriptor: NodeDescriptor) -> str | None:
             try:

@@ -36,8 +36,10 @@ unpickling it safe.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import pickle
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -216,12 +218,15 @@ class NodeService:
             else:
                 open_.pop(entry.session_id, None)
         kept: dict[bytes, Session] = {}
-        checkpoints = {sid: e.reason for sid, e in open_.items() if e.outcome == "progress"}
+        checkpoints = {sid: e for sid, e in open_.items() if e.outcome == "progress"}
         if self.offline:
             for name in self.store.names("sessions/"):
                 try:
                     data = self.store.get(name)
-                    if checkpoints.get(name.removeprefix("sessions/")) != _checkpoint(data):
+                    last = checkpoints.get(name.removeprefix("sessions/"))
+                    if last is None or last.reason != self._checkpoint_reason(
+                        bytes.fromhex(last.session_id), last.seq, data
+                    ):
                         # Not the state the log last recorded: an older copy put back (its nonces
                         # were used already) or a crash between the two writes. Never resume it.
                         raise ValueError("the session state is not the one the log recorded last")
@@ -270,8 +275,21 @@ class NodeService:
             if self._checkpoints.get(sid) == checkpoint:
                 continue
             self.store.put(f"sessions/{sid.hex()}", data)
-            self._log(session, "progress", checkpoint)
+            self._log(session, "progress", self._checkpoint_reason(sid, self.log.head[0] + 1, data))
             self._checkpoints[sid] = checkpoint
+
+    def _checkpoint_reason(self, sid: bytes, seq: int, state: bytes) -> str:
+        """``state <hash> mac <tag>``: the tag, under a key only the store holds, binds the log position.
+
+        Without it anyone able to append to the log could re-bless an older state
+        file; with it, an entry copied to a later position does not verify.
+        """
+        if not self.store.exists("log-key"):
+            self.store.put("log-key", secrets.token_bytes(32))
+        tag = hmac.new(
+            self.store.get("log-key"), sid + seq.to_bytes(8, "big") + hashlib.sha256(state).digest(), "sha256"
+        )
+        return f"{_checkpoint(state)} mac {tag.hexdigest()[:32]}"
 
     # -- entry point ------------------------------------------------------------------
 
@@ -299,7 +317,8 @@ class NodeService:
                 return rpc.ok(key_id=key_id, receipt=receipt)
             if op == "staged":
                 sid = request["session_id"]
-                return rpc.ok(result=self.staging.result(sid), roster=self.staging.roster(sid))
+                committed = self.staging.is_committed(sid)
+                return rpc.ok(result=self.staging.result(sid), roster=self.staging.roster(sid), committed=committed)
             return self._abort_request(request["session_id"], request["certificate"])
         except Refusal as exc:
             return rpc.error(exc.reason, str(exc))
@@ -529,7 +548,7 @@ class NodeService:
                 raise Refusal("finished-session", f"session {sid.hex()} is over on this node")
             raise Refusal("unknown-session", f"this node takes no part in session {sid.hex()}")
         if session.kind == "sign":
-            bad = self._compromised(session.key_id) & set(session.roster)
+            bad = self._compromised(session.key_id) & _signers(session)
             if bad:
                 self._end(session, "aborted", f"the pairwise setup with parties {sorted(bad)} is marked compromised")
                 raise Refusal(
@@ -626,7 +645,7 @@ class NodeService:
         self.store.put(f"compromised/{session.key_id}", cbor2.dumps(sorted(bad)))
         for other in list(self.sessions.values()):
             same_key = other is not session and other.kind == "sign" and other.key_id == session.key_id
-            if same_key and bad & set(other.roster):
+            if same_key and bad & _signers(other):
                 self._end(other, "aborted", f"the pairwise setup with parties {sorted(bad)} failed a KOS check")
 
     def _expire(self) -> None:
@@ -642,6 +661,12 @@ class NodeService:
             return rpc.ok()
         self.staging.discard(sid, certificate)
         return rpc.ok()
+
+
+def _signers(session: Session) -> set[int]:
+    """The parties a signing session runs with (a sign session's roster is the whole key's)."""
+    job = session.job
+    return set(job.signers) if isinstance(job, SignJob) else set(session.roster)
 
 
 def _checkpoint(state: bytes) -> str:

@@ -142,6 +142,9 @@ class Staging:
             "chain_code": code,
         }
 
+    def is_committed(self, sid: bytes) -> bool:
+        return self.store.exists(f"committed/{sid.hex()}")
+
     def roster(self, sid: bytes) -> list[list[Any]]:
         """The new committee of a staged (or committed) session, as ``[[party, descriptor], ...]``."""
         done = f"committed/{sid.hex()}"
@@ -164,6 +167,16 @@ class Staging:
                 ledger=self.ledger,
             )
         except approval.ApprovalError as exc:
+            self.log.append(
+                time=self.now(),
+                kind=pending["kind"],
+                session_id=sid,
+                key_id=pending["key_id"],
+                path="m",
+                outcome="refused",
+                reason=f"discard refused ({exc.reason}): {exc}"[: signlog.MAX_REASON],
+                certificate=certificate,
+            )
             raise Refusal(
                 "approval", f"a staged result is discarded only with the authority's certificate ({exc.reason}): {exc}"
             ) from exc
@@ -188,6 +201,8 @@ class Staging:
             record = cbor2.loads(self.store.get(done))
             if record["fingerprint"] != fingerprint:
                 raise Refusal("commit", "this session was committed with another fingerprint")
+            if self.store.exists(f"pending/{sid.hex()}"):  # a crash after the record, before the clean-up
+                self._finish_commit(sid, cbor2.loads(self.store.get(f"pending/{sid.hex()}")), record["key_id"])
             return record["key_id"], self._receipt(sid, record["key_id"], fingerprint)
         pending = self._load(sid)
         key_id = pending["key_id"]
@@ -198,12 +213,13 @@ class Staging:
         _check_signatures(roster, acks, rpc.ack_message(sid, key_id, fingerprint), "acknowledgement")
         if share is None:
             _check_signatures(roster, receipts, rpc.receipt_message(sid, key_id, fingerprint), "commit receipt")
-        self._check_base(key_id, pending["base"], share)
         key_name = f"keys/{key_id}"
-        if share is None:
-            self.store.delete(key_name)
-        else:
-            self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
+        if not self._already_replaced(key_id, fingerprint, share):
+            self._check_base(key_id, pending["base"], share)
+            if share is None:
+                self.store.delete(key_name)
+            else:
+                self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
         record = {
             "key_id": key_id,
             "fingerprint": fingerprint,
@@ -214,6 +230,17 @@ class Staging:
         if share is not None:
             record.update(public=rpc.encode_public(share.public), chain_code=share.extensions.get(CHAIN_CODE, b""))
         self.store.put(done, cbor2.dumps(record))
+        self._finish_commit(sid, pending, key_id)
+        return key_id, self._receipt(sid, key_id, fingerprint)
+
+    def _already_replaced(self, key_id: str, fingerprint: bytes, share: KeyShare | None) -> bool:
+        """Whether a commit interrupted by a crash already replaced (or deleted) the share: then resume."""
+        exists = self.store.exists(f"keys/{key_id}")
+        if share is None:
+            return not exists
+        return exists and read_key(self.store, key_id)[0].public.fingerprint() == fingerprint
+
+    def _finish_commit(self, sid: bytes, pending: dict[str, Any], key_id: str) -> None:
         self.store.delete(f"compromised/{key_id}")
         self.store.delete(f"pending/{sid.hex()}")
         self.log.append(
@@ -223,9 +250,8 @@ class Staging:
             key_id=key_id,
             path="m",
             outcome="committed",
-            reason="" if share is not None else "this node left the committee; its share was deleted",
+            reason="" if pending["share"] else "this node left the committee; its share was deleted",
         )
-        return key_id, self._receipt(sid, key_id, fingerprint)
 
     def _check_base(self, key_id: str, base: bytes, share: KeyShare | None) -> None:
         """The stored key is still the one the session started from (none, for a new key)."""

@@ -74,21 +74,26 @@ class HttpTransport:
             raise TransportError(f"no answer within {timeout:.1f} s") from exc
 
     async def _call(self, request: bytes) -> bytes:
-        reused = bool(self._idle)
-        conn = self._idle.pop() if reused else await self._connect()
+        # Never sent twice: a node may have acted on a request whose answer was lost, and a
+        # second copy would be refused (a replay) and abort its session. So instead of a retry
+        # after failure, idle connections the node has closed are dropped before use.
+        conn = None
+        while self._idle:
+            candidate = self._idle.pop()
+            if candidate.reader.at_eof() or candidate.writer.is_closing():
+                candidate.close()
+                continue
+            conn = candidate
+            break
+        if conn is None:
+            conn = await self._connect()
         try:
             body = await self._exchange(conn, request)
         except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
             conn.close()
-            if not reused:
-                raise TransportError(f"HTTP exchange with {self.host}:{self.port} failed: {exc!r}") from exc
-            # A kept-alive connection the server has since closed: once more on a fresh one.
-            conn = await self._connect()
-            try:
-                body = await self._exchange(conn, request)
-            except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as again:
-                conn.close()
-                raise TransportError(f"HTTP exchange with {self.host}:{self.port} failed: {again!r}") from again
+            if isinstance(exc, TransportError):
+                raise
+            raise TransportError(f"HTTP exchange with {self.host}:{self.port} failed: {exc!r}") from exc
         except BaseException:
             conn.close()  # cancelled mid-exchange: the connection's state is unknown
             raise
