@@ -45,31 +45,24 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harbour import __version__
 from harbour.node import approval
-from harbour.node.config import init_node
 from harbour.node.coordinator import ClusterKey, Coordinator, admin_params
-from harbour.node.identity import NodeDescriptor
-from harbour.node.keyfile import MIN_N
+from harbour.node.localnet import LocalNode, create_nodes, running
 
 SCHEMES = ("ecdsa-secp256k1", "frost-secp256k1")
 THRESHOLD = 2
 NODES = 3
 PASSPHRASE = "harbour benchmark passphrase"  # a throw-away store in a temporary directory
 CERT_LIFETIME = 600
-START_TIMEOUT = 30.0
 SESSION_TIMEOUT = 60.0
 
 DEFAULTS = {"ecdsa": 100, "frost": 200, "throughput": 200, "warmup": 5}
@@ -87,96 +80,11 @@ TARGETS = {
 # -- node processes ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class NodeProcess:
-    directory: Path
-    descriptor: NodeDescriptor
-    process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "HARBOUR_NODE_PASSPHRASE": PASSPHRASE}
-        self.log = (self.directory.parent / f"{self.descriptor.name}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "harbour.cli.main", "node", "run", "--dir", str(self.directory)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        assert self.process is not None
-        url = self.descriptor.url + "/v1/descriptor"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node {self.descriptor.name} exited with {self.process.returncode}: {self.tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as answer:
-                if answer.status == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"node {self.descriptor.name} did not answer within {timeout:.0f} s: {self.tail()}")
-
-    def tail(self) -> str:
-        path = self.directory.parent / f"{self.descriptor.name}.log"
-        with contextlib.suppress(OSError):
-            return path.read_text(errors="replace")[-2000:]
-        return ""
-
-    def cpu_seconds(self) -> float | None:
-        """User plus system CPU time of the process so far (Linux), or None."""
-        if self.process is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-
-
 @contextlib.contextmanager
-def running_nodes(root: Path, authority: approval.AuthorityKey, n: int) -> Iterator[list[NodeProcess]]:
+def running_nodes(root: Path, authority: approval.AuthorityKey, n: int) -> Iterator[list[LocalNode]]:
     """``n`` initialised and started nodes; every one is stopped on leaving, whatever happened."""
-    nodes: list[NodeProcess] = []
-    try:
-        for i in range(1, n + 1):
-            directory = root / f"node{i}"
-            descriptor = init_node(
-                directory,
-                name=f"node{i}",
-                listen=f"127.0.0.1:{_free_port()}",
-                authorities=[authority.public_bytes],
-                passphrase=PASSPHRASE,
-                kdf_n=MIN_N,
-            )
-            nodes.append(NodeProcess(directory, descriptor))
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_ready()
+    with running(create_nodes(root, n, [authority.public_bytes], passphrase=PASSPHRASE)) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 # -- measurement ------------------------------------------------------------------------------
@@ -190,7 +98,7 @@ def _sign_cert(authority: approval.AuthorityKey, key: ClusterKey, message: bytes
     return _certify(authority, "sign", key.key_id, digests=[approval.approved_digest(message)])
 
 
-def _node_cpu(nodes: list[NodeProcess]) -> float | None:
+def _node_cpu(nodes: list[LocalNode]) -> float | None:
     values = [n.cpu_seconds() for n in nodes]
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
@@ -212,7 +120,7 @@ def _latency_stats(samples: list[float]) -> dict[str, float]:
 
 
 async def _keygen(
-    coordinator: Coordinator, authority: approval.AuthorityKey, nodes: list[NodeProcess], scheme: str
+    coordinator: Coordinator, authority: approval.AuthorityKey, nodes: list[LocalNode], scheme: str
 ) -> tuple[ClusterKey, float]:
     descriptors = [n.descriptor for n in nodes]
     params = admin_params("keygen", scheme=scheme, threshold=THRESHOLD, nodes=descriptors)
@@ -225,7 +133,7 @@ async def _keygen(
 async def _latency(
     coordinator: Coordinator,
     authority: approval.AuthorityKey,
-    nodes: list[NodeProcess],
+    nodes: list[LocalNode],
     key: ClusterKey,
     *,
     sessions: int,
@@ -253,7 +161,7 @@ async def _latency(
 async def _throughput(
     coordinator: Coordinator,
     authority: approval.AuthorityKey,
-    nodes: list[NodeProcess],
+    nodes: list[LocalNode],
     key: ClusterKey,
     *,
     sessions: int,
@@ -289,7 +197,7 @@ async def _throughput(
 
 
 async def _measure_all(
-    authority: approval.AuthorityKey, nodes: list[NodeProcess], counts: dict[str, int], concurrency: int
+    authority: approval.AuthorityKey, nodes: list[LocalNode], counts: dict[str, int], concurrency: int
 ) -> dict[str, Any]:
     """Keygen, then every scheme's latency, then every scheme's throughput, on one coordinator.
 

@@ -14,6 +14,7 @@ record of what it did.
 request in, one response out, the messages of ``rpc``), running the protocol
 parties that ``jobs`` chains into operations and keeping new shares aside in
 ``staging`` until the whole committee holds them; ``server`` serves it over HTTP;
-``coordinator`` drives sessions across nodes and relays their sealed messages.
+``coordinator`` drives sessions across nodes and relays their sealed messages,
+through ``transport``; ``localnet`` runs a cluster of node processes on one machine.
 This layer does I/O so that ``mpc`` and ``crypto`` never have to.
 """

@@ -1,0 +1,167 @@
+"""Signer nodes as local processes: a cluster on one machine, for benchmarks, tests and trials.
+
+Each node is created in its own directory (:func:`harbour.node.config.init_node`)
+and served by its own ``harbour node run`` process on a free loopback port, as in
+production, only closer together. A :class:`LocalNode` starts, waits for, kills
+(SIGKILL, like a crash) and stops its process; its output goes to
+``<name>.log`` beside the node's directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from harbour.node.config import init_node
+from harbour.node.identity import NodeDescriptor
+from harbour.node.keyfile import MIN_N
+from harbour.node.store import Pkcs11Config
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalNode:
+    directory: Path
+    descriptor: NodeDescriptor
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.parent / f"{self.name}.log"
+
+    def start(self, wait: bool = True) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"node {self.name} is running already")
+        self._close_log()
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
+            [sys.executable, "-m", "harbour.cli.main", "node", "run", "--dir", str(self.directory)],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        assert self.process is not None
+        url = self.descriptor.url + "/v1/descriptor"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node {self.name} exited with {self.process.returncode}: {self.tail()}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"node {self.name} did not answer within {timeout:.0f} s: {self.tail()}")
+
+    def tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-2000:]
+        return ""
+
+    def cpu_seconds(self) -> float | None:
+        """User plus system CPU time of the process so far (Linux), or None."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, exactly like a crash or a pulled plug."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def create_nodes(
+    root: Path,
+    n: int,
+    authorities: list[bytes],
+    *,
+    passphrase: str | None = None,
+    pkcs11: tuple[str, str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> list[LocalNode]:
+    """``n`` new node directories ``root/node1..n`` on free loopback ports (not started).
+
+    With ``passphrase`` the stores use the cheapest scrypt cost the store accepts
+    (these are throw-away nodes); with ``pkcs11 = (module, token label, pin)`` each
+    node keeps its KEK on that token under its own label.
+    """
+    if (passphrase is None) == (pkcs11 is None):
+        raise ValueError("give a passphrase or a PKCS#11 token")
+    nodes = []
+    for i in range(1, n + 1):
+        env = {**os.environ, **(extra_env or {})}
+        directory, name, listen = root / f"node{i}", f"node{i}", f"127.0.0.1:{free_port()}"
+        if pkcs11 is None:
+            assert passphrase is not None
+            env["HARBOUR_NODE_PASSPHRASE"] = passphrase
+            descriptor = init_node(
+                directory, name=name, listen=listen, authorities=authorities, passphrase=passphrase, kdf_n=MIN_N
+            )
+        else:
+            module, label, pin = pkcs11
+            env["HARBOUR_NODE_PIN"] = pin
+            config = Pkcs11Config(module, label, f"kek-{name}")
+            descriptor = init_node(directory, name=name, listen=listen, authorities=authorities, pkcs11=config, pin=pin)
+        nodes.append(LocalNode(directory, descriptor, env))
+    return nodes
+
+
+@contextlib.contextmanager
+def running(nodes: list[LocalNode]) -> Iterator[list[LocalNode]]:
+    """Start every node and wait for all; every one is stopped on leaving, whatever happened."""
+    try:
+        for node in nodes:
+            node.start(wait=False)
+        for node in nodes:
+            node.wait_ready()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
