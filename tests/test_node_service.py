@@ -47,14 +47,14 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def trio(tmp_path: Path) -> Any:
+def make_nodes(root: Path, n: int) -> Any:
+    """``n`` nodes in this process, trusting one new authority, on one adjustable clock."""
     authority = approval.AuthorityKey.generate()
     clock = Clock()
     nodes, descriptors = [], []
-    for i in range(1, 4):
+    for i in range(1, n + 1):
         d = init_node(
-            tmp_path / f"n{i}",
+            root / f"n{i}",
             name=f"n{i}",
             listen=f"127.0.0.1:{7300 + i}",
             authorities=[authority.public_bytes],
@@ -62,10 +62,51 @@ def trio(tmp_path: Path) -> Any:
             kdf_n=MIN_N,
         )
         descriptors.append(d)
-        nodes.append(NodeService.open(tmp_path / f"n{i}", passphrase=PASS, clock=clock))
-    yield authority, nodes, descriptors, clock
-    for node in nodes:
+        nodes.append(NodeService.open(root / f"n{i}", passphrase=PASS, clock=clock))
+    return authority, nodes, descriptors, clock
+
+
+@pytest.fixture
+def trio(tmp_path: Path) -> Any:
+    made = make_nodes(tmp_path, 3)
+    yield made
+    for node in made[1]:
         node.close()
+
+
+@pytest.fixture
+def quartet(tmp_path: Path) -> Any:
+    made = make_nodes(tmp_path, 4)
+    yield made
+    for node in made[1]:
+        node.close()
+
+
+def commit_request(sid: bytes, results: dict[int, dict[str, Any]], roster: dict[int, NodeDescriptor]) -> dict[str, Any]:
+    """The commit a coordinator sends after the session: every member's acknowledgement, no receipts."""
+    fingerprint = bytes(next(iter(results[p] for p in roster))["fingerprint"])
+    acks = {roster[p].node_id: bytes(results[p]["ack"]) for p in roster}
+    return {"op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks, "receipts": {}}
+
+
+def stage_reshare_to_2_3_4(authority: Any, nodes: Any, descriptors: Any, key: ClusterKey) -> Any:
+    """Reshare a key of nodes 1..3 to nodes 2..4 (node 1 leaves), up to the staged results."""
+    new_roster = {2: descriptors[1], 3: descriptors[2], 4: descriptors[3]}
+    params = admin_params("reshare", threshold=2, nodes=list(new_roster.values()), key=key)
+    cert = approval.issue(
+        authority, kind="reshare", key_id=key.key_id, params=params, now=int(time.time()), expires_in=60
+    )
+    args = {
+        "key_id": key.key_id,
+        "threshold": 2,
+        "dealers": rpc.roster_value(key.roster),
+        "roster": rpc.roster_value(new_roster),
+        "public": rpc.encode_public(key.public),
+        "chain_code": key.chain_code,
+    }
+    members = {**key.roster, **new_roster}
+    sid, results = run_to_staged(nodes, descriptors, "reshare", cert, members, {p: args for p in members})
+    return sid, results, new_roster
 
 
 def coordinator(nodes: list[NodeService], descriptors: list[NodeDescriptor]) -> Coordinator:
@@ -501,55 +542,20 @@ def test_a_staged_result_is_discarded_only_on_the_authority_word(trio: Any) -> N
     assert last.outcome == "aborted" and "discarded" in last.reason
 
 
-def test_a_leaving_member_deletes_its_share_only_on_every_commit_receipt(tmp_path: Path) -> None:
-    authority = approval.AuthorityKey.generate()
-    nodes, descriptors = [], []
-    for i in range(1, 5):
-        descriptors.append(
-            init_node(
-                tmp_path / f"n{i}",
-                name=f"n{i}",
-                listen=f"127.0.0.1:{7500 + i}",
-                authorities=[authority.public_bytes],
-                passphrase=PASS,
-                kdf_n=MIN_N,
-            )
-        )
-        nodes.append(NodeService.open(tmp_path / f"n{i}", passphrase=PASS))
-    try:
-        key = keygen(authority, nodes[:3], descriptors[:3], "frost-secp256k1")
-        new = [descriptors[1], descriptors[2], descriptors[3]]
-        params = admin_params("reshare", threshold=2, nodes=new, key=key)
-        cert = approval.issue(
-            authority, kind="reshare", key_id=key.key_id, params=params, now=int(time.time()), expires_in=60
-        )
-        new_roster = {2: descriptors[1], 3: descriptors[2], 4: descriptors[3]}
-        dealers = dict(key.roster)
-        args = {
-            "key_id": key.key_id,
-            "threshold": 2,
-            "dealers": rpc.roster_value(dealers),
-            "roster": rpc.roster_value(new_roster),
-            "public": rpc.encode_public(key.public),
-            "chain_code": key.chain_code,
-        }
-        members = {**dealers, **new_roster}
-        sid, results = run_to_staged(nodes, descriptors, "reshare", cert, members, {p: args for p in members})
-        fingerprint = bytes(results[2]["fingerprint"])
-        acks = {new_roster[p].node_id: bytes(results[p]["ack"]) for p in new_roster}
-        commit = {"op": "commit", "session_id": sid, "fingerprint": fingerprint, "acks": acks, "receipts": {}}
-        assert "commit receipt" in refused(nodes[0], commit, "commit"), "node 1 leaves: acks are not enough"
-        assert answer(nodes[0], {"op": "key", "key_id": key.key_id})["ok"] is True, "its share is still there"
-        receipts = {}
-        for p, node in zip((2, 3, 4), nodes[1:], strict=True):
-            receipts[new_roster[p].node_id] = answer(node, commit)["receipt"]
-        partial = dict(list(receipts.items())[:2])
-        assert "commit receipt" in refused(nodes[0], {**commit, "receipts": partial}, "commit")
-        assert answer(nodes[0], {**commit, "receipts": receipts})["ok"] is True
-        refused(nodes[0], {"op": "key", "key_id": key.key_id}, "unknown-key")
-    finally:
-        for node in nodes:
-            node.close()
+def test_a_leaving_member_deletes_its_share_only_on_every_commit_receipt(quartet: Any) -> None:
+    authority, nodes, descriptors, _ = quartet
+    key = keygen(authority, nodes[:3], descriptors[:3], "frost-secp256k1")
+    sid, results, new_roster = stage_reshare_to_2_3_4(authority, nodes, descriptors, key)
+    commit = commit_request(sid, results, new_roster)
+    assert "commit receipt" in refused(nodes[0], commit, "commit"), "node 1 leaves: acks are not enough"
+    assert answer(nodes[0], {"op": "key", "key_id": key.key_id})["ok"] is True, "its share is still there"
+    receipts = {}
+    for p, node in zip((2, 3, 4), nodes[1:], strict=True):
+        receipts[new_roster[p].node_id] = answer(node, commit)["receipt"]
+    partial = dict(list(receipts.items())[:2])
+    assert "commit receipt" in refused(nodes[0], {**commit, "receipts": partial}, "commit")
+    assert answer(nodes[0], {**commit, "receipts": receipts})["ok"] is True
+    refused(nodes[0], {"op": "key", "key_id": key.key_id}, "unknown-key")
 
 
 def test_two_admin_sessions_on_one_key_never_run_together(trio: Any) -> None:
@@ -695,25 +701,43 @@ class OfflineLocal:
         return data
 
 
-def test_a_cold_node_refuses_a_session_state_put_back(trio: Any) -> None:
-    """Restoring an older copy of a cold node's session file would replay its nonces: it is refused instead."""
+def cold_sign_with_rollback(trio: Any, forge_log_line: bool) -> tuple[ClusterError, Path]:
+    """Node 3 answers by files; after its round one, its session file is put back to the copy made after start.
+
+    With ``forge_log_line`` the old ``progress`` line is also appended again, so the
+    log's last entry for the session names the state put back.
+    """
     authority, nodes, descriptors, _ = trio
     cold_dir = nodes[2].directory
     nodes[2].close()
     cold = OfflineLocal(cold_dir)
-    transports = {descriptors[0].node_id: Local(nodes[0]), descriptors[1].node_id: Local(nodes[1])}
+    transports: dict[str, Any] = {d.node_id: Local(n) for d, n in zip(descriptors[:2], nodes[:2], strict=True)}
     transports[descriptors[2].node_id] = cold
     params = admin_params("keygen", scheme="frost-secp256k1", threshold=2, nodes=descriptors)
     kg = approval.issue(authority, kind="keygen", key_id="", params=params, now=int(time.time()), expires_in=60)
     sessions = cold_dir / "store" / "objects" / "sessions"
     saved: dict[str, bytes] = {}
+    old_line: list[signlog.Entry] = []
 
     def snapshot() -> None:
         saved.update({p.name: p.read_bytes() for p in sessions.iterdir()})
+        old_line.append(list(signlog.entries(cold_dir / "sign.log"))[-1])
 
     def restore() -> None:
         for name, data in saved.items():
             (sessions / name).write_bytes(data)
+        if forge_log_line:
+            e = old_line[0]
+            with signlog.SignLog.open(cold_dir / "sign.log") as log:
+                log.append(
+                    time=e.time,
+                    kind="sign",
+                    session_id=bytes.fromhex(e.session_id),
+                    key_id=e.key_id,
+                    path=e.path,
+                    outcome="progress",
+                    reason=e.reason,
+                )
 
     async def go() -> None:
         async with Coordinator(transports=transports) as co:
@@ -725,75 +749,43 @@ def test_a_cold_node_refuses_a_session_state_put_back(trio: Any) -> None:
             cold.after = [snapshot, restore]  # after the start: copy; after round one: put the copy back
             await co.sign(key, msg, cert, signers=[1, 3])
 
-    with pytest.raises(ClusterError) as err:
-        asyncio.run(go())
-    assert err.value.reason == "stale-session"
+    try:
+        with pytest.raises(ClusterError) as err:
+            asyncio.run(go())
+    finally:
+        nodes[2] = NodeService.open(cold_dir, passphrase=PASS)  # for the fixture's teardown
+    return err.value, cold_dir
+
+
+def test_a_cold_node_refuses_a_session_state_put_back(trio: Any) -> None:
+    """Restoring an older copy of a cold node's session file would replay its nonces: it is refused instead."""
+    error, cold_dir = cold_sign_with_rollback(trio, forge_log_line=False)
+    assert error.reason == "stale-session"
     outcomes = [e.outcome for e in signlog.entries(cold_dir / "sign.log") if e.kind == "sign"]
     assert outcomes[:2] == ["started", "progress"] and "signed" not in outcomes and outcomes[-1] == "aborted"
-    nodes[2] = NodeService.open(cold_dir, passphrase=PASS)  # for the fixture's teardown
 
 
-def test_an_interrupted_commit_is_finished_from_what_the_nodes_staged(tmp_path: Path) -> None:
+def test_an_interrupted_commit_is_finished_from_what_the_nodes_staged(quartet: Any) -> None:
     """The coordinator stopped after one new member committed: another coordinator finishes the reshare."""
-    authority = approval.AuthorityKey.generate()
-    nodes, descriptors = [], []
-    for i in range(1, 5):
-        descriptors.append(
-            init_node(
-                tmp_path / f"n{i}",
-                name=f"n{i}",
-                listen=f"127.0.0.1:{7600 + i}",
-                authorities=[authority.public_bytes],
-                passphrase=PASS,
-                kdf_n=MIN_N,
+    authority, nodes, descriptors, _ = quartet
+    key = keygen(authority, nodes[:3], descriptors[:3], "ecdsa-secp256k1")
+    sid, results, new_roster = stage_reshare_to_2_3_4(authority, nodes, descriptors, key)
+    assert answer(nodes[1], commit_request(sid, results, new_roster))["ok"] is True  # then the coordinator stopped
+
+    async def finish() -> ClusterKey:
+        async with coordinator(nodes, descriptors) as co:
+            finished: ClusterKey = await co.finish(sid, descriptors)
+            msg = bytes(range(32))
+            sign_cert = approval.issue(
+                authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
             )
-        )
-        nodes.append(NodeService.open(tmp_path / f"n{i}", passphrase=PASS))
-    try:
-        key = keygen(authority, nodes[:3], descriptors[:3], "ecdsa-secp256k1")
-        new = [descriptors[1], descriptors[2], descriptors[3]]
-        params = admin_params("reshare", threshold=2, nodes=new, key=key)
-        cert = approval.issue(
-            authority, kind="reshare", key_id=key.key_id, params=params, now=int(time.time()), expires_in=60
-        )
-        new_roster = {2: descriptors[1], 3: descriptors[2], 4: descriptors[3]}
-        args = {
-            "key_id": key.key_id,
-            "threshold": 2,
-            "dealers": rpc.roster_value(key.roster),
-            "roster": rpc.roster_value(new_roster),
-            "public": rpc.encode_public(key.public),
-            "chain_code": key.chain_code,
-        }
-        members = {**key.roster, **new_roster}
-        sid, results = run_to_staged(nodes, descriptors, "reshare", cert, members, {p: args for p in members})
-        acks = {new_roster[p].node_id: bytes(results[p]["ack"]) for p in new_roster}
-        commit = {
-            "op": "commit",
-            "session_id": sid,
-            "fingerprint": bytes(results[2]["fingerprint"]),
-            "acks": acks,
-            "receipts": {},
-        }
-        assert answer(nodes[1], commit)["ok"] is True  # only node 2 committed before the coordinator stopped
+            await co.sign(finished, msg, sign_cert, signers=[3, 4])
+            return finished
 
-        async def finish() -> ClusterKey:
-            async with coordinator(nodes, descriptors) as co:
-                finished: ClusterKey = await co.finish(sid, descriptors)
-                msg = bytes(range(32))
-                sign_cert = approval.issue(
-                    authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
-                )
-                await co.sign(finished, msg, sign_cert, signers=[3, 4])
-                return finished
-
-        finished = asyncio.run(finish())
-        assert finished.public.group_public_key == key.public.group_public_key
-        assert sorted(finished.roster) == [2, 3, 4]
-        refused(nodes[0], {"op": "key", "key_id": key.key_id}, "unknown-key")  # node 1 left and deleted its share
-    finally:
-        for node in nodes:
-            node.close()
+    finished = asyncio.run(finish())
+    assert finished.public.group_public_key == key.public.group_public_key
+    assert sorted(finished.roster) == [2, 3, 4]
+    refused(nodes[0], {"op": "key", "key_id": key.key_id}, "unknown-key")  # node 1 left and deleted its share
 
 
 def test_a_staged_result_is_discarded_everywhere_with_one_certificate(trio: Any) -> None:
@@ -822,52 +814,9 @@ def test_a_staged_result_is_discarded_everywhere_with_one_certificate(trio: Any)
 
 def test_a_forged_log_line_does_not_bless_an_older_session_state(trio: Any) -> None:
     """Appending a copy of the old `progress` line (the log is not secret) is not enough: its tag binds its place."""
-    authority, nodes, descriptors, _ = trio
-    cold_dir = nodes[2].directory
-    nodes[2].close()
-    cold = OfflineLocal(cold_dir)
-    transports: dict[str, Any] = {descriptors[0].node_id: Local(nodes[0]), descriptors[1].node_id: Local(nodes[1])}
-    transports[descriptors[2].node_id] = cold
-    params = admin_params("keygen", scheme="frost-secp256k1", threshold=2, nodes=descriptors)
-    kg = approval.issue(authority, kind="keygen", key_id="", params=params, now=int(time.time()), expires_in=60)
-    sessions = cold_dir / "store" / "objects" / "sessions"
-    saved: dict[str, bytes] = {}
-    old_reason: list[str] = []
-
-    def snapshot() -> None:
-        saved.update({p.name: p.read_bytes() for p in sessions.iterdir()})
-        old_reason.append(list(signlog.entries(cold_dir / "sign.log"))[-1].reason)
-
-    def restore_and_forge() -> None:
-        for name, data in saved.items():
-            (sessions / name).write_bytes(data)
-        last = list(signlog.entries(cold_dir / "sign.log"))[-1]
-        with signlog.SignLog.open(cold_dir / "sign.log") as log:
-            log.append(
-                time=last.time,
-                kind="sign",
-                session_id=bytes.fromhex(last.session_id),
-                key_id=last.key_id,
-                path=last.path,
-                outcome="progress",
-                reason=old_reason[0],
-            )
-
-    async def go() -> None:
-        async with Coordinator(transports=transports) as co:
-            key = await co.keygen(descriptors, 2, "frost-secp256k1", kg)
-            msg = bytes(32)
-            cert = approval.issue(
-                authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
-            )
-            cold.after = [snapshot, restore_and_forge]
-            await co.sign(key, msg, cert, signers=[1, 3])
-
-    with pytest.raises(ClusterError) as err:
-        asyncio.run(go())
-    assert err.value.reason == "stale-session"
+    error, cold_dir = cold_sign_with_rollback(trio, forge_log_line=True)
+    assert error.reason == "stale-session"
     assert "signed" not in [e.outcome for e in signlog.entries(cold_dir / "sign.log") if e.kind == "sign"]
-    nodes[2] = NodeService.open(cold_dir, passphrase=PASS)
 
 
 def test_a_compromised_peer_blocks_only_sessions_it_signs_in(trio: Any) -> None:
