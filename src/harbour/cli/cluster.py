@@ -39,6 +39,7 @@ from harbour.cli.params import (
 )
 from harbour.node import rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, run_sync
+from harbour.node.identity import NodeDescriptor
 
 app = typer.Typer(help="Coordinate signer nodes: keygen, sign, refresh, reshare.", no_args_is_help=True)
 
@@ -66,6 +67,13 @@ def _offline(items: list[str] | None) -> dict[str, Path]:
             raise InputError(f"--offline must be NAME=DIR, got {item!r}")
         out[name] = Path(directory)
     return out
+
+
+def _committee(nodes: str, threshold: int) -> list[NodeDescriptor]:
+    descriptors = read_descriptors(nodes)
+    if not 1 <= threshold <= len(descriptors):
+        raise InputError(f"-t must be 1..{len(descriptors)} for {len(descriptors)} nodes")
+    return descriptors
 
 
 def _certificate(path: Path) -> bytes:
@@ -143,9 +151,7 @@ def keygen(
     """Generate a new key across the nodes (distributed: no node ever holds it)."""
     with reported_errors():
         scheme = check_scheme(scheme)
-        descriptors = read_descriptors(nodes)
-        if not 1 <= threshold <= len(descriptors):
-            raise InputError(f"-t must be 1..{len(descriptors)} for {len(descriptors)} nodes")
+        descriptors = _committee(nodes, threshold)
         cert = _certificate(certificate)
         coordinator = _coordinator(state, offline, timeout)
         key = _run(coordinator, lambda c: c.keygen(descriptors, threshold, scheme, cert))
@@ -218,9 +224,7 @@ def reshare(
 ) -> None:
     """Move the key to a new committee and/or threshold; the public key stays the same."""
     with reported_errors():
-        descriptors = read_descriptors(nodes)
-        if not 1 <= threshold <= len(descriptors):
-            raise InputError(f"-t must be 1..{len(descriptors)} for {len(descriptors)} nodes")
+        descriptors = _committee(nodes, threshold)
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
         cert = _certificate(certificate)
