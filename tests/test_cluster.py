@@ -385,21 +385,9 @@ def test_cli_keygen_and_sign(tmp_path: Path) -> None:
             str(tmp_path / "s.cert"),
         )
         assert certified.returncode == 0, certified.stderr
-        signed = harbour(
-            "cluster",
-            "sign",
-            "--key-id",
-            key["key_id"],
-            "--path",
-            "m/0/3",
-            "--message",
-            digest,
-            "--certificate",
-            str(tmp_path / "s.cert"),
-            "--state",
-            state,
-            "--json",
-        )
+        sign = ["cluster", "sign", "--key-id", key["key_id"], "--path", "m/0/3", "--message", digest,
+                "--certificate", str(tmp_path / "s.cert"), "--state", state, "--json"]  # fmt: skip
+        signed = harbour(*sign)
         assert signed.returncode == 0, signed.stderr
         doc = json.loads(signed.stdout)
         demo_fields = {"scheme", "threshold", "parties", "signers", "public_key", "message", "signature", "recovery_id"}
@@ -407,21 +395,7 @@ def test_cli_keygen_and_sign(tmp_path: Path) -> None:
         pub = coincurve.PublicKey(bytes.fromhex(doc["public_key"]))
         assert pub.verify(_der(bytes.fromhex(doc["signature"])), bytes.fromhex(digest), hasher=None)
         # the same certificate again: refused (replay), exit 1, one line
-        again = harbour(
-            "cluster",
-            "sign",
-            "--key-id",
-            key["key_id"],
-            "--path",
-            "m/0/3",
-            "--message",
-            digest,
-            "--certificate",
-            str(tmp_path / "s.cert"),
-            "--state",
-            state,
-            "--json",
-        )
+        again = harbour(*sign)
         assert again.returncode == 1 and "replayed" in again.stderr
 
 
