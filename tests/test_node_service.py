@@ -126,6 +126,12 @@ def keygen(authority: approval.AuthorityKey, nodes: Any, descriptors: Any, schem
     return result
 
 
+def start_request(
+    kind: str, args: dict[str, Any], *, certificate: bytes = b"", sid: bytes = bytes(32)
+) -> dict[str, Any]:
+    return {"op": "start", "session_id": sid, "kind": kind, "certificate": certificate, "args": args}
+
+
 def answer(node: NodeService, request: dict[str, Any] | bytes) -> dict[str, Any]:
     data = request if isinstance(request, bytes) else rpc.encode(request)
     obj = cbor2.loads(node.handle(data))
@@ -188,42 +194,22 @@ def test_a_signing_party_pickles_between_rounds() -> None:
             "64-byte signatures",
         ),
         (
-            rpc.encode({"op": "start", "session_id": bytes(32), "kind": "mint", "certificate": b"", "args": {}}),
+            rpc.encode(start_request("mint", {})),
             "unknown session kind",
         ),
         (
-            rpc.encode(
-                {
-                    "op": "start",
-                    "session_id": bytes(32),
-                    "kind": "sign",
-                    "certificate": b"",
-                    "args": {"key_id": "k", "path": "m", "message": b"", "signers": [1]},
-                }
-            ),
+            rpc.encode(start_request("sign", {"key_id": "k", "path": "m", "message": b"", "signers": [1]})),
             "1..1024 bytes",
         ),
         (
-            rpc.encode(
-                {
-                    "op": "start",
-                    "session_id": bytes(32),
-                    "kind": "sign",
-                    "certificate": b"",
-                    "args": {"key_id": "k", "path": "m", "message": b"m", "signers": [1, 1]},
-                }
-            ),
+            rpc.encode(start_request("sign", {"key_id": "k", "path": "m", "message": b"m", "signers": [1, 1]})),
             "twice",
         ),
         (
             rpc.encode(
-                {
-                    "op": "start",
-                    "session_id": bytes(32),
-                    "kind": "keygen",
-                    "certificate": b"",
-                    "args": {"key_id": "k", "scheme": "frost-secp256k1", "threshold": 2, "roster": [[1, "{}"]]},
-                }
+                start_request(
+                    "keygen", {"key_id": "k", "scheme": "frost-secp256k1", "threshold": 2, "roster": [[1, "{}"]]}
+                )
             ),
             "roster entry",
         ),
@@ -243,13 +229,7 @@ def test_oversized_request_is_refused_unread(trio: Any) -> None:
 def test_duplicate_roster_entries_are_refused(trio: Any) -> None:
     _, nodes, descriptors, _ = trio
     roster = [[1, descriptors[0].to_json()], [2, descriptors[0].to_json()]]
-    request = {
-        "op": "start",
-        "session_id": bytes(32),
-        "kind": "keygen",
-        "certificate": b"",
-        "args": {"key_id": "k", "scheme": "frost-secp256k1", "threshold": 2, "roster": roster},
-    }
+    request = start_request("keygen", {"key_id": "k", "scheme": "frost-secp256k1", "threshold": 2, "roster": roster})
     assert "one node under two party numbers" in refused(nodes[0], request, "bad-request")
 
 
@@ -259,13 +239,7 @@ def test_duplicate_roster_entries_are_refused(trio: Any) -> None:
 def test_keygen_without_this_node_is_refused(trio: Any) -> None:
     _authority, nodes, descriptors, _ = trio
     roster = rpc.roster_value({1: descriptors[1], 2: descriptors[2]})
-    request = {
-        "op": "start",
-        "session_id": bytes(32),
-        "kind": "keygen",
-        "certificate": b"",
-        "args": {"key_id": "k", "scheme": "frost-secp256k1", "threshold": 2, "roster": roster},
-    }
+    request = start_request("keygen", {"key_id": "k", "scheme": "frost-secp256k1", "threshold": 2, "roster": roster})
     assert "not in the session's roster" in refused(nodes[0], request, "bad-request")
 
 
@@ -293,18 +267,16 @@ def test_keygen_must_use_the_certificate_key_name(trio: Any) -> None:
     cert = approval.issue(
         authority, kind="keygen", key_id="treasury", params=params, now=int(time.time()), expires_in=60
     )
-    request = {
-        "op": "start",
-        "session_id": bytes(32),
-        "kind": "keygen",
-        "certificate": cert,
-        "args": {
+    request = start_request(
+        "keygen",
+        {
             "key_id": "other",
             "scheme": "frost-secp256k1",
             "threshold": 2,
             "roster": rpc.roster_value(dict(enumerate(descriptors, start=1))),
         },
-    }
+        certificate=cert,
+    )
     assert "'treasury'" in refused(nodes[0], request, "bad-request")
 
 
@@ -313,18 +285,17 @@ def test_keygen_certificate_binds_the_committee(trio: Any, tmp_path: Path) -> No
     params = admin_params("keygen", scheme="frost-secp256k1", threshold=2, nodes=descriptors[:2])
     cert = approval.issue(authority, kind="keygen", key_id="", params=params, now=int(time.time()), expires_in=60)
     sid = bytes(range(32))
-    request = {
-        "op": "start",
-        "session_id": sid,
-        "kind": "keygen",
-        "certificate": cert,
-        "args": {
+    request = start_request(
+        "keygen",
+        {
             "key_id": f"key-{sid[:8].hex()}",
             "scheme": "frost-secp256k1",
             "threshold": 2,
             "roster": rpc.roster_value(dict(enumerate(descriptors, start=1))),
         },
-    }
+        certificate=cert,
+        sid=sid,
+    )
     assert "params" in refused(nodes[0], request, "approval")
 
 
@@ -353,13 +324,9 @@ def test_idle_sessions_time_out_and_are_logged(trio: Any) -> None:
     sid = bytes([9]) * 32
     msg = bytes(32)
     cert = approval.issue(authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60)
-    start = {
-        "op": "start",
-        "session_id": sid,
-        "kind": "sign",
-        "certificate": cert,
-        "args": {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
-    }
+    start = start_request(
+        "sign", {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]}, certificate=cert, sid=sid
+    )
     assert answer(nodes[0], start)["ok"] is True
     clock.now += nodes[0].config.session_timeout + 1
     refused(nodes[0], {"op": "deliver", "session_id": sid, "messages": []}, "finished-session")
@@ -390,13 +357,7 @@ def test_commit_needs_every_acknowledgement(trio: Any) -> None:
     assert "fingerprint" in refused(nodes[0], wrong, "commit")
     # while staged, a second admin session on the key is refused
     cert2 = approval.issue(authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60)
-    again = {
-        "op": "start",
-        "session_id": bytes([5]) * 32,
-        "kind": "refresh",
-        "certificate": cert2,
-        "args": {"key_id": key.key_id},
-    }
+    again = start_request("refresh", {"key_id": key.key_id}, certificate=cert2, sid=bytes([5]) * 32)
     refused(nodes[0], again, "pending")
     first = answer(nodes[0], {**commit, "acks": acks})
     assert first["ok"] is True
@@ -411,13 +372,12 @@ def test_setup_compromised_blocks_that_pair_until_refresh(trio: Any) -> None:
     nodes[0].store.put(f"compromised/{key.key_id}", cbor2.dumps([2]))
     msg = bytes(32)
     cert = approval.issue(authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60)
-    start = {
-        "op": "start",
-        "session_id": bytes([3]) * 32,
-        "kind": "sign",
-        "certificate": cert,
-        "args": {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
-    }
+    start = start_request(
+        "sign",
+        {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
+        certificate=cert,
+        sid=bytes([3]) * 32,
+    )
     assert "refresh" in refused(nodes[0], start, "setup-compromised")
     start["args"] = {**start["args"], "signers": [1, 3]}  # type: ignore[dict-item]
     assert answer(nodes[0], start)["ok"] is True, "the other pair still signs"
@@ -569,7 +529,7 @@ def test_two_admin_sessions_on_one_key_never_run_together(trio: Any) -> None:
         )
         return answer(
             nodes[0],
-            {"op": "start", "session_id": sid, "kind": "refresh", "certificate": cert, "args": {"key_id": key.key_id}},
+            start_request("refresh", {"key_id": key.key_id}, certificate=cert, sid=sid),
         )
 
     assert start(bytes([1]) * 32)["ok"] is True
@@ -589,7 +549,7 @@ def test_a_new_key_never_replaces_an_existing_one(trio: Any) -> None:
     roster = dict(enumerate(descriptors, start=1))
     args = {"key_id": "vault", "scheme": "frost-secp256k1", "threshold": 2, "roster": rpc.roster_value(roster)}
     sid1, results1 = run_to_staged(nodes, descriptors, "keygen", cert(), roster, {p: args for p in roster})
-    start = {"op": "start", "session_id": bytes([4]) * 32, "kind": "keygen", "certificate": cert(), "args": args}
+    start = start_request("keygen", args, certificate=cert(), sid=bytes([4]) * 32)
     assert "uncommitted" in refused(nodes[0], start, "pending")
     acks = {roster[p].node_id: bytes(r["ack"]) for p, r in results1.items()}
     commit = {
@@ -620,7 +580,7 @@ def test_a_reshare_cannot_change_the_chain_code(trio: Any) -> None:
         "public": rpc.encode_public(key.public),
         "chain_code": bytes(32),
     }
-    start = {"op": "start", "session_id": bytes([6]) * 32, "kind": "reshare", "certificate": cert, "args": args}
+    start = start_request("reshare", args, certificate=cert, sid=bytes([6]) * 32)
     assert "chain code" in refused(nodes[0], start, "bad-request")
 
 
@@ -634,13 +594,9 @@ def test_a_compromised_pair_ends_sessions_already_running(trio: Any) -> None:
         cert = approval.issue(
             authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
         )
-        start = {
-            "op": "start",
-            "session_id": sid,
-            "kind": "sign",
-            "certificate": cert,
-            "args": {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
-        }
+        start = start_request(
+            "sign", {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]}, certificate=cert, sid=sid
+        )
         assert answer(nodes[0], start)["ok"] is True
     node = nodes[0]
     node._mark_compromised(node.sessions[sids[0]], frozenset({2}))
@@ -826,13 +782,9 @@ def test_a_compromised_peer_blocks_only_sessions_it_signs_in(trio: Any) -> None:
     msg = bytes(32)
     cert = approval.issue(authority, kind="sign", key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60)
     sid = bytes([8]) * 32
-    start = {
-        "op": "start",
-        "session_id": sid,
-        "kind": "sign",
-        "certificate": cert,
-        "args": {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
-    }
+    start = start_request(
+        "sign", {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]}, certificate=cert, sid=sid
+    )
     assert answer(nodes[0], start)["ok"] is True
     assert answer(nodes[0], {"op": "deliver", "session_id": sid, "messages": []})["ok"] is True
 
