@@ -1,16 +1,17 @@
 # Harbour: build, check and demo targets.
 #
 # Everything runs inside a project-local virtualenv ($(VENV)); the only thing
-# assumed to be installed on the machine is python3 (3.11 or newer). The one
-# system package the tests need, SoftHSM2 (a software PKCS#11 token standing in
-# for the HSM that holds a signer node's key-encryption key), is installed from
-# Debian by `make system-deps`, which install, test and pytest run first.
+# assumed to be installed on the machine is python3 (3.11 or newer). The system
+# packages the tests need, SoftHSM2 (a software PKCS#11 token standing in for the
+# HSM that holds a signer node's key-encryption key) and PostgreSQL (the tests
+# start their own server), are installed from Debian by `make system-deps`,
+# which install, test and pytest run first.
 #
 #   make demo    distributed key generation + signing for every FROST scheme and threshold ECDSA
 #   make test    ruff, mypy and pytest; fails if any of them fails
 #   make bench   every bench/*.py script (each prints JSON)
 #   make lint    ruff and mypy only
-#   make system-deps  Debian's softhsm2 (apt-get, through sudo when not root), if missing
+#   make system-deps  Debian's softhsm2 and postgresql (apt-get, through sudo when not root), if missing
 #   make clean   caches and build output (make distclean also removes $(VENV))
 
 PYTHON3 ?= python3
@@ -28,7 +29,7 @@ help:
 	@echo "make test    ruff + mypy + pytest (non-zero exit on any failure)"
 	@echo "make bench   run bench/*.py (JSON on stdout)"
 	@echo "make lint    ruff + mypy"
-	@echo "make system-deps  install Debian's softhsm2 (PKCS#11 token for the tests) if missing"
+	@echo "make system-deps  install Debian's softhsm2 and postgresql (for the tests) if missing"
 	@echo "make clean   remove caches and build output; distclean also removes $(VENV)"
 
 # The interpreter is an order-only prerequisite of the stamp: creating the venv
@@ -41,25 +42,36 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[dev]'
 	touch $@
 
-# No stamp file: the check is one `command -v`, and a stamp would outlive a
-# package removed since. Installing needs root, so sudo is used when we are not
-# root; without either (or without apt-get) this stops with what to do by hand.
+# No stamp file: the checks are a `command -v` and a glob, and a stamp would
+# outlive a package removed since. Missing packages are installed in one apt-get
+# call. Installing needs root, so sudo is used when we are not root; without
+# either (or without apt-get) this stops with what to do by hand.
+# SoftHSM2 stands in for a signer node's HSM; PostgreSQL's server binaries are
+# what tests/postgres.py runs its own throwaway server with (on a free port: the
+# cluster and service the Debian package sets up are not used).
 system-deps:
-	@if command -v softhsm2-util >/dev/null 2>&1; then exit 0; fi; \
+	@missing=; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	set -- /usr/lib/postgresql/*/bin/initdb; \
+	{ [ -x "$$1" ] || command -v initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-		echo "error: softhsm2-util not found and apt-get is unavailable; install SoftHSM2 (package softhsm2) by hand" >&2; \
+		echo "error: missing$$missing and apt-get is unavailable; install by hand: SoftHSM2 (package softhsm2), the PostgreSQL server (package postgresql) and npm (packages nodejs, npm)" >&2; \
 		exit 1; \
 	fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; \
 	elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
 	else \
-		echo "error: softhsm2-util not found; as root run: apt-get update && apt-get install -y softhsm2" >&2; \
+		echo "error: missing$$missing; as root run: apt-get update && apt-get install -y$$missing" >&2; \
 		exit 1; \
 	fi; \
-	echo "installing softhsm2 (PKCS#11 software token used by the tests)" >&2; \
+	echo "installing$$missing (PKCS#11 software token, PostgreSQL server, and npm to fetch anvil: used by the tests)" >&2; \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update && \
-	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends softhsm2 && \
-	{ command -v softhsm2-util >/dev/null || { echo "error: softhsm2 installed, but softhsm2-util is not on PATH" >&2; exit 1; }; }
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing && \
+	{ command -v softhsm2-util >/dev/null || { echo "error: softhsm2 installed, but softhsm2-util is not on PATH" >&2; exit 1; }; } && \
+	{ set -- /usr/lib/postgresql/*/bin/initdb; [ -x "$$1" ] || { echo "error: postgresql installed, but there is no /usr/lib/postgresql/*/bin/initdb" >&2; exit 1; }; } && \
+	{ command -v npm >/dev/null || { echo "error: npm installed, but it is not on PATH" >&2; exit 1; }; }
 
 install: $(STAMP) system-deps
 

@@ -1,0 +1,1 @@
+"""Custody: organisations, vaults, policies, approvals and the audit log (never a key share)."""
