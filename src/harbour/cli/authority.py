@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import typer
 
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
-from harbour.node import approval, keyfile, rpc
+from harbour.node import approval, keyfile, quorum, rpc
 from harbour.node.identity import IdentityError, NodeDescriptor
 
 app = typer.Typer(help="Approval authority: its key, and the certificates signer nodes require.", no_args_is_help=True)
@@ -183,6 +183,10 @@ def certify(
             "--nodes", help="Committee descriptor files A.json,B.json,... (keygen/reshare: the roster param)."
         ),
     ] = None,
+    evidence_file: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="Approval evidence (CBOR) for the one transaction digest approved (sign)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sign one approval certificate for one session."""
@@ -222,6 +226,18 @@ def certify(
                 raise InputError(f"--message is for sign certificates, not {kind}")
             if path != "m":
                 raise InputError(f"--path is for sign certificates; a {kind} certificate is for 'm'")
+        evidence = None
+        if evidence_file is not None:
+            evidence = _read(evidence_file, "--evidence", approval.MAX_EVIDENCE_LEN)
+            try:
+                transaction = quorum.Evidence.decode(evidence).transaction
+            except quorum.EvidenceError as exc:
+                raise InputError(f"--evidence {evidence_file}: {exc}") from None
+            if kind != "sign" or digests != [transaction.signing_hash()]:
+                raise InputError(
+                    "--evidence goes with a sign certificate of exactly its transaction's digest, "
+                    f"--message {transaction.signing_hash().hex()}"
+                )
         if out.exists():
             raise InputError(f"--out: {out} exists; a certificate is never overwritten")
         authority = _load_key(directory)
@@ -234,6 +250,7 @@ def certify(
             params=params,
             now=int(time.time()),
             expires_in=expires_in,
+            evidence=evidence,
         )
         cert, _ = approval.parse(data)
         keyfile.write_atomic(out, data, mode=0o644, overwrite=False)

@@ -5,6 +5,7 @@
 nodes and the coordinator are given), and prints the descriptor. ``run`` serves
 the node over HTTP. ``offline`` answers one request file for a node that has no
 network (a cold node): each round of a session is one file in and one file out.
+``approvers`` changes which approvers' keys a stopped node trusts.
 
 Secrets come from the environment, never from the command line (where other
 users can read them in the process list): ``HARBOUR_NODE_PASSPHRASE`` for a
@@ -24,7 +25,8 @@ import typer
 
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, reported_errors
-from harbour.node import approval, rpc
+from harbour.node import approval, quorum, rpc
+from harbour.node.config import CONFIG_FILE, NodeConfig, update_approvers
 from harbour.node.identity import IdentityError
 from harbour.node.keyfile import write_atomic
 from harbour.node.service import NodeService, NodeStartError, init_node
@@ -47,21 +49,52 @@ def _secrets(pkcs11: bool) -> tuple[str | None, str | None]:
     return passphrase, None
 
 
-def _open(directory: Path, *, offline: bool) -> NodeService:
+def _store_secrets(directory: Path) -> tuple[str | None, str | None]:
+    """The passphrase or the PIN from the environment, whichever the node's store.json asks for."""
     try:
         kind = json.loads((directory / "store" / "store.json").read_text()).get("kek", {}).get("kind")
     except (OSError, ValueError, AttributeError):
         kind = None
     passphrase, pin = os.environ.get(PASSPHRASE_ENV), os.environ.get(PIN_ENV)
+    return (None, pin) if kind == "pkcs11" else (passphrase, None)
+
+
+def _open(directory: Path, *, offline: bool) -> NodeService:
+    passphrase, pin = _store_secrets(directory)
     try:
-        return NodeService.open(
-            directory,
-            passphrase=None if kind == "pkcs11" else passphrase,
-            pin=pin if kind == "pkcs11" else None,
-            offline=offline,
-        )
+        return NodeService.open(directory, passphrase=passphrase, pin=pin, offline=offline)
     except NodeStartError as exc:
         raise fail(f"the node cannot start: {exc}", FAILURE_EXIT) from None
+
+
+def _approver_key(text: str, option: str) -> bytes:
+    """An approver's raw Ed25519 public key, 64 hex digits."""
+    text = text.strip().lower().removeprefix("0x")
+    try:
+        raw = bytes.fromhex(text)
+        if len(raw) != quorum.PUBLIC_KEY_LEN:
+            raise ValueError
+        return quorum.check_public_key(raw)
+    except quorum.EvidenceError as exc:
+        raise InputError(f"{option}: {exc}") from None
+    except ValueError:
+        raise InputError(
+            f"{option}: an approver key is 64 hex digits (a raw Ed25519 public key), got {text!r:.80}"
+        ) from None
+
+
+def _approver_file(path: Path) -> list[bytes]:
+    """One key per line; blank lines and ``#`` comments are ignored."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--approvers: cannot read {path}: {exc}") from None
+    keys = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            keys.append(_approver_key(line, f"--approvers {path} line {number}"))
+    return keys
 
 
 @app.command("init")
@@ -81,10 +114,37 @@ def init(
     session_timeout: Annotated[
         int, typer.Option("--session-timeout", help="Seconds a session may wait for its next round (1..3600).")
     ] = 120,
+    approver_keys: Annotated[
+        list[str] | None,
+        typer.Option("--approver", help="An approver's Ed25519 public key (64 hex digits) to trust (repeatable)."),
+    ] = None,
+    approvers_file: Annotated[
+        Path | None, typer.Option("--approvers", help="A file of approver keys to trust, one per line.")
+    ] = None,
+    min_approvals: Annotated[
+        int, typer.Option("--min-approvals", help="Sign only with at least this many distinct approvers.")
+    ] = 0,
+    require_evidence: Annotated[
+        bool,
+        typer.Option("--require-evidence", help="Sign only with the approvers' evidence in the certificate."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a node: identity, configuration and descriptor; prints the descriptor."""
     with reported_errors():
+        approvers = [_approver_key(k, "--approver") for k in approver_keys or []]
+        if approvers_file is not None:
+            approvers += _approver_file(approvers_file)
+        if len(set(approvers)) != len(approvers):
+            raise InputError("an approver key is given twice")
+        if not 0 <= min_approvals <= quorum.MAX_APPROVALS:
+            raise InputError(f"--min-approvals must be 0..{quorum.MAX_APPROVALS}")
+        if (approvers or min_approvals) and not require_evidence:
+            typer.echo(
+                "WARNING: without --require-evidence a certificate without evidence is signed as before, "
+                "so the approver list and --min-approvals bind only certificates that carry evidence.",
+                err=True,
+            )
         keys = []
         for path in authorities:
             try:
@@ -112,6 +172,9 @@ def init(
                 passphrase=passphrase,
                 pkcs11=pkcs11,
                 pin=pin,
+                approvers=approvers,
+                min_approvals=min_approvals,
+                require_evidence=require_evidence,
             )
         except (NodeStartError, IdentityError, ValueError) as exc:
             if isinstance(exc, StoreError) and exc.reason not in ("policy", "exists", "name"):
@@ -120,6 +183,60 @@ def init(
     if not as_json:
         typer.echo(f"node {descriptor.name} created in {directory}; its descriptor for the coordinator:", err=True)
     typer.echo(descriptor.to_json())
+
+
+@app.command("approvers")
+def approvers_command(
+    directory: Annotated[Path, typer.Option("--dir", help="The node's directory (the node must be stopped).")],
+    add: Annotated[
+        list[str] | None, typer.Option("--add", help="An approver key (64 hex digits) to trust (repeatable).")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="An approver key to stop trusting (repeatable).")
+    ] = None,
+    min_approvals: Annotated[
+        int | None, typer.Option("--min-approvals", help="A new floor of distinct approvers.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change (or, with no option, show) the approvers a node trusts; re-seals node.json in the store."""
+    with reported_errors():
+        added = [_approver_key(k, "--add") for k in add or []]
+        removed = [_approver_key(k, "--remove") for k in remove or []]
+        if not added and not removed and min_approvals is None:
+            try:
+                config = NodeConfig.from_json((directory / CONFIG_FILE).read_text())
+            except OSError as exc:
+                raise InputError(f"--dir: no node in {directory} ({exc.strerror})") from None
+            except NodeStartError as exc:
+                raise InputError(str(exc)) from None
+            differed = False
+        else:
+            passphrase, pin = _store_secrets(directory)
+            if passphrase is None and pin is None:
+                raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
+            try:
+                config, differed = update_approvers(
+                    directory, add=added, remove=removed, min_approvals=min_approvals, passphrase=passphrase, pin=pin
+                )
+            except NodeStartError as exc:
+                raise fail(f"cannot change the approvers: {exc}", FAILURE_EXIT) from None
+    if removed and not config.approvers:
+        typer.echo(
+            "WARNING: the node now trusts no approver list: it takes the quorum members from each certificate's "
+            "evidence, so a compromised authority can name its own approvers",
+            err=True,
+        )
+    if differed:
+        typer.echo("WARNING: node.json differed from the copy sealed in the store; it was rewritten from it", err=True)
+    keys = [a.hex() for a in config.approvers]
+    if as_json:
+        doc = {"approvers": keys, "min_approvals": config.min_approvals, "require_evidence": config.require_evidence}
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(f"approvers: {', '.join(keys) if keys else '(none: the quorum members the evidence names)'}")
+        typer.echo(f"min_approvals: {config.min_approvals}")
+        typer.echo(f"require_evidence: {str(config.require_evidence).lower()}")
 
 
 @app.command("run")

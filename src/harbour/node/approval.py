@@ -34,7 +34,7 @@ import re
 import secrets
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -70,8 +70,11 @@ MAX_PATH_LEN: Final = 256
 MAX_PARAMS: Final = 16
 MAX_PARAM_VALUE_LEN: Final = 128
 MAX_INT: Final = 2**63 - 1
-MAX_CERTIFICATE_LEN: Final = 8192
-"""Above the largest valid certificate (64 digests, 16 parameters): bigger input is refused unread."""
+MAX_EVIDENCE_LEN: Final = 32768
+"""Approval evidence a sign certificate may carry (node/quorum.py): a transaction, a quorum and its approvals."""
+MAX_CERTIFICATE_LEN: Final = 8192 + MAX_EVIDENCE_LEN
+"""Above the largest valid certificate (64 digests and 16 parameters fit in 8192 bytes; a certificate
+with evidence approves one digest, so the evidence fits in the rest): bigger input is refused unread."""
 MAX_LIFETIME: Final = 24 * 3600
 """A certificate is a one-off approval, not a standing permission: one day at most."""
 DEFAULT_SKEW: Final = 60
@@ -83,6 +86,8 @@ PUBLIC_FORMAT: Final = "harbour-approval-authority"
 _CERT_KEYS: Final = frozenset(
     {"version", "kind", "authority_id", "key_id", "path", "digests", "params", "issued_at", "expires_at", "nonce"}
 )
+_EVIDENCE_KEY: Final = "evidence"
+"""Optional: only a certificate with evidence has the field, so one without keeps its old bytes."""
 _PARAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -99,6 +104,14 @@ Reason = Literal[
     "expired",
     "lifetime",
     "replayed",
+    # the approvers' evidence a sign certificate carries (node/quorum.py)
+    "evidence",
+    "transaction",
+    "intent",
+    "approvals",
+    "approver",
+    "quorum",
+    "reused",
 ]
 ParamValue = str | int
 
@@ -317,7 +330,10 @@ class Certificate:
     when the node assigns it). ``path`` is the BIP-32 path signed under (``m`` for
     the key itself and for every admin kind). ``digests`` are the 32-byte digests a
     ``sign`` certificate approves, any one per session; admin kinds carry none and
-    put what they approve in ``params`` instead.
+    put what they approve in ``params`` instead. ``evidence`` (``sign`` only, with
+    exactly one digest) is the encoded :class:`harbour.node.quorum.Evidence`: the
+    transaction, the quorum it needs and the approvers' own signatures, which a node
+    re-checks instead of taking the authority's word for them.
     """
 
     version: int
@@ -330,6 +346,7 @@ class Certificate:
     issued_at: int
     expires_at: int
     nonce: bytes
+    evidence: bytes | None = None
 
     def __post_init__(self) -> None:
         # A read-only copy: a certificate must not change after it was checked.
@@ -370,24 +387,32 @@ class Certificate:
             raise _malformed("expires_at must be an integer after issued_at")
         if not isinstance(self.nonce, bytes) or len(self.nonce) != NONCE_LEN:
             raise _malformed(f"nonce must be {NONCE_LEN} bytes")
+        if self.evidence is not None:
+            if self.kind != "sign":
+                raise _malformed(f"a {self.kind} certificate carries no evidence")
+            if not isinstance(self.evidence, bytes) or not 1 <= len(self.evidence) <= MAX_EVIDENCE_LEN:
+                raise _malformed(f"evidence must be 1 to {MAX_EVIDENCE_LEN} bytes")
+            if len(self.digests) != 1:
+                # The evidence describes one transaction; other digests would ride along unchecked.
+                raise _malformed("a certificate with evidence approves exactly one digest")
 
     def encode(self) -> bytes:
         """The canonical CBOR that is signed (after :data:`DOMAIN`)."""
-        return cbor2.dumps(
-            {
-                "version": self.version,
-                "kind": self.kind,
-                "authority_id": self.authority_id,
-                "key_id": self.key_id,
-                "path": self.path,
-                "digests": list(self.digests),
-                "params": dict(self.params),
-                "issued_at": self.issued_at,
-                "expires_at": self.expires_at,
-                "nonce": self.nonce,
-            },
-            canonical=True,
-        )
+        fields: dict[str, Any] = {
+            "version": self.version,
+            "kind": self.kind,
+            "authority_id": self.authority_id,
+            "key_id": self.key_id,
+            "path": self.path,
+            "digests": list(self.digests),
+            "params": dict(self.params),
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "nonce": self.nonce,
+        }
+        if self.evidence is not None:
+            fields[_EVIDENCE_KEY] = self.evidence
+        return bytes(cbor2.dumps(fields, canonical=True))
 
     def to_json(self) -> dict[str, Any]:
         """The fields as JSON values (bytes as hex), for printing and logs."""
@@ -402,7 +427,7 @@ class Certificate:
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
             "nonce": self.nonce.hex(),
-        }
+        } | ({} if self.evidence is None else {_EVIDENCE_KEY: self.evidence.hex()})
 
 
 MESSAGE_DOMAIN: Final = b"harbour/approval/message/v1\x00"
@@ -438,12 +463,15 @@ def issue(
     now: int,
     expires_in: int,
     nonce: bytes | None = None,
+    evidence: bytes | None = None,
 ) -> bytes:
     """Sign a certificate valid from ``now`` for ``expires_in`` seconds; returns the file content.
 
     The certificate is checked as strictly as :func:`parse` would, so an authority
     never signs something every node refuses. ``nonce`` is for known-answer tests
-    only: a repeated nonce makes the second certificate a replay.
+    only: a repeated nonce makes the second certificate a replay. ``evidence`` (a
+    ``sign`` certificate of one digest) is :meth:`harbour.node.quorum.Evidence.encode`;
+    only its size is checked here, its content by each node.
     """
     if not _is_int(expires_in) or not 0 < expires_in <= MAX_LIFETIME:
         raise _malformed(f"expires_in must be 1..{MAX_LIFETIME} seconds, got {expires_in!r}")
@@ -462,6 +490,7 @@ def issue(
         issued_at=now,
         expires_at=now + expires_in,
         nonce=secrets.token_bytes(NONCE_LEN) if nonce is None else nonce,
+        evidence=evidence,
     )
     cert.check()
     body = cert.encode()
@@ -496,7 +525,7 @@ def _parse(data: bytes) -> tuple[Certificate, bytes, bytes]:
         raise _malformed("the certificate is not a map")
     if fields.get("version") != VERSION or not _is_int(fields.get("version")):
         raise _malformed(f"unsupported version {fields.get('version')!r} (this Harbour reads {VERSION})")
-    if set(fields) != _CERT_KEYS:
+    if set(fields) - {_EVIDENCE_KEY} != _CERT_KEYS:
         raise _malformed("missing or unexpected fields")
     digests, params = fields["digests"], fields["params"]
     if not isinstance(digests, list):
@@ -505,6 +534,8 @@ def _parse(data: bytes) -> tuple[Certificate, bytes, bytes]:
         raise _malformed("params must be a map")
     if fields["kind"] not in KINDS:
         raise _malformed(f"unknown kind {fields['kind']!r}; one of {', '.join(KINDS)}")
+    if _EVIDENCE_KEY in fields and not isinstance(fields[_EVIDENCE_KEY], bytes):
+        raise _malformed("evidence must be bytes")  # a null would be a second encoding of "no evidence"
     cert = Certificate(
         version=fields["version"],
         kind=fields["kind"],
@@ -516,6 +547,7 @@ def _parse(data: bytes) -> tuple[Certificate, bytes, bytes]:
         issued_at=fields["issued_at"],
         expires_at=fields["expires_at"],
         nonce=fields["nonce"],
+        evidence=fields.get(_EVIDENCE_KEY),
     )
     cert.check()
     return cert, body, sig
@@ -554,6 +586,7 @@ def verify(
     ledger: NonceLedger,
     skew: int = DEFAULT_SKEW,
     max_lifetime: int = MAX_LIFETIME,
+    evidence_check: Callable[[Certificate], None] | None = None,
 ) -> Certificate:
     """Accept ``data`` as approval for exactly this request, or raise ApprovalError.
 
@@ -564,6 +597,12 @@ def verify(
     grace. The nonce is consumed last, only once everything else holds, so a
     certificate refused for any other reason can still be used for its own request.
     Calling this is a commitment: an accepted certificate is spent.
+
+    ``evidence_check`` runs on a certificate that passed every other check, just
+    before its nonce is spent, and refuses it by raising ApprovalError: that is where
+    a node re-checks the approvers' evidence (node/quorum.py), so a certificate
+    whose evidence is refused stays unspent like any other refused certificate.
+    Without it a certificate's evidence is not looked at.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown request kind {kind!r}")
@@ -612,6 +651,8 @@ def verify(
         )
     if now > cert.expires_at:
         raise ApprovalError("expired", f"certificate expired at {cert.expires_at} (now {now})")
+    if evidence_check is not None:
+        evidence_check(cert)
     ledger.consume(cert.authority_id, cert.nonce, cert.expires_at)
     return cert
 

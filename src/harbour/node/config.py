@@ -3,22 +3,28 @@
 ``harbour node init`` calls :func:`init_node`, which makes the directory a
 :class:`~harbour.node.service.NodeService` opens: the identity keys (generated
 here, stored only encrypted in the node's secret store), ``node.json`` (where to
-listen, which approval authorities to trust, the session timeout) and
-``descriptor.json`` (the public descriptor other nodes and the coordinator are
-given).
+listen, which approval authorities and approvers to trust, the session timeout)
+and ``descriptor.json`` (the public descriptor other nodes and the coordinator
+are given).
+
+``node.json`` decides whose word the node takes, so a copy is sealed in the
+store and the node refuses to start if the file differs. It changes only through
+:func:`update_approvers` (``harbour node approvers``), which needs the store's
+passphrase or PIN like starting the node does.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from harbour.node import approval
+from harbour.node import approval, quorum
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
-from harbour.node.store import Pkcs11Config, SecretStore
+from harbour.node.store import Pkcs11Config, SecretStore, StoreError
 
 CONFIG_FILE: Final = "node.json"
 DESCRIPTOR_FILE: Final = "descriptor.json"
@@ -32,18 +38,60 @@ CONFIG_OBJECT: Final = "config"
 """The store object holding the exact node.json written at init."""
 
 
+MAX_APPROVERS: Final = 1024
+_BASE_KEYS: Final = frozenset({"format", "version", "name", "url", "listen", "authorities", "session_timeout"})
+_APPROVAL_KEYS: Final = frozenset({"approvers", "min_approvals", "require_evidence"})
+"""Written by every node; a node.json from before them (all three missing) means none set."""
+
+
 class NodeStartError(RuntimeError):
     """The node cannot start: wrong passphrase or PIN, damaged files, bad configuration."""
 
 
+def check_approval_settings(approvers: Sequence[bytes], min_approvals: int, require_evidence: bool) -> None:
+    """ValueError unless the three approval settings make sense together."""
+    if len(approvers) > MAX_APPROVERS:
+        raise ValueError(f"at most {MAX_APPROVERS} approvers")
+    for key in approvers:
+        try:
+            quorum.check_public_key(key)
+        except quorum.EvidenceError as exc:
+            raise ValueError(str(exc)) from None
+    if len(set(approvers)) != len(approvers):
+        raise ValueError("an approver key is listed twice")
+    if type(min_approvals) is not int or not 0 <= min_approvals <= quorum.MAX_APPROVALS:
+        raise ValueError(f"min_approvals must be an integer in 0..{quorum.MAX_APPROVALS}")
+    if approvers and min_approvals > len(approvers):
+        raise ValueError(f"min_approvals {min_approvals} is more than the {len(approvers)} trusted approvers")
+    if type(require_evidence) is not bool:
+        raise ValueError("require_evidence must be true or false")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
+    """``node.json``.
+
+    ``approvers`` are the raw Ed25519 keys of the people whose approvals the node
+    accepts in a certificate's evidence (empty: the quorum members the evidence
+    names); ``min_approvals`` the fewest distinct approvers it signs on, whatever the
+    quorum says; ``require_evidence`` that it signs nothing without evidence (and so
+    only with threshold-ECDSA keys).
+    """
+
     name: str
     url: str
     listen_host: str
     listen_port: int
     authorities: tuple[bytes, ...]
     session_timeout: int = DEFAULT_SESSION_TIMEOUT
+    approvers: tuple[bytes, ...] = ()
+    min_approvals: int = 0
+    require_evidence: bool = False
+
+    @property
+    def trusted_approvers(self) -> frozenset[bytes] | None:
+        """What :func:`harbour.node.quorum.check_evidence` takes: None when no list is configured."""
+        return frozenset(self.approvers) if self.approvers else None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -55,6 +103,9 @@ class NodeConfig:
                 "listen": f"{self.listen_host}:{self.listen_port}",
                 "authorities": [a.hex() for a in self.authorities],
                 "session_timeout": self.session_timeout,
+                "approvers": [a.hex() for a in self.approvers],
+                "min_approvals": self.min_approvals,
+                "require_evidence": self.require_evidence,
             },
             indent=2,
             sort_keys=True,
@@ -66,8 +117,8 @@ class NodeConfig:
             obj = json.loads(text)
         except ValueError as exc:
             raise NodeStartError(f"{CONFIG_FILE} is not valid JSON: {exc}") from exc
-        keys = {"format", "version", "name", "url", "listen", "authorities", "session_timeout"}
-        if not isinstance(obj, dict) or set(obj) != keys or obj["format"] != CONFIG_FORMAT:
+        keys = _BASE_KEYS | _APPROVAL_KEYS
+        if not isinstance(obj, dict) or set(obj) not in (keys, _BASE_KEYS) or obj["format"] != CONFIG_FORMAT:
             raise NodeStartError(f"{CONFIG_FILE} is not a Harbour node configuration (fields: {sorted(keys)})")
         if obj["version"] != CONFIG_VERSION:
             raise NodeStartError(f"unsupported {CONFIG_FILE} version {obj['version']!r}")
@@ -79,9 +130,29 @@ class NodeConfig:
             timeout = obj["session_timeout"]
             if type(timeout) is not int or not 1 <= timeout <= 3600:
                 raise ValueError("session_timeout must be 1..3600 seconds")
-            return cls(check_name(obj["name"]), check_url(obj["url"]), host, port, authorities, timeout)
+            texts = obj.get("approvers", [])
+            if not isinstance(texts, list) or not all(isinstance(t, str) and _is_hex64(t) for t in texts):
+                raise ValueError("approvers must be a list of Ed25519 public keys, 64 lowercase hex digits each")
+            approvers = tuple(bytes.fromhex(t) for t in texts)
+            min_approvals, require_evidence = obj.get("min_approvals", 0), obj.get("require_evidence", False)
+            check_approval_settings(approvers, min_approvals, require_evidence)
+            return cls(
+                check_name(obj["name"]),
+                check_url(obj["url"]),
+                host,
+                port,
+                authorities,
+                timeout,
+                approvers,
+                min_approvals,
+                require_evidence,
+            )
         except (ValueError, TypeError, IdentityError, approval.AuthorityKeyError) as exc:
             raise NodeStartError(f"{CONFIG_FILE}: {exc}") from exc
+
+
+def _is_hex64(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def parse_listen(listen: object) -> tuple[str, int]:
@@ -107,6 +178,9 @@ def init_node(
     pin: str | None = None,
     kdf_n: int | None = None,
     session_timeout: int = DEFAULT_SESSION_TIMEOUT,
+    approvers: Sequence[bytes] = (),
+    min_approvals: int = 0,
+    require_evidence: bool = False,
 ) -> NodeDescriptor:
     """Create a node directory: identity (encrypted), configuration and public descriptor."""
     directory = Path(directory)
@@ -119,7 +193,21 @@ def init_node(
     url = url or f"http://{shown}:{port}"
     if not 1 <= session_timeout <= 3600:
         raise NodeStartError("the session timeout is 1..3600 seconds")
-    config = NodeConfig(check_name(name), check_url(url), host, port, tuple(authorities), session_timeout)
+    try:
+        check_approval_settings(approvers, min_approvals, require_evidence)
+    except ValueError as exc:
+        raise NodeStartError(str(exc)) from None
+    config = NodeConfig(
+        check_name(name),
+        check_url(url),
+        host,
+        port,
+        tuple(authorities),
+        session_timeout,
+        tuple(approvers),
+        min_approvals,
+        require_evidence,
+    )
     config_text = config.to_json() + "\n"
     directory.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {} if kdf_n is None else {"kdf_n": kdf_n}
@@ -137,3 +225,62 @@ def init_node(
     write_atomic(directory / DESCRIPTOR_FILE, (descriptor.to_json() + "\n").encode(), mode=0o644, overwrite=False)
     write_atomic(directory / CONFIG_FILE, config_text.encode(), mode=0o644, overwrite=False)
     return descriptor
+
+
+def update_approvers(
+    directory: Path,
+    *,
+    add: Sequence[bytes] = (),
+    remove: Sequence[bytes] = (),
+    min_approvals: int | None = None,
+    passphrase: str | None = None,
+    pin: str | None = None,
+) -> tuple[NodeConfig, bool]:
+    """Change the trusted approvers (and optionally ``min_approvals``) of a stopped node.
+
+    The sealed copy in the store is the configuration that counts: the change is
+    made to it, sealed, and then written to ``node.json`` (a ``node.json`` that
+    differed is replaced, which is also how a change interrupted between the two
+    writes is finished). Adding a trusted key or removing an absent one changes
+    nothing. The node must be stopped: its nonce ledger's lock is taken for the
+    duration. Returns the new configuration and whether ``node.json`` had differed
+    from the sealed copy.
+    """
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).exists():
+        raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
+    for key in [*add, *remove]:
+        try:
+            quorum.check_public_key(key)
+        except quorum.EvidenceError as exc:
+            raise NodeStartError(str(exc)) from None
+    if set(add) & set(remove):
+        raise NodeStartError("a key cannot be both added and removed")
+    try:
+        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
+    except (approval.LedgerError, OSError) as exc:
+        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
+    try:
+        try:
+            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
+        except StoreError as exc:
+            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
+        with store:
+            sealed = store.get(CONFIG_OBJECT)
+            config = NodeConfig.from_json(sealed.decode())
+            approvers = [a for a in config.approvers if a not in set(remove)]
+            approvers += [a for a in add if a not in approvers]
+            floor = config.min_approvals if min_approvals is None else min_approvals
+            try:
+                check_approval_settings(approvers, floor, config.require_evidence)
+            except ValueError as exc:
+                raise NodeStartError(str(exc)) from None
+            new = replace(config, approvers=tuple(approvers), min_approvals=floor)
+            text = (new.to_json() + "\n").encode()
+            differed = (directory / CONFIG_FILE).read_bytes() != sealed
+            if text != sealed:
+                store.put(CONFIG_OBJECT, text)
+            write_atomic(directory / CONFIG_FILE, text, mode=0o644, overwrite=True)
+    finally:
+        ledger.close()
+    return new, differed

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from harbour.node.config import init_node
 from harbour.node.identity import NodeDescriptor
@@ -125,12 +125,14 @@ def create_nodes(
     passphrase: str | None = None,
     pkcs11: tuple[str, str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    node_options: Mapping[str, Any] | None = None,
 ) -> list[LocalNode]:
     """``n`` new node directories ``root/node1..n`` on free loopback ports (not started).
 
     With ``passphrase`` the stores use the cheapest scrypt cost the store accepts
     (these are throw-away nodes); with ``pkcs11 = (module, token label, pin)`` each
-    node keeps its KEK on that token under its own label.
+    node keeps its KEK on that token under its own label. ``node_options`` are
+    passed to :func:`init_node` (``approvers``, ``min_approvals``, ``require_evidence``).
     """
     if (passphrase is None) == (pkcs11 is None):
         raise ValueError("give a passphrase or a PKCS#11 token")
@@ -142,13 +144,27 @@ def create_nodes(
             assert passphrase is not None
             env["HARBOUR_NODE_PASSPHRASE"] = passphrase
             descriptor = init_node(
-                directory, name=name, listen=listen, authorities=authorities, passphrase=passphrase, kdf_n=MIN_N
+                directory,
+                name=name,
+                listen=listen,
+                authorities=authorities,
+                passphrase=passphrase,
+                kdf_n=MIN_N,
+                **(node_options or {}),
             )
         else:
             module, label, pin = pkcs11
             env["HARBOUR_NODE_PIN"] = pin
             config = Pkcs11Config(module, label, f"kek-{name}")
-            descriptor = init_node(directory, name=name, listen=listen, authorities=authorities, pkcs11=config, pin=pin)
+            descriptor = init_node(
+                directory,
+                name=name,
+                listen=listen,
+                authorities=authorities,
+                pkcs11=config,
+                pin=pin,
+                **(node_options or {}),
+            )
         nodes.append(LocalNode(directory, descriptor, env))
     return nodes
 

@@ -12,6 +12,11 @@ What the node decides for itself, whatever the coordinator says:
 - It joins a session only on a certificate from an authority it was configured
   with, naming exactly this operation (:mod:`harbour.node.approval`); each
   certificate once. Refusals are logged.
+- A sign certificate that carries the approvers' evidence (:mod:`harbour.node.quorum`)
+  is accepted only if the node's own check of the transaction, the approvers'
+  signatures and the quorum passes (against the approvers it was configured to
+  trust, if any), and a node configured with ``require_evidence`` signs nothing
+  without it. Each transaction id is signed for one chain nonce only.
 - It opens only sealed messages from the session's own members, in sequence
   (:mod:`harbour.node.sealed`); any tampered, replayed, reordered or foreign
   message aborts the session, and nothing is signed.
@@ -49,12 +54,13 @@ from typing import Any, Final
 import cbor2
 
 from harbour.crypto.ecdsa import EcdsaSignature
+from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
-from harbour.node import approval, rpc, signlog
+from harbour.node import approval, quorum, rpc, signlog
 from harbour.node.config import (
     CONFIG_FILE,
     CONFIG_OBJECT,
@@ -96,6 +102,8 @@ class Session:
     deadline: float
     staging: dict[str, Any] = field(default_factory=dict)
     seq: dict[tuple[bytes, str], int] = field(default_factory=dict)
+    note: str = ""
+    """What the ``started`` log entry says about the approval (the evidence's transaction and approvers)."""
 
     @property
     def node_roster(self) -> dict[str, int]:
@@ -373,7 +381,7 @@ class NodeService:
             self._log(session, "refused", f"{exc.reason}: {exc}")
             raise Refusal("approval", f"approval refused ({exc.reason}): {exc}") from exc
         self.used.update(session.job.session_ids)
-        self._log(session, "started", "")
+        self._log(session, "started", session.note)
         self._register(session)
         try:
             out = session.job.start()
@@ -410,18 +418,21 @@ class NodeService:
                 if share.scheme == ECDSA_SCHEME and len(message) != 32:
                     raise Refusal("bad-request", "threshold ECDSA signs a 32-byte digest")
                 digest = approval.approved_digest(message)
-                job: Job = SignJob(sid, share, path, signers, message)
+                sign_job = SignJob(sid, share, path, signers, message)
                 session = Session(
-                    sid, kind, key_id, path, [digest], certificate, job, roster, share.identifier, deadline
+                    sid, kind, key_id, path, [digest], certificate, sign_job, roster, share.identifier, deadline
                 )
-                return session, verify(kind="sign", key_id=key_id, path=path, digest=digest)
+                evidence_check = self._evidence_check(session, sign_job, digest)
+                return session, verify(
+                    kind="sign", key_id=key_id, path=path, digest=digest, evidence_check=evidence_check
+                )
             if kind == "keygen":
                 return self._plan_keygen(sid, args, certificate, deadline, verify)
             if kind == "refresh":
                 key_id = args["key_id"]
                 share, roster = self._load_key(key_id)
                 self._no_pending(key_id)
-                job = RefreshJob(sid, share)
+                job: Job = RefreshJob(sid, share)
                 session = Session(sid, kind, key_id, "m", [], certificate, job, roster, share.identifier, deadline)
                 session.staging = {"roster": roster, "base": share.public.fingerprint()}
                 return session, verify(kind="refresh", key_id=key_id, path="m", params={})
@@ -430,6 +441,61 @@ class NodeService:
             if isinstance(exc, approval.ApprovalError):
                 raise
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
+
+    def _evidence_check(self, session: Session, job: SignJob, digest: bytes) -> Callable[[approval.Certificate], None]:
+        """The check :func:`approval.verify` runs on a sign certificate before spending it.
+
+        The child key comes from the node's own share (the job derived it for
+        ``path``), never from the request, so the intent's sender is compared with
+        the account this node is actually about to sign for.
+        """
+
+        def check(cert: approval.Certificate) -> None:
+            config = self.config
+            if cert.evidence is None:
+                if config.require_evidence:
+                    raise approval.ApprovalError(
+                        "evidence",
+                        "this node signs only with the approvers' evidence in the certificate (require_evidence), "
+                        "and this certificate has none",
+                    )
+                return
+            child = job.share.group_public_key
+            if job.share.scheme != ECDSA_SCHEME or not isinstance(child, Secp256k1Point):
+                raise approval.ApprovalError(
+                    "evidence",
+                    f"approval evidence describes an Ethereum transaction, which key {session.key_id} "
+                    f"({job.share.scheme}) does not sign",
+                )
+            evidence = quorum.verify_evidence(
+                cert.evidence,
+                key_id=session.key_id,
+                path=session.path,
+                digest=digest,
+                child_public_key=child,
+                trusted_approvers=config.trusted_approvers,
+                min_approvals=config.min_approvals,
+            )
+            self._pin(evidence, session.key_id, session.path)
+            approvers = ",".join(k.hex()[:16] for k, _ in evidence.approvals)
+            session.note = (
+                f"evidence: org {evidence.org!r} transaction {evidence.transaction_id!r} "
+                f"nonce {evidence.transaction.nonce} approvers {approvers}"
+            )
+
+        return check
+
+    def _pin(self, evidence: quorum.Evidence, key_id: str, path: str) -> None:
+        """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
+
+        Written before the certificate's nonce: if that then fails (a replay), the
+        record describes the same transaction, so it never blocks an honest one.
+        """
+        name = f"withdrawals/{quorum.pin_name(evidence)}"
+        if self.store.exists(name):
+            quorum.check_pin(self.store.get(name), evidence, key_id=key_id, path=path)
+            return
+        self.store.put(name, quorum.pin_value(evidence, key_id=key_id, path=path))
 
     def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
         if share.identifier not in signers:
