@@ -674,11 +674,17 @@ def test_initiator_approving_their_own_transaction(net: Net) -> None:
 
 
 def test_approver_not_in_the_nodes_list(net: Net) -> None:
-    """Node 1 takes the quorum from the evidence; node 2 refuses a member it does not trust."""
+    """Node 1 takes the quorum from the evidence; node 2 does not count an approval by a key it does not trust."""
     q = Quorum("all", (Group("treasury", 2, frozenset({PUB["a"], PUB["x"]})),))
     ev = evidence(net, quorum_=q, approvers=("a", "x"))
     accepted(net.nodes[0], net, ev)
-    refused(net.nodes[1], net, ev, "approver", PUB["x"].hex())
+    refused(net.nodes[1], net, ev, "quorum", f"does not trust them: {PUB['x'].hex()}")
+
+
+def test_an_untrusted_member_who_did_not_approve_is_no_obstacle(net: Net) -> None:
+    """The service's group may name people the node does not know; trusted approvals alone can meet it."""
+    q = Quorum("all", (Group("treasury", 1, frozenset({PUB["a"], PUB["x"]})),))
+    accepted(net.nodes[1], net, evidence(net, quorum_=q, approvers=("a",)))
 
 
 def test_service_invented_quorum_is_refused_by_a_node_with_a_list(net: Net) -> None:
@@ -696,7 +702,7 @@ def test_service_invented_quorum_is_refused_by_a_node_with_a_list(net: Net) -> N
         [(_raw(k), sign_approval(k, statement)) for k in fakes],
     )
     accepted(net.nodes[0], net, ev)
-    refused(net.nodes[1], net, ev, "approver", "does not trust")
+    refused(net.nodes[1], net, ev, "quorum", "does not trust them")
 
 
 @pytest.mark.parametrize(

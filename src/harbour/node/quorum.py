@@ -554,8 +554,8 @@ def check_evidence(
     take the quorum's members from the evidence); ``min_approvals`` the node's own
     floor of distinct approvers, whatever the quorum says. Reasons: ``transaction``
     (not this digest, or not this intent), ``intent`` (not this key's address),
-    ``approvals`` (a bad, repeated or self-approval), ``approver`` (a member the node
-    does not trust), ``quorum`` (not enough approvals).
+    ``approvals`` (a bad, repeated or self-approval), ``quorum`` (not enough approvals
+    by keys the node trusts: with a configured list, only those keys count).
     """
     if min_approvals < 0:
         raise ValueError("min_approvals is not negative")
@@ -592,16 +592,17 @@ def check_evidence(
             )
 
     members = evidence.quorum.members
-    if trusted_approvers is not None:
-        strangers = sorted(members - trusted_approvers)
-        if strangers:
-            raise ApprovalError(
-                "approver",
-                f"the quorum names {len(strangers)} approver(s) this node does not trust, e.g. {strangers[0].hex()}",
-            )
     counted = seen & members
+    strangers = sorted(counted - trusted_approvers) if trusted_approvers is not None else []
+    if trusted_approvers is not None:
+        # A key the node was not given never counts, whatever the service's quorum says; the
+        # service cannot know the node's list, so naming one is not by itself a refusal.
+        counted &= trusted_approvers
     if not evidence.quorum.satisfied(counted):
-        raise ApprovalError("quorum", f"the quorum is not met: {evidence.quorum.explain(counted)}")
+        ignored = f"; not counted, as this node does not trust them: {', '.join(k.hex() for k in strangers)}"
+        raise ApprovalError(
+            "quorum", f"the quorum is not met: {evidence.quorum.explain(counted)}{ignored if strangers else ''}"
+        )
     if len(counted) < min_approvals:
         raise ApprovalError(
             "quorum", f"{len(counted)} approver(s) in the quorum approved; this node requires at least {min_approvals}"

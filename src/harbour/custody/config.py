@@ -1,0 +1,180 @@
+"""A custody deployment's home directory: configuration, keys, and assembling the service.
+
+Layout (``harbour custody init --home DIR`` writes it)::
+
+    DIR/custody.json       configuration (below)
+    DIR/authority/         the approval-authority key the signer nodes trust (authority.key, authority.pub)
+    DIR/audit.key          Ed25519 key that signs the audit log's tree heads (PEM, 0600)
+    DIR/coordinator/       public records of the vault keys (no shares)
+    DIR/custody.db         the SQLite database, unless ``database`` points elsewhere
+
+``custody.json``: ``database`` (SQLAlchemy URL; default the SQLite file above),
+``chain`` (``"embedded"`` or a JSON-RPC URL), ``dev_chain`` (allow funding helpers on a
+JSON-RPC chain, for anvil), ``confirmations``, ``nodes`` (paths of signer-node
+descriptor files, relative to DIR), ``listen`` (API address), ``policy_quorum``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harbour.chains.evm import EvmClient
+from harbour.custody import db
+from harbour.custody.audit import AuditLog
+from harbour.custody.errors import Invalid
+from harbour.custody.pipeline import Pipeline
+from harbour.custody.service import Custody, Settings
+from harbour.custody.signer import Signer
+from harbour.node import approval
+from harbour.node.identity import NodeDescriptor
+from harbour.node.keyfile import write_atomic
+
+CONFIG_FILE = "custody.json"
+AUDIT_KEY_FILE = "audit.key"
+_KEYS = {"database", "chain", "dev_chain", "confirmations", "nodes", "listen", "policy_quorum", "workers"}
+
+
+@dataclass
+class CustodyConfig:
+    home: Path
+    database: str
+    chain: str = "embedded"
+    dev_chain: bool = False
+    confirmations: int = 1
+    nodes: list[str] = field(default_factory=list)
+    listen: str = "127.0.0.1:8700"
+    policy_quorum: int = 1
+    workers: int = 16
+
+    @classmethod
+    def load(cls, home: Path) -> CustodyConfig:
+        path = Path(home) / CONFIG_FILE
+        try:
+            obj = json.loads(path.read_text())
+        except OSError as exc:
+            raise Invalid(
+                f"cannot read {path}: {exc.strerror}; run `harbour custody init --home {home}` first"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"{path} is not JSON: {exc}") from None
+        if not isinstance(obj, dict) or not set(obj) <= _KEYS or "database" not in obj:
+            raise Invalid(f"{path}: expected an object with database and some of {sorted(_KEYS)}")
+        config = cls(home=Path(home), **obj)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if not isinstance(self.database, str) or not self.database.startswith(("sqlite", "postgresql")):
+            raise Invalid("database must be an sqlite:// or postgresql:// URL")
+        if not isinstance(self.chain, str) or not (
+            self.chain == "embedded" or self.chain.startswith(("http://", "https://"))
+        ):
+            raise Invalid("chain must be 'embedded' or an http(s) JSON-RPC URL")
+        for name in ("confirmations", "policy_quorum", "workers"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise Invalid(f"{name} must be a positive integer")
+        if type(self.dev_chain) is not bool:
+            raise Invalid("dev_chain must be true or false")
+        if not isinstance(self.nodes, list) or not all(isinstance(n, str) for n in self.nodes):
+            raise Invalid("nodes must be a list of descriptor file paths")
+
+    def save(self) -> None:
+        body = {k: getattr(self, k) for k in sorted(_KEYS)}
+        write_atomic(self.home / CONFIG_FILE, (json.dumps(body, indent=2) + "\n").encode(), mode=0o644)
+
+    def descriptors(self) -> list[NodeDescriptor]:
+        out = []
+        for name in self.nodes:
+            path = self.home / name
+            try:
+                out.append(NodeDescriptor.from_json(path.read_bytes()))
+            except (OSError, ValueError) as exc:
+                raise Invalid(f"signer node descriptor {path}: {exc}") from None
+        return out
+
+
+def init_home(home: Path, *, database: str | None = None, chain: str = "embedded", **options: Any) -> CustodyConfig:
+    """A new home: configuration, authority key and audit key (refuses an existing home)."""
+    home = Path(home)
+    if (home / CONFIG_FILE).exists():
+        raise Invalid(f"{home} is a custody home already")
+    home.mkdir(parents=True, exist_ok=True)
+    config = CustodyConfig(
+        home=home, database=database or f"sqlite:///{home.resolve() / 'custody.db'}", chain=chain, **options
+    )
+    config.check()
+    (home / "authority").mkdir(mode=0o700)
+    approval.AuthorityKey.generate().save(home / "authority")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_atomic(home / AUDIT_KEY_FILE, pem, mode=0o600)
+    config.save()
+    return config
+
+
+def authority_public(home: Path) -> bytes:
+    return approval.AuthorityKey.load(Path(home) / "authority").public_bytes
+
+
+def _audit_key(home: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key((home / AUDIT_KEY_FILE).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise Invalid(f"{home / AUDIT_KEY_FILE} is not an Ed25519 key")
+    return key
+
+
+@dataclass
+class Deployment:
+    """An assembled service: the custody object, its pipeline, and what they run on."""
+
+    config: CustodyConfig
+    custody: Custody
+    pipeline: Pipeline
+    chain: EvmClient
+    signer: Signer
+
+    def close(self) -> None:
+        self.pipeline.stop()
+        self.signer.close()
+
+
+def open_deployment(
+    config: CustodyConfig,
+    *,
+    chain: EvmClient | None = None,
+    start: bool = True,
+    pipeline_options: dict[str, Any] | None = None,
+) -> Deployment:
+    """Migrate the database, connect the chain and the nodes, and (with ``start``) start the pipeline."""
+    engine = db.make_engine(config.database)
+    db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    if chain is None:
+        chain = (
+            EvmClient.embedded()
+            if config.chain == "embedded"
+            else EvmClient.connect(config.chain, dev=config.dev_chain)
+        )
+    signer = Signer(
+        config.descriptors(), approval.AuthorityKey.load(config.home / "authority"), config.home / "coordinator"
+    )
+    audit = AuditLog(_audit_key(config.home))
+    settings = Settings(confirmations=config.confirmations, policy_quorum=config.policy_quorum)
+    custody = Custody(sessions, chain, signer, audit, settings, readers=db.session_factory(db.readonly(engine)))
+    pipeline = Pipeline(custody, workers=config.workers, **(pipeline_options or {}))
+    if start:
+        pipeline.start()
+    return Deployment(config, custody, pipeline, chain, signer)
+
+
+def env_home() -> Path | None:
+    value = os.environ.get("HARBOUR_CUSTODY_HOME")
+    return Path(value) if value else None

@@ -1,0 +1,531 @@
+"""From ``approved`` to ``confirmed``: nonces, MPC signing, ordered broadcast, receipts, deposits.
+
+Exactly-once is the point of this module. A withdrawal gets its nonce (and its
+whole unsigned transaction) in the same database commit that moves it to
+``signing``; the signed bytes are committed before they are sent; and after a
+restart a withdrawal is finished from what was committed:
+
+- ``approved``: not yet built; build it now.
+- ``signing`` without signed bytes: sign the *same* unsigned transaction again
+  (same nonce), so at most one of the two signatures can ever be mined.
+- ``signing`` with signed bytes: send the same bytes again; a node that has
+  them already answers with the same hash.
+- ``broadcast``: wait for the receipt.
+
+Nonces are assigned from a per-address counter under a row lock, so concurrent
+withdrawals from one address get contiguous nonces. Signing runs in parallel,
+but transactions are sent in nonce order per address (a node may refuse a nonce
+gap, and the embedded chain does), by :class:`_OrderedSender`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address, transaction_hash
+from harbour.chains.evm import ChainError
+from harbour.custody import models as m
+from harbour.custody import states
+from harbour.custody.service import ETH_TRANSFER_GAS, Custody
+from harbour.node import quorum
+from harbour.node.coordinator import ClusterError
+
+log = logging.getLogger(__name__)
+
+SIGN_ATTEMPTS = 3
+RETRY_DELAY = 0.5
+TOKEN_GAS_FLOOR = 60_000
+
+
+SENT, RETRY, OBSOLETE = "sent", "retry", "obsolete"
+
+
+class _OrderedSender:
+    """Sends each address's signed transactions in nonce order, whichever signing finishes first.
+
+    Whoever hands in a transaction drains the address's queue under that address's
+    lock, so nothing handed in is left behind; a send that fails stops the queue
+    there (the sweeper hands the transaction in again), and an entry whose
+    withdrawal was abandoned meanwhile is dropped.
+    """
+
+    def __init__(self, send: Callable[[str, int, str], str], first_nonce: Callable[[str], int]) -> None:
+        self._send = send
+        self._first_nonce = first_nonce
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._next: dict[str, int] = {}
+        self._ready: dict[str, list[tuple[int, str]]] = {}
+
+    def _address_lock(self, address: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(address, threading.Lock())
+
+    def ready(self, address: str, nonce: int, tx_id: str) -> None:
+        with self._lock:
+            heapq.heappush(self._ready.setdefault(address, []), (nonce, tx_id))
+        with self._address_lock(address):
+            if address not in self._next:
+                self._next[address] = self._first_nonce(address)
+            while True:
+                with self._lock:
+                    heap = self._ready[address]
+                    if not heap or heap[0][0] > self._next[address]:
+                        return
+                    nonce, tx_id = heapq.heappop(heap)
+                outcome = self._send(address, nonce, tx_id)
+                if outcome == RETRY:
+                    return
+                if outcome == SENT:
+                    self._next[address] = max(self._next[address], nonce + 1)
+
+    def rewind(self, address: str, nonce: int) -> None:
+        """Nonces from ``nonce`` on were released (never sent): send from there again."""
+        with self._address_lock(address):
+            if address in self._next:
+                self._next[address] = min(self._next[address], nonce)
+
+
+class Pipeline:
+    def __init__(self, custody: Custody, *, workers: int = 16, poll: float = 0.1, deposit_poll: float = 0.5) -> None:
+        self.custody = custody
+        self.poll = poll
+        self.deposit_poll = deposit_poll
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-sign")
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sender = _OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
+        self._inflight: set[str] = set()
+        self._inflight_lock = threading.Lock()
+        custody.on_approved = self.submit
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        for target, name in (
+            (self._confirm_loop, "confirm"),
+            (self._deposit_loop, "deposits"),
+            (self._sweep_loop, "sweep"),
+        ):
+            thread = threading.Thread(target=target, name=f"harbour-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def recover(self) -> None:
+        """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``."""
+        with self.custody._read() as s:
+            ids = list(
+                s.scalars(
+                    select(m.Transaction.id)
+                    .where(
+                        m.Transaction.kind == "withdrawal", m.Transaction.state.in_([states.APPROVED, states.SIGNING])
+                    )
+                    .order_by(m.Transaction.nonce, m.Transaction.created_at)
+                )
+            )
+        for tx_id in ids:
+            self.submit(tx_id)
+
+    def submit(self, tx_id: str) -> None:
+        with self._inflight_lock:
+            if tx_id in self._inflight:
+                return
+            self._inflight.add(tx_id)
+        try:
+            self._pool.submit(self._process, tx_id)
+        except RuntimeError:  # shutting down: the next start recovers it
+            with self._inflight_lock:
+                self._inflight.discard(tx_id)
+
+    # -- one withdrawal ---------------------------------------------------------------------------------
+
+    def _process(self, tx_id: str) -> None:
+        try:
+            prepared = self._prepare(tx_id)
+            if prepared is None:
+                return
+            address, nonce, has_raw = prepared
+            if not has_raw and not self._sign(tx_id):
+                return
+            self._sender.ready(address, nonce, tx_id)
+        except Exception:
+            log.exception("withdrawal %s: unexpected failure; it stays where it is and is retried", tx_id)
+        finally:
+            with self._inflight_lock:
+                self._inflight.discard(tx_id)
+
+    def _prepare(self, tx_id: str) -> tuple[str, int, bool] | None:
+        """Give an approved withdrawal its nonce and unsigned transaction, in one commit."""
+        c = self.custody
+        with c._read() as s:
+            tx = s.get(m.Transaction, tx_id)
+            if tx is None or tx.state not in (states.APPROVED, states.SIGNING):
+                return None
+            if tx.state == states.SIGNING:
+                source = s.get(m.Address, tx.source_address_id)
+                assert source is not None and tx.nonce is not None
+                return source.address, tx.nonce, tx.raw is not None
+            asset = s.get(m.Asset, tx.asset_id)
+            source = s.get(m.Address, tx.source_address_id)
+            assert asset is not None and source is not None and tx.destination is not None and tx.amount is not None
+            sender_address, kind, contract = source.address, asset.kind, asset.contract
+            destination, amount = tx.destination, tx.amount
+        max_fee, priority = c.chain.fees()
+        if kind == "native":
+            to, value, data, gas = parse_address(destination), amount, b"", ETH_TRANSFER_GAS
+        else:
+            assert contract is not None
+            to, value = parse_address(contract), 0
+            data = erc20_transfer_data(parse_address(destination), amount)
+            gas = max(TOKEN_GAS_FLOOR, c.chain.estimate_gas(sender_address, contract, 0, data) * 5 // 4)
+        with c._tx() as s:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None
+            s.refresh(tx, with_for_update=True)
+            if tx.state != states.APPROVED:
+                return None  # cancelled meanwhile, or another worker got here first
+            source = s.get(m.Address, tx.source_address_id)
+            assert source is not None
+            s.refresh(source, with_for_update=True)
+            nonce = source.next_nonce
+            source.next_nonce = nonce + 1
+            unsigned = Eip1559Transaction(
+                chain_id=c.chain.chain_id,
+                nonce=nonce,
+                max_priority_fee_per_gas=priority,
+                max_fee_per_gas=max_fee,
+                gas_limit=gas,
+                to=to,
+                value=value,
+                data=data,
+            )
+            tx.nonce = nonce
+            tx.unsigned = unsigned.to_json()
+            tx.digest = unsigned.signing_hash().hex()
+            c._move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
+            return source.address, nonce, False
+
+    def _evidence(self, tx_id: str) -> tuple[str, str, bytes, bytes]:
+        """key id, path, digest, and the evidence the nodes re-check: the approvals and the quorum they meet."""
+        c = self.custody
+        with c._read() as s:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None and tx.unsigned is not None and tx.digest is not None
+            vault = s.get(m.Vault, tx.vault_id)
+            source = s.get(m.Address, tx.source_address_id)
+            assert vault is not None and source is not None
+            approvals = list(
+                s.scalars(
+                    select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
+                )
+            )
+            keys: dict[str, bytes] = {}
+            for user in s.scalars(select(m.User).where(m.User.org_id == tx.org_id)):
+                if user.approval_key is not None:
+                    keys[user.id] = bytes.fromhex(user.approval_key)
+            groups: list[quorum.Group] = []
+            combine: Literal["all", "any"] = "all"
+            if tx.requirement is not None:
+                requirement = c._requirement(tx)
+                combine = requirement.combine
+                for group in requirement.groups:
+                    members = frozenset(keys[u] for u in group.members if u in keys and u != tx.initiator_id)
+                    groups.append(quorum.Group(name=group.name, threshold=group.threshold, members=members))
+            evidence = quorum.Evidence(
+                org=tx.org_id,
+                transaction_id=tx.id,
+                intent=c.intent(s, tx),
+                transaction=Eip1559Transaction.from_json(tx.unsigned),
+                quorum=quorum.Quorum(combine=combine, groups=tuple(groups), initiator=keys.get(tx.initiator_id)),
+                approvals=tuple((bytes.fromhex(a.public_key), bytes.fromhex(a.signature)) for a in approvals),
+            )
+            return vault.key_id, source.path, bytes.fromhex(tx.digest), evidence.encode()
+
+    def _sign(self, tx_id: str) -> bool:
+        c = self.custody
+        key_id, path, digest, evidence = self._evidence(tx_id)
+        error = ""
+        for attempt in range(SIGN_ATTEMPTS):
+            try:
+                signature = c.signer.sign(key_id, path, digest, evidence=evidence)
+                break
+            except ClusterError as exc:
+                if exc.reason == "approval":  # the nodes refuse on their own checks: retrying cannot help
+                    self._abandon(tx_id, f"the signer nodes refused: {exc}")
+                    return False
+                error = f"{exc.reason}: {exc}"
+            except Exception as exc:  # a node down or a session aborted: another subset may sign
+                error = f"{type(exc).__name__}: {exc}"
+            log.warning("withdrawal %s: signing attempt %d failed: %s", tx_id, attempt + 1, error)
+            time.sleep(RETRY_DELAY * (attempt + 1))
+        else:
+            with c._tx() as s:
+                tx = s.get(m.Transaction, tx_id)
+                assert tx is not None
+                tx.error, tx.attempts = f"signing failed, will retry: {error}", tx.attempts + 1
+                c._event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
+            return False
+        with c._tx() as s:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None and tx.unsigned is not None
+            s.refresh(tx, with_for_update=True)
+            if tx.state != states.SIGNING or tx.raw is not None or tx.digest != digest.hex():
+                return False  # abandoned (or finished) meanwhile: this signature is never used
+            unsigned = Eip1559Transaction.from_json(tx.unsigned)
+            raw = unsigned.signed(signature.y_parity, signature.r, signature.s)
+            tx.raw = raw.hex()
+            tx.tx_hash = "0x" + transaction_hash(raw).hex()
+            tx.signers = list(signature.signers)
+            tx.error = None
+            c._event(s, None, "transaction.signed", tx.id, org_id=tx.org_id, tx_hash=tx.tx_hash, signers=tx.signers)
+        return True
+
+    def _abandon(self, tx_id: str, error: str) -> None:
+        """Fail a withdrawal the nodes will not sign, and release its nonce.
+
+        Nothing from its address with a later nonce can have been sent (sending
+        stops at the gap), so those withdrawals fail too, with their nonces, and the
+        address's counter goes back: nonces stay contiguous and no later withdrawal
+        waits forever behind one that can never be signed. The later ones must be
+        submitted again (a node pins each transaction id to its first nonce).
+        """
+        c = self.custody
+        released: tuple[str, int] | None = None
+        with c._tx() as s:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None
+            s.refresh(tx, with_for_update=True)
+            if tx.state != states.SIGNING or tx.raw is not None or tx.nonce is None:
+                return
+            source = s.get(m.Address, tx.source_address_id)
+            assert source is not None
+            s.refresh(source, with_for_update=True)
+            later = list(
+                s.scalars(
+                    select(m.Transaction)
+                    .where(
+                        m.Transaction.source_address_id == source.id,
+                        m.Transaction.state == states.SIGNING,
+                        m.Transaction.nonce > tx.nonce,
+                    )
+                    .order_by(m.Transaction.nonce)
+                )
+            )
+            first = tx.nonce
+            for victim, reason in [(tx, error)] + [
+                (t, f"an earlier withdrawal from this address (nonce {first}) was refused; submit again") for t in later
+            ]:
+                nonce, victim.nonce, victim.error = victim.nonce, None, reason
+                c._move(s, None, victim, states.FAILED, reason=reason, released_nonce=nonce)
+            source.next_nonce = first
+            released = (source.address, first)
+        if released is not None:
+            self._sender.rewind(*released)
+
+    def _broadcast(self, address: str, nonce: int, tx_id: str) -> str:
+        c = self.custody
+        with c._read() as s:
+            tx = s.get(m.Transaction, tx_id)
+            if tx is None or tx.nonce != nonce:
+                return OBSOLETE
+            if tx.state in (states.BROADCAST, states.CONFIRMED):
+                return SENT
+            if tx.state != states.SIGNING or tx.raw is None:
+                return OBSOLETE
+            raw = bytes.fromhex(tx.raw)
+        try:
+            c.chain.send_raw(raw)
+        except ChainError as exc:
+            log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
+            with c._tx() as s:
+                tx = s.get(m.Transaction, tx_id)
+                assert tx is not None
+                tx.error = f"broadcast failed, will retry: {exc}"
+            return RETRY
+        with c._tx() as s:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None
+            s.refresh(tx, with_for_update=True)
+            if tx.state == states.SIGNING:
+                tx.broadcast_at = c.clock()
+                tx.error = None
+                c._move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
+        return SENT
+
+    # -- background loops -------------------------------------------------------------------------------
+
+    def _loop(self, interval: float, step: Callable[[], Any], name: str) -> None:
+        while not self._stop.is_set():
+            try:
+                step()
+            except Exception:
+                log.exception("%s: step failed; retrying", name)
+            self._stop.wait(interval)
+
+    def _confirm_loop(self) -> None:
+        self._loop(self.poll, self.confirm_once, "confirmations")
+
+    def _deposit_loop(self) -> None:
+        self._loop(self.deposit_poll, self.scan_deposits_once, "deposits")
+
+    def _sweep_loop(self) -> None:
+        self._loop(2.0, self.sweep_once, "sweep")
+
+    def sweep_once(self) -> None:
+        """Retry what is stuck: signing that failed, broadcasts refused, in nonce order."""
+        with self.custody._read() as s:
+            ids = list(
+                s.scalars(
+                    select(m.Transaction.id)
+                    .where(
+                        m.Transaction.kind == "withdrawal", m.Transaction.state.in_([states.APPROVED, states.SIGNING])
+                    )
+                    .order_by(m.Transaction.nonce)
+                )
+            )
+        for tx_id in ids:
+            self.submit(tx_id)
+
+    def confirm_once(self) -> int:
+        """Move broadcast withdrawals whose receipt is deep enough to confirmed (or failed if reverted)."""
+        c = self.custody
+        with c._read() as s:
+            pending = list(
+                s.execute(
+                    select(m.Transaction.id, m.Transaction.tx_hash).where(m.Transaction.state == states.BROADCAST)
+                )
+            )
+        done = 0
+        for tx_id, tx_hash in pending:
+            assert tx_hash is not None
+            receipt = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
+            if receipt is None or c.chain.confirmations(receipt) < c.settings.confirmations:
+                continue
+            with c._tx() as s:
+                tx = s.get(m.Transaction, tx_id)
+                assert tx is not None
+                s.refresh(tx, with_for_update=True)
+                if tx.state != states.BROADCAST:
+                    continue
+                tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
+                tx.fee = receipt.gas_used * receipt.effective_gas_price
+                if receipt.status == 1:
+                    c._move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
+                else:
+                    tx.error = "the transaction reverted on chain"
+                    c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
+            done += 1
+        return done
+
+    def scan_deposits_once(self) -> int:
+        """Record ETH and ERC-20 transfers to vault addresses, once each, and confirm them at depth."""
+        c = self.custody
+        head = c.chain.block_number()
+        with c._read() as s:
+            cursor = s.get(m.ChainCursor, "deposits")
+            first = 0 if cursor is None else cursor.block + 1
+            watched = {a.address: a for a in s.scalars(select(m.Address))}
+            vaults = {v.id: v for v in s.scalars(select(m.Vault))}
+            assets = list(s.scalars(select(m.Asset)))
+            s.expunge_all()
+        found = 0
+        if first <= head:
+            last = min(head, first + 500)
+            tokens = {a.contract for a in assets if a.contract is not None}
+            transfers = c.chain.scan(first, last, set(watched), tokens) if watched else []
+            with c._tx() as s:
+                for t in transfers:
+                    address = watched.get(t.recipient)
+                    if address is None:
+                        continue
+                    org_id = vaults[address.vault_id].org_id
+                    asset = next(
+                        (
+                            a
+                            for a in assets
+                            if a.org_id == org_id and (a.kind == "native" if t.kind == "eth" else a.contract == t.token)
+                        ),
+                        None,
+                    )
+                    if asset is None:
+                        continue
+                    tx_hash = "0x" + t.tx_hash.hex()
+                    exists = s.scalar(
+                        select(m.Deposit.id).where(
+                            m.Deposit.tx_hash == tx_hash,
+                            m.Deposit.log_index == t.log_index,
+                            m.Deposit.address_id == address.id,
+                        )
+                    )
+                    if exists is not None:
+                        continue
+                    deposit = m.Deposit(
+                        org_id=org_id,
+                        vault_id=address.vault_id,
+                        address_id=address.id,
+                        asset_id=asset.id,
+                        tx_hash=tx_hash,
+                        log_index=t.log_index,
+                        block_number=t.block_number,
+                        sender=t.sender,
+                        amount=t.amount,
+                        state="pending",
+                    )
+                    s.add(deposit)
+                    s.flush()
+                    c._event(
+                        s,
+                        None,
+                        "deposit.detected",
+                        deposit.id,
+                        org_id=org_id,
+                        vault_id=address.vault_id,
+                        address=address.address,
+                        asset=asset.symbol,
+                        amount=str(t.amount),
+                        tx_hash=tx_hash,
+                        log_index=t.log_index,
+                        block=t.block_number,
+                    )
+                    found += 1
+                row = s.get(m.ChainCursor, "deposits")
+                if row is None:
+                    s.add(m.ChainCursor(name="deposits", block=last))
+                else:
+                    row.block = last
+        with c._tx() as s:
+            depth_block = head - c.settings.confirmations + 1
+            for deposit in s.scalars(
+                select(m.Deposit).where(m.Deposit.state == "pending", m.Deposit.block_number <= depth_block)
+            ):
+                deposit.state = "confirmed"
+                c._event(s, None, "deposit.confirmed", deposit.id, org_id=deposit.org_id, block=deposit.block_number)
+        return found
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Block until no withdrawal is between approved and broadcast (tests, demo)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.custody._read() as s:
+                busy = s.scalar(
+                    select(m.Transaction.id).where(m.Transaction.state.in_([states.APPROVED, states.SIGNING])).limit(1)
+                )
+            if busy is None:
+                return
+            time.sleep(0.05)
+        raise TimeoutError("withdrawals are still in flight")

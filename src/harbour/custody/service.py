@@ -1,0 +1,1021 @@
+"""The custody service: organisations, vaults, withdrawals, approvals and policy.
+
+Every public method takes the authenticated :class:`Actor`, checks the role,
+validates its input, and does its writes in one database transaction together
+with the audit events that record them, so a state change and its audit entry
+commit or vanish together. Signing, broadcasting and confirmation happen in
+:mod:`harbour.custody.pipeline`; this module only moves a withdrawal as far as
+``approved`` and hands it over.
+
+Custody never holds key material: a vault is a key id on the signer nodes and
+its public key; a withdrawal reaches the nodes only as an approval certificate
+that carries the approvers' own signatures, which each node re-checks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from harbour.chains.eip1559 import TransactionError, parse_address
+from harbour.chains.ethereum import address_from_public_key, checksum_address
+from harbour.chains.evm import EvmClient
+from harbour.custody import models as m
+from harbour.custody import policy as pol
+from harbour.custody import states, views
+from harbour.custody.audit import AuditLog
+from harbour.custody.errors import Conflict, CustodyError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from harbour.custody.signer import Signer
+from harbour.custody.views import Page
+from harbour.node import quorum
+
+ROLES: Final = frozenset({"admin", "initiator", "approver", "auditor", "viewer"})
+ANYONE: Final = ROLES
+TOKEN_PREFIX: Final = "hbk"  # noqa: S105 (a prefix, not a secret)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
+_SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
+_IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+POLICY_APPROVAL_DOMAIN: Final = b"harbour/policy-approval/v1\x00"
+ETH_TRANSFER_GAS: Final = 21_000
+MAX_NOTE: Final = 256
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: str
+    org_id: str
+    name: str
+    roles: frozenset[str]
+
+
+def _require(actor: Actor, *roles: str) -> None:
+    if not actor.roles & set(roles):
+        held = ", ".join(sorted(actor.roles)) or "none"
+        raise Forbidden(f"this needs one of the roles {', '.join(sorted(roles))}; {actor.name} has {held}")
+
+
+def _name(value: object, what: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise Invalid(f"{what} must be 1-128 letters, digits, spaces or ._- (starting with a letter or digit)")
+    return value
+
+
+def _address(value: object, what: str = "address") -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{what} must be a string")
+    try:
+        return checksum_address(parse_address(value))
+    except TransactionError as exc:
+        raise Invalid(f"{what}: {exc}") from None
+
+
+def _amount(value: object) -> int:
+    if type(value) is not int or value <= 0 or value >= 2**256:
+        raise Invalid("amount must be a positive integer in base units (below 2^256)")
+    return value
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def policy_statement(*, org: str, transaction_id: str, digest: str, decision: str = "approve") -> bytes:
+    """What an admin signs to decide on a policy change: the proposed document's digest, bound to the change."""
+    body = json.dumps(
+        {"v": 1, "org": org, "transaction": transaction_id, "policy_digest": digest, "decision": decision},
+        sort_keys=True,
+    )
+    return POLICY_APPROVAL_DOMAIN + body.encode()
+
+
+@dataclass
+class Settings:
+    confirmations: int = 1
+    policy_quorum: int = 1
+    """Admins other than the proposer who must approve a policy change."""
+    gas_headroom: int = 2
+    """An ETH withdrawal reserves ``gas_limit * max_fee`` times this, so a fee rise cannot overdraw."""
+
+
+class Custody:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        chain: EvmClient,
+        signer: Signer,
+        audit: AuditLog,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], dt.datetime] = _now,
+        readers: sessionmaker[Session] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.readers = readers or sessions
+        self.chain = chain
+        self.signer = signer
+        self.audit = audit
+        self.settings = settings or Settings()
+        self.clock = clock
+        self.on_approved: Callable[[str], None] = lambda tx_id: None
+        """Set by the pipeline: called after commit with the id of a withdrawal that became approved."""
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self.sessions() as session, session.begin():  # the one writer path
+            yield session
+
+    def _read(self) -> Session:
+        """A session for reading only: on SQLite it does not take the write lock (see db.readonly)."""
+        return self.readers()
+
+    def _event(self, s: Session, actor: Actor | None, kind: str, subject: str | None, /, **data: Any) -> None:
+        self.audit.append(
+            s,
+            org_id=actor.org_id if actor else data.pop("org_id", None),
+            actor_id=actor.user_id if actor else None,
+            kind=kind,
+            subject=subject,
+            data=data,
+        )
+
+    def _get(self, s: Session, model: type[Any], row_id: str, org_id: str, what: str) -> Any:
+        if not isinstance(row_id, str) or len(row_id) > 64:
+            raise NotFound(f"no {what} {row_id!r}")
+        row = s.get(model, row_id)
+        if row is None or getattr(row, "org_id", org_id) != org_id:
+            raise NotFound(f"no {what} {row_id}")
+        return row
+
+    def _move(self, s: Session, actor: Actor | None, tx: m.Transaction, new: str, **data: Any) -> None:
+        states.check(tx.kind, tx.state, new)
+        old, tx.state, tx.updated_at = tx.state, new, self.clock()
+        data.setdefault("org_id", tx.org_id)
+        self._event(s, actor, f"transaction.{new}", tx.id, previous=old, **data)
+
+    # -- organisations, users and credentials ----------------------------------------------------------
+
+    def _new_token(self, s: Session, user_id: str) -> str:
+        secret = secrets.token_bytes(32)
+        credential = m.Credential(user_id=user_id, secret_hash=hashlib.sha256(secret).hexdigest())
+        s.add(credential)
+        s.flush()
+        return f"{TOKEN_PREFIX}_{credential.id}_{secret.hex()}"
+
+    def bootstrap(
+        self, org: str, admin: str, approval_key: str | None = None, policy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A new organisation with its first admin and its initial policy (default: deny everything).
+
+        Not reachable through the API: whoever runs it holds the service's
+        database, and it is where trust in an organisation starts.
+        """
+        document = pol.Policy.from_document(policy if policy is not None else {"rules": []})
+        key = self._approval_key(approval_key)
+        with self._tx() as s:
+            if s.scalar(select(m.Organisation).where(m.Organisation.name == _name(org, "organisation"))):
+                raise Conflict(f"organisation {org!r} exists")
+            organisation = m.Organisation(name=org)
+            s.add(organisation)
+            s.flush()
+            user = m.User(org_id=organisation.id, name=_name(admin, "user name"), roles=["admin"], approval_key=key)
+            s.add(user)
+            s.flush()
+            token = self._new_token(s, user.id)
+            s.add(
+                m.Policy(org_id=organisation.id, version=1, document=document.to_document(), digest=document.digest())
+            )
+            actor = Actor(user.id, organisation.id, user.name, frozenset(user.roles))
+            self._event(s, actor, "organisation.created", organisation.id, name=org)
+            self._event(s, actor, "user.created", user.id, name=admin, roles=["admin"], approval_key=key)
+            self._event(s, actor, "policy.activated", organisation.id, version=1, digest=document.digest())
+            return {"organisation": views.organisation(organisation), "user": views.user(user), "token": token}
+
+    def authenticate(self, token: str) -> Actor:
+        parts = token.split("_") if isinstance(token, str) else []
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[2]) != 64:
+            raise Unauthorized("the credential is malformed; expected hbk_<id>_<secret>")
+        try:
+            secret = bytes.fromhex(parts[2])
+        except ValueError:
+            raise Unauthorized("the credential is malformed; expected hbk_<id>_<secret>") from None
+        with self._read() as s:
+            credential = s.get(m.Credential, parts[1][:36])
+            expected = credential.secret_hash if credential is not None else "0" * 64
+            ok = hmac.compare_digest(hashlib.sha256(secret).hexdigest(), expected)
+            if credential is None or not ok or credential.revoked_at is not None:
+                raise Unauthorized("unknown or revoked credential")
+            user = s.get(m.User, credential.user_id)
+            if user is None or user.disabled:
+                raise Unauthorized("the credential's user is disabled")
+            return Actor(user.id, user.org_id, user.name, frozenset(user.roles))
+
+    def organisation(self, actor: Actor) -> dict[str, Any]:
+        with self._read() as s:
+            return views.organisation(self._get(s, m.Organisation, actor.org_id, actor.org_id, "organisation"))
+
+    @staticmethod
+    def _approval_key(value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
+            raise Invalid("approval_key must be a 32-byte Ed25519 public key in lower-case hex")
+        try:
+            Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
+        except ValueError:
+            raise Invalid("approval_key is not an Ed25519 public key") from None
+        return value
+
+    def create_user(
+        self, actor: Actor, *, name: str, roles: list[str], approval_key: str | None = None
+    ) -> dict[str, Any]:
+        _require(actor, "admin")
+        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r in ROLES for r in roles):
+            raise Invalid(f"roles must be a non-empty list drawn from {', '.join(sorted(ROLES))}")
+        key = self._approval_key(approval_key)
+        if {"approver", "admin"} & set(roles) and key is None:
+            raise Invalid("approvers and admins sign approvals: give their approval_key")
+        with self._tx() as s:
+            user = m.User(
+                org_id=actor.org_id, name=_name(name, "user name"), roles=sorted(set(roles)), approval_key=key
+            )
+            s.add(user)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"a user named {name!r} or with that approval key exists") from None
+            self._event(s, actor, "user.created", user.id, name=name, roles=user.roles, approval_key=key)
+            return views.user(user)
+
+    def issue_credential(self, actor: Actor, user_id: str) -> dict[str, Any]:
+        _require(actor, "admin")
+        with self._tx() as s:
+            user = self._get(s, m.User, user_id, actor.org_id, "user")
+            token = self._new_token(s, user.id)
+            self._event(s, actor, "credential.issued", user.id)
+            return {"user_id": user.id, "token": token}
+
+    def list_users(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            rows, cursor = views.paginate(s, select(m.User).where(m.User.org_id == actor.org_id), m.User, page)
+            return {"items": [views.user(u) for u in rows], "next_cursor": cursor}
+
+    # -- vaults, addresses, assets, address book --------------------------------------------------------
+
+    def create_vault(
+        self, actor: Actor, *, name: str, threshold: int = 2, nodes: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Generate the vault's key on the signer nodes (ECDSA, DKLs23) and record its public half."""
+        _require(actor, "admin")
+        _name(name, "vault name")
+        try:
+            members = [self.signer.node(n) for n in nodes] if nodes else list(self.signer.nodes)
+        except KeyError as exc:
+            raise Invalid(f"unknown signer node {exc.args[0]!r}") from None
+        if len({d.node_id for d in members}) != len(members):
+            raise Invalid("a node is listed twice")
+        if type(threshold) is not int or not 2 <= threshold <= len(members):
+            raise Invalid(f"threshold must be 2..{len(members)} (a 1-of-n key is a single point of failure)")
+        with self._read() as s:
+            if s.scalar(select(m.Vault).where(m.Vault.org_id == actor.org_id, m.Vault.name == name)):
+                raise Conflict(f"vault {name!r} exists")
+        key_id = f"vault-{secrets.token_hex(8)}"
+        try:
+            key = self.signer.keygen(key_id, threshold, members)
+        except Exception as exc:
+            raise Unavailable(f"key generation on the signer nodes failed: {exc}") from exc
+        with self._tx() as s:
+            vault = m.Vault(
+                org_id=actor.org_id,
+                name=name,
+                key_id=key_id,
+                scheme=key.scheme,
+                threshold=threshold,
+                nodes=[d.name for d in members],
+                public_key=key.public.group_public_key.encode().hex(),
+                chain_code=key.chain_code.hex(),
+            )
+            s.add(vault)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"vault {name!r} exists") from None
+            self._event(
+                s,
+                actor,
+                "vault.created",
+                vault.id,
+                name=name,
+                key_id=key_id,
+                threshold=threshold,
+                nodes=vault.nodes,
+                public_key=vault.public_key,
+            )
+            return views.vault(vault)
+
+    def list_vaults(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            rows, cursor = views.paginate(s, select(m.Vault).where(m.Vault.org_id == actor.org_id), m.Vault, page)
+            return {"items": [views.vault(v) for v in rows], "next_cursor": cursor}
+
+    def get_vault(self, actor: Actor, vault_id: str) -> dict[str, Any]:
+        """The vault with each address's on-chain balance of every asset (at the latest block)."""
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            vault = self._get(s, m.Vault, vault_id, actor.org_id, "vault")
+            addresses = list(
+                s.scalars(select(m.Address).where(m.Address.vault_id == vault.id).order_by(m.Address.index))
+            )
+            assets = list(s.scalars(select(m.Asset).where(m.Asset.org_id == actor.org_id).order_by(m.Asset.symbol)))
+            out = views.vault(vault)
+        balances: dict[str, int] = {a.symbol: 0 for a in assets}
+        items = []
+        for addr in addresses:
+            row = views.address(addr)
+            row["balances"] = {}
+            for asset in assets:
+                value = self._balance(asset, addr.address)
+                row["balances"][asset.symbol] = str(value)
+                balances[asset.symbol] += value
+            items.append(row)
+        out["addresses"] = items
+        out["balances"] = {k: str(v) for k, v in balances.items()}
+        return out
+
+    def _balance(self, asset: m.Asset, address: str, block: int | str = "latest") -> int:
+        if asset.kind == "native":
+            return self.chain.balance(address, block)
+        assert asset.contract is not None
+        return self.chain.token_balance(asset.contract, address, block)
+
+    def derive_address(self, actor: Actor, vault_id: str, *, label: str | None = None) -> dict[str, Any]:
+        """The vault key's next non-hardened child ``m/<i>``, derived from public data only (BIP-32)."""
+        _require(actor, "admin")
+        if label is not None:
+            _name(label, "label")
+        with self._tx() as s:
+            vault = self._get(s, m.Vault, vault_id, actor.org_id, "vault")
+            s.refresh(vault, with_for_update=True)
+            index = vault.next_index
+            path = f"m/{index}"
+            point = self.signer.child_public_key(vault.key_id, path)
+            address = address_from_public_key(point)
+            row = m.Address(
+                vault_id=vault.id,
+                index=index,
+                path=path,
+                address=address,
+                label=label,
+                next_nonce=self.chain.nonce(address, "latest"),
+            )
+            vault.next_index = index + 1
+            s.add(row)
+            s.flush()
+            self._event(s, actor, "address.derived", row.id, vault_id=vault.id, path=path, address=address)
+            return views.address(row)
+
+    def list_addresses(self, actor: Actor, vault_id: str, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            vault = self._get(s, m.Vault, vault_id, actor.org_id, "vault")
+            rows, cursor = views.paginate(s, select(m.Address).where(m.Address.vault_id == vault.id), m.Address, page)
+            return {"items": [views.address(a) for a in rows], "next_cursor": cursor}
+
+    def add_asset(
+        self, actor: Actor, *, symbol: str, kind: str, contract: str | None = None, decimals: int = 18
+    ) -> dict[str, Any]:
+        _require(actor, "admin")
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
+            raise Invalid("symbol must be 1-16 upper-case letters or digits")
+        if kind not in ("native", "erc20"):
+            raise Invalid("kind must be native or erc20")
+        if (kind == "erc20") != (contract is not None):
+            raise Invalid("an erc20 asset names its contract; the native asset has none")
+        if type(decimals) is not int or not 0 <= decimals <= 36:
+            raise Invalid("decimals must be an integer in 0..36")
+        if kind == "native" and decimals != 18:
+            raise Invalid("ETH has 18 decimals")
+        checked = _address(contract, "contract") if contract is not None else None
+        with self._tx() as s:
+            if kind == "native" and s.scalar(
+                select(m.Asset).where(m.Asset.org_id == actor.org_id, m.Asset.kind == "native")
+            ):
+                raise Conflict("the native asset is registered already")
+            row = m.Asset(org_id=actor.org_id, symbol=symbol, kind=kind, contract=checked, decimals=decimals)
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"asset {symbol} exists") from None
+            self._event(s, actor, "asset.added", row.id, symbol=symbol, kind=kind, contract=checked, decimals=decimals)
+            return views.asset(row)
+
+    def list_assets(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            rows, cursor = views.paginate(s, select(m.Asset).where(m.Asset.org_id == actor.org_id), m.Asset, page)
+            return {"items": [views.asset(a) for a in rows], "next_cursor": cursor}
+
+    def add_address_book_entry(
+        self, actor: Actor, *, name: str, address: str, whitelisted: bool = False
+    ) -> dict[str, Any]:
+        _require(actor, "admin")
+        _name(name)
+        checked = _address(address)
+        if type(whitelisted) is not bool:
+            raise Invalid("whitelisted must be true or false")
+        with self._tx() as s:
+            row = m.AddressBookEntry(
+                org_id=actor.org_id, name=name, address=checked, whitelisted=whitelisted, created_by=actor.user_id
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"{checked} is in the address book already") from None
+            self._event(s, actor, "address_book.added", row.id, name=name, address=checked, whitelisted=whitelisted)
+            return views.address_book_entry(row)
+
+    def list_address_book(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            stmt = select(m.AddressBookEntry).where(m.AddressBookEntry.org_id == actor.org_id)
+            rows, cursor = views.paginate(s, stmt, m.AddressBookEntry, page)
+            return {"items": [views.address_book_entry(e) for e in rows], "next_cursor": cursor}
+
+    # -- withdrawals ------------------------------------------------------------------------------------
+
+    def _policy(self, s: Session, org_id: str) -> tuple[m.Policy, pol.Policy]:
+        row = s.scalar(select(m.Policy).where(m.Policy.org_id == org_id).order_by(m.Policy.version.desc()).limit(1))
+        if row is None:
+            raise Conflict("the organisation has no policy")
+        return row, pol.Policy.from_document(row.document)
+
+    def _facts(self, s: Session, actor: Actor, vault: m.Vault, asset: m.Asset, to: str, amount: int) -> pol.TxFacts:
+        entry = s.scalar(
+            select(m.AddressBookEntry).where(
+                m.AddressBookEntry.org_id == actor.org_id, m.AddressBookEntry.address == to
+            )
+        )
+        return pol.TxFacts(
+            initiator_id=actor.user_id,
+            initiator_roles=actor.roles,
+            vault_id=vault.id,
+            asset=asset.symbol,
+            destination=to,
+            address_book_entry=entry.id if entry else None,
+            whitelisted=bool(entry and entry.whitelisted),
+            amount=amount,
+            at=self.clock(),
+        )
+
+    def _history(
+        self, s: Session, org_id: str, policy: pol.Policy, at: dt.datetime, exclude: str | None = None
+    ) -> list[pol.PastTx]:
+        window = policy.max_window_seconds()
+        if window == 0:
+            return []
+        since = at - dt.timedelta(seconds=window)
+        rows = s.execute(
+            select(m.Transaction, m.Asset.symbol)
+            .join(m.Asset, m.Asset.id == m.Transaction.asset_id)
+            .where(
+                m.Transaction.org_id == org_id,
+                m.Transaction.kind == "withdrawal",
+                m.Transaction.created_at > since,
+                m.Transaction.state.not_in([states.REJECTED, states.CANCELLED, states.FAILED]),
+                m.Transaction.id != (exclude or ""),
+                m.Transaction.vault_id.is_not(None),
+                m.Transaction.destination.is_not(None),
+                m.Transaction.amount.is_not(None),
+            )
+        )
+        return [
+            pol.PastTx(
+                initiator_id=t.initiator_id,
+                vault_id=t.vault_id or "",
+                asset=symbol,
+                destination=t.destination or "",
+                amount=t.amount or 0,
+                at=t.created_at,
+            )
+            for t, symbol in rows
+        ]
+
+    def _lookup(self, s: Session, actor: Actor, vault_id: str, asset_symbol: str) -> tuple[m.Vault, m.Asset, m.Address]:
+        vault = self._get(s, m.Vault, vault_id, actor.org_id, "vault")
+        if not isinstance(asset_symbol, str):
+            raise Invalid("asset must be a symbol")
+        asset = s.scalar(select(m.Asset).where(m.Asset.org_id == actor.org_id, m.Asset.symbol == asset_symbol))
+        if asset is None:
+            raise NotFound(f"no asset {asset_symbol!r}")
+        source = s.scalar(select(m.Address).where(m.Address.vault_id == vault.id, m.Address.index == 0))
+        if source is None:
+            raise Conflict("the vault has no address yet: derive one first")
+        return vault, asset, source
+
+    def explain(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> dict[str, Any]:
+        """Dry-run: what the policy would decide for this withdrawal, and why. Nothing is written."""
+        _require(actor, "initiator", "admin", "approver", "auditor")
+        to, amount = _address(to, "destination"), _amount(amount)
+        with self._read() as s:
+            vault, asset_row, _ = self._lookup(s, actor, vault_id, asset)
+            row, policy = self._policy(s, actor.org_id)
+            facts = self._facts(s, actor, vault, asset_row, to, amount)
+            decision = pol.explain(policy, facts, self._history(s, actor.org_id, policy, facts.at))
+            return {"policy_version": row.version, **decision.to_json()}
+
+    def submit_withdrawal(
+        self,
+        actor: Actor,
+        *,
+        vault_id: str,
+        asset: str,
+        to: str,
+        amount: int,
+        idempotency_key: str | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a withdrawal and run it through the policy: approved, pending approval or rejected.
+
+        With an idempotency key, a retried request returns the transaction the
+        first one created; the same key with a different request is a conflict.
+        """
+        _require(actor, "initiator")
+        to, amount = _address(to, "destination"), _amount(amount)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not _IDEMPOTENCY.fullmatch(idempotency_key)
+        ):
+            raise Invalid("idempotency key must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise Invalid(f"note must be a string of at most {MAX_NOTE} characters")
+        request = json.dumps([vault_id, asset, to, str(amount), note], sort_keys=True)
+        request_hash = hashlib.sha256(request.encode()).hexdigest()
+        if idempotency_key is not None:
+            found = self._idempotent(actor, idempotency_key, request_hash)
+            if found is not None:
+                return found
+        try:
+            return self._submit(actor, vault_id, asset, to, amount, idempotency_key, request_hash, note)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            found = self._idempotent(actor, idempotency_key, request_hash)
+            if found is None:
+                raise
+            return found
+
+    def _idempotent(self, actor: Actor, key: str, request_hash: str) -> dict[str, Any] | None:
+        with self._read() as s:
+            tx = s.scalar(
+                select(m.Transaction).where(m.Transaction.org_id == actor.org_id, m.Transaction.idempotency_key == key)
+            )
+            if tx is None:
+                return None
+            if tx.request_hash != request_hash or tx.initiator_id != actor.user_id:
+                raise Conflict(f"idempotency key {key!r} was used for a different request")
+            return self._view(s, tx)
+
+    def _submit(
+        self,
+        actor: Actor,
+        vault_id: str,
+        asset_symbol: str,
+        to: str,
+        amount: int,
+        key: str | None,
+        request_hash: str,
+        note: str | None,
+    ) -> dict[str, Any]:
+        with self._tx() as s:
+            vault, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
+            s.refresh(source, with_for_update=True)  # one submission per source at a time: the balance check holds
+            now = self.clock()
+            tx = m.Transaction(
+                org_id=actor.org_id,
+                kind="withdrawal",
+                state=states.SUBMITTED,
+                initiator_id=actor.user_id,
+                idempotency_key=key,
+                request_hash=request_hash,
+                note=note,
+                vault_id=vault.id,
+                source_address_id=source.id,
+                asset_id=asset.id,
+                destination=to,
+                amount=amount,
+                chain_id=self.chain.chain_id,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(tx)
+            s.flush()
+            self._event(
+                s,
+                actor,
+                "transaction.submitted",
+                tx.id,
+                kind="withdrawal",
+                vault_id=vault.id,
+                source=source.address,
+                asset=asset.symbol,
+                destination=to,
+                amount=str(amount),
+                idempotency_key=key,
+            )
+            self._move(s, actor, tx, states.PENDING_POLICY)
+            row, policy = self._policy(s, actor.org_id)
+            facts = self._facts(s, actor, vault, asset, to, amount)
+            tx.address_book_entry_id = facts.address_book_entry
+            decision = pol.evaluate(policy, facts, self._history(s, actor.org_id, policy, now, exclude=tx.id))
+            tx.policy_version = row.version
+            tx.decision = decision.to_json()
+            if decision.action == "block":
+                tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
+                self._move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=row.version)
+                return self._view(s, tx)
+            shortfall = self._shortfall(s, source, asset, tx)
+            if shortfall is not None:
+                tx.error = shortfall
+                self._move(s, actor, tx, states.REJECTED, reason=shortfall)
+                return self._view(s, tx)
+            if decision.action == "allow":
+                self._move(s, actor, tx, states.APPROVED, rule=decision.rule, policy_version=row.version)
+            else:
+                assert decision.requirement is not None
+                tx.requirement = decision.requirement.to_json()
+                self._move(
+                    s,
+                    actor,
+                    tx,
+                    states.PENDING_APPROVAL,
+                    rule=decision.rule,
+                    policy_version=row.version,
+                    requirement=tx.requirement,
+                )
+            view = self._view(s, tx)
+        if view["state"] == states.APPROVED:
+            self.on_approved(view["id"])
+        return view
+
+    def _reserve(self, asset: m.Asset) -> int:
+        max_fee, _ = self.chain.fees()
+        gas = ETH_TRANSFER_GAS if asset.kind == "native" else 100_000
+        return gas * max_fee * self.settings.gas_headroom
+
+    def _shortfall(self, s: Session, source: m.Address, asset: m.Asset, tx: m.Transaction) -> str | None:
+        """Why the source cannot pay ``tx`` on top of everything in flight, or None if it can.
+
+        The chain balance and nonce are read at one block: every withdrawal from
+        the source with a nonce below that block's nonce is already reflected in
+        the balance, every other one in flight is still owed.
+        """
+        block = self.chain.block_number()
+        chain_nonce = self.chain.nonce(source.address, block)
+        owed: dict[str, int] = {asset.id: 0}
+        native = s.scalar(select(m.Asset).where(m.Asset.org_id == source_org(s, source), m.Asset.kind == "native"))
+        in_flight = s.scalars(
+            select(m.Transaction).where(
+                m.Transaction.source_address_id == source.id,
+                m.Transaction.state.in_(states.IN_FLIGHT),
+                m.Transaction.id != tx.id,
+            )
+        )
+        fees = 0
+        for other in in_flight:
+            if other.nonce is not None and other.nonce < chain_nonce:
+                continue
+            owed[other.asset_id or ""] = owed.get(other.asset_id or "", 0) + (other.amount or 0)
+            fees += self._fee_reserve(s, other)
+        fees += self._fee_reserve(s, tx)
+        need_asset = owed[asset.id] + (tx.amount or 0)
+        have_asset = self._balance(asset, source.address, block)
+        if native is None:
+            return "no native asset is registered to pay gas"
+        have_native = have_asset if asset.kind == "native" else self._balance(native, source.address, block)
+        need_native = fees + (need_asset if asset.kind == "native" else owed.get(native.id, 0))
+        if asset.kind != "native" and have_asset < need_asset:
+            return (
+                f"insufficient {asset.symbol}: {source.address} holds {have_asset}, "
+                f"in-flight withdrawals and this one need {need_asset}"
+            )
+        if have_native < need_native:
+            return (
+                f"insufficient ETH: {source.address} holds {have_native}, "
+                f"amounts and gas of in-flight withdrawals and this one need {need_native}"
+            )
+        return None
+
+    def _fee_reserve(self, s: Session, tx: m.Transaction) -> int:
+        if tx.unsigned is not None:
+            return int(tx.unsigned["gas_limit"]) * int(tx.unsigned["max_fee_per_gas"])
+        max_fee, _ = self.chain.fees()
+        kind = s.scalar(select(m.Asset.kind).where(m.Asset.id == tx.asset_id))
+        gas = ETH_TRANSFER_GAS if kind == "native" else 100_000
+        return gas * max_fee * self.settings.gas_headroom
+
+    def _view(self, s: Session, tx: m.Transaction) -> dict[str, Any]:
+        approvals = list(
+            s.scalars(select(m.Approval).where(m.Approval.transaction_id == tx.id).order_by(m.Approval.created_at))
+        )
+        symbol = s.scalar(select(m.Asset.symbol).where(m.Asset.id == tx.asset_id)) if tx.asset_id else None
+        return views.transaction(tx, approvals, symbol)
+
+    def get_transaction(self, actor: Actor, tx_id: str) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            return self._view(s, self._get(s, m.Transaction, tx_id, actor.org_id, "transaction"))
+
+    def list_transactions(self, actor: Actor, page: Page, state: str | None = None) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        if state is not None and state not in states.STATES:
+            raise Invalid(f"state must be one of {', '.join(states.STATES)}")
+        with self._read() as s:
+            stmt = select(m.Transaction).where(m.Transaction.org_id == actor.org_id)
+            if state is not None:
+                stmt = stmt.where(m.Transaction.state == state)
+            rows, cursor = views.paginate(s, stmt, m.Transaction, page)
+            return {"items": [self._view(s, t) for t in rows], "next_cursor": cursor}
+
+    # -- approvals --------------------------------------------------------------------------------------
+
+    def intent(self, s: Session, tx: m.Transaction) -> quorum.Intent:
+        source = s.get(m.Address, tx.source_address_id)
+        asset = s.get(m.Asset, tx.asset_id)
+        assert source is not None and asset is not None and tx.chain_id is not None
+        assert tx.destination is not None and tx.amount is not None
+        return quorum.Intent(
+            chain_id=tx.chain_id,
+            sender=source.address,
+            recipient=tx.destination,
+            asset="ETH" if asset.kind == "native" else (asset.contract or ""),
+            amount=tx.amount,
+        )
+
+    def _statement(self, s: Session, tx: m.Transaction, decision: quorum.Decision = "approve") -> bytes:
+        if tx.kind == "policy_change":
+            assert tx.policy_document is not None
+            digest = pol.Policy.from_document(tx.policy_document).digest()
+            return policy_statement(org=tx.org_id, transaction_id=tx.id, digest=digest, decision=decision)
+        vault = s.get(m.Vault, tx.vault_id)
+        source = s.get(m.Address, tx.source_address_id)
+        assert vault is not None and source is not None
+        return quorum.approval_statement(
+            org=tx.org_id,
+            transaction_id=tx.id,
+            key_id=vault.key_id,
+            path=source.path,
+            intent=self.intent(s, tx),
+            decision=decision,
+        )
+
+    def approval_request(self, actor: Actor, tx_id: str) -> dict[str, Any]:
+        """What an approver signs, with the facts to check it against (the CLI rebuilds the statement itself)."""
+        _require(actor, "approver", "admin")
+        with self._read() as s:
+            tx = self._get(s, m.Transaction, tx_id, actor.org_id, "transaction")
+            out: dict[str, Any] = {
+                "transaction": self._view(s, tx),
+                "statement": self._statement(s, tx).hex(),
+                "org": tx.org_id,
+            }
+            if tx.kind == "withdrawal":
+                vault = s.get(m.Vault, tx.vault_id)
+                source = s.get(m.Address, tx.source_address_id)
+                assert vault is not None and source is not None
+                out.update({"key_id": vault.key_id, "path": source.path, "intent": self.intent(s, tx).to_json()})
+            else:
+                assert tx.policy_document is not None
+                out["policy_digest"] = pol.Policy.from_document(tx.policy_document).digest()
+            return out
+
+    def approve(self, actor: Actor, tx_id: str, *, signature: str) -> dict[str, Any]:
+        return self._decide(actor, tx_id, signature, "approve")
+
+    def reject(self, actor: Actor, tx_id: str, *, signature: str) -> dict[str, Any]:
+        return self._decide(actor, tx_id, signature, "reject")
+
+    def _decide(self, actor: Actor, tx_id: str, signature: str, decision: str) -> dict[str, Any]:
+        with self._tx() as s:
+            tx = self._get(s, m.Transaction, tx_id, actor.org_id, "transaction")
+            s.refresh(tx, with_for_update=True)
+            _require(actor, "admin" if tx.kind == "policy_change" else "approver")
+            if tx.state != states.PENDING_APPROVAL:
+                raise Conflict(f"transaction {tx.id} is {tx.state}, not pending approval")
+            if tx.initiator_id == actor.user_id:
+                raise Forbidden("the initiator of a transaction cannot approve or reject it")
+            if s.scalar(
+                select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.approver_id == actor.user_id)
+            ):
+                raise Conflict(f"{actor.name} has already decided on transaction {tx.id}")
+            user = s.get(m.User, actor.user_id)
+            assert user is not None
+            if user.approval_key is None:
+                raise Forbidden(f"{actor.name} has no approval key registered")
+            statement = self._statement(s, tx, "approve" if decision == "approve" else "reject")
+            try:
+                raw_sig = bytes.fromhex(signature) if isinstance(signature, str) else b""
+                message = quorum.APPROVAL_DOMAIN + statement if tx.kind == "withdrawal" else statement
+                Ed25519PublicKey.from_public_bytes(bytes.fromhex(user.approval_key)).verify(raw_sig, message)
+            except (ValueError, InvalidSignature):
+                raise Invalid(
+                    f"the signature does not verify under {actor.name}'s approval key over this transaction's statement"
+                ) from None
+            s.add(
+                m.Approval(
+                    transaction_id=tx.id,
+                    approver_id=actor.user_id,
+                    decision=decision,
+                    public_key=user.approval_key,
+                    signature=signature,
+                )
+            )
+            self._event(s, actor, f"approval.{decision}", tx.id, public_key=user.approval_key, signature=signature)
+            s.flush()
+            if decision == "reject":
+                tx.error = f"rejected by {actor.name}"
+                self._move(s, actor, tx, states.REJECTED, by=actor.user_id)
+            else:
+                approvers = set(
+                    s.scalars(
+                        select(m.Approval.approver_id).where(
+                            m.Approval.transaction_id == tx.id, m.Approval.decision == "approve"
+                        )
+                    )
+                )
+                requirement = self._requirement(tx)
+                if requirement.satisfied(approvers, tx.initiator_id):
+                    self._move(s, None, tx, states.APPROVED, approvers=sorted(approvers))
+                    if tx.kind == "policy_change":
+                        self._activate_policy(s, tx)
+            view = self._view(s, tx)
+        if tx.kind == "withdrawal" and view["state"] == states.APPROVED:
+            self.on_approved(tx.id)
+        return view
+
+    @staticmethod
+    def _requirement(tx: m.Transaction) -> pol.ApprovalRequirement:
+        assert tx.requirement is not None
+        return pol.ApprovalRequirement.from_json(tx.requirement)
+
+    def cancel(self, actor: Actor, tx_id: str) -> dict[str, Any]:
+        with self._tx() as s:
+            tx = self._get(s, m.Transaction, tx_id, actor.org_id, "transaction")
+            s.refresh(tx, with_for_update=True)
+            if tx.initiator_id != actor.user_id and "admin" not in actor.roles:
+                raise Forbidden("only the initiator or an admin can cancel a transaction")
+            states.check(tx.kind, tx.state, states.CANCELLED)
+            self._move(s, actor, tx, states.CANCELLED)
+            return self._view(s, tx)
+
+    # -- policy -----------------------------------------------------------------------------------------
+
+    def get_policy(self, actor: Actor) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            return views.policy(self._policy(s, actor.org_id)[0])
+
+    def list_policies(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            rows, cursor = views.paginate(s, select(m.Policy).where(m.Policy.org_id == actor.org_id), m.Policy, page)
+            return {"items": [views.policy(p) for p in rows], "next_cursor": cursor}
+
+    def propose_policy(
+        self, actor: Actor, document: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """A policy change: a transaction that takes effect once enough other admins approve it."""
+        _require(actor, "admin")
+        try:
+            policy = pol.Policy.from_document(document)
+        except pol.PolicyError as exc:
+            raise Invalid(f"policy: {exc}") from None
+        request_hash = hashlib.sha256(json.dumps(["policy", policy.digest()]).encode()).hexdigest()
+        if idempotency_key is not None:
+            found = self._idempotent(actor, idempotency_key, request_hash)
+            if found is not None:
+                return found
+        with self._tx() as s:
+            users = s.scalars(select(m.User).where(m.User.org_id == actor.org_id, m.User.disabled.is_(False)))
+            admins = frozenset(u.id for u in users if "admin" in u.roles and u.approval_key is not None)
+            quorum_size = self.settings.policy_quorum
+            if len(admins - {actor.user_id}) < quorum_size:
+                raise Conflict(
+                    f"a policy change needs {quorum_size} admin(s) other than the proposer to approve it; "
+                    f"the organisation has {len(admins - {actor.user_id})}"
+                )
+            requirement = pol.ApprovalRequirement(
+                combine="all", groups=(pol.ApprovalGroup(name="admins", members=admins, threshold=quorum_size),)
+            )
+            now = self.clock()
+            tx = m.Transaction(
+                org_id=actor.org_id,
+                kind="policy_change",
+                state=states.SUBMITTED,
+                initiator_id=actor.user_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                policy_document=policy.to_document(),
+                requirement=requirement.to_json(),
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(tx)
+            s.flush()
+            self._event(s, actor, "transaction.submitted", tx.id, kind="policy_change", digest=policy.digest())
+            self._move(s, actor, tx, states.PENDING_APPROVAL, requirement=tx.requirement)
+            return self._view(s, tx)
+
+    def _activate_policy(self, s: Session, tx: m.Transaction) -> None:
+        assert tx.policy_document is not None
+        policy = pol.Policy.from_document(tx.policy_document)
+        current = s.scalar(select(func.max(m.Policy.version)).where(m.Policy.org_id == tx.org_id)) or 0
+        s.add(
+            m.Policy(
+                org_id=tx.org_id,
+                version=current + 1,
+                document=policy.to_document(),
+                digest=policy.digest(),
+                transaction_id=tx.id,
+            )
+        )
+        self._event(
+            s,
+            None,
+            "policy.activated",
+            tx.org_id,
+            org_id=tx.org_id,
+            version=current + 1,
+            digest=policy.digest(),
+            transaction=tx.id,
+        )
+        self._move(s, None, tx, states.CONFIRMED, version=current + 1)
+
+    # -- deposits and audit -----------------------------------------------------------------------------
+
+    def list_deposits(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, *ANYONE)
+        with self._read() as s:
+            rows, cursor = views.paginate(s, select(m.Deposit).where(m.Deposit.org_id == actor.org_id), m.Deposit, page)
+            symbols = {
+                i: sym for i, sym in s.execute(select(m.Asset.id, m.Asset.symbol).where(m.Asset.org_id == actor.org_id))
+            }
+            return {"items": [views.deposit(d, symbols.get(d.asset_id)) for d in rows], "next_cursor": cursor}
+
+    def audit_events(self, actor: Actor, page: Page) -> dict[str, Any]:
+        _require(actor, "auditor", "admin")
+        after = None
+        if page.cursor is not None:
+            if not page.cursor.isdigit() or len(page.cursor) > 18:
+                raise Invalid("cursor is not one this service issued")
+            after = int(page.cursor)
+        with self._read() as s:
+            events = self.audit.events(s, org_id=actor.org_id, after=after, limit=page.limit + 1)
+        more = len(events) > page.limit
+        events = events[: page.limit]
+        return {"items": events, "next_cursor": str(events[-1]["index"]) if more else None}
+
+    def audit_head(self, actor: Actor) -> dict[str, Any]:
+        _require(actor, "auditor", "admin")
+        with self._read() as s:
+            return self.audit.head(s)
+
+    def audit_proof(self, actor: Actor, index: int, tree_size: int | None = None) -> dict[str, Any]:
+        _require(actor, "auditor", "admin")
+        with self._read() as s:
+            proof = self.audit.inclusion(s, index, tree_size)
+        if proof["event"].get("org_id") != actor.org_id:
+            raise NotFound(f"no audit event {index} in this organisation")
+        return proof
+
+    def audit_consistency(self, actor: Actor, old: int, new: int) -> dict[str, Any]:
+        _require(actor, "auditor", "admin")
+        with self._read() as s:
+            return self.audit.consistency(s, old, new)
+
+
+def source_org(s: Session, source: m.Address) -> str:
+    vault = s.get(m.Vault, source.vault_id)
+    assert vault is not None
+    return vault.org_id
+
+
+__all__ = ["Actor", "Custody", "CustodyError", "Page", "Settings", "policy_statement"]

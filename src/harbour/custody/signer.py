@@ -1,0 +1,136 @@
+"""Custody's window onto the signer nodes: key generation and signing, never a share.
+
+The service is threaded (API requests, the signing pool) and the node
+coordinator is asyncio, so one event loop runs in a background thread and every
+call is submitted to it; the coordinator's kept-alive connections are shared by
+all sessions. Each operation carries an approval certificate that this module
+issues with the service's authority key; the nodes check it (and, for
+withdrawals, the approvers' own signatures inside it) before they join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harbour.crypto.ecdsa import EcdsaSignature
+from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.mpc import hd
+from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.node import approval
+from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
+from harbour.node.identity import NodeDescriptor
+
+T = TypeVar("T")
+
+CERTIFICATE_LIFETIME = 300
+"""Seconds a certificate stays valid: long enough for a slow session, short enough to be a one-off."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    y_parity: int
+    r: int
+    s: int
+    signers: tuple[int, ...]
+
+
+class Signer:
+    """Runs keygen and signing sessions on a fixed set of nodes."""
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeDescriptor],
+        authority: approval.AuthorityKey,
+        state_dir: Path,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        if not nodes:
+            raise ValueError("the signer needs at least one node")
+        self.nodes = list(nodes)
+        self.authority = authority
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="harbour-signer", daemon=True)
+        self._thread.start()
+        self._coordinator = Coordinator(state_dir=state_dir, timeout=timeout)
+        self._keys: dict[str, ClusterKey] = {}
+        self._keys_lock = threading.Lock()
+
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._coordinator.__aexit__(None, None, None))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def node(self, name: str) -> NodeDescriptor:
+        for descriptor in self.nodes:
+            if descriptor.name == name:
+                return descriptor
+        raise KeyError(name)
+
+    def keygen(self, key_id: str, threshold: int, nodes: Sequence[NodeDescriptor]) -> ClusterKey:
+        params = admin_params("keygen", scheme=ECDSA_SCHEME, threshold=threshold, nodes=nodes)
+        certificate = approval.issue(
+            self.authority,
+            kind="keygen",
+            key_id=key_id,
+            params=params,
+            now=int(time.time()),
+            expires_in=CERTIFICATE_LIFETIME,
+        )
+        key = self._run(self._coordinator.keygen(nodes, threshold, ECDSA_SCHEME, certificate, key_id=key_id))
+        self._coordinator.save_key(key)
+        with self._keys_lock:
+            self._keys[key_id] = key
+        return key
+
+    def key(self, key_id: str) -> ClusterKey:
+        with self._keys_lock:
+            key = self._keys.get(key_id)
+            if key is None:
+                key = self._keys[key_id] = self._coordinator.load_key(key_id)
+            return key
+
+    def child_public_key(self, key_id: str, path: str) -> Secp256k1Point:
+        key = self.key(key_id)
+        point = key.public.group_public_key
+        if path != "m":
+            point = hd.derive(key.public.group, point, key.chain_code, path).public_key
+        assert isinstance(point, Secp256k1Point)
+        return point
+
+    def sign(self, key_id: str, path: str, digest: bytes, *, evidence: bytes | None = None) -> Signature:
+        """One ECDSA signature over ``digest`` by a live t-subset of the key's nodes."""
+        key = self.key(key_id)
+        extra: dict[str, Any] = {} if evidence is None else {"evidence": evidence}
+        certificate = approval.issue(
+            self.authority,
+            kind="sign",
+            key_id=key_id,
+            path=path,
+            digests=[digest],
+            now=int(time.time()),
+            expires_in=CERTIFICATE_LIFETIME,
+            **extra,
+        )
+        outcome = self._run(self._coordinator.sign(key, digest, certificate, path=path))
+        signature = outcome.signature
+        if not isinstance(signature, EcdsaSignature):
+            raise ClusterError("bad-result", "the nodes returned a non-ECDSA signature")
+        if signature.recovery_id > 1:
+            # R.x >= n: possible with probability ~2^-128; Ethereum's y_parity cannot express it.
+            raise ClusterError("bad-result", "signature has an overflowing R.x; sign again")
+        return Signature(signature.recovery_id, signature.r, signature.s, tuple(outcome.signers))

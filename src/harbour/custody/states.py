@@ -1,0 +1,74 @@
+"""The transaction state machine: which state may follow which, and nothing else.
+
+Every change of a transaction's state goes through :func:`advance`, so an
+illegal jump (a rejected withdrawal becoming approved, a confirmed one being
+signed again) is an exception, not a silent overwrite. The diagram, for a
+withdrawal::
+
+    submitted -> pending_policy -> approved ----------> signing -> broadcast -> confirmed
+                              \\-> pending_approval -/      \\          \\-> failed
+                              \\-> rejected   |  \\-> rejected \\-> failed
+                                              \\-> cancelled
+
+A policy change is ``submitted -> pending_approval -> approved -> confirmed``
+(confirmed meaning: the new version is in force), or rejected/cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from harbour.custody.errors import Conflict
+
+SUBMITTED: Final = "submitted"
+PENDING_POLICY: Final = "pending_policy"
+PENDING_APPROVAL: Final = "pending_approval"
+APPROVED: Final = "approved"
+SIGNING: Final = "signing"
+BROADCAST: Final = "broadcast"
+CONFIRMED: Final = "confirmed"
+FAILED: Final = "failed"
+REJECTED: Final = "rejected"
+CANCELLED: Final = "cancelled"
+
+STATES: Final = (
+    SUBMITTED,
+    PENDING_POLICY,
+    PENDING_APPROVAL,
+    APPROVED,
+    SIGNING,
+    BROADCAST,
+    CONFIRMED,
+    FAILED,
+    REJECTED,
+    CANCELLED,
+)
+FINAL: Final = frozenset({CONFIRMED, FAILED, REJECTED, CANCELLED})
+IN_FLIGHT: Final = frozenset({PENDING_APPROVAL, APPROVED, SIGNING, BROADCAST})
+"""States whose amount is committed but not yet reflected on chain (or may be)."""
+
+_NEXT: Final[dict[str, dict[str, frozenset[str]]]] = {
+    "withdrawal": {
+        SUBMITTED: frozenset({PENDING_POLICY}),
+        PENDING_POLICY: frozenset({APPROVED, PENDING_APPROVAL, REJECTED}),
+        PENDING_APPROVAL: frozenset({APPROVED, REJECTED, CANCELLED}),
+        APPROVED: frozenset({SIGNING, CANCELLED}),
+        SIGNING: frozenset({BROADCAST, FAILED}),
+        BROADCAST: frozenset({CONFIRMED, FAILED}),
+    },
+    "policy_change": {
+        SUBMITTED: frozenset({PENDING_APPROVAL, REJECTED}),
+        PENDING_APPROVAL: frozenset({APPROVED, REJECTED, CANCELLED}),
+        APPROVED: frozenset({CONFIRMED}),
+    },
+}
+
+
+def allowed(kind: str, current: str) -> frozenset[str]:
+    return _NEXT[kind].get(current, frozenset())
+
+
+def check(kind: str, current: str, new: str) -> None:
+    """Raise Conflict unless ``current -> new`` is an edge of the diagram."""
+    if new not in allowed(kind, current):
+        raise Conflict(f"a {kind.replace('_', ' ')} in state {current} cannot become {new}")

@@ -1,0 +1,207 @@
+"""JSON views of custody rows, and keyset pagination.
+
+Amounts leave as decimal strings: JSON numbers are doubles in most clients and
+silently round above 2^53 (one wei short of 0.01 ETH).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Session
+
+from harbour.custody import models as m
+from harbour.custody.db import Base
+from harbour.custody.errors import Invalid
+
+MAX_LIMIT = 200
+Row = TypeVar("Row", bound=Base)
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int = 50
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.limit) is not int or not 1 <= self.limit <= MAX_LIMIT:
+            raise Invalid(f"limit must be an integer in 1..{MAX_LIMIT}")
+
+
+def _encode_cursor(at: dt.datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at_text, row_id = text.split("|")
+        at = dt.datetime.fromisoformat(at_text)
+        if at.tzinfo is None or len(row_id) > 36:
+            raise ValueError
+        return at, row_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("cursor is not one this service issued") from None
+
+
+def paginate(session: Session, stmt: Select[Row], model: type[Row], page: Page) -> tuple[list[Row], str | None]:
+    """Rows in (created_at, id) order after the cursor; the next cursor, or None at the end."""
+    created = model.created_at  # type: ignore[attr-defined]
+    ident = model.id  # type: ignore[attr-defined]
+    if page.cursor is not None:
+        at, row_id = _decode_cursor(page.cursor)
+        stmt = stmt.where(or_(created > at, and_(created == at, ident > row_id)))
+    rows = list(session.scalars(stmt.order_by(created, ident).limit(page.limit + 1)))
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None  # type: ignore[attr-defined]
+    return rows, cursor
+
+
+def iso(at: dt.datetime | None) -> str | None:
+    return None if at is None else at.astimezone(dt.UTC).isoformat()
+
+
+def amount(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def organisation(org: m.Organisation) -> dict[str, Any]:
+    return {"id": org.id, "name": org.name, "created_at": iso(org.created_at)}
+
+
+def user(u: m.User) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "org_id": u.org_id,
+        "name": u.name,
+        "roles": sorted(u.roles),
+        "approval_key": u.approval_key,
+        "disabled": u.disabled,
+        "created_at": iso(u.created_at),
+    }
+
+
+def vault(v: m.Vault) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "name": v.name,
+        "key_id": v.key_id,
+        "scheme": v.scheme,
+        "threshold": v.threshold,
+        "nodes": list(v.nodes),
+        "public_key": v.public_key,
+        "created_at": iso(v.created_at),
+    }
+
+
+def address(a: m.Address) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "vault_id": a.vault_id,
+        "index": a.index,
+        "path": a.path,
+        "address": a.address,
+        "label": a.label,
+        "created_at": iso(a.created_at),
+    }
+
+
+def asset(a: m.Asset) -> dict[str, Any]:
+    return {"id": a.id, "symbol": a.symbol, "kind": a.kind, "contract": a.contract, "decimals": a.decimals}
+
+
+def address_book_entry(e: m.AddressBookEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "name": e.name,
+        "address": e.address,
+        "whitelisted": e.whitelisted,
+        "created_at": iso(e.created_at),
+    }
+
+
+def approval(a: m.Approval) -> dict[str, Any]:
+    return {
+        "approver_id": a.approver_id,
+        "decision": a.decision,
+        "public_key": a.public_key,
+        "signature": a.signature,
+        "created_at": iso(a.created_at),
+    }
+
+
+def transaction(
+    t: m.Transaction, approvals: list[m.Approval] | None = None, asset_symbol: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": t.id,
+        "kind": t.kind,
+        "state": t.state,
+        "initiator_id": t.initiator_id,
+        "idempotency_key": t.idempotency_key,
+        "note": t.note,
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+        "policy_version": t.policy_version,
+        "decision": t.decision,
+        "requirement": t.requirement,
+        "error": t.error,
+    }
+    if t.kind == "withdrawal":
+        out.update(
+            {
+                "vault_id": t.vault_id,
+                "source_address_id": t.source_address_id,
+                "asset": asset_symbol,
+                "destination": t.destination,
+                "address_book_entry_id": t.address_book_entry_id,
+                "amount": amount(t.amount),
+                "chain_id": t.chain_id,
+                "nonce": t.nonce,
+                "unsigned": t.unsigned,
+                "digest": t.digest,
+                "tx_hash": t.tx_hash,
+                "signers": t.signers,
+                "block_number": t.block_number,
+                "gas_used": t.gas_used,
+                "fee": amount(t.fee),
+                "broadcast_at": iso(t.broadcast_at),
+            }
+        )
+    else:
+        out["policy_document"] = t.policy_document
+    if approvals is not None:
+        out["approvals"] = [approval(a) for a in approvals]
+    return out
+
+
+def policy(p: m.Policy) -> dict[str, Any]:
+    return {
+        "version": p.version,
+        "document": p.document,
+        "digest": p.digest,
+        "transaction_id": p.transaction_id,
+        "created_at": iso(p.created_at),
+    }
+
+
+def deposit(d: m.Deposit, asset_symbol: str | None = None) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "vault_id": d.vault_id,
+        "address_id": d.address_id,
+        "asset": asset_symbol,
+        "tx_hash": d.tx_hash,
+        "log_index": d.log_index,
+        "block_number": d.block_number,
+        "sender": d.sender,
+        "amount": amount(d.amount),
+        "state": d.state,
+        "created_at": iso(d.created_at),
+    }

@@ -1,0 +1,528 @@
+"""The custody service end to end: real signer-node processes, the embedded chain, SQLite.
+
+Each test builds its own deployment (tests/custody_env.py): three ``harbour node
+run`` processes, the service with its signing pipeline, an organisation with an
+admin, a second admin, an initiator, three approvers, an auditor and a viewer.
+Balances are read back from the chain, never from the service's own rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from custody_env import ETH, CustodyEnv
+from harbour.custody import models as m
+from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound
+from harbour.custody.views import Page
+
+DEST = "0x2222222222222222222222222222222222222222"
+OTHER = "0x3333333333333333333333333333333333333333"
+FINAL = ("confirmed", "failed", "rejected", "cancelled")
+
+
+def wait_final(env: CustodyEnv, tx_id: str, timeout: float = 60.0, states: tuple[str, ...] = FINAL) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tx = env.custody.get_transaction(env.actor("admin"), tx_id)
+        if tx["state"] in states:
+            return tx
+        time.sleep(0.05)
+    raise AssertionError(f"transaction {tx_id} stuck in {tx['state']}: {tx['error']}")
+
+
+def allow_all() -> dict[str, Any]:
+    return {"rules": [{"name": "auto-approve", "action": "allow"}]}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[CustodyEnv]:
+    with CustodyEnv(tmp_path) as e:
+        e.organisation()
+        e.set_policy(e.two_approvers_policy())
+        yield e
+
+
+def withdraw(env: CustodyEnv, vault_id: str, amount: int, to: str = DEST, **extra: Any) -> dict[str, Any]:
+    return env.custody.submit_withdrawal(
+        env.actor("initiator"), vault_id=vault_id, asset="ETH", to=to, amount=amount, **extra
+    )
+
+
+# -- the main path -------------------------------------------------------------------------------------------
+
+
+def test_withdrawal_needs_two_approvals_then_is_signed_broadcast_and_confirmed(env: CustodyEnv) -> None:
+    vault_id, address = env.vault(fund=10 * ETH)
+    tx = withdraw(env, vault_id, 3 * ETH, idempotency_key="w-1")
+    assert tx["state"] == "pending_approval"
+    assert tx["decision"]["rule"] == "treasury approval"
+
+    assert env.approve(tx["id"], "approver1")["state"] == "pending_approval"
+    assert env.chain.balance(DEST) == 0
+    assert env.approve(tx["id"], "approver2")["state"] == "approved"
+    done = wait_final(env, tx["id"])
+
+    assert done["state"] == "confirmed", done["error"]
+    assert done["nonce"] == 0 and len(done["signers"]) == 2
+    receipt = env.chain.receipt(bytes.fromhex(done["tx_hash"][2:]))
+    assert receipt is not None and receipt.status == 1
+    assert env.chain.balance(DEST) == 3 * ETH
+    assert env.chain.balance(address) == 10 * ETH - 3 * ETH - int(done["fee"])
+    assert env.chain.nonce(address, "latest") == 1
+
+    # Every step is in the audit log, in order, and the log verifies.
+    kinds = [e["kind"] for e in all_events(env) if e["subject"] == tx["id"]]
+    assert kinds == [
+        "transaction.submitted",
+        "transaction.pending_policy",
+        "transaction.pending_approval",
+        "approval.approve",
+        "approval.approve",
+        "transaction.approved",
+        "transaction.signing",
+        "transaction.signed",
+        "transaction.broadcast",
+        "transaction.confirmed",
+    ]
+    with env.custody._read() as s:
+        assert env.custody.audit.verify(s).ok
+
+
+def all_events(env: CustodyEnv) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = env.custody.audit_events(env.actor("auditor"), Page(limit=200, cursor=cursor))
+        out.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def test_retried_submission_with_the_same_idempotency_key_is_one_withdrawal(env: CustodyEnv) -> None:
+    vault_id, _ = env.vault()
+    first = withdraw(env, vault_id, ETH, idempotency_key="same")
+    again = withdraw(env, vault_id, ETH, idempotency_key="same")
+    assert again["id"] == first["id"]
+    with pytest.raises(Conflict, match="different request"):
+        withdraw(env, vault_id, 2 * ETH, idempotency_key="same")
+    with env.custody._read() as s:
+        assert len(list(s.scalars(select(m.Transaction).where(m.Transaction.kind == "withdrawal")))) == 1
+
+
+# -- policy and approvals ------------------------------------------------------------------------------------
+
+
+def test_a_blocking_rule_rejects_and_nothing_is_signed(env: CustodyEnv) -> None:
+    vault_id, address = env.vault()
+    env.custody.add_address_book_entry(env.actor("admin"), name="sanctioned", address=OTHER)
+    entry = env.custody.list_address_book(env.actor("admin"), Page())["items"][0]["id"]
+    policy = env.two_approvers_policy()
+    policy["rules"].insert(
+        0,
+        {
+            "name": "never to sanctioned",
+            "match": {"destination": {"kind": "address_book", "entries": [entry]}},
+            "action": "block",
+        },
+    )
+    env.set_policy(policy)
+    tx = withdraw(env, vault_id, ETH, to=OTHER)
+    assert tx["state"] == "rejected"
+    assert "never to sanctioned" in tx["error"]
+    assert tx["nonce"] is None and tx["tx_hash"] is None
+    explained = env.custody.explain(env.actor("initiator"), vault_id=vault_id, asset="ETH", to=OTHER, amount=ETH)
+    assert explained["action"] == "block" and explained["rule"] == "never to sanctioned"
+    time.sleep(0.3)
+    assert env.chain.nonce(address, "latest") == 0
+
+
+def test_the_default_is_to_deny(tmp_path: Path) -> None:
+    with CustodyEnv(tmp_path) as env:
+        env.organisation()  # initial policy: no rules
+        vault_id, _ = env.vault()
+        tx = withdraw(env, vault_id, ETH)
+        assert tx["state"] == "rejected"
+        assert "default deny" in tx["error"]
+
+
+def test_approvers_cannot_approve_twice_their_own_or_without_the_role(env: CustodyEnv) -> None:
+    vault_id, _ = env.vault()
+    own = env.add_person("initiator-approver", ["initiator", "approver"], key=True)
+    policy = env.two_approvers_policy(["approver1", "approver2", "initiator-approver"])
+    env.set_policy(policy)
+    tx = env.custody.submit_withdrawal(own.actor, vault_id=vault_id, asset="ETH", to=DEST, amount=ETH)
+    with pytest.raises(Forbidden, match="initiator"):
+        env.approve(tx["id"], "initiator-approver")
+    env.approve(tx["id"], "approver1")
+    with pytest.raises(Conflict, match="already decided"):
+        env.approve(tx["id"], "approver1")
+    with pytest.raises(Forbidden):
+        env.custody.approve(env.actor("viewer"), tx["id"], signature="00" * 64)
+    with pytest.raises(Forbidden):
+        env.custody.approve(env.actor("auditor"), tx["id"], signature="00" * 64)
+    # A signature over another transaction's statement is refused.
+    other = env.custody.submit_withdrawal(own.actor, vault_id=vault_id, asset="ETH", to=DEST, amount=ETH)
+    request = env.custody.approval_request(env.actor("approver2"), other["id"])
+    key = env.people["approver2"].key
+    assert key is not None
+    from harbour.node import quorum
+
+    forged = quorum.sign_approval(key, bytes.fromhex(request["statement"])).hex()
+    with pytest.raises(Invalid, match="does not verify"):
+        env.custody.approve(env.actor("approver2"), tx["id"], signature=forged)
+    assert env.custody.get_transaction(env.actor("admin"), tx["id"])["state"] == "pending_approval"
+    # One rejection ends it; later approvals are refused.
+    assert env.decide(tx["id"], "approver2", "reject")["state"] == "rejected"
+    with pytest.raises(Conflict, match="not pending approval"):
+        env.approve(tx["id"], "approver3")
+
+
+def test_policy_changes_need_another_admin(env: CustodyEnv) -> None:
+    before = env.custody.get_policy(env.actor("viewer"))["version"]
+    change = env.custody.propose_policy(env.actor("admin"), allow_all())
+    assert change["state"] == "pending_approval"
+    with pytest.raises(Forbidden, match="initiator"):
+        env.approve(change["id"], "admin")
+    with pytest.raises(Forbidden):
+        env.approve(change["id"], "approver1")
+    with pytest.raises(Forbidden):
+        env.custody.propose_policy(env.actor("initiator"), allow_all())
+    assert env.custody.get_policy(env.actor("viewer"))["version"] == before
+    assert env.approve(change["id"], "admin2")["state"] == "confirmed"
+    current = env.custody.get_policy(env.actor("viewer"))
+    assert current["version"] == before + 1 and current["transaction_id"] == change["id"]
+    assert current["document"]["rules"][0]["name"] == "auto-approve"
+
+
+# -- money -----------------------------------------------------------------------------------------------------
+
+
+def test_a_withdrawal_above_the_balance_is_rejected(env: CustodyEnv) -> None:
+    env.set_policy(allow_all())
+    vault_id, address = env.vault(fund=2 * ETH)
+    tx = withdraw(env, vault_id, 3 * ETH)
+    assert tx["state"] == "rejected" and "insufficient ETH" in tx["error"]
+    # In-flight withdrawals are reserved: the second of two 1.5 ETH withdrawals cannot be paid.
+    env.set_policy(env.two_approvers_policy())
+    first = withdraw(env, vault_id, 3 * ETH // 4)
+    second = withdraw(env, vault_id, 3 * ETH // 4)
+    third = withdraw(env, vault_id, 3 * ETH // 4)
+    assert [first["state"], second["state"], third["state"]] == ["pending_approval", "pending_approval", "rejected"]
+    assert env.chain.balance(address) == 2 * ETH
+
+
+def test_erc20_deposit_is_detected_and_tokens_withdrawn(env: CustodyEnv) -> None:
+    env.set_policy(allow_all())
+    vault_id, address = env.vault(fund=ETH)
+    token = env.chain.deploy_token("Hong Kong Dollar Token", "HKDT", 6, 10**15)
+    env.custody.add_asset(env.actor("admin"), symbol="HKDT", kind="erc20", contract=token, decimals=6)
+    env.chain.token_transfer(token, address, 5_000_000_000)
+    deposits = wait_for(
+        lambda: [
+            d
+            for d in env.custody.list_deposits(env.actor("viewer"), Page())["items"]
+            if d["asset"] == "HKDT" and d["state"] == "confirmed"
+        ]
+    )
+    assert deposits[0]["amount"] == "5000000000"
+    tx = env.custody.submit_withdrawal(
+        env.actor("initiator"), vault_id=vault_id, asset="HKDT", to=DEST, amount=1_234_567
+    )
+    done = wait_final(env, tx["id"])
+    assert done["state"] == "confirmed", done["error"]
+    assert env.chain.token_balance(token, DEST) == 1_234_567
+    assert env.chain.token_balance(token, address) == 5_000_000_000 - 1_234_567
+    vault = env.custody.get_vault(env.actor("viewer"), vault_id)
+    assert vault["balances"]["HKDT"] == str(5_000_000_000 - 1_234_567)
+    too_much = env.custody.submit_withdrawal(
+        env.actor("initiator"), vault_id=vault_id, asset="HKDT", to=DEST, amount=10**12
+    )
+    assert too_much["state"] == "rejected" and "insufficient HKDT" in too_much["error"]
+
+
+def wait_for(check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_deposits_are_recorded_once_across_restarts_and_rescans(env: CustodyEnv) -> None:
+    _, address = env.vault(fund=ETH)
+    env.chain.fund(address, 2 * ETH)
+    wait_for(lambda: len(env.custody.list_deposits(env.actor("viewer"), Page())["items"]) == 2)
+    env.close()
+    env.open()
+    with env.custody.sessions() as s, s.begin():  # forget how far the scanner got: it rescans from block 0
+        s.execute(delete(m.ChainCursor))
+    env.chain.fund(address, 3 * ETH)
+    items = wait_for(
+        lambda: (lambda i: i if len(i) == 3 else None)(env.custody.list_deposits(env.actor("viewer"), Page())["items"])
+    )
+    assert sorted(int(d["amount"]) for d in items) == [ETH, 2 * ETH, 3 * ETH]
+    time.sleep(0.5)
+    assert len(env.custody.list_deposits(env.actor("viewer"), Page())["items"]) == 3
+
+
+# -- faults ----------------------------------------------------------------------------------------------------
+
+
+def test_a_signer_node_down_another_pair_signs(env: CustodyEnv) -> None:
+    env.set_policy(allow_all())
+    vault_id, _ = env.vault()
+    env.nodes[0].kill()
+    done = wait_final(env, withdraw(env, vault_id, ETH)["id"])
+    assert done["state"] == "confirmed", done["error"]
+    assert done["signers"] == [2, 3]
+
+
+def test_restart_after_signing_before_broadcast_sends_the_same_transaction_once(env: CustodyEnv) -> None:
+    env.set_policy(allow_all())
+    vault_id, address = env.vault()
+    assert env.deployment is not None
+    crashed = threading.Event()
+
+    def crash(address: str, nonce: int, tx_id: str) -> None:
+        crashed.set()  # the process "dies" here: signed bytes committed, nothing sent
+
+    env.deployment.pipeline._sender.ready = crash  # type: ignore[method-assign]
+    tx = withdraw(env, vault_id, ETH)
+    wait_for(crashed.is_set)
+    before = env.custody.get_transaction(env.actor("admin"), tx["id"])
+    assert before["state"] == "signing" and before["tx_hash"] is not None
+    env.close()
+    assert env.chain.nonce(address, "latest") == 0
+
+    env.open()
+    done = wait_final(env, tx["id"])
+    assert done["state"] == "confirmed", done["error"]
+    assert (done["tx_hash"], done["nonce"]) == (before["tx_hash"], 0)
+    assert env.chain.nonce(address, "latest") == 1
+    assert env.chain.balance(DEST) == ETH
+
+
+def test_restart_after_the_nonce_before_the_signature_signs_the_same_nonce_again(env: CustodyEnv) -> None:
+    env.set_policy(env.two_approvers_policy())
+    vault_id, address = env.vault()
+    assert env.deployment is not None
+    crashed = threading.Event()
+
+    def crash(tx_id: str) -> bool:
+        crashed.set()  # dies after the nonce was committed, before a signature was stored
+        return False
+
+    env.deployment.pipeline._sign = crash  # type: ignore[method-assign]
+    tx = withdraw(env, vault_id, ETH)
+    env.approve(tx["id"], "approver1")
+    env.approve(tx["id"], "approver2")
+    wait_for(crashed.is_set)
+    before = env.custody.get_transaction(env.actor("admin"), tx["id"])
+    env.close()
+    assert before["state"] == "signing" and before["nonce"] == 0 and before["tx_hash"] is None
+
+    env.open()
+    done = wait_final(env, tx["id"])
+    assert done["state"] == "confirmed", done["error"]
+    assert done["nonce"] == 0 and done["digest"] == before["digest"]
+    assert env.chain.nonce(address, "latest") == 1
+    assert env.chain.balance(DEST) == ETH
+
+
+def test_200_concurrent_withdrawals_end_confirmed_or_rejected_and_reconcile(env: CustodyEnv) -> None:
+    env.set_policy(allow_all())
+    funding = 100 * ETH
+    vault_id, address = env.vault(fund=funding)
+    amount = 6 * ETH // 10
+    recipients = [f"0x{i:040x}" for i in range(0x1000, 0x1000 + 8)]
+
+    def submit(i: int) -> dict[str, Any]:
+        key = f"load-{i}"
+        tx = withdraw(env, vault_id, amount, to=env_checksum(recipients[i % 8]), idempotency_key=key)
+        if i % 10 == 0:  # a client retry: must return the same withdrawal
+            assert (
+                withdraw(env, vault_id, amount, to=env_checksum(recipients[i % 8]), idempotency_key=key)["id"]
+                == tx["id"]
+            )
+        return tx
+
+    with ThreadPoolExecutor(16) as pool:
+        submitted = list(pool.map(submit, range(200)))
+    assert len({t["id"] for t in submitted}) == 200
+    final = [wait_final(env, t["id"], timeout=120) for t in submitted]
+    by_state: dict[str, list[dict[str, Any]]] = {}
+    for t in final:
+        by_state.setdefault(t["state"], []).append(t)
+    assert set(by_state) <= {"confirmed", "rejected"}, {k: len(v) for k, v in by_state.items()}
+    confirmed = by_state["confirmed"]
+    rejected = by_state.get("rejected", [])
+    assert all("insufficient" in t["error"] for t in rejected)
+    assert len(confirmed) + len(rejected) == 200
+    assert len(confirmed) >= 150  # 100 ETH pays 166 of 0.6 ETH, less the gas reserved in flight
+
+    nonces = sorted(t["nonce"] for t in confirmed)
+    assert nonces == list(range(len(confirmed)))
+    assert env.chain.nonce(address, "latest") == len(confirmed)
+    fees = sum(int(t["fee"]) for t in confirmed)
+    assert env.chain.balance(address) == funding - len(confirmed) * amount - fees
+    assert sum(env.chain.balance(env_checksum(r)) for r in recipients) == len(confirmed) * amount
+    with env.custody.sessions() as s:
+        assert len(list(s.scalars(select(m.Transaction).where(m.Transaction.kind == "withdrawal")))) == 200
+        assert env.custody.audit.verify(s).ok
+
+
+def env_checksum(address: str) -> str:
+    from harbour.chains.eip1559 import parse_address
+    from harbour.chains.ethereum import checksum_address
+
+    return checksum_address(parse_address(address))
+
+
+def test_nodes_refuse_what_the_service_approved_without_the_approvals_they_require(tmp_path: Path) -> None:
+    """The service's policy auto-approves, but the nodes insist on two approvers' signatures: nothing is signed."""
+    with CustodyEnv(tmp_path, node_options={"min_approvals": 2, "require_evidence": True}) as env:
+        env.organisation()
+        env.set_policy(allow_all())
+        vault_id, address = env.vault()
+        tx = withdraw(env, vault_id, ETH)  # auto-approved by the service's policy, but the nodes want 2 approvals
+        view = wait_final(env, tx["id"])
+        assert view["state"] == "failed" and view["tx_hash"] is None and view["nonce"] is None
+        assert "signer nodes refused" in view["error"] and "requires at least 2" in view["error"]
+        assert env.chain.nonce(address, "latest") == 0
+
+
+def test_unknown_and_foreign_objects_are_not_found(env: CustodyEnv) -> None:
+    vault_id, _ = env.vault()
+    with pytest.raises(NotFound):
+        env.custody.get_transaction(env.actor("viewer"), "no-such-id")
+    with pytest.raises(NotFound):
+        env.custody.get_vault(env.actor("viewer"), "0" * 36)
+    other = env.custody.bootstrap("Another Custodian", "mallory", None)
+    mallory = env.custody.authenticate(other["token"])
+    with pytest.raises(NotFound):
+        env.custody.get_vault(mallory, vault_id)
+    assert env.custody.list_vaults(mallory, Page())["items"] == []
+    with pytest.raises(Invalid):
+        env.custody.submit_withdrawal(env.actor("initiator"), vault_id=vault_id, asset="ETH", to="0x12", amount=1)
+    with pytest.raises(Invalid):
+        env.custody.submit_withdrawal(env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=0)
+    with pytest.raises(Invalid):
+        env.custody.submit_withdrawal(env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1.5)  # type: ignore[arg-type]
+
+
+def test_nodes_refuse_an_approver_key_they_were_not_given(tmp_path: Path) -> None:
+    """The service counts approver3, whom the nodes' own list leaves out: the nodes refuse to sign."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    keys = {n: Ed25519PrivateKey.generate() for n in ("approver1", "approver2")}
+    trusted = [public_raw(k) for k in keys.values()]
+    with CustodyEnv(tmp_path, node_options={"approvers": trusted, "min_approvals": 2, "require_evidence": True}) as env:
+        env.organisation(approvers=3)
+        for name, key in keys.items():  # give approver1 and approver2 the keys the nodes trust
+            env.people.pop(name)
+            user = env.custody.create_user(
+                env.actor("admin"), name=f"{name}-t", roles=["approver"], approval_key=public_raw(key).hex()
+            )
+            token = env.custody.issue_credential(env.actor("admin"), user["id"])["token"]
+            from custody_env import Person
+
+            env.people[name] = Person(name, env.custody.authenticate(token), token, key)
+        env.set_policy(env.two_approvers_policy())
+        vault_id, address = env.vault()
+
+        good = withdraw(env, vault_id, ETH)
+        env.approve(good["id"], "approver1")
+        env.approve(good["id"], "approver2")
+        assert wait_final(env, good["id"])["state"] == "confirmed"
+
+        bad = withdraw(env, vault_id, ETH)
+        env.approve(bad["id"], "approver1")
+        env.approve(bad["id"], "approver3")  # the service accepts: approver3 is in its policy
+        view = wait_final(env, bad["id"])
+        assert view["state"] == "failed" and view["tx_hash"] is None
+        assert "does not trust them" in view["error"]
+        assert env.chain.nonce(address, "latest") == 1  # only the good one
+
+        # The refused withdrawal's nonce was released: the next one takes it and nothing waits behind a gap.
+        after = withdraw(env, vault_id, ETH)
+        env.approve(after["id"], "approver2")
+        env.approve(after["id"], "approver1")
+        done = wait_final(env, after["id"])
+        assert done["state"] == "confirmed" and done["nonce"] == 1
+        assert env.chain.nonce(address, "latest") == 2
+
+
+def public_raw(key: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return bytes(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+# -- the same flows on a real Ethereum node and on PostgreSQL ----------------------------------------------------
+
+
+def test_withdrawals_on_anvil(tmp_path: Path, anvil: str) -> None:
+    with CustodyEnv(tmp_path, chain_url=anvil) as env:
+        env.organisation()
+        env.set_policy(env.two_approvers_policy())
+        vault_id, address = env.vault(fund=5 * ETH)
+        tx = withdraw(env, vault_id, 2 * ETH)
+        env.approve(tx["id"], "approver2")
+        env.approve(tx["id"], "approver3")
+        done = wait_final(env, tx["id"])
+        assert done["state"] == "confirmed", done["error"]
+        assert env.chain.balance(DEST) >= 2 * ETH
+        assert env.chain.balance(address) == 5 * ETH - 2 * ETH - int(done["fee"])
+        deposits = wait_for(lambda: env.custody.list_deposits(env.actor("viewer"), Page())["items"])
+        assert [d["amount"] for d in deposits] == [str(5 * ETH)]
+        env.set_policy(allow_all())
+        start = env.chain.nonce(address, "latest")
+        with ThreadPoolExecutor(8) as pool:
+            many = list(pool.map(lambda i: withdraw(env, vault_id, ETH // 100), range(20)))
+        final = [wait_final(env, t["id"]) for t in many]
+        assert {t["state"] for t in final} == {"confirmed"}
+        assert sorted(t["nonce"] for t in final) == list(range(start, start + 20))
+
+
+def test_withdrawals_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text("CREATE DATABASE custody_flow"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/custody_flow"
+    try:
+        with CustodyEnv(tmp_path, database=url) as env:
+            env.organisation()
+            env.set_policy(allow_all())
+            vault_id, address = env.vault(fund=10 * ETH)
+            with ThreadPoolExecutor(8) as pool:
+                many = list(
+                    pool.map(lambda i: withdraw(env, vault_id, ETH // 2, idempotency_key=f"pg-{i % 30}"), range(40))
+                )
+            assert len({t["id"] for t in many}) == 30
+            final = [wait_final(env, t["id"]) for t in {t["id"]: t for t in many}.values()]
+            assert {t["state"] for t in final} <= {"confirmed", "rejected"}
+            confirmed = [t for t in final if t["state"] == "confirmed"]
+            assert sorted(t["nonce"] for t in confirmed) == list(range(len(confirmed)))
+            fees = sum(int(t["fee"]) for t in confirmed)
+            assert env.chain.balance(address) == 10 * ETH - len(confirmed) * ETH // 2 - fees
+            with env.custody._read() as s:
+                assert env.custody.audit.verify(s).ok
+    finally:
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text("DROP DATABASE IF EXISTS custody_flow WITH (FORCE)"))
+        admin.dispose()
