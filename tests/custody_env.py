@@ -62,7 +62,11 @@ class CustodyEnv:
         )
         self.node_options = node_options or {}
         self.nodes: list[LocalNode] = create_nodes(
-            root / "nodes", nodes, [cfg.authority_public(self.home)], passphrase=PASSPHRASE, node_options=self.node_options
+            root / "nodes",
+            nodes,
+            [cfg.authority_public(self.home)],
+            passphrase=PASSPHRASE,
+            node_options=self.node_options,
         )
         self.config.nodes = [str(n.directory / "descriptor.json") for n in self.nodes]
         self.config.save()

@@ -200,7 +200,7 @@ def test_bench_readable() -> None:
 
 
 def test_harbour_demo_prints_a_verified_table() -> None:
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["mpc", "tour"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     for scheme in SCHEMES:
@@ -212,7 +212,7 @@ def test_harbour_demo_prints_a_verified_table() -> None:
 
 def test_harbour_demo_fails_when_a_signature_does_not_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harbour.cli.session.verify", lambda *args: False)
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["mpc", "tour"])
     assert result.exit_code == 1
     assert "check(s) failed" in result.stdout
 

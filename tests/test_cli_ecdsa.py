@@ -261,7 +261,7 @@ def test_bench_default_keygen_runs_are_capped_for_ecdsa() -> None:
 
 
 def test_harbour_demo_shows_ecdsa_rows() -> None:
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["mpc", "tour"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if SCHEME in line]
     assert any("{1, 3}" in line and "✓" in line for line in lines)

@@ -1,185 +1,299 @@
-"""``harbour demo``: the project's main job on embedded defaults (``make demo``).
+"""``harbour demo``: the custody service end to end on embedded defaults (``make demo``).
 
-For each scheme (the three FROST schemes and threshold ECDSA): a 2-of-3 key by
-distributed key generation, two signatures by different pairs of its parties
-(both verify under the one public key: no party and no fixed pair is special),
-and one party's attempt to sign alone, which the signing session refuses.
-Threshold ECDSA signs the SHA-256 digest of the message, since ECDSA signs a
-digest and leaves the choice of hash to the chain.
+SQLite, the embedded Ethereum chain and three signer nodes as local processes:
+an organisation with its users, a policy change approved by a second admin, a
+2-of-3 threshold-ECDSA vault generated on the nodes, an address derived from
+it and funded (the deposit is detected), and a withdrawal that the policy sends
+to two approvers. The approvers sign with their own keys; each node re-checks
+those signatures before it signs; the transaction is broadcast and confirmed.
+The demo ends with the transaction hash, the balances, and an inclusion proof of
+the confirmation in the audit log, checked against the signed tree head.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from harbour.cli import session
-from harbour.cli.params import SCHEMES, is_ecdsa
-from harbour.mpc import runner
-from harbour.mpc.envelope import ProtocolAbort, UsageError
+from harbour.custody import audit as audit_log
+from harbour.custody import config as cfg
+from harbour.custody.service import Actor, Custody
+from harbour.custody.views import Page
+from harbour.node import quorum
+from harbour.node.localnet import create_nodes, running
 
-THRESHOLD, PARTIES = 2, 3
-SIGNER_SETS: tuple[tuple[int, ...], ...] = ((1, 3), (2, 3))
-LONE_SIGNER = (1,)
-MESSAGE = b"Harbour demo: transfer 100.00 HKD-T to vault 7"
-DIGEST = hashlib.sha256(MESSAGE).digest()
-STEPS_PER_SCHEME = 1 + len(SIGNER_SETS) + 1
-OK, FAIL = "[green]✓[/green]", "[bold red]✗[/bold red]"
-
+ETH = 10**18
+FUNDING = 5 * ETH
+AMOUNT = 1_250_000_000_000_000_000  # 1.25 ETH
+COUNTERPARTY = "0x1111111111111111111111111111111111111111"
 T = TypeVar("T")
 
 
-@dataclass
-class Row:
-    """One line of the final table; ``ok`` is whether the line shows the expected outcome."""
-
-    scheme: str
-    signers: tuple[int, ...]
-    public_key: str = ""
-    signature: str = ""
-    outcome: str = ""
-    ok: bool = False
-    keygen_ms: float | None = None
-    sign_ms: float | None = None
-    address: str = ""
+def _hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
-def short(hex_text: str) -> str:
-    return f"{hex_text[:8]}…{hex_text[-6:]}" if len(hex_text) > 16 else hex_text
+def _eth(wei: int) -> str:
+    whole, frac = divmod(wei, ETH)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " ETH"
 
 
-def fmt(signers: tuple[int, ...]) -> str:
-    return "{" + ", ".join(map(str, signers)) + "}"
+class _Steps:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.n = 0
+
+    def run(self, title: str, action: Callable[[], T], done: Callable[[T], str] | None = None) -> T:
+        self.n += 1
+        t0 = time.monotonic()
+        with self.console.status(f"[bold]{self.n:2d}.[/bold] {title} ..."):
+            result = action()
+        detail = f" [dim]{done(result)}[/dim]" if done else ""
+        self.console.print(f"[green]✓[/green] {self.n:2d}. {title} ({time.monotonic() - t0:.2f} s){detail}")
+        return result
 
 
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
-    start = time.perf_counter()
-    value = fn()
-    return value, (time.perf_counter() - start) * 1000
+def _wait(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value is not None:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
 
 
-def signed_bytes(scheme: str) -> bytes:
-    """What the scheme signs: the message for FROST, its SHA-256 digest for ECDSA."""
-    return DIGEST if is_ecdsa(scheme) else MESSAGE
-
-
-def sign_row(scheme: str, shares: session.Shares, signers: tuple[int, ...], public_key: str) -> Row:
-    row = Row(scheme, signers, public_key)
-    message = signed_bytes(scheme)
-    try:
-        signature, row.sign_ms = timed(lambda: session.sign(shares, signers, message))
-    except (ProtocolAbort, RuntimeError) as exc:
-        row.outcome = f"✗ {exc}"
-        return row
-    row.signature = short(session.signature_bytes(signature).hex())
-    row.ok = session.verify(scheme, shares[signers[0]].group_public_key, message, signature)
-    row.outcome = "✓" if row.ok else "✗ does not verify"
-    return row
-
-
-def lone_signer_row(scheme: str, shares: session.Shares, public_key: str) -> Row:
-    """One party of a 2-of-3 key tries to sign alone: here the refusal is the success."""
-    row = Row(scheme, LONE_SIGNER, public_key, signature="none")
-    try:
-        session.sign(shares, LONE_SIGNER, signed_bytes(scheme))
-    except UsageError as exc:
-        row.outcome, row.ok = f"refused ✓ ({exc})", True
-    else:
-        row.signature, row.outcome = "PRODUCED", "✗ one party signed alone"
-    return row
-
-
-def run_scheme(scheme: str, step: Callable[[str], None]) -> list[Row]:
-    """Every row of one scheme; a failure becomes a row with ``ok=False``, not an exception."""
-    try:
-        shares, keygen_ms = timed(lambda: runner.keygen(scheme, THRESHOLD, PARTIES))
-    except (ProtocolAbort, RuntimeError) as exc:
-        step(f"{FAIL} {scheme}: key generation failed: {exc}")
-        return [Row(scheme, (), outcome=f"✗ DKG failed: {exc}")]
-    public_key = short(session.public_key(shares).hex())
-    step(f"{OK} {scheme}: {THRESHOLD}-of-{PARTIES} key by DKG in {keygen_ms:.1f} ms, public key {public_key}")
-    rows = []
-    for signers in SIGNER_SETS:
-        row = sign_row(scheme, shares, signers, public_key)
-        rows.append(row)
-        step(
-            f"{OK if row.ok else FAIL} {scheme}: signers {fmt(signers)} signed in {row.sign_ms or 0:.2f} ms, "
-            f"verified {row.outcome}"
-        )
-    rows[0].keygen_ms = keygen_ms
-    rows[0].address = str(session.key_fields(scheme, shares[1].group_public_key).get("address", ""))
-    lone = lone_signer_row(scheme, shares, public_key)
-    rows.append(lone)
-    step(f"{OK if lone.ok else FAIL} {scheme}: party 1 alone tried to sign: {lone.outcome}")
-    return rows
-
-
-def table(rows: list[Row]) -> Table:
-    out = Table(
-        title=f"Threshold signatures {THRESHOLD}-of-{PARTIES}, message {MESSAGE.decode()!r}",
-        caption="\n".join(
-            f"{row.scheme} signs SHA-256(message); Ethereum address {row.address}" for row in rows if row.address
-        )
-        or None,
+def _approve(custody: Custody, actor: Actor, key: Ed25519PrivateKey, tx_id: str) -> dict[str, Any]:
+    """What ``harbour approve`` does: rebuild the statement from the facts, then sign it."""
+    request = custody.approval_request(actor, tx_id)
+    rebuilt = quorum.approval_statement(
+        org=request["org"],
+        transaction_id=tx_id,
+        key_id=request["key_id"],
+        path=request["path"],
+        intent=quorum.Intent.from_json(request["intent"]),
     )
-    out.add_column("scheme")
-    out.add_column("t-of-n", justify="center")
-    out.add_column("signers", justify="center")
-    out.add_column("public key")
-    out.add_column("signature")
-    out.add_column("verified", justify="center")
-    out.add_column("keygen ms", justify="right")
-    out.add_column("sign ms", justify="right")
-    for i, row in enumerate(rows):
-        if i and row.scheme != rows[i - 1].scheme:
-            out.add_section()
-        outcome = row.outcome.split(" (")[0]
-        out.add_row(
-            row.scheme,
-            f"{THRESHOLD}-of-{PARTIES}",
-            fmt(row.signers),
-            row.public_key,
-            row.signature,
-            f"[green]{outcome}[/green]" if row.ok else f"[bold red]{outcome}[/bold red]",
-            "" if row.keygen_ms is None else f"{row.keygen_ms:.1f}",
-            "" if row.sign_ms is None else f"{row.sign_ms:.2f}",
+    if rebuilt.hex() != request["statement"]:
+        raise RuntimeError("the service asked to sign something other than the transaction it shows")
+    return custody.approve(actor, tx_id, signature=quorum.sign_approval(key, rebuilt).hex())
+
+
+def demo(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Keep the deployment here (default: a temporary directory).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON at the end.")] = False,
+) -> None:
+    """Run the custody demo: vault, deposit, policy, two approvals, MPC signing, broadcast, audit proof."""
+    console = Console(stderr=as_json)
+    if directory is None:
+        with tempfile.TemporaryDirectory(prefix="harbour-demo-") as tmp:
+            summary = _demo(Path(tmp), console)
+    else:
+        summary = _demo(directory, console)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+
+
+def _demo(root: Path, console: Console) -> dict[str, Any]:
+    steps = _Steps(console)
+    console.print("[bold]Harbour custody demo[/bold]: SQLite, embedded Ethereum chain, three signer-node processes")
+    keys = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol", "dave", "erin")}
+
+    config = steps.run(
+        "Create the custody home (authority key, audit key, SQLite)", lambda: cfg.init_home(root / "custody")
+    )
+    nodes = steps.run(
+        "Create three signer nodes that trust the custody authority",
+        lambda: create_nodes(
+            root / "nodes",
+            3,
+            [cfg.authority_public(config.home)],
+            passphrase="harbour demo node passphrase",  # noqa: S106 (throw-away demo nodes)
+            node_options={
+                "approvers": [
+                    keys[n].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) for n in ("carol", "dave", "erin")
+                ],
+                "min_approvals": 2,
+                "require_evidence": True,
+            },
+        ),
+        lambda ns: ", ".join(n.name for n in ns) + " (each accepts only withdrawals 2 registered approvers signed)",
+    )
+    config.nodes = [str(n.directory / "descriptor.json") for n in nodes]
+    config.save()
+    with running(nodes):
+        steps.run(
+            "Start the node processes on loopback", lambda: None, lambda _: ", ".join(n.descriptor.url for n in nodes)
         )
-    return out
+        deployment = steps.run("Open the service and its signing pipeline", lambda: cfg.open_deployment(config))
+        try:
+            return _flow(deployment, keys, steps, console)
+        finally:
+            deployment.close()
 
 
-def demo() -> None:
-    """Run the MPC demonstration: DKG and threshold signing for every FROST scheme and threshold ECDSA."""
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: don't squeeze the table into 80 columns
-        console.width = max(console.width, 120)
-    rows: list[Row] = []
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("MPC", total=len(SCHEMES) * STEPS_PER_SCHEME)
+def _flow(
+    deployment: cfg.Deployment, keys: dict[str, Ed25519PrivateKey], steps: _Steps, console: Console
+) -> dict[str, Any]:
+    custody, chain = deployment.custody, deployment.chain
+    boot = steps.run(
+        "Create the organisation and its first admin",
+        lambda: custody.bootstrap("Victoria Harbour Custody", "alice", _hex(keys["alice"])),
+        lambda b: f"org {b['organisation']['id'][:8]}…, initial policy: deny everything",
+    )
+    alice = custody.authenticate(boot["token"])
 
-        def step(line: str) -> None:
-            progress.console.print(line)
-            progress.advance(task)
+    def person(name: str, roles: list[str], key: bool = True) -> Actor:
+        user = custody.create_user(alice, name=name, roles=roles, approval_key=_hex(keys[name]) if key else None)
+        return custody.authenticate(custody.issue_credential(alice, user["id"])["token"])
 
-        for scheme in SCHEMES:
-            progress.update(task, description=scheme)
-            rows.extend(run_scheme(scheme, step))
+    people = steps.run(
+        "Create users: a second admin, an initiator, three approvers",
+        lambda: {
+            "bob": person("bob", ["admin"]),
+            "frank": person("frank", ["initiator"], key=False),
+            "carol": person("carol", ["approver"]),
+            "dave": person("dave", ["approver"]),
+            "erin": person("erin", ["approver"]),
+        },
+        lambda p: "bob (admin), frank (initiator), carol, dave, erin (approvers)",
+    )
+    approvers = [people[n].user_id for n in ("carol", "dave", "erin")]
+    document = {
+        "rules": [
+            {
+                "name": "treasury withdrawals",
+                "action": "require_approval",
+                "approvals": {"combine": "all", "groups": [{"name": "treasury", "members": approvers, "threshold": 2}]},
+            }
+        ]
+    }
+
+    def change_policy() -> dict[str, Any]:
+        tx = custody.propose_policy(alice, document)
+        request = custody.approval_request(people["bob"], tx["id"])
+        signature = keys["bob"].sign(bytes.fromhex(request["statement"])).hex()
+        return custody.approve(people["bob"], tx["id"], signature=signature)
+
+    steps.run(
+        "Change the policy: any withdrawal needs 2 of 3 treasury approvers (alice proposes, bob approves)",
+        change_policy,
+        lambda t: f"policy change {t['state']}",
+    )
+    custody.add_asset(alice, symbol="ETH", kind="native", decimals=18)
+    vault = steps.run(
+        "Generate the vault key: 2-of-3 threshold ECDSA on the nodes",
+        lambda: custody.create_vault(alice, name="treasury", threshold=2),
+        lambda v: f"key {v['key_id']}, public key {v['public_key'][:18]}…",
+    )
+    address = steps.run(
+        "Derive the vault's first address (BIP-32 m/0, public derivation)",
+        lambda: custody.derive_address(alice, vault["id"], label="hot")["address"],
+        lambda a: a,
+    )
+    funding_tx = steps.run(f"Fund it with {_eth(FUNDING)} from a chain account", lambda: chain.fund(address, FUNDING))
+    del funding_tx
+    deposit = steps.run(
+        "Detect and confirm the deposit",
+        lambda: _wait(
+            lambda: next(
+                (d for d in custody.list_deposits(alice, Page(limit=10))["items"] if d["state"] == "confirmed"), None
+            ),
+            "the deposit",
+        ),
+        lambda d: f"{_eth(int(d['amount']))} in {d['tx_hash'][:18]}…",
+    )
+    del deposit
+    frank = people["frank"]
+    tx = steps.run(
+        f"Frank asks to withdraw {_eth(AMOUNT)} to {COUNTERPARTY[:10]}…",
+        lambda: custody.submit_withdrawal(
+            frank,
+            vault_id=vault["id"],
+            asset="ETH",
+            to=COUNTERPARTY,
+            amount=AMOUNT,
+            idempotency_key="demo-withdrawal-1",
+        ),
+        lambda t: f"state {t['state']}: rule {t['decision']['rule']!r}",
+    )
+    steps.run(
+        "Carol approves (signs the statement with her own key)",
+        lambda: _approve(custody, people["carol"], keys["carol"], tx["id"]),
+        lambda t: t["state"],
+    )
+    steps.run("Dave approves", lambda: _approve(custody, people["dave"], keys["dave"], tx["id"]), lambda t: t["state"])
+
+    def final() -> dict[str, Any] | None:
+        view = custody.get_transaction(alice, tx["id"])
+        return view if view["state"] in ("confirmed", "failed") else None
+
+    done = steps.run(
+        "Nodes re-check both approvals, sign; broadcast; wait for the confirmation",
+        lambda: _wait(final, "the withdrawal"),
+        lambda t: f"{t['state']} in block {t['block_number']}, signed by nodes {t['signers']}, nonce {t['nonce']}",
+    )
+    if done["state"] != "confirmed":
+        raise RuntimeError(f"the withdrawal failed: {done['error']}")
+
+    auditor_proof = steps.run(
+        "Fetch and check an audit inclusion proof of the confirmation", lambda: _proof(custody, alice, tx["id"])
+    )
+    report = steps.run(
+        "Verify the whole audit log", lambda: _verify(deployment), lambda r: f"{r['size']} events, ok={r['ok']}"
+    )
+    vault_balance = chain.balance(address)
+    counterparty_balance = chain.balance(COUNTERPARTY)
     console.print()
-    console.print(table(rows))
-    lone = next((r for r in rows if r.signers == LONE_SIGNER and r.ok), None)
-    if lone is not None:
-        reason = lone.outcome.partition("(")[2].rstrip(")")
-        console.print(f"refused ✓: one party of a {THRESHOLD}-of-{PARTIES} key cannot sign alone: {reason}.")
-    failed = [r for r in rows if not r.ok]
-    if failed:
-        console.print(f"{FAIL} {len(failed)} check(s) failed.")
-        raise typer.Exit(1)
-    console.print(f"{OK} Every signature verified under its scheme's group public key.")
+    console.print(f"[bold]transaction hash[/bold]  {done['tx_hash']}")
+    console.print(
+        f"[bold]vault {address}[/bold]  {_eth(vault_balance)} "
+        f"(was {_eth(FUNDING)}; paid {_eth(AMOUNT)} + gas {_eth(int(done['fee']))})"
+    )
+    console.print(f"[bold]counterparty {COUNTERPARTY}[/bold]  {_eth(counterparty_balance)}")
+    console.print(
+        f"[bold]audit proof[/bold]  event #{auditor_proof['index']} ({auditor_proof['event']['kind']}) is leaf "
+        f"{auditor_proof['index']} of the signed tree of size {auditor_proof['tree_size']}, "
+        f"root {auditor_proof['head']['root'][:16]}…, path of {len(auditor_proof['audit_path'])} hashes: verified"
+    )
+    console.print(f"[dim]finished in {time.monotonic() - steps.started:.1f} s[/dim]")
+    return {
+        "transaction": done,
+        "balances": {address: str(vault_balance), COUNTERPARTY: str(counterparty_balance)},
+        "audit_proof": auditor_proof,
+        "audit_verify": report,
+    }
+
+
+def _proof(custody: Custody, actor: Actor, tx_id: str) -> dict[str, Any]:
+    page = custody.audit_events(actor, Page(limit=200))
+    events = list(page["items"])
+    while page["next_cursor"]:
+        page = custody.audit_events(actor, Page(limit=200, cursor=page["next_cursor"]))
+        events.extend(page["items"])
+    event = next(e for e in events if e["kind"] == "transaction.confirmed" and e["subject"] == tx_id)
+    proof = custody.audit_proof(actor, event["index"])
+    head = custody.audit_head(actor)
+    if not audit_log.verify_inclusion_proof(proof, head["public_key"]):
+        raise RuntimeError("the audit inclusion proof does not verify")
+    return proof
+
+
+def _verify(deployment: cfg.Deployment) -> dict[str, Any]:
+    custody = deployment.custody
+    with custody._read() as session:
+        report = custody.audit.verify(session)
+    if not report.ok:
+        raise RuntimeError(f"audit log verification failed: {report.problem}")
+    return report.to_json()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from harbour import __version__
-from harbour.cli import authority, bench, cluster, demo, key, mpc, node
+from harbour.cli import accounts, authority, bench, cluster, custody, demo, governance, key, mpc, node, tour, transfer
 
 app = typer.Typer(
     name="harbour",
@@ -17,6 +17,7 @@ app = typer.Typer(
     # A traceback's locals could include key shares or nonces: never print them.
     pretty_exceptions_show_locals=False,
 )
+mpc.app.command("tour")(tour.tour)
 app.add_typer(mpc.app, name="mpc")
 app.add_typer(bench.app, name="bench")
 app.add_typer(key.app, name="key")
@@ -24,6 +25,26 @@ app.add_typer(authority.app, name="authority")
 app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
 app.command("demo")(demo.demo)
+app.add_typer(custody.app, name="custody")
+governance.audit_app.command("verify")(custody.audit_verify)
+
+# Custody, through its REST API (--api / $HARBOUR_API, --token / $HARBOUR_TOKEN).
+app.add_typer(accounts.org_app, name="org")
+app.add_typer(accounts.user_app, name="user")
+app.add_typer(accounts.vault_app, name="vault")
+app.add_typer(accounts.address_app, name="address")
+app.add_typer(accounts.asset_app, name="asset")
+app.add_typer(accounts.book_app, name="address-book")
+app.add_typer(accounts.deposit_app, name="deposit")
+app.command("withdraw")(transfer.withdraw)
+app.command("approve")(transfer.approve)
+app.command("reject")(transfer.reject)
+app.command("cancel")(transfer.cancel)
+app.command("status")(transfer.status)
+app.command("transactions")(transfer.transactions)
+app.add_typer(transfer.approver_key_app, name="approver-key")
+app.add_typer(governance.policy_app, name="policy")
+app.add_typer(governance.audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

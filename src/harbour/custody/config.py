@@ -124,6 +124,16 @@ def authority_public(home: Path) -> bytes:
     return approval.AuthorityKey.load(Path(home) / "authority").public_bytes
 
 
+def audit_public_key(home: Path) -> str:
+    """The audit log's public key (hex), from the home's own key file."""
+    return (
+        _audit_key(Path(home))
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        .hex()
+    )
+
+
 def _audit_key(home: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key((home / AUDIT_KEY_FILE).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):

@@ -32,6 +32,7 @@ from sqlalchemy import (
     event,
     make_url,
 )
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -115,6 +116,14 @@ MIGRATIONS: Final = Path(__file__).with_name("migrations")
 """The Alembic script directory (env.py, script.py.mako, versions/), shipped inside the package."""
 
 _S = TypeVar("_S", bound=Select[Any])
+
+
+def redacted(url: str) -> str:
+    """The URL with any password hidden, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
 
 
 def make_engine(url: str) -> Engine:

@@ -289,6 +289,8 @@ class Custody:
             members = [self.signer.node(n) for n in nodes] if nodes else list(self.signer.nodes)
         except KeyError as exc:
             raise Invalid(f"unknown signer node {exc.args[0]!r}") from None
+        if not members:
+            raise Conflict("no signer nodes are configured (custody.json: nodes)")
         if len({d.node_id for d in members}) != len(members):
             raise Invalid("a node is listed twice")
         if type(threshold) is not int or not 2 <= threshold <= len(members):

@@ -52,8 +52,6 @@ class Signer:
         *,
         timeout: float = 30.0,
     ) -> None:
-        if not nodes:
-            raise ValueError("the signer needs at least one node")
         self.nodes = list(nodes)
         self.authority = authority
         self._loop = asyncio.new_event_loop()

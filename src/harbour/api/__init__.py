@@ -1,0 +1,1 @@
+"""The custody REST API (FastAPI): routes, authentication, roles and problem documents."""

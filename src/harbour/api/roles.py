@@ -1,0 +1,53 @@
+"""Which roles may call which route: the one table, checked before the service is called.
+
+The custody service enforces roles itself; the API checks them again from this
+table before it calls the service (defence in depth: a service method that
+forgot its check, or a route wired to the wrong method, still cannot be reached
+by the wrong role). A route missing from the table is refused for everyone, and
+a test checks that every route is listed. docs/api.md reproduces the table and a
+test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ADMIN: Final = "admin"
+INITIATOR: Final = "initiator"
+APPROVER: Final = "approver"
+AUDITOR: Final = "auditor"
+VIEWER: Final = "viewer"
+EVERYONE: Final = frozenset({ADMIN, INITIATOR, APPROVER, AUDITOR, VIEWER})
+
+ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("GET", "/v1/me"): EVERYONE,
+    ("GET", "/v1/org"): EVERYONE,
+    ("POST", "/v1/users"): frozenset({ADMIN}),
+    ("GET", "/v1/users"): EVERYONE,
+    ("POST", "/v1/users/{user_id}/credentials"): frozenset({ADMIN}),
+    ("POST", "/v1/vaults"): frozenset({ADMIN}),
+    ("GET", "/v1/vaults"): EVERYONE,
+    ("GET", "/v1/vaults/{vault_id}"): EVERYONE,
+    ("POST", "/v1/vaults/{vault_id}/addresses"): frozenset({ADMIN}),
+    ("GET", "/v1/vaults/{vault_id}/addresses"): EVERYONE,
+    ("POST", "/v1/assets"): frozenset({ADMIN}),
+    ("GET", "/v1/assets"): EVERYONE,
+    ("POST", "/v1/address-book"): frozenset({ADMIN}),
+    ("GET", "/v1/address-book"): EVERYONE,
+    ("POST", "/v1/transactions"): frozenset({INITIATOR}),
+    ("GET", "/v1/transactions"): EVERYONE,
+    ("POST", "/v1/transactions/explain"): frozenset({ADMIN, INITIATOR, APPROVER, AUDITOR}),
+    ("GET", "/v1/transactions/{tx_id}"): EVERYONE,
+    ("GET", "/v1/transactions/{tx_id}/approval-request"): frozenset({ADMIN, APPROVER}),
+    ("POST", "/v1/transactions/{tx_id}/approve"): frozenset({ADMIN, APPROVER}),
+    ("POST", "/v1/transactions/{tx_id}/reject"): frozenset({ADMIN, APPROVER}),
+    ("POST", "/v1/transactions/{tx_id}/cancel"): frozenset({ADMIN, INITIATOR}),
+    ("GET", "/v1/policy"): EVERYONE,
+    ("GET", "/v1/policy/versions"): EVERYONE,
+    ("POST", "/v1/policy/proposals"): frozenset({ADMIN}),
+    ("GET", "/v1/deposits"): EVERYONE,
+    ("GET", "/v1/audit/events"): frozenset({ADMIN, AUDITOR}),
+    ("GET", "/v1/audit/head"): frozenset({ADMIN, AUDITOR}),
+    ("GET", "/v1/audit/proof/{index}"): frozenset({ADMIN, AUDITOR}),
+    ("GET", "/v1/audit/consistency"): frozenset({ADMIN, AUDITOR}),
+}

@@ -1,0 +1,165 @@
+"""Request bodies and parameters: strict, closed and bounded.
+
+Every model forbids unknown fields (a misspelt ``amuont`` is an error, not a
+silently ignored field next to a default) and is strict (``"3"`` is not a
+threshold, ``1`` is not ``true``). Amounts are integers in base units, given as a
+canonical decimal string (``"1500000000000000000"``) or a JSON integer: never a
+float, which most JSON parsers turn into a double that cannot hold 10^18 + 1.
+Names and lists are bounded so that a request cannot make the service store
+megabytes. The custody service checks everything again; these checks exist so
+that the OpenAPI schema tells clients the rules and so that a malformed request
+is refused with every offending field named before any work starts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from harbour.chains.eip1559 import TransactionError, parse_address
+
+MAX_AMOUNT: Final = 2**256 - 1
+"""The largest value an EVM transfer can carry (uint256)."""
+MAX_NAME: Final = 128
+ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
+UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+IDEMPOTENCY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
+CURSOR_PATTERN: Final = r"^[A-Za-z0-9_=-]{1,512}$"
+STATE_PATTERN: Final = r"^[a-z_]{1,24}$"
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,77})")
+
+Role = Literal["admin", "initiator", "approver", "auditor", "viewer"]
+
+
+def _amount(value: Any) -> int:
+    if type(value) is int:
+        number = value
+    elif isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise ValueError(
+                "an amount is a whole number of base units written as decimal digits with no sign, "
+                "point, exponent or leading zero (e.g. '1500000000000000000')"
+            )
+        number = int(value)
+    elif isinstance(value, float):
+        raise ValueError("amounts are not accepted as JSON floats; send base units as a decimal string")
+    else:
+        raise ValueError("an amount is a decimal string or a JSON integer of base units")
+    if not 1 <= number <= MAX_AMOUNT:
+        raise ValueError("an amount must be at least 1 base unit and at most 2**256 - 1")
+    return number
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("an address is a string: 0x followed by 40 hex digits")
+    try:
+        parse_address(value)
+    except TransactionError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+Amount = Annotated[
+    int,
+    BeforeValidator(_amount),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,77})$"},
+                {"type": "integer", "minimum": 1},
+            ],
+            "description": "Base units (wei for ETH): a decimal string, or a JSON integer. Never a float.",
+            "examples": ["1500000000000000000"],
+        }
+    ),
+]
+EthAddress = Annotated[
+    str,
+    BeforeValidator(_address),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^0x[0-9a-fA-F]{40}$",
+            "description": "An Ethereum address; mixed case must pass its EIP-55 checksum.",
+            "examples": ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"],
+        }
+    ),
+]
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$",
+        description="1..128 letters, digits, spaces or ._- starting with a letter or digit.",
+    ),
+]
+"""A name: plain characters only, so a name cannot smuggle control characters into logs or terminals."""
+PublicKeyHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, 64 lowercase hex.")]
+SignatureHex = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature, 128 lowercase hex.")]
+AssetSymbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]{1,16}$", examples=["ETH", "USDC"])]
+NodeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Note = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateUser(Closed):
+    name: Name
+    roles: Annotated[list[Role], Field(min_length=1, max_length=len(ROLES))]
+    approval_key: PublicKeyHex | None = None
+    """Required for approvers and admins who approve: the key their approvals are checked against."""
+
+
+class CreateVault(Closed):
+    name: Name
+    threshold: Annotated[int, Field(ge=2, le=64, description="Signers needed, 2..number of nodes.")]
+    nodes: Annotated[list[NodeName], Field(min_length=1, max_length=64)] | None = None
+    """Node names in party order; default: every node the service knows."""
+
+
+class DeriveAddress(Closed):
+    label: Name | None = None
+
+
+class AddAsset(Closed):
+    symbol: AssetSymbol
+    kind: Literal["native", "erc20"]
+    contract: EthAddress | None = None
+    decimals: Annotated[int, Field(ge=0, le=36)]
+
+
+class AddAddressBookEntry(Closed):
+    name: Name
+    address: EthAddress
+    whitelisted: bool = False
+
+
+class Withdrawal(Closed):
+    vault_id: Annotated[str, Field(pattern=UUID_PATTERN)]
+    asset: AssetSymbol
+    to: EthAddress
+    amount: Amount
+    note: Note | None = None
+
+
+class Explain(Closed):
+    vault_id: Annotated[str, Field(pattern=UUID_PATTERN)]
+    asset: AssetSymbol
+    to: EthAddress
+    amount: Amount
+
+
+class Decision(Closed):
+    signature: SignatureHex
+    """The approver's Ed25519 signature over the statement of ``GET .../approval-request``."""
+
+
+class PolicyProposal(Closed):
+    document: dict[str, Any]
+    """A policy document (see docs/policy.md); the policy engine validates it."""

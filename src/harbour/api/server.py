@@ -1,0 +1,114 @@
+"""Serving the custody API with uvicorn: in the foreground, or in a background thread.
+
+The API speaks plain HTTP; in production put TLS in front (a reverse proxy),
+since bearer tokens travel in every request. Uvicorn's access log is off: the
+custody audit log records every change with its actor, and an access log would
+add nothing but request paths (and, behind a misconfigured proxy, credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from harbour.api.app import create_app
+from harbour.api.interface import CustodyService
+
+if TYPE_CHECKING:
+    import uvicorn
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8700
+WORKER_THREADS = 40
+"""Requests served at once: route functions run in this threadpool (keygen and signing block)."""
+
+
+def make_server(custody: CustodyService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> uvicorn.Server:
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(custody),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+async def _run(server: uvicorn.Server, ready: Callable[[], None] | None) -> None:
+    import anyio.to_thread
+
+    anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started and ready is not None:
+        ready()
+    await task
+
+
+def serve(
+    custody: CustodyService,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve the API until SIGINT or SIGTERM; ``ready`` is called once the socket listens."""
+    asyncio.run(_run(make_server(custody, host, port), ready))
+
+
+class BackgroundServer:
+    """The API on a loopback port in a daemon thread (``port=0``: any free port), for tests and demos.
+
+    ``with BackgroundServer(custody) as server: httpx.get(server.url + "/v1/health")``.
+    """
+
+    def __init__(self, custody: CustodyService, host: str = DEFAULT_HOST, port: int = 0) -> None:
+        self.server = make_server(custody, host, port)
+        self.host = host
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="harbour-api", daemon=True)
+        self._error: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(_run(self.server, self._ready.set))
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    @property
+    def port(self) -> int:
+        sockets = self.server.servers[0].sockets if self.server.servers else []
+        if not sockets:
+            raise RuntimeError("the API server is not listening")
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        self._thread.start()
+        if not self._ready.wait(timeout) or not self.server.started:
+            self.stop()
+            raise RuntimeError(f"the API server did not start: {self._error!r}")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,327 @@
+"""``harbour org/user/vault/address/asset/address-book/deposit``: the custody API's directory.
+
+Each command is one request (``--all`` on a list follows the pages). ``--json``
+prints the API's JSON as one line; otherwise a table or ``key: value`` lines.
+Amounts and balances are integers in base units (wei for ETH).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final
+
+import typer
+
+from harbour.cli.apiclient import (
+    DEFAULT_API,
+    AllOption,
+    ApiOption,
+    CursorOption,
+    LimitOption,
+    TokenOption,
+    api_errors,
+    connect,
+    emit,
+    emit_page,
+)
+from harbour.cli.params import InputError, JsonOption
+
+ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
+VAULT_TIMEOUT: Final = 600.0
+"""Creating a vault runs distributed key generation on the signer nodes; it takes a while."""
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+
+org_app = typer.Typer(help="Your organisation.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their API credentials.", no_args_is_help=True)
+vault_app = typer.Typer(help="Vaults: MPC keys on the signer nodes.", no_args_is_help=True)
+address_app = typer.Typer(help="A vault's addresses (BIP-32 children of its key).", no_args_is_help=True)
+asset_app = typer.Typer(help="Assets: ETH and ERC-20 tokens.", no_args_is_help=True)
+book_app = typer.Typer(help="The address book of known destinations.", no_args_is_help=True)
+deposit_app = typer.Typer(help="Deposits seen on chain.", no_args_is_help=True)
+
+
+@org_app.callback()
+def _org() -> None:
+    """Your organisation."""
+
+
+@deposit_app.callback()
+def _deposit() -> None:
+    """Deposits seen on chain."""
+
+
+VaultOption = Annotated[str, typer.Option("--vault", help="Vault id.")]
+
+
+def check_id(value: str, what: str) -> str:
+    value = value.strip().lower()
+    if not _UUID.fullmatch(value):
+        raise InputError(f"{what} is an id like 1b4e28ba-2fa1-11d2-883f-0016d3cca427, got {value!r}")
+    return value
+
+
+# -- org -------------------------------------------------------------------------------------------------
+
+
+@org_app.command("show")
+def org_show(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """The organisation and who you are in it."""
+    with api_errors(), connect(api, token) as client:
+        organisation = client.get("/v1/org")
+        me = client.get("/v1/me")
+    if as_json:
+        emit({"organisation": organisation, "user": me}, True)
+    else:
+        emit(
+            {
+                "organisation": organisation.get("name"),
+                "org_id": organisation.get("id"),
+                "user": me.get("name"),
+                "user_id": me.get("user_id"),
+                "roles": ", ".join(me.get("roles", [])),
+            },
+            False,
+        )
+
+
+# -- users -----------------------------------------------------------------------------------------------
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, spaces, ._-).")],
+    role: Annotated[list[str], typer.Option("--role", "-r", help=f"Role, repeatable: {', '.join(ROLES)}.")],
+    approval_key: Annotated[
+        str | None,
+        typer.Option("--approval-key", help="Hex Ed25519 public key (from approver-key new); approvers and admins."),
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a user (admin)."""
+    with api_errors():
+        unknown = [r for r in role if r not in ROLES]
+        if unknown:
+            raise InputError(f"--role: unknown role {unknown[0]!r}; choose from {', '.join(ROLES)}")
+        if approval_key is not None and not _HEX_KEY.fullmatch(approval_key.strip().lower()):
+            raise InputError("--approval-key is a 32-byte Ed25519 public key in hex (64 digits)")
+        body = {
+            "name": name,
+            "roles": sorted(set(role)),
+            "approval_key": approval_key.strip().lower() if approval_key else None,
+        }
+        with connect(api, token) as client:
+            user = client.post("/v1/users", body)
+    emit(user, as_json)
+
+
+@user_app.command("list")
+def user_list(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the organisation's users."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/users", limit, cursor, walk)
+    emit_page(page, ["id", "name", "roles", "disabled"], as_json)
+
+
+@user_app.command("credential")
+def user_credential(
+    user_id: Annotated[str, typer.Argument(help="The user's id.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue an API credential for a user (admin); it is shown only this once."""
+    with api_errors():
+        user_id = check_id(user_id, "USER_ID")
+        with connect(api, token) as client:
+            credential = client.post(f"/v1/users/{user_id}/credentials")
+    emit(credential, as_json)
+
+
+# -- vaults and addresses ---------------------------------------------------------------------------------
+
+
+@vault_app.command("create")
+def vault_create(
+    name: Annotated[str, typer.Argument(help="Vault name.")],
+    threshold: Annotated[int, typer.Option("--threshold", "-t", help="Signer nodes needed to sign (at least 2).")],
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Signer node name, repeatable, in party order (default: all).")
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a vault: distributed key generation on the signer nodes (admin)."""
+    with api_errors():
+        if threshold < 2:
+            raise InputError("--threshold must be at least 2 (a 1-of-n key is a single point of failure)")
+        body = {"name": name, "threshold": threshold, "nodes": node or None}
+        with connect(api, token, timeout=VAULT_TIMEOUT) as client:
+            vault = client.post("/v1/vaults", body)
+    emit(vault, as_json)
+
+
+@vault_app.command("list")
+def vault_list(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List vaults."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/vaults", limit, cursor, walk)
+    emit_page(page, ["id", "name", "threshold", "nodes", "key_id"], as_json)
+
+
+@vault_app.command("show")
+def vault_show(
+    vault_id: Annotated[str, typer.Argument(help="Vault id.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A vault with its addresses and on-chain balances (base units)."""
+    with api_errors():
+        vault_id = check_id(vault_id, "VAULT_ID")
+        with connect(api, token) as client:
+            vault = client.get(f"/v1/vaults/{vault_id}")
+    if as_json:
+        emit(vault, True)
+        return
+    addresses = vault.pop("addresses", [])
+    emit(vault, False)
+    if addresses:
+        typer.echo("")
+        emit_page({"items": addresses, "next_cursor": None}, ["path", "address", "label", "balances"], as_json=False)
+
+
+@address_app.command("new")
+def address_new(
+    vault: VaultOption,
+    label: Annotated[str | None, typer.Option("--label", help="A name for the address.")] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Derive the vault's next address (admin)."""
+    with api_errors():
+        vault = check_id(vault, "--vault")
+        with connect(api, token) as client:
+            address = client.post(f"/v1/vaults/{vault}/addresses", {"label": label})
+    emit(address, as_json)
+
+
+@address_app.command("list")
+def address_list(
+    vault: VaultOption,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a vault's addresses."""
+    with api_errors():
+        vault = check_id(vault, "--vault")
+        with connect(api, token) as client:
+            page = client.pages(f"/v1/vaults/{vault}/addresses", limit, cursor, walk)
+    emit_page(page, ["path", "address", "label", "id"], as_json)
+
+
+# -- assets and the address book --------------------------------------------------------------------------
+
+
+@asset_app.command("add")
+def asset_add(
+    symbol: Annotated[str, typer.Argument(help="Symbol, upper case (ETH, USDC).")],
+    kind: Annotated[str, typer.Option("--kind", help="native (ETH) or erc20.")] = "erc20",
+    contract: Annotated[str | None, typer.Option("--contract", help="Token contract address (erc20).")] = None,
+    decimals: Annotated[int, typer.Option("--decimals", help="Decimal places of one unit.")] = 18,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register an asset (admin)."""
+    with api_errors():
+        if kind not in ("native", "erc20"):
+            raise InputError(f"--kind must be native or erc20, got {kind!r}")
+        if (kind == "erc20") != (contract is not None):
+            raise InputError("an erc20 asset needs --contract; the native asset has none")
+        body = {"symbol": symbol, "kind": kind, "contract": contract, "decimals": decimals}
+        with connect(api, token) as client:
+            asset = client.post("/v1/assets", body)
+    emit(asset, as_json)
+
+
+@asset_app.command("list")
+def asset_list(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List registered assets."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/assets", limit, cursor, walk)
+    emit_page(page, ["symbol", "kind", "decimals", "contract"], as_json)
+
+
+@book_app.command("add")
+def book_add(
+    name: Annotated[str, typer.Argument(help="Name of the counterparty.")],
+    address: Annotated[str, typer.Argument(help="Its address (EIP-55 checksummed if mixed case).")],
+    whitelisted: Annotated[bool, typer.Option("--whitelisted", help="Mark as whitelisted for policy rules.")] = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add an address-book entry (admin)."""
+    with api_errors(), connect(api, token) as client:
+        entry = client.post("/v1/address-book", {"name": name, "address": address, "whitelisted": whitelisted})
+    emit(entry, as_json)
+
+
+@book_app.command("list")
+def book_list(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the address book."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/address-book", limit, cursor, walk)
+    emit_page(page, ["name", "address", "whitelisted"], as_json)
+
+
+@deposit_app.command("list")
+def deposit_list(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deposits to the vaults' addresses (pending until confirmed)."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/deposits", limit, cursor, walk)
+    emit_page(page, ["asset", "amount", "sender", "state", "block_number", "tx_hash"], as_json)

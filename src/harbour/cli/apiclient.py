@@ -1,0 +1,236 @@
+"""The custody commands' client of the REST API: options, requests, errors and output.
+
+Every custody command talks to a running API (``--api URL``, default
+``$HARBOUR_API`` or http://127.0.0.1:8700) with a bearer credential (``--token``
+or, better, ``$HARBOUR_TOKEN``: a command-line argument is visible to every user
+of the machine through the process list). The API's problem documents become one
+line on stderr (``Error: <detail>``) and exit code 1; bad command-line input is
+exit code 2, as for every ``harbour`` command.
+
+Requests that are safe to repeat (reads, and creations carrying an idempotency
+key) are retried on a connection failure, so a dropped connection after a
+withdrawal was accepted cannot leave the operator guessing whether to resend it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Annotated, Any, Final
+
+import httpx
+import typer
+
+from harbour.cli.params import FAILURE_EXIT, USAGE_EXIT, InputError, fail
+
+API_ENV: Final = "HARBOUR_API"
+TOKEN_ENV: Final = "HARBOUR_TOKEN"  # noqa: S105 (the variable's name, not a token)
+DEFAULT_API: Final = "http://127.0.0.1:8700"
+TIMEOUT: Final = 30.0
+RETRIES: Final = 3
+RETRY_DELAY: Final = 0.5
+MAX_LIMIT: Final = 200
+
+ApiOption = Annotated[
+    str, typer.Option("--api", envvar=API_ENV, help=f"Custody API base URL (${API_ENV}).", show_default=True)
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=TOKEN_ENV,
+        help=f"API credential (hbk_...); prefer ${TOKEN_ENV}, since arguments are visible in the process list.",
+        show_envvar=False,
+    ),
+]
+LimitOption = Annotated[int, typer.Option("--limit", help=f"Items per page, 1..{MAX_LIMIT}.")]
+CursorOption = Annotated[str | None, typer.Option("--cursor", help="Start after this cursor (from --json output).")]
+AllOption = Annotated[bool, typer.Option("--all", help="Follow next_cursor until the last page.")]
+
+
+class ApiError(RuntimeError):
+    """The API refused the request (a problem document) or could not be reached."""
+
+    def __init__(self, detail: str, status: int | None = None, problem: Mapping[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.problem = dict(problem or {})
+
+
+def _describe(response: httpx.Response) -> ApiError:
+    problem: Any = None
+    with suppress(ValueError):
+        problem = response.json()
+    if isinstance(problem, dict) and isinstance(problem.get("detail"), str):
+        detail = problem["detail"]
+        errors = problem.get("errors")
+        if isinstance(errors, list) and len(errors) > 1:
+            detail += "; " + "; ".join(
+                f"{e.get('location')}: {e.get('message')}" for e in errors[1:5] if isinstance(e, dict)
+            )
+        return ApiError(f"{detail} (HTTP {response.status_code})", response.status_code, problem)
+    text = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
+    return ApiError(f"HTTP {response.status_code} from the API: {text}", response.status_code)
+
+
+class Client:
+    """A synchronous client of one API with one credential."""
+
+    def __init__(self, api: str, token: str | None, *, timeout: float = TIMEOUT, transport: Any = None) -> None:
+        api = api.strip().rstrip("/")
+        if not api.startswith(("http://", "https://")) or len(api) > 2048:
+            raise InputError(f"--api must be an http:// or https:// URL, got {api!r}")
+        if token is not None and (not token.isascii() or not token.isprintable() or " " in token):
+            raise InputError("--token: a credential is printable ASCII without spaces (hbk_...)")
+        self.api = api
+        self.token = token
+        self._http = httpx.Client(base_url=api, timeout=timeout, transport=transport, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool | None = None,
+        timeout: float | None = None,
+        auth: bool = True,
+    ) -> Any:
+        """Send one request and return the decoded JSON, raising ApiError for anything but 2xx.
+
+        ``retry`` defaults to True for GET; pass it for a POST only when the
+        request is idempotent (it carries an idempotency key).
+        """
+        sent_headers = {"Accept": "application/json", **(headers or {})}
+        if auth:
+            if not self.token:
+                raise InputError(f"no credential: set ${TOKEN_ENV} or pass --token")
+            sent_headers["Authorization"] = f"Bearer {self.token}"
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        attempts = RETRIES if (retry if retry is not None else method == "GET") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    json=body,
+                    params=query,
+                    headers=sent_headers,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TransportError as exc:
+                if attempt < attempts:
+                    time.sleep(RETRY_DELAY * attempt)
+                    continue
+                raise ApiError(f"cannot reach the custody API at {self.api}: {exc or type(exc).__name__}") from None
+            break
+        if not response.is_success:
+            raise _describe(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(f"the API at {self.api} answered with something that is not JSON") from None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, body=body, **kwargs)
+
+    def pages(self, path: str, limit: int, cursor: str | None, walk: bool, **params: Any) -> dict[str, Any]:
+        """One page, or with ``walk`` every page from ``cursor`` on, as one ``{items, next_cursor}``."""
+        check_limit(limit)
+        items: list[Any] = []
+        while True:
+            page = self.get(path, limit=limit, cursor=cursor, **params)
+            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+                raise ApiError(f"the API's answer to {path} is not a page of items")
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not walk or not cursor:
+                return {"items": items, "next_cursor": cursor}
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InputError(f"--limit must be 1..{MAX_LIMIT}, got {limit}")
+    return limit
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Bad input: exit 2; the API refused or was unreachable: exit 1. One line on stderr either way."""
+    try:
+        yield
+    except InputError as exc:
+        raise fail(str(exc), USAGE_EXIT) from None
+    except ApiError as exc:
+        raise fail(exc.detail, FAILURE_EXIT) from None
+
+
+@contextmanager
+def connect(api: str, token: str | None, *, timeout: float = TIMEOUT) -> Iterator[Client]:
+    client = Client(api, token, timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# -- output -----------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def emit(doc: Any, as_json: bool) -> None:
+    """``--json``: the API's JSON on one line; otherwise ``key: value`` lines."""
+    if as_json:
+        typer.echo(json.dumps(doc, separators=(",", ":")))
+        return
+    if isinstance(doc, dict):
+        width = max((len(k) for k in doc), default=0)
+        for key, value in doc.items():
+            typer.echo(f"{key + ':':<{width + 1}} {_cell(value)}")
+    else:
+        typer.echo(_cell(doc))
+
+
+def emit_page(page: Mapping[str, Any], columns: Sequence[str], as_json: bool) -> None:
+    """A page as a table of ``columns`` (``--json``: the whole page, every field)."""
+    if as_json:
+        typer.echo(json.dumps(page, separators=(",", ":")))
+        return
+    rows = [[_cell(item.get(c)) if isinstance(item, dict) else _cell(item) for c in columns] for item in page["items"]]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if page.get("next_cursor"):
+        typer.echo(f"(more: --cursor {page['next_cursor']}, or --all)", err=True)
+
+
+def note(message: str, as_json: bool) -> None:
+    """Human-readable remarks go to stderr under --json, so stdout stays one JSON object."""
+    typer.echo(message, err=as_json)

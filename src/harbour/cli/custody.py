@@ -1,0 +1,156 @@
+"""``harbour custody``: operate a custody deployment from its home directory (not through the API).
+
+- ``init``: a new home (configuration, approval-authority key, audit key);
+- ``bootstrap``: a new organisation with its first admin (prints the admin's API token);
+- ``serve``: the REST API and the signing pipeline, in one process;
+- ``harbour audit verify``: recompute the audit log from the database and check
+  every signed tree head; exits 1 at the first entry that does not verify.
+
+These commands read the database and the keys directly: they are for whoever
+runs the service, whereas every other custody command goes through the API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harbour.custody import audit as audit_log
+from harbour.custody import config as cfg
+from harbour.custody import db
+from harbour.custody.errors import CustodyError
+
+app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
+
+HomeOption = Annotated[
+    Path, typer.Option("--home", envvar="HARBOUR_CUSTODY_HOME", help="The deployment's home directory.")
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(home: Path) -> cfg.CustodyConfig:
+    try:
+        return cfg.CustodyConfig.load(home)
+    except CustodyError as exc:
+        raise _fail(exc.detail) from None
+
+
+@app.command("init")
+def init(
+    home: HomeOption,
+    nodes: Annotated[
+        str, typer.Option("--nodes", help="Comma-separated signer-node descriptor files (descriptor.json).")
+    ] = "",
+    database: Annotated[
+        str | None, typer.Option("--database", help="SQLAlchemy URL (default: HOME/custody.db, SQLite).")
+    ] = None,
+    chain: Annotated[str, typer.Option("--chain", help="'embedded' or a JSON-RPC URL.")] = "embedded",
+    confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
+) -> None:
+    """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`)."""
+    paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
+    try:
+        config = cfg.init_home(
+            home, database=database, chain=chain, confirmations=confirmations, nodes=paths, listen=listen
+        )
+        config.descriptors()
+    except CustodyError as exc:
+        raise _fail(exc.detail) from None
+    typer.echo(f"custody home {home} created")
+    typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
+    typer.echo(f"database: {config.database}")
+
+
+@app.command("bootstrap")
+def bootstrap(
+    home: HomeOption,
+    org: Annotated[str, typer.Option("--org", help="Organisation name.")],
+    admin: Annotated[str, typer.Option("--admin", help="The first admin's user name.")],
+    approval_key: Annotated[
+        str | None, typer.Option("--approval-key", help="The admin's Ed25519 approval public key (hex).")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Initial policy document (JSON); default: deny everything.")
+    ] = None,
+) -> None:
+    """Create an organisation and its first admin; prints the admin's API token (shown once)."""
+    config = _load(home)
+    document: dict[str, Any] | None = None
+    if policy is not None:
+        from harbour.custody.policy import Policy, PolicyError
+
+        try:
+            document = Policy.from_json(policy.read_bytes()).to_document()
+        except (OSError, PolicyError) as exc:
+            raise _fail(f"{policy}: {exc}") from None
+    deployment = cfg.open_deployment(config, start=False)
+    try:
+        out = deployment.custody.bootstrap(org, admin, approval_key, document)
+    except CustodyError as exc:
+        raise _fail(exc.detail) from None
+    finally:
+        deployment.close()
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command("serve")
+def serve(home: HomeOption) -> None:
+    """Serve the REST API and run the signing pipeline until interrupted."""
+    from harbour.api.server import serve as serve_api
+
+    config = _load(home)
+    host, _, port = config.listen.rpartition(":")
+    deployment = cfg.open_deployment(config)
+    typer.echo(
+        f"custody API on http://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"
+    )
+    try:
+        serve_api(deployment.custody, host, int(port))
+    finally:
+        deployment.close()
+
+
+def audit_verify(
+    home: HomeOption,
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", help="The audit key (hex) from your own records; default: HOME/audit.key."),
+    ] = None,
+    heads: Annotated[
+        Path | None, typer.Option("--heads", help="Signed tree heads kept outside the server (JSON list).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute the audit log from the database and check every signed tree head."""
+    config = _load(home)
+    key = public_key or cfg.audit_public_key(config.home)
+    kept: list[dict[str, Any]] = []
+    if heads is not None:
+        try:
+            kept = json.loads(heads.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _fail(f"{heads}: {exc}") from None
+        if not isinstance(kept, list):
+            raise _fail(f"{heads}: expected a JSON list of signed tree heads")
+    engine = db.make_engine(config.database)
+    try:
+        with db.session_factory(db.readonly(engine))() as session:
+            report = audit_log.verify(session, key, heads=kept)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    elif report.ok:
+        typer.echo(f"audit log verified: {report.size} events, every signed tree head checks")
+    else:
+        typer.echo(f"audit log FAILED at entry {report.first_bad_index}: {report.problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,358 @@
+"""``harbour policy`` and ``harbour audit``: the rules in force, and the log that proves what happened.
+
+``policy propose FILE`` checks the document locally first (the same parser the
+service uses) so a typo is an exit-2 error naming the JSON path, then submits a
+policy change that takes effect only once enough other admins approve it
+(``harbour approve``). ``policy explain`` asks what the policy would decide for a
+withdrawal without submitting one.
+
+``audit verify-proof INDEX`` does not trust the server's word that an event is
+in the log: it fetches the signed tree head and the inclusion proof, checks the
+head's signature against the audit public key (``--audit-key``), recomputes the
+event's leaf hash and verifies the RFC 9162 audit path to the signed root.
+``audit verify-consistency --old N [--new M] [--old-root R]`` likewise checks
+that the log of size M (default: now) extends the log of size N, starting from
+the root the auditor recorded for N.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+
+from harbour.cli.accounts import check_id
+from harbour.cli.apiclient import (
+    DEFAULT_API,
+    AllOption,
+    ApiError,
+    ApiOption,
+    CursorOption,
+    LimitOption,
+    TokenOption,
+    api_errors,
+    connect,
+    emit,
+    emit_page,
+    note,
+)
+from harbour.cli.params import InputError, JsonOption
+from harbour.cli.transfer import (
+    AmountOption,
+    AssetOption,
+    DecimalsOption,
+    ToOption,
+    VaultOption,
+    check_address,
+    parse_amount,
+)
+
+MAX_POLICY_FILE: Final = 60 * 1024
+"""The API takes bodies up to 64 KiB; the document must fit with its envelope."""
+
+policy_app = typer.Typer(help="The transaction policy: show, explain, propose a change.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit log: events, signed heads, inclusion and consistency proofs.", no_args_is_help=True
+)
+
+
+# -- policy -----------------------------------------------------------------------------------------------
+
+
+@policy_app.command("show")
+def policy_show(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """The policy in force: version, digest and document."""
+    with api_errors(), connect(api, token) as client:
+        policy = client.get("/v1/policy")
+    if as_json:
+        emit(policy, True)
+        return
+    emit({k: policy.get(k) for k in ("version", "digest", "transaction_id", "created_at")}, False)
+    typer.echo(json.dumps(policy.get("document"), indent=2, sort_keys=True))
+
+
+@policy_app.command("versions")
+def policy_versions(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every policy version, oldest first."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/policy/versions", limit, cursor, walk)
+    emit_page(page, ["version", "digest", "transaction_id", "created_at"], as_json)
+
+
+def read_policy(path: Path) -> dict[str, Any]:
+    from harbour.custody.policy import Policy, PolicyError
+
+    try:
+        if path.stat().st_size > MAX_POLICY_FILE:
+            raise InputError(f"{path} is larger than {MAX_POLICY_FILE} bytes")
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        Policy.from_json(text)  # the service parses it again; this is for an early, precise error
+    except PolicyError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+@policy_app.command("propose")
+def policy_propose(
+    file: Annotated[Path, typer.Argument(help="Policy document (JSON; see docs/policy.md).")],
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Reuse to retry safely; default: a new random key.")
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose a new policy (admin); it takes effect once other admins approve it."""
+    with api_errors():
+        document = read_policy(file)
+        key = idempotency_key or f"cli-{uuid.uuid4()}"
+        with connect(api, token) as client:
+            tx = client.post(
+                "/v1/policy/proposals", {"document": document}, headers={"Idempotency-Key": key}, retry=True
+            )
+    if as_json:
+        emit(tx, True)
+    else:
+        emit({k: tx.get(k) for k in ("id", "kind", "state", "requirement")}, False)
+        note(f"approve with: harbour approve {tx.get('id')} --key YOUR_KEY", False)
+
+
+@policy_app.command("explain")
+def policy_explain(
+    vault: VaultOption,
+    asset: AssetOption,
+    to: ToOption,
+    amount: AmountOption,
+    decimals: DecimalsOption = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What the policy would decide for a withdrawal, rule by rule (nothing is submitted)."""
+    with api_errors():
+        body = {
+            "vault_id": check_id(vault, "--vault"),
+            "asset": asset,
+            "to": check_address(to, "--to"),
+            "amount": str(parse_amount(amount, decimals)),
+        }
+        with connect(api, token) as client:
+            decision = client.post("/v1/transactions/explain", body)
+    if as_json:
+        emit(decision, True)
+        return
+    emit({k: decision.get(k) for k in ("policy_version", "action", "rule", "requirement")}, False)
+    for reason in decision.get("reasons") or []:
+        typer.echo(f"  - {reason}")
+    for step in decision.get("trace") or []:
+        if isinstance(step, dict) and step.get("reached"):
+            mark = "matched" if step.get("matched") else "skipped"
+            why = "; ".join(step.get("reasons") or [])
+            typer.echo(f"  rule {step.get('index')} {step.get('name')!r}: {mark}" + (f" ({why})" if why else ""))
+
+
+# -- audit ------------------------------------------------------------------------------------------------
+
+
+@audit_app.command("events")
+def audit_events(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Audit events, oldest first (auditor, admin)."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/audit/events", limit, cursor, walk)
+    emit_page(page, ["index", "at", "kind", "subject", "actor_id"], as_json)
+
+
+@audit_app.command("head")
+def audit_head(
+    audit_key: Annotated[
+        str | None,
+        typer.Option("--audit-key", envvar="HARBOUR_AUDIT_KEY", help="Verify the head's signature with this key."),
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The signed tree head: size and root of the log (record them to check consistency later)."""
+    from harbour.custody.audit import ProofError, check_head
+
+    with api_errors():
+        key = read_audit_key(audit_key) if audit_key is not None else None
+        with connect(api, token) as client:
+            head = client.get("/v1/audit/head")
+        if key is not None:
+            try:
+                check_head(head, key)
+            except ProofError as exc:
+                raise ProofFailed(f"the head does NOT verify: {exc}") from None
+    emit({**head, "verified": key is not None}, as_json)
+
+
+@audit_app.command("proof")
+def audit_proof(
+    index: Annotated[int, typer.Argument(help="Event index (0-based).")],
+    tree_size: Annotated[int | None, typer.Option("--tree-size", help="Prove against this log size.")] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The inclusion proof of one event, as the server sends it (use verify-proof to check it)."""
+    with api_errors():
+        if index < 0 or (tree_size is not None and tree_size < 1):
+            raise InputError("INDEX must be at least 0 and --tree-size at least 1")
+        with connect(api, token) as client:
+            proof = client.get(f"/v1/audit/proof/{index}", tree_size=tree_size)
+    emit(proof, as_json)
+
+
+AuditKeyOption = Annotated[
+    str,
+    typer.Option(
+        "--audit-key",
+        envvar="HARBOUR_AUDIT_KEY",
+        help="The audit log's Ed25519 public key, from your own records: 64 hex digits, or a file holding them "
+        "(or a PEM public key). Never taken from the server being checked.",
+    ),
+]
+
+
+def read_audit_key(value: str) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    text = value.strip()
+    if not (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)):
+        path = Path(text)
+        try:
+            if path.stat().st_size > 16 * 1024:
+                raise InputError(f"--audit-key: {path} is far larger than a public key")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"--audit-key is 64 hex digits or a readable file; {text!r}: {exc.strerror}") from None
+        if b"-----BEGIN" in data:
+            try:
+                key = serialization.load_pem_public_key(data)
+            except (ValueError, TypeError):
+                raise InputError(f"--audit-key: {path} is not a PEM public key") from None
+            if not isinstance(key, Ed25519PublicKey):
+                raise InputError(f"--audit-key: {path} is not an Ed25519 public key")
+            return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        text = data.decode("ascii", "replace").strip()
+        if not (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)):
+            raise InputError(f"--audit-key: {path} does not hold a 64-hex-digit public key")
+    return bytes.fromhex(text)
+
+
+@audit_app.command("verify-proof")
+def audit_verify_proof(
+    index: Annotated[int, typer.Argument(help="Event index (0-based).")],
+    audit_key: AuditKeyOption,
+    tree_size: Annotated[int | None, typer.Option("--tree-size", help="Prove against this log size.")] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fetch an event's inclusion proof and verify it here: signed head, leaf hash, audit path."""
+    from harbour.custody.audit import ProofError, check_inclusion_proof
+
+    with api_errors():
+        key = read_audit_key(audit_key)
+        if index < 0 or (tree_size is not None and tree_size < 1):
+            raise InputError("INDEX must be at least 0 and --tree-size at least 1")
+        with connect(api, token) as client:
+            proof = client.get(f"/v1/audit/proof/{index}", tree_size=tree_size)
+        try:
+            check_inclusion_proof(proof, key)
+        except ProofError as exc:
+            raise ProofFailed(f"the proof of event {index} does NOT verify: {exc}") from None
+    head = proof["head"]
+    doc = {
+        "verified": True,
+        "index": index,
+        "tree_size": proof["tree_size"],
+        "root": head["root"],
+        "head_timestamp": head["timestamp"],
+        "event": proof["event"],
+    }
+    if as_json:
+        emit(doc, True)
+    else:
+        event = proof["event"]
+        typer.echo(
+            f"verified: event {index} ({event.get('kind')} {event.get('subject')}) is in the log of size "
+            f"{proof['tree_size']} with root {head['root']}, signed at {head['timestamp']}"
+        )
+
+
+@audit_app.command("verify-consistency")
+def audit_verify_consistency(
+    old: Annotated[int, typer.Option("--old", help="The log size you recorded earlier.")],
+    audit_key: AuditKeyOption,
+    new: Annotated[int | None, typer.Option("--new", help="The later size (default: the current head).")] = None,
+    old_root: Annotated[
+        str | None, typer.Option("--old-root", help="The root you recorded for --old (hex); checked if given.")
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify that the log now extends the log you saw before (nothing rewritten, only appended)."""
+    from harbour.custody.audit import ProofError, check_consistency_proof, check_head
+
+    with api_errors():
+        key = read_audit_key(audit_key)
+        if old < 1 or (new is not None and new < old):
+            raise InputError("--old must be at least 1 and --new at least --old")
+        if old_root is not None and (len(old_root) != 64 or not all(c in "0123456789abcdef" for c in old_root)):
+            raise InputError("--old-root is 64 lowercase hex digits")
+        with connect(api, token) as client:
+            if new is None:
+                head = client.get("/v1/audit/head")
+                try:
+                    check_head(head, key)
+                except ProofError as exc:
+                    raise ProofFailed(f"the current head does NOT verify: {exc}") from None
+                new = int(head["tree_size"])
+            proof = client.get("/v1/audit/consistency", old=old, new=new)
+        kept = {"tree_size": old, "root": old_root} if old_root is not None else None
+        try:
+            check_consistency_proof(proof, key, old_head=kept)
+        except ProofError as exc:
+            raise ProofFailed(f"the log of size {new} does NOT extend the log of size {old}: {exc}") from None
+    doc = {
+        "verified": True,
+        "old_size": old,
+        "new_size": new,
+        "old_root": proof["old_head"]["root"],
+        "new_root": proof["new_head"]["root"],
+    }
+    if as_json:
+        emit(doc, True)
+    else:
+        typer.echo(
+            f"verified: the log of size {new} (root {doc['new_root']}) extends size {old} (root {doc['old_root']})"
+        )
+
+
+class ProofFailed(ApiError):
+    """A proof from the server that does not verify: reported like an API failure (exit 1)."""

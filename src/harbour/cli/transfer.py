@@ -1,0 +1,446 @@
+"""``harbour withdraw/approve/reject/cancel/status/transactions`` and ``harbour approver-key``.
+
+``approve`` and ``reject`` never sign what the server hands over on trust. They
+fetch the approval request, rebuild the statement from its fields with the same
+code the signer nodes use (:func:`harbour.node.quorum.approval_statement`, or the
+policy-change statement from the proposed document's own digest), check that the
+fields agree with the transaction and with the caller's organisation, refuse if
+the server's statement differs by one byte, show the intent, and only then sign
+with the approver's Ed25519 key, which never leaves this machine.
+
+``withdraw`` always sends an idempotency key (``--idempotency-key``, or a fresh
+random one it prints): the client retries a dropped connection with the same
+key, and so can the operator, without risking a second withdrawal.
+
+Amounts are integers in base units (wei), or with ``--decimals`` a decimal
+number of whole units converted exactly (``--amount 1.5 --decimals 18``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harbour.cli.accounts import check_id
+from harbour.cli.apiclient import (
+    DEFAULT_API,
+    AllOption,
+    ApiError,
+    ApiOption,
+    Client,
+    CursorOption,
+    LimitOption,
+    TokenOption,
+    api_errors,
+    connect,
+    emit,
+    emit_page,
+    note,
+)
+from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
+
+PASSPHRASE_ENV: Final = "HARBOUR_APPROVER_PASSPHRASE"  # noqa: S105 (the variable's name)
+MAX_KEY_FILE: Final = 64 * 1024
+FINAL_STATES: Final = frozenset({"confirmed", "failed", "rejected", "cancelled"})
+_IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_AMOUNT = re.compile(r"([0-9]{1,78})(?:\.([0-9]{1,78}))?")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+approver_key_app = typer.Typer(help="Approvers' Ed25519 signing keys.", no_args_is_help=True)
+
+
+@approver_key_app.callback()
+def _approver_key() -> None:
+    """Approvers' Ed25519 signing keys (a group, so that `approver-key new` keeps its name)."""
+
+
+VaultOption = Annotated[str, typer.Option("--vault", help="Vault id.")]
+AssetOption = Annotated[str, typer.Option("--asset", help="Asset symbol (ETH, or a registered token).")]
+ToOption = Annotated[str, typer.Option("--to", help="Destination address (EIP-55 if mixed case).")]
+AmountOption = Annotated[str, typer.Option("--amount", help="Base units (wei), or whole units with --decimals.")]
+DecimalsOption = Annotated[
+    int | None, typer.Option("--decimals", help="Read --amount as whole units with this many decimals (ETH: 18).")
+]
+KeyOption = Annotated[Path, typer.Option("--key", help="Your approver private key (PEM, from approver-key new).")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation after showing the intent.")]
+
+
+# -- input ------------------------------------------------------------------------------------------------
+
+
+def parse_amount(text: str, decimals: int | None) -> int:
+    """Base units from ``text``: an integer, or with ``decimals`` a decimal number converted exactly.
+
+    No float ever holds the value: ``1.1`` ETH is 1100000000000000000 wei, not
+    1100000000000000088.
+    """
+    match = _AMOUNT.fullmatch(text.strip())
+    if decimals is not None and not 0 <= decimals <= 36:
+        raise InputError(f"--decimals must be 0..36, got {decimals}")
+    if match is None or (match.group(2) is not None and decimals is None):
+        raise InputError(
+            f"--amount must be a whole number of base units (e.g. 1500000000000000000), or with --decimals "
+            f"a decimal number such as 1.5; got {text!r}"
+        )
+    whole, fraction = match.group(1), (match.group(2) or "").rstrip("0")
+    scale = decimals or 0
+    if len(fraction) > scale:
+        raise InputError(f"--amount {text} has more than {scale} decimal places")
+    factor: int = 10**scale
+    value = int(whole) * factor + int(fraction.ljust(scale, "0") or "0")
+    if not 1 <= value < 2**256:
+        raise InputError("--amount must be at least 1 base unit and below 2^256")
+    return value
+
+
+def check_address(text: str, what: str) -> str:
+    if not _ADDRESS.fullmatch(text.strip()):
+        raise InputError(f"{what} is 0x followed by 40 hex digits, got {text!r}")
+    from harbour.chains.eip1559 import TransactionError, parse_address
+
+    try:
+        parse_address(text.strip())
+    except TransactionError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    return text.strip()
+
+
+def _passphrase(*, confirm: bool) -> bytes:
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise InputError(f"the key file is encrypted: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
+        value = typer.prompt("Approver key passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+    if not value:
+        raise InputError("the passphrase must not be empty")
+    return value.encode()
+
+
+def load_approver_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        if path.stat().st_size > MAX_KEY_FILE:
+            raise InputError(f"--key: {path} is far larger than a key file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"--key: cannot read {path}: {exc.strerror}") from None
+    password = _passphrase(confirm=False) if b"ENCRYPTED" in data else None
+    try:
+        key = serialization.load_pem_private_key(data, password=password)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InputError(f"--key: {path} is not a PEM private key (or the passphrase is wrong)") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError(f"--key: {path} holds a {type(key).__name__}, not an Ed25519 key")
+    return key
+
+
+def public_hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+# -- approver keys ----------------------------------------------------------------------------------------
+
+
+@approver_key_app.command("new")
+def approver_key_new(
+    out: Annotated[Path, typer.Option("--out", help="Private key file to create (PEM, owner-only); must not exist.")],
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt", help=f"Encrypt the file with a passphrase (${PASSPHRASE_ENV} or a prompt).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an approver's Ed25519 key pair; print the public key to register with `user create --approval-key`."""
+    from harbour.node.keyfile import write_atomic
+
+    with api_errors():
+        if out.exists():
+            raise InputError(f"--out: {out} exists; choose a new file (a key is never overwritten)")
+        if not out.parent.is_dir():
+            raise InputError(f"--out: directory {out.parent} does not exist")
+        key = Ed25519PrivateKey.generate()
+        algorithm: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(_passphrase(confirm=True))
+            if encrypt
+            else serialization.NoEncryption()
+        )
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm)
+        try:
+            write_atomic(out, pem, mode=0o600, overwrite=False)
+        except FileExistsError:
+            raise InputError(f"--out: {out} exists; choose a new file") from None
+        except OSError as exc:
+            raise InputError(f"--out: cannot write {out}: {exc.strerror}") from None
+    doc = {"public_key": public_hex(key), "private_key_file": str(out), "encrypted": encrypt}
+    if as_json:
+        emit(doc, True)
+    else:
+        typer.echo(doc["public_key"])
+        typer.echo(f"private key written to {out} (keep it offline; it signs your approvals)", err=True)
+
+
+# -- withdrawals ------------------------------------------------------------------------------------------
+
+
+def withdraw(
+    vault: VaultOption,
+    asset: AssetOption,
+    to: ToOption,
+    amount: AmountOption,
+    decimals: DecimalsOption = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="Reuse to retry safely; default: a new random key (printed)."),
+    ] = None,
+    note_text: Annotated[str | None, typer.Option("--note", help="A note stored with the withdrawal.")] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a withdrawal (initiator); the policy decides whether it needs approvals."""
+    with api_errors():
+        vault = check_id(vault, "--vault")
+        value = parse_amount(amount, decimals)
+        to = check_address(to, "--to")
+        key = idempotency_key if idempotency_key is not None else f"cli-{uuid.uuid4()}"
+        if not _IDEMPOTENCY.fullmatch(key):
+            raise InputError("--idempotency-key is 1..128 characters of A-Z a-z 0-9 . _ : -")
+        body = {"vault_id": vault, "asset": asset, "to": to, "amount": str(value), "note": note_text}
+        with connect(api, token) as client:
+            try:
+                tx = client.post("/v1/transactions", body, headers={"Idempotency-Key": key}, retry=True)
+            except ApiError as exc:
+                if exc.status is None:  # no answer: the withdrawal may or may not exist
+                    raise ApiError(
+                        f"{exc.detail}; retry with --idempotency-key {key} (never creates a second)"
+                    ) from None
+                raise
+    if idempotency_key is None:
+        note(f"idempotency key: {key} (pass --idempotency-key {key} to retry safely)", True)
+    _emit_tx(tx, as_json)
+
+
+def _emit_tx(tx: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(tx, True)
+        return
+    fields = ["id", "kind", "state", "asset", "amount", "destination", "tx_hash", "error", "policy_version"]
+    doc = {k: tx.get(k) for k in fields if k in tx}
+    approvals = tx.get("approvals") or []
+    if approvals:
+        doc["approvals"] = ", ".join(f"{a.get('approver_id')} ({a.get('decision')})" for a in approvals)
+    emit(doc, False)
+
+
+def cancel(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a transaction that is not yet being signed (its initiator or an admin)."""
+    with api_errors():
+        tx_id = check_id(tx_id, "TX")
+        with connect(api, token) as client:
+            tx = client.post(f"/v1/transactions/{tx_id}/cancel")
+    _emit_tx(tx, as_json)
+
+
+def status(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Poll until the transaction reaches a final state.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait may take.")] = 300.0,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 1.0,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A transaction's state. With --wait: exit 0 once confirmed, 1 if it ends failed, rejected or cancelled."""
+    with api_errors():
+        tx_id = check_id(tx_id, "TX")
+        if not 0 < timeout <= 86400 or not 0.05 <= interval <= 60:
+            raise InputError("--timeout must be 0..86400 seconds and --interval 0.05..60")
+        deadline = time.monotonic() + timeout
+        with connect(api, token) as client:
+            tx = client.get(f"/v1/transactions/{tx_id}")
+            while wait and tx.get("state") not in FINAL_STATES:
+                if time.monotonic() >= deadline:
+                    _emit_tx(tx, as_json)
+                    raise ApiError(f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s")
+                time.sleep(interval)
+                tx = client.get(f"/v1/transactions/{tx_id}")
+    _emit_tx(tx, as_json)
+    if wait and tx.get("state") != "confirmed":
+        raise typer.Exit(FAILURE_EXIT)
+
+
+def transactions(
+    state: Annotated[str | None, typer.Option("--state", help="Only transactions in this state.")] = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List transactions (withdrawals and policy changes), oldest first."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/transactions", limit, cursor, walk, state=state)
+    emit_page(page, ["id", "kind", "state", "asset", "amount", "destination"], as_json)
+
+
+# -- approvals --------------------------------------------------------------------------------------------
+
+
+class MismatchError(ApiError):
+    """The server's approval request does not agree with itself or with the caller."""
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise MismatchError(f"refusing to sign: {what}")
+
+
+def _asset_label(client: Client, intent_asset: str, symbol: str | None) -> tuple[str, int | None]:
+    """``SYMBOL`` (and its decimals) for the intent's asset, checked against the registered assets."""
+    page = client.pages("/v1/assets", 200, None, True)
+    for asset in page["items"]:
+        if (intent_asset == "ETH" and asset.get("kind") == "native") or asset.get("contract") == intent_asset:
+            _expect(
+                symbol is None or asset.get("symbol") == symbol,
+                f"the intent's asset {intent_asset} is {asset.get('symbol')}, but the transaction says {symbol}",
+            )
+            return str(asset.get("symbol")), asset.get("decimals")
+    return intent_asset, None
+
+
+def _units(amount: int, decimals: int | None) -> str:
+    if not decimals:
+        return str(amount)
+    factor: int = 10**decimals
+    whole, fraction = divmod(amount, factor)
+    text = f"{whole}.{fraction:0{decimals}d}".rstrip("0").rstrip(".")
+    return text
+
+
+def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decision: str) -> tuple[bytes, str, str]:
+    """Check an approval request and build the statement to sign: (statement, kind, summary to show).
+
+    The server's ``statement`` is the approval; it must equal the one rebuilt
+    here from the request's fields. The statement signed is built from the same
+    checked fields with ``decision`` (a rejection names itself, so it can never
+    count as an approval).
+    """
+    from harbour.custody.policy import Policy, PolicyError
+    from harbour.node import quorum
+
+    tx = request.get("transaction")
+    _expect(isinstance(tx, dict) and tx.get("id") == tx_id, "the approval request is for another transaction")
+    assert isinstance(tx, dict)
+    me = client.get("/v1/me")
+    _expect(request.get("org") == me.get("org_id"), "the approval request names another organisation than yours")
+    try:
+        claimed = bytes.fromhex(str(request.get("statement")))
+    except ValueError:
+        raise MismatchError("refusing to sign: the server's statement is not hex") from None
+    kind = tx.get("kind")
+    if kind == "withdrawal":
+        try:
+            intent = quorum.Intent.from_json(request.get("intent"))
+            fields: dict[str, Any] = {
+                "org": str(request.get("org")),
+                "transaction_id": tx_id,
+                "key_id": str(request.get("key_id")),
+                "path": str(request.get("path")),
+                "intent": intent,
+            }
+            rebuilt = quorum.approval_statement(**fields)
+            to_sign = quorum.approval_statement(**fields, decision="reject" if decision == "reject" else "approve")
+        except quorum.EvidenceError as exc:
+            raise MismatchError(f"refusing to sign: the approval request is malformed: {exc}") from None
+        _expect(intent.recipient == tx.get("destination"), "the intent's recipient is not the transaction's")
+        _expect(str(intent.amount) == tx.get("amount"), "the intent's amount is not the transaction's")
+        _expect(intent.chain_id == tx.get("chain_id"), "the intent's chain is not the transaction's")
+        symbol, decimals = _asset_label(client, intent.asset, tx.get("asset"))
+        shown = f"{_units(intent.amount, decimals)} {symbol}" + (
+            f" ({intent.amount} base units)" if decimals else " (base units)"
+        )
+        summary = (
+            f"withdrawal {tx_id}\n"
+            f"  amount:  {shown}\n"
+            f"  asset:   {intent.asset}\n"
+            f"  from:    {intent.sender} (key {request.get('key_id')}, path {request.get('path')})\n"
+            f"  to:      {intent.recipient}\n"
+            f"  chain:   {intent.chain_id}\n"
+            f"  note:    {tx.get('note') or '-'}"
+        )
+    elif kind == "policy_change":
+        document = tx.get("policy_document")
+        try:
+            digest = Policy.from_document(document).digest()
+        except (PolicyError, TypeError, ValueError) as exc:
+            raise MismatchError(f"refusing to sign: the proposed policy does not parse: {exc}") from None
+        _expect(request.get("policy_digest") == digest, "the server's policy digest is not the proposed document's")
+        from harbour.custody.service import policy_statement  # the service module is heavy: only when needed
+
+        rebuilt = policy_statement(org=str(request.get("org")), transaction_id=tx_id, digest=digest)
+        to_sign = policy_statement(org=str(request.get("org")), transaction_id=tx_id, digest=digest, decision=decision)
+        rules = document.get("rules", []) if isinstance(document, dict) else []
+        summary = f"policy change {tx_id}\n  digest:  {digest}\n  rules:   {len(rules)}"
+    else:
+        raise MismatchError(f"refusing to sign: unknown transaction kind {kind!r}")
+    _expect(rebuilt == claimed, "the server's statement differs from the one rebuilt from the transaction's fields")
+    return to_sign, str(kind), summary
+
+
+def _decide(
+    decision: str, tx_id: str, key_path: Path, yes: bool, api: str, token: str | None, as_json: bool
+) -> dict[str, Any]:
+    from harbour.node import quorum
+
+    with api_errors():
+        tx_id = check_id(tx_id, "TX")
+        key = load_approver_key(key_path)
+        with connect(api, token) as client:
+            request = client.get(f"/v1/transactions/{tx_id}/approval-request")
+            statement, kind, summary = rebuild_statement(client, request, tx_id, decision)
+            note(f"{decision.upper()} {summary}", as_json)
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise InputError("not a terminal: pass --yes to sign without a confirmation prompt")
+                if not typer.confirm(f"Sign this {decision}?", err=as_json):
+                    raise fail("not signed", FAILURE_EXIT)
+            signature = quorum.sign_approval(key, statement) if kind == "withdrawal" else key.sign(statement)
+            return dict(client.post(f"/v1/transactions/{tx_id}/{decision}", {"signature": signature.hex()}))
+
+
+def approve(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id.")],
+    key: KeyOption,
+    yes: YesOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check, show and sign your approval of a transaction (approver; admin for policy changes)."""
+    _emit_tx(_decide("approve", tx_id, key, yes, api, token, as_json), as_json)
+
+
+def reject(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id.")],
+    key: KeyOption,
+    yes: YesOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check, show and sign your rejection of a transaction (approver; admin for policy changes)."""
+    _emit_tx(_decide("reject", tx_id, key, yes, api, token, as_json), as_json)

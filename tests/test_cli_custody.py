@@ -1,0 +1,423 @@
+"""The custody commands of ``harbour`` against a real API server (uvicorn on a loopback port).
+
+The server runs the real service (signer-node processes, the embedded chain);
+the commands run in-process through Typer's runner with ``HARBOUR_API`` and
+``HARBOUR_TOKEN`` set as an operator would. Bad input must exit 2 before any
+request is sent, an API refusal must exit 1 with the problem's detail on stderr,
+and ``approve`` must refuse to sign a statement that does not match the
+transaction it claims to describe.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from cryptography.hazmat.primitives import serialization
+from typer.testing import CliRunner, Result
+
+from custody_env import ETH, CustodyEnv
+from harbour.api.server import BackgroundServer
+from harbour.cli.main import app
+from harbour.cli.params import InputError
+from harbour.cli.transfer import parse_amount
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
+runner = CliRunner()
+
+
+@dataclass
+class World:
+    env: CustodyEnv
+    url: str
+    vault_id: str
+    address: str
+    keys: dict[str, Path]
+    """PEM files of the approvers' and admins' private keys."""
+
+    def run(self, who: str | None, *args: str, env: dict[str, str | None] | None = None) -> Result:
+        variables: dict[str, str | None] = {
+            "HARBOUR_API": self.url,
+            "HARBOUR_TOKEN": self.env.people[who].token if who else None,
+            "HARBOUR_APPROVER_PASSPHRASE": None,
+            "HARBOUR_AUDIT_KEY": None,
+            **(env or {}),
+        }
+        return runner.invoke(app, list(args), env=variables)
+
+    def json(self, who: str | None, *args: str) -> Any:
+        result = self.run(who, *args, "--json")
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1, "--json prints one JSON object and nothing else"
+        return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("cli")
+    with CustodyEnv(root / "env") as env:
+        env.organisation()
+        env.set_policy(env.two_approvers_policy())
+        vault_id, address = env.vault(fund=10 * ETH)
+        keys = {}
+        for name, person in env.people.items():
+            if person.key is not None:
+                path = root / f"{name}.pem"
+                path.write_bytes(
+                    person.key.private_bytes(
+                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                    )
+                )
+                keys[name] = path
+        with BackgroundServer(env.custody) as server:
+            yield World(env, server.url, vault_id, address, keys)
+
+
+def refused(result: Result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert result.stderr.startswith("Error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, "one line, no traceback"
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def withdraw(world: World, *extra: str, amount: str = "1000") -> Any:
+    return world.json(
+        "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", amount, *extra
+    )
+
+
+# -- directory commands -----------------------------------------------------------------------------------------
+
+
+def test_org_show(world: World) -> None:
+    doc = world.json("viewer", "org", "show")
+    assert doc["organisation"]["name"] == "Harbour Test Custodian"
+    assert doc["user"]["roles"] == ["viewer"]
+    text = world.run("viewer", "org", "show")
+    assert text.exit_code == 0 and "Harbour Test Custodian" in text.stdout and "viewer" in text.stdout
+
+
+def test_approver_key_user_and_credential(world: World, tmp_path: Path) -> None:
+    key_file = tmp_path / "carol.pem"
+    made = world.json(None, "approver-key", "new", "--out", str(key_file))
+    assert len(made["public_key"]) == 64
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in key_file.read_bytes()
+    refused(world.run(None, "approver-key", "new", "--out", str(key_file)), 2, "exists")
+
+    user = world.json("admin", "user", "create", "carol", "--role", "approver", "--approval-key", made["public_key"])
+    assert user["roles"] == ["approver"] and user["approval_key"] == made["public_key"]
+    credential = world.json("admin", "user", "credential", user["id"])
+    me = world.json(None, "org", "show", "--token", credential["token"])
+    assert me["user"]["name"] == "carol"
+    users = world.json("auditor", "user", "list", "--all", "--limit", "2")
+    assert "carol" in {u["name"] for u in users["items"]} and users["next_cursor"] is None
+    table = world.run("auditor", "user", "list", "--limit", "200")
+    assert table.exit_code == 0 and "carol" in table.stdout
+
+
+def test_encrypted_approver_key(world: World, tmp_path: Path) -> None:
+    key_file = tmp_path / "enc.pem"
+    secret = {"HARBOUR_APPROVER_PASSPHRASE": "correct horse"}
+    result = world.run(None, "approver-key", "new", "--out", str(key_file), "--encrypt", "--json", env=secret)
+    assert result.exit_code == 0, result.stderr
+    assert b"ENCRYPTED" in key_file.read_bytes()
+    # Without the passphrase (and without a terminal to ask on) the key cannot be used.
+    refused(world.run("approver1", "approve", "00000000-0000-4000-8000-000000000000", "--key", str(key_file)), 2)
+
+
+def test_vaults_addresses_assets_address_book(world: World) -> None:
+    vaults = world.json("viewer", "vault", "list")
+    assert world.vault_id in {v["id"] for v in vaults["items"]}
+    vault = world.json("viewer", "vault", "show", world.vault_id)
+    assert vault["addresses"][0]["address"] == world.address and int(vault["balances"]["ETH"]) > 0
+    shown = world.run("viewer", "vault", "show", world.vault_id)
+    assert shown.exit_code == 0 and world.address in shown.stdout
+    new = world.json("admin", "address", "new", "--vault", world.vault_id, "--label", "cli")
+    assert new["label"] == "cli"
+    addresses = world.json("viewer", "address", "list", "--vault", world.vault_id)
+    assert new["address"] in {a["address"] for a in addresses["items"]}
+    assets = world.json("viewer", "asset", "list")
+    assert [a["symbol"] for a in assets["items"]] == ["ETH"]
+    entry = world.json("admin", "address-book", "add", "exchange", DEST, "--whitelisted")
+    assert entry["whitelisted"] is True
+    book = world.run("viewer", "address-book", "list")
+    assert book.exit_code == 0 and DEST in book.stdout
+
+
+def test_vault_create(world: World) -> None:
+    vault = world.json("admin", "vault", "create", "cli-vault", "-t", "2", "--node", "node1", "--node", "node2")
+    assert vault["nodes"] == ["node1", "node2"] and vault["threshold"] == 2
+
+
+# -- withdrawals and approvals ----------------------------------------------------------------------------------
+
+
+def test_withdraw_approve_and_wait_until_confirmed(world: World) -> None:
+    result = world.run(
+        "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "1000", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    tx = json.loads(result.stdout)
+    assert tx["state"] == "pending_approval"
+    assert "idempotency key: cli-" in result.stderr
+    # Retrying with the key it printed returns the same transaction.
+    again = withdraw(world, "--idempotency-key", tx["idempotency_key"])
+    assert again["id"] == tx["id"]
+
+    status = world.json("viewer", "status", tx["id"])
+    assert status["state"] == "pending_approval"
+    first = world.run("approver1", "approve", tx["id"], "--key", str(world.keys["approver1"]), "--yes")
+    assert first.exit_code == 0, first.stderr
+    assert "1000" in first.stdout and DEST in first.stdout, "the intent is shown before signing"
+    second = world.json("approver2", "approve", tx["id"], "--key", str(world.keys["approver2"]), "--yes")
+    assert second["state"] in ("approved", "signing", "broadcast", "confirmed")
+    final = world.run("viewer", "status", tx["id"], "--wait", "--timeout", "120", "--interval", "0.2", "--json")
+    assert final.exit_code == 0, final.stderr
+    assert json.loads(final.stdout)["state"] == "confirmed"
+    listed = world.json("viewer", "transactions", "--state", "confirmed", "--all")
+    assert tx["id"] in {t["id"] for t in listed["items"]}
+
+
+def test_withdraw_in_whole_units(world: World) -> None:
+    tx = withdraw(world, "--decimals", "18", amount="0.000000000000002")
+    assert tx["amount"] == "2000"
+
+
+def test_reject_and_cancel(world: World) -> None:
+    tx = withdraw(world)
+    rejected = world.json("approver3", "reject", tx["id"], "--key", str(world.keys["approver3"]), "--yes")
+    assert rejected["state"] == "rejected"
+    waited = world.run("viewer", "status", tx["id"], "--wait", "--json")
+    assert waited.exit_code == 1 and json.loads(waited.stdout)["state"] == "rejected"
+    other = withdraw(world)
+    assert world.json("initiator", "cancel", other["id"])["state"] == "cancelled"
+    refused(world.run("initiator", "cancel", other["id"]), 1, "cancelled")
+
+
+def test_approve_needs_yes_without_a_terminal(world: World) -> None:
+    tx = withdraw(world)
+    refused(world.run("approver1", "approve", tx["id"], "--key", str(world.keys["approver1"])), 2, "--yes")
+    assert world.json("viewer", "status", tx["id"])["approvals"] == []
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda r: r["intent"].update(amount="999999"), id="intent amount"),
+        pytest.param(lambda r: r["intent"].update(to="0x" + "11" * 20), id="intent recipient"),
+        pytest.param(lambda r: r.update(statement="00" + r["statement"][2:]), id="statement"),
+        pytest.param(lambda r: r.update(path="m/7"), id="path"),
+        pytest.param(lambda r: r.update(org="another-org"), id="organisation"),
+        pytest.param(lambda r: r["transaction"].update(id="00000000-0000-4000-8000-000000000000"), id="transaction"),
+    ],
+)
+def test_approve_refuses_a_statement_that_does_not_match(
+    world: World, monkeypatch: pytest.MonkeyPatch, tamper: Any
+) -> None:
+    tx = withdraw(world)
+    honest = world.env.custody.approval_request
+
+    def lying(actor: Any, tx_id: str) -> dict[str, Any]:
+        request = honest(actor, tx_id)
+        tamper(request)
+        return request
+
+    monkeypatch.setattr(world.env.custody, "approval_request", lying)
+    result = world.run("approver1", "approve", tx["id"], "--key", str(world.keys["approver1"]), "--yes")
+    refused(result, 1, "refusing to sign")
+    assert world.json("viewer", "status", tx["id"])["approvals"] == []
+
+
+# -- policy and audit ---------------------------------------------------------------------------------------------
+
+
+def test_policy_show_explain_propose_and_approve(world: World, tmp_path: Path) -> None:
+    current = world.json("viewer", "policy", "show")
+    text = world.run("viewer", "policy", "show")
+    assert text.exit_code == 0 and "treasury approval" in text.stdout
+    decision = world.json(
+        "initiator", "policy", "explain", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "1"
+    )
+    assert decision["action"] == "require_approval"
+    human = world.run(
+        "initiator", "policy", "explain", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "1"
+    )
+    assert human.exit_code == 0 and "treasury approval" in human.stdout
+
+    document = tmp_path / "policy.json"
+    document.write_text(json.dumps(current["document"]))  # the same rules: later tests are unaffected
+    proposal = world.json("admin", "policy", "propose", str(document))
+    assert proposal["kind"] == "policy_change" and proposal["state"] == "pending_approval"
+    approved = world.json("admin2", "approve", proposal["id"], "--key", str(world.keys["admin2"]), "--yes")
+    assert approved["state"] == "confirmed"
+    assert world.json("viewer", "policy", "show")["version"] == current["version"] + 1
+    versions = world.json("viewer", "policy", "versions", "--all")
+    assert [v["version"] for v in versions["items"]][-2:] == [current["version"], current["version"] + 1]
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"rules": [{"name": "x", "action": "launch"}]}')
+    refused(world.run("admin", "policy", "propose", str(broken)), 2, "broken.json")
+    refused(world.run("admin", "policy", "propose", str(tmp_path / "missing.json")), 2, "cannot read")
+
+
+def test_audit_commands_verify_locally(world: World, tmp_path: Path) -> None:
+    key = world.env.custody.audit.public_key_hex
+    events = world.json("auditor", "audit", "events", "--limit", "3")
+    assert [e["index"] for e in events["items"]] == [0, 1, 2]
+    head = world.json("auditor", "audit", "head", "--audit-key", key)
+    assert head["verified"] is True and head["tree_size"] > 3
+    proof = world.json("auditor", "audit", "proof", "2")
+    assert proof["event"]["index"] == 2
+    verified = world.json("auditor", "audit", "verify-proof", "2", "--audit-key", key)
+    assert verified["verified"] is True and verified["event"] == events["items"][2]
+    key_file = tmp_path / "audit.pub"
+    key_file.write_text(key + "\n")
+    assert world.json("admin", "audit", "verify-proof", "1", "--audit-key", str(key_file))["verified"] is True
+
+    wrong = "ab" * 32
+    refused(world.run("auditor", "audit", "verify-proof", "2", "--audit-key", wrong), 1, "does NOT verify")
+    refused(world.run("auditor", "audit", "head", "--audit-key", wrong), 1, "does NOT verify")
+
+    old = world.json("auditor", "audit", "head")
+    world.json("admin", "address", "new", "--vault", world.vault_id)  # the log grows
+    grown = world.json(
+        "auditor", "audit", "verify-consistency", "--old", str(old["tree_size"]), "--old-root", old["root"],
+        "--audit-key", key,
+    )  # fmt: skip
+    assert grown["verified"] is True and grown["new_size"] > old["tree_size"]
+    forged_root = world.run(
+        "auditor", "audit", "verify-consistency", "--old", str(old["tree_size"]), "--old-root", "00" * 32,
+        "--audit-key", key,
+    )  # fmt: skip
+    refused(forged_root, 1, "does NOT extend")
+    refused(world.run("viewer", "audit", "events"), 1, "auditor")
+
+
+def test_deposit_list(world: World) -> None:
+    world.env.chain.fund(world.address, 4242)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        deposits = world.json("viewer", "deposit", "list", "--all")
+        if any(d["amount"] == "4242" for d in deposits["items"]):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the deposit was not listed")
+    table = world.run("viewer", "deposit", "list", "--limit", "200")
+    assert table.exit_code == 0 and "4242" in table.stdout
+
+
+# -- bad input and refusals ----------------------------------------------------------------------------------------
+
+WITHDRAW = ["withdraw", "--vault", "{vault}", "--asset", "ETH", "--to", DEST, "--amount", "1000"]
+
+
+def replace(args: list[str], option: str, value: str) -> list[str]:
+    out = list(args)
+    out[out.index(option) + 1] = value
+    return out
+
+
+USAGE_ERRORS = {
+    "fractional amount": (replace(WITHDRAW, "--amount", "1.5"), "--amount"),
+    "exponent": (replace(WITHDRAW, "--amount", "1e18"), "--amount"),
+    "negative": (replace(WITHDRAW, "--amount", "-5"), "--amount"),
+    "zero": (replace(WITHDRAW, "--amount", "0"), "--amount"),
+    "too precise": ([*replace(WITHDRAW, "--amount", "1.0000000000000000001"), "--decimals", "18"], "decimal places"),
+    "2^256": (replace(WITHDRAW, "--amount", str(2**256)), "--amount"),
+    "bad checksum": (replace(WITHDRAW, "--to", BAD_CHECKSUM), "checksum"),
+    "short address": (replace(WITHDRAW, "--to", "0x1234"), "--to"),
+    "vault id": (replace(WITHDRAW, "--vault", "treasury"), "--vault"),
+    "idempotency key": ([*WITHDRAW, "--idempotency-key", "a b"], "--idempotency-key"),
+    "unknown role": (["user", "create", "x", "--role", "root"], "--role"),
+    "approval key": (["user", "create", "x", "--role", "approver", "--approval-key", "zz"], "--approval-key"),
+    "threshold 1": (["vault", "create", "x", "-t", "1"], "--threshold"),
+    "limit 0": (["user", "list", "--limit", "0"], "--limit"),
+    "limit 201": (["transactions", "--limit", "201"], "--limit"),
+    "tx id": (["status", "42"], "TX"),
+    "erc20 without contract": (["asset", "add", "TUSD", "--kind", "erc20"], "--contract"),
+    "bad api url": (["org", "show", "--api", "ftp://example"], "--api"),
+    "audit key": (["audit", "verify-proof", "1", "--audit-key", "nope"], "--audit-key"),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE_ERRORS))
+def test_bad_input_exits_2_before_any_request(world: World, case: str) -> None:
+    args, fragment = USAGE_ERRORS[case]
+    args = [a.replace("{vault}", world.vault_id) for a in args]
+    # Pointed at a port nobody listens on: a request would fail with exit 1, not 2.
+    result = world.run("admin", *args, env={"HARBOUR_API": "http://127.0.0.1:9"})
+    refused(result, 2, fragment)
+    assert result.stdout == ""
+
+
+def test_missing_token_is_a_usage_error(world: World) -> None:
+    refused(world.run(None, "org", "show"), 2, "HARBOUR_TOKEN")
+
+
+def test_api_refusals_exit_1_with_the_problem_detail(world: World) -> None:
+    refused(world.run(None, "org", "show", "--token", "hbk_x_" + "00" * 32), 1, "credential", "401")
+    refused(world.run("viewer", *[a.replace("{vault}", world.vault_id) for a in WITHDRAW]), 1, "initiator", "403")
+    refused(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000"), 1, "no transaction", "404")
+    refused(
+        world.run("initiator", *replace(WITHDRAW, "--vault", "00000000-0000-4000-8000-000000000000")), 1, "no vault"
+    )
+
+
+def test_unreachable_api(world: World) -> None:
+    result = world.run("viewer", "org", "show", env={"HARBOUR_API": "http://127.0.0.1:9"})
+    refused(result, 1, "cannot reach")
+    args = [a.replace("{vault}", world.vault_id) for a in WITHDRAW]
+    lost = world.run("initiator", *args, "--idempotency-key", "lost-1", env={"HARBOUR_API": "http://127.0.0.1:9"})
+    refused(lost, 1, "cannot reach", "--idempotency-key lost-1")
+
+
+# -- amounts ------------------------------------------------------------------------------------------------------
+
+
+def test_parse_amount_is_exact() -> None:
+    assert parse_amount("1", None) == 1
+    assert parse_amount("1.1", 18) == 1_100_000_000_000_000_000
+    assert parse_amount("0.000000000000000001", 18) == 1
+    assert parse_amount("1.50", 1) == 15
+    assert parse_amount("123", 6) == 123_000_000
+    assert parse_amount(str(2**256 - 1), None) == 2**256 - 1
+    for bad, decimals in [("1.5", None), ("1.05", 1), ("", None), (" ", 18), ("1,5", 18), ("0.0", 18), ("1e3", 18)]:
+        with pytest.raises(InputError):
+            parse_amount(bad, decimals)
+    with pytest.raises(InputError):
+        parse_amount("1", 37)
+
+
+CUSTODY_COMMANDS = [
+    "org", "user", "vault", "address", "asset", "address-book", "deposit", "withdraw", "approve", "reject",
+    "cancel", "status", "transactions", "approver-key", "policy", "audit",
+]  # fmt: skip
+
+
+def test_every_custody_command_has_json_api_and_token_options() -> None:
+    root: Any = typer.main.get_command(app)
+    commands: list[tuple[str, Any]] = []
+    for name in CUSTODY_COMMANDS:
+        command = root.commands[name]
+        if hasattr(command, "commands"):  # a group
+            commands.extend((f"{name} {sub}", c) for sub, c in command.commands.items())
+        else:
+            commands.append((name, command))
+    assert len(commands) >= 30
+    for name, command in commands:
+        options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert "--json" in options, name
+        if not name.startswith("approver-key") and name != "audit verify":  # local only: no API
+            assert {"--api", "--token"} <= options, name

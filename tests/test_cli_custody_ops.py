@@ -1,0 +1,117 @@
+"""Operator commands: ``harbour custody init|bootstrap`` and ``harbour audit verify`` on a tampered database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from custody_env import ETH, CustodyEnv
+from harbour.cli.main import app
+from harbour.custody import config as cfg
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A deployment with a few dozen audit events (organisation, users, a vault, a withdrawal), then shut down."""
+    root = tmp_path_factory.mktemp("custody-ops")
+    with CustodyEnv(root) as env:
+        env.organisation()
+        env.set_policy(env.two_approvers_policy())
+        vault_id, _ = env.vault(fund=2 * ETH)
+        tx = env.custody.submit_withdrawal(
+            env.actor("initiator"), vault_id=vault_id, asset="ETH", to="0x" + "44" * 20, amount=ETH
+        )
+        env.approve(tx["id"], "approver1")
+    yield env.home
+
+
+def verify(home: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["audit", "verify", "--home", str(home)])
+    return result.exit_code, result.output
+
+
+def tampered(home: Path, tmp_path: Path, *statements: str) -> Path:
+    """A copy of the home whose database has been edited directly, bypassing the service."""
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    config = json.loads((copy / cfg.CONFIG_FILE).read_text())
+    config["database"] = f"sqlite:///{copy / 'custody.db'}"
+    (copy / cfg.CONFIG_FILE).write_text(json.dumps(config))
+    with sqlite3.connect(copy / "custody.db") as db:
+        for statement in statements:
+            db.execute(statement)
+    return copy
+
+
+def test_an_untouched_log_verifies(home: Path) -> None:
+    code, out = verify(home)
+    assert code == 0, out
+    assert "audit log verified" in out
+
+
+def test_an_edited_row_fails_at_that_entry(home: Path, tmp_path: Path) -> None:
+    copy = tampered(home, tmp_path, """UPDATE audit_events SET data = '{"amount": "1"}' WHERE "index" = 5""")
+    code, out = verify(copy)
+    assert code == 1
+    assert "FAILED at entry 5" in out
+
+
+def test_a_deleted_row_fails_at_that_entry(home: Path, tmp_path: Path) -> None:
+    copy = tampered(home, tmp_path, """DELETE FROM audit_events WHERE "index" = 7""")
+    code, out = verify(copy)
+    assert code == 1
+    assert "FAILED at entry 7" in out
+
+
+def test_reordered_rows_fail_at_the_first_of_them(home: Path, tmp_path: Path) -> None:
+    swap = [
+        """UPDATE audit_events SET "index" = -1 WHERE "index" = 9""",
+        """UPDATE audit_events SET "index" = 9 WHERE "index" = 10""",
+        """UPDATE audit_events SET "index" = 10 WHERE "index" = -1""",
+    ]
+    code, out = verify(tampered(home, tmp_path, *swap))
+    assert code == 1
+    assert "FAILED at entry 9" in out
+
+
+def test_verify_uses_the_key_the_operator_gives(home: Path) -> None:
+    other = "11" * 32
+    result = runner.invoke(app, ["audit", "verify", "--home", str(home), "--public-key", other, "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["first_bad_index"] == 0
+
+
+def test_init_and_bootstrap(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = runner.invoke(app, ["custody", "init", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["custody", "init", "--home", str(home)])
+    assert again.exit_code == 1 and "already" in again.output
+    result = runner.invoke(app, ["custody", "bootstrap", "--home", str(home), "--org", "Acme", "--admin", "root"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["token"].startswith("hbk_") and out["user"]["roles"] == ["admin"]
+    dup = runner.invoke(app, ["custody", "bootstrap", "--home", str(home), "--org", "Acme", "--admin", "root"])
+    assert dup.exit_code == 1 and "exists" in dup.output
+    bad_policy = tmp_path / "p.json"
+    bad_policy.write_text('{"rules": [{"name": "x", "action": "allow", "extra": 1}]}')
+    result = runner.invoke(
+        app, ["custody", "bootstrap", "--home", str(home), "--org", "B", "--admin", "r", "--policy", str(bad_policy)]
+    )
+    assert result.exit_code == 1 and "extra" in result.output
+
+
+def test_commands_refuse_a_missing_or_broken_home(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["audit", "verify", "--home", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "custody init" in result.output
+    (tmp_path / cfg.CONFIG_FILE).write_text("{not json")
+    result = runner.invoke(app, ["custody", "serve", "--home", str(tmp_path)])
+    assert result.exit_code == 1 and "not JSON" in result.output
