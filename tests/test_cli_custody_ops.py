@@ -115,3 +115,18 @@ def test_commands_refuse_a_missing_or_broken_home(tmp_path: Path) -> None:
     (tmp_path / cfg.CONFIG_FILE).write_text("{not json")
     result = runner.invoke(app, ["custody", "serve", "--home", str(tmp_path)])
     assert result.exit_code == 1 and "not JSON" in result.output
+
+
+def test_add_node_checks_each_descriptor(tmp_path: Path, home: Path) -> None:
+    fresh = tmp_path / "fresh"
+    assert runner.invoke(app, ["custody", "init", "--home", str(fresh)]).exit_code == 0
+    descriptor = sorted((home.parent / "nodes").glob("node*/descriptor.json"))[0]
+    result = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor)])
+    assert result.exit_code == 0 and "1 signer node" in result.output
+    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor)])
+    assert again.exit_code == 1 and "configured already" in again.output
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"name": "x"}')
+    bad = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(junk)])
+    assert bad.exit_code == 1 and "descriptor" in bad.output
+    assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(descriptor.resolve())]

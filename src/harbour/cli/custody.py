@@ -69,6 +69,28 @@ def init(
     typer.echo(f"database: {config.database}")
 
 
+@app.command("add-node")
+def add_node(
+    home: HomeOption,
+    descriptors: Annotated[list[Path], typer.Argument(help="Signer-node descriptor files (descriptor.json).")],
+) -> None:
+    """Add signer nodes to the deployment (for vaults created from now on)."""
+    config = _load(home)
+    known = {d.node_id for d in config.descriptors()}
+    for path in descriptors:
+        resolved = str(path.resolve())
+        config.nodes.append(resolved)
+        try:
+            added = config.descriptors()[-1]
+        except CustodyError as exc:
+            raise _fail(exc.detail) from None
+        if added.node_id in known:
+            raise _fail(f"{path}: node {added.name} is configured already")
+        known.add(added.node_id)
+    config.save()
+    typer.echo(f"{len(config.nodes)} signer node(s) configured")
+
+
 @app.command("bootstrap")
 def bootstrap(
     home: HomeOption,
