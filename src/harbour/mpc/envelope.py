@@ -42,6 +42,18 @@ class UsageError(RuntimeError):
     """The caller drove a party wrongly (not an attack by another party)."""
 
 
+
+def loads_cbor(data: bytes) -> Any:
+    """``cbor2.loads``, refusing a lone break byte (0xff).
+
+    cbor2 before 6 decodes it as a ``break_marker`` object instead of raising; it
+    is not a CBOR data item, so it is refused here like any other malformed input.
+    """
+    obj = cbor2.loads(data)
+    if obj is getattr(cbor2, "break_marker", None):
+        raise ValueError("a break byte outside an indefinite-length item is not CBOR")
+    return obj
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One protocol message. ``recipient=None`` is a broadcast to every party."""
@@ -63,7 +75,7 @@ class Envelope:
     @classmethod
     def decode(cls, data: bytes) -> Envelope:
         try:
-            obj = cbor2.loads(data)
+            obj = loads_cbor(data)
         except Exception as exc:
             raise ValueError(f"envelope is not valid CBOR: {exc}") from exc
         if not isinstance(obj, list) or len(obj) != 7:
@@ -132,7 +144,7 @@ def decode_payload(env: Envelope, schema: Mapping[str, type | tuple[type, ...]])
     if len(env.payload) > MAX_PAYLOAD:
         raise ProtocolAbort([env.sender], f"round {env.round} payload is too large")
     try:
-        obj = cbor2.loads(env.payload)
+        obj = loads_cbor(env.payload)
     except Exception as exc:
         raise ProtocolAbort([env.sender], f"round {env.round} payload is not valid CBOR") from exc
     if type(obj) is not dict or not _plain(obj):
