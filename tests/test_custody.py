@@ -43,8 +43,9 @@ def allow_all() -> dict[str, Any]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[CustodyEnv]:
-    with CustodyEnv(tmp_path) as e:
+def env(tmp_path: Path, db_url: str) -> Iterator[CustodyEnv]:
+    """A deployment on SQLite and, again, on the real PostgreSQL server the tests start."""
+    with CustodyEnv(tmp_path, database=db_url) as e:
         e.organisation()
         e.set_policy(e.two_approvers_policy())
         yield e
