@@ -527,3 +527,65 @@ def test_withdrawals_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         with admin.connect() as c:
             c.execute(text("DROP DATABASE IF EXISTS custody_flow WITH (FORCE)"))
         admin.dispose()
+
+
+# -- regressions from the security review ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Iterator[CustodyEnv]:
+    with CustodyEnv(tmp_path) as e:
+        e.organisation()
+        yield e
+
+
+def test_a_stale_policy_proposal_cannot_replace_a_newer_policy(lite: CustodyEnv) -> None:
+    lenient = lite.custody.propose_policy(lite.actor("admin"), allow_all())
+    lite.set_policy(lite.two_approvers_policy())  # adopted meanwhile
+    version = lite.custody.get_policy(lite.actor("viewer"))["version"]
+    late = lite.approve(lenient["id"], "admin2")
+    assert late["state"] == "rejected" and "superseded" in late["error"]
+    assert lite.custody.get_policy(lite.actor("viewer"))["version"] == version
+
+
+def test_small_order_approval_keys_are_refused(lite: CustodyEnv) -> None:
+    identity = "01" + "00" * 31  # the Ed25519 identity point: (R = identity, S = 0) verifies for every message
+    with pytest.raises(Invalid, match="approval_key"):
+        lite.custody.create_user(lite.actor("admin"), name="forger", roles=["approver"], approval_key=identity)
+
+
+def test_the_same_approval_key_may_serve_two_organisations(lite: CustodyEnv) -> None:
+    key = lite.people["approver1"].actor
+    public = next(
+        u for u in lite.custody.list_users(lite.actor("admin"), Page(limit=200))["items"] if u["id"] == key.user_id
+    )
+    other = lite.custody.bootstrap("Second Custodian", "root2", None)
+    admin2 = lite.custody.authenticate(other["token"])
+    made = lite.custody.create_user(admin2, name="same-person", roles=["approver"], approval_key=public["approval_key"])
+    assert made["approval_key"] == public["approval_key"]
+
+
+def test_a_quorum_the_nodes_cannot_accept_fails_cleanly_and_frees_the_address(lite: CustodyEnv) -> None:
+    big = [lite.add_person(f"a{i:02d}", ["approver"], key=True) for i in range(70)]
+    members = [p.actor.user_id for p in big]
+    lite.set_policy(
+        {
+            "rules": [
+                {"name": "small", "match": {"assets": ["ETH"], "amount": {"max": "1000"}}, "action": "allow"},
+                {
+                    "name": "huge committee",
+                    "action": "require_approval",
+                    "approvals": {"combine": "all", "groups": [{"name": "all", "members": members, "threshold": 2}]},
+                },
+            ]
+        }
+    )
+    vault_id, address = lite.vault()
+    stuck = withdraw(lite, vault_id, ETH)
+    lite.approve(stuck["id"], "a00")
+    lite.approve(stuck["id"], "a01")
+    failed = wait_final(lite, stuck["id"])
+    assert failed["state"] == "failed" and "evidence" in failed["error"]
+    after = wait_final(lite, withdraw(lite, vault_id, 1000)["id"])
+    assert after["state"] == "confirmed" and after["nonce"] == 0
+    assert lite.chain.nonce(address, "latest") == 1

@@ -111,7 +111,7 @@ class Net:
         self.authority = approval.AuthorityKey.generate()
         settings: list[dict[str, Any]] = [
             {},
-            {"approvers": TRUSTED},
+            {"approvers": TRUSTED, "min_approvals": 1},
             {"approvers": TRUSTED, "min_approvals": 2, "require_evidence": True},
         ]
         self.nodes: list[NodeService] = []
@@ -818,14 +818,14 @@ def test_an_edited_approver_list_refuses_to_start(tmp_path: Path) -> None:
     path = directory / "node.json"
     config = json.loads(path.read_text())
     assert config["approvers"] == [PUB["a"].hex()] and config["min_approvals"] == 1 and config["require_evidence"]
-    for change in ({"approvers": [PUB["a"].hex(), PUB["x"].hex()]}, {"min_approvals": 0}, {"require_evidence": False}):
+    for change in ({"approvers": [PUB["a"].hex(), PUB["x"].hex()]}, {"require_evidence": False}):
         path.write_text(json.dumps(config | change, indent=2, sort_keys=True) + "\n")
         with pytest.raises(NodeStartError, match="edited"):
             NodeService.open(directory, passphrase=PASS)
 
 
 def test_approvers_change_only_through_the_sealed_copy(tmp_path: Path) -> None:
-    directory = _node(tmp_path, approvers=[PUB["a"]])
+    directory = _node(tmp_path, approvers=[PUB["a"]], min_approvals=1)
     config, differed = update_approvers(directory, add=[PUB["b"], PUB["a"]], min_approvals=2, passphrase=PASS)
     assert config.approvers == (PUB["a"], PUB["b"]) and config.min_approvals == 2 and not differed
     node = NodeService.open(directory, passphrase=PASS)
@@ -853,6 +853,7 @@ def test_approvers_change_only_through_the_sealed_copy(tmp_path: Path) -> None:
         ({"approvers": [PUB["a"], PUB["a"]]}, "twice"),
         ({"approvers": [SMALL_ORDER_KEY]}, "small order"),
         ({"approvers": [PUB["a"]], "min_approvals": 2}, "more than the 1"),
+        ({"approvers": [PUB["a"]], "min_approvals": 0}, "at least 1"),
         ({"min_approvals": MAX_APPROVALS + 1}, "min_approvals"),
         ({"min_approvals": -1}, "min_approvals"),
     ],

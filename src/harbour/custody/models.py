@@ -36,13 +36,13 @@ class Organisation(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    __table_args__ = (UniqueConstraint("org_id", "name"), UniqueConstraint("org_id", "approval_key"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     roles: Mapped[list[str]] = mapped_column(JSON)
-    approval_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    approval_key: Mapped[str | None] = mapped_column(String(64))
     """Hex Ed25519 public key the user signs approvals with (approvers and admins)."""
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 SIGN_ATTEMPTS = 3
 RETRY_DELAY = 0.5
 TOKEN_GAS_FLOOR = 60_000
+PERMANENT = frozenset({"approval", "bad-request", "unknown-key", "malformed", "bad-key-file"})
+"""Refusals that a retry cannot change; anything else (a node down, a session aborted) is retried."""
 
 
 SENT, RETRY, OBSOLETE = "sent", "retry", "obsolete"
@@ -65,14 +67,14 @@ class _OrderedSender:
         self._next: dict[str, int] = {}
         self._ready: dict[str, list[tuple[int, str]]] = {}
 
-    def _address_lock(self, address: str) -> threading.Lock:
+    def address_lock(self, address: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(address, threading.Lock())
 
     def ready(self, address: str, nonce: int, tx_id: str) -> None:
         with self._lock:
             heapq.heappush(self._ready.setdefault(address, []), (nonce, tx_id))
-        with self._address_lock(address):
+        with self.address_lock(address):
             if address not in self._next:
                 self._next[address] = self._first_nonce(address)
             while True:
@@ -87,11 +89,10 @@ class _OrderedSender:
                 if outcome == SENT:
                     self._next[address] = max(self._next[address], nonce + 1)
 
-    def rewind(self, address: str, nonce: int) -> None:
-        """Nonces from ``nonce`` on were released (never sent): send from there again."""
-        with self._address_lock(address):
-            if address in self._next:
-                self._next[address] = min(self._next[address], nonce)
+    def rewind_locked(self, address: str, nonce: int) -> None:
+        """Nonces from ``nonce`` on were released (never sent): send from there again. Hold address_lock."""
+        if address in self._next:
+            self._next[address] = min(self._next[address], nonce)
 
 
 class Pipeline:
@@ -234,6 +235,9 @@ class Pipeline:
                     select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
                 )
             )
+            if tx.requirement is not None:  # only approvals that can count travel to the nodes
+                eligible = {u for g in c._requirement(tx).groups for u in g.members}
+                approvals = [a for a in approvals if a.approver_id in eligible]
             keys: dict[str, bytes] = {}
             for user in s.scalars(select(m.User).where(m.User.org_id == tx.org_id)):
                 if user.approval_key is not None:
@@ -258,14 +262,18 @@ class Pipeline:
 
     def _sign(self, tx_id: str) -> bool:
         c = self.custody
-        key_id, path, digest, evidence = self._evidence(tx_id)
+        try:
+            key_id, path, digest, evidence = self._evidence(tx_id)
+        except ValueError as exc:  # e.g. a quorum larger than the nodes accept: it will never be signable
+            self._abandon(tx_id, f"cannot build the approval evidence for the signer nodes: {exc}")
+            return False
         error = ""
         for attempt in range(SIGN_ATTEMPTS):
             try:
                 signature = c.signer.sign(key_id, path, digest, evidence=evidence)
                 break
             except ClusterError as exc:
-                if exc.reason == "approval":  # the nodes refuse on their own checks: retrying cannot help
+                if exc.reason in PERMANENT:  # the nodes refuse on their own checks: retrying cannot help
                     self._abandon(tx_id, f"the signer nodes refused: {exc}")
                     return False
                 error = f"{exc.reason}: {exc}"
@@ -305,6 +313,18 @@ class Pipeline:
         submitted again (a node pins each transaction id to its first nonce).
         """
         c = self.custody
+        with c._read() as s:
+            row = s.get(m.Transaction, tx_id)
+            source_row = s.get(m.Address, row.source_address_id) if row is not None else None
+            if source_row is None:
+                return
+            address = source_row.address
+        # Under the sender's lock for the address: no send can slip in between the commit and the rewind.
+        with self._sender.address_lock(address):
+            self._abandon_locked(tx_id, error)
+
+    def _abandon_locked(self, tx_id: str, error: str) -> None:
+        c = self.custody
         released: tuple[str, int] | None = None
         with c._tx() as s:
             tx = s.get(m.Transaction, tx_id)
@@ -335,7 +355,7 @@ class Pipeline:
             source.next_nonce = first
             released = (source.address, first)
         if released is not None:
-            self._sender.rewind(*released)
+            self._sender.rewind_locked(*released)
 
     def _broadcast(self, address: str, nonce: int, tx_id: str) -> str:
         c = self.custody

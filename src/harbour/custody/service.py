@@ -50,8 +50,11 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
 _SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
 _IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
+_HEX_SIGNATURE = re.compile(r"[0-9a-f]{128}")
 POLICY_APPROVAL_DOMAIN: Final = b"harbour/policy-approval/v1\x00"
 ETH_TRANSFER_GAS: Final = 21_000
+TOKEN_GAS_RESERVE: Final = 100_000
+"""Gas reserved for a token transfer until it is built (and estimated)."""
 MAX_NOTE: Final = 256
 
 
@@ -237,9 +240,9 @@ class Custody:
         if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
             raise Invalid("approval_key must be a 32-byte Ed25519 public key in lower-case hex")
         try:
-            Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
-        except ValueError:
-            raise Invalid("approval_key is not an Ed25519 public key") from None
+            quorum.check_public_key(bytes.fromhex(value))
+        except ValueError as exc:  # includes small-order points, under which signatures can be forged
+            raise Invalid(f"approval_key is not usable: {exc}") from None
         return value
 
     def create_user(
@@ -678,11 +681,6 @@ class Custody:
             self.on_approved(view["id"])
         return view
 
-    def _reserve(self, asset: m.Asset) -> int:
-        max_fee, _ = self.chain.fees()
-        gas = ETH_TRANSFER_GAS if asset.kind == "native" else 100_000
-        return gas * max_fee * self.settings.gas_headroom
-
     def _shortfall(self, s: Session, source: m.Address, asset: m.Asset, tx: m.Transaction) -> str | None:
         """Why the source cannot pay ``tx`` on top of everything in flight, or None if it can.
 
@@ -701,13 +699,15 @@ class Custody:
                 m.Transaction.id != tx.id,
             )
         )
+        max_fee, _ = self.chain.fees()
+        kinds = {a.id: a.kind for a in s.scalars(select(m.Asset).where(m.Asset.org_id == source_org(s, source)))}
         fees = 0
         for other in in_flight:
             if other.nonce is not None and other.nonce < chain_nonce:
                 continue
             owed[other.asset_id or ""] = owed.get(other.asset_id or "", 0) + (other.amount or 0)
-            fees += self._fee_reserve(s, other)
-        fees += self._fee_reserve(s, tx)
+            fees += self._fee_reserve(other, kinds, max_fee)
+        fees += self._fee_reserve(tx, kinds, max_fee)
         need_asset = owed[asset.id] + (tx.amount or 0)
         have_asset = self._balance(asset, source.address, block)
         if native is None:
@@ -726,12 +726,11 @@ class Custody:
             )
         return None
 
-    def _fee_reserve(self, s: Session, tx: m.Transaction) -> int:
+    def _fee_reserve(self, tx: m.Transaction, kinds: dict[str, str], max_fee: int) -> int:
+        """The most ``tx`` can pay in fees: as built, or (not built yet) at today's fee with headroom."""
         if tx.unsigned is not None:
             return int(tx.unsigned["gas_limit"]) * int(tx.unsigned["max_fee_per_gas"])
-        max_fee, _ = self.chain.fees()
-        kind = s.scalar(select(m.Asset.kind).where(m.Asset.id == tx.asset_id))
-        gas = ETH_TRANSFER_GAS if kind == "native" else 100_000
+        gas = ETH_TRANSFER_GAS if kinds.get(tx.asset_id or "") == "native" else TOKEN_GAS_RESERVE
         return gas * max_fee * self.settings.gas_headroom
 
     def _view(self, s: Session, tx: m.Transaction) -> dict[str, Any]:
@@ -834,9 +833,14 @@ class Custody:
                 raise Forbidden(f"{actor.name} has no approval key registered")
             statement = self._statement(s, tx, "approve" if decision == "approve" else "reject")
             try:
-                raw_sig = bytes.fromhex(signature) if isinstance(signature, str) else b""
-                message = quorum.APPROVAL_DOMAIN + statement if tx.kind == "withdrawal" else statement
-                Ed25519PublicKey.from_public_bytes(bytes.fromhex(user.approval_key)).verify(raw_sig, message)
+                if not isinstance(signature, str) or not _HEX_SIGNATURE.fullmatch(signature):
+                    raise ValueError("not 64 bytes of lower-case hex")
+                raw_sig, public = bytes.fromhex(signature), bytes.fromhex(user.approval_key)
+                if tx.kind == "withdrawal":
+                    if not quorum.verify_approval(public, raw_sig, statement):
+                        raise InvalidSignature
+                else:
+                    Ed25519PublicKey.from_public_bytes(public).verify(raw_sig, statement)
             except (ValueError, InvalidSignature):
                 raise Invalid(
                     f"the signature does not verify under {actor.name}'s approval key over this transaction's statement"
@@ -864,7 +868,15 @@ class Custody:
                     )
                 )
                 requirement = self._requirement(tx)
-                if requirement.satisfied(approvers, tx.initiator_id):
+                current = self._policy(s, tx.org_id)[0].version if tx.kind == "policy_change" else None
+                superseded = tx.kind == "policy_change" and current != tx.policy_version
+                if requirement.satisfied(approvers, tx.initiator_id) and superseded:
+                    # Approved against an older policy than the one now in force: never let it win silently.
+                    tx.error = (
+                        f"superseded: proposed against version {tx.policy_version}, version {current} is in force"
+                    )
+                    self._move(s, None, tx, states.REJECTED, reason="superseded", version=current)
+                elif requirement.satisfied(approvers, tx.initiator_id):
                     self._move(s, None, tx, states.APPROVED, approvers=sorted(approvers))
                     if tx.kind == "policy_change":
                         self._activate_policy(s, tx)
@@ -937,12 +949,21 @@ class Custody:
                 request_hash=request_hash,
                 policy_document=policy.to_document(),
                 requirement=requirement.to_json(),
+                policy_version=self._policy(s, actor.org_id)[0].version,
                 created_at=now,
                 updated_at=now,
             )
             s.add(tx)
             s.flush()
-            self._event(s, actor, "transaction.submitted", tx.id, kind="policy_change", digest=policy.digest())
+            self._event(
+                s,
+                actor,
+                "transaction.submitted",
+                tx.id,
+                kind="policy_change",
+                digest=policy.digest(),
+                base_version=tx.policy_version,
+            )
             self._move(s, actor, tx, states.PENDING_APPROVAL, requirement=tx.requirement)
             return self._view(s, tx)
 

@@ -63,6 +63,9 @@ def check_approval_settings(approvers: Sequence[bytes], min_approvals: int, requ
         raise ValueError(f"min_approvals must be an integer in 0..{quorum.MAX_APPROVALS}")
     if approvers and min_approvals > len(approvers):
         raise ValueError(f"min_approvals {min_approvals} is more than the {len(approvers)} trusted approvers")
+    if approvers and min_approvals < 1:
+        # With a floor of 0 a service can claim a quorum of no groups, and the list would check nothing.
+        raise ValueError("a node with a trusted approver list must require at least 1 approval (min_approvals)")
     if type(require_evidence) is not bool:
         raise ValueError("require_evidence must be true or false")
 

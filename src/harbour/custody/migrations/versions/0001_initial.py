@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 07:25:42.843282
+Create Date: 2026-11-29 08:14:04.289114
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], name=op.f("fk_users_org_id_organisations")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
-        sa.UniqueConstraint("approval_key", name=op.f("uq_users_approval_key")),
+        sa.UniqueConstraint("org_id", "approval_key", name=op.f("uq_users_org_id_approval_key")),
         sa.UniqueConstraint("org_id", "name", name=op.f("uq_users_org_id_name")),
     )
     op.create_index(op.f("ix_users_org_id"), "users", ["org_id"], unique=False)
