@@ -50,6 +50,10 @@ PERMANENT = frozenset({"approval", "bad-request", "unknown-key", "malformed", "b
 SENT, RETRY, OBSOLETE = "sent", "retry", "obsolete"
 
 
+class _Unfunded(Exception):
+    """The source cannot pay a withdrawal at the fee it would be built with."""
+
+
 class _OrderedSender:
     """Sends each address's signed transactions in nonce order, whichever signing finishes first.
 
@@ -194,6 +198,20 @@ class Pipeline:
             to, value = parse_address(contract), 0
             data = erc20_transfer_data(parse_address(destination), amount)
             gas = max(TOKEN_GAS_FLOOR, c.chain.estimate_gas(sender_address, contract, 0, data) * 5 // 4)
+        try:
+            return self._assign(tx_id, max_fee, priority, gas, to, value, data)
+        except _Unfunded as exc:
+            # Fees rose past what was reserved at submission: wait (an admin can still cancel), never take a nonce.
+            with c._tx() as s:
+                tx = s.get(m.Transaction, tx_id)
+                assert tx is not None
+                tx.error = f"waiting for funds at today's fees: {exc}"
+            return None
+
+    def _assign(
+        self, tx_id: str, max_fee: int, priority: int, gas: int, to: bytes, value: int, data: bytes
+    ) -> tuple[str, int, bool] | None:
+        c = self.custody
         with c._tx() as s:
             tx = s.get(m.Transaction, tx_id)
             assert tx is not None
@@ -201,7 +219,8 @@ class Pipeline:
             if tx.state != states.APPROVED:
                 return None  # cancelled meanwhile, or another worker got here first
             source = s.get(m.Address, tx.source_address_id)
-            assert source is not None
+            asset = s.get(m.Asset, tx.asset_id)
+            assert source is not None and asset is not None
             s.refresh(source, with_for_update=True)
             nonce = source.next_nonce
             source.next_nonce = nonce + 1
@@ -218,6 +237,10 @@ class Pipeline:
             tx.nonce = nonce
             tx.unsigned = unsigned.to_json()
             tx.digest = unsigned.signing_hash().hex()
+            shortfall = c._shortfall(s, source, asset, tx)  # with this transaction's real fee cap
+            if shortfall is not None:
+                raise _Unfunded(shortfall)  # rolls the nonce back
+            tx.error = None
             c._move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
             return source.address, nonce, False
 
