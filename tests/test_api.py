@@ -410,7 +410,11 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
 
 def concrete(world: World, path: str) -> str:
     return path.format(
-        user_id=world.env.user_id("viewer"), vault_id=world.vault_id, tx_id=world.pending_tx, index=0
+        user_id=world.env.user_id("viewer"),
+        vault_id=world.vault_id,
+        tx_id=world.pending_tx,
+        index=0,
+        credential_id="00000000-0000-4000-8000-000000000000",  # no such credential: nothing to revoke by accident
     ).replace("/v1/audit/consistency", "/v1/audit/consistency" if "?" in path else "/v1/audit/consistency?old=1&new=2")
 
 

@@ -612,3 +612,28 @@ def test_a_fee_rise_after_approval_waits_for_funds_without_taking_a_nonce(lite: 
     done = wait_final(lite, second["id"])
     assert done["state"] == "confirmed" and done["nonce"] == 0
     assert lite.chain.nonce(address, "latest") == 1
+
+
+def test_disabling_a_user_and_revoking_credentials(lite: CustodyEnv) -> None:
+    from harbour.custody.errors import Unauthorized
+
+    admin, initiator = lite.actor("admin"), lite.people["initiator"]
+    second = lite.custody.issue_credential(admin, initiator.actor.user_id)["token"]
+    own_id = second.split("_")[1]
+    with pytest.raises(Forbidden):
+        lite.custody.revoke_credential(lite.actor("viewer"), own_id)  # someone else's credential
+    assert lite.custody.revoke_credential(initiator.actor, own_id)["revoked"] is True
+    with pytest.raises(Unauthorized):
+        lite.custody.authenticate(second)
+    lite.custody.authenticate(initiator.token)  # the other credential still works
+    with pytest.raises(Conflict, match="themselves"):
+        lite.custody.disable_user(admin, admin.user_id)
+    with pytest.raises(Forbidden):
+        lite.custody.disable_user(lite.actor("approver1"), initiator.actor.user_id)
+    assert lite.custody.disable_user(admin, initiator.actor.user_id)["disabled"] is True
+    with pytest.raises(Unauthorized):
+        lite.custody.authenticate(initiator.token)
+    with pytest.raises(Conflict, match="disabled"):
+        lite.custody.issue_credential(admin, initiator.actor.user_id)
+    kinds = [e["kind"] for e in all_events(lite)]
+    assert "credential.revoked" in kinds and "user.disabled" in kinds

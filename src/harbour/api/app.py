@@ -215,6 +215,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 UserId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+CredentialId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 VaultId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 TxId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 
@@ -325,6 +326,26 @@ def build_router(custody: CustodyService) -> APIRouter:
     )
     def issue_credential(actor: Actor, user_id: UserId) -> Json:
         return custody.issue_credential(actor, user_id)
+
+    @r.post(
+        "/users/{user_id}/disable",
+        tags=["users"],
+        summary="Disable a user",
+        description="Revokes every credential the user holds; recorded approvals are kept.",
+        **_doc(views.User),
+    )
+    def disable_user(actor: Actor, user_id: UserId) -> Json:
+        return custody.disable_user(actor, user_id)
+
+    @r.post(
+        "/credentials/{credential_id}/revoke",
+        tags=["users"],
+        summary="Revoke an API credential",
+        description="The owner of the credential, or an admin, can revoke it; it stops working at once.",
+        **_doc(views.Revoked),
+    )
+    def revoke_credential(actor: Actor, credential_id: CredentialId) -> Json:
+        return custody.revoke_credential(actor, credential_id)
 
     # vaults and addresses
     @r.post(

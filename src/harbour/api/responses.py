@@ -72,6 +72,12 @@ class Credential(Open):
     token: str = Field(description="Shown once: `hbk_<id>_<secret>`; only a hash of the secret is stored.")
 
 
+class Revoked(Open):
+    credential_id: str
+    user_id: str
+    revoked: bool
+
+
 class Vault(Open):
     id: str
     name: str

@@ -25,6 +25,8 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/v1/users"): frozenset({ADMIN}),
     ("GET", "/v1/users"): EVERYONE,
     ("POST", "/v1/users/{user_id}/credentials"): frozenset({ADMIN}),
+    ("POST", "/v1/users/{user_id}/disable"): frozenset({ADMIN}),
+    ("POST", "/v1/credentials/{credential_id}/revoke"): EVERYONE,
     ("POST", "/v1/vaults"): frozenset({ADMIN}),
     ("GET", "/v1/vaults"): EVERYONE,
     ("GET", "/v1/vaults/{vault_id}"): EVERYONE,

@@ -147,6 +147,36 @@ def user_credential(
     emit(credential, as_json)
 
 
+@user_app.command("disable")
+def user_disable(
+    user_id: Annotated[str, typer.Argument(help="The user's id.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Disable a user (admin): every credential they hold stops working at once."""
+    with api_errors():
+        user_id = check_id(user_id, "USER_ID")
+        with connect(api, token) as client:
+            user = client.post(f"/v1/users/{user_id}/disable")
+    emit(user, as_json)
+
+
+@user_app.command("revoke-credential")
+def user_revoke_credential(
+    credential_id: Annotated[str, typer.Argument(help="The credential id: the middle part of hbk_<id>_<secret>.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke one API credential (its owner or an admin)."""
+    with api_errors():
+        credential_id = check_id(credential_id, "CREDENTIAL_ID")
+        with connect(api, token) as client:
+            revoked = client.post(f"/v1/credentials/{credential_id}/revoke")
+    emit(revoked, as_json)
+
+
 # -- vaults and addresses ---------------------------------------------------------------------------------
 
 

@@ -270,9 +270,48 @@ class Custody:
         _require(actor, "admin")
         with self._tx() as s:
             user = self._get(s, m.User, user_id, actor.org_id, "user")
+            if user.disabled:
+                raise Conflict(f"user {user.name} is disabled")
             token = self._new_token(s, user.id)
-            self._event(s, actor, "credential.issued", user.id)
+            self._event(s, actor, "credential.issued", user.id, credential_id=token.split("_")[1])
             return {"user_id": user.id, "token": token}
+
+    def disable_user(self, actor: Actor, user_id: str) -> dict[str, Any]:
+        """Disable a user and revoke every credential they hold; their recorded approvals stay as they were."""
+        _require(actor, "admin")
+        if user_id == actor.user_id:
+            raise Conflict("an admin cannot disable themselves; another admin must")
+        with self._tx() as s:
+            user = self._get(s, m.User, user_id, actor.org_id, "user")
+            s.refresh(user, with_for_update=True)
+            if user.disabled:
+                raise Conflict(f"user {user.name} is disabled already")
+            user.disabled = True
+            now = self.clock()
+            revoked = 0
+            for credential in s.scalars(
+                select(m.Credential).where(m.Credential.user_id == user.id, m.Credential.revoked_at.is_(None))
+            ):
+                credential.revoked_at = now
+                revoked += 1
+            self._event(s, actor, "user.disabled", user.id, credentials_revoked=revoked)
+            return views.user(user)
+
+    def revoke_credential(self, actor: Actor, credential_id: str) -> dict[str, Any]:
+        """Revoke one API credential: its owner may, and so may an admin of the organisation."""
+        _require(actor, *ANYONE)
+        with self._tx() as s:
+            credential = s.get(m.Credential, credential_id) if isinstance(credential_id, str) else None
+            owner = s.get(m.User, credential.user_id) if credential is not None else None
+            if credential is None or owner is None or owner.org_id != actor.org_id:
+                raise NotFound(f"no credential {credential_id!r}")
+            if owner.id != actor.user_id and "admin" not in actor.roles:
+                raise Forbidden("only the credential's owner or an admin can revoke it")
+            if credential.revoked_at is not None:
+                raise Conflict("the credential is revoked already")
+            credential.revoked_at = self.clock()
+            self._event(s, actor, "credential.revoked", owner.id, credential_id=credential.id)
+            return {"credential_id": credential.id, "user_id": owner.id, "revoked": True}
 
     def list_users(self, actor: Actor, page: Page) -> dict[str, Any]:
         _require(actor, *ANYONE)

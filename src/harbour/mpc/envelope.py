@@ -42,7 +42,6 @@ class UsageError(RuntimeError):
     """The caller drove a party wrongly (not an attack by another party)."""
 
 
-
 def loads_cbor(data: bytes) -> Any:
     """``cbor2.loads``, refusing a lone break byte (0xff).
 
@@ -53,6 +52,7 @@ def loads_cbor(data: bytes) -> Any:
     if obj is getattr(cbor2, "break_marker", None):
         raise ValueError("a break byte outside an indefinite-length item is not CBOR")
     return obj
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
