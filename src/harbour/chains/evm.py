@@ -400,6 +400,17 @@ class EvmClient:
             effective_gas_price=_uint(r.get("effectiveGasPrice"), "the effective gas price"),
         )
 
+    def block_transaction_hashes(self, number: int) -> list[bytes]:
+        """The hashes of the transactions in block ``number`` (one call, however many there are)."""
+        answer = self._rpc("eth_getBlockByNumber", [hex(number), False])
+        if answer is None:
+            raise ChainError(f"block {number} is not on the chain (yet)")
+        block = _mapping(answer, f"block {number}")
+        transactions = block.get("transactions")
+        if not isinstance(transactions, Sequence) or isinstance(transactions, str | bytes):
+            raise ChainError(f"block {number} has no transaction list")
+        return [_bytes(h, "a transaction hash", 32) for h in transactions]
+
     def confirmations(self, receipt: Receipt) -> int:
         """Blocks on top of and including the receipt's block (1 = just mined); 0 if the head is behind it."""
         return max(0, self.block_number() - receipt.block_number + 1)

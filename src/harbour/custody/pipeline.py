@@ -31,10 +31,10 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address, transaction_hash
-from harbour.chains.evm import ChainError
+from harbour.chains.evm import ChainError, Receipt
 from harbour.custody import models as m
 from harbour.custody import states
-from harbour.custody.service import ETH_TRANSFER_GAS, Custody
+from harbour.custody.service import ETH_TRANSFER_GAS, Custody, Funds
 from harbour.node import quorum
 from harbour.node.coordinator import ClusterError
 
@@ -110,6 +110,9 @@ class Pipeline:
         self._sender = _OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
+        self._confirm_cursor: int | None = None
+        self._mined: dict[str, Receipt] = {}
+        self._unseen: dict[str, float] = {}
         custody.on_approved = self.submit
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -191,6 +194,7 @@ class Pipeline:
             sender_address, kind, contract = source.address, asset.kind, asset.contract
             destination, amount = tx.destination, tx.amount
         max_fee, priority = c.chain.fees()
+        funds = c.funds(sender_address, contract if kind != "native" else None, max_fee)  # before the write lock
         if kind == "native":
             to, value, data, gas = parse_address(destination), amount, b"", ETH_TRANSFER_GAS
         else:
@@ -199,7 +203,7 @@ class Pipeline:
             data = erc20_transfer_data(parse_address(destination), amount)
             gas = max(TOKEN_GAS_FLOOR, c.chain.estimate_gas(sender_address, contract, 0, data) * 5 // 4)
         try:
-            return self._assign(tx_id, max_fee, priority, gas, to, value, data)
+            return self._assign(tx_id, max_fee, priority, gas, to, value, data, funds)
         except _Unfunded as exc:
             # Fees rose past what was reserved at submission: wait (an admin can still cancel), never take a nonce.
             with c._tx() as s:
@@ -209,7 +213,7 @@ class Pipeline:
             return None
 
     def _assign(
-        self, tx_id: str, max_fee: int, priority: int, gas: int, to: bytes, value: int, data: bytes
+        self, tx_id: str, max_fee: int, priority: int, gas: int, to: bytes, value: int, data: bytes, funds: Funds
     ) -> tuple[str, int, bool] | None:
         c = self.custody
         with c._tx() as s:
@@ -237,7 +241,7 @@ class Pipeline:
             tx.nonce = nonce
             tx.unsigned = unsigned.to_json()
             tx.digest = unsigned.signing_hash().hex()
-            shortfall = c._shortfall(s, source, asset, tx)  # with this transaction's real fee cap
+            shortfall = c._shortfall(s, source, asset, tx, funds)  # with this transaction's real fee cap
             if shortfall is not None:
                 raise _Unfunded(shortfall)  # rolls the nonce back
             tx.error = None
@@ -445,35 +449,79 @@ class Pipeline:
             self.submit(tx_id)
 
     def confirm_once(self) -> int:
-        """Move broadcast withdrawals whose receipt is deep enough to confirmed (or failed if reverted)."""
+        """Move broadcast withdrawals whose receipt is deep enough to confirmed (or failed if reverted).
+
+        Receipts are not polled one by one on every pass (with hundreds in flight that is
+        thousands of calls a second): each new block's transaction list is read once, and
+        a receipt is fetched only for our transactions found in it. The first pass after a
+        start, which cannot know what was mined while the service was down, asks for the
+        receipt of every broadcast withdrawal.
+        """
         c = self.custody
+        head = c.chain.block_number()
         with c._read() as s:
-            pending = list(
+            rows = list(
                 s.execute(
                     select(m.Transaction.id, m.Transaction.tx_hash).where(m.Transaction.state == states.BROADCAST)
                 )
             )
-        done = 0
-        for tx_id, tx_hash in pending:
-            assert tx_hash is not None
+        pending = {h: i for i, h in rows if h is not None}
+        now = time.monotonic()
+        for tx_hash in list(self._mined):
+            if tx_hash not in pending:
+                del self._mined[tx_hash]
+        candidates: set[str]
+        if self._confirm_cursor is None:
+            candidates = set(pending)
+        else:
+            candidates = set()
+            for number in range(self._confirm_cursor + 1, head + 1):
+                found = {"0x" + h.hex() for h in c.chain.block_transaction_hashes(number)}
+                candidates |= found & set(pending)
+        self._confirm_cursor = head
+        # A transaction mined before its row said `broadcast` is in a block already passed: ask directly,
+        # at most once a second, for any that stays unaccounted for.
+        for tx_hash in set(pending) - set(self._mined) - candidates:
+            first = self._unseen.setdefault(tx_hash, now)
+            if now - first >= 1.0:
+                candidates.add(tx_hash)
+                self._unseen[tx_hash] = now
+        for tx_hash in list(self._unseen):
+            if tx_hash not in pending or tx_hash in self._mined:
+                del self._unseen[tx_hash]
+        for tx_hash in candidates - set(self._mined):
             receipt = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
-            if receipt is None or c.chain.confirmations(receipt) < c.settings.confirmations:
+            if receipt is not None:
+                self._mined[tx_hash] = receipt
+        done = 0
+        for tx_hash, receipt in list(self._mined.items()):
+            if c.chain.confirmations(receipt) < c.settings.confirmations:
                 continue
-            with c._tx() as s:
-                tx = s.get(m.Transaction, tx_id)
-                assert tx is not None
-                s.refresh(tx, with_for_update=True)
-                if tx.state != states.BROADCAST:
+            if c.settings.confirmations > 1:  # deep enough by the cached receipt: make sure it is still there
+                fresh = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
+                if fresh is None or fresh.block_number != receipt.block_number:
+                    del self._mined[tx_hash]  # reorganised away: it is found again when mined again
                     continue
-                tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
-                tx.fee = receipt.gas_used * receipt.effective_gas_price
-                if receipt.status == 1:
-                    c._move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
-                else:
-                    tx.error = "the transaction reverted on chain"
-                    c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
+            self._finish(pending[tx_hash], receipt)
+            del self._mined[tx_hash]
             done += 1
         return done
+
+    def _finish(self, tx_id: str, receipt: Receipt) -> None:
+        c = self.custody
+        with c._tx() as s:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None
+            s.refresh(tx, with_for_update=True)
+            if tx.state != states.BROADCAST:
+                return
+            tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
+            tx.fee = receipt.gas_used * receipt.effective_gas_price
+            if receipt.status == 1:
+                c._move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
+            else:
+                tx.error = "the transaction reverted on chain"
+                c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
 
     def scan_deposits_once(self) -> int:
         """Record ETH and ERC-20 transfers to vault addresses, once each, and confirm them at depth."""

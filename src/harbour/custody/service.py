@@ -20,14 +20,15 @@ import hmac
 import json
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -115,6 +116,19 @@ class Settings:
     """An ETH withdrawal reserves ``gas_limit * max_fee`` times this, so a fee rise cannot overdraw."""
 
 
+@dataclass(frozen=True)
+class Funds:
+    """A source address as the chain saw it at one block, read before a write transaction begins."""
+
+    block: int
+    nonce: int
+    asset: int
+    """Balance of the asset withdrawn (wei for ETH, base units for a token)."""
+    native: int
+    max_fee: int
+    """Today's fee cap, for reserving the fees of withdrawals not built yet."""
+
+
 class Custody:
     def __init__(
         self,
@@ -134,6 +148,13 @@ class Custody:
         self.audit = audit
         self.settings = settings or Settings()
         self.clock = clock
+        bind = sessions.kw.get("bind")
+        self._writer: AbstractContextManager[Any] = (
+            threading.Lock() if bind is not None and bind.dialect.name == "sqlite" else nullcontext()
+        )
+        """SQLite runs one writer at a time. This process's writers queue on this lock, which wakes the next
+        one the moment the last commits, rather than in SQLite's busy handler, which polls with sleeps of up
+        to 100 ms; other processes (the CLI) still meet the busy timeout."""
         self.on_approved: Callable[[str], None] = lambda tx_id: None
         """Set by the pipeline: called after commit with the id of a withdrawal that became approved."""
 
@@ -141,8 +162,21 @@ class Custody:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        with self.sessions() as session, session.begin():  # the one writer path
+        with self._writer, self.sessions() as session, session.begin():  # the one writer path
             yield session
+
+    def funds(self, address: str, token: str | None, max_fee: int | None = None) -> Funds:
+        """What ``address`` holds (of ``token``, an ERC-20 contract, or ETH if None) and its nonce, at one block.
+
+        Read before the write transaction that checks a withdrawal against it, so that
+        no other writer waits on these round trips; :meth:`_shortfall` says why that is sound.
+        """
+        block = self.chain.block_number()
+        native = self.chain.balance(address, block)
+        held = native if token is None else self.chain.token_balance(token, address, block)
+        if max_fee is None:
+            max_fee, _ = self.chain.fees()
+        return Funds(block, self.chain.nonce(address, block), held, native, max_fee)
 
     def _read(self) -> Session:
         """A session for reading only: on SQLite it does not take the write lock (see db.readonly)."""
@@ -649,6 +683,10 @@ class Custody:
         request_hash: str,
         note: str | None,
     ) -> dict[str, Any]:
+        with self._read() as s:
+            _, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
+            address, token = source.address, asset.contract if asset.kind != "native" else None
+        funds = self.funds(address, token)
         with self._tx() as s:
             vault, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
             s.refresh(source, with_for_update=True)  # one submission per source at a time: the balance check holds
@@ -696,7 +734,7 @@ class Custody:
                 tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
                 self._move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=row.version)
                 return self._view(s, tx)
-            shortfall = self._shortfall(s, source, asset, tx)
+            shortfall = self._shortfall(s, source, asset, tx, funds)
             if shortfall is not None:
                 tx.error = shortfall
                 self._move(s, actor, tx, states.REJECTED, reason=shortfall)
@@ -720,38 +758,35 @@ class Custody:
             self.on_approved(view["id"])
         return view
 
-    def _shortfall(self, s: Session, source: m.Address, asset: m.Asset, tx: m.Transaction) -> str | None:
+    def _shortfall(self, s: Session, source: m.Address, asset: m.Asset, tx: m.Transaction, funds: Funds) -> str | None:
         """Why the source cannot pay ``tx`` on top of everything in flight, or None if it can.
 
-        The chain balance and nonce are read at one block: every withdrawal from
-        the source with a nonce below that block's nonce is already reflected in
-        the balance, every other one in flight is still owed.
+        ``funds`` was read at one block, before this transaction began: every withdrawal
+        from the source with a nonce below that block's nonce is reflected in its
+        balances; every one with a higher nonce is still owed whatever its state now
+        (it may have been mined since), and so is every one in flight without a nonce.
         """
-        block = self.chain.block_number()
-        chain_nonce = self.chain.nonce(source.address, block)
-        owed: dict[str, int] = {asset.id: 0}
         native = s.scalar(select(m.Asset).where(m.Asset.org_id == source_org(s, source), m.Asset.kind == "native"))
-        in_flight = s.scalars(
-            select(m.Transaction).where(
+        if native is None:
+            return "no native asset is registered to pay gas"
+        others = s.execute(  # columns, not ORM objects: there may be hundreds in flight, and this runs per write
+            select(m.Transaction.asset_id, m.Transaction.amount, m.Transaction.nonce, m.Transaction.unsigned).where(
                 m.Transaction.source_address_id == source.id,
-                m.Transaction.state.in_(states.IN_FLIGHT),
+                or_(m.Transaction.state.in_(states.IN_FLIGHT), m.Transaction.nonce >= funds.nonce),
                 m.Transaction.id != tx.id,
             )
         )
-        max_fee, _ = self.chain.fees()
         kinds = {a.id: a.kind for a in s.scalars(select(m.Asset).where(m.Asset.org_id == source_org(s, source)))}
+        owed: dict[str, int] = {asset.id: 0}
         fees = 0
-        for other in in_flight:
-            if other.nonce is not None and other.nonce < chain_nonce:
+        for asset_id, amount, nonce, unsigned in others:
+            if nonce is not None and nonce < funds.nonce:
                 continue
-            owed[other.asset_id or ""] = owed.get(other.asset_id or "", 0) + (other.amount or 0)
-            fees += self._fee_reserve(other, kinds, max_fee)
-        fees += self._fee_reserve(tx, kinds, max_fee)
+            owed[asset_id or ""] = owed.get(asset_id or "", 0) + (amount or 0)
+            fees += self._fee_reserve(asset_id, unsigned, kinds, funds.max_fee)
+        fees += self._fee_reserve(tx.asset_id, tx.unsigned, kinds, funds.max_fee)
         need_asset = owed[asset.id] + (tx.amount or 0)
-        have_asset = self._balance(asset, source.address, block)
-        if native is None:
-            return "no native asset is registered to pay gas"
-        have_native = have_asset if asset.kind == "native" else self._balance(native, source.address, block)
+        have_asset, have_native = funds.asset, funds.native
         need_native = fees + (need_asset if asset.kind == "native" else owed.get(native.id, 0))
         if asset.kind != "native" and have_asset < need_asset:
             return (
@@ -765,11 +800,13 @@ class Custody:
             )
         return None
 
-    def _fee_reserve(self, tx: m.Transaction, kinds: dict[str, str], max_fee: int) -> int:
-        """The most ``tx`` can pay in fees: as built, or (not built yet) at today's fee with headroom."""
-        if tx.unsigned is not None:
-            return int(tx.unsigned["gas_limit"]) * int(tx.unsigned["max_fee_per_gas"])
-        gas = ETH_TRANSFER_GAS if kinds.get(tx.asset_id or "") == "native" else TOKEN_GAS_RESERVE
+    def _fee_reserve(
+        self, asset_id: str | None, unsigned: dict[str, Any] | None, kinds: dict[str, str], max_fee: int
+    ) -> int:
+        """The most a withdrawal can pay in fees: as built, or (not built yet) at today's fee with headroom."""
+        if unsigned is not None:
+            return int(unsigned["gas_limit"]) * int(unsigned["max_fee_per_gas"])
+        gas = ETH_TRANSFER_GAS if kinds.get(asset_id or "") == "native" else TOKEN_GAS_RESERVE
         return gas * max_fee * self.settings.gas_headroom
 
     def _view(self, s: Session, tx: m.Transaction) -> dict[str, Any]:
