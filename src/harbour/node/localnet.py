@@ -10,6 +10,7 @@ production, only closer together. A :class:`LocalNode` starts, waits for, kills
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -75,8 +76,9 @@ class LocalNode:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node {self.name} exited with {self.process.returncode}: {self.tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as answer:  # noqa: S310
-                if answer.status == 200:
+            with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=1.0) as answer:  # noqa: S310
+                # The node answering must be this one, not another process on a reused port.
+                if answer.status == 200 and json.loads(answer.read()).get("node_id") == self.descriptor.node_id:
                     return
             time.sleep(0.05)
         raise RuntimeError(f"node {self.name} did not answer within {timeout:.0f} s: {self.tail()}")
@@ -137,9 +139,14 @@ def create_nodes(
     if (passphrase is None) == (pkcs11 is None):
         raise ValueError("give a passphrase or a PKCS#11 token")
     nodes = []
+    taken: set[int] = set()
     for i in range(1, n + 1):
         env = {**os.environ, **(extra_env or {})}
-        directory, name, listen = root / f"node{i}", f"node{i}", f"127.0.0.1:{free_port()}"
+        port = free_port()
+        while port in taken:  # the OS may hand the same free port out twice in a row
+            port = free_port()
+        taken.add(port)
+        directory, name, listen = root / f"node{i}", f"node{i}", f"127.0.0.1:{port}"
         if pkcs11 is None:
             assert passphrase is not None
             env["HARBOUR_NODE_PASSPHRASE"] = passphrase
