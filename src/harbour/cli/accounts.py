@@ -132,34 +132,32 @@ def user_list(
     emit_page(page, ["id", "name", "roles", "disabled"], as_json)
 
 
+def _post_on(path: str, value: str, what: str, api: str, token: str | None, as_json: bool) -> None:
+    """POST to ``path`` with the checked id ``value`` filled in, and print the answer."""
+    with api_errors():
+        checked = check_id(value, what)
+        with connect(api, token) as client:
+            answer = client.post(path.format(checked))
+    emit(answer, as_json)
+
+
+UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
+
+
 @user_app.command("credential")
 def user_credential(
-    user_id: Annotated[str, typer.Argument(help="The user's id.")],
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
+    user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
     """Issue an API credential for a user (admin); it is shown only this once."""
-    with api_errors():
-        user_id = check_id(user_id, "USER_ID")
-        with connect(api, token) as client:
-            credential = client.post(f"/v1/users/{user_id}/credentials")
-    emit(credential, as_json)
+    _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json)
 
 
 @user_app.command("disable")
 def user_disable(
-    user_id: Annotated[str, typer.Argument(help="The user's id.")],
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
+    user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
     """Disable a user (admin): every credential they hold stops working at once."""
-    with api_errors():
-        user_id = check_id(user_id, "USER_ID")
-        with connect(api, token) as client:
-            user = client.post(f"/v1/users/{user_id}/disable")
-    emit(user, as_json)
+    _post_on("/v1/users/{}/disable", user_id, "USER_ID", api, token, as_json)
 
 
 @user_app.command("revoke-credential")
@@ -170,11 +168,7 @@ def user_revoke_credential(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke one API credential (its owner or an admin)."""
-    with api_errors():
-        credential_id = check_id(credential_id, "CREDENTIAL_ID")
-        with connect(api, token) as client:
-            revoked = client.post(f"/v1/credentials/{credential_id}/revoke")
-    emit(revoked, as_json)
+    _post_on("/v1/credentials/{}/revoke", credential_id, "CREDENTIAL_ID", api, token, as_json)
 
 
 # -- vaults and addresses ---------------------------------------------------------------------------------
