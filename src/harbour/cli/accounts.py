@@ -23,6 +23,7 @@ from harbour.cli.apiclient import (
     connect,
     emit,
     emit_page,
+    list_command,
 )
 from harbour.cli.params import InputError, JsonOption
 
@@ -117,19 +118,7 @@ def user_create(
     emit(user, as_json)
 
 
-@user_app.command("list")
-def user_list(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List the organisation's users."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/users", limit, cursor, walk)
-    emit_page(page, ["id", "name", "roles", "disabled"], as_json)
+list_command(user_app, "list", "/v1/users", ["id", "name", "roles", "disabled"], "List the organisation's users.")
 
 
 def _post_on(path: str, value: str, what: str, api: str, token: str | None, as_json: bool) -> None:
@@ -195,19 +184,7 @@ def vault_create(
     emit(vault, as_json)
 
 
-@vault_app.command("list")
-def vault_list(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List vaults."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/vaults", limit, cursor, walk)
-    emit_page(page, ["id", "name", "threshold", "nodes", "key_id"], as_json)
+list_command(vault_app, "list", "/v1/vaults", ["id", "name", "threshold", "nodes", "key_id"], "List vaults.")
 
 
 @vault_app.command("show")
@@ -291,19 +268,7 @@ def asset_add(
     emit(asset, as_json)
 
 
-@asset_app.command("list")
-def asset_list(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List registered assets."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/assets", limit, cursor, walk)
-    emit_page(page, ["symbol", "kind", "decimals", "contract"], as_json)
+list_command(asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract"], "List registered assets.")
 
 
 @book_app.command("add")
@@ -321,31 +286,13 @@ def book_add(
     emit(entry, as_json)
 
 
-@book_app.command("list")
-def book_list(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List the address book."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/address-book", limit, cursor, walk)
-    emit_page(page, ["name", "address", "whitelisted"], as_json)
+list_command(book_app, "list", "/v1/address-book", ["name", "address", "whitelisted"], "List the address book.")
 
 
-@deposit_app.command("list")
-def deposit_list(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Deposits to the vaults' addresses (pending until confirmed)."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/deposits", limit, cursor, walk)
-    emit_page(page, ["asset", "amount", "sender", "state", "block_number", "tx_hash"], as_json)
+list_command(
+    deposit_app,
+    "list",
+    "/v1/deposits",
+    ["asset", "amount", "sender", "state", "block_number", "tx_hash"],
+    "Deposits to the vaults' addresses (pending until confirmed).",
+)

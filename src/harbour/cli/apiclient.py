@@ -23,7 +23,7 @@ from typing import Annotated, Any, Final
 import httpx
 import typer
 
-from harbour.cli.params import FAILURE_EXIT, USAGE_EXIT, InputError, fail
+from harbour.cli.params import FAILURE_EXIT, USAGE_EXIT, InputError, JsonOption, fail
 
 API_ENV: Final = "HARBOUR_API"
 TOKEN_ENV: Final = "HARBOUR_TOKEN"  # noqa: S105 (the variable's name, not a token)
@@ -234,3 +234,23 @@ def emit_page(page: Mapping[str, Any], columns: Sequence[str], as_json: bool) ->
 def note(message: str, as_json: bool) -> None:
     """Human-readable remarks go to stderr under --json, so stdout stays one JSON object."""
     typer.echo(message, err=as_json)
+
+
+def list_command(app: typer.Typer, name: str, path: str, columns: Sequence[str], summary: str) -> None:
+    """Register ``name`` on ``app``: a paged list of ``path`` shown as ``columns`` (every list command's shape)."""
+
+    def command(
+        limit: LimitOption = 50,
+        cursor: CursorOption = None,
+        walk: AllOption = False,
+        api: ApiOption = DEFAULT_API,
+        token: TokenOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        with api_errors(), connect(api, token) as client:
+            page = client.pages(path, limit, cursor, walk)
+        emit_page(page, columns, as_json)
+
+    command.__doc__ = summary
+    command.__name__ = f"{name}_list"
+    app.command(name)(command)

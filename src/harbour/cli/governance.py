@@ -27,16 +27,13 @@ import typer
 from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
-    AllOption,
     ApiError,
     ApiOption,
-    CursorOption,
-    LimitOption,
     TokenOption,
     api_errors,
     connect,
     emit,
-    emit_page,
+    list_command,
     note,
 )
 from harbour.cli.params import InputError, JsonOption
@@ -74,19 +71,13 @@ def policy_show(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json
     typer.echo(json.dumps(policy.get("document"), indent=2, sort_keys=True))
 
 
-@policy_app.command("versions")
-def policy_versions(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Every policy version, oldest first."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/policy/versions", limit, cursor, walk)
-    emit_page(page, ["version", "digest", "transaction_id", "created_at"], as_json)
+list_command(
+    policy_app,
+    "versions",
+    "/v1/policy/versions",
+    ["version", "digest", "transaction_id", "created_at"],
+    "Every policy version, oldest first.",
+)
 
 
 def read_policy(path: Path) -> dict[str, Any]:
@@ -168,19 +159,13 @@ def policy_explain(
 # -- audit ------------------------------------------------------------------------------------------------
 
 
-@audit_app.command("events")
-def audit_events(
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    walk: AllOption = False,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Audit events, oldest first (auditor, admin)."""
-    with api_errors(), connect(api, token) as client:
-        page = client.pages("/v1/audit/events", limit, cursor, walk)
-    emit_page(page, ["index", "at", "kind", "subject", "actor_id"], as_json)
+list_command(
+    audit_app,
+    "events",
+    "/v1/audit/events",
+    ["index", "at", "kind", "subject", "actor_id"],
+    "Audit events, oldest first (auditor, admin).",
+)
 
 
 @audit_app.command("head")
