@@ -377,9 +377,10 @@ def test_dev_helpers_refused_on_a_production_connection(anvil: str) -> None:
 
 
 def test_connect_refuses_other_schemes_and_reports_a_dead_node() -> None:
-    for url in ("ws://127.0.0.1:8545", "127.0.0.1:8545", "file:///etc/passwd"):
-        with pytest.raises(ValueError, match="http"):
+    for url in ("ws://127.0.0.1:8545", "127.0.0.1:8545", "file:///etc/passwd", "wss://me:s3cret@node.example/v3/k"):
+        with pytest.raises(ValueError, match="http") as info:
             EvmClient.connect(url)
+        assert "s3cret" not in str(info.value)
     from anvil import free_port
 
     with pytest.raises(ChainError, match="eth_chainId"):

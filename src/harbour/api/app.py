@@ -38,8 +38,8 @@ from harbour.api.middleware import BodyLimit, Guard
 from harbour.api.problems import custody_problem, http_problem, validation_problem
 from harbour.api.roles import ROUTE_ROLES
 from harbour.custody.errors import CustodyError, Forbidden, Unauthorized
-from harbour.custody.strictjson import nesting_depth
 from harbour.custody.views import MAX_LIMIT, Page
+from harbour.strictjson import nesting_depth
 
 PUBLIC_ROUTES: Final = frozenset({("GET", "/v1/health")})
 MAX_JSON_INT_DIGITS: Final = 100

@@ -9,8 +9,8 @@ the chain and forwards raw transactions that the signer nodes signed (see
   start, deterministic, milliseconds per transaction. py-evm is not thread-safe, so
   every call into it holds one lock.
 - ``EvmClient.connect(url)``: any Ethereum JSON-RPC endpoint over HTTP(S): a
-  production node, a provider, or anvil in the tests. web3's HTTP provider keeps one
-  session per thread, so calls run concurrently without a lock.
+  production node, a provider, or anvil in the tests, through ``jsonrpc.HttpJsonRpc``
+  (one keep-alive connection per thread, so calls run concurrently without a lock).
 
 Everything a node says is checked before it is used: quantities are integers in
 range, hashes are 32 bytes, addresses 20 bytes, a returned transaction hash equals
@@ -34,13 +34,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import rlp
 from eth_abi.abi import encode as abi_encode
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import Web3RPCError
-from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import RPCEndpoint
 
 from harbour.chains.eip1559 import (
@@ -52,6 +51,7 @@ from harbour.chains.eip1559 import (
     transaction_hash,
 )
 from harbour.chains.ethereum import checksum_address, keccak256
+from harbour.chains.jsonrpc import HttpJsonRpc, RpcError
 
 log = logging.getLogger(__name__)
 
@@ -175,17 +175,6 @@ def _mapping(value: object, what: str) -> Mapping[str, object]:
     return cast(Mapping[str, object], value)
 
 
-def _node_message(exc: BaseException) -> str:
-    """The error text the node sent, without web3's wrapping (``{'code': -32003, 'message': ...}``)."""
-    if isinstance(exc, Web3RPCError):
-        response = exc.rpc_response
-        error = response.get("error") if isinstance(response, Mapping) else None
-        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        return exc.message
-    return str(exc) or type(exc).__name__
-
-
 def _signed_chain_id(raw: bytes) -> int | None:
     """The chain id a signed transaction commits to (EIP-155, EIP-2718 types 1-4); None for pre-EIP-155 legacy."""
     try:
@@ -205,16 +194,47 @@ def _topic_address(topic: bytes, what: str) -> str:
     return checksum_address(topic[12:])
 
 
-class EvmClient:
-    """One Ethereum chain, seen through web3. Build it with ``embedded()`` or ``connect(url)``."""
+class _Web3Calls:
+    """JSON-RPC through a web3 provider (eth-tester in-process, IPC, a custom session)."""
 
-    def __init__(self, w3: Web3, *, dev: bool = False, serialise: bool = False) -> None:
-        """Wrap a ``Web3``; ``from_web3`` is the public way. ``serialise`` puts every call under one lock."""
-        self._w3 = w3
-        self._dev = dev
+    def __init__(self, w3: Web3, serialise: bool) -> None:
+        self.w3 = w3
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if serialise else contextlib.nullcontext()
         )
+
+    def call(self, method: str, params: Sequence[object]) -> object:
+        try:
+            with self._lock:
+                return cast(object, self.w3.manager.request_blocking(RPCEndpoint(method), list(params)))
+        except Web3RPCError as exc:
+            error = exc.rpc_response.get("error") if isinstance(exc.rpc_response, Mapping) else None
+            if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+                code = error.get("code")
+                raise RpcError(code if type(code) is int else 0, str(error["message"]), error.get("data")) from exc
+            raise RpcError(0, exc.message) from exc
+
+    def mine(self, blocks: int) -> bool:
+        """Mine on eth-tester directly; False if the provider is not eth-tester."""
+        tester = getattr(self.w3.provider, "ethereum_tester", None)
+        if tester is None:
+            return False
+        with self._lock:
+            tester.mine_blocks(blocks)
+        return True
+
+
+class _Calls(Protocol):
+    def call(self, method: str, params: Sequence[object]) -> object: ...
+
+
+class EvmClient:
+    """One Ethereum chain. Build it with ``embedded()``, ``connect(url)`` or ``from_web3(w3)``."""
+
+    def __init__(self, calls: _Calls, *, dev: bool = False) -> None:
+        """Wrap a JSON-RPC caller (an HttpJsonRpc, or web3 through ``from_web3``)."""
+        self._calls = calls
+        self._dev = dev
         self._dev_lock = threading.Lock()
         self._dev_sender: str | None = None
         self._node_tip: bool | None = None  # does the node answer eth_maxPriorityFeePerGas? None: not asked yet
@@ -230,36 +250,39 @@ class EvmClient:
         from web3 import EthereumTesterProvider
 
         tester = EthereumTester(PyEVMBackend(), auto_mine_transactions=True)
-        return cls(Web3(EthereumTesterProvider(tester), middleware=[]), dev=True, serialise=True)
+        return cls(_Web3Calls(Web3(EthereumTesterProvider(tester), middleware=[]), serialise=True), dev=True)
 
     @classmethod
     def connect(cls, url: str, *, dev: bool = False, timeout: float = 30.0) -> EvmClient:
         """A JSON-RPC node over HTTP(S). ``dev=True`` (anvil, a test node) allows the funding helpers."""
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"a JSON-RPC URL starts with http:// or https://, got {url!r}")
-        retry = ExceptionRetryConfiguration(errors=(OSError,), retries=3, backoff_factor=0.1)
-        provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=retry)
-        # No default middleware: no ENS lookups of strings, no extra eth_chainId per call; answers are checked here.
-        return cls(Web3(provider, middleware=[]), dev=dev)
+        return cls(HttpJsonRpc(url, timeout=timeout), dev=dev)  # which checks the URL, and never shows its secrets
 
     @classmethod
     def from_web3(cls, w3: Web3, *, dev: bool = False, thread_safe: bool = True) -> EvmClient:
         """Any web3 provider (IPC, an authenticated HTTP session); ``thread_safe=False`` serialises calls."""
-        return cls(w3, dev=dev, serialise=not thread_safe)
+        return cls(_Web3Calls(w3, serialise=not thread_safe), dev=dev)
+
+    def close(self) -> None:
+        """Close the connections to the node (a later call opens new ones)."""
+        close = getattr(self._calls, "close", None)
+        if close is not None:
+            close()
 
     # -- reading -------------------------------------------------------------------------------------
 
     def _rpc(self, method: str, params: Sequence[object]) -> object:
         """One JSON-RPC call; every failure (node error, connection, timeout) becomes ChainError.
 
-        The answer is returned as the provider gives it (hex strings over HTTP, some plain
+        The answer is returned as the node gives it (hex strings over HTTP, some plain
         integers from eth-tester) and checked by the caller with ``_uint``, ``_bytes``, ...
+        ``node_message`` is the node's own error message when it answered with one.
         """
         try:
-            with self._lock:
-                return cast(object, self._w3.manager.request_blocking(RPCEndpoint(method), list(params)))
+            return self._calls.call(method, params)
+        except RpcError as exc:
+            raise ChainError(f"{method} failed: {exc.message}", node_message=exc.message) from exc
         except Exception as exc:
-            message = _node_message(exc)
+            message = str(exc) or type(exc).__name__
             raise ChainError(f"{method} failed: {message}", node_message=message) from exc
 
     def block_number(self) -> int:
@@ -315,7 +338,7 @@ class EvmClient:
         except ChainError as exc:
             # Only a node that has never answered and now answers with a JSON-RPC error lacks
             # the method; a connection failure or a malformed answer stays an error.
-            if self._node_tip is None and isinstance(exc.__cause__, Web3RPCError):
+            if self._node_tip is None and isinstance(exc.__cause__, RpcError):
                 log.info("node has no eth_maxPriorityFeePerGas (%s); tipping 1 gwei", exc.node_message)
                 self._node_tip = False
                 return DEFAULT_PRIORITY_FEE
@@ -646,10 +669,7 @@ class EvmClient:
         self.dev_account()
         if type(blocks) is not int or not 1 <= blocks <= 10_000:
             raise ValueError(f"blocks must be an integer in 1..10000, got {blocks!r}")
-        tester = getattr(self._w3.provider, "ethereum_tester", None)
-        if tester is not None:
-            with self._lock:
-                tester.mine_blocks(blocks)
+        if isinstance(self._calls, _Web3Calls) and self._calls.mine(blocks):
             return
         try:
             self._rpc("anvil_mine", [hex(blocks)])

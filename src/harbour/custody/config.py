@@ -154,6 +154,7 @@ class Deployment:
     def close(self) -> None:
         self.pipeline.stop()
         self.signer.close()
+        self.chain.close()
 
 
 def open_deployment(

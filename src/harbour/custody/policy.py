@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, NoReturn, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from harbour.custody.strictjson import MAX_DEPTH, nesting_depth
+from harbour.strictjson import MAX_DEPTH, nesting_depth
 
 FORMAT_VERSION: Final = 1
 MAX_AMOUNT: Final = 2**256 - 1
