@@ -135,6 +135,23 @@ def test_every_subset_signs(cluster: Cluster, keys: dict[str, ClusterKey], schem
     assert independent_verify(outcome)
 
 
+def test_concurrent_sessions_spread_over_the_nodes(cluster: Cluster, keys: dict[str, ClusterKey]) -> None:
+    """Without named signers, each session goes to the live nodes with the fewest sessions running on them."""
+    key = keys["frost-secp256k1"]
+    messages = [hashlib.sha256(f"spread {i}".encode()).digest() for i in range(3)]
+
+    async def sign() -> tuple[list[SignOutcome], SignOutcome]:
+        async with cluster.coordinator() as co:
+            outcomes = await asyncio.gather(*(co.sign(key, m, cluster.sign_cert(key, m)) for m in messages))
+            alone = await co.sign(key, messages[0], cluster.sign_cert(key, messages[0]))
+            return list(outcomes), alone
+
+    outcomes, alone = run(sign())
+    assert sorted(o.signers for o in outcomes) == [[1, 2], [1, 3], [2, 3]]
+    assert alone.signers == [1, 2]  # nothing else running: the first t parties, as always
+    assert all(independent_verify(o) for o in [*outcomes, alone])
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_derive_and_sign(cluster: Cluster, keys: dict[str, ClusterKey], scheme: str) -> None:
     """Signing under m/0/3 gives a signature for the BIP-32 child key, derived here from public data."""

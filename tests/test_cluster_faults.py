@@ -500,7 +500,8 @@ def test_twenty_concurrent_sessions_on_one_key(cluster: Cluster, keys: dict[str,
     assert len(set(nonces)) == 20
     after = [outcomes_of(node, key.key_id).count("signed") for node in cluster.nodes]
     signed = [a - b for a, b in zip(after, before, strict=True)]
-    assert sum(signed) == 40 and all(n in (0, 20) for n in signed)
+    # two signers per session, and sessions running at once are spread over all three nodes
+    assert sum(signed) == 40 and all(n >= 6 for n in signed), signed
 
 
 def outcomes_of(node: Node, key_id: str) -> list[str]:

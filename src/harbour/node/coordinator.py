@@ -145,6 +145,7 @@ class Coordinator:
         self.relay = relay
         self.transports: dict[str, Transport] = dict(transports or {})
         self._seen: dict[str, float] = {}
+        self._busy: dict[str, int] = {}  # node id -> signing sessions this coordinator has running on it
         self._http: dict[str, HttpTransport] = {}
 
     async def __aenter__(self) -> Coordinator:
@@ -501,10 +502,16 @@ class Coordinator:
         path: str = "m",
         signers: Sequence[int] | None = None,
     ) -> SignOutcome:
-        """One signature by a live t-subset (or ``signers``), verified here before it is returned."""
+        """One signature by a live t-subset (or ``signers``), verified here before it is returned.
+
+        Without ``signers``, the live nodes with the fewest of this coordinator's signing
+        sessions running on them are chosen (the lowest parties on a tie, so one session
+        at a time always goes to the first t): concurrent sessions spread over every node.
+        """
         if signers is None:
             up = await self.live(key.roster.values())
-            signers = [p for p, d in sorted(key.roster.items()) if d.node_id in up][: key.threshold]
+            ranked = sorted((self._busy.get(d.node_id, 0), p) for p, d in key.roster.items() if d.node_id in up)
+            signers = [p for _, p in ranked][: key.threshold]
             if len(signers) < key.threshold:
                 down = [d.name for d in key.roster.values() if d.node_id not in up]
                 raise ClusterError(
@@ -513,7 +520,13 @@ class Coordinator:
         chosen = sorted(signers)
         members = {p: key.roster[p] for p in chosen}
         args = {"key_id": key.key_id, "path": path, "message": message, "signers": chosen}
-        _, results = await self._run("sign", certificate, members, {p: args for p in members})
+        for d in members.values():
+            self._busy[d.node_id] = self._busy.get(d.node_id, 0) + 1
+        try:
+            _, results = await self._run("sign", certificate, members, {p: args for p in members})
+        finally:
+            for d in members.values():
+                self._busy[d.node_id] -= 1
         signatures = {bytes(r["signature"]) for r in results.values()}
         if len(signatures) != 1:
             raise ClusterError("bad-result", "the signers returned different signatures")
