@@ -286,6 +286,27 @@ def test_event_commits_or_rolls_back_with_its_transaction(sessions: sessionmaker
     assert check(sessions).ok
 
 
+def test_a_session_reads_the_state_again_in_its_next_transaction(
+    sessions: sessionmaker[Session], log: AuditLog
+) -> None:
+    """Appends in one transaction share the state it locked; the session's next transaction does not trust it."""
+    event: dict[str, Any] = {"org_id": None, "actor_id": None, "kind": "test.append", "subject": None}
+    s = sessions()
+    try:
+        with s.begin():
+            assert [log.append(s, **event, data={"n": n}).index for n in range(3)] == [0, 1, 2]
+        with sessions() as other, other.begin():
+            assert log.append(other, **event, data={"n": "elsewhere"}).index == 3
+        with pytest.raises(RuntimeError), s.begin():
+            assert log.append(s, **event, data={"n": "rolled back"}).index == 4
+            raise RuntimeError("the state change failed")
+        with s.begin():
+            assert log.append(s, **event, data={"n": 4}).index == 4
+    finally:
+        s.close()
+    assert check(sessions).ok
+
+
 def test_timestamps_never_go_back(sessions: sessionmaker[Session]) -> None:
     clock = Clock()
     log = AuditLog(KEY, clock=clock)

@@ -63,7 +63,12 @@ class _OrderedSender:
     withdrawal was abandoned meanwhile is dropped.
     """
 
-    def __init__(self, send: Callable[[str, int, str], str], first_nonce: Callable[[str], int]) -> None:
+    def __init__(
+        self, send: Callable[[str, list[tuple[int, str]]], list[str]], first_nonce: Callable[[str], int]
+    ) -> None:
+        """``send(address, run)`` sends a run of ``(nonce, tx_id)`` in order and says what became of each one it
+        tried: SENT, or a last RETRY (refused; the sweeper hands it in again) or OBSOLETE (dropped); the rest of
+        the run was not tried and waits for its turn again."""
         self._send = send
         self._first_nonce = first_nonce
         self._lock = threading.Lock()
@@ -82,16 +87,26 @@ class _OrderedSender:
             if address not in self._next:
                 self._next[address] = self._first_nonce(address)
             while True:
+                # every entry that is next in line if the ones before it go out: one run, sent and committed together
+                run: list[tuple[int, str]] = []
                 with self._lock:
-                    heap = self._ready[address]
-                    if not heap or heap[0][0] > self._next[address]:
-                        return
-                    nonce, tx_id = heapq.heappop(heap)
-                outcome = self._send(address, nonce, tx_id)
-                if outcome == RETRY:
+                    heap, expect = self._ready[address], self._next[address]
+                    while heap and heap[0][0] <= expect:
+                        entry = heapq.heappop(heap)
+                        run.append(entry)
+                        expect = max(expect, entry[0] + 1)
+                if not run:
                     return
-                if outcome == SENT:
-                    self._next[address] = max(self._next[address], nonce + 1)
+                outcomes = self._send(address, run)
+                assert 0 < len(outcomes) <= len(run)
+                for (nonce, _), outcome in zip(run, outcomes, strict=False):
+                    if outcome == SENT:
+                        self._next[address] = max(self._next[address], nonce + 1)
+                with self._lock:
+                    for entry in run[len(outcomes) :]:  # not tried: after a refusal, or an obsolete entry
+                        heapq.heappush(heap, entry)
+                if outcomes[-1] == RETRY:
+                    return
 
     def rewind_locked(self, address: str, nonce: int) -> None:
         """Nonces from ``nonce`` on were released (never sent): send from there again. Hold address_lock."""
@@ -217,15 +232,13 @@ class Pipeline:
     ) -> tuple[str, int, bool] | None:
         c = self.custody
         with c._tx() as s:
-            tx = s.get(m.Transaction, tx_id)
+            tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None
-            s.refresh(tx, with_for_update=True)
             if tx.state != states.APPROVED:
                 return None  # cancelled meanwhile, or another worker got here first
-            source = s.get(m.Address, tx.source_address_id)
+            source = s.get(m.Address, tx.source_address_id, with_for_update=True)
             asset = s.get(m.Asset, tx.asset_id)
             assert source is not None and asset is not None
-            s.refresh(source, with_for_update=True)
             nonce = source.next_nonce
             source.next_nonce = nonce + 1
             unsigned = Eip1559Transaction(
@@ -241,7 +254,8 @@ class Pipeline:
             tx.nonce = nonce
             tx.unsigned = unsigned.to_json()
             tx.digest = unsigned.signing_hash().hex()
-            shortfall = c._shortfall(s, source, asset, tx, funds)  # with this transaction's real fee cap
+            with s.no_autoflush:  # the check excludes this row: no need to write it out first
+                shortfall = c._shortfall(s, source, asset, tx, funds)  # with this transaction's real fee cap
             if shortfall is not None:
                 raise _Unfunded(shortfall)  # rolls the nonce back
             tx.error = None
@@ -316,9 +330,8 @@ class Pipeline:
                 c._event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
             return False
         with c._tx() as s:
-            tx = s.get(m.Transaction, tx_id)
+            tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None and tx.unsigned is not None
-            s.refresh(tx, with_for_update=True)
             if tx.state != states.SIGNING or tx.raw is not None or tx.digest != digest.hex():
                 return False  # abandoned (or finished) meanwhile: this signature is never used
             unsigned = Eip1559Transaction.from_json(tx.unsigned)
@@ -354,14 +367,12 @@ class Pipeline:
         c = self.custody
         released: tuple[str, int] | None = None
         with c._tx() as s:
-            tx = s.get(m.Transaction, tx_id)
+            tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None
-            s.refresh(tx, with_for_update=True)
             if tx.state != states.SIGNING or tx.raw is not None or tx.nonce is None:
                 return
-            source = s.get(m.Address, tx.source_address_id)
+            source = s.get(m.Address, tx.source_address_id, with_for_update=True)
             assert source is not None
-            s.refresh(source, with_for_update=True)
             later = list(
                 s.scalars(
                     select(m.Transaction)
@@ -384,35 +395,59 @@ class Pipeline:
         if released is not None:
             self._sender.rewind_locked(*released)
 
-    def _broadcast(self, address: str, nonce: int, tx_id: str) -> str:
+    def _broadcast(self, address: str, run: list[tuple[int, str]]) -> list[str]:
+        """Send a run of consecutive transactions from ``address`` in nonce order, then commit them as broadcast.
+
+        The signed bytes were committed before this (``signing`` with ``raw``), so a crash
+        between a send and the commit only means the same bytes are sent again after the
+        restart, which the node answers with the same hash.
+        """
         c = self.custody
         with c._read() as s:
-            tx = s.get(m.Transaction, tx_id)
-            if tx is None or tx.nonce != nonce:
-                return OBSOLETE
-            if tx.state in (states.BROADCAST, states.CONFIRMED):
-                return SENT
-            if tx.state != states.SIGNING or tx.raw is None:
-                return OBSOLETE
-            raw = bytes.fromhex(tx.raw)
-        try:
-            c.chain.send_raw(raw)
-        except ChainError as exc:
-            log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
+            rows = {
+                r.id: (r.nonce, r.state, r.raw)
+                for r in s.execute(
+                    select(m.Transaction.id, m.Transaction.nonce, m.Transaction.state, m.Transaction.raw).where(
+                        m.Transaction.id.in_([tx_id for _, tx_id in run])
+                    )
+                )
+            }
+        outcomes: list[str] = []
+        sent: list[tuple[int, str]] = []
+        for nonce, tx_id in run:
+            tx_nonce, state, raw = rows.get(tx_id, (None, None, None))
+            if tx_nonce != nonce:  # gone, or its nonce was released
+                outcomes.append(OBSOLETE)
+                break
+            if state in (states.BROADCAST, states.CONFIRMED):
+                outcomes.append(SENT)
+                continue
+            if state != states.SIGNING or raw is None:
+                outcomes.append(OBSOLETE)
+                break
+            try:
+                c.chain.send_raw(bytes.fromhex(raw))
+            except ChainError as exc:
+                log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
+                with c._tx() as s:
+                    tx = s.get(m.Transaction, tx_id)
+                    assert tx is not None
+                    tx.error = f"broadcast failed, will retry: {exc}"
+                outcomes.append(RETRY)
+                break
+            sent.append((nonce, tx_id))
+            outcomes.append(SENT)
+        if sent:
             with c._tx() as s:
-                tx = s.get(m.Transaction, tx_id)
-                assert tx is not None
-                tx.error = f"broadcast failed, will retry: {exc}"
-            return RETRY
-        with c._tx() as s:
-            tx = s.get(m.Transaction, tx_id)
-            assert tx is not None
-            s.refresh(tx, with_for_update=True)
-            if tx.state == states.SIGNING:
-                tx.broadcast_at = c.clock()
-                tx.error = None
-                c._move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
-        return SENT
+                now = c.clock()
+                for nonce, tx_id in sent:
+                    tx = s.get(m.Transaction, tx_id, with_for_update=True)
+                    assert tx is not None
+                    if tx.state == states.SIGNING:
+                        tx.broadcast_at = now
+                        tx.error = None
+                        c._move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
+        return outcomes
 
     # -- background loops -------------------------------------------------------------------------------
 
@@ -493,35 +528,38 @@ class Pipeline:
             receipt = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
             if receipt is not None:
                 self._mined[tx_hash] = receipt
-        done = 0
+        deep: list[tuple[str, str, Receipt]] = []
         for tx_hash, receipt in list(self._mined.items()):
-            if c.chain.confirmations(receipt) < c.settings.confirmations:
+            if head - receipt.block_number + 1 < c.settings.confirmations:
                 continue
             if c.settings.confirmations > 1:  # deep enough by the cached receipt: make sure it is still there
                 fresh = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
                 if fresh is None or fresh.block_number != receipt.block_number:
                     del self._mined[tx_hash]  # reorganised away: it is found again when mined again
                     continue
-            self._finish(pending[tx_hash], receipt)
-            del self._mined[tx_hash]
-            done += 1
-        return done
+            deep.append((tx_hash, pending[tx_hash], receipt))
+        if deep:
+            self._finish([(tx_id, receipt) for _, tx_id, receipt in deep])
+            for tx_hash, _, _ in deep:
+                del self._mined[tx_hash]
+        return len(deep)
 
-    def _finish(self, tx_id: str, receipt: Receipt) -> None:
+    def _finish(self, mined: list[tuple[str, Receipt]]) -> None:
+        """Record the outcome of withdrawals mined deep enough, all in one commit."""
         c = self.custody
         with c._tx() as s:
-            tx = s.get(m.Transaction, tx_id)
-            assert tx is not None
-            s.refresh(tx, with_for_update=True)
-            if tx.state != states.BROADCAST:
-                return
-            tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
-            tx.fee = receipt.gas_used * receipt.effective_gas_price
-            if receipt.status == 1:
-                c._move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
-            else:
-                tx.error = "the transaction reverted on chain"
-                c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
+            for tx_id, receipt in mined:
+                tx = s.get(m.Transaction, tx_id, with_for_update=True)
+                assert tx is not None
+                if tx.state != states.BROADCAST:
+                    continue
+                tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
+                tx.fee = receipt.gas_used * receipt.effective_gas_price
+                if receipt.status == 1:
+                    c._move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
+                else:
+                    tx.error = "the transaction reverted on chain"
+                    c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
 
     def scan_deposits_once(self) -> int:
         """Record ETH and ERC-20 transfers to vault addresses, once each, and confirm them at depth."""

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -129,6 +129,9 @@ class Funds:
     """Today's fee cap, for reserving the fees of withdrawals not built yet."""
 
 
+MAX_CACHED_SOURCES = 10_000
+
+
 class Custody:
     def __init__(
         self,
@@ -157,6 +160,9 @@ class Custody:
         to 100 ms; other processes (the CLI) still meet the busy timeout."""
         self.on_approved: Callable[[str], None] = lambda tx_id: None
         """Set by the pipeline: called after commit with the id of a withdrawal that became approved."""
+        # (org, vault, asset symbol) -> (source address, token contract): what a submission reads the chain for
+        # before it takes the write lock; checked again under the lock, so a stale entry is refused, not used.
+        self._sources: dict[tuple[str, str, str], tuple[str, str | None]] = {}
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -598,14 +604,18 @@ class Custody:
             for t, symbol in rows
         ]
 
-    def _lookup(self, s: Session, actor: Actor, vault_id: str, asset_symbol: str) -> tuple[m.Vault, m.Asset, m.Address]:
+    def _lookup(
+        self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
+    ) -> tuple[m.Vault, m.Asset, m.Address]:
+        """The vault, the asset by symbol and the vault's first address (with ``lock``: row-locked, FOR UPDATE)."""
         vault = self._get(s, m.Vault, vault_id, actor.org_id, "vault")
         if not isinstance(asset_symbol, str):
             raise Invalid("asset must be a symbol")
         asset = s.scalar(select(m.Asset).where(m.Asset.org_id == actor.org_id, m.Asset.symbol == asset_symbol))
         if asset is None:
             raise NotFound(f"no asset {asset_symbol!r}")
-        source = s.scalar(select(m.Address).where(m.Address.vault_id == vault.id, m.Address.index == 0))
+        query = select(m.Address).where(m.Address.vault_id == vault.id, m.Address.index == 0)
+        source = s.scalar(query.with_for_update() if lock else query)
         if source is None:
             raise Conflict("the vault has no address yet: derive one first")
         return vault, asset, source
@@ -683,13 +693,22 @@ class Custody:
         request_hash: str,
         note: str | None,
     ) -> dict[str, Any]:
-        with self._read() as s:
-            _, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
-            address, token = source.address, asset.contract if asset.kind != "native" else None
-        funds = self.funds(address, token)
+        cache_key = (actor.org_id or "", vault_id, asset_symbol)
+        read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
+        if read is None:
+            with self._read() as s:
+                _, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
+                read = source.address, asset.contract if asset.kind != "native" else None
+        funds = self.funds(*read)
         with self._tx() as s:
-            vault, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
-            s.refresh(source, with_for_update=True)  # one submission per source at a time: the balance check holds
+            # the source row locked: one submission per source at a time, so the balance check holds
+            vault, asset, source = self._lookup(s, actor, vault_id, asset_symbol, lock=True)
+            if (source.address, asset.contract if asset.kind != "native" else None) != read:
+                self._sources.pop(cache_key, None)
+                raise Conflict("the vault's address or the asset changed while the withdrawal was submitted; retry")
+            if len(self._sources) >= MAX_CACHED_SOURCES:
+                self._sources.clear()
+            self._sources[cache_key] = read
             now = self.clock()
             tx = m.Transaction(
                 org_id=actor.org_id,
@@ -710,50 +729,52 @@ class Custody:
             )
             s.add(tx)
             s.flush()
-            self._event(
-                s,
-                actor,
-                "transaction.submitted",
-                tx.id,
-                kind="withdrawal",
-                vault_id=vault.id,
-                source=source.address,
-                asset=asset.symbol,
-                destination=to,
-                amount=str(amount),
-                idempotency_key=key,
-            )
-            self._move(s, actor, tx, states.PENDING_POLICY)
-            row, policy = self._policy(s, actor.org_id)
-            facts = self._facts(s, actor, vault, asset, to, amount)
-            tx.address_book_entry_id = facts.address_book_entry
-            decision = pol.evaluate(policy, facts, self._history(s, actor.org_id, policy, now, exclude=tx.id))
-            tx.policy_version = row.version
-            tx.decision = decision.to_json()
-            if decision.action == "block":
-                tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
-                self._move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=row.version)
-                return self._view(s, tx)
-            shortfall = self._shortfall(s, source, asset, tx, funds)
-            if shortfall is not None:
-                tx.error = shortfall
-                self._move(s, actor, tx, states.REJECTED, reason=shortfall)
-                return self._view(s, tx)
-            if decision.action == "allow":
-                self._move(s, actor, tx, states.APPROVED, rule=decision.rule, policy_version=row.version)
-            else:
-                assert decision.requirement is not None
-                tx.requirement = decision.requirement.to_json()
-                self._move(
+            # Nothing below reads this row back: one UPDATE at commit, not one before every query.
+            with s.no_autoflush:
+                self._event(
                     s,
                     actor,
-                    tx,
-                    states.PENDING_APPROVAL,
-                    rule=decision.rule,
-                    policy_version=row.version,
-                    requirement=tx.requirement,
+                    "transaction.submitted",
+                    tx.id,
+                    kind="withdrawal",
+                    vault_id=vault.id,
+                    source=source.address,
+                    asset=asset.symbol,
+                    destination=to,
+                    amount=str(amount),
+                    idempotency_key=key,
                 )
-            view = self._view(s, tx)
+                self._move(s, actor, tx, states.PENDING_POLICY)
+                row, policy = self._policy(s, actor.org_id)
+                facts = self._facts(s, actor, vault, asset, to, amount)
+                tx.address_book_entry_id = facts.address_book_entry
+                decision = pol.evaluate(policy, facts, self._history(s, actor.org_id, policy, now, exclude=tx.id))
+                tx.policy_version = row.version
+                tx.decision = decision.to_json()
+                if decision.action == "block":
+                    tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
+                    self._move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=row.version)
+                    return self._view(s, tx)
+                shortfall = self._shortfall(s, source, asset, tx, funds)
+                if shortfall is not None:
+                    tx.error = shortfall
+                    self._move(s, actor, tx, states.REJECTED, reason=shortfall)
+                    return self._view(s, tx)
+                if decision.action == "allow":
+                    self._move(s, actor, tx, states.APPROVED, rule=decision.rule, policy_version=row.version)
+                else:
+                    assert decision.requirement is not None
+                    tx.requirement = decision.requirement.to_json()
+                    self._move(
+                        s,
+                        actor,
+                        tx,
+                        states.PENDING_APPROVAL,
+                        rule=decision.rule,
+                        policy_version=row.version,
+                        requirement=tx.requirement,
+                    )
+                view = self._view(s, tx)
         if view["state"] == states.APPROVED:
             self.on_approved(view["id"])
         return view
@@ -766,28 +787,32 @@ class Custody:
         balances; every one with a higher nonce is still owed whatever its state now
         (it may have been mined since), and so is every one in flight without a nonce.
         """
-        native = s.scalar(select(m.Asset).where(m.Asset.org_id == source_org(s, source), m.Asset.kind == "native"))
+        kinds: dict[str, str] = {}
+        native: str | None = None
+        for asset_id, kind in s.execute(select(m.Asset.id, m.Asset.kind).where(m.Asset.org_id == tx.org_id)):
+            kinds[asset_id] = kind
+            native = asset_id if kind == "native" else native
         if native is None:
             return "no native asset is registered to pay gas"
         others = s.execute(  # columns, not ORM objects: there may be hundreds in flight, and this runs per write
-            select(m.Transaction.asset_id, m.Transaction.amount, m.Transaction.nonce, m.Transaction.unsigned).where(
+            select(m.Transaction.asset_id, m.Transaction.amount, m.Transaction.unsigned).where(
                 m.Transaction.source_address_id == source.id,
-                or_(m.Transaction.state.in_(states.IN_FLIGHT), m.Transaction.nonce >= funds.nonce),
+                or_(
+                    and_(m.Transaction.nonce.is_(None), m.Transaction.state.in_(states.IN_FLIGHT)),
+                    m.Transaction.nonce >= funds.nonce,
+                ),
                 m.Transaction.id != tx.id,
             )
         )
-        kinds = {a.id: a.kind for a in s.scalars(select(m.Asset).where(m.Asset.org_id == source_org(s, source)))}
         owed: dict[str, int] = {asset.id: 0}
         fees = 0
-        for asset_id, amount, nonce, unsigned in others:
-            if nonce is not None and nonce < funds.nonce:
-                continue
+        for asset_id, amount, unsigned in others:
             owed[asset_id or ""] = owed.get(asset_id or "", 0) + (amount or 0)
             fees += self._fee_reserve(asset_id, unsigned, kinds, funds.max_fee)
         fees += self._fee_reserve(tx.asset_id, tx.unsigned, kinds, funds.max_fee)
         need_asset = owed[asset.id] + (tx.amount or 0)
         have_asset, have_native = funds.asset, funds.native
-        need_native = fees + (need_asset if asset.kind == "native" else owed.get(native.id, 0))
+        need_native = fees + (need_asset if asset.kind == "native" else owed.get(native, 0))
         if asset.kind != "native" and have_asset < need_asset:
             return (
                 f"insufficient {asset.symbol}: {source.address} holds {have_asset}, "
@@ -1109,12 +1134,6 @@ class Custody:
         _require(actor, "auditor", "admin")
         with self._read() as s:
             return self.audit.consistency(s, old, new)
-
-
-def source_org(s: Session, source: m.Address) -> str:
-    vault = s.get(m.Vault, source.vault_id)
-    assert vault is not None
-    return vault.org_id
 
 
 __all__ = ["Actor", "Custody", "CustodyError", "Page", "Settings", "policy_statement"]
