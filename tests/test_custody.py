@@ -637,3 +637,75 @@ def test_disabling_a_user_and_revoking_credentials(lite: CustodyEnv) -> None:
         lite.custody.issue_credential(admin, initiator.actor.user_id)
     kinds = [e["kind"] for e in all_events(lite)]
     assert "credential.revoked" in kinds and "user.disabled" in kinds
+
+
+# -- group commit (SQLite) -------------------------------------------------------------------------
+
+
+def _grouped(lite: CustodyEnv, works: list[Any]) -> list[tuple[str, Any]]:
+    """Run ``works`` through Custody._write from one thread each, all queued before any runs: one group."""
+    custody = lite.custody
+    outcomes: list[tuple[str, Any]] = [("", None)] * len(works)
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = ("ok", custody._write(works[i]))
+        except Exception as exc:
+            outcomes[i] = ("error", exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(works))]
+    with custody._writer:  # held here: every call queues up behind it
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(custody._waiting) == len(works))
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def _event_work(custody: Any, name: str, fail: bool = False) -> Any:
+    def work(s: Any) -> str:
+        custody._event(s, None, "test.grouped", name, org_id=None)
+        custody._event(s, None, "test.grouped", name + "-again", org_id=None)
+        if fail:
+            raise Conflict(f"{name} refused after writing")
+        return name
+
+    return work
+
+
+def test_a_failing_write_in_a_group_is_rolled_back_alone(lite: CustodyEnv) -> None:
+    custody = lite.custody
+    works = [_event_work(custody, "a"), _event_work(custody, "b", fail=True), _event_work(custody, "c")]
+    outcomes = _grouped(lite, works)
+    assert outcomes[0] == ("ok", "a") and outcomes[2] == ("ok", "c")
+    assert outcomes[1][0] == "error" and isinstance(outcomes[1][1], Conflict)
+    with custody.readers() as s:
+        events = custody.audit.events(s, org_id=None, limit=1000)
+        subjects = [e["subject"] for e in events if e["kind"] == "test.grouped"]
+        assert subjects == ["a", "a-again", "c", "c-again"]  # b's events went with its savepoint
+        assert custody.audit.verify(s).ok
+    assert custody._write(_event_work(custody, "d")) == "d"  # the log goes on from the right index
+
+
+def test_a_failed_group_commit_fails_every_caller_and_writes_nothing(lite: CustodyEnv) -> None:
+    from sqlalchemy import event
+
+    custody = lite.custody
+    with custody.readers() as s:
+        before = custody.audit.size(s)
+
+    def sabotage(s: Any) -> str:
+        def fail(connection: Any) -> None:
+            raise OSError("disk full")
+
+        event.listen(s.connection(), "commit", fail, once=True)  # the group's COMMIT, not a savepoint's release
+        return "sabotage"
+
+    outcomes = _grouped(lite, [_event_work(custody, "a"), sabotage, _event_work(custody, "c")])
+    assert [kind for kind, _ in outcomes] == ["error"] * 3
+    assert all(isinstance(error, OSError) for _, error in outcomes)
+    with custody.readers() as s:
+        assert custody.audit.size(s) == before
+        assert custody.audit.verify(s).ok
+    assert custody._write(_event_work(custody, "after")) == "after"

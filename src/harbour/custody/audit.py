@@ -520,6 +520,11 @@ class AuditLog:
         session.info[_STATE_KEY] = (session.get_transaction(), _State(size, frontier, root, at))
         return AuditEvent(**values)
 
+    @staticmethod
+    def forget_state(session: Session) -> None:
+        """Drop the state this session's transaction keeps: a savepoint holding appends was rolled back."""
+        session.info.pop(_STATE_KEY, None)
+
     def _state_in(self, session: Session) -> _State:
         """The state, read and row-locked by the transaction's first append; later appends in it reuse it.
 

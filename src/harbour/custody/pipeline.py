@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address, transaction_hash
 from harbour.chains.evm import ChainError, Receipt
@@ -231,7 +232,8 @@ class Pipeline:
         self, tx_id: str, max_fee: int, priority: int, gas: int, to: bytes, value: int, data: bytes, funds: Funds
     ) -> tuple[str, int, bool] | None:
         c = self.custody
-        with c._tx() as s:
+
+        def work(s: Session) -> tuple[str, int, bool] | None:
             tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None
             if tx.state != states.APPROVED:
@@ -262,6 +264,8 @@ class Pipeline:
             c._move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
             return source.address, nonce, False
 
+        return c._write(work)
+
     def _evidence(self, tx_id: str) -> tuple[str, str, bytes, bytes]:
         """key id, path, digest, and the evidence the nodes re-check: the approvals and the quorum they meet."""
         c = self.custody
@@ -271,22 +275,28 @@ class Pipeline:
             vault = s.get(m.Vault, tx.vault_id)
             source = s.get(m.Address, tx.source_address_id)
             assert vault is not None and source is not None
-            approvals = list(
-                s.scalars(
-                    select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
-                )
-            )
-            if tx.requirement is not None:  # only approvals that can count travel to the nodes
-                eligible = {u for g in c._requirement(tx).groups for u in g.members}
-                approvals = [a for a in approvals if a.approver_id in eligible]
+            requirement = c._requirement(tx) if tx.requirement is not None else None
+            eligible = {u for g in requirement.groups for u in g.members} if requirement is not None else set()
+            approvals = []
+            if requirement is not None:  # only approvals that can count travel to the nodes
+                approvals = [
+                    a
+                    for a in s.scalars(
+                        select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
+                    )
+                    if a.approver_id in eligible
+                ]
             keys: dict[str, bytes] = {}
-            for user in s.scalars(select(m.User).where(m.User.org_id == tx.org_id)):
-                if user.approval_key is not None:
-                    keys[user.id] = bytes.fromhex(user.approval_key)
+            for user_id, approval_key in s.execute(  # the keys of the initiator and of every eligible approver
+                select(m.User.id, m.User.approval_key).where(
+                    m.User.org_id == tx.org_id, m.User.id.in_(eligible | {tx.initiator_id})
+                )
+            ):
+                if approval_key is not None:
+                    keys[user_id] = bytes.fromhex(approval_key)
             groups: list[quorum.Group] = []
             combine: Literal["all", "any"] = "all"
-            if tx.requirement is not None:
-                requirement = c._requirement(tx)
+            if requirement is not None:
                 combine = requirement.combine
                 for group in requirement.groups:
                     members = frozenset(keys[u] for u in group.members if u in keys and u != tx.initiator_id)
@@ -329,7 +339,8 @@ class Pipeline:
                 tx.error, tx.attempts = f"signing failed, will retry: {error}", tx.attempts + 1
                 c._event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
             return False
-        with c._tx() as s:
+
+        def record(s: Session) -> bool:
             tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None and tx.unsigned is not None
             if tx.state != states.SIGNING or tx.raw is not None or tx.digest != digest.hex():
@@ -341,7 +352,9 @@ class Pipeline:
             tx.signers = list(signature.signers)
             tx.error = None
             c._event(s, None, "transaction.signed", tx.id, org_id=tx.org_id, tx_hash=tx.tx_hash, signers=tx.signers)
-        return True
+            return True
+
+        return c._write(record)
 
     def _abandon(self, tx_id: str, error: str) -> None:
         """Fail a withdrawal the nodes will not sign, and release its nonce.
@@ -438,7 +451,8 @@ class Pipeline:
             sent.append((nonce, tx_id))
             outcomes.append(SENT)
         if sent:
-            with c._tx() as s:
+
+            def record(s: Session) -> None:
                 now = c.clock()
                 for nonce, tx_id in sent:
                     tx = s.get(m.Transaction, tx_id, with_for_update=True)
@@ -447,6 +461,8 @@ class Pipeline:
                         tx.broadcast_at = now
                         tx.error = None
                         c._move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
+
+            c._write(record)
         return outcomes
 
     # -- background loops -------------------------------------------------------------------------------
@@ -547,7 +563,8 @@ class Pipeline:
     def _finish(self, mined: list[tuple[str, Receipt]]) -> None:
         """Record the outcome of withdrawals mined deep enough, all in one commit."""
         c = self.custody
-        with c._tx() as s:
+
+        def record(s: Session) -> None:
             for tx_id, receipt in mined:
                 tx = s.get(m.Transaction, tx_id, with_for_update=True)
                 assert tx is not None
@@ -560,6 +577,8 @@ class Pipeline:
                 else:
                     tx.error = "the transaction reverted on chain"
                     c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
+
+        c._write(record)
 
     def scan_deposits_once(self) -> int:
         """Record ETH and ERC-20 transfers to vault addresses, once each, and confirm them at depth."""
