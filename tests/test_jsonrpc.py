@@ -1164,3 +1164,32 @@ def test_evm_client_falls_back_on_a_default_tip_only_for_a_node_error(
     evm_clients.append(other)
     with pytest.raises(ChainError, match="HTTP 503"):
         other.fees()
+
+
+def test_the_web3_provider_carries_answers_and_node_errors_through_web3(
+    server: ScriptedServer, refused_port: int
+) -> None:
+    from web3 import Web3
+    from web3.exceptions import Web3RPCError
+
+    from harbour.chains.jsonrpc import Web3Provider
+
+    server.handler = by_method(
+        {
+            "eth_blockNumber": lambda request: result(request, "0x10"),
+            "eth_getBalance": lambda request: error(request, -32000, "header not found"),
+        }
+    )
+    provider = Web3Provider(server.url(), timeout=2.0)
+    try:
+        w3 = Web3(provider, middleware=[])
+        assert w3.eth.block_number == 16
+        with pytest.raises(Web3RPCError, match="header not found"):
+            w3.eth.get_balance(Web3.to_checksum_address(ADDRESS))
+        assert provider.is_connected()
+    finally:
+        provider.close()
+    dead = Web3Provider(f"http://127.0.0.1:{refused_port}/", timeout=0.5)
+    assert not dead.is_connected()
+    with pytest.raises(RpcTransportError):
+        dead.is_connected(show_traceback=True)

@@ -9,7 +9,7 @@ the chain and forwards raw transactions that the signer nodes signed (see
   start, deterministic, milliseconds per transaction. py-evm is not thread-safe, so
   every call into it holds one lock.
 - ``EvmClient.connect(url)``: any Ethereum JSON-RPC endpoint over HTTP(S): a
-  production node, a provider, or anvil in the tests, through ``jsonrpc.HttpJsonRpc``
+  production node, a provider, or anvil in the tests, through web3 on ``jsonrpc.Web3Provider``
   (one keep-alive connection per thread, so calls run concurrently without a lock).
 
 Everything a node says is checked before it is used: quantities are integers in
@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, cast
 
 import rlp
 from eth_abi.abi import encode as abi_encode
@@ -51,7 +51,7 @@ from harbour.chains.eip1559 import (
     transaction_hash,
 )
 from harbour.chains.ethereum import checksum_address, keccak256
-from harbour.chains.jsonrpc import HttpJsonRpc, RpcError
+from harbour.chains.jsonrpc import RpcError, Web3Provider
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,11 @@ class _Web3Calls:
                 raise RpcError(code if type(code) is int else 0, str(error["message"]), error.get("data")) from exc
             raise RpcError(0, exc.message) from exc
 
+    def close(self) -> None:
+        close = getattr(self.w3.provider, "close", None)
+        if callable(close):
+            close()
+
     def mine(self, blocks: int) -> bool:
         """Mine on eth-tester directly; False if the provider is not eth-tester."""
         tester = getattr(self.w3.provider, "ethereum_tester", None)
@@ -224,15 +229,11 @@ class _Web3Calls:
         return True
 
 
-class _Calls(Protocol):
-    def call(self, method: str, params: Sequence[object]) -> object: ...
-
-
 class EvmClient:
     """One Ethereum chain. Build it with ``embedded()``, ``connect(url)`` or ``from_web3(w3)``."""
 
-    def __init__(self, calls: _Calls, *, dev: bool = False) -> None:
-        """Wrap a JSON-RPC caller (an HttpJsonRpc, or web3 through ``from_web3``)."""
+    def __init__(self, calls: _Web3Calls, *, dev: bool = False) -> None:
+        """Wrap a web3 instance; ``embedded``, ``connect`` and ``from_web3`` are the public ways."""
         self._calls = calls
         self._dev = dev
         self._dev_lock = threading.Lock()
@@ -255,7 +256,8 @@ class EvmClient:
     @classmethod
     def connect(cls, url: str, *, dev: bool = False, timeout: float = 30.0) -> EvmClient:
         """A JSON-RPC node over HTTP(S). ``dev=True`` (anvil, a test node) allows the funding helpers."""
-        return cls(HttpJsonRpc(url, timeout=timeout), dev=dev)  # which checks the URL, and never shows its secrets
+        provider = Web3Provider(url, timeout=timeout)  # which checks the URL, and never shows its secrets
+        return cls(_Web3Calls(Web3(provider, middleware=[]), serialise=False), dev=dev)
 
     @classmethod
     def from_web3(cls, w3: Web3, *, dev: bool = False, thread_safe: bool = True) -> EvmClient:
@@ -264,9 +266,7 @@ class EvmClient:
 
     def close(self) -> None:
         """Close the connections to the node (a later call opens new ones)."""
-        close = getattr(self._calls, "close", None)
-        if close is not None:
-            close()
+        self._calls.close()
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -669,7 +669,7 @@ class EvmClient:
         self.dev_account()
         if type(blocks) is not int or not 1 <= blocks <= 10_000:
             raise ValueError(f"blocks must be an integer in 1..10000, got {blocks!r}")
-        if isinstance(self._calls, _Web3Calls) and self._calls.mine(blocks):
+        if self._calls.mine(blocks):
             return
         try:
             self._rpc("anvil_mine", [hex(blocks)])

@@ -1,8 +1,9 @@
 """Ethereum JSON-RPC 2.0 over HTTP(S): one keep-alive connection per thread, every answer checked.
 
-:class:`HttpJsonRpc` is the wire under :meth:`harbour.chains.evm.EvmClient.connect`.
-It does one thing: POST a JSON-RPC request and return the ``result`` of the answer,
-or raise. A general HTTP client (web3's provider on requests) spends about 0.75 ms
+:class:`HttpJsonRpc` is the wire under :meth:`harbour.chains.evm.EvmClient.connect`,
+which reaches it through web3 (:class:`Web3Provider`, a web3 provider like any
+other). It does one thing: POST a JSON-RPC request and return the ``result`` of
+the answer, or raise. A general HTTP client (web3's provider on requests) spends about 0.75 ms
 of CPU on each call in session and adapter bookkeeping; the custody pipeline makes
 more than a dozen calls per withdrawal, so on a small machine that alone was a
 sixth of the service's CPU. ``http.client`` from the standard library, with the
@@ -49,8 +50,11 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
+
+from web3.providers.base import JSONBaseProvider
+from web3.types import RPCEndpoint, RPCResponse
 
 from harbour.strictjson import nesting_depth
 
@@ -263,3 +267,38 @@ class HttpJsonRpc:
         if response.will_close:
             self._drop()
         return response.status, data
+
+
+class Web3Provider(JSONBaseProvider):
+    """:class:`HttpJsonRpc` as a web3 provider: web3's request manager and answer formatting, on this wire.
+
+    A node's JSON-RPC error comes back to web3 as an error answer (web3 raises its
+    ``Web3RPCError``); everything else this client refuses (transport, malformed
+    answer) is raised as :class:`RpcTransportError`.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        super().__init__()
+        self.rpc = HttpJsonRpc(url, timeout=timeout)
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        try:
+            result = self.rpc.call(method, params)
+        except RpcError as exc:
+            error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.data is not None:
+                error["data"] = exc.data
+            return cast(RPCResponse, {"jsonrpc": "2.0", "id": 0, "error": error})
+        return cast(RPCResponse, {"jsonrpc": "2.0", "id": 0, "result": result})
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        try:
+            self.rpc.call("eth_chainId", [])
+        except (RpcError, RpcTransportError):
+            if show_traceback:
+                raise
+            return False
+        return True
+
+    def close(self) -> None:
+        self.rpc.close()
