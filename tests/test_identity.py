@@ -1,5 +1,9 @@
-"""Node identities and descriptors: private keys round-trip exactly, descriptors are
-validated field by field, and the node id is a stable fingerprint of the public keys."""
+"""Node identities and descriptors: the private key round-trips exactly, descriptors are
+validated field by field, and the node id is a stable fingerprint of the public key.
+
+A node has one long-term key, for signing; version 1 also had an X25519 key that
+messages were encrypted to, which a forward-secret node must not have, so version-1
+identities and descriptors are refused with a message that says so."""
 
 from __future__ import annotations
 
@@ -39,24 +43,34 @@ def identity_obj(**changes: Any) -> dict[str, Any]:
 # -- NodeIdentity ------------------------------------------------------------------------------
 
 
-def test_identity_round_trip_keeps_both_keys() -> None:
+def test_identity_round_trip_keeps_the_key() -> None:
     data = ALICE.to_bytes()
     back = NodeIdentity.from_bytes(data)
     assert back.node_id == ALICE.node_id
-    assert back.sign_pk == ALICE.sign_pk and back.enc_pk == ALICE.enc_pk
+    assert back.sign_pk == ALICE.sign_pk
     assert back.to_bytes() == data
     # the restored key signs as the original: a signature verifies under the old descriptor
     DESC.sign_public_key().verify(back.sign(b"m"), b"m")
-    peer = NodeIdentity.generate()
-    assert back.exchange(peer.enc_pk) == ALICE.exchange(peer.enc_pk)
 
 
 def test_identity_encoding_is_the_documented_map() -> None:
     obj = cbor2.loads(ALICE.to_bytes())
-    assert set(obj) == {"format", "v", "sign_sk", "enc_sk"}
-    assert obj["format"] == "harbour-node-identity" and obj["v"] == 1
-    assert len(obj["sign_sk"]) == 32 and len(obj["enc_sk"]) == 32
+    assert set(obj) == {"format", "v", "sign_sk"}
+    assert obj["format"] == "harbour-node-identity" and obj["v"] == 2
+    assert len(obj["sign_sk"]) == 32
     assert cbor2.dumps(obj, canonical=True) == ALICE.to_bytes()
+
+
+def test_an_identity_has_no_key_that_decrypts() -> None:
+    """Nothing is encrypted to a long-term key any more (forward secrecy): the identity cannot even try."""
+    assert not hasattr(ALICE, "exchange") and not hasattr(ALICE, "enc_pk")
+    assert not hasattr(DESC, "enc_pk")
+
+
+def test_a_version_1_identity_is_refused_with_the_reason() -> None:
+    old = cbor2.dumps({"format": "harbour-node-identity", "v": 1, "sign_sk": bytes(32), "enc_sk": bytes(32)})
+    with pytest.raises(IdentityError, match="encryption key"):
+        NodeIdentity.from_bytes(old)
 
 
 def test_generated_identities_differ() -> None:
@@ -67,7 +81,7 @@ def test_repr_shows_no_key_material() -> None:
     text = repr(ALICE)
     assert ALICE.node_id in text
     obj = cbor2.loads(ALICE.to_bytes())
-    assert obj["sign_sk"].hex() not in text and obj["enc_sk"].hex() not in text
+    assert obj["sign_sk"].hex() not in text
 
 
 @pytest.mark.parametrize(
@@ -78,11 +92,12 @@ def test_repr_shows_no_key_material() -> None:
         (ALICE.to_bytes() + b"\x00", "not canonically encoded"),
         (cbor2.dumps([1, 2]), "not a Harbour node identity"),
         (cbor2.dumps(identity_obj(format="harbour-keyshare"), canonical=True), "not a Harbour node identity"),
-        (cbor2.dumps(identity_obj(v=2), canonical=True), "unsupported node identity version"),
+        (cbor2.dumps(identity_obj(v=3), canonical=True), "unsupported node identity version"),
         (cbor2.dumps(identity_obj(v=True), canonical=True), "unsupported node identity version"),
         (cbor2.dumps(identity_obj(extra=1), canonical=True), "missing or unexpected fields"),
         (cbor2.dumps(identity_obj(sign_sk=bytes(31)), canonical=True), "32 bytes"),
-        (cbor2.dumps(identity_obj(enc_sk="00" * 32), canonical=True), "32 bytes"),
+        (cbor2.dumps(identity_obj(enc_sk=bytes(32)), canonical=True), "missing or unexpected fields"),
+        (cbor2.dumps(identity_obj(sign_sk="00" * 32), canonical=True), "32 bytes"),
         (bytes(300), "too large"),
     ],
 )
@@ -109,17 +124,16 @@ def test_identity_from_bytes_refuses_tagged_cbor(name: str) -> None:
 
 
 def test_node_id_is_the_documented_fingerprint() -> None:
-    expected = hashlib.sha256(NODE_ID_DOMAIN + DESC.sign_pk + DESC.enc_pk).digest()[:16].hex()
-    assert DESC.node_id == expected == ALICE.node_id == compute_node_id(ALICE.sign_pk, ALICE.enc_pk)
+    assert NODE_ID_DOMAIN == b"harbour/node-id/v2\x00"
+    expected = hashlib.sha256(NODE_ID_DOMAIN + DESC.sign_pk).digest()[:16].hex()
+    assert DESC.node_id == expected == ALICE.node_id == compute_node_id(ALICE.sign_pk)
     assert len(DESC.node_id) == 32
 
 
-def test_node_id_depends_on_keys_only() -> None:
+def test_node_id_depends_on_the_key_only() -> None:
     moved = ALICE.descriptor("alice-renamed", "http://10.0.0.7:9000")
     assert moved.node_id == DESC.node_id
-    other = NodeIdentity.generate()
-    assert compute_node_id(DESC.sign_pk, other.enc_pk) != DESC.node_id
-    assert compute_node_id(other.sign_pk, DESC.enc_pk) != DESC.node_id
+    assert compute_node_id(NodeIdentity.generate().sign_pk) != DESC.node_id
 
 
 # -- descriptor JSON ---------------------------------------------------------------------------
@@ -130,12 +144,11 @@ def test_descriptor_json_round_trip() -> None:
     assert NodeDescriptor.from_json(text) == DESC
     assert NodeDescriptor.from_json(text.encode()) == DESC
     assert json.loads(text) == {
-        "version": 1,
+        "version": 2,
         "name": "alice-1",
         "url": "https://alice.example.com:8443",
         "node_id": DESC.node_id,
         "sign_pk": DESC.sign_pk.hex(),
-        "enc_pk": DESC.enc_pk.hex(),
     }
     assert DESC.to_json() == text  # stable: sorted keys
 
@@ -165,7 +178,6 @@ def _set(obj: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 _WITHOUT_URL = {k: v for k, v in descriptor_obj().items() if k != "url"}
-_SMALL_ORDER_X25519 = b"\x01" + bytes(31)
 _ED25519_IDENTITY = b"\x01" + bytes(31)
 
 BAD_DESCRIPTORS: dict[str, tuple[str, str]] = {
@@ -176,7 +188,8 @@ BAD_DESCRIPTORS: dict[str, tuple[str, str]] = {
     "extra field": (json.dumps(descriptor_obj(port=1)), r"unexpected: \['port'\]"),
     "duplicate field": (DESC.to_json().replace('"name": "alice-1"', '"name": "alice-1", "name": "mallory"'), "twice"),
     "NaN": (json.dumps(descriptor_obj(version=float("nan"))), "NaN"),
-    "version 2": (json.dumps(descriptor_obj(version=2)), "version"),
+    "version 1": (json.dumps(descriptor_obj(version=1, enc_pk="11" * 32)), "created before forward secrecy"),
+    "version 3": (json.dumps(descriptor_obj(version=3)), "version"),
     "version string": (json.dumps(descriptor_obj(version="1")), "version"),
     "version true": (json.dumps(descriptor_obj(version=True)), "version"),
     "empty name": (json.dumps(descriptor_obj(name="")), "node name"),
@@ -205,12 +218,11 @@ BAD_DESCRIPTORS: dict[str, tuple[str, str]] = {
     "short ipv4": (json.dumps(descriptor_obj(url="http://10.1:80")), "IPv4"),
     "bad ipv6": (json.dumps(descriptor_obj(url="http://[1:::2]:80")), "IPv6"),
     "upper-case hex": (json.dumps(descriptor_obj(sign_pk=DESC.sign_pk.hex().upper())), "lowercase hex"),
-    "short key": (json.dumps(descriptor_obj(enc_pk=DESC.enc_pk.hex()[:-2])), "lowercase hex"),
-    "long key": (json.dumps(descriptor_obj(enc_pk=DESC.enc_pk.hex() + "00")), "lowercase hex"),
+    "short key": (json.dumps(descriptor_obj(sign_pk=DESC.sign_pk.hex()[:-2])), "lowercase hex"),
+    "long key": (json.dumps(descriptor_obj(sign_pk=DESC.sign_pk.hex() + "00")), "lowercase hex"),
+    "an encryption key": (json.dumps(descriptor_obj(enc_pk="11" * 32)), r"unexpected: \['enc_pk'\]"),
     "non-hex key": (json.dumps(descriptor_obj(sign_pk="zz" * 32)), "lowercase hex"),
     "key not a string": (json.dumps(descriptor_obj(sign_pk=list(DESC.sign_pk))), "lowercase hex"),
-    "small-order enc key": (json.dumps(descriptor_obj(enc_pk=_SMALL_ORDER_X25519.hex())), "low-order"),
-    "zero enc key": (json.dumps(descriptor_obj(enc_pk=bytes(32).hex())), "low-order"),
     "identity sign key": (json.dumps(descriptor_obj(sign_pk=_ED25519_IDENTITY.hex())), "Ed25519"),
     "node id of another node": (
         json.dumps(descriptor_obj(node_id=NodeIdentity.generate().node_id)),
@@ -229,10 +241,10 @@ def test_descriptor_from_json_refuses(case: str) -> None:
 
 
 def test_swapped_keys_are_caught_by_the_node_id() -> None:
-    # another node's encryption key pasted into this descriptor: messages would go to it
+    # another node's key pasted into this descriptor: its messages would be taken for this node's
     other = NodeIdentity.generate()
     with pytest.raises(IdentityError, match="does not match"):
-        NodeDescriptor.from_json(json.dumps(descriptor_obj(enc_pk=other.enc_pk.hex())))
+        NodeDescriptor.from_json(json.dumps(descriptor_obj(sign_pk=other.sign_pk.hex())))
 
 
 def test_descriptor_construction_validates() -> None:
@@ -241,9 +253,7 @@ def test_descriptor_construction_validates() -> None:
     with pytest.raises(IdentityError, match="http"):
         ALICE.descriptor("ok", "a.example:1")
     with pytest.raises(IdentityError, match="32 bytes"):
-        NodeDescriptor("ok", "https://a.example:1", DESC.sign_pk[:31], DESC.enc_pk)
-    with pytest.raises(IdentityError, match="low-order"):
-        NodeDescriptor("ok", "https://a.example:1", DESC.sign_pk, bytes(32))
+        NodeDescriptor("ok", "https://a.example:1", DESC.sign_pk[:31])
 
 
 def test_identity_error_is_a_value_error() -> None:

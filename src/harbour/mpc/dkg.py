@@ -152,6 +152,8 @@ def finalize(
 class DkgParty(Party[KeyShare]):
     """One party of a t-of-n distributed key generation; ``result`` is its KeyShare."""
 
+    public_rounds = frozenset({1})  # commitments (and proofs): public by design
+
     def __init__(
         self,
         suite: Ciphersuite,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import cbor2
 
@@ -210,6 +210,12 @@ class Party(ABC, Generic[R]):
     """
 
     protocol: str
+    public_rounds: ClassVar[frozenset[int]] = frozenset()
+    """Rounds every message of which is public (commitments, proofs of knowledge).
+
+    A signer node may send these signed but unencrypted, before the session's
+    ephemeral keys are agreed, saving a round trip; every other round is encrypted.
+    Declare a round here only if nothing in it would matter to an eavesdropper."""
 
     def __init__(self, session_id: bytes, me: int) -> None:
         if len(session_id) != SESSION_ID_LEN:

@@ -65,6 +65,8 @@ class FrostSigner(Party[bytes]):
     for key-path only); ``tweak=False`` signs plain BIP-340 under the internal key.
     """
 
+    public_rounds = frozenset({1})  # commitments (and proofs): public by design
+
     def __init__(
         self,
         session_id: bytes,

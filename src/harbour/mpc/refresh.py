@@ -57,6 +57,8 @@ def decode_points(group: Group, sender: int, raw: object, count: int, what: str)
 class RefreshParty(Party[KeyShare]):
     """One party of a refresh; ``result`` is its new key share (same group key)."""
 
+    public_rounds = frozenset({1})  # commitments (and proofs): public by design
+
     def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
         super().__init__(session_id, share.identifier)
         self.protocol = f"refresh/{share.scheme}"

@@ -1,23 +1,25 @@
-"""Signer-node identities: the long-term keys a node signs and receives messages with.
+"""Signer-node identities: the long-term key a node authenticates itself with.
 
-A node has two key pairs, kept apart because they do different jobs: an Ed25519 key
-that signs every message it sends (so a relay or another node cannot forge one in its
-name) and an X25519 key that messages to it are encrypted to (so the relay learns
-nothing). Reusing one key for both would tie the security of the signature to that of
-the key agreement; separate keys cost 32 bytes.
+A node has one long-term key pair, Ed25519, and it only ever *signs*: the session
+handshakes that agree each session's ephemeral keys (:mod:`harbour.node.handshake`),
+public protocol messages, acknowledgements and receipts. No message is encrypted to
+a long-term key, so someone who steals a node's identity later cannot open traffic
+they recorded before (forward secrecy); that is why an earlier X25519 encryption key
+was dropped from the identity (version 2) rather than kept unused.
 
-:class:`NodeIdentity` holds the private halves. Its :meth:`~NodeIdentity.to_bytes` is
-the raw private keys in canonical CBOR, **in the clear**: callers encrypt it before it
-is written anywhere (as key-share files are), since anyone holding it can sign as the
-node and read every message sent to it.
+:class:`NodeIdentity` holds the private half. Its :meth:`~NodeIdentity.to_bytes` is
+the raw private key in canonical CBOR, **in the clear**: callers encrypt it before it
+is written anywhere (as key-share files are), since anyone holding it can act as the
+node in every session it is not already part of.
 
 :class:`NodeDescriptor` is the public half with a name and an address, what nodes
 exchange to learn of each other. Its :attr:`~NodeDescriptor.node_id` is a fingerprint
-of the two public keys only, so it survives a change of name or address and is short
-enough for an operator to compare by eye when a descriptor is installed. Nothing in a
-descriptor authenticates it: whoever hands a node a descriptor decides whom that node
-trusts, so descriptors come from the operator (compare the node id out of band), not
-from the relay.
+of the public key only, so it survives a change of name or address and is short
+enough for an operator to compare by eye when a descriptor is installed; a new key
+(``harbour node rotate-keys``) is a new node id. Nothing in a descriptor
+authenticates it: whoever hands a node a descriptor decides whom that node trusts,
+so descriptors come from the operator (compare the node id out of band), not from
+the relay.
 """
 
 from __future__ import annotations
@@ -32,20 +34,19 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from harbour.crypto.ed25519 import ED25519
 from harbour.crypto.group import GroupError
 
 IDENTITY_FORMAT = "harbour-node-identity"
-IDENTITY_VERSION = 1
-DESCRIPTOR_VERSION = 1
+IDENTITY_VERSION = 2
+DESCRIPTOR_VERSION = 2
 KEY_LEN = 32
 NODE_ID_LEN = 16
 """Bytes of SHA-256 kept in a node id: 128 bits, so that finding two key sets with one id
 (a birthday search, 2^64 work) is out of reach while the id stays short to read out."""
 
-NODE_ID_DOMAIN = b"harbour/node-id/v1\x00"
+NODE_ID_DOMAIN = b"harbour/node-id/v2\x00"
 MAX_IDENTITY_LEN = 256
 MAX_DESCRIPTOR_LEN = 4096
 MAX_NAME_LEN = 64
@@ -54,30 +55,26 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _URL = re.compile(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _HEX_DIGITS = frozenset("0123456789abcdef")
-_IDENTITY_KEYS = frozenset({"format", "v", "sign_sk", "enc_sk"})
-_DESCRIPTOR_KEYS = frozenset({"version", "name", "url", "node_id", "sign_pk", "enc_pk"})
-
-# Any fixed key will do: it only serves to test that an encryption key is not of low order.
-_PROBE = X25519PrivateKey.from_private_bytes(hashlib.sha256(b"harbour/node-id/probe").digest())
+_IDENTITY_KEYS = frozenset({"format", "v", "sign_sk"})
+_DESCRIPTOR_KEYS = frozenset({"version", "name", "url", "node_id", "sign_pk"})
 
 
 class IdentityError(ValueError):
     """A node identity or descriptor that cannot be used, and why."""
 
 
-def _raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
+def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+def _raw_private(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
 
 
-def compute_node_id(sign_pk: bytes, enc_pk: bytes) -> str:
-    """``hex(SHA-256(domain || sign_pk || enc_pk)[:16])``: both keys are fixed-length, so
-    the concatenation is unambiguous, and the domain keeps the hash from meaning anything
-    elsewhere."""
-    return hashlib.sha256(NODE_ID_DOMAIN + sign_pk + enc_pk).digest()[:NODE_ID_LEN].hex()
+def compute_node_id(sign_pk: bytes) -> str:
+    """``hex(SHA-256(domain || sign_pk)[:16])``; the domain keeps the hash from meaning
+    anything elsewhere (and from equalling a version-1 id, which also hashed a second key)."""
+    return hashlib.sha256(NODE_ID_DOMAIN + sign_pk).digest()[:NODE_ID_LEN].hex()
 
 
 def is_node_id(value: object) -> bool:
@@ -140,20 +137,9 @@ def _check_sign_pk(sign_pk: object) -> bytes:
     return sign_pk
 
 
-def _check_enc_pk(enc_pk: object) -> bytes:
-    if type(enc_pk) is not bytes or len(enc_pk) != KEY_LEN:
-        raise IdentityError(f"the encryption key must be {KEY_LEN} bytes")
-    try:
-        # A low-order point makes every shared secret zero; OpenSSL refuses the exchange.
-        _PROBE.exchange(X25519PublicKey.from_public_bytes(enc_pk))
-    except ValueError as exc:
-        raise IdentityError("the encryption key is a low-order X25519 point, which would make the key public") from exc
-    return enc_pk
-
-
 @dataclass(frozen=True, slots=True)
 class NodeDescriptor:
-    """A node's public identity: what other nodes need to verify it and encrypt to it.
+    """A node's public identity: what other nodes need to verify it.
 
     Construction validates every field, so a descriptor that exists is usable; loading
     from JSON also checks the recorded node id against the keys, which catches a
@@ -163,23 +149,18 @@ class NodeDescriptor:
     name: str
     url: str
     sign_pk: bytes
-    enc_pk: bytes
 
     def __post_init__(self) -> None:
         check_name(self.name)
         check_url(self.url)
         _check_sign_pk(self.sign_pk)
-        _check_enc_pk(self.enc_pk)
 
     @property
     def node_id(self) -> str:
-        return compute_node_id(self.sign_pk, self.enc_pk)
+        return compute_node_id(self.sign_pk)
 
     def sign_public_key(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.sign_pk)
-
-    def enc_public_key(self) -> X25519PublicKey:
-        return X25519PublicKey.from_public_bytes(self.enc_pk)
 
     def to_json(self) -> str:
         """Stable JSON (sorted keys), so a descriptor can be diffed and checked in."""
@@ -190,7 +171,6 @@ class NodeDescriptor:
                 "url": self.url,
                 "node_id": self.node_id,
                 "sign_pk": self.sign_pk.hex(),
-                "enc_pk": self.enc_pk.hex(),
             },
             indent=2,
             sort_keys=True,
@@ -209,16 +189,19 @@ class NodeDescriptor:
             raise IdentityError(f"node descriptor is not valid JSON: {exc}") from exc
         if not isinstance(obj, dict):
             raise IdentityError("a node descriptor is a JSON object")
+        if type(obj.get("version")) is int and obj["version"] != DESCRIPTOR_VERSION:
+            raise IdentityError(
+                f"unsupported node descriptor version {obj['version']!r} (this Harbour reads {DESCRIPTOR_VERSION}; "
+                "a version-1 descriptor names a node created before forward secrecy, which must be created anew)"
+            )
         if set(obj) != _DESCRIPTOR_KEYS:
             missing = sorted(_DESCRIPTOR_KEYS - set(obj))
             extra = sorted(set(obj) - _DESCRIPTOR_KEYS)
             raise IdentityError(f"node descriptor fields are wrong (missing: {missing}, unexpected: {extra})")
-        version = obj["version"]
-        if type(version) is not int or version != DESCRIPTOR_VERSION:
-            raise IdentityError(f"unsupported node descriptor version {version!r} (this Harbour reads 1)")
+        if type(obj["version"]) is not int:
+            raise IdentityError("the descriptor version must be an integer")
         sign_pk = _hex_key(obj["sign_pk"], "sign_pk")
-        enc_pk = _hex_key(obj["enc_pk"], "enc_pk")
-        descriptor = cls(check_name(obj["name"]), check_url(obj["url"]), sign_pk, enc_pk)
+        descriptor = cls(check_name(obj["name"]), check_url(obj["url"]), sign_pk)
         if not is_node_id(obj["node_id"]):
             raise IdentityError(f"node_id must be {2 * NODE_ID_LEN} lowercase hex digits")
         if obj["node_id"] != descriptor.node_id:
@@ -250,25 +233,23 @@ def _hex_key(value: object, field: str) -> bytes:
 
 
 class NodeIdentity:
-    """A node's private keys: an Ed25519 signing key and an X25519 encryption key.
+    """A node's private key: Ed25519, for signing only.
 
-    Not a dataclass and without a revealing ``repr``, so the keys do not end up in logs
-    or tracebacks by accident. Python cannot erase them from memory afterwards (see
+    Not a dataclass and without a revealing ``repr``, so the key does not end up in logs
+    or tracebacks by accident. Python cannot erase it from memory afterwards (see
     SECURITY.md).
     """
 
-    __slots__ = ("_enc_pk", "_enc_sk", "_node_id", "_sign_pk", "_sign_sk")
+    __slots__ = ("_node_id", "_sign_pk", "_sign_sk")
 
-    def __init__(self, sign_sk: Ed25519PrivateKey, enc_sk: X25519PrivateKey) -> None:
+    def __init__(self, sign_sk: Ed25519PrivateKey) -> None:
         self._sign_sk = sign_sk
-        self._enc_sk = enc_sk
         self._sign_pk = _raw_public(sign_sk.public_key())
-        self._enc_pk = _raw_public(enc_sk.public_key())
-        self._node_id = compute_node_id(self._sign_pk, self._enc_pk)
+        self._node_id = compute_node_id(self._sign_pk)
 
     @classmethod
     def generate(cls) -> NodeIdentity:
-        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+        return cls(Ed25519PrivateKey.generate())
 
     @property
     def node_id(self) -> str:
@@ -278,35 +259,22 @@ class NodeIdentity:
     def sign_pk(self) -> bytes:
         return self._sign_pk
 
-    @property
-    def enc_pk(self) -> bytes:
-        return self._enc_pk
-
     def descriptor(self, name: str, url: str) -> NodeDescriptor:
         """The public descriptor to hand to other nodes' operators."""
-        return NodeDescriptor(name, url, self._sign_pk, self._enc_pk)
+        return NodeDescriptor(name, url, self._sign_pk)
 
     def sign(self, message: bytes) -> bytes:
-        """An Ed25519 signature. Callers put a domain tag first (see ``sealed.py``)."""
+        """An Ed25519 signature. Callers put a domain tag first (see ``handshake.py``)."""
         return self._sign_sk.sign(message)
 
-    def exchange(self, peer_public: bytes) -> bytes:
-        """X25519 with ``peer_public``; a low-order peer key raises ValueError."""
-        return self._enc_sk.exchange(X25519PublicKey.from_public_bytes(peer_public))
-
     def to_bytes(self) -> bytes:
-        """The raw private keys as canonical CBOR, UNENCRYPTED: encrypt before storing.
+        """The raw private key as canonical CBOR, UNENCRYPTED: encrypt before storing.
 
-        ``{"format": "harbour-node-identity", "v": 1, "sign_sk": <32>, "enc_sk": <32>}``;
-        the Ed25519 key is its RFC 8032 seed, the X25519 key its RFC 7748 scalar.
+        ``{"format": "harbour-node-identity", "v": 2, "sign_sk": <32>}``, the Ed25519
+        key being its RFC 8032 seed.
         """
         return cbor2.dumps(
-            {
-                "format": IDENTITY_FORMAT,
-                "v": IDENTITY_VERSION,
-                "sign_sk": _raw_private(self._sign_sk),
-                "enc_sk": _raw_private(self._enc_sk),
-            },
+            {"format": IDENTITY_FORMAT, "v": IDENTITY_VERSION, "sign_sk": _raw_private(self._sign_sk)},
             canonical=True,
         )
 
@@ -324,15 +292,19 @@ class NodeIdentity:
         if not isinstance(obj, dict) or obj.get("format") != IDENTITY_FORMAT:
             raise IdentityError("not a Harbour node identity")
         if type(obj.get("v")) is not int or obj["v"] != IDENTITY_VERSION:
-            raise IdentityError(f"unsupported node identity version {obj.get('v')!r} (this Harbour reads 1)")
+            raise IdentityError(
+                f"unsupported node identity version {obj.get('v')!r} (this Harbour reads {IDENTITY_VERSION}; "
+                "version 1 had a long-term encryption key, which a forward-secret node must not have: "
+                "create the node anew)"
+            )
         if set(obj) != _IDENTITY_KEYS:
             raise IdentityError("node identity has missing or unexpected fields")
         if not canonical:
             raise IdentityError("node identity is not canonically encoded")
-        sign_sk, enc_sk = obj["sign_sk"], obj["enc_sk"]
-        if type(sign_sk) is not bytes or type(enc_sk) is not bytes or len(sign_sk) != KEY_LEN or len(enc_sk) != KEY_LEN:
-            raise IdentityError(f"node identity keys must be {KEY_LEN} bytes each")
-        return cls(Ed25519PrivateKey.from_private_bytes(sign_sk), X25519PrivateKey.from_private_bytes(enc_sk))
+        sign_sk = obj["sign_sk"]
+        if type(sign_sk) is not bytes or len(sign_sk) != KEY_LEN:
+            raise IdentityError(f"the node identity key must be {KEY_LEN} bytes")
+        return cls(Ed25519PrivateKey.from_private_bytes(sign_sk))
 
     def __repr__(self) -> str:
         return f"NodeIdentity(node_id={self._node_id})"

@@ -1,4 +1,4 @@
-"""Sealed envelopes: protocol messages signed by their sender and encrypted to their recipient.
+"""Sealed envelopes: protocol messages between nodes, authenticated and (unless public) encrypted.
 
 Signer nodes talk through a coordinator that stores and forwards their messages and
 is not trusted. Every :class:`~harbour.mpc.envelope.Envelope` a node sends is
@@ -8,55 +8,55 @@ without the recipient noticing. A broadcast envelope (``recipient=None``) is sea
 once per recipient party; each copy is a separate message with its own sequence
 number.
 
-A sealed message is one canonical CBOR map
-``{"v": 1, "header": <bytes>, "ciphertext": <bytes>, "signature": <64 bytes>}``.
-The header is itself canonical CBOR, readable by the relay (it routes on ``to``)::
+A sealed message is one canonical CBOR map ``{"v": 2, "header": <bytes>, "body":
+<bytes>}``, with ``"signature": <64 bytes>`` added in the ``signed`` mode. The
+header is itself canonical CBOR, readable by the relay (it routes on ``to``)::
 
-    {"v": 1, "session_id": <32 bytes>, "protocol": str, "round": int,
+    {"v": 2, "session_id": <32 bytes>, "protocol": str, "round": int,
      "from": <sender node id>, "to": <recipient node id>,
-     "from_party": int, "to_party": int, "seq": int, "epk": <32 bytes>}
+     "from_party": int, "to_party": int, "seq": int, "mode": "sealed" | "signed"}
 
-Construction, for a fresh ephemeral X25519 key ``e`` (public ``epk``) and the
-recipient's encryption key ``R``:
+Two modes:
 
-- ``key = HKDF-SHA256(X25519(e, R), salt = epk || R, info = KDF_DOMAIN || SHA-256(header))``,
-  the ECIES/HPKE-base pattern with the whole header in the context;
-- ``ciphertext = ChaCha20-Poly1305(key, nonce = 12 zero bytes, envelope.encode(), aad = header)``.
-  A constant nonce is safe only because every key encrypts exactly one message: the
-  ephemeral key is generated inside :func:`seal` and never leaves it;
-- ``signature = Ed25519(sender, SIGN_DOMAIN || u32(len(header)) || header || ciphertext)``.
-  The length prefix makes the split between header and ciphertext unambiguous
-  without relying on CBOR being self-delimiting.
+- ``sealed`` (every secret message, and every message once the pair has a key):
+  ``body = ChaCha20-Poly1305(key, nonce = 4 zero bytes || u64(seq), envelope.encode(),
+  aad = header)`` (RFC 8439), where ``key`` is the pair's key for this phase and
+  direction, agreed from the two nodes' *ephemeral* session keys
+  (:mod:`harbour.node.handshake`). Only the two nodes of the pair ever held it, and
+  neither does once the session is over: a message recorded today cannot be opened
+  with anything stolen tomorrow (forward secrecy). The sequence number is unique per
+  key, so the nonce is never reused.
+- ``signed`` (only a round the protocol declares public, sent before the peer's
+  hello has arrived: FROST's commitments, the DKG's first broadcast): ``body`` is
+  the envelope in the clear and ``signature = Ed25519(sender, SIGN_DOMAIN ||
+  u32(len(header)) || header || body)`` (RFC 8032). The recipient refuses this mode
+  for any round its own protocol does not declare public, so a bug on the sender's
+  side cannot put a secret on the wire in the clear.
 
 What each part buys:
 
-- The relay cannot read: only the holder of ``R``'s private key derives the key.
-- It cannot forge or alter: the signature covers every byte but itself, and is
-  checked against the sender's key from the node's own list before anything is
-  decrypted. Changing ``to`` (re-targeting) breaks the signature, and a copy
-  delivered unchanged to another node is not addressed to it.
-- Another node cannot claim a message it did not write: replacing ``from`` and
-  re-signing changes the header, which is the AEAD's associated data and part of
-  the key derivation, so the ciphertext no longer decrypts.
-- The sender cannot say one thing outside and another inside: the decrypted
-  envelope must carry the header's session, protocol, round and sender party, and
-  be addressed to the header's recipient party (or be a broadcast), and the party
-  numbers must be the ones the session's roster gives the two nodes. A node cannot
-  speak for another party of the session.
+- The relay cannot read a secret: only the two ends of the pair derive its key.
+- It cannot forge or alter: the AEAD tag (or the signature) covers the header and
+  body, under a key only the two ends have (or the sender's identity key).
+  Changing ``to`` (re-targeting) breaks it, and a copy delivered unchanged to
+  another node is not addressed to it and not under its key.
+- A node cannot speak for another party: the decrypted envelope must carry the
+  header's session, protocol, round and sender party, and be addressed to the
+  header's recipient party (or be a broadcast), and the party numbers must be the
+  ones the session's roster gives the two nodes.
 - Replay, reordering and dropping: ``seq`` counts the messages from one sender to
-  one recipient in one session (0, 1, 2, ...), and :class:`ReplayGuard` accepts only
+  one recipient in one phase (0, 1, 2, ...), and :class:`ReplayGuard` accepts only
   the next one. An old number is a replay; a number ahead of the expected one means
   a message before it is missing (dropped, or held back by the relay) and is refused
-  until the missing one has been accepted, so the relay can deliver again but
-  cannot make a node act on a message whose predecessors it has not seen. A
-  message dropped after the last one delivered shows as a round that never
-  completes; :meth:`ReplayGuard.expected` says how many were accepted from whom.
+  until the missing one has been accepted. A message dropped after the last one
+  delivered shows as a round that never completes; :meth:`ReplayGuard.expected`
+  says how many were accepted from whom.
 
 Out of scope: hiding who talks to whom, when, and how much (the header and sizes
-are in the clear), and the relay withholding messages (liveness). The sender's
-signature is over the ciphertext, so a recipient cannot prove the plaintext to a
-third party without revealing its own key; culprit attribution
-(:attr:`SealedError.culprit`) is for the recipient's own decisions.
+are in the clear), and the relay withholding messages (liveness). A ``sealed``
+message is authenticated by a key both ends hold, so a recipient cannot prove to
+a third party who wrote it; culprit attribution (:attr:`SealedError.culprit`) is
+for the recipient's own decisions, as it always was.
 
 This module is sans-I/O: it turns bytes into bytes and keeps the replay state in a
 plain object the node persists (:meth:`ReplayGuard.to_bytes`).
@@ -64,25 +64,21 @@ plain object the node persists (:meth:`ReplayGuard.to_bytes`).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import cbor2
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.envelope import SESSION_ID_LEN, Envelope
-from harbour.node.identity import KEY_LEN, NodeDescriptor, NodeIdentity, is_node_id
+from harbour.node.identity import NodeDescriptor, NodeIdentity, is_node_id
 
-SEALED_VERSION = 1
+SEALED_VERSION = 2
 MAX_SEALED_LEN = 4 * 2**20
 """Refused unread above this: four times the largest payload a protocol accepts."""
 MAX_HEADER_LEN = 1024
@@ -90,20 +86,31 @@ MAX_PROTOCOL_LEN = 128
 MAX_ROUND = 2**32 - 1
 MAX_SEQ = 2**63 - 1
 SIGNATURE_LEN = 64
+KEY_LEN = 32
 TAG_LEN = 16
-NONCE = bytes(12)
-SIGN_DOMAIN = b"harbour/sealed/sign/v1\x00"
-KDF_DOMAIN = b"harbour/sealed/kdf/v1\x00"
+SIGN_DOMAIN = b"harbour/sealed/sign/v2\x00"
 GUARD_FORMAT = "harbour-replay-guard"
 GUARD_VERSION = 1
 
+Mode = Literal["sealed", "signed"]
+MODES: tuple[Mode, ...] = ("sealed", "signed")
+
 _PROTOCOL = re.compile(r"[A-Za-z0-9._/-]{1,128}")
-_OUTER_KEYS = frozenset({"v", "header", "ciphertext", "signature"})
-_HEADER_KEYS = frozenset({"v", "session_id", "protocol", "round", "from", "to", "from_party", "to_party", "seq", "epk"})
+_SEALED_KEYS = frozenset({"v", "header", "body"})
+_SIGNED_KEYS = frozenset({"v", "header", "body", "signature"})
+_HEADER_KEYS = frozenset(
+    {"v", "session_id", "protocol", "round", "from", "to", "from_party", "to_party", "seq", "mode"}
+)
 _LEN = struct.Struct(">I")
 
 Roster = Mapping[str, int]
 """One session's participants: node id -> the party index that node plays in it."""
+
+KeyLookup = Callable[[bytes, str, str], bytes | None]
+"""``(phase session id, sender node id, recipient node id) -> the pair's key``, or None if not agreed yet."""
+
+IsPublic = Callable[[bytes, str, int], bool]
+"""``(phase session id, protocol, round) -> whether that round's messages are public``."""
 
 Reason = Literal[
     "too-large",
@@ -112,8 +119,10 @@ Reason = Literal[
     "not-for-us",
     "unknown-session",
     "unknown-sender",
+    "no-key",
     "bad-signature",
     "decryption-failed",
+    "not-public",
     "mismatch",
     "replay",
     "out-of-order",
@@ -125,12 +134,14 @@ class SealedError(ValueError):
 
     ``reason`` is for code: ``"too-large"``, ``"malformed"`` (truncated, not canonical,
     wrong fields or types), ``"version"``, ``"not-for-us"``, ``"unknown-session"``,
-    ``"unknown-sender"``, ``"bad-signature"``, ``"decryption-failed"``, ``"mismatch"``
-    (header, roster and inner envelope disagree), ``"replay"``, ``"out-of-order"``.
+    ``"unknown-sender"``, ``"no-key"`` (sealed before the sender's hello arrived),
+    ``"bad-signature"``, ``"decryption-failed"``, ``"not-public"`` (a secret round sent
+    unencrypted), ``"mismatch"`` (header, roster and inner envelope disagree),
+    ``"replay"``, ``"out-of-order"``.
 
     ``culprit`` is the sender's node id when the fault is in content the sender
-    signed (so it is the sender's doing, not the relay's); otherwise ``None``, since
-    an unauthenticated message may come from anyone.
+    authenticated (so it is the sender's doing, not the relay's); otherwise ``None``,
+    since an unauthenticated message may come from anyone.
     """
 
     def __init__(self, reason: Reason, message: str, culprit: str | None = None) -> None:
@@ -151,7 +162,7 @@ class SealedHeader:
     from_party: int
     to_party: int
     seq: int
-    epk: bytes
+    mode: Mode
 
     def encode(self) -> bytes:
         return cbor2.dumps(
@@ -165,7 +176,7 @@ class SealedHeader:
                 "from_party": self.from_party,
                 "to_party": self.to_party,
                 "seq": self.seq,
-                "epk": self.epk,
+                "mode": self.mode,
             },
             canonical=True,
         )
@@ -174,14 +185,12 @@ class SealedHeader:
 # -- the construction ---------------------------------------------------------------------------
 
 
-def _key(shared: bytes, epk: bytes, recipient_enc_pk: bytes, header: bytes) -> bytes:
-    info = KDF_DOMAIN + hashlib.sha256(header).digest()
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=epk + recipient_enc_pk, info=info)
-    return hkdf.derive(shared)
+def _nonce(seq: int) -> bytes:
+    return bytes(4) + seq.to_bytes(8, "big")
 
 
-def _signed_message(header: bytes, ciphertext: bytes) -> bytes:
-    return SIGN_DOMAIN + _LEN.pack(len(header)) + header + ciphertext
+def _signed_message(header: bytes, body: bytes) -> bytes:
+    return SIGN_DOMAIN + _LEN.pack(len(header)) + header + body
 
 
 def _is_party(value: object) -> bool:
@@ -196,25 +205,15 @@ def _check_roster(roster: Roster) -> None:
         raise ValueError("roster gives two nodes the same party")
 
 
-def seal(sender: NodeIdentity, recipient: NodeDescriptor, envelope: Envelope, *, seq: int, roster: Roster) -> bytes:
-    """Seal ``envelope`` from ``sender`` to the node ``recipient``.
-
-    ``roster`` maps the node ids of the envelope's session to their party indices; it
-    decides which party this copy is for, so a broadcast envelope is sealed by calling
-    this once per recipient node. ``seq`` is the number of messages this sender has
-    already sealed to this recipient in this session: the caller keeps that counter
-    (and persists it with the session), because the recipient refuses any other
-    number. Raises ValueError for arguments that would make a message the recipient
-    must refuse; nothing here is the recipient's or the relay's doing.
-    """
+def _header(envelope: Envelope, from_node: str, to_node: str, seq: int, roster: Roster, mode: Mode) -> bytes:
+    """Check what the sender is about to say and encode its header (ValueError on a sender's mistake)."""
     _check_roster(roster)
-    if recipient.node_id == sender.node_id:
+    if to_node == from_node:
         raise ValueError("a node does not seal messages to itself")
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"seq must be an integer in 0..{MAX_SEQ}")
-    plaintext = envelope.encode()
     try:  # the dataclass does not check its field types; the recipient's decoder will
-        if Envelope.decode(plaintext) != envelope:
+        if Envelope.decode(envelope.encode()) != envelope:
             raise ValueError("it does not survive its own encoding")
     except ValueError as exc:
         raise ValueError(f"the envelope cannot be sealed: {exc}") from exc
@@ -224,40 +223,64 @@ def seal(sender: NodeIdentity, recipient: NodeDescriptor, envelope: Envelope, *,
         raise ValueError(f"protocol name {envelope.protocol!r} is not 1..{MAX_PROTOCOL_LEN} of A-Z a-z 0-9 . _ / -")
     if envelope.round > MAX_ROUND:
         raise ValueError(f"round {envelope.round} is out of range")
-    from_party = roster.get(sender.node_id)
-    to_party = roster.get(recipient.node_id)
+    from_party = roster.get(from_node)
+    to_party = roster.get(to_node)
     if from_party is None or to_party is None:
         raise ValueError("both the sender and the recipient must be in the session's roster")
     if envelope.sender != from_party:
         raise ValueError(f"the envelope's sender is party {envelope.sender}, but this node is party {from_party}")
     if envelope.recipient is not None and envelope.recipient != to_party:
         raise ValueError(f"the envelope is for party {envelope.recipient}, but that node is party {to_party}")
-
-    ephemeral = X25519PrivateKey.generate()
-    epk = ephemeral.public_key().public_bytes_raw()
-    header = SealedHeader(
+    return SealedHeader(
         envelope.session_id,
         envelope.protocol,
         envelope.round,
-        sender.node_id,
-        recipient.node_id,
+        from_node,
+        to_node,
         from_party,
         to_party,
         seq,
-        epk,
+        mode,
     ).encode()
-    # Descriptors are validated on construction, so the exchange cannot hit a low-order key.
-    key = _key(ephemeral.exchange(recipient.enc_public_key()), epk, recipient.enc_pk, header)
-    ciphertext = ChaCha20Poly1305(key).encrypt(NONCE, plaintext, header)
-    signature = sender.sign(_signed_message(header, ciphertext))
-    sealed: bytes = cbor2.dumps(
-        {"v": SEALED_VERSION, "header": header, "ciphertext": ciphertext, "signature": signature}, canonical=True
-    )
+
+
+def _finish(obj: dict[str, Any]) -> bytes:
+    sealed: bytes = cbor2.dumps(obj, canonical=True)
     if len(sealed) > MAX_SEALED_LEN:
         raise ValueError(
             f"the sealed message would be {len(sealed)} bytes; recipients refuse more than {MAX_SEALED_LEN}"
         )
     return sealed
+
+
+def seal(envelope: Envelope, *, key: bytes, from_node: str, to_node: str, seq: int, roster: Roster) -> bytes:
+    """Encrypt ``envelope`` from ``from_node`` to ``to_node`` under their pair key for this phase and direction.
+
+    ``roster`` maps the node ids of the envelope's session to their party indices; it
+    decides which party this copy is for, so a broadcast envelope is sealed by calling
+    this once per recipient node. ``seq`` is the number of messages this sender has
+    already sent to this recipient in this phase: the caller keeps that counter (and
+    persists it with the session), because the recipient refuses any other number,
+    and it is the AEAD nonce. Raises ValueError for arguments that would make a
+    message the recipient must refuse.
+    """
+    if type(key) is not bytes or len(key) != KEY_LEN:
+        raise ValueError(f"a pair key is {KEY_LEN} bytes")
+    header = _header(envelope, from_node, to_node, seq, roster, "sealed")
+    body = ChaCha20Poly1305(key).encrypt(_nonce(seq), envelope.encode(), header)
+    return _finish({"v": SEALED_VERSION, "header": header, "body": body})
+
+
+def sign_public(sender: NodeIdentity, envelope: Envelope, *, to_node: str, seq: int, roster: Roster) -> bytes:
+    """Send ``envelope`` in the clear, signed by ``sender``'s identity: for a public round only.
+
+    The caller decides that the round is public (its protocol says so); the recipient
+    checks the same against its own protocol and refuses otherwise.
+    """
+    header = _header(envelope, sender.node_id, to_node, seq, roster, "signed")
+    body = envelope.encode()
+    signature = sender.sign(_signed_message(header, body))
+    return _finish({"v": SEALED_VERSION, "header": header, "body": body, "signature": signature})
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -267,8 +290,8 @@ def seal(sender: NodeIdentity, recipient: NodeDescriptor, envelope: Envelope, *,
 class _Parsed:
     header: SealedHeader
     header_bytes: bytes
-    ciphertext: bytes
-    signature: bytes
+    body: bytes
+    signature: bytes | None
 
 
 def _malformed(what: str) -> SealedError:
@@ -296,7 +319,7 @@ def _canonical_map(data: bytes, what: str) -> dict[Any, Any]:
 def _header_from(obj: dict[Any, Any]) -> SealedHeader:
     if set(obj) != _HEADER_KEYS:
         raise _malformed("the header has missing or unexpected fields")
-    sid, protocol, rnd, seq, epk = obj["session_id"], obj["protocol"], obj["round"], obj["seq"], obj["epk"]
+    sid, protocol, rnd, seq, mode = obj["session_id"], obj["protocol"], obj["round"], obj["seq"], obj["mode"]
     if type(sid) is not bytes or len(sid) != SESSION_ID_LEN:
         raise _malformed(f"the session id must be {SESSION_ID_LEN} bytes")
     if type(protocol) is not str or not _PROTOCOL.fullmatch(protocol):
@@ -309,9 +332,9 @@ def _header_from(obj: dict[Any, Any]) -> SealedHeader:
         raise _malformed(f"party indices must be integers in 1..{MAX_PARTIES}")
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         raise _malformed(f"seq must be an integer in 0..{MAX_SEQ}")
-    if type(epk) is not bytes or len(epk) != KEY_LEN:
-        raise _malformed(f"the ephemeral key must be {KEY_LEN} bytes")
-    return SealedHeader(sid, protocol, rnd, obj["from"], obj["to"], obj["from_party"], obj["to_party"], seq, epk)
+    if mode not in MODES:
+        raise _malformed(f"mode must be one of {', '.join(MODES)}")
+    return SealedHeader(sid, protocol, rnd, obj["from"], obj["to"], obj["from_party"], obj["to_party"], seq, mode)
 
 
 def _parse(data: bytes) -> _Parsed:
@@ -319,17 +342,22 @@ def _parse(data: bytes) -> _Parsed:
         raise SealedError("too-large", f"a sealed message of {len(data)} bytes exceeds {MAX_SEALED_LEN}")
     data = bytes(data)
     outer = _canonical_map(data, "message")
-    if set(outer) != _OUTER_KEYS:
+    if set(outer) not in (_SEALED_KEYS, _SIGNED_KEYS):
         raise _malformed("missing or unexpected fields")
-    header_bytes, ciphertext, signature = outer["header"], outer["ciphertext"], outer["signature"]
+    header_bytes, body, signature = outer["header"], outer["body"], outer.get("signature")
     if type(header_bytes) is not bytes or not 0 < len(header_bytes) <= MAX_HEADER_LEN:
         raise _malformed(f"the header must be 1..{MAX_HEADER_LEN} bytes")
-    if type(ciphertext) is not bytes or len(ciphertext) < TAG_LEN:
-        raise _malformed("the ciphertext is shorter than its authentication tag")
-    if type(signature) is not bytes or len(signature) != SIGNATURE_LEN:
-        raise _malformed(f"the signature must be {SIGNATURE_LEN} bytes")
+    if type(body) is not bytes:
+        raise _malformed("the body must be bytes")
     header = _header_from(_canonical_map(header_bytes, "header"))
-    return _Parsed(header, header_bytes, ciphertext, signature)
+    if header.mode == "sealed":
+        if signature is not None:
+            raise _malformed("a sealed message carries no signature")
+        if len(body) < TAG_LEN:
+            raise _malformed("the ciphertext is shorter than its authentication tag")
+    elif type(signature) is not bytes or len(signature) != SIGNATURE_LEN:
+        raise _malformed(f"a signed message carries a {SIGNATURE_LEN}-byte signature")
+    return _Parsed(header, header_bytes, body, signature)
 
 
 def read_header(data: bytes) -> SealedHeader:
@@ -345,28 +373,31 @@ def read_header(data: bytes) -> SealedHeader:
 
 
 def open_sealed(
-    recipient: NodeIdentity,
+    me: str,
     data: bytes,
     *,
     known_senders: Mapping[str, NodeDescriptor],
     rosters: Mapping[bytes, Roster],
     guard: ReplayGuard,
+    keys: KeyLookup,
+    public: IsPublic,
 ) -> Envelope:
-    """Check and open a sealed message addressed to ``recipient``; the envelope inside, or SealedError.
+    """Check and open a sealed message addressed to node ``me``; the envelope inside, or SealedError.
 
     ``known_senders`` are the nodes this node trusts, by node id (installed by the
-    operator, never learnt from the relay). ``rosters`` maps each session this node
-    takes part in to its roster; a message for any other session is refused. The
+    operator, never learnt from the relay). ``rosters`` maps each session phase this
+    node takes part in to its roster; a message for any other session is refused.
+    ``keys`` gives the pair key agreed with the sender for a phase and direction
+    (None before its hello); ``public`` says which rounds may travel unencrypted. The
     guard records the message only once every check has passed, so a refused message
     leaves no trace and a forged one cannot use up a sequence number.
 
-    Checks run cheapest first, and nothing is decrypted before the signature verifies:
-    size, structure, addressee, session, sender, signature, roster, sequence,
-    decryption, inner envelope.
+    Checks run cheapest first, and nothing is decoded before it is authenticated:
+    size, structure, addressee, session, sender, sequence, then the tag (or the
+    signature and that the round is public), roster, inner envelope.
     """
     parsed = _parse(data)
     h = parsed.header
-    me = recipient.node_id
     if h.to_node != me:
         raise SealedError("not-for-us", f"message is addressed to node {h.to_node}, not to this node ({me})")
     roster = rosters.get(h.session_id)
@@ -378,15 +409,37 @@ def open_sealed(
         raise SealedError("unknown-sender", f"message claims to come from node {h.from_node}, which is not known here")
     if sender.node_id != h.from_node:
         raise ValueError(f"known_senders lists node {sender.node_id} under the id {h.from_node}")
-    try:
-        sender.sign_public_key().verify(parsed.signature, _signed_message(parsed.header_bytes, parsed.ciphertext))
-    except InvalidSignature:
-        raise SealedError(
-            "bad-signature", f"signature does not verify under the key of node {h.from_node}: forged or altered"
-        ) from None
+    guard.check(h.session_id, h.from_node, h.seq)
+    if h.mode == "sealed":
+        key = keys(h.session_id, h.from_node, me)
+        if key is None:
+            raise SealedError(
+                "no-key", f"a sealed message from node {h.from_node} arrived before its hello: no key to open it"
+            )
+        try:
+            plaintext = ChaCha20Poly1305(key).decrypt(_nonce(h.seq), parsed.body, parsed.header_bytes)
+        except InvalidTag:
+            raise SealedError(
+                "decryption-failed", f"message from node {h.from_node} does not decrypt: forged, altered or misdirected"
+            ) from None
+    else:
+        assert parsed.signature is not None
+        try:
+            sender.sign_public_key().verify(parsed.signature, _signed_message(parsed.header_bytes, parsed.body))
+        except InvalidSignature:
+            raise SealedError(
+                "bad-signature", f"signature does not verify under the key of node {h.from_node}: forged or altered"
+            ) from None
+        plaintext = parsed.body
 
-    # From here on the sender signed everything we look at: faults are the sender's.
+    # From here on the sender authenticated everything we look at: faults are the sender's.
     culprit = h.from_node
+    if h.mode == "signed" and not public(h.session_id, h.protocol, h.round):
+        raise SealedError(
+            "not-public",
+            f"node {h.from_node} sent round {h.round} of {h.protocol} unencrypted, and that round is not public",
+            culprit,
+        )
     if roster.get(h.from_node) != h.from_party:
         raise SealedError(
             "mismatch",
@@ -397,17 +450,6 @@ def open_sealed(
         raise SealedError(
             "mismatch", f"message is for party {h.to_party}, which is not this node's party in this session", culprit
         )
-    guard.check(h.session_id, h.from_node, h.seq)
-    try:
-        shared = recipient.exchange(h.epk)
-        key = _key(shared, h.epk, recipient.enc_pk, parsed.header_bytes)
-        plaintext = ChaCha20Poly1305(key).decrypt(NONCE, parsed.ciphertext, parsed.header_bytes)
-    except (InvalidTag, ValueError):
-        raise SealedError(
-            "decryption-failed",
-            f"message from node {h.from_node} does not decrypt (sealed to another key, or a low-order ephemeral key)",
-            culprit,
-        ) from None
     try:
         env = Envelope.decode(plaintext)
     except ValueError as exc:
