@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -94,8 +95,12 @@ def _certify(authority: approval.AuthorityKey, kind: str, key_id: str = "", **wh
     return approval.issue(authority, kind=kind, key_id=key_id, now=int(time.time()), expires_in=CERT_LIFETIME, **what)
 
 
-def _sign_cert(authority: approval.AuthorityKey, key: ClusterKey, message: bytes) -> bytes:
-    return _certify(authority, "sign", key.key_id, digests=[approval.approved_digest(message)])
+def _sign_cert(
+    authority: approval.AuthorityKey, key: ClusterKey, message: bytes, signers: list[int] | None = None
+) -> bytes:
+    """A certificate for ``signers`` (by default the key's first t parties, as one session at a time gets)."""
+    chosen = signers if signers is not None else sorted(key.roster)[: key.threshold]
+    return _certify(authority, "sign", key.key_id, digests=[approval.approved_digest(message)], signers=chosen)
 
 
 def _node_cpu(nodes: list[LocalNode]) -> float | None:
@@ -173,9 +178,13 @@ async def _throughput(
         async with gate:
             await coordinator.sign(key, message, certificate)
 
+    # The authority names each session's signers; spread over every t-subset in turn, as the
+    # custody service's coordinator spreads concurrent sessions over the nodes.
+    subsets = [list(c) for c in itertools.combinations(sorted(key.roster), key.threshold)]
+
     def prepare(count: int) -> list[tuple[bytes, bytes]]:
         messages = [secrets.token_bytes(32) for _ in range(count)]
-        return [(m, _sign_cert(authority, key, m)) for m in messages]
+        return [(m, _sign_cert(authority, key, m, subsets[i % len(subsets)])) for i, m in enumerate(messages)]
 
     async def burst(batch: list[tuple[bytes, bytes]]) -> float:
         start = time.perf_counter()

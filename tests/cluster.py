@@ -10,7 +10,7 @@ coordinator that reaches the nodes over HTTP.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,17 @@ class Cluster:
         now = int(time.time()) if now is None else now
         return approval.issue(self.authority, kind=kind, key_id=key_id, now=now, expires_in=expires_in, **what)
 
-    def sign_cert(self, key: ClusterKey, message: bytes, *, path: str = "m", **options: Any) -> bytes:
-        return self.certify("sign", key.key_id, path=path, digests=[approval.approved_digest(message)], **options)
+    def sign_cert(
+        self, key: ClusterKey, message: bytes, *, path: str = "m", signers: Sequence[int] | None = None, **options: Any
+    ) -> bytes:
+        """A sign certificate for ``signers`` (by default the key's first t parties)."""
+        chosen = sorted(signers) if signers is not None else sorted(key.roster)[: key.threshold]
+        digests = [approval.approved_digest(message)]
+        return self.certify("sign", key.key_id, path=path, digests=digests, signers=chosen, **options)
+
+    def sign_certs(self, key: ClusterKey, message: bytes, *, path: str = "m") -> Callable[[list[int]], bytes]:
+        """A certificate for whichever signers the coordinator picks (as the custody service issues them)."""
+        return lambda signers: self.sign_cert(key, message, path=path, signers=signers)
 
     def keygen_cert(self, scheme: str, threshold: int, nodes: Sequence[NodeDescriptor], key_id: str = "") -> bytes:
         params = admin_params("keygen", scheme=scheme, threshold=threshold, nodes=nodes)

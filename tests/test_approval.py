@@ -41,6 +41,7 @@ KEY = "treasury-hot-1"
 PATH = "m/0/7"
 D1 = hashlib.sha256(b"transfer 100.00 HKD-T to vault 7").digest()
 D2 = hashlib.sha256(b"transfer 5.00 HKD-T to vault 9").digest()
+SIGNERS = (1, 2)
 D3 = hashlib.sha256(b"not approved").digest()
 RESHARE: dict[str, str | int] = {
     "scheme": "frost-ed25519",
@@ -74,7 +75,7 @@ def trusted(authority: AuthorityKey) -> dict[str, Ed25519PublicKey]:
 def sign_cert(authority: AuthorityKey, **changes: Any) -> bytes:
     """A signed certificate built field by field, bypassing issue()'s checks."""
     fields: dict[str, Any] = {
-        "version": 1,
+        "version": 2,
         "kind": "sign",
         "authority_id": authority.authority_id,
         "key_id": KEY,
@@ -84,8 +85,11 @@ def sign_cert(authority: AuthorityKey, **changes: Any) -> bytes:
         "issued_at": NOW,
         "expires_at": NOW + 300,
         "nonce": b"\x07" * 16,
+        "signers": SIGNERS,
     }
     fields.update(changes)
+    if fields["kind"] != "sign" and "signers" not in changes:
+        fields["signers"] = ()
     body = Certificate(**fields).encode()
     return bytes(cbor2.dumps({"cert": body, "sig": authority.sign(DOMAIN + body)}, canonical=True))
 
@@ -98,6 +102,7 @@ def sign_request(
     key_id: str = KEY,
     path: str = PATH,
     digest: bytes = D1,
+    signers: tuple[int, ...] = SIGNERS,
     ledger: NonceLedger | None = None,
 ) -> Certificate:
     return verify(
@@ -108,6 +113,7 @@ def sign_request(
         key_id=key_id,
         path=path,
         digest=digest,
+        signers=signers,
         ledger=NonceLedger() if ledger is None else ledger,
     )
 
@@ -145,6 +151,7 @@ def refused(reason: str, needle: str, call: Callable[[], object]) -> ApprovalErr
 
 
 def sign_cert_of(authority: AuthorityKey, **kw: Any) -> bytes:
+    kw.setdefault("signers", SIGNERS)
     return issue(authority, kind="sign", key_id=KEY, path=PATH, digests=[D1, D2], now=NOW, expires_in=300, **kw)
 
 
@@ -368,6 +375,7 @@ TAMPER: dict[str, Any] = {
     "issued_at": NOW - 1,
     "expires_at": NOW + 301,
     "nonce": b"\x08" * 16,
+    "signers": [1, 3],
 }
 
 
@@ -389,6 +397,7 @@ def test_tampered_field(
         fields[name] = TAMPER[name]
     if name == "kind":
         fields["digests"], fields["path"] = [], "m"
+        del fields["signers"]
     outer["cert"] = cbor2.dumps(fields, canonical=True)
     tampered = cbor2.dumps(outer, canonical=True)
     parse(tampered)  # still well-formed
@@ -417,7 +426,15 @@ def _fields(authority: AuthorityKey) -> dict[str, Any]:
 
 
 MALFORMED_FIELDS: dict[str, tuple[dict[str, Any], str]] = {
-    "version 2": ({"version": 2}, "unsupported version 2"),
+    "version 1": ({"version": 1}, "unsupported version 1"),
+    "version 3": ({"version": 3}, "unsupported version 3"),
+    "no signers": ({"signers": []}, "names its signers"),
+    "signers unsorted": ({"signers": [2, 1]}, "ascending"),
+    "signer twice": ({"signers": [1, 1]}, "once each"),
+    "signer zero": ({"signers": [0, 1]}, "1..255"),
+    "signer too large": ({"signers": [1, 256]}, "1..255"),
+    "signer not an integer": ({"signers": [1, "2"]}, "1..255"),
+    "signers not a list": ({"signers": 3}, "list of parties"),
     "version true": ({"version": True}, "unsupported version"),
     "unknown kind": ({"kind": "transfer"}, "unknown kind"),
     "authority id not hex": ({"authority_id": "AB" * 32}, "authority_id"),
@@ -472,6 +489,7 @@ def test_malformed_field(case: str, authority: AuthorityKey, trusted: dict[str, 
 )
 def test_malformed_admin_field(kind: str, changes: dict[str, Any], needle: str, authority: AuthorityKey) -> None:
     fields = {**_fields(authority), "kind": kind, "digests": [], "path": "m", "params": {}}
+    del fields["signers"]
     data = _rewrap(authority, {**fields, **changes})
     refused("malformed", needle, lambda: parse(data))
 
@@ -527,7 +545,10 @@ def test_size_limit(authority: AuthorityKey) -> None:
 def test_largest_valid_certificates_fit(authority: AuthorityKey) -> None:
     digests = [hashlib.sha256(i.to_bytes(2, "big")).digest() for i in range(MAX_DIGESTS)]
     path = "m" + "/2147483647" * 23
-    sign = issue(authority, kind="sign", key_id="k" * 128, path=path, digests=digests, now=NOW, expires_in=60)
+    everyone = list(range(1, 256))
+    sign = issue(
+        authority, kind="sign", key_id="k" * 128, path=path, digests=digests, signers=everyone, now=NOW, expires_in=60
+    )
     params: dict[str, str | int] = {f"{'p' * 30}{i:02d}": "v" * 128 for i in range(16)}
     admin = issue(authority, kind="reshare", key_id="k" * 128, params=params, now=NOW, expires_in=60)
     for data in (sign, admin):

@@ -132,7 +132,10 @@ def test_init_refuses_an_empty_passphrase(tmp_path: Path) -> None:
 def test_certify_any_message_lists_its_approved_digest(authority_dir: Path, tmp_path: Path) -> None:
     """An Ed25519 message is not a digest: the certificate lists the digest the nodes compute for it."""
     message = b"transfer 10 units to account 7"
-    obj = certify(authority_dir, tmp_path / "c.cert", "--key-id", "ed", "--any-message", message.hex(), "--message", D1)
+    obj = certify(
+        authority_dir, tmp_path / "c.cert", "--key-id", "ed", "--any-message", message.hex(), "--message", D1,
+        "--signers", "1,2",
+    )  # fmt: skip
     assert obj["digests"] == [D1, approval.approved_digest(message).hex()]
     assert approval.approved_digest(message) != hashlib.sha256(message).digest(), "domain-separated"
 
@@ -165,8 +168,12 @@ def test_certify_roster_from_descriptor_files(authority_dir: Path, tmp_path: Pat
 
 def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.cert"
-    obj = certify(authority_dir, out, "--key-id", "hot-1", "--message", D1, "--message", "0x" + D2, "--path", "m/0/7")
-    assert list(obj) == [*CERT_FIELDS, "certificate", "sha256"]
+    obj = certify(
+        authority_dir, out, "--key-id", "hot-1", "--message", D1, "--message", "0x" + D2, "--path", "m/0/7",
+        "--signers", "3,1",
+    )  # fmt: skip
+    assert list(obj) == [*CERT_FIELDS, "signers", "certificate", "sha256"]
+    assert obj["signers"] == [1, 3], "sorted: the nodes take exactly this set"
     assert obj["kind"] == "sign" and obj["key_id"] == "hot-1" and obj["path"] == "m/0/7"
     assert obj["digests"] == [D1, D2] and obj["params"] == {}
     assert obj["expires_at"] - obj["issued_at"] == 300
@@ -183,9 +190,10 @@ def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
         key_id="hot-1",
         path="m/0/7",
         digest=bytes.fromhex(D2),
+        signers=[1, 3],
         ledger=approval.NonceLedger(),
     )
-    assert cert.to_json() == {k: obj[k] for k in CERT_FIELDS}
+    assert cert.to_json() == {k: obj[k] for k in [*CERT_FIELDS, "signers"]}
 
 
 @pytest.mark.parametrize("kind", ["keygen", "refresh", "reshare"])
@@ -210,7 +218,9 @@ def test_certify_admin(kind: str, authority_dir: Path, tmp_path: Path) -> None:
 def test_certify_with_encrypted_key(tmp_path: Path) -> None:
     auth = tmp_path / "auth"
     ok_json("init", "--out", auth, env={ENV: "open sesame"})
-    args: list[str | Path] = ["certify", "--dir", auth, "--key-id", "k", "--message", D1, "--expires-in", "60", "--out"]
+    args: list[str | Path] = [
+        "certify", "--dir", auth, "--key-id", "k", "--message", D1, "--signers", "1,2", "--expires-in", "60", "--out"
+    ]  # fmt: skip
     refused([*args, tmp_path / "c"], f"set {ENV}")
     refused([*args, tmp_path / "c"], "wrong passphrase", env={ENV: "open sesame!"})
     assert not (tmp_path / "c").exists()
@@ -219,13 +229,15 @@ def test_certify_with_encrypted_key(tmp_path: Path) -> None:
 
 def test_certify_text_output(authority_dir: Path, tmp_path: Path) -> None:
     result = invoke(
-        "certify", "--dir", authority_dir, "--key-id", "k", "-m", D1, "--expires-in", "60", "--out", tmp_path / "c"
-    )
+        "certify", "--dir", authority_dir, "--key-id", "k", "-m", D1, "--signers", "1,2", "--expires-in", "60",
+        "--out", tmp_path / "c",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "kind: sign" in result.stdout and f'digests: ["{D1}"]' in result.stdout
 
 
-BASE: list[str] = ["--key-id", "k", "--message", D1, "--expires-in", "300"]
+BASE: list[str] = ["--key-id", "k", "--message", D1, "--signers", "1,2", "--expires-in", "300"]
+ADMIN: list[str] = ["--key-id", "k", "--expires-in", "300"]
 
 
 def _without(args: list[str], option: str) -> list[str]:
@@ -253,10 +265,10 @@ def _with(args: list[str], option: str, value: str) -> list[str]:
         (_without(BASE, "--key-id"), "--key-id is required"),
         ([*BASE, "--param", "threshold=2"], "--param is for"),
         ([*BASE, "--kind", "refresh"], "--message is for sign"),
-        ([*_without(BASE, "--message"), "--kind", "refresh", "--path", "m/1"], "--path is for sign"),
-        ([*_without(BASE, "--message"), "--kind", "refresh", "--param", "x"], "name=value"),
-        ([*_without(BASE, "--message"), "--kind", "refresh", "--param", "a=1", "--param", "a=2"], "twice"),
-        ([*_without(BASE, "--message"), "--kind", "refresh", "--param", "A=1"], "param name"),
+        ([*ADMIN, "--kind", "refresh", "--path", "m/1"], "--path is for sign"),
+        ([*ADMIN, "--kind", "refresh", "--param", "x"], "name=value"),
+        ([*ADMIN, "--kind", "refresh", "--param", "a=1", "--param", "a=2"], "twice"),
+        ([*ADMIN, "--kind", "refresh", "--param", "A=1"], "param name"),
         ([*BASE, "--kind", "mint"], "--kind"),
         ([*BASE, "--path", "m/0'"], "hardened"),
         ([*BASE, "--path", "m/007"], "'007'"),
@@ -296,9 +308,9 @@ def test_certify_refuses_a_mismatched_public_file(authority_dir: Path, tmp_path:
 
 
 def test_show(authority_dir: Path, tmp_path: Path) -> None:
-    made = certify(authority_dir, tmp_path / "c", "--key-id", "k", "--message", D1)
+    made = certify(authority_dir, tmp_path / "c", "--key-id", "k", "--message", D1, "--signers", "1,2")
     shown = ok_json("show", "--cert", tmp_path / "c")
-    assert list(shown) == [*CERT_FIELDS, "signature", "sha256"]
+    assert list(shown) == [*CERT_FIELDS, "signers", "signature", "sha256"]
     assert {k: shown[k] for k in CERT_FIELDS} == {k: made[k] for k in CERT_FIELDS}
     assert shown["sha256"] == made["sha256"] and len(shown["signature"]) == 128
     text = invoke("show", "--cert", tmp_path / "c")

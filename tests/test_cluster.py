@@ -127,7 +127,7 @@ def test_every_subset_signs(cluster: Cluster, keys: dict[str, ClusterKey], schem
 
     async def sign() -> SignOutcome:
         async with cluster.coordinator() as co:
-            outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message), signers=signers)
+            outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message, signers=signers))
             return outcome
 
     outcome = run(sign())
@@ -142,8 +142,8 @@ def test_concurrent_sessions_spread_over_the_nodes(cluster: Cluster, keys: dict[
 
     async def sign() -> tuple[list[SignOutcome], SignOutcome]:
         async with cluster.coordinator() as co:
-            outcomes = await asyncio.gather(*(co.sign(key, m, cluster.sign_cert(key, m)) for m in messages))
-            alone = await co.sign(key, messages[0], cluster.sign_cert(key, messages[0]))
+            outcomes = await asyncio.gather(*(co.sign(key, m, cluster.sign_certs(key, m)) for m in messages))
+            alone = await co.sign(key, messages[0], cluster.sign_certs(key, messages[0]))
             return list(outcomes), alone
 
     outcomes, alone = run(sign())
@@ -189,7 +189,7 @@ def test_ed25519_signs_a_long_message(cluster: Cluster, keys: dict[str, ClusterK
 
     async def sign() -> SignOutcome:
         async with cluster.coordinator() as co:
-            outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message))
+            outcome: SignOutcome = await co.sign(key, message, cluster.sign_certs(key, message))
             return outcome
 
     assert independent_verify(run(sign()))
@@ -207,7 +207,7 @@ def test_refresh_then_reshare_keep_the_key(cluster: Cluster, scheme: str) -> Non
             new_nodes = [cluster.descriptors[i] for i in (0, 3, 4, 1)]
             moved = await co.reshare(refreshed, new_nodes, 3, cluster.reshare_cert(refreshed, new_nodes, 3))
             message = hashlib.sha256(b"after reshare").digest()
-            outcome = await co.sign(moved, message, cluster.sign_cert(moved, message), signers=[1, 4, 5])
+            outcome = await co.sign(moved, message, cluster.sign_cert(moved, message, signers=[1, 4, 5]))
             return key, refreshed, moved, outcome
 
     key, refreshed, moved, outcome = run(lifecycle())
@@ -240,7 +240,7 @@ def test_signing_skips_a_node_that_is_down(tmp_path: Path) -> None:
             cluster.nodes[0].kill()
             async with cluster.coordinator() as co:
                 message = hashlib.sha256(b"node 1 is down").digest()
-                outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message))
+                outcome: SignOutcome = await co.sign(key, message, cluster.sign_certs(key, message))
                 return outcome
 
         outcome = run(go())
@@ -311,7 +311,7 @@ def test_cold_node_takes_part_by_files(tmp_path: Path, scheme: str) -> None:
                     cluster.descriptors, 2, scheme, cluster.keygen_cert(scheme, 2, cluster.descriptors)
                 )
                 message = hashlib.sha256(b"signed with the cold node").digest()
-                outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message), signers=[1, 3])
+                outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message, signers=[1, 3]))
                 return outcome
 
         outcome = run(go())
@@ -396,6 +396,8 @@ def test_cli_keygen_and_sign(tmp_path: Path) -> None:
             digest,
             "--path",
             "m/0/3",
+            "--signers",
+            "1,3",
             "--expires-in",
             "300",
             "--out",
@@ -459,7 +461,7 @@ def test_nodes_with_their_key_encryption_key_on_a_pkcs11_token(tmp_path: Path, s
                     cluster.descriptors, 2, scheme, cluster.keygen_cert(scheme, 2, cluster.descriptors)
                 )
                 message = hashlib.sha256(b"hsm-backed nodes").digest()
-                outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message), signers=[2, 3])
+                outcome: SignOutcome = await co.sign(key, message, cluster.sign_cert(key, message, signers=[2, 3]))
                 return outcome
 
         assert independent_verify(run(go()))

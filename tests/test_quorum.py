@@ -13,7 +13,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from itertools import count
 from pathlib import Path
@@ -153,10 +153,13 @@ class Net:
     def address(self, path: str = PATH) -> str:
         return address_from_public_key(self.child(path))
 
-    def certificate(self, digest: bytes, evidence: bytes | None, *, path: str = PATH) -> bytes:
+    def certificate(
+        self, digest: bytes, evidence: bytes | None, *, path: str = PATH, signers: Sequence[int] = (1, 2)
+    ) -> bytes:
         return approval.issue(
             self.authority,
             kind="sign",
+            signers=signers,
             key_id=self.key.key_id,
             path=path,
             digests=[digest],
@@ -246,10 +249,11 @@ def start(
 ) -> tuple[dict[str, Any], bytes, bytes]:
     """Send one sign ``start`` for the evidence's transaction; (answer, certificate, session id)."""
     digest = digest or (ev.transaction.signing_hash() if ev is not None else secrets.token_bytes(32))
-    cert = net.certificate(digest, data if data is not None else (ev.encode() if ev is not None else None))
-    sid = secrets.token_bytes(32)
     party = next(p for p, d in net.key.roster.items() if d.node_id == node.identity.node_id)
     other = 1 if party != 1 else 2
+    encoded = data if data is not None else (ev.encode() if ev is not None else None)
+    cert = net.certificate(digest, encoded, signers=sorted([party, other]))
+    sid = secrets.token_bytes(32)
     request = {
         "op": "start",
         "session_id": sid,
@@ -466,7 +470,7 @@ def test_the_largest_evidence_fits_in_a_certificate() -> None:
     authority = approval.AuthorityKey.generate()
     cert = approval.issue(
         authority,
-        kind="sign",
+        kind="sign", signers=[1, 2],
         key_id="k" * 128,
         path="m" + "/2147483647" * 23,
         digests=[bytes(32)],
@@ -482,7 +486,7 @@ def test_old_certificates_keep_their_bytes() -> None:
     """No evidence, no field: a certificate without evidence encodes exactly as before."""
     authority = approval.AuthorityKey.generate()
     cert = approval.issue(
-        authority, kind="sign", key_id="k", digests=[bytes(32)], now=0, expires_in=60, nonce=bytes(16)
+        authority, kind="sign", signers=[1, 2], key_id="k", digests=[bytes(32)], now=0, expires_in=60, nonce=bytes(16)
     )
     body = cbor2.loads(cbor2.loads(cert)["cert"])
     assert "evidence" not in body and approval.parse(cert)[0].evidence is None
@@ -500,16 +504,18 @@ def test_old_certificates_keep_their_bytes() -> None:
 )
 def test_certificates_refuse_misplaced_evidence(kwargs: dict[str, Any], needle: str) -> None:
     authority = approval.AuthorityKey.generate()
-    fields: dict[str, Any] = {"kind": "sign", "key_id": "k", "digests": [bytes(32)], "now": 0, "expires_in": 60}
+    fields: dict[str, Any] = {
+        "kind": "sign", "key_id": "k", "digests": [bytes(32)], "signers": [1, 2], "now": 0, "expires_in": 60
+    }  # fmt: skip
     if kwargs.get("kind") == "refresh":
-        fields |= {"digests": [], "params": {}}
+        fields |= {"digests": [], "params": {}, "signers": []}
     with pytest.raises(approval.ApprovalError, match=needle):
         approval.issue(authority, **(fields | kwargs))
 
 
 def test_a_null_evidence_field_is_malformed() -> None:
     authority = approval.AuthorityKey.generate()
-    cert = approval.issue(authority, kind="sign", key_id="k", digests=[bytes(32)], now=0, expires_in=60)
+    cert = approval.issue(authority, kind="sign", signers=[1, 2], key_id="k", digests=[bytes(32)], now=0, expires_in=60)
     body = dict(cbor2.loads(cbor2.loads(cert)["cert"])) | {"evidence": None}
     raw = cbor2.dumps(body, canonical=True)
     data = cbor2.dumps({"cert": raw, "sig": authority.sign(approval.DOMAIN + raw)}, canonical=True)
@@ -869,7 +875,7 @@ def test_a_node_json_from_before_approvers_still_starts(tmp_path: Path) -> None:
     from harbour.node.store import SecretStore
 
     doc = json.loads((directory / "node.json").read_text())
-    for name in ("approvers", "min_approvals", "require_evidence"):
+    for name in ("approvers", "min_approvals", "require_evidence", "counter"):
         del doc[name]
     old = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     (directory / "node.json").write_text(old)
@@ -925,7 +931,7 @@ def test_authority_certifies_with_evidence(tmp_path: Path) -> None:
     ev = _pure_evidence()
     (tmp_path / "evidence.cbor").write_bytes(ev.encode())
     digest = ev.transaction.signing_hash().hex()
-    base = ["certify", "--dir", str(tmp_path), "--key-id", "k", "--expires-in", "60", "--evidence"]
+    base = ["certify", "--dir", str(tmp_path), "--key-id", "k", "--signers", "1,2", "--expires-in", "60", "--evidence"]
     base += [str(tmp_path / "evidence.cbor")]
     result = runner.invoke(authority_app, [*base, "--message", digest, "--out", str(tmp_path / "c1"), "--json"])
     assert result.exit_code == 0, result.output

@@ -93,7 +93,7 @@ def test_reopen_continues_the_chain(log_path: Path) -> None:
 
 def test_certificate_is_logged(tmp_path: Path) -> None:
     authority = AuthorityKey.generate()
-    cert = issue(authority, kind="sign", key_id="k", digests=[DIGEST], now=NOW, expires_in=60)
+    cert = issue(authority, kind="sign", signers=[1, 2], key_id="k", digests=[DIGEST], now=NOW, expires_in=60)
     with SignLog.open(tmp_path / "log") as log:
         entry = log.append(
             time=NOW,

@@ -28,6 +28,7 @@ import typer
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
 from harbour.node import approval, keyfile, quorum, rpc
 from harbour.node.identity import IdentityError, NodeDescriptor
+from harbour.node.rotation import MAX_STATEMENT_LEN, Rotation, RotationError
 
 app = typer.Typer(help="Approval authority: its key, and the certificates signer nodes require.", no_args_is_help=True)
 
@@ -152,6 +153,17 @@ def _parse_params(items: list[str]) -> dict[str, str | int]:
     return params
 
 
+def parse_parties(text: str, option: str) -> list[int]:
+    """``1,3`` -> [1, 3]: party numbers, each once."""
+    try:
+        parties = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"{option} is a comma-separated list of party numbers, got {text!r:.80}") from None
+    if not parties or len(set(parties)) != len(parties) or not all(1 <= p <= 255 for p in parties):
+        raise InputError(f"{option}: party numbers are 1..255, each given once")
+    return sorted(parties)
+
+
 @app.command("certify")
 def certify(
     directory: Annotated[Path, typer.Option("--dir", help="The authority's directory (authority.key).")],
@@ -183,6 +195,20 @@ def certify(
             "--nodes", help="Committee descriptor files A.json,B.json,... (keygen/reshare: the roster param)."
         ),
     ] = None,
+    dealers: Annotated[
+        str | None,
+        typer.Option(
+            "--dealers", help="Descriptor files of the current members that deal (reshare: the dealers param)."
+        ),
+    ] = None,
+    signers: Annotated[
+        str | None,
+        typer.Option("--signers", help="The parties that sign, e.g. 1,3 (sign: required; nodes take no others)."),
+    ] = None,
+    rotation_file: Annotated[
+        Path | None,
+        typer.Option("--rotation", help="A node's rotation.json (rotate: the old and new node ids)."),
+    ] = None,
     evidence_file: Annotated[
         Path | None,
         typer.Option("--evidence", help="Approval evidence (CBOR) for the one transaction digest approved (sign)."),
@@ -195,8 +221,10 @@ def certify(
             raise InputError(f"--kind must be one of {', '.join(approval.KINDS)}, got {kind!r}")
         if not 0 < expires_in <= approval.MAX_LIFETIME:
             raise InputError(f"--expires-in must be 1..{approval.MAX_LIFETIME} seconds, got {expires_in}")
-        if kind != "keygen" and not key_id:
+        if kind not in ("keygen", "rotate") and not key_id:
             raise InputError(f"--key-id is required for a {kind} certificate")
+        if kind == "rotate" and key_id:
+            raise InputError("a rotate certificate is about a node, not a key: no --key-id")
         digests = [parse_message(m) for m in messages or []]
         for text, digest in zip(messages or [], digests, strict=True):
             if len(digest) != approval.DIGEST_LEN:
@@ -216,16 +244,36 @@ def certify(
             if "roster" in params:
                 raise InputError("give the committee either as --nodes or as --param roster=..., not both")
             params["roster"] = rpc.roster_hash([d.node_id for d in read_descriptors(nodes)])
+        if dealers is not None:
+            if kind != "reshare":
+                raise InputError("--dealers is for reshare certificates")
+            if "dealers" in params:
+                raise InputError("give the dealers either as --dealers or as --param dealers=..., not both")
+            params["dealers"] = rpc.roster_hash([d.node_id for d in read_descriptors(dealers)])
+        if rotation_file is not None:
+            if kind != "rotate":
+                raise InputError("--rotation is for rotate certificates")
+            try:
+                params.update(Rotation.decode(_read(rotation_file, "--rotation", MAX_STATEMENT_LEN)).params)
+            except RotationError as exc:
+                raise InputError(f"--rotation {rotation_file}: {exc}") from None
+        elif kind == "rotate":
+            raise InputError("--rotation: a rotate certificate approves the statement harbour node rotate-keys wrote")
+        parties = [] if signers is None else parse_parties(signers, "--signers")
         if kind == "sign":
             if not digests:
                 raise InputError("--message or --any-message: a sign certificate approves at least one message")
             if params:
                 raise InputError("--param is for keygen, refresh and reshare certificates")
+            if not parties:
+                raise InputError("--signers: a sign certificate names the parties that sign, e.g. --signers 1,2")
         else:
             if digests:
                 raise InputError(f"--message is for sign certificates, not {kind}")
             if path != "m":
                 raise InputError(f"--path is for sign certificates; a {kind} certificate is for 'm'")
+            if parties:
+                raise InputError(f"--signers is for sign certificates; in a {kind} every member takes part")
         evidence = None
         if evidence_file is not None:
             evidence = _read(evidence_file, "--evidence", approval.MAX_EVIDENCE_LEN)
@@ -251,6 +299,7 @@ def certify(
             now=int(time.time()),
             expires_in=expires_in,
             evidence=evidence,
+            signers=parties,
         )
         cert, _ = approval.parse(data)
         keyfile.write_atomic(out, data, mode=0o644, overwrite=False)

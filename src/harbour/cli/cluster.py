@@ -40,6 +40,7 @@ from harbour.cli.params import (
 from harbour.node import rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, run_sync
 from harbour.node.identity import NodeDescriptor
+from harbour.node.rotation import Rotation, RotationError
 
 app = typer.Typer(help="Coordinate signer nodes: keygen, sign, refresh, reshare.", no_args_is_help=True)
 
@@ -164,13 +165,15 @@ def sign(
     message: Annotated[str, typer.Option("--message", "-m", help="Message in hex (ECDSA: a 32-byte digest).")],
     certificate: CertOption,
     path: Annotated[str, typer.Option("--path", help="BIP-32 path to sign under, e.g. m/0/3.")] = "m",
-    signers: Annotated[str | None, typer.Option("--signers", help="Parties to sign with, e.g. 1,3.")] = None,
+    signers: Annotated[
+        str | None, typer.Option("--signers", help="Parties to sign with (default: those the certificate names).")
+    ] = None,
     state: StateOption = None,
     offline: OfflineOption = None,
     timeout: TimeoutOption = 30.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Sign with a live t-subset of the key's nodes (or --signers)."""
+    """Sign with the parties the certificate names (its authority chose them)."""
     with reported_errors():
         data = parse_message(message)
         coordinator = _coordinator(state, offline, timeout)
@@ -278,6 +281,37 @@ def discard(
         coordinator = _coordinator(state, offline, timeout)
         names = _run(coordinator, lambda c: c.discard(sid, cert, descriptors))
     _emit({"session": sid.hex(), "discarded_on": names}, as_json)
+
+
+@app.command("rotate")
+def rotate(
+    rotation: Annotated[
+        Path, typer.Option("--rotation", help="The rotation.json that harbour node rotate-keys wrote.")
+    ],
+    nodes: Annotated[str, typer.Option("--nodes", help="Descriptor files of the other nodes to tell.")],
+    certificate: CertOption,
+    state: StateOption = None,
+    offline: OfflineOption = None,
+    timeout: TimeoutOption = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell the other nodes (and this coordinator's key records) a node's new identity."""
+    with reported_errors():
+        try:
+            statement = rotation.read_bytes()
+        except OSError as exc:
+            raise InputError(f"--rotation: cannot read {rotation}: {exc.strerror}") from None
+        try:
+            parsed = Rotation.decode(statement)
+        except RotationError as exc:
+            raise InputError(f"--rotation {rotation}: {exc}") from None
+        descriptors = read_descriptors(nodes)
+        cert = _certificate(certificate)
+        coordinator = _coordinator(state, offline, timeout)
+        updated = _run(coordinator, lambda c: c.rotate(statement, cert, descriptors))
+    _emit(
+        {"old_node_id": parsed.old.node_id, "new_node_id": parsed.new.node_id, "updated": updated}, as_json
+    )
 
 
 @app.command("show")

@@ -26,7 +26,7 @@ import typer
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, reported_errors
 from harbour.node import approval, quorum, rpc
-from harbour.node.config import CONFIG_FILE, NodeConfig, update_approvers
+from harbour.node.config import CONFIG_FILE, ROTATION_FILE, NodeConfig, rotate_identity, update_approvers
 from harbour.node.identity import IdentityError
 from harbour.node.keyfile import write_atomic
 from harbour.node.service import NodeService, NodeStartError, init_node
@@ -128,6 +128,19 @@ def init(
         bool,
         typer.Option("--require-evidence", help="Sign only with the approvers' evidence in the certificate."),
     ] = False,
+    counter_pkcs11: Annotated[
+        bool,
+        typer.Option(
+            "--counter-pkcs11", help="Keep the rollback counter a cold node needs on the PKCS#11 token (with --pkcs11)."
+        ),
+    ] = False,
+    counter_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--counter-file",
+            help="Keep the rollback counter in this new file, on other storage than the node directory.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a node: identity, configuration and descriptor; prints the descriptor."""
@@ -158,6 +171,15 @@ def init(
             if not (pkcs11_module and token_label):
                 raise InputError("--pkcs11-module and --token-label go together")
             pkcs11 = Pkcs11Config(pkcs11_module, token_label, key_label)
+        if counter_pkcs11 and counter_file is not None:
+            raise InputError("--counter-pkcs11 and --counter-file are alternatives: one rollback counter per node")
+        if counter_pkcs11 and pkcs11 is None:
+            raise InputError("--counter-pkcs11 keeps the counter on the node's token: give --pkcs11-module too")
+        counter: dict[str, str] | None = None
+        if counter_pkcs11:
+            counter = {"kind": "pkcs11"}
+        elif counter_file is not None:
+            counter = {"kind": "file", "path": str(counter_file.absolute())}
         passphrase, pin = _secrets(pkcs11 is not None)
         try:
             if not 1 <= session_timeout <= 3600:
@@ -175,11 +197,20 @@ def init(
                 approvers=approvers,
                 min_approvals=min_approvals,
                 require_evidence=require_evidence,
+                counter=counter,
             )
         except (NodeStartError, IdentityError, ValueError) as exc:
             if isinstance(exc, StoreError) and exc.reason not in ("policy", "exists", "name"):
                 raise fail(f"cannot create the key store: {exc}", FAILURE_EXIT) from None
             raise InputError(str(exc)) from None
+    if counter is None:
+        typer.echo(
+            "note: this node has no rollback counter (--counter-pkcs11 or --counter-file). Run online it needs "
+            "none; run as a cold node (harbour node offline) it refuses signing sessions and threshold-ECDSA key "
+            "generation, refresh and resharing, whose saved state a restored copy of its directory could replay "
+            "to give its share away.",
+            err=True,
+        )
     if not as_json:
         typer.echo(f"node {descriptor.name} created in {directory}; its descriptor for the coordinator:", err=True)
     typer.echo(descriptor.to_json())
@@ -237,6 +268,36 @@ def approvers_command(
         typer.echo(f"approvers: {', '.join(keys) if keys else '(none: the quorum members the evidence names)'}")
         typer.echo(f"min_approvals: {config.min_approvals}")
         typer.echo(f"require_evidence: {str(config.require_evidence).lower()}")
+
+
+@app.command("rotate-keys")
+def rotate_keys(
+    directory: Annotated[Path, typer.Option("--dir", help="The node's directory (the node must be stopped).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Give the node a new identity key after a suspected compromise; writes rotation.json for the others."""
+    with reported_errors():
+        passphrase, pin = _store_secrets(directory)
+        if passphrase is None and pin is None:
+            raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
+        try:
+            rotation = rotate_identity(directory, passphrase=passphrase, pin=pin)
+        except NodeStartError as exc:
+            raise fail(f"cannot rotate the node's keys: {exc}", FAILURE_EXIT) from None
+    doc = {
+        "old_node_id": rotation.old.node_id,
+        "new_node_id": rotation.new.node_id,
+        "rotation": str(directory / ROTATION_FILE),
+        "descriptor": json.loads(rotation.new.to_json()),
+    }
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(f"node {rotation.new.name}: {rotation.old.node_id} -> {rotation.new.node_id}")
+        typer.echo(
+            f"next: an authority certificate (harbour authority certify --kind rotate --rotation "
+            f"{directory / ROTATION_FILE}), then harbour cluster rotate on the other nodes"
+        )
 
 
 @app.command("run")

@@ -114,16 +114,21 @@ class Signer:
         """One ECDSA signature over ``digest`` by a live t-subset of the key's nodes."""
         key = self.key(key_id)
         extra: dict[str, Any] = {} if evidence is None else {"evidence": evidence}
-        certificate = approval.issue(
-            self.authority,
-            kind="sign",
-            key_id=key_id,
-            path=path,
-            digests=[digest],
-            now=int(time.time()),
-            expires_in=CERTIFICATE_LIFETIME,
-            **extra,
-        )
+
+        def certificate(signers: list[int]) -> bytes:
+            # Issued for the signers the coordinator picked: the nodes take no other set.
+            return approval.issue(
+                self.authority,
+                kind="sign",
+                key_id=key_id,
+                path=path,
+                digests=[digest],
+                signers=signers,
+                now=int(time.time()),
+                expires_in=CERTIFICATE_LIFETIME,
+                **extra,
+            )
+
         outcome = self._run(self._coordinator.sign(key, digest, certificate, path=path))
         signature = outcome.signature
         if not isinstance(signature, EcdsaSignature):

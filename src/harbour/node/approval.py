@@ -7,7 +7,9 @@ configured with the public keys of one or more approval authorities, and joins a
 session only with a certificate from one of them that names exactly what the
 session will do:
 
-- ``sign``: this key, this derivation path, and a digest from the certificate's list;
+- ``sign``: this key, this derivation path, a digest from the certificate's list,
+  and exactly this set of signers (so one certificate is one signature even where
+  two disjoint sets of ``t`` nodes exist);
 - ``keygen``, ``refresh``, ``reshare``: this key id and these parameters (scheme,
   threshold, parties, ...), compared exactly.
 
@@ -51,13 +53,15 @@ from harbour.node.keyfile import fsync_directory, write_atomic
 if sys.platform != "win32":
     import fcntl
 
-VERSION: Final = 1
+VERSION: Final = 2
+"""Version 2 added the signer set of a sign certificate; a version-1 certificate is refused as such."""
 DOMAIN: Final = b"harbour/approval-certificate/v1\x00"
 """Prefix of every signed message, so a certificate signature verifies as nothing else."""
 
-Kind = Literal["sign", "keygen", "refresh", "reshare"]
+Kind = Literal["sign", "keygen", "refresh", "reshare", "rotate"]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
-ADMIN_KINDS: Final = ("keygen", "refresh", "reshare")
+ADMIN_KINDS: Final = ("keygen", "refresh", "reshare", "rotate")
+"""``rotate`` approves a node's new identity (``params = {"old", "new"}``, node ids): no key, so no key id."""
 
 NONCE_LEN: Final = 16
 DIGEST_LEN: Final = 32
@@ -70,6 +74,7 @@ MAX_PATH_LEN: Final = 256
 MAX_PARAMS: Final = 16
 MAX_PARAM_VALUE_LEN: Final = 128
 MAX_INT: Final = 2**63 - 1
+MAX_SIGNERS: Final = 255
 MAX_EVIDENCE_LEN: Final = 32768
 """Approval evidence a sign certificate may carry (node/quorum.py): a transaction, a quorum and its approvals."""
 MAX_CERTIFICATE_LEN: Final = 8192 + MAX_EVIDENCE_LEN
@@ -88,6 +93,8 @@ _CERT_KEYS: Final = frozenset(
 )
 _EVIDENCE_KEY: Final = "evidence"
 """Optional: only a certificate with evidence has the field, so one without keeps its old bytes."""
+_SIGNERS_KEY: Final = "signers"
+"""A sign certificate's signer set; admin certificates have no such field."""
 _PARAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -99,6 +106,7 @@ Reason = Literal[
     "key",
     "path",
     "digest",
+    "signers",
     "params",
     "not-yet-valid",
     "expired",
@@ -330,7 +338,10 @@ class Certificate:
     when the node assigns it). ``path`` is the BIP-32 path signed under (``m`` for
     the key itself and for every admin kind). ``digests`` are the 32-byte digests a
     ``sign`` certificate approves, any one per session; admin kinds carry none and
-    put what they approve in ``params`` instead. ``evidence`` (``sign`` only, with
+    put what they approve in ``params`` instead. ``signers`` (``sign`` only, at least
+    one, sorted) are the parties that may run the session, exactly: with ``n >= 2t``
+    two disjoint sets of ``t`` nodes could otherwise each spend the same certificate
+    once, since each node keeps its own nonce ledger. ``evidence`` (``sign`` only, with
     exactly one digest) is the encoded :class:`harbour.node.quorum.Evidence`: the
     transaction, the quorum it needs and the approvers' own signatures, which a node
     re-checks instead of taking the authority's word for them.
@@ -347,11 +358,13 @@ class Certificate:
     expires_at: int
     nonce: bytes
     evidence: bytes | None = None
+    signers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # A read-only copy: a certificate must not change after it was checked.
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
         object.__setattr__(self, "digests", tuple(self.digests))
+        object.__setattr__(self, "signers", tuple(self.signers))
 
     def check(self) -> None:
         """Every structural rule; raises ApprovalError("malformed") naming the first one broken."""
@@ -363,8 +376,10 @@ class Certificate:
             raise _malformed("authority_id must be 64 lowercase hex digits")
         if not isinstance(self.key_id, str) or len(self.key_id) > MAX_KEY_ID_LEN or not self.key_id.isprintable():
             raise _malformed(f"key_id must be printable and at most {MAX_KEY_ID_LEN} characters")
-        if not self.key_id and self.kind != "keygen":
+        if not self.key_id and self.kind not in ("keygen", "rotate"):
             raise _malformed(f"a {self.kind} certificate must name its key_id")
+        if self.key_id and self.kind == "rotate":
+            raise _malformed("a rotate certificate is about a node, not a key: its key_id is empty")
         canonical_path(self.path)
         if self.kind in ADMIN_KINDS and self.path != "m":
             raise _malformed(f"a {self.kind} certificate has path 'm'")
@@ -378,8 +393,16 @@ class Certificate:
                 raise _malformed(f"a sign certificate approves 1 to {MAX_DIGESTS} digests, not {len(self.digests)}")
             if self.params:
                 raise _malformed("a sign certificate carries no params")
+            if not 1 <= len(self.signers) <= MAX_SIGNERS or not all(
+                _is_int(p) and 1 <= p <= MAX_SIGNERS for p in self.signers
+            ):
+                raise _malformed(f"a sign certificate names its signers: 1 to {MAX_SIGNERS} parties in 1..255")
+            if list(self.signers) != sorted(set(self.signers)):
+                raise _malformed("the signers must be listed once each, in ascending order")
         elif self.digests:
             raise _malformed(f"a {self.kind} certificate carries no digests")
+        elif self.signers:
+            raise _malformed(f"a {self.kind} certificate names no signers (every member takes part)")
         _check_params(self.params)
         if not _is_int(self.issued_at) or not 0 <= self.issued_at <= MAX_INT:
             raise _malformed("issued_at must be a non-negative integer (unix seconds)")
@@ -412,6 +435,8 @@ class Certificate:
         }
         if self.evidence is not None:
             fields[_EVIDENCE_KEY] = self.evidence
+        if self.kind == "sign":
+            fields[_SIGNERS_KEY] = list(self.signers)
         return bytes(cbor2.dumps(fields, canonical=True))
 
     def to_json(self) -> dict[str, Any]:
@@ -427,7 +452,9 @@ class Certificate:
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
             "nonce": self.nonce.hex(),
-        } | ({} if self.evidence is None else {_EVIDENCE_KEY: self.evidence.hex()})
+        } | ({} if self.evidence is None else {_EVIDENCE_KEY: self.evidence.hex()}) | (
+            {_SIGNERS_KEY: list(self.signers)} if self.kind == "sign" else {}
+        )
 
 
 MESSAGE_DOMAIN: Final = b"harbour/approval/message/v1\x00"
@@ -464,8 +491,12 @@ def issue(
     expires_in: int,
     nonce: bytes | None = None,
     evidence: bytes | None = None,
+    signers: Sequence[int] = (),
 ) -> bytes:
     """Sign a certificate valid from ``now`` for ``expires_in`` seconds; returns the file content.
+
+    A ``sign`` certificate names its ``signers``: the parties of the key that run the
+    session, which the authority chooses (the coordinator may not).
 
     The certificate is checked as strictly as :func:`parse` would, so an authority
     never signs something every node refuses. ``nonce`` is for known-answer tests
@@ -491,6 +522,7 @@ def issue(
         expires_at=now + expires_in,
         nonce=secrets.token_bytes(NONCE_LEN) if nonce is None else nonce,
         evidence=evidence,
+        signers=tuple(signers),
     )
     cert.check()
     body = cert.encode()
@@ -525,8 +557,13 @@ def _parse(data: bytes) -> tuple[Certificate, bytes, bytes]:
         raise _malformed("the certificate is not a map")
     if fields.get("version") != VERSION or not _is_int(fields.get("version")):
         raise _malformed(f"unsupported version {fields.get('version')!r} (this Harbour reads {VERSION})")
-    if set(fields) - {_EVIDENCE_KEY} != _CERT_KEYS:
+    if fields.get("kind") not in KINDS:
+        raise _malformed(f"unknown kind {fields.get('kind')!r}; one of {', '.join(KINDS)}")
+    optional = {_EVIDENCE_KEY} | ({_SIGNERS_KEY} if fields["kind"] == "sign" else set())
+    if set(fields) - optional != _CERT_KEYS:
         raise _malformed("missing or unexpected fields")
+    if fields["kind"] == "sign" and not isinstance(fields.get(_SIGNERS_KEY), list):
+        raise _malformed("a sign certificate names its signers (a list of parties)")
     digests, params = fields["digests"], fields["params"]
     if not isinstance(digests, list):
         raise _malformed("digests must be a list")
@@ -548,6 +585,7 @@ def _parse(data: bytes) -> tuple[Certificate, bytes, bytes]:
         expires_at=fields["expires_at"],
         nonce=fields["nonce"],
         evidence=fields.get(_EVIDENCE_KEY),
+        signers=tuple(fields.get(_SIGNERS_KEY, ())),
     )
     cert.check()
     return cert, body, sig
@@ -582,6 +620,7 @@ def verify(
     key_id: str,
     path: str,
     digest: bytes | None = None,
+    signers: Sequence[int] | None = None,
     params: Mapping[str, ParamValue] | None = None,
     ledger: NonceLedger,
     skew: int = DEFAULT_SKEW,
@@ -591,7 +630,8 @@ def verify(
     """Accept ``data`` as approval for exactly this request, or raise ApprovalError.
 
     The arguments describe what the node is about to do: for ``sign`` the key,
-    path and digest of the session; for the admin kinds the key id and parameters.
+    path, digest and signer set of the session; for the admin kinds the key id and
+    parameters.
     Every comparison is exact. ``skew`` tolerates an authority whose clock runs
     ahead of ours (a certificate is usable from ``issued_at - skew``); expiry has no
     grace. The nonce is consumed last, only once everything else holds, so a
@@ -606,10 +646,10 @@ def verify(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown request kind {kind!r}")
-    if kind == "sign" and (digest is None or params is not None):
-        raise ValueError("a signing request names its digest and no params")
-    if kind != "sign" and (digest is not None or params is None):
-        raise ValueError(f"a {kind} request names its params and no digest")
+    if kind == "sign" and (digest is None or signers is None or params is not None):
+        raise ValueError("a signing request names its digest and signers, and no params")
+    if kind != "sign" and (digest is not None or signers is not None or params is None):
+        raise ValueError(f"a {kind} request names its params and no digest or signers")
     if skew < 0 or max_lifetime <= 0:
         raise ValueError("skew must be non-negative and max_lifetime positive")
 
@@ -637,6 +677,11 @@ def verify(
         if digest not in cert.digests:
             shown = digest.hex() if isinstance(digest, bytes) else repr(digest)
             raise ApprovalError("digest", f"digest {shown} is not approved by the certificate")
+        if signers is None or tuple(sorted(signers)) != cert.signers:
+            raise ApprovalError(
+                "signers",
+                f"certificate approves signing by parties {list(cert.signers)}, not {sorted(signers or [])}",
+            )
     elif params is not None and not _same_params(cert.params, params):
         raise ApprovalError("params", f"certificate approves params {dict(cert.params)}, not {dict(params)}")
 

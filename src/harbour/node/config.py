@@ -7,8 +7,9 @@ listen, which approval authorities and approvers to trust, the session timeout)
 and ``descriptor.json`` (the public descriptor other nodes and the coordinator
 are given).
 
-``node.json`` decides whose word the node takes, so a copy is sealed in the
-store and the node refuses to start if the file differs. It changes only through
+``node.json`` decides whose word the node takes (and, for a cold node, where its
+rollback counter lives), so a copy is sealed in the store and the node refuses to
+start if the file differs. It changes only through
 :func:`update_approvers` (``harbour node approvers``), which needs the store's
 passphrase or PIN like starting the node does.
 """
@@ -21,9 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from harbour.node import approval, quorum
+import cbor2
+
+from harbour.node import approval, quorum, rpc
+from harbour.node.counter import CounterError, check_setting, create_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
+from harbour.node.rotation import Rotation, rotate_roster
 from harbour.node.store import Pkcs11Config, SecretStore, StoreError
 
 CONFIG_FILE: Final = "node.json"
@@ -42,6 +47,8 @@ MAX_APPROVERS: Final = 1024
 _BASE_KEYS: Final = frozenset({"format", "version", "name", "url", "listen", "authorities", "session_timeout"})
 _APPROVAL_KEYS: Final = frozenset({"approvers", "min_approvals", "require_evidence"})
 """Written by every node; a node.json from before them (all three missing) means none set."""
+_COUNTER_KEY: Final = "counter"
+"""Written by every node since rollback counters exist; missing means none."""
 
 
 class NodeStartError(RuntimeError):
@@ -90,6 +97,8 @@ class NodeConfig:
     approvers: tuple[bytes, ...] = ()
     min_approvals: int = 0
     require_evidence: bool = False
+    counter: dict[str, str] | None = None
+    """Where the rollback counter lives (:func:`harbour.node.counter.check_setting`), or None."""
 
     @property
     def trusted_approvers(self) -> frozenset[bytes] | None:
@@ -109,6 +118,7 @@ class NodeConfig:
                 "approvers": [a.hex() for a in self.approvers],
                 "min_approvals": self.min_approvals,
                 "require_evidence": self.require_evidence,
+                "counter": self.counter,
             },
             indent=2,
             sort_keys=True,
@@ -121,7 +131,8 @@ class NodeConfig:
         except ValueError as exc:
             raise NodeStartError(f"{CONFIG_FILE} is not valid JSON: {exc}") from exc
         keys = _BASE_KEYS | _APPROVAL_KEYS
-        if not isinstance(obj, dict) or set(obj) not in (keys, _BASE_KEYS) or obj["format"] != CONFIG_FORMAT:
+        shapes = (keys | {_COUNTER_KEY}, keys, _BASE_KEYS)
+        if not isinstance(obj, dict) or set(obj) not in shapes or obj["format"] != CONFIG_FORMAT:
             raise NodeStartError(f"{CONFIG_FILE} is not a Harbour node configuration (fields: {sorted(keys)})")
         if obj["version"] != CONFIG_VERSION:
             raise NodeStartError(f"unsupported {CONFIG_FILE} version {obj['version']!r}")
@@ -139,6 +150,7 @@ class NodeConfig:
             approvers = tuple(bytes.fromhex(t) for t in texts)
             min_approvals, require_evidence = obj.get("min_approvals", 0), obj.get("require_evidence", False)
             check_approval_settings(approvers, min_approvals, require_evidence)
+            counter = check_setting(obj.get(_COUNTER_KEY))
             return cls(
                 check_name(obj["name"]),
                 check_url(obj["url"]),
@@ -149,6 +161,7 @@ class NodeConfig:
                 approvers,
                 min_approvals,
                 require_evidence,
+                counter,
             )
         except (ValueError, TypeError, IdentityError, approval.AuthorityKeyError) as exc:
             raise NodeStartError(f"{CONFIG_FILE}: {exc}") from exc
@@ -184,8 +197,13 @@ def init_node(
     approvers: Sequence[bytes] = (),
     min_approvals: int = 0,
     require_evidence: bool = False,
+    counter: dict[str, str] | None = None,
 ) -> NodeDescriptor:
-    """Create a node directory: identity (encrypted), configuration and public descriptor."""
+    """Create a node directory: identity (encrypted), configuration, public descriptor, and its counter.
+
+    ``counter`` (``{"kind": "pkcs11"}`` or ``{"kind": "file", "path": ABS}``) is created
+    here at value 0; a cold node needs one to keep signing sessions between files.
+    """
     directory = Path(directory)
     if (directory / CONFIG_FILE).exists():
         raise NodeStartError(f"{directory} already holds a node ({CONFIG_FILE} exists)")
@@ -198,8 +216,17 @@ def init_node(
         raise NodeStartError("the session timeout is 1..3600 seconds")
     try:
         check_approval_settings(approvers, min_approvals, require_evidence)
+        counter = check_setting(counter)
     except ValueError as exc:
         raise NodeStartError(str(exc)) from None
+    if counter is not None and counter["kind"] == "pkcs11" and pkcs11 is None:
+        raise NodeStartError("a PKCS#11 rollback counter lives on the store's token: create the node with --pkcs11")
+    if counter is not None and counter["kind"] == "file" and Path(counter["path"]).resolve().is_relative_to(
+        directory.resolve()
+    ):
+        raise NodeStartError("the rollback counter must live outside the node directory, or a copy of it rolls back")
+    if counter is not None and counter["kind"] == "file" and Path(counter["path"]).exists():
+        raise NodeStartError(f"{counter['path']} exists: a rollback counter file is never shared or reused")
     config = NodeConfig(
         check_name(name),
         check_url(url),
@@ -210,6 +237,7 @@ def init_node(
         tuple(approvers),
         min_approvals,
         require_evidence,
+        counter,
     )
     config_text = config.to_json() + "\n"
     directory.mkdir(parents=True, exist_ok=True)
@@ -221,6 +249,10 @@ def init_node(
         # node.json says which authorities to obey; a copy sealed in the store lets the
         # node notice if someone who can write the directory (but not the store) edits it.
         store.put(CONFIG_OBJECT, config_text.encode())
+        try:
+            create_counter(counter, store_id=store.store_id, pkcs11_config=store.pkcs11, pin=pin)
+        except CounterError as exc:
+            raise NodeStartError(f"cannot create the rollback counter: {exc}") from exc
     finally:
         store.close()
     descriptor = identity.descriptor(config.name, config.url)
@@ -287,3 +319,65 @@ def update_approvers(
     finally:
         ledger.close()
     return new, differed
+
+
+ROTATION_FILE: Final = "rotation.json"
+"""Where ``harbour node rotate-keys`` leaves the statement for the operator to carry to the others."""
+_NEXT_IDENTITY: Final = "identity-next"
+
+
+def rotate_identity(directory: Path, *, passphrase: str | None = None, pin: str | None = None) -> Rotation:
+    """Give a stopped node a new identity; returns the statement the other nodes need (also in rotation.json).
+
+    The node must have no admin session staged and no cold session open (finish or
+    discard them first: their rosters name the old identity). Its own key rosters are
+    updated to the new descriptor, the old private key is deleted, and
+    ``descriptor.json`` is rewritten. The new key is kept aside first (``identity-next``),
+    so a run interrupted half-way is finished by running it again.
+    """
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).exists():
+        raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
+    try:
+        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
+    except (approval.LedgerError, OSError) as exc:
+        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
+    try:
+        try:
+            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
+        except StoreError as exc:
+            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
+        with store:
+            config = NodeConfig.from_json(store.get(CONFIG_OBJECT).decode())
+            busy = store.names("pending/") + store.names("sessions/")
+            if busy:
+                raise NodeStartError(
+                    f"the node has staged or open sessions ({', '.join(busy)}): finish or discard them first, "
+                    "their rosters name the current identity"
+                )
+            old = NodeIdentity.from_bytes(store.get("identity"))
+            new = NodeIdentity.from_bytes(store.get(_NEXT_IDENTITY)) if store.exists(_NEXT_IDENTITY) else None
+            if new is not None and new.node_id == old.node_id:
+                # Interrupted after the swap: the statement written before it is the one to finish.
+                rotation = Rotation.decode((directory / ROTATION_FILE).read_bytes())
+                if rotation.new.node_id != new.node_id:
+                    raise NodeStartError(f"{ROTATION_FILE} does not name this node's new identity")
+            else:
+                if new is None:
+                    new = NodeIdentity.generate()
+                    store.put(_NEXT_IDENTITY, new.to_bytes())
+                rotation = Rotation.make(old, new, config.name, config.url)
+                write_atomic(directory / ROTATION_FILE, rotation.encode(), mode=0o644, overwrite=True)
+            for name in store.names("keys/"):
+                record = cbor2.loads(store.get(name))
+                roster = rpc.parse_roster(record["roster"])
+                changed = rotate_roster(roster, rotation)
+                if changed is not None:
+                    store.put(name, cbor2.dumps({**record, "roster": rpc.roster_value(changed)}))
+            store.put("identity", new.to_bytes())  # the old private key is gone from here on
+            store.delete(_NEXT_IDENTITY)
+            descriptor = new.descriptor(config.name, config.url)
+            write_atomic(directory / DESCRIPTOR_FILE, (descriptor.to_json() + "\n").encode(), mode=0o644)
+    finally:
+        ledger.close()
+    return rotation

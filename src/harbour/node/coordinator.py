@@ -1,15 +1,19 @@
 """The coordinator: starts sessions on signer nodes and relays their sealed messages.
 
-It is trusted with nothing. It cannot read a message (each is encrypted to its
-recipient node), forge one (each is signed by its sender) or replay, reorder or
-drop one without the recipient noticing (sequence numbers inside the signature);
-and no node acts without an approval certificate the coordinator merely carries.
-What it does decide is liveness: which nodes to ask, and when to give up.
+It is trusted with nothing. It cannot read a message (each is encrypted under a
+key only the two nodes of the pair derive, from ephemeral keys they drop when the
+session ends), forge one (authenticated by that key, or signed by its sender) or
+replay, reorder or drop one without the recipient noticing (sequence numbers
+inside the authentication); and no node acts without an approval certificate the
+coordinator merely carries. What it does decide is liveness: which nodes to ask,
+and when to give up.
 
-A session runs as store-and-forward rounds: start every member, then, while any
+A session runs as store-and-forward rounds: start every member (each answers with
+its signed session hello and any public first-round messages), then, while any
 node waits, deliver to each node the messages addressed to it (routed on the
-sealed header's ``to``) and collect what it sends back. A node's refusal or a
-transport failure aborts the session on every member.
+sealed header's ``to``), with the other members' hellos the first time, and
+collect what it sends back. A node's refusal or a transport failure aborts the
+session on every member.
 
 Signing picks a live t-subset: nodes that answer ``describe`` within a short time,
 first in party order. Admin sessions (keygen, refresh, reshare) end with a commit:
@@ -43,9 +47,10 @@ from harbour.mpc.ciphersuite import suite_by_name
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.frost_party import signing_public_key
 from harbour.mpc.keyshare import PublicKeyPackage
-from harbour.node import rpc
+from harbour.node import approval, rpc
 from harbour.node.identity import NodeDescriptor
 from harbour.node.keyfile import write_atomic
+from harbour.node.rotation import Rotation, rotate_roster
 from harbour.node.sealed import SealedError, read_header
 from harbour.node.transport import FileTransport, HttpTransport, Transport
 
@@ -125,6 +130,9 @@ class _Member:
     done: bool = False
     result: dict[str, Any] | None = None
     inbox: list[bytes] = field(default_factory=list)
+    hello: bytes = b""
+    greeted: bool = False
+    """Whether the other members' hellos were delivered to it."""
 
 
 class Coordinator:
@@ -245,6 +253,8 @@ class Coordinator:
             obj = await self._call(member.descriptor, request, left)
             try:
                 out, done, result = rpc.parse_round(obj, member.descriptor.name)
+                if request["op"] == "start":
+                    member.hello = rpc.parse_hello(obj, member.descriptor.name)
             except rpc.RequestError as exc:
                 raise ClusterError("bad-response", str(exc), member.descriptor.name) from exc
             route(member, out)
@@ -260,20 +270,24 @@ class Coordinator:
                 for m in by_id.values()
             )
             while not all(m.done for m in by_id.values()):
-                batch: list[tuple[_Member, list[bytes]]] = []
+                batch: list[tuple[_Member, list[bytes], list[bytes]]] = []
                 for node_id, member in by_id.items():
-                    if member.inbox:
+                    hellos: list[bytes] = []
+                    if not member.greeted:
+                        hellos = [m.hello for m in by_id.values() if m is not member]
+                        member.greeted = True
+                    if member.inbox or hellos:
                         messages, member.inbox = member.inbox, []
                         if self.relay is not None:
                             messages = self.relay(node_id, messages)
-                        batch.append((member, messages))
+                        batch.append((member, hellos, messages))
                 if not batch:
                     waiting = [m.descriptor.name for m in by_id.values() if not m.done]
                     raise ClusterError("stalled", f"session stalled: {', '.join(waiting)} wait for messages")
                 await _all(
-                    step(m, {"op": "deliver", "session_id": sid, "messages": msgs})
-                    for m, msgs in batch
-                    if msgs or not m.done
+                    step(m, {"op": "deliver", "session_id": sid, "hellos": hellos, "messages": msgs})
+                    for m, hellos, msgs in batch
+                    if msgs or hellos or not m.done
                 )
         except BaseException:
             await self._abort(sid, by_id.values())
@@ -493,31 +507,48 @@ class Coordinator:
         names = await asyncio.gather(*(one(d) for d in nodes))
         return [n for n in names if n is not None]
 
+    async def pick_signers(self, key: ClusterKey) -> list[int]:
+        """A live t-subset: the live nodes with the fewest of this coordinator's signing sessions running.
+
+        The lowest parties win a tie, so one session at a time always goes to the first
+        t, and concurrent sessions spread over every node.
+        """
+        up = await self.live(key.roster.values())
+        ranked = sorted((self._busy.get(d.node_id, 0), p) for p, d in key.roster.items() if d.node_id in up)
+        signers = [p for _, p in ranked][: key.threshold]
+        if len(signers) < key.threshold:
+            down = [d.name for d in key.roster.values() if d.node_id not in up]
+            raise ClusterError(
+                "too-few-nodes", f"only {len(signers)} of {key.threshold} needed nodes answer; down: {down}"
+            )
+        return sorted(signers)
+
     async def sign(
         self,
         key: ClusterKey,
         message: bytes,
-        certificate: bytes,
+        certificate: bytes | Callable[[list[int]], bytes],
         *,
         path: str = "m",
         signers: Sequence[int] | None = None,
     ) -> SignOutcome:
-        """One signature by a live t-subset (or ``signers``), verified here before it is returned.
+        """One signature by the signers the certificate names, verified here before it is returned.
 
-        Without ``signers``, the live nodes with the fewest of this coordinator's signing
-        sessions running on them are chosen (the lowest parties on a tie, so one session
-        at a time always goes to the first t): concurrent sessions spread over every node.
+        A sign certificate names its signers, and the nodes refuse any others. Given
+        ``certificate`` as a function instead, the coordinator first chooses the signers
+        (``signers``, or :meth:`pick_signers`) and asks it for the certificate of that set:
+        how a service that is its own authority spreads concurrent sessions over the nodes.
         """
-        if signers is None:
-            up = await self.live(key.roster.values())
-            ranked = sorted((self._busy.get(d.node_id, 0), p) for p, d in key.roster.items() if d.node_id in up)
-            signers = [p for _, p in ranked][: key.threshold]
-            if len(signers) < key.threshold:
-                down = [d.name for d in key.roster.values() if d.node_id not in up]
+        if callable(certificate):
+            chosen = sorted(signers) if signers is not None else await self.pick_signers(key)
+            certificate = certificate(chosen)
+        else:
+            named = _certificate_signers(certificate)
+            if signers is not None and named and sorted(signers) != named:
                 raise ClusterError(
-                    "too-few-nodes", f"only {len(signers)} of {key.threshold} needed nodes answer; down: {down}"
+                    "bad-request", f"the certificate names signers {named}, not {sorted(signers)}"
                 )
-        chosen = sorted(signers)
+            chosen = named or (sorted(signers) if signers is not None else await self.pick_signers(key))
         members = {p: key.roster[p] for p in chosen}
         args = {"key_id": key.key_id, "path": path, "message": message, "signers": chosen}
         for d in members.values():
@@ -543,6 +574,40 @@ class Coordinator:
         if not verify_signature(key.scheme, group_key, message, signature):
             raise ClusterError("bad-result", "the signature does not verify under the key")
         return SignOutcome(key, chosen, message, path, signature, group_key)
+
+    async def rotate(
+        self, statement: bytes, certificate: bytes, nodes: Sequence[NodeDescriptor]
+    ) -> dict[str, list[str]]:
+        """Hand a node's rotation statement to ``nodes``; each updates the rosters of its keys.
+
+        Returns, per node name, the keys it updated; this coordinator's own key
+        records are updated too, so later sessions reach the node at its new identity.
+        """
+        rotation = Rotation.decode(statement)
+        request = {"op": "rotate", "statement": statement, "certificate": certificate}
+        answers = await asyncio.gather(*(self._call(d, request) for d in nodes), return_exceptions=True)
+        failed = [(d.name, a) for d, a in zip(nodes, answers, strict=True) if isinstance(a, BaseException)]
+        if failed:
+            name, error = failed[0]
+            raise ClusterError(
+                getattr(error, "reason", "unreachable"),
+                f"node {name} did not take the rotation: {error}; the others did, so run it again on that node",
+                name,
+            )
+        if self.state_dir is not None:
+            for path in sorted((self.state_dir / "keys").glob("*.json")):
+                key = self.load_key(path.stem)
+                roster = rotate_roster(key.roster, rotation)
+                if roster is not None:
+                    self.save_key(ClusterKey(key.key_id, key.public, roster, key.chain_code))
+        out: dict[str, list[str]] = {}
+        for descriptor, answer in zip(nodes, answers, strict=True):
+            assert isinstance(answer, dict)
+            keys = answer.get("keys")
+            if type(keys) is not list or not all(isinstance(k, str) for k in keys):
+                raise ClusterError("bad-response", "malformed answer to rotate", descriptor.name)
+            out[descriptor.name] = keys
+        return out
 
     # -- key records ----------------------------------------------------------------------
 
@@ -600,12 +665,14 @@ def admin_params(
     threshold: int = 0,
     nodes: Sequence[NodeDescriptor] = (),
     key: ClusterKey | None = None,
+    dealers: Sequence[int] | None = None,
 ) -> dict[str, str | int]:
     """The ``params`` an admin certificate must carry for the nodes to accept it.
 
     keygen: the scheme, threshold and committee; refresh: nothing beyond the key id;
-    reshare: the new threshold and committee, and the key's group key and chain code
-    (a member new to the key has only the certificate to check them against).
+    reshare: the new threshold and committee, the dealers (by default every member of
+    the key) and the key's group key, public-package fingerprint and chain code (a
+    member new to the key has only the certificate to check them against).
     """
     if kind == "keygen":
         return {"scheme": scheme, "threshold": threshold, "roster": rpc.roster_hash([d.node_id for d in nodes])}
@@ -614,22 +681,31 @@ def admin_params(
     if kind == "reshare":
         if key is None:
             raise ValueError("reshare params need the key")
+        parties = sorted(key.roster) if dealers is None else sorted(dealers)
         return {
             "threshold": threshold,
             "roster": rpc.roster_hash([d.node_id for d in nodes]),
+            "dealers": rpc.roster_hash([key.roster[p].node_id for p in parties]),
             "group_key": key.public.group_public_key.encode().hex(),
+            "fingerprint": key.public.fingerprint().hex(),
             "chain_code": key.chain_code.hex(),
         }
     raise ValueError(f"no admin params for {kind!r}")
 
 
 def _certificate_key_id(certificate: bytes) -> str:
-    from harbour.node import approval
-
     try:
         return approval.parse(certificate)[0].key_id
     except approval.ApprovalError:
         return ""
+
+
+def _certificate_signers(certificate: bytes) -> list[int]:
+    """The signers a sign certificate names (empty if it is not one): the nodes accept no others."""
+    try:
+        return list(approval.parse(certificate)[0].signers)
+    except approval.ApprovalError:
+        return []
 
 
 async def _all(coroutines: Iterable[Any]) -> None:

@@ -12,8 +12,11 @@ in-process runner does, :func:`harbour.mpc.runner.setup_session_id`) and its own
 set of participants, which is who a broadcast goes to. Envelopes for a phase that
 has not started yet (a faster peer already in it) are held until it starts.
 
-Jobs are plain objects that pickle, so a node without a network (the cold node)
-can keep one, encrypted, between two rounds that arrive as files.
+A node without a network (the cold node) keeps a session between the files that
+carry its rounds without ever serialising a party: it records what the job was
+built from (:func:`job_params`), the seed of its randomness and every envelope it
+received, and rebuilds it by replaying them (:mod:`harbour.node.coldstate`). So
+every job is deterministic given its parameters, its ``rng`` and its inputs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harbour.crypto.ecdsa import EcdsaSignature
+from harbour.crypto.group import RandomBytes
 from harbour.mpc import hd
 from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
 from harbour.mpc.dkg import DkgParty
@@ -36,6 +40,7 @@ from harbour.mpc.keyshare import KeyShare, PublicKeyPackage
 from harbour.mpc.refresh import RefreshParty
 from harbour.mpc.reshare import ReshareParty
 from harbour.mpc.runner import setup_session_id
+from harbour.node.rpc import decode_public, encode_public
 
 MAX_HELD = 64
 """Envelopes held for a later phase: a round or two of every peer, far more than honest peers send."""
@@ -53,10 +58,13 @@ class Job:
 
     kind: str = ""
 
-    def __init__(self, session_id: bytes, me: int, phases: Sequence[PhasePlan]) -> None:
+    def __init__(
+        self, session_id: bytes, me: int, phases: Sequence[PhasePlan], *, rng: RandomBytes = secrets.token_bytes
+    ) -> None:
         self.session_id = session_id
         self.me = me
         self.phases = tuple(phases)
+        self.rng = rng
         self._index = 0
         self._party: Party[Any] | None = None
         self._started = False
@@ -89,6 +97,23 @@ class Job:
     @property
     def session_ids(self) -> list[bytes]:
         return [p.session_id for p in self.phases]
+
+    @property
+    def everyone(self) -> tuple[int, ...]:
+        """Every party this job exchanges messages with in any phase, ourselves included."""
+        return tuple(sorted({p for plan in self.phases for p in plan.participants}))
+
+    def is_public(self, session_id: bytes, protocol: str, rnd: int) -> bool:
+        """Whether that round's messages are public (:attr:`Party.public_rounds`) for the party running now.
+
+        Only the current phase's party can say; a message for any other phase is
+        treated as secret, which is what it is (later phases start once the session
+        keys are agreed).
+        """
+        party = self._party
+        if party is None or party.session_id != session_id or party.protocol != protocol:
+            return False
+        return rnd in type(party).public_rounds
 
     def participants(self, session_id: bytes) -> tuple[int, ...]:
         for plan in self.phases:
@@ -159,24 +184,35 @@ class Job:
 class KeygenJob(Job):
     kind = "keygen"
 
-    def __init__(self, session_id: bytes, me: int, scheme: str, threshold: int, parties: Sequence[int]) -> None:
+    def __init__(
+        self,
+        session_id: bytes,
+        me: int,
+        scheme: str,
+        threshold: int,
+        parties: Sequence[int],
+        *,
+        rng: RandomBytes = secrets.token_bytes,
+    ) -> None:
         ids = tuple(sorted(parties))
         phases = [PhasePlan(session_id, ids)]
         if scheme == ECDSA_SCHEME:
             phases.append(PhasePlan(setup_session_id(session_id), ids))
-        super().__init__(session_id, me, phases)
+        super().__init__(session_id, me, phases, rng=rng)
         self.scheme = scheme
         self.threshold = threshold
         self.ids = ids
 
     def _first(self) -> Party[Any]:
         if self.scheme == ECDSA_SCHEME:
-            return DkgParty(FROST_SECP256K1, self.session_id, self.me, self.threshold, self.ids, scheme=self.scheme)
-        return DkgParty(suite_by_name(self.scheme), self.session_id, self.me, self.threshold, self.ids)
+            return DkgParty(
+                FROST_SECP256K1, self.session_id, self.me, self.threshold, self.ids, scheme=self.scheme, rng=self.rng
+            )
+        return DkgParty(suite_by_name(self.scheme), self.session_id, self.me, self.threshold, self.ids, rng=self.rng)
 
     def _next(self, result: Any) -> Party[Any] | None:
         if self.scheme == ECDSA_SCHEME and self._index == 0:
-            return EcdsaSetupParty(self.phases[1].session_id, result)
+            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng)
         return None
 
 
@@ -185,16 +221,26 @@ class SignJob(Job):
 
     kind = "sign"
 
-    def __init__(self, session_id: bytes, share: KeyShare, path: str, signers: Sequence[int], message: bytes) -> None:
-        super().__init__(session_id, share.identifier, [PhasePlan(session_id, tuple(sorted(signers)))])
+    def __init__(
+        self,
+        session_id: bytes,
+        share: KeyShare,
+        path: str,
+        signers: Sequence[int],
+        message: bytes,
+        *,
+        rng: RandomBytes = secrets.token_bytes,
+    ) -> None:
+        super().__init__(session_id, share.identifier, [PhasePlan(session_id, tuple(sorted(signers)))], rng=rng)
+        self.path = path
         self.share = hd.derive_share(share, path) if path != "m" else share
         self.signers = tuple(sorted(signers))
         self.message = message
 
     def _first(self) -> Party[Any]:
         if self.share.scheme == ECDSA_SCHEME:
-            return EcdsaSigner(self.session_id, self.share, self.signers, self.message)
-        return FrostSigner(self.session_id, self.share, self.signers, self.message)
+            return EcdsaSigner(self.session_id, self.share, self.signers, self.message, rng=self.rng)
+        return FrostSigner(self.session_id, self.share, self.signers, self.message, rng=self.rng)
 
     def _final(self, result: Any) -> bytes | EcdsaSignature:
         assert isinstance(result, bytes | EcdsaSignature)
@@ -204,19 +250,19 @@ class SignJob(Job):
 class RefreshJob(Job):
     kind = "refresh"
 
-    def __init__(self, session_id: bytes, share: KeyShare) -> None:
+    def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
         phases = [PhasePlan(session_id, tuple(share.parties))]
         if share.scheme == ECDSA_SCHEME:
             phases.append(PhasePlan(setup_session_id(session_id), tuple(share.parties)))
-        super().__init__(session_id, share.identifier, phases)
+        super().__init__(session_id, share.identifier, phases, rng=rng)
         self.share = share
 
     def _first(self) -> Party[Any]:
-        return RefreshParty(self.session_id, self.share)
+        return RefreshParty(self.session_id, self.share, rng=self.rng)
 
     def _next(self, result: Any) -> Party[Any] | None:
         if self.share.scheme == ECDSA_SCHEME and self._index == 0:
-            return EcdsaSetupParty(self.phases[1].session_id, result)
+            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng)
         return None
 
 
@@ -239,12 +285,13 @@ class ReshareJob(Job):
         *,
         share: KeyShare | None,
         metadata: dict[str, bytes],
+        rng: RandomBytes = secrets.token_bytes,
     ) -> None:
         everyone = tuple(sorted(set(dealers) | set(new_parties)))
         phases = [PhasePlan(session_id, everyone)]
         if public.scheme == ECDSA_SCHEME:
             phases.append(PhasePlan(setup_session_id(session_id), tuple(sorted(new_parties))))
-        super().__init__(session_id, me, phases)
+        super().__init__(session_id, me, phases, rng=rng)
         self.public = public
         self.dealers = tuple(sorted(dealers))
         self.new_threshold = new_threshold
@@ -262,11 +309,12 @@ class ReshareJob(Job):
             self.new_parties,
             share=self.share,
             metadata=self.metadata,
+            rng=self.rng,
         )
 
     def _next(self, result: Any) -> Party[Any] | None:
         if self.public.scheme == ECDSA_SCHEME and self._index == 0 and result.share is not None:
-            return EcdsaSetupParty(self.phases[1].session_id, result.share)
+            return EcdsaSetupParty(self.phases[1].session_id, result.share, rng=self.rng)
         return None
 
     def _final(self, result: Any) -> KeyShare | None:
@@ -275,6 +323,80 @@ class ReshareJob(Job):
         share = result.share
         assert share is None or isinstance(share, KeyShare)
         return share
+
+
+def scheme_of(job: Job) -> str:
+    if isinstance(job, KeygenJob):
+        return job.scheme
+    if isinstance(job, SignJob | RefreshJob):
+        return job.share.scheme
+    assert isinstance(job, ReshareJob)
+    return job.public.scheme
+
+
+def replays_secrets(job: Job) -> bool:
+    """Whether answering a round of this job twice from one saved state could give a secret away.
+
+    Signing of either scheme reuses its nonces (one rollback gives a threshold-ECDSA
+    share away, two a FROST share); the threshold-ECDSA setup's base OTs and
+    multiplications likewise. A FROST key generation, refresh or resharing answers a
+    repeated round with the same values it already sent, which reveals nothing new.
+    """
+    return isinstance(job, SignJob) or scheme_of(job) == ECDSA_SCHEME
+
+
+def job_params(job: Job) -> dict[str, Any]:
+    """What the job was built from, as plain CBOR values; the key share is named, not included.
+
+    :func:`rebuild_job` is its inverse (given the share again), so a cold node can
+    rebuild a session's job and replay its inputs instead of serialising parties.
+    """
+    if isinstance(job, SignJob):
+        return {"path": job.path, "signers": list(job.signers), "message": job.message}
+    if isinstance(job, KeygenJob):
+        return {"scheme": job.scheme, "threshold": job.threshold, "parties": list(job.ids)}
+    if isinstance(job, RefreshJob):
+        return {}
+    assert isinstance(job, ReshareJob)
+    return {
+        "public": encode_public(job.public),
+        "dealers": list(job.dealers),
+        "threshold": job.new_threshold,
+        "parties": list(job.new_parties),
+        "metadata": dict(job.metadata),
+    }
+
+
+def rebuild_job(
+    kind: str, session_id: bytes, me: int, params: dict[str, Any], *, share: KeyShare | None, rng: RandomBytes
+) -> Job:
+    """The job :func:`job_params` describes; ValueError if the parameters do not fit together."""
+    try:
+        if kind == "sign":
+            if share is None:
+                raise ValueError("a signing job needs its key share")
+            return SignJob(session_id, share, params["path"], params["signers"], params["message"], rng=rng)
+        if kind == "keygen":
+            return KeygenJob(session_id, me, params["scheme"], params["threshold"], params["parties"], rng=rng)
+        if kind == "refresh":
+            if share is None:
+                raise ValueError("a refresh job needs its key share")
+            return RefreshJob(session_id, share, rng=rng)
+        if kind == "reshare":
+            return ReshareJob(
+                session_id,
+                me,
+                decode_public(params["public"]),
+                params["dealers"],
+                params["threshold"],
+                params["parties"],
+                share=share,
+                metadata=dict(params["metadata"]),
+                rng=rng,
+            )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"the {kind} job's parameters are malformed: {exc}") from exc
+    raise ValueError(f"no job of kind {kind!r}")
 
 
 def new_session_id() -> bytes:

@@ -128,6 +128,7 @@ def create_nodes(
     pkcs11: tuple[str, str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
     node_options: Mapping[str, Any] | None = None,
+    counters: bool = True,
 ) -> list[LocalNode]:
     """``n`` new node directories ``root/node1..n`` on free loopback ports (not started).
 
@@ -135,6 +136,8 @@ def create_nodes(
     (these are throw-away nodes); with ``pkcs11 = (module, token label, pin)`` each
     node keeps its KEK on that token under its own label. ``node_options`` are
     passed to :func:`init_node` (``approvers``, ``min_approvals``, ``require_evidence``).
+    With ``counters`` each node gets a rollback counter (on the token, or in the file
+    ``root/nodeI.counter`` beside its directory), so any of them can serve as a cold node.
     """
     if (passphrase is None) == (pkcs11 is None):
         raise ValueError("give a passphrase or a PKCS#11 token")
@@ -157,6 +160,7 @@ def create_nodes(
                 authorities=authorities,
                 passphrase=passphrase,
                 kdf_n=MIN_N,
+                counter={"kind": "file", "path": str((root / f"{name}.counter").absolute())} if counters else None,
                 **(node_options or {}),
             )
         else:
@@ -170,6 +174,7 @@ def create_nodes(
                 authorities=authorities,
                 pkcs11=config,
                 pin=pin,
+                counter={"kind": "pkcs11"} if counters else None,
                 **(node_options or {}),
             )
         nodes.append(LocalNode(directory, descriptor, env))

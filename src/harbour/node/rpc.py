@@ -4,18 +4,20 @@ One request in, one response out, each a canonical CBOR map. The same bytes
 travel in an HTTP body (``POST /v1/rpc``) to an online node and in a file to a cold
 node (``harbour node offline``), so the node has one code path for both.
 
-Requests (every one has ``"v": 1`` and ``"op"``)::
+Requests (every one has ``"v": 2`` and ``"op"``)::
 
     {"op": "describe"}                                  -> {"descriptor": <JSON text>}
     {"op": "start", "session_id": <32 bytes>, "kind": "sign" | "keygen" | "refresh" | "reshare",
-     "certificate": <bytes>, "args": {...}}             -> {"out": [...], "done": bool, "result"?: {...}}
-    {"op": "deliver", "session_id": <32 bytes>, "messages": [<sealed>, ...]}
+     "certificate": <bytes>, "args": {...}}             -> {"out": [...], "done": bool, "hello": <bytes>,
+                                                            "result"?: {...}}
+    {"op": "deliver", "session_id": <32 bytes>, "hellos": [<hello>, ...], "messages": [<sealed>, ...]}
                                                         -> {"out": [...], "done": bool, "result"?: {...}}
     {"op": "commit", "session_id": <32 bytes>, "fingerprint": <32 bytes>, "acks": {<node id>: <64 bytes>, ...},
      "receipts": {<node id>: <64 bytes>, ...}}          -> {"key_id": str, "receipt": <64 bytes>}
     {"op": "staged", "session_id": <32 bytes>}          -> {"result": {...}}   (the staged result again)
     {"op": "abort", "session_id": <32 bytes>, "certificate": <bytes>}  -> {}
     {"op": "key", "key_id": str}                        -> {"public": <package>, "roster": [...]}
+    {"op": "rotate", "statement": <bytes>, "certificate": <bytes>}  -> {"keys": [key id, ...]}
 
 ``args`` per kind:
 
@@ -26,7 +28,11 @@ Requests (every one has ``"v": 1`` and ``"op"``)::
   "public": <package>, "chain_code": <bytes>}``: the dealers (members of the current committee) and the new
   committee; a node in both has one party number in both.
 
-A response is ``{"v": 1, "ok": true, ...}`` or ``{"v": 1, "ok": false, "reason": str,
+A node answers ``start`` with its signed session hello (:mod:`harbour.node.handshake`),
+and the coordinator hands every member the other members' hellos in its first
+``deliver``; a node seals secret messages only once it has the recipient's.
+
+A response is ``{"v": 2, "ok": true, ...}`` or ``{"v": 2, "ok": false, "reason": str,
 "error": str}``; ``reason`` is a short machine-readable word (``approval``,
 ``sealed``, ``protocol``, ``stale-session``, ``bad-request``, ...).
 
@@ -48,13 +54,15 @@ from harbour.mpc.envelope import SESSION_ID_LEN
 from harbour.mpc.keyshare import KeyShareError, PublicKeyPackage, group_by_name
 from harbour.node.identity import IdentityError, NodeDescriptor
 
-VERSION: Final = 1
+VERSION: Final = 2
+"""Version 2 added the session hellos (forward secrecy); a version-1 peer is refused as such."""
 MAX_REQUEST: Final = 16 * 2**20
 """A round of a 5-party ECDSA setup is a few hundred kilobytes; far more is refused unread."""
 MAX_MESSAGES: Final = 4096
+MAX_HELLO: Final = 512
 MAX_PARTIES: Final = 255
 KEY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-OPS: Final = ("describe", "start", "deliver", "commit", "staged", "abort", "key")
+OPS: Final = ("describe", "start", "deliver", "commit", "staged", "abort", "key", "rotate")
 KINDS: Final = ("sign", "keygen", "refresh", "reshare")
 ACK_DOMAIN: Final = b"harbour/node/ack/v1\x00"
 RECEIPT_DOMAIN: Final = b"harbour/node/commit-receipt/v1\x00"
@@ -235,6 +243,8 @@ def parse_request(data: bytes) -> dict[str, Any]:
     elif op == "key":
         _fields(obj, {"v": int, "op": str, "key_id": str}, "key request")
         check_key_id(obj["key_id"])
+    elif op == "rotate":
+        _fields(obj, {"v": int, "op": str, "statement": bytes, "certificate": bytes}, "rotate request")
     elif op == "abort":
         _fields(obj, {"v": int, "op": str, "session_id": bytes, "certificate": bytes}, "abort request")
         _session_id(obj["session_id"])
@@ -242,10 +252,14 @@ def parse_request(data: bytes) -> dict[str, Any]:
         _fields(obj, {"v": int, "op": str, "session_id": bytes}, "staged request")
         _session_id(obj["session_id"])
     elif op == "deliver":
-        _fields(obj, {"v": int, "op": str, "session_id": bytes, "messages": list}, "deliver request")
+        _fields(obj, {"v": int, "op": str, "session_id": bytes, "hellos": list, "messages": list}, "deliver request")
         _session_id(obj["session_id"])
         if len(obj["messages"]) > MAX_MESSAGES or any(type(m) is not bytes for m in obj["messages"]):
             raise _fail(f"messages must be a list of at most {MAX_MESSAGES} byte strings")
+        if len(obj["hellos"]) > MAX_PARTIES or any(
+            type(h) is not bytes or len(h) > MAX_HELLO for h in obj["hellos"]
+        ):
+            raise _fail(f"hellos must be a list of at most {MAX_PARTIES} byte strings of at most {MAX_HELLO} bytes")
     elif op == "commit":
         schema = {"v": int, "op": str, "session_id": bytes, "fingerprint": bytes, "acks": dict, "receipts": dict}
         _fields(obj, schema, "commit request")
@@ -334,6 +348,14 @@ def parse_response(data: bytes, node: str) -> dict[str, Any]:
     if obj.get("ok") is not True:
         raise _fail(f"response from {node} has no ok field")
     return obj
+
+
+def parse_hello(obj: Mapping[str, Any], node: str) -> bytes:
+    """The session hello a ``start`` response carries."""
+    hello = obj.get("hello")
+    if type(hello) is not bytes or not 0 < len(hello) <= MAX_HELLO:
+        raise _fail(f"response from {node} to start has no session hello")
+    return hello
 
 
 def parse_round(obj: Mapping[str, Any], node: str) -> tuple[list[bytes], bool, dict[str, Any] | None]:

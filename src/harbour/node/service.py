@@ -17,6 +17,11 @@ What the node decides for itself, whatever the coordinator says:
   signatures and the quorum passes (against the approvers it was configured to
   trust, if any), and a node configured with ``require_evidence`` signs nothing
   without it. Each transaction id is signed for one chain nonce only.
+- Every session has its own ephemeral keys (:mod:`harbour.node.handshake`): the
+  node signs a hello with its identity, derives a key with each peer from the peers'
+  hellos, and drops them all when the session ends, so recorded traffic cannot be
+  opened later with anything stolen from the node. Secret messages wait for those
+  keys; only rounds the protocol declares public may go out before them, signed.
 - It opens only sealed messages from the session's own members, in sequence
   (:mod:`harbour.node.sealed`); any tampered, replayed, reordered or foreign
   message aborts the session, and nothing is signed.
@@ -31,36 +36,38 @@ What the node decides for itself, whatever the coordinator says:
 - A failed KOS check in ECDSA signing (:class:`~harbour.mpc.ecdsa_sign.SetupCompromised`)
   is recorded, and the key refuses to sign with that peer until it is refreshed.
 
-A cold node (``offline=True``) keeps its sessions between requests, pickled and
-encrypted in its store: it has no other way to hold a session across the files
-that carry its rounds. Only the node itself can write that state (it is
-authenticated encryption under the node's data key), which is what makes
-unpickling it safe.
+A cold node (``offline=True``) keeps its sessions between requests, as explicit
+records encrypted in its store (:mod:`harbour.node.coldstate`): it has no other way
+to hold a session across the files that carry its rounds. Each save first moves the
+node's rollback counter on (:mod:`harbour.node.counter`) and binds the records to
+it, so a copy of the directory put back later is refused instead of answering a
+round twice with the same nonces; without a counter, a cold node refuses every
+session whose replay could reveal a secret.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
-import pickle
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import cbor2
 
 from harbour.crypto.ecdsa import EcdsaSignature
+from harbour.crypto.group import RandomBytes
 from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
-from harbour.node import approval, quorum, rpc, signlog
+from harbour.node import approval, coldstate, quorum, rpc, signlog
 from harbour.node.config import (
     CONFIG_FILE,
     CONFIG_OBJECT,
@@ -72,9 +79,13 @@ from harbour.node.config import (
     NodeStartError,
     init_node,
 )
+from harbour.node.counter import CounterError, RollbackCounter, open_counter
+from harbour.node.handshake import HandshakeError, SessionKeys
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
-from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
-from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, seal
+from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob, replays_secrets
+from harbour.node.rotation import Rotation, RotationError, rotate_roster
+from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, seal, sign_public
+from harbour.node.session import Session
 from harbour.node.staging import Refusal, Staging, read_key
 from harbour.node.store import SecretStore, StoreError
 
@@ -83,31 +94,6 @@ log = logging.getLogger("harbour.node")
 __all__ = ["NodeService", "NodeStartError", "Refusal", "default_key_id", "init_node"]
 
 MAX_SESSIONS: Final = 1024
-
-
-# -- sessions -------------------------------------------------------------------------------
-
-
-@dataclass
-class Session:
-    session_id: bytes
-    kind: str
-    key_id: str
-    path: str
-    digests: list[bytes]
-    certificate: bytes
-    job: Job
-    roster: dict[int, NodeDescriptor]
-    me: int
-    deadline: float
-    staging: dict[str, Any] = field(default_factory=dict)
-    seq: dict[tuple[bytes, str], int] = field(default_factory=dict)
-    note: str = ""
-    """What the ``started`` log entry says about the approval (the evidence's transaction and approvers)."""
-
-    @property
-    def node_roster(self) -> dict[str, int]:
-        return {d.node_id: p for p, d in self.roster.items()}
 
 
 def _roster_cbor(roster: Mapping[int, NodeDescriptor]) -> list[list[Any]]:
@@ -128,6 +114,7 @@ class NodeService:
         *,
         offline: bool,
         clock: Callable[[], float],
+        counter: RollbackCounter | None = None,
     ) -> None:
         self.directory = directory
         self.config = config
@@ -145,6 +132,9 @@ class NodeService:
         self.used: set[bytes] = set()
         self.stale: set[bytes] = set()
         self._checkpoints: dict[bytes, str] = {}
+        self.counter = counter
+        self._counter_value: int | None = None
+        self._dropped: dict[bytes, str] = {}
         self.staging = Staging(store, identity, signlog_, self.trusted, ledger, lambda: self._now())
 
     @classmethod
@@ -193,22 +183,38 @@ class NodeService:
             except BaseException:
                 ledger.close()
                 raise
+            try:
+                counter = open_counter(config.counter, store_id=store.store_id, pkcs11_config=store.pkcs11, pin=pin)
+            except CounterError as exc:
+                log_.close()
+                ledger.close()
+                raise NodeStartError(f"the node's rollback counter cannot be used: {exc}") from exc
         except NodeStartError:
             store.close()
             raise
         except (StoreError, IdentityError, OSError, ValueError) as exc:
             store.close()
             raise NodeStartError(f"node {directory} cannot start: {exc}") from exc
-        node = cls(directory, config, store, identity, ledger, log_, offline=offline, clock=clock)
-        node._recover()
+        node = cls(directory, config, store, identity, ledger, log_, offline=offline, clock=clock, counter=counter)
+        try:
+            node._recover()
+        except CounterError as exc:
+            node.log.close()
+            node.ledger.close()
+            node.store.close()
+            raise NodeStartError(f"the node's rollback counter cannot be read: {exc}") from exc
         return node
 
     def close(self) -> None:
-        if self.offline:
-            self._persist()
-        self.log.close()
-        self.ledger.close()
-        self.store.close()
+        try:
+            if self.offline:
+                self._persist()
+        except Exception:  # unsaved sessions are dropped at the next start: safe, only lost
+            log.exception("cannot save the cold node's sessions on close")
+        finally:
+            self.log.close()
+            self.ledger.close()
+            self.store.close()
 
     def _now(self) -> int:
         return int(self.clock())
@@ -223,30 +229,38 @@ class NodeService:
             self.used.add(sid)
             if entry.outcome in ("started", "progress"):
                 open_[entry.session_id] = entry
-            else:
+            elif entry.outcome not in ("compromised", "incident"):  # records within a session, not its end
                 open_.pop(entry.session_id, None)
         kept: dict[bytes, Session] = {}
         checkpoints = {sid: e for sid, e in open_.items() if e.outcome == "progress"}
         if self.offline:
+            self._counter_value = None if self.counter is None else self.counter.read()
             for name in self.store.names("sessions/"):
+                sid_hex = name.removeprefix("sessions/")
                 try:
                     data = self.store.get(name)
-                    last = checkpoints.get(name.removeprefix("sessions/"))
+                    last = checkpoints.get(sid_hex)
                     if last is None or last.reason != self._checkpoint_reason(
                         bytes.fromhex(last.session_id), last.seq, data
                     ):
                         # Not the state the log last recorded: an older copy put back (its nonces
                         # were used already) or a crash between the two writes. Never resume it.
                         raise ValueError("the session state is not the one the log recorded last")
-                    state = pickle.loads(data)  # noqa: S301 (our own authenticated ciphertext, checked above)
-                    session, guard_bytes = state["session"], state["guard"]
-                    if not isinstance(session, Session):
-                        raise TypeError("not a session")
+                    session, guard = coldstate.decode(
+                        data,
+                        identity=self.identity,
+                        counter=self._counter_value,
+                        load_share=lambda key_id: read_key(self.store, key_id)[0],
+                    )
+                    if self.counter is None and replays_secrets(session.job):
+                        raise ValueError("a node without a rollback counter does not keep this kind of session")
                     kept[session.session_id] = session
                     self._checkpoints[session.session_id] = _checkpoint(data)
-                    self.guard.merge(ReplayGuard.from_bytes(guard_bytes))
-                except Exception as exc:  # an unreadable state (damage, an upgrade) ends that session only
-                    log.warning("dropping unreadable session state %s: %s", name, exc)
+                    self.guard.merge(guard)
+                except Exception as exc:  # an unusable state (rolled back, damaged, an upgrade) ends that session
+                    log.warning("dropping session state %s: %s", name, exc)
+                    with contextlib.suppress(ValueError):
+                        self._dropped[bytes.fromhex(sid_hex)] = str(exc)
                     self.store.delete(name)
         for sid_hex, entry in open_.items():
             sid = bytes.fromhex(sid_hex)
@@ -254,6 +268,10 @@ class NodeService:
                 self._register(kept[sid])
                 continue
             self.stale.add(sid)
+            why = self._dropped.get(sid)
+            reason = "the node restarted during the session; its state was discarded and it will not rejoin"
+            if why is not None:
+                reason = f"its saved state was refused and it will not rejoin: {why}"
             self.log.append(
                 time=self._now(),
                 kind=entry.kind,
@@ -262,29 +280,43 @@ class NodeService:
                 path=entry.path,
                 digests=[bytes.fromhex(d) for d in entry.digests],
                 outcome="aborted",
-                reason="the node restarted during the session; its state was discarded and it will not rejoin",
+                reason=reason[: signlog.MAX_REASON],
             )
 
     def _persist(self) -> None:
-        """Cold node: every open session, encrypted in the store, and its hash in the log.
+        """Cold node: every open session, encrypted in the store, bound to the counter, its hash in the log.
 
-        The log entry is the single-use guard the store cannot give: a session state
-        is resumed only if it is the last one logged, so putting back an older copy of
-        the file (whose nonces already went out) gets the session refused, not replayed.
+        Any change (a session new, advanced or ended) first moves the rollback counter
+        on and then rewrites every open session bound to the new value, so only the
+        latest saved state can ever be resumed: a copy of the directory put back later
+        is behind the counter. The log entry adds the check the store cannot give even
+        without a counter: a state is resumed only if it is the last one logged.
         """
         live = {f"sessions/{sid.hex()}" for sid in self.sessions}
-        for name in self.store.names("sessions/"):
-            if name not in live:
-                self.store.delete(name)
-        for sid, session in self.sessions.items():
-            state = {"session": session, "guard": self.guard.subset(session.job.session_ids).to_bytes()}
-            data = pickle.dumps(state)
-            checkpoint = _checkpoint(data)
-            if self._checkpoints.get(sid) == checkpoint:
-                continue
+        stale = [name for name in self.store.names("sessions/") if name not in live]
+        records = {sid: self._record(session, self._counter_value) for sid, session in self.sessions.items()}
+        changed = [sid for sid, data in records.items() if self._checkpoints.get(sid) != _checkpoint(data)]
+        if not stale and not changed:
+            return
+        if self.counter is not None:
+            self._counter_value = self.counter.advance()
+            records = {sid: self._record(session, self._counter_value) for sid, session in self.sessions.items()}
+            changed = list(records)
+        for name in stale:
+            self.store.delete(name)
+            self._checkpoints.pop(bytes.fromhex(name.removeprefix("sessions/")), None)
+        for sid in changed:
+            data = records[sid]
             self.store.put(f"sessions/{sid.hex()}", data)
-            self._log(session, "progress", self._checkpoint_reason(sid, self.log.head[0] + 1, data))
-            self._checkpoints[sid] = checkpoint
+            self._log(self.sessions[sid], "progress", self._checkpoint_reason(sid, self.log.head[0] + 1, data))
+            self._checkpoints[sid] = _checkpoint(data)
+
+    def _record(self, session: Session, counter: int | None) -> bytes:
+        job = session.job
+        root = None
+        if isinstance(job, SignJob | RefreshJob) or (isinstance(job, ReshareJob) and job.share is not None):
+            root = read_key(self.store, session.key_id)[0]
+        return coldstate.encode(session, counter=counter, root_share=root, guard=self.guard)
 
     def _checkpoint_reason(self, sid: bytes, seq: int, state: bytes) -> str:
         """``state <hash> mac <tag>``: the tag, under a key only the store holds, binds the log position.
@@ -302,7 +334,27 @@ class NodeService:
     # -- entry point ------------------------------------------------------------------
 
     def handle(self, data: bytes) -> bytes:
-        """Answer one request; never raises."""
+        """Answer one request; never raises.
+
+        A cold node saves its sessions before the answer leaves; if it cannot (its
+        rollback counter is unreachable), the answer is withheld and the sessions are
+        ended, since a round whose state was not saved must never be answered again.
+        """
+        answer = self._answer(data)
+        if not self.offline:
+            return answer
+        try:
+            self._persist()
+        except Exception as exc:
+            log.exception("cannot save the cold node's sessions")
+            for session in list(self.sessions.values()):
+                self._end(session, "aborted", f"its state could not be saved: {exc}")
+            with contextlib.suppress(Exception):
+                self._persist()
+            return rpc.error("internal", f"this cold node cannot save its sessions ({exc}); they were ended")
+        return answer
+
+    def _answer(self, data: bytes) -> bytes:
         try:
             request = rpc.parse_request(data)
         except rpc.RequestError as exc:
@@ -317,12 +369,14 @@ class NodeService:
             if op == "start":
                 return self._start(request)
             if op == "deliver":
-                return self._deliver(request["session_id"], request["messages"])
+                return self._deliver(request["session_id"], request["messages"], request["hellos"])
             if op == "commit":
                 key_id, receipt = self.staging.commit(
                     request["session_id"], request["fingerprint"], request["acks"], request["receipts"]
                 )
                 return rpc.ok(key_id=key_id, receipt=receipt)
+            if op == "rotate":
+                return self._rotate(request["statement"], request["certificate"])
             if op == "staged":
                 sid = request["session_id"]
                 committed = self.staging.is_committed(sid)
@@ -333,9 +387,6 @@ class NodeService:
         except Exception as exc:
             log.exception("internal error")  # the detail stays in the node's own log
             return rpc.error("internal", f"internal error ({type(exc).__name__}); see the node's log")
-        finally:
-            if self.offline:
-                self._persist()
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -363,7 +414,7 @@ class NodeService:
         sid: bytes = request["session_id"]
         if sid in self.sessions or sid in self.used:
             if sid in self.stale:
-                raise Refusal("stale-session", "stale session: this node restarted after it began and will not rejoin")
+                raise Refusal("stale-session", self._stale_reason(sid))
             raise Refusal("session-exists", f"session {sid.hex()} was already used on this node")
         if len(self.sessions) >= MAX_SESSIONS:
             raise Refusal("busy", f"this node already runs {MAX_SESSIONS} sessions")
@@ -373,6 +424,13 @@ class NodeService:
             session.job.prepare()
         except (UsageError, KeyShareError, ValueError) as exc:
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
+        if self.offline and self.counter is None and replays_secrets(session.job):
+            raise Refusal(
+                "no-counter",
+                f"this cold node has no rollback counter, so it does not keep a {kind} session of this key "
+                "between files: a copy of its directory put back could answer a round twice with the same "
+                "nonces and give its share away. Create the node with --counter pkcs11 or --counter-file",
+            )
         if any(p in self.rosters for p in session.job.session_ids):
             raise Refusal("session-exists", "a phase of this session collides with a running session")
         try:
@@ -383,12 +441,13 @@ class NodeService:
         self.used.update(session.job.session_ids)
         self._log(session, "started", session.note)
         self._register(session)
+        session.keys = SessionKeys(self.identity, sid, session.node_roster)
         try:
-            out = session.job.start()
+            out = coldstate.run(session, lambda job: job.start())
         except (ProtocolAbort, UsageError) as exc:
             self._end(session, "aborted", str(exc))
             raise Refusal("protocol", str(exc)) from exc
-        return self._progress(session, out)
+        return self._progress(session, out, hello=session.keys.hello)
 
     def _plan(
         self, sid: bytes, kind: str, args: dict[str, Any], certificate: bytes
@@ -397,6 +456,9 @@ class NodeService:
         now = self._now()
         deadline = self.clock() + self.config.session_timeout
         me_id = self.identity.node_id
+        # A cold node rebuilds its sessions by replay, so their randomness comes from a seed it keeps.
+        recording = coldstate.Recording.new() if self.offline else None
+        rng = recording.rng if recording is not None else secrets.token_bytes
 
         def verify(**what: Any) -> Callable[[], None]:
             def check() -> None:
@@ -418,25 +480,34 @@ class NodeService:
                 if share.scheme == ECDSA_SCHEME and len(message) != 32:
                     raise Refusal("bad-request", "threshold ECDSA signs a 32-byte digest")
                 digest = approval.approved_digest(message)
-                sign_job = SignJob(sid, share, path, signers, message)
+                sign_job = SignJob(sid, share, path, signers, message, rng=rng)
                 session = Session(
                     sid, kind, key_id, path, [digest], certificate, sign_job, roster, share.identifier, deadline
                 )
+                session.recording = recording
                 evidence_check = self._evidence_check(session, sign_job, digest)
                 return session, verify(
-                    kind="sign", key_id=key_id, path=path, digest=digest, evidence_check=evidence_check
+                    kind="sign",
+                    key_id=key_id,
+                    path=path,
+                    digest=digest,
+                    signers=signers,
+                    evidence_check=evidence_check,
                 )
             if kind == "keygen":
-                return self._plan_keygen(sid, args, certificate, deadline, verify)
-            if kind == "refresh":
+                session, check = self._plan_keygen(sid, args, certificate, deadline, verify, rng)
+            elif kind == "refresh":
                 key_id = args["key_id"]
                 share, roster = self._load_key(key_id)
                 self._no_pending(key_id)
-                job: Job = RefreshJob(sid, share)
+                job: Job = RefreshJob(sid, share, rng=rng)
                 session = Session(sid, kind, key_id, "m", [], certificate, job, roster, share.identifier, deadline)
                 session.staging = {"roster": roster, "base": share.public.fingerprint()}
-                return session, verify(kind="refresh", key_id=key_id, path="m", params={})
-            return self._plan_reshare(sid, args, certificate, deadline, verify, me_id)
+                check = verify(kind="refresh", key_id=key_id, path="m", params={})
+            else:
+                session, check = self._plan_reshare(sid, args, certificate, deadline, verify, me_id, rng)
+            session.recording = recording
+            return session, check
         except (UsageError, KeyShareError, ValueError) as exc:
             if isinstance(exc, approval.ApprovalError):
                 raise
@@ -526,17 +597,18 @@ class NodeService:
             raise Refusal("pending", f"key {key_id} has an uncommitted admin session ({staged}); commit or discard it")
 
     def _plan_keygen(
-        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any
+        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any, rng: RandomBytes
     ) -> tuple[Session, Callable[[], None]]:
         key_id, scheme, threshold = args["key_id"], args["scheme"], args["threshold"]
         roster: dict[int, NodeDescriptor] = args["roster"]
         if scheme not in SCHEME_CURVES:
             raise Refusal("bad-request", f"unknown scheme {scheme!r}")
         me = self._my_party(roster)
+        self._no_retired(roster)
         if self.store.exists(f"keys/{key_id}"):
             raise Refusal("key-exists", f"this node already holds a key named {key_id!r}")
         self._no_pending(key_id)
-        job = KeygenJob(sid, me, scheme, threshold, sorted(roster))
+        job = KeygenJob(sid, me, scheme, threshold, sorted(roster), rng=rng)
         session = Session(sid, "keygen", key_id, "m", [], certificate, job, roster, me, deadline)
         session.staging = {"roster": roster, "base": b""}
         params = {
@@ -551,7 +623,14 @@ class NodeService:
         return session, verify(kind="keygen", key_id=cert_key_id, path="m", params=params)
 
     def _plan_reshare(
-        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any, me_id: str
+        self,
+        sid: bytes,
+        args: dict[str, Any],
+        certificate: bytes,
+        deadline: float,
+        verify: Any,
+        me_id: str,
+        rng: RandomBytes,
     ) -> tuple[Session, Callable[[], None]]:
         key_id, threshold = args["key_id"], args["threshold"]
         dealers: dict[int, NodeDescriptor] = args["dealers"]
@@ -565,6 +644,7 @@ class NodeService:
         if len({d.node_id for d in roster.values()}) != len(roster):
             raise Refusal("bad-request", "a node has two party numbers in this reshare")
         me = self._my_party(roster)
+        self._no_retired(roster)
         share: KeyShare | None = None
         if me in dealers:
             share, stored = self._load_key(key_id)
@@ -579,21 +659,39 @@ class NodeService:
             raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
         self._no_pending(key_id)
         metadata = {CHAIN_CODE: args["chain_code"]} if args["chain_code"] else {}
-        job = ReshareJob(sid, me, public, sorted(dealers), threshold, sorted(new), share=share, metadata=metadata)
+        job = ReshareJob(
+            sid, me, public, sorted(dealers), threshold, sorted(new), share=share, metadata=metadata, rng=rng
+        )
         session = Session(sid, "reshare", key_id, "m", [], certificate, job, roster, me, deadline)
         session.staging = {"roster": new, "base": public.fingerprint()}
+        # A node new to the key has nothing but the certificate to check the old key and its
+        # dealers against: the authority binds both, not just the group key.
         params = {
             "threshold": threshold,
             "roster": rpc.roster_hash([d.node_id for d in new.values()]),
+            "dealers": rpc.roster_hash([d.node_id for d in dealers.values()]),
             "group_key": public.group_public_key.encode().hex(),
+            "fingerprint": public.fingerprint().hex(),
             "chain_code": args["chain_code"].hex(),
         }
         return session, verify(kind="reshare", key_id=key_id, path="m", params=params)
 
+    def _stale_reason(self, sid: bytes) -> str:
+        why = self._dropped.get(sid)
+        if why is not None:
+            return f"stale session: its saved state was refused and this node will not rejoin ({why})"
+        return "stale session: this node restarted after it began and will not rejoin"
+
+    def _no_retired(self, roster: Mapping[int, NodeDescriptor]) -> None:
+        """A node whose identity was rotated away never joins a new committee under its old key."""
+        for descriptor in roster.values():
+            if self.store.exists(f"rotated/{descriptor.node_id}"):
+                raise Refusal("rotated", f"node {descriptor.node_id} was rotated to a new identity; use that one")
+
     def _my_party(self, roster: Mapping[int, NodeDescriptor]) -> int:
         for party, descriptor in roster.items():
             if descriptor.node_id == self.identity.node_id:
-                if descriptor.sign_pk != self.identity.sign_pk or descriptor.enc_pk != self.identity.enc_pk:
+                if descriptor.sign_pk != self.identity.sign_pk:
                     raise Refusal("bad-request", "the roster lists this node with other keys")
                 return party
         raise Refusal("bad-request", "this node is not in the session's roster")
@@ -605,11 +703,11 @@ class NodeService:
         for sid in session.job.session_ids:
             self.rosters[sid] = session.node_roster
 
-    def _deliver(self, sid: bytes, messages: list[bytes]) -> bytes:
+    def _deliver(self, sid: bytes, messages: list[bytes], hellos: list[bytes]) -> bytes:
         session = self.sessions.get(sid)
         if session is None:
             if sid in self.stale:
-                raise Refusal("stale-session", "stale session: this node restarted after it began and will not rejoin")
+                raise Refusal("stale-session", self._stale_reason(sid))
             if sid in self.used:
                 raise Refusal("finished-session", f"session {sid.hex()} is over on this node")
             raise Refusal("unknown-session", f"this node takes no part in session {sid.hex()}")
@@ -620,17 +718,33 @@ class NodeService:
                 raise Refusal(
                     "setup-compromised", f"session aborted: the setup with parties {sorted(bad)} failed a KOS check"
                 )
-        peers = {d.node_id: d for d in session.roster.values() if d.node_id != self.identity.node_id}
+        peers = session.peers
         rosters = {s: self.rosters[s] for s in session.job.session_ids}
+        keys = session.keys
+        assert keys is not None
+        for hello in hellos:
+            try:
+                keys.accept(hello, known_senders=peers)
+            except HandshakeError as exc:
+                self._end(session, "aborted", f"hello refused ({exc.reason}): {exc}")
+                raise Refusal("sealed", f"session aborted: hello refused ({exc.reason}): {exc}") from exc
         out: list[Envelope] = []
         for data in messages:
             try:
-                env = open_sealed(self.identity, data, known_senders=peers, rosters=rosters, guard=self.guard)
+                env = open_sealed(
+                    self.identity.node_id,
+                    data,
+                    known_senders=peers,
+                    rosters=rosters,
+                    guard=self.guard,
+                    keys=keys.key,
+                    public=session.job.is_public,
+                )
             except SealedError as exc:
                 self._end(session, "aborted", f"sealed message refused ({exc.reason}): {exc}")
                 raise Refusal("sealed", f"session aborted: sealed message refused ({exc.reason}): {exc}") from exc
             try:
-                out.extend(session.job.receive(env))
+                out.extend(coldstate.run(session, lambda job: job.receive(env), env))  # noqa: B023 (called at once)
             except SetupCompromised as exc:
                 self._mark_compromised(session, exc.peers)
                 self._end(session, "aborted", str(exc))
@@ -641,25 +755,55 @@ class NodeService:
         session.deadline = self.clock() + self.config.session_timeout
         return self._progress(session, out)
 
-    def _progress(self, session: Session, out: list[Envelope]) -> bytes:
+    def _progress(self, session: Session, out: list[Envelope], *, hello: bytes | None = None) -> bytes:
         sealed = self._seal(session, out)
+        extra = {} if hello is None else {"hello": hello}
         if not session.job.done:
-            return rpc.ok(out=sealed, done=False)
+            return rpc.ok(out=sealed, done=False, **extra)
+        if session.outbox:
+            # Finished with messages still owed to a peer whose hello never came: that peer
+            # cannot finish, so neither may we claim the session succeeded.
+            self._end(session, "aborted", "finished with messages for peers that never sent their hello")
+            raise Refusal("sealed", "session aborted: some peers never sent their hello")
         result = self._finish(session)
-        return rpc.ok(out=sealed, done=True, result=result)
+        return rpc.ok(out=sealed, done=True, result=result, **extra)
 
     def _seal(self, session: Session, envelopes: list[Envelope]) -> list[bytes]:
-        sealed: list[bytes] = []
-        node_roster = session.node_roster
+        """Seal what can go now, in order per peer; secret envelopes for a peer without a key wait.
+
+        A public round may go signed before the peer's hello; everything else is
+        encrypted under the pair key, and waits in the outbox until the hello is in.
+        Held envelopes go first, so each peer receives them in the order they were made.
+        """
+        keys = session.keys
+        assert keys is not None
+        pending = session.outbox
+        session.outbox = []
         for env in envelopes:
             participants = session.job.participants(env.session_id)
             targets = [env.recipient] if env.recipient is not None else [p for p in participants if p != session.me]
-            for party in targets:
-                descriptor = session.roster[party]
-                key = (env.session_id, descriptor.node_id)
-                seq = session.seq.get(key, 0)
-                session.seq[key] = seq + 1
-                sealed.append(seal(self.identity, descriptor, env, seq=seq, roster=node_roster))
+            pending.extend((env, party) for party in targets)
+        sealed: list[bytes] = []
+        node_roster = session.node_roster
+        me = self.identity.node_id
+        held: set[int] = set()
+        for env, party in pending:
+            peer = session.roster[party].node_id
+            if party in held:
+                session.outbox.append((env, party))
+                continue
+            counter = (env.session_id, peer)
+            seq = session.seq.get(counter, 0)
+            key = keys.key(env.session_id, me, peer)
+            if key is not None:
+                sealed.append(seal(env, key=key, from_node=me, to_node=peer, seq=seq, roster=node_roster))
+            elif session.job.is_public(env.session_id, env.protocol, env.round):
+                sealed.append(sign_public(self.identity, env, to_node=peer, seq=seq, roster=node_roster))
+            else:
+                held.add(party)
+                session.outbox.append((env, party))
+                continue
+            session.seq[counter] = seq + 1
         return sealed
 
     def _finish(self, session: Session) -> dict[str, Any]:
@@ -681,8 +825,11 @@ class NodeService:
         return self.staging.result(session.session_id)
 
     def _end(self, session: Session, outcome: str, reason: str) -> None:
-        """Log the outcome and forget the session (its secrets go with the job)."""
+        """Log the outcome and forget the session (its secrets go with the job, its keys with it)."""
         self._log(session, outcome, reason)
+        if session.keys is not None:
+            session.keys.forget()
+        session.outbox.clear()
         self.sessions.pop(session.session_id, None)
         for sid in session.job.session_ids:
             self.rosters.pop(sid, None)
@@ -718,6 +865,69 @@ class NodeService:
         now = self.clock()
         for session in [s for s in self.sessions.values() if s.deadline < now]:
             self._end(session, "aborted", "session timed out: no message within the session timeout")
+
+    def _rotate(self, statement: bytes, certificate: bytes) -> bytes:
+        """Another node's new identity, on its statement and the authority's certificate: update every roster.
+
+        Refused while a session or staged result involves that node (its roster would
+        change under it). One rotation per old identity: another statement about the
+        same node is refused, so a thief of the old key cannot move the node again.
+        """
+        try:
+            rotation = Rotation.decode(statement)
+        except RotationError as exc:
+            raise Refusal("bad-request", f"rotation statement refused: {exc}") from exc
+        old, new = rotation.old.node_id, rotation.new.node_id
+        sid = hashlib.sha256(b"harbour/node-rotation\x00" + statement).digest()
+        if old == self.identity.node_id:
+            raise Refusal("bad-request", "this node rotates its own identity with harbour node rotate-keys")
+        record = f"rotated/{old}"
+        if self.store.exists(record):
+            if self.store.get(record) != sid:
+                raise Refusal("rotated", f"node {old} was rotated to another identity already")
+            return rpc.ok(keys=[])
+        for session in self.sessions.values():
+            if old in session.node_roster:
+                raise Refusal("pending", f"session {session.session_id.hex()} runs with node {old}; retry after it")
+        for name in self.store.names("pending/"):
+            pending = cbor2.loads(self.store.get(name))
+            if any(d.node_id == old for d in rpc.parse_roster(pending["roster"]).values()):
+                raise Refusal("pending", f"a staged result ({name}) names node {old}: commit or discard it first")
+        try:
+            approval.verify(
+                certificate,
+                self.trusted,
+                now=self._now(),
+                kind="rotate",
+                key_id="",
+                path="m",
+                params=rotation.params,
+                ledger=self.ledger,
+            )
+        except approval.ApprovalError as exc:
+            self.log.append(
+                time=self._now(), kind="rotate", session_id=sid, key_id="", path="m", outcome="refused",
+                reason=f"{exc.reason}: {exc}"[: signlog.MAX_REASON], certificate=certificate,
+            )  # fmt: skip
+            raise Refusal("approval", f"approval refused ({exc.reason}): {exc}") from exc
+        rotated = {}
+        for name in self.store.names("keys/"):
+            entry = cbor2.loads(self.store.get(name))
+            try:
+                roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
+            except RotationError as exc:
+                raise Refusal("bad-request", f"rotation refused for {name}: {exc}") from exc
+            if roster is not None:
+                rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
+        for name, entry in rotated.items():
+            self.store.put(name, cbor2.dumps(entry))
+        updated = [name.removeprefix("keys/") for name in rotated]
+        self.store.put(record, sid)
+        self.log.append(
+            time=self._now(), kind="rotate", session_id=sid, key_id="", path="m", outcome="committed",
+            reason=f"node {old} is now {new}; rosters of {len(updated)} key(s) updated", certificate=certificate,
+        )  # fmt: skip
+        return rpc.ok(keys=updated)
 
     def _abort_request(self, sid: bytes, certificate: bytes) -> bytes:
         """End a running session (anyone may: it loses nothing), or discard a staged result (authority only)."""

@@ -48,13 +48,18 @@ MAX_LINE: Final = 65536
 MAX_REASON: Final = 2000
 MAX_SESSION_ID: Final = 64
 
-Outcome = Literal["started", "progress", "signed", "staged", "committed", "refused", "aborted"]
+Outcome = Literal[
+    "started", "progress", "signed", "staged", "committed", "refused", "aborted", "compromised", "incident"
+]
 """``started`` when a session is accepted (so a node that restarts knows which sessions
 it abandoned), ``progress`` when a cold node saves a session's state between two rounds
 (the reason holds the state's hash, so an older copy put back is refused), then one of:
 ``signed`` (a signature was released), ``staged`` (an admin session produced a new
 share, kept aside until the commit), ``committed`` (that share replaced the old one),
-``refused`` (never started) or ``aborted``."""
+``refused`` (never started) or ``aborted``. Two more record what a node must not
+forget, logged just before the session's ``aborted``: ``compromised`` (a peer failed
+the KOS check; the reason is ``parties=2,3``) and ``incident`` (a peer's base OT failed
+its verification in a threshold-ECDSA setup; the reason is ``nodes=<node id>,...``)."""
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 Problem = Literal["malformed", "edited", "deleted", "reordered", "truncated", "torn", "locked"]
 

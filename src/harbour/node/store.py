@@ -381,7 +381,7 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _token_session(config: Pkcs11Config, pin: str, *, rw: bool) -> Iterator[pkcs11.Session]:
+def token_session(config: Pkcs11Config, pin: str, *, rw: bool) -> Iterator[pkcs11.Session]:
     """A session on the configured token, logged in as the user; closed (and logged out) after."""
     library = _load_library(config.module)
     try:
@@ -415,7 +415,7 @@ def _find_kek(session: pkcs11.Session, config: Pkcs11Config) -> list[Any]:
 
 def _pkcs11_wrap(config: Pkcs11Config, pin: str, header: _Header, data_key: bytes) -> bytes:
     """Generate the KEK on the token and encrypt the data key under it; the KEK is destroyed on failure."""
-    with _PKCS11_LOCK, _token_session(config, pin, rw=True) as session:
+    with _PKCS11_LOCK, token_session(config, pin, rw=True) as session:
         try:
             if _find_kek(session, config):
                 raise StoreError(
@@ -444,14 +444,14 @@ def _pkcs11_wrap(config: Pkcs11Config, pin: str, header: _Header, data_key: byte
 
 def _pkcs11_destroy_kek(config: Pkcs11Config, pin: str, store_id: bytes) -> None:
     """Remove the KEK generated for a store whose store.json could not be written."""
-    with _PKCS11_LOCK, _token_session(config, pin, rw=True) as session:
+    with _PKCS11_LOCK, token_session(config, pin, rw=True) as session:
         for key in _find_kek(session, config):
             if key[Attribute.ID] == store_id:
                 key.destroy()
 
 
 def _pkcs11_unwrap(config: Pkcs11Config, pin: str, header: _Header) -> bytes:
-    with _PKCS11_LOCK, _token_session(config, pin, rw=False) as session:
+    with _PKCS11_LOCK, token_session(config, pin, rw=False) as session:
         try:
             found = _find_kek(session, config)
             if not found:
@@ -504,6 +504,7 @@ class SecretStore:
         self._objects = self._directory / OBJECTS_DIR
         self._store_id = header.store_id
         self._kind = "pkcs11" if isinstance(header.kek, Pkcs11Config) else "passphrase"
+        self._pkcs11 = header.kek if isinstance(header.kek, Pkcs11Config) else None
         self._aead: AESGCM | None = AESGCM(data_key)
         self._lock = threading.Lock()
 
@@ -629,6 +630,16 @@ class SecretStore:
     @property
     def directory(self) -> Path:
         return self._directory
+
+    @property
+    def store_id(self) -> str:
+        """The store's random id (hex): what a rollback counter is bound to."""
+        return self._store_id.hex()
+
+    @property
+    def pkcs11(self) -> Pkcs11Config | None:
+        """The token holding the KEK, for a PKCS#11 store."""
+        return self._pkcs11
 
     def _aad(self, name: str) -> bytes:
         encoded = name.encode("ascii")

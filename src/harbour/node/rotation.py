@@ -1,0 +1,132 @@
+"""Rotating a node's identity: a new signing key, announced under the old one and approved by the authority.
+
+A node's long-term key only authenticates (session hellos, public messages,
+acknowledgements), but whoever holds it can still take the node's place in a session
+and, as a relay, in a refresh. After a suspected compromise the operator therefore
+gives the node a new identity (``harbour node rotate-keys``) before anything else.
+The node writes a **rotation statement** naming its old and new descriptors, signed
+by the old key (the new one comes from the node that was the old one) and by the new
+key (whoever announces it holds it). A new key is a new node id, since a node id is
+the fingerprint of its key.
+
+The other nodes take the statement only with an approval certificate of kind
+``rotate`` (``params = {"old": <node id>, "new": <node id>}``): a thief who has the
+old key could sign a statement too, and would otherwise move the node's place to a
+key of his. Each node then replaces the old descriptor by the new one in the roster
+of every key it holds (the party number stays), remembers the rotation, and refuses
+any other statement about the same old node.
+
+The statement file (canonical JSON, the same bytes on every node)::
+
+    {"format": "harbour-node-rotation", "version": 1,
+     "old": <descriptor>, "new": <descriptor>,
+     "old_signature": <hex>, "new_signature": <hex>}
+
+each signature being Ed25519 (RFC 8032) over ``DOMAIN || canonical CBOR {"old":
+<descriptor JSON text>, "new": <descriptor JSON text>}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+
+from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
+
+FORMAT: Final = "harbour-node-rotation"
+VERSION: Final = 1
+DOMAIN: Final = b"harbour/node-rotation/v1\x00"
+MAX_STATEMENT_LEN: Final = 8192
+SIGNATURE_LEN: Final = 64
+
+_KEYS: Final = frozenset({"format", "version", "old", "new", "old_signature", "new_signature"})
+
+
+class RotationError(ValueError):
+    """A rotation statement that cannot be used, and why."""
+
+
+def _body(old: NodeDescriptor, new: NodeDescriptor) -> bytes:
+    return DOMAIN + cbor2.dumps({"old": old.to_json(), "new": new.to_json()}, canonical=True)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A node's announcement that its old identity is replaced by a new one."""
+
+    old: NodeDescriptor
+    new: NodeDescriptor
+    old_signature: bytes
+    new_signature: bytes
+
+    @classmethod
+    def make(cls, old: NodeIdentity, new: NodeIdentity, name: str, url: str) -> Rotation:
+        old_desc, new_desc = old.descriptor(name, url), new.descriptor(name, url)
+        body = _body(old_desc, new_desc)
+        return cls(old_desc, new_desc, old.sign(body), new.sign(body))
+
+    @property
+    def params(self) -> dict[str, str | int]:
+        """What a ``rotate`` certificate approves."""
+        return {"old": self.old.node_id, "new": self.new.node_id}
+
+    def encode(self) -> bytes:
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "old": json.loads(self.old.to_json()),
+            "new": json.loads(self.new.to_json()),
+            "old_signature": self.old_signature.hex(),
+            "new_signature": self.new_signature.hex(),
+        }
+        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Rotation:
+        """Parse and check a statement: exact fields, both descriptors, both signatures; RotationError if not."""
+        if len(data) > MAX_STATEMENT_LEN:
+            raise RotationError(f"a rotation statement is at most {MAX_STATEMENT_LEN} bytes")
+        try:
+            doc: Any = json.loads(data)
+        except ValueError as exc:
+            raise RotationError(f"the rotation statement is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or set(doc) != _KEYS or doc["format"] != FORMAT:
+            raise RotationError("not a Harbour node rotation statement")
+        if doc["version"] != VERSION or type(doc["version"]) is not int:
+            raise RotationError(f"unsupported rotation statement version {doc['version']!r}")
+        try:
+            old = NodeDescriptor.from_json(json.dumps(doc["old"]))
+            new = NodeDescriptor.from_json(json.dumps(doc["new"]))
+            old_sig, new_sig = bytes.fromhex(doc["old_signature"]), bytes.fromhex(doc["new_signature"])
+        except (IdentityError, ValueError, TypeError) as exc:
+            raise RotationError(f"the rotation statement is malformed: {exc}") from exc
+        if len(old_sig) != SIGNATURE_LEN or len(new_sig) != SIGNATURE_LEN:
+            raise RotationError(f"signatures are {SIGNATURE_LEN} bytes")
+        if old.node_id == new.node_id:
+            raise RotationError("the new identity is the old one")
+        if (old.name, old.url) != (new.name, new.url):
+            raise RotationError("a rotation changes the key, not the node's name or address")
+        body = _body(old, new)
+        for descriptor, signature, which in ((old, old_sig, "old"), (new, new_sig, "new")):
+            try:
+                descriptor.sign_public_key().verify(signature, body)
+            except InvalidSignature:
+                raise RotationError(f"the statement's signature by the {which} key does not verify") from None
+        rotation = cls(old, new, old_sig, new_sig)
+        if rotation.encode() != bytes(data):
+            raise RotationError("the rotation statement is not in its canonical form (edited?)")
+        return rotation
+
+
+def rotate_roster(roster: dict[int, NodeDescriptor], rotation: Rotation) -> dict[int, NodeDescriptor] | None:
+    """The roster with the old node replaced by the new one, or None if the old node is not in it."""
+    for party, descriptor in roster.items():
+        if descriptor.node_id == rotation.old.node_id:
+            if any(d.node_id == rotation.new.node_id for d in roster.values()):
+                raise RotationError("the new identity is already another member of a key's roster")
+            return {**roster, party: rotation.new}
+    return None
