@@ -41,11 +41,15 @@ def node_quorum(requirement: ApprovalRequirement | None, initiator_id: str, keys
 
 
 def node_approvals(
-    requirement: ApprovalRequirement | None, approvals: Iterable[tuple[str, bytes, bytes]]
+    requirement: ApprovalRequirement | None, initiator_id: str, approvals: Iterable[tuple[str, bytes, bytes]]
 ) -> tuple[tuple[bytes, bytes], ...]:
-    """``(public key, signature)`` of each ``(user id, public key, signature)`` approval that can count."""
-    eligible = eligible_users(requirement)
-    return tuple((public, signature) for user_id, public, signature in approvals if user_id in eligible)
+    """``(public key, signature)`` of each ``(user id, public key, signature)`` approval that can count.
+
+    The initiator's never does, and a node refuses evidence that carries it (as a
+    sign of a service that counted it), so it stays here whatever was recorded.
+    """
+    counting = eligible_users(requirement) - {initiator_id}
+    return tuple((public, signature) for user_id, public, signature in approvals if user_id in counting)
 
 
 def build_evidence(
@@ -70,5 +74,5 @@ def build_evidence(
         intent=intent,
         transaction=transaction,
         quorum=node_quorum(requirement, initiator_id, keys),
-        approvals=node_approvals(requirement, approvals),
+        approvals=node_approvals(requirement, initiator_id, approvals),
     )
