@@ -48,8 +48,15 @@ NEWCOMER = "i"
 """In no group either: an initiator from outside every group."""
 PEOPLE = (*MEMBERS, OUTSIDER, NEWCOMER)
 
-CHILD = SECP256K1.base_mul(4242)
-assert isinstance(CHILD, Secp256k1Point)
+
+def _child_key() -> Secp256k1Point:
+    """A secp256k1 point standing in for the key the nodes sign with (no nodes are started)."""
+    point = SECP256K1.base_mul(4242)
+    assert isinstance(point, Secp256k1Point)
+    return point
+
+
+CHILD = _child_key()
 INTENT = Intent(1337, address_from_public_key(CHILD), checksum_address(bytes.fromhex("a1" * 20)), ETH, 5 * 10**17)
 TRANSACTION = Eip1559Transaction(
     chain_id=INTENT.chain_id,
