@@ -26,17 +26,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address, transaction_hash
 from harbour.chains.evm import ChainError, Receipt
+from harbour.custody import evidence, states
 from harbour.custody import models as m
-from harbour.custody import states
 from harbour.custody.service import ETH_TRANSFER_GAS, Custody, Funds
-from harbour.node import quorum
 from harbour.node.coordinator import ClusterError
 
 log = logging.getLogger(__name__)
@@ -276,15 +275,14 @@ class Pipeline:
             source = s.get(m.Address, tx.source_address_id)
             assert vault is not None and source is not None
             requirement = c._requirement(tx) if tx.requirement is not None else None
-            eligible = {u for g in requirement.groups for u in g.members} if requirement is not None else set()
-            approvals = []
-            if requirement is not None:  # only approvals that can count travel to the nodes
+            eligible = evidence.eligible_users(requirement)
+            approvals: list[tuple[str, bytes, bytes]] = []
+            if requirement is not None:
                 approvals = [
-                    a
+                    (a.approver_id, bytes.fromhex(a.public_key), bytes.fromhex(a.signature))
                     for a in s.scalars(
                         select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
                     )
-                    if a.approver_id in eligible
                 ]
             keys: dict[str, bytes] = {}
             for user_id, approval_key in s.execute(  # the keys of the initiator and of every eligible approver
@@ -294,22 +292,17 @@ class Pipeline:
             ):
                 if approval_key is not None:
                     keys[user_id] = bytes.fromhex(approval_key)
-            groups: list[quorum.Group] = []
-            combine: Literal["all", "any"] = "all"
-            if requirement is not None:
-                combine = requirement.combine
-                for group in requirement.groups:
-                    members = frozenset(keys[u] for u in group.members if u in keys and u != tx.initiator_id)
-                    groups.append(quorum.Group(name=group.name, threshold=group.threshold, members=members))
-            evidence = quorum.Evidence(
+            built = evidence.build_evidence(
                 org=tx.org_id,
                 transaction_id=tx.id,
                 intent=c.intent(s, tx),
                 transaction=Eip1559Transaction.from_json(tx.unsigned),
-                quorum=quorum.Quorum(combine=combine, groups=tuple(groups), initiator=keys.get(tx.initiator_id)),
-                approvals=tuple((bytes.fromhex(a.public_key), bytes.fromhex(a.signature)) for a in approvals),
+                requirement=requirement,
+                initiator_id=tx.initiator_id,
+                keys=keys,
+                approvals=approvals,
             )
-            return vault.key_id, source.path, bytes.fromhex(tx.digest), evidence.encode()
+            return vault.key_id, source.path, bytes.fromhex(tx.digest), built.encode()
 
     def _sign(self, tx_id: str) -> bool:
         c = self.custody

@@ -20,13 +20,13 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, NoReturn, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from harbour.node import matching
 from harbour.strictjson import MAX_DEPTH, nesting_depth
 
 FORMAT_VERSION: Final = 1
@@ -173,14 +173,14 @@ class ApprovalGroup:
         return {"members": sorted(self.members), "name": self.name, "threshold": self.threshold}
 
 
-def _approver_set(approvers: Iterable[str], initiator_id: str) -> frozenset[str]:
+def _approver_set(approvers: Iterable[str]) -> frozenset[str]:
     # A single string is iterable too, and "alice" must not count as approvals from a, l, i, c, e.
     if isinstance(approvers, str | bytes):
         raise TypeError("approvers must be a collection of user ids, not a single string")
     ids = frozenset(approvers)
     for approver in ids:
         _check_id(approver, "every approver")
-    return ids - {initiator_id}
+    return ids
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,8 @@ class ApprovalRequirement:
     treasury and one from compliance" takes three different people even when
     someone belongs to both groups (separation of duties). Approvers are assigned
     to groups by a maximum bipartite matching, so the order of approvals never
-    matters and a requirement that can be met with these people is found met.
+    matters and a requirement that can be met with these people is found met. The
+    matcher is :mod:`harbour.node.matching`, so the signer nodes count alike.
     """
 
     combine: Combine
@@ -216,59 +217,18 @@ class ApprovalRequirement:
     def to_json(self) -> dict[str, Any]:
         return {"combine": self.combine, "groups": [g.to_json() for g in self.groups]}
 
-    def _counted(self, eligible: frozenset[str]) -> list[list[str]]:
-        """Which eligible approvers count toward each group (under ``all``, each toward one group at most)."""
-        if self.combine == "any":
-            return [sorted(g.members & eligible)[: g.threshold] for g in self.groups]
-        # Bipartite matching of approvers to threshold "seats", by breadth-first augmenting paths.
-        seats = [i for i, g in enumerate(self.groups) for _ in range(g.threshold)]
-        holder: list[str | None] = [None] * len(seats)
-        seat_of: dict[str, int] = {}
-
-        def seats_for(person: str) -> list[int]:
-            return [s for s, i in enumerate(seats) if person in self.groups[i].members]
-
-        for approver in sorted(eligible):
-            queue: deque[str] = deque([approver])
-            reached_by: dict[int, str] = {}
-            free: int | None = None
-            while queue and free is None:
-                person = queue.popleft()
-                for seat in seats_for(person):
-                    if seat in reached_by:
-                        continue
-                    reached_by[seat] = person
-                    occupant = holder[seat]
-                    if occupant is None:
-                        free = seat
-                        break
-                    queue.append(occupant)
-            while free is not None:  # shift every approver on the path one seat along
-                mover = reached_by[free]
-                previous = seat_of.get(mover)
-                holder[free], seat_of[mover] = mover, free
-                free = previous
-        counted: list[list[str]] = [[] for _ in self.groups]
-        for seat, who in enumerate(holder):
-            if who is not None:
-                counted[seats[seat]].append(who)
-        return [sorted(c) for c in counted]
-
     def satisfied(self, approvers: Iterable[str], initiator_id: str) -> bool:
         """Whether these approvals meet the requirement; duplicates count once, the initiator never."""
-        counted = self._counted(_approver_set(approvers, initiator_id))
-        met = [len(c) >= g.threshold for c, g in zip(counted, self.groups, strict=True)]
-        return all(met) if self.combine == "all" else any(met)
+        return matching.satisfied(self.combine, self.groups, _approver_set(approvers), initiator_id)
 
     def satisfiable(self, initiator_id: str) -> bool:
         """Whether the requirement can be met at all once the initiator is excluded."""
-        members = frozenset().union(*(g.members for g in self.groups))
-        return self.satisfied(members, initiator_id)
+        return matching.satisfiable(self.combine, self.groups, initiator_id)
 
     def missing(self, approvers: Iterable[str], initiator_id: str) -> list[str]:
         """What is still needed, one line per unmet group (empty when satisfied)."""
-        eligible = _approver_set(approvers, initiator_id)
-        counted = self._counted(eligible)
+        given = _approver_set(approvers)
+        counted = matching.counted(self.combine, self.groups, given, initiator_id)
         lines: list[str] = []
         for group, have in zip(self.groups, counted, strict=True):
             need = group.threshold - len(have)
@@ -276,7 +236,7 @@ class ApprovalRequirement:
                 if self.combine == "any":
                     return []
                 continue
-            candidates = sorted(group.members - eligible - {initiator_id})
+            candidates = sorted(group.members - given - {initiator_id})
             line = f"{group.name}: {need} more approval{'s' if need > 1 else ''} of {group.threshold}"
             line += f" from {', '.join(candidates) or 'nobody'}"
             if have:

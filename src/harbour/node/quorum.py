@@ -43,7 +43,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from harbour.chains.eip1559 import Eip1559Transaction, TransactionError, erc20_transfer_data, parse_address
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.node import matching
 from harbour.node.approval import MAX_EVIDENCE_LEN, MAX_KEY_ID_LEN, ApprovalError, canonical_path
+from harbour.node.matching import COMBINES, Combine
 
 APPROVAL_DOMAIN: Final = b"harbour/transaction-approval/v1\x00"
 """Prefix of every message an approver signs: their signature verifies as nothing else."""
@@ -64,8 +66,6 @@ MAX_ID_LEN: Final = 128
 UINT256_MAX: Final = 2**256 - 1
 CHAIN_ID_MAX: Final = 2**64 - 1
 
-Combine = Literal["all", "any"]
-COMBINES: Final[tuple[str, ...]] = get_args(Combine)
 Decision = Literal["approve", "reject"]
 DECISIONS: Final[tuple[str, ...]] = get_args(Decision)
 
@@ -309,10 +309,10 @@ class Quorum:
 
     Under ``"all"`` an approver counts toward one group at most: "two of treasury
     and one of compliance" takes three different people even if someone is in both
-    groups (the policy engine's rule, custody/policy.py; approvers are assigned to
-    groups by bipartite matching). ``initiator`` is the initiator's approval key, if
-    they have one: their approval never counts, and evidence that includes it is
-    refused. No groups (with ``"all"``) means the service requires no approval; a
+    groups. The matcher is :mod:`harbour.node.matching`, the policy engine's too, so
+    a node counts exactly as the service did. ``initiator`` is the initiator's
+    approval key, if they have one: their approval never counts, and evidence that
+    includes it is refused. No groups (with ``"all"``) means the service requires no approval; a
     node's ``min_approvals`` can still insist.
     """
 
@@ -343,34 +343,12 @@ class Quorum:
     def members(self) -> frozenset[bytes]:
         return frozenset().union(*(g.members for g in self.groups))
 
-    def _eligible(self, approvers: Set[bytes]) -> frozenset[bytes]:
-        return frozenset(approvers) - ({self.initiator} if self.initiator is not None else set())
-
     def satisfied(self, approvers: Set[bytes]) -> bool:
         """Whether these approvers (the initiator's key, if among them, is ignored) meet the quorum."""
-        eligible = self._eligible(approvers)
-        if self.combine == "any":
-            return any(g.count(eligible) >= g.threshold for g in self.groups)
-        # Every threshold "seat" of every group needs its own approver (Kuhn's augmenting paths).
-        seats = [g for g in self.groups for _ in range(g.threshold)]
-        if len(seats) > len(eligible):
-            return False
-        holder: dict[bytes, int] = {}
-
-        def seat(i: int, visited: set[bytes]) -> bool:
-            for person in sorted(seats[i].members & eligible):
-                if person in visited:
-                    continue
-                visited.add(person)
-                if person not in holder or seat(holder[person], visited):
-                    holder[person] = i
-                    return True
-            return False
-
-        return all(seat(i, set()) for i in range(len(seats)))
+        return matching.satisfied(self.combine, self.groups, approvers, self.initiator)
 
     def explain(self, approvers: Set[bytes]) -> str:
-        eligible = self._eligible(approvers)
+        eligible = frozenset(approvers) - {self.initiator}
         parts = [f"{g.name}: {g.count(eligible)} of {g.threshold}" for g in self.groups]
         rule = "all, each approver counting toward one group" if self.combine == "all" else "any"
         return f"{rule} of [{', '.join(parts)}]"
