@@ -28,7 +28,7 @@ from harbour.node import approval, quorum, rpc
 from harbour.node.counter import CounterError, check_setting, create_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
-from harbour.node.rotation import Rotation, rotate_roster
+from harbour.node.rotation import Rotation, rotate_roster, rotation_id
 from harbour.node.store import Pkcs11Config, SecretStore, StoreError
 
 CONFIG_FILE: Final = "node.json"
@@ -357,6 +357,9 @@ def rotate_identity(directory: Path, *, passphrase: str | None = None, pin: str 
                 )
             old = NodeIdentity.from_bytes(store.get("identity"))
             new = NodeIdentity.from_bytes(store.get(_NEXT_IDENTITY)) if store.exists(_NEXT_IDENTITY) else None
+            written = (directory / DESCRIPTOR_FILE).read_text().strip()
+            if new is None and written != old.descriptor(config.name, config.url).to_json():
+                new = old  # swapped, but descriptor.json not yet rewritten: finish the statement on file
             if new is not None and new.node_id == old.node_id:
                 # Interrupted after the swap: the statement written before it is the one to finish.
                 rotation = Rotation.decode((directory / ROTATION_FILE).read_bytes())
@@ -375,9 +378,11 @@ def rotate_identity(directory: Path, *, passphrase: str | None = None, pin: str 
                 if changed is not None:
                     store.put(name, cbor2.dumps({**record, "roster": rpc.roster_value(changed)}))
             store.put("identity", new.to_bytes())  # the old private key is gone from here on
-            store.delete(_NEXT_IDENTITY)
+            # Its own old identity is retired too, as on every other node.
+            store.put(f"rotated/{rotation.old.node_id}", rotation_id(rotation.encode()))
             descriptor = new.descriptor(config.name, config.url)
             write_atomic(directory / DESCRIPTOR_FILE, (descriptor.to_json() + "\n").encode(), mode=0o644)
+            store.delete(_NEXT_IDENTITY)  # last: until here, running again finishes this same rotation
     finally:
         ledger.close()
     return rotation

@@ -28,6 +28,7 @@ each signature being Ed25519 (RFC 8032) over ``DOMAIN || canonical CBOR {"old":
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Final
@@ -120,6 +121,11 @@ class Rotation:
         if rotation.encode() != bytes(data):
             raise RotationError("the rotation statement is not in its canonical form (edited?)")
         return rotation
+
+
+def rotation_id(statement: bytes) -> bytes:
+    """What a node records for a rotation it applied (``rotated/<old node id>``): the statement's hash."""
+    return hashlib.sha256(b"harbour/node-rotation\x00" + statement).digest()
 
 
 def rotate_roster(roster: dict[int, NodeDescriptor], rotation: Rotation) -> dict[int, NodeDescriptor] | None:

@@ -83,7 +83,7 @@ from harbour.node.counter import CounterError, RollbackCounter, open_counter
 from harbour.node.handshake import HandshakeError, SessionKeys
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob, replays_secrets
-from harbour.node.rotation import Rotation, RotationError, rotate_roster
+from harbour.node.rotation import Rotation, RotationError, rotate_roster, rotation_id
 from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, seal, sign_public
 from harbour.node.session import Session
 from harbour.node.staging import Refusal, Staging, read_key
@@ -878,7 +878,7 @@ class NodeService:
         except RotationError as exc:
             raise Refusal("bad-request", f"rotation statement refused: {exc}") from exc
         old, new = rotation.old.node_id, rotation.new.node_id
-        sid = hashlib.sha256(b"harbour/node-rotation\x00" + statement).digest()
+        sid = rotation_id(statement)
         if old == self.identity.node_id:
             raise Refusal("bad-request", "this node rotates its own identity with harbour node rotate-keys")
         record = f"rotated/{old}"
@@ -893,6 +893,15 @@ class NodeService:
             pending = cbor2.loads(self.store.get(name))
             if any(d.node_id == old for d in rpc.parse_roster(pending["roster"]).values()):
                 raise Refusal("pending", f"a staged result ({name}) names node {old}: commit or discard it first")
+        rotated = {}  # worked out before the certificate is spent, so a refusal here leaves it unspent
+        for name in self.store.names("keys/"):
+            entry = cbor2.loads(self.store.get(name))
+            try:
+                roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
+            except RotationError as exc:
+                raise Refusal("bad-request", f"rotation refused for {name}: {exc}") from exc
+            if roster is not None:
+                rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
         try:
             approval.verify(
                 certificate,
@@ -910,15 +919,6 @@ class NodeService:
                 reason=f"{exc.reason}: {exc}"[: signlog.MAX_REASON], certificate=certificate,
             )  # fmt: skip
             raise Refusal("approval", f"approval refused ({exc.reason}): {exc}") from exc
-        rotated = {}
-        for name in self.store.names("keys/"):
-            entry = cbor2.loads(self.store.get(name))
-            try:
-                roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
-            except RotationError as exc:
-                raise Refusal("bad-request", f"rotation refused for {name}: {exc}") from exc
-            if roster is not None:
-                rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
         for name, entry in rotated.items():
             self.store.put(name, cbor2.dumps(entry))
         updated = [name.removeprefix("keys/") for name in rotated]
