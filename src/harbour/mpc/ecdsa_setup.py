@@ -22,6 +22,10 @@ Every hash is bound to the session, both parties and a fingerprint of the public
 key package, so setups cannot be moved between keys, sessions or pairs. A failed
 check aborts naming the peer. The result is the input key share with the setup
 added under the ``dkls23`` extension (see :class:`EcdsaSetup`).
+
+Every secret the setup draws (each ``Δ``, the base-OT secrets, the seed
+contributions) is hedged (crypto/hedge.py) with the key share, the session id,
+the peer and the purpose, so a broken random generator does not repeat them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import cbor2
 
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.mpc.base_ot import BATCH, OtError, VsotReceiver, VsotSender
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
 from harbour.mpc.keyshare import KeyShare, KeyShareError, PublicKeyPackage
@@ -142,9 +147,21 @@ def _seed_commitment(session_id: bytes, fingerprint: bytes, owner: int, peer: in
 
 
 class EcdsaSetupParty(Party[KeyShare]):
-    """Adds the DKLs23 pairwise setup to a freshly generated (or refreshed) ECDSA key share."""
+    """Adds the DKLs23 pairwise setup to a freshly generated (or refreshed) ECDSA key share.
 
-    def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
+    ``rng`` is the fresh randomness every draw is hedged with (crypto/hedge.py),
+    together with the key share, the session id, the peer and the purpose;
+    ``hedge_key``, a per-node secret, is mixed in as well when given.
+    """
+
+    def __init__(
+        self,
+        session_id: bytes,
+        share: KeyShare,
+        *,
+        rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
+    ) -> None:
         super().__init__(session_id, share.identifier)
         if share.scheme != SCHEME:
             raise UsageError(f"the ECDSA setup needs an {SCHEME} key share, not {share.scheme}")
@@ -152,6 +169,7 @@ class EcdsaSetupParty(Party[KeyShare]):
         self.share = share
         self.peers = [j for j in share.parties if j != share.identifier]
         self._rng = rng
+        self._hedge_secret = [share.group.encode_scalar(share.secret_share), bytes(hedge_key)]
         self._fingerprint = key_fingerprint(share.public)
         self._senders: dict[int, VsotSender] = {}
         self._receivers: dict[int, VsotReceiver] = {}
@@ -162,12 +180,18 @@ class EcdsaSetupParty(Party[KeyShare]):
         for rnd in range(1, 6):
             self._expect(rnd, self.peers, broadcast=False)
 
+    def _hedged(self, purpose: str, peer: int) -> HedgedRandom:
+        label = f"ecdsa-setup/party {self.me}/peer {peer}/{purpose}"
+        return HedgedRandom(label, self.session_id, self._hedge_secret, fresh=self._rng)
+
     def _on_start(self) -> list[Envelope]:
         out = []
         for j in self.peers:
-            sender = VsotSender(_ot_context(self.session_id, self._fingerprint, self.me, j), self._rng)
+            sender = VsotSender(
+                _ot_context(self.session_id, self._fingerprint, self.me, j), self._hedged("base-ot sender", j)
+            )
             self._senders[j] = sender
-            contribution = self._rng(SEED_LEN)
+            contribution = self._hedged("zero-seed contribution", j)(SEED_LEN)
             self._contributions[j] = contribution
             commitment = _seed_commitment(self.session_id, self._fingerprint, self.me, j, contribution)
             out.append(self._envelope(1, j, encode_payload({"ot": sender.message1(), "seed": commitment})))
@@ -193,9 +217,11 @@ class EcdsaSetupParty(Party[KeyShare]):
             if len(body["seed"]) != 64:
                 raise ProtocolAbort([j], "zero-sharing seed commitment has the wrong length")
             self._peer_commitments[j] = body["seed"]
-            delta = int.from_bytes(self._rng(BATCH // 8), "big")
+            delta = int.from_bytes(self._hedged("delta", j)(BATCH // 8), "big")
             self._deltas[j] = delta
-            receiver = VsotReceiver(_ot_context(self.session_id, self._fingerprint, j, self.me), delta, self._rng)
+            receiver = VsotReceiver(
+                _ot_context(self.session_id, self._fingerprint, j, self.me), delta, self._hedged("base-ot receiver", j)
+            )
             self._receivers[j] = receiver
             return {"ot": receiver.message2(body["ot"]), "seed": self._contributions[j]}
         if rnd == 2:
