@@ -20,8 +20,25 @@ from harbour.crypto.group import RandomBytes
 from harbour.crypto.secp256k1 import SECP256K1
 from harbour.mpc import vole
 from harbour.mpc.base_ot import VsotReceiver, VsotSender
-from harbour.mpc.ot_extension import ExtensionReceiverSetup, ExtensionSenderSetup, extend_send, message_length
-from harbour.mpc.vole import ELL, GADGET, MESSAGE2_LEN, NONCE_LEN, XI, Q, VoleAlice, VoleBob, VoleError
+from harbour.mpc.ot_extension import (
+    ExtensionReceiverSetup,
+    ExtensionSenderSetup,
+    KosCheckFailed,
+    extend_send,
+    message_length,
+)
+from harbour.mpc.vole import (
+    ELL,
+    GADGET,
+    MESSAGE2_LEN,
+    NONCE_LEN,
+    XI,
+    Q,
+    VoleAlice,
+    VoleBob,
+    VoleError,
+    VoleKosCheckFailed,
+)
 
 CONTEXT = b"harbour/test/vole/session-5/bob-1/alice-2"
 OTHER_CONTEXT = b"harbour/test/vole/session-6/bob-1/alice-2"
@@ -241,12 +258,24 @@ def test_tampered_message1_is_caught_by_alice(setups: Setups, position: int) -> 
         VoleAlice(setups.alice, CONTEXT).respond(bytes(message1), INPUTS)
 
 
+def test_a_failed_kos_check_keeps_its_type_through_the_multiplication(setups: Setups) -> None:
+    # Both a VoleError (for callers that handle any bad multiplication) and a
+    # KosCheckFailed (for callers that must stop the pair).
+    message1 = bytearray(VoleBob(setups.bob, CONTEXT).message1())
+    message1[-1] ^= 0x01
+    with pytest.raises(VoleKosCheckFailed) as info:
+        VoleAlice(setups.alice, CONTEXT).respond(bytes(message1), INPUTS)
+    assert isinstance(info.value, KosCheckFailed) and isinstance(info.value, VoleError)
+    assert isinstance(info.value.__cause__, KosCheckFailed)
+
+
 @pytest.mark.parametrize("change", [-1, 1])
 def test_message1_of_wrong_length_is_refused_by_alice(setups: Setups, change: int) -> None:
     message1 = VoleBob(setups.bob, CONTEXT).message1()
     message1 = message1[:change] if change < 0 else message1 + bytes(change)
-    with pytest.raises(VoleError, match="expected"):
+    with pytest.raises(VoleError, match="expected") as info:
         VoleAlice(setups.alice, CONTEXT).respond(message1, INPUTS)
+    assert not isinstance(info.value, KosCheckFailed)
 
 
 def test_message1_for_another_context_is_refused_by_alice(setups: Setups) -> None:

@@ -57,6 +57,7 @@ from harbour.crypto.shamir import lagrange_coefficient
 from harbour.mpc.ecdsa_setup import SCHEME, key_fingerprint, setup_of
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
 from harbour.mpc.keyshare import KeyShare, KeyShareError
+from harbour.mpc.ot_extension import KosCheckFailed
 from harbour.mpc.vole import VoleAlice, VoleBob, VoleError
 
 G = SECP256K1
@@ -107,11 +108,13 @@ class SetupCompromised(ProtocolAbort):
     passes unnoticed. Signing on must stop for ``peers`` until the pairwise setup is
     replaced (a refresh re-runs it), or the bits add up session after session. The
     caller persists this; the key-file CLI records it and refuses to sign.
+    ``party`` is the signer whose check failed, when known.
     """
 
-    def __init__(self, peers: frozenset[int], reason: str) -> None:
+    def __init__(self, peers: frozenset[int], reason: str, *, party: int | None = None) -> None:
         super().__init__(peers, reason)
         self.peers = peers
+        self.party = party
 
 
 def setup_tag(zero_seed: bytes) -> bytes:
@@ -294,13 +297,14 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
             )
             try:
                 reply, c = alice.respond(first[j], (inst.r, inst.sk))
+            except KosCheckFailed as exc:
+                raise SetupCompromised(
+                    frozenset({j}),
+                    f"party {j}'s OT extension failed the KOS check ({exc}): stop signing with this "
+                    "pairwise setup and refresh the key",
+                    party=self.me,
+                ) from exc
             except VoleError as exc:
-                if "correlation check" in str(exc):
-                    raise SetupCompromised(
-                        frozenset({j}),
-                        f"party {j}'s OT extension failed the KOS check ({exc}): stop signing with this "
-                        "pairwise setup and refresh the key",
-                    ) from exc
                 raise ProtocolAbort([j], f"multiplication with party {j} failed: {exc}") from exc
             self._c[j] = c
             payload = {

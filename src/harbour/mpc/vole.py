@@ -36,7 +36,10 @@ Every value either side draws (Bob's ``β``, nonce and padding bits; Alice's
 nonce, ``ã`` and ``â``) is hedged (crypto/hedge.py) with its long-term
 OT-extension setup and the context, Alice's also with her inputs and Bob's
 message: with a broken generator the nonces still never repeat unless
-everything they protect repeats too.
+everything they protect repeats too. A failed KOS check raises
+:class:`VoleKosCheckFailed`, which is both a :class:`VoleError` and a
+:class:`~harbour.mpc.ot_extension.KosCheckFailed`, so a caller can tell the
+possible leak of ``Δ`` from any other failure by type.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from harbour.mpc.ot_extension import (
     STATISTICAL,
     ExtensionReceiverSetup,
     ExtensionSenderSetup,
+    KosCheckFailed,
     OtExtensionError,
     extend_receive,
     extend_send,
@@ -89,6 +93,10 @@ MESSAGE2_LEN = NONCE_LEN + XI * WIDTH * _SCALAR + 2 * _SCALAR + ELL * _SCALAR
 
 class VoleError(ValueError):
     """A malformed multiplication message, or one that fails its consistency check."""
+
+
+class VoleKosCheckFailed(VoleError, KosCheckFailed):
+    """Bob's OT-extension message failed Alice's KOS check (see :class:`KosCheckFailed`)."""
 
 
 def _pad_hasher(context: bytes, nonce: bytes) -> _hashlib.HASHXOF:
@@ -235,6 +243,8 @@ class VoleAlice:
         try:
             bob_nonce, kos = message1[:NONCE_LEN], message1[NONCE_LEN:]
             rows = extend_send(self.setup, _extension_context(self.context, bob_nonce), XI, kos)
+        except KosCheckFailed as exc:
+            raise VoleKosCheckFailed(str(exc)) from exc
         except OtExtensionError as exc:
             raise VoleError(str(exc)) from exc
         delta = np.frombuffer(self.setup.delta.to_bytes(ROW_BYTES, "little"), dtype=np.uint8)
