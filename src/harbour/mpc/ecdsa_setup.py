@@ -20,8 +20,10 @@ which ``i`` is the base-OT sender):
 
 Every hash is bound to the session, both parties and a fingerprint of the public
 key package, so setups cannot be moved between keys, sessions or pairs. A failed
-check aborts naming the peer. The result is the input key share with the setup
-added under the ``dkls23`` extension (see :class:`EcdsaSetup`).
+check aborts naming the peer; a failed base-OT check raises :class:`BaseOtAbort`,
+which a signer node counts per peer (:data:`SETUP_ABORT_BUDGET`, and the leakage
+budget in docs/ecdsa.md). The result is the input key share with the setup added
+under the ``dkls23`` extension (see :class:`EcdsaSetup`).
 
 Every secret the setup draws (each ``Δ``, the base-OT secrets, the seed
 contributions) is hedged (crypto/hedge.py) with the key share, the session id,
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,6 +52,30 @@ SCHEME = "ecdsa-secp256k1"
 EXTENSION = "dkls23"
 SETUP_VERSION = 1
 SEED_LEN = 32
+SETUP_ABORT_BUDGET = 3
+"""Base-OT aborts (:class:`BaseOtAbort`) attributed to one peer after which a node
+refuses further ECDSA setups with that peer until an operator intervenes.
+
+A cheating base-OT sender learns a few choice bits of the receiver's ``Δ`` per
+attempt, and the setup survives only if they all had the value its cheat needs
+(probability halving per bit); so after at most ``B`` aborted attempts, the chance
+that it knows ``k`` bits of a kept ``Δ`` is at most about ``B·2^-k``. See
+"Leakage budget" in docs/ecdsa.md.
+"""
+
+
+class BaseOtAbort(ProtocolAbort):
+    """A peer's base-OT messages failed a check of DKLs18 protocol 7 during the setup.
+
+    Distinct from other setup aborts because such a failure can depend on the
+    receiver's choice bits (its ``Δ``): each one must count towards
+    :data:`SETUP_ABORT_BUDGET` for ``peers``. The setup it interrupts is
+    discarded, so the bits it revealed are of a ``Δ`` that is never used.
+    """
+
+    def __init__(self, peers: Iterable[int], reason: str) -> None:
+        super().__init__(peers, reason)
+        self.peers: frozenset[int] = self.culprits
 
 
 @dataclass(frozen=True)
@@ -205,7 +232,7 @@ class EcdsaSetupParty(Party[KeyShare]):
             try:
                 reply = self._step(rnd, j, body)
             except OtError as exc:
-                raise ProtocolAbort([j], f"base OT with party {j} failed: {exc}") from exc
+                raise BaseOtAbort([j], f"base OT with party {j} failed: {exc}") from exc
             if reply is not None:
                 out.append(self._envelope(rnd + 1, j, encode_payload(reply)))
         if rnd == 5:
@@ -241,6 +268,10 @@ class EcdsaSetupParty(Party[KeyShare]):
             return {"ot": self._senders[j].message5(body["ot"])}
         self._receivers[j].finish(body["ot"])
         return None
+
+    def _on_abort(self) -> None:
+        # An aborted setup is discarded: nothing it drew may outlive it.
+        self._senders, self._receivers, self._deltas, self._contributions = {}, {}, {}, {}
 
     def _result_share(self) -> KeyShare:
         peers = {}
