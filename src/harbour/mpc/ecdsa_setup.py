@@ -23,7 +23,9 @@ key package, so setups cannot be moved between keys, sessions or pairs. A failed
 check aborts naming the peer; a failed base-OT check raises :class:`BaseOtAbort`,
 which a signer node counts per peer (:data:`SETUP_ABORT_BUDGET`, and the leakage
 budget in docs/ecdsa.md). The result is the input key share with the setup added
-under the ``dkls23`` extension (see :class:`EcdsaSetup`).
+under the ``dkls23`` extension (see :class:`EcdsaSetup`), with no compromised
+marks: :func:`mark_compromised` records, inside the share, the pairs whose setup
+must no longer be used.
 
 Every secret the setup draws (each ``Δ``, the base-OT secrets, the seed
 contributions) is hedged (crypto/hedge.py) with the key share, the session id,
@@ -89,18 +91,35 @@ class PairSetup:
 
 @dataclass(frozen=True)
 class EcdsaSetup:
-    """This party's pairwise setup with every other party of the key."""
+    """This party's pairwise setup with every other party of the key.
+
+    ``compromised`` names the peers whose setup with us must not sign any more
+    (a failed KOS check: :class:`~harbour.mpc.ecdsa_sign.SetupCompromised`). It
+    lives here, inside the encrypted and authenticated key share, so that it
+    cannot be lifted by deleting a file; only a new setup (a refresh, a
+    resharing, a repair) replaces it. Without marks the encoding is exactly the
+    one made before marks existed; with marks it gains a ``"compromised"`` list,
+    which older readers refuse rather than ignore.
+    """
 
     peers: dict[int, PairSetup] = field(repr=False)
+    compromised: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.compromised) - set(self.peers))
+        if unknown:
+            raise KeyShareError(f"ECDSA setup marks parties {unknown} compromised, but has no setup with them")
 
     def encode(self) -> bytes:
-        obj = {
+        obj: dict[str, Any] = {
             "v": SETUP_VERSION,
             "peers": {
                 j: {"bob": p.as_bob.encode(), "alice": p.as_alice.encode(), "zero": p.zero_seed}
                 for j, p in self.peers.items()
             },
         }
+        if self.compromised:
+            obj["compromised"] = sorted(self.compromised)
         return bytes(cbor2.dumps(obj, canonical=True))
 
     @classmethod
@@ -109,8 +128,9 @@ class EcdsaSetup:
             obj = cbor2.loads(data)
         except Exception as exc:
             raise KeyShareError("ECDSA setup is not valid CBOR") from exc
-        if not isinstance(obj, dict) or set(obj) != {"v", "peers"} or obj["v"] != SETUP_VERSION:
+        if not isinstance(obj, dict) or set(obj) - {"compromised"} != {"v", "peers"} or obj["v"] != SETUP_VERSION:
             raise KeyShareError("ECDSA setup has the wrong version or shape")
+        compromised = _decode_marks(obj.get("compromised"))
         peers: dict[int, PairSetup] = {}
         raw_peers: Any = obj["peers"]
         if not isinstance(raw_peers, dict):
@@ -126,10 +146,21 @@ class EcdsaSetup:
                 )
             except (ValueError, TypeError) as exc:
                 raise KeyShareError(f"ECDSA setup for peer {j} is malformed: {exc}") from exc
-        setup = cls(peers)
+        setup = cls(peers, compromised)
         if setup.encode() != bytes(data):
             raise KeyShareError("ECDSA setup encoding is not canonical")
         return setup
+
+
+def _decode_marks(raw: object) -> frozenset[int]:
+    """Absent, or a non-empty, strictly increasing list of party identifiers: one encoding per set."""
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list) or not raw or not all(type(j) is int for j in raw):
+        raise KeyShareError("ECDSA setup compromised marks must be a non-empty list of party identifiers")
+    if raw != sorted(set(raw)):
+        raise KeyShareError("ECDSA setup compromised marks must be sorted, without duplicates")
+    return frozenset(raw)
 
 
 def setup_of(share: KeyShare) -> EcdsaSetup:
@@ -143,6 +174,28 @@ def setup_of(share: KeyShare) -> EcdsaSetup:
     if set(setup.peers) != set(share.parties) - {share.identifier}:
         raise KeyShareError("ECDSA setup does not cover exactly the other parties of the key")
     return setup
+
+
+def compromised_peers(share: KeyShare) -> frozenset[int]:
+    """The peers whose pairwise setup with this share is marked compromised."""
+    return setup_of(share).compromised
+
+
+def mark_compromised(share: KeyShare, peers: Iterable[int]) -> KeyShare:
+    """``share`` with ``peers`` added to its compromised marks (existing marks stay).
+
+    The marks travel with the share wherever it is stored, encrypted and
+    authenticated with it; :class:`~harbour.mpc.ecdsa_sign.EcdsaSigner` refuses to
+    sign with a marked peer, and only a new pairwise setup clears them.
+    """
+    setup = setup_of(share)
+    added = frozenset(peers)
+    unknown = sorted(added - set(setup.peers))
+    if unknown:
+        raise UsageError(f"parties {unknown} are not peers of party {share.identifier} in this key")
+    extensions = dict(share.extensions)
+    extensions[EXTENSION] = replace(setup, compromised=setup.compromised | added).encode()
+    return replace(share, extensions=extensions)
 
 
 def key_fingerprint(public: PublicKeyPackage) -> bytes:

@@ -39,6 +39,9 @@ once and forgets them when it finishes or aborts. They are hedged
 depend on fresh randomness, the key share and the session (id, key, signer set
 and digest), so a broken generator cannot repeat an instance key across
 sessions or make it predictable to anyone without the share.
+
+A share whose setup with a co-signer is marked compromised
+(:func:`~harbour.mpc.ecdsa_setup.mark_compromised`) is refused at construction.
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ class SetupCompromised(ProtocolAbort):
     Alice's long-term ``Δ`` per session (KOS15 selective failure); a correct guess
     passes unnoticed. Signing on must stop for ``peers`` until the pairwise setup is
     replaced (a refresh re-runs it), or the bits add up session after session. The
-    caller persists this; the key-file CLI records it and refuses to sign.
+    caller persists this, best inside the share itself
+    (:func:`~harbour.mpc.ecdsa_setup.mark_compromised`: ``party``'s share marks
+    ``peers``), as the key-file CLI does; a marked share refuses to sign.
     ``party`` is the signer whose check failed, when known.
     """
 
@@ -165,6 +170,12 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
             self.setup = setup_of(share)
         except KeyShareError as exc:
             raise UsageError(str(exc)) from exc
+        marked = sorted(self.setup.compromised & set(ids))
+        if marked:
+            raise UsageError(
+                f"party {share.identifier}'s pairwise setup with parties {marked} is marked compromised "
+                "(a failed KOS check): refresh the key before signing with them"
+            )
         self.protocol = f"sign/{SCHEME}"
         self.share = share
         self.signers = ids
