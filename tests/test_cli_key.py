@@ -14,6 +14,7 @@ file costs a scrypt derivation to write and to read.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import nacl.bindings as sodium
 import nacl.exceptions
 import nacl.signing
@@ -42,7 +44,8 @@ from harbour.crypto.hashing import tagged_hash
 from harbour.crypto.secp256k1 import SECP256K1
 from harbour.mpc import runner as mpc_runner
 from harbour.mpc.ciphersuite import FROST_SECP256K1
-from harbour.mpc.envelope import ProtocolAbort
+from harbour.mpc.ecdsa_setup import compromised_peers
+from harbour.mpc.envelope import Envelope, ProtocolAbort, encode_payload
 from harbour.node import backup, keyfile
 
 cli = CliRunner()
@@ -1318,11 +1321,103 @@ def test_repairing_twice_keeps_every_damaged_copy(frost_copy: Path) -> None:
     assert kept == [b"first damaged copy", b"second damaged copy"]
 
 
-def test_a_recorded_kos_failure_blocks_signing_until_a_refresh(ecdsa_copy: Path) -> None:
-    """After a failed KOS check the pair's setup may be leaking Δ: no signing until it is replaced."""
+def _cheating_bob(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Party 2's OT-extension message to party 1 fails party 1's KOS check in every ECDSA session."""
+    honest = mpc_runner.run
+
+    def run(parties: Any, intercept: Any = None, stats: Any = None) -> Any:
+        def tamper(env: Envelope, dest: int) -> Envelope | None:
+            delivered = intercept(env, dest) if intercept else env
+            ours = delivered is not None and delivered.protocol == f"sign/{ECDSA}"
+            if not ours or (delivered.round, delivered.sender, dest) != (1, 2, 1):
+                return delivered
+            body = cbor2.loads(delivered.payload)
+            body.pop("v")
+            body["vole"] = body["vole"][:-1] + bytes([body["vole"][-1] ^ 1])  # t̃
+            return dataclasses.replace(delivered, payload=encode_payload(body))
+
+        return honest(parties, tamper, stats)
+
+    monkeypatch.setattr(mpc_runner, "run", run)
+
+
+def marks(directory: Path) -> dict[int, set[int]]:
+    """The compromised marks inside each share file of an ECDSA key directory."""
+    paths = sorted(directory.glob("party-*.share"))
+    shares = [keyfile.load_share(path, PASSPHRASE) for path in paths]
+    return {share.identifier: set(compromised_peers(share)) for share in shares}
+
+
+def without_side_files(directory: Path) -> None:
+    """Delete everything but the share files and public.json."""
+    for path in directory.iterdir():
+        if path.name != "public.json" and not (path.name.startswith("party-") and path.suffix == ".share"):
+            path.unlink()
+
+
+def test_a_kos_failure_is_recorded_inside_the_share_files(ecdsa_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failed KOS check the pair's setup may be leaking Δ: both of its share
+    files are rewritten with the mark, and no other file is written."""
+    before = set(p.name for p in ecdsa_copy.iterdir())
+    _cheating_bob(monkeypatch)
+    refused(["sign", "--dir", ecdsa_copy, "--parties", "1,2", "--message", DIGEST], "KOS check", code=1)
+    assert set(p.name for p in ecdsa_copy.iterdir()) == before
+    assert marks(ecdsa_copy) == {1: {2}, 2: {1}, 3: set()}
+
+
+def test_deleting_side_files_does_not_lift_a_recorded_kos_failure(
+    ecdsa_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as cheat:
+        _cheating_bob(cheat)
+        refused(["sign", "--dir", ecdsa_copy, "--parties", "1,2", "--message", DIGEST], "KOS check", code=1)
+    without_side_files(ecdsa_copy)
+    refused(["sign", "--dir", ecdsa_copy, "--parties", "1,2", "--message", DIGEST], "harbour key refresh")
+    # The other pairs' setups are untouched and still sign.
+    for parties in ("1,3", "2,3"):
+        assert ecdsa_signer(sign(ecdsa_copy, parties, DIGEST)) == public_doc(ecdsa_copy)["address"]
+
+
+def test_a_refresh_lifts_a_recorded_kos_failure(ecdsa_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as cheat:
+        _cheating_bob(cheat)
+        refused(["sign", "--dir", ecdsa_copy, "--parties", "1,2", "--message", DIGEST], "KOS check", code=1)
+    ok("refresh", "--dir", ecdsa_copy)
+    assert marks(ecdsa_copy) == {1: set(), 2: set(), 3: set()}
+    assert ecdsa_signer(sign(ecdsa_copy, "1,2", DIGEST)) == public_doc(ecdsa_copy)["address"]
+
+
+def test_an_older_versions_kos_record_is_moved_into_the_shares(ecdsa_copy: Path) -> None:
+    """setup-compromised.json, written by older versions, still blocks the pair; the
+    next sign moves it into the share files, so deleting it afterwards lifts nothing."""
     flagged = ecdsa_copy / "setup-compromised.json"
     flagged.write_text(json.dumps({"peers": [2], "signers": [1, 2], "reason": "KOS check failed"}))
     refused(["sign", "--dir", ecdsa_copy, "--parties", "1,2", "--message", DIGEST], "harbour key refresh")
+    assert not flagged.exists()
+    assert marks(ecdsa_copy) == {1: {2}, 2: {1}, 3: set()}
+    without_side_files(ecdsa_copy)
+    refused(["sign", "--dir", ecdsa_copy, "--parties", "2,1", "--message", DIGEST], "harbour key refresh")
+    ok("refresh", "--dir", ecdsa_copy)
+    assert ecdsa_signer(sign(ecdsa_copy, "1,2", DIGEST)) == public_doc(ecdsa_copy)["address"]
+
+
+def test_an_older_versions_kos_record_blocks_pairs_not_signing_now(ecdsa_copy: Path) -> None:
+    (ecdsa_copy / "setup-compromised.json").write_text(json.dumps({"peers": [3], "signers": [2, 3]}))
+    assert ecdsa_signer(sign(ecdsa_copy, "1,2", DIGEST)) == public_doc(ecdsa_copy)["address"]
+    assert marks(ecdsa_copy) == {1: set(), 2: {3}, 3: {2}}
+    refused(["sign", "--dir", ecdsa_copy, "--parties", "2,3", "--message", DIGEST], "harbour key refresh")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b"[]", b'{"peers": [], "signers": [1, 2]}', b'{"peers": [9], "signers": [1]}', b'{"peers": [2]}'],
+    ids=["not-json", "list", "no-peers", "unknown-party", "no-signers"],
+)
+def test_an_unreadable_kos_record_blocks_every_signature(ecdsa_copy: Path, content: bytes) -> None:
+    flagged = ecdsa_copy / "setup-compromised.json"
+    flagged.write_bytes(content)
+    before = snapshot(ecdsa_copy)
+    refused(["sign", "--dir", ecdsa_copy, "--parties", "1,3", "--message", DIGEST], "cannot be read")
+    assert snapshot(ecdsa_copy) == before
     ok("refresh", "--dir", ecdsa_copy)
     assert not flagged.exists()
-    assert ecdsa_signer(sign(ecdsa_copy, "1,2", DIGEST)) == public_doc(ecdsa_copy)["address"]

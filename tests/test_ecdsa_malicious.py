@@ -7,17 +7,21 @@ naming it before any honest party sends its round-3 share.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import cbor2
 import pytest
 
 from harbour.mpc import ecdsa_sign, runner
-from harbour.mpc.ecdsa_sign import EcdsaSigner
-from harbour.mpc.envelope import Envelope, ProtocolAbort
+from harbour.mpc.ecdsa_sign import EcdsaSigner, SetupCompromised
+from harbour.mpc.envelope import Envelope, ProtocolAbort, encode_payload
 from harbour.mpc.keyshare import KeyShare
-from harbour.mpc.vole import Q, VoleAlice
+from harbour.mpc.ot_extension import KosCheckFailed
+from harbour.mpc.runner import Intercept
+from harbour.mpc.vole import Q, VoleAlice, VoleError
 
 DIGEST = hashlib.sha256(b"malicious signer tests").digest()
 
@@ -134,17 +138,11 @@ def test_kos_failure_is_reported_as_a_compromised_setup(key: dict[int, KeyShare]
     The abort is a SetupCompromised naming him, so the caller can stop every later
     session on that pair until a refresh replaces the setup.
     """
-    from harbour.mpc.ecdsa_sign import SetupCompromised
-
     sid = runner.new_session_id()
     parties = {i: EcdsaSigner(sid, key[i], [1, 2, 4], DIGEST) for i in [1, 2, 4]}
 
     def tamper(env: Envelope, dest: int) -> Envelope:
         if env.round == 1 and env.sender == 2 and dest == 1:
-            import cbor2
-
-            from harbour.mpc.envelope import encode_payload
-
             body = cbor2.loads(env.payload)
             vole = bytearray(body["vole"])
             vole[-1] ^= 1  # t̃: the check fails at Alice
@@ -156,6 +154,58 @@ def test_kos_failure_is_reported_as_a_compromised_setup(key: dict[int, KeyShare]
     with pytest.raises(SetupCompromised) as info:
         runner.run(parties, tamper)
     assert info.value.peers == {2} and info.value.culprits == {2}
+    assert info.value.party == 1
+    assert isinstance(info.value.__cause__, KosCheckFailed)
+
+
+def _tamper_vole(rnd: int, sender: int, dest_: int, change: Callable[[bytes], bytes]) -> Intercept:
+    def tamper(env: Envelope, dest: int) -> Envelope:
+        if env.round == rnd and env.sender == sender and dest == dest_:
+            body = cbor2.loads(env.payload)
+            body["vole"] = change(body["vole"])
+            body.pop("v")
+            return dataclasses.replace(env, payload=encode_payload(body))
+        return env
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("rnd", "change", "match"),
+    [
+        (1, lambda m: m[:-1], "expected"),  # Alice: Bob's message has the wrong length
+        (2, lambda m: m[:-65] + bytes([m[-65] ^ 1]) + m[-64:], "consistency check"),  # Bob: the r-hash
+    ],
+    ids=["bobs-message-length", "alices-check-value"],
+)
+def test_other_multiplication_failures_are_ordinary_aborts(
+    key: dict[int, KeyShare], rnd: int, change: Callable[[bytes], bytes], match: str
+) -> None:
+    """Only the KOS check can leak Alice's Δ; any other multiplication failure aborts the
+    session naming the peer, without marking the pairwise setup compromised."""
+    sid = runner.new_session_id()
+    parties = {i: EcdsaSigner(sid, key[i], [1, 2, 4], DIGEST) for i in [1, 2, 4]}
+    with pytest.raises(ProtocolAbort, match=match) as info:
+        runner.run(parties, _tamper_vole(rnd, 2, 1, change))
+    assert not isinstance(info.value, SetupCompromised)
+    assert info.value.culprits == {2}
+
+
+def test_a_vole_error_that_merely_mentions_the_correlation_check_is_not_a_kos_failure(
+    key: dict[int, KeyShare], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The KOS failure is recognised by its type, not by the words of a message."""
+
+    def respond(alice: VoleAlice, message1: bytes, inputs: tuple[int, ...]) -> Any:
+        raise VoleError("something else went wrong near the correlation check")
+
+    monkeypatch.setattr(VoleAlice, "respond", respond)
+    sid = runner.new_session_id()
+    parties = {i: EcdsaSigner(sid, key[i], [1, 2, 4], DIGEST) for i in [1, 2, 4]}
+    with pytest.raises(ProtocolAbort) as info:
+        runner.run(parties)
+    assert not isinstance(info.value, SetupCompromised)
+    assert "multiplication with party" in info.value.reason
 
 
 def test_share_with_a_stale_setup_aborts_without_blaming_the_peer(key: dict[int, KeyShare]) -> None:

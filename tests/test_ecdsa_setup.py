@@ -23,7 +23,14 @@ import pytest
 
 from harbour.mpc import runner
 from harbour.mpc.base_ot import BATCH, PAD_LEN
-from harbour.mpc.ecdsa_setup import EXTENSION, SCHEME, EcdsaSetupParty, setup_of
+from harbour.mpc.ecdsa_setup import (
+    EXTENSION,
+    SCHEME,
+    SETUP_ABORT_BUDGET,
+    BaseOtAbort,
+    EcdsaSetupParty,
+    setup_of,
+)
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError, encode_payload
 from harbour.mpc.keyshare import KeyShare
 from helpers import (
@@ -54,12 +61,22 @@ def run_setup(intercept: Any = None, session_id: bytes | None = None) -> Outcome
     return drive(ecdsa_setup_parties(dkg_output(), session_id), intercept)
 
 
-def assert_victim_blames(outcome: Outcome, sender: int, match: str, victim: int = VICTIM) -> None:
-    """Only the recipient of the bad message aborts, naming its sender; it gets no setup."""
+def assert_victim_blames(
+    outcome: Outcome, sender: int, match: str, victim: int = VICTIM, *, base_ot: bool = False
+) -> None:
+    """Only the recipient of the bad message aborts, naming its sender; it gets no setup.
+
+    ``base_ot``: the abort is a :class:`BaseOtAbort` (a check of DKLs18 protocol 7
+    failed), which a node counts against the sender; otherwise it must not be one.
+    """
     assert set(outcome.aborts) == {victim}, outcome.aborts
     assert outcome.culprits(victim) == frozenset({sender})
     assert match in outcome.aborts[victim].reason, outcome.aborts[victim].reason
     assert victim not in outcome.results
+    abort = outcome.aborts[victim]
+    assert isinstance(abort, BaseOtAbort) == base_ot, type(abort)
+    if isinstance(abort, BaseOtAbort):
+        assert abort.peers == frozenset({sender})
 
 
 # -- the honest setup -----------------------------------------------------------------------------------
@@ -109,7 +126,7 @@ def test_two_setups_of_one_key_share_no_seeds() -> None:
 @pytest.mark.parametrize("index", [0, -1], ids=["first-byte", "last-byte"])
 def test_tampered_base_ot_message_is_blamed_on_its_sender_by_its_recipient(rnd: int, index: int) -> None:
     outcome = run_setup(rewrite(rnd, CHEATER, flip_field("ot", index), to=VICTIM))
-    assert_victim_blames(outcome, CHEATER, f"base OT with party {CHEATER} failed")
+    assert_victim_blames(outcome, CHEATER, f"base OT with party {CHEATER} failed", base_ot=True)
 
 
 @pytest.mark.parametrize("choice", [0, 1])
@@ -143,7 +160,7 @@ def test_tampered_base_ot_challenge_is_blamed_on_its_sender_at_the_openings(choi
         return responses(challenges(env, dest) or env, dest)
 
     outcome = drive(parties, intercept)
-    assert_victim_blames(outcome, CHEATER, f"opening of OT {flipped['k']} does not verify")
+    assert_victim_blames(outcome, CHEATER, f"opening of OT {flipped['k']} does not verify", base_ot=True)
 
 
 def test_wrong_response_to_a_choice_one_challenge_is_seen_by_the_base_ot_sender() -> None:
@@ -163,7 +180,81 @@ def test_wrong_response_to_a_choice_one_challenge_is_seen_by_the_base_ot_sender(
     assert set(outcome.aborts) == {CHEATER}
     assert outcome.culprits(CHEATER) == frozenset({VICTIM})
     assert "verification responses are wrong" in outcome.aborts[CHEATER].reason
+    assert isinstance(outcome.aborts[CHEATER], BaseOtAbort)
     assert VICTIM not in outcome.results and CHEATER not in outcome.results
+
+
+@pytest.mark.parametrize("choice", [0, 1])
+def test_a_sender_cheating_on_one_ot_passes_exactly_when_the_receivers_bit_is_zero(choice: int) -> None:
+    """The selective failure the leakage budget (docs/ecdsa.md) is about.
+
+    The base-OT sender opens OT k with garbage ``o`` in place of ``H'(ρ¹_k)`` and sends
+    the challenge ``ξ_k = H'(H'(ρ⁰_k)) ⊕ H'(o)`` that matches it. The receiver's response
+    tells the sender ``ω_k`` at once (it equals what an honest sender expects only when
+    ``ω_k = 0``); the receiver's final check fails exactly when ``ω_k = 1``, and then
+    the setup is discarded with a BaseOtAbort naming the sender. When it passes, the
+    sender knows that bit of the kept ``Δ``.
+    """
+    parties = ecdsa_setup_parties(dkg_output())
+    garbage = b"\x42" * PAD_LEN
+    cheat: dict[str, Any] = {}
+
+    def challenges(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        delta = parties[VICTIM]._deltas[CHEATER]
+        k = next(k for k in range(BATCH) if delta >> k & 1 == choice)
+        sender = parties[CHEATER]._senders[VICTIM]
+        assert sender._hashes is not None
+        h1 = sender._hashes.h1
+        xi = _xor(h1(h1(sender.pads0[k])), h1(garbage))
+        cheat.update(k=k, expected=sender._expected[k])
+        body["ot"] = body["ot"][: PAD_LEN * k] + xi + body["ot"][PAD_LEN * (k + 1) :]
+        return body
+
+    def responses(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        k = cheat["k"]
+        cheat["learned"] = 0 if body["ot"][PAD_LEN * k : PAD_LEN * (k + 1)] == cheat["expected"] else 1
+        body["ot"] = body["ot"][: PAD_LEN * k] + cheat["expected"] + body["ot"][PAD_LEN * (k + 1) :]
+        return body
+
+    def openings(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        at = 2 * PAD_LEN * cheat["k"] + PAD_LEN
+        body["ot"] = body["ot"][:at] + garbage + body["ot"][at + PAD_LEN :]
+        return body
+
+    steps = [
+        rewrite(3, CHEATER, challenges, to=VICTIM),
+        rewrite(4, VICTIM, responses, to=CHEATER),
+        rewrite(5, CHEATER, openings, to=VICTIM),
+    ]
+
+    def intercept(env: Envelope, dest: int) -> Envelope | None:
+        for step in steps:
+            env = step(env, dest) or env
+        return env
+
+    outcome = drive(parties, intercept)
+    assert cheat["learned"] == choice
+    if choice == 0:
+        assert not outcome.aborts and set(outcome.results) == set(parties)
+    else:
+        assert_victim_blames(outcome, CHEATER, f"opening of OT {cheat['k']} does not verify", base_ot=True)
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def test_the_setup_abort_budget_is_three() -> None:
+    # A node refuses setups with a peer after this many BaseOtAborts naming it.
+    assert SETUP_ABORT_BUDGET == 3
+
+
+def test_an_aborted_setup_drops_its_secrets() -> None:
+    parties = ecdsa_setup_parties(dkg_output())
+    drive(parties, rewrite(5, CHEATER, flip_field("ot", 0), to=VICTIM))
+    victim = parties[VICTIM]
+    assert victim.aborted is not None
+    assert victim._deltas == {} and victim._receivers == {} and victim._senders == {}
 
 
 @pytest.mark.parametrize("rnd", [1, 2, 3, 4, 5])
@@ -174,7 +265,7 @@ def test_base_ot_message_of_wrong_length_is_blamed_on_its_sender(rnd: int, cut: 
         return body
 
     outcome = run_setup(rewrite(rnd, CHEATER, mutate, to=VICTIM))
-    assert_victim_blames(outcome, CHEATER, f"base OT with party {CHEATER} failed")
+    assert_victim_blames(outcome, CHEATER, f"base OT with party {CHEATER} failed", base_ot=True)
 
 
 def test_invalid_receiver_point_is_blamed_on_its_sender_at_once() -> None:
@@ -183,7 +274,7 @@ def test_invalid_receiver_point_is_blamed_on_its_sender_at_once() -> None:
         return body
 
     outcome = run_setup(rewrite(2, CHEATER, mutate, to=VICTIM))
-    assert_victim_blames(outcome, CHEATER, "receiver point 0 is invalid")
+    assert_victim_blames(outcome, CHEATER, "receiver point 0 is invalid", base_ot=True)
 
 
 def test_base_ot_message_for_another_party_is_blamed_on_its_sender() -> None:
@@ -199,7 +290,7 @@ def test_base_ot_message_for_another_party_is_blamed_on_its_sender() -> None:
         return env
 
     outcome = run_setup(intercept)
-    assert_victim_blames(outcome, CHEATER, "proof of knowledge", victim=3)
+    assert_victim_blames(outcome, CHEATER, "proof of knowledge", victim=3, base_ot=True)
 
 
 # -- the zero-sharing seed --------------------------------------------------------------------------------
@@ -318,7 +409,7 @@ def test_setup_message_replayed_into_this_session_is_blamed_on_its_sender(rnd: i
             return dataclasses.replace(old[rnd], session_id=env.session_id)
         return env
 
-    assert_victim_blames(run_setup(intercept), CHEATER, match)
+    assert_victim_blames(run_setup(intercept), CHEATER, match, base_ot=rnd == 1)
 
 
 def test_setup_message_of_another_key_with_the_same_session_id_is_blamed_on_its_sender() -> None:
@@ -333,7 +424,7 @@ def test_setup_message_of_another_key_with_the_same_session_id_is_blamed_on_its_
             return old[1]
         return env
 
-    assert_victim_blames(run_setup(intercept, session_id=sid), CHEATER, "proof of knowledge")
+    assert_victim_blames(run_setup(intercept, session_id=sid), CHEATER, "proof of knowledge", base_ot=True)
 
 
 def test_second_setup_envelope_in_a_round_is_refused_naming_its_sender() -> None:

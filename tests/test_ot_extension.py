@@ -25,6 +25,7 @@ from harbour.mpc.ot_extension import (
     STATISTICAL,
     ExtensionReceiverSetup,
     ExtensionSenderSetup,
+    KosCheckFailed,
     OtExtensionError,
     extend_receive,
     extend_send,
@@ -369,12 +370,21 @@ def test_message_from_another_pair_is_refused(setups: Setups) -> None:
         extend_send(setups.sender, CONTEXT, M, message)
 
 
+def test_a_failed_correlation_check_has_its_own_type(setups: Setups, honest: tuple[Bits, bytes, Bits]) -> None:
+    """KosCheckFailed, a kind of OtExtensionError: the one failure that may depend on Δ."""
+    _, message, _ = honest
+    with pytest.raises(KosCheckFailed) as info:
+        extend_send(setups.sender, CONTEXT, M, flip_bit(message, 8 * len(message) - 1))
+    assert isinstance(info.value, OtExtensionError)
+
+
 @pytest.mark.parametrize("change", [-1, 1, -ROW_BYTES, -2 * ROW_BYTES, -U_LEN])
 def test_message_of_wrong_length_is_refused(setups: Setups, honest: tuple[Bits, bytes, Bits], change: int) -> None:
     _, message, _ = honest
     data = message[:change] if change < 0 else message + bytes(change)
-    with pytest.raises(OtExtensionError, match="expected"):
+    with pytest.raises(OtExtensionError, match="expected") as info:
         extend_send(setups.sender, CONTEXT, M, data)
+    assert not isinstance(info.value, KosCheckFailed)
 
 
 def test_message_for_more_ots_is_refused(setups: Setups) -> None:

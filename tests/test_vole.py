@@ -11,16 +11,34 @@ import hashlib
 import itertools
 import random
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.secp256k1 import SECP256K1
+from harbour.mpc import vole
 from harbour.mpc.base_ot import VsotReceiver, VsotSender
-from harbour.mpc.ot_extension import ExtensionReceiverSetup, ExtensionSenderSetup, extend_send, message_length
-from harbour.mpc.vole import ELL, GADGET, MESSAGE2_LEN, NONCE_LEN, XI, Q, VoleAlice, VoleBob, VoleError
+from harbour.mpc.ot_extension import (
+    ExtensionReceiverSetup,
+    ExtensionSenderSetup,
+    KosCheckFailed,
+    extend_send,
+    message_length,
+)
+from harbour.mpc.vole import (
+    ELL,
+    GADGET,
+    MESSAGE2_LEN,
+    NONCE_LEN,
+    XI,
+    Q,
+    VoleAlice,
+    VoleBob,
+    VoleError,
+    VoleKosCheckFailed,
+)
 
 CONTEXT = b"harbour/test/vole/session-5/bob-1/alice-2"
 OTHER_CONTEXT = b"harbour/test/vole/session-6/bob-1/alice-2"
@@ -38,24 +56,6 @@ GAMMA = R_HASH + 32
 class Setups:
     bob: ExtensionReceiverSetup
     alice: ExtensionSenderSetup
-
-
-@dataclass
-class Recorder:
-    """A byte source that remembers what it gave (Bob's first draw is his choice bits β)."""
-
-    source: RandomBytes = secrets.token_bytes
-    draws: list[bytes] = field(default_factory=list)
-
-    def __call__(self, n: int) -> bytes:
-        out = self.source(n)
-        self.draws.append(out)
-        return out
-
-    def beta(self) -> list[int]:
-        bits = np.unpackbits(np.frombuffer(self.draws[0], dtype=np.uint8), bitorder="little")
-        assert len(bits) == XI
-        return [int(b) for b in bits]
 
 
 def seeded(seed: int) -> RandomBytes:
@@ -94,11 +94,10 @@ class Run:
 
 def respond(setups: Setups, inputs: tuple[int, ...] = INPUTS, context: bytes = CONTEXT, seed: int | None = None) -> Run:
     """Bob's message 1 and Alice's answer; Bob has not finished."""
-    rng = Recorder() if seed is None else Recorder(seeded(seed))
-    bob = VoleBob(setups.bob, context, rng)
+    bob = VoleBob(setups.bob, context, secrets.token_bytes if seed is None else seeded(seed))
     message1 = bob.message1()
     message2, c = VoleAlice(setups.alice, context).respond(message1, inputs)
-    return Run(bob, rng.beta(), message1, message2, c, inputs)
+    return Run(bob, list(bob._choices), message1, message2, c, inputs)
 
 
 def assert_product(run: Run, d: tuple[int, ...]) -> None:
@@ -140,6 +139,7 @@ def malicious_alice(
     # message1 is Bob's nonce followed by the OT-extension message under context || nonce.
     rows = extend_send(setups.alice, context + message1[:NONCE_LEN], XI, message1[NONCE_LEN:])
     delta = np.frombuffer(setups.alice.delta.to_bytes(32, "little"), dtype=np.uint8)
+    rng = vole._alice_rng(setups.alice, context, message1, inputs, rng)  # her draws, hedged as the module does
     nonce = rng(NONCE_LEN)
     alpha = (SECP256K1.random_scalar(rng), SECP256K1.random_scalar(rng), SECP256K1.random_scalar(rng))
     base = hashlib.shake_256(b"harbour/dkls23/vole-pad" + len(context).to_bytes(2, "big") + context + nonce)
@@ -258,12 +258,24 @@ def test_tampered_message1_is_caught_by_alice(setups: Setups, position: int) -> 
         VoleAlice(setups.alice, CONTEXT).respond(bytes(message1), INPUTS)
 
 
+def test_a_failed_kos_check_keeps_its_type_through_the_multiplication(setups: Setups) -> None:
+    # Both a VoleError (for callers that handle any bad multiplication) and a
+    # KosCheckFailed (for callers that must stop the pair).
+    message1 = bytearray(VoleBob(setups.bob, CONTEXT).message1())
+    message1[-1] ^= 0x01
+    with pytest.raises(VoleKosCheckFailed) as info:
+        VoleAlice(setups.alice, CONTEXT).respond(bytes(message1), INPUTS)
+    assert isinstance(info.value, KosCheckFailed) and isinstance(info.value, VoleError)
+    assert isinstance(info.value.__cause__, KosCheckFailed)
+
+
 @pytest.mark.parametrize("change", [-1, 1])
 def test_message1_of_wrong_length_is_refused_by_alice(setups: Setups, change: int) -> None:
     message1 = VoleBob(setups.bob, CONTEXT).message1()
     message1 = message1[:change] if change < 0 else message1 + bytes(change)
-    with pytest.raises(VoleError, match="expected"):
+    with pytest.raises(VoleError, match="expected") as info:
         VoleAlice(setups.alice, CONTEXT).respond(message1, INPUTS)
+    assert not isinstance(info.value, KosCheckFailed)
 
 
 def test_message1_for_another_context_is_refused_by_alice(setups: Setups) -> None:
@@ -382,10 +394,13 @@ def test_gamma_not_below_q_is_refused(setups: Setups, k: int) -> None:
         run.bob.finish(with_scalar(run.message2, GAMMA + 32 * k, Q))
 
 
-def test_gamma_plus_q_alias_is_refused(setups: Setups) -> None:
+def test_gamma_plus_q_alias_is_refused(setups: Setups, monkeypatch: pytest.MonkeyPatch) -> None:
     """γ + q is the same residue and would give the right product: refused anyway.
 
-    Alice's randomness is fixed so that her pad ã_0 is known and γ_0 = a_0 - ã_0 = 5."""
+    Alice's randomness is fixed so that her pad ã_0 is known and γ_0 = a_0 - ã_0 = 5.
+    Her draws are hedged with her inputs, which are chosen here from ã_0, so the
+    hedge is bypassed for this test (it is tested in test_hedge.py)."""
+    monkeypatch.setattr(vole, "_alice_rng", lambda setup, context, message1, inputs, fresh: fresh)
     replay = seeded(31)
     replay(NONCE_LEN)
     a_tilde0 = SECP256K1.random_scalar(replay)
@@ -421,8 +436,12 @@ def test_message2_from_another_context_is_refused(setups: Setups) -> None:
         run.bob.finish(other.message2)
 
 
-def test_message2_answering_the_same_message1_in_another_context_is_refused(setups: Setups) -> None:
-    # Same Bob randomness (so the same β and OT rows) but the other context: the pads differ.
+def test_message2_answering_the_same_message1_in_another_context_is_refused(
+    setups: Setups, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same Bob randomness (so the same β) but the other context: the pads differ. Bob's
+    # draws are hedged with the context, so the hedge is bypassed to repeat β.
+    monkeypatch.setattr(vole, "HedgedRandom", lambda label, session, secret, fresh: fresh)
     run, other = respond(setups, seed=5), respond(setups, context=OTHER_CONTEXT, seed=5)
     assert run.beta == other.beta
     with pytest.raises(VoleError, match="consistency check"):

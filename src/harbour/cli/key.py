@@ -43,6 +43,7 @@ from harbour.cli.params import (
 from harbour.crypto.ed25519 import ED25519
 from harbour.crypto.group import GroupError
 from harbour.mpc import hd, runner
+from harbour.mpc.ecdsa_setup import compromised_peers, mark_compromised
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.keyshare import GROUPS, SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage, group_by_name
 from harbour.node import backup, keyfile
@@ -51,7 +52,9 @@ app = typer.Typer(help="Key ceremonies on encrypted key-share files (one per par
 
 PUBLIC = "public.json"
 COMPROMISED = "setup-compromised.json"
-"""Written when a peer fails the KOS check; signing is refused until a refresh replaces the setup."""
+"""Where older versions recorded a failed KOS check. Now the marks live inside the
+share files (:func:`~harbour.mpc.ecdsa_setup.mark_compromised`); a file left by an
+older version is moved into them by the next ``sign``, and removed by a refresh."""
 PUBLIC_FORMAT = "harbour-public-key"
 PUBLIC_VERSION = 1
 PASSPHRASE_ENV = "HARBOUR_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
@@ -348,18 +351,19 @@ def sign(
             hd.parse_path(path)
             if chain_code_of(doc) is None:
                 raise InputError("this key has no chain code, so it has no child keys")
-        flagged = directory / COMPROMISED
-        if flagged.exists():
-            raise InputError(
-                f"{flagged} records a failed KOS check: the pairwise setup may be leaking; "
-                "run 'harbour key refresh' before signing again"
-            )
-        shares = runner.derived_shares(load_shares(directory, signers, public, passphrase(), doc), path)
+        legacy = _legacy_marks(directory, public) if is_ecdsa(public.scheme) else {}
+        secret = passphrase()
+        if legacy:
+            _move_legacy_marks(directory, public, secret, doc, legacy)
+        loaded = load_shares(directory, signers, public, secret, doc)
+        if is_ecdsa(public.scheme):
+            _refuse_compromised(loaded, signers)
+        shares = runner.derived_shares(loaded, path)
         try:
             signature = session.sign_verified(shares, signers, msg)
         except SetupCompromised as abort:
-            record = {"peers": sorted(abort.peers), "signers": signers, "reason": abort.reason}
-            keyfile.write_atomic(flagged, _json_bytes(record), mode=0o644)
+            # Recorded in the encrypted shares themselves: no file to delete lifts it.
+            replace_shares(directory, runner.record_compromise(loaded, abort), secret)
             raise
         result = session.contract(shares, signers, msg, signature)
         if path is not None:
@@ -369,6 +373,64 @@ def sign(
     else:
         for name, value in result.items():
             typer.echo(f"{name}: {value}")
+
+
+def _refuse_compromised(shares: Mapping[int, KeyShare], signers: Sequence[int]) -> None:
+    """Refuse before any session runs if a signer's share marks another signer compromised."""
+    pairs = sorted(
+        {tuple(sorted((i, j))) for i, share in shares.items() for j in compromised_peers(share) if j in signers}
+    )
+    if pairs:
+        named = ", ".join(f"{a} and {b}" for a, b in pairs)
+        raise InputError(
+            f"the pairwise setup of parties {named} failed a KOS check and may be leaking: "
+            "run 'harbour key refresh' before they sign together again"
+        )
+
+
+def _legacy_marks(directory: Path, public: PublicKeyPackage) -> dict[int, set[int]]:
+    """The pairs an older version's setup-compromised.json blocks, as marks per party.
+
+    That file named the peers that failed the check and the session's signers, not
+    which signer saw the failure, so every named peer is marked against every other
+    signer, on both sides. A file that cannot be read blocks everything.
+    """
+    path = directory / COMPROMISED
+    if not path.exists():
+        return {}
+    refusal = InputError(
+        f"{path} records a failed KOS check but cannot be read: run 'harbour key refresh' before signing again"
+    )
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        raise refusal from None
+    if not isinstance(record, dict):
+        raise refusal
+    peers, signers = record.get("peers"), record.get("signers")
+    if not isinstance(peers, list) or not isinstance(signers, list) or not peers:
+        raise refusal
+    if not all(type(i) is int and i in public.parties for i in (*peers, *signers)):
+        raise refusal
+    marks: dict[int, set[int]] = {}
+    for p in peers:
+        for s in signers:
+            if s != p:
+                marks.setdefault(s, set()).add(p)
+                marks.setdefault(p, set()).add(s)
+    if not marks:
+        raise refusal
+    return marks
+
+
+def _move_legacy_marks(
+    directory: Path, public: PublicKeyPackage, secret: str, doc: Mapping[str, Any], marks: Mapping[int, set[int]]
+) -> None:
+    """Record an older version's setup-compromised.json inside the shares, then remove it."""
+    shares = load_shares(directory, sorted(marks), public, secret, doc)
+    replace_shares(directory, {i: mark_compromised(shares[i], peers) for i, peers in marks.items()}, secret)
+    (directory / COMPROMISED).unlink()
+    keyfile.fsync_directory(directory)
 
 
 @app.command("refresh")

@@ -13,6 +13,7 @@ import secrets
 
 from harbour.crypto.group import Group, GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 
 
 def _challenge(group: Group, statement: Point, commitment: Point, context: bytes) -> int:
@@ -26,8 +27,14 @@ def _challenge(group: Group, statement: Point, commitment: Point, context: bytes
 
 
 def prove(group: Group, secret: int, context: bytes, rng: RandomBytes = secrets.token_bytes) -> bytes:
-    """Proof that the prover knows ``secret`` for ``secret·G``: commitment || response."""
-    k = group.random_scalar(rng)
+    """Proof that the prover knows ``secret`` for ``secret·G``: commitment || response.
+
+    The nonce is hedged with ``secret`` and ``context`` (crypto/hedge.py): a
+    broken ``rng`` can then only repeat a nonce for the same secret and context,
+    where the challenge, and so the whole proof, repeats too; never two
+    different challenges under one nonce, which would reveal the secret.
+    """
+    k = group.random_scalar(HedgedRandom("dlog-proof/nonce", context, [group.encode_scalar(secret)], fresh=rng))
     commitment = group.base_mul(k)
     c = _challenge(group, group.base_mul(secret), commitment, context)
     return commitment.encode() + group.encode_scalar((k + c * secret) % group.order)

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harbour.crypto.group import Group, Point, RandomBytes
+from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 
 MAX_PARTIES = 255
 
@@ -114,13 +116,16 @@ def trusted_dealer_keygen(
 
     For importing a key that already exists. The dealer sees the whole key, so
     a fresh key should come from the distributed key generation instead.
-    ``coefficients`` (the t - 1 non-constant ones) is for known-answer tests.
+    ``coefficients`` (the t - 1 non-constant ones) is for known-answer tests;
+    otherwise they are hedged (crypto/hedge.py) with the secret and the sizes.
     """
     check_parameters(threshold, parties)
     if not 0 < secret < group.order:
         raise SharingError("the secret must be a non-zero scalar below the group order")
     if coefficients is None:
-        coefficients = [group.random_scalar(rng) for _ in range(threshold - 1)]
+        sizes = Transcript("harbour/shamir/dealer").append("threshold", threshold).append("parties", parties)
+        hedged = HedgedRandom("shamir/dealer coefficients", sizes.digest(), [group.encode_scalar(secret)], fresh=rng)
+        coefficients = [group.random_scalar(hedged) for _ in range(threshold - 1)]
     if len(coefficients) != threshold - 1:
         raise SharingError(f"a {threshold}-of-n sharing needs {threshold - 1} random coefficients")
     poly = [secret, *coefficients]

@@ -22,6 +22,12 @@ A batch of :data:`BATCH` random OTs, one sender key for the whole batch:
 ``H`` and ``H'`` are SHA-256 under distinct domain tags, prefixed with the caller's
 context (session, the two parties, their roles), so pads are never shared between
 batches. A failed check raises :class:`OtError`; the caller names the peer.
+
+The secrets ``b`` and ``a_k`` are hedged (crypto/hedge.py): drawn from ``rng``
+mixed with the batch context and, for the receiver, its choice bits and the
+sender's first message, so a broken generator does not repeat them across
+batches, OTs or senders. The ECDSA setup passes an ``rng`` that is itself
+hedged with the party's key share.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from dataclasses import dataclass, field
 
 from harbour.crypto import dlog
 from harbour.crypto.group import GroupError, Point, RandomBytes
+from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.secp256k1 import SECP256K1
 
 BATCH = 256
@@ -100,9 +108,10 @@ class VsotSender:
     def message1(self) -> bytes:
         self._advance(0)
         self._hashes = _Hashes(self.context)
-        self._b = _G.random_scalar(self.rng)
+        rng = HedgedRandom("base-ot/sender", self.context, fresh=self.rng)
+        self._b = _G.random_scalar(rng)
         self._B = _G.base_mul(self._b)
-        return self._B.encode() + dlog.prove(_G, self._b, self._hashes.proof_context, self.rng)
+        return self._B.encode() + dlog.prove(_G, self._b, self._hashes.proof_context, rng)
 
     def message3(self, message2: bytes) -> bytes:
         self._advance(1)
@@ -166,9 +175,16 @@ class VsotReceiver:
             raise OtError(f"sender's key is invalid: {exc}") from exc
         if not dlog.verify(_G, B, message1[_POINT:], hashes.proof_context):
             raise OtError("sender's proof of knowledge of its key is invalid")
+        # Bound to the sender's message too: under a broken generator and a reused
+        # context, a different B' must not meet the same a_k (A_k - A'_k would
+        # then reveal ω_k).
+        session = Transcript("harbour/vsot/receiver-hedge").append("context", self.context).append("message1", message1)
+        rng = HedgedRandom(
+            "base-ot/receiver", session.digest(), [self.choices.to_bytes(BATCH // 8, "big")], fresh=self.rng
+        )
         out = []
         for k in range(BATCH):
-            a = _G.random_scalar(self.rng)
+            a = _G.random_scalar(rng)
             A = _G.base_mul(a)
             if self.choices >> k & 1:
                 A = A + B

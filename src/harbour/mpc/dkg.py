@@ -20,6 +20,12 @@ Taproot and threshold ECDSA. The proof-of-knowledge challenge is the Zcash
 Foundation's ``HDKG(id || C_i0 || R)`` followed by a transcript of the session id,
 scheme, threshold and party list, so a proof cannot be replayed into another
 session (an empty ``context`` reproduces the published vectors).
+
+The polynomial coefficients are hedged (crypto/hedge.py) with the session
+context, the party and, when given, a per-node ``hedge_key``: a participant has
+no key share yet, so without that key a broken generator leaves its
+coefficients predictable to anyone who knows the session (though still distinct
+per session and party). The proof nonce is hedged with the coefficient it proves.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import replace
 
 from harbour.crypto.group import Group, GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.shamir import check_identifiers, check_parameters, commit, commitment_at, evaluate
 from harbour.mpc.ciphersuite import Ciphersuite, SignatureError
 from harbour.mpc.envelope import (
@@ -74,8 +81,15 @@ def pok_challenge(suite: Ciphersuite, identifier: int, C0: Point, R: Point, cont
 def prove_knowledge(
     suite: Ciphersuite, identifier: int, a0: int, context: bytes, rng: RandomBytes = secrets.token_bytes
 ) -> bytes:
-    """``σ = (R, μ)`` with ``R = k·G``, ``μ = k + a0·c`` (FROST paper, round 1 step 2)."""
-    k, R = suite.generate_nonce(rng)
+    """``σ = (R, μ)`` with ``R = k·G``, ``μ = k + a0·c`` (FROST paper, round 1 step 2).
+
+    ``k`` is hedged with ``a0``, the prover and ``context``, so a broken ``rng``
+    can only repeat it where the challenge repeats too (same key, prover and
+    session): never two challenges under one nonce, which would reveal ``a0``.
+    """
+    g = suite.group
+    hedged = HedgedRandom(f"dkg/proof of knowledge/party {identifier}", context, [g.encode_scalar(a0)], fresh=rng)
+    k, R = suite.generate_nonce(hedged)
     C0 = suite.group.base_mul(a0)
     c = pok_challenge(suite, identifier, C0, R, context)
     return suite.encode_signature(R, (k + a0 * c) % suite.group.order)
@@ -150,7 +164,14 @@ def finalize(
 
 
 class DkgParty(Party[KeyShare]):
-    """One party of a t-of-n distributed key generation; ``result`` is its KeyShare."""
+    """One party of a t-of-n distributed key generation; ``result`` is its KeyShare.
+
+    ``rng`` is the fresh randomness the coefficients are hedged with.
+    ``hedge_key`` is a secret of the party's own (a signer node passes a
+    per-node key): a participant holds no share yet, and without it the hedge
+    binds only the session, the party and the purpose, which do not stop a
+    broken generator from making the coefficients predictable.
+    """
 
     public_rounds = frozenset({1})  # commitments (and proofs): public by design
 
@@ -164,6 +185,7 @@ class DkgParty(Party[KeyShare]):
         *,
         scheme: str | None = None,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         super().__init__(session_id, me)
         try:
@@ -177,8 +199,8 @@ class DkgParty(Party[KeyShare]):
         self.scheme = scheme or suite.name
         self.protocol = f"dkg/{self.scheme}"
         self.threshold = threshold
-        self._rng = rng
         self._context = session_context(self.session_id, self.scheme, threshold, self.parties)
+        self._rng = HedgedRandom(f"dkg/party {me}", self._context, [bytes(hedge_key)], fresh=rng)
         self._coefficients: list[int] = []
         self._commitments: dict[int, list[Point]] = {}
         self._round1_payloads: dict[int, bytes] = {}

@@ -20,14 +20,23 @@ which ``i`` is the base-OT sender):
 
 Every hash is bound to the session, both parties and a fingerprint of the public
 key package, so setups cannot be moved between keys, sessions or pairs. A failed
-check aborts naming the peer. The result is the input key share with the setup
-added under the ``dkls23`` extension (see :class:`EcdsaSetup`).
+check aborts naming the peer; a failed base-OT check raises :class:`BaseOtAbort`,
+which a signer node counts per peer (:data:`SETUP_ABORT_BUDGET`, and the leakage
+budget in docs/ecdsa.md). The result is the input key share with the setup added
+under the ``dkls23`` extension (see :class:`EcdsaSetup`), with no compromised
+marks: :func:`mark_compromised` records, inside the share, the pairs whose setup
+must no longer be used.
+
+Every secret the setup draws (each ``Δ``, the base-OT secrets, the seed
+contributions) is hedged (crypto/hedge.py) with the key share, the session id,
+the peer and the purpose, so a broken random generator does not repeat them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +44,7 @@ import cbor2
 
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.mpc.base_ot import BATCH, OtError, VsotReceiver, VsotSender
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
 from harbour.mpc.keyshare import KeyShare, KeyShareError, PublicKeyPackage
@@ -44,6 +54,30 @@ SCHEME = "ecdsa-secp256k1"
 EXTENSION = "dkls23"
 SETUP_VERSION = 1
 SEED_LEN = 32
+SETUP_ABORT_BUDGET = 3
+"""Base-OT aborts (:class:`BaseOtAbort`) attributed to one peer after which a node
+refuses further ECDSA setups with that peer until an operator intervenes.
+
+A cheating base-OT sender learns a few choice bits of the receiver's ``Δ`` per
+attempt, and the setup survives only if they all had the value its cheat needs
+(probability halving per bit); so after at most ``B`` aborted attempts, the chance
+that it knows ``k`` bits of a kept ``Δ`` is at most about ``B·2^-k``. See
+"Leakage budget" in docs/ecdsa.md.
+"""
+
+
+class BaseOtAbort(ProtocolAbort):
+    """A peer's base-OT messages failed a check of DKLs18 protocol 7 during the setup.
+
+    Distinct from other setup aborts because such a failure can depend on the
+    receiver's choice bits (its ``Δ``): each one must count towards
+    :data:`SETUP_ABORT_BUDGET` for ``peers``. The setup it interrupts is
+    discarded, so the bits it revealed are of a ``Δ`` that is never used.
+    """
+
+    def __init__(self, peers: Iterable[int], reason: str) -> None:
+        super().__init__(peers, reason)
+        self.peers: frozenset[int] = self.culprits
 
 
 @dataclass(frozen=True)
@@ -57,18 +91,35 @@ class PairSetup:
 
 @dataclass(frozen=True)
 class EcdsaSetup:
-    """This party's pairwise setup with every other party of the key."""
+    """This party's pairwise setup with every other party of the key.
+
+    ``compromised`` names the peers whose setup with us must not sign any more
+    (a failed KOS check: :class:`~harbour.mpc.ecdsa_sign.SetupCompromised`). It
+    lives here, inside the encrypted and authenticated key share, so that it
+    cannot be lifted by deleting a file; only a new setup (a refresh, a
+    resharing, a repair) replaces it. Without marks the encoding is exactly the
+    one made before marks existed; with marks it gains a ``"compromised"`` list,
+    which older readers refuse rather than ignore.
+    """
 
     peers: dict[int, PairSetup] = field(repr=False)
+    compromised: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.compromised) - set(self.peers))
+        if unknown:
+            raise KeyShareError(f"ECDSA setup marks parties {unknown} compromised, but has no setup with them")
 
     def encode(self) -> bytes:
-        obj = {
+        obj: dict[str, Any] = {
             "v": SETUP_VERSION,
             "peers": {
                 j: {"bob": p.as_bob.encode(), "alice": p.as_alice.encode(), "zero": p.zero_seed}
                 for j, p in self.peers.items()
             },
         }
+        if self.compromised:
+            obj["compromised"] = sorted(self.compromised)
         return bytes(cbor2.dumps(obj, canonical=True))
 
     @classmethod
@@ -77,8 +128,9 @@ class EcdsaSetup:
             obj = cbor2.loads(data)
         except Exception as exc:
             raise KeyShareError("ECDSA setup is not valid CBOR") from exc
-        if not isinstance(obj, dict) or set(obj) != {"v", "peers"} or obj["v"] != SETUP_VERSION:
+        if not isinstance(obj, dict) or set(obj) - {"compromised"} != {"v", "peers"} or obj["v"] != SETUP_VERSION:
             raise KeyShareError("ECDSA setup has the wrong version or shape")
+        compromised = _decode_marks(obj.get("compromised"))
         peers: dict[int, PairSetup] = {}
         raw_peers: Any = obj["peers"]
         if not isinstance(raw_peers, dict):
@@ -94,10 +146,21 @@ class EcdsaSetup:
                 )
             except (ValueError, TypeError) as exc:
                 raise KeyShareError(f"ECDSA setup for peer {j} is malformed: {exc}") from exc
-        setup = cls(peers)
+        setup = cls(peers, compromised)
         if setup.encode() != bytes(data):
             raise KeyShareError("ECDSA setup encoding is not canonical")
         return setup
+
+
+def _decode_marks(raw: object) -> frozenset[int]:
+    """Absent, or a non-empty, strictly increasing list of party identifiers: one encoding per set."""
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list) or not raw or not all(type(j) is int for j in raw):
+        raise KeyShareError("ECDSA setup compromised marks must be a non-empty list of party identifiers")
+    if raw != sorted(set(raw)):
+        raise KeyShareError("ECDSA setup compromised marks must be sorted, without duplicates")
+    return frozenset(raw)
 
 
 def setup_of(share: KeyShare) -> EcdsaSetup:
@@ -111,6 +174,28 @@ def setup_of(share: KeyShare) -> EcdsaSetup:
     if set(setup.peers) != set(share.parties) - {share.identifier}:
         raise KeyShareError("ECDSA setup does not cover exactly the other parties of the key")
     return setup
+
+
+def compromised_peers(share: KeyShare) -> frozenset[int]:
+    """The peers whose pairwise setup with this share is marked compromised."""
+    return setup_of(share).compromised
+
+
+def mark_compromised(share: KeyShare, peers: Iterable[int]) -> KeyShare:
+    """``share`` with ``peers`` added to its compromised marks (existing marks stay).
+
+    The marks travel with the share wherever it is stored, encrypted and
+    authenticated with it; :class:`~harbour.mpc.ecdsa_sign.EcdsaSigner` refuses to
+    sign with a marked peer, and only a new pairwise setup clears them.
+    """
+    setup = setup_of(share)
+    added = frozenset(peers)
+    unknown = sorted(added - set(setup.peers))
+    if unknown:
+        raise UsageError(f"parties {unknown} are not peers of party {share.identifier} in this key")
+    extensions = dict(share.extensions)
+    extensions[EXTENSION] = replace(setup, compromised=setup.compromised | added).encode()
+    return replace(share, extensions=extensions)
 
 
 def key_fingerprint(public: PublicKeyPackage) -> bytes:
@@ -142,9 +227,21 @@ def _seed_commitment(session_id: bytes, fingerprint: bytes, owner: int, peer: in
 
 
 class EcdsaSetupParty(Party[KeyShare]):
-    """Adds the DKLs23 pairwise setup to a freshly generated (or refreshed) ECDSA key share."""
+    """Adds the DKLs23 pairwise setup to a freshly generated (or refreshed) ECDSA key share.
 
-    def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
+    ``rng`` is the fresh randomness every draw is hedged with (crypto/hedge.py),
+    together with the key share, the session id, the peer and the purpose;
+    ``hedge_key``, a per-node secret, is mixed in as well when given.
+    """
+
+    def __init__(
+        self,
+        session_id: bytes,
+        share: KeyShare,
+        *,
+        rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
+    ) -> None:
         super().__init__(session_id, share.identifier)
         if share.scheme != SCHEME:
             raise UsageError(f"the ECDSA setup needs an {SCHEME} key share, not {share.scheme}")
@@ -152,6 +249,7 @@ class EcdsaSetupParty(Party[KeyShare]):
         self.share = share
         self.peers = [j for j in share.parties if j != share.identifier]
         self._rng = rng
+        self._hedge_secret = [share.group.encode_scalar(share.secret_share), bytes(hedge_key)]
         self._fingerprint = key_fingerprint(share.public)
         self._senders: dict[int, VsotSender] = {}
         self._receivers: dict[int, VsotReceiver] = {}
@@ -162,12 +260,18 @@ class EcdsaSetupParty(Party[KeyShare]):
         for rnd in range(1, 6):
             self._expect(rnd, self.peers, broadcast=False)
 
+    def _hedged(self, purpose: str, peer: int) -> HedgedRandom:
+        label = f"ecdsa-setup/party {self.me}/peer {peer}/{purpose}"
+        return HedgedRandom(label, self.session_id, self._hedge_secret, fresh=self._rng)
+
     def _on_start(self) -> list[Envelope]:
         out = []
         for j in self.peers:
-            sender = VsotSender(_ot_context(self.session_id, self._fingerprint, self.me, j), self._rng)
+            sender = VsotSender(
+                _ot_context(self.session_id, self._fingerprint, self.me, j), self._hedged("base-ot sender", j)
+            )
             self._senders[j] = sender
-            contribution = self._rng(SEED_LEN)
+            contribution = self._hedged("zero-seed contribution", j)(SEED_LEN)
             self._contributions[j] = contribution
             commitment = _seed_commitment(self.session_id, self._fingerprint, self.me, j, contribution)
             out.append(self._envelope(1, j, encode_payload({"ot": sender.message1(), "seed": commitment})))
@@ -181,7 +285,7 @@ class EcdsaSetupParty(Party[KeyShare]):
             try:
                 reply = self._step(rnd, j, body)
             except OtError as exc:
-                raise ProtocolAbort([j], f"base OT with party {j} failed: {exc}") from exc
+                raise BaseOtAbort([j], f"base OT with party {j} failed: {exc}") from exc
             if reply is not None:
                 out.append(self._envelope(rnd + 1, j, encode_payload(reply)))
         if rnd == 5:
@@ -193,9 +297,11 @@ class EcdsaSetupParty(Party[KeyShare]):
             if len(body["seed"]) != 64:
                 raise ProtocolAbort([j], "zero-sharing seed commitment has the wrong length")
             self._peer_commitments[j] = body["seed"]
-            delta = int.from_bytes(self._rng(BATCH // 8), "big")
+            delta = int.from_bytes(self._hedged("delta", j)(BATCH // 8), "big")
             self._deltas[j] = delta
-            receiver = VsotReceiver(_ot_context(self.session_id, self._fingerprint, j, self.me), delta, self._rng)
+            receiver = VsotReceiver(
+                _ot_context(self.session_id, self._fingerprint, j, self.me), delta, self._hedged("base-ot receiver", j)
+            )
             self._receivers[j] = receiver
             return {"ot": receiver.message2(body["ot"]), "seed": self._contributions[j]}
         if rnd == 2:
@@ -215,6 +321,10 @@ class EcdsaSetupParty(Party[KeyShare]):
             return {"ot": self._senders[j].message5(body["ot"])}
         self._receivers[j].finish(body["ot"])
         return None
+
+    def _on_abort(self) -> None:
+        # An aborted setup is discarded: nothing it drew may outlive it.
+        self._senders, self._receivers, self._deltas, self._contributions = {}, {}, {}, {}
 
     def _result_share(self) -> KeyShare:
         peers = {}

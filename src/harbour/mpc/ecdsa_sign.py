@@ -34,7 +34,14 @@ Then ``R = Σ R_j``, ``r_x = R.x mod q``,
 Every party then computes ``s = Σ w / Σ u``, normalises to low-s with the
 recovery id and verifies the signature against the group key before releasing
 it. The instance secrets are single-use: the party object produces each round
-once and forgets them when it finishes or aborts.
+once and forgets them when it finishes or aborts. They are hedged
+(crypto/hedge.py): ``r_i``, ``φ_i``, the salt and every multiplication's draws
+depend on fresh randomness, the key share and the session (id, key, signer set
+and digest), so a broken generator cannot repeat an instance key across
+sessions or make it predictable to anyone without the share.
+
+A share whose setup with a co-signer is marked compromised
+(:func:`~harbour.mpc.ecdsa_setup.mark_compromised`) is refused at construction.
 """
 
 from __future__ import annotations
@@ -47,11 +54,13 @@ from dataclasses import dataclass, field
 from harbour.crypto import ecdsa
 from harbour.crypto.group import GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 from harbour.crypto.shamir import lagrange_coefficient
 from harbour.mpc.ecdsa_setup import SCHEME, key_fingerprint, setup_of
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
 from harbour.mpc.keyshare import KeyShare, KeyShareError
+from harbour.mpc.ot_extension import KosCheckFailed
 from harbour.mpc.vole import VoleAlice, VoleBob, VoleError
 
 G = SECP256K1
@@ -101,12 +110,16 @@ class SetupCompromised(ProtocolAbort):
     Alice's long-term ``Δ`` per session (KOS15 selective failure); a correct guess
     passes unnoticed. Signing on must stop for ``peers`` until the pairwise setup is
     replaced (a refresh re-runs it), or the bits add up session after session. The
-    caller persists this; the key-file CLI records it and refuses to sign.
+    caller persists this, best inside the share itself
+    (:func:`~harbour.mpc.ecdsa_setup.mark_compromised`: ``party``'s share marks
+    ``peers``), as the key-file CLI does; a marked share refuses to sign.
+    ``party`` is the signer whose check failed, when known.
     """
 
-    def __init__(self, peers: frozenset[int], reason: str) -> None:
+    def __init__(self, peers: frozenset[int], reason: str, *, party: int | None = None) -> None:
         super().__init__(peers, reason)
         self.peers = peers
+        self.party = party
 
 
 def setup_tag(zero_seed: bytes) -> bytes:
@@ -125,7 +138,11 @@ class _Instance:
 
 
 class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
-    """One signer of one DKLs23 session; ``result`` is the verified, low-s signature."""
+    """One signer of one DKLs23 session; ``result`` is the verified, low-s signature.
+
+    ``rng`` is the fresh randomness every draw is hedged with; ``hedge_key``, a
+    per-node secret, is mixed in as well when given (the share already is).
+    """
 
     def __init__(
         self,
@@ -135,6 +152,7 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         digest: bytes,
         *,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         super().__init__(session_id, share.identifier)
         if share.scheme != SCHEME:
@@ -152,12 +170,19 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
             self.setup = setup_of(share)
         except KeyShareError as exc:
             raise UsageError(str(exc)) from exc
+        marked = sorted(self.setup.compromised & set(ids))
+        if marked:
+            raise UsageError(
+                f"party {share.identifier}'s pairwise setup with parties {marked} is marked compromised "
+                "(a failed KOS check): refresh the key before signing with them"
+            )
         self.protocol = f"sign/{SCHEME}"
         self.share = share
         self.signers = ids
         self.peers = [j for j in ids if j != self.me]
         self.digest = bytes(digest)
         self._rng = rng
+        self._hedge_secret = [G.encode_scalar(share.secret_share), bytes(hedge_key)]
         self._fingerprint = key_fingerprint(share.public)
         # Everything the session is about, hashed once: part of every vOLE context
         # and of the echo, so a message from another session, key, signer set or
@@ -186,9 +211,15 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         self._expect(2, self.peers, broadcast=False)
         self._expect(3, self.peers, broadcast=True)
 
+    def _hedged(self, purpose: str) -> HedgedRandom:
+        """A source bound to the share and to ``_session`` (id, key, signers, digest)."""
+        label = f"ecdsa-sign/party {self.me}/{purpose}"
+        return HedgedRandom(label, self._session, self._hedge_secret, fresh=self._rng)
+
     # -- round 1 ---------------------------------------------------------------------
     def _on_start(self) -> list[Envelope]:
-        inst = _Instance(r=G.random_scalar(self._rng), phi=G.random_scalar(self._rng), salt=self._rng(32))
+        rng = self._hedged("instance")
+        inst = _Instance(r=G.random_scalar(rng), phi=G.random_scalar(rng), salt=rng(32))
         self._instance = inst
         R = G.base_mul(inst.r)
         self._points[self.me] = R
@@ -196,7 +227,9 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         self._commitments[self.me] = commitment
         out = []
         for j in self.peers:
-            bob = VoleBob(self.setup.peers[j].as_bob, _vole_context(self._session, self.me, j), self._rng)
+            bob = VoleBob(
+                self.setup.peers[j].as_bob, _vole_context(self._session, self.me, j), self._hedged(f"bob with {j}")
+            )
             self._bobs[j] = bob
             payload = {
                 "inputs": self._inputs,
@@ -270,16 +303,19 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         R = self._points[self.me].encode()
         out = []
         for j in self.peers:
-            alice = VoleAlice(self.setup.peers[j].as_alice, _vole_context(self._session, j, self.me), self._rng)
+            alice = VoleAlice(
+                self.setup.peers[j].as_alice, _vole_context(self._session, j, self.me), self._hedged(f"alice with {j}")
+            )
             try:
                 reply, c = alice.respond(first[j], (inst.r, inst.sk))
+            except KosCheckFailed as exc:
+                raise SetupCompromised(
+                    frozenset({j}),
+                    f"party {j}'s OT extension failed the KOS check ({exc}): stop signing with this "
+                    "pairwise setup and refresh the key",
+                    party=self.me,
+                ) from exc
             except VoleError as exc:
-                if "correlation check" in str(exc):
-                    raise SetupCompromised(
-                        frozenset({j}),
-                        f"party {j}'s OT extension failed the KOS check ({exc}): stop signing with this "
-                        "pairwise setup and refresh the key",
-                    ) from exc
                 raise ProtocolAbort([j], f"multiplication with party {j} failed: {exc}") from exc
             self._c[j] = c
             payload = {

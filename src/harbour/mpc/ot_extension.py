@@ -51,6 +51,17 @@ class OtExtensionError(ValueError):
     """A malformed extension message, or one that fails the correlation check."""
 
 
+class KosCheckFailed(OtExtensionError):
+    """A well-formed extension message that fails the KOS correlation check.
+
+    Distinct from a malformed message because its outcome can depend on the
+    sender's long-term ``Δ``: a receiver who flips a choice bit in one row and
+    adjusts ``t̃`` for a guess of one bit of ``Δ`` passes exactly when the guess
+    is right. A caller must treat it as a possible leak of ``Δ``, not as an
+    ordinary abort (mpc/ecdsa_sign.py stops the pair).
+    """
+
+
 @dataclass(frozen=True)
 class ExtensionReceiverSetup:
     """Both seeds of every base OT (this party was the base-OT sender)."""
@@ -179,5 +190,5 @@ def extend_send(setup: ExtensionSenderSetup, context: bytes, m: int, message: by
     chi = _challenges(context, u_bytes, rows)
     q_check = gf2_256.inner_product(chi, q)
     if q_check != t_check ^ gf2_256.mul(x_check, setup.delta):
-        raise OtExtensionError("OT extension correlation check failed")
+        raise KosCheckFailed("OT extension correlation check failed")
     return _rows(q, m)

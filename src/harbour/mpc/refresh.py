@@ -18,6 +18,7 @@ would leave that party's share on the old polynomial):
 
 The output key share drops protocol state that belongs to the old shares (the
 threshold-ECDSA pairwise setup) and keeps public key metadata (the chain code).
+The coefficients are hedged (crypto/hedge.py) with the old share and the session.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 
 from harbour.crypto.group import Group, GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.shamir import evaluate
 from harbour.mpc.ecdsa_setup import EXTENSION as ECDSA_SETUP
 from harbour.mpc.ecdsa_setup import key_fingerprint
@@ -55,17 +57,33 @@ def decode_points(group: Group, sender: int, raw: object, count: int, what: str)
 
 
 class RefreshParty(Party[KeyShare]):
-    """One party of a refresh; ``result`` is its new key share (same group key)."""
+    """One party of a refresh; ``result`` is its new key share (same group key).
+
+    ``rng`` is the fresh randomness the coefficients are hedged with, together
+    with the share, the session and, when given, a per-node ``hedge_key``.
+    """
 
     public_rounds = frozenset({1})  # commitments (and proofs): public by design
 
-    def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
+    def __init__(
+        self,
+        session_id: bytes,
+        share: KeyShare,
+        *,
+        rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
+    ) -> None:
         super().__init__(session_id, share.identifier)
         self.protocol = f"refresh/{share.scheme}"
         self.share = share
         self.group = share.group
-        self._rng = rng
         self._fingerprint = key_fingerprint(share.public)
+        self._rng = HedgedRandom(
+            f"refresh/party {self.me}/coefficients",
+            self.session_id,
+            [self.group.encode_scalar(share.secret_share), bytes(hedge_key)],
+            fresh=rng,
+        )
         self._coefficients: list[int] = []
         self._commitments: dict[int, list[Point]] = {}
         self._round1: dict[int, bytes] = {}

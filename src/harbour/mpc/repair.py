@@ -15,7 +15,9 @@ the lost identifier,
 
 No one reconstructs the key: helpers see only random pieces, the lost party
 only sums that add up to its own share. A wrong piece is caught by the check in
-step 3, but cannot be attributed to a helper.
+step 3, but cannot be attributed to a helper. A helper's pieces are hedged
+(crypto/hedge.py) with its share, the session, the key, the helper set and the
+lost party; the lost party draws nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 
 from harbour.crypto.group import GroupError, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.shamir import SharingError, check_identifiers
 from harbour.mpc.ecdsa_setup import key_fingerprint
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
@@ -50,7 +53,11 @@ class RepairResult:
 
 
 class RepairParty(Party[RepairResult]):
-    """A helper (holds its share) or the party being repaired (holds only public data)."""
+    """A helper (holds its share) or the party being repaired (holds only public data).
+
+    ``rng`` is the fresh randomness a helper's pieces are hedged with, together
+    with its share and, when given, a per-node ``hedge_key``.
+    """
 
     def __init__(
         self,
@@ -63,6 +70,7 @@ class RepairParty(Party[RepairResult]):
         share: KeyShare | None = None,
         metadata: Mapping[str, bytes] | None = None,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         super().__init__(session_id, me)
         try:
@@ -84,7 +92,6 @@ class RepairParty(Party[RepairResult]):
         self.lost = lost
         self.share = share
         self.metadata = dict(metadata or {})
-        self._rng = rng
         self._context = (
             Transcript("harbour/repair/context")
             .append("key", key_fingerprint(public))
@@ -92,6 +99,9 @@ class RepairParty(Party[RepairResult]):
             .append("lost", lost)
             .digest()
         )
+        secret = [public.group.encode_scalar(share.secret_share) if share is not None else b"", bytes(hedge_key)]
+        session = Transcript("harbour/repair/hedge").append("session", self.session_id).append("context", self._context)
+        self._rng = HedgedRandom(f"repair/party {me}/pieces", session.digest(), secret, fresh=rng)
         self._own_piece = 0
         if me in self.helpers:
             self._expect(1, [i for i in self.helpers if i != me], broadcast=False)

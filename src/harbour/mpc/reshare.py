@@ -27,6 +27,11 @@ Rounds:
 Identifiers are one namespace: a party in both committees is one party; a new
 party takes an identifier not used by any dealer (it may reuse the identifier of
 a retired party that is not dealing).
+
+A dealer's coefficients are hedged (crypto/hedge.py) with its share and with
+the session, the old key and the new committee, so a broken generator does not
+deal the same polynomial to two committees (whose members together could then
+interpolate the dealer's share). A new party draws nothing here.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 
 from harbour.crypto.group import Point, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.shamir import (
     SharingError,
     check_identifiers,
@@ -72,7 +78,14 @@ def committee_hash(
 
 
 class ReshareParty(Party[ReshareResult]):
-    """A dealer (holds an old share), a new party, or both."""
+    """A dealer (holds an old share), a new party, or both.
+
+    ``rng`` is the fresh randomness a dealer's coefficients are hedged with,
+    together with its share and, when given, a per-node ``hedge_key``. A new
+    party draws nothing in this protocol and accepts ``hedge_key`` only so that
+    a node can pass the same keywords to every party (its first draws come in
+    the ECDSA setup, hedged with its new share).
+    """
 
     def __init__(
         self,
@@ -86,6 +99,7 @@ class ReshareParty(Party[ReshareResult]):
         share: KeyShare | None = None,
         metadata: Mapping[str, bytes] | None = None,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         super().__init__(session_id, me)
         try:
@@ -107,9 +121,17 @@ class ReshareParty(Party[ReshareResult]):
         self.new_threshold = new_threshold
         self.share = share
         self.metadata = dict(metadata or {})
-        self._rng = rng
         self._key = key_fingerprint(public)
         self._committee = committee_hash(new_threshold, self.new_parties, self.dealers, self.metadata)
+        session = (
+            Transcript("harbour/reshare/hedge")
+            .append("session", self.session_id)
+            .append("key", self._key)
+            .append("committee", self._committee)
+            .digest()
+        )
+        secret = [public.group.encode_scalar(share.secret_share) if share is not None else b"", bytes(hedge_key)]
+        self._rng = HedgedRandom(f"reshare/party {me}/coefficients", session, secret, fresh=rng)
         self._coefficients: list[int] = []
         self._commitments: dict[int, list[Point]] = {}
         self._shares: dict[int, int] = {}

@@ -22,8 +22,8 @@ from harbour.crypto.shamir import trusted_dealer_keygen
 from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
 from harbour.mpc.dkg import DkgParty
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
-from harbour.mpc.ecdsa_setup import EcdsaSetupParty
-from harbour.mpc.ecdsa_sign import EcdsaSigner
+from harbour.mpc.ecdsa_setup import EcdsaSetupParty, mark_compromised
+from harbour.mpc.ecdsa_sign import EcdsaSigner, SetupCompromised
 from harbour.mpc.envelope import Envelope, Party, UsageError
 from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.hd import CHAIN_CODE, derive_share
@@ -156,7 +156,12 @@ def sign_ecdsa(
     stats: RunStats | None = None,
     rng: RandomBytes = secrets.token_bytes,
 ) -> EcdsaSignature:
-    """Run one DKLs23 signing session among ``signers`` over a 32-byte digest."""
+    """Run one DKLs23 signing session among ``signers`` over a 32-byte digest.
+
+    A share marked compromised with another signer is refused (``UsageError``);
+    a failed KOS check raises :class:`SetupCompromised`, after which the caller
+    stores :func:`record_compromise`'s shares in place of its own.
+    """
     sid = new_session_id() if session_id is None else session_id
     missing = [i for i in signers if i not in shares]
     if missing:
@@ -167,6 +172,29 @@ def sign_ecdsa(
     if len(signatures) != 1:
         raise RuntimeError("signers produced different signatures")
     return signatures.pop()
+
+
+def record_compromise(shares: Mapping[int, KeyShare], abort: SetupCompromised) -> dict[int, KeyShare]:
+    """The shares to store after a failed KOS check: each side of every failed pair marks the other.
+
+    The signer whose check failed marks the peers it names, and each of them marks
+    it, so a session needing that pair is refused whichever share starts it. If
+    the abort does not say which signer it came from, each named peer is marked
+    against every other party in ``shares`` (and they against it). Only changed
+    shares are returned; give the underived shares, not child shares of a path.
+    """
+    if abort.party is not None:
+        pairs = {(abort.party, p) for p in abort.peers}
+    else:
+        pairs = {(i, p) for p in abort.peers for i in shares if i != p}
+    marks: dict[int, set[int]] = {}
+    for a, b in pairs:
+        marks.setdefault(a, set()).add(b)
+        marks.setdefault(b, set()).add(a)
+    missing = sorted(set(marks) - set(shares))
+    if missing:
+        raise UsageError(f"the shares of parties {missing} are needed to record the compromised setup")
+    return {i: mark_compromised(shares[i], peers) for i, peers in sorted(marks.items())}
 
 
 # -- key lifecycle ---------------------------------------------------------------------

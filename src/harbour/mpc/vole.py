@@ -31,6 +31,15 @@ Each side adds a fresh nonce of its own: Bob's goes into the OT-extension
 context (so a reused session id never repeats his PRG columns, which would
 reveal the XOR of his choice bits in the two runs), Alice's into the pad hash
 (so a replayed first message never repeats her pads, and so ``τ``).
+
+Every value either side draws (Bob's ``β``, nonce and padding bits; Alice's
+nonce, ``ã`` and ``â``) is hedged (crypto/hedge.py) with its long-term
+OT-extension setup and the context, Alice's also with her inputs and Bob's
+message: with a broken generator the nonces still never repeat unless
+everything they protect repeats too. A failed KOS check raises
+:class:`VoleKosCheckFailed`, which is both a :class:`VoleError` and a
+:class:`~harbour.mpc.ot_extension.KosCheckFailed`, so a caller can tell the
+possible leak of ``Δ`` from any other failure by type.
 """
 
 from __future__ import annotations
@@ -46,12 +55,15 @@ if TYPE_CHECKING:
     import _hashlib
 
 from harbour.crypto.group import RandomBytes
+from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.secp256k1 import SECP256K1
 from harbour.mpc.ot_extension import (
     ROW_BYTES,
     STATISTICAL,
     ExtensionReceiverSetup,
     ExtensionSenderSetup,
+    KosCheckFailed,
     OtExtensionError,
     extend_receive,
     extend_send,
@@ -81,6 +93,10 @@ MESSAGE2_LEN = NONCE_LEN + XI * WIDTH * _SCALAR + 2 * _SCALAR + ELL * _SCALAR
 
 class VoleError(ValueError):
     """A malformed multiplication message, or one that fails its consistency check."""
+
+
+class VoleKosCheckFailed(VoleError, KosCheckFailed):
+    """Bob's OT-extension message failed Alice's KOS check (see :class:`KosCheckFailed`)."""
 
 
 def _pad_hasher(context: bytes, nonce: bytes) -> _hashlib.HASHXOF:
@@ -159,11 +175,12 @@ class VoleBob:
         if self._stage != 0:
             raise RuntimeError("message1 was already produced")
         self._stage = 1
-        bits = np.unpackbits(np.frombuffer(self.rng(XI // 8), dtype=np.uint8), bitorder="little")
+        rng = HedgedRandom("vole/bob", self.context, [self.setup.encode()], fresh=self.rng)
+        bits = np.unpackbits(np.frombuffer(rng(XI // 8), dtype=np.uint8), bitorder="little")
         self._choices = [int(x) for x in bits]
         self.b = sum(g for g, c in zip(GADGET, self._choices, strict=True) if c) % Q
-        bob_nonce = self.rng(NONCE_LEN)
-        kos, rows = extend_receive(self.setup, _extension_context(self.context, bob_nonce), bits, self.rng(48))
+        bob_nonce = rng(NONCE_LEN)
+        kos, rows = extend_receive(self.setup, _extension_context(self.context, bob_nonce), bits, rng(48))
         message = bob_nonce + kos
         self._rows = rows.tobytes()
         self._message1 = message
@@ -226,12 +243,15 @@ class VoleAlice:
         try:
             bob_nonce, kos = message1[:NONCE_LEN], message1[NONCE_LEN:]
             rows = extend_send(self.setup, _extension_context(self.context, bob_nonce), XI, kos)
+        except KosCheckFailed as exc:
+            raise VoleKosCheckFailed(str(exc)) from exc
         except OtExtensionError as exc:
             raise VoleError(str(exc)) from exc
         delta = np.frombuffer(self.setup.delta.to_bytes(ROW_BYTES, "little"), dtype=np.uint8)
-        nonce = self.rng(NONCE_LEN)
-        a0, a1 = _rand(self.rng), _rand(self.rng)
-        a_hat = _rand(self.rng)
+        rng = _alice_rng(self.setup, self.context, message1, inputs, self.rng)
+        nonce = rng(NONCE_LEN)
+        a0, a1 = _rand(rng), _rand(rng)
+        a_hat = _rand(rng)
         base = _pad_hasher(self.context, nonce)
         pads0 = _pads(base, rows.tobytes())
         pads1 = _pads(base, (rows ^ delta).tobytes())
@@ -264,6 +284,21 @@ class VoleAlice:
             + b"".join(x.to_bytes(32, "big") for x in gamma)
         )
         return message, (c0, c1)
+
+
+def _alice_rng(
+    setup: ExtensionSenderSetup, context: bytes, message1: bytes, inputs: tuple[int, ...], fresh: RandomBytes
+) -> HedgedRandom:
+    """Alice's draws, hedged with ``Δ`` and her seeds, her inputs, the context and Bob's message.
+
+    Her nonce keeps pads from repeating; if it ever repeated under one context
+    with a different Bob message (a broken generator and a reused session), a
+    Bob who flipped choice bits would get ``τ`` for swapped pads and so ``ã``.
+    Binding his message and her inputs makes the draw change whenever they do.
+    """
+    session = Transcript("harbour/dkls23/vole-alice-hedge").append("context", context).append("message1", message1)
+    secret = [setup.encode(), b"".join(a.to_bytes(_SCALAR, "big") for a in inputs)]
+    return HedgedRandom("vole/alice", session.digest(), secret, fresh=fresh)
 
 
 def _rand(rng: RandomBytes) -> int:
