@@ -7,7 +7,6 @@ independent restatement of its documented construction."""
 from __future__ import annotations
 
 import hashlib
-import pickle
 import struct
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -27,6 +26,7 @@ from harbour.mpc.dkg import DkgParty
 from harbour.mpc.ecdsa_setup import EcdsaSetupParty, setup_of
 from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party
+from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.keyshare import KeyShare
 from harbour.mpc.refresh import RefreshParty
 from harbour.mpc.repair import RepairParty
@@ -478,10 +478,27 @@ def test_frost_keygen_with_a_broken_generator_signs(scheme: str) -> None:
     runner.sign(shares, [1, 2], b"message")
 
 
-def test_hedged_parties_still_pickle() -> None:
-    """A cold node keeps party state pickled between requests."""
-    party = EcdsaSigner(session(), cached_keygen(ECDSA, 2, 3)[1], [1, 2], DIGEST)
+def _frost_nonces(sid: bytes, signers: list[int], message: bytes, hedge_key: bytes = b"") -> tuple[bytes, bytes]:
+    """The nonce commitments (D, E): equal exactly when the secret nonces are."""
+    share = cached_keygen("frost-secp256k1", 2, 3)[1]
+    party = FrostSigner(sid, share, signers, message, rng=broken, hedge_key=hedge_key)
     party.start()
-    copy = pickle.loads(pickle.dumps(party))
-    assert instance(copy) == instance(party)
-    assert copy._hedged("instance")(32) != party._hedged("instance")(32)  # fresh bytes still count
+    nonces = party._nonces
+    assert nonces is not None
+    return nonces.commitment.hiding.encode(), nonces.commitment.binding.encode()
+
+
+def test_frost_nonces_differ_between_sessions_and_messages_with_a_broken_generator() -> None:
+    """RFC 9591's H3(random_bytes || sk) alone repeats with a repeating generator; hedged, it does not."""
+    first = _frost_nonces(session(), [1, 2], b"pay 1")
+    assert _frost_nonces(session(), [1, 2], b"pay 1") != first
+    sid = session()
+    assert _frost_nonces(sid, [1, 2], b"pay 1") != _frost_nonces(sid, [1, 2], b"pay 2")
+    assert _frost_nonces(sid, [1, 2], b"pay 1") != _frost_nonces(sid, [1, 3], b"pay 1")
+    assert _frost_nonces(sid, [1, 2], b"pay 1") != _frost_nonces(sid, [1, 2], b"pay 1", hedge_key=b"node")
+    assert len(set(first)) == 2
+
+
+def test_frost_signs_with_a_broken_generator() -> None:
+    shares = cached_keygen("frost-secp256k1", 2, 3)
+    runner.sign(shares, [1, 2], b"message", rng=broken)

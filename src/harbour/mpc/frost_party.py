@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from harbour.crypto.group import GroupError, Point, RandomBytes
 from harbour.crypto.hashing import Transcript
+from harbour.crypto.hedge import HedgedRandom
 from harbour.mpc import frost, taproot
 from harbour.mpc.ciphersuite import Ciphersuite, suite_by_name
 from harbour.mpc.envelope import (
@@ -63,6 +64,14 @@ class FrostSigner(Party[bytes]):
     members, ``me`` among them. For ``frost-taproot`` the signature verifies
     against the BIP-341 output key (``merkle_root`` is the script-tree root, None
     for key-path only); ``tweak=False`` signs plain BIP-340 under the internal key.
+
+    Nonces are RFC 9591 section 4.1's ``H3(random_bytes(32) ‖ SerializeScalar(sk))``,
+    with ``random_bytes`` itself hedged (:class:`~harbour.crypto.hedge.HedgedRandom`)
+    over the session, the signer set, the message and, when given, a per-node
+    ``hedge_key``: RFC 9591's derivation alone depends on the share and the random
+    bytes only, so a generator that repeats its output would repeat nonces across
+    sessions and give the share away; hedged, a repeated output still meets another
+    session or message. ``rng`` is the fresh randomness.
     """
 
     public_rounds = frozenset({1})  # commitments (and proofs): public by design
@@ -77,6 +86,7 @@ class FrostSigner(Party[bytes]):
         merkle_root: bytes | None = None,
         tweak: bool = True,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         super().__init__(session_id, share.identifier)
         self.suite = suite_by_name(share.scheme)
@@ -95,7 +105,15 @@ class FrostSigner(Party[bytes]):
         self.signers = signer_set
         self.message = bytes(message)
         self.key = signing_key_for(self.suite, share, merkle_root, tweak)
-        self._rng = rng
+        context = (
+            Transcript("harbour/frost/nonce-context")
+            .append("session", self.session_id)
+            .append_list("signers", [i.to_bytes(2, "big") for i in signer_set])
+            .append("message", self.message)
+            .append("key", self.key.group_public_key.encode())
+            .digest()
+        )
+        self._rng = HedgedRandom(f"frost/party {self.me}/nonces", context, [bytes(hedge_key)], fresh=rng)
         self._nonces: frost.SigningNonces | None = None
         self._ctx: frost.SigningContext | None = None
         self._shares: dict[int, int] = {}
