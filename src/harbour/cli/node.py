@@ -25,9 +25,17 @@ import typer
 
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, reported_errors
+from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET
 from harbour.node import approval, quorum, rpc
-from harbour.node.config import CONFIG_FILE, ROTATION_FILE, NodeConfig, rotate_identity, update_approvers
-from harbour.node.identity import IdentityError
+from harbour.node.config import (
+    CONFIG_FILE,
+    ROTATION_FILE,
+    NodeConfig,
+    node_incidents,
+    rotate_identity,
+    update_approvers,
+)
+from harbour.node.identity import IdentityError, is_node_id
 from harbour.node.keyfile import write_atomic
 from harbour.node.service import NodeService, NodeStartError, init_node
 from harbour.node.store import Pkcs11Config, StoreError
@@ -298,6 +306,37 @@ def rotate_keys(
             f"next: an authority certificate (harbour authority certify --kind rotate --rotation "
             f"{directory / ROTATION_FILE}), then harbour cluster rotate on the other nodes"
         )
+
+
+@app.command("incidents")
+def incidents_command(
+    directory: Annotated[Path, typer.Option("--dir", help="The node's directory (the node must be stopped).")],
+    clear: Annotated[
+        str | None, typer.Option("--clear", help="A peer's node id whose count to reset, once investigated.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List (or clear one) the base-OT aborts each peer caused in this node's threshold-ECDSA setups."""
+    with reported_errors():
+        if clear is not None and not is_node_id(clear):
+            raise InputError("--clear: a node id is 32 lowercase hex digits")
+        passphrase, pin = _store_secrets(directory)
+        if passphrase is None and pin is None:
+            raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
+        try:
+            counts, cleared = node_incidents(directory, clear=clear, passphrase=passphrase, pin=pin)
+        except NodeStartError as exc:
+            raise fail(f"cannot read the node's incidents: {exc}", FAILURE_EXIT) from None
+    if as_json:
+        typer.echo(json.dumps({"incidents": counts, "budget": SETUP_ABORT_BUDGET, "cleared": cleared}))
+        return
+    for node, count in sorted(counts.items()):
+        state = "refused for setups" if count >= SETUP_ABORT_BUDGET else "below the budget"
+        typer.echo(f"{node}: {count} base-OT abort(s), {state}")
+    if not counts:
+        typer.echo("no base-OT aborts recorded")
+    if cleared:
+        typer.echo(f"cleared the count of {clear}")
 
 
 @app.command("run")

@@ -200,6 +200,7 @@ def decode(
     identity: NodeIdentity,
     counter: int | None,
     load_share: Callable[[str], KeyShare],
+    hedge_key: bytes = b"",
 ) -> tuple[Session, ReplayGuard]:
     """Rebuild a session from its record and check it against everything it claims.
 
@@ -251,7 +252,7 @@ def decode(
             raise ColdStateError(f"key {key_id}'s share changed since the session began (a refresh committed?)")
     recording = Recording(seed, list(inputs), b"")
     try:
-        job = rebuild_job(kind, sid, me, obj["job"], share=share, rng=recording.rng)
+        job = rebuild_job(kind, sid, me, obj["job"], share=share, rng=recording.rng, hedge_key=hedge_key)
         recording.sent(job.start())
         for raw in inputs:
             recording.sent(job.receive(Envelope.decode(raw)))

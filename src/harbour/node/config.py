@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import cbor2
 
-from harbour.node import approval, quorum, rpc
+from harbour.node import approval, compromise, quorum, rpc
 from harbour.node.counter import CounterError, check_setting, create_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
@@ -386,3 +386,26 @@ def rotate_identity(directory: Path, *, passphrase: str | None = None, pin: str 
     finally:
         ledger.close()
     return rotation
+
+
+def node_incidents(
+    directory: Path, *, clear: str | None = None, passphrase: str | None = None, pin: str | None = None
+) -> tuple[dict[str, int], bool]:
+    """A stopped node's base-OT incident counts per peer (and whether ``clear``'s was reset)."""
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).exists():
+        raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
+    try:
+        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
+    except (approval.LedgerError, OSError) as exc:
+        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
+    try:
+        try:
+            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
+        except StoreError as exc:
+            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
+        with store:
+            cleared = compromise.clear_incidents(store, clear) if clear is not None else False
+            return compromise.incidents(store), cleared
+    finally:
+        ledger.close()

@@ -59,12 +59,20 @@ class Job:
     kind: str = ""
 
     def __init__(
-        self, session_id: bytes, me: int, phases: Sequence[PhasePlan], *, rng: RandomBytes = secrets.token_bytes
+        self,
+        session_id: bytes,
+        me: int,
+        phases: Sequence[PhasePlan],
+        *,
+        rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         self.session_id = session_id
         self.me = me
         self.phases = tuple(phases)
         self.rng = rng
+        self.hedge_key = hedge_key
+        """The node's own secret, mixed into every secret its parties draw (crypto/hedge.py)."""
         self._index = 0
         self._party: Party[Any] | None = None
         self._started = False
@@ -193,12 +201,13 @@ class KeygenJob(Job):
         parties: Sequence[int],
         *,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         ids = tuple(sorted(parties))
         phases = [PhasePlan(session_id, ids)]
         if scheme == ECDSA_SCHEME:
             phases.append(PhasePlan(setup_session_id(session_id), ids))
-        super().__init__(session_id, me, phases, rng=rng)
+        super().__init__(session_id, me, phases, rng=rng, hedge_key=hedge_key)
         self.scheme = scheme
         self.threshold = threshold
         self.ids = ids
@@ -206,13 +215,28 @@ class KeygenJob(Job):
     def _first(self) -> Party[Any]:
         if self.scheme == ECDSA_SCHEME:
             return DkgParty(
-                FROST_SECP256K1, self.session_id, self.me, self.threshold, self.ids, scheme=self.scheme, rng=self.rng
+                FROST_SECP256K1,
+                self.session_id,
+                self.me,
+                self.threshold,
+                self.ids,
+                scheme=self.scheme,
+                rng=self.rng,
+                hedge_key=self.hedge_key,
             )
-        return DkgParty(suite_by_name(self.scheme), self.session_id, self.me, self.threshold, self.ids, rng=self.rng)
+        return DkgParty(
+            suite_by_name(self.scheme),
+            self.session_id,
+            self.me,
+            self.threshold,
+            self.ids,
+            rng=self.rng,
+            hedge_key=self.hedge_key,
+        )
 
     def _next(self, result: Any) -> Party[Any] | None:
         if self.scheme == ECDSA_SCHEME and self._index == 0:
-            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng)
+            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng, hedge_key=self.hedge_key)
         return None
 
 
@@ -230,8 +254,10 @@ class SignJob(Job):
         message: bytes,
         *,
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
-        super().__init__(session_id, share.identifier, [PhasePlan(session_id, tuple(sorted(signers)))], rng=rng)
+        plan = [PhasePlan(session_id, tuple(sorted(signers)))]
+        super().__init__(session_id, share.identifier, plan, rng=rng, hedge_key=hedge_key)
         self.path = path
         self.share = hd.derive_share(share, path) if path != "m" else share
         self.signers = tuple(sorted(signers))
@@ -239,8 +265,12 @@ class SignJob(Job):
 
     def _first(self) -> Party[Any]:
         if self.share.scheme == ECDSA_SCHEME:
-            return EcdsaSigner(self.session_id, self.share, self.signers, self.message, rng=self.rng)
-        return FrostSigner(self.session_id, self.share, self.signers, self.message, rng=self.rng)
+            return EcdsaSigner(
+                self.session_id, self.share, self.signers, self.message, rng=self.rng, hedge_key=self.hedge_key
+            )
+        return FrostSigner(
+            self.session_id, self.share, self.signers, self.message, rng=self.rng, hedge_key=self.hedge_key
+        )
 
     def _final(self, result: Any) -> bytes | EcdsaSignature:
         assert isinstance(result, bytes | EcdsaSignature)
@@ -250,19 +280,21 @@ class SignJob(Job):
 class RefreshJob(Job):
     kind = "refresh"
 
-    def __init__(self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes) -> None:
+    def __init__(
+        self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes, hedge_key: bytes = b""
+    ) -> None:
         phases = [PhasePlan(session_id, tuple(share.parties))]
         if share.scheme == ECDSA_SCHEME:
             phases.append(PhasePlan(setup_session_id(session_id), tuple(share.parties)))
-        super().__init__(session_id, share.identifier, phases, rng=rng)
+        super().__init__(session_id, share.identifier, phases, rng=rng, hedge_key=hedge_key)
         self.share = share
 
     def _first(self) -> Party[Any]:
-        return RefreshParty(self.session_id, self.share, rng=self.rng)
+        return RefreshParty(self.session_id, self.share, rng=self.rng, hedge_key=self.hedge_key)
 
     def _next(self, result: Any) -> Party[Any] | None:
         if self.share.scheme == ECDSA_SCHEME and self._index == 0:
-            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng)
+            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng, hedge_key=self.hedge_key)
         return None
 
 
@@ -286,12 +318,13 @@ class ReshareJob(Job):
         share: KeyShare | None,
         metadata: dict[str, bytes],
         rng: RandomBytes = secrets.token_bytes,
+        hedge_key: bytes = b"",
     ) -> None:
         everyone = tuple(sorted(set(dealers) | set(new_parties)))
         phases = [PhasePlan(session_id, everyone)]
         if public.scheme == ECDSA_SCHEME:
             phases.append(PhasePlan(setup_session_id(session_id), tuple(sorted(new_parties))))
-        super().__init__(session_id, me, phases, rng=rng)
+        super().__init__(session_id, me, phases, rng=rng, hedge_key=hedge_key)
         self.public = public
         self.dealers = tuple(sorted(dealers))
         self.new_threshold = new_threshold
@@ -310,11 +343,12 @@ class ReshareJob(Job):
             share=self.share,
             metadata=self.metadata,
             rng=self.rng,
+            hedge_key=self.hedge_key,
         )
 
     def _next(self, result: Any) -> Party[Any] | None:
         if self.public.scheme == ECDSA_SCHEME and self._index == 0 and result.share is not None:
-            return EcdsaSetupParty(self.phases[1].session_id, result.share, rng=self.rng)
+            return EcdsaSetupParty(self.phases[1].session_id, result.share, rng=self.rng, hedge_key=self.hedge_key)
         return None
 
     def _final(self, result: Any) -> KeyShare | None:
@@ -368,20 +402,31 @@ def job_params(job: Job) -> dict[str, Any]:
 
 
 def rebuild_job(
-    kind: str, session_id: bytes, me: int, params: dict[str, Any], *, share: KeyShare | None, rng: RandomBytes
+    kind: str,
+    session_id: bytes,
+    me: int,
+    params: dict[str, Any],
+    *,
+    share: KeyShare | None,
+    rng: RandomBytes,
+    hedge_key: bytes = b"",
 ) -> Job:
     """The job :func:`job_params` describes; ValueError if the parameters do not fit together."""
     try:
         if kind == "sign":
             if share is None:
                 raise ValueError("a signing job needs its key share")
-            return SignJob(session_id, share, params["path"], params["signers"], params["message"], rng=rng)
+            return SignJob(
+                session_id, share, params["path"], params["signers"], params["message"], rng=rng, hedge_key=hedge_key
+            )
         if kind == "keygen":
-            return KeygenJob(session_id, me, params["scheme"], params["threshold"], params["parties"], rng=rng)
+            return KeygenJob(
+                session_id, me, params["scheme"], params["threshold"], params["parties"], rng=rng, hedge_key=hedge_key
+            )
         if kind == "refresh":
             if share is None:
                 raise ValueError("a refresh job needs its key share")
-            return RefreshJob(session_id, share, rng=rng)
+            return RefreshJob(session_id, share, rng=rng, hedge_key=hedge_key)
         if kind == "reshare":
             return ReshareJob(
                 session_id,
@@ -393,6 +438,7 @@ def rebuild_job(
                 share=share,
                 metadata=dict(params["metadata"]),
                 rng=rng,
+                hedge_key=hedge_key,
             )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"the {kind} job's parameters are malformed: {exc}") from exc

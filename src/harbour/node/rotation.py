@@ -30,13 +30,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from harbour.node import approval, rpc, signlog
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
+from harbour.node.signlog import SignLog
+from harbour.node.staging import Refusal
+from harbour.node.store import SecretStore
 
 FORMAT: Final = "harbour-node-rotation"
 VERSION: Final = 1
@@ -136,3 +142,74 @@ def rotate_roster(roster: dict[int, NodeDescriptor], rotation: Rotation) -> dict
                 raise RotationError("the new identity is already another member of a key's roster")
             return {**roster, party: rotation.new}
     return None
+
+
+def accept_rotation(
+    statement: bytes,
+    certificate: bytes,
+    *,
+    store: SecretStore,
+    sign_log: SignLog,
+    trusted: Mapping[str, Ed25519PublicKey],
+    ledger: approval.NonceLedger,
+    me: str,
+    running: Iterable[tuple[bytes, Mapping[str, int]]],
+    now: int,
+) -> list[str]:
+    """Another node's new identity, on its statement and the authority's certificate; the keys updated.
+
+    Every roster naming the old node names the new one instead, same party. Refused
+    while a session (``running``: session id and node roster) or staged result involves that
+    node, since its roster would change under it. One rotation per old identity:
+    another statement about the same node is refused (``rotated``), so a thief of the
+    old key cannot move the node again; the same statement again changes nothing.
+    Everything that can refuse does so before the certificate is spent.
+    """
+    try:
+        rotation = Rotation.decode(statement)
+    except RotationError as exc:
+        raise Refusal("bad-request", f"rotation statement refused: {exc}") from exc
+    old, new = rotation.old.node_id, rotation.new.node_id
+    sid = rotation_id(statement)
+    if old == me:
+        raise Refusal("bad-request", "this node rotates its own identity with harbour node rotate-keys")
+    record = f"rotated/{old}"
+    if store.exists(record):
+        if store.get(record) != sid:
+            raise Refusal("rotated", f"node {old} was rotated to another identity already")
+        return []
+    for session_id, members in running:
+        if old in members:
+            raise Refusal("pending", f"session {session_id.hex()} runs with node {old}; retry after it")
+    for name in store.names("pending/"):
+        pending = cbor2.loads(store.get(name))
+        if any(d.node_id == old for d in rpc.parse_roster(pending["roster"]).values()):
+            raise Refusal("pending", f"a staged result ({name}) names node {old}: commit or discard it first")
+    rotated = {}
+    for name in store.names("keys/"):
+        entry = cbor2.loads(store.get(name))
+        try:
+            roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
+        except RotationError as exc:
+            raise Refusal("bad-request", f"rotation refused for {name}: {exc}") from exc
+        if roster is not None:
+            rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
+    try:
+        approval.verify(
+            certificate, trusted, now=now, kind="rotate", key_id="", path="m", params=rotation.params, ledger=ledger
+        )
+    except approval.ApprovalError as exc:
+        sign_log.append(
+            time=now, kind="rotate", session_id=sid, key_id="", path="m", outcome="refused",
+            reason=f"{exc.reason}: {exc}"[: signlog.MAX_REASON], certificate=certificate,
+        )  # fmt: skip
+        raise Refusal("approval", f"approval refused ({exc.reason}): {exc}") from exc
+    for name, entry in rotated.items():
+        store.put(name, cbor2.dumps(entry))
+    updated = [name.removeprefix("keys/") for name in rotated]
+    store.put(record, sid)
+    sign_log.append(
+        time=now, kind="rotate", session_id=sid, key_id="", path="m", outcome="committed",
+        reason=f"node {old} is now {new}; rosters of {len(updated)} key(s) updated", certificate=certificate,
+    )  # fmt: skip
+    return updated

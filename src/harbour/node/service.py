@@ -48,8 +48,6 @@ session whose replay could reveal a secret.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -57,17 +55,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-import cbor2
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from harbour.crypto.ecdsa import EcdsaSignature
-from harbour.crypto.group import RandomBytes
-from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.crypto.hedge import HedgedRandom
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET, BaseOtAbort
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
 from harbour.mpc.hd import CHAIN_CODE
-from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
-from harbour.node import approval, coldstate, quorum, rpc, signlog
+from harbour.mpc.keyshare import KeyShare, KeyShareError
+from harbour.node import approval, coldstate, compromise, rpc, signlog
+from harbour.node.coldstore import ColdSessions
 from harbour.node.config import (
     CONFIG_FILE,
     CONFIG_OBJECT,
@@ -82,8 +81,9 @@ from harbour.node.config import (
 from harbour.node.counter import CounterError, RollbackCounter, open_counter
 from harbour.node.handshake import HandshakeError, SessionKeys
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
-from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob, replays_secrets
-from harbour.node.rotation import Rotation, RotationError, rotate_roster, rotation_id
+from harbour.node.jobs import SignJob, replays_secrets, scheme_of
+from harbour.node.planning import Planner, default_key_id
+from harbour.node.rotation import accept_rotation
 from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, seal, sign_public
 from harbour.node.session import Session
 from harbour.node.staging import Refusal, Staging, read_key
@@ -94,6 +94,7 @@ log = logging.getLogger("harbour.node")
 __all__ = ["NodeService", "NodeStartError", "Refusal", "default_key_id", "init_node"]
 
 MAX_SESSIONS: Final = 1024
+HEDGE_KEY: Final = "hedge-key"
 
 
 def _roster_cbor(roster: Mapping[int, NodeDescriptor]) -> list[list[Any]]:
@@ -131,11 +132,24 @@ class NodeService:
         self.guard = ReplayGuard()
         self.used: set[bytes] = set()
         self.stale: set[bytes] = set()
-        self._checkpoints: dict[bytes, str] = {}
         self.counter = counter
-        self._counter_value: int | None = None
-        self._dropped: dict[bytes, str] = {}
+        self.hedge_key = _hedge_key(store)
+        self._marks: dict[str, set[int]] = {}
         self.staging = Staging(store, identity, signlog_, self.trusted, ledger, lambda: self._now())
+        self.cold = ColdSessions(store, signlog_, identity, counter, self.hedge_key) if offline else None
+        self.planner = Planner(
+            store=store,
+            identity=identity,
+            config=config,
+            trusted=self.trusted,
+            ledger=ledger,
+            staging=self.staging,
+            sessions=self.sessions,
+            compromised=self._compromised,
+            hedge_key=self.hedge_key,
+            offline=offline,
+            clock=clock,
+        )
 
     @classmethod
     def open(
@@ -224,7 +238,10 @@ class NodeService:
     def _recover(self) -> None:
         """Learn every session id ever used; log the ones a crash left open as aborted."""
         open_: dict[str, signlog.Entry] = {}
-        for entry in signlog.entries(self.directory / LOG_FILE):
+        entries = list(signlog.entries(self.directory / LOG_FILE))
+        for key_id in compromise.heal(self.store, compromise.marks_from_log(entries)):
+            log.warning("key %s had lost KOS-failure marks its log records; they are back in its share", key_id)
+        for entry in entries:
             sid = bytes.fromhex(entry.session_id)
             self.used.add(sid)
             if entry.outcome in ("started", "progress"):
@@ -232,43 +249,16 @@ class NodeService:
             elif entry.outcome not in ("compromised", "incident"):  # records within a session, not its end
                 open_.pop(entry.session_id, None)
         kept: dict[bytes, Session] = {}
-        checkpoints = {sid: e for sid, e in open_.items() if e.outcome == "progress"}
-        if self.offline:
-            self._counter_value = None if self.counter is None else self.counter.read()
-            for name in self.store.names("sessions/"):
-                sid_hex = name.removeprefix("sessions/")
-                try:
-                    data = self.store.get(name)
-                    last = checkpoints.get(sid_hex)
-                    if last is None or last.reason != self._checkpoint_reason(
-                        bytes.fromhex(last.session_id), last.seq, data
-                    ):
-                        # Not the state the log last recorded: an older copy put back (its nonces
-                        # were used already) or a crash between the two writes. Never resume it.
-                        raise ValueError("the session state is not the one the log recorded last")
-                    session, guard = coldstate.decode(
-                        data,
-                        identity=self.identity,
-                        counter=self._counter_value,
-                        load_share=lambda key_id: read_key(self.store, key_id)[0],
-                    )
-                    if self.counter is None and replays_secrets(session.job):
-                        raise ValueError("a node without a rollback counter does not keep this kind of session")
-                    kept[session.session_id] = session
-                    self._checkpoints[session.session_id] = _checkpoint(data)
-                    self.guard.merge(guard)
-                except Exception as exc:  # an unusable state (rolled back, damaged, an upgrade) ends that session
-                    log.warning("dropping session state %s: %s", name, exc)
-                    with contextlib.suppress(ValueError):
-                        self._dropped[bytes.fromhex(sid_hex)] = str(exc)
-                    self.store.delete(name)
+        if self.cold is not None:
+            progress = {sid: e for sid, e in open_.items() if e.outcome == "progress"}
+            kept = self.cold.load(progress, self.guard)
         for sid_hex, entry in open_.items():
             sid = bytes.fromhex(sid_hex)
             if sid in kept:
                 self._register(kept[sid])
                 continue
             self.stale.add(sid)
-            why = self._dropped.get(sid)
+            why = self.cold.dropped.get(sid) if self.cold is not None else None
             reason = "the node restarted during the session; its state was discarded and it will not rejoin"
             if why is not None:
                 reason = f"its saved state was refused and it will not rejoin: {why}"
@@ -284,52 +274,8 @@ class NodeService:
             )
 
     def _persist(self) -> None:
-        """Cold node: every open session, encrypted in the store, bound to the counter, its hash in the log.
-
-        Any change (a session new, advanced or ended) first moves the rollback counter
-        on and then rewrites every open session bound to the new value, so only the
-        latest saved state can ever be resumed: a copy of the directory put back later
-        is behind the counter. The log entry adds the check the store cannot give even
-        without a counter: a state is resumed only if it is the last one logged.
-        """
-        live = {f"sessions/{sid.hex()}" for sid in self.sessions}
-        stale = [name for name in self.store.names("sessions/") if name not in live]
-        records = {sid: self._record(session, self._counter_value) for sid, session in self.sessions.items()}
-        changed = [sid for sid, data in records.items() if self._checkpoints.get(sid) != _checkpoint(data)]
-        if not stale and not changed:
-            return
-        if self.counter is not None:
-            self._counter_value = self.counter.advance()
-            records = {sid: self._record(session, self._counter_value) for sid, session in self.sessions.items()}
-            changed = list(records)
-        for name in stale:
-            self.store.delete(name)
-            self._checkpoints.pop(bytes.fromhex(name.removeprefix("sessions/")), None)
-        for sid in changed:
-            data = records[sid]
-            self.store.put(f"sessions/{sid.hex()}", data)
-            self._log(self.sessions[sid], "progress", self._checkpoint_reason(sid, self.log.head[0] + 1, data))
-            self._checkpoints[sid] = _checkpoint(data)
-
-    def _record(self, session: Session, counter: int | None) -> bytes:
-        job = session.job
-        root = None
-        if isinstance(job, SignJob | RefreshJob) or (isinstance(job, ReshareJob) and job.share is not None):
-            root = read_key(self.store, session.key_id)[0]
-        return coldstate.encode(session, counter=counter, root_share=root, guard=self.guard)
-
-    def _checkpoint_reason(self, sid: bytes, seq: int, state: bytes) -> str:
-        """``state <hash> mac <tag>``: the tag, under a key only the store holds, binds the log position.
-
-        Without it anyone able to append to the log could re-bless an older state
-        file; with it, an entry copied to a later position does not verify.
-        """
-        if not self.store.exists("log-key"):
-            self.store.put("log-key", secrets.token_bytes(32))
-        tag = hmac.new(
-            self.store.get("log-key"), sid + seq.to_bytes(8, "big") + hashlib.sha256(state).digest(), "sha256"
-        )
-        return f"{_checkpoint(state)} mac {tag.hexdigest()[:32]}"
+        if self.cold is not None:
+            self.cold.save(self.sessions, self.guard, lambda session, reason: self._log(session, "progress", reason))
 
     # -- entry point ------------------------------------------------------------------
 
@@ -374,6 +320,7 @@ class NodeService:
                 key_id, receipt = self.staging.commit(
                     request["session_id"], request["fingerprint"], request["acks"], request["receipts"]
                 )
+                self._marks.pop(key_id, None)  # a new share, a new setup: its marks are its own
                 return rpc.ok(key_id=key_id, receipt=receipt)
             if op == "rotate":
                 return self._rotate(request["statement"], request["certificate"])
@@ -403,10 +350,11 @@ class NodeService:
         )
 
     def _compromised(self, key_id: str) -> set[int]:
-        name = f"compromised/{key_id}"
-        if not self.store.exists(name):
-            return set()
-        return set(cbor2.loads(self.store.get(name)))
+        """The marked peers of ``key_id`` (cached: reading them means decrypting and checking the key record)."""
+        marks = self._marks.get(key_id)
+        if marks is None:
+            marks = self._marks[key_id] = compromise.compromised(self.store, key_id)
+        return set(marks)
 
     # -- start -------------------------------------------------------------------------
 
@@ -419,11 +367,20 @@ class NodeService:
         if len(self.sessions) >= MAX_SESSIONS:
             raise Refusal("busy", f"this node already runs {MAX_SESSIONS} sessions")
         kind, args, certificate = request["kind"], request["args"], request["certificate"]
-        session, check = self._plan(sid, kind, args, certificate)
+        session, check = self.planner.plan(sid, kind, args, certificate)
         try:
             session.job.prepare()
         except (UsageError, KeyShareError, ValueError) as exc:
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
+        if session.kind != "sign" and scheme_of(session.job) == ECDSA_SCHEME:
+            over = compromise.over_budget(self.store, session.peers)
+            if over:
+                raise Refusal(
+                    "setup-compromised",
+                    f"nodes {sorted(over)} caused {SETUP_ABORT_BUDGET} or more base-OT aborts in this node's "
+                    "threshold-ECDSA setups; it runs no more setups with them until an operator clears the count "
+                    "(harbour node incidents --clear) or their identity is replaced",
+                )
         if self.offline and self.counter is None and replays_secrets(session.job):
             raise Refusal(
                 "no-counter",
@@ -441,7 +398,10 @@ class NodeService:
         self.used.update(session.job.session_ids)
         self._log(session, "started", session.note)
         self._register(session)
-        session.keys = SessionKeys(self.identity, sid, session.node_roster)
+        ephemeral = HedgedRandom(f"node/session-key/{self.identity.node_id}", sid, [self.hedge_key])(32)
+        session.keys = SessionKeys(
+            self.identity, sid, session.node_roster, ephemeral=X25519PrivateKey.from_private_bytes(ephemeral)
+        )
         try:
             out = coldstate.run(session, lambda job: job.start())
         except (ProtocolAbort, UsageError) as exc:
@@ -449,252 +409,11 @@ class NodeService:
             raise Refusal("protocol", str(exc)) from exc
         return self._progress(session, out, hello=session.keys.hello)
 
-    def _plan(
-        self, sid: bytes, kind: str, args: dict[str, Any], certificate: bytes
-    ) -> tuple[Session, Callable[[], None]]:
-        """The session a start request asks for, and the approval check it needs."""
-        now = self._now()
-        deadline = self.clock() + self.config.session_timeout
-        me_id = self.identity.node_id
-        # A cold node rebuilds its sessions by replay, so their randomness comes from a seed it keeps.
-        recording = coldstate.Recording.new() if self.offline else None
-        rng = recording.rng if recording is not None else secrets.token_bytes
-
-        def verify(**what: Any) -> Callable[[], None]:
-            def check() -> None:
-                approval.verify(certificate, self.trusted, now=now, ledger=self.ledger, **what)
-
-            return check
-
-        try:
-            if kind == "sign":
-                key_id = args["key_id"]
-                share, roster = self._load_key(key_id)
-                try:
-                    path = approval.canonical_path(args["path"])
-                except approval.ApprovalError as exc:
-                    raise Refusal("bad-request", str(exc)) from exc
-                signers = args["signers"]
-                self._check_signers(share, signers, key_id)
-                message = args["message"]
-                if share.scheme == ECDSA_SCHEME and len(message) != 32:
-                    raise Refusal("bad-request", "threshold ECDSA signs a 32-byte digest")
-                digest = approval.approved_digest(message)
-                sign_job = SignJob(sid, share, path, signers, message, rng=rng)
-                session = Session(
-                    sid, kind, key_id, path, [digest], certificate, sign_job, roster, share.identifier, deadline
-                )
-                session.recording = recording
-                evidence_check = self._evidence_check(session, sign_job, digest)
-                return session, verify(
-                    kind="sign",
-                    key_id=key_id,
-                    path=path,
-                    digest=digest,
-                    signers=signers,
-                    evidence_check=evidence_check,
-                )
-            if kind == "keygen":
-                session, check = self._plan_keygen(sid, args, certificate, deadline, verify, rng)
-            elif kind == "refresh":
-                key_id = args["key_id"]
-                share, roster = self._load_key(key_id)
-                self._no_pending(key_id)
-                job: Job = RefreshJob(sid, share, rng=rng)
-                session = Session(sid, kind, key_id, "m", [], certificate, job, roster, share.identifier, deadline)
-                session.staging = {"roster": roster, "base": share.public.fingerprint()}
-                check = verify(kind="refresh", key_id=key_id, path="m", params={})
-            else:
-                session, check = self._plan_reshare(sid, args, certificate, deadline, verify, me_id, rng)
-            session.recording = recording
-            return session, check
-        except (UsageError, KeyShareError, ValueError) as exc:
-            if isinstance(exc, approval.ApprovalError):
-                raise
-            raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
-
-    def _evidence_check(self, session: Session, job: SignJob, digest: bytes) -> Callable[[approval.Certificate], None]:
-        """The check :func:`approval.verify` runs on a sign certificate before spending it.
-
-        The child key comes from the node's own share (the job derived it for
-        ``path``), never from the request, so the intent's sender is compared with
-        the account this node is actually about to sign for.
-        """
-
-        def check(cert: approval.Certificate) -> None:
-            config = self.config
-            if cert.evidence is None:
-                if config.require_evidence:
-                    raise approval.ApprovalError(
-                        "evidence",
-                        "this node signs only with the approvers' evidence in the certificate (require_evidence), "
-                        "and this certificate has none",
-                    )
-                return
-            child = job.share.group_public_key
-            if job.share.scheme != ECDSA_SCHEME or not isinstance(child, Secp256k1Point):
-                raise approval.ApprovalError(
-                    "evidence",
-                    f"approval evidence describes an Ethereum transaction, which key {session.key_id} "
-                    f"({job.share.scheme}) does not sign",
-                )
-            evidence = quorum.verify_evidence(
-                cert.evidence,
-                key_id=session.key_id,
-                path=session.path,
-                digest=digest,
-                child_public_key=child,
-                trusted_approvers=config.trusted_approvers,
-                min_approvals=config.min_approvals,
-            )
-            self._pin(evidence, session.key_id, session.path)
-            approvers = ",".join(k.hex()[:16] for k, _ in evidence.approvals)
-            session.note = (
-                f"evidence: org {evidence.org!r} transaction {evidence.transaction_id!r} "
-                f"nonce {evidence.transaction.nonce} approvers {approvers}"
-            )
-
-        return check
-
-    def _pin(self, evidence: quorum.Evidence, key_id: str, path: str) -> None:
-        """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
-
-        Written before the certificate's nonce: if that then fails (a replay), the
-        record describes the same transaction, so it never blocks an honest one.
-        """
-        name = f"withdrawals/{quorum.pin_name(evidence)}"
-        if self.store.exists(name):
-            quorum.check_pin(self.store.get(name), evidence, key_id=key_id, path=path)
-            return
-        self.store.put(name, quorum.pin_value(evidence, key_id=key_id, path=path))
-
-    def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
-        if share.identifier not in signers:
-            raise Refusal("bad-request", f"this node is party {share.identifier}, not one of the signers {signers}")
-        if not set(signers) <= set(share.parties) or len(signers) < share.threshold:
-            raise Refusal(
-                "bad-request",
-                f"signers must be at least {share.threshold} parties of the key {list(share.parties)}",
-            )
-        bad = self._compromised(key_id) & set(signers)
-        if bad:
-            raise Refusal(
-                "setup-compromised",
-                f"the pairwise setup with parties {sorted(bad)} failed a KOS check; refresh key {key_id} first",
-            )
-
-    def _no_pending(self, key_id: str) -> None:
-        """Refuse a second admin session on a key while one runs or awaits its commit.
-
-        Two refreshes of one key that both finish could be committed on different
-        nodes, leaving no t shares of one generation: the key would be lost.
-        """
-        for session in self.sessions.values():
-            if session.kind != "sign" and session.key_id == key_id:
-                raise Refusal("pending", f"key {key_id} has an admin session running ({session.session_id.hex()})")
-        staged = self.staging.staged_for(key_id)
-        if staged is not None:
-            raise Refusal("pending", f"key {key_id} has an uncommitted admin session ({staged}); commit or discard it")
-
-    def _plan_keygen(
-        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any, rng: RandomBytes
-    ) -> tuple[Session, Callable[[], None]]:
-        key_id, scheme, threshold = args["key_id"], args["scheme"], args["threshold"]
-        roster: dict[int, NodeDescriptor] = args["roster"]
-        if scheme not in SCHEME_CURVES:
-            raise Refusal("bad-request", f"unknown scheme {scheme!r}")
-        me = self._my_party(roster)
-        self._no_retired(roster)
-        if self.store.exists(f"keys/{key_id}"):
-            raise Refusal("key-exists", f"this node already holds a key named {key_id!r}")
-        self._no_pending(key_id)
-        job = KeygenJob(sid, me, scheme, threshold, sorted(roster), rng=rng)
-        session = Session(sid, "keygen", key_id, "m", [], certificate, job, roster, me, deadline)
-        session.staging = {"roster": roster, "base": b""}
-        params = {
-            "scheme": scheme,
-            "threshold": threshold,
-            "roster": rpc.roster_hash([d.node_id for d in roster.values()]),
-        }
-        cert_key_id = _certificate_key_id(certificate)
-        expected = cert_key_id if cert_key_id else default_key_id(sid)
-        if key_id != expected:
-            raise Refusal("bad-request", f"the new key must be named {expected!r} (from the certificate or session)")
-        return session, verify(kind="keygen", key_id=cert_key_id, path="m", params=params)
-
-    def _plan_reshare(
-        self,
-        sid: bytes,
-        args: dict[str, Any],
-        certificate: bytes,
-        deadline: float,
-        verify: Any,
-        me_id: str,
-        rng: RandomBytes,
-    ) -> tuple[Session, Callable[[], None]]:
-        key_id, threshold = args["key_id"], args["threshold"]
-        dealers: dict[int, NodeDescriptor] = args["dealers"]
-        new: dict[int, NodeDescriptor] = args["roster"]
-        public = args["public"]
-        roster = dict(dealers)
-        for party, descriptor in new.items():
-            if party in roster and roster[party].node_id != descriptor.node_id:
-                raise Refusal("bad-request", f"party {party} is two different nodes among dealers and new committee")
-            roster[party] = descriptor
-        if len({d.node_id for d in roster.values()}) != len(roster):
-            raise Refusal("bad-request", "a node has two party numbers in this reshare")
-        me = self._my_party(roster)
-        self._no_retired(roster)
-        share: KeyShare | None = None
-        if me in dealers:
-            share, stored = self._load_key(key_id)
-            if share.public != public:
-                raise Refusal("bad-request", "the public key package is not the one of the stored key")
-            if share.extensions.get(CHAIN_CODE, b"") != args["chain_code"]:
-                raise Refusal("bad-request", "the chain code is not the one of the stored key")
-            for party, descriptor in dealers.items():
-                if party not in stored or stored[party].node_id != descriptor.node_id:
-                    raise Refusal("bad-request", f"dealer {party} is not that party of the stored key")
-        elif self.store.exists(f"keys/{key_id}"):
-            raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
-        self._no_pending(key_id)
-        metadata = {CHAIN_CODE: args["chain_code"]} if args["chain_code"] else {}
-        job = ReshareJob(
-            sid, me, public, sorted(dealers), threshold, sorted(new), share=share, metadata=metadata, rng=rng
-        )
-        session = Session(sid, "reshare", key_id, "m", [], certificate, job, roster, me, deadline)
-        session.staging = {"roster": new, "base": public.fingerprint()}
-        # A node new to the key has nothing but the certificate to check the old key and its
-        # dealers against: the authority binds both, not just the group key.
-        params = {
-            "threshold": threshold,
-            "roster": rpc.roster_hash([d.node_id for d in new.values()]),
-            "dealers": rpc.roster_hash([d.node_id for d in dealers.values()]),
-            "group_key": public.group_public_key.encode().hex(),
-            "fingerprint": public.fingerprint().hex(),
-            "chain_code": args["chain_code"].hex(),
-        }
-        return session, verify(kind="reshare", key_id=key_id, path="m", params=params)
-
     def _stale_reason(self, sid: bytes) -> str:
-        why = self._dropped.get(sid)
+        why = self.cold.dropped.get(sid) if self.cold is not None else None
         if why is not None:
             return f"stale session: its saved state was refused and this node will not rejoin ({why})"
         return "stale session: this node restarted after it began and will not rejoin"
-
-    def _no_retired(self, roster: Mapping[int, NodeDescriptor]) -> None:
-        """A node whose identity was rotated away never joins a new committee under its old key."""
-        for descriptor in roster.values():
-            if self.store.exists(f"rotated/{descriptor.node_id}"):
-                raise Refusal("rotated", f"node {descriptor.node_id} was rotated to a new identity; use that one")
-
-    def _my_party(self, roster: Mapping[int, NodeDescriptor]) -> int:
-        for party, descriptor in roster.items():
-            if descriptor.node_id == self.identity.node_id:
-                if descriptor.sign_pk != self.identity.sign_pk:
-                    raise Refusal("bad-request", "the roster lists this node with other keys")
-                return party
-        raise Refusal("bad-request", "this node is not in the session's roster")
 
     # -- rounds --------------------------------------------------------------------------
 
@@ -747,6 +466,10 @@ class NodeService:
                 out.extend(coldstate.run(session, lambda job: job.receive(env), env))  # noqa: B023 (called at once)
             except SetupCompromised as exc:
                 self._mark_compromised(session, exc.peers)
+                self._end(session, "aborted", str(exc))
+                raise Refusal("protocol", f"session aborted: {exc}") from exc
+            except BaseOtAbort as exc:
+                self._count_incidents(session, exc.peers)
                 self._end(session, "aborted", str(exc))
                 raise Refusal("protocol", f"session aborted: {exc}") from exc
             except (ProtocolAbort, UsageError) as exc:
@@ -854,12 +577,22 @@ class NodeService:
         Each KOS check a cheating peer gets evaluated can leak a bit of this node's
         long-term OT correlation, so sessions already in flight must not run on either.
         """
-        bad = self._compromised(session.key_id) | set(peers)
-        self.store.put(f"compromised/{session.key_id}", cbor2.dumps(sorted(bad)))
+        # The log first: it is what the mark is rebuilt from if the key record is ever put back.
+        self._log(session, "compromised", compromise.parties_reason(peers))
+        self._marks.pop(session.key_id, None)
+        bad = compromise.mark(self.store, session.key_id, peers) | self._compromised(session.key_id)
         for other in list(self.sessions.values()):
             same_key = other is not session and other.kind == "sign" and other.key_id == session.key_id
             if same_key and bad & _signers(other):
                 self._end(other, "aborted", f"the pairwise setup with parties {sorted(bad)} failed a KOS check")
+
+    def _count_incidents(self, session: Session, parties: frozenset[int]) -> None:
+        """A peer's base OT failed its check in a setup: logged, and counted against the budget."""
+        nodes = [session.roster[p].node_id for p in parties if p in session.roster]
+        self._log(session, "incident", compromise.nodes_reason(nodes))
+        for node in nodes:
+            count = compromise.add_incident(self.store, node)
+            log.warning("node %s caused base-OT abort number %d in an ECDSA setup", node, count)
 
     def _expire(self) -> None:
         now = self.clock()
@@ -867,67 +600,18 @@ class NodeService:
             self._end(session, "aborted", "session timed out: no message within the session timeout")
 
     def _rotate(self, statement: bytes, certificate: bytes) -> bytes:
-        """Another node's new identity, on its statement and the authority's certificate: update every roster.
-
-        Refused while a session or staged result involves that node (its roster would
-        change under it). One rotation per old identity: another statement about the
-        same node is refused, so a thief of the old key cannot move the node again.
-        """
-        try:
-            rotation = Rotation.decode(statement)
-        except RotationError as exc:
-            raise Refusal("bad-request", f"rotation statement refused: {exc}") from exc
-        old, new = rotation.old.node_id, rotation.new.node_id
-        sid = rotation_id(statement)
-        if old == self.identity.node_id:
-            raise Refusal("bad-request", "this node rotates its own identity with harbour node rotate-keys")
-        record = f"rotated/{old}"
-        if self.store.exists(record):
-            if self.store.get(record) != sid:
-                raise Refusal("rotated", f"node {old} was rotated to another identity already")
-            return rpc.ok(keys=[])
-        for session in self.sessions.values():
-            if old in session.node_roster:
-                raise Refusal("pending", f"session {session.session_id.hex()} runs with node {old}; retry after it")
-        for name in self.store.names("pending/"):
-            pending = cbor2.loads(self.store.get(name))
-            if any(d.node_id == old for d in rpc.parse_roster(pending["roster"]).values()):
-                raise Refusal("pending", f"a staged result ({name}) names node {old}: commit or discard it first")
-        rotated = {}  # worked out before the certificate is spent, so a refusal here leaves it unspent
-        for name in self.store.names("keys/"):
-            entry = cbor2.loads(self.store.get(name))
-            try:
-                roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
-            except RotationError as exc:
-                raise Refusal("bad-request", f"rotation refused for {name}: {exc}") from exc
-            if roster is not None:
-                rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
-        try:
-            approval.verify(
-                certificate,
-                self.trusted,
-                now=self._now(),
-                kind="rotate",
-                key_id="",
-                path="m",
-                params=rotation.params,
-                ledger=self.ledger,
-            )
-        except approval.ApprovalError as exc:
-            self.log.append(
-                time=self._now(), kind="rotate", session_id=sid, key_id="", path="m", outcome="refused",
-                reason=f"{exc.reason}: {exc}"[: signlog.MAX_REASON], certificate=certificate,
-            )  # fmt: skip
-            raise Refusal("approval", f"approval refused ({exc.reason}): {exc}") from exc
-        for name, entry in rotated.items():
-            self.store.put(name, cbor2.dumps(entry))
-        updated = [name.removeprefix("keys/") for name in rotated]
-        self.store.put(record, sid)
-        self.log.append(
-            time=self._now(), kind="rotate", session_id=sid, key_id="", path="m", outcome="committed",
-            reason=f"node {old} is now {new}; rosters of {len(updated)} key(s) updated", certificate=certificate,
-        )  # fmt: skip
-        return rpc.ok(keys=updated)
+        keys = accept_rotation(
+            statement,
+            certificate,
+            store=self.store,
+            sign_log=self.log,
+            trusted=self.trusted,
+            ledger=self.ledger,
+            me=self.identity.node_id,
+            running=[(sid, session.node_roster) for sid, session in self.sessions.items()],
+            now=self._now(),
+        )
+        return rpc.ok(keys=keys)
 
     def _abort_request(self, sid: bytes, certificate: bytes) -> bytes:
         """End a running session (anyone may: it loses nothing), or discard a staged result (authority only)."""
@@ -939,24 +623,22 @@ class NodeService:
         return rpc.ok()
 
 
+def _hedge_key(store: SecretStore) -> bytes:
+    """The node's own 32 random bytes that every secret its parties draw is hedged with (made once)."""
+    if not store.exists(HEDGE_KEY):
+        store.put(HEDGE_KEY, secrets.token_bytes(32))
+    key = store.get(HEDGE_KEY)
+    if len(key) != 32:
+        raise StoreError("corrupt", f"the store object {HEDGE_KEY} is not 32 bytes")
+    return key
+
+
 def _signers(session: Session) -> set[int]:
     """The parties a signing session runs with (a sign session's roster is the whole key's)."""
     job = session.job
     return set(job.signers) if isinstance(job, SignJob) else set(session.roster)
 
 
-def _checkpoint(state: bytes) -> str:
-    return "state " + hashlib.sha256(state).hexdigest()
 
 
-def _certificate_key_id(certificate: bytes) -> str:
-    try:
-        cert, _ = approval.parse(certificate)
-    except approval.ApprovalError:
-        return ""
-    return cert.key_id
 
-
-def default_key_id(session_id: bytes) -> str:
-    """The name a new key gets when its keygen certificate leaves it to the node."""
-    return f"key-{session_id[:8].hex()}"

@@ -1,0 +1,326 @@
+"""Planning a session: what a ``start`` request asks for, checked before anything is spent.
+
+:class:`Planner` turns a parsed ``start`` request into a :class:`~harbour.node.session.Session`
+(its job, roster and party) and the approval check it needs, refusing what can
+never run before the certificate is looked at: a key the node does not hold, a
+signer set it is not in or whose setup with it is marked compromised, a second
+admin session of a key, a roster naming a retired identity, a committee whose
+roster, dealers or key package the certificate does not bind. The approval check
+itself (:func:`harbour.node.approval.verify`, and for a sign certificate the
+approvers' evidence of :mod:`harbour.node.quorum`) runs later, when the node is
+ready to spend the certificate.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from harbour.crypto.group import RandomBytes
+from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.mpc.envelope import UsageError
+from harbour.mpc.hd import CHAIN_CODE
+from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
+from harbour.node import approval, coldstate, quorum, rpc
+from harbour.node.config import NodeConfig
+from harbour.node.identity import NodeDescriptor, NodeIdentity
+from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
+from harbour.node.session import Session
+from harbour.node.staging import Refusal, Staging, read_key
+from harbour.node.store import SecretStore
+
+
+class Planner:
+    """Plans the sessions of one node; holds references to the node's state, no state of its own."""
+
+    def __init__(
+        self,
+        *,
+        store: SecretStore,
+        identity: NodeIdentity,
+        config: NodeConfig,
+        trusted: Mapping[str, Any],
+        ledger: approval.NonceLedger,
+        staging: Staging,
+        sessions: Mapping[bytes, Session],
+        compromised: Callable[[str], set[int]],
+        hedge_key: bytes,
+        offline: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.config = config
+        self.trusted = trusted
+        self.ledger = ledger
+        self.staging = staging
+        self.sessions = sessions
+        self.compromised = compromised
+        self.hedge_key = hedge_key
+        self.offline = offline
+        self.clock = clock
+
+    def plan(
+        self, sid: bytes, kind: str, args: dict[str, Any], certificate: bytes
+    ) -> tuple[Session, Callable[[], None]]:
+        """The session a start request asks for, and the approval check it needs."""
+        now = int(self.clock())
+        deadline = self.clock() + self.config.session_timeout
+        me_id = self.identity.node_id
+        # A cold node rebuilds its sessions by replay, so their randomness comes from a seed it keeps.
+        recording = coldstate.Recording.new() if self.offline else None
+        rng = recording.rng if recording is not None else secrets.token_bytes
+
+        def verify(**what: Any) -> Callable[[], None]:
+            def check() -> None:
+                approval.verify(certificate, self.trusted, now=now, ledger=self.ledger, **what)
+
+            return check
+
+        try:
+            if kind == "sign":
+                key_id = args["key_id"]
+                share, roster = read_key(self.store, key_id)
+                try:
+                    path = approval.canonical_path(args["path"])
+                except approval.ApprovalError as exc:
+                    raise Refusal("bad-request", str(exc)) from exc
+                signers = args["signers"]
+                self._check_signers(share, signers, key_id)
+                message = args["message"]
+                if share.scheme == ECDSA_SCHEME and len(message) != 32:
+                    raise Refusal("bad-request", "threshold ECDSA signs a 32-byte digest")
+                digest = approval.approved_digest(message)
+                sign_job = SignJob(sid, share, path, signers, message, rng=rng, hedge_key=self.hedge_key)
+                session = Session(
+                    sid, kind, key_id, path, [digest], certificate, sign_job, roster, share.identifier, deadline
+                )
+                session.recording = recording
+                evidence_check = self._evidence_check(session, sign_job, digest)
+                return session, verify(
+                    kind="sign",
+                    key_id=key_id,
+                    path=path,
+                    digest=digest,
+                    signers=signers,
+                    evidence_check=evidence_check,
+                )
+            if kind == "keygen":
+                session, check = self._keygen(sid, args, certificate, deadline, verify, rng)
+            elif kind == "refresh":
+                key_id = args["key_id"]
+                share, roster = read_key(self.store, key_id)
+                self._no_pending(key_id)
+                job: Job = RefreshJob(sid, share, rng=rng, hedge_key=self.hedge_key)
+                session = Session(sid, kind, key_id, "m", [], certificate, job, roster, share.identifier, deadline)
+                session.staging = {"roster": roster, "base": share.public.fingerprint()}
+                check = verify(kind="refresh", key_id=key_id, path="m", params={})
+            else:
+                session, check = self._reshare(sid, args, certificate, deadline, verify, me_id, rng)
+            session.recording = recording
+            return session, check
+        except (UsageError, KeyShareError, ValueError) as exc:
+            if isinstance(exc, approval.ApprovalError):
+                raise
+            raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
+
+    def _evidence_check(self, session: Session, job: SignJob, digest: bytes) -> Callable[[approval.Certificate], None]:
+        """The check :func:`approval.verify` runs on a sign certificate before spending it.
+
+        The child key comes from the node's own share (the job derived it for
+        ``path``), never from the request, so the intent's sender is compared with
+        the account this node is actually about to sign for.
+        """
+
+        def check(cert: approval.Certificate) -> None:
+            config = self.config
+            if cert.evidence is None:
+                if config.require_evidence:
+                    raise approval.ApprovalError(
+                        "evidence",
+                        "this node signs only with the approvers' evidence in the certificate (require_evidence), "
+                        "and this certificate has none",
+                    )
+                return
+            child = job.share.group_public_key
+            if job.share.scheme != ECDSA_SCHEME or not isinstance(child, Secp256k1Point):
+                raise approval.ApprovalError(
+                    "evidence",
+                    f"approval evidence describes an Ethereum transaction, which key {session.key_id} "
+                    f"({job.share.scheme}) does not sign",
+                )
+            evidence = quorum.verify_evidence(
+                cert.evidence,
+                key_id=session.key_id,
+                path=session.path,
+                digest=digest,
+                child_public_key=child,
+                trusted_approvers=config.trusted_approvers,
+                min_approvals=config.min_approvals,
+            )
+            self._pin(evidence, session.key_id, session.path)
+            approvers = ",".join(k.hex()[:16] for k, _ in evidence.approvals)
+            session.note = (
+                f"evidence: org {evidence.org!r} transaction {evidence.transaction_id!r} "
+                f"nonce {evidence.transaction.nonce} approvers {approvers}"
+            )
+
+        return check
+
+    def _pin(self, evidence: quorum.Evidence, key_id: str, path: str) -> None:
+        """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
+
+        Written before the certificate's nonce: if that then fails (a replay), the
+        record describes the same transaction, so it never blocks an honest one.
+        """
+        name = f"withdrawals/{quorum.pin_name(evidence)}"
+        if self.store.exists(name):
+            quorum.check_pin(self.store.get(name), evidence, key_id=key_id, path=path)
+            return
+        self.store.put(name, quorum.pin_value(evidence, key_id=key_id, path=path))
+
+    def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
+        if share.identifier not in signers:
+            raise Refusal("bad-request", f"this node is party {share.identifier}, not one of the signers {signers}")
+        if not set(signers) <= set(share.parties) or len(signers) < share.threshold:
+            raise Refusal(
+                "bad-request",
+                f"signers must be at least {share.threshold} parties of the key {list(share.parties)}",
+            )
+        bad = self.compromised(key_id) & set(signers)
+        if bad:
+            raise Refusal(
+                "setup-compromised",
+                f"the pairwise setup with parties {sorted(bad)} failed a KOS check; refresh key {key_id} first",
+            )
+
+    def _no_pending(self, key_id: str) -> None:
+        """Refuse a second admin session on a key while one runs or awaits its commit.
+
+        Two refreshes of one key that both finish could be committed on different
+        nodes, leaving no t shares of one generation: the key would be lost.
+        """
+        for session in self.sessions.values():
+            if session.kind != "sign" and session.key_id == key_id:
+                raise Refusal("pending", f"key {key_id} has an admin session running ({session.session_id.hex()})")
+        staged = self.staging.staged_for(key_id)
+        if staged is not None:
+            raise Refusal("pending", f"key {key_id} has an uncommitted admin session ({staged}); commit or discard it")
+
+    def _keygen(
+        self, sid: bytes, args: dict[str, Any], certificate: bytes, deadline: float, verify: Any, rng: RandomBytes
+    ) -> tuple[Session, Callable[[], None]]:
+        key_id, scheme, threshold = args["key_id"], args["scheme"], args["threshold"]
+        roster: dict[int, NodeDescriptor] = args["roster"]
+        if scheme not in SCHEME_CURVES:
+            raise Refusal("bad-request", f"unknown scheme {scheme!r}")
+        me = self._my_party(roster)
+        self._no_retired(roster)
+        if self.store.exists(f"keys/{key_id}"):
+            raise Refusal("key-exists", f"this node already holds a key named {key_id!r}")
+        self._no_pending(key_id)
+        job = KeygenJob(sid, me, scheme, threshold, sorted(roster), rng=rng, hedge_key=self.hedge_key)
+        session = Session(sid, "keygen", key_id, "m", [], certificate, job, roster, me, deadline)
+        session.staging = {"roster": roster, "base": b""}
+        params = {
+            "scheme": scheme,
+            "threshold": threshold,
+            "roster": rpc.roster_hash([d.node_id for d in roster.values()]),
+        }
+        cert_key_id = _certificate_key_id(certificate)
+        expected = cert_key_id if cert_key_id else default_key_id(sid)
+        if key_id != expected:
+            raise Refusal("bad-request", f"the new key must be named {expected!r} (from the certificate or session)")
+        return session, verify(kind="keygen", key_id=cert_key_id, path="m", params=params)
+
+    def _reshare(
+        self,
+        sid: bytes,
+        args: dict[str, Any],
+        certificate: bytes,
+        deadline: float,
+        verify: Any,
+        me_id: str,
+        rng: RandomBytes,
+    ) -> tuple[Session, Callable[[], None]]:
+        key_id, threshold = args["key_id"], args["threshold"]
+        dealers: dict[int, NodeDescriptor] = args["dealers"]
+        new: dict[int, NodeDescriptor] = args["roster"]
+        public = args["public"]
+        roster = dict(dealers)
+        for party, descriptor in new.items():
+            if party in roster and roster[party].node_id != descriptor.node_id:
+                raise Refusal("bad-request", f"party {party} is two different nodes among dealers and new committee")
+            roster[party] = descriptor
+        if len({d.node_id for d in roster.values()}) != len(roster):
+            raise Refusal("bad-request", "a node has two party numbers in this reshare")
+        me = self._my_party(roster)
+        self._no_retired(roster)
+        share: KeyShare | None = None
+        if me in dealers:
+            share, stored = read_key(self.store, key_id)
+            if share.public != public:
+                raise Refusal("bad-request", "the public key package is not the one of the stored key")
+            if share.extensions.get(CHAIN_CODE, b"") != args["chain_code"]:
+                raise Refusal("bad-request", "the chain code is not the one of the stored key")
+            for party, descriptor in dealers.items():
+                if party not in stored or stored[party].node_id != descriptor.node_id:
+                    raise Refusal("bad-request", f"dealer {party} is not that party of the stored key")
+        elif self.store.exists(f"keys/{key_id}"):
+            raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
+        self._no_pending(key_id)
+        metadata = {CHAIN_CODE: args["chain_code"]} if args["chain_code"] else {}
+        job = ReshareJob(
+            sid,
+            me,
+            public,
+            sorted(dealers),
+            threshold,
+            sorted(new),
+            share=share,
+            metadata=metadata,
+            rng=rng,
+            hedge_key=self.hedge_key,
+        )
+        session = Session(sid, "reshare", key_id, "m", [], certificate, job, roster, me, deadline)
+        session.staging = {"roster": new, "base": public.fingerprint()}
+        # A node new to the key has nothing but the certificate to check the old key and its
+        # dealers against: the authority binds both, not just the group key.
+        params = {
+            "threshold": threshold,
+            "roster": rpc.roster_hash([d.node_id for d in new.values()]),
+            "dealers": rpc.roster_hash([d.node_id for d in dealers.values()]),
+            "group_key": public.group_public_key.encode().hex(),
+            "fingerprint": public.fingerprint().hex(),
+            "chain_code": args["chain_code"].hex(),
+        }
+        return session, verify(kind="reshare", key_id=key_id, path="m", params=params)
+
+    def _no_retired(self, roster: Mapping[int, NodeDescriptor]) -> None:
+        """A node whose identity was rotated away never joins a new committee under its old key."""
+        for descriptor in roster.values():
+            if self.store.exists(f"rotated/{descriptor.node_id}"):
+                raise Refusal("rotated", f"node {descriptor.node_id} was rotated to a new identity; use that one")
+
+    def _my_party(self, roster: Mapping[int, NodeDescriptor]) -> int:
+        for party, descriptor in roster.items():
+            if descriptor.node_id == self.identity.node_id:
+                if descriptor.sign_pk != self.identity.sign_pk:
+                    raise Refusal("bad-request", "the roster lists this node with other keys")
+                return party
+        raise Refusal("bad-request", "this node is not in the session's roster")
+
+
+def _certificate_key_id(certificate: bytes) -> str:
+    try:
+        cert, _ = approval.parse(certificate)
+    except approval.ApprovalError:
+        return ""
+    return cert.key_id
+
+
+def default_key_id(session_id: bytes) -> str:
+    """The name a new key gets when its keygen certificate leaves it to the node."""
+    return f"key-{session_id[:8].hex()}"
