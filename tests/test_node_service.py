@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
 
-from harbour.node import approval, rpc, signlog
+from harbour.mpc.ecdsa_setup import compromised_peers
+from harbour.node import approval, compromise, rpc, signlog
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeDescriptor
 from harbour.node.keyfile import MIN_N
 from harbour.node.service import NodeService, NodeStartError, init_node
+from harbour.node.staging import read_key
 
 PASS = "node passphrase"
 
@@ -354,26 +357,23 @@ def test_commit_needs_every_acknowledgement(trio: Any) -> None:
     refused(nodes[0], {**commit, "acks": acks, "fingerprint": bytes(32)}, "commit")
 
 
-def test_setup_compromised_blocks_that_pair_until_refresh(trio: Any) -> None:
+def _compromise_block(trio: Any, mark: Callable[[NodeService, str], None]) -> None:
+    """``mark`` records a failed KOS check of node 1 with party 2; {1, 2} is refused until a refresh, {1, 3} signs."""
     authority, nodes, descriptors, _ = trio
     key = keygen(authority, nodes, descriptors, "ecdsa-secp256k1")
-    nodes[0].store.put(f"compromised/{key.key_id}", cbor2.dumps([2]))
+    mark(nodes[0], key.key_id)
     msg = bytes(32)
-    cert = approval.issue(
-        authority, kind="sign", signers=[1, 2], key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
-    )
-    start = start_request(
-        "sign",
-        {"key_id": key.key_id, "path": "m", "message": msg, "signers": [1, 2]},
-        certificate=cert,
-        sid=bytes([3]) * 32,
-    )
-    assert "refresh" in refused(nodes[0], start, "setup-compromised")
-    start["args"] = {**start["args"], "signers": [1, 3]}  # type: ignore[dict-item]
-    start["certificate"] = approval.issue(
-        authority, kind="sign", signers=[1, 3], key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60
-    )
-    assert answer(nodes[0], start)["ok"] is True, "the other pair still signs"
+
+    def start(signers: list[int], sid: bytes) -> dict[str, Any]:
+        now = int(time.time())
+        cert = approval.issue(
+            authority, kind="sign", signers=signers, key_id=key.key_id, digests=[msg], now=now, expires_in=60
+        )
+        args = {"key_id": key.key_id, "path": "m", "message": msg, "signers": signers}
+        return start_request("sign", args, certificate=cert, sid=sid)
+
+    assert "refresh" in refused(nodes[0], start([1, 2], bytes([3]) * 32), "setup-compromised")
+    assert answer(nodes[0], start([1, 3], bytes([4]) * 32))["ok"] is True, "the other pair still signs"
     refresh = approval.issue(
         authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60
     )
@@ -384,6 +384,22 @@ def test_setup_compromised_blocks_that_pair_until_refresh(trio: Any) -> None:
 
     asyncio.run(go())
     assert not nodes[0].store.exists(f"compromised/{key.key_id}")
+    assert compromised_peers(read_key(nodes[0].store, key.key_id)[0]) == frozenset()
+    assert answer(nodes[0], start([1, 2], bytes([5]) * 32))["ok"] is True, "the refresh lifted the block"
+
+
+def test_setup_compromised_blocks_that_pair_until_refresh(trio: Any) -> None:
+    def in_the_share(node: NodeService, key_id: str) -> None:
+        assert compromise.mark(node.store, key_id, [2]) == {2}
+
+    _compromise_block(trio, in_the_share)
+
+
+def test_a_compromised_object_left_by_an_older_version_is_honoured_until_refresh(trio: Any) -> None:
+    def as_older_versions_did(node: NodeService, key_id: str) -> None:
+        node.store.put(f"compromised/{key_id}", cbor2.dumps([2]))
+
+    _compromise_block(trio, as_older_versions_did)
 
 
 # -- start-up -------------------------------------------------------------------------------------
@@ -593,6 +609,7 @@ def test_a_compromised_pair_ends_sessions_already_running(trio: Any) -> None:
         assert answer(nodes[0], start)["ok"] is True
     node = nodes[0]
     node._mark_compromised(node.sessions[sids[0]], frozenset({2}))
+    assert compromised_peers(read_key(node.store, key.key_id)[0]) == {2}, "marked inside the share"
     assert set(node.sessions) == {sids[0]}, "the other sessions with party 2 ended"
     refused(node, {"op": "deliver", "session_id": sids[1], "hellos": [], "messages": []}, "finished-session")
     compromised = {"op": "deliver", "session_id": sids[0], "hellos": [], "messages": []}
@@ -784,7 +801,7 @@ def test_a_forged_log_line_does_not_bless_an_older_session_state(trio: Any) -> N
 def test_a_compromised_peer_blocks_only_sessions_it_signs_in(trio: Any) -> None:
     authority, nodes, descriptors, _ = trio
     key = keygen(authority, nodes, descriptors, "ecdsa-secp256k1")
-    nodes[0].store.put(f"compromised/{key.key_id}", cbor2.dumps([3]))
+    compromise.mark(nodes[0].store, key.key_id, [3])
     msg = bytes(32)
     cert = approval.issue(
         authority, kind="sign", signers=[1, 2], key_id=key.key_id, digests=[msg], now=int(time.time()), expires_in=60

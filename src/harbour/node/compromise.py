@@ -43,6 +43,8 @@ from harbour.node.store import SecretStore
 ADMIN_KINDS: Final = ("keygen", "refresh", "reshare")
 _PARTIES = re.compile(r"parties=([0-9]{1,3}(?:,[0-9]{1,3})*)")
 _NODES = re.compile(r"nodes=([0-9a-f]{32}(?:,[0-9a-f]{32})*)")
+_CLEARED = re.compile(r"cleared=([0-9a-f]{32})")
+LEGACY_PREFIX: Final = "compromised/"
 
 
 def parties_reason(parties: Iterable[int]) -> str:
@@ -53,6 +55,39 @@ def parties_reason(parties: Iterable[int]) -> str:
 def nodes_reason(nodes: Iterable[str]) -> str:
     """The ``reason`` of an ``incident`` log entry: ``nodes=<node id>,...``."""
     return "nodes=" + ",".join(sorted(nodes))
+
+
+def cleared_reason(node: str) -> str:
+    """The ``reason`` of the ``incident`` log entry an operator's clear leaves: ``cleared=<node id>``."""
+    return f"cleared={node}"
+
+
+def incidents_from_log(entries: Iterable[Entry]) -> dict[str, int]:
+    """Peer node id -> base-OT aborts the log records since that peer's count was last cleared."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        if entry.outcome != "incident":
+            continue
+        cleared = _CLEARED.fullmatch(entry.reason)
+        if cleared is not None:
+            counts.pop(cleared.group(1), None)
+            continue
+        found = _NODES.fullmatch(entry.reason)
+        if found is not None:
+            for node in found.group(1).split(","):
+                counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
+def heal_incidents(store: SecretStore, counts: dict[str, int]) -> list[str]:
+    """Raise every stored count to what the log records (a deleted or older ``incidents/`` object)."""
+    stored = incidents(store)
+    healed = []
+    for node, count in counts.items():
+        if count > stored.get(node, 0):
+            store.put(f"incidents/{node}", cbor2.dumps(count))
+            healed.append(node)
+    return healed
 
 
 def marks_from_log(entries: Iterable[Entry]) -> dict[str, set[int]]:
@@ -98,10 +133,16 @@ def compromised(store: SecretStore, key_id: str) -> set[int]:
         marked = set(compromised_peers(share))
     except KeyShareError:
         marked = set()
-    legacy = f"compromised/{key_id}"  # written by earlier versions, cleared by the next committed refresh
+    legacy = f"{LEGACY_PREFIX}{key_id}"  # written by earlier versions; moved into the share at start
     if store.exists(legacy):
-        marked |= {p for p in cbor2.loads(store.get(legacy)) if isinstance(p, int)}
+        marked |= legacy_marks(store, key_id)
     return marked
+
+
+def legacy_marks(store: SecretStore, key_id: str) -> set[int]:
+    """The parties an earlier version's ``compromised/<key id>`` object names."""
+    raw = cbor2.loads(store.get(f"{LEGACY_PREFIX}{key_id}"))
+    return {p for p in raw if type(p) is int} if isinstance(raw, list) else set()
 
 
 def mark(store: SecretStore, key_id: str, peers: Iterable[int]) -> set[int]:

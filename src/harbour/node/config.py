@@ -16,7 +16,9 @@ passphrase or PIN like starting the node does.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any, Final
 
 import cbor2
 
-from harbour.node import approval, compromise, quorum, rpc
+from harbour.node import approval, compromise, quorum, rpc, signlog
 from harbour.node.counter import CounterError, check_setting, create_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
@@ -405,7 +407,21 @@ def node_incidents(
         except StoreError as exc:
             raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
         with store:
-            cleared = compromise.clear_incidents(store, clear) if clear is not None else False
+            cleared = False
+            if clear is not None:
+                # The clear goes in the log too: the count is rebuilt from the log at start.
+                with signlog.SignLog.open(directory / LOG_FILE) as sign_log:
+                    now = int(time.time())
+                    sign_log.append(
+                        time=now,
+                        kind="keygen",
+                        session_id=hashlib.sha256(f"harbour/incidents/clear/{clear}/{now}".encode()).digest(),
+                        key_id="",
+                        path="m",
+                        outcome="incident",
+                        reason=compromise.cleared_reason(clear),
+                    )
+                cleared = compromise.clear_incidents(store, clear)
             return compromise.incidents(store), cleared
     finally:
         ledger.close()

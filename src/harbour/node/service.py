@@ -48,6 +48,7 @@ session whose replay could reveal a secret.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -238,9 +239,12 @@ class NodeService:
     def _recover(self) -> None:
         """Learn every session id ever used; log the ones a crash left open as aborted."""
         open_: dict[str, signlog.Entry] = {}
+        self._migrate_legacy_marks()
         entries = list(signlog.entries(self.directory / LOG_FILE))
         for key_id in compromise.heal(self.store, compromise.marks_from_log(entries)):
             log.warning("key %s had lost KOS-failure marks its log records; they are back in its share", key_id)
+        for node in compromise.heal_incidents(self.store, compromise.incidents_from_log(entries)):
+            log.warning("the base-OT incident count of node %s was behind its log; restored", node)
         for entry in entries:
             sid = bytes.fromhex(entry.session_id)
             self.used.add(sid)
@@ -272,6 +276,28 @@ class NodeService:
                 outcome="aborted",
                 reason=reason[: signlog.MAX_REASON],
             )
+
+    def _migrate_legacy_marks(self) -> None:
+        """An earlier version kept KOS-failure marks in ``compromised/<key id>``: move them into share and log.
+
+        Left there, deleting that object alone would lift the block; in the share and
+        the log, it cannot be lifted short of a refresh (or a rollback of both).
+        """
+        for name in self.store.names(compromise.LEGACY_PREFIX):
+            key_id = name.removeprefix(compromise.LEGACY_PREFIX)
+            if not self.store.exists(f"keys/{key_id}"):
+                self.store.delete(name)
+                continue
+            parties = compromise.legacy_marks(self.store, key_id)
+            share = read_key(self.store, key_id)[0]
+            parties = {p for p in parties if p in share.parties and p != share.identifier}
+            if parties:
+                self.log.append(
+                    time=self._now(), kind="sign", session_id=hashlib.sha256(name.encode()).digest(),
+                    key_id=key_id, path="m", outcome="compromised", reason=compromise.parties_reason(parties),
+                )  # fmt: skip
+                compromise.mark(self.store, key_id, parties)
+            self.store.delete(name)
 
     def _persist(self) -> None:
         if self.cold is not None:
@@ -372,8 +398,9 @@ class NodeService:
             session.job.prepare()
         except (UsageError, KeyShareError, ValueError) as exc:
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
-        if session.kind != "sign" and scheme_of(session.job) == ECDSA_SCHEME:
-            over = compromise.over_budget(self.store, session.peers)
+        setup = session.job.phases[-1].participants  # the threshold-ECDSA setup: whom this node runs base OTs with
+        if session.kind != "sign" and scheme_of(session.job) == ECDSA_SCHEME and session.me in setup:
+            over = compromise.over_budget(self.store, [session.roster[p].node_id for p in setup if p != session.me])
             if over:
                 raise Refusal(
                     "setup-compromised",
