@@ -221,3 +221,17 @@ def test_a_resharing_clears_the_marks() -> None:
     new = runner.reshare(marked_key(), 2, [1, 2, 3])
     assert all(compromised_peers(s) == frozenset() for s in new.values())
     runner.sign_ecdsa(new, [1, 2], DIGEST)
+
+
+def test_a_signer_uses_a_setup_decoded_elsewhere_only_if_it_is_its_shares_own() -> None:
+    """A node hands signers the setups it keeps decoded; one decoded from other bytes is ignored, not trusted."""
+    from harbour.mpc.ecdsa_setup import EXTENSION, EcdsaSetup
+    from harbour.mpc.ecdsa_sign import EcdsaSigner
+
+    shares = cached_keygen("ecdsa-secp256k1", 2, 3)
+    own = EcdsaSetup.decode(shares[1].extensions[EXTENSION])
+    other = EcdsaSetup.decode(shares[2].extensions[EXTENSION])
+    digest = bytes(32)
+    assert EcdsaSigner(session(), shares[1], [1, 2], digest, setup=own).setup is own
+    ignored = EcdsaSigner(session(), shares[1], [1, 2], digest, setup=other).setup
+    assert ignored is not other and ignored == own

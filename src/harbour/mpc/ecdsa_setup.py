@@ -104,6 +104,9 @@ class EcdsaSetup:
 
     peers: dict[int, PairSetup] = field(repr=False)
     compromised: frozenset[int] = frozenset()
+    source: bytes = field(default=b"", repr=False, compare=False)
+    """The exact bytes :meth:`decode` read this from (empty for a setup built here), so a caller that
+    keeps decoded setups can hand one to a signer that checks it is its share's own."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.compromised) - set(self.peers))
@@ -146,8 +149,8 @@ class EcdsaSetup:
                 )
             except (ValueError, TypeError) as exc:
                 raise KeyShareError(f"ECDSA setup for peer {j} is malformed: {exc}") from exc
-        setup = cls(peers, compromised)
-        if setup.encode() != bytes(data):
+        setup = cls(peers, compromised, bytes(data))
+        if setup.encode() != setup.source:
             raise KeyShareError("ECDSA setup encoding is not canonical")
         return setup
 
@@ -163,14 +166,19 @@ def _decode_marks(raw: object) -> frozenset[int]:
     return frozenset(raw)
 
 
-def setup_of(share: KeyShare) -> EcdsaSetup:
-    """The pairwise setup of an ECDSA key share, checked against its party list."""
+def setup_of(share: KeyShare, decoded: EcdsaSetup | None = None) -> EcdsaSetup:
+    """The pairwise setup of an ECDSA key share, checked against its party list.
+
+    ``decoded`` is the share's setup as the caller already decoded it (a signer node
+    keeps them, since decoding is most of a signer's start-up); it is used only if
+    it was decoded from exactly the share's bytes.
+    """
     if share.scheme != SCHEME:
         raise KeyShareError(f"a {share.scheme} key share has no ECDSA setup")
     raw = share.extensions.get(EXTENSION)
     if raw is None:
         raise KeyShareError("ECDSA key share lacks its pairwise setup (key generation did not finish)")
-    setup = EcdsaSetup.decode(raw)
+    setup = decoded if decoded is not None and decoded.source == raw else EcdsaSetup.decode(raw)
     if set(setup.peers) != set(share.parties) - {share.identifier}:
         raise KeyShareError("ECDSA setup does not cover exactly the other parties of the key")
     return setup

@@ -57,7 +57,7 @@ from harbour.crypto.hashing import Transcript
 from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 from harbour.crypto.shamir import lagrange_coefficient
-from harbour.mpc.ecdsa_setup import SCHEME, key_fingerprint, setup_of
+from harbour.mpc.ecdsa_setup import SCHEME, EcdsaSetup, key_fingerprint, setup_of
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
 from harbour.mpc.keyshare import KeyShare, KeyShareError
 from harbour.mpc.ot_extension import KosCheckFailed
@@ -142,6 +142,8 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
 
     ``rng`` is the fresh randomness every draw is hedged with; ``hedge_key``, a
     per-node secret, is mixed in as well when given (the share already is).
+    ``setup`` is the share's pairwise setup already decoded, used only if it was
+    decoded from exactly the share's bytes (:func:`~harbour.mpc.ecdsa_setup.setup_of`).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         *,
         rng: RandomBytes = secrets.token_bytes,
         hedge_key: bytes = b"",
+        setup: EcdsaSetup | None = None,
     ) -> None:
         super().__init__(session_id, share.identifier)
         if share.scheme != SCHEME:
@@ -167,7 +170,7 @@ class EcdsaSigner(Party[ecdsa.EcdsaSignature]):
         if not set(ids) <= set(share.parties) or share.identifier not in ids:
             raise UsageError("signers must be parties of the key, including this one")
         try:
-            self.setup = setup_of(share)
+            self.setup = setup_of(share, setup)
         except KeyShareError as exc:
             raise UsageError(str(exc)) from exc
         marked = sorted(self.setup.compromised & set(ids))

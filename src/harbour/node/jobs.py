@@ -21,7 +21,9 @@ every job is deterministic given its parameters, its ``rng`` and its inputs.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +33,9 @@ from harbour.crypto.group import RandomBytes
 from harbour.mpc import hd
 from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
 from harbour.mpc.dkg import DkgParty
+from harbour.mpc.ecdsa_setup import EXTENSION as SETUP_EXTENSION
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
-from harbour.mpc.ecdsa_setup import EcdsaSetupParty
+from harbour.mpc.ecdsa_setup import EcdsaSetup, EcdsaSetupParty
 from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError
 from harbour.mpc.frost_party import FrostSigner
@@ -266,7 +269,13 @@ class SignJob(Job):
     def _first(self) -> Party[Any]:
         if self.share.scheme == ECDSA_SCHEME:
             return EcdsaSigner(
-                self.session_id, self.share, self.signers, self.message, rng=self.rng, hedge_key=self.hedge_key
+                self.session_id,
+                self.share,
+                self.signers,
+                self.message,
+                rng=self.rng,
+                hedge_key=self.hedge_key,
+                setup=decoded_setup(self.share),
             )
         return FrostSigner(
             self.session_id, self.share, self.signers, self.message, rng=self.rng, hedge_key=self.hedge_key
@@ -357,6 +366,30 @@ class ReshareJob(Job):
         share = result.share
         assert share is None or isinstance(share, KeyShare)
         return share
+
+
+_SETUPS: OrderedDict[bytes, EcdsaSetup] = OrderedDict()
+_SETUPS_MAX = 16
+
+
+def decoded_setup(share: KeyShare) -> EcdsaSetup | None:
+    """The share's threshold-ECDSA setup, decoded once per setup (by its bytes' hash) for every session.
+
+    Decoding a setup (hundreds of OT seeds per peer, checked canonical) is most of a
+    signer's start-up, and every session of a key, whatever its path, has the same.
+    """
+    raw = share.extensions.get(SETUP_EXTENSION)
+    if share.scheme != ECDSA_SCHEME or raw is None:
+        return None
+    digest = hashlib.sha256(raw).digest()
+    setup = _SETUPS.get(digest)
+    if setup is None:
+        setup = _SETUPS[digest] = EcdsaSetup.decode(raw)
+        while len(_SETUPS) > _SETUPS_MAX:
+            _SETUPS.popitem(last=False)
+    else:
+        _SETUPS.move_to_end(digest)
+    return setup
 
 
 def scheme_of(job: Job) -> str:
