@@ -560,3 +560,129 @@ def test_once_the_session_ends_node_1_holds_nothing_that_opens_what_was_recorded
     # Everything every node keeps now, stolen together, opens nothing either.
     everyone = [steal(node, run.key.key_id, tmp_path / f"n{i}") for i, node in enumerate(run.nodes, start=1)]
     assert open_what_it_can(everyone, run.wire, run.descriptors, run.node_1) == []
+
+
+# -- a cold node ---------------------------------------------------------------------------------------
+
+
+class ColdTap:
+    """Node 1 as a cold node: opened for each request file, as ``harbour node offline`` does, and recorded.
+
+    After every request the tap copies the node's directory, as a backup taken
+    between two of the operator's trips would.
+    """
+
+    def __init__(self, directory: Path, wire: Wire, node_id: str, snapshots: Path) -> None:
+        self.directory, self.wire, self.node_id, self.snapshots = directory, wire, node_id, snapshots
+        self.copies: list[Path] = []
+
+    async def call(self, request: bytes, timeout: float) -> bytes:
+        node = NodeService.open(self.directory, passphrase=PASS, offline=True)
+        try:
+            response = node.handle(request)
+        finally:
+            node.close()
+        self.wire.exchanges.append((self.node_id, request, response))
+        copy = self.snapshots / f"copy-{len(self.copies)}"
+        shutil.copytree(self.directory, copy)
+        self.copies.append(copy)
+        return response
+
+
+@dataclass
+class ColdRecording:
+    session: RecordedSession
+    node_1_after: Stolen
+    """Node 1's directory once the refresh is over."""
+    mid_session: list[Stolen]
+    """Copies of node 1's directory taken between two request files, while the refresh ran."""
+
+
+@pytest.fixture(scope="module")
+def refreshed_cold(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ColdRecording]:
+    """The refresh of :func:`refreshed`, with node 1 a cold node answering request files."""
+    root = tmp_path_factory.mktemp("refresh-cold")
+    authority, nodes, descriptors, _ = make_nodes(root, 3)
+    try:
+        key = keygen(authority, nodes, descriptors, SCHEME)
+        node_1_before = steal(nodes[0], key.key_id, root / "stolen-node-1-before")
+        cold_dir = nodes[0].directory
+        nodes[0].close()
+        wire = Wire()
+        (root / "snapshots").mkdir()
+        cold = ColdTap(cold_dir, wire, descriptors[0].node_id, root / "snapshots")
+
+        def relay(recipient: str, messages: list[bytes]) -> list[bytes]:
+            wire.relayed.extend(messages)
+            return messages
+
+        async def go() -> None:
+            others = zip(descriptors[1:], nodes[1:], strict=True)
+            transports: dict[str, Any] = {d.node_id: Tap(n, wire) for d, n in others}
+            transports[descriptors[0].node_id] = cold
+            async with Coordinator(transports=transports, relay=relay) as co:
+                cert = approval.issue(
+                    authority, kind="refresh", key_id=key.key_id, params={}, now=int(time.time()), expires_in=60
+                )
+                await co.refresh(key, cert)
+
+        asyncio.run(go())
+        nodes[0] = NodeService.open(cold_dir, passphrase=PASS)
+        node_2_after = steal(nodes[1], key.key_id, root / "stolen-node-2-after")
+        node_1_after = steal(nodes[0], key.key_id, root / "stolen-node-1-after")
+        copies = [steal_copy(copy, key.key_id) for copy in cold.copies]
+        mid = [copy for copy in copies if any(name.startswith("sessions/") for name in copy.objects)]
+        insider = Insider(nodes[0])
+        session = RecordedSession("refresh", nodes, descriptors, key, node_1_before, node_2_after, wire, insider)
+        yield ColdRecording(session, node_1_after, mid)
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def steal_copy(directory: Path, key_id: str) -> Stolen:
+    """A copy of a node directory already taken, read with the passphrase."""
+    store = SecretStore.open(directory / STORE_DIR, passphrase=PASS)
+    try:
+        objects = {name: store.get(name) for name in store.names()}
+        share: KeyShare | None = None
+        with contextlib.suppress(Refusal):
+            share = read_key(store, key_id)[0]
+        return Stolen(NodeIdentity.from_bytes(store.get("identity")), objects, share)
+    finally:
+        store.close()
+
+
+def test_a_cold_node_1_gives_the_same_protection_once_its_session_ended(refreshed_cold: ColdRecording) -> None:
+    """The cold node kept its ephemeral key between files, encrypted in its store, and deleted it at the end."""
+    run = refreshed_cold.session
+    after = refreshed_cold.node_1_after
+    assert not any(name.startswith("sessions/") for name in after.objects), "the session record is gone"
+    opened = open_what_it_can(
+        [run.node_1_before, run.node_2_after, after], run.wire, run.descriptors, run.node_1
+    )
+    assert opened == []
+    assert run.attack().group_secret is None
+
+
+def test_a_copy_of_the_cold_node_taken_between_two_files_opens_that_session(refreshed_cold: ColdRecording) -> None:
+    """The documented limit: mid-session, the session's ephemeral key is in the cold node's store.
+
+    A backup of the directory taken between two request files, opened with the
+    passphrase, holds it; the same attack code then opens node 1's messages and
+    rebuilds the key. Hence docs/nodes.md: no copy of a cold node while a session is open.
+    """
+    run = refreshed_cold.session
+    assert refreshed_cold.mid_session, "the cold node kept its session between files"
+    opened = open_what_it_can(
+        [refreshed_cold.mid_session[-1], run.node_2_after], run.wire, run.descriptors, run.node_1
+    )
+    assert len(opened) == len(secret_messages_of(run.wire, run.node_1))
+    old = run.node_1_before.share
+    new_2 = run.node_2_after.share
+    assert old is not None and new_2 is not None
+    share_1 = rebuild_refreshed_share(old, opened)
+    assert share_1 is not None
+    secret = combine(share_1, new_2, old.identifier)
+    assert secret is not None
+    assert run.key.public.group.base_mul(secret) == run.key.public.group_public_key

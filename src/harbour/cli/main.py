@@ -1,50 +1,83 @@
-"""The ``harbour`` command: sub-commands are wired here and live in their own modules."""
+"""The ``harbour`` command: sub-commands are wired here and live in their own modules.
+
+Each sub-command's module is imported only when that sub-command runs: the custody
+commands pull in web3 and the chain code, about a second and a half at every
+start, which ``harbour node offline`` (run once per request file on a cold machine)
+and ``harbour authority certify`` have no use for. ``harbour --help`` (or any name
+not known here) builds the whole tree. ``app`` is the whole tree, built on first use,
+for code that drives the CLI in-process.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from harbour import __version__
-from harbour.cli import accounts, authority, bench, cluster, custody, demo, governance, key, mpc, node, tour, transfer
 
-app = typer.Typer(
-    name="harbour",
-    help="Harbour: open digital-asset infrastructure (threshold signatures first).",
-    no_args_is_help=True,
-    add_completion=False,
-    # A traceback's locals could include key shares or nonces: never print them.
-    pretty_exceptions_show_locals=False,
-)
-mpc.app.command("tour")(tour.tour)
-app.add_typer(mpc.app, name="mpc")
-app.add_typer(bench.app, name="bench")
-app.add_typer(key.app, name="key")
-app.add_typer(authority.app, name="authority")
-app.add_typer(node.app, name="node")
-app.add_typer(cluster.app, name="cluster")
-app.command("demo")(demo.demo)
-app.add_typer(custody.app, name="custody")
-governance.audit_app.command("verify")(custody.audit_verify)
 
-# Custody, through its REST API (--api / $HARBOUR_API, --token / $HARBOUR_TOKEN).
-app.add_typer(accounts.org_app, name="org")
-app.add_typer(accounts.user_app, name="user")
-app.add_typer(accounts.vault_app, name="vault")
-app.add_typer(accounts.address_app, name="address")
-app.add_typer(accounts.asset_app, name="asset")
-app.add_typer(accounts.book_app, name="address-book")
-app.add_typer(accounts.deposit_app, name="deposit")
-app.command("withdraw")(transfer.withdraw)
-app.command("approve")(transfer.approve)
-app.command("reject")(transfer.reject)
-app.command("cancel")(transfer.cancel)
-app.command("status")(transfer.status)
-app.command("transactions")(transfer.transactions)
-app.add_typer(transfer.approver_key_app, name="approver-key")
-app.add_typer(governance.policy_app, name="policy")
-app.add_typer(governance.audit_app, name="audit")
+def _typer(module: str, attribute: str) -> Callable[[typer.Typer, str], None]:
+    def add(app: typer.Typer, name: str) -> None:
+        app.add_typer(getattr(importlib.import_module(f"harbour.cli.{module}"), attribute), name=name)
+
+    return add
+
+
+def _command(module: str, attribute: str) -> Callable[[typer.Typer, str], None]:
+    def add(app: typer.Typer, name: str) -> None:
+        app.command(name)(getattr(importlib.import_module(f"harbour.cli.{module}"), attribute))
+
+    return add
+
+
+def _mpc(app: typer.Typer, name: str) -> None:
+    from harbour.cli import mpc, tour
+
+    if "tour" not in {c.name for c in mpc.app.registered_commands}:
+        mpc.app.command("tour")(tour.tour)
+    app.add_typer(mpc.app, name=name)
+
+
+def _audit(app: typer.Typer, name: str) -> None:
+    from harbour.cli import custody, governance
+
+    if "verify" not in {c.name for c in governance.audit_app.registered_commands}:
+        governance.audit_app.command("verify")(custody.audit_verify)
+    app.add_typer(governance.audit_app, name=name)
+
+
+COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
+    "mpc": _mpc,
+    "bench": _typer("bench", "app"),
+    "key": _typer("key", "app"),
+    "authority": _typer("authority", "app"),
+    "node": _typer("node", "app"),
+    "cluster": _typer("cluster", "app"),
+    "demo": _command("demo", "demo"),
+    "custody": _typer("custody", "app"),
+    # Custody, through its REST API (--api / $HARBOUR_API, --token / $HARBOUR_TOKEN).
+    "org": _typer("accounts", "org_app"),
+    "user": _typer("accounts", "user_app"),
+    "vault": _typer("accounts", "vault_app"),
+    "address": _typer("accounts", "address_app"),
+    "asset": _typer("accounts", "asset_app"),
+    "address-book": _typer("accounts", "book_app"),
+    "deposit": _typer("accounts", "deposit_app"),
+    "withdraw": _command("transfer", "withdraw"),
+    "approve": _command("transfer", "approve"),
+    "reject": _command("transfer", "reject"),
+    "cancel": _command("transfer", "cancel"),
+    "status": _command("transfer", "status"),
+    "transactions": _command("transfer", "transactions"),
+    "approver-key": _typer("transfer", "approver_key_app"),
+    "policy": _typer("governance", "policy_app"),
+    "audit": _audit,
+}
+"""Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
 
 
 def _version(value: bool) -> None:
@@ -53,14 +86,49 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Harbour: open digital-asset infrastructure (threshold signatures first)."""
+def build(names: list[str] | None = None) -> typer.Typer:
+    """The command tree with the sub-commands ``names`` (all of them when None)."""
+    app = typer.Typer(
+        name="harbour",
+        help="Harbour: open digital-asset infrastructure (threshold signatures first).",
+        no_args_is_help=True,
+        add_completion=False,
+        # A traceback's locals could include key shares or nonces: never print them.
+        pretty_exceptions_show_locals=False,
+    )
+
+    @app.callback()
+    def main(
+        version: Annotated[
+            bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        ] = False,
+    ) -> None:
+        """Harbour: open digital-asset infrastructure (threshold signatures first)."""
+
+    for name, add in COMMANDS.items():
+        if names is None or name in names:
+            add(app, name)
+    return app
+
+
+def run() -> None:
+    """The console script: wire only the sub-command asked for, so the others' imports cost nothing."""
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    first = words[0] if words else None
+    build([first] if first in COMMANDS else None)()
+
+
+_APP: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    global _APP
+    if name == "app":
+        if _APP is None:
+            _APP = build()
+        return _APP
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":
-    app()
+    run()
