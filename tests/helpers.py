@@ -368,3 +368,42 @@ def assert_signs(shares: Mapping[int, KeyShare], signers: Sequence[int], public_
     else:
         # FROST(secp256k1, SHA-256) has no implementation outside the signing code to check against.
         assert suite_by_name(share.scheme).verify(pk, LIFECYCLE_MESSAGE, sig)
+
+
+def documented_pair_key(
+    shared: bytes, body_a: Mapping[str, Any], body_b: Mapping[str, Any], phase: bytes, sender: str, recipient: str
+) -> bytes:
+    """A session pair key of one phase and direction, derived from node/handshake.py's documentation alone.
+
+    ``shared`` is the X25519 result of the two ephemeral keys; ``body_a`` and
+    ``body_b`` the pair's decoded hello bodies. salt = Transcript("harbour/session-key/v1")
+    over the session, the roster digest and (node id, ephemeral key) of the lower then
+    the higher node id; PRK = HKDF-SHA256 with info "harbour/session-key/pair"; the key
+    = HKDF-Expand of the PRK with info = Transcript("harbour/session-key/direction/v1")
+    over phase, from, to.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+    from harbour.crypto.hashing import Transcript
+
+    lo, hi = sorted((body_a, body_b), key=lambda body: str(body["from"]))
+    salt = (
+        Transcript("harbour/session-key/v1")
+        .append("session", lo["session_id"])
+        .append("roster", lo["roster"])
+        .append("lo", lo["from"])
+        .append("lo_epk", lo["epk"])
+        .append("hi", hi["from"])
+        .append("hi_epk", hi["epk"])
+        .digest()
+    )
+    prk = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"harbour/session-key/pair").derive(shared)
+    info = (
+        Transcript("harbour/session-key/direction/v1")
+        .append("phase", phase)
+        .append("from", sender)
+        .append("to", recipient)
+        .digest()
+    )
+    return HKDFExpand(algorithm=hashes.SHA256(), length=32, info=info).derive(prk)

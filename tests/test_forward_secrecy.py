@@ -36,11 +36,8 @@ from typing import Any
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
-from harbour.crypto.hashing import Transcript
 from harbour.crypto.shamir import interpolate_at_zero, lagrange_coefficient
 from harbour.mpc.envelope import Envelope
 from harbour.mpc.keyshare import KeyShare
@@ -53,6 +50,7 @@ from harbour.node.sealed import KeyLookup, ReplayGuard, SealedError, SealedHeade
 from harbour.node.service import NodeService
 from harbour.node.staging import Refusal, read_key
 from harbour.node.store import SecretStore
+from helpers import documented_pair_key
 from test_node_service import PASS, Local, keygen, make_nodes
 
 SCHEME = "frost-secp256k1"
@@ -188,26 +186,7 @@ def documented_key(
     shared: bytes, body_a: dict[str, Any], body_b: dict[str, Any], phase: bytes, sender: str, recipient: str
 ) -> bytes:
     """The pair key of one phase and direction, as handshake.py's docstring derives it from an X25519 result."""
-    lo, hi = sorted((body_a, body_b), key=lambda body: str(body["from"]))
-    salt = (
-        Transcript("harbour/session-key/v1")
-        .append("session", lo["session_id"])
-        .append("roster", lo["roster"])
-        .append("lo", lo["from"])
-        .append("lo_epk", lo["epk"])
-        .append("hi", hi["from"])
-        .append("hi_epk", hi["epk"])
-        .digest()
-    )
-    prk = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"harbour/session-key/pair").derive(shared)
-    info = (
-        Transcript("harbour/session-key/direction/v1")
-        .append("phase", phase)
-        .append("from", sender)
-        .append("to", recipient)
-        .digest()
-    )
-    return HKDFExpand(algorithm=hashes.SHA256(), length=32, info=info).derive(prk)
+    return documented_pair_key(shared, body_a, body_b, phase, sender, recipient)
 
 
 def guard_before(header: SealedHeader) -> ReplayGuard:

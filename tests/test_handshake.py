@@ -27,18 +27,16 @@ from typing import Any
 import cbor2
 import pytest
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from harbour.crypto.hashing import Transcript
 from harbour.mpc.envelope import Envelope, encode_payload
 from harbour.node.handshake import HELLO_DOMAIN, MAX_HELLO_LEN, HandshakeError, SessionKeys, roster_digest
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.sealed import ReplayGuard, SealedError, open_sealed, read_header, seal
-from helpers import TAGGED_VALUES
+from helpers import TAGGED_VALUES, documented_pair_key
 
 SID = bytes(range(32))
 PHASE2 = hashlib.sha256(b"the session's second protocol").digest()
@@ -115,33 +113,8 @@ def documented_hello(
 
 
 def documented_key(shared: bytes, hello_1: bytes, hello_2: bytes, phase: bytes, sender: str, recipient: str) -> bytes:
-    """The pair key of one phase and direction, from the X25519 result and the pair's two hellos.
-
-    salt = Transcript("harbour/session-key/v1") over the session, the roster digest and
-    (node id, ephemeral key) of the lower then the higher node id; PRK = HKDF-SHA256
-    extract-and-expand with info "harbour/session-key/pair"; the key = HKDF-Expand of
-    the PRK with info = Transcript("harbour/session-key/direction/v1") over phase, from, to.
-    """
-    lo, hi = sorted((body_of(hello_1), body_of(hello_2)), key=lambda body: str(body["from"]))
-    salt = (
-        Transcript("harbour/session-key/v1")
-        .append("session", lo["session_id"])
-        .append("roster", lo["roster"])
-        .append("lo", lo["from"])
-        .append("lo_epk", lo["epk"])
-        .append("hi", hi["from"])
-        .append("hi_epk", hi["epk"])
-        .digest()
-    )
-    prk = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"harbour/session-key/pair").derive(shared)
-    info = (
-        Transcript("harbour/session-key/direction/v1")
-        .append("phase", phase)
-        .append("from", sender)
-        .append("to", recipient)
-        .digest()
-    )
-    return HKDFExpand(algorithm=hashes.SHA256(), length=32, info=info).derive(prk)
+    """The pair key of one phase and direction, from the X25519 result and the pair's two hellos."""
+    return documented_pair_key(shared, body_of(hello_1), body_of(hello_2), phase, sender, recipient)
 
 
 def refused(

@@ -16,10 +16,11 @@ passphrase or PIN like starting the node does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -264,6 +265,29 @@ def init_node(
     return descriptor
 
 
+@contextlib.contextmanager
+def stopped_node(
+    directory: Path, *, passphrase: str | None = None, pin: str | None = None
+) -> Iterator[SecretStore]:
+    """A stopped node's store, opened with its passphrase or PIN, the node locked (its ledger's lock) meanwhile."""
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).exists():
+        raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
+    try:
+        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
+    except (approval.LedgerError, OSError) as exc:
+        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
+    try:
+        try:
+            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
+        except StoreError as exc:
+            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
+        with store:
+            yield store
+    finally:
+        ledger.close()
+
+
 def update_approvers(
     directory: Path,
     *,
@@ -293,33 +317,22 @@ def update_approvers(
             raise NodeStartError(str(exc)) from None
     if set(add) & set(remove):
         raise NodeStartError("a key cannot be both added and removed")
-    try:
-        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
-    except (approval.LedgerError, OSError) as exc:
-        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
-    try:
+    with stopped_node(directory, passphrase=passphrase, pin=pin) as store:
+        sealed = store.get(CONFIG_OBJECT)
+        config = NodeConfig.from_json(sealed.decode())
+        approvers = [a for a in config.approvers if a not in set(remove)]
+        approvers += [a for a in add if a not in approvers]
+        floor = config.min_approvals if min_approvals is None else min_approvals
         try:
-            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
-        except StoreError as exc:
-            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
-        with store:
-            sealed = store.get(CONFIG_OBJECT)
-            config = NodeConfig.from_json(sealed.decode())
-            approvers = [a for a in config.approvers if a not in set(remove)]
-            approvers += [a for a in add if a not in approvers]
-            floor = config.min_approvals if min_approvals is None else min_approvals
-            try:
-                check_approval_settings(approvers, floor, config.require_evidence)
-            except ValueError as exc:
-                raise NodeStartError(str(exc)) from None
-            new = replace(config, approvers=tuple(approvers), min_approvals=floor)
-            text = (new.to_json() + "\n").encode()
-            differed = (directory / CONFIG_FILE).read_bytes() != sealed
-            if text != sealed:
-                store.put(CONFIG_OBJECT, text)
-            write_atomic(directory / CONFIG_FILE, text, mode=0o644, overwrite=True)
-    finally:
-        ledger.close()
+            check_approval_settings(approvers, floor, config.require_evidence)
+        except ValueError as exc:
+            raise NodeStartError(str(exc)) from None
+        new = replace(config, approvers=tuple(approvers), min_approvals=floor)
+        text = (new.to_json() + "\n").encode()
+        differed = (directory / CONFIG_FILE).read_bytes() != sealed
+        if text != sealed:
+            store.put(CONFIG_OBJECT, text)
+        write_atomic(directory / CONFIG_FILE, text, mode=0o644, overwrite=True)
     return new, differed
 
 
@@ -338,55 +351,42 @@ def rotate_identity(directory: Path, *, passphrase: str | None = None, pin: str 
     so a run interrupted half-way is finished by running it again.
     """
     directory = Path(directory)
-    if not (directory / CONFIG_FILE).exists():
-        raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
-    try:
-        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
-    except (approval.LedgerError, OSError) as exc:
-        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
-    try:
-        try:
-            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
-        except StoreError as exc:
-            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
-        with store:
-            config = NodeConfig.from_json(store.get(CONFIG_OBJECT).decode())
-            busy = store.names("pending/") + store.names("sessions/")
-            if busy:
-                raise NodeStartError(
-                    f"the node has staged or open sessions ({', '.join(busy)}): finish or discard them first, "
-                    "their rosters name the current identity"
-                )
-            old = NodeIdentity.from_bytes(store.get("identity"))
-            new = NodeIdentity.from_bytes(store.get(_NEXT_IDENTITY)) if store.exists(_NEXT_IDENTITY) else None
-            written = (directory / DESCRIPTOR_FILE).read_text().strip()
-            if new is None and written != old.descriptor(config.name, config.url).to_json():
-                new = old  # swapped, but descriptor.json not yet rewritten: finish the statement on file
-            if new is not None and new.node_id == old.node_id:
-                # Interrupted after the swap: the statement written before it is the one to finish.
-                rotation = Rotation.decode((directory / ROTATION_FILE).read_bytes())
-                if rotation.new.node_id != new.node_id:
-                    raise NodeStartError(f"{ROTATION_FILE} does not name this node's new identity")
-            else:
-                if new is None:
-                    new = NodeIdentity.generate()
-                    store.put(_NEXT_IDENTITY, new.to_bytes())
-                rotation = Rotation.make(old, new, config.name, config.url)
-                write_atomic(directory / ROTATION_FILE, rotation.encode(), mode=0o644, overwrite=True)
-            for name in store.names("keys/"):
-                record = cbor2.loads(store.get(name))
-                roster = rpc.parse_roster(record["roster"])
-                changed = rotate_roster(roster, rotation)
-                if changed is not None:
-                    store.put(name, cbor2.dumps({**record, "roster": rpc.roster_value(changed)}))
-            store.put("identity", new.to_bytes())  # the old private key is gone from here on
-            # Its own old identity is retired too, as on every other node.
-            store.put(f"rotated/{rotation.old.node_id}", rotation_id(rotation.encode()))
-            descriptor = new.descriptor(config.name, config.url)
-            write_atomic(directory / DESCRIPTOR_FILE, (descriptor.to_json() + "\n").encode(), mode=0o644)
-            store.delete(_NEXT_IDENTITY)  # last: until here, running again finishes this same rotation
-    finally:
-        ledger.close()
+    with stopped_node(directory, passphrase=passphrase, pin=pin) as store:
+        config = NodeConfig.from_json(store.get(CONFIG_OBJECT).decode())
+        busy = store.names("pending/") + store.names("sessions/")
+        if busy:
+            raise NodeStartError(
+                f"the node has staged or open sessions ({', '.join(busy)}): finish or discard them first, "
+                "their rosters name the current identity"
+            )
+        old = NodeIdentity.from_bytes(store.get("identity"))
+        new = NodeIdentity.from_bytes(store.get(_NEXT_IDENTITY)) if store.exists(_NEXT_IDENTITY) else None
+        written = (directory / DESCRIPTOR_FILE).read_text().strip()
+        if new is None and written != old.descriptor(config.name, config.url).to_json():
+            new = old  # swapped, but descriptor.json not yet rewritten: finish the statement on file
+        if new is not None and new.node_id == old.node_id:
+            # Interrupted after the swap: the statement written before it is the one to finish.
+            rotation = Rotation.decode((directory / ROTATION_FILE).read_bytes())
+            if rotation.new.node_id != new.node_id:
+                raise NodeStartError(f"{ROTATION_FILE} does not name this node's new identity")
+        else:
+            if new is None:
+                new = NodeIdentity.generate()
+                store.put(_NEXT_IDENTITY, new.to_bytes())
+            rotation = Rotation.make(old, new, config.name, config.url)
+            write_atomic(directory / ROTATION_FILE, rotation.encode(), mode=0o644, overwrite=True)
+        for name in store.names("keys/"):
+            record = cbor2.loads(store.get(name))
+            roster = rpc.parse_roster(record["roster"])
+            changed = rotate_roster(roster, rotation)
+            if changed is not None:
+                store.put(name, cbor2.dumps({**record, "roster": rpc.roster_value(changed)}))
+        store.put("identity", new.to_bytes())  # the old private key is gone from here on
+        # Its own old identity is retired too, as on every other node.
+        store.put(f"rotated/{rotation.old.node_id}", rotation_id(rotation.encode()))
+        descriptor = new.descriptor(config.name, config.url)
+        write_atomic(directory / DESCRIPTOR_FILE, (descriptor.to_json() + "\n").encode(), mode=0o644)
+        store.delete(_NEXT_IDENTITY)  # last: until here, running again finishes this same rotation
     return rotation
 
 
@@ -395,33 +395,20 @@ def node_incidents(
 ) -> tuple[dict[str, int], bool]:
     """A stopped node's base-OT incident counts per peer (and whether ``clear``'s was reset)."""
     directory = Path(directory)
-    if not (directory / CONFIG_FILE).exists():
-        raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
-    try:
-        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
-    except (approval.LedgerError, OSError) as exc:
-        raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
-    try:
-        try:
-            store = SecretStore.open(directory / STORE_DIR, passphrase=passphrase, pin=pin)
-        except StoreError as exc:
-            raise NodeStartError(f"cannot open the node's key store: {exc}") from exc
-        with store:
-            cleared = False
-            if clear is not None:
-                # The clear goes in the log too: the count is rebuilt from the log at start.
-                with signlog.SignLog.open(directory / LOG_FILE) as sign_log:
-                    now = int(time.time())
-                    sign_log.append(
-                        time=now,
-                        kind="keygen",
-                        session_id=hashlib.sha256(f"harbour/incidents/clear/{clear}/{now}".encode()).digest(),
-                        key_id="",
-                        path="m",
-                        outcome="incident",
-                        reason=compromise.cleared_reason(clear),
-                    )
-                cleared = compromise.clear_incidents(store, clear)
-            return compromise.incidents(store), cleared
-    finally:
-        ledger.close()
+    with stopped_node(directory, passphrase=passphrase, pin=pin) as store:
+        cleared = False
+        if clear is not None:
+            # The clear goes in the log too: the count is rebuilt from the log at start.
+            with signlog.SignLog.open(directory / LOG_FILE) as sign_log:
+                now = int(time.time())
+                sign_log.append(
+                    time=now,
+                    kind="keygen",
+                    session_id=hashlib.sha256(f"harbour/incidents/clear/{clear}/{now}".encode()).digest(),
+                    key_id="",
+                    path="m",
+                    outcome="incident",
+                    reason=compromise.cleared_reason(clear),
+                )
+            cleared = compromise.clear_incidents(store, clear)
+        return compromise.incidents(store), cleared
