@@ -489,3 +489,36 @@ def test_a_cold_node_whose_counter_moved_on_without_its_record_drops_the_session
     assert again["ok"] is False and again["reason"] == "finished-session", again
 
     sign(c.transports(), c.key, sign_certificate(c.authority, c.key))
+
+
+def test_node_init_says_what_a_node_without_a_counter_refuses_and_keeps_the_counter_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from harbour.cli.node import app as node_app
+
+    monkeypatch.setenv("HARBOUR_NODE_PASSPHRASE", PASS)
+    authority = approval.AuthorityKey.generate()
+    authority.save(tmp_path)
+    base = ["init", "--name", "n", "--listen", "127.0.0.1:7009", "--authority", str(tmp_path / "authority.pub")]
+    runner = CliRunner()
+    plain = runner.invoke(node_app, [*base, "--dir", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert "no rollback counter" in plain.stderr and "refuses signing sessions" in plain.stderr
+    counter = tmp_path / "other-disk" / "n.counter"
+    counter.parent.mkdir()
+    kept = runner.invoke(node_app, [*base, "--dir", str(tmp_path / "kept"), "--counter-file", str(counter)])
+    assert kept.exit_code == 0, kept.output
+    assert "no rollback counter" not in kept.stderr
+    config = json.loads((tmp_path / "kept" / "node.json").read_text())
+    assert config["counter"] == {"kind": "file", "path": str(counter)}
+    assert json.loads(counter.read_text())["value"] == 0
+    inside = runner.invoke(
+        node_app, [*base, "--dir", str(tmp_path / "inside"), "--counter-file", str(tmp_path / "inside" / "c")]
+    )
+    assert inside.exit_code == 2 and "outside the node directory" in inside.stderr
+    twice = runner.invoke(node_app, [*base, "--dir", str(tmp_path / "twice"), "--counter-file", str(counter)])
+    assert twice.exit_code == 2 and "never shared or reused" in twice.stderr
+    token = runner.invoke(node_app, [*base, "--dir", str(tmp_path / "token"), "--counter-pkcs11"])
+    assert token.exit_code == 2 and "--pkcs11-module" in token.stderr
