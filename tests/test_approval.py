@@ -28,13 +28,12 @@ from harbour.node.approval import (
     AuthorityKey,
     AuthorityKeyError,
     Certificate,
-    LedgerError,
-    NonceLedger,
     issue,
     parse,
     trusted_authorities,
     verify,
 )
+from harbour.node.nonces import LedgerError, NonceLedger
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 KEY = "treasury-hot-1"

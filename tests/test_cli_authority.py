@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from harbour.cli.main import app
-from harbour.node import approval
+from harbour.node import approval, nonces
 
 cli = CliRunner()
 ENV = "HARBOUR_AUTHORITY_PASSPHRASE"
@@ -191,7 +191,7 @@ def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
         path="m/0/7",
         digest=bytes.fromhex(D2),
         signers=[1, 3],
-        ledger=approval.NonceLedger(),
+        ledger=nonces.NonceLedger(),
     )
     assert cert.to_json() == {k: obj[k] for k in [*CERT_FIELDS, "signers"]}
 
@@ -211,7 +211,7 @@ def test_certify_admin(kind: str, authority_dir: Path, tmp_path: Path) -> None:
         key_id="" if kind == "keygen" else "hot-1",
         path="m",
         params={"scheme": "frost-ed25519", "threshold": 2, "new_parties": -3},
-        ledger=approval.NonceLedger(),
+        ledger=nonces.NonceLedger(),
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import cbor2
 
-from harbour.node import approval, compromise, quorum, rpc, signlog
+from harbour.node import approval, compromise, nonces, quorum, rpc, signlog
 from harbour.node.counter import CounterError, check_setting, create_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
@@ -274,8 +274,8 @@ def stopped_node(
     if not (directory / CONFIG_FILE).exists():
         raise NodeStartError(f"no node in {directory} ({CONFIG_FILE} missing)")
     try:
-        ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
-    except (approval.LedgerError, OSError) as exc:
+        ledger = nonces.NonceLedger.open(directory / LEDGER_FILE)
+    except (nonces.LedgerError, OSError) as exc:
         raise NodeStartError(f"cannot lock the node ({exc}); stop it first") from None
     try:
         try:

@@ -23,7 +23,7 @@ from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.envelope import UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
-from harbour.node import approval, coldstate, quorum, rpc
+from harbour.node import approval, coldstate, nonces, quorum, rpc
 from harbour.node.config import NodeConfig
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
@@ -42,7 +42,7 @@ class Planner:
         identity: NodeIdentity,
         config: NodeConfig,
         trusted: Mapping[str, Any],
-        ledger: approval.NonceLedger,
+        ledger: nonces.NonceLedger,
         staging: Staging,
         sessions: Mapping[bytes, Session],
         compromised: Callable[[str], set[int]],

@@ -38,7 +38,7 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from harbour.node import approval, rpc, signlog
+from harbour.node import approval, nonces, rpc, signlog
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
 from harbour.node.signlog import SignLog
 from harbour.node.staging import Refusal
@@ -151,7 +151,7 @@ def accept_rotation(
     store: SecretStore,
     sign_log: SignLog,
     trusted: Mapping[str, Ed25519PublicKey],
-    ledger: approval.NonceLedger,
+    ledger: nonces.NonceLedger,
     me: str,
     running: Iterable[tuple[bytes, Mapping[str, int]]],
     now: int,

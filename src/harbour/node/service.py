@@ -66,7 +66,7 @@ from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import KeyShare, KeyShareError
-from harbour.node import approval, coldstate, compromise, rpc, signlog
+from harbour.node import approval, coldstate, compromise, nonces, rpc, signlog
 from harbour.node.coldstore import ColdSessions
 from harbour.node.config import (
     CONFIG_FILE,
@@ -111,7 +111,7 @@ class NodeService:
         config: NodeConfig,
         store: SecretStore,
         identity: NodeIdentity,
-        ledger: approval.NonceLedger,
+        ledger: nonces.NonceLedger,
         signlog_: signlog.SignLog,
         *,
         offline: bool,
@@ -186,7 +186,7 @@ class NodeService:
             ):
                 raise NodeStartError(f"{DESCRIPTOR_FILE} does not match the node's identity")
             # The ledger's exclusive lock comes first: a second process for this node stops here.
-            ledger = approval.NonceLedger.open(directory / LEDGER_FILE)
+            ledger = nonces.NonceLedger.open(directory / LEDGER_FILE)
             try:
                 log_path = directory / LOG_FILE
                 if log_path.exists():

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Literal, get_args
 
-from harbour.node import approval
+from harbour.node import approval, nonces
 from harbour.node.keyfile import fsync_directory
 
 VERSION: Final = 1
@@ -357,7 +357,7 @@ class SignLog:
         created = not log_path.exists()
         fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            if not approval.lock_exclusive(fd, log_path):
+            if not nonces.lock_exclusive(fd, log_path):
                 raise SignLogError("locked", 0, f"{log_path} is in use by another process")
             if created:
                 fsync_directory(log_path.parent)
@@ -431,7 +431,7 @@ class SignLog:
                 raise ValueError(f"cannot log this entry: field {bad!r} is invalid")
             entry = _entry_from(obj)
             try:
-                approval.write_all(self._fd, entry.line())
+                nonces.write_all(self._fd, entry.line())
                 os.fsync(self._fd)
             except BaseException:
                 self._broken = True  # a partial line may be on disk: stop, as after a crash

@@ -35,7 +35,7 @@ import cbor2
 
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import KeyShare, KeyShareError
-from harbour.node import approval, rpc, signlog
+from harbour.node import approval, nonces, rpc, signlog
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.store import SecretStore, StoreError
 
@@ -90,7 +90,7 @@ class Staging:
         identity: NodeIdentity,
         log: signlog.SignLog,
         trusted: Mapping[str, Any],
-        ledger: approval.NonceLedger,
+        ledger: nonces.NonceLedger,
         now: Callable[[], int],
     ) -> None:
         self.store = store
