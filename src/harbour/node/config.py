@@ -27,11 +27,11 @@ from typing import Any, Final
 
 import cbor2
 
-from harbour.node import approval, compromise, nonces, quorum, rpc, signlog
+from harbour.node import approval, compromise, nonces, quorum, signlog
 from harbour.node.counter import CounterError, check_setting, create_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.keyfile import write_atomic
-from harbour.node.rotation import Rotation, rotate_roster, rotation_id
+from harbour.node.rotation import Rotation, RotationError, rotated_key_records, rotation_id
 from harbour.node.store import Pkcs11Config, SecretStore, StoreError
 
 CONFIG_FILE: Final = "node.json"
@@ -375,12 +375,12 @@ def rotate_identity(directory: Path, *, passphrase: str | None = None, pin: str 
                 store.put(_NEXT_IDENTITY, new.to_bytes())
             rotation = Rotation.make(old, new, config.name, config.url)
             write_atomic(directory / ROTATION_FILE, rotation.encode(), mode=0o644, overwrite=True)
-        for name in store.names("keys/"):
-            record = cbor2.loads(store.get(name))
-            roster = rpc.parse_roster(record["roster"])
-            changed = rotate_roster(roster, rotation)
-            if changed is not None:
-                store.put(name, cbor2.dumps({**record, "roster": rpc.roster_value(changed)}))
+        try:
+            records = rotated_key_records(store, rotation)
+        except RotationError as exc:
+            raise NodeStartError(f"cannot rotate: {exc}") from exc
+        for name, record in records.items():
+            store.put(name, cbor2.dumps(record))
         store.put("identity", new.to_bytes())  # the old private key is gone from here on
         # Its own old identity is retired too, as on every other node.
         store.put(f"rotated/{rotation.old.node_id}", rotation_id(rotation.encode()))

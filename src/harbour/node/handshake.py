@@ -48,6 +48,7 @@ This module is sans-I/O.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -110,10 +111,14 @@ def _canonical(data: bytes, what: str, keys: frozenset[str]) -> dict[str, Any]:
     return obj
 
 
+# Any fixed key will do: it only serves to test that a peer's key is not of low order.
+_PROBE: Final = X25519PrivateKey.from_private_bytes(hashlib.sha256(b"harbour/session-hello/probe").digest())
+
+
 def _check_epk(epk: bytes) -> None:
     """A low-order point would make the shared secret public; OpenSSL refuses the all-zero result."""
     try:
-        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(epk))
+        _PROBE.exchange(X25519PublicKey.from_public_bytes(epk))
     except ValueError as exc:
         raise ValueError("the ephemeral key is a low-order X25519 point") from exc
 

@@ -144,6 +144,20 @@ def rotate_roster(roster: dict[int, NodeDescriptor], rotation: Rotation) -> dict
     return None
 
 
+def rotated_key_records(store: SecretStore, rotation: Rotation) -> dict[str, dict[str, Any]]:
+    """Every stored key record whose roster names the old node, rewritten to name the new one (not yet stored)."""
+    rotated = {}
+    for name in store.names("keys/"):
+        entry = cbor2.loads(store.get(name))
+        try:
+            roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
+        except RotationError as exc:
+            raise RotationError(f"{name}: {exc}") from exc
+        if roster is not None:
+            rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
+    return rotated
+
+
 def accept_rotation(
     statement: bytes,
     certificate: bytes,
@@ -185,15 +199,10 @@ def accept_rotation(
         pending = cbor2.loads(store.get(name))
         if any(d.node_id == old for d in rpc.parse_roster(pending["roster"]).values()):
             raise Refusal("pending", f"a staged result ({name}) names node {old}: commit or discard it first")
-    rotated = {}
-    for name in store.names("keys/"):
-        entry = cbor2.loads(store.get(name))
-        try:
-            roster = rotate_roster(rpc.parse_roster(entry["roster"]), rotation)
-        except RotationError as exc:
-            raise Refusal("bad-request", f"rotation refused for {name}: {exc}") from exc
-        if roster is not None:
-            rotated[name] = {**entry, "roster": rpc.roster_value(roster)}
+    try:
+        rotated = rotated_key_records(store, rotation)
+    except RotationError as exc:
+        raise Refusal("bad-request", f"rotation refused: {exc}") from exc
     try:
         approval.verify(
             certificate, trusted, now=now, kind="rotate", key_id="", path="m", params=rotation.params, ledger=ledger

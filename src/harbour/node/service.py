@@ -52,7 +52,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -96,10 +96,6 @@ __all__ = ["NodeService", "NodeStartError", "Refusal", "default_key_id", "init_n
 
 MAX_SESSIONS: Final = 1024
 HEDGE_KEY: Final = "hedge-key"
-
-
-def _roster_cbor(roster: Mapping[int, NodeDescriptor]) -> list[list[Any]]:
-    return rpc.roster_value(roster)
 
 
 class NodeService:
@@ -371,7 +367,7 @@ class NodeService:
         return rpc.ok(
             key_id=key_id,
             public=rpc.encode_public(share.public),
-            roster=_roster_cbor(roster),
+            roster=rpc.roster_value(roster),
             chain_code=share.extensions.get(CHAIN_CODE, b""),
         )
 
