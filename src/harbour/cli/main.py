@@ -4,8 +4,9 @@ Each sub-command's module is imported only when that sub-command runs: the custo
 commands pull in web3 and the chain code, about a second and a half at every
 start, which ``harbour node offline`` (run once per request file on a cold machine)
 and ``harbour authority certify`` have no use for. ``harbour --help`` (or any name
-not known here) builds the whole tree. ``app`` is the whole tree, built on first use,
-for code that drives the CLI in-process.
+not known here) prints the list of sub-commands from :data:`SUMMARY` without
+importing any of them (a test checks that the list matches the whole tree's). ``app``
+is the whole tree, built on first use, for code that drives the CLI in-process.
 """
 
 from __future__ import annotations
@@ -80,14 +81,61 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
 """Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
 
 
+SUMMARY: dict[str, tuple[bool, str]] = {
+    "mpc": (True, "Threshold signatures (MPC): key generation and signing."),
+    "bench": (True, "Benchmarks (printed as JSON with --json)."),
+    "key": (True, "Key ceremonies on encrypted key-share files (one per party)."),
+    "authority": (True, "Approval authority: its key, and the certificates signer nodes require."),
+    "node": (True, "Signer nodes: create one, serve it, or run it offline."),
+    "cluster": (True, "Coordinate signer nodes: keygen, sign, refresh, reshare."),
+    "demo": (
+        False,
+        "Run the custody demo: vault, deposit, policy, two approvals, MPC signing, broadcast, audit proof.",
+    ),
+    "custody": (True, "Operate a custody deployment: init, bootstrap, serve."),
+    "org": (True, "Your organisation."),
+    "user": (True, "Users and their API credentials."),
+    "vault": (True, "Vaults: MPC keys on the signer nodes."),
+    "address": (True, "A vault's addresses (BIP-32 children of its key)."),
+    "asset": (True, "Assets: ETH and ERC-20 tokens."),
+    "address-book": (True, "The address book of known destinations."),
+    "deposit": (True, "Deposits seen on chain."),
+    "withdraw": (False, "Submit a withdrawal (initiator); the policy decides whether it needs approvals."),
+    "approve": (False, "Check, show and sign your approval of a transaction (approver; admin for policy changes)."),
+    "reject": (False, "Check, show and sign your rejection of a transaction (approver; admin for policy changes)."),
+    "cancel": (False, "Cancel a transaction that is not yet being signed (its initiator or an admin)."),
+    "status": (
+        False,
+        "A transaction's state. With --wait: exit 0 once confirmed, 1 if it ends failed, rejected or cancelled.",
+    ),
+    "transactions": (False, "List transactions (withdrawals and policy changes), oldest first."),
+    "approver-key": (True, "Approvers' Ed25519 signing keys."),
+    "policy": (True, "The transaction policy: show, explain, propose a change."),
+    "audit": (True, "The audit log: events, signed heads, inclusion and consistency proofs."),
+}
+"""Each sub-command's help line, and whether it is a group: what ``harbour --help`` lists."""
+
+
+def _summary(app: typer.Typer, name: str) -> None:
+    """Wire a stand-in for ``name`` that carries only its help line (for ``harbour --help``)."""
+    group, text = SUMMARY[name]
+    if group:
+        app.add_typer(typer.Typer(help=text), name=name)
+    else:
+        app.command(name, help=text)(lambda: None)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"harbour {__version__}")
         raise typer.Exit()
 
 
-def build(names: list[str] | None = None) -> typer.Typer:
-    """The command tree with the sub-commands ``names`` (all of them when None)."""
+def build(names: list[str] | None = None, *, summary: bool = False) -> typer.Typer:
+    """The command tree with the sub-commands ``names`` (all of them when None).
+
+    With ``summary``, each sub-command is a stand-in that only lists itself.
+    """
     app = typer.Typer(
         name="harbour",
         help="Harbour: open digital-asset infrastructure (threshold signatures first).",
@@ -107,7 +155,7 @@ def build(names: list[str] | None = None) -> typer.Typer:
 
     for name, add in COMMANDS.items():
         if names is None or name in names:
-            add(app, name)
+            (_summary if summary else add)(app, name)
     return app
 
 
@@ -115,7 +163,10 @@ def run() -> None:
     """The console script: wire only the sub-command asked for, so the others' imports cost nothing."""
     words = [a for a in sys.argv[1:] if not a.startswith("-")]
     first = words[0] if words else None
-    build([first] if first in COMMANDS else None)()
+    if first in COMMANDS:
+        build([first])()
+    else:  # no sub-command (--help, --version) or an unknown one: the list is all that is shown
+        build(summary=True)()
 
 
 _APP: typer.Typer | None = None
