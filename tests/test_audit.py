@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +25,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import harbour
 from harbour.crypto import merkle
-from harbour.custody import audit
+from harbour.custody import audit, auditproof
 from harbour.custody.audit import AuditEvent, AuditLog, AuditState, LogCorrupted, VerifyReport
 from harbour.custody.db import Base, make_engine, session_factory
 from harbour.custody.errors import Invalid, NotFound
@@ -98,8 +103,8 @@ def rewrite(engine: Engine, start: int, *, key: Ed25519PrivateKey | None = None)
         for i, row in enumerate(rows):
             event = {**row._mapping, "at": audit.format_time(row.at), "index": i}
             leaf = merkle.leaf_hash(audit.leaf_content(event))
-            frontier = audit.frontier_append(frontier, i, leaf)
-            root = audit.frontier_root(frontier)
+            frontier = merkle.frontier_append(frontier, i, leaf)
+            root = merkle.frontier_root(frontier)
             if i >= start:
                 values: dict[str, Any] = {"leaf_hash": leaf.hex(), "root": root.hex()}
                 if key is not None:
@@ -107,7 +112,7 @@ def rewrite(engine: Engine, start: int, *, key: Ed25519PrivateKey | None = None)
                 c.execute(sa.update(EVENTS).where(EVENTS.c.index == row.index).values(**values))
         c.execute(
             sa.update(AuditState.__table__).values(
-                size=len(rows), frontier=[f.hex() for f in frontier], root=audit.frontier_root(frontier).hex()
+                size=len(rows), frontier=[f.hex() for f in frontier], root=merkle.frontier_root(frontier).hex()
             )
         )
 
@@ -117,19 +122,7 @@ def sql(engine: Engine, statement: str, **params: Any) -> None:
         c.execute(sa.text(statement), params)
 
 
-# -- the tree's right edge and the encodings (pure) -------------------------------------------------------------
-
-
-@given(st.lists(st.binary(max_size=8), max_size=300))
-@settings(max_examples=40, deadline=None)
-def test_right_edge_gives_the_rfc9162_root_of_every_prefix(entries: list[bytes]) -> None:
-    leaves = [merkle.leaf_hash(e) for e in entries]
-    frontier: list[bytes] = []
-    assert audit.frontier_root(frontier) == merkle.EMPTY_ROOT
-    for size, leaf in enumerate(leaves):
-        frontier = audit.frontier_append(frontier, size, leaf)
-        assert len(frontier) == (size + 1).bit_count()
-        assert audit.frontier_root(frontier) == merkle.root(leaves[: size + 1])
+# -- the encodings (pure) ----------------------------------------------------------------------------------------
 
 
 def test_canonical_json_is_sorted_compact_utf8() -> None:
@@ -258,6 +251,53 @@ def test_every_consistency_proof_verifies(sessions: sessionmaker[Session], log: 
                 if old != new:
                     assert not audit.verify_consistency_proof(proof, KEY.public_key(), old_head=heads[new])
         assert log.consistency(s, 5)["new_size"] == 20
+
+
+AUDITOR = """
+import json, sys
+from harbour.custody import auditproof
+given = json.load(sys.stdin)
+auditproof.check_head(given["head"], given["key"])
+auditproof.check_inclusion_proof(given["inclusion"], given["key"])
+auditproof.check_consistency_proof(given["consistency"], given["key"], old_head=given["old_head"])
+given["inclusion"]["event"]["data"]["n"] += 1
+try:
+    auditproof.check_inclusion_proof(given["inclusion"], given["key"])
+    refused = False
+except auditproof.ProofError:
+    refused = True
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy" or m.startswith("harbour.custody"))
+print(json.dumps({"refused": refused, "loaded": loaded}))
+"""
+
+
+def test_an_auditor_checks_heads_and_proofs_without_sqlalchemy_or_the_service(
+    sessions: sessionmaker[Session], log: AuditLog
+) -> None:
+    """The pure module alone, in a fresh interpreter, as an auditor's own script would run it."""
+    append_events(sessions, log, 9)
+    with sessions() as s:
+        given = {
+            "key": log.public_key_hex,
+            "head": log.head(s),
+            "inclusion": log.inclusion(s, 4),
+            "consistency": log.consistency(s, 3),
+            "old_head": log.inclusion(s, 0, 3)["head"],
+        }
+    source = str(Path(harbour.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-c", AUDITOR], input=json.dumps(given), capture_output=True, text=True, env=env, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result == {"refused": True, "loaded": ["harbour.custody", "harbour.custody.auditproof"]}
+
+
+def test_the_log_re_exports_the_auditors_checks() -> None:
+    """Callers of ``harbour.custody.audit`` see the very objects of the pure module."""
+    for name in ("ProofError", "VerifyReport", "check_head", "check_inclusion_proof", "canonical_json", "LOG_ID"):
+        assert getattr(audit, name) is getattr(auditproof, name)
 
 
 def test_events_are_listed_per_organisation_in_pages(sessions: sessionmaker[Session], log: AuditLog) -> None:

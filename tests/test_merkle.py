@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harbour.crypto import merkle
@@ -115,6 +115,26 @@ def test_leaf_and_node_hashes_are_domain_separated() -> None:
     left, right = HASHES[1], HASHES[2]
     assert merkle.leaf_hash(left + right) != merkle.node_hash(left, right)
     assert merkle.leaf_hash(b"") == hashlib.sha256(b"\x00").digest()
+
+
+def test_right_edge_gives_the_reference_tree_heads() -> None:
+    frontier: list[bytes] = []
+    assert merkle.frontier_root(frontier).hex() == ROOTS[0]
+    for size, leaf in enumerate(HASHES):
+        frontier = merkle.frontier_append(frontier, size, leaf)
+        assert merkle.frontier_root(frontier).hex() == ROOTS[size + 1], size + 1
+
+
+@given(st.lists(st.binary(max_size=8), max_size=300))
+@settings(max_examples=40, deadline=None)
+def test_right_edge_gives_the_root_of_every_prefix(entries: list[bytes]) -> None:
+    """One subtree root per set bit of the size, and the same root as the whole tree, after every append."""
+    leaves = [merkle.leaf_hash(e) for e in entries]
+    frontier: list[bytes] = []
+    for size, leaf in enumerate(leaves):
+        frontier = merkle.frontier_append(frontier, size, leaf)
+        assert len(frontier) == (size + 1).bit_count()
+        assert merkle.frontier_root(frontier) == merkle.root(leaves[: size + 1])
 
 
 def tree(n: int) -> list[bytes]:

@@ -179,7 +179,7 @@ def audit_head(
     as_json: JsonOption = False,
 ) -> None:
     """The signed tree head: size and root of the log (record them to check consistency later)."""
-    from harbour.custody.audit import ProofError, check_head
+    from harbour.custody.auditproof import ProofError, check_head
 
     with api_errors():
         key = read_audit_key(audit_key) if audit_key is not None else None
@@ -258,7 +258,7 @@ def audit_verify_proof(
     as_json: JsonOption = False,
 ) -> None:
     """Fetch an event's inclusion proof and verify it here: signed head, leaf hash, audit path."""
-    from harbour.custody.audit import ProofError, check_inclusion_proof
+    from harbour.custody.auditproof import ProofError, check_inclusion_proof
 
     with api_errors():
         key = read_audit_key(audit_key)
@@ -302,7 +302,7 @@ def audit_verify_consistency(
     as_json: JsonOption = False,
 ) -> None:
     """Verify that the log now extends the log you saw before (nothing rewritten, only appended)."""
-    from harbour.custody.audit import ProofError, check_consistency_proof, check_head
+    from harbour.custody.auditproof import ProofError, check_consistency_proof, check_head
 
     with api_errors():
         key = read_audit_key(audit_key)

@@ -18,6 +18,10 @@ A root alone does not fix the tree's size (leaf 0's audit path in a tree of thre
 leaves also verifies for "size four" against the same root), which is why a tree
 head is always signed together with its size.
 
+A log that only appends need not keep its leaves to know its root: the *right
+edge* (:func:`frontier_append`, :func:`frontier_root`) holds one subtree root per
+set bit of the size, so appending and the new root cost O(log n) hashes.
+
 Proofs follow sections 2.1.3 (``PATH``, and the verification algorithm of 2.1.3.2)
 and 2.1.4 (``PROOF``/``SUBPROOF``, and the verification of 2.1.4.2). Verification
 returns False on anything malformed (a wrong length, an index out of range) rather
@@ -57,6 +61,31 @@ def root(leaves: Sequence[bytes]) -> bytes:
         return bytes(leaves[0])
     k = _split(n)
     return node_hash(root(leaves[:k]), root(leaves[k:]))
+
+
+def frontier_append(frontier: Sequence[bytes], size: int, leaf: bytes) -> list[bytes]:
+    """The right edge after appending ``leaf`` to a tree of ``size``: O(log n) node hashes.
+
+    A tree of ``size`` leaves is a run of perfect subtrees, one per set bit of ``size``,
+    largest first. The new leaf merges with the smallest while they are the same height,
+    exactly as the carries of ``size + 1`` ripple.
+    """
+    edge, node, carry = list(frontier), leaf, size
+    while carry & 1:
+        node = node_hash(edge.pop(), node)
+        carry >>= 1
+    edge.append(node)
+    return edge
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """``MTH`` of the tree with this right edge: RFC 9162 splits at the largest power of two, so fold from the right."""
+    if not frontier:
+        return EMPTY_ROOT
+    node = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        node = node_hash(left, node)
+    return node
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
