@@ -44,3 +44,9 @@ def test_a_sub_command_imports_only_its_own_module() -> None:
     loaded = _harbour_modules("authority", "--help")
     assert "harbour.cli.authority" in loaded
     assert not {"harbour.cli.custody", "harbour.cli.transfer", "sqlalchemy", "web3"} & loaded
+
+
+def test_an_auditor_checking_proofs_loads_no_database_code() -> None:
+    loaded = _harbour_modules("audit", "verify-proof", "--help")
+    assert "harbour.cli.governance" in loaded
+    assert not {"sqlalchemy", "harbour.custody.service", "harbour.cli.custody"} & loaded

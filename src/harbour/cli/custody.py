@@ -18,28 +18,25 @@ from typing import Annotated, Any
 
 import typer
 
-from harbour.custody import audit as audit_log
+from harbour.cli.params import HomeOption
 from harbour.custody import config as cfg
 from harbour.custody import db
 from harbour.custody.errors import CustodyError
 
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
 
-HomeOption = Annotated[
-    Path, typer.Option("--home", envvar="HARBOUR_CUSTODY_HOME", help="The deployment's home directory.")
-]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+def exit_error(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
-def _load(home: Path) -> cfg.CustodyConfig:
+def load_deployment(home: Path) -> cfg.CustodyConfig:
     try:
         return cfg.CustodyConfig.load(home)
     except CustodyError as exc:
-        raise _fail(exc.detail) from None
+        raise exit_error(exc.detail) from None
 
 
 @app.command("init")
@@ -63,7 +60,7 @@ def init(
         )
         config.descriptors()
     except CustodyError as exc:
-        raise _fail(exc.detail) from None
+        raise exit_error(exc.detail) from None
     typer.echo(f"custody home {home} created")
     typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
     typer.echo(f"database: {config.database}")
@@ -75,7 +72,7 @@ def add_node(
     descriptors: Annotated[list[Path], typer.Argument(help="Signer-node descriptor files (descriptor.json).")],
 ) -> None:
     """Add signer nodes to the deployment (for vaults created from now on)."""
-    config = _load(home)
+    config = load_deployment(home)
     known = {d.node_id for d in config.descriptors()}
     for path in descriptors:
         resolved = str(path.resolve())
@@ -83,9 +80,9 @@ def add_node(
         try:
             added = config.descriptors()[-1]
         except CustodyError as exc:
-            raise _fail(exc.detail) from None
+            raise exit_error(exc.detail) from None
         if added.node_id in known:
-            raise _fail(f"{path}: node {added.name} is configured already")
+            raise exit_error(f"{path}: node {added.name} is configured already")
         known.add(added.node_id)
     config.save()
     typer.echo(f"{len(config.nodes)} signer node(s) configured")
@@ -104,7 +101,7 @@ def bootstrap(
     ] = None,
 ) -> None:
     """Create an organisation and its first admin; prints the admin's API token (shown once)."""
-    config = _load(home)
+    config = load_deployment(home)
     document: dict[str, Any] | None = None
     if policy is not None:
         from harbour.custody.policy import Policy, PolicyError
@@ -112,12 +109,12 @@ def bootstrap(
         try:
             document = Policy.from_json(policy.read_bytes()).to_document()
         except (OSError, PolicyError) as exc:
-            raise _fail(f"{policy}: {exc}") from None
+            raise exit_error(f"{policy}: {exc}") from None
     deployment = cfg.open_deployment(config, start=False)
     try:
         out = deployment.custody.bootstrap(org, admin, approval_key, document)
     except CustodyError as exc:
-        raise _fail(exc.detail) from None
+        raise exit_error(exc.detail) from None
     finally:
         deployment.close()
     typer.echo(json.dumps(out, indent=2))
@@ -128,7 +125,7 @@ def serve(home: HomeOption) -> None:
     """Serve the REST API and run the signing pipeline until interrupted."""
     from harbour.api.server import serve as serve_api
 
-    config = _load(home)
+    config = load_deployment(home)
     host, _, port = config.listen.rpartition(":")
     deployment = cfg.open_deployment(config)
     typer.echo(
@@ -138,41 +135,3 @@ def serve(home: HomeOption) -> None:
         serve_api(deployment.custody, host, int(port))
     finally:
         deployment.close()
-
-
-def audit_verify(
-    home: HomeOption,
-    public_key: Annotated[
-        str | None,
-        typer.Option("--public-key", help="The audit key (hex) from your own records; default: HOME/audit.key."),
-    ] = None,
-    heads: Annotated[
-        Path | None, typer.Option("--heads", help="Signed tree heads kept outside the server (JSON list).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Recompute the audit log from the database and check every signed tree head."""
-    config = _load(home)
-    key = public_key or cfg.audit_public_key(config.home)
-    kept: list[dict[str, Any]] = []
-    if heads is not None:
-        try:
-            kept = json.loads(heads.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _fail(f"{heads}: {exc}") from None
-        if not isinstance(kept, list):
-            raise _fail(f"{heads}: expected a JSON list of signed tree heads")
-    engine = db.make_engine(config.database)
-    try:
-        with db.session_factory(db.readonly(engine))() as session:
-            report = audit_log.verify(session, key, heads=kept)
-    finally:
-        engine.dispose()
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
-    elif report.ok:
-        typer.echo(f"audit log verified: {report.size} events, every signed tree head checks")
-    else:
-        typer.echo(f"audit log FAILED at entry {report.first_bad_index}: {report.problem}", err=True)
-    if not report.ok:
-        raise typer.Exit(1)

@@ -36,7 +36,7 @@ from harbour.cli.apiclient import (
     list_command,
     note,
 )
-from harbour.cli.params import InputError, JsonOption
+from harbour.cli.params import HomeOption, InputError, JsonOption
 from harbour.cli.transfer import (
     AmountOption,
     AssetOption,
@@ -341,3 +341,49 @@ def audit_verify_consistency(
 
 class ProofFailed(ApiError):
     """A proof from the server that does not verify: reported like an API failure (exit 1)."""
+
+
+@audit_app.command("verify")
+def audit_verify(
+    home: HomeOption,
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", help="The audit key (hex) from your own records; default: HOME/audit.key."),
+    ] = None,
+    heads: Annotated[
+        Path | None, typer.Option("--heads", help="Signed tree heads kept outside the server (JSON list).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute the audit log from the database and check every signed tree head."""
+    # The database log needs SQLAlchemy and the deployment's configuration; the
+    # commands above check heads and proofs alone, so only this one loads them.
+    from harbour.cli.custody import exit_error, load_deployment
+    from harbour.custody import audit as audit_log
+    from harbour.custody import config as cfg
+    from harbour.custody import db
+
+    config = load_deployment(home)
+    key = public_key or cfg.audit_public_key(config.home)
+    kept: list[dict[str, Any]] = []
+    if heads is not None:
+        try:
+            kept = json.loads(heads.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise exit_error(f"{heads}: {exc}") from None
+        if not isinstance(kept, list):
+            raise exit_error(f"{heads}: expected a JSON list of signed tree heads")
+    engine = db.make_engine(config.database)
+    try:
+        with db.session_factory(db.readonly(engine))() as session:
+            report = audit_log.verify(session, key, heads=kept)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    elif report.ok:
+        typer.echo(f"audit log verified: {report.size} events, every signed tree head checks")
+    else:
+        typer.echo(f"audit log FAILED at entry {report.first_bad_index}: {report.problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -43,14 +43,6 @@ def _mpc(app: typer.Typer, name: str) -> None:
     app.add_typer(mpc.app, name=name)
 
 
-def _audit(app: typer.Typer, name: str) -> None:
-    from harbour.cli import custody, governance
-
-    if "verify" not in {c.name for c in governance.audit_app.registered_commands}:
-        governance.audit_app.command("verify")(custody.audit_verify)
-    app.add_typer(governance.audit_app, name=name)
-
-
 COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "mpc": _mpc,
     "bench": _typer("bench", "app"),
@@ -76,7 +68,7 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "transactions": _command("transfer", "transactions"),
     "approver-key": _typer("transfer", "approver_key_app"),
     "policy": _typer("governance", "policy_app"),
-    "audit": _audit,
+    "audit": _typer("governance", "audit_app"),
 }
 """Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
 

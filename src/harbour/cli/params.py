@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,6 +36,12 @@ PartiesOption = Annotated[
     int, typer.Option("--parties", "-n", help=f"Key holders (n of t-of-n), at most {MAX_PARTIES}.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
+
+
+HomeOption = Annotated[
+    Path, typer.Option("--home", envvar="HARBOUR_CUSTODY_HOME", help="The deployment's home directory.")
+]
+"""A custody deployment's home directory (``harbour custody`` and ``harbour audit verify``)."""
 
 
 class InputError(ValueError):
