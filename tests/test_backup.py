@@ -335,7 +335,7 @@ def test_forged_consistent_looking_share_is_caught_by_the_group_key(
     real_fingerprint = public_fingerprint(shares[1].public)
     with monkeypatch.context() as m:
         m.setattr(KeyShare, "check_consistent", lambda self: None)
-        m.setattr(backup, "public_fingerprint", lambda public: real_fingerprint)
+        m.setattr(backup.encryption, "public_fingerprint", lambda public: real_fingerprint)
         forged = make_backup(forged_share, x25519_key.public)
     honest = make_backup(shares[1], x25519_key.public)
     with pytest.raises(BackupError, match="does not match the group public key"):

@@ -608,7 +608,7 @@ def test_a_compromised_pair_ends_sessions_already_running(trio: Any) -> None:
         )
         assert answer(nodes[0], start)["ok"] is True
     node = nodes[0]
-    node._mark_compromised(node.sessions[sids[0]], frozenset({2}))
+    node.running.mark_compromised(node.sessions[sids[0]], frozenset({2}))
     assert compromised_peers(read_key(node.store, key.key_id)[0]) == {2}, "marked inside the share"
     assert set(node.sessions) == {sids[0]}, "the other sessions with party 2 ended"
     refused(node, {"op": "deliver", "session_id": sids[1], "hellos": [], "messages": []}, "finished-session")

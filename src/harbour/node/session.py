@@ -1,6 +1,6 @@
 """One session as a node holds it: the job, whom it runs with, and its message state.
 
-A plain record: :class:`~harbour.node.service.NodeService` drives it, and a cold
+A plain record: :class:`~harbour.node.sessions.RunningSessions` drives it, and a cold
 node writes it out between two request files (:mod:`harbour.node.coldstate`).
 """
 
