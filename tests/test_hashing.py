@@ -161,6 +161,9 @@ def test_transcript_challenge_is_reduced() -> None:
 
 @pytest.mark.parametrize("prefix", [b"", b"abc", bytes(range(256)) * 3])
 @pytest.mark.parametrize("suffix", [b"", b"\x00" * 31 + b"\x07"])
-def test_hash_to_field_with_prefix_equals_hash_to_field_of_the_concatenation(prefix: bytes, suffix: bytes) -> None:
+@pytest.mark.parametrize("modulus", [SECP_N, 2**61 - 1, 2**521 - 1], ids=["ell=2", "ell=1", "ell=3"])
+def test_hash_to_field_with_prefix_equals_hash_to_field_of_the_concatenation(
+    prefix: bytes, suffix: bytes, modulus: int
+) -> None:
     dst = b"FROST-secp256k1-SHA256-v1rho"
-    assert hash_to_field_with_prefix(prefix, dst, SECP_N)(suffix) == hash_to_field(prefix + suffix, dst, SECP_N)[0]
+    assert hash_to_field_with_prefix(prefix, dst, modulus)(suffix) == hash_to_field(prefix + suffix, dst, modulus)[0]
