@@ -376,6 +376,66 @@ def test_aggregate_refuses_a_forged_share_without_returning_a_signature(scheme: 
     assert info.value.culprits == frozenset({3})
 
 
+def dealt_keys_of(scheme: str, t: int, n: int) -> dict[int, frost.SigningKey]:
+    suite = suite_by_name(scheme)
+    g = suite.group
+    dealt = trusted_dealer_keygen(g, g.random_scalar(), t, n)
+    keys = {
+        i: frost.SigningKey(i, s, dealt.group_public_key, dealt.verification_shares) for i, s in dealt.shares.items()
+    }
+    return {i: taproot.signing_key(k, tweak=False) if suite.bip340 else k for i, k in keys.items()}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("cheaters", [{9}, {1}, {20}, {2, 14}, {1, 5, 9, 13, 17}])
+def test_aggregate_names_exactly_the_bad_shares_among_fifteen_signers(scheme: str, cheaters: set[int]) -> None:
+    # Verifying the aggregate first must not weaken blame: once it fails, every
+    # share is judged on its own, so exactly the bad ones are named.
+    suite = suite_by_name(scheme)
+    keys = dealt_keys_of(scheme, 15, 20)
+    signers = [1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 16, 17, 19, 20]
+    nonces, ctx = local_round_one(suite, {i: keys[i] for i in signers})
+    pk = keys[1].group_public_key
+    shares = {i: frost.sign_share(suite, keys[i], nonces[i], ctx) for i in signers}
+    assert frost.invalid_shares(suite, ctx, shares, keys[1].verification_shares) == []
+    assert cheaters <= set(signers)
+    for i in cheaters:
+        shares[i] = (shares[i] + i) % suite.group.order
+    with pytest.raises(ProtocolAbort) as info:
+        frost.aggregate(suite, ctx, shares, pk, keys[1].verification_shares, MESSAGE)
+    assert info.value.culprits == frozenset(cheaters)
+    assert frost.invalid_shares(suite, ctx, shares, keys[1].verification_shares) == sorted(cheaters)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_shares_that_cancel_out_still_make_a_valid_signature(scheme: str) -> None:
+    # Two shares moved by +d and -d sum to the right z: the signature verifies,
+    # so it is released (nothing invalid leaves), as RFC 9591 section 5.3 allows.
+    suite = suite_by_name(scheme)
+    keys = dealt_keys_of(scheme, 3, 5)
+    nonces, ctx = local_round_one(suite, {i: keys[i] for i in (1, 2, 4)})
+    pk = keys[1].group_public_key
+    shares = {i: frost.sign_share(suite, keys[i], nonces[i], ctx) for i in (1, 2, 4)}
+    n = suite.group.order
+    shares[2], shares[4] = (shares[2] + 7) % n, (shares[4] - 7) % n
+    assert suite.verify(pk, MESSAGE, frost.aggregate(suite, ctx, shares, pk, keys[1].verification_shares, MESSAGE))
+    assert frost.invalid_shares(suite, ctx, shares, keys[1].verification_shares) == [2, 4]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_bad_signature_share_names_its_sender_among_seven_signers(scheme: str) -> None:
+    g = suite_by_name(scheme).group
+    signers, cheater = [1, 2, 4, 5, 7, 8, 10], 5
+
+    def mutate(body: dict[str, Any], env: Envelope, dest: int) -> dict[str, Any]:
+        body["share"] = g.encode_scalar((g.decode_scalar(body["share"]) - 1) % g.order)
+        return body
+
+    shares = cached_keygen(scheme, 7, 10)
+    outcome = drive(frost_signers(shares, signers, MESSAGE), rewrite(2, cheater, mutate))
+    assert_all_blame(outcome, cheater, [i for i in signers if i != cheater], "does not verify")
+
+
 # -- the signatures verify with independent verifiers ---------------------------------------------
 
 

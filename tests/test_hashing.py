@@ -7,7 +7,14 @@ import hashlib
 
 import pytest
 
-from harbour.crypto.hashing import Transcript, expand_message_xmd, hash_to_field, tagged_hash
+from harbour.crypto.hashing import (
+    Transcript,
+    expand_message_xmd,
+    hash_to_field,
+    hash_to_field_with_prefix,
+    tagged_hash,
+)
+from harbour.crypto.secp256k1 import N as SECP_N
 from harbour.crypto.secp256k1 import P as SECP_P
 
 XMD_DST = b"QUUX-V01-CS02-with-expander-SHA256-128"
@@ -150,3 +157,13 @@ def test_transcript_digest_does_not_end_the_transcript() -> None:
 def test_transcript_challenge_is_reduced() -> None:
     c = Transcript("t").append("a", b"1").challenge(7)
     assert 0 <= c < 7
+
+
+@pytest.mark.parametrize("prefix", [b"", b"abc", bytes(range(256)) * 3])
+@pytest.mark.parametrize("suffix", [b"", b"\x00" * 31 + b"\x07"])
+@pytest.mark.parametrize("modulus", [SECP_N, 2**61 - 1, 2**521 - 1], ids=["ell=2", "ell=1", "ell=3"])
+def test_hash_to_field_with_prefix_equals_hash_to_field_of_the_concatenation(
+    prefix: bytes, suffix: bytes, modulus: int
+) -> None:
+    dst = b"FROST-secp256k1-SHA256-v1rho"
+    assert hash_to_field_with_prefix(prefix, dst, modulus)(suffix) == hash_to_field(prefix + suffix, dst, modulus)[0]

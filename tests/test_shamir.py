@@ -10,12 +10,14 @@ from harbour.crypto.group import Group
 from harbour.crypto.shamir import (
     MAX_PARTIES,
     SharingError,
+    batch_inverse,
     check_identifiers,
     check_parameters,
     commitment_at,
     evaluate,
     interpolate_at_zero,
     lagrange_coefficient,
+    lagrange_coefficients,
     trusted_dealer_keygen,
     verify_share,
 )
@@ -170,3 +172,28 @@ def test_trusted_dealer_rejects_bad_parameters(group: Group, t: int, n: int) -> 
 def test_evaluate_is_horner() -> None:
     assert evaluate([3, 2, 1], 10, 1000) == 123
     assert evaluate([3, 2, 1], 10, 100) == 23
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=group_ids)
+def test_batch_inverse_matches_one_inversion_each(group: Group) -> None:
+    values = [1, 2, 3, group.order - 1, 12345678901234567890]
+    assert batch_inverse(values, group.order) == [pow(v, -1, group.order) for v in values]
+    assert batch_inverse([], group.order) == []
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=group_ids)
+def test_batch_inverse_refuses_zero(group: Group) -> None:
+    with pytest.raises(ZeroDivisionError):
+        batch_inverse([3, group.order, 5], group.order)
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=group_ids)
+@pytest.mark.parametrize("ids", [[1], [1, 3], [2, 5, 7, 11], list(range(1, 21)), [255, 1, 128]])
+def test_lagrange_coefficients_match_one_at_a_time(group: Group, ids: list[int]) -> None:
+    assert lagrange_coefficients(ids, group.order) == {i: lagrange_coefficient(ids, i, group.order) for i in ids}
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=group_ids)
+def test_lagrange_coefficients_refuse_duplicates(group: Group) -> None:
+    with pytest.raises(SharingError):
+        lagrange_coefficients([1, 2, 2], group.order)

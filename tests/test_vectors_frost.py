@@ -177,3 +177,12 @@ def test_taproot_dkg_vectors() -> None:
         q = taproot.output_key(share.group_public_key)
         assert isinstance(q, Secp256k1Point)
         assert q.encode().hex() == inputs["verifying_key"]
+
+
+@pytest.mark.parametrize("suite", [FROST_SECP256K1, FROST_ED25519, FROST_TAPROOT], ids=lambda s: s.name)
+@pytest.mark.parametrize("prefix", [b"", bytes(range(129))])
+def test_h1_with_a_shared_prefix_is_h1_of_the_concatenation(suite: Ciphersuite, prefix: bytes) -> None:
+    h1 = suite.H1_with_prefix(prefix)
+    for i in (1, 3, 255):
+        suffix = suite.group.encode_scalar(i)
+        assert h1(suffix) == suite.H1(prefix + suffix)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 
 
 @lru_cache(maxsize=4)
@@ -23,26 +24,54 @@ def _zero_block_state(hash_name: str) -> hashlib._Hash:
     return h
 
 
-def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int, hash_name: str = "sha256") -> bytes:
-    """RFC 9380 section 5.3.1, for a Merkle-Damgård hash (SHA-256 or SHA-512)."""
-    h0 = _zero_block_state(hash_name).copy()
-    b_in_bytes = h0.digest_size
+@lru_cache(maxsize=16)
+def _xmd_parameters(
+    dst: bytes, len_in_bytes: int, hash_name: str
+) -> tuple[Callable[[bytes], hashlib._Hash], bytes, int, bytes]:
+    """The hash constructor, ``DST_prime``, ``ell`` and the bytes that follow ``msg`` in ``b_0``.
+
+    Fixed per suite and output length, so computed once; the constructor is
+    ``hashlib.sha256`` itself where it exists, which skips ``hashlib.new``'s
+    lookup on every block.
+    """
+    new: Callable[[bytes], hashlib._Hash] = getattr(hashlib, hash_name, None) or partial(hashlib.new, hash_name)
+    b_in_bytes = new(b"").digest_size
     if len(dst) > 255:  # section 5.3.3: oversize DSTs are hashed first
-        dst = hashlib.new(hash_name, b"H2C-OVERSIZE-DST-" + dst).digest()
+        dst = new(b"H2C-OVERSIZE-DST-" + dst).digest()
     ell = -(-len_in_bytes // b_in_bytes)
     if ell > 255 or len_in_bytes > 65535:
         raise ValueError("expand_message_xmd: requested output is too long")
     dst_prime = dst + bytes([len(dst)])
-    h0.update(msg + len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime)
+    return new, dst_prime, ell, len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime
+
+
+def _xmd_blocks(h0: hashlib._Hash, dst: bytes, len_in_bytes: int, hash_name: str) -> bytes:
+    """The rest of section 5.3.1, given the state of ``b_0`` once ``Z_pad ‖ msg`` is absorbed."""
+    new, dst_prime, ell, tail = _xmd_parameters(dst, len_in_bytes, hash_name)
+    h0.update(tail)
     b0 = h0.digest()
-    bi = hashlib.new(hash_name, b0 + b"\x01" + dst_prime).digest()
+    bi = new(b0 + b"\x01" + dst_prime).digest()
+    if ell == 1:
+        return bi[:len_in_bytes]
     out = [bi]
     b0_int = int.from_bytes(b0, "big")
+    b_in_bytes = len(b0)
     for i in range(2, ell + 1):
         mixed = (b0_int ^ int.from_bytes(bi, "big")).to_bytes(b_in_bytes, "big")
-        bi = hashlib.new(hash_name, mixed + bytes([i]) + dst_prime).digest()
+        bi = new(mixed + bytes([i]) + dst_prime).digest()
         out.append(bi)
     return b"".join(out)[:len_in_bytes]
+
+
+def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int, hash_name: str = "sha256") -> bytes:
+    """RFC 9380 section 5.3.1, for a Merkle-Damgård hash (SHA-256 or SHA-512)."""
+    h0 = _zero_block_state(hash_name).copy()
+    h0.update(msg)
+    return _xmd_blocks(h0, dst, len_in_bytes, hash_name)
+
+
+def _field_length(modulus: int, security_bits: int) -> int:
+    return -(-(modulus.bit_length() + security_bits) // 8)
 
 
 def hash_to_field(msg: bytes, dst: bytes, modulus: int, count: int = 1, security_bits: int = 128) -> list[int]:
@@ -51,9 +80,38 @@ def hash_to_field(msg: bytes, dst: bytes, modulus: int, count: int = 1, security
     ``L = ceil((ceil(log2(p)) + k) / 8)`` bytes per element, so the bias of the
     reduction is below ``2^-k``.
     """
-    length = -(-(modulus.bit_length() + security_bits) // 8)
+    length = _field_length(modulus, security_bits)
     uniform = expand_message_xmd(msg, dst, count * length)
     return [int.from_bytes(uniform[i * length : (i + 1) * length], "big") % modulus for i in range(count)]
+
+
+def hash_to_field_with_prefix(
+    prefix: bytes, dst: bytes, modulus: int, security_bits: int = 128
+) -> Callable[[bytes], int]:
+    """``m ↦ hash_to_field(prefix ‖ m, dst, modulus)[0]``, absorbing ``Z_pad ‖ prefix`` once.
+
+    FROST's binding factors hash one long common prefix (key, message hash,
+    commitment-list hash) with each signer's identifier appended; the result is
+    the same as :func:`hash_to_field`'s, only the shared work is not repeated.
+    """
+    length = _field_length(modulus, security_bits)
+    new, dst_prime, ell, tail = _xmd_parameters(dst, length, "sha256")
+    state = _zero_block_state("sha256").copy()
+    state.update(prefix)
+    if ell != 2:
+        return lambda suffix: hash_to_field(prefix + suffix, dst, modulus, 1, security_bits)[0]
+    first, second = b"\x01" + dst_prime, b"\x02" + dst_prime
+
+    def field_element(suffix: bytes) -> int:
+        # Section 5.3.1 with ell = 2, as every 256-bit order with k = 128 needs.
+        h0 = state.copy()
+        h0.update(suffix + tail)
+        b0 = h0.digest()
+        b1 = new(b0 + first).digest()
+        b2 = new((int.from_bytes(b0, "big") ^ int.from_bytes(b1, "big")).to_bytes(32, "big") + second).digest()
+        return int.from_bytes((b1 + b2)[:length], "big") % modulus
+
+    return field_element
 
 
 def tagged_hash(tag: str, *parts: bytes) -> bytes:

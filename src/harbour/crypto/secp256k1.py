@@ -19,6 +19,7 @@ from harbour.crypto.group import Group, GroupError, Point
 
 P = 2**256 - 2**32 - 977
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_P_BYTES = P.to_bytes(32, "big")
 _GX = 0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798
 
 # coincurve's context and cffi bindings, called directly: its PublicKey wrapper
@@ -152,11 +153,11 @@ class Secp256k1Group(Group):
     def decode_point(self, data: bytes) -> Point:
         if len(data) != 33 or data[0] not in (2, 3):
             raise GroupError("a secp256k1 element is a 33-byte compressed point")
-        if int.from_bytes(data[1:], "big") >= P:
-            raise GroupError("non-canonical secp256k1 point: x is not below the field prime")
         data = bytes(data)
-        raw = _parse(data)
-        if raw is None:
+        if data[1:] >= _P_BYTES:  # big-endian, equal lengths: compares as the integers do
+            raise GroupError("non-canonical secp256k1 point: x is not below the field prime")
+        raw = ffi.new("secp256k1_pubkey *")
+        if not lib.secp256k1_ec_pubkey_parse(_CTX, raw, data, 33):
             raise GroupError("bytes do not encode a point on secp256k1")
         return Secp256k1Point(raw, data)
 

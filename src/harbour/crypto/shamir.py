@@ -66,6 +66,46 @@ def lagrange_coefficient(ids: Sequence[int], i: int, order: int) -> int:
     return num * pow(den, -1, order) % order
 
 
+def batch_inverse(values: Sequence[int], order: int) -> list[int]:
+    """The inverses of ``values`` modulo prime ``order`` with one modular inversion.
+
+    Montgomery's trick: invert the product of all values once, then peel each
+    inverse off with two multiplications. A zero (which has no inverse) raises
+    ``ZeroDivisionError`` like ``pow(0, -1, order)`` does.
+    """
+    prefix = [1]
+    for v in values:
+        prefix.append(prefix[-1] * v % order)
+    if prefix[-1] == 0:
+        raise ZeroDivisionError("zero has no inverse modulo the order")
+    inv = pow(prefix[-1], -1, order)
+    out = [0] * len(values)
+    for k in range(len(values) - 1, -1, -1):
+        out[k] = inv * prefix[k] % order
+        inv = inv * values[k] % order
+    return out
+
+
+def lagrange_coefficients(ids: Sequence[int], order: int) -> dict[int, int]:
+    """Every ``λ_i`` of :func:`lagrange_coefficient` for one participant list, with one inversion.
+
+    For checking every signer's share at once (RFC 9591 section 5.4), where
+    computing each coefficient separately would cost one inversion per signer.
+    """
+    if len(set(ids)) != len(ids):
+        raise SharingError("duplicate identifiers in the participant list")
+    nums, dens = [], []
+    for i in ids:
+        num, den = 1, 1
+        for j in ids:
+            if j != i:
+                num = num * j % order
+                den = den * (j - i) % order
+        nums.append(num)
+        dens.append(den)
+    return {i: n * d % order for i, n, d in zip(ids, nums, batch_inverse(dens, order), strict=True)}
+
+
 def interpolate_at_zero(shares: dict[int, int], order: int) -> int:
     """Reconstruct ``f(0)`` from ``{identifier: f(identifier)}``: the break-glass path."""
     ids = list(shares)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 
 from coincurve import PublicKeyXOnly
 
 from harbour.crypto.ed25519 import ED25519
 from harbour.crypto.group import Group, GroupError, Point, RandomBytes
-from harbour.crypto.hashing import hash_to_field, tagged_hash
+from harbour.crypto.hashing import hash_to_field, hash_to_field_with_prefix, tagged_hash
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 
 
@@ -43,6 +44,10 @@ class Ciphersuite:
 
     def H1(self, m: bytes) -> int:
         raise NotImplementedError
+
+    def H1_with_prefix(self, prefix: bytes) -> Callable[[bytes], int]:
+        """``m ↦ H1(prefix ‖ m)``: the binding factors share a long prefix, hashed once here."""
+        return lambda m: self.H1(prefix + m)
 
     def H2(self, m: bytes) -> int:
         raise NotImplementedError
@@ -107,6 +112,9 @@ class Secp256k1Sha256(Ciphersuite):
     def H1(self, m: bytes) -> int:
         return self._h2f(b"rho", m)
 
+    def H1_with_prefix(self, prefix: bytes) -> Callable[[bytes], int]:
+        return hash_to_field_with_prefix(prefix, self.context + b"rho", self.group.order)
+
     def H2(self, m: bytes) -> int:
         return self._h2f(b"chal", m)
 
@@ -136,6 +144,17 @@ class Ed25519Sha512(Ciphersuite):
 
     def H1(self, m: bytes) -> int:
         return self._h(self.context, b"rho", m)
+
+    def H1_with_prefix(self, prefix: bytes) -> Callable[[bytes], int]:
+        state = hashlib.sha512(self.context + b"rho" + prefix)
+        order = self.group.order
+
+        def h1(m: bytes) -> int:
+            h = state.copy()
+            h.update(m)
+            return int.from_bytes(h.digest(), "little") % order
+
+        return h1
 
     def H2(self, m: bytes) -> int:
         # No context string: the challenge must be Ed25519's, so that any RFC 8032

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from harbour.crypto.group import Point, RandomBytes
 from harbour.crypto.secp256k1 import Secp256k1Point
-from harbour.crypto.shamir import lagrange_coefficient
+from harbour.crypto.shamir import lagrange_coefficient, lagrange_coefficients
 from harbour.mpc.ciphersuite import Ciphersuite
 from harbour.mpc.envelope import ProtocolAbort
 
@@ -104,21 +104,38 @@ def commitment_list_hash(suite: Ciphersuite, commitments: Sequence[NonceCommitme
     return suite.H5(encode_group_commitment_list(suite, commitments))
 
 
+def _rho_prefix(suite: Ciphersuite, public_key: Point, message: bytes, list_hash: bytes) -> bytes:
+    """What every ``rho_input`` starts with: ``SerializeElement(PK) ‖ H4(msg) ‖ H5(list)``."""
+    return public_key.encode() + suite.H4(message) + list_hash
+
+
 def binding_factor_inputs(
     suite: Ciphersuite, public_key: Point, commitments: Sequence[NonceCommitment], message: bytes
 ) -> dict[int, bytes]:
     """Section 4.4: ``rho_input`` per participant (public key, H4(msg), H5(list), id)."""
-    prefix = public_key.encode() + suite.H4(message) + commitment_list_hash(suite, commitments)
+    prefix = _rho_prefix(suite, public_key, message, commitment_list_hash(suite, commitments))
     g = suite.group
     return {c.identifier: prefix + g.encode_scalar(c.identifier) for c in commitments}
 
 
 def binding_factors(
-    suite: Ciphersuite, public_key: Point, commitments: Sequence[NonceCommitment], message: bytes
+    suite: Ciphersuite,
+    public_key: Point,
+    commitments: Sequence[NonceCommitment],
+    message: bytes,
+    list_hash: bytes | None = None,
 ) -> dict[int, int]:
-    """Section 4.4, compute_binding_factors: ``ρ_i = H1(rho_input_i)``."""
-    inputs = binding_factor_inputs(suite, public_key, commitments, message)
-    return {i: suite.H1(rho_input) for i, rho_input in inputs.items()}
+    """Section 4.4, compute_binding_factors: ``ρ_i = H1(rho_input_i)``.
+
+    The inputs differ only in their last field, so the common prefix is hashed
+    once (``H1_with_prefix``); ``list_hash`` is ``H5`` of the list when the
+    caller already has it.
+    """
+    if list_hash is None:
+        list_hash = commitment_list_hash(suite, commitments)
+    h1 = suite.H1_with_prefix(_rho_prefix(suite, public_key, message, list_hash))
+    g = suite.group
+    return {c.identifier: h1(g.encode_scalar(c.identifier)) for c in commitments}
 
 
 def group_commitment(suite: Ciphersuite, commitments: Sequence[NonceCommitment], rhos: Mapping[int, int]) -> Point:
@@ -154,12 +171,13 @@ def signing_context(
     suite: Ciphersuite, public_key: Point, commitments: Sequence[NonceCommitment], message: bytes
 ) -> SigningContext:
     ordered = sorted_commitments(commitments)
-    rhos = binding_factors(suite, public_key, ordered, message)
+    list_hash = commitment_list_hash(suite, ordered)
+    rhos = binding_factors(suite, public_key, ordered, message, list_hash)
     R = group_commitment(suite, ordered, rhos)
     if R.is_identity():
         raise ProtocolAbort([], "the group commitment is the identity")
     c = suite.challenge(R, public_key, message)
-    return SigningContext(ordered, rhos, R, c, commitment_list_hash(suite, ordered))
+    return SigningContext(ordered, rhos, R, c, list_hash)
 
 
 def _odd_bip340_R(suite: Ciphersuite, R: Point) -> bool:
@@ -184,17 +202,40 @@ def sign_share(suite: Ciphersuite, key: SigningKey, nonces: SigningNonces, ctx: 
     return (hiding + binding * ctx.rhos[key.identifier] + lam * key.secret_share * ctx.challenge) % n
 
 
+def _share_holds(
+    suite: Ciphersuite, ctx: SigningContext, com: NonceCommitment, lam: int, share: int, verification_share: Point
+) -> bool:
+    g = suite.group
+    comm_share = com.hiding + com.binding * ctx.rhos[com.identifier]
+    if _odd_bip340_R(suite, ctx.R):
+        comm_share = -comm_share
+    return g.base_mul(share) == comm_share + verification_share * (ctx.challenge * lam % g.order)
+
+
 def verify_share(
     suite: Ciphersuite, ctx: SigningContext, identifier: int, share: int, verification_share: Point
 ) -> bool:
     """Section 5.4: ``z_i·G == D_i + ρ_i·E_i + (c·λ_i)·PK_i``."""
-    g = suite.group
     com = next(c for c in ctx.commitments if c.identifier == identifier)
-    comm_share = com.hiding + com.binding * ctx.rhos[identifier]
-    if _odd_bip340_R(suite, ctx.R):
-        comm_share = -comm_share
-    lam = lagrange_coefficient(ctx.participants, identifier, g.order)
-    return g.base_mul(share) == comm_share + verification_share * (ctx.challenge * lam % g.order)
+    lam = lagrange_coefficient(ctx.participants, identifier, suite.group.order)
+    return _share_holds(suite, ctx, com, lam, share, verification_share)
+
+
+def invalid_shares(
+    suite: Ciphersuite, ctx: SigningContext, shares: Mapping[int, int], verification_shares: Mapping[int, Point]
+) -> list[int]:
+    """Section 5.4 for every participant: the identifiers whose share fails, in order.
+
+    Each share is judged on its own equation, so the list is exactly the signers
+    whose shares are wrong, however many there are; the Lagrange coefficients
+    of all signers come from one batch inversion.
+    """
+    lams = lagrange_coefficients(ctx.participants, suite.group.order)
+    return [
+        c.identifier
+        for c in ctx.commitments
+        if not _share_holds(suite, ctx, c, lams[c.identifier], shares[c.identifier], verification_shares[c.identifier])
+    ]
 
 
 def aggregate(
@@ -207,9 +248,10 @@ def aggregate(
 ) -> bytes:
     """Section 5.3, then verification before release.
 
-    The signature is verified against the group key; only if that fails is each
-    share checked (section 5.4) so that the abort names the culprits. A signature
-    that fails verification is never returned.
+    The signature is verified against the group key first (one equation, where
+    checking every share would cost ``t``); only if that fails is each share
+    checked (section 5.4), so that the abort names exactly the signers whose
+    shares are wrong. A signature that fails verification is never returned.
     """
     if set(shares) != set(ctx.participants):
         raise ValueError("need exactly one signature share per participant")
@@ -217,5 +259,5 @@ def aggregate(
     z = sum(shares.values()) % n
     if suite.verify_parts(public_key, message, ctx.R, z):
         return suite.encode_signature(ctx.R, z)
-    culprits = [i for i in ctx.participants if not verify_share(suite, ctx, i, shares[i], verification_shares[i])]
+    culprits = invalid_shares(suite, ctx, shares, verification_shares)
     raise ProtocolAbort(culprits, "the aggregate signature does not verify; invalid signature shares")
