@@ -26,8 +26,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,10 +35,11 @@ from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.chains.evm import EvmClient
 from harbour.custody import models as m
 from harbour.custody import policy as pol
-from harbour.custody import states, views
+from harbour.custody import statements, states, views
 from harbour.custody.audit import AuditLog
 from harbour.custody.errors import Conflict, CustodyError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from harbour.custody.signer import Signer
+from harbour.custody.statements import POLICY_APPROVAL_DOMAIN, policy_statement
 from harbour.custody.views import Page
 from harbour.node import quorum
 
@@ -52,7 +51,6 @@ _SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
 _IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _HEX_SIGNATURE = re.compile(r"[0-9a-f]{128}")
-POLICY_APPROVAL_DOMAIN: Final = b"harbour/policy-approval/v1\x00"
 ETH_TRANSFER_GAS: Final = 21_000
 TOKEN_GAS_RESERVE: Final = 100_000
 """Gas reserved for a token transfer until it is built (and estimated)."""
@@ -96,15 +94,6 @@ def _amount(value: object) -> int:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def policy_statement(*, org: str, transaction_id: str, digest: str, decision: str = "approve") -> bytes:
-    """What an admin signs to decide on a policy change: the proposed document's digest, bound to the change."""
-    body = json.dumps(
-        {"v": 1, "org": org, "transaction": transaction_id, "policy_digest": digest, "decision": decision},
-        sort_keys=True,
-    )
-    return POLICY_APPROVAL_DOMAIN + body.encode()
 
 
 @dataclass
@@ -946,21 +935,17 @@ class Custody:
             amount=tx.amount,
         )
 
-    def _statement(self, s: Session, tx: m.Transaction, decision: quorum.Decision = "approve") -> bytes:
-        if tx.kind == "policy_change":
+    def _subject(self, s: Session, tx: m.Transaction) -> statements.Subject:
+        """What the approvers of ``tx`` decide on, from its rows."""
+        if tx.kind == statements.POLICY_CHANGE:
             assert tx.policy_document is not None
             digest = pol.Policy.from_document(tx.policy_document).digest()
-            return policy_statement(org=tx.org_id, transaction_id=tx.id, digest=digest, decision=decision)
+            return statements.PolicyChangeApproval(org=tx.org_id, transaction_id=tx.id, digest=digest)
         vault = s.get(m.Vault, tx.vault_id)
         source = s.get(m.Address, tx.source_address_id)
         assert vault is not None and source is not None
-        return quorum.approval_statement(
-            org=tx.org_id,
-            transaction_id=tx.id,
-            key_id=vault.key_id,
-            path=source.path,
-            intent=self.intent(s, tx),
-            decision=decision,
+        return statements.WithdrawalApproval(
+            org=tx.org_id, transaction_id=tx.id, key_id=vault.key_id, path=source.path, intent=self.intent(s, tx)
         )
 
     def approval_request(self, actor: Actor, tx_id: str) -> dict[str, Any]:
@@ -968,20 +953,13 @@ class Custody:
         _require(actor, "approver", "admin")
         with self._read() as s:
             tx = self._get(s, m.Transaction, tx_id, actor.org_id, "transaction")
-            out: dict[str, Any] = {
+            about = self._subject(s, tx)
+            return {
                 "transaction": self._view(s, tx),
-                "statement": self._statement(s, tx).hex(),
+                "statement": about.statement().hex(),
                 "org": tx.org_id,
+                **about.request_fields(),
             }
-            if tx.kind == "withdrawal":
-                vault = s.get(m.Vault, tx.vault_id)
-                source = s.get(m.Address, tx.source_address_id)
-                assert vault is not None and source is not None
-                out.update({"key_id": vault.key_id, "path": source.path, "intent": self.intent(s, tx).to_json()})
-            else:
-                assert tx.policy_document is not None
-                out["policy_digest"] = pol.Policy.from_document(tx.policy_document).digest()
-            return out
 
     def approve(self, actor: Actor, tx_id: str, *, signature: str) -> dict[str, Any]:
         return self._decide(actor, tx_id, signature, "approve")
@@ -989,7 +967,7 @@ class Custody:
     def reject(self, actor: Actor, tx_id: str, *, signature: str) -> dict[str, Any]:
         return self._decide(actor, tx_id, signature, "reject")
 
-    def _decide(self, actor: Actor, tx_id: str, signature: str, decision: str) -> dict[str, Any]:
+    def _decide(self, actor: Actor, tx_id: str, signature: str, decision: quorum.Decision) -> dict[str, Any]:
         with self._tx() as s:
             tx = self._get(s, m.Transaction, tx_id, actor.org_id, "transaction")
             s.refresh(tx, with_for_update=True)
@@ -1006,20 +984,16 @@ class Custody:
             assert user is not None
             if user.approval_key is None:
                 raise Forbidden(f"{actor.name} has no approval key registered")
-            statement = self._statement(s, tx, "approve" if decision == "approve" else "reject")
-            try:
-                if not isinstance(signature, str) or not _HEX_SIGNATURE.fullmatch(signature):
-                    raise ValueError("not 64 bytes of lower-case hex")
-                raw_sig, public = bytes.fromhex(signature), bytes.fromhex(user.approval_key)
-                if tx.kind == "withdrawal":
-                    if not quorum.verify_approval(public, raw_sig, statement):
-                        raise InvalidSignature
-                else:
-                    Ed25519PublicKey.from_public_bytes(public).verify(raw_sig, statement)
-            except (ValueError, InvalidSignature):
+            about = self._subject(s, tx)
+            statement = about.statement(decision)
+            if (
+                not isinstance(signature, str)
+                or not _HEX_SIGNATURE.fullmatch(signature)
+                or not about.verifies(bytes.fromhex(user.approval_key), bytes.fromhex(signature), statement)
+            ):
                 raise Invalid(
                     f"the signature does not verify under {actor.name}'s approval key over this transaction's statement"
-                ) from None
+                )
             s.add(
                 m.Approval(
                     transaction_id=tx.id,
@@ -1210,4 +1184,4 @@ class Custody:
             return self.audit.consistency(s, old, new)
 
 
-__all__ = ["Actor", "Custody", "CustodyError", "Page", "Settings", "policy_statement"]
+__all__ = ["POLICY_APPROVAL_DOMAIN", "Actor", "Custody", "CustodyError", "Page", "Settings", "policy_statement"]
