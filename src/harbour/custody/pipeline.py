@@ -15,12 +15,11 @@ restart a withdrawal is finished from what was committed:
 Nonces are assigned from a per-address counter under a row lock, so concurrent
 withdrawals from one address get contiguous nonces. Signing runs in parallel,
 but transactions are sent in nonce order per address (a node may refuse a nonce
-gap, and the embedded chain does), by :class:`_OrderedSender`.
+gap, and the embedded chain does), by :class:`harbour.custody.sender.OrderedSender`.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
@@ -35,6 +34,7 @@ from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, pars
 from harbour.chains.evm import ChainError, Receipt
 from harbour.custody import evidence, states
 from harbour.custody import models as m
+from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
 from harbour.custody.service import ETH_TRANSFER_GAS, Custody, Funds
 from harbour.node.coordinator import ClusterError
 
@@ -47,71 +47,8 @@ PERMANENT = frozenset({"approval", "bad-request", "unknown-key", "malformed", "b
 """Refusals that a retry cannot change; anything else (a node down, a session aborted) is retried."""
 
 
-SENT, RETRY, OBSOLETE = "sent", "retry", "obsolete"
-
-
 class _Unfunded(Exception):
     """The source cannot pay a withdrawal at the fee it would be built with."""
-
-
-class _OrderedSender:
-    """Sends each address's signed transactions in nonce order, whichever signing finishes first.
-
-    Whoever hands in a transaction drains the address's queue under that address's
-    lock, so nothing handed in is left behind; a send that fails stops the queue
-    there (the sweeper hands the transaction in again), and an entry whose
-    withdrawal was abandoned meanwhile is dropped.
-    """
-
-    def __init__(
-        self, send: Callable[[str, list[tuple[int, str]]], list[str]], first_nonce: Callable[[str], int]
-    ) -> None:
-        """``send(address, run)`` sends a run of ``(nonce, tx_id)`` in order and says what became of each one it
-        tried: SENT, or a last RETRY (refused; the sweeper hands it in again) or OBSOLETE (dropped); the rest of
-        the run was not tried and waits for its turn again."""
-        self._send = send
-        self._first_nonce = first_nonce
-        self._lock = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._next: dict[str, int] = {}
-        self._ready: dict[str, list[tuple[int, str]]] = {}
-
-    def address_lock(self, address: str) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(address, threading.Lock())
-
-    def ready(self, address: str, nonce: int, tx_id: str) -> None:
-        with self._lock:
-            heapq.heappush(self._ready.setdefault(address, []), (nonce, tx_id))
-        with self.address_lock(address):
-            if address not in self._next:
-                self._next[address] = self._first_nonce(address)
-            while True:
-                # every entry that is next in line if the ones before it go out: one run, sent and committed together
-                run: list[tuple[int, str]] = []
-                with self._lock:
-                    heap, expect = self._ready[address], self._next[address]
-                    while heap and heap[0][0] <= expect:
-                        entry = heapq.heappop(heap)
-                        run.append(entry)
-                        expect = max(expect, entry[0] + 1)
-                if not run:
-                    return
-                outcomes = self._send(address, run)
-                assert 0 < len(outcomes) <= len(run)
-                for (nonce, _), outcome in zip(run, outcomes, strict=False):
-                    if outcome == SENT:
-                        self._next[address] = max(self._next[address], nonce + 1)
-                with self._lock:
-                    for entry in run[len(outcomes) :]:  # not tried: after a refusal, or an obsolete entry
-                        heapq.heappush(heap, entry)
-                if outcomes[-1] == RETRY:
-                    return
-
-    def rewind_locked(self, address: str, nonce: int) -> None:
-        """Nonces from ``nonce`` on were released (never sent): send from there again. Hold address_lock."""
-        if address in self._next:
-            self._next[address] = min(self._next[address], nonce)
 
 
 class Pipeline:
@@ -122,7 +59,7 @@ class Pipeline:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-sign")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sender = _OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
+        self._sender = OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
         self._confirm_cursor: int | None = None
