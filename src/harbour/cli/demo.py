@@ -287,7 +287,7 @@ def _proof(custody: Custody, actor: Actor, tx_id: str) -> dict[str, Any]:
 
 def _verify(deployment: cfg.Deployment) -> dict[str, Any]:
     custody = deployment.custody
-    with custody._read() as session:
+    with custody.uow.read() as session:
         report = custody.audit.verify(session)
     if not report.ok:
         raise RuntimeError(f"audit log verification failed: {report.problem}")
