@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from harbour.chains.evm import EvmClient
 from harbour.custody import config as cfg
-from harbour.custody.service import Actor, Custody, policy_statement
-from harbour.node import quorum
+from harbour.custody import statements
+from harbour.custody.service import Actor, Custody
 from harbour.node.localnet import LocalNode, create_nodes
 
 PASSPHRASE = "custody test nodes"
@@ -195,33 +195,10 @@ class CustodyEnv:
         person = self.people[who]
         assert person.key is not None
         request = self.custody.approval_request(person.actor, tx_id)
-        statement = bytes.fromhex(request["statement"])
-        if request["transaction"]["kind"] == "withdrawal":
-            rebuilt = quorum.approval_statement(
-                org=request["org"],
-                transaction_id=tx_id,
-                key_id=request["key_id"],
-                path=request["path"],
-                intent=quorum.Intent.from_json(request["intent"]),
-            )
-            assert rebuilt == statement
-            if decision != "approve":
-                statement = quorum.approval_statement(
-                    org=request["org"],
-                    transaction_id=tx_id,
-                    key_id=request["key_id"],
-                    path=request["path"],
-                    intent=quorum.Intent.from_json(request["intent"]),
-                    decision=decision,
-                )
-            signature = quorum.sign_approval(person.key, statement)
-        else:
-            rebuilt = policy_statement(org=request["org"], transaction_id=tx_id, digest=request["policy_digest"])
-            assert rebuilt == statement
-            statement = policy_statement(
-                org=request["org"], transaction_id=tx_id, digest=request["policy_digest"], decision=decision
-            )
-            signature = person.key.sign(statement)
+        subject = statements.from_request(request, tx_id)
+        assert subject.statement() == bytes.fromhex(request["statement"])
+        assert decision in ("approve", "reject")
+        signature = subject.sign(person.key, subject.statement("approve" if decision == "approve" else "reject"))
         method = self.custody.approve if decision == "approve" else self.custody.reject
         return method(person.actor, tx_id, signature=signature.hex())
 

@@ -31,10 +31,9 @@ from harbour.api.app import PUBLIC_ROUTES, build_router, create_app, parse_json
 from harbour.api.middleware import MAX_BODY
 from harbour.api.roles import EVERYONE, ROUTE_ROLES
 from harbour.api.server import BackgroundServer
+from harbour.custody import statements
 from harbour.custody.audit import check_consistency_proof, check_inclusion_proof
 from harbour.custody.db import Base
-from harbour.custody.service import policy_statement
-from harbour.node import quorum
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 DEST_LOWER = DEST.lower()
@@ -125,19 +124,10 @@ def sign(world: World, tx_id: str, who: str, decision: str = "approve") -> str:
     person = world.env.people[who]
     assert person.key is not None
     request = shaped(views.ApprovalRequest, world.call("GET", f"/v1/transactions/{tx_id}/approval-request", who))
-    if request["transaction"]["kind"] == "withdrawal":
-        fields = {
-            "org": request["org"],
-            "transaction_id": tx_id,
-            "key_id": request["key_id"],
-            "path": request["path"],
-            "intent": quorum.Intent.from_json(request["intent"]),
-        }
-        assert quorum.approval_statement(**fields).hex() == request["statement"]
-        return quorum.sign_approval(person.key, quorum.approval_statement(**fields, decision=decision)).hex()
-    fields = {"org": request["org"], "transaction_id": tx_id, "digest": request["policy_digest"]}
-    assert policy_statement(**fields).hex() == request["statement"]
-    return person.key.sign(policy_statement(**fields, decision=decision)).hex()
+    subject = statements.from_request(request, tx_id)
+    assert subject.statement().hex() == request["statement"]
+    assert decision in ("approve", "reject")
+    return subject.sign(person.key, subject.statement("approve" if decision == "approve" else "reject")).hex()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0) -> Any:

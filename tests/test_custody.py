@@ -93,7 +93,7 @@ def test_withdrawal_needs_two_approvals_then_is_signed_broadcast_and_confirmed(e
         "transaction.broadcast",
         "transaction.confirmed",
     ]
-    with env.custody._read() as s:
+    with env.custody.uow.read() as s:
         assert env.custody.audit.verify(s).ok
 
 
@@ -115,7 +115,7 @@ def test_retried_submission_with_the_same_idempotency_key_is_one_withdrawal(env:
     assert again["id"] == first["id"]
     with pytest.raises(Conflict, match="different request"):
         withdraw(env, vault_id, 2 * ETH, idempotency_key="same")
-    with env.custody._read() as s:
+    with env.custody.uow.read() as s:
         assert len(list(s.scalars(select(m.Transaction).where(m.Transaction.kind == "withdrawal")))) == 1
 
 
@@ -520,7 +520,7 @@ def test_withdrawals_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
             assert sorted(t["nonce"] for t in confirmed) == list(range(len(confirmed)))
             fees = sum(int(t["fee"]) for t in confirmed)
             assert env.chain.balance(address) == 10 * ETH - len(confirmed) * ETH // 2 - fees
-            with env.custody._read() as s:
+            with env.custody.uow.read() as s:
                 assert env.custody.audit.verify(s).ok
     finally:
         admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
@@ -643,21 +643,21 @@ def test_disabling_a_user_and_revoking_credentials(lite: CustodyEnv) -> None:
 
 
 def _grouped(lite: CustodyEnv, works: list[Any]) -> list[tuple[str, Any]]:
-    """Run ``works`` through Custody._write from one thread each, all queued before any runs: one group."""
+    """Run ``works`` through UnitOfWork.write from one thread each, all queued before any runs: one group."""
     custody = lite.custody
     outcomes: list[tuple[str, Any]] = [("", None)] * len(works)
 
     def call(i: int) -> None:
         try:
-            outcomes[i] = ("ok", custody._write(works[i]))
+            outcomes[i] = ("ok", custody.uow.write(works[i]))
         except Exception as exc:
             outcomes[i] = ("error", exc)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(works))]
-    with custody._writer:  # held here: every call queues up behind it
+    with custody.uow._writer:  # held here: every call queues up behind it
         for thread in threads:
             thread.start()
-        wait_for(lambda: len(custody._waiting) == len(works))
+        wait_for(lambda: len(custody.uow._waiting) == len(works))
     for thread in threads:
         thread.join()
     return outcomes
@@ -665,8 +665,8 @@ def _grouped(lite: CustodyEnv, works: list[Any]) -> list[tuple[str, Any]]:
 
 def _event_work(custody: Any, name: str, fail: bool = False) -> Any:
     def work(s: Any) -> str:
-        custody._event(s, None, "test.grouped", name, org_id=None)
-        custody._event(s, None, "test.grouped", name + "-again", org_id=None)
+        custody.uow.event(s, None, "test.grouped", name, org_id=None)
+        custody.uow.event(s, None, "test.grouped", name + "-again", org_id=None)
         if fail:
             raise Conflict(f"{name} refused after writing")
         return name
@@ -685,7 +685,7 @@ def test_a_failing_write_in_a_group_is_rolled_back_alone(lite: CustodyEnv) -> No
         subjects = [e["subject"] for e in events if e["kind"] == "test.grouped"]
         assert subjects == ["a", "a-again", "c", "c-again"]  # b's events went with its savepoint
         assert custody.audit.verify(s).ok
-    assert custody._write(_event_work(custody, "d")) == "d"  # the log goes on from the right index
+    assert custody.uow.write(_event_work(custody, "d")) == "d"  # the log goes on from the right index
 
 
 def test_a_failed_group_commit_fails_every_caller_and_writes_nothing(lite: CustodyEnv) -> None:
@@ -708,4 +708,4 @@ def test_a_failed_group_commit_fails_every_caller_and_writes_nothing(lite: Custo
     with custody.readers() as s:
         assert custody.audit.size(s) == before
         assert custody.audit.verify(s).ok
-    assert custody._write(_event_work(custody, "after")) == "after"
+    assert custody.uow.write(_event_work(custody, "after")) == "after"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 
-from harbour.custody.pipeline import OBSOLETE, RETRY, SENT, _OrderedSender
+from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
 
 ADDRESS = "0x" + "ab" * 20
 
@@ -32,8 +32,8 @@ class Chain:
                 break
         return outcomes
 
-    def sender(self) -> _OrderedSender:
-        return _OrderedSender(self.send, lambda address: self.first)
+    def sender(self) -> OrderedSender:
+        return OrderedSender(self.send, lambda address: self.first)
 
 
 def test_a_gap_waits_and_the_run_behind_it_goes_out_together() -> None:

@@ -26,9 +26,9 @@ from rich.console import Console
 
 from harbour.custody import audit as audit_log
 from harbour.custody import config as cfg
+from harbour.custody import statements
 from harbour.custody.service import Actor, Custody
 from harbour.custody.views import Page
-from harbour.node import quorum
 from harbour.node.localnet import create_nodes, running
 
 ETH = 10**18
@@ -76,16 +76,11 @@ def _wait(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
 def _approve(custody: Custody, actor: Actor, key: Ed25519PrivateKey, tx_id: str) -> dict[str, Any]:
     """What ``harbour approve`` does: rebuild the statement from the facts, then sign it."""
     request = custody.approval_request(actor, tx_id)
-    rebuilt = quorum.approval_statement(
-        org=request["org"],
-        transaction_id=tx_id,
-        key_id=request["key_id"],
-        path=request["path"],
-        intent=quorum.Intent.from_json(request["intent"]),
-    )
+    subject = statements.from_request(request, tx_id)
+    rebuilt = subject.statement()
     if rebuilt.hex() != request["statement"]:
         raise RuntimeError("the service asked to sign something other than the transaction it shows")
-    return custody.approve(actor, tx_id, signature=quorum.sign_approval(key, rebuilt).hex())
+    return custody.approve(actor, tx_id, signature=subject.sign(key, rebuilt).hex())
 
 
 def demo(
@@ -292,7 +287,7 @@ def _proof(custody: Custody, actor: Actor, tx_id: str) -> dict[str, Any]:
 
 def _verify(deployment: cfg.Deployment) -> dict[str, Any]:
     custody = deployment.custody
-    with custody._read() as session:
+    with custody.uow.read() as session:
         report = custody.audit.verify(session)
     if not report.ok:
         raise RuntimeError(f"audit log verification failed: {report.problem}")

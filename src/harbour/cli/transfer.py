@@ -2,8 +2,8 @@
 
 ``approve`` and ``reject`` never sign what the server hands over on trust. They
 fetch the approval request, rebuild the statement from its fields with the same
-code the signer nodes use (:func:`harbour.node.quorum.approval_statement`, or the
-policy-change statement from the proposed document's own digest), check that the
+code the service and the signer nodes use (:mod:`harbour.custody.statements`; for
+a policy change, from the proposed document's own digest), check that the
 fields agree with the transaction and with the caller's organisation, refuse if
 the server's statement differs by one byte, show the intent, and only then sign
 with the approver's Ed25519 key, which never leaves this machine.
@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -48,6 +48,10 @@ from harbour.cli.apiclient import (
     note,
 )
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
+
+if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without them
+    from harbour.custody.statements import Subject
+    from harbour.node.quorum import Decision
 
 PASSPHRASE_ENV: Final = "HARBOUR_APPROVER_PASSPHRASE"  # noqa: S105 (the variable's name)
 MAX_KEY_FILE: Final = 64 * 1024
@@ -331,14 +335,15 @@ def _units(amount: int, decimals: int | None) -> str:
     return text
 
 
-def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decision: str) -> tuple[bytes, str, str]:
-    """Check an approval request and build the statement to sign: (statement, kind, summary to show).
+def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decision: str) -> tuple[bytes, Subject, str]:
+    """Check an approval request and build the statement to sign: (statement, its subject, summary to show).
 
     The server's ``statement`` is the approval; it must equal the one rebuilt
     here from the request's fields. The statement signed is built from the same
     checked fields with ``decision`` (a rejection names itself, so it can never
     count as an approval).
     """
+    from harbour.custody import statements
     from harbour.custody.policy import Policy, PolicyError
     from harbour.node import quorum
 
@@ -352,18 +357,19 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
     except ValueError:
         raise MismatchError("refusing to sign: the server's statement is not hex") from None
     kind = tx.get("kind")
-    if kind == "withdrawal":
+    signed: Decision = "reject" if decision == "reject" else "approve"  # a rejection names itself
+    subject: Subject
+    if kind == statements.WITHDRAWAL:
         try:
             intent = quorum.Intent.from_json(request.get("intent"))
-            fields: dict[str, Any] = {
-                "org": str(request.get("org")),
-                "transaction_id": tx_id,
-                "key_id": str(request.get("key_id")),
-                "path": str(request.get("path")),
-                "intent": intent,
-            }
-            rebuilt = quorum.approval_statement(**fields)
-            to_sign = quorum.approval_statement(**fields, decision="reject" if decision == "reject" else "approve")
+            subject = statements.WithdrawalApproval(
+                org=str(request.get("org")),
+                transaction_id=tx_id,
+                key_id=str(request.get("key_id")),
+                path=str(request.get("path")),
+                intent=intent,
+            )
+            rebuilt, to_sign = subject.statement(), subject.statement(signed)
         except quorum.EvidenceError as exc:
             raise MismatchError(f"refusing to sign: the approval request is malformed: {exc}") from None
         _expect(intent.recipient == tx.get("destination"), "the intent's recipient is not the transaction's")
@@ -382,43 +388,39 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
             f"  chain:   {intent.chain_id}\n"
             f"  note:    {tx.get('note') or '-'}"
         )
-    elif kind == "policy_change":
+    elif kind == statements.POLICY_CHANGE:
         document = tx.get("policy_document")
         try:
             digest = Policy.from_document(document).digest()
         except (PolicyError, TypeError, ValueError) as exc:
             raise MismatchError(f"refusing to sign: the proposed policy does not parse: {exc}") from None
         _expect(request.get("policy_digest") == digest, "the server's policy digest is not the proposed document's")
-        from harbour.custody.service import policy_statement  # the service module is heavy: only when needed
-
-        rebuilt = policy_statement(org=str(request.get("org")), transaction_id=tx_id, digest=digest)
-        to_sign = policy_statement(org=str(request.get("org")), transaction_id=tx_id, digest=digest, decision=decision)
+        subject = statements.PolicyChangeApproval(org=str(request.get("org")), transaction_id=tx_id, digest=digest)
+        rebuilt, to_sign = subject.statement(), subject.statement(signed)
         rules = document.get("rules", []) if isinstance(document, dict) else []
         summary = f"policy change {tx_id}\n  digest:  {digest}\n  rules:   {len(rules)}"
     else:
         raise MismatchError(f"refusing to sign: unknown transaction kind {kind!r}")
     _expect(rebuilt == claimed, "the server's statement differs from the one rebuilt from the transaction's fields")
-    return to_sign, str(kind), summary
+    return to_sign, subject, summary
 
 
 def _decide(
     decision: str, tx_id: str, key_path: Path, yes: bool, api: str, token: str | None, as_json: bool
 ) -> dict[str, Any]:
-    from harbour.node import quorum
-
     with api_errors():
         tx_id = check_id(tx_id, "TX")
         key = load_approver_key(key_path)
         with connect(api, token) as client:
             request = client.get(f"/v1/transactions/{tx_id}/approval-request")
-            statement, kind, summary = rebuild_statement(client, request, tx_id, decision)
+            statement, subject, summary = rebuild_statement(client, request, tx_id, decision)
             note(f"{decision.upper()} {summary}", as_json)
             if not yes:
                 if not sys.stdin.isatty():
                     raise InputError("not a terminal: pass --yes to sign without a confirmation prompt")
                 if not typer.confirm(f"Sign this {decision}?", err=as_json):
                     raise fail("not signed", FAILURE_EXIT)
-            signature = quorum.sign_approval(key, statement) if kind == "withdrawal" else key.sign(statement)
+            signature = subject.sign(key, statement)
             return dict(client.post(f"/v1/transactions/{tx_id}/{decision}", {"signature": signature.hex()}))
 
 

@@ -1,4 +1,4 @@
-"""From ``approved`` to ``confirmed``: nonces, MPC signing, ordered broadcast, receipts, deposits.
+"""From ``approved`` to ``confirmed``: nonces, MPC signing, ordered broadcast; and the loops that drive it.
 
 Exactly-once is the point of this module. A withdrawal gets its nonce (and its
 whole unsigned transaction) in the same database commit that moves it to
@@ -15,12 +15,16 @@ restart a withdrawal is finished from what was committed:
 Nonces are assigned from a per-address counter under a row lock, so concurrent
 withdrawals from one address get contiguous nonces. Signing runs in parallel,
 but transactions are sent in nonce order per address (a node may refuse a nonce
-gap, and the embedded chain does), by :class:`_OrderedSender`.
+gap, and the embedded chain does), by :class:`harbour.custody.sender.OrderedSender`.
+
+What a withdrawal's transaction is (its body, its intent) comes from its
+transaction kind (:mod:`harbour.custody.kinds`); receipts are followed in
+:mod:`harbour.custody.receipts` and deposits found in :mod:`harbour.custody.deposits`,
+each driven by a loop here.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
@@ -31,87 +35,27 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address, transaction_hash
-from harbour.chains.evm import ChainError, Receipt
-from harbour.custody import evidence, states
+from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
+from harbour.chains.evm import ChainError
+from harbour.custody import evidence, kinds, states, transactions
+from harbour.custody import funds as fund
 from harbour.custody import models as m
-from harbour.custody.service import ETH_TRANSFER_GAS, Custody, Funds
+from harbour.custody.assets import AssetRef
+from harbour.custody.receipts import Confirmations
+from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
+from harbour.custody.service import Custody
 from harbour.node.coordinator import ClusterError
 
 log = logging.getLogger(__name__)
 
 SIGN_ATTEMPTS = 3
 RETRY_DELAY = 0.5
-TOKEN_GAS_FLOOR = 60_000
 PERMANENT = frozenset({"approval", "bad-request", "unknown-key", "malformed", "bad-key-file"})
 """Refusals that a retry cannot change; anything else (a node down, a session aborted) is retried."""
 
 
-SENT, RETRY, OBSOLETE = "sent", "retry", "obsolete"
-
-
 class _Unfunded(Exception):
     """The source cannot pay a withdrawal at the fee it would be built with."""
-
-
-class _OrderedSender:
-    """Sends each address's signed transactions in nonce order, whichever signing finishes first.
-
-    Whoever hands in a transaction drains the address's queue under that address's
-    lock, so nothing handed in is left behind; a send that fails stops the queue
-    there (the sweeper hands the transaction in again), and an entry whose
-    withdrawal was abandoned meanwhile is dropped.
-    """
-
-    def __init__(
-        self, send: Callable[[str, list[tuple[int, str]]], list[str]], first_nonce: Callable[[str], int]
-    ) -> None:
-        """``send(address, run)`` sends a run of ``(nonce, tx_id)`` in order and says what became of each one it
-        tried: SENT, or a last RETRY (refused; the sweeper hands it in again) or OBSOLETE (dropped); the rest of
-        the run was not tried and waits for its turn again."""
-        self._send = send
-        self._first_nonce = first_nonce
-        self._lock = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._next: dict[str, int] = {}
-        self._ready: dict[str, list[tuple[int, str]]] = {}
-
-    def address_lock(self, address: str) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(address, threading.Lock())
-
-    def ready(self, address: str, nonce: int, tx_id: str) -> None:
-        with self._lock:
-            heapq.heappush(self._ready.setdefault(address, []), (nonce, tx_id))
-        with self.address_lock(address):
-            if address not in self._next:
-                self._next[address] = self._first_nonce(address)
-            while True:
-                # every entry that is next in line if the ones before it go out: one run, sent and committed together
-                run: list[tuple[int, str]] = []
-                with self._lock:
-                    heap, expect = self._ready[address], self._next[address]
-                    while heap and heap[0][0] <= expect:
-                        entry = heapq.heappop(heap)
-                        run.append(entry)
-                        expect = max(expect, entry[0] + 1)
-                if not run:
-                    return
-                outcomes = self._send(address, run)
-                assert 0 < len(outcomes) <= len(run)
-                for (nonce, _), outcome in zip(run, outcomes, strict=False):
-                    if outcome == SENT:
-                        self._next[address] = max(self._next[address], nonce + 1)
-                with self._lock:
-                    for entry in run[len(outcomes) :]:  # not tried: after a refusal, or an obsolete entry
-                        heapq.heappush(heap, entry)
-                if outcomes[-1] == RETRY:
-                    return
-
-    def rewind_locked(self, address: str, nonce: int) -> None:
-        """Nonces from ``nonce`` on were released (never sent): send from there again. Hold address_lock."""
-        if address in self._next:
-            self._next[address] = min(self._next[address], nonce)
 
 
 class Pipeline:
@@ -122,12 +66,11 @@ class Pipeline:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-sign")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sender = _OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
+        self.uow = custody.uow
+        self._sender = OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
-        self._confirm_cursor: int | None = None
-        self._mined: dict[str, Receipt] = {}
-        self._unseen: dict[str, float] = {}
+        self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
         custody.on_approved = self.submit
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -151,7 +94,7 @@ class Pipeline:
 
     def recover(self) -> None:
         """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``."""
-        with self.custody._read() as s:
+        with self.uow.read() as s:
             ids = list(
                 s.scalars(
                     select(m.Transaction.id)
@@ -195,7 +138,7 @@ class Pipeline:
     def _prepare(self, tx_id: str) -> tuple[str, int, bool] | None:
         """Give an approved withdrawal its nonce and unsigned transaction, in one commit."""
         c = self.custody
-        with c._read() as s:
+        with self.uow.read() as s:
             tx = s.get(m.Transaction, tx_id)
             if tx is None or tx.state not in (states.APPROVED, states.SIGNING):
                 return None
@@ -203,32 +146,22 @@ class Pipeline:
                 source = s.get(m.Address, tx.source_address_id)
                 assert source is not None and tx.nonce is not None
                 return source.address, tx.nonce, tx.raw is not None
-            asset = s.get(m.Asset, tx.asset_id)
-            source = s.get(m.Address, tx.source_address_id)
-            assert asset is not None and source is not None and tx.destination is not None and tx.amount is not None
-            sender_address, kind, contract = source.address, asset.kind, asset.contract
-            destination, amount = tx.destination, tx.amount
+            kind, order = kinds.of(tx.kind), transactions.order(s, tx)
         max_fee, priority = c.chain.fees()
-        funds = c.funds(sender_address, contract if kind != "native" else None, max_fee)  # before the write lock
-        if kind == "native":
-            to, value, data, gas = parse_address(destination), amount, b"", ETH_TRANSFER_GAS
-        else:
-            assert contract is not None
-            to, value = parse_address(contract), 0
-            data = erc20_transfer_data(parse_address(destination), amount)
-            gas = max(TOKEN_GAS_FLOOR, c.chain.estimate_gas(sender_address, contract, 0, data) * 5 // 4)
+        funds = fund.read(c.chain, order.sender, order.asset, max_fee)  # before the write lock
+        body = kind.body(order, c.chain)
         try:
-            return self._assign(tx_id, max_fee, priority, gas, to, value, data, funds)
+            return self._assign(tx_id, max_fee, priority, body, funds)
         except _Unfunded as exc:
             # Fees rose past what was reserved at submission: wait (an admin can still cancel), never take a nonce.
-            with c._tx() as s:
+            with self.uow.tx() as s:
                 tx = s.get(m.Transaction, tx_id)
                 assert tx is not None
                 tx.error = f"waiting for funds at today's fees: {exc}"
             return None
 
     def _assign(
-        self, tx_id: str, max_fee: int, priority: int, gas: int, to: bytes, value: int, data: bytes, funds: Funds
+        self, tx_id: str, max_fee: int, priority: int, body: kinds.Body, funds: fund.Funds
     ) -> tuple[str, int, bool] | None:
         c = self.custody
 
@@ -247,34 +180,34 @@ class Pipeline:
                 nonce=nonce,
                 max_priority_fee_per_gas=priority,
                 max_fee_per_gas=max_fee,
-                gas_limit=gas,
-                to=to,
-                value=value,
-                data=data,
+                gas_limit=body.gas_limit,
+                to=body.to,
+                value=body.value,
+                data=body.data,
             )
             tx.nonce = nonce
             tx.unsigned = unsigned.to_json()
             tx.digest = unsigned.signing_hash().hex()
             with s.no_autoflush:  # the check excludes this row: no need to write it out first
-                shortfall = c._shortfall(s, source, asset, tx, funds)  # with this transaction's real fee cap
+                # with this transaction's real fee cap
+                shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, c.settings.gas_headroom)
             if shortfall is not None:
                 raise _Unfunded(shortfall)  # rolls the nonce back
             tx.error = None
-            c._move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
+            self.uow.move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
             return source.address, nonce, False
 
-        return c._write(work)
+        return self.uow.write(work)
 
     def _evidence(self, tx_id: str) -> tuple[str, str, bytes, bytes]:
         """key id, path, digest, and the evidence the nodes re-check: the approvals and the quorum they meet."""
-        c = self.custody
-        with c._read() as s:
+        with self.uow.read() as s:
             tx = s.get(m.Transaction, tx_id)
             assert tx is not None and tx.unsigned is not None and tx.digest is not None
             vault = s.get(m.Vault, tx.vault_id)
             source = s.get(m.Address, tx.source_address_id)
             assert vault is not None and source is not None
-            requirement = c._requirement(tx) if tx.requirement is not None else None
+            requirement = transactions.requirement(tx) if tx.requirement is not None else None
             eligible = evidence.eligible_users(requirement)
             approvals: list[tuple[str, bytes, bytes]] = []
             if requirement is not None:
@@ -295,7 +228,7 @@ class Pipeline:
             built = evidence.build_evidence(
                 org=tx.org_id,
                 transaction_id=tx.id,
-                intent=c.intent(s, tx),
+                intent=transactions.intent(s, tx),
                 transaction=Eip1559Transaction.from_json(tx.unsigned),
                 requirement=requirement,
                 initiator_id=tx.initiator_id,
@@ -326,11 +259,11 @@ class Pipeline:
             log.warning("withdrawal %s: signing attempt %d failed: %s", tx_id, attempt + 1, error)
             time.sleep(RETRY_DELAY * (attempt + 1))
         else:
-            with c._tx() as s:
+            with self.uow.tx() as s:
                 tx = s.get(m.Transaction, tx_id)
                 assert tx is not None
                 tx.error, tx.attempts = f"signing failed, will retry: {error}", tx.attempts + 1
-                c._event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
+                self.uow.event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
             return False
 
         def record(s: Session) -> bool:
@@ -344,10 +277,12 @@ class Pipeline:
             tx.tx_hash = "0x" + transaction_hash(raw).hex()
             tx.signers = list(signature.signers)
             tx.error = None
-            c._event(s, None, "transaction.signed", tx.id, org_id=tx.org_id, tx_hash=tx.tx_hash, signers=tx.signers)
+            self.uow.event(
+                s, None, "transaction.signed", tx.id, org_id=tx.org_id, tx_hash=tx.tx_hash, signers=tx.signers
+            )
             return True
 
-        return c._write(record)
+        return self.uow.write(record)
 
     def _abandon(self, tx_id: str, error: str) -> None:
         """Fail a withdrawal the nodes will not sign, and release its nonce.
@@ -358,8 +293,7 @@ class Pipeline:
         waits forever behind one that can never be signed. The later ones must be
         submitted again (a node pins each transaction id to its first nonce).
         """
-        c = self.custody
-        with c._read() as s:
+        with self.uow.read() as s:
             row = s.get(m.Transaction, tx_id)
             source_row = s.get(m.Address, row.source_address_id) if row is not None else None
             if source_row is None:
@@ -370,9 +304,8 @@ class Pipeline:
             self._abandon_locked(tx_id, error)
 
     def _abandon_locked(self, tx_id: str, error: str) -> None:
-        c = self.custody
         released: tuple[str, int] | None = None
-        with c._tx() as s:
+        with self.uow.tx() as s:
             tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None
             if tx.state != states.SIGNING or tx.raw is not None or tx.nonce is None:
@@ -395,7 +328,7 @@ class Pipeline:
                 (t, f"an earlier withdrawal from this address (nonce {first}) was refused; submit again") for t in later
             ]:
                 nonce, victim.nonce, victim.error = victim.nonce, None, reason
-                c._move(s, None, victim, states.FAILED, reason=reason, released_nonce=nonce)
+                self.uow.move(s, None, victim, states.FAILED, reason=reason, released_nonce=nonce)
             source.next_nonce = first
             released = (source.address, first)
         if released is not None:
@@ -409,7 +342,7 @@ class Pipeline:
         restart, which the node answers with the same hash.
         """
         c = self.custody
-        with c._read() as s:
+        with self.uow.read() as s:
             rows = {
                 r.id: (r.nonce, r.state, r.raw)
                 for r in s.execute(
@@ -435,7 +368,7 @@ class Pipeline:
                 c.chain.send_raw(bytes.fromhex(raw))
             except ChainError as exc:
                 log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
-                with c._tx() as s:
+                with self.uow.tx() as s:
                     tx = s.get(m.Transaction, tx_id)
                     assert tx is not None
                     tx.error = f"broadcast failed, will retry: {exc}"
@@ -446,16 +379,16 @@ class Pipeline:
         if sent:
 
             def record(s: Session) -> None:
-                now = c.clock()
+                now = self.uow.clock()
                 for nonce, tx_id in sent:
                     tx = s.get(m.Transaction, tx_id, with_for_update=True)
                     assert tx is not None
                     if tx.state == states.SIGNING:
                         tx.broadcast_at = now
                         tx.error = None
-                        c._move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
+                        self.uow.move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
 
-            c._write(record)
+            self.uow.write(record)
         return outcomes
 
     # -- background loops -------------------------------------------------------------------------------
@@ -477,9 +410,17 @@ class Pipeline:
     def _sweep_loop(self) -> None:
         self._loop(2.0, self.sweep_once, "sweep")
 
+    def confirm_once(self) -> int:
+        """One pass of the confirmation loop (:meth:`harbour.custody.receipts.Confirmations.once`)."""
+        return self._confirmations.once()
+
+    def scan_deposits_once(self) -> int:
+        """One pass of the deposit loop (:meth:`harbour.custody.deposits.Deposits.scan_once`)."""
+        return self.custody.deposits.scan_once()
+
     def sweep_once(self) -> None:
         """Retry what is stuck: signing that failed, broadcasts refused, in nonce order."""
-        with self.custody._read() as s:
+        with self.uow.read() as s:
             ids = list(
                 s.scalars(
                     select(m.Transaction.id)
@@ -492,177 +433,11 @@ class Pipeline:
         for tx_id in ids:
             self.submit(tx_id)
 
-    def confirm_once(self) -> int:
-        """Move broadcast withdrawals whose receipt is deep enough to confirmed (or failed if reverted).
-
-        Receipts are not polled one by one on every pass (with hundreds in flight that is
-        thousands of calls a second): each new block's transaction list is read once, and
-        a receipt is fetched only for our transactions found in it. The first pass after a
-        start, which cannot know what was mined while the service was down, asks for the
-        receipt of every broadcast withdrawal.
-        """
-        c = self.custody
-        head = c.chain.block_number()
-        with c._read() as s:
-            rows = list(
-                s.execute(
-                    select(m.Transaction.id, m.Transaction.tx_hash).where(m.Transaction.state == states.BROADCAST)
-                )
-            )
-        pending = {h: i for i, h in rows if h is not None}
-        now = time.monotonic()
-        for tx_hash in list(self._mined):
-            if tx_hash not in pending:
-                del self._mined[tx_hash]
-        candidates: set[str]
-        if self._confirm_cursor is None:
-            candidates = set(pending)
-        else:
-            candidates = set()
-            for number in range(self._confirm_cursor + 1, head + 1):
-                found = {"0x" + h.hex() for h in c.chain.block_transaction_hashes(number)}
-                candidates |= found & set(pending)
-        self._confirm_cursor = head
-        # A transaction mined before its row said `broadcast` is in a block already passed: ask directly,
-        # at most once a second, for any that stays unaccounted for.
-        for tx_hash in set(pending) - set(self._mined) - candidates:
-            first = self._unseen.setdefault(tx_hash, now)
-            if now - first >= 1.0:
-                candidates.add(tx_hash)
-                self._unseen[tx_hash] = now
-        for tx_hash in list(self._unseen):
-            if tx_hash not in pending or tx_hash in self._mined:
-                del self._unseen[tx_hash]
-        for tx_hash in candidates - set(self._mined):
-            receipt = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
-            if receipt is not None:
-                self._mined[tx_hash] = receipt
-        deep: list[tuple[str, str, Receipt]] = []
-        for tx_hash, receipt in list(self._mined.items()):
-            if head - receipt.block_number + 1 < c.settings.confirmations:
-                continue
-            if c.settings.confirmations > 1:  # deep enough by the cached receipt: make sure it is still there
-                fresh = c.chain.receipt(bytes.fromhex(tx_hash[2:]))
-                if fresh is None or fresh.block_number != receipt.block_number:
-                    del self._mined[tx_hash]  # reorganised away: it is found again when mined again
-                    continue
-            deep.append((tx_hash, pending[tx_hash], receipt))
-        if deep:
-            self._finish([(tx_id, receipt) for _, tx_id, receipt in deep])
-            for tx_hash, _, _ in deep:
-                del self._mined[tx_hash]
-        return len(deep)
-
-    def _finish(self, mined: list[tuple[str, Receipt]]) -> None:
-        """Record the outcome of withdrawals mined deep enough, all in one commit."""
-        c = self.custody
-
-        def record(s: Session) -> None:
-            for tx_id, receipt in mined:
-                tx = s.get(m.Transaction, tx_id, with_for_update=True)
-                assert tx is not None
-                if tx.state != states.BROADCAST:
-                    continue
-                tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
-                tx.fee = receipt.gas_used * receipt.effective_gas_price
-                if receipt.status == 1:
-                    c._move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
-                else:
-                    tx.error = "the transaction reverted on chain"
-                    c._move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
-
-        c._write(record)
-
-    def scan_deposits_once(self) -> int:
-        """Record ETH and ERC-20 transfers to vault addresses, once each, and confirm them at depth."""
-        c = self.custody
-        head = c.chain.block_number()
-        with c._read() as s:
-            cursor = s.get(m.ChainCursor, "deposits")
-            first = 0 if cursor is None else cursor.block + 1
-            watched = {a.address: a for a in s.scalars(select(m.Address))}
-            vaults = {v.id: v for v in s.scalars(select(m.Vault))}
-            assets = list(s.scalars(select(m.Asset)))
-            s.expunge_all()
-        found = 0
-        if first <= head:
-            last = min(head, first + 500)
-            tokens = {a.contract for a in assets if a.contract is not None}
-            transfers = c.chain.scan(first, last, set(watched), tokens) if watched else []
-            with c._tx() as s:
-                for t in transfers:
-                    address = watched.get(t.recipient)
-                    if address is None:
-                        continue
-                    org_id = vaults[address.vault_id].org_id
-                    asset = next(
-                        (
-                            a
-                            for a in assets
-                            if a.org_id == org_id and (a.kind == "native" if t.kind == "eth" else a.contract == t.token)
-                        ),
-                        None,
-                    )
-                    if asset is None:
-                        continue
-                    tx_hash = "0x" + t.tx_hash.hex()
-                    exists = s.scalar(
-                        select(m.Deposit.id).where(
-                            m.Deposit.tx_hash == tx_hash,
-                            m.Deposit.log_index == t.log_index,
-                            m.Deposit.address_id == address.id,
-                        )
-                    )
-                    if exists is not None:
-                        continue
-                    deposit = m.Deposit(
-                        org_id=org_id,
-                        vault_id=address.vault_id,
-                        address_id=address.id,
-                        asset_id=asset.id,
-                        tx_hash=tx_hash,
-                        log_index=t.log_index,
-                        block_number=t.block_number,
-                        sender=t.sender,
-                        amount=t.amount,
-                        state="pending",
-                    )
-                    s.add(deposit)
-                    s.flush()
-                    c._event(
-                        s,
-                        None,
-                        "deposit.detected",
-                        deposit.id,
-                        org_id=org_id,
-                        vault_id=address.vault_id,
-                        address=address.address,
-                        asset=asset.symbol,
-                        amount=str(t.amount),
-                        tx_hash=tx_hash,
-                        log_index=t.log_index,
-                        block=t.block_number,
-                    )
-                    found += 1
-                row = s.get(m.ChainCursor, "deposits")
-                if row is None:
-                    s.add(m.ChainCursor(name="deposits", block=last))
-                else:
-                    row.block = last
-        with c._tx() as s:
-            depth_block = head - c.settings.confirmations + 1
-            for deposit in s.scalars(
-                select(m.Deposit).where(m.Deposit.state == "pending", m.Deposit.block_number <= depth_block)
-            ):
-                deposit.state = "confirmed"
-                c._event(s, None, "deposit.confirmed", deposit.id, org_id=deposit.org_id, block=deposit.block_number)
-        return found
-
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self.custody._read() as s:
+            with self.uow.read() as s:
                 busy = s.scalar(
                     select(m.Transaction.id).where(m.Transaction.state.in_([states.APPROVED, states.SIGNING])).limit(1)
                 )

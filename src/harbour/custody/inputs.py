@@ -1,0 +1,82 @@
+"""The checks of caller-supplied values, each the one gate its kind of value passes.
+
+A request's names, addresses, amounts, keys and notes come from the API or the
+CLI as JSON; each is checked here (type, range, canonical form) before any
+domain code or query sees it, and a bad one is :class:`~harbour.custody.errors.Invalid`
+with a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from harbour.chains.eip1559 import TransactionError, parse_address
+from harbour.chains.ethereum import checksum_address
+from harbour.custody.errors import Invalid
+from harbour.node import quorum
+
+MAX_NOTE: Final = 256
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
+_SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
+_IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+_HEX_SIGNATURE = re.compile(r"[0-9a-f]{128}")
+
+
+def name(value: object, what: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise Invalid(f"{what} must be 1-128 letters, digits, spaces or ._- (starting with a letter or digit)")
+    return value
+
+
+def address(value: object, what: str = "address") -> str:
+    """An address in its EIP-55 spelling (a mixed-case input must carry a valid checksum)."""
+    if not isinstance(value, str):
+        raise Invalid(f"{what} must be a string")
+    try:
+        return checksum_address(parse_address(value))
+    except TransactionError as exc:
+        raise Invalid(f"{what}: {exc}") from None
+
+
+def amount(value: object) -> int:
+    if type(value) is not int or value <= 0 or value >= 2**256:
+        raise Invalid("amount must be a positive integer in base units (below 2^256)")
+    return value
+
+
+def symbol(value: object) -> str:
+    if not isinstance(value, str) or not _SYMBOL.fullmatch(value):
+        raise Invalid("symbol must be 1-16 upper-case letters or digits")
+    return value
+
+
+def idempotency_key(value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or not _IDEMPOTENCY.fullmatch(value)):
+        raise Invalid("idempotency key must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def note(value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_NOTE):
+        raise Invalid(f"note must be a string of at most {MAX_NOTE} characters")
+    return value
+
+
+def approval_key(value: object) -> str | None:
+    """An approver's Ed25519 public key in lower-case hex, refused if signatures under it could be forged."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HEX_KEY.fullmatch(value):
+        raise Invalid("approval_key must be a 32-byte Ed25519 public key in lower-case hex")
+    try:
+        quorum.check_public_key(bytes.fromhex(value))
+    except ValueError as exc:  # includes small-order points, under which signatures can be forged
+        raise Invalid(f"approval_key is not usable: {exc}") from None
+    return value
+
+
+def is_signature_hex(value: object) -> bool:
+    """Whether ``value`` is an Ed25519 signature written as 64 bytes of lower-case hex."""
+    return isinstance(value, str) and _HEX_SIGNATURE.fullmatch(value) is not None

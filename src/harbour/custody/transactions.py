@@ -1,0 +1,95 @@
+"""Transactions as rows: reading them back, their views, and what a vault transaction asks for.
+
+Withdrawals and policy changes are both rows of ``transactions``; this module
+holds what every domain module reads of them alike: the JSON view with its
+approvals, the idempotent replay of a request, and, for a transaction a vault
+signs, its :class:`~harbour.custody.kinds.Order` and intent (read once here, so
+the approvals, the pipeline and the signer nodes see the same one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harbour.custody import kinds, states, views
+from harbour.custody import models as m
+from harbour.custody import policy as pol
+from harbour.custody.actors import ANYONE, Actor, require
+from harbour.custody.assets import AssetRef
+from harbour.custody.errors import Conflict, Invalid
+from harbour.custody.uow import UnitOfWork
+from harbour.custody.views import Page
+from harbour.node import quorum
+
+
+def order(s: Session, tx: m.Transaction) -> kinds.Order:
+    """What the vault transaction ``tx`` asks for, from its rows."""
+    source = s.get(m.Address, tx.source_address_id)
+    asset = s.get(m.Asset, tx.asset_id)
+    assert source is not None and asset is not None and tx.chain_id is not None
+    assert tx.destination is not None and tx.amount is not None
+    return kinds.Order(
+        chain_id=tx.chain_id,
+        sender=source.address,
+        recipient=tx.destination,
+        asset=AssetRef.of(asset),
+        amount=tx.amount,
+    )
+
+
+def intent(s: Session, tx: m.Transaction) -> quorum.Intent:
+    """What the approvers of the vault transaction ``tx`` sign, and the signer nodes check it against."""
+    return kinds.of(tx.kind).intent(order(s, tx))
+
+
+def requirement(tx: m.Transaction) -> pol.ApprovalRequirement:
+    """The approvals ``tx`` waits for, as the policy decided when it was submitted."""
+    assert tx.requirement is not None
+    return pol.ApprovalRequirement.from_json(tx.requirement)
+
+
+def view(s: Session, tx: m.Transaction) -> dict[str, Any]:
+    approvals = list(
+        s.scalars(select(m.Approval).where(m.Approval.transaction_id == tx.id).order_by(m.Approval.created_at))
+    )
+    symbol = s.scalar(select(m.Asset.symbol).where(m.Asset.id == tx.asset_id)) if tx.asset_id else None
+    return views.transaction(tx, approvals, symbol)
+
+
+class Transactions:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    def idempotent(self, actor: Actor, key: str, request_hash: str) -> dict[str, Any] | None:
+        """The transaction an earlier request with idempotency ``key`` created, or None if there is none.
+
+        Conflict if the key was used for another request, or by another user.
+        """
+        with self.uow.read() as s:
+            tx = s.scalar(
+                select(m.Transaction).where(m.Transaction.org_id == actor.org_id, m.Transaction.idempotency_key == key)
+            )
+            if tx is None:
+                return None
+            if tx.request_hash != request_hash or tx.initiator_id != actor.user_id:
+                raise Conflict(f"idempotency key {key!r} was used for a different request")
+            return view(s, tx)
+
+    def get_transaction(self, actor: Actor, tx_id: str) -> dict[str, Any]:
+        require(actor, *ANYONE)
+        with self.uow.read() as s:
+            return view(s, self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction"))
+
+    def list_transactions(self, actor: Actor, page: Page, state: str | None = None) -> dict[str, Any]:
+        require(actor, *ANYONE)
+        if state is not None and state not in states.STATES:
+            raise Invalid(f"state must be one of {', '.join(states.STATES)}")
+        with self.uow.read() as s:
+            stmt = select(m.Transaction).where(m.Transaction.org_id == actor.org_id)
+            if state is not None:
+                stmt = stmt.where(m.Transaction.state == state)
+            rows, cursor = views.paginate(s, stmt, m.Transaction, page)
+            return {"items": [view(s, t) for t in rows], "next_cursor": cursor}

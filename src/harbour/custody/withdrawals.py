@@ -1,0 +1,291 @@
+"""Withdrawals, from a request to ``approved``: checks, idempotency, the policy's decision, the funds.
+
+A submission is recorded and run through the policy in one commit: it comes out
+approved (handed to the pipeline after the commit), pending approval, or
+rejected, by a rule or because its source cannot pay it on top of everything in
+flight (:mod:`harbour.custody.funds`). The chain is read before the write lock
+is taken, so no writer waits on a round trip; the source's row lock makes the
+check hold. With an idempotency key, a retried request returns what the first
+one created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from harbour.chains.evm import EvmClient
+from harbour.custody import funds as fund
+from harbour.custody import inputs, states, views
+from harbour.custody import models as m
+from harbour.custody import policy as pol
+from harbour.custody.actors import Actor, require
+from harbour.custody.assets import AssetRef
+from harbour.custody.errors import Conflict, Invalid, NotFound
+from harbour.custody.governance import Governance
+from harbour.custody.settings import Settings
+from harbour.custody.transactions import Transactions
+from harbour.custody.uow import UnitOfWork
+
+KIND: Final = "withdrawal"
+MAX_CACHED_SOURCES: Final = 10_000
+
+
+class Withdrawals:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        chain: EvmClient,
+        settings: Settings,
+        governance: Governance,
+        transactions: Transactions,
+        on_approved: Callable[[str], None],
+    ) -> None:
+        self.uow = uow
+        self.chain = chain
+        self.settings = settings
+        self.governance = governance
+        self.transactions = transactions
+        self.on_approved = on_approved
+        """Called after commit with the id of a withdrawal that became approved."""
+        # (org, vault, asset symbol) -> (source address, asset): what a submission reads the chain for
+        # before it takes the write lock; checked again under the lock, so a stale entry is refused, not used.
+        self._sources: dict[tuple[str, str, str], tuple[str, AssetRef]] = {}
+
+    def _facts(self, s: Session, actor: Actor, vault: m.Vault, asset: m.Asset, to: str, amount: int) -> pol.TxFacts:
+        entry = s.scalar(
+            select(m.AddressBookEntry).where(
+                m.AddressBookEntry.org_id == actor.org_id, m.AddressBookEntry.address == to
+            )
+        )
+        return pol.TxFacts(
+            initiator_id=actor.user_id,
+            initiator_roles=actor.roles,
+            vault_id=vault.id,
+            asset=asset.symbol,
+            destination=to,
+            address_book_entry=entry.id if entry else None,
+            whitelisted=bool(entry and entry.whitelisted),
+            amount=amount,
+            at=self.uow.clock(),
+        )
+
+    def _history(
+        self, s: Session, org_id: str, policy: pol.Policy, at: dt.datetime, exclude: str | None = None
+    ) -> list[pol.PastTx]:
+        window = policy.max_window_seconds()
+        if window == 0:
+            return []
+        since = at - dt.timedelta(seconds=window)
+        rows = s.execute(
+            select(m.Transaction, m.Asset.symbol)
+            .join(m.Asset, m.Asset.id == m.Transaction.asset_id)
+            .where(
+                m.Transaction.org_id == org_id,
+                m.Transaction.kind == KIND,
+                m.Transaction.created_at > since,
+                m.Transaction.state.not_in([states.REJECTED, states.CANCELLED, states.FAILED]),
+                m.Transaction.id != (exclude or ""),
+                m.Transaction.vault_id.is_not(None),
+                m.Transaction.destination.is_not(None),
+                m.Transaction.amount.is_not(None),
+            )
+        )
+        return [
+            pol.PastTx(
+                initiator_id=t.initiator_id,
+                vault_id=t.vault_id or "",
+                asset=symbol,
+                destination=t.destination or "",
+                amount=t.amount or 0,
+                at=t.created_at,
+            )
+            for t, symbol in rows
+        ]
+
+    def _lookup(
+        self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
+    ) -> tuple[m.Vault, m.Asset, m.Address]:
+        """The vault, the asset by symbol and the vault's first address (with ``lock``: row-locked, FOR UPDATE)."""
+        vault = self.uow.get(s, m.Vault, vault_id, actor.org_id, "vault")
+        if not isinstance(asset_symbol, str):
+            raise Invalid("asset must be a symbol")
+        asset = s.scalar(select(m.Asset).where(m.Asset.org_id == actor.org_id, m.Asset.symbol == asset_symbol))
+        if asset is None:
+            raise NotFound(f"no asset {asset_symbol!r}")
+        query = select(m.Address).where(m.Address.vault_id == vault.id, m.Address.index == 0)
+        source = s.scalar(query.with_for_update() if lock else query)
+        if source is None:
+            raise Conflict("the vault has no address yet: derive one first")
+        return vault, asset, source
+
+    def explain(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> dict[str, Any]:
+        """Dry-run: what the policy would decide for this withdrawal, and why. Nothing is written."""
+        require(actor, "initiator", "admin", "approver", "auditor")
+        to, amount = inputs.address(to, "destination"), inputs.amount(amount)
+        with self.uow.read() as s:
+            vault, asset_row, _ = self._lookup(s, actor, vault_id, asset)
+            row, policy = self.governance.current(s, actor.org_id)
+            facts = self._facts(s, actor, vault, asset_row, to, amount)
+            decision = pol.explain(policy, facts, self._history(s, actor.org_id, policy, facts.at))
+            return {"policy_version": row.version, **decision.to_json()}
+
+    def submit_withdrawal(
+        self,
+        actor: Actor,
+        *,
+        vault_id: str,
+        asset: str,
+        to: str,
+        amount: int,
+        idempotency_key: str | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a withdrawal and run it through the policy: approved, pending approval or rejected.
+
+        With an idempotency key, a retried request returns the transaction the
+        first one created; the same key with a different request is a conflict.
+        """
+        require(actor, "initiator")
+        to, amount = inputs.address(to, "destination"), inputs.amount(amount)
+        inputs.idempotency_key(idempotency_key)
+        inputs.note(note)
+        request = json.dumps([vault_id, asset, to, str(amount), note], sort_keys=True)
+        request_hash = hashlib.sha256(request.encode()).hexdigest()
+        if idempotency_key is not None:
+            found = self.transactions.idempotent(actor, idempotency_key, request_hash)
+            if found is not None:
+                return found
+        try:
+            return self._submit(actor, vault_id, asset, to, amount, idempotency_key, request_hash, note)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            found = self.transactions.idempotent(actor, idempotency_key, request_hash)
+            if found is None:
+                raise
+            return found
+
+    def _submit(
+        self,
+        actor: Actor,
+        vault_id: str,
+        asset_symbol: str,
+        to: str,
+        amount: int,
+        key: str | None,
+        request_hash: str,
+        note: str | None,
+    ) -> dict[str, Any]:
+        cache_key = (actor.org_id or "", vault_id, asset_symbol)
+        read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
+        if read is None:
+            with self.uow.read() as s:
+                _, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
+                read = source.address, AssetRef.of(asset)
+        funds = fund.read(self.chain, *read)
+
+        def work(s: Session) -> dict[str, Any]:
+            # the source row locked: one submission per source at a time, so the balance check holds
+            vault, asset, source = self._lookup(s, actor, vault_id, asset_symbol, lock=True)
+            if (source.address, AssetRef.of(asset).token) != (read[0], read[1].token):
+                self._sources.pop(cache_key, None)
+                raise Conflict("the vault's address or the asset changed while the withdrawal was submitted; retry")
+            if len(self._sources) >= MAX_CACHED_SOURCES:
+                self._sources.clear()
+            self._sources[cache_key] = read
+            return self._record(s, actor, vault, asset, source, to, amount, key, request_hash, note, funds)
+
+        view = self.uow.write(work)
+        if view["state"] == states.APPROVED:
+            self.on_approved(view["id"])
+        return view
+
+    def _record(
+        self,
+        s: Session,
+        actor: Actor,
+        vault: m.Vault,
+        asset: m.Asset,
+        source: m.Address,
+        to: str,
+        amount: int,
+        key: str | None,
+        request_hash: str,
+        note: str | None,
+        funds: fund.Funds,
+    ) -> dict[str, Any]:
+        """Write the withdrawal and move it as far as the policy and the funds let it go, in ``s``."""
+        now = self.uow.clock()
+        tx = m.Transaction(
+            org_id=actor.org_id,
+            kind=KIND,
+            state=states.SUBMITTED,
+            initiator_id=actor.user_id,
+            idempotency_key=key,
+            request_hash=request_hash,
+            note=note,
+            vault_id=vault.id,
+            source_address_id=source.id,
+            asset_id=asset.id,
+            destination=to,
+            amount=amount,
+            chain_id=self.chain.chain_id,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(tx)
+        s.flush()
+        # Nothing below reads this row back: one UPDATE at commit, not one before every query.
+        with s.no_autoflush:
+            self.uow.event(
+                s,
+                actor,
+                "transaction.submitted",
+                tx.id,
+                kind=KIND,
+                vault_id=vault.id,
+                source=source.address,
+                asset=asset.symbol,
+                destination=to,
+                amount=str(amount),
+                idempotency_key=key,
+            )
+            self.uow.move(s, actor, tx, states.PENDING_POLICY)
+            row, policy = self.governance.current(s, actor.org_id)
+            facts = self._facts(s, actor, vault, asset, to, amount)
+            tx.address_book_entry_id = facts.address_book_entry
+            decision = pol.evaluate(policy, facts, self._history(s, actor.org_id, policy, now, exclude=tx.id))
+            tx.policy_version = row.version
+            tx.decision = decision.to_json()
+            if decision.action == "block":
+                tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
+                self.uow.move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=row.version)
+                return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
+            shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, self.settings.gas_headroom)
+            if shortfall is not None:
+                tx.error = shortfall
+                self.uow.move(s, actor, tx, states.REJECTED, reason=shortfall)
+                return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
+            if decision.action == "allow":
+                self.uow.move(s, actor, tx, states.APPROVED, rule=decision.rule, policy_version=row.version)
+            else:
+                assert decision.requirement is not None
+                tx.requirement = decision.requirement.to_json()
+                self.uow.move(
+                    s,
+                    actor,
+                    tx,
+                    states.PENDING_APPROVAL,
+                    rule=decision.rule,
+                    policy_version=row.version,
+                    requirement=tx.requirement,
+                )
+            return views.transaction(tx, [], asset.symbol)
