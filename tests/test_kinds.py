@@ -60,7 +60,7 @@ def signed_by_nodes(kind: kinds.TransactionKind, o: kinds.Order, chain: Chain) -
         value=body.value,
         data=body.data,
     )
-    return quorum._carries_out(tx, kind.intent(o))
+    return quorum.carries_out(tx, kind.intent(o))
 
 
 def test_withdrawals_are_transfers() -> None:
