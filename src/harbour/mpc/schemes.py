@@ -130,9 +130,15 @@ class Scheme(ABC):
     def key_fields(self, group_public_key: Point) -> dict[str, bytes]:
         """``public_key`` as the scheme's verifiers take it, then any other encoding a wallet needs."""
 
-    def signature_bytes(self, signature: Signature) -> bytes:
-        """The signature as verifiers read it (and as signer nodes send it)."""
-        return signature.to_bytes() if isinstance(signature, EcdsaSignature) else signature
+    def signature_fields(self, signature: Signature) -> dict[str, bytes | int]:
+        """The signature by the names a signer node sends it under and the CLI prints it with.
+
+        ``signature`` is the bytes verifiers read (ECDSA: the 64-byte ``r || s``, low-s),
+        then any part those bytes leave out (ECDSA: the ``recovery_id``).
+        """
+        if isinstance(signature, EcdsaSignature):
+            return {"signature": signature.to_bytes(), "recovery_id": signature.recovery_id}
+        return {"signature": signature}
 
     def signature_from(self, raw: bytes, recovery_id: object = None) -> Signature:
         """The signature a signer node sent as ``raw`` (with its ``recovery_id``, for a recoverable scheme).
