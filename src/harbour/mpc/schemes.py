@@ -80,6 +80,7 @@ class Scheme(ABC):
     setup_extension: str | None = None
     """The key-share extension holding the pairwise setup, for a caller that keeps decoded setups."""
 
+    @abstractmethod
     def dkg_party(
         self,
         session_id: bytes,
@@ -91,7 +92,6 @@ class Scheme(ABC):
         hedge_key: bytes = b"",
     ) -> DkgParty:
         """Party ``me`` of a distributed key generation of a key of this scheme."""
-        raise NotImplementedError
 
     def setup_party(
         self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes, hedge_key: bytes = b""
