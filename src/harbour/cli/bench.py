@@ -31,10 +31,10 @@ from harbour.cli.params import (
     ThresholdOption,
     check_scheme,
     check_sizes,
-    is_ecdsa,
     reported_errors,
 )
 from harbour.mpc import runner
+from harbour.mpc.schemes import SCHEMES as KNOWN_SCHEMES
 
 app = typer.Typer(help="Benchmarks (printed as JSON with --json).", no_args_is_help=True)
 
@@ -45,10 +45,11 @@ BENCH_MESSAGE = bytes(range(32))
 def default_keygen_runs(parties: int, runs: int, scheme: str = "") -> int:
     """A DKG costs about n²·t group operations: fewer runs for large n keep a bench short.
 
-    Threshold ECDSA's key generation adds 2·256 base OTs for every pair of
-    parties (about 150 ms for 2-of-3, 2 s for 7-of-10), so it is capped sooner.
+    A pairwise setup after the DKG (threshold ECDSA's) adds 2·256 base OTs for every
+    pair of parties (about 150 ms for 2-of-3, 2 s for 7-of-10), so it is capped sooner.
     """
-    if parties <= (3 if is_ecdsa(scheme) else 10):
+    kind = KNOWN_SCHEMES.get(scheme)
+    if parties <= (3 if kind is not None and kind.has_setup else 10):
         return runs
     return max(1, min(runs, 5))
 

@@ -37,6 +37,8 @@ from harbour.cli.params import (
     parse_message,
     reported_errors,
 )
+from harbour.crypto.ecdsa import DIGEST_LEN
+from harbour.mpc.schemes import scheme_by_name
 from harbour.node import rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, run_sync
 from harbour.node.identity import NodeDescriptor
@@ -178,7 +180,7 @@ def sign(
         data = parse_message(message)
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
-        if key.scheme in ("ecdsa-secp256k1",) and len(data) != 32:
+        if scheme_by_name(key.scheme).signs_digest and len(data) != DIGEST_LEN:
             raise InputError("--message: threshold ECDSA signs a 32-byte digest (64 hex digits)")
         chosen = None
         if signers is not None:

@@ -19,12 +19,12 @@ from harbour.cli.params import (
     check_message,
     check_scheme,
     check_sizes,
-    is_ecdsa,
     parse_message,
     parse_signers,
     reported_errors,
 )
 from harbour.mpc import runner
+from harbour.mpc.schemes import scheme_by_name
 
 app = typer.Typer(help="Threshold signatures (MPC): key generation and signing.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ DEFAULT_DIGEST = hashlib.sha256(DEFAULT_TEXT).hexdigest()
 
 
 def default_message(scheme: str) -> str:
-    return DEFAULT_DIGEST if is_ecdsa(scheme) else DEFAULT_MESSAGE
+    return DEFAULT_DIGEST if scheme_by_name(scheme).signs_digest else DEFAULT_MESSAGE
 
 
 @app.command("demo")
@@ -64,10 +64,10 @@ def demo(
     Threshold ECDSA signs a 32-byte digest with exactly t parties.
     """
     with reported_errors():
-        check_scheme(scheme)
+        kind = scheme_by_name(check_scheme(scheme))
         check_sizes(threshold, parties)
         msg = check_message(scheme, parse_message(default_message(scheme) if message is None else message))
-        chosen = parse_signers(signers, threshold, parties, exact=is_ecdsa(scheme))
+        chosen = parse_signers(signers, threshold, parties, exact=kind.exact_signers)
         shares = runner.keygen(scheme, threshold, parties)
         signature = session.sign_verified(shares, chosen, msg)
     result = session.contract(shares, chosen, msg, signature)

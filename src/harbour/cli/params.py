@@ -21,6 +21,7 @@ from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.ciphersuite import SUITES
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.envelope import ProtocolAbort, UsageError
+from harbour.mpc.schemes import SCHEMES as KNOWN_SCHEMES
 
 FROST_SCHEMES: tuple[str, ...] = tuple(SUITES)
 ECDSA_SCHEMES: tuple[str, ...] = (ECDSA_SCHEME,)
@@ -53,7 +54,11 @@ class RunFailure(RuntimeError):
 
 
 def is_ecdsa(scheme: str) -> bool:
-    """Threshold ECDSA signs a digest with exactly t parties; FROST signs a message with t or more."""
+    """Threshold ECDSA signs a digest with exactly t parties; FROST signs a message with t or more.
+
+    New code asks the scheme object (:func:`harbour.mpc.schemes.scheme_by_name`) for
+    the rule it needs instead: ``signs_digest``, ``exact_signers``, ``has_setup``.
+    """
     return scheme in ECDSA_SCHEMES
 
 
@@ -92,7 +97,8 @@ def check_message(scheme: str, message: bytes) -> bytes:
     would pick one chain's rule for every caller, and padding or truncating would
     sign something other than what was asked, so any other length is refused.
     """
-    if is_ecdsa(scheme) and len(message) != DIGEST_LEN:
+    kind = KNOWN_SCHEMES.get(scheme)
+    if kind is not None and kind.signs_digest and len(message) != DIGEST_LEN:
         raise InputError(
             f"--message: {scheme} signs a {DIGEST_LEN}-byte digest (64 hex digits; hash the message first), "
             f"got {len(message)} bytes"

@@ -19,44 +19,31 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harbour.chains.ethereum import address_from_public_key
-from harbour.cli.params import RunFailure, is_ecdsa
-from harbour.crypto import ecdsa
+from harbour.cli.params import RunFailure
 from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import Point
 from harbour.crypto.secp256k1 import Secp256k1Point
-from harbour.mpc import runner, taproot
-from harbour.mpc.ciphersuite import suite_by_name
-from harbour.mpc.frost_party import signing_public_key
+from harbour.mpc import runner
 from harbour.mpc.keyshare import KeyShare
+from harbour.mpc.schemes import Signature as Signature
+from harbour.mpc.schemes import scheme_by_name
 
 Shares = Mapping[int, KeyShare]
-Signature = bytes | EcdsaSignature
-"""FROST: the encoded signature; ECDSA: ``(r, s)`` with its recovery id."""
-
-
-def _secp256k1(point: Point) -> Secp256k1Point:
-    assert isinstance(point, Secp256k1Point)
-    return point
 
 
 def key_fields(scheme: str, group_public_key: Point) -> dict[str, bytes | str]:
     """``public_key`` as the scheme's verifiers take it, and what else names the key.
 
-    A Taproot output commits to the tweaked key ``Q`` (BIP-341, key path only), so
-    that is the key signatures verify under; the untweaked even-y key ``P`` is
-    what a wallet needs to rebuild the output or add a script tree later. An
-    ECDSA key is also an Ethereum account, named by its EIP-55 ``address``.
+    A Taproot output commits to the tweaked key (BIP-341), which is the
+    ``public_key``; the untweaked ``internal_key`` is what a wallet needs to rebuild
+    the output. A key whose signatures recover it (threshold ECDSA) is also an
+    Ethereum account, named by its EIP-55 ``address``.
     """
-    if is_ecdsa(scheme):
-        point = _secp256k1(group_public_key)
-        return {"public_key": point.encode(), "address": address_from_public_key(point)}
-    suite = suite_by_name(scheme)
-    if suite.bip340:
-        return {
-            "public_key": _secp256k1(taproot.output_key(group_public_key, None)).x_bytes,
-            "internal_key": _secp256k1(taproot.even_y(group_public_key)).x_bytes,
-        }
-    return {"public_key": group_public_key.encode()}
+    kind = scheme_by_name(scheme)
+    fields: dict[str, bytes | str] = dict(kind.key_fields(group_public_key))
+    if kind.recoverable and isinstance(group_public_key, Secp256k1Point):
+        fields["address"] = address_from_public_key(group_public_key)
+    return fields
 
 
 def public_key(shares: Shares) -> bytes:
@@ -78,21 +65,7 @@ def verify(scheme: str, group_public_key: Point, message: bytes, signature: Sign
     For ECDSA the recovery id must also recover the group key: it is printed for
     Ethereum, where a wrong one would name another account as the signer.
     """
-    if is_ecdsa(scheme):
-        if not isinstance(signature, EcdsaSignature) or len(message) != ecdsa.DIGEST_LEN:
-            return False
-        point = _secp256k1(group_public_key)
-        if not ecdsa.verify(point, message, signature):
-            return False
-        try:
-            recovered = ecdsa.recover(message, signature)
-        except ValueError:
-            return False
-        return recovered.encode() == point.encode()
-    if isinstance(signature, EcdsaSignature):
-        return False
-    suite = suite_by_name(scheme)
-    return suite.verify(signing_public_key(suite, group_public_key), message, signature)
+    return scheme_by_name(scheme).verify(group_public_key, message, signature)
 
 
 def check_signature(shares: Shares, message: bytes, signature: Signature) -> None:
@@ -104,10 +77,7 @@ def check_signature(shares: Shares, message: bytes, signature: Signature) -> Non
 
 def sign(shares: Shares, signers: Sequence[int], message: bytes, *, stats: runner.RunStats | None = None) -> Signature:
     """One signing session among ``signers`` with the protocol of the shares' scheme."""
-    share = next(iter(shares.values()))
-    if is_ecdsa(share.scheme):
-        return runner.sign_ecdsa(shares, signers, message, stats=stats)
-    return runner.sign(shares, signers, message, stats=stats)
+    return runner.sign_any(shares, signers, message, stats=stats)
 
 
 def sign_verified(shares: Shares, signers: Sequence[int], message: bytes) -> Signature:
@@ -139,15 +109,16 @@ def contract_fields(
         name: value.hex() if isinstance(value, bytes) else value
         for name, value in key_fields(scheme, group_public_key).items()
     }
-    result: dict[str, Any] = {
+    signed = {
+        name: value.hex() if isinstance(value, bytes) else value
+        for name, value in scheme_by_name(scheme).signature_fields(signature).items()
+    }
+    return {
         "scheme": scheme,
         "threshold": threshold,
         "parties": parties,
         "signers": sorted(signers),
         **keys,
         "message": message.hex(),
-        "signature": signature_bytes(signature).hex(),
+        **signed,
     }
-    if isinstance(signature, EcdsaSignature):
-        result["recovery_id"] = signature.recovery_id
-    return result

@@ -22,9 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from harbour.cli import session
-from harbour.cli.params import SCHEMES, is_ecdsa
+from harbour.cli.params import SCHEMES
 from harbour.mpc import runner
 from harbour.mpc.envelope import ProtocolAbort, UsageError
+from harbour.mpc.schemes import scheme_by_name
 
 THRESHOLD, PARTIES = 2, 3
 SIGNER_SETS: tuple[tuple[int, ...], ...] = ((1, 3), (2, 3))
@@ -68,7 +69,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 def signed_bytes(scheme: str) -> bytes:
     """What the scheme signs: the message for FROST, its SHA-256 digest for ECDSA."""
-    return DIGEST if is_ecdsa(scheme) else MESSAGE
+    return DIGEST if scheme_by_name(scheme).signs_digest else MESSAGE
 
 
 def sign_row(scheme: str, shares: session.Shares, signers: tuple[int, ...], public_key: str) -> Row:

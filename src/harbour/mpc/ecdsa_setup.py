@@ -23,7 +23,8 @@ key package, so setups cannot be moved between keys, sessions or pairs. A failed
 check aborts naming the peer; a failed base-OT check raises :class:`BaseOtAbort`,
 which a signer node counts per peer (:data:`SETUP_ABORT_BUDGET`, and the leakage
 budget in docs/ecdsa.md). The result is the input key share with the setup added
-under the ``dkls23`` extension (see :class:`EcdsaSetup`), with no compromised
+under the ``dkls23`` extension (:class:`EcdsaSetup`, stored as mpc/ecdsa_record.py
+says, below the key share that checks it), with no compromised
 marks: :func:`mark_compromised` records, inside the share, the pairs whose setup
 must no longer be used.
 
@@ -37,23 +38,22 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-
-import cbor2
 
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.hashing import Transcript
 from harbour.crypto.hedge import HedgedRandom
 from harbour.mpc.base_ot import BATCH, OtError, VsotReceiver, VsotSender
+from harbour.mpc.ecdsa_record import EXTENSION as EXTENSION
+from harbour.mpc.ecdsa_record import SCHEME as SCHEME
+from harbour.mpc.ecdsa_record import SEED_LEN, checked_setup
+from harbour.mpc.ecdsa_record import EcdsaSetup as EcdsaSetup
+from harbour.mpc.ecdsa_record import PairSetup as PairSetup
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
 from harbour.mpc.keyshare import KeyShare, KeyShareError, PublicKeyPackage
 from harbour.mpc.ot_extension import ExtensionReceiverSetup, ExtensionSenderSetup
 
-SCHEME = "ecdsa-secp256k1"
-EXTENSION = "dkls23"
-SETUP_VERSION = 1
-SEED_LEN = 32
 SETUP_ABORT_BUDGET = 3
 """Base-OT aborts (:class:`BaseOtAbort`) attributed to one peer after which a node
 refuses further ECDSA setups with that peer until an operator intervenes.
@@ -80,92 +80,6 @@ class BaseOtAbort(ProtocolAbort):
         self.peers: frozenset[int] = self.culprits
 
 
-@dataclass(frozen=True)
-class PairSetup:
-    """What one party keeps for one peer."""
-
-    as_bob: ExtensionReceiverSetup = field(repr=False)
-    as_alice: ExtensionSenderSetup = field(repr=False)
-    zero_seed: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class EcdsaSetup:
-    """This party's pairwise setup with every other party of the key.
-
-    ``compromised`` names the peers whose setup with us must not sign any more
-    (a failed KOS check: :class:`~harbour.mpc.ecdsa_sign.SetupCompromised`). It
-    lives here, inside the encrypted and authenticated key share, so that it
-    cannot be lifted by deleting a file; only a new setup (a refresh, a
-    resharing, a repair) replaces it. Without marks the encoding is exactly the
-    one made before marks existed; with marks it gains a ``"compromised"`` list,
-    which older readers refuse rather than ignore.
-    """
-
-    peers: dict[int, PairSetup] = field(repr=False)
-    compromised: frozenset[int] = frozenset()
-    source: bytes = field(default=b"", repr=False, compare=False)
-    """The exact bytes :meth:`decode` read this from (empty for a setup built here), so a caller that
-    keeps decoded setups can hand one to a signer that checks it is its share's own."""
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.compromised) - set(self.peers))
-        if unknown:
-            raise KeyShareError(f"ECDSA setup marks parties {unknown} compromised, but has no setup with them")
-
-    def encode(self) -> bytes:
-        obj: dict[str, Any] = {
-            "v": SETUP_VERSION,
-            "peers": {
-                j: {"bob": p.as_bob.encode(), "alice": p.as_alice.encode(), "zero": p.zero_seed}
-                for j, p in self.peers.items()
-            },
-        }
-        if self.compromised:
-            obj["compromised"] = sorted(self.compromised)
-        return bytes(cbor2.dumps(obj, canonical=True))
-
-    @classmethod
-    def decode(cls, data: bytes) -> EcdsaSetup:
-        try:
-            obj = cbor2.loads(data)
-        except Exception as exc:
-            raise KeyShareError("ECDSA setup is not valid CBOR") from exc
-        if not isinstance(obj, dict) or set(obj) - {"compromised"} != {"v", "peers"} or obj["v"] != SETUP_VERSION:
-            raise KeyShareError("ECDSA setup has the wrong version or shape")
-        compromised = _decode_marks(obj.get("compromised"))
-        peers: dict[int, PairSetup] = {}
-        raw_peers: Any = obj["peers"]
-        if not isinstance(raw_peers, dict):
-            raise KeyShareError("ECDSA setup peers must be a map")
-        for j, p in raw_peers.items():
-            if type(j) is not int or not isinstance(p, dict) or set(p) != {"bob", "alice", "zero"}:
-                raise KeyShareError("ECDSA setup has a malformed peer entry")
-            try:
-                if not isinstance(p["zero"], bytes) or len(p["zero"]) != SEED_LEN:
-                    raise ValueError("zero-sharing seed has the wrong length")
-                peers[j] = PairSetup(
-                    ExtensionReceiverSetup.decode(p["bob"]), ExtensionSenderSetup.decode(p["alice"]), p["zero"]
-                )
-            except (ValueError, TypeError) as exc:
-                raise KeyShareError(f"ECDSA setup for peer {j} is malformed: {exc}") from exc
-        setup = cls(peers, compromised, bytes(data))
-        if setup.encode() != setup.source:
-            raise KeyShareError("ECDSA setup encoding is not canonical")
-        return setup
-
-
-def _decode_marks(raw: object) -> frozenset[int]:
-    """Absent, or a non-empty, strictly increasing list of party identifiers: one encoding per set."""
-    if raw is None:
-        return frozenset()
-    if not isinstance(raw, list) or not raw or not all(type(j) is int for j in raw):
-        raise KeyShareError("ECDSA setup compromised marks must be a non-empty list of party identifiers")
-    if raw != sorted(set(raw)):
-        raise KeyShareError("ECDSA setup compromised marks must be sorted, without duplicates")
-    return frozenset(raw)
-
-
 def setup_of(share: KeyShare, decoded: EcdsaSetup | None = None) -> EcdsaSetup:
     """The pairwise setup of an ECDSA key share, checked against its party list.
 
@@ -178,10 +92,7 @@ def setup_of(share: KeyShare, decoded: EcdsaSetup | None = None) -> EcdsaSetup:
     raw = share.extensions.get(EXTENSION)
     if raw is None:
         raise KeyShareError("ECDSA key share lacks its pairwise setup (key generation did not finish)")
-    setup = decoded if decoded is not None and decoded.source == raw else EcdsaSetup.decode(raw)
-    if set(setup.peers) != set(share.parties) - {share.identifier}:
-        raise KeyShareError("ECDSA setup does not cover exactly the other parties of the key")
-    return setup
+    return checked_setup(raw, share.identifier, share.parties, decoded)
 
 
 def compromised_peers(share: KeyShare) -> frozenset[int]:

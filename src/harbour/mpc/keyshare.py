@@ -25,6 +25,10 @@ from harbour.crypto.shamir import (
     SharingError,
     check_identifiers,
 )
+from harbour.mpc.ecdsa_record import EXTENSION as ECDSA_SETUP
+from harbour.mpc.ecdsa_record import SCHEME as ECDSA_SCHEME
+from harbour.mpc.ecdsa_record import checked_setup
+from harbour.mpc.keyshare_error import KeyShareError as KeyShareError
 
 KEYSHARE_VERSION = 1
 GROUPS: dict[str, Group] = {"secp256k1": SECP256K1, "ed25519": ED25519}
@@ -32,13 +36,9 @@ SCHEME_CURVES: dict[str, str] = {
     "frost-secp256k1": "secp256k1",
     "frost-taproot": "secp256k1",
     "frost-ed25519": "ed25519",
-    "ecdsa-secp256k1": "secp256k1",
+    ECDSA_SCHEME: "secp256k1",
 }
 """Every scheme a key share may be tagged with, and the curve its share lives on."""
-
-
-class KeyShareError(ValueError):
-    """A key share (or its encoding) that is malformed or inconsistent."""
 
 
 def group_by_name(name: str) -> Group:
@@ -162,12 +162,8 @@ class KeyShare:
         if g.base_mul(self.secret_share) != self.verification_shares[self.identifier]:
             raise KeyShareError("secret share does not match this party's verification share")
         self.public.check_consistent()
-        if self.scheme == "ecdsa-secp256k1" and "dkls23" in self.extensions:
-            # The pairwise setup is checked where it is defined; imported here
-            # because that module builds on this one.
-            from harbour.mpc.ecdsa_setup import setup_of
-
-            setup_of(self)
+        if self.scheme == ECDSA_SCHEME and ECDSA_SETUP in self.extensions:
+            checked_setup(self.extensions[ECDSA_SETUP], self.identifier, self.parties)
 
     # -- encoding ------------------------------------------------------------------
     def serialize(self) -> bytes:

@@ -17,20 +17,18 @@ from typing import Any, TypeVar
 
 from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import RandomBytes
-from harbour.crypto.hashing import Transcript
 from harbour.crypto.shamir import trusted_dealer_keygen
-from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
-from harbour.mpc.dkg import DkgParty
-from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
+from harbour.mpc.ecdsa_record import SCHEME as ECDSA_SCHEME
 from harbour.mpc.ecdsa_setup import EcdsaSetupParty, mark_compromised
-from harbour.mpc.ecdsa_sign import EcdsaSigner, SetupCompromised
+from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, Party, UsageError
-from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.hd import CHAIN_CODE, derive_share
-from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, PublicKeyPackage, group_by_name, shares_from_dealer
+from harbour.mpc.keyshare import KeyShare, PublicKeyPackage, group_by_name, shares_from_dealer
 from harbour.mpc.refresh import RefreshParty
 from harbour.mpc.repair import RepairParty
 from harbour.mpc.reshare import ReshareParty
+from harbour.mpc.schemes import Scheme, Signature, UnknownScheme, scheme_by_name, scheme_of
+from harbour.mpc.schemes import setup_session_id as setup_session_id
 
 T = TypeVar("T")
 Intercept = Callable[[Envelope, int], Envelope | None]
@@ -88,23 +86,31 @@ def keygen(
 ) -> dict[int, KeyShare]:
     """Run a full key generation with parties 1..n in this process.
 
-    For threshold ECDSA that is the DKG followed by the DKLs23 pairwise setup
-    (:func:`ecdsa_setup`), under a session id derived from the DKG's.
+    For a scheme with a pairwise setup (threshold ECDSA) that is the DKG followed
+    by the setup, under a session id derived from the DKG's.
     """
     sid = new_session_id() if session_id is None else session_id
     ids = list(range(1, n + 1))
-    if scheme == ECDSA_SCHEME:
-        dkg = {i: DkgParty(FROST_SECP256K1, sid, i, threshold, ids, scheme=scheme, rng=rng) for i in ids}
-        shares = run(dkg, intercept, stats)
-        return ecdsa_setup(shares, session_id=setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
-    suite = suite_by_name(scheme)
-    parties = {i: DkgParty(suite, sid, i, threshold, ids, rng=rng) for i in ids}
+    kind = scheme_by_name(scheme)
+    shares = run({i: kind.dkg_party(sid, i, threshold, ids, rng=rng) for i in ids}, intercept, stats)
+    return _then_setup(kind, shares, setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
+
+
+def _then_setup(
+    kind: Scheme,
+    shares: Mapping[int, KeyShare],
+    session_id: bytes | None,
+    *,
+    intercept: Intercept | None,
+    stats: RunStats | None,
+    rng: RandomBytes,
+) -> dict[int, KeyShare]:
+    """``shares`` made ready to sign: through the scheme's pairwise setup if it has one."""
+    if not kind.has_setup:
+        return dict(shares)
+    sid = new_session_id() if session_id is None else session_id
+    parties = {i: kind.setup_party(sid, share, rng=rng) for i, share in shares.items()}
     return run(parties, intercept, stats)
-
-
-def setup_session_id(keygen_session_id: bytes) -> bytes:
-    """The session id of the ECDSA pairwise setup that follows a DKG."""
-    return Transcript("harbour/ecdsa/setup-session").append("dkg-session", keygen_session_id).digest()[:32]
 
 
 def ecdsa_setup(
@@ -115,10 +121,56 @@ def ecdsa_setup(
     stats: RunStats | None = None,
     rng: RandomBytes = secrets.token_bytes,
 ) -> dict[int, KeyShare]:
-    """Run the DKLs23 pairwise setup on ECDSA key shares (after a DKG or a refresh)."""
+    """Run the DKLs23 pairwise setup on ECDSA key shares (after a DKG, a refresh or a repair)."""
     sid = new_session_id() if session_id is None else session_id
     parties = {i: EcdsaSetupParty(sid, share, rng=rng) for i, share in shares.items()}
     return run(parties, intercept, stats)
+
+
+def sign_any(
+    shares: Mapping[int, KeyShare],
+    signers: Sequence[int],
+    message: bytes,
+    *,
+    session_id: bytes | None = None,
+    intercept: Intercept | None = None,
+    stats: RunStats | None = None,
+    **options: Any,
+) -> Signature:
+    """Run one signing session among ``signers`` with the protocol of the shares' scheme.
+
+    Every signer's result must agree. ``options`` go to the scheme's signer
+    (``rng``, and FROST's ``merkle_root`` and ``tweak``). A threshold-ECDSA
+    session that fails a KOS check raises :class:`SetupCompromised`, after which
+    the caller stores :func:`record_compromise`'s shares in place of its own.
+    """
+    return _sign(None, shares, signers, message, session_id=session_id, intercept=intercept, stats=stats, **options)
+
+
+def _sign(
+    kind: Scheme | None,
+    shares: Mapping[int, KeyShare],
+    signers: Sequence[int],
+    message: bytes,
+    *,
+    session_id: bytes | None,
+    intercept: Intercept | None,
+    stats: RunStats | None,
+    **options: Any,
+) -> Signature:
+    """A signing session with ``kind``'s signers (they refuse a share of another scheme), or each share's own."""
+    sid = new_session_id() if session_id is None else session_id
+    missing = [i for i in signers if i not in shares]
+    if missing:
+        raise UsageError(f"no key share for signers {missing}")
+    parties = {i: (kind or scheme_of(shares[i])).signer(sid, shares[i], signers, message, **options) for i in signers}
+    results = run(parties, intercept, stats)
+    signatures = set(results.values())
+    if len(signatures) != 1:
+        raise RuntimeError("signers produced different signatures")
+    signature = signatures.pop()
+    assert isinstance(signature, bytes | EcdsaSignature)
+    return signature
 
 
 def sign(
@@ -131,19 +183,13 @@ def sign(
     stats: RunStats | None = None,
     **options: Any,
 ) -> bytes:
-    """Run one FROST signing session among ``signers``; every signer's result must agree."""
-    sid = new_session_id() if session_id is None else session_id
-    missing = [i for i in signers if i not in shares]
-    if missing:
-        raise UsageError(f"no key share for signers {missing}")
-    if any(shares[i].scheme == ECDSA_SCHEME for i in signers):
+    """:func:`sign_any` for a FROST key, whose signature is its encoded bytes."""
+    # A recoverable signature is an object with its recovery id, not bytes.
+    if any(i in shares and scheme_of(shares[i]).recoverable for i in signers):
         raise UsageError("ECDSA key shares sign with sign_ecdsa()")
-    parties = {i: FrostSigner(sid, shares[i], signers, message, **options) for i in signers}
-    results = run(parties, intercept, stats)
-    signatures = set(results.values())
-    if len(signatures) != 1:
-        raise RuntimeError("signers produced different signatures")
-    return signatures.pop()
+    signature = sign_any(shares, signers, message, session_id=session_id, intercept=intercept, stats=stats, **options)
+    assert isinstance(signature, bytes)
+    return signature
 
 
 def sign_ecdsa(
@@ -156,22 +202,14 @@ def sign_ecdsa(
     stats: RunStats | None = None,
     rng: RandomBytes = secrets.token_bytes,
 ) -> EcdsaSignature:
-    """Run one DKLs23 signing session among ``signers`` over a 32-byte digest.
+    """:func:`sign_any` for a threshold-ECDSA key: one DKLs23 session over a 32-byte digest.
 
-    A share marked compromised with another signer is refused (``UsageError``);
-    a failed KOS check raises :class:`SetupCompromised`, after which the caller
-    stores :func:`record_compromise`'s shares in place of its own.
+    A share marked compromised with another signer is refused (``UsageError``).
     """
-    sid = new_session_id() if session_id is None else session_id
-    missing = [i for i in signers if i not in shares]
-    if missing:
-        raise UsageError(f"no key share for signers {missing}")
-    parties = {i: EcdsaSigner(sid, shares[i], signers, digest, rng=rng) for i in signers}
-    results = run(parties, intercept, stats)
-    signatures = set(results.values())
-    if len(signatures) != 1:
-        raise RuntimeError("signers produced different signatures")
-    return signatures.pop()
+    dkls23 = scheme_by_name(ECDSA_SCHEME)
+    signature = _sign(dkls23, shares, signers, digest, session_id=session_id, intercept=intercept, stats=stats, rng=rng)
+    assert isinstance(signature, EcdsaSignature)
+    return signature
 
 
 def record_compromise(shares: Mapping[int, KeyShare], abort: SetupCompromised) -> dict[int, KeyShare]:
@@ -213,7 +251,7 @@ def refresh(
     stats: RunStats | None = None,
     rng: RandomBytes = secrets.token_bytes,
 ) -> dict[int, KeyShare]:
-    """Proactive refresh of every share (and, for ECDSA, a new pairwise setup)."""
+    """Proactive refresh of every share (and a new pairwise setup for a scheme that has one)."""
     sid = new_session_id() if session_id is None else session_id
     first = next(iter(shares.values()))
     if set(shares) != set(first.parties):
@@ -222,9 +260,7 @@ def refresh(
         raise UsageError("a 1-of-n key cannot be refreshed: every share is the whole key")
     parties = {i: RefreshParty(sid, share, rng=rng) for i, share in shares.items()}
     new = run(parties, intercept, stats)
-    if first.scheme == ECDSA_SCHEME:
-        new = ecdsa_setup(new, session_id=setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
-    return new
+    return _then_setup(scheme_of(first), new, setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
 
 
 def reshare(
@@ -253,9 +289,7 @@ def reshare(
     }
     results = run(parties, intercept, stats)
     new = {i: r.share for i, r in results.items() if r.share is not None}
-    if public.scheme == ECDSA_SCHEME:
-        new = ecdsa_setup(new, session_id=setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
-    return new
+    return _then_setup(scheme_of(public), new, setup_session_id(sid), intercept=intercept, stats=stats, rng=rng)
 
 
 def repair(
@@ -300,9 +334,11 @@ def import_key(
 
     The caller's process sees the whole key once; everything after signs without it.
     """
-    if scheme not in SCHEME_CURVES:
-        raise UsageError(f"unknown scheme {scheme!r}")
-    curve = SCHEME_CURVES[scheme]
+    try:
+        kind = scheme_by_name(scheme)
+    except UnknownScheme:
+        raise UsageError(f"unknown scheme {scheme!r}") from None
+    curve = kind.curve
     dealt = trusted_dealer_keygen(group_by_name(curve), private_key, threshold, n, rng)
     code = rng(32) if chain_code is None else chain_code
     if len(code) != 32:
@@ -311,9 +347,7 @@ def import_key(
         i: dataclasses.replace(share, extensions={CHAIN_CODE: code})
         for i, share in shares_from_dealer(scheme, curve, dealt).items()
     }
-    if scheme == ECDSA_SCHEME:
-        shares = ecdsa_setup(shares, stats=stats, rng=rng)
-    return shares
+    return _then_setup(kind, shares, None, intercept=None, stats=stats, rng=rng)
 
 
 def derived_shares(shares: Mapping[int, KeyShare], path: str | None) -> dict[int, KeyShare]:

@@ -8,9 +8,11 @@ a new setup. A :class:`Job` hides that: the node feeds it envelopes and takes
 envelopes out, and the job moves itself to the next phase when one finishes.
 
 Each phase has its own session id (the second derived from the first, as the
-in-process runner does, :func:`harbour.mpc.runner.setup_session_id`) and its own
+in-process runner does, :func:`harbour.mpc.schemes.setup_session_id`) and its own
 set of participants, which is who a broadcast goes to. Envelopes for a phase that
-has not started yet (a faster peer already in it) are held until it starts.
+has not started yet (a faster peer already in it) are held until it starts. Which
+phases there are, and which party runs each, is the scheme's to say
+(:class:`~harbour.mpc.schemes.Scheme`): a job never asks which scheme it runs.
 
 A node without a network (the cold node) keeps a session between the files that
 carry its rounds without ever serialising a party: it records what the job was
@@ -28,21 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import RandomBytes
 from harbour.mpc import hd
-from harbour.mpc.ciphersuite import FROST_SECP256K1, suite_by_name
-from harbour.mpc.dkg import DkgParty
-from harbour.mpc.ecdsa_setup import EXTENSION as SETUP_EXTENSION
-from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
-from harbour.mpc.ecdsa_setup import EcdsaSetup, EcdsaSetupParty
-from harbour.mpc.ecdsa_sign import EcdsaSigner
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError
-from harbour.mpc.frost_party import FrostSigner
 from harbour.mpc.keyshare import KeyShare, PublicKeyPackage
 from harbour.mpc.refresh import RefreshParty
 from harbour.mpc.reshare import ReshareParty
-from harbour.mpc.runner import setup_session_id
+from harbour.mpc.schemes import Scheme, Signature, scheme_by_name, setup_session_id
 from harbour.node.rpc import decode_public, encode_public
 
 MAX_HELD = 64
@@ -93,6 +87,12 @@ class Job:
 
     def _final(self, result: Any) -> Any:
         return result
+
+    def _setup_after(self, kind: Scheme, share: KeyShare | None) -> Party[Any] | None:
+        """The pairwise setup of the new ``share``, if the first phase just ended and the scheme has one."""
+        if self._index != 0 or len(self.phases) < 2 or share is None:
+            return None
+        return kind.setup_party(self.phases[1].session_id, share, rng=self.rng, hedge_key=self.hedge_key)
 
     # -- driving
     @property
@@ -207,40 +207,20 @@ class KeygenJob(Job):
         hedge_key: bytes = b"",
     ) -> None:
         ids = tuple(sorted(parties))
-        phases = [PhasePlan(session_id, ids)]
-        if scheme == ECDSA_SCHEME:
-            phases.append(PhasePlan(setup_session_id(session_id), ids))
-        super().__init__(session_id, me, phases, rng=rng, hedge_key=hedge_key)
+        kind = scheme_by_name(scheme)
+        super().__init__(session_id, me, _with_setup(kind, session_id, ids, ids), rng=rng, hedge_key=hedge_key)
         self.scheme = scheme
+        self.key_scheme = kind
         self.threshold = threshold
         self.ids = ids
 
     def _first(self) -> Party[Any]:
-        if self.scheme == ECDSA_SCHEME:
-            return DkgParty(
-                FROST_SECP256K1,
-                self.session_id,
-                self.me,
-                self.threshold,
-                self.ids,
-                scheme=self.scheme,
-                rng=self.rng,
-                hedge_key=self.hedge_key,
-            )
-        return DkgParty(
-            suite_by_name(self.scheme),
-            self.session_id,
-            self.me,
-            self.threshold,
-            self.ids,
-            rng=self.rng,
-            hedge_key=self.hedge_key,
+        return self.key_scheme.dkg_party(
+            self.session_id, self.me, self.threshold, self.ids, rng=self.rng, hedge_key=self.hedge_key
         )
 
     def _next(self, result: Any) -> Party[Any] | None:
-        if self.scheme == ECDSA_SCHEME and self._index == 0:
-            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng, hedge_key=self.hedge_key)
-        return None
+        return self._setup_after(self.key_scheme, result)
 
 
 class SignJob(Job):
@@ -267,22 +247,18 @@ class SignJob(Job):
         self.message = message
 
     def _first(self) -> Party[Any]:
-        if self.share.scheme == ECDSA_SCHEME:
-            return EcdsaSigner(
-                self.session_id,
-                self.share,
-                self.signers,
-                self.message,
-                rng=self.rng,
-                hedge_key=self.hedge_key,
-                setup=decoded_setup(self.share),
-            )
-        return FrostSigner(
-            self.session_id, self.share, self.signers, self.message, rng=self.rng, hedge_key=self.hedge_key
+        return scheme_by_name(self.share.scheme).signer(
+            self.session_id,
+            self.share,
+            self.signers,
+            self.message,
+            rng=self.rng,
+            hedge_key=self.hedge_key,
+            setup=decoded_setup(self.share),
         )
 
-    def _final(self, result: Any) -> bytes | EcdsaSignature:
-        assert isinstance(result, bytes | EcdsaSignature)
+    def _final(self, result: Any) -> Signature:
+        assert isinstance(result, Signature)
         return result
 
 
@@ -292,19 +268,18 @@ class RefreshJob(Job):
     def __init__(
         self, session_id: bytes, share: KeyShare, *, rng: RandomBytes = secrets.token_bytes, hedge_key: bytes = b""
     ) -> None:
-        phases = [PhasePlan(session_id, tuple(share.parties))]
-        if share.scheme == ECDSA_SCHEME:
-            phases.append(PhasePlan(setup_session_id(session_id), tuple(share.parties)))
+        parties = tuple(share.parties)
+        kind = scheme_by_name(share.scheme)
+        phases = _with_setup(kind, session_id, parties, parties)
         super().__init__(session_id, share.identifier, phases, rng=rng, hedge_key=hedge_key)
         self.share = share
+        self.key_scheme = kind
 
     def _first(self) -> Party[Any]:
         return RefreshParty(self.session_id, self.share, rng=self.rng, hedge_key=self.hedge_key)
 
     def _next(self, result: Any) -> Party[Any] | None:
-        if self.share.scheme == ECDSA_SCHEME and self._index == 0:
-            return EcdsaSetupParty(self.phases[1].session_id, result, rng=self.rng, hedge_key=self.hedge_key)
-        return None
+        return self._setup_after(self.key_scheme, result)
 
 
 class ReshareJob(Job):
@@ -330,11 +305,11 @@ class ReshareJob(Job):
         hedge_key: bytes = b"",
     ) -> None:
         everyone = tuple(sorted(set(dealers) | set(new_parties)))
-        phases = [PhasePlan(session_id, everyone)]
-        if public.scheme == ECDSA_SCHEME:
-            phases.append(PhasePlan(setup_session_id(session_id), tuple(sorted(new_parties))))
+        kind = scheme_by_name(public.scheme)
+        phases = _with_setup(kind, session_id, everyone, tuple(sorted(new_parties)))
         super().__init__(session_id, me, phases, rng=rng, hedge_key=hedge_key)
         self.public = public
+        self.key_scheme = kind
         self.dealers = tuple(sorted(dealers))
         self.new_threshold = new_threshold
         self.new_parties = tuple(sorted(new_parties))
@@ -356,9 +331,8 @@ class ReshareJob(Job):
         )
 
     def _next(self, result: Any) -> Party[Any] | None:
-        if self.public.scheme == ECDSA_SCHEME and self._index == 0 and result.share is not None:
-            return EcdsaSetupParty(self.phases[1].session_id, result.share, rng=self.rng, hedge_key=self.hedge_key)
-        return None
+        # The resharing's result names the new share (None for a dealer leaving the key).
+        return self._setup_after(self.key_scheme, result.share if self._index == 0 else None)
 
     def _final(self, result: Any) -> KeyShare | None:
         if isinstance(result, KeyShare):
@@ -368,23 +342,35 @@ class ReshareJob(Job):
         return share
 
 
-_SETUPS: OrderedDict[bytes, EcdsaSetup] = OrderedDict()
+def _with_setup(
+    kind: Scheme, session_id: bytes, participants: tuple[int, ...], setup_participants: tuple[int, ...]
+) -> list[PhasePlan]:
+    """The first phase, then the pairwise setup (among the key's new holders) if the scheme has one."""
+    phases = [PhasePlan(session_id, participants)]
+    if kind.has_setup:
+        phases.append(PhasePlan(setup_session_id(session_id), setup_participants))
+    return phases
+
+
+_SETUPS: OrderedDict[bytes, Any] = OrderedDict()
 _SETUPS_MAX = 16
 
 
-def decoded_setup(share: KeyShare) -> EcdsaSetup | None:
-    """The share's threshold-ECDSA setup, decoded once per setup (by its bytes' hash) for every session.
+def decoded_setup(share: KeyShare) -> Any:
+    """The share's pairwise setup (threshold ECDSA's), decoded once per setup (by its bytes' hash) for every session.
 
     Decoding a setup (hundreds of OT seeds per peer, checked canonical) is most of a
     signer's start-up, and every session of a key, whatever its path, has the same.
+    None for a scheme without one, or a share that lacks it (its signer says why).
     """
-    raw = share.extensions.get(SETUP_EXTENSION)
-    if share.scheme != ECDSA_SCHEME or raw is None:
+    kind = scheme_by_name(share.scheme)
+    raw = share.extensions.get(kind.setup_extension) if kind.setup_extension is not None else None
+    if raw is None:
         return None
     digest = hashlib.sha256(raw).digest()
     setup = _SETUPS.get(digest)
     if setup is None:
-        setup = _SETUPS[digest] = EcdsaSetup.decode(raw)
+        setup = _SETUPS[digest] = kind.decode_setup(raw)
         while len(_SETUPS) > _SETUPS_MAX:
             _SETUPS.popitem(last=False)
     else:
@@ -409,7 +395,7 @@ def replays_secrets(job: Job) -> bool:
     multiplications likewise. A FROST key generation, refresh or resharing answers a
     repeated round with the same values it already sent, which reveals nothing new.
     """
-    return isinstance(job, SignJob) or scheme_of(job) == ECDSA_SCHEME
+    return isinstance(job, SignJob) or scheme_by_name(scheme_of(job)).has_setup
 
 
 def job_params(job: Job) -> dict[str, Any]:
