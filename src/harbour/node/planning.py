@@ -19,10 +19,10 @@ from typing import Any
 
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.secp256k1 import Secp256k1Point
-from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.envelope import UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
+from harbour.mpc.schemes import scheme_by_name
 from harbour.node import approval, coldstate, nonces, quorum, rpc
 from harbour.node.config import NodeConfig
 from harbour.node.identity import NodeDescriptor, NodeIdentity
@@ -90,7 +90,7 @@ class Planner:
                 signers = args["signers"]
                 self._check_signers(share, signers, key_id)
                 message = args["message"]
-                if share.scheme == ECDSA_SCHEME and len(message) != 32:
+                if scheme_by_name(share.scheme).signs_digest and len(message) != 32:
                     raise Refusal("bad-request", "threshold ECDSA signs a 32-byte digest")
                 digest = approval.approved_digest(message)
                 sign_job = SignJob(sid, share, path, signers, message, rng=rng, hedge_key=self.hedge_key)
@@ -145,7 +145,7 @@ class Planner:
                     )
                 return
             child = job.share.group_public_key
-            if job.share.scheme != ECDSA_SCHEME or not isinstance(child, Secp256k1Point):
+            if not scheme_by_name(job.share.scheme).recoverable or not isinstance(child, Secp256k1Point):
                 raise approval.ApprovalError(
                     "evidence",
                     f"approval evidence describes an Ethereum transaction, which key {session.key_id} "

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.hedge import HedgedRandom
-from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET, BaseOtAbort
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError
 from harbour.mpc.keyshare import KeyShare, KeyShareError
+from harbour.mpc.schemes import scheme_by_name
 from harbour.node import approval, coldstate, compromise, rpc, signlog
 from harbour.node.coldstore import ColdSessions
 from harbour.node.config import NodeConfig
@@ -140,7 +140,7 @@ class RunningSessions:
         except (UsageError, KeyShareError, ValueError) as exc:
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
         setup = session.job.phases[-1].participants  # the threshold-ECDSA setup: whom this node runs base OTs with
-        if session.kind != "sign" and scheme_of(session.job) == ECDSA_SCHEME and session.me in setup:
+        if session.kind != "sign" and scheme_by_name(scheme_of(session.job)).has_setup and session.me in setup:
             over = compromise.over_budget(self.store, [session.roster[p].node_id for p in setup if p != session.me])
             if over:
                 raise Refusal(
