@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -49,6 +50,28 @@ _HTTP_CODES: Final[dict[int, tuple[str, str]]] = {
     503: ("unavailable", "A dependency is unavailable"),
 }
 _RESERVED: Final = frozenset({"type", "title", "status", "detail", "instance"})
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    location: str = Field(examples=["body.amount"])
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; open, as the RFC lets a problem type add members."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["https://harbour.dev/problems/forbidden"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] = Field(
+        default_factory=list, description="Validation problems only: each offending field's location and message."
+    )
 
 
 class ProblemResponse(JSONResponse):
