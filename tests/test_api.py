@@ -10,6 +10,7 @@ included) is compared before and after.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -792,6 +793,15 @@ def test_unknown_route_and_wrong_method(world: World) -> None:
     body = problem(wrong, 405)
     assert set(wrong.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
     assert "DELETE" in body["detail"]
+
+
+def test_a_cursor_at_the_end_of_time_is_refused_not_a_500(world: World) -> None:
+    """Found by fuzzing: a well-formed cursor whose time overflows once converted to UTC was a 500."""
+    for at in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"):
+        cursor = base64.urlsafe_b64encode(f"{at}|{MISSING}".encode()).decode().rstrip("=")
+        for path in ("/v1/users", "/v1/transactions", "/v1/vaults", f"/v1/vaults/{world.vault_id}/addresses"):
+            body = problem(world.call("GET", path, "viewer", params={"cursor": cursor}), 422)
+            assert "cursor" in body["detail"]
 
 
 def test_unexpected_error_is_a_500_problem_without_internals(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,8 +63,9 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         at = dt.datetime.fromisoformat(at_text)
         if at.tzinfo is None or len(row_id) > 36:
             raise ValueError
-        return at, row_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC here: the database converts it anyway, and 9999-12-31T23:59-01:00 overflows there.
+        return at.astimezone(dt.UTC), row_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor is not one this service issued") from None
 
 
