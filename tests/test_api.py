@@ -33,6 +33,7 @@ from harbour.api.roles import EVERYONE, ROUTE_ROLES
 from harbour.api.routes import ROUTERS
 from harbour.api.routes.service import Health, Me
 from harbour.api.server import BackgroundServer
+from harbour.chains.evm import ChainError
 from harbour.custody import shapes
 from harbour.custody.audit import check_consistency_proof, check_inclusion_proof
 from harbour.custody.db import Base
@@ -802,6 +803,20 @@ def test_a_cursor_at_the_end_of_time_is_refused_not_a_500(world: World) -> None:
         for path in ("/v1/users", "/v1/transactions", "/v1/vaults", f"/v1/vaults/{world.vault_id}/addresses"):
             body = problem(world.call("GET", path, "viewer", params={"cursor": cursor}), 422)
             assert "cursor" in body["detail"]
+
+
+def test_a_chain_that_fails_is_a_503_problem(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain node down (or answering nonsense) is a dependency failure, not the server's own error."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ChainError("eth_getBalance failed: connection refused by 10.0.0.7")
+
+    monkeypatch.setattr(world.env.custody.chain, "balance", broken)
+    monkeypatch.setattr(world.env.custody.chain, "token_balance", broken)
+    response = world.call("GET", f"/v1/vaults/{world.vault_id}", "viewer")
+    body = problem(response, 503)
+    assert body["type"] == "https://harbour.dev/problems/unavailable" and response.headers["retry-after"] == "5"
+    assert "10.0.0.7" not in response.text
 
 
 def test_unexpected_error_is_a_500_problem_without_internals(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,9 +21,10 @@ from harbour import __version__
 from harbour.api.body import parse_json
 from harbour.api.interface import CustodyService
 from harbour.api.middleware import BodyLimit, Guard
-from harbour.api.problems import MEDIA_TYPE, custody_problem, http_problem, validation_problem
+from harbour.api.problems import MEDIA_TYPE, chain_problem, custody_problem, http_problem, validation_problem
 from harbour.api.routes import ROUTERS
 from harbour.api.routing import PUBLIC_ROUTES, allowed_methods
+from harbour.chains.evm import ChainError
 from harbour.custody.errors import CustodyError
 
 __all__ = ["PUBLIC_ROUTES", "create_app", "parse_json"]
@@ -51,6 +52,7 @@ def create_app(custody: CustodyService) -> FastAPI:
     )
     app.state.custody = custody
     app.add_exception_handler(CustodyError, custody_problem)
+    app.add_exception_handler(ChainError, chain_problem)
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_middleware(BodyLimit)

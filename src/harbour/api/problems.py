@@ -172,6 +172,21 @@ def http_problem(request: Request, exc: Exception) -> ProblemResponse:
     return problem(status, detail, instance=request.url.path, headers=exc.headers)
 
 
+def chain_problem(request: Request, exc: Exception) -> ProblemResponse:
+    """The chain node failed the service (unreachable, or an answer that is not one): a 503, not a 500.
+
+    The node's own words go to the log, not to the client.
+    """
+    log.error("chain error in %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        503,
+        "the chain node did not answer as expected; try again later",
+        instance=request.url.path,
+        code="unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def internal_problem(path: str) -> ProblemResponse:
     return problem(
         500,
