@@ -2,13 +2,16 @@
 
 The first tests read the schema: every success has a named response model (not a
 bare object) and every error is a problem document. The fuzz test then lets
-schemathesis generate requests for every operation from that schema and sends
-them, as an admin who also holds every other role (so that no operation stops at
-the role check), to the app in process over the real service;
-each answer must be a declared status, with the declared content type and a body
+schemathesis generate requests for every operation from that schema (valid ones,
+valid ones on real resources and with cursors shaped like the service's own, and
+invalid ones) and sends them, as an admin who also holds every other role (so no
+operation stops at the role check), to the app in process over the real service.
+Each answer must be a declared status, with the declared content type and a body
 that validates against the declared model, and never a 5xx. It is bounded (a
-fixed number of examples per operation, derandomized) so it runs in well under
-a minute and fails the same way every time.
+fixed number of examples per operation, derandomized) so it runs in well under a
+minute and fails the same way every time. One test drives every operation through
+``as_strategy`` because schemathesis's lazy pytest fixture loader does not run
+under pytest 9.
 """
 
 from __future__ import annotations

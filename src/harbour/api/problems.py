@@ -60,7 +60,11 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
-    """An RFC 9457 problem document; open, as the RFC lets a problem type add members."""
+    """An RFC 9457 problem document; open, as the RFC lets a problem type add members.
+
+    :func:`problem` builds every problem through this model, so what the schema
+    declares for errors is what is sent.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -105,7 +109,8 @@ def problem(
     for key, value in (extra or {}).items():
         if key not in _RESERVED:
             body[key] = value
-    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+    document = Problem.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    return ProblemResponse(document, status_code=status, headers=dict(headers or {}))
 
 
 def custody_problem(request: Request, exc: Exception) -> ProblemResponse:
