@@ -1,7 +1,7 @@
 """The custody REST API against the real service: signer-node processes, the embedded chain, SQLite.
 
 Every route is exercised on its happy path and its responses are checked against
-the schema the API publishes (``api/responses.py``). Every route is also called
+the schema the API publishes (the models of ``custody/shapes.py``). Every route is also called
 by every role the table refuses, without a credential and with forged ones, and
 with malformed bodies; each refusal must be the right status as a problem
 document, and must write nothing: the row count of every table (the audit log's
@@ -10,6 +10,7 @@ included) is compared before and after.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -26,12 +27,14 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from custody_env import ETH, CustodyEnv
-from harbour.api import responses as views
-from harbour.api.app import PUBLIC_ROUTES, build_router, create_app, parse_json
+from harbour.api.app import PUBLIC_ROUTES, create_app, parse_json
 from harbour.api.middleware import MAX_BODY
 from harbour.api.roles import EVERYONE, ROUTE_ROLES
+from harbour.api.routes import ROUTERS
+from harbour.api.routes.service import Health, Me
 from harbour.api.server import BackgroundServer
-from harbour.custody import statements
+from harbour.chains.evm import ChainError
+from harbour.custody import shapes, statements
 from harbour.custody.audit import check_consistency_proof, check_inclusion_proof
 from harbour.custody.db import Base
 
@@ -123,7 +126,7 @@ def sign(world: World, tx_id: str, who: str, decision: str = "approve") -> str:
     """What the approver's client does: rebuild the statement from the fields, compare, sign."""
     person = world.env.people[who]
     assert person.key is not None
-    request = shaped(views.ApprovalRequest, world.call("GET", f"/v1/transactions/{tx_id}/approval-request", who))
+    request = shaped(shapes.ApprovalRequest, world.call("GET", f"/v1/transactions/{tx_id}/approval-request", who))
     subject = statements.from_request(request, tx_id)
     assert subject.statement().hex() == request["statement"]
     assert decision in ("approve", "reject")
@@ -143,10 +146,11 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
 # -- the route table ------------------------------------------------------------------------------------------
 
 
-def test_every_route_is_in_the_role_table(world: World) -> None:
+def test_every_route_is_in_the_role_table() -> None:
     routes = {
         (method, route.path)
-        for route in build_router(world.env.custody).routes
+        for router in ROUTERS
+        for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods
     }
@@ -189,26 +193,26 @@ def test_openapi_schema_is_served(world: World) -> None:
 
 
 def test_health_needs_no_credential(world: World) -> None:
-    body = shaped(views.Health, world.client.get("/v1/health"))
+    body = shaped(Health, world.client.get("/v1/health"))
     assert body["status"] == "ok"
 
 
 def test_me_and_organisation(world: World) -> None:
-    me = shaped(views.Me, world.call("GET", "/v1/me", "viewer"))
+    me = shaped(Me, world.call("GET", "/v1/me", "viewer"))
     assert me["roles"] == ["viewer"] and me["user_id"] == world.env.user_id("viewer")
-    org = shaped(views.Organisation, world.call("GET", "/v1/org", "viewer"))
+    org = shaped(shapes.Organisation, world.call("GET", "/v1/org", "viewer"))
     assert org["id"] == me["org_id"] and org["name"] == "Harbour Test Custodian"
 
 
 def test_users_and_credentials(world: World) -> None:
     created = shaped(
-        views.User, world.call("POST", "/v1/users", "admin", json={"name": "vera", "roles": ["viewer"]}), 201
+        shapes.User, world.call("POST", "/v1/users", "admin", json={"name": "vera", "roles": ["viewer"]}), 201
     )
     assert created["roles"] == ["viewer"] and created["approval_key"] is None
-    credential = shaped(views.Credential, world.call("POST", f"/v1/users/{created['id']}/credentials", "admin"), 201)
+    credential = shaped(shapes.Credential, world.call("POST", f"/v1/users/{created['id']}/credentials", "admin"), 201)
     me = world.client.get("/v1/me", headers={"Authorization": f"Bearer {credential['token']}"})
     assert me.json()["name"] == "vera"
-    users = shaped(views.Page[views.User], world.call("GET", "/v1/users?limit=200", "viewer"))
+    users = shaped(shapes.UserPage, world.call("GET", "/v1/users?limit=200", "viewer"))
     assert "vera" in {u["name"] for u in users["items"]}
     # Approvers sign approvals, so they need an approval key.
     problem(world.call("POST", "/v1/users", "admin", json={"name": "no-key", "roles": ["approver"]}), 422)
@@ -217,21 +221,21 @@ def test_users_and_credentials(world: World) -> None:
 
 
 def test_vaults_and_addresses(world: World) -> None:
-    vaults = shaped(views.Page[views.Vault], world.call("GET", "/v1/vaults", "viewer"))
+    vaults = shaped(shapes.VaultPage, world.call("GET", "/v1/vaults", "viewer"))
     assert world.vault_id in {v["id"] for v in vaults["items"]}
-    vault = shaped(views.VaultDetail, world.call("GET", f"/v1/vaults/{world.vault_id}", "viewer"))
+    vault = shaped(shapes.VaultDetail, world.call("GET", f"/v1/vaults/{world.vault_id}", "viewer"))
     assert vault["addresses"][0]["address"] == world.address
     assert int(vault["balances"]["ETH"]) > 0 and isinstance(vault["balances"]["ETH"], str)
     address = shaped(
-        views.Address,
+        shapes.Address,
         world.call("POST", f"/v1/vaults/{world.vault_id}/addresses", "admin", json={"label": "cold"}),
         201,
     )
     assert address["label"] == "cold" and address["path"] == f"m/{address['index']}"
     # The body is optional.
-    bare = shaped(views.Address, world.call("POST", f"/v1/vaults/{world.vault_id}/addresses", "admin"), 201)
+    bare = shaped(shapes.Address, world.call("POST", f"/v1/vaults/{world.vault_id}/addresses", "admin"), 201)
     assert bare["label"] is None and bare["index"] == address["index"] + 1
-    listed = shaped(views.Page[views.Address], world.call("GET", f"/v1/vaults/{world.vault_id}/addresses", "viewer"))
+    listed = shaped(shapes.AddressPage, world.call("GET", f"/v1/vaults/{world.vault_id}/addresses", "viewer"))
     assert [a["index"] for a in listed["items"]] == list(range(bare["index"] + 1))
     problem(world.call("GET", f"/v1/vaults/{MISSING}", "viewer"), 404)
     problem(world.call("GET", f"/v1/vaults/{MISSING}/addresses", "viewer"), 404)
@@ -239,7 +243,7 @@ def test_vaults_and_addresses(world: World) -> None:
 
 def test_create_vault_runs_keygen(world: World) -> None:
     vault = shaped(
-        views.Vault, world.call("POST", "/v1/vaults", "admin", json={"name": "reserve", "threshold": 2}), 201
+        shapes.Vault, world.call("POST", "/v1/vaults", "admin", json={"name": "reserve", "threshold": 2}), 201
     )
     assert vault["threshold"] == 2 and len(vault["nodes"]) == 3 and vault["scheme"] == "ecdsa-secp256k1"
     problem(world.call("POST", "/v1/vaults", "admin", json={"name": "reserve", "threshold": 2}), 409)
@@ -250,35 +254,35 @@ def test_create_vault_runs_keygen(world: World) -> None:
 def test_assets_and_address_book(world: World) -> None:
     token = world.env.chain.deploy_token("Test Dollar", "TUSD", 6, 10**12)
     asset = shaped(
-        views.Asset,
+        shapes.Asset,
         world.call(
             "POST", "/v1/assets", "admin", json={"symbol": "TUSD", "kind": "erc20", "contract": token, "decimals": 6}
         ),
         201,
     )
     assert asset["contract"] == token
-    assets = shaped(views.Page[views.Asset], world.call("GET", "/v1/assets", "viewer"))
+    assets = shaped(shapes.AssetPage, world.call("GET", "/v1/assets", "viewer"))
     assert {"ETH", "TUSD"} <= {a["symbol"] for a in assets["items"]}
     problem(world.call("POST", "/v1/assets", "admin", json={"symbol": "ETH", "kind": "native", "decimals": 18}), 409)
     entry = shaped(
-        views.AddressBookEntry,
+        shapes.AddressBookEntry,
         world.call("POST", "/v1/address-book", "admin", json={"name": "exchange", "address": DEST_LOWER}),
         201,
     )
     assert entry["address"] == DEST and entry["whitelisted"] is False
-    book = shaped(views.Page[views.AddressBookEntry], world.call("GET", "/v1/address-book", "viewer"))
+    book = shaped(shapes.AddressBookPage, world.call("GET", "/v1/address-book", "viewer"))
     assert DEST in {e["address"] for e in book["items"]}
     problem(world.call("POST", "/v1/address-book", "admin", json={"name": "again", "address": DEST}), 409)
 
 
 def test_withdrawal_approved_by_two_approvers_is_confirmed(world: World) -> None:
-    tx = shaped(views.Transaction, submit(world, "happy-1", note="payout 1"), 201)
+    tx = shaped(shapes.Transaction, submit(world, "happy-1", note="payout 1"), 201)
     assert tx["state"] == "pending_approval" and tx["amount"] == "1000" and tx["note"] == "payout 1"
     assert tx["idempotency_key"] == "happy-1"
-    one = shaped(views.Transaction, world.call("GET", f"/v1/transactions/{tx['id']}", "viewer"))
+    one = shaped(shapes.Transaction, world.call("GET", f"/v1/transactions/{tx['id']}", "viewer"))
     assert one["id"] == tx["id"]
     pending = shaped(
-        views.Page[views.Transaction], world.call("GET", "/v1/transactions?state=pending_approval&limit=200", "viewer")
+        shapes.TransactionPage, world.call("GET", "/v1/transactions?state=pending_approval&limit=200", "viewer")
     )
     assert tx["id"] in {t["id"] for t in pending["items"]}
     assert all(t["state"] == "pending_approval" for t in pending["items"])
@@ -286,7 +290,7 @@ def test_withdrawal_approved_by_two_approvers_is_confirmed(world: World) -> None
         decided = world.call(
             "POST", f"/v1/transactions/{tx['id']}/approve", who, json={"signature": sign(world, tx["id"], who)}
         )
-        shaped(views.Transaction, decided)
+        shaped(shapes.Transaction, decided)
     # A third approval is one too many: the transaction is no longer pending.
     late = world.call("POST", f"/v1/transactions/{tx['id']}/approve", "approver3", json={"signature": "00" * 64})
     problem(late, 409)
@@ -298,13 +302,13 @@ def test_withdrawal_approved_by_two_approvers_is_confirmed(world: World) -> None
     final = wait_for(confirmed)
     assert final["state"] == "confirmed", final
     assert final["tx_hash"].startswith("0x") and len(final["approvals"]) == 2
-    shaped(views.Transaction, world.call("GET", f"/v1/transactions/{tx['id']}", "auditor"))
+    shaped(shapes.Transaction, world.call("GET", f"/v1/transactions/{tx['id']}", "auditor"))
 
 
 def test_reject_and_cancel(world: World) -> None:
     rejected = submit(world, "reject-1").json()
     body = shaped(
-        views.Transaction,
+        shapes.Transaction,
         world.call(
             "POST",
             f"/v1/transactions/{rejected['id']}/reject",
@@ -314,7 +318,7 @@ def test_reject_and_cancel(world: World) -> None:
     )
     assert body["state"] == "rejected"
     cancelled = submit(world, "cancel-1").json()
-    body = shaped(views.Transaction, world.call("POST", f"/v1/transactions/{cancelled['id']}/cancel", "initiator"))
+    body = shaped(shapes.Transaction, world.call("POST", f"/v1/transactions/{cancelled['id']}/cancel", "initiator"))
     assert body["state"] == "cancelled"
     problem(world.call("POST", f"/v1/transactions/{cancelled['id']}/cancel", "initiator"), 409)
     # An approval signed over another transaction's statement does not verify.
@@ -326,23 +330,23 @@ def test_reject_and_cancel(world: World) -> None:
 def test_explain_writes_nothing(world: World) -> None:
     before = world.snapshot()
     body = world.call("POST", "/v1/transactions/explain", "auditor", json=withdrawal(world, amount=5 * ETH))
-    decision = shaped(views.Explanation, body)
+    decision = shaped(shapes.Explanation, body)
     assert decision["action"] == "require_approval" and decision["policy_version"] >= 2
     assert world.snapshot() == before
 
 
 def test_policy(world: World) -> None:
-    current = shaped(views.Policy, world.call("GET", "/v1/policy", "viewer"))
-    versions = shaped(views.Page[views.Policy], world.call("GET", "/v1/policy/versions", "viewer"))
+    current = shaped(shapes.Policy, world.call("GET", "/v1/policy", "viewer"))
+    versions = shaped(shapes.PolicyPage, world.call("GET", "/v1/policy/versions", "viewer"))
     assert versions["items"][-1]["version"] == current["version"]
     document = world.env.two_approvers_policy(["approver1", "approver2"])
     proposal = world.call(
         "POST", "/v1/policy/proposals", "admin", json={"document": document}, headers={"Idempotency-Key": "policy-1"}
     )
-    tx = shaped(views.Transaction, proposal, 201)
+    tx = shaped(shapes.Transaction, proposal, 201)
     assert tx["kind"] == "policy_change" and tx["state"] == "pending_approval"
     request = shaped(
-        views.ApprovalRequest, world.call("GET", f"/v1/transactions/{tx['id']}/approval-request", "admin2")
+        shapes.ApprovalRequest, world.call("GET", f"/v1/transactions/{tx['id']}/approval-request", "admin2")
     )
     assert request["policy_digest"] and "intent" not in request
     broken = world.call(
@@ -362,22 +366,22 @@ def test_deposits(world: World) -> None:
 
     deposit = wait_for(seen)
     assert deposit["asset"] == "ETH"
-    shaped(views.Page[views.Deposit], world.call("GET", "/v1/deposits", "auditor"))
+    shaped(shapes.DepositPage, world.call("GET", "/v1/deposits", "auditor"))
 
 
 def test_audit_proofs_verify_against_the_audit_key(world: World) -> None:
     key = world.env.custody.audit.public_key_hex
-    events = shaped(views.Page[views.AuditEvent], world.call("GET", "/v1/audit/events?limit=5", "auditor"))
+    events = shaped(shapes.AuditEventPage, world.call("GET", "/v1/audit/events?limit=5", "auditor"))
     assert len(events["items"]) == 5 and events["next_cursor"]
-    head = shaped(views.AuditDocument, world.call("GET", "/v1/audit/head", "auditor"))
+    head = shaped(shapes.TreeHead, world.call("GET", "/v1/audit/head", "auditor"))
     index = events["items"][2]["index"]
     proof = shaped(
-        views.AuditDocument, world.call("GET", f"/v1/audit/proof/{index}?tree_size={head['tree_size']}", "auditor")
+        shapes.InclusionProof, world.call("GET", f"/v1/audit/proof/{index}?tree_size={head['tree_size']}", "auditor")
     )
     check_inclusion_proof(proof, key)
     assert proof["event"] == events["items"][2]
     consistency = world.call("GET", f"/v1/audit/consistency?old=3&new={head['tree_size']}", "admin")
-    check_consistency_proof(shaped(views.AuditDocument, consistency), key)
+    check_consistency_proof(shaped(shapes.ConsistencyProof, consistency), key)
     problem(world.call("GET", f"/v1/audit/proof/{10**9}", "auditor"), 404)
     problem(world.call("GET", "/v1/audit/consistency?old=5&new=2", "auditor"), 422)
 
@@ -781,6 +785,29 @@ def test_unknown_route_and_wrong_method(world: World) -> None:
     assert "DELETE" in body["detail"]
 
 
+def test_a_cursor_at_the_end_of_time_is_refused_not_a_500(world: World) -> None:
+    """Found by fuzzing: a well-formed cursor whose time overflows once converted to UTC was a 500."""
+    for at in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"):
+        cursor = base64.urlsafe_b64encode(f"{at}|{MISSING}".encode()).decode().rstrip("=")
+        for path in ("/v1/users", "/v1/transactions", "/v1/vaults", f"/v1/vaults/{world.vault_id}/addresses"):
+            body = problem(world.call("GET", path, "viewer", params={"cursor": cursor}), 422)
+            assert "cursor" in body["detail"]
+
+
+def test_a_chain_that_fails_is_a_503_problem(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain node down (or answering nonsense) is a dependency failure, not the server's own error."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ChainError("eth_getBalance failed: connection refused by 10.0.0.7")
+
+    monkeypatch.setattr(world.env.custody.chain, "balance", broken)
+    monkeypatch.setattr(world.env.custody.chain, "token_balance", broken)
+    response = world.call("GET", f"/v1/vaults/{world.vault_id}", "viewer")
+    body = problem(response, 503)
+    assert body["type"] == "https://harbour.dev/problems/unavailable" and response.headers["retry-after"] == "5"
+    assert "10.0.0.7" not in response.text
+
+
 def test_unexpected_error_is_a_500_problem_without_internals(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("database password is hunter2")
@@ -810,9 +837,9 @@ def transactions_with_key(world: World, key: str) -> int:
 
 
 def test_retry_with_the_same_key_returns_the_same_transaction(world: World) -> None:
-    first = shaped(views.Transaction, submit(world, "retry-1"), 201)
+    first = shaped(shapes.Transaction, submit(world, "retry-1"), 201)
     before = world.snapshot()
-    again = shaped(views.Transaction, submit(world, "retry-1"), 201)
+    again = shaped(shapes.Transaction, submit(world, "retry-1"), 201)
     assert again["id"] == first["id"]
     assert world.snapshot() == before
     # Amount as a JSON integer is the same request as the same amount as a string.

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -49,6 +50,32 @@ _HTTP_CODES: Final[dict[int, tuple[str, str]]] = {
     503: ("unavailable", "A dependency is unavailable"),
 }
 _RESERVED: Final = frozenset({"type", "title", "status", "detail", "instance"})
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    location: str = Field(examples=["body.amount"])
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; open, as the RFC lets a problem type add members.
+
+    :func:`problem` builds every problem through this model, so what the schema
+    declares for errors is what is sent.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["https://harbour.dev/problems/forbidden"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] = Field(
+        default_factory=list, description="Validation problems only: each offending field's location and message."
+    )
 
 
 class ProblemResponse(JSONResponse):
@@ -82,7 +109,8 @@ def problem(
     for key, value in (extra or {}).items():
         if key not in _RESERVED:
             body[key] = value
-    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+    document = Problem.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    return ProblemResponse(document, status_code=status, headers=dict(headers or {}))
 
 
 def custody_problem(request: Request, exc: Exception) -> ProblemResponse:
@@ -147,6 +175,21 @@ def http_problem(request: Request, exc: Exception) -> ProblemResponse:
     else:
         detail = str(exc.detail)
     return problem(status, detail, instance=request.url.path, headers=exc.headers)
+
+
+def chain_problem(request: Request, exc: Exception) -> ProblemResponse:
+    """The chain node failed the service (unreachable, or an answer that is not one): a 503, not a 500.
+
+    The node's own words go to the log, not to the client.
+    """
+    log.error("chain error in %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        503,
+        "the chain node did not answer as expected; try again later",
+        instance=request.url.path,
+        code="unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def internal_problem(path: str) -> ProblemResponse:

@@ -68,10 +68,11 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,77})$"},
-                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^[1-9][0-9]{0,77}$"},
+                {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
             ],
-            "description": "Base units (wei for ETH): a decimal string, or a JSON integer. Never a float.",
+            "description": "Base units (wei for ETH), 1..2**256 - 1: a decimal string, or a JSON integer. "
+            "Never a float.",
             "examples": ["1500000000000000000"],
         }
     ),

@@ -1,7 +1,13 @@
 """JSON views of custody rows, and keyset pagination.
 
+Each view builds its model from :mod:`harbour.custody.shapes` and returns
+``model.model_dump(mode="json")``: callers keep plain JSON-ready dicts, and the
+shape is written once, in the model the API also declares as its response.
+
 Amounts leave as decimal strings: JSON numbers are doubles in most clients and
-silently round above 2^53 (one wei short of 0.01 ETH).
+silently round above 2^53 (one wei short of 0.01 ETH). Timestamps are ISO 8601
+strings in UTC, written by :func:`iso` (not by pydantic, whose ``Z`` suffix would
+change the JSON the API has always sent).
 """
 
 from __future__ import annotations
@@ -18,6 +24,19 @@ from sqlalchemy.orm import Session
 from harbour.custody import models as m
 from harbour.custody.db import Base
 from harbour.custody.errors import Invalid
+from harbour.custody.shapes import (
+    Address,
+    AddressBookEntry,
+    Approval,
+    Asset,
+    Deposit,
+    Organisation,
+    PolicyChangeTransaction,
+    User,
+    Vault,
+    WithdrawalTransaction,
+)
+from harbour.custody.shapes import Policy as PolicyShape
 
 MAX_LIMIT = 200
 Row = TypeVar("Row", bound=Base)
@@ -44,8 +63,9 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         at = dt.datetime.fromisoformat(at_text)
         if at.tzinfo is None or len(row_id) > 36:
             raise ValueError
-        return at, row_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC here: the database converts it anyway, and 9999-12-31T23:59-01:00 overflows there.
+        return at.astimezone(dt.UTC), row_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor is not one this service issued") from None
 
 
@@ -72,74 +92,93 @@ def amount(value: int | None) -> str | None:
 
 
 def organisation(org: m.Organisation) -> dict[str, Any]:
-    return {"id": org.id, "name": org.name, "created_at": iso(org.created_at)}
+    return Organisation.model_validate({"id": org.id, "name": org.name, "created_at": iso(org.created_at)}).model_dump(
+        mode="json"
+    )
 
 
 def user(u: m.User) -> dict[str, Any]:
-    return {
-        "id": u.id,
-        "org_id": u.org_id,
-        "name": u.name,
-        "roles": sorted(u.roles),
-        "approval_key": u.approval_key,
-        "disabled": u.disabled,
-        "created_at": iso(u.created_at),
-    }
+    return User.model_validate(
+        {
+            "id": u.id,
+            "org_id": u.org_id,
+            "name": u.name,
+            "roles": sorted(u.roles),
+            "approval_key": u.approval_key,
+            "disabled": u.disabled,
+            "created_at": iso(u.created_at),
+        }
+    ).model_dump(mode="json")
 
 
 def vault(v: m.Vault) -> dict[str, Any]:
-    return {
-        "id": v.id,
-        "name": v.name,
-        "key_id": v.key_id,
-        "scheme": v.scheme,
-        "threshold": v.threshold,
-        "nodes": list(v.nodes),
-        "public_key": v.public_key,
-        "created_at": iso(v.created_at),
-    }
+    return Vault.model_validate(
+        {
+            "id": v.id,
+            "name": v.name,
+            "key_id": v.key_id,
+            "scheme": v.scheme,
+            "threshold": v.threshold,
+            "nodes": list(v.nodes),
+            "public_key": v.public_key,
+            "created_at": iso(v.created_at),
+        }
+    ).model_dump(mode="json")
 
 
 def address(a: m.Address) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "vault_id": a.vault_id,
-        "index": a.index,
-        "path": a.path,
-        "address": a.address,
-        "label": a.label,
-        "created_at": iso(a.created_at),
-    }
+    return Address.model_validate(
+        {
+            "id": a.id,
+            "vault_id": a.vault_id,
+            "index": a.index,
+            "path": a.path,
+            "address": a.address,
+            "label": a.label,
+            "created_at": iso(a.created_at),
+        }
+    ).model_dump(mode="json")
 
 
 def asset(a: m.Asset) -> dict[str, Any]:
-    return {"id": a.id, "symbol": a.symbol, "kind": a.kind, "contract": a.contract, "decimals": a.decimals}
+    return Asset.model_validate(
+        {"id": a.id, "symbol": a.symbol, "kind": a.kind, "contract": a.contract, "decimals": a.decimals}
+    ).model_dump(mode="json")
 
 
 def address_book_entry(e: m.AddressBookEntry) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "name": e.name,
-        "address": e.address,
-        "whitelisted": e.whitelisted,
-        "created_at": iso(e.created_at),
-    }
+    return AddressBookEntry.model_validate(
+        {
+            "id": e.id,
+            "name": e.name,
+            "address": e.address,
+            "whitelisted": e.whitelisted,
+            "created_at": iso(e.created_at),
+        }
+    ).model_dump(mode="json")
 
 
 def approval(a: m.Approval) -> dict[str, Any]:
-    return {
-        "approver_id": a.approver_id,
-        "decision": a.decision,
-        "public_key": a.public_key,
-        "signature": a.signature,
-        "created_at": iso(a.created_at),
-    }
+    return _approval(a).model_dump(mode="json")
+
+
+def _approval(a: m.Approval) -> Approval:
+    return Approval.model_validate(
+        {
+            "approver_id": a.approver_id,
+            "decision": a.decision,
+            "public_key": a.public_key,
+            "signature": a.signature,
+            "created_at": iso(a.created_at),
+        }
+    )
 
 
 def transaction(
     t: m.Transaction, approvals: list[m.Approval] | None = None, asset_symbol: str | None = None
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {
+    """``approvals`` is left out of the view when None (the API always passes them)."""
+    common: dict[str, Any] = {
         "id": t.id,
         "kind": t.kind,
         "state": t.state,
@@ -153,9 +192,13 @@ def transaction(
         "requirement": t.requirement,
         "error": t.error,
     }
+    if approvals is not None:
+        common["approvals"] = [_approval(a).model_dump(mode="json") for a in approvals]
+    view: WithdrawalTransaction | PolicyChangeTransaction
     if t.kind == "withdrawal":
-        out.update(
+        view = WithdrawalTransaction.model_validate(
             {
+                **common,
                 "vault_id": t.vault_id,
                 "source_address_id": t.source_address_id,
                 "asset": asset_symbol,
@@ -175,33 +218,35 @@ def transaction(
             }
         )
     else:
-        out["policy_document"] = t.policy_document
-    if approvals is not None:
-        out["approvals"] = [approval(a) for a in approvals]
-    return out
+        view = PolicyChangeTransaction.model_validate({**common, "policy_document": t.policy_document})
+    return view.model_dump(mode="json", exclude_unset=True)
 
 
 def policy(p: m.Policy) -> dict[str, Any]:
-    return {
-        "version": p.version,
-        "document": p.document,
-        "digest": p.digest,
-        "transaction_id": p.transaction_id,
-        "created_at": iso(p.created_at),
-    }
+    return PolicyShape.model_validate(
+        {
+            "version": p.version,
+            "document": p.document,
+            "digest": p.digest,
+            "transaction_id": p.transaction_id,
+            "created_at": iso(p.created_at),
+        }
+    ).model_dump(mode="json")
 
 
 def deposit(d: m.Deposit, asset_symbol: str | None = None) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "vault_id": d.vault_id,
-        "address_id": d.address_id,
-        "asset": asset_symbol,
-        "tx_hash": d.tx_hash,
-        "log_index": d.log_index,
-        "block_number": d.block_number,
-        "sender": d.sender,
-        "amount": amount(d.amount),
-        "state": d.state,
-        "created_at": iso(d.created_at),
-    }
+    return Deposit.model_validate(
+        {
+            "id": d.id,
+            "vault_id": d.vault_id,
+            "address_id": d.address_id,
+            "asset": asset_symbol,
+            "tx_hash": d.tx_hash,
+            "log_index": d.log_index,
+            "block_number": d.block_number,
+            "sender": d.sender,
+            "amount": amount(d.amount),
+            "state": d.state,
+            "created_at": iso(d.created_at),
+        }
+    ).model_dump(mode="json")

@@ -1,0 +1,37 @@
+"""Query, path and header parameters the routes share, each bounded so the schema states the rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Query
+
+from harbour.api import schemas
+from harbour.custody.views import MAX_LIMIT, Page
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page, 1..{MAX_LIMIT}.")]
+Cursor = Annotated[
+    str | None,
+    Query(pattern=schemas.CURSOR_PATTERN, description="The `next_cursor` of the previous page (opaque)."),
+]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        pattern=schemas.IDEMPOTENCY_PATTERN,
+        description="Client-chosen key, 1..128 of `A-Za-z0-9._:-`: a retry with the same key and body returns "
+        "the transaction already created; the same key with another body is a 409.",
+    ),
+]
+UserId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+CredentialId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+VaultId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+TxId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+
+
+def _page(limit: Limit = 50, cursor: Cursor = None) -> Page:
+    return Page(limit=limit, cursor=cursor)
+
+
+Paging = Annotated[Page, Depends(_page)]
+"""``?limit=&cursor=`` as a :class:`harbour.custody.views.Page`."""

@@ -1,0 +1,35 @@
+"""The routes, one module per resource, each an ``APIRouter`` under ``/v1``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import APIRouter
+
+from harbour.api.routes import (
+    address_book,
+    approvals,
+    assets,
+    audit,
+    deposits,
+    policy,
+    service,
+    transactions,
+    users,
+    vaults,
+)
+
+ROUTERS: Final[tuple[APIRouter, ...]] = (
+    service.public,
+    service.router,
+    users.router,
+    vaults.router,
+    assets.router,
+    address_book.router,
+    transactions.router,
+    approvals.router,
+    policy.router,
+    deposits.router,
+    audit.router,
+)
+"""Every router, in the order the app includes them (the order a path is matched in)."""

@@ -1,0 +1,48 @@
+"""``/v1/vaults``: vaults (a key the signer nodes share) and the addresses derived from them."""
+
+from __future__ import annotations
+
+from harbour.api import schemas
+from harbour.api.interface import Json
+from harbour.api.params import Paging, VaultId
+from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
+from harbour.custody import shapes
+
+router = resource_router("vaults")
+
+
+@router.post(
+    "/vaults",
+    summary="Create a vault",
+    description="Runs distributed key generation on the signer nodes; no node ever holds the key.",
+    **returns(shapes.Vault, 201),
+)
+def create_vault(custody: Custody, actor: Actor, body: schemas.CreateVault) -> Json:
+    return custody.create_vault(actor, name=body.name, threshold=body.threshold, nodes=body.nodes)
+
+
+@router.get("/vaults", summary="List vaults", description=PAGE_DOC, **returns(shapes.VaultPage))
+def list_vaults(custody: Custody, actor: Actor, page: Paging) -> Json:
+    return custody.list_vaults(actor, page)
+
+
+@router.get("/vaults/{vault_id}", summary="A vault with its balances", **returns(shapes.VaultDetail))
+def get_vault(custody: Custody, actor: Actor, vault_id: VaultId) -> Json:
+    return custody.get_vault(actor, vault_id)
+
+
+@router.post("/vaults/{vault_id}/addresses", summary="Derive a new address", **returns(shapes.Address, 201))
+def derive_address(
+    custody: Custody, actor: Actor, vault_id: VaultId, body: schemas.DeriveAddress | None = None
+) -> Json:
+    return custody.derive_address(actor, vault_id, label=body.label if body is not None else None)
+
+
+@router.get(
+    "/vaults/{vault_id}/addresses",
+    summary="List a vault's addresses",
+    description=PAGE_DOC,
+    **returns(shapes.AddressPage),
+)
+def list_addresses(custody: Custody, actor: Actor, vault_id: VaultId, page: Paging) -> Json:
+    return custody.list_addresses(actor, vault_id, page)

@@ -1,0 +1,170 @@
+"""What every route shares: authentication and roles before the body is read, the service, and declared errors.
+
+Every route under ``/v1`` except ``/v1/health`` authenticates the caller
+(``Authorization: Bearer <token>``) and checks the caller's roles against
+:data:`harbour.api.roles.ROUTE_ROLES` *before* the request body is parsed or the
+service is called; the service then checks roles again.
+
+Route functions are plain ``def``: the service blocks (database transactions,
+MPC keygen across the signer nodes, chain calls), so FastAPI runs each request in
+its worker threadpool instead of stalling the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from harbour.api.body import StrictJsonRequest
+from harbour.api.interface import CustodyService, Principal
+from harbour.api.problems import Problem
+from harbour.api.roles import ROUTE_ROLES
+from harbour.custody.errors import Forbidden, Unauthorized
+
+PUBLIC_ROUTES: Final = frozenset({("GET", "/v1/health")})
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]{1,512}=*")
+"""RFC 6750 b64token, bounded."""
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API credential (`hbk_...`) from `POST /v1/users/{user_id}/credentials`.",
+)
+
+
+def authorise(custody: CustodyService, request: Request, method: str, path: str) -> Any:
+    """The caller's actor, if the credential is valid and one of its roles may use this route."""
+    headers = request.headers.getlist("authorization")
+    if not headers:
+        raise Unauthorized("this request needs an 'Authorization: Bearer <token>' header")
+    if len(headers) > 1:
+        raise Unauthorized("send one Authorization header, not several")
+    scheme, _, token = headers[0].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not _TOKEN.fullmatch(token):
+        raise Unauthorized("the Authorization header must be 'Bearer <token>' with an API credential")
+    actor = custody.authenticate(token)
+    allowed = ROUTE_ROLES.get((method, path))
+    if allowed is None:
+        raise Forbidden(f"{method} {path} is not open to any role")
+    roles = frozenset(actor.roles)
+    if not roles & allowed:
+        have = ", ".join(sorted(roles)) or "none"
+        raise Forbidden(f"{method} {path} needs one of the roles {', '.join(sorted(allowed))}; you have {have}")
+    return actor
+
+
+class GuardedRoute(APIRoute):
+    """A route that authenticates and checks roles before FastAPI reads the body.
+
+    Doing it here rather than in a dependency means an unauthenticated or
+    unauthorised request is refused (401/403) before its body is parsed or
+    validated, so it learns nothing and costs nothing.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        for method in self.methods or ():
+            allowed = ROUTE_ROLES.get((method, self.path))
+            if allowed is not None:
+                self.openapi_extra = {**(self.openapi_extra or {}), "x-roles": sorted(allowed)}
+                self.description = (self.description or "").strip() + f"\n\nRoles: {', '.join(sorted(allowed))}."
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        path = self.path
+
+        async def guarded(request: Request) -> Response:
+            request = StrictJsonRequest(request.scope, request.receive)
+            method = "GET" if request.method == "HEAD" else request.method
+            if (method, path) not in PUBLIC_ROUTES:
+                custody: CustodyService = request.app.state.custody
+                request.state.actor = await run_in_threadpool(authorise, custody, request, method, path)
+            return await handler(request)
+
+        return guarded
+
+
+def _actor(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Any:
+    return request.state.actor
+
+
+def _custody(request: Request) -> CustodyService:
+    custody: CustodyService = request.app.state.custody
+    return custody
+
+
+Actor = Annotated[Principal, Security(_actor)]
+"""The authenticated caller, as checked by :class:`GuardedRoute` (the bearer scheme is for the OpenAPI schema)."""
+Custody = Annotated[CustodyService, Depends(_custody)]
+"""The custody service the app was created with."""
+
+
+def allowed_methods(path: str) -> list[str]:
+    """Every method some route serves at ``path`` (the router's own 405 names only the first route's)."""
+    return sorted({method for pattern, method in _ROUTE_PATTERNS if pattern.fullmatch(path)})
+
+
+_ROUTE_PATTERNS: Final = [
+    (re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template))), method)
+    for method, template in (*ROUTE_ROLES, *PUBLIC_ROUTES)
+]
+
+
+# -- what a route declares --------------------------------------------------------------------------
+
+_ERROR_DESCRIPTIONS: Final = {
+    400: "Malformed HTTP (a Content-Length that is not a number)",
+    401: "No credential, or not a valid one",
+    403: "The caller's role does not allow this",
+    404: "No such resource (in the caller's organisation)",
+    409: "Conflicts with the current state (or an idempotency key reused)",
+    413: "Body larger than 64 KiB",
+    422: "Malformed or invalid request; `errors` lists the fields",
+    500: "Unexpected server error (details are logged, not returned)",
+    503: "A dependency (signer nodes, chain) is unavailable",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Problem documents (``application/problem+json``) declared for these statuses."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {}},
+            "description": _ERROR_DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
+
+
+GUARDED_ERRORS: Final = problems(400, 401, 403, 404, 409, 413, 422, 500, 503)
+"""What a route behind a credential may answer besides success: the service may refuse any request."""
+
+
+def returns(model: Any, status: int = 200) -> dict[str, Any]:
+    """Route keywords: ``status`` with ``model`` as the body (validated, so a view that drifts is a 500).
+
+    Fields a view leaves out stay out (``exclude_unset``), rather than appearing as
+    null: a transaction's ``approvals`` exists only where the service sends it.
+    """
+    return {"status_code": status, "response_model": model, "response_model_exclude_unset": True}
+
+
+def resource_router(tag: str, responses: dict[int | str, dict[str, Any]] = GUARDED_ERRORS) -> APIRouter:
+    """A router for one resource under ``/v1``, its routes guarded and its errors declared.
+
+    The prefix is the router's own, not added when the app includes it: FastAPI
+    includes a router by reference, so a route's ``path`` (which the role table
+    is keyed by) is the one it was created with.
+    """
+    return APIRouter(prefix="/v1", route_class=GuardedRoute, responses=responses, tags=[tag])
+
+
+PAGE_DOC: Final = "Returns `{items, next_cursor}`; pass `next_cursor` back as `cursor` until it is null."

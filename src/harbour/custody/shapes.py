@@ -1,0 +1,356 @@
+"""The JSON shapes of custody resources, one pydantic model each.
+
+The views (:mod:`harbour.custody.views`) build these models and the API declares
+them as its routes' response models, so each shape is written once and
+``/openapi.json`` is the exact contract. The models are closed (an unknown field
+is an error) and strict (nothing is coerced), so a view cannot drift from its
+model unnoticed. Documents that other modules write and the API passes on
+(:meth:`harbour.custody.policy.Decision.to_json`, the audit log's events, tree
+heads and proofs, :meth:`harbour.node.quorum.Intent.to_json`) are modelled here
+too: they are part of the same contract.
+
+Amounts are decimal strings of base units (JSON numbers lose precision above
+2^53). Timestamps are ISO 8601 strings in UTC, as
+:func:`harbour.custody.views.iso` writes them, not datetimes: pydantic would
+write ``Z`` where the API has always sent ``+00:00``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+Timestamp = Annotated[
+    str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-01-02T03:04:05.678901+00:00"])
+]
+BaseUnits = Annotated[
+    str, Field(pattern=r"^(0|[1-9][0-9]*)$", description="Base units (wei for ETH) as a decimal string.")
+]
+Hex = Annotated[str, Field(pattern=r"^[0-9a-f]*$")]
+T = TypeVar("T")
+
+
+class Shape(BaseModel):
+    """A response shape: closed and strict, so a view that sends another shape fails loudly, never silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Listing(Shape, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class Organisation(Shape):
+    id: str
+    name: str
+    created_at: Timestamp
+
+
+class User(Shape):
+    id: str
+    org_id: str
+    name: str
+    roles: list[str]
+    approval_key: str | None
+    disabled: bool
+    created_at: Timestamp
+
+
+class Credential(Shape):
+    user_id: str
+    token: str = Field(description="Shown once: `hbk_<id>_<secret>`; only a hash of the secret is stored.")
+
+
+class Revoked(Shape):
+    credential_id: str
+    user_id: str
+    revoked: Literal[True]
+
+
+class Vault(Shape):
+    id: str
+    name: str
+    key_id: str
+    scheme: str
+    threshold: int
+    nodes: list[str]
+    public_key: str
+    created_at: Timestamp
+
+
+class Address(Shape):
+    id: str
+    vault_id: str
+    index: int
+    path: str
+    address: str
+    label: str | None
+    created_at: Timestamp
+
+
+class AddressWithBalances(Address):
+    balances: dict[str, BaseUnits] = Field(description="Symbol to base units, at the latest block.")
+
+
+class VaultDetail(Vault):
+    addresses: list[AddressWithBalances]
+    balances: dict[str, BaseUnits] = Field(description="Symbol to base units over all the vault's addresses.")
+
+
+class Asset(Shape):
+    id: str
+    symbol: str
+    kind: Literal["native", "erc20"]
+    contract: str | None
+    decimals: int
+
+
+class AddressBookEntry(Shape):
+    id: str
+    name: str
+    address: str
+    whitelisted: bool
+    created_at: Timestamp
+
+
+class ApproverGroup(Shape):
+    members: list[str]
+    name: str
+    threshold: int
+
+
+class ApprovalRequirement(Shape):
+    """Groups of approvers, all (``all``) or one (``any``) of which must be met (docs/policy.md)."""
+
+    combine: Literal["all", "any"]
+    groups: list[ApproverGroup]
+
+
+class RuleTrace(Shape):
+    index: int
+    matched: bool
+    name: str
+    reached: bool
+    reasons: list[str]
+
+
+class PolicyDecision(Shape):
+    """What the policy decided for a withdrawal, and why (:meth:`harbour.custody.policy.Decision.to_json`)."""
+
+    action: Literal["allow", "block", "require_approval"]
+    reasons: list[str]
+    requirement: ApprovalRequirement | None
+    rule: str | None
+    rule_index: int | None
+    trace: list[RuleTrace]
+
+
+class PolicyVersion(Shape):
+    policy_version: int
+
+
+class Explanation(PolicyDecision, PolicyVersion):
+    """A dry run's decision under the policy version in force (``policy_version`` comes first)."""
+
+
+class UnsignedTransaction(Shape):
+    """The EIP-1559 transaction the nodes sign; integers as decimal strings."""
+
+    chain_id: str
+    nonce: str
+    max_priority_fee_per_gas: str
+    max_fee_per_gas: str
+    gas_limit: str
+    to: str
+    value: str
+    data: str
+
+
+class Approval(Shape):
+    approver_id: str
+    decision: Literal["approve", "reject"]
+    public_key: str
+    signature: str
+    created_at: Timestamp
+
+
+class TransactionBase(Shape):
+    id: str
+    kind: str
+    state: str = Field(description="One of the states of docs/custody.md (submitted ... confirmed, failed).")
+    initiator_id: str
+    idempotency_key: str | None
+    note: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    policy_version: int | None
+    decision: PolicyDecision | None
+    requirement: ApprovalRequirement | None
+    error: str | None
+
+
+class WithdrawalTransaction(TransactionBase):
+    kind: Literal["withdrawal"]
+    vault_id: str | None
+    source_address_id: str | None
+    asset: str | None
+    destination: str | None
+    address_book_entry_id: str | None
+    amount: BaseUnits | None
+    chain_id: int | None
+    nonce: int | None
+    unsigned: UnsignedTransaction | None
+    digest: str | None
+    tx_hash: str | None
+    signers: list[int] | None
+    block_number: int | None
+    gas_used: int | None
+    fee: BaseUnits | None
+    broadcast_at: Timestamp | None
+    approvals: list[Approval] = Field(default_factory=list, description="Present on every API response.")
+
+
+class PolicyChangeTransaction(TransactionBase):
+    kind: Literal["policy_change"]
+    policy_document: dict[str, Any] = Field(description="The proposed policy (docs/policy.md).")
+    approvals: list[Approval] = Field(default_factory=list, description="Present on every API response.")
+
+
+class Transaction(RootModel[Annotated[WithdrawalTransaction | PolicyChangeTransaction, Field(discriminator="kind")]]):
+    """A withdrawal or a policy change, told apart by ``kind``."""
+
+
+class Intent(Shape):
+    """What a withdrawal moves (:meth:`harbour.node.quorum.Intent.to_json`); each node re-derives it."""
+
+    chain_id: int
+    from_: str = Field(alias="from")
+    to: str
+    asset: str = Field(description='"ETH" or the token contract address.')
+    amount: BaseUnits
+
+
+class WithdrawalApprovalRequest(Shape):
+    transaction: WithdrawalTransaction
+    statement: Hex = Field(description="The bytes the approver signs; recompute them from the fields first.")
+    org: str
+    key_id: str
+    path: str
+    intent: Intent
+
+
+class PolicyChangeApprovalRequest(Shape):
+    transaction: PolicyChangeTransaction
+    statement: Hex = Field(description="The bytes the approver signs; recompute them from the fields first.")
+    org: str
+    policy_digest: str
+
+
+class ApprovalRequest(RootModel[WithdrawalApprovalRequest | PolicyChangeApprovalRequest]):
+    """What an approver signs, with the facts to check it against."""
+
+
+class Policy(Shape):
+    version: int
+    document: dict[str, Any] = Field(description="The policy document (docs/policy.md).")
+    digest: str
+    transaction_id: str | None
+    created_at: Timestamp
+
+
+class Deposit(Shape):
+    id: str
+    vault_id: str
+    address_id: str
+    asset: str | None
+    tx_hash: str
+    log_index: int
+    block_number: int
+    sender: str
+    amount: BaseUnits
+    state: str
+    created_at: Timestamp
+
+
+class AuditEvent(Shape):
+    """One audit log entry (:func:`harbour.custody.audit.event_view`)."""
+
+    index: int
+    at: Timestamp
+    org_id: str | None
+    actor_id: str | None
+    kind: str
+    subject: str | None
+    data: dict[str, Any]
+    leaf_hash: Hex
+
+
+class TreeHead(Shape):
+    """A signed tree head of the audit log (RFC 9162 section 4.10; docs/api.md says what is signed)."""
+
+    log_id: str
+    tree_size: int
+    root: Hex
+    timestamp: Timestamp
+    signature: Hex
+    algorithm: Literal["Ed25519"]
+    public_key: Hex
+
+
+class InclusionProof(Shape):
+    """Event ``index`` is in the tree of ``tree_size`` events (RFC 9162 section 2.1.3)."""
+
+    index: int
+    tree_size: int
+    event: AuditEvent
+    leaf_hash: Hex
+    audit_path: list[Hex]
+    head: TreeHead
+
+
+class ConsistencyProof(Shape):
+    """The tree of ``new_size`` events extends the tree of ``old_size`` (RFC 9162 section 2.1.4)."""
+
+    old_size: int
+    new_size: int
+    old_head: TreeHead
+    new_head: TreeHead
+    proof: list[Hex]
+
+
+class UserPage(Listing[User]):
+    pass
+
+
+class VaultPage(Listing[Vault]):
+    pass
+
+
+class AddressPage(Listing[Address]):
+    pass
+
+
+class AssetPage(Listing[Asset]):
+    pass
+
+
+class AddressBookPage(Listing[AddressBookEntry]):
+    pass
+
+
+class TransactionPage(Listing[Transaction]):
+    pass
+
+
+class PolicyPage(Listing[Policy]):
+    pass
+
+
+class DepositPage(Listing[Deposit]):
+    pass
+
+
+class AuditEventPage(Listing[AuditEvent]):
+    pass
