@@ -39,7 +39,7 @@ from harbour.api.problems import custody_problem, http_problem, validation_probl
 from harbour.api.roles import ROUTE_ROLES
 from harbour.custody.errors import CustodyError, Forbidden, Unauthorized
 from harbour.custody.views import MAX_LIMIT, Page
-from harbour.strictjson import nesting_depth
+from harbour.util.strictjson import loads_strict
 
 PUBLIC_ROUTES: Final = frozenset({("GET", "/v1/health")})
 MAX_JSON_INT_DIGITS: Final = 100
@@ -58,25 +58,6 @@ bearer = HTTPBearer(
 # -- JSON bodies ------------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
-        raise ValueError(f"an integer with more than {MAX_JSON_INT_DIGITS} digits")
-    return int(text)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(body: bytes) -> Any:
     """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, integers of at most 100 digits, depth at most 32.
 
@@ -89,9 +70,7 @@ def parse_json(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8")
-        if nesting_depth(text) > MAX_JSON_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_bounded_int, parse_constant=_no_constant)
+        return loads_strict(text, max_depth=MAX_JSON_DEPTH, max_int_digits=MAX_JSON_INT_DIGITS)
     except json.JSONDecodeError:
         raise
     except UnicodeDecodeError:

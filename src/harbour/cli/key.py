@@ -47,6 +47,7 @@ from harbour.mpc.ecdsa_setup import compromised_peers, mark_compromised
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.keyshare import GROUPS, SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage, group_by_name
 from harbour.node import backup, keyfile
+from harbour.util import files
 
 app = typer.Typer(help="Key ceremonies on encrypted key-share files (one per party).", no_args_is_help=True)
 
@@ -240,8 +241,8 @@ def write_new_key(directory: Path, shares: Mapping[int, KeyShare], secret: str) 
     doc = public_document(next(iter(shares.values())))
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for i, blob in sorted(blobs.items()):
-        keyfile.write_atomic(share_path(directory, i), blob, overwrite=False)
-    keyfile.write_atomic(directory / PUBLIC, _json_bytes(doc), mode=0o644, overwrite=False)
+        files.write_atomic(share_path(directory, i), blob, overwrite=False)
+    files.write_atomic(directory / PUBLIC, _json_bytes(doc), mode=0o644, overwrite=False)
     return doc
 
 
@@ -253,10 +254,10 @@ def replace_shares(directory: Path, shares: Mapping[int, KeyShare], secret: str)
     try:
         for i, blob in sorted(blobs.items()):
             final = share_path(directory, i)
-            keyfile.write_atomic(_pending(final), blob)
+            files.write_atomic(_pending(final), blob)
             staged.append((_pending(final), final))
         pending_public = _pending(directory / PUBLIC)
-        keyfile.write_atomic(pending_public, _json_bytes(doc), mode=0o644)
+        files.write_atomic(pending_public, _json_bytes(doc), mode=0o644)
         staged.append((pending_public, directory / PUBLIC))
     except BaseException:
         for pending, _ in staged:
@@ -264,7 +265,7 @@ def replace_shares(directory: Path, shares: Mapping[int, KeyShare], secret: str)
         raise
     for pending, final in staged:
         os.replace(pending, final)
-    keyfile.fsync_directory(directory)
+    files.fsync_directory(directory)
     return doc
 
 
@@ -430,7 +431,7 @@ def _move_legacy_marks(
     shares = load_shares(directory, sorted(marks), public, secret, doc)
     replace_shares(directory, {i: mark_compromised(shares[i], peers) for i, peers in marks.items()}, secret)
     (directory / COMPROMISED).unlink()
-    keyfile.fsync_directory(directory)
+    files.fsync_directory(directory)
 
 
 @app.command("refresh")
@@ -537,7 +538,7 @@ def repair(
             if lost_path.exists():
                 # Unreadable (checked above): kept aside, not destroyed, for forensics.
                 _set_aside(lost_path)
-            keyfile.write_atomic(lost_path, blob)
+            files.write_atomic(lost_path, blob)
             result = doc
     _emit(result, as_json, f"share of party {lost} repaired from parties {helper_ids}: {lost_path}")
 
@@ -629,7 +630,7 @@ def backup_cmd(
         blobs = {i: backup.make_backup(share, pem) for i, share in shares.items()}
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, blob in sorted(blobs.items()):
-            keyfile.write_atomic(out / backup.backup_filename(i), blob, mode=0o644, overwrite=False)
+            files.write_atomic(out / backup.backup_filename(i), blob, mode=0o644, overwrite=False)
         report = backup.verify_backups(list(blobs.values()), public)
     _emit(_report(report), as_json, f"{len(blobs)} backups written to {out}")
 
@@ -715,7 +716,7 @@ def recover(
         if keystore is not None:
             if key.curve != "secp256k1":
                 raise InputError("--keystore: Ethereum keystores hold secp256k1 keys only")
-            keyfile.write_atomic(
+            files.write_atomic(
                 keystore, backup.keystore_json(key, passphrase(confirm=True)).encode(), overwrite=False
             )
             result["keystore"] = str(keystore)

@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, NoReturn, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from harbour.node import matching
-from harbour.strictjson import MAX_DEPTH, nesting_depth
+from harbour.util.strictjson import MAX_DEPTH, DuplicateKey, NotJsonConstant, TooDeep, loads_strict
 
 FORMAT_VERSION: Final = 1
 MAX_AMOUNT: Final = 2**256 - 1
@@ -384,11 +384,13 @@ class Policy:
         """Decode and parse JSON text, refusing duplicate keys (the decoder would silently keep the last)."""
         try:
             as_text = text.decode("utf-8") if isinstance(text, bytes) else text
-            if nesting_depth(as_text) > MAX_DEPTH:
-                raise PolicyError(f"document: nested too deeply (more than {MAX_DEPTH} levels)")
-            doc = json.loads(as_text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-        except PolicyError:
-            raise
+            doc = loads_strict(as_text, max_depth=MAX_DEPTH)
+        except TooDeep:
+            raise PolicyError(f"document: nested too deeply (more than {MAX_DEPTH} levels)") from None
+        except DuplicateKey as exc:
+            raise PolicyError(f"document: duplicate key {exc.key!r} in a JSON object") from None
+        except NotJsonConstant as exc:
+            raise PolicyError(f"document: {exc.name} is not a valid amount or number") from None
         except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
             raise PolicyError(f"document: not valid JSON: {exc}") from None
         except RecursionError:
@@ -446,19 +448,6 @@ def _kind(value: object) -> str:
     if isinstance(value, Mapping):
         return "an object"
     return type(value).__name__
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise PolicyError(f"document: duplicate key {key!r} in a JSON object")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise PolicyError(f"document: {name} is not a valid amount or number")
 
 
 def _object(value: object, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Mapping[str, Any]:

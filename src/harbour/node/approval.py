@@ -44,8 +44,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from harbour.mpc import hd
-from harbour.node.keyfile import write_atomic
 from harbour.node.nonces import NONCE_LEN, NonceLedger, Replayed
+from harbour.util import cbor
+from harbour.util.files import write_atomic
 
 VERSION: Final = 2
 """Version 2 added the signer set of a sign certificate; a version-1 certificate is refused as such."""
@@ -516,13 +517,11 @@ def issue(
 
 def _canonical_cbor(data: bytes, what: str) -> Any:
     try:
-        obj = cbor2.loads(data)
-        canonical = cbor2.dumps(obj, canonical=True) == data
-    except Exception as exc:  # cbor2 raises many types on hostile input; all mean the same here
+        return cbor.loads_canonical(data)
+    except cbor.InvalidCbor as exc:
         raise _malformed(f"{what} is not valid CBOR") from exc
-    if not canonical:
-        raise _malformed(f"{what} is not canonical CBOR (or has trailing bytes)")
-    return obj
+    except cbor.NotCanonical:
+        raise _malformed(f"{what} is not canonical CBOR (or has trailing bytes)") from None
 
 
 def _parse(data: bytes) -> tuple[Certificate, bytes, bytes]:

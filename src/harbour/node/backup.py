@@ -64,7 +64,9 @@ from harbour.crypto.secp256k1 import N as SECP256K1_ORDER
 from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.crypto.shamir import SharingError, check_identifiers, interpolate_at_zero
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage, group_by_name
-from harbour.node.keyfile import public_fingerprint, write_atomic
+from harbour.node.keyfile import public_fingerprint
+from harbour.util import cbor
+from harbour.util.files import write_atomic
 
 FORMAT = "harbour-backup"
 VERSION = 1
@@ -262,17 +264,17 @@ def _parse_backup(data: bytes) -> BackupRecord:
     if len(data) > MAX_BACKUP_LEN:
         raise _malformed(f"{len(data)} bytes is far larger than a backup record")
     try:
-        obj = cbor2.loads(data)
-        encoded = cbor2.dumps(obj, canonical=True)
-    except Exception as exc:
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise BackupError("backup is truncated or corrupted (not a valid CBOR record)") from exc
+    obj = decoded.value
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise BackupError("not a Harbour backup record")
     if obj.get("version") != VERSION:
         raise BackupError(f"unsupported backup version {obj.get('version')!r} (this Harbour reads {VERSION})")
-    if encoded != data:
-        if data.startswith(encoded):
-            raise _malformed(f"{len(data) - len(encoded)} unexpected bytes after the record")
+    if not decoded.canonical:
+        if decoded.trailing:
+            raise _malformed(f"{decoded.trailing} unexpected bytes after the record")
         raise _malformed("the record is not canonically encoded")
     if set(obj) != _FIELDS:
         raise _malformed("missing or unexpected fields")

@@ -49,10 +49,10 @@ from harbour.mpc.frost_party import signing_public_key
 from harbour.mpc.keyshare import PublicKeyPackage
 from harbour.node import approval, rpc
 from harbour.node.identity import NodeDescriptor
-from harbour.node.keyfile import write_atomic
 from harbour.node.rotation import Rotation, rotate_roster
 from harbour.node.sealed import SealedError, read_header
 from harbour.node.transport import FileTransport, HttpTransport, Transport
+from harbour.util.files import write_atomic
 
 DEFAULT_TIMEOUT = 30.0
 PING_TIMEOUT = 2.0

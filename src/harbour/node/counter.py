@@ -47,8 +47,8 @@ import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11e
 
-from harbour.node.keyfile import write_atomic
 from harbour.node.store import Pkcs11Config, StoreError, token_session
+from harbour.util.files import write_atomic
 
 FILE_FORMAT: Final = "harbour-rollback-counter"
 FILE_VERSION: Final = 1

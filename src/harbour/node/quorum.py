@@ -46,6 +46,7 @@ from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.node import matching
 from harbour.node.approval import MAX_EVIDENCE_LEN, MAX_KEY_ID_LEN, ApprovalError, canonical_path
 from harbour.node.matching import COMBINES, Combine
+from harbour.util import cbor
 
 APPROVAL_DOMAIN: Final = b"harbour/transaction-approval/v1\x00"
 """Prefix of every message an approver signs: their signature verifies as nothing else."""
@@ -480,13 +481,11 @@ def _canonical_cbor(data: object, what: str, limit: int) -> Any:
     if len(data) > limit:
         raise EvidenceError(f"{what} is {len(data)} bytes, more than the {limit} allowed")
     try:
-        obj = cbor2.loads(data)
-        canonical = cbor2.dumps(obj, canonical=True) == data
-    except Exception as exc:  # cbor2 raises many types (and RecursionError) on hostile input
+        return cbor.loads_canonical(data)
+    except cbor.InvalidCbor as exc:
         raise EvidenceError(f"{what} is not valid CBOR") from exc
-    if not canonical:
-        raise EvidenceError(f"{what} is not canonical CBOR (or has trailing bytes)")
-    return obj
+    except cbor.NotCanonical:
+        raise EvidenceError(f"{what} is not canonical CBOR (or has trailing bytes)") from None
 
 
 # -- the node's check -----------------------------------------------------------------------------

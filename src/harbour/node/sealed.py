@@ -77,6 +77,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.envelope import SESSION_ID_LEN, Envelope
 from harbour.node.identity import NodeDescriptor, NodeIdentity, is_node_id
+from harbour.util import cbor
 
 SEALED_VERSION = 2
 MAX_SEALED_LEN = 4 * 2**20
@@ -301,17 +302,17 @@ def _malformed(what: str) -> SealedError:
 def _canonical_map(data: bytes, what: str) -> dict[Any, Any]:
     """One canonical CBOR map and nothing after it, with a supported ``v``."""
     try:
-        obj = cbor2.loads(data)
-        encoded = cbor2.dumps(obj, canonical=True)
-    except Exception as exc:
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise _malformed(f"the {what} is truncated or not valid CBOR") from exc
+    obj = decoded.value
     if type(obj) is not dict:
         raise _malformed(f"the {what} is not a CBOR map")
     if type(obj.get("v")) is not int or obj["v"] != SEALED_VERSION:
         raise SealedError("version", f"unsupported sealed message version {obj.get('v')!r} in the {what}")
-    if encoded != data:
-        if data.startswith(encoded):
-            raise _malformed(f"{len(data) - len(encoded)} unexpected bytes after the {what}")
+    if not decoded.canonical:
+        if decoded.trailing:
+            raise _malformed(f"{decoded.trailing} unexpected bytes after the {what}")
         raise _malformed(f"the {what} is not canonically encoded")
     return obj
 
@@ -539,10 +540,10 @@ class ReplayGuard:
         """Strict inverse of :meth:`to_bytes` (ValueError on anything else)."""
         data = bytes(data)
         try:
-            obj = cbor2.loads(data)
-            canonical = cbor2.dumps(obj, canonical=True) == data
-        except Exception as exc:
+            decoded = cbor.decode(data)
+        except cbor.InvalidCbor as exc:
             raise ValueError("replay guard state is truncated or corrupted (not valid CBOR)") from exc
+        obj, canonical = decoded.value, decoded.canonical
         if type(obj) is not dict or obj.get("format") != GUARD_FORMAT:
             raise ValueError("not a Harbour replay guard state")
         if type(obj.get("v")) is not int or obj["v"] != GUARD_VERSION:

@@ -106,7 +106,9 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.types import DecryptMixin, EncryptMixin
 
 from harbour.node import keyfile
-from harbour.node.keyfile import KeyFileError, ScryptParams, fsync_directory, write_atomic
+from harbour.node.keyfile import KeyFileError, ScryptParams
+from harbour.util.files import fsync_directory, write_atomic
+from harbour.util.strictjson import DuplicateKey, loads_strict
 
 FORMAT = "harbour-secret-store"
 VERSION = 1
@@ -275,13 +277,6 @@ def _unhex(value: object, length: int, what: str) -> bytes:
     return bytes.fromhex(value)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise StoreError("corrupt", "store.json is corrupted (a field appears twice)")
-    return result
-
-
 @dataclass(frozen=True)
 class _Header:
     store_id: bytes
@@ -316,8 +311,10 @@ def _parse_header(data: bytes) -> _Header:
         return StoreError("corrupt", f"store.json is corrupted ({what})")
 
     try:
-        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        obj = loads_strict(data.decode("utf-8"), max_depth=None)  # a local file this module wrote
+    except DuplicateKey:
+        raise bad("a field appears twice") from None
+    except ValueError:
         raise bad("not valid JSON; truncated or damaged") from None
     if not isinstance(obj, dict):
         raise bad("not a JSON object")
