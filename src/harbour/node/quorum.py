@@ -44,7 +44,7 @@ from harbour.chains.eip1559 import Eip1559Transaction, TransactionError, erc20_t
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.node import matching
-from harbour.node.approval import MAX_EVIDENCE_LEN, MAX_KEY_ID_LEN, ApprovalError, canonical_path
+from harbour.node.certificate import MAX_EVIDENCE_LEN, MAX_KEY_ID_LEN, ApprovalError, canonical_path
 from harbour.node.matching import COMBINES, Combine
 from harbour.util import cbor
 

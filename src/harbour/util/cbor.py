@@ -89,4 +89,3 @@ def decode(data: bytes | bytearray | memoryview) -> Decoded:
 def loads_canonical(data: bytes | bytearray | memoryview) -> Any:
     """The value of ``data`` if it is one canonically encoded CBOR item; InvalidCbor or NotCanonical if not."""
     return decode(data).canonical_value()
-
