@@ -25,7 +25,7 @@ from typing import NamedTuple
 import pkcs11
 import pytest
 
-from harbour.node.store import Pkcs11Config, find_softhsm_module
+from harbour.node.hsm import Pkcs11Config, find_softhsm_module
 
 PIN = "4321-user"
 SO_PIN = "8765-officer"

@@ -47,6 +47,7 @@ from harbour.mpc.ciphersuite import FROST_SECP256K1
 from harbour.mpc.ecdsa_setup import compromised_peers
 from harbour.mpc.envelope import Envelope, ProtocolAbort, encode_payload
 from harbour.node import backup, keyfile
+from harbour.util import files as util_files
 
 cli = CliRunner()
 native = NativeECCBackend()
@@ -685,7 +686,7 @@ def test_refresh_protocol_failure_changes_nothing(frost_copy: Path, monkeypatch:
 
 def test_refresh_failing_while_writing_changes_nothing(frost_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk after two of the new files are staged: the staged files are removed, the old ones stay."""
-    real = keyfile.write_atomic
+    real = util_files.write_atomic
     written: list[Path] = []
 
     def flaky(path: Path, data: bytes, **kwargs: Any) -> None:
@@ -694,7 +695,7 @@ def test_refresh_failing_while_writing_changes_nothing(frost_copy: Path, monkeyp
             raise OSError(28, "No space left on device")
         real(path, data, **kwargs)
 
-    monkeypatch.setattr(keyfile, "write_atomic", flaky)
+    monkeypatch.setattr(util_files, "write_atomic", flaky)
     before = snapshot(frost_copy)
     refused(["refresh", "--dir", frost_copy], "No space left on device", code=1)
     assert [p.name for p in written[:2]] == [".party-1.share.pending", ".party-2.share.pending"]

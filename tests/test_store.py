@@ -21,13 +21,8 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.types import WrapMixin
 
 from harbour.node import keyfile, store
-from harbour.node.store import (
-    OBJECT_MAGIC,
-    Pkcs11Config,
-    SecretStore,
-    StoreError,
-    find_softhsm_module,
-)
+from harbour.node.hsm import Pkcs11Config, TokenError, find_softhsm_module
+from harbour.node.store import OBJECT_MAGIC, SecretStore, StoreError
 from softhsm import SoftHsm
 
 FAST_N = keyfile.MIN_N
@@ -629,7 +624,9 @@ def test_pkcs11_config_json() -> None:
         {**config.to_json(), "token_label": "node-1 "},
     ]
     for obj in bad:
-        refused("corrupt", Pkcs11Config.from_json, obj)
+        with pytest.raises(TokenError) as info:
+            Pkcs11Config.from_json(obj)
+        assert info.value.reason == "corrupt", str(info.value)
 
 
 def test_find_softhsm_module(softhsm: SoftHsm) -> None:

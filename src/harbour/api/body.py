@@ -13,30 +13,11 @@ from typing import Any, Final
 
 from starlette.requests import Request
 
-from harbour.strictjson import nesting_depth
+from harbour.util.strictjson import loads_strict
 
 MAX_JSON_INT_DIGITS: Final = 100
 """No field takes an integer longer than this; Python would otherwise parse 4300-digit numbers."""
 MAX_JSON_DEPTH: Final = 32
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
-        raise ValueError(f"an integer with more than {MAX_JSON_INT_DIGITS} digits")
-    return int(text)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_json(body: bytes) -> Any:
@@ -51,9 +32,7 @@ def parse_json(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8")
-        if nesting_depth(text) > MAX_JSON_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_bounded_int, parse_constant=_no_constant)
+        return loads_strict(text, max_depth=MAX_JSON_DEPTH, max_int_digits=MAX_JSON_INT_DIGITS)
     except json.JSONDecodeError:
         raise
     except UnicodeDecodeError:

@@ -56,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from harbour.strictjson import nesting_depth
+from harbour.util.strictjson import nesting_depth
 
 NOT_IDEMPOTENT: Final = frozenset(
     {"eth_sendTransaction", "eth_sign", "personal_sendTransaction", "evm_mine", "anvil_mine"}

@@ -26,9 +26,10 @@ from typing import Annotated, Any
 import typer
 
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
-from harbour.node import approval, keyfile, quorum, rpc
+from harbour.node import approval, quorum, rpc
 from harbour.node.identity import IdentityError, NodeDescriptor
 from harbour.node.rotation import MAX_STATEMENT_LEN, Rotation, RotationError
+from harbour.util.files import write_atomic
 
 app = typer.Typer(help="Approval authority: its key, and the certificates signer nodes require.", no_args_is_help=True)
 
@@ -302,7 +303,7 @@ def certify(
             signers=parties,
         )
         cert, _ = approval.parse(data)
-        keyfile.write_atomic(out, data, mode=0o644, overwrite=False)
+        write_atomic(out, data, mode=0o644, overwrite=False)
     _emit({**cert.to_json(), "certificate": str(out), "sha256": approval.certificate_hash(data)}, as_json)
 
 

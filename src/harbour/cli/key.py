@@ -1,17 +1,14 @@
 """``harbour key``: key ceremonies on passphrase-encrypted key-share files.
 
-A key directory holds one encrypted file per party, ``party-<i>.share``
-(node/keyfile.py: scrypt and AES-256-GCM, versioned, written atomically), and
-``public.json``: everything public about the key, which later commands check
-every share against. The file names and JSON fields are a contract other tools
-read. The passphrase comes from ``HARBOUR_PASSPHRASE`` or a prompt.
+The commands of a key directory: one encrypted ``party-<i>.share`` per party and
+``public.json``, read and written by :mod:`harbour.node.keydir` (the format, and
+how an interrupted update is staged and detected). The passphrase comes from
+``HARBOUR_PASSPHRASE`` or a prompt.
 
-Every command checks all of its input before it writes anything, and every file
-is replaced atomically. A command that rewrites several shares (refresh, repair
-of an ECDSA key) first writes each new share beside the old one as
-``.party-<i>.share.pending`` and only then renames them; if it is interrupted in
-between, the next command refuses the directory and says so, rather than mixing
-shares of two generations.
+Every command checks all of its input before it writes anything; a command that
+rewrites several shares (refresh, repair of an ECDSA key) stages them first, so
+an interruption leaves a directory the next command refuses, rather than shares
+of two generations.
 """
 
 from __future__ import annotations
@@ -41,36 +38,36 @@ from harbour.cli.params import (
     reported_errors,
 )
 from harbour.crypto.ed25519 import ED25519
-from harbour.crypto.group import GroupError
 from harbour.mpc import hd, runner
-from harbour.mpc.ecdsa_setup import compromised_peers, mark_compromised
+from harbour.mpc.ecdsa_setup import compromised_peers
 from harbour.mpc.ecdsa_sign import SetupCompromised
-from harbour.mpc.keyshare import GROUPS, SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage, group_by_name
+from harbour.mpc.keyshare import GROUPS, SCHEME_CURVES, KeyShare, PublicKeyPackage
 from harbour.node import backup, keyfile
+from harbour.node.keydir import (
+    COMPROMISED,
+    KeyDirError,
+    chain_code_of,
+    check_new_directory,
+    legacy_marks,
+    load_public,
+    load_shares,
+    move_legacy_marks,
+    parse_public,
+    replace_shares,
+    set_aside,
+    share_path,
+    write_new_key,
+)
+from harbour.util import files
 
 app = typer.Typer(help="Key ceremonies on encrypted key-share files (one per party).", no_args_is_help=True)
 
-PUBLIC = "public.json"
-COMPROMISED = "setup-compromised.json"
-"""Where older versions recorded a failed KOS check. Now the marks live inside the
-share files (:func:`~harbour.mpc.ecdsa_setup.mark_compromised`); a file left by an
-older version is moved into them by the next ``sign``, and removed by a refresh."""
-PUBLIC_FORMAT = "harbour-public-key"
-PUBLIC_VERSION = 1
 PASSPHRASE_ENV = "HARBOUR_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
 RECOVERY_PASSPHRASE_ENV = "HARBOUR_RECOVERY_PASSPHRASE"  # noqa: S105 (likewise)
 
 DirOption = Annotated[Path, typer.Option("--dir", help="Key directory (party-<i>.share files and public.json).")]
 OutOption = Annotated[Path, typer.Option("--out", help="New directory to create; must not hold a key already.")]
 PathOption = Annotated[str | None, typer.Option("--path", help="BIP-32 path of a non-hardened child key, e.g. m/0/7.")]
-
-
-def share_path(directory: Path, party: int) -> Path:
-    return directory / f"party-{party}.share"
-
-
-def _pending(path: Path) -> Path:
-    return path.with_name(f".{path.name}.pending")
 
 
 # -- passphrase ----------------------------------------------------------------------
@@ -90,186 +87,6 @@ def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
     if not value:
         raise InputError("the passphrase must not be empty")
     return value
-
-
-# -- public.json ---------------------------------------------------------------------
-
-
-def _public_fields(public: PublicKeyPackage, code: bytes | None) -> dict[str, Any]:
-    """The fields of public.json that follow from the key and chain code (checked on load)."""
-    out: dict[str, Any] = {}
-    for name, value in session.key_fields(public.scheme, public.group_public_key).items():
-        out[name] = value.hex() if isinstance(value, bytes) else value
-    out["xpub"] = hd.xpub(public.group_public_key, code) if code is not None and public.curve == "secp256k1" else None
-    return out
-
-
-def public_document(share: KeyShare) -> dict[str, Any]:
-    """What ``public.json`` holds: the key as verifiers and wallets name it, and its sharing."""
-    public = share.public
-    doc: dict[str, Any] = {
-        "format": PUBLIC_FORMAT,
-        "version": PUBLIC_VERSION,
-        "scheme": share.scheme,
-        "curve": share.curve,
-        "threshold": share.threshold,
-        "parties": list(share.parties),
-    }
-    for name, value in session.key_fields(share.scheme, share.group_public_key).items():
-        doc[name] = value.hex() if isinstance(value, bytes) else value
-    doc["group_public_key"] = share.group_public_key.encode().hex()
-    code = share.extensions.get(hd.CHAIN_CODE)
-    doc["chain_code"] = code.hex() if code is not None else None
-    doc["xpub"] = hd.xpub(share.group_public_key, code) if code is not None and share.curve == "secp256k1" else None
-    doc["verification_shares"] = {str(i): share.verification_shares[i].encode().hex() for i in share.parties}
-    doc["key_fingerprint"] = keyfile.public_fingerprint(public)
-    return doc
-
-
-def parse_public(data: bytes, where: str) -> tuple[dict[str, Any], PublicKeyPackage]:
-    """Parse and check ``public.json``: well-formed, self-consistent, fingerprint matching."""
-    if len(data) > 1 << 20:
-        raise InputError(f"{where} is far larger than a public-key file")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InputError(f"{where} is not valid JSON (truncated or corrupted?)") from None
-    if not isinstance(doc, dict) or doc.get("format") != PUBLIC_FORMAT:
-        raise InputError(f"{where} is not a Harbour public-key file")
-    if doc.get("version") != PUBLIC_VERSION:
-        raise InputError(f"{where} has unsupported version {doc.get('version')!r}")
-    try:
-        scheme, curve = doc["scheme"], doc["curve"]
-        if SCHEME_CURVES.get(scheme) != curve or curve not in GROUPS:
-            raise InputError(f"{where}: unknown scheme or curve {scheme!r}/{curve!r}")
-        g = group_by_name(curve)
-        parties = tuple(int(i) for i in doc["parties"])
-        shares = doc["verification_shares"]
-        if not isinstance(shares, dict) or set(shares) != {str(i) for i in parties}:
-            raise InputError(f"{where}: need exactly one verification share per party")
-        public = PublicKeyPackage(
-            scheme=scheme,
-            curve=curve,
-            threshold=int(doc["threshold"]),
-            parties=parties,
-            group_public_key=g.decode_point(bytes.fromhex(doc["group_public_key"])),
-            verification_shares={int(i): g.decode_point(bytes.fromhex(v)) for i, v in shares.items()},
-        )
-        public.check_consistent()
-    except InputError:
-        raise
-    except (KeyError, TypeError, ValueError, GroupError, KeyShareError) as exc:
-        raise InputError(f"{where} is malformed: {exc}") from None
-    if doc.get("key_fingerprint") != keyfile.public_fingerprint(public):
-        raise InputError(f"{where}: key_fingerprint does not match the key it describes (edited?)")
-    code = chain_code_of(doc)
-    expected = _public_fields(public, code)
-    edited = [name for name, value in expected.items() if doc.get(name) != value]
-    if edited:
-        verb = "does" if len(edited) == 1 else "do"
-        raise InputError(f"{where}: {', '.join(edited)} {verb} not match the key it describes (edited?)")
-    return doc, public
-
-
-def load_public(directory: Path) -> tuple[dict[str, Any], PublicKeyPackage]:
-    path = directory / PUBLIC
-    if not path.is_file():
-        raise InputError(f"{path} not found: --dir must be a key directory made by 'harbour key generate'")
-    pending = sorted(p.name for p in directory.glob(".*.pending"))
-    if pending:
-        raise InputError(
-            f"{directory} holds files of an interrupted update ({', '.join(pending)}): "
-            "restore the directory from a copy before using it"
-        )
-    return parse_public(path.read_bytes(), str(path))
-
-
-def chain_code_of(doc: Mapping[str, Any]) -> bytes | None:
-    code = doc.get("chain_code")
-    if code is None:
-        return None
-    try:
-        raw = bytes.fromhex(code)
-    except (TypeError, ValueError):
-        raise InputError("public.json: chain_code is not hex") from None
-    if len(raw) != 32:
-        raise InputError("public.json: chain_code is not 32 bytes")
-    return raw
-
-
-# -- shares on disk ------------------------------------------------------------------
-
-
-def load_shares(
-    directory: Path, ids: Sequence[int], public: PublicKeyPackage, secret: str, doc: Mapping[str, Any]
-) -> dict[int, KeyShare]:
-    """Decrypt the listed parties' files; each must be a share of exactly this key (and chain code)."""
-    chain_code = chain_code_of(doc)
-    out = {}
-    for i in ids:
-        path = share_path(directory, i)
-        if not path.is_file():
-            raise InputError(f"no share file for party {i}: {path} is missing")
-        try:
-            share = keyfile.load_share(path, secret)
-        except keyfile.KeyFileError as exc:
-            raise InputError(f"{path}: {exc}") from None
-        if share.identifier != i:
-            raise InputError(f"{path} holds the share of party {share.identifier}, not {i}")
-        if share.public != public:
-            raise InputError(f"{path} is a share of another key (or of an earlier refresh), not of {PUBLIC}")
-        if share.extensions.get(hd.CHAIN_CODE) != chain_code:
-            raise InputError(f"{path} has another chain code than {PUBLIC}")
-        out[i] = share
-    return out
-
-
-def _check_new_directory(directory: Path) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"{directory} exists and is not a directory")
-    if directory.exists() and (
-        (directory / PUBLIC).exists() or any(directory.glob("party-*.share")) or any(directory.glob("party-*.backup"))
-    ):
-        raise InputError(f"{directory} already holds a key or backups: choose a new directory")
-
-
-def write_new_key(directory: Path, shares: Mapping[int, KeyShare], secret: str) -> dict[str, Any]:
-    """Encrypt every share first, then create the directory and write each file atomically."""
-    _check_new_directory(directory)
-    blobs = {i: keyfile.encrypt_share(share, secret) for i, share in shares.items()}
-    doc = public_document(next(iter(shares.values())))
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for i, blob in sorted(blobs.items()):
-        keyfile.write_atomic(share_path(directory, i), blob, overwrite=False)
-    keyfile.write_atomic(directory / PUBLIC, _json_bytes(doc), mode=0o644, overwrite=False)
-    return doc
-
-
-def replace_shares(directory: Path, shares: Mapping[int, KeyShare], secret: str) -> dict[str, Any]:
-    """Rewrite several shares and public.json of one key: staged, then renamed."""
-    blobs = {i: keyfile.encrypt_share(share, secret) for i, share in shares.items()}
-    doc = public_document(next(iter(shares.values())))
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for i, blob in sorted(blobs.items()):
-            final = share_path(directory, i)
-            keyfile.write_atomic(_pending(final), blob)
-            staged.append((_pending(final), final))
-        pending_public = _pending(directory / PUBLIC)
-        keyfile.write_atomic(pending_public, _json_bytes(doc), mode=0o644)
-        staged.append((pending_public, directory / PUBLIC))
-    except BaseException:
-        for pending, _ in staged:
-            pending.unlink(missing_ok=True)
-        raise
-    for pending, final in staged:
-        os.replace(pending, final)
-    keyfile.fsync_directory(directory)
-    return doc
-
-
-def _json_bytes(doc: Mapping[str, Any]) -> bytes:
-    return (json.dumps(doc, indent=2) + "\n").encode()
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -301,7 +118,7 @@ def _errors() -> Iterator[None]:
     with reported_errors():
         try:
             yield
-        except (keyfile.KeyFileError, backup.BackupError, hd.DerivationError) as exc:
+        except (KeyDirError, keyfile.KeyFileError, backup.BackupError, hd.DerivationError) as exc:
             raise InputError(str(exc)) from None
         except OSError as exc:
             raise fail(f"file system error: {exc}", FAILURE_EXIT) from None
@@ -322,7 +139,7 @@ def generate(
     with _errors():
         check_scheme(scheme)
         check_sizes(threshold, parties)
-        _check_new_directory(out)
+        check_new_directory(out)
         secret = passphrase(confirm=True)
         shares = runner.keygen(scheme, threshold, parties)
         doc = write_new_key(out, shares, secret)
@@ -351,10 +168,10 @@ def sign(
             hd.parse_path(path)
             if chain_code_of(doc) is None:
                 raise InputError("this key has no chain code, so it has no child keys")
-        legacy = _legacy_marks(directory, public) if is_ecdsa(public.scheme) else {}
+        legacy = legacy_marks(directory, public) if is_ecdsa(public.scheme) else {}
         secret = passphrase()
         if legacy:
-            _move_legacy_marks(directory, public, secret, doc, legacy)
+            move_legacy_marks(directory, public, secret, doc, legacy)
         loaded = load_shares(directory, signers, public, secret, doc)
         if is_ecdsa(public.scheme):
             _refuse_compromised(loaded, signers)
@@ -386,51 +203,6 @@ def _refuse_compromised(shares: Mapping[int, KeyShare], signers: Sequence[int]) 
             f"the pairwise setup of parties {named} failed a KOS check and may be leaking: "
             "run 'harbour key refresh' before they sign together again"
         )
-
-
-def _legacy_marks(directory: Path, public: PublicKeyPackage) -> dict[int, set[int]]:
-    """The pairs an older version's setup-compromised.json blocks, as marks per party.
-
-    That file named the peers that failed the check and the session's signers, not
-    which signer saw the failure, so every named peer is marked against every other
-    signer, on both sides. A file that cannot be read blocks everything.
-    """
-    path = directory / COMPROMISED
-    if not path.exists():
-        return {}
-    refusal = InputError(
-        f"{path} records a failed KOS check but cannot be read: run 'harbour key refresh' before signing again"
-    )
-    try:
-        record = json.loads(path.read_bytes())
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        raise refusal from None
-    if not isinstance(record, dict):
-        raise refusal
-    peers, signers = record.get("peers"), record.get("signers")
-    if not isinstance(peers, list) or not isinstance(signers, list) or not peers:
-        raise refusal
-    if not all(type(i) is int and i in public.parties for i in (*peers, *signers)):
-        raise refusal
-    marks: dict[int, set[int]] = {}
-    for p in peers:
-        for s in signers:
-            if s != p:
-                marks.setdefault(s, set()).add(p)
-                marks.setdefault(p, set()).add(s)
-    if not marks:
-        raise refusal
-    return marks
-
-
-def _move_legacy_marks(
-    directory: Path, public: PublicKeyPackage, secret: str, doc: Mapping[str, Any], marks: Mapping[int, set[int]]
-) -> None:
-    """Record an older version's setup-compromised.json inside the shares, then remove it."""
-    shares = load_shares(directory, sorted(marks), public, secret, doc)
-    replace_shares(directory, {i: mark_compromised(shares[i], peers) for i, peers in marks.items()}, secret)
-    (directory / COMPROMISED).unlink()
-    keyfile.fsync_directory(directory)
 
 
 @app.command("refresh")
@@ -467,7 +239,7 @@ def reshare(
         if len(dealers) < public.threshold:
             raise InputError(f"--parties: resharing needs at least {public.threshold} current parties")
         check_sizes(new_threshold, new_parties)
-        _check_new_directory(out)
+        check_new_directory(out)
         secret = passphrase()
         shares = load_shares(directory, dealers, public, secret, doc)
         new = runner.reshare(shares, new_threshold, list(range(1, new_parties + 1)))
@@ -516,7 +288,7 @@ def repair(
         if lost_path.exists():
             try:
                 load_shares(directory, [lost], public, secret, doc)
-            except InputError:
+            except KeyDirError:
                 pass
             else:
                 raise InputError(f"{lost_path} is a readable share of this key: party {lost} has not lost it")
@@ -529,15 +301,15 @@ def repair(
             everyone = {**shares, **load_shares(directory, others, public, secret, doc), lost: repaired}
             new = runner.ecdsa_setup(everyone)
             if lost_path.exists():
-                _set_aside(lost_path)
+                set_aside(lost_path)
             result = replace_shares(directory, new, secret)
             (directory / COMPROMISED).unlink(missing_ok=True)
         else:
             blob = keyfile.encrypt_share(repaired, secret)
             if lost_path.exists():
                 # Unreadable (checked above): kept aside, not destroyed, for forensics.
-                _set_aside(lost_path)
-            keyfile.write_atomic(lost_path, blob)
+                set_aside(lost_path)
+            files.write_atomic(lost_path, blob)
             result = doc
     _emit(result, as_json, f"share of party {lost} repaired from parties {helper_ids}: {lost_path}")
 
@@ -564,7 +336,7 @@ def import_key(
     with _errors():
         check_scheme(scheme)
         check_sizes(threshold, parties)
-        _check_new_directory(out)
+        check_new_directory(out)
         key = _read_private_key(scheme, private_key_file)
         code = None
         if chain_code is not None:
@@ -578,17 +350,6 @@ def import_key(
         shares = runner.import_key(scheme, key, threshold, parties, chain_code=code)
         doc = write_new_key(out, shares, secret)
     _emit(doc, as_json, f"{scheme} key split {threshold}-of-{parties} into {out}; public key {doc['public_key']}")
-
-
-def _set_aside(path: Path) -> None:
-    """Rename an unreadable share file out of the way without overwriting an earlier one."""
-    n = 0
-    while True:
-        target = path.with_name(f"{path.name}.unreadable" + (f".{n}" if n else ""))
-        if not target.exists():
-            os.replace(path, target)
-            return
-        n += 1
 
 
 def _read_private_key(scheme: str, path: Path) -> int:
@@ -624,12 +385,12 @@ def backup_cmd(
         doc, public = load_public(directory)
         pem = _read(recovery_public_key, "--recovery-public-key")
         backup.load_recovery_public_key(pem)
-        _check_new_directory(out)
+        check_new_directory(out)
         shares = load_shares(directory, public.parties, public, passphrase(), doc)
         blobs = {i: backup.make_backup(share, pem) for i, share in shares.items()}
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, blob in sorted(blobs.items()):
-            keyfile.write_atomic(out / backup.backup_filename(i), blob, mode=0o644, overwrite=False)
+            files.write_atomic(out / backup.backup_filename(i), blob, mode=0o644, overwrite=False)
         report = backup.verify_backups(list(blobs.values()), public)
     _emit(_report(report), as_json, f"{len(blobs)} backups written to {out}")
 
@@ -715,7 +476,7 @@ def recover(
         if keystore is not None:
             if key.curve != "secp256k1":
                 raise InputError("--keystore: Ethereum keystores hold secp256k1 keys only")
-            keyfile.write_atomic(
+            files.write_atomic(
                 keystore, backup.keystore_json(key, passphrase(confirm=True)).encode(), overwrite=False
             )
             result["keystore"] = str(keystore)

@@ -35,10 +35,11 @@ from harbour.node.config import (
     rotate_identity,
     update_approvers,
 )
+from harbour.node.hsm import Pkcs11Config
 from harbour.node.identity import IdentityError, is_node_id
-from harbour.node.keyfile import write_atomic
 from harbour.node.service import NodeService, NodeStartError, init_node
-from harbour.node.store import Pkcs11Config, StoreError
+from harbour.node.store import StoreError
+from harbour.util.files import write_atomic
 
 app = typer.Typer(help="Signer nodes: create one, serve it, or run it offline.", no_args_is_help=True)
 

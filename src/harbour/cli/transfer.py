@@ -163,7 +163,7 @@ def approver_key_new(
     as_json: JsonOption = False,
 ) -> None:
     """Create an approver's Ed25519 key pair; print the public key to register with `user create --approval-key`."""
-    from harbour.node.keyfile import write_atomic
+    from harbour.util.files import write_atomic
 
     with api_errors():
         if out.exists():

@@ -34,7 +34,7 @@ from harbour.custody.service import Custody, Settings
 from harbour.custody.signer import Signer
 from harbour.node import approval
 from harbour.node.identity import NodeDescriptor
-from harbour.node.keyfile import write_atomic
+from harbour.util.files import write_atomic
 
 CONFIG_FILE = "custody.json"
 AUDIT_KEY_FILE = "audit.key"

@@ -18,7 +18,7 @@ from harbour.mpc.schemes import Signature
 from harbour.node import rpc
 from harbour.node.driving import ClusterError
 from harbour.node.identity import NodeDescriptor
-from harbour.node.keyfile import write_atomic
+from harbour.util.files import write_atomic
 
 
 @dataclass

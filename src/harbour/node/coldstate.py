@@ -41,6 +41,7 @@ from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, job_params, rebuild_job
 from harbour.node.sealed import ReplayGuard
 from harbour.node.session import Session
+from harbour.util import cbor
 
 FORMAT: Final = "harbour-cold-session"
 VERSION: Final = 1
@@ -210,11 +211,11 @@ def decode(
     to what the record says was sent.
     """
     try:
-        obj = cbor2.loads(data)
-        canonical = cbor2.dumps(obj, canonical=True) == bytes(data)
-    except Exception as exc:
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise ColdStateError("cold session record is not valid CBOR") from exc
-    _require(type(obj) is dict and set(obj) == _KEYS and canonical, "wrong fields or not canonical")
+    obj = decoded.value
+    _require(type(obj) is dict and set(obj) == _KEYS and decoded.canonical, "wrong fields or not canonical")
     _require(obj["format"] == FORMAT and obj["v"] == VERSION, f"unsupported version {obj.get('v')!r}")
     if obj["counter"] != counter or type(obj["counter"]) is not type(counter):
         raise ColdStateError(

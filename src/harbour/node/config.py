@@ -29,10 +29,11 @@ import cbor2
 
 from harbour.node import approval, compromise, nonces, quorum, signlog
 from harbour.node.counter import CounterError, check_setting, create_counter
+from harbour.node.hsm import Pkcs11Config
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
-from harbour.node.keyfile import write_atomic
 from harbour.node.rotation import Rotation, RotationError, rotated_key_records, rotation_id
-from harbour.node.store import Pkcs11Config, SecretStore, StoreError
+from harbour.node.store import SecretStore, StoreError
+from harbour.util.files import write_atomic
 
 CONFIG_FILE: Final = "node.json"
 DESCRIPTOR_FILE: Final = "descriptor.json"

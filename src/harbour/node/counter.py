@@ -47,8 +47,8 @@ import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11e
 
-from harbour.node.keyfile import write_atomic
-from harbour.node.store import Pkcs11Config, StoreError, token_session
+from harbour.node.hsm import Pkcs11Config, TokenError, token_session
+from harbour.util.files import write_atomic
 
 FILE_FORMAT: Final = "harbour-rollback-counter"
 FILE_VERSION: Final = 1
@@ -159,7 +159,7 @@ class TokenCounter:
         try:
             with _LOCK, token_session(self.config, self.pin, rw=rw) as session:
                 yield session
-        except StoreError as exc:
+        except TokenError as exc:
             raise CounterError(f"cannot reach the counter on the token: {exc}") from exc
         except p11e.PKCS11Error as exc:
             raise CounterError(f"the token refused the counter operation: {type(exc).__name__} {exc}") from exc

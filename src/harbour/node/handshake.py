@@ -63,6 +63,7 @@ from harbour.crypto.hashing import Transcript
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.envelope import SESSION_ID_LEN
 from harbour.node.identity import KEY_LEN, NodeDescriptor, NodeIdentity, is_node_id
+from harbour.util import cbor
 
 HELLO_VERSION: Final = 1
 HELLO_DOMAIN: Final = b"harbour/session-hello/v1\x00"
@@ -100,11 +101,11 @@ def roster_digest(roster: Roster) -> bytes:
 
 def _canonical(data: bytes, what: str, keys: frozenset[str]) -> dict[str, Any]:
     try:
-        obj = cbor2.loads(data)
-        canonical = cbor2.dumps(obj, canonical=True) == data
-    except Exception as exc:  # cbor2 raises many types on hostile input
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise HandshakeError("malformed", f"the {what} is not valid CBOR") from exc
-    if type(obj) is not dict or set(obj) != keys or not canonical:
+    obj = decoded.value
+    if type(obj) is not dict or set(obj) != keys or not decoded.canonical:
         raise HandshakeError("malformed", f"the {what} is not one canonical map of the expected fields")
     if type(obj["v"]) is not int or obj["v"] != HELLO_VERSION:
         raise HandshakeError("malformed", f"unsupported {what} version {obj['v']!r}")

@@ -29,7 +29,6 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import serialization
@@ -37,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from harbour.crypto.ed25519 import ED25519
 from harbour.crypto.group import GroupError
+from harbour.util import cbor
+from harbour.util.strictjson import DuplicateKey, NotJsonConstant, loads_strict
 
 IDENTITY_FORMAT = "harbour-node-identity"
 IDENTITY_VERSION = 2
@@ -182,9 +183,11 @@ class NodeDescriptor:
         if len(text) > MAX_DESCRIPTOR_LEN:
             raise IdentityError(f"a node descriptor is at most {MAX_DESCRIPTOR_LEN} bytes")
         try:
-            obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-        except IdentityError:
-            raise
+            obj = loads_strict(text, max_depth=None)  # no deeper than MAX_DESCRIPTOR_LEN, checked above
+        except DuplicateKey as exc:  # json would keep the last; two readers could then disagree on a field
+            raise IdentityError(f"node descriptor has the field {exc.key!r} twice") from None
+        except NotJsonConstant as exc:
+            raise IdentityError(f"node descriptor contains {exc.name}, which is not JSON") from None
         except ValueError as exc:  # includes UnicodeDecodeError
             raise IdentityError(f"node descriptor is not valid JSON: {exc}") from exc
         if not isinstance(obj, dict):
@@ -210,20 +213,6 @@ class NodeDescriptor:
                 "the descriptor was altered or mixed up with another node's"
             )
         return descriptor
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json keeps the last of two equal keys; two readers could then disagree on a field.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise IdentityError(f"node descriptor has the field {key!r} twice")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise IdentityError(f"node descriptor contains {name}, which is not JSON")
 
 
 def _hex_key(value: object, field: str) -> bytes:
@@ -285,10 +274,10 @@ class NodeIdentity:
         if len(data) > MAX_IDENTITY_LEN:
             raise IdentityError("too large to be a node identity")
         try:
-            obj = cbor2.loads(data)
-            canonical = cbor2.dumps(obj, canonical=True) == data
-        except Exception as exc:
+            decoded = cbor.decode(data)
+        except cbor.InvalidCbor as exc:
             raise IdentityError("node identity is truncated or corrupted (not valid CBOR)") from exc
+        obj = decoded.value
         if not isinstance(obj, dict) or obj.get("format") != IDENTITY_FORMAT:
             raise IdentityError("not a Harbour node identity")
         if type(obj.get("v")) is not int or obj["v"] != IDENTITY_VERSION:
@@ -299,7 +288,7 @@ class NodeIdentity:
             )
         if set(obj) != _IDENTITY_KEYS:
             raise IdentityError("node identity has missing or unexpected fields")
-        if not canonical:
+        if not decoded.canonical:
             raise IdentityError("node identity is not canonically encoded")
         sign_sk = obj["sign_sk"]
         if type(sign_sk) is not bytes or len(sign_sk) != KEY_LEN:

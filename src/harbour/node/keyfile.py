@@ -27,11 +27,8 @@ reader allocate gigabytes or spin for minutes.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import struct
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +41,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage
+from harbour.util import cbor
+from harbour.util.files import write_atomic
 
 FORMAT = "harbour-keyshare"
 VERSION = 1
@@ -221,51 +220,6 @@ def encrypt_share(share: KeyShare, passphrase: str, *, kdf_n: int = DEFAULT_N) -
     return aad + ciphertext
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool = True) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
-
-    The data goes to a temporary file in the same directory (same file system, so the
-    rename is atomic), is fsynced, renamed over ``path`` and the directory is fsynced so
-    the rename itself survives a power cut. A half-written key share would be a lost
-    share. The file is created with ``mode`` (owner-only by default) before any byte is
-    written. With ``overwrite=False`` an existing ``path`` raises FileExistsError
-    (atomically: the new file is hard-linked into place, never renamed over another).
-    """
-    path = Path(path)
-    directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if not overwrite:
-        tmp.unlink()
-    fsync_directory(directory)
-
-
-def fsync_directory(directory: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        dir_fd = os.open(directory, flags)
-    except OSError:  # platforms that cannot open a directory (Windows) cannot fsync one
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_share(
     path: Path, share: KeyShare, passphrase: str, *, kdf_n: int = DEFAULT_N, overwrite: bool = False
 ) -> None:
@@ -302,10 +256,10 @@ def _parse(data: bytes) -> _Parsed:
         raise KeyFileError("corrupt", "key-share file is truncated (incomplete header)")
     encoded = data[_PREFIX.size : end]
     try:
-        obj = cbor2.loads(encoded)
-        canonical = cbor2.dumps(obj, canonical=True) == encoded
-    except Exception as exc:
+        decoded = cbor.decode(encoded)
+    except cbor.InvalidCbor as exc:
         raise KeyFileError("corrupt", "key-share file is corrupted (header is not valid CBOR)") from exc
+    obj = decoded.value
     if not isinstance(obj, dict):
         raise KeyFileError("corrupt", "key-share file is corrupted (header is not a map)")
     if obj.get("format") != FORMAT:
@@ -314,7 +268,7 @@ def _parse(data: bytes) -> _Parsed:
         raise KeyFileError(
             "format", f"unsupported key-share file version {obj.get('version')!r} (this Harbour reads {VERSION})"
         )
-    if not canonical:
+    if not decoded.canonical:
         raise KeyFileError("corrupt", "key-share file is corrupted (header is not canonically encoded)")
     try:
         header = _header_from(obj)

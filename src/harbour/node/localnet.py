@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from harbour.node.config import init_node
+from harbour.node.hsm import Pkcs11Config
 from harbour.node.identity import NodeDescriptor
 from harbour.node.keyfile import MIN_N
-from harbour.node.store import Pkcs11Config
 
 START_TIMEOUT = 30.0
 

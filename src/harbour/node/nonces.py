@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from harbour.node.keyfile import fsync_directory, write_atomic
+from harbour.util.files import fsync_directory, write_atomic
 
 if sys.platform != "win32":
     import fcntl

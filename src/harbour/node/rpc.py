@@ -53,6 +53,7 @@ from harbour.crypto.group import GroupError
 from harbour.mpc.envelope import SESSION_ID_LEN
 from harbour.mpc.keyshare import KeyShareError, PublicKeyPackage, group_by_name
 from harbour.node.identity import IdentityError, NodeDescriptor
+from harbour.util import cbor
 
 VERSION: Final = 2
 """Version 2 added the session hellos (forward secrecy); a version-1 peer is refused as such."""
@@ -85,11 +86,11 @@ def _decode(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > MAX_REQUEST:
         raise _fail(f"{what} is larger than {MAX_REQUEST} bytes")
     try:
-        obj = cbor2.loads(data)
-        canonical = cbor2.dumps(obj, canonical=True) == bytes(data)
-    except Exception as exc:  # cbor2 raises many types on hostile input
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise _fail(f"{what} is not valid CBOR") from exc
-    if type(obj) is not dict or not canonical:
+    obj = decoded.value
+    if type(obj) is not dict or not decoded.canonical:
         raise _fail(f"{what} must be one canonical CBOR map")
     if type(obj.get("v")) is not int or obj["v"] != VERSION:
         raise _fail(f"{what} has an unsupported version {obj.get('v')!r}")

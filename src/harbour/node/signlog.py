@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import IO, Any, Final, Literal, get_args
 
 from harbour.node import approval, nonces
-from harbour.node.keyfile import fsync_directory
+from harbour.util.files import fsync_directory
 
 VERSION: Final = 1
 DOMAIN: Final = b"harbour/signlog-entry/v1\x00"

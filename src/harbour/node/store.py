@@ -7,28 +7,10 @@ again unattended after a restart, so the store is two-level:
 * a random 32-byte **data key** encrypts every object with AES-256-GCM;
 * the data key is stored only **wrapped** under a key-encryption key (KEK), which
   comes either from a passphrase (scrypt, RFC 7914, with the bounds and defaults of
-  :class:`harbour.node.keyfile.ScryptParams`) or from a PKCS#11 token: an AES-256 key
-  generated on the token as a token object with ``CKA_SENSITIVE`` true and
-  ``CKA_EXTRACTABLE`` false, usable for ``CKM_AES_GCM`` encryption and decryption
-  only, and found again by its label (OASIS PKCS #11 Cryptographic Token Interface
-  Base Specification and Current Mechanisms Specification, v2.40 and v3.0:
-  secret-key object attributes; ``CKM_AES_GCM`` with ``CK_GCM_PARAMS``). The KEK's
-  value never leaves the token: the token encrypts the data key at :meth:`create`
-  and decrypts it at :meth:`open`.
-
-The data key is wrapped with C_Encrypt/C_Decrypt under ``CKM_AES_GCM`` rather than
-C_WrapKey/C_UnwrapKey: the store encrypts objects here, in the process, so the data
-key has to end up in host memory, and reading an unwrapped key back would need it to
-be created extractable and non-sensitive, which HSM policies commonly forbid (and
-SoftHSM2 offers no GCM key wrapping). An HSM whose approved mode insists on
-generating GCM IVs itself refuses :meth:`create` with a ``"token"`` error.
-
-The PKCS#11 session lives only for the duration of :meth:`create` or :meth:`open`:
-once the data key is unwrapped the KEK is not needed until the next start, and a
-session held for the life of a node ties the node to the HSM connection (network
-HSMs drop sessions on failover) and keeps the token logged in for nothing. The
-price: disabling the KEK or the PIN on the HSM stops a node at its next start, not
-while it runs, since the data key is already in its memory.
+  :class:`harbour.node.keyfile.ScryptParams`) or from a PKCS#11 token: a
+  non-extractable AES-256 key generated on the token, which encrypts the data key at
+  :meth:`create` and decrypts it at :meth:`open` (:mod:`harbour.node.hsm` says how,
+  and why the token session lasts only that long).
 
 Layout of a store directory::
 
@@ -73,9 +55,9 @@ delete objects, or put back an older version of an object under the same name (a
 rollback: nothing here records which version is current). Session state that must
 never be reused therefore needs its own single-use guard. ``store.json`` names the
 PKCS#11 library that :meth:`open` loads into the process, so write access to the
-directory is as good as code execution; the library must be an absolute path to a
-file owned by root or by us and not writable by group or others, which catches a
-careless setup, not a determined local attacker.
+directory is as good as code execution (:mod:`harbour.node.hsm` refuses a library
+that is not an absolute path owned by root or by us and closed to group and others,
+which catches a careless setup, not a determined local attacker).
 
 Python cannot zeroise memory: the data key (inside the AES-GCM object), passphrases,
 PINs and decrypted objects stay in the process's memory until it is reused, and can
@@ -87,7 +69,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import secrets
 import struct
@@ -97,16 +78,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import pkcs11
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
-from pkcs11.mechanisms import GCMParams
-from pkcs11.types import DecryptMixin, EncryptMixin
 
-from harbour.node import keyfile
-from harbour.node.keyfile import KeyFileError, ScryptParams, fsync_directory, write_atomic
+from harbour.node import hsm, keyfile
+from harbour.node.hsm import Pkcs11Config as Pkcs11Config  # re-exported: callers named it here before
+from harbour.node.hsm import find_softhsm_module as find_softhsm_module  # likewise
+from harbour.node.keyfile import KeyFileError, ScryptParams
+from harbour.util.files import fsync_directory, write_atomic
+from harbour.util.strictjson import DuplicateKey, loads_strict
 
 FORMAT = "harbour-secret-store"
 VERSION = 1
@@ -122,9 +103,6 @@ TAG_LEN = 16
 MAX_STORE_FILE_LEN = 64 * 1024
 MAX_OBJECT_LEN = 64 * 2**20
 """Far above any key share or session state; a larger file is refused unread."""
-MAX_TOKEN_LABEL_LEN = 32
-"""``CK_TOKEN_INFO.label`` is 32 bytes, blank-padded."""
-MAX_KEY_LABEL_LEN = 128
 
 WRAP_DOMAIN = b"harbour/secret-store/data-key/v1\x00"
 OBJECT_DOMAIN = b"harbour/secret-store/object/v1\x00"
@@ -132,34 +110,6 @@ OBJECT_DOMAIN = b"harbour/secret-store/object/v1\x00"
 _OBJECT_HEADER = struct.Struct(f">4sB{NONCE_LEN}s")
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _STORE_KEYS = frozenset({"format", "version", "store_id", "kek", "data_key", "checksum"})
-_PKCS11_KEYS = frozenset({"module", "token_label", "key_label"})
-_KEK_TEMPLATE = {
-    Attribute.TOKEN: True,
-    Attribute.PRIVATE: True,
-    Attribute.SENSITIVE: True,
-    Attribute.EXTRACTABLE: False,
-    Attribute.MODIFIABLE: False,
-    Attribute.ENCRYPT: True,
-    Attribute.DECRYPT: True,
-    Attribute.WRAP: False,
-    Attribute.UNWRAP: False,
-    Attribute.SIGN: False,
-    Attribute.VERIFY: False,
-    Attribute.DERIVE: False,
-}
-_PIN_REFUSED = (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange)
-_DEVICE_TROUBLE = (
-    p11e.DeviceError,
-    p11e.DeviceMemory,
-    p11e.DeviceRemoved,
-    p11e.TokenNotPresent,
-    p11e.SessionClosed,
-    p11e.SessionHandleInvalid,
-)
-
-_PKCS11_LOCK = threading.Lock()
-"""python-pkcs11 keeps one library instance per process, and login state is per process
-and token (PKCS#11): two stores opening at once must not interleave their logins."""
 
 Reason = Literal["wrong-secret", "corrupt", "missing", "exists", "token", "policy", "name"]
 
@@ -179,69 +129,6 @@ class StoreError(ValueError):
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason: Reason = reason
-
-
-@dataclass(frozen=True)
-class Pkcs11Config:
-    """Where the KEK lives: which PKCS#11 library, which token, which key on it.
-
-    Recorded in store.json, so a node finds its HSM key from the store directory and
-    the PIN alone. Nothing here is secret.
-    """
-
-    module: str
-    token_label: str
-    key_label: str = "harbour-kek"
-
-    def problem(self) -> str | None:
-        """What is wrong with this configuration, or None."""
-        for field, value in (("module", self.module), ("token_label", self.token_label), ("key_label", self.key_label)):
-            if not isinstance(value, str) or not value:
-                return f"{field} must be a non-empty string"
-            if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-                return f"{field} contains control characters"
-            if value != value.strip():
-                return f"{field} has leading or trailing spaces (PKCS#11 pads labels with spaces)"
-        if not os.path.isabs(self.module):
-            return f"the PKCS#11 module must be an absolute path, got {self.module!r}"
-        if len(self.token_label.encode("utf-8")) > MAX_TOKEN_LABEL_LEN:
-            return f"a token label is at most {MAX_TOKEN_LABEL_LEN} bytes"
-        if len(self.key_label.encode("utf-8")) > MAX_KEY_LABEL_LEN:
-            return f"a key label is at most {MAX_KEY_LABEL_LEN} bytes"
-        return None
-
-    def to_json(self) -> dict[str, str]:
-        return {"module": self.module, "token_label": self.token_label, "key_label": self.key_label}
-
-    @classmethod
-    def from_json(cls, obj: object) -> Pkcs11Config:
-        if not isinstance(obj, dict) or set(obj) != _PKCS11_KEYS:
-            raise StoreError("corrupt", "PKCS#11 configuration must have exactly module, token_label and key_label")
-        config = cls(obj["module"], obj["token_label"], obj["key_label"])
-        problem = config.problem()
-        if problem is not None:
-            raise StoreError("corrupt", f"PKCS#11 configuration is malformed: {problem}")
-        return config
-
-
-def find_softhsm_module() -> str | None:
-    """The SoftHSM2 PKCS#11 library's path, if installed in one of the usual places.
-
-    Debian's ``libsofthsm2`` installs it under the multiarch directory and points
-    ``/usr/lib/softhsm/libsofthsm2.so`` at it; other systems use the later entries.
-    """
-    candidates = [Path("/usr/lib/softhsm/libsofthsm2.so")]
-    candidates += sorted(Path("/usr/lib").glob("*-linux-gnu*/softhsm/libsofthsm2.so"))
-    candidates += [
-        Path("/usr/lib64/pkcs11/libsofthsm2.so"),
-        Path("/usr/lib/pkcs11/libsofthsm2.so"),
-        Path("/usr/local/lib/softhsm/libsofthsm2.so"),
-        Path("/opt/homebrew/lib/softhsm/libsofthsm2.so"),
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
-    return None
 
 
 def check_name(name: str) -> tuple[str, ...]:
@@ -273,13 +160,6 @@ def _unhex(value: object, length: int, what: str) -> bytes:
     if not isinstance(value, str) or len(value) != 2 * length or not re.fullmatch(r"[0-9a-f]*", value):
         raise StoreError("corrupt", f"store.json is corrupted ({what} must be {2 * length} lowercase hex digits)")
     return bytes.fromhex(value)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise StoreError("corrupt", "store.json is corrupted (a field appears twice)")
-    return result
 
 
 @dataclass(frozen=True)
@@ -316,8 +196,10 @@ def _parse_header(data: bytes) -> _Header:
         return StoreError("corrupt", f"store.json is corrupted ({what})")
 
     try:
-        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        obj = loads_strict(data.decode("utf-8"), max_depth=None)  # a local file this module wrote
+    except DuplicateKey:
+        raise bad("a field appears twice") from None
+    except ValueError:
         raise bad("not valid JSON; truncated or damaged") from None
     if not isinstance(obj, dict):
         raise bad("not a JSON object")
@@ -345,7 +227,8 @@ def _parse_header(data: bytes) -> _Header:
         except KeyFileError as exc:
             raise bad(str(exc)) from None
     elif kek_obj["kind"] == "pkcs11" and set(kek_obj) == {"kind", "pkcs11"}:
-        kek = Pkcs11Config.from_json(kek_obj["pkcs11"])
+        with _token_errors():
+            kek = Pkcs11Config.from_json(kek_obj["pkcs11"])
     else:
         raise bad(f"unknown or malformed key-encryption key {kek_obj['kind']!r}")
     if not isinstance(wrap, dict) or set(wrap) != {"cipher", "nonce", "wrapped"} or wrap["cipher"] != CIPHER:
@@ -355,135 +238,13 @@ def _parse_header(data: bytes) -> _Header:
     return _Header(store_id, kek, nonce, wrapped)
 
 
-# -- PKCS#11 ------------------------------------------------------------------------------------------
-
-
-def _load_library(module: str) -> Any:
-    # python-pkcs11 caches libraries by path and a second C_Initialize of the same
-    # library fails, so two spellings of one path (a symlink) must map to one key.
-    path = os.path.realpath(module)
-    if not os.path.isfile(path):
-        raise StoreError("token", f"PKCS#11 library {module} not found")
-    info = os.stat(path)
-    owners = {0, os.geteuid()} if hasattr(os, "geteuid") else {info.st_uid}
-    if info.st_mode & 0o022 or info.st_uid not in owners:
-        raise StoreError(
-            "policy", f"refusing to load PKCS#11 library {path}: writable by group or others, or owned by another user"
-        )
-    try:
-        return pkcs11.lib(path)
-    except p11e.PKCS11Error as exc:
-        raise StoreError("token", f"cannot load the PKCS#11 library {module}: {_describe(exc)}") from None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 @contextlib.contextmanager
-def token_session(config: Pkcs11Config, pin: str, *, rw: bool) -> Iterator[pkcs11.Session]:
-    """A session on the configured token, logged in as the user; closed (and logged out) after."""
-    library = _load_library(config.module)
+def _token_errors() -> Iterator[None]:
+    """The token's refusals as the store's own (same reason, same message)."""
     try:
-        token = library.get_token(token_label=config.token_label)
-    except p11e.NoSuchToken:
-        raise StoreError("token", f"no PKCS#11 token labelled {config.token_label!r} in {config.module}") from None
-    except p11e.MultipleTokensReturned:
-        raise StoreError("token", f"several PKCS#11 tokens are labelled {config.token_label!r}") from None
-    except p11e.PKCS11Error as exc:
-        raise StoreError("token", f"cannot list the tokens of {config.module}: {_describe(exc)}") from None
-    try:
-        session = token.open(rw=rw, user_pin=pin)
-    except _PIN_REFUSED:
-        raise StoreError("wrong-secret", f"wrong PIN for PKCS#11 token {config.token_label!r}") from None
-    except p11e.PinLocked:
-        raise StoreError(
-            "token", f"the user PIN of token {config.token_label!r} is locked; its security officer must reset it"
-        ) from None
-    except p11e.PKCS11Error as exc:
-        raise StoreError("token", f"cannot log in to token {config.token_label!r}: {_describe(exc)}") from None
-    try:
-        yield session
-    finally:
-        with contextlib.suppress(p11e.PKCS11Error):
-            session.close()
-
-
-def _find_kek(session: pkcs11.Session, config: Pkcs11Config) -> list[Any]:
-    return list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: config.key_label}))
-
-
-def _pkcs11_wrap(config: Pkcs11Config, pin: str, header: _Header, data_key: bytes) -> bytes:
-    """Generate the KEK on the token and encrypt the data key under it; the KEK is destroyed on failure."""
-    with _PKCS11_LOCK, token_session(config, pin, rw=True) as session:
-        try:
-            if _find_kek(session, config):
-                raise StoreError(
-                    "exists", f"token {config.token_label!r} already holds a key labelled {config.key_label!r}"
-                )
-            kek = session.generate_key(
-                KeyType.AES, 256, id=header.store_id, label=config.key_label, store=True, template=_KEK_TEMPLATE
-            )
-        except p11e.PKCS11Error as exc:
-            raise StoreError("token", f"cannot generate the key-encryption key: {_describe(exc)}") from None
-        try:
-            if not isinstance(kek, EncryptMixin):
-                raise StoreError("token", "the token generated a key that cannot encrypt")
-            params = GCMParams(header.nonce, header.wrap_aad(), TAG_LEN * 8)
-            wrapped = kek.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=params)
-            if not isinstance(wrapped, bytes) or len(wrapped) != DATA_KEY_LEN + TAG_LEN:
-                raise StoreError("token", "the token returned a malformed AES-GCM ciphertext")
-            return wrapped
-        except BaseException as exc:
-            with contextlib.suppress(p11e.PKCS11Error):
-                kek.destroy()
-            if isinstance(exc, p11e.PKCS11Error):
-                raise StoreError("token", f"the token cannot encrypt with CKM_AES_GCM: {_describe(exc)}") from None
-            raise
-
-
-def _pkcs11_destroy_kek(config: Pkcs11Config, pin: str, store_id: bytes) -> None:
-    """Remove the KEK generated for a store whose store.json could not be written."""
-    with _PKCS11_LOCK, token_session(config, pin, rw=True) as session:
-        for key in _find_kek(session, config):
-            if key[Attribute.ID] == store_id:
-                key.destroy()
-
-
-def _pkcs11_unwrap(config: Pkcs11Config, pin: str, header: _Header) -> bytes:
-    with _PKCS11_LOCK, token_session(config, pin, rw=False) as session:
-        try:
-            found = _find_kek(session, config)
-            if not found:
-                raise StoreError(
-                    "token", f"no key labelled {config.key_label!r} on token {config.token_label!r}: was it deleted?"
-                )
-            if len(found) > 1:
-                raise StoreError("token", f"several keys are labelled {config.key_label!r} on {config.token_label!r}")
-            kek = found[0]
-            if kek[Attribute.ID] != header.store_id:
-                raise StoreError(
-                    "token", f"the key labelled {config.key_label!r} on {config.token_label!r} belongs to another store"
-                )
-            if kek[Attribute.EXTRACTABLE] or not kek[Attribute.SENSITIVE]:
-                raise StoreError("policy", f"the key labelled {config.key_label!r} is extractable; refusing to use it")
-            if not isinstance(kek, DecryptMixin):
-                raise StoreError("token", f"the key labelled {config.key_label!r} cannot decrypt")
-            params = GCMParams(header.nonce, header.wrap_aad(), TAG_LEN * 8)
-            data_key = kek.decrypt(header.wrapped, mechanism=Mechanism.AES_GCM, mechanism_param=params)
-        except _DEVICE_TROUBLE as exc:
-            raise StoreError("token", f"the token failed: {_describe(exc)}") from None
-        except p11e.PKCS11Error as exc:
-            # SoftHSM2 answers a failed GCM tag check with CKR_GENERAL_ERROR, not
-            # CKR_ENCRYPTED_DATA_INVALID, so any other refusal is taken as this.
-            raise StoreError(
-                "corrupt",
-                f"the token cannot unwrap the data key ({_describe(exc)}): store.json was modified, or the key "
-                f"labelled {config.key_label!r} is not the one this store was created with",
-            ) from None
-    if not isinstance(data_key, bytes) or len(data_key) != DATA_KEY_LEN:
-        raise StoreError("corrupt", "the unwrapped data key has the wrong length")
-    return data_key
+        yield
+    except hsm.TokenError as exc:
+        raise StoreError(exc.reason, str(exc)) from None
 
 
 # -- the store ----------------------------------------------------------------------------------------
@@ -560,7 +321,10 @@ class SecretStore:
         header = _Header(secrets.token_bytes(STORE_ID_LEN), kek, secrets.token_bytes(NONCE_LEN), b"")
         if isinstance(kek, Pkcs11Config):
             assert pin is not None
-            wrapped = _pkcs11_wrap(kek, pin, header, data_key)
+            with _token_errors():
+                wrapped = hsm.wrap_under_new_kek(
+                    kek, pin, key_id=header.store_id, nonce=header.nonce, aad=header.wrap_aad(), data_key=data_key
+                )
         else:
             assert passphrase is not None
             wrapped = AESGCM(kek.derive(passphrase)).encrypt(header.nonce, data_key, header.wrap_aad())
@@ -570,8 +334,8 @@ class SecretStore:
         except BaseException as exc:
             if isinstance(kek, Pkcs11Config):
                 assert pin is not None
-                with contextlib.suppress(StoreError, p11e.PKCS11Error):
-                    _pkcs11_destroy_kek(kek, pin, header.store_id)
+                with contextlib.suppress(hsm.TokenError, p11e.PKCS11Error):
+                    hsm.destroy_kek(kek, pin, header.store_id)
             if isinstance(exc, FileExistsError):
                 raise StoreError(
                     "exists", f"{directory / STORE_FILE} appeared meanwhile; refusing to replace it"
@@ -605,7 +369,15 @@ class SecretStore:
                 )
             if pin is None:
                 raise StoreError("policy", f"the store at {directory} needs the user PIN of {header.kek.token_label!r}")
-            data_key = _pkcs11_unwrap(header.kek, pin, header)
+            with _token_errors():
+                data_key = hsm.unwrap(
+                    header.kek,
+                    pin,
+                    key_id=header.store_id,
+                    nonce=header.nonce,
+                    aad=header.wrap_aad(),
+                    wrapped=header.wrapped,
+                )
         else:
             if pin is not None:
                 raise StoreError("policy", f"the store at {directory} is protected by a passphrase, not a PKCS#11 PIN")

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import h11
 
 from harbour.node import rpc
-from harbour.node.keyfile import write_atomic
+from harbour.util.files import write_atomic
 
 POOL_SIZE = 32
 """Idle connections kept per node; more may be open while requests are in flight."""

@@ -82,19 +82,6 @@ def kind_of(value: object) -> str:
     return type(value).__name__
 
 
-def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise PolicyError(f"document: duplicate key {key!r} in a JSON object")
-        result[key] = value
-    return result
-
-
-def no_constant(name: str) -> NoReturn:
-    raise PolicyError(f"document: {name} is not a valid amount or number")
-
-
 def read_object(
     value: object, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> Mapping[str, Any]:

@@ -21,7 +21,6 @@ from harbour.custody.policy.checks import (
     PolicyError,
     fail,
     kind_of,
-    no_constant,
     read_amount,
     read_choice,
     read_clock,
@@ -30,7 +29,6 @@ from harbour.custody.policy.checks import (
     read_object,
     read_text,
     read_zone,
-    unique_keys,
 )
 from harbour.custody.policy.model import (
     ACTIONS,
@@ -49,7 +47,7 @@ from harbour.custody.policy.model import (
     Velocity,
     clock_text,
 )
-from harbour.strictjson import MAX_DEPTH, nesting_depth
+from harbour.util.strictjson import MAX_DEPTH, DuplicateKey, NotJsonConstant, TooDeep, loads_strict
 
 FORMAT_VERSION: Final = 1
 MAX_WINDOW_SECONDS: Final = 366 * 86_400
@@ -74,11 +72,13 @@ class Policy:
         """Decode and parse JSON text, refusing duplicate keys (the decoder would silently keep the last)."""
         try:
             as_text = text.decode("utf-8") if isinstance(text, bytes) else text
-            if nesting_depth(as_text) > MAX_DEPTH:
-                raise PolicyError(f"document: nested too deeply (more than {MAX_DEPTH} levels)")
-            doc = json.loads(as_text, object_pairs_hook=unique_keys, parse_constant=no_constant)
-        except PolicyError:
-            raise
+            doc = loads_strict(as_text, max_depth=MAX_DEPTH)
+        except TooDeep:
+            raise PolicyError(f"document: nested too deeply (more than {MAX_DEPTH} levels)") from None
+        except DuplicateKey as exc:
+            raise PolicyError(f"document: duplicate key {exc.key!r} in a JSON object") from None
+        except NotJsonConstant as exc:
+            raise PolicyError(f"document: {exc.name} is not a valid amount or number") from None
         except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
             raise PolicyError(f"document: not valid JSON: {exc}") from None
         except RecursionError:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harbour.mpc.keyshare import KeyShare
 from harbour.node.backup.encryption import make_backup
-from harbour.node.keyfile import write_atomic
+from harbour.util.files import write_atomic
 
 
 def backup_filename(party: int) -> str:

@@ -20,6 +20,7 @@ from harbour.crypto.shamir import SharingError, check_identifiers
 from harbour.mpc.keyshare import SCHEME_CURVES, group_by_name
 from harbour.node.backup.errors import BackupError
 from harbour.node.backup.recovery_key import RSA_MIN_BITS, RecoveryKind
+from harbour.util import cbor
 
 FORMAT = "harbour-backup"
 VERSION = 1
@@ -116,17 +117,17 @@ def _parse_backup(data: bytes) -> BackupRecord:
     if len(data) > MAX_BACKUP_LEN:
         raise _malformed(f"{len(data)} bytes is far larger than a backup record")
     try:
-        obj = cbor2.loads(data)
-        encoded = cbor2.dumps(obj, canonical=True)
-    except Exception as exc:
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise BackupError("backup is truncated or corrupted (not a valid CBOR record)") from exc
+    obj = decoded.value
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise BackupError("not a Harbour backup record")
     if obj.get("version") != VERSION:
         raise BackupError(f"unsupported backup version {obj.get('version')!r} (this Harbour reads {VERSION})")
-    if encoded != data:
-        if data.startswith(encoded):
-            raise _malformed(f"{len(data) - len(encoded)} unexpected bytes after the record")
+    if not decoded.canonical:
+        if decoded.trailing:
+            raise _malformed(f"{decoded.trailing} unexpected bytes after the record")
         raise _malformed("the record is not canonically encoded")
     if set(obj) != _FIELDS:
         raise _malformed("missing or unexpected fields")

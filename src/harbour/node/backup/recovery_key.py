@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from harbour.node.backup.errors import BackupError
-from harbour.node.keyfile import write_atomic
+from harbour.util.files import write_atomic
 
 RecoveryKind = Literal["x25519", "rsa"]
 RSA_MIN_BITS = 4096

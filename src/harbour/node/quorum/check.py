@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from harbour.chains.ethereum import address_from_public_key
 from harbour.crypto.secp256k1 import Secp256k1Point
-from harbour.node.approval import ApprovalError
+from harbour.node.certificate import ApprovalError
 from harbour.node.quorum.evidence import Evidence
 from harbour.node.quorum.fields import EvidenceError
 from harbour.node.quorum.intent import carries_out

@@ -17,7 +17,7 @@ from typing import Final
 import cbor2
 
 from harbour.chains.eip1559 import Eip1559Transaction, TransactionError
-from harbour.node.approval import MAX_EVIDENCE_LEN
+from harbour.node.certificate import MAX_EVIDENCE_LEN
 from harbour.node.quorum.fields import MAX_ID_LEN, SIGNATURE_LEN, EvidenceError, _canonical_cbor, _public_key, _text
 from harbour.node.quorum.intent import Intent
 from harbour.node.quorum.rule import Quorum

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import cbor2
 import nacl.bindings as sodium
 
 from harbour.chains.eip1559 import TransactionError, parse_address
 from harbour.chains.ethereum import checksum_address
+from harbour.util import cbor
 
 PUBLIC_KEY_LEN: Final = 32
 SIGNATURE_LEN: Final = 64
@@ -74,10 +74,8 @@ def _canonical_cbor(data: object, what: str, limit: int) -> Any:
     if len(data) > limit:
         raise EvidenceError(f"{what} is {len(data)} bytes, more than the {limit} allowed")
     try:
-        obj = cbor2.loads(data)
-        canonical = cbor2.dumps(obj, canonical=True) == data
-    except Exception as exc:  # cbor2 raises many types (and RecursionError) on hostile input
+        return cbor.loads_canonical(data)
+    except cbor.InvalidCbor as exc:
         raise EvidenceError(f"{what} is not valid CBOR") from exc
-    if not canonical:
-        raise EvidenceError(f"{what} is not canonical CBOR (or has trailing bytes)")
-    return obj
+    except cbor.NotCanonical:
+        raise EvidenceError(f"{what} is not canonical CBOR (or has trailing bytes)") from None

@@ -14,7 +14,7 @@ from typing import Final
 
 import cbor2
 
-from harbour.node.approval import ApprovalError
+from harbour.node.certificate import ApprovalError
 from harbour.node.quorum.evidence import Evidence
 
 _PIN_DOMAIN: Final = b"harbour/withdrawal-pin/v1\x00"

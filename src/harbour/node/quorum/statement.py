@@ -15,7 +15,7 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from harbour.node.approval import MAX_EVIDENCE_LEN, MAX_KEY_ID_LEN, ApprovalError, canonical_path
+from harbour.node.certificate import MAX_EVIDENCE_LEN, MAX_KEY_ID_LEN, ApprovalError, canonical_path
 from harbour.node.quorum.fields import (
     MAX_ID_LEN,
     SIGNATURE_LEN,

@@ -16,6 +16,7 @@ from harbour.mpc.envelope import SESSION_ID_LEN
 from harbour.node.identity import is_node_id
 from harbour.node.sealed.errors import SealedError
 from harbour.node.sealed.wire import MAX_SEQ
+from harbour.util import cbor
 
 GUARD_FORMAT = "harbour-replay-guard"
 GUARD_VERSION = 1
@@ -91,10 +92,10 @@ class ReplayGuard:
         """Strict inverse of :meth:`to_bytes` (ValueError on anything else)."""
         data = bytes(data)
         try:
-            obj = cbor2.loads(data)
-            canonical = cbor2.dumps(obj, canonical=True) == data
-        except Exception as exc:
+            decoded = cbor.decode(data)
+        except cbor.InvalidCbor as exc:
             raise ValueError("replay guard state is truncated or corrupted (not valid CBOR)") from exc
+        obj, canonical = decoded.value, decoded.canonical
         if type(obj) is not dict or obj.get("format") != GUARD_FORMAT:
             raise ValueError("not a Harbour replay guard state")
         if type(obj.get("v")) is not int or obj["v"] != GUARD_VERSION:

@@ -20,6 +20,7 @@ from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.envelope import SESSION_ID_LEN
 from harbour.node.identity import is_node_id
 from harbour.node.sealed.errors import SealedError
+from harbour.util import cbor
 
 SEALED_VERSION = 2
 MAX_SEALED_LEN = 4 * 2**20
@@ -115,17 +116,17 @@ def _malformed(what: str) -> SealedError:
 def _canonical_map(data: bytes, what: str) -> dict[Any, Any]:
     """One canonical CBOR map and nothing after it, with a supported ``v``."""
     try:
-        obj = cbor2.loads(data)
-        encoded = cbor2.dumps(obj, canonical=True)
-    except Exception as exc:
+        decoded = cbor.decode(data)
+    except cbor.InvalidCbor as exc:
         raise _malformed(f"the {what} is truncated or not valid CBOR") from exc
+    obj = decoded.value
     if type(obj) is not dict:
         raise _malformed(f"the {what} is not a CBOR map")
     if type(obj.get("v")) is not int or obj["v"] != SEALED_VERSION:
         raise SealedError("version", f"unsupported sealed message version {obj.get('v')!r} in the {what}")
-    if encoded != data:
-        if data.startswith(encoded):
-            raise _malformed(f"{len(data) - len(encoded)} unexpected bytes after the {what}")
+    if not decoded.canonical:
+        if decoded.trailing:
+            raise _malformed(f"{decoded.trailing} unexpected bytes after the {what}")
         raise _malformed(f"the {what} is not canonically encoded")
     return obj
 
