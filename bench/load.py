@@ -114,7 +114,7 @@ def run(count: int, clients: int) -> dict[str, Any]:
         "parameters": {
             "withdrawals": count,
             "clients": clients,
-            "funding_eth": FUNDING / ETH,
+            "funding_eth": FUNDING // ETH,
             "amount_wei": AMOUNT,
             "recipients": len(RECIPIENTS),
             "retried": len(range(0, count, 10)),
