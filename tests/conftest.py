@@ -89,14 +89,21 @@ SLOW_MODULES = frozenset(
         "test_cli_ecdsa",
         "test_cli_key",
         "test_compromise",
+        "test_ecdsa_attacks",
+        "test_ecdsa_malicious",
         "test_ecdsa_setup",
         "test_ecdsa_threshold",
+        "test_forward_secrecy",
+        "test_hedge",
+        "test_node_service",
+        "test_properties",
         "test_quorum_equivalence",
+        "test_rotation",
     }
 )
-"""In-process, but most of their tests take a second or more (key files under scrypt, whole
-threshold-ECDSA setups and signings, property runs of the node's checks): together about
-two thirds of the in-process tests' time."""
+"""In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA
+setups and signings, node services in one process, property runs of them): together about three
+quarters of the in-process tests' time, measured when the list was made."""
 
 
 def _params(item: pytest.Item) -> set[Any]:
