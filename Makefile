@@ -125,7 +125,7 @@ bench: $(STAMP)
 	if [ "$$found" = 0 ]; then echo "no benchmarks under bench/" >&2; exit 1; fi
 
 clean:
-	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +
 
