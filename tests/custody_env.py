@@ -6,6 +6,13 @@ URL (SQLite file by default), creates an organisation with an admin, an
 initiator, three approvers, an auditor and a viewer (approvers and admins with
 their own Ed25519 approval keys), and can make a 2-of-3 vault with a funded
 address. Tests then act through ``env.custody`` as those users.
+
+Starting the nodes is most of what a deployment costs, and a test needs fresh
+nodes only when it changes how they are configured. So a module can start one
+``CustodyEnv`` and give each test :meth:`CustodyEnv.reset`: a new database and a
+new embedded chain under the same home and the same running nodes (a node a test
+killed is started again). The nodes keep the keys earlier tests made; each vault
+gets a new random key id, so nothing one test does is seen by the next.
 """
 
 from __future__ import annotations
@@ -100,6 +107,25 @@ class CustodyEnv:
         self.close()
         for node in self.nodes:
             node.stop()
+
+    def reset(self, database: str) -> CustodyEnv:
+        """Start over on ``database`` (fresh) and a fresh embedded chain, with the same home and nodes.
+
+        Nodes a test stopped or killed are started again; nobody is in the new
+        database until :meth:`organisation` is called.
+        """
+        self.close()
+        self.config.database = database
+        self.config.save()
+        self._chain = None
+        self.people = {}
+        stopped = [node for node in self.nodes if node.process is None or node.process.poll() is not None]
+        for node in stopped:
+            node.start(wait=False)
+        for node in stopped:
+            node.wait_ready()
+        self.open()
+        return self
 
     def __enter__(self) -> CustodyEnv:
         self.start_nodes()

@@ -1,14 +1,17 @@
 """Shared tools for the attack tests: a network that keeps going after an abort,
-interceptors that play a malicious party, and catalogues of malformed encodings."""
+interceptors that play a malicious party, and catalogues of malformed encodings;
+and :func:`wait_until`, the one way a test waits for something another thread or
+process does."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import cbor2
 import nacl.bindings as sodium
@@ -35,6 +38,29 @@ from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare
 from harbour.mpc.runner import Intercept
 
 SCHEMES = ["frost-secp256k1", "frost-ed25519", "frost-taproot"]
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float = 30.0, *, message: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail after ``timeout`` s.
+
+    The interval starts at 5 ms and doubles up to 100 ms: a condition that is
+    already true costs one call, and a long wait does not spin. The failure says
+    what was waited for (``message``) and the predicate's last answer.
+    """
+    deadline = time.monotonic() + timeout
+    interval = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message or repr(predicate)
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last answer: {value!r})")
+        time.sleep(interval)
+        interval = min(interval * 2, 0.1)
+
+
 GROUPS = [SECP256K1, ED25519]
 ED_P = 2**255 - 19
 

@@ -100,6 +100,20 @@ def test_repr_shows_no_key_material() -> None:
         (cbor2.dumps(identity_obj(sign_sk="00" * 32), canonical=True), "32 bytes"),
         (bytes(300), "too large"),
     ],
+    ids=[
+        "empty",
+        "truncated",
+        "trailing-byte",
+        "a-list",
+        "another-format",
+        "version-3",
+        "version-true",
+        "extra-field",
+        "short-sign-key",
+        "encryption-key",
+        "sign-key-as-text",
+        "too-large",
+    ],
 )
 def test_identity_from_bytes_refuses(data: bytes, message: str) -> None:
     with pytest.raises(IdentityError, match=message):
