@@ -23,8 +23,6 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-import rlp
-
 from harbour.chains.ethereum import ADDRESS_LEN, checksum_address, keccak256
 
 TX_TYPE: Final = 2
@@ -39,6 +37,18 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,77}")
 _HEX_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
+
+
+def _rlp(items: list[object]) -> bytes:
+    """RLP of ``items``; the library is loaded on first use.
+
+    ``rlp`` pulls in eth-utils and pydantic (about a quarter of a second of CPU);
+    a signer node parses approvers' evidence with this module but encodes a
+    transaction only when asked to sign one, so its start does not pay for them.
+    """
+    import rlp
+
+    return bytes(rlp.encode(items))
 
 class TransactionError(ValueError):
     """Fields that do not make a valid EIP-1559 transaction."""
@@ -104,7 +114,7 @@ class Eip1559Transaction:
         ]
 
     def unsigned_payload(self) -> bytes:
-        return bytes([TX_TYPE]) + bytes(rlp.encode(self._fields()))
+        return bytes([TX_TYPE]) + _rlp(self._fields())
 
     def signing_hash(self) -> bytes:
         """The 32 bytes the key signs."""
@@ -118,7 +128,7 @@ class Eip1559Transaction:
             raise TransactionError("r and s must be integers")
         if not 0 < r < SECP256K1_N or not 0 < s <= SECP256K1_N // 2:
             raise TransactionError("r must be in 1..n-1 and s in 1..n/2 (EIP-2 low s)")
-        return bytes([TX_TYPE]) + bytes(rlp.encode([*self._fields(), y_parity, r, s]))
+        return bytes([TX_TYPE]) + _rlp([*self._fields(), y_parity, r, s])
 
     def to_json(self) -> dict[str, object]:
         """Integers as decimal strings: JSON numbers lose precision above 2^53."""

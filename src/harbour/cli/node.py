@@ -29,10 +29,13 @@ from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET
 from harbour.node import approval, quorum, rpc
 from harbour.node.config import (
     CONFIG_FILE,
+    PASSPHRASE_ENV,
+    PIN_ENV,
     ROTATION_FILE,
     NodeConfig,
     node_incidents,
     rotate_identity,
+    store_secrets,
     update_approvers,
 )
 from harbour.node.hsm import Pkcs11Config
@@ -43,8 +46,6 @@ from harbour.util.files import write_atomic
 
 app = typer.Typer(help="Signer nodes: create one, serve it, or run it offline.", no_args_is_help=True)
 
-PASSPHRASE_ENV = "HARBOUR_NODE_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
-PIN_ENV = "HARBOUR_NODE_PIN"
 
 
 def _secrets(pkcs11: bool) -> tuple[str | None, str | None]:
@@ -58,18 +59,8 @@ def _secrets(pkcs11: bool) -> tuple[str | None, str | None]:
     return passphrase, None
 
 
-def _store_secrets(directory: Path) -> tuple[str | None, str | None]:
-    """The passphrase or the PIN from the environment, whichever the node's store.json asks for."""
-    try:
-        kind = json.loads((directory / "store" / "store.json").read_text()).get("kek", {}).get("kind")
-    except (OSError, ValueError, AttributeError):
-        kind = None
-    passphrase, pin = os.environ.get(PASSPHRASE_ENV), os.environ.get(PIN_ENV)
-    return (None, pin) if kind == "pkcs11" else (passphrase, None)
-
-
 def _open(directory: Path, *, offline: bool) -> NodeService:
-    passphrase, pin = _store_secrets(directory)
+    passphrase, pin = store_secrets(directory)
     try:
         return NodeService.open(directory, passphrase=passphrase, pin=pin, offline=offline)
     except NodeStartError as exc:
@@ -252,7 +243,7 @@ def approvers_command(
                 raise InputError(str(exc)) from None
             differed = False
         else:
-            passphrase, pin = _store_secrets(directory)
+            passphrase, pin = store_secrets(directory)
             if passphrase is None and pin is None:
                 raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
             try:
@@ -286,7 +277,7 @@ def rotate_keys(
 ) -> None:
     """Give the node a new identity key after a suspected compromise; writes rotation.json for the others."""
     with reported_errors():
-        passphrase, pin = _store_secrets(directory)
+        passphrase, pin = store_secrets(directory)
         if passphrase is None and pin is None:
             raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
         try:
@@ -321,7 +312,7 @@ def incidents_command(
     with reported_errors():
         if clear is not None and not is_node_id(clear):
             raise InputError("--clear: a node id is 32 lowercase hex digits")
-        passphrase, pin = _store_secrets(directory)
+        passphrase, pin = store_secrets(directory)
         if passphrase is None and pin is None:
             raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
         try:
@@ -342,15 +333,14 @@ def incidents_command(
 
 @app.command("run")
 def run(directory: Annotated[Path, typer.Option("--dir", help="The node's directory.")]) -> None:
-    """Serve the node over HTTP until interrupted."""
-    from harbour.node.server import serve
+    """Serve the node over HTTP until interrupted (the same as ``python -m harbour.node --dir DIR``)."""
+    from harbour.node.server import run as serve_node
 
     with reported_errors():
-        node = _open(directory, offline=False)
         try:
-            serve(node, ready=lambda: print(f"node {node.config.name} listening on {node.config.url}", flush=True))
-        finally:
-            node.close()
+            serve_node(directory)
+        except NodeStartError as exc:
+            raise fail(f"the node cannot start: {exc}", FAILURE_EXIT) from None
 
 
 @app.command("offline")

@@ -27,8 +27,6 @@ import hashlib
 import hmac
 from dataclasses import dataclass, replace
 
-from Crypto.Hash import RIPEMD160
-
 from harbour.crypto.group import Group, Point
 from harbour.mpc.keyshare import KeyShare
 
@@ -75,7 +73,11 @@ def parse_path(path: str) -> list[int]:
 
 
 def _hash160(data: bytes) -> bytes:
-    # pycryptodome's RIPEMD-160: OpenSSL 3 builds may leave it out of hashlib.
+    # pycryptodome's RIPEMD-160: OpenSSL 3 builds may leave it out of hashlib. Loaded
+    # here, on first use, so that a signer node does not load pycryptodome's cffi
+    # bindings at start.
+    from Crypto.Hash import RIPEMD160
+
     return bytes(RIPEMD160.new(hashlib.sha256(data).digest()).digest())
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,9 @@ from harbour.node.rotation import Rotation, RotationError, rotated_key_records, 
 from harbour.node.store import SecretStore, StoreError
 from harbour.util.files import write_atomic
 
+PASSPHRASE_ENV: Final = "HARBOUR_NODE_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
+PIN_ENV: Final = "HARBOUR_NODE_PIN"
+"""Where a starting node finds the store's passphrase or the token's PIN: the environment, never a flag."""
 CONFIG_FILE: Final = "node.json"
 DESCRIPTOR_FILE: Final = "descriptor.json"
 STORE_DIR: Final = "store"
@@ -184,6 +188,16 @@ def parse_listen(listen: object) -> tuple[str, int]:
         raise ValueError(f"listen address must be HOST:PORT with a port 1..65535, got {listen!r}")
     check_url(f"http://{host}:{int(port)}")
     return host.strip("[]"), int(port)
+
+
+def store_secrets(directory: Path) -> tuple[str | None, str | None]:
+    """The passphrase or the PIN from the environment, whichever the node's store.json asks for."""
+    try:
+        kind = json.loads((directory / "store" / "store.json").read_text()).get("kek", {}).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    passphrase, pin = os.environ.get(PASSPHRASE_ENV), os.environ.get(PIN_ENV)
+    return (None, pin) if kind == "pkcs11" else (passphrase, None)
 
 
 def init_node(

@@ -1,8 +1,9 @@
 """Signer nodes as local processes: a cluster on one machine, for benchmarks, tests and trials.
 
 Each node is created in its own directory (:func:`harbour.node.config.init_node`)
-and served by its own ``harbour node run`` process on a free loopback port, as in
-production, only closer together. A :class:`LocalNode` starts, waits for, kills
+and served by its own ``python -m harbour.node`` process (what ``harbour node run``
+does, without the CLI) on a free loopback port, as in production, only closer
+together. A :class:`LocalNode` starts, waits for, kills
 (SIGKILL, like a crash) and stops its process; its output goes to
 ``<name>.log`` beside the node's directory.
 """
@@ -60,7 +61,7 @@ class LocalNode:
         self._close_log()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
-            [sys.executable, "-m", "harbour.cli.main", "node", "run", "--dir", str(self.directory)],
+            [sys.executable, "-m", "harbour.node", "--dir", str(self.directory)],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,

@@ -21,9 +21,11 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from harbour.node import rpc
+from harbour.node.config import store_secrets
 from harbour.node.service import NodeService
 
 Scope = MutableMapping[str, Any]
@@ -125,3 +127,18 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
 
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     asyncio.run(main())
+
+
+def run(directory: Path) -> None:
+    """Open the node in ``directory`` and serve it until SIGINT or SIGTERM.
+
+    The store's passphrase or the token's PIN comes from the environment
+    (:func:`~harbour.node.config.store_secrets`); :class:`NodeStartError` when the
+    node cannot start. Once it listens, one line says so on stdout.
+    """
+    passphrase, pin = store_secrets(directory)
+    node = NodeService.open(directory, passphrase=passphrase, pin=pin, offline=False)
+    try:
+        serve(node, ready=lambda: print(f"node {node.config.name} listening on {node.config.url}", flush=True))
+    finally:
+        node.close()
