@@ -384,16 +384,16 @@ def assert_signs(shares: Mapping[int, KeyShare], signers: Sequence[int], public_
         recovered = ETH_KEYS.Signature(vrs=(sig.recovery_id, sig.r, sig.s)).recover_public_key_from_msg_hash(digest)
         assert recovered.to_checksum_address() == address_from_public_key(pk)
         return
-    sig = runner.sign(shares, signers, LIFECYCLE_MESSAGE)
+    signature = runner.sign(shares, signers, LIFECYCLE_MESSAGE)
     if share.scheme == "frost-ed25519":
-        nacl.signing.VerifyKey(pk.encode()).verify(LIFECYCLE_MESSAGE, sig)
+        nacl.signing.VerifyKey(pk.encode()).verify(LIFECYCLE_MESSAGE, signature)
     elif share.scheme == "frost-taproot":
         output = signing_public_key(FROST_TAPROOT, pk)
         assert isinstance(output, Secp256k1Point)
-        assert PublicKeyXOnly(output.x_bytes).verify(sig, LIFECYCLE_MESSAGE)
+        assert PublicKeyXOnly(output.x_bytes).verify(signature, LIFECYCLE_MESSAGE)
     else:
         # FROST(secp256k1, SHA-256) has no implementation outside the signing code to check against.
-        assert suite_by_name(share.scheme).verify(pk, LIFECYCLE_MESSAGE, sig)
+        assert suite_by_name(share.scheme).verify(pk, LIFECYCLE_MESSAGE, signature)
 
 
 def documented_pair_key(

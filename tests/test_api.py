@@ -69,7 +69,8 @@ class World:
         headers = dict(kwargs.pop("headers", {}))
         if who is not None:
             headers.update(self.headers(who))
-        return self.client.request(method, path, headers=headers, **kwargs)
+        response: httpx.Response = self.client.request(method, path, headers=headers, **kwargs)
+        return response
 
     def snapshot(self) -> dict[str, int]:
         """Rows in every table (the audit log's included): a refused request must change none."""
@@ -152,7 +153,7 @@ def test_every_route_is_in_the_role_table() -> None:
         for router in ROUTERS
         for route in router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
     }
     assert routes == set(ROUTE_ROLES) | PUBLIC_ROUTES
 
@@ -416,20 +417,20 @@ def request_for(
     world: World, method: str, path: str, headers: dict[str, str], client: TestClient | None = None
 ) -> httpx.Response:
     body = BODIES.get((method, path))
-    return (client or world.client).request(
+    response: httpx.Response = (client or world.client).request(
         method,
         concrete(world, path),
         json=body(world) if body else None,
         headers={**headers, "Idempotency-Key": "refused-1"},
     )
+    return response
 
 
-REFUSED = [
-    pytest.param(method, path, role, id=f"{method} {path} as {role}")
-    for (method, path), allowed in ROUTE_ROLES.items()
-    for role in ROLES
-    if role not in allowed
+REFUSED_CALLS: list[tuple[str, str, str]] = [
+    (method, path, role) for (method, path), allowed in ROUTE_ROLES.items() for role in ROLES if role not in allowed
 ]
+"""(method, path, role) of every call a role may not make."""
+REFUSED = [pytest.param(method, path, role, id=f"{method} {path} as {role}") for method, path, role in REFUSED_CALLS]
 
 
 @pytest.mark.parametrize(("method", "path", "role"), REFUSED)
@@ -464,8 +465,7 @@ class Spy:
 def test_refused_roles_never_reach_the_service(world: World) -> None:
     spy = Spy(world.env.custody)
     client = TestClient(create_app(spy))
-    for param in REFUSED:
-        method, path, role = param.values
+    for method, path, role in REFUSED_CALLS:
         assert request_for(world, method, path, world.headers(ROLE_PERSON[role]), client).status_code == 403
     assert spy.calls == []
     assert request_for(world, "GET", "/v1/vaults", world.headers("viewer"), client).status_code == 200

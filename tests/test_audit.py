@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -35,6 +35,7 @@ from harbour.custody.errors import Invalid, NotFound
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 EVENTS: sa.Table = AuditEvent.__table__  # type: ignore[assignment]
+STATE: sa.Table = AuditState.__table__  # type: ignore[assignment]
 
 
 class Clock:
@@ -111,7 +112,7 @@ def rewrite(engine: Engine, start: int, *, key: Ed25519PrivateKey | None = None)
                     values["signature"] = key.sign(audit.head_message(audit.LOG_ID, i + 1, row.at, root)).hex()
                 c.execute(sa.update(EVENTS).where(EVENTS.c.index == row.index).values(**values))
         c.execute(
-            sa.update(AuditState.__table__).values(
+            sa.update(STATE).values(
                 size=len(rows), frontier=[f.hex() for f in frontier], root=merkle.frontier_root(frontier).hex()
             )
         )
@@ -307,7 +308,8 @@ def test_events_are_listed_per_organisation_in_pages(sessions: sessionmaker[Sess
         assert [e["index"] for e in log.events(s, org_id="org-a", after=4, limit=3)] == [5, 7, 8]
         assert [e["index"] for e in log.events(s, org_id=None, after=10)] == [11]
         assert log.events(s, org_id="org-c") == []
-        for bad in [{"limit": 0}, {"limit": True}, {"after": "3"}]:
+        bad_pages: list[dict[str, Any]] = [{"limit": 0}, {"limit": True}, {"after": "3"}]
+        for bad in bad_pages:
             with pytest.raises(Invalid):
                 log.events(s, org_id=None, **bad)
 
@@ -389,7 +391,8 @@ def test_log_ids_and_keys_are_checked() -> None:
         AuditLog(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="log id"):
         AuditLog(KEY, "")
-    for bad in ["00" * 31, "zz" * 32, b"\x00" * 31]:
+    bad_keys: list[str | bytes] = ["00" * 31, "zz" * 32, b"\x00" * 31]
+    for bad in bad_keys:
         with pytest.raises(ValueError, match="public key"):
             audit.public_key_of(bad)
         with pytest.raises(ValueError, match="public key"):  # the auditor's own mistake, not a failed proof
@@ -452,6 +455,19 @@ def test_proofs_that_do_not_exist_are_refused(sessions: sessionmaker[Session], l
                 call()
 
 
+T = TypeVar("T")
+
+
+def _in_turn(*edits: Callable[[T], None]) -> Callable[[T], None]:
+    """One tampering made of several edits, applied in the order given."""
+
+    def edit(target: T) -> None:
+        for each in edits:
+            each(target)
+
+    return edit
+
+
 def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
     def edit(proof: dict[str, Any]) -> None:
         target = proof
@@ -480,7 +496,7 @@ INCLUSION_TAMPERING: dict[str, Callable[[dict[str, Any]], None]] = {
     "event time": _set(["event", "at"], "2030-01-01T00:00:00.000000Z"),
     "event index": _set(["event", "index"], 4),
     "proof index": _set(["index"], 4),
-    "both indexes": lambda p: (p.__setitem__("index", 4), p["event"].__setitem__("index", 4)),
+    "both indexes": _in_turn(_set(["index"], 4), _set(["event", "index"], 4)),
     "tree size": _set(["tree_size"], 12),
     "stated leaf hash": _flip(["leaf_hash"]),
     "audit path node": _flip(["audit_path", 1]),
@@ -567,15 +583,25 @@ def forge_signature(engine: Engine, index: int, key: Ed25519PrivateKey) -> None:
         c.execute(sa.update(EVENTS).where(EVENTS.c.index == index).values(signature=key.sign(message).hex()))
 
 
+def delete_and_renumber_5(engine: Engine) -> None:
+    sql(engine, 'DELETE FROM audit_events WHERE "index" = 5')
+    for k in range(6, SIZE):
+        sql(engine, 'UPDATE audit_events SET "index" = :k - 1 WHERE "index" = :k', k=k)
+    rewrite(engine, 5)
+
+
 TAMPERING: dict[str, tuple[Callable[[Engine], None], int, str]] = {
     "data edited": (lambda e: edit_data(e, 7), 7, "content does not match its stored leaf hash"),
     "data edited, hashes recomputed": (
-        lambda e: (edit_data(e, 7), rewrite(e, 7)),
+        _in_turn(lambda e: edit_data(e, 7), lambda e: rewrite(e, 7)),
         7,
         "signed tree head of event 7 (size 8) does not verify",
     ),
     "kind edited, hashes recomputed": (
-        lambda e: (sql(e, "UPDATE audit_events SET kind = 'vault.deleted' WHERE \"index\" = 0"), rewrite(e, 0)),
+        _in_turn(
+            lambda e: sql(e, "UPDATE audit_events SET kind = 'vault.deleted' WHERE \"index\" = 0"),
+            lambda e: rewrite(e, 0),
+        ),
         0,
         "signed tree head of event 0",
     ),
@@ -585,9 +611,9 @@ TAMPERING: dict[str, tuple[Callable[[Engine], None], int, str]] = {
         "content does not match",
     ),
     "timestamp moved back, hashes recomputed and re-signed": (
-        lambda e: (
-            sql(e, 'UPDATE audit_events SET at = :at WHERE "index" = 12', at=dt.datetime(2020, 1, 1)),
-            rewrite(e, 12, key=KEY),
+        _in_turn(
+            lambda e: sql(e, 'UPDATE audit_events SET at = :at WHERE "index" = 12', at=dt.datetime(2020, 1, 1)),
+            lambda e: rewrite(e, 12, key=KEY),
         ),
         12,
         "timestamped before event 11",
@@ -600,17 +626,13 @@ TAMPERING: dict[str, tuple[Callable[[Engine], None], int, str]] = {
     "row deleted": (lambda e: sql(e, 'DELETE FROM audit_events WHERE "index" = 5'), 5, "event 5 is missing"),
     "first row deleted": (lambda e: sql(e, 'DELETE FROM audit_events WHERE "index" = 0'), 0, "event 0 is missing"),
     "row deleted, later rows renumbered and rehashed": (
-        lambda e: (
-            sql(e, 'DELETE FROM audit_events WHERE "index" = 5'),
-            *(sql(e, 'UPDATE audit_events SET "index" = :k - 1 WHERE "index" = :k', k=k) for k in range(6, SIZE)),
-            rewrite(e, 5),
-        ),
+        delete_and_renumber_5,
         5,
         "signed tree head of event 5",
     ),
     "rows swapped": (lambda e: swap(e, 3, 11), 3, "content does not match its stored leaf hash"),
     "neighbours swapped, hashes recomputed": (
-        lambda e: (swap(e, 14, 15), rewrite(e, 14)),
+        _in_turn(lambda e: swap(e, 14, 15), lambda e: rewrite(e, 14)),
         14,
         "signed tree head of event 14",
     ),

@@ -128,7 +128,7 @@ def test_approver_key_user_and_credential(world: World, tmp_path: Path) -> None:
 
 def test_encrypted_approver_key(world: World, tmp_path: Path) -> None:
     key_file = tmp_path / "enc.pem"
-    secret = {"HARBOUR_APPROVER_PASSPHRASE": "correct horse"}
+    secret: dict[str, str | None] = {"HARBOUR_APPROVER_PASSPHRASE": "correct horse"}
     result = world.run(None, "approver-key", "new", "--out", str(key_file), "--encrypt", "--json", env=secret)
     assert result.exit_code == 0, result.stderr
     assert b"ENCRYPTED" in key_file.read_bytes()

@@ -34,14 +34,14 @@ from coincurve import PublicKey, PublicKeyXOnly
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from eth_account import Account
-from eth_keys import keys
-from eth_keys.backends import NativeECCBackend
+from eth_keys.backends.native.main import NativeECCBackend
+from eth_keys.main import lazy_key_api as keys
 from typer.testing import CliRunner, Result
 
 from harbour.chains.ethereum import address_from_public_key
 from harbour.cli.main import app
 from harbour.crypto.hashing import tagged_hash
-from harbour.crypto.secp256k1 import SECP256K1
+from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 from harbour.mpc import runner as mpc_runner
 from harbour.mpc.ciphersuite import FROST_SECP256K1
 from harbour.mpc.ecdsa_setup import compromised_peers
@@ -56,6 +56,8 @@ PASSPHRASE_ENV = "HARBOUR_PASSPHRASE"
 RECOVERY_PASSPHRASE_ENV = "HARBOUR_RECOVERY_PASSPHRASE"
 PASSPHRASE = "correct horse battery staple"
 NO_PASSPHRASE: dict[str, str | None] = {PASSPHRASE_ENV: None}
+
+Args = list[str | Path]  # a command line as the tests build it: words and paths mixed
 
 ECDSA = "ecdsa-secp256k1"
 FROST_SCHEMES = ["frost-secp256k1", "frost-ed25519", "frost-taproot"]
@@ -406,6 +408,7 @@ def test_generate_writes_encrypted_shares_and_public_json(made: Callable[[str], 
         assert (ctx.Depth().ToInt(), ctx.Index().ToInt()) == (0, 0)
     if scheme == ECDSA:
         point = SECP256K1.decode_point(bytes.fromhex(doc["public_key"]))
+        assert isinstance(point, Secp256k1Point)
         assert doc["address"] == address_from_public_key(point) == eth_address(doc["public_key"])
         assert doc["public_key"] == doc["group_public_key"]
     if scheme == "frost-secp256k1":
@@ -804,7 +807,7 @@ def test_reshare_refuses_a_share_with_another_chain_code(tmp_path: Path) -> None
     """Two imports of one key as 1-of-2 share a fingerprint (a constant polynomial) but not a chain code."""
     key_file = write_key_file(tmp_path, VECTOR_KEY)
     for name, code in (("a", "aa" * 32), ("b", "bb" * 32)):
-        args = ["import", "-s", "frost-secp256k1", "--private-key-file", key_file, "-t", "1", "-n", "2"]
+        args: Args = ["import", "-s", "frost-secp256k1", "--private-key-file", key_file, "-t", "1", "-n", "2"]
         ok_json(*args, "--out", tmp_path / name, "--chain-code", code)
     assert public_doc(tmp_path / "a")["key_fingerprint"] == public_doc(tmp_path / "b")["key_fingerprint"]
     shutil.copy2(share_file(tmp_path / "a", 1), share_file(tmp_path / "b", 1))
@@ -1000,7 +1003,7 @@ def test_import_random_chain_code_when_none_given(tmp_path: Path) -> None:
     key_file = write_key_file(tmp_path, VECTOR_KEY)
     codes = set()
     for name in ("a", "b"):
-        args = ["import", "-s", "frost-secp256k1", "--private-key-file", key_file, "-t", "1", "-n", "2"]
+        args: Args = ["import", "-s", "frost-secp256k1", "--private-key-file", key_file, "-t", "1", "-n", "2"]
         doc = ok_json(*args, "--out", tmp_path / name)
         codes.add(doc["chain_code"])
         assert doc["public_key"] == keys.PrivateKey(bytes.fromhex(VECTOR_KEY)).public_key.to_compressed_bytes().hex()
@@ -1288,7 +1291,7 @@ def test_recovery_key_command_with_an_encrypted_private_key(frost_key: Path, tmp
     ok_json("backup", "--dir", frost_key, "--recovery-public-key", public, "--out", backups)
     result = ok("recover", "--backups", backups, "--recovery-private-key", private, "--json", env=env)
     assert json.loads(result.stdout)["public_key"] == public_doc(frost_key)["public_key"]
-    bad = ["recover", "--backups", backups, "--recovery-private-key", private]
+    bad: Args = ["recover", "--backups", backups, "--recovery-private-key", private]
     refused(bad, "wrong passphrase", env={RECOVERY_PASSPHRASE_ENV: "not it"})
     refused(bad, "no passphrase", env={RECOVERY_PASSPHRASE_ENV: None})
     refused(["recovery-key", "--type", "x25519", "--out", tmp_path / "rk"], "already holds a recovery key", env=env)

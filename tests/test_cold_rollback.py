@@ -52,7 +52,7 @@ class ColdNode:
 
     def __init__(self, directory: Path, *, pin: str | None = None) -> None:
         self.directory = directory
-        self.secret = {"pin": pin} if pin is not None else {"passphrase": PASS}
+        self.secret: dict[str, Any] = {"pin": pin} if pin is not None else {"passphrase": PASS}
 
     def handle(self, request: bytes) -> bytes:
         node = NodeService.open(self.directory, offline=True, **self.secret)
@@ -149,7 +149,7 @@ class Cluster:
         return self.online[0]
 
     def transports(self) -> dict[str, Any]:
-        nodes = [*self.online, self.victim]
+        nodes: list[NodeService | ColdNode] = [*self.online, self.victim]
         return {
             d.node_id: n if isinstance(n, ColdNode) else Local(n) for d, n in zip(self.descriptors, nodes, strict=True)
         }
@@ -215,8 +215,11 @@ class Keys:
         session = attacker.sessions[sid]
         assert session.keys is not None
         me, them = attacker.identity.node_id, victim.node_id
-        pair = {(a, b): session.keys.key(sid, a, b) for a, b in ((me, them), (them, me))}
-        assert all(pair.values()), "the hellos are in: both keys are agreed"
+        pair: dict[tuple[str, str], bytes] = {}
+        for a, b in ((me, them), (them, me)):
+            key = session.keys.key(sid, a, b)
+            assert key, "the hellos are in: both keys are agreed"
+            pair[(a, b)] = key
         return cls({me: attacker.descriptor, them: victim}, session.node_roster, pair)
 
     def read(self, messages: Sequence[bytes]) -> list[Envelope]:

@@ -22,7 +22,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-import postgres
 from harbour.custody.db import (
     AMOUNT_DIGITS,
     current_revision,
@@ -176,7 +175,9 @@ def test_amount_storage_per_backend(engine: Engine) -> None:
     else:
         assert raw == Decimal(42)
         column = next(c for c in sa.inspect(engine).get_columns("transactions") if c["name"] == "amount")
-        assert (column["type"].precision, column["type"].scale) == (AMOUNT_DIGITS, 0)
+        numeric = column["type"]
+        assert isinstance(numeric, sa.Numeric)
+        assert (numeric.precision, numeric.scale) == (AMOUNT_DIGITS, 0)
 
 
 # -- timestamps -------------------------------------------------------------------------------------------------------
@@ -287,7 +288,8 @@ def test_sqlite_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
 
 def test_lock_for_update_renders_per_backend() -> None:
     stmt = lock_for_update(select(ChainCursor))
-    assert "FOR UPDATE" in str(stmt.compile(dialect=postgresql.dialect()))
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves this constructor unannotated
+    assert "FOR UPDATE" in str(stmt.compile(dialect=pg))
     assert "FOR UPDATE" not in str(stmt.compile(dialect=sqlite.dialect()))
 
 
@@ -358,7 +360,7 @@ def test_test_server_runs_unprivileged_and_unsynced(postgres_server: PostgresSer
 
 
 def test_missing_postgres_binaries_say_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(postgres.glob, "glob", lambda _pattern: [])
-    monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("postgres.glob.glob", lambda _pattern: [])
+    monkeypatch.setattr("postgres.shutil.which", lambda _name: None)
     with pytest.raises(PostgresUnavailable, match="make system-deps"):
         PostgresServer()

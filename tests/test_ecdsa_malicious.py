@@ -15,9 +15,9 @@ from typing import Any
 import cbor2
 import pytest
 
-from harbour.mpc import ecdsa_sign, runner
+from harbour.mpc import runner
 from harbour.mpc.ecdsa_sign import EcdsaSigner, SetupCompromised
-from harbour.mpc.envelope import Envelope, ProtocolAbort, encode_payload
+from harbour.mpc.envelope import Envelope, ProtocolAbort, UsageError, encode_payload
 from harbour.mpc.keyshare import KeyShare
 from harbour.mpc.ot_extension import KosCheckFailed
 from harbour.mpc.runner import Intercept
@@ -96,7 +96,7 @@ def test_instance_secrets_cannot_be_taken_after_the_session(key: dict[int, KeySh
     sid = runner.new_session_id()
     parties = {i: EcdsaSigner(sid, key[i], [1, 2, 3], DIGEST) for i in [1, 2, 3]}
     runner.run(parties)
-    with pytest.raises(ecdsa_sign.UsageError):
+    with pytest.raises(UsageError):
         parties[1]._take()
 
 

@@ -381,7 +381,9 @@ def test_payload_that_is_not_cbor_is_blamed_on_its_sender(rnd: int) -> None:
 # -- replays ------------------------------------------------------------------------------------------------
 
 
-def old_setup_envelopes(shares: Mapping[int, KeyShare] | None = None, session_id: bytes | None = None) -> Any:
+def old_setup_envelopes(
+    shares: Mapping[int, KeyShare] | None = None, session_id: bytes | None = None
+) -> dict[int, Envelope]:
     """Party 2's envelopes to party 1 in a finished setup, by round."""
     log: list[tuple[Envelope, int]] = []
     runner.ecdsa_setup(shares or dkg_output(), session_id=session_id, intercept=recorder(log))

@@ -112,6 +112,11 @@ def documented_hello(
     return reencode({"v": 1, "hello": body, "signature": signature, **(outer or {})})
 
 
+def _sender(value: Any) -> dict[str, Any]:
+    """The body field ``from``, which, being a Python keyword, cannot be passed to ``documented_hello`` by name."""
+    return {"from": value}
+
+
 def documented_key(shared: bytes, hello_1: bytes, hello_2: bytes, phase: bytes, sender: str, recipient: str) -> bytes:
     """The pair key of one phase and direction, from the X25519 result and the pair's two hellos."""
     return documented_pair_key(shared, body_of(hello_1), body_of(hello_2), phase, sender, recipient)
@@ -377,8 +382,8 @@ MALFORMED_HELLOS: dict[str, Callable[[bytes], bytes]] = {
     "outer version 2": lambda h: documented_hello(A, outer={"v": 2}),
     "outer version true": lambda h: documented_hello(A, outer={"v": True}),
     "body version 2": lambda h: documented_hello(A, v=2),
-    "sender not a node id": lambda h: documented_hello(A, **{"from": A.node_id.upper()}),
-    "sender as bytes": lambda h: documented_hello(A, **{"from": bytes.fromhex(A.node_id)}),
+    "sender not a node id": lambda h: documented_hello(A, **_sender(A.node_id.upper())),
+    "sender as bytes": lambda h: documented_hello(A, **_sender(bytes.fromhex(A.node_id))),
 }
 
 

@@ -367,13 +367,14 @@ def test_false_echo_aborts_the_new_parties_without_blame(scheme: str) -> None:
     ["another key", "another sharing of the same key", "another threshold", "another committee", "other dealers"],
 )
 def test_new_party_with_another_view_of_the_session_aborts(scheme: str, view: str) -> None:
-    change: dict[str, Any] = {
+    changes: dict[str, dict[str, Any]] = {
         "another key": {"public": another_package(scheme, same_key=False)},
         "another sharing of the same key": {"public": another_package(scheme, same_key=True)},
         "another threshold": {"new_threshold": NEW_T - 1},
         "another committee": {"new_parties": [1, 2, 3, 4, 6]},
         "other dealers": {"dealers": [1, 2]},
-    }[view]
+    }
+    change = changes[view]
     if "public" in change:
         assert change["public"] != old_key(scheme)[1].public
         assert (change["public"].group_public_key == old_key(scheme)[1].group_public_key) == ("same" in view)

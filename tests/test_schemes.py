@@ -56,6 +56,7 @@ def test_the_scheme_builds_the_parties_of_its_own_protocols(scheme: str) -> None
     assert isinstance(signer, EcdsaSigner if kind.has_setup else FrostSigner)
     if kind.has_setup:
         assert isinstance(kind.setup_party(b"s" * 32, shares[1]), EcdsaSetupParty)
+        assert kind.setup_extension is not None
         assert kind.setup_extension in shares[1].extensions
         assert kind.decode_setup(shares[1].extensions[kind.setup_extension]) is not None
     else:
