@@ -27,8 +27,8 @@ from harbour.node.keyfile import (
     public_fingerprint,
     read_header,
     save_share,
-    write_atomic,
 )
+from harbour.util.files import write_atomic
 from helpers import cached_keygen
 
 FAST_N = 2**12

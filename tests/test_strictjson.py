@@ -101,7 +101,8 @@ def test_long_integers_are_refused_only_when_asked() -> None:
 
 
 def test_every_refusal_is_a_value_error_like_any_decoding_failure() -> None:
-    for text in ['{"a": 1, "a": 2}', "NaN", "[[1]]", "12345", "{", b"\xff"]:
+    texts: list[str | bytes] = ['{"a": 1, "a": 2}', "NaN", "[[1]]", "12345", "{", b"\xff"]
+    for text in texts:
         with pytest.raises(ValueError):
             loads_strict(text, max_depth=1, max_int_digits=4)
     assert issubclass(StrictJsonError, ValueError)
