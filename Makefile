@@ -11,7 +11,8 @@
 #   make test    ruff, mypy and pytest (two workers, coverage, the slowest 25); fails if any of them fails
 #   make test-fast  the in-process tests only (no slow, process or postgres marker), in under a minute
 #   make bench   every bench/*.py script (each prints JSON)
-#   make lint    ruff and mypy only
+#   make lint    ruff (lint and format check) and mypy (src, bench, tests) only
+#   make lock    re-pin requirements/dev.lock after a dependency change (UPGRADE=1: newest allowed)
 #   make system-deps  Debian's softhsm2 and postgresql (apt-get, through sudo when not root), if missing
 #   make clean   caches and build output (make distclean also removes $(VENV))
 
@@ -20,10 +21,11 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PY      := $(BIN)/python
 STAMP   := $(VENV)/.installed
+LOCK    := requirements/dev.lock
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help install system-deps demo test test-fast lint ruff mypy pytest bench clean distclean
+.PHONY: help install system-deps demo test test-fast lint ruff mypy pytest bench lock clean distclean
 
 help:
 	@echo "make demo    run DKG and threshold signing for each FROST scheme and threshold ECDSA"
@@ -31,18 +33,33 @@ help:
 	@echo "make test-fast  pytest on the in-process tests only (no nodes, subprocesses or PostgreSQL), under a minute"
 	@echo "make bench   run bench/*.py (JSON on stdout)"
 	@echo "make lint    ruff + mypy"
+	@echo "make lock    re-pin requirements/dev.lock (hashes) after changing dependencies; UPGRADE=1 for newest"
 	@echo "make system-deps  install Debian's softhsm2 and postgresql (for the tests) if missing"
 	@echo "make clean   remove caches and build output; distclean also removes $(VENV)"
 
 # The interpreter is an order-only prerequisite of the stamp: creating the venv
 # must not by itself look like a change that needs a reinstall, but a changed
-# pyproject.toml must.
+# pyproject.toml or lock file must.
+#
+# Installs come from requirements/dev.lock: the exact versions the tests ran
+# with, each with its hashes (pip refuses any file whose hash differs, and any
+# dependency the lock does not pin). The build backend is in the lock too, and
+# the project is installed without build isolation, so nothing unpinned is
+# fetched. `pip install harbour` for library users keeps pyproject's ranges.
 $(PY):
 	$(PYTHON3) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.[dev]'
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --require-hashes -r $(LOCK)
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
+
+# Re-pin after changing dependencies in pyproject.toml: versions already in the
+# lock are kept where they still fit. `make lock UPGRADE=1` moves every pin to
+# the newest version allowed. Then run `make test` and commit the lock.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev --generate-hashes \
+		--python-version 3.11 --no-header $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 # No stamp file: the checks are a `command -v` and a glob, and a stamp would
 # outlive a package removed since. Missing packages are installed in one apt-get
@@ -82,11 +99,14 @@ demo: $(STAMP)
 
 lint: ruff mypy
 
+# tests/ is checked on its own: it and bench/ both have a module named cluster.
 ruff: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 mypy: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 
 # Two workers (pytest-xdist): many tests wait on node processes, the chain or the
 # database, so two cores keep busy with two. --dist loadscope keeps a module on one
@@ -106,7 +126,9 @@ pytest: $(STAMP) system-deps
 # exits non-zero at the first failure (also under make -j).
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 	$(BIN)/pytest $(PYTEST_FULL)
 
 # No system packages needed: nothing marked process or postgres runs.
