@@ -66,12 +66,15 @@ settings.load_profile(
 PROCESS_MODULES = frozenset(
     {
         "test_api",
+        "test_api_schema",
         "test_cli",
         "test_cli_custody",
         "test_cli_custody_ops",
+        "test_cli_startup",
         "test_cluster",
         "test_cluster_faults",
         "test_custody",
+        "test_node_entry",
         "test_readme_nodes",
     }
 )

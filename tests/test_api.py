@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,8 @@ from harbour.chains.evm import ChainError
 from harbour.custody import shapes, statements
 from harbour.custody.audit import check_consistency_proof, check_inclusion_proof
 from harbour.custody.db import Base
+from harbour.custody.views import Page
+from helpers import wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 DEST_LOWER = DEST.lower()
@@ -84,6 +85,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.organisation()
         env.set_policy(env.two_approvers_policy())
         vault_id, address = env.vault(fund=10 * ETH)
+        # The deposit watcher records the funding in the background: let it, so that
+        # no test's before-and-after row counts catch it halfway.
+        wait_until(lambda: env.custody.list_deposits(env.actor("viewer"), Page())["items"], 60, message="the deposit")
         client = TestClient(create_app(env.custody))
         pending = env.custody.submit_withdrawal(
             env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1000, idempotency_key="pending-1"
@@ -132,16 +136,6 @@ def sign(world: World, tx_id: str, who: str, decision: str = "approve") -> str:
     assert subject.statement().hex() == request["statement"]
     assert decision in ("approve", "reject")
     return subject.sign(person.key, subject.statement("approve" if decision == "approve" else "reject")).hex()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 # -- the route table ------------------------------------------------------------------------------------------
@@ -300,7 +294,7 @@ def test_withdrawal_approved_by_two_approvers_is_confirmed(world: World) -> None
         body = world.call("GET", f"/v1/transactions/{tx['id']}", "viewer").json()
         return body if body["state"] in ("confirmed", "failed") else None
 
-    final = wait_for(confirmed)
+    final = wait_until(confirmed, 60, message="the withdrawal to be confirmed")
     assert final["state"] == "confirmed", final
     assert final["tx_hash"].startswith("0x") and len(final["approvals"]) == 2
     shaped(shapes.Transaction, world.call("GET", f"/v1/transactions/{tx['id']}", "auditor"))
@@ -365,7 +359,7 @@ def test_deposits(world: World) -> None:
         page = world.call("GET", "/v1/deposits?limit=200", "viewer").json()
         return next((d for d in page["items"] if d["amount"] == "12345"), None)
 
-    deposit = wait_for(seen)
+    deposit = wait_until(seen, 60, message="the deposit to be listed")
     assert deposit["asset"] == "ETH"
     shaped(shapes.DepositPage, world.call("GET", "/v1/deposits", "auditor"))
 

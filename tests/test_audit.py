@@ -272,6 +272,7 @@ print(json.dumps({"refused": refused, "loaded": loaded}))
 """
 
 
+@pytest.mark.process  # a fresh interpreter, so that nothing else has loaded SQLAlchemy
 def test_an_auditor_checks_heads_and_proofs_without_sqlalchemy_or_the_service(
     sessions: sessionmaker[Session], log: AuditLog
 ) -> None:

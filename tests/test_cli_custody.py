@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from harbour.api.server import BackgroundServer
 from harbour.cli.main import app
 from harbour.cli.params import InputError
 from harbour.cli.transfer import parse_amount
+from helpers import wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
@@ -306,14 +306,11 @@ def test_audit_commands_verify_locally(world: World, tmp_path: Path) -> None:
 
 def test_deposit_list(world: World) -> None:
     world.env.chain.fund(world.address, 4242)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        deposits = world.json("viewer", "deposit", "list", "--all")
-        if any(d["amount"] == "4242" for d in deposits["items"]):
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the deposit was not listed")
+    wait_until(
+        lambda: any(d["amount"] == "4242" for d in world.json("viewer", "deposit", "list", "--all")["items"]),
+        60,
+        message="the deposit to be listed",
+    )
     table = world.run("viewer", "deposit", "list", "--limit", "200")
     assert table.exit_code == 0 and "4242" in table.stdout
 

@@ -130,6 +130,7 @@ def test_each_kind_verifies_only_its_own_signatures() -> None:
     assert not withdrawal().verifies(public(key), policy_change().sign(key, statement), statement)
 
 
+@pytest.mark.process  # a fresh interpreter
 def test_importing_the_statements_loads_no_database_chain_client_or_service() -> None:
     code = (
         "import sys\n"
