@@ -17,9 +17,7 @@ demo`` (plus ``key_id`` and ``path``). Exit 2: bad input; exit 1: the session fa
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +25,7 @@ import typer
 
 from harbour.cli import session as cli_session
 from harbour.cli.authority import read_descriptors
+from harbour.cli.document import emit_document
 from harbour.cli.params import (
     FAILURE_EXIT,
     SCHEMES,
@@ -112,13 +111,6 @@ def key_document(key: ClusterKey) -> dict[str, Any]:
     }
 
 
-def _emit(doc: Mapping[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(doc))
-    else:
-        typer.echo("\n".join(f"{k}: {json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in doc.items()))
-
-
 def _run(coordinator: Coordinator, job: Any) -> Any:
     async def go() -> Any:
         async with coordinator:
@@ -158,7 +150,7 @@ def keygen(
         cert = _certificate(certificate)
         coordinator = _coordinator(state, offline, timeout)
         key = _run(coordinator, lambda c: c.keygen(descriptors, threshold, scheme, cert))
-    _emit(key_document(key), as_json)
+    emit_document(key_document(key), as_json)
 
 
 @app.command("sign")
@@ -195,7 +187,7 @@ def sign(
     doc = cli_session.contract_fields(
         key.scheme, key.threshold, len(key.roster), outcome.group_public_key, outcome.signers, data, outcome.signature
     )
-    _emit({**doc, "key_id": key.key_id, "path": path}, as_json)
+    emit_document({**doc, "key_id": key.key_id, "path": path}, as_json)
 
 
 @app.command("refresh")
@@ -213,7 +205,7 @@ def refresh(
         key = _load(coordinator, key_id)
         cert = _certificate(certificate)
         new = _run(coordinator, lambda c: c.refresh(key, cert))
-    _emit(key_document(new), as_json)
+    emit_document(key_document(new), as_json)
 
 
 @app.command("reshare")
@@ -234,7 +226,7 @@ def reshare(
         key = _load(coordinator, key_id)
         cert = _certificate(certificate)
         new = _run(coordinator, lambda c: c.reshare(key, descriptors, threshold, cert))
-    _emit(key_document(new), as_json)
+    emit_document(key_document(new), as_json)
 
 
 def _session(text: str) -> bytes:
@@ -262,7 +254,7 @@ def finish(
         descriptors = read_descriptors(nodes)
         coordinator = _coordinator(state, offline, timeout)
         key = _run(coordinator, lambda c: c.finish(sid, descriptors))
-    _emit(key_document(key), as_json)
+    emit_document(key_document(key), as_json)
 
 
 @app.command("discard")
@@ -282,7 +274,7 @@ def discard(
         cert = _certificate(certificate)
         coordinator = _coordinator(state, offline, timeout)
         names = _run(coordinator, lambda c: c.discard(sid, cert, descriptors))
-    _emit({"session": sid.hex(), "discarded_on": names}, as_json)
+    emit_document({"session": sid.hex(), "discarded_on": names}, as_json)
 
 
 @app.command("rotate")
@@ -311,9 +303,7 @@ def rotate(
         cert = _certificate(certificate)
         coordinator = _coordinator(state, offline, timeout)
         updated = _run(coordinator, lambda c: c.rotate(statement, cert, descriptors))
-    _emit(
-        {"old_node_id": parsed.old.node_id, "new_node_id": parsed.new.node_id, "updated": updated}, as_json
-    )
+    emit_document({"old_node_id": parsed.old.node_id, "new_node_id": parsed.new.node_id, "updated": updated}, as_json)
 
 
 @app.command("show")
@@ -325,4 +315,4 @@ def show(
     """Print what the coordinator knows of a key (for certificates: group_key, parties)."""
     with reported_errors():
         key = _load(Coordinator(state_dir=_state(state)), key_id)
-    _emit(key_document(key), as_json)
+    emit_document(key_document(key), as_json)
