@@ -34,6 +34,7 @@ from harbour.cli.params import (
     check_scheme,
     fail,
     parse_message,
+    read_option_file,
     reported_errors,
 )
 from harbour.crypto.ecdsa import DIGEST_LEN
@@ -76,14 +77,6 @@ def _committee(nodes: str, threshold: int) -> list[NodeDescriptor]:
     if not 1 <= threshold <= len(descriptors):
         raise InputError(f"-t must be 1..{len(descriptors)} for {len(descriptors)} nodes")
     return descriptors
-
-
-def _certificate(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"--certificate: cannot read {path}: {exc.strerror}") from None
-    return data
 
 
 def _coordinator(state: Path | None, offline: list[str] | None, timeout: float) -> Coordinator:
@@ -147,7 +140,7 @@ def keygen(
     with reported_errors():
         scheme = check_scheme(scheme)
         descriptors = _committee(nodes, threshold)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
         key = _run(coordinator, lambda c: c.keygen(descriptors, threshold, scheme, cert))
     emit_document(key_document(key), as_json)
@@ -182,7 +175,7 @@ def sign(
                 raise InputError("--signers is a comma-separated list of party numbers") from None
             if not set(chosen) <= set(key.roster) or len(chosen) < key.threshold:
                 raise InputError(f"--signers must be at least {key.threshold} of the parties {sorted(key.roster)}")
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         outcome = _run(coordinator, lambda c: c.sign(key, data, cert, path=path, signers=chosen))
     doc = cli_session.contract_fields(
         key.scheme, key.threshold, len(key.roster), outcome.group_public_key, outcome.signers, data, outcome.signature
@@ -203,7 +196,7 @@ def refresh(
     with reported_errors():
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         new = _run(coordinator, lambda c: c.refresh(key, cert))
     emit_document(key_document(new), as_json)
 
@@ -224,7 +217,7 @@ def reshare(
         descriptors = _committee(nodes, threshold)
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         new = _run(coordinator, lambda c: c.reshare(key, descriptors, threshold, cert))
     emit_document(key_document(new), as_json)
 
@@ -271,7 +264,7 @@ def discard(
     with reported_errors():
         sid = _session(session)
         descriptors = read_descriptors(nodes)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
         names = _run(coordinator, lambda c: c.discard(sid, cert, descriptors))
     emit_document({"session": sid.hex(), "discarded_on": names}, as_json)
@@ -291,16 +284,13 @@ def rotate(
 ) -> None:
     """Tell the other nodes (and this coordinator's key records) a node's new identity."""
     with reported_errors():
-        try:
-            statement = rotation.read_bytes()
-        except OSError as exc:
-            raise InputError(f"--rotation: cannot read {rotation}: {exc.strerror}") from None
+        statement = read_option_file(rotation, "--rotation")
         try:
             parsed = Rotation.decode(statement)
         except RotationError as exc:
             raise InputError(f"--rotation {rotation}: {exc}") from None
         descriptors = read_descriptors(nodes)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
         updated = _run(coordinator, lambda c: c.rotate(statement, cert, descriptors))
     emit_document({"old_node_id": parsed.old.node_id, "new_node_id": parsed.new.node_id, "updated": updated}, as_json)
