@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from harbour.api.app import create_app
 from harbour.api.interface import CustodyService
+from harbour.util.serving import serve_announcing_ready
 
 if TYPE_CHECKING:
     import uvicorn
@@ -44,12 +45,7 @@ async def _run(server: uvicorn.Server, ready: Callable[[], None] | None) -> None
     import anyio.to_thread
 
     anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    if server.started and ready is not None:
-        ready()
-    await task
+    await serve_announcing_ready(server, ready)
 
 
 def serve(

@@ -12,7 +12,6 @@ files.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -21,10 +20,11 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from harbour.cli.document import emit_document
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
 from harbour.node import approval, quorum, rpc
 from harbour.node.identity import IdentityError, NodeDescriptor
@@ -35,13 +35,6 @@ app = typer.Typer(help="Approval authority: its key, and the certificates signer
 
 PASSPHRASE_ENV = "HARBOUR_AUTHORITY_PASSPHRASE"  # noqa: S105 (the name of the variable, not a secret)
 _INT = re.compile(r"-?(0|[1-9][0-9]*)")
-
-
-def _emit(doc: Mapping[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(doc))
-    else:
-        typer.echo("\n".join(f"{k}: {json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in doc.items()))
 
 
 @contextmanager
@@ -121,7 +114,7 @@ def init(
         "public_key_file": str(public),
         "encrypted": secret is not None,
     }
-    _emit(result, as_json)
+    emit_document(result, as_json)
 
 
 def _load_key(directory: Path) -> approval.AuthorityKey:
@@ -304,7 +297,7 @@ def certify(
         )
         cert, _ = approval.parse(data)
         write_atomic(out, data, mode=0o644, overwrite=False)
-    _emit({**cert.to_json(), "certificate": str(out), "sha256": approval.certificate_hash(data)}, as_json)
+    emit_document({**cert.to_json(), "certificate": str(out), "sha256": approval.certificate_hash(data)}, as_json)
 
 
 @app.command("show")
@@ -316,4 +309,4 @@ def show(
     with _errors():
         data = _read(cert_file, "--cert", approval.MAX_CERTIFICATE_LEN)
         cert, sig = approval.parse(data)
-    _emit({**cert.to_json(), "signature": sig.hex(), "sha256": approval.certificate_hash(data)}, as_json)
+    emit_document({**cert.to_json(), "signature": sig.hex(), "sha256": approval.certificate_hash(data)}, as_json)

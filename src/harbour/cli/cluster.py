@@ -17,9 +17,7 @@ demo`` (plus ``key_id`` and ``path``). Exit 2: bad input; exit 1: the session fa
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +25,7 @@ import typer
 
 from harbour.cli import session as cli_session
 from harbour.cli.authority import read_descriptors
+from harbour.cli.document import emit_document
 from harbour.cli.params import (
     FAILURE_EXIT,
     SCHEMES,
@@ -35,6 +34,7 @@ from harbour.cli.params import (
     check_scheme,
     fail,
     parse_message,
+    read_option_file,
     reported_errors,
 )
 from harbour.crypto.ecdsa import DIGEST_LEN
@@ -79,14 +79,6 @@ def _committee(nodes: str, threshold: int) -> list[NodeDescriptor]:
     return descriptors
 
 
-def _certificate(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"--certificate: cannot read {path}: {exc.strerror}") from None
-    return data
-
-
 def _coordinator(state: Path | None, offline: list[str] | None, timeout: float) -> Coordinator:
     if not 0 < timeout <= 3600:
         raise InputError("--timeout must be 0..3600 seconds")
@@ -110,13 +102,6 @@ def key_document(key: ClusterKey) -> dict[str, Any]:
         "chain_code": key.chain_code.hex(),
         "fingerprint": key.public.fingerprint().hex(),
     }
-
-
-def _emit(doc: Mapping[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(doc))
-    else:
-        typer.echo("\n".join(f"{k}: {json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in doc.items()))
 
 
 def _run(coordinator: Coordinator, job: Any) -> Any:
@@ -155,10 +140,10 @@ def keygen(
     with reported_errors():
         scheme = check_scheme(scheme)
         descriptors = _committee(nodes, threshold)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
         key = _run(coordinator, lambda c: c.keygen(descriptors, threshold, scheme, cert))
-    _emit(key_document(key), as_json)
+    emit_document(key_document(key), as_json)
 
 
 @app.command("sign")
@@ -190,12 +175,12 @@ def sign(
                 raise InputError("--signers is a comma-separated list of party numbers") from None
             if not set(chosen) <= set(key.roster) or len(chosen) < key.threshold:
                 raise InputError(f"--signers must be at least {key.threshold} of the parties {sorted(key.roster)}")
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         outcome = _run(coordinator, lambda c: c.sign(key, data, cert, path=path, signers=chosen))
     doc = cli_session.contract_fields(
         key.scheme, key.threshold, len(key.roster), outcome.group_public_key, outcome.signers, data, outcome.signature
     )
-    _emit({**doc, "key_id": key.key_id, "path": path}, as_json)
+    emit_document({**doc, "key_id": key.key_id, "path": path}, as_json)
 
 
 @app.command("refresh")
@@ -211,9 +196,9 @@ def refresh(
     with reported_errors():
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         new = _run(coordinator, lambda c: c.refresh(key, cert))
-    _emit(key_document(new), as_json)
+    emit_document(key_document(new), as_json)
 
 
 @app.command("reshare")
@@ -232,9 +217,9 @@ def reshare(
         descriptors = _committee(nodes, threshold)
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         new = _run(coordinator, lambda c: c.reshare(key, descriptors, threshold, cert))
-    _emit(key_document(new), as_json)
+    emit_document(key_document(new), as_json)
 
 
 def _session(text: str) -> bytes:
@@ -262,7 +247,7 @@ def finish(
         descriptors = read_descriptors(nodes)
         coordinator = _coordinator(state, offline, timeout)
         key = _run(coordinator, lambda c: c.finish(sid, descriptors))
-    _emit(key_document(key), as_json)
+    emit_document(key_document(key), as_json)
 
 
 @app.command("discard")
@@ -279,10 +264,10 @@ def discard(
     with reported_errors():
         sid = _session(session)
         descriptors = read_descriptors(nodes)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
         names = _run(coordinator, lambda c: c.discard(sid, cert, descriptors))
-    _emit({"session": sid.hex(), "discarded_on": names}, as_json)
+    emit_document({"session": sid.hex(), "discarded_on": names}, as_json)
 
 
 @app.command("rotate")
@@ -299,21 +284,16 @@ def rotate(
 ) -> None:
     """Tell the other nodes (and this coordinator's key records) a node's new identity."""
     with reported_errors():
-        try:
-            statement = rotation.read_bytes()
-        except OSError as exc:
-            raise InputError(f"--rotation: cannot read {rotation}: {exc.strerror}") from None
+        statement = read_option_file(rotation, "--rotation")
         try:
             parsed = Rotation.decode(statement)
         except RotationError as exc:
             raise InputError(f"--rotation {rotation}: {exc}") from None
         descriptors = read_descriptors(nodes)
-        cert = _certificate(certificate)
+        cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
         updated = _run(coordinator, lambda c: c.rotate(statement, cert, descriptors))
-    _emit(
-        {"old_node_id": parsed.old.node_id, "new_node_id": parsed.new.node_id, "updated": updated}, as_json
-    )
+    emit_document({"old_node_id": parsed.old.node_id, "new_node_id": parsed.new.node_id, "updated": updated}, as_json)
 
 
 @app.command("show")
@@ -325,4 +305,4 @@ def show(
     """Print what the coordinator knows of a key (for certificates: group_key, parties)."""
     with reported_errors():
         key = _load(Coordinator(state_dir=_state(state)), key_id)
-    _emit(key_document(key), as_json)
+    emit_document(key_document(key), as_json)

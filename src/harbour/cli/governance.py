@@ -221,12 +221,17 @@ AuditKeyOption = Annotated[
 ]
 
 
+def _is_hex_key(text: str) -> bool:
+    """Whether ``text`` is a raw 32-byte key in hex (either case), as given on the command line or in a file."""
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 def read_audit_key(value: str) -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     text = value.strip()
-    if not (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)):
+    if not _is_hex_key(text):
         path = Path(text)
         try:
             if path.stat().st_size > 16 * 1024:
@@ -243,7 +248,7 @@ def read_audit_key(value: str) -> bytes:
                 raise InputError(f"--audit-key: {path} is not an Ed25519 public key")
             return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         text = data.decode("ascii", "replace").strip()
-        if not (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)):
+        if not _is_hex_key(text):
             raise InputError(f"--audit-key: {path} does not hold a 64-hex-digit public key")
     return bytes.fromhex(text)
 

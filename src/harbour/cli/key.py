@@ -35,6 +35,7 @@ from harbour.cli.params import (
     fail,
     is_ecdsa,
     parse_message,
+    read_option_file,
     reported_errors,
 )
 from harbour.crypto.ed25519 import ED25519
@@ -383,7 +384,7 @@ def backup_cmd(
     """Encrypt every share to a recovery public key, one backup file per party."""
     with _errors():
         doc, public = load_public(directory)
-        pem = _read(recovery_public_key, "--recovery-public-key")
+        pem = read_option_file(recovery_public_key, "--recovery-public-key")
         backup.load_recovery_public_key(pem)
         check_new_directory(out)
         shares = load_shares(directory, public.parties, public, passphrase(), doc)
@@ -403,7 +404,7 @@ def verify_backup(
 ) -> None:
     """Check a set of backups for completeness against public.json, without decrypting anything."""
     with _errors():
-        _, public = parse_public(_read(public_file, "--public"), str(public_file))
+        _, public = parse_public(read_option_file(public_file, "--public"), str(public_file))
         if not directory.is_dir():
             raise InputError(f"--dir: {directory} is not a directory of backups")
         report = backup.verify_backups(backup.read_backups(directory), public)
@@ -453,12 +454,16 @@ def recover(
         err=True,
     )
     with _errors():
-        pem = _read(recovery_private_key, "--recovery-private-key")
+        pem = read_option_file(recovery_private_key, "--recovery-private-key")
         if not backups.is_dir():
             raise InputError(f"--backups: {backups} is not a directory of backups")
         if keystore is not None and keystore.exists():
             raise InputError(f"--keystore: {keystore} exists; choose a new file")
-        public = None if public_file is None else parse_public(_read(public_file, "--public"), str(public_file))[1]
+        public = (
+            None
+            if public_file is None
+            else parse_public(read_option_file(public_file, "--public"), str(public_file))[1]
+        )
         pem_passphrase = None
         if b"ENCRYPTED" in pem:
             pem_passphrase = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase").encode()
@@ -481,13 +486,6 @@ def recover(
             )
             result["keystore"] = str(keystore)
     _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
 
 
 @app.command("recovery-key")

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
-from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, reported_errors
+from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, read_option_file, reported_errors
 from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET
 from harbour.node import approval, quorum, rpc
 from harbour.node.config import (
@@ -351,10 +351,7 @@ def offline(
 ) -> None:
     """Answer one request file (one round of a session) on a node with no network."""
     with reported_errors():
-        try:
-            data = request.read_bytes()
-        except OSError as exc:
-            raise InputError(f"--in: cannot read {request}: {exc.strerror}") from None
+        data = read_option_file(request, "--in")
         if response.exists():
             raise InputError(f"--out: {response} exists; responses are never overwritten")
         node = _open(directory, offline=True)

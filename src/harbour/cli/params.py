@@ -139,6 +139,14 @@ def parse_signers(text: str | None, threshold: int, parties: int, *, exact: bool
     return sorted(signers)
 
 
+def read_option_file(path: Path, option: str) -> bytes:
+    """The bytes of the file an option names; a file that cannot be read is the caller's input error."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{option}: cannot read {path}: {exc.strerror}") from None
+
+
 def fail(message: str, code: int) -> typer.Exit:
     """Print ``Error: message`` on stderr; the caller raises the returned Exit."""
     typer.echo(f"Error: {message}", err=True)

@@ -66,6 +66,7 @@ from harbour.custody.auditproof import (
     check_consistency_proof,
     check_head,
     check_inclusion_proof,
+    event_leaf_fields,
     format_time,
     head_message,
     leaf_content,
@@ -152,16 +153,7 @@ _ADVANCE_STATE = update(_STATE).where(_STATE.c.id == _STATE_ID, _STATE.c.size ==
 
 def event_view(row: AuditEvent) -> dict[str, Any]:
     """An event as the API shows it; :func:`leaf_content` of this dict is what its leaf hashes."""
-    return {
-        "index": row.index,
-        "at": format_time(row.at),
-        "org_id": row.org_id,
-        "actor_id": row.actor_id,
-        "kind": row.kind,
-        "subject": row.subject,
-        "data": row.data,
-        "leaf_hash": row.leaf_hash,
-    }
+    return {**event_leaf_fields(row, row.index), "leaf_hash": row.leaf_hash}
 
 
 _STATE_KEY = "harbour.audit.state"

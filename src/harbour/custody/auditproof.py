@@ -124,6 +124,22 @@ def leaf_content(event: Mapping[str, Any]) -> bytes:
     return canonical_json(content)
 
 
+def event_leaf_fields(row: Any, index: int) -> dict[str, Any]:
+    """The fields of a stored event ``row`` that its leaf hashes (what :func:`leaf_content` reads), at ``index``.
+
+    The log's API view and the verifier both build them here, so what is shown is what is hashed.
+    """
+    return {
+        "index": index,
+        "at": format_time(row.at),
+        "org_id": row.org_id,
+        "actor_id": row.actor_id,
+        "kind": row.kind,
+        "subject": row.subject,
+        "data": row.data,
+    }
+
+
 def head_message(log_id: str, tree_size: int, timestamp: dt.datetime, root: bytes) -> bytes:
     """What a tree head's signature covers (fixed layout, domain-separated; see the module docstring)."""
     name = log_id.encode()
@@ -344,16 +360,7 @@ class LogChecker:
                 return self.bad(i, f"event {i} is missing (the next stored event is {row.position})")
             return self.bad(i, f"unexpected event index {row.position} where {i} was due")
         try:
-            view = {
-                "index": i,
-                "at": format_time(row.at),
-                "org_id": row.org_id,
-                "actor_id": row.actor_id,
-                "kind": row.kind,
-                "subject": row.subject,
-                "data": row.data,
-            }
-            leaf = merkle.leaf_hash(leaf_content(view))
+            leaf = merkle.leaf_hash(leaf_content(event_leaf_fields(row, i)))
         except (AttributeError, TypeError, ValueError) as e:
             return self.bad(i, f"event {i} cannot be encoded: {e}")
         if row.leaf_hash != leaf.hex():

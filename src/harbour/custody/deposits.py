@@ -35,11 +35,11 @@ class Deposits:
     def list_deposits(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
         with self.uow.read() as s:
-            rows, cursor = views.paginate(s, select(m.Deposit).where(m.Deposit.org_id == actor.org_id), m.Deposit, page)
             symbols = {
                 i: sym for i, sym in s.execute(select(m.Asset.id, m.Asset.symbol).where(m.Asset.org_id == actor.org_id))
             }
-            return {"items": [views.deposit(d, symbols.get(d.asset_id)) for d in rows], "next_cursor": cursor}
+            stmt = select(m.Deposit).where(m.Deposit.org_id == actor.org_id)
+            return views.page_document(s, stmt, m.Deposit, page, lambda d: views.deposit(d, symbols.get(d.asset_id)))
 
     def scan_once(self) -> int:
         """Record ETH and ERC-20 transfers to vault addresses, once each, and confirm them at depth."""

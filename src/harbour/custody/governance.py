@@ -57,8 +57,9 @@ class Governance:
     def list_policies(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
         with self.uow.read() as s:
-            rows, cursor = views.paginate(s, select(m.Policy).where(m.Policy.org_id == actor.org_id), m.Policy, page)
-            return {"items": [views.policy(p) for p in rows], "next_cursor": cursor}
+            return views.page_document(
+                s, select(m.Policy).where(m.Policy.org_id == actor.org_id), m.Policy, page, views.policy
+            )
 
     def propose_policy(
         self, actor: Actor, document: dict[str, Any], idempotency_key: str | None = None

@@ -94,6 +94,13 @@ class Pipeline:
 
     def recover(self) -> None:
         """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``."""
+        self._resubmit_unfinished()
+
+    def _resubmit_unfinished(self) -> None:
+        """Submit every withdrawal between ``approved`` and ``broadcast`` again, in nonce order.
+
+        ``submit`` skips those already in flight, so this is safe while workers run.
+        """
         with self.uow.read() as s:
             ids = list(
                 s.scalars(
@@ -420,18 +427,7 @@ class Pipeline:
 
     def sweep_once(self) -> None:
         """Retry what is stuck: signing that failed, broadcasts refused, in nonce order."""
-        with self.uow.read() as s:
-            ids = list(
-                s.scalars(
-                    select(m.Transaction.id)
-                    .where(
-                        m.Transaction.kind == "withdrawal", m.Transaction.state.in_([states.APPROVED, states.SIGNING])
-                    )
-                    .order_by(m.Transaction.nonce)
-                )
-            )
-        for tx_id in ids:
-            self.submit(tx_id)
+        self._resubmit_unfinished()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""

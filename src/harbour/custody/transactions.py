@@ -91,5 +91,4 @@ class Transactions:
             stmt = select(m.Transaction).where(m.Transaction.org_id == actor.org_id)
             if state is not None:
                 stmt = stmt.where(m.Transaction.state == state)
-            rows, cursor = views.paginate(s, stmt, m.Transaction, page)
-            return {"items": [view(s, t) for t in rows], "next_cursor": cursor}
+            return views.page_document(s, stmt, m.Transaction, page, lambda t: view(s, t))

@@ -166,5 +166,4 @@ class Users:
     def list_users(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
         with self.uow.read() as s:
-            rows, cursor = views.paginate(s, select(m.User).where(m.User.org_id == actor.org_id), m.User, page)
-            return {"items": [views.user(u) for u in rows], "next_cursor": cursor}
+            return views.page_document(s, select(m.User).where(m.User.org_id == actor.org_id), m.User, page, views.user)

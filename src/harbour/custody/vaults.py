@@ -89,8 +89,9 @@ class Vaults:
     def list_vaults(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
         with self.uow.read() as s:
-            rows, cursor = views.paginate(s, select(m.Vault).where(m.Vault.org_id == actor.org_id), m.Vault, page)
-            return {"items": [views.vault(v) for v in rows], "next_cursor": cursor}
+            return views.page_document(
+                s, select(m.Vault).where(m.Vault.org_id == actor.org_id), m.Vault, page, views.vault
+            )
 
     def get_vault(self, actor: Actor, vault_id: str) -> dict[str, Any]:
         """The vault with each address's on-chain balance of every asset (at the latest block)."""
@@ -149,8 +150,9 @@ class Vaults:
         require(actor, *ANYONE)
         with self.uow.read() as s:
             vault = self.uow.get(s, m.Vault, vault_id, actor.org_id, "vault")
-            rows, cursor = views.paginate(s, select(m.Address).where(m.Address.vault_id == vault.id), m.Address, page)
-            return {"items": [views.address(a) for a in rows], "next_cursor": cursor}
+            return views.page_document(
+                s, select(m.Address).where(m.Address.vault_id == vault.id), m.Address, page, views.address
+            )
 
     def add_asset(
         self, actor: Actor, *, symbol: str, kind: str, contract: str | None = None, decimals: int = 18
@@ -178,8 +180,9 @@ class Vaults:
     def list_assets(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
         with self.uow.read() as s:
-            rows, cursor = views.paginate(s, select(m.Asset).where(m.Asset.org_id == actor.org_id), m.Asset, page)
-            return {"items": [views.asset(a) for a in rows], "next_cursor": cursor}
+            return views.page_document(
+                s, select(m.Asset).where(m.Asset.org_id == actor.org_id), m.Asset, page, views.asset
+            )
 
     def add_address_book_entry(
         self, actor: Actor, *, name: str, address: str, whitelisted: bool = False
@@ -205,5 +208,4 @@ class Vaults:
         require(actor, *ANYONE)
         with self.uow.read() as s:
             stmt = select(m.AddressBookEntry).where(m.AddressBookEntry.org_id == actor.org_id)
-            rows, cursor = views.paginate(s, stmt, m.AddressBookEntry, page)
-            return {"items": [views.address_book_entry(e) for e in rows], "next_cursor": cursor}
+            return views.page_document(s, stmt, m.AddressBookEntry, page, views.address_book_entry)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -81,6 +82,14 @@ def paginate(session: Session, stmt: Select[Row], model: type[Row], page: Page) 
     rows = rows[: page.limit]
     cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None  # type: ignore[attr-defined]
     return rows, cursor
+
+
+def page_document(
+    session: Session, stmt: Select[Row], model: type[Row], page: Page, view: Callable[[Row], Any]
+) -> dict[str, Any]:
+    """One page of ``stmt`` as every list route returns it: the rows through ``view``, and the next cursor."""
+    rows, cursor = paginate(session, stmt, model, page)
+    return {"items": [view(row) for row in rows], "next_cursor": cursor}
 
 
 def iso(at: dt.datetime | None) -> str | None:

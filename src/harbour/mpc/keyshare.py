@@ -222,6 +222,15 @@ class KeyShare:
         return share
 
 
+def is_own_share(share: KeyShare | None, party: int, public: PublicKeyPackage) -> bool:
+    """Whether ``share`` is party ``party``'s own share of the key ``public``.
+
+    A party that contributes from its share (a resharing dealer, a repair helper)
+    must hold exactly this, or what it deals would be for another key or another party.
+    """
+    return share is not None and share.identifier == party and share.public == public
+
+
 def shares_from_dealer(scheme: str, curve: str, dealt: DealtKey) -> dict[int, KeyShare]:
     """Key shares for a trusted-dealer sharing (RFC 9591 appendix C): importing a key.
 

@@ -32,7 +32,7 @@ from harbour.crypto.hedge import HedgedRandom
 from harbour.crypto.shamir import SharingError, check_identifiers
 from harbour.mpc.ecdsa_setup import key_fingerprint
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
-from harbour.mpc.keyshare import KeyShare, PublicKeyPackage
+from harbour.mpc.keyshare import KeyShare, PublicKeyPackage, is_own_share
 
 
 def lagrange_at(ids: Sequence[int], i: int, x: int, order: int) -> int:
@@ -85,7 +85,7 @@ class RepairParty(Party[RepairResult]):
             raise UsageError("the lost party cannot help repair itself")
         if me not in self.helpers and me != lost:
             raise UsageError(f"party {me} is neither a helper nor the lost party")
-        if me in self.helpers and (share is None or share.identifier != me or share.public != public):
+        if me in self.helpers and not is_own_share(share, me, public):
             raise UsageError("a helper needs its own key share of this key")
         self.protocol = f"repair/{public.scheme}"
         self.public = public

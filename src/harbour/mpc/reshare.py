@@ -53,7 +53,7 @@ from harbour.crypto.shamir import (
 )
 from harbour.mpc.ecdsa_setup import key_fingerprint
 from harbour.mpc.envelope import Envelope, Party, ProtocolAbort, UsageError, decode_payload, encode_payload
-from harbour.mpc.keyshare import KeyShare, PublicKeyPackage
+from harbour.mpc.keyshare import KeyShare, PublicKeyPackage, is_own_share
 from harbour.mpc.refresh import decode_points
 
 
@@ -114,7 +114,7 @@ class ReshareParty(Party[ReshareResult]):
             raise UsageError(f"resharing needs at least {public.threshold} current parties, got {len(self.dealers)}")
         if me not in self.dealers and me not in self.new_parties:
             raise UsageError(f"party {me} is neither a dealer nor a new party")
-        if me in self.dealers and (share is None or share.identifier != me or share.public != public):
+        if me in self.dealers and not is_own_share(share, me, public):
             raise UsageError("a dealer needs its own key share of this key")
         self.protocol = f"reshare/{public.scheme}"
         self.public = public

@@ -19,7 +19,7 @@ from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.shamir import trusted_dealer_keygen
 from harbour.mpc.ecdsa_record import SCHEME as ECDSA_SCHEME
-from harbour.mpc.ecdsa_setup import EcdsaSetupParty, mark_compromised
+from harbour.mpc.ecdsa_setup import mark_compromised
 from harbour.mpc.ecdsa_sign import SetupCompromised
 from harbour.mpc.envelope import Envelope, Party, UsageError
 from harbour.mpc.hd import CHAIN_CODE, derive_share
@@ -122,9 +122,7 @@ def ecdsa_setup(
     rng: RandomBytes = secrets.token_bytes,
 ) -> dict[int, KeyShare]:
     """Run the DKLs23 pairwise setup on ECDSA key shares (after a DKG, a refresh or a repair)."""
-    sid = new_session_id() if session_id is None else session_id
-    parties = {i: EcdsaSetupParty(sid, share, rng=rng) for i, share in shares.items()}
-    return run(parties, intercept, stats)
+    return _then_setup(scheme_by_name(ECDSA_SCHEME), shares, session_id, intercept=intercept, stats=stats, rng=rng)
 
 
 def sign_any(

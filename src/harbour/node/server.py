@@ -27,6 +27,7 @@ from typing import Any
 from harbour.node import rpc
 from harbour.node.config import store_secrets
 from harbour.node.service import NodeService
+from harbour.util.serving import serve_announcing_ready
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -117,16 +118,8 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
     )
     server = uvicorn.Server(config)
 
-    async def main() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if server.started and ready is not None:
-            ready()
-        await task
-
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-    asyncio.run(main())
+    asyncio.run(serve_announcing_ready(server, ready))
 
 
 def run(directory: Path) -> None:

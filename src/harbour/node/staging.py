@@ -188,28 +188,29 @@ class Staging:
                 ledger=self.ledger,
             )
         except approval.ApprovalError as exc:
-            self.log.append(
-                time=self.now(),
-                kind=pending["kind"],
-                session_id=sid,
-                key_id=pending["key_id"],
-                path="m",
-                outcome="refused",
-                reason=f"discard refused ({exc.reason}): {exc}"[: signlog.MAX_REASON],
-                certificate=certificate,
+            self._log_discard(
+                sid, pending, certificate, "refused", f"discard refused ({exc.reason}): {exc}"[: signlog.MAX_REASON]
             )
             raise Refusal(
                 "approval", f"a staged result is discarded only with the authority's certificate ({exc.reason}): {exc}"
             ) from exc
         self.store.delete(f"pending/{sid.hex()}")
+        self._log_discard(
+            sid, pending, certificate, "aborted", "staged result discarded on the authority's certificate"
+        )
+
+    def _log_discard(
+        self, sid: bytes, pending: Mapping[str, Any], certificate: bytes, outcome: str, reason: str
+    ) -> None:
+        """The sign log's line for a discard request, refused or done: both name the staged session and its key."""
         self.log.append(
             time=self.now(),
             kind=pending["kind"],
             session_id=sid,
             key_id=pending["key_id"],
             path="m",
-            outcome="aborted",
-            reason="staged result discarded on the authority's certificate",
+            outcome=outcome,
+            reason=reason,
             certificate=certificate,
         )
 
