@@ -637,9 +637,7 @@ def test_a_cold_node_1_gives_the_same_protection_once_its_session_ended(refreshe
     run = refreshed_cold.session
     after = refreshed_cold.node_1_after
     assert not any(name.startswith("sessions/") for name in after.objects), "the session record is gone"
-    opened = open_what_it_can(
-        [run.node_1_before, run.node_2_after, after], run.wire, run.descriptors, run.node_1
-    )
+    opened = open_what_it_can([run.node_1_before, run.node_2_after, after], run.wire, run.descriptors, run.node_1)
     assert opened == []
     assert run.attack().group_secret is None
 
@@ -653,9 +651,7 @@ def test_a_copy_of_the_cold_node_taken_between_two_files_opens_that_session(refr
     """
     run = refreshed_cold.session
     assert refreshed_cold.mid_session, "the cold node kept its session between files"
-    opened = open_what_it_can(
-        [refreshed_cold.mid_session[-1], run.node_2_after], run.wire, run.descriptors, run.node_1
-    )
+    opened = open_what_it_can([refreshed_cold.mid_session[-1], run.node_2_after], run.wire, run.descriptors, run.node_1)
     assert len(opened) == len(secret_messages_of(run.wire, run.node_1))
     old = run.node_1_before.share
     new_2 = run.node_2_after.share

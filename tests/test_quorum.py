@@ -470,7 +470,8 @@ def test_the_largest_evidence_fits_in_a_certificate() -> None:
     authority = approval.AuthorityKey.generate()
     cert = approval.issue(
         authority,
-        kind="sign", signers=[1, 2],
+        kind="sign",
+        signers=[1, 2],
         key_id="k" * 128,
         path="m" + "/2147483647" * 23,
         digests=[bytes(32)],

@@ -38,7 +38,6 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,77}")
 _HEX_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
 
-
 def _rlp(items: list[object]) -> bytes:
     """RLP of ``items``; the library is loaded on first use.
 
@@ -49,6 +48,7 @@ def _rlp(items: list[object]) -> bytes:
     import rlp
 
     return bytes(rlp.encode(items))
+
 
 class TransactionError(ValueError):
     """Fields that do not make a valid EIP-1559 transaction."""

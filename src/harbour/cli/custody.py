@@ -26,7 +26,6 @@ from harbour.custody.errors import CustodyError
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
 
 
-
 def exit_error(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)

@@ -9,6 +9,10 @@ Every command checks all of its input before it writes anything; a command that
 rewrites several shares (refresh, repair of an ECDSA key) stages them first, so
 an interruption leaves a directory the next command refuses, rather than shares
 of two generations.
+
+Why one module near 500 lines: it is commands only (twelve of them, each a Typer
+signature, its checks and its messages); the file format is in
+:mod:`harbour.node.keydir` and the protocols in :mod:`harbour.mpc.runner`.
 """
 
 from __future__ import annotations
@@ -481,9 +485,7 @@ def recover(
         if keystore is not None:
             if key.curve != "secp256k1":
                 raise InputError("--keystore: Ethereum keystores hold secp256k1 keys only")
-            files.write_atomic(
-                keystore, backup.keystore_json(key, passphrase(confirm=True)).encode(), overwrite=False
-            )
+            files.write_atomic(keystore, backup.keystore_json(key, passphrase(confirm=True)).encode(), overwrite=False)
             result["keystore"] = str(keystore)
     _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
 

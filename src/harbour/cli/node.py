@@ -47,7 +47,6 @@ from harbour.util.files import write_atomic
 app = typer.Typer(help="Signer nodes: create one, serve it, or run it offline.", no_args_is_help=True)
 
 
-
 def _secrets(pkcs11: bool) -> tuple[str | None, str | None]:
     passphrase, pin = os.environ.get(PASSPHRASE_ENV), os.environ.get(PIN_ENV)
     if pkcs11:

@@ -142,7 +142,5 @@ class ColdSessions:
         """
         if not self.store.exists(LOG_KEY):
             self.store.put(LOG_KEY, secrets.token_bytes(32))
-        tag = hmac.new(
-            self.store.get(LOG_KEY), sid + seq.to_bytes(8, "big") + hashlib.sha256(state).digest(), "sha256"
-        )
+        tag = hmac.new(self.store.get(LOG_KEY), sid + seq.to_bytes(8, "big") + hashlib.sha256(state).digest(), "sha256")
         return f"{_checkpoint(state)} mac {tag.hexdigest()[:32]}"

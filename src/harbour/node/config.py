@@ -239,8 +239,10 @@ def init_node(
         raise NodeStartError(str(exc)) from None
     if counter is not None and counter["kind"] == "pkcs11" and pkcs11 is None:
         raise NodeStartError("a PKCS#11 rollback counter lives on the store's token: create the node with --pkcs11")
-    if counter is not None and counter["kind"] == "file" and Path(counter["path"]).resolve().is_relative_to(
-        directory.resolve()
+    if (
+        counter is not None
+        and counter["kind"] == "file"
+        and Path(counter["path"]).resolve().is_relative_to(directory.resolve())
     ):
         raise NodeStartError("the rollback counter must live outside the node directory, or a copy of it rolls back")
     if counter is not None and counter["kind"] == "file" and Path(counter["path"]).exists():
@@ -281,9 +283,7 @@ def init_node(
 
 
 @contextlib.contextmanager
-def stopped_node(
-    directory: Path, *, passphrase: str | None = None, pin: str | None = None
-) -> Iterator[SecretStore]:
+def stopped_node(directory: Path, *, passphrase: str | None = None, pin: str | None = None) -> Iterator[SecretStore]:
     """A stopped node's store, opened with its passphrase or PIN, the node locked (its ledger's lock) meanwhile."""
     directory = Path(directory)
     if not (directory / CONFIG_FILE).exists():

@@ -302,9 +302,7 @@ class SessionKeys:
         secret, hello, peers = obj["secret"], obj["hello"], obj["peers"]
         if type(secret) is not bytes or len(secret) != KEY_LEN or type(hello) is not bytes or type(peers) is not dict:
             raise ValueError("session keys state has fields of the wrong type")
-        keys = cls(
-            identity, session_id, roster, ephemeral=X25519PrivateKey.from_private_bytes(secret), hello=hello
-        )
+        keys = cls(identity, session_id, roster, ephemeral=X25519PrivateKey.from_private_bytes(secret), hello=hello)
         # Our own hello is checked as a peer would check it: signed by this identity, for this
         # session, roster and party, and carrying the stored key.
         try:

@@ -128,9 +128,7 @@ class NonceLedger:
                     f"horizon {self._horizon} below which used nonces were pruned",
                 )
             if key in self._used:
-                raise Replayed(
-                    f"replayed certificate: nonce {nonce.hex()} of authority {authority_id} was used before"
-                )
+                raise Replayed(f"replayed certificate: nonce {nonce.hex()} of authority {authority_id} was used before")
             if self._fd is not None:
                 write_all(self._fd, _ledger_line(authority_id, nonce, expires_at))
                 os.fsync(self._fd)

@@ -257,9 +257,7 @@ def parse_request(data: bytes) -> dict[str, Any]:
         _session_id(obj["session_id"])
         if len(obj["messages"]) > MAX_MESSAGES or any(type(m) is not bytes for m in obj["messages"]):
             raise _fail(f"messages must be a list of at most {MAX_MESSAGES} byte strings")
-        if len(obj["hellos"]) > MAX_PARTIES or any(
-            type(h) is not bytes or len(h) > MAX_HELLO for h in obj["hellos"]
-        ):
+        if len(obj["hellos"]) > MAX_PARTIES or any(type(h) is not bytes or len(h) > MAX_HELLO for h in obj["hellos"]):
             raise _fail(f"hellos must be a list of at most {MAX_PARTIES} byte strings of at most {MAX_HELLO} bytes")
     elif op == "commit":
         schema = {"v": int, "op": str, "session_id": bytes, "fingerprint": bytes, "acks": dict, "receipts": dict}
