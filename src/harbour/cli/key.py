@@ -10,7 +10,7 @@ rewrites several shares (refresh, repair of an ECDSA key) stages them first, so
 an interruption leaves a directory the next command refuses, rather than shares
 of two generations.
 
-Why one module near 500 lines: it is commands only (twelve of them, each a Typer
+Why one module near 500 lines: it is commands only (eleven of them, each a Typer
 signature, its checks and its messages); the file format is in
 :mod:`harbour.node.keydir` and the protocols in :mod:`harbour.mpc.runner`.
 """
