@@ -11,8 +11,15 @@ reduces once, which is valid because reduction is linear.
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
+
+from harbour.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:  # loaded on first use: a signer node that runs no threshold-ECDSA session never needs it
+    np = lazy_module("numpy")
 
 DEGREE = 256
 MODULUS = (1 << 256) | (1 << 10) | (1 << 5) | (1 << 2) | 1

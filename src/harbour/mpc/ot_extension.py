@@ -33,18 +33,23 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, TypeAlias
 
 from harbour.crypto import gf2_256
 from harbour.mpc.base_ot import BATCH, PAD_LEN
+from harbour.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:  # loaded on first use: a signer node that runs no threshold-ECDSA session never needs it
+    np = lazy_module("numpy")
 
 KAPPA = BATCH
 STATISTICAL = 80
 ROW_BYTES = KAPPA // 8
 
-Bits = npt.NDArray[np.uint8]
+Bits: TypeAlias = "npt.NDArray[np.uint8]"
 
 
 class OtExtensionError(ValueError):

@@ -49,11 +49,6 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
-    import _hashlib
-
 from harbour.crypto.group import RandomBytes
 from harbour.crypto.hashing import Transcript
 from harbour.crypto.hedge import HedgedRandom
@@ -69,6 +64,14 @@ from harbour.mpc.ot_extension import (
     extend_send,
     message_length,
 )
+from harbour.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import _hashlib
+
+    import numpy as np
+else:  # loaded on first use: a signer node that runs no threshold-ECDSA session never needs it
+    np = lazy_module("numpy")
 
 Q = SECP256K1.order
 KAPPA_Q = 256
