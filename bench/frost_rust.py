@@ -1,7 +1,7 @@
 """FROST signing, Harbour beside the Zcash Foundation's Rust crates, printed as JSON.
 
-Usage: ``python bench/frost_rust.py [--runs N]``; needs the ``bench`` extra
-(``pip install -e .[bench]``), which brings ``frost-rs``: Python bindings (a
+Usage: ``python bench/frost_rust.py [--runs N]``; needs ``frost-rs``, a dev
+dependency (``make install`` brings it, on CPython up to 3.12): Python bindings (a
 third party's PyO3 build, not a Zcash Foundation release) of the Zcash
 Foundation's ``frost-core`` 1.x crates (frost-secp256k1, frost-ed25519). The
 script says so and exits with status 2 when the bindings are missing.
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(
             "bench/frost_rust.py needs the frost-rs package (the Zcash Foundation's FROST crates for Python): "
-            "pip install -e '.[bench]'",
+            "make install (it is a dev dependency; wheels exist for CPython up to 3.12)",
             file=sys.stderr,
         )
         return 2
