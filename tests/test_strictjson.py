@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harbour import strictjson as old_name
 from harbour.util.strictjson import (
     MAX_DEPTH,
     DuplicateKey,
@@ -106,8 +105,3 @@ def test_every_refusal_is_a_value_error_like_any_decoding_failure() -> None:
         with pytest.raises(ValueError):
             loads_strict(text, max_depth=1, max_int_digits=4)
     assert issubclass(StrictJsonError, ValueError)
-
-
-def test_the_old_module_name_still_works() -> None:
-    assert old_name.nesting_depth is nesting_depth
-    assert old_name.MAX_DEPTH == MAX_DEPTH

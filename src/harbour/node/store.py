@@ -88,8 +88,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import exceptions as p11e
 
 from harbour.node import hsm, keyfile
-from harbour.node.hsm import Pkcs11Config as Pkcs11Config  # re-exported: callers named it here before
-from harbour.node.hsm import find_softhsm_module as find_softhsm_module  # likewise
+from harbour.node.hsm import Pkcs11Config
 from harbour.node.keyfile import KeyFileError, ScryptParams
 from harbour.util.files import fsync_directory, write_atomic
 from harbour.util.strictjson import DuplicateKey, loads_strict
