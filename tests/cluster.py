@@ -17,7 +17,7 @@ from typing import Any
 from harbour.node import approval
 from harbour.node.coordinator import ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeDescriptor
-from harbour.node.localnet import LocalNode, create_nodes, free_port
+from harbour.node.localnet import LocalNode, create_nodes, free_port, start_all
 
 Node = LocalNode
 __all__ = ["PASSPHRASE", "Cluster", "Node", "free_port"]
@@ -37,7 +37,6 @@ class Cluster:
         """``pkcs11`` = (module, token label, pin): keep every node's KEK on that token (one key label each)."""
         self.root = root
         self.authority = approval.AuthorityKey.generate()
-        self.pkcs11 = pkcs11 is not None
         self.nodes: list[Node] = create_nodes(
             root,
             n,
@@ -52,19 +51,7 @@ class Cluster:
         return [n.descriptor for n in self.nodes]
 
     def start(self) -> None:
-        if self.pkcs11:
-            # The nodes share one SoftHSM2 token (one KEK each), whose objects are
-            # files: a node that initialises the library while another is writing its
-            # rollback counter there can find the token unreadable (GeneralError or no
-            # token at all). Production nodes each have their own HSM; here they start
-            # one after another.
-            for node in self.nodes:
-                node.start()
-            return
-        for node in self.nodes:
-            node.start(wait=False)
-        for node in self.nodes:
-            node.wait_ready()
+        start_all(self.nodes)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -44,6 +44,8 @@ class LocalNode:
     directory: Path
     descriptor: NodeDescriptor
     env: dict[str, str]
+    on_token: bool = False
+    """Whether its store's KEK is on a PKCS#11 token (which the cluster's nodes share)."""
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -178,18 +180,33 @@ def create_nodes(
                 counter={"kind": "pkcs11"} if counters else None,
                 **(node_options or {}),
             )
-        nodes.append(LocalNode(directory, descriptor, env))
+        nodes.append(LocalNode(directory, descriptor, env, on_token=pkcs11 is not None))
     return nodes
+
+
+def start_all(nodes: list[LocalNode]) -> None:
+    """Start every node and wait until each answers.
+
+    Nodes are started together, except nodes whose keys are on a token: here they
+    share one SoftHSM2 token, whose objects are files, and a node that initialises
+    the library while another writes its rollback counter there can find the token
+    unreadable (a general error, or no token at all). They start one after another.
+    """
+    if any(node.on_token for node in nodes):
+        for node in nodes:
+            node.start()
+        return
+    for node in nodes:
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_ready()
 
 
 @contextlib.contextmanager
 def running(nodes: list[LocalNode]) -> Iterator[list[LocalNode]]:
-    """Start every node and wait for all; every one is stopped on leaving, whatever happened."""
+    """Start every node (:func:`start_all`); every one is stopped on leaving, whatever happened."""
     try:
-        for node in nodes:
-            node.start(wait=False)
-        for node in nodes:
-            node.wait_ready()
+        start_all(nodes)
         yield nodes
     finally:
         for node in nodes:
