@@ -1,4 +1,4 @@
-"""The one quorum matcher (node/matching.py), on its own: any member type, the same answers.
+"""The one quorum matcher (governance/matching.py), on its own: any member type, the same answers.
 
 The policy engine and the signer nodes are tested through it in test_policy.py,
 test_quorum.py and test_quorum_equivalence.py; these are the matcher's own edges.
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from harbour.node import matching
+from harbour.governance import matching
 
 
 @dataclass(frozen=True)

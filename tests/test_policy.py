@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harbour.custody.policy import (
+from harbour.governance.policy import (
     ApprovalGroup,
     ApprovalRequirement,
     PastTx,

@@ -28,7 +28,7 @@ from harbour.chains.eip1559 import Eip1559Transaction, parse_address
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 from harbour.custody.evidence import build_evidence, eligible_users, node_quorum
-from harbour.custody.policy import ApprovalRequirement, PolicyError
+from harbour.governance.policy import ApprovalRequirement, PolicyError
 from harbour.node.approval import ApprovalError
 from harbour.node.quorum import (
     ETH,

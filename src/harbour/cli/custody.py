@@ -103,7 +103,7 @@ def bootstrap(
     config = load_deployment(home)
     document: dict[str, Any] | None = None
     if policy is not None:
-        from harbour.custody.policy import Policy, PolicyError
+        from harbour.governance.policy import Policy, PolicyError
 
         try:
             document = Policy.from_json(policy.read_bytes()).to_document()

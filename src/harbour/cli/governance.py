@@ -81,7 +81,7 @@ list_command(
 
 
 def read_policy(path: Path) -> dict[str, Any]:
-    from harbour.custody.policy import Policy, PolicyError
+    from harbour.governance.policy import Policy, PolicyError
 
     try:
         if path.stat().st_size > MAX_POLICY_FILE:

@@ -344,7 +344,7 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
     count as an approval).
     """
     from harbour.custody import statements
-    from harbour.custody.policy import Policy, PolicyError
+    from harbour.governance.policy import Policy, PolicyError
     from harbour.node import quorum
 
     tx = request.get("transaction")

@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from harbour.custody import inputs, statements, states
 from harbour.custody import models as m
-from harbour.custody import policy as pol
 from harbour.custody.actors import Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid
 from harbour.custody.governance import Governance
 from harbour.custody.transactions import intent, requirement, view
 from harbour.custody.uow import UnitOfWork
+from harbour.governance import policy as pol
 from harbour.node.quorum import Decision
 
 

@@ -1,6 +1,6 @@
 """The approvers' evidence a withdrawal's signer nodes re-check, built from its policy requirement.
 
-The service decides with user ids (:class:`harbour.custody.policy.ApprovalRequirement`);
+The service decides with user ids (:class:`harbour.governance.policy.ApprovalRequirement`);
 a signer node knows only approval keys (:class:`harbour.node.quorum.Quorum`). This
 module is the one place that turns the first into the second, so that a node
 accepts exactly the approvals the service counted (``docs/nodes.md``, "Approvers'
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from harbour.chains.eip1559 import Eip1559Transaction
-from harbour.custody.policy import ApprovalRequirement
+from harbour.governance.policy import ApprovalRequirement
 from harbour.node import quorum
 
 

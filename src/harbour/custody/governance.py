@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harbour.custody import models as m
-from harbour.custody import policy as pol
 from harbour.custody import states, views
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.errors import Conflict, Invalid
@@ -25,6 +24,7 @@ from harbour.custody.settings import Settings
 from harbour.custody.transactions import Transactions, view
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
+from harbour.governance import policy as pol
 
 MAX_CACHED_POLICIES: Final = 1_000
 

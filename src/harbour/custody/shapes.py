@@ -5,7 +5,7 @@ them as its routes' response models, so each shape is written once and
 ``/openapi.json`` is the exact contract. The models are closed (an unknown field
 is an error) and strict (nothing is coerced), so a view cannot drift from its
 model unnoticed. Documents that other modules write and the API passes on
-(:meth:`harbour.custody.policy.Decision.to_json`, the audit log's events, tree
+(:meth:`harbour.governance.policy.Decision.to_json`, the audit log's events, tree
 heads and proofs, :meth:`harbour.node.quorum.Intent.to_json`) are modelled here
 too: they are part of the same contract.
 
@@ -137,7 +137,7 @@ class RuleTrace(Shape):
 
 
 class PolicyDecision(Shape):
-    """What the policy decided for a withdrawal, and why (:meth:`harbour.custody.policy.Decision.to_json`)."""
+    """What the policy decided for a withdrawal, and why (:meth:`harbour.governance.policy.Decision.to_json`)."""
 
     action: Literal["allow", "block", "require_approval"]
     reasons: list[str]

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from harbour.custody import kinds, states, views
 from harbour.custody import models as m
-from harbour.custody import policy as pol
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.assets import AssetRef
 from harbour.custody.errors import Conflict, Invalid
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
+from harbour.governance import policy as pol
 from harbour.node import quorum
 
 

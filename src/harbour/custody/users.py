@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from harbour.custody import inputs, views
 from harbour.custody import models as m
-from harbour.custody import policy as pol
 from harbour.custody.actors import ANYONE, ROLES, Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
+from harbour.governance import policy as pol
 
 TOKEN_PREFIX: Final = "hbk"  # noqa: S105 (a prefix, not a secret)
 

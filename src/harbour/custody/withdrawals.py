@@ -25,7 +25,6 @@ from harbour.chains.evm import EvmClient
 from harbour.custody import funds as fund
 from harbour.custody import inputs, states, views
 from harbour.custody import models as m
-from harbour.custody import policy as pol
 from harbour.custody.actors import Actor, require
 from harbour.custody.assets import AssetRef
 from harbour.custody.errors import Conflict, Invalid, NotFound
@@ -33,6 +32,7 @@ from harbour.custody.governance import Governance
 from harbour.custody.settings import Settings
 from harbour.custody.transactions import Transactions
 from harbour.custody.uow import UnitOfWork
+from harbour.governance import policy as pol
 
 KIND: Final = "withdrawal"
 MAX_CACHED_SOURCES: Final = 10_000

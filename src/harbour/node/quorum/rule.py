@@ -2,7 +2,7 @@
 
 The custody service turns its policy into this rule (``"all"`` groups, each
 approver counting toward one at most, or ``"any"`` one of them) and the node
-counts with the same matcher (:mod:`harbour.node.matching`) as the policy engine,
+counts with the same matcher (:mod:`harbour.governance.matching`) as the policy engine,
 so both decide alike. The rule only counts; which signatures are valid and which
 keys the node trusts is :mod:`harbour.node.quorum.check`'s business.
 """
@@ -13,8 +13,8 @@ from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any, Final
 
-from harbour.node import matching
-from harbour.node.matching import COMBINES, Combine
+from harbour.governance import matching
+from harbour.governance.matching import COMBINES, Combine
 from harbour.node.quorum.fields import EvidenceError, _public_key, _text, _uint
 
 MAX_GROUPS: Final = 32
@@ -56,7 +56,7 @@ class Quorum:
 
     Under ``"all"`` an approver counts toward one group at most: "two of treasury
     and one of compliance" takes three different people even if someone is in both
-    groups. The matcher is :mod:`harbour.node.matching`, the policy engine's too, so
+    groups. The matcher is :mod:`harbour.governance.matching`, the policy engine's too, so
     a node counts exactly as the service did. ``initiator`` is the initiator's
     approval key, if they have one: their approval never counts, and evidence that
     includes it is refused. No groups (with ``"all"``) means the service requires no approval; a

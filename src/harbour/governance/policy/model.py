@@ -1,8 +1,8 @@
 """What a policy is made of and what it says: the transaction facts, the conditions, the rules and a decision.
 
 These are plain frozen values with no behaviour but their own checks. Reading them
-from a document is :mod:`~harbour.custody.policy.document`, deciding with them is
-:mod:`~harbour.custody.policy.engine`; keeping the three apart lets a reader check
+from a document is :mod:`~harbour.governance.policy.document`, deciding with them is
+:mod:`~harbour.governance.policy.engine`; keeping the three apart lets a reader check
 the format, the semantics and the vocabulary each on its own.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from harbour.custody.policy.approvals import ApprovalRequirement
-from harbour.custody.policy.checks import check_amount, check_id, check_time
+from harbour.governance.policy.approvals import ApprovalRequirement
+from harbour.governance.policy.checks import check_amount, check_id, check_time
 
 Action = Literal["allow", "block", "require_approval"]
 Per = Literal["source", "destination", "initiator"]

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from harbour.custody.policy.document import Policy
-from harbour.custody.policy.model import (
+from harbour.governance.policy.document import Policy
+from harbour.governance.policy.model import (
     DAYS,
     AmountRange,
     CountLimit,

@@ -5,7 +5,7 @@ document (format and semantics in ``docs/policy.md``) is the policy's identity:
 :meth:`Policy.to_document` is canonical and :meth:`Policy.digest` hashes it, so an
 approval or an audit entry can name the exact version it was decided under.
 Parsing and writing sit together so that every key read has its written form
-beside it; the checks on each value are :mod:`~harbour.custody.policy.checks`.
+beside it; the checks on each value are :mod:`~harbour.governance.policy.checks`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from harbour.custody.policy.approvals import parse_approvals
-from harbour.custody.policy.checks import (
+from harbour.governance.policy.approvals import parse_approvals
+from harbour.governance.policy.checks import (
     PolicyError,
     fail,
     kind_of,
@@ -30,7 +30,7 @@ from harbour.custody.policy.checks import (
     read_text,
     read_zone,
 )
-from harbour.custody.policy.model import (
+from harbour.governance.policy.model import (
     ACTIONS,
     DAYS,
     DESTINATION_KINDS,

@@ -4,7 +4,7 @@ A requirement is what a matched ``require_approval`` rule hands on: the service
 stores it with the transaction (as :meth:`ApprovalRequirement.to_json` writes it)
 and counts approvals against it until it is met, long after the policy that set it
 may have changed. It is its own module because it lives that long, and because the
-signer nodes count the same quorum with the same matcher (:mod:`harbour.node.matching`).
+signer nodes count the same quorum with the same matcher (:mod:`harbour.governance.matching`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from harbour.custody.policy.checks import (
+from harbour.governance import matching
+from harbour.governance.policy.checks import (
     check_id,
     fail,
     kind_of,
@@ -23,7 +24,6 @@ from harbour.custody.policy.checks import (
     read_object,
     read_text,
 )
-from harbour.node import matching
 
 MAX_GROUPS: Final = 16
 
@@ -73,7 +73,7 @@ class ApprovalRequirement:
     someone belongs to both groups (separation of duties). Approvers are assigned
     to groups by a maximum bipartite matching, so the order of approvals never
     matters and a requirement that can be met with these people is found met. The
-    matcher is :mod:`harbour.node.matching`, so the signer nodes count alike.
+    matcher is :mod:`harbour.governance.matching`, so the signer nodes count alike.
     """
 
     combine: Combine

@@ -17,9 +17,9 @@ document, engine), so there is no circle to untangle.
 Callers import from here; the modules are an arrangement for readers, not an API.
 """
 
-from harbour.custody.policy.approvals import COMBINES, MAX_GROUPS, ApprovalGroup, ApprovalRequirement, Combine
-from harbour.custody.policy.checks import MAX_AMOUNT, MAX_LIST, MAX_NAME_LENGTH, PolicyError
-from harbour.custody.policy.document import (
+from harbour.governance.policy.approvals import COMBINES, MAX_GROUPS, ApprovalGroup, ApprovalRequirement, Combine
+from harbour.governance.policy.checks import MAX_AMOUNT, MAX_LIST, MAX_NAME_LENGTH, PolicyError
+from harbour.governance.policy.document import (
     FORMAT_VERSION,
     MAX_COUNT,
     MAX_DESCRIPTION_LENGTH,
@@ -27,8 +27,8 @@ from harbour.custody.policy.document import (
     MAX_WINDOW_SECONDS,
     Policy,
 )
-from harbour.custody.policy.engine import evaluate, explain
-from harbour.custody.policy.model import (
+from harbour.governance.policy.engine import evaluate, explain
+from harbour.governance.policy.model import (
     ACTIONS,
     DAYS,
     DESTINATION_KINDS,

@@ -8,7 +8,7 @@ duties); people are given seats by a maximum bipartite matching, so the order of
 approvals never matters and a quorum these people can meet is found met. The
 initiator never counts, and people outside every group count for nothing.
 
-The custody policy (user ids, :class:`harbour.custody.policy.ApprovalRequirement`)
+The custody policy (user ids, :class:`harbour.governance.policy.ApprovalRequirement`)
 and a signer node re-checking the evidence (approval keys,
 :class:`harbour.node.quorum.Quorum`) both decide here, so a node accepts exactly
 what the service approved. Members are any hashable, ordered values; the order
