@@ -1,0 +1,110 @@
+"""Deciding a withdrawal from a governance state: the one function the service and every signer node run.
+
+The service decides when a withdrawal is submitted and counts approvals until
+the decision's requirement is met; each signer node decides again, from the
+state it verified itself (:class:`harbour.governance.state.GovernanceLog`), the
+transaction it is asked to sign and the approvers' signatures, before it signs.
+Both describe the withdrawal to the policy with :func:`withdrawal_facts` and
+decide with :func:`judge`, so the two cannot read a rule differently: which
+vault a key is, which asset a token contract is, whether the destination is
+whitelisted, who the initiator is and what roles they hold all come from the
+quorum-signed state, never from the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from harbour.governance.fields import GovernanceError
+from harbour.governance.policy import Decision, PastTx, TxFacts, evaluate
+from harbour.governance.state import OrgState
+
+
+class Refused(GovernanceError):
+    """The policy in force does not let this withdrawal be signed (blocked, or not enough approvals)."""
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A withdrawal as both sides know it: the key paid from, who asked, what, to whom, how much."""
+
+    key_id: str
+    initiator: str
+    contract: str | None
+    """The token contract moved (None: the chain's native coin)."""
+    destination: str
+    amount: int
+
+
+def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFacts:
+    """What the policy sees of ``request``, all from ``state``; GovernanceError("facts") if it cannot say."""
+    vault = state.vault_of_key(request.key_id)
+    if vault is None:
+        raise GovernanceError("facts", f"key {request.key_id!r} is not a vault of organisation {state.org!r}")
+    asset = state.asset_for(request.contract)
+    if asset is None:
+        raise GovernanceError("facts", f"{request.contract or 'the native coin'} is not an asset of {state.org!r}")
+    initiator = state.users.get(request.initiator)
+    if initiator is None or initiator.disabled:
+        raise GovernanceError("facts", f"the initiator {request.initiator!r} is not an enabled user of {state.org!r}")
+    entry = state.entry_for(request.destination)
+    return TxFacts(
+        initiator_id=initiator.id,
+        initiator_roles=initiator.roles,
+        vault_id=vault.id,
+        asset=asset.symbol,
+        destination=request.destination,
+        address_book_entry=None if entry is None else entry.id,
+        whitelisted=entry is not None and entry.whitelisted,
+        amount=request.amount,
+        at=at,
+    )
+
+
+def approvers(state: OrgState, keys: Iterable[bytes]) -> frozenset[str]:
+    """The enabled approvers whose current approval key is among ``keys`` (others count for nothing)."""
+    wanted = frozenset(keys)
+    return frozenset(
+        u.id
+        for u in state.users.values()
+        if not u.disabled and "approver" in u.roles and u.approval_key is not None and u.approval_key in wanted
+    )
+
+
+def decide(state: OrgState, facts: TxFacts, history: Sequence[PastTx]) -> Decision:
+    """The policy in force's decision; with no policy in force, nothing is allowed."""
+    if state.policy is None:
+        raise Refused("facts", f"organisation {state.org!r} has no policy in force")
+    return evaluate(state.policy, facts, history)
+
+
+def judge(
+    state: OrgState,
+    request: Withdrawal,
+    *,
+    at: datetime,
+    history: Sequence[PastTx],
+    approved_by: Iterable[bytes],
+) -> Decision:
+    """The decision, if it lets ``request`` be signed with the approvals of these keys; else Refused.
+
+    ``approved_by`` are the keys whose approval signatures over this withdrawal
+    the caller verified. Refused("quorum") names what is still missing,
+    Refused("change") carries the blocking rule's reasons.
+    """
+    facts = withdrawal_facts(state, request, at)
+    decision = decide(state, facts, history)
+    if decision.action == "block":
+        rule = f"rule {decision.rule!r}" if decision.rule else "no rule (default deny)"
+        raise Refused(
+            "change", f"the policy in force (entry {state.seq}) blocks it: {rule}; {'; '.join(decision.reasons)}"
+        )
+    if decision.action == "require_approval":
+        assert decision.requirement is not None
+        ids = approvers(state, approved_by)
+        if not decision.requirement.satisfied(ids, request.initiator):
+            missing = "; ".join(decision.requirement.missing(ids, request.initiator))
+            raise Refused("quorum", f"rule {decision.rule!r} needs approvals that are missing: {missing}")
+    return decision
