@@ -92,14 +92,14 @@ def judge(
 
     ``approved_by`` are the keys whose approval signatures over this withdrawal
     the caller verified. Refused("quorum") names what is still missing,
-    Refused("change") carries the blocking rule's reasons.
+    Refused("policy") carries the blocking rule's reasons.
     """
     facts = withdrawal_facts(state, request, at)
     decision = decide(state, facts, history)
     if decision.action == "block":
         rule = f"rule {decision.rule!r}" if decision.rule else "no rule (default deny)"
         raise Refused(
-            "change", f"the policy in force (entry {state.seq}) blocks it: {rule}; {'; '.join(decision.reasons)}"
+            "policy", f"the policy in force (entry {state.seq}) blocks it: {rule}; {'; '.join(decision.reasons)}"
         )
     if decision.action == "require_approval":
         assert decision.requirement is not None

@@ -33,6 +33,7 @@ Reason = Literal[
     "quorum",  # not enough admins signed
     "change",  # a change that does not apply to the state before it
     "facts",  # a request the state cannot describe (unknown vault key, asset, initiator)
+    "policy",  # the policy in force blocks the request
 ]
 
 _HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")

@@ -1,0 +1,359 @@
+"""The governance log: what makes an entry effective, and every way a relayed log is refused.
+
+Each attack is performed against the real code: an entry signed by an admin who
+was removed, a forked log, a replayed entry, an entry out of order, an entry of
+another organisation, a lone admin, a key held by two users, malformed and
+non-canonical encodings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from harbour.governance import changes as c
+from harbour.governance.decide import Refused, Withdrawal, judge
+from harbour.governance.fields import GovernanceError
+from harbour.governance.log import GENESIS_PARENT, Entry, SignedEntry, sign_entry, signed
+from harbour.governance.policy import PastTx
+from harbour.governance.state import GovernanceLog
+
+ORG = "org-1"
+DEST = "0x" + "11" * 20
+OTHER = "0x" + "22" * 20
+NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+
+
+def pub(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol", "mallory", "approver", "spare")}
+
+
+def user(name: str, *roles: str, key: bool = True) -> c.AddUser:
+    return c.AddUser(name, name.title(), frozenset(roles), pub(KEYS[name]) if key else None)
+
+
+POLICY = {
+    "version": 1,
+    "rules": [
+        {
+            "name": "over the hourly limit",
+            "action": "block",
+            "match": {"assets": ["ETH"], "velocity": {"window_seconds": 3600, "max_amount": "1000", "per": "source"}},
+        },
+        {
+            "name": "small to whitelisted",
+            "action": "allow",
+            "match": {"assets": ["ETH"], "amount": {"max": "100"}, "destination": {"kind": "whitelisted"}},
+        },
+        {
+            "name": "small blocked elsewhere",
+            "action": "block",
+            "match": {"assets": ["ETH"], "amount": {"max": "100"}},
+        },
+        {
+            "name": "large",
+            "action": "require_approval",
+            "approvals": {"combine": "all", "groups": [{"name": "desk", "members": ["approver"], "threshold": 1}]},
+        },
+    ],
+}
+
+
+def genesis(*extra: c.Change, quorum: int = 1, admins: tuple[str, ...] = ("alice", "bob", "carol")) -> SignedEntry:
+    founding = (
+        c.SetQuorum(quorum),
+        *(user(a, "admin") for a in admins),
+        user("approver", "approver"),
+        c.AddUser("ivy", "Ivy", frozenset({"initiator"}), None),
+        c.AddAsset("eth", "ETH", None, 18),
+        c.AddVault("vault-a", "main", "key-a"),
+        c.AddAddress("book-1", "exchange", DEST, True),
+        c.policy_change(POLICY),
+        *extra,
+    )
+    entry = Entry(ORG, 0, GENESIS_PARENT, admins[0], 0, founding)
+    return signed(entry, [KEYS[a] for a in admins])
+
+
+def entry(log: GovernanceLog, proposer: str, *changes: c.Change, seq: int | None = None) -> Entry:
+    head_seq = log.state.seq if seq is None else seq - 1
+    return Entry(ORG, head_seq + 1, log.hashes[head_seq], proposer, 100 + head_seq, changes)
+
+
+def test_an_entry_needs_the_proposer_and_the_quorum_of_other_admins() -> None:
+    log = GovernanceLog(genesis())
+    change = entry(log, "alice", user("mallory", "admin"))
+    with pytest.raises(GovernanceError) as alone:
+        log.append(signed(change, [KEYS["alice"]]))
+    assert alone.value.reason == "quorum"
+    with pytest.raises(GovernanceError) as without_proposer:
+        log.append(signed(change, [KEYS["bob"], KEYS["carol"]]))
+    assert without_proposer.value.reason == "quorum" and "proposer" in str(without_proposer.value)
+    state = log.append(signed(change, [KEYS["alice"], KEYS["bob"]]))
+    assert state.seq == 1 and "mallory" in state.users
+
+
+def test_the_single_admin_drain_stops_at_its_first_step() -> None:
+    """One admin adds a second admin whose key she holds: without another admin's signature nothing lands."""
+    log = GovernanceLog(genesis())
+    sock_puppet = entry(log, "alice", user("mallory", "admin"))
+    with pytest.raises(GovernanceError) as refused:
+        # Mallory's key is not an admin's before the entry: it cannot vouch for its own admission.
+        log.append(signed(sock_puppet, [KEYS["alice"], KEYS["mallory"]]))
+    assert refused.value.reason == "signer"
+    assert "mallory" not in log.state.users
+
+
+def test_a_removed_admins_signature_never_counts() -> None:
+    log = GovernanceLog(genesis())
+    log.append(signed(entry(log, "alice", c.DisableUser("carol")), [KEYS["alice"], KEYS["bob"]]))
+    later = entry(log, "alice", c.policy_change({"version": 1, "rules": []}))
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(later, [KEYS["alice"], KEYS["carol"]]))
+    assert refused.value.reason == "signer" and "not an enabled admin" in str(refused.value)
+    # A rotated-away key is as dead as a disabled admin's.
+    log.append(signed(entry(log, "alice", c.SetKey("bob", pub(KEYS["spare"]))), [KEYS["alice"], KEYS["bob"]]))
+    with pytest.raises(GovernanceError) as old_key:
+        log.append(signed(entry(log, "alice", c.EnableUser("carol")), [KEYS["alice"], KEYS["bob"]]))
+    assert old_key.value.reason == "signer"
+    log.append(signed(entry(log, "alice", c.EnableUser("carol")), [KEYS["alice"], KEYS["spare"]]))
+    assert not log.state.users["carol"].disabled
+
+
+def test_an_invalid_signature_is_refused() -> None:
+    log = GovernanceLog(genesis())
+    change = entry(log, "alice", c.DisableUser("carol"))
+    data = change.encode()
+    forged = SignedEntry(data, ((pub(KEYS["alice"]), sign_entry(KEYS["alice"], data)), (pub(KEYS["bob"]), bytes(64))))
+    with pytest.raises(GovernanceError) as refused:
+        log.append(forged)
+    assert refused.value.reason == "signature"
+    # Bob's signature over another entry is not a signature over this one.
+    other = entry(log, "alice", c.DisableUser("bob")).encode()
+    moved = SignedEntry(
+        data,
+        ((pub(KEYS["alice"]), sign_entry(KEYS["alice"], data)), (pub(KEYS["bob"]), sign_entry(KEYS["bob"], other))),
+    )
+    with pytest.raises(GovernanceError, match="invalid"):
+        log.append(moved)
+
+
+def test_replayed_forked_and_out_of_order_entries_are_named() -> None:
+    log = GovernanceLog(genesis())
+    first = signed(entry(log, "alice", c.DisableUser("carol")), [KEYS["alice"], KEYS["bob"]])
+    log.append(first)
+    with pytest.raises(GovernanceError) as replayed:
+        log.append(first)
+    assert replayed.value.reason == "replayed"
+    fork = signed(entry(log, "bob", c.SetWhitelisted("book-1", False), seq=1), [KEYS["alice"], KEYS["bob"]])
+    with pytest.raises(GovernanceError) as forked:
+        log.append(fork)
+    assert forked.value.reason == "forked"
+    ahead = Entry(ORG, 3, bytes(range(32)), "alice", 5, (c.EnableUser("carol"),))
+    with pytest.raises(GovernanceError) as gap:
+        log.append(signed(ahead, [KEYS["alice"], KEYS["bob"]]))
+    assert gap.value.reason == "order"
+    wrong_parent = Entry(ORG, 2, log.hashes[0], "alice", 5, (c.EnableUser("carol"),))
+    with pytest.raises(GovernanceError) as parent:
+        log.append(signed(wrong_parent, [KEYS["alice"], KEYS["bob"]]))
+    assert parent.value.reason == "order"
+    assert log.state.seq == 1
+
+
+def test_another_organisations_entry_is_refused() -> None:
+    log = GovernanceLog(genesis())
+    foreign = Entry("org-2", 1, log.head, "alice", 5, (c.DisableUser("carol"),))
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(foreign, [KEYS["alice"], KEYS["bob"]]))
+    assert refused.value.reason == "organisation"
+
+
+def test_the_last_admins_of_the_quorum_cannot_be_removed() -> None:
+    log = GovernanceLog(genesis(quorum=2))
+    both = entry(log, "alice", c.DisableUser("bob"))
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(both, [KEYS["alice"], KEYS["bob"], KEYS["carol"]]))
+    assert refused.value.reason == "change" and "last admins" in str(refused.value)
+    demote = entry(log, "alice", c.SetRoles("carol", frozenset({"viewer"})))
+    with pytest.raises(GovernanceError):
+        log.append(signed(demote, [KEYS["alice"], KEYS["bob"], KEYS["carol"]]))
+    unkey = entry(log, "alice", c.SetKey("carol", None))
+    with pytest.raises(GovernanceError):
+        log.append(signed(unkey, [KEYS["alice"], KEYS["bob"], KEYS["carol"]]))
+
+
+def test_an_organisation_with_one_admin_operates_within_its_genesis() -> None:
+    log = GovernanceLog(genesis(admins=("alice",)))
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(entry(log, "alice", user("bob", "admin")), [KEYS["alice"]]))
+    assert refused.value.reason == "quorum"
+
+
+def test_one_key_is_one_person() -> None:
+    log = GovernanceLog(genesis())
+    twin = entry(log, "alice", c.AddUser("twin", "Twin", frozenset({"approver"}), pub(KEYS["approver"])))
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(twin, [KEYS["alice"], KEYS["bob"]]))
+    assert refused.value.reason == "change" and "another user" in str(refused.value)
+
+
+def test_a_policy_naming_unknown_users_is_refused() -> None:
+    log = GovernanceLog(genesis())
+    bad = {
+        "version": 1,
+        "rules": [
+            {
+                "name": "r",
+                "action": "require_approval",
+                "approvals": {"combine": "all", "groups": [{"name": "g", "members": ["Approver"], "threshold": 1}]},
+            }
+        ],
+    }
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(entry(log, "alice", c.policy_change(bad)), [KEYS["alice"], KEYS["bob"]]))
+    assert "Approver" in str(refused.value)
+
+
+def test_changes_that_do_not_apply_are_refused_with_their_index() -> None:
+    log = GovernanceLog(genesis())
+    for change in (
+        c.DisableUser("nobody"),
+        user("alice", "viewer"),
+        c.AddAddress("book-2", "dup", DEST.upper().replace("0X", "0x"), False),
+        c.AddVault("vault-b", "again", "key-a"),
+        c.AddAsset("eth2", "ETH", None, 18),
+        c.RemoveAddress("book-9"),
+        c.EnableUser("bob"),
+        c.IssueCredential("cred", "ivy", bytes(32)),
+    ):
+        with pytest.raises(GovernanceError) as refused:
+            log.append(
+                signed(entry(log, "alice", c.SetWhitelisted("book-1", False), change), [KEYS["alice"], KEYS["bob"]])
+            )
+        assert refused.value.reason == "change" and "changes[1]" in str(refused.value)
+    assert log.state.address_book["book-1"].whitelisted  # nothing of a refused entry applies
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m: m.update(version=2),
+        lambda m: m.update(extra=1),
+        lambda m: m.update(seq=-1),
+        lambda m: m.update(prev=b"short"),
+        lambda m: m.update(changes=[]),
+        lambda m: m.update(changes=[{"op": "user.disable"}]),
+        lambda m: m.update(changes=[{"op": "teleport", "id": "x"}]),
+        lambda m: m.update(
+            changes=[{"op": "user.add", "id": "x", "name": "X", "roles": ["root"], "approval_key": None}]
+        ),
+        lambda m: m.update(
+            changes=[{"op": "user.add", "id": "x", "name": "X", "roles": ["viewer", "admin"], "approval_key": None}]
+        ),
+        lambda m: m.update(changes=[{"op": "user.key", "id": "x", "approval_key": bytes(32)}]),
+        lambda m: m.update(changes=[{"op": "quorum", "others": 0}]),
+        lambda m: m.update(
+            changes=[{"op": "address.add", "id": "a", "name": "n", "address": "0x12", "whitelisted": True}]
+        ),
+        lambda m: m.update(changes=[{"op": "policy", "document": '{"rules":[],"version":1} '}]),
+        lambda m: m.update(changes=[{"op": "policy", "document": '{"version":1,"rules":[]}'}]),
+        lambda m: m.update(org=" org-1"),
+    ],
+)
+def test_malformed_entries_are_refused(mutate) -> None:  # type: ignore[no-untyped-def]
+    log = GovernanceLog(genesis())
+    good = entry(log, "alice", c.DisableUser("carol")).encode()
+    obj = cbor2.loads(good)
+    mutate(obj)
+    with pytest.raises(GovernanceError) as refused:
+        Entry.decode(cbor2.dumps(obj, canonical=True))
+    assert refused.value.reason == "malformed"
+
+
+def test_non_canonical_encodings_are_refused() -> None:
+    log = GovernanceLog(genesis())
+    change = signed(entry(log, "alice", c.DisableUser("carol")), [KEYS["alice"], KEYS["bob"]])
+    obj = cbor2.loads(change.data)
+    with pytest.raises(GovernanceError, match="canonical"):
+        Entry.decode(cbor2.dumps(obj, canonical=False) if cbor2.dumps(obj) != change.data else change.data + b"\x00")
+    with pytest.raises(GovernanceError, match=r"canonical|trailing"):
+        SignedEntry.decode(change.encode() + b"\x00")
+    unsorted = cbor2.dumps(
+        {"entry": change.data, "signatures": [list(p) for p in reversed(change.signatures)]}, canonical=True
+    )
+    with pytest.raises(GovernanceError, match=r"unsorted|canonical"):
+        SignedEntry.decode(unsorted)
+    doubled = [list(change.signatures[0]), list(change.signatures[0])]
+    with pytest.raises(GovernanceError, match="twice"):
+        SignedEntry.decode(cbor2.dumps({"entry": change.data, "signatures": doubled}, canonical=True))
+    assert SignedEntry.decode(change.encode()) == change
+
+
+def test_a_small_order_key_is_never_an_admin() -> None:
+    identity = bytes([1]) + bytes(31)  # the Ed25519 neutral element: "verifies" forged signatures in some libraries
+    with pytest.raises(GovernanceError, match="Ed25519"):
+        c.decode_change({"op": "user.key", "id": "alice", "approval_key": identity})
+
+
+def _withdraw(log: GovernanceLog, amount: int, to: str = DEST, approved_by: tuple[bytes, ...] = (), history=()):  # type: ignore[no-untyped-def]
+    return judge(
+        log.state,
+        Withdrawal(key_id="key-a", initiator="ivy", contract=None, destination=to, amount=amount),
+        at=NOW,
+        history=list(history),
+        approved_by=approved_by,
+    )
+
+
+def test_the_decision_comes_from_the_signed_state() -> None:
+    log = GovernanceLog(genesis())
+    assert _withdraw(log, 50).action == "allow"
+    with pytest.raises(Refused) as blocked:
+        _withdraw(log, 50, to=OTHER)
+    assert "small blocked elsewhere" in str(blocked.value)
+    with pytest.raises(Refused) as missing:
+        _withdraw(log, 500)
+    assert missing.value.reason == "quorum" and "desk" in str(missing.value)
+    assert _withdraw(log, 500, approved_by=(pub(KEYS["approver"]),)).rule == "large"
+    # An approval by a key the state does not hold counts for nothing.
+    with pytest.raises(Refused):
+        _withdraw(log, 500, approved_by=(pub(KEYS["mallory"]),))
+    # Velocity: earlier signed withdrawals from the vault count.
+    earlier = [PastTx("ivy", "vault-a", "ETH", DEST, 950, NOW - dt.timedelta(minutes=5))]
+    with pytest.raises(Refused) as over:
+        _withdraw(log, 60, history=earlier)
+    assert "over the hourly limit" in str(over.value)
+    # Whitelisting removed by a signed entry: the same payment is now blocked.
+    log.append(signed(entry(log, "alice", c.SetWhitelisted("book-1", False)), [KEYS["alice"], KEYS["bob"]]))
+    with pytest.raises(Refused):
+        _withdraw(log, 50)
+
+
+def test_requests_the_state_cannot_describe_are_refused() -> None:
+    log = GovernanceLog(genesis())
+    cases = [
+        Withdrawal("key-unknown", "ivy", None, DEST, 1),
+        Withdrawal("key-a", "nobody", None, DEST, 1),
+        Withdrawal("key-a", "ivy", "0x" + "33" * 20, DEST, 1),
+    ]
+    for request in cases:
+        with pytest.raises(GovernanceError) as refused:
+            judge(log.state, request, at=NOW, history=[], approved_by=())
+        assert refused.value.reason == "facts"
+
+
+def test_since_gives_what_a_verifier_lacks() -> None:
+    log = GovernanceLog(genesis())
+    for target in ("carol", "approver"):
+        log.append(signed(entry(log, "alice", c.DisableUser(target)), [KEYS["alice"], KEYS["bob"]]))
+    replica = GovernanceLog(log.genesis)
+    replica.extend(log.since(0))
+    assert replica.head == log.head and replica.state == log.state
+    assert log.since(2) == []
