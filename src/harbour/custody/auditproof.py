@@ -29,7 +29,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -304,6 +304,29 @@ def verify_consistency_proof(
 # -- recomputing a whole log ------------------------------------------------------------------------------------
 
 
+class Finding(Protocol):
+    """A row the log does not explain (:class:`harbour.custody.rowdigest.RowFinding`, which builds on this module)."""
+
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def row_id(self) -> str: ...
+
+    @property
+    def problem(self) -> str: ...
+
+    @property
+    def fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def index(self) -> int | None: ...
+
+    def describe(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """The outcome of recomputing a whole log: what ``harbour audit verify`` prints."""
@@ -312,11 +335,19 @@ class VerifyReport:
     size: int
     """Events checked (the log's size when ``ok``)."""
     first_bad_index: int | None
-    """The first entry that fails; None when ``ok`` or when only the state row or an external head is wrong."""
+    """The first entry that fails; None when ``ok`` or when only the state row, an external head or rows are wrong."""
     problem: str
+    rows: tuple[Finding, ...] = ()
+    """The business rows the log does not explain (:mod:`harbour.custody.rowdigest`), once the log itself checks."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "size": self.size, "first_bad_index": self.first_bad_index, "problem": self.problem}
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "first_bad_index": self.first_bad_index,
+            "problem": self.problem,
+            "rows": [finding.to_json() for finding in self.rows],
+        }
 
 
 class LogChecker:
