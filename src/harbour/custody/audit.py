@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
@@ -53,6 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from harbour.crypto import merkle
@@ -79,6 +81,8 @@ from harbour.custody.auditproof import (
 )
 from harbour.custody.db import Base, UtcDateTime
 from harbour.custody.errors import Conflict, CustodyError, Invalid, NotFound
+from harbour.custody.rowdigest import ROWS_KEY, RowFinding, RowLedger
+from harbour.custody.rowwatch import baseline, check_rows
 
 MAX_EVENT_BYTES: Final = 64 * 1024
 """Largest leaf (canonical JSON of one event): the log records facts, not documents."""
@@ -177,6 +181,21 @@ def _optional_id(value: str | None, what: str, limit: int) -> None:
         raise ValueError(f"audit {what} is None or a string of 1..{limit} characters")
 
 
+def check_event(
+    *, org_id: str | None, actor_id: str | None, kind: str, subject: str | None, data: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The event's data in the exact form the database will hand back; raises what :meth:`AuditLog.append` would."""
+    _optional_id(org_id, "org_id", 64)
+    _optional_id(actor_id, "actor_id", 64)
+    _optional_id(subject, "subject", 128)
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise ValueError(f"audit kind {kind!r} is not a lowercase name like 'transaction.approved'")
+    if not isinstance(data, Mapping):
+        raise TypeError("audit data is a mapping")
+    body: dict[str, Any] = json.loads(canonical_json(dict(data)))
+    return body
+
+
 class AuditLog:
     """Appends events and serves signed heads and proofs; holds no state but the key (share it between threads)."""
 
@@ -213,14 +232,7 @@ class AuditLog:
         Raises ``TypeError``/``ValueError`` for data with no exact JSON form (floats, non-string
         keys, too large), :class:`LogCorrupted` when the stored state contradicts itself.
         """
-        _optional_id(org_id, "org_id", 64)
-        _optional_id(actor_id, "actor_id", 64)
-        _optional_id(subject, "subject", 128)
-        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-            raise ValueError(f"audit kind {kind!r} is not a lowercase name like 'transaction.approved'")
-        if not isinstance(data, Mapping):
-            raise TypeError("audit data is a mapping")
-        body = json.loads(canonical_json(dict(data)))  # the exact form the database will hand back
+        body = check_event(org_id=org_id, actor_id=actor_id, kind=kind, subject=subject, data=data)
 
         state = self._state_in(session)
         now = self.clock()
@@ -409,8 +421,28 @@ class AuditLog:
             "proof": [p.hex() for p in path],
         }
 
-    def verify(self, session: Session, *, heads: Iterable[Mapping[str, Any]] = ()) -> VerifyReport:
-        return verify(session, self.public_key, log_id=self.log_id, heads=heads)
+    def baseline(self, session: Session) -> int:
+        """Record every business row as it is now, once, in a log begun before events carried row digests.
+
+        Until then ``verify`` reports every row as never written by an event. Refused
+        when the log does not verify on its own or already carries row digests (then
+        the log explains the rows, and a baseline would only hide edits made since).
+        Returns how many rows were recorded. Whoever runs it vouches for the rows as
+        they are: run it right after the upgrade, with the service stopped.
+        """
+        report = self.verify(session, rows=False)
+        if not report.ok:
+            raise LogCorrupted(f"the audit log does not verify, so no baseline is recorded: {report.problem}")
+        for data in session.scalars(select(AuditEvent.data)):
+            if isinstance(data, dict) and ROWS_KEY in data:
+                raise Conflict("the audit log carries row digests already: there is nothing to baseline")
+        events = baseline(session)
+        for e in events:
+            self.append(session, org_id=e.org_id, actor_id=e.actor_id, kind=e.kind, subject=e.subject, data=e.data)
+        return sum(len(entries) for e in events for entries in e.data[ROWS_KEY].values())
+
+    def verify(self, session: Session, *, heads: Iterable[Mapping[str, Any]] = (), rows: bool = True) -> VerifyReport:
+        return verify(session, self.public_key, log_id=self.log_id, heads=heads, rows=rows)
 
 
 def _create_state(connection: Connection) -> None:
@@ -465,6 +497,7 @@ def verify(
     log_id: str = LOG_ID,
     heads: Iterable[Mapping[str, Any]] = (),
     batch: int = VERIFY_BATCH,
+    rows: bool = True,
 ) -> VerifyReport:
     """Recompute the log from its rows and report the first entry that does not check out.
 
@@ -476,14 +509,52 @@ def verify(
     each of ``heads`` (signed heads an auditor kept, from :meth:`AuditLog.head`) must
     match the recomputed root at its size.
 
+    Then, with ``rows`` and once the log itself checks, every business row of the
+    database is compared with the digest of the last event that wrote it
+    (:mod:`harbour.custody.rowdigest`): the report lists each row the log does not
+    explain (``VerifyReport.rows``) and is not ``ok`` if there is one.
+
     The log is checked up to the size the state row records when verification starts,
-    so events appended meanwhile (PostgreSQL, READ COMMITTED) are not mistaken for
-    strays. Memory is O(log n + batch); time is one Ed25519 verification and about two
-    hashes per event.
+    so events appended meanwhile are not mistaken for strays. On PostgreSQL the check
+    reads one snapshot (REPEATABLE READ) when ``session`` has not read anything yet, so
+    rows and events are seen at the same instant while the service runs; on SQLite a
+    read transaction is a snapshot already. Memory is O(log n + batch) for the log and
+    one entry per row the log wrote; time is one Ed25519 verification and about two
+    hashes per event, and two hashes per field of each row.
     """
     key = public_key_of(public_key)
     if type(batch) is not int or batch < 1:
         raise ValueError("batch is a positive number of rows")
+    _snapshot(session)
+    ledger = RowLedger() if rows else None
+    report = _verify_log(session, key, log_id, heads, batch, ledger)
+    if not report.ok or ledger is None:
+        return report
+    findings = tuple(check_rows(session, ledger, batch))
+    if not findings:
+        return report
+    listed = "; ".join(f.describe() for f in findings[:3]) + ("; ..." if len(findings) > 3 else "")
+    problem = f"{len(findings)} row(s) of the database are not as the audit log left them: {listed}"
+    return VerifyReport(False, report.size, None, problem, findings)
+
+
+def _snapshot(session: Session) -> None:
+    """On PostgreSQL, begin the session's reads as one REPEATABLE READ snapshot (if it has not read yet)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    with warnings.catch_warnings():  # a caller already reading keeps the transaction it chose
+        warnings.simplefilter("ignore", SAWarning)
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def _verify_log(
+    session: Session,
+    key: Ed25519PublicKey,
+    log_id: str,
+    heads: Iterable[Mapping[str, Any]],
+    batch: int,
+    ledger: RowLedger | None,
+) -> VerifyReport:
     kept: dict[int, Mapping[str, Any]] = {}
     for head in heads:
         try:
@@ -509,6 +580,9 @@ def verify(
         report = checker.entry(row)
         if report:
             return report
+        malformed = ledger.add(row.position, row.data) if ledger is not None else None
+        if malformed is not None:
+            return checker.bad(row.position, malformed)
     count = checker.size
     longest = max(kept, default=0)
     if longest > count:
@@ -542,9 +616,11 @@ __all__ = [
     "AuditState",
     "LogCorrupted",
     "ProofError",
+    "RowFinding",
     "VerifyReport",
     "canonical_json",
     "check_consistency_proof",
+    "check_event",
     "check_head",
     "check_inclusion_proof",
     "event_view",

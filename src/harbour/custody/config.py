@@ -134,6 +134,11 @@ def audit_public_key(home: Path) -> str:
     )
 
 
+def audit_signing_key(home: Path) -> Ed25519PrivateKey:
+    """The key that signs the audit log: the service's, and ``harbour audit baseline``'s."""
+    return _audit_key(Path(home))
+
+
 def _audit_key(home: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key((home / AUDIT_KEY_FILE).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):

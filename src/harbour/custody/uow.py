@@ -2,7 +2,10 @@
 
 Every write in custody goes through :meth:`UnitOfWork.write` (or :meth:`UnitOfWork.tx`),
 so a state change and its audit entries commit or vanish together; every read
-that must not wait for writers goes through :meth:`UnitOfWork.read`. On SQLite,
+that must not wait for writers goes through :meth:`UnitOfWork.read`. The events a
+unit records are appended when its work is done, each with the digests of the
+business rows it wrote (:mod:`harbour.custody.rowwatch`), so the log vouches for
+the rows as committed, not only for the events. On SQLite,
 writers that arrive together share one commit (group commit, see :meth:`write`);
 on PostgreSQL each is its own transaction under row locks. Kept apart from the
 domain modules so that all of them write the same way, and so that the group
@@ -21,9 +24,9 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from harbour.custody import models as m
-from harbour.custody import states
+from harbour.custody import rowwatch, states
 from harbour.custody.actors import Actor
-from harbour.custody.audit import AuditLog
+from harbour.custody.audit import AuditLog, check_event
 from harbour.custody.errors import NotFound, Unavailable
 
 T = TypeVar("T")
@@ -69,7 +72,9 @@ class UnitOfWork:
     def tx(self) -> Iterator[Session]:
         """One write transaction of its own (not grouped), committed when the block ends."""
         with self._writer, self.sessions() as session, session.begin():  # the one writer path
+            rowwatch.begin(session)
             yield session
+            self._seal(session)
 
     def write(self, work: Callable[[Session], T]) -> T:
         """``work(session)`` in a write transaction; returns its result once committed, or raises what it raised.
@@ -106,7 +111,9 @@ class UnitOfWork:
                 for item in batch:
                     try:
                         with s.begin_nested():
+                            rowwatch.begin(s)
                             item.result = item.work(s)
+                            self._seal(s)
                     except Exception as exc:  # this item alone is rolled back; its caller gets the exception
                         item.result, item.error = None, exc
                         self.audit.forget_state(s)  # its events were rolled back with it
@@ -124,19 +131,22 @@ class UnitOfWork:
         """A session for reading only: on SQLite it does not take the write lock (see db.readonly)."""
         return self.readers()
 
+    def _seal(self, s: Session) -> None:
+        """Append the unit's events, with the digests of the rows it wrote; the caller then commits."""
+        for e in rowwatch.finish(s):
+            self.audit.append(s, org_id=e.org_id, actor_id=e.actor_id, kind=e.kind, subject=e.subject, data=e.data)
+
     def event(self, s: Session, actor: Actor | None, kind: str, subject: str | None, /, **data: Any) -> None:
-        """Append an audit event in ``s``: it commits with the change it records, or not at all.
+        """Record an audit event in the unit of work in ``s``: it commits with the change it records, or not at all.
 
         Without an actor (the pipeline, the service itself) the organisation is ``data["org_id"]``.
+        The event is checked now and appended when the unit's work is done
+        (:mod:`harbour.custody.rowwatch` says which rows it carries the digests of).
         """
-        self.audit.append(
-            s,
-            org_id=actor.org_id if actor else data.pop("org_id", None),
-            actor_id=actor.user_id if actor else None,
-            kind=kind,
-            subject=subject,
-            data=data,
-        )
+        org_id = actor.org_id if actor else data.pop("org_id", None)
+        actor_id = actor.user_id if actor else None
+        body = check_event(org_id=org_id, actor_id=actor_id, kind=kind, subject=subject, data=data)
+        rowwatch.queue(s, rowwatch.Event(org_id, actor_id, kind, subject, body))
 
     def get(self, s: Session, model: type[Any], row_id: str, org_id: str, what: str) -> Any:
         """The row ``row_id`` of ``model`` if it belongs to ``org_id``; NotFound alike if it does not exist."""
