@@ -3,8 +3,9 @@
 - ``init``: a new home (configuration, approval-authority key, audit key);
 - ``bootstrap``: a new organisation with its first admin (prints the admin's API token);
 - ``serve``: the REST API and the signing pipeline, in one process;
-- ``harbour audit verify``: recompute the audit log from the database and check
-  every signed tree head; exits 1 at the first entry that does not verify.
+- ``harbour audit verify``: recompute the audit log from the database, check
+  every signed tree head and every business row against the log's row digests;
+  exits 1 at the first entry that does not verify, or listing the rows that do not.
 
 These commands read the database and the keys directly: they are for whoever
 runs the service, whereas every other custody command goes through the API.

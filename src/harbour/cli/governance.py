@@ -13,6 +13,11 @@ event's leaf hash and verifies the RFC 9162 audit path to the signed root.
 ``audit verify-consistency --old N [--new M] [--old-root R]`` likewise checks
 that the log of size M (default: now) extends the log of size N, starting from
 the root the auditor recorded for N.
+
+``audit verify`` and ``audit baseline`` work on the deployment's own database
+and keys (``--home``): the first recomputes the whole log and compares every
+business row with the log's row digests; the second, once, records the rows of a
+deployment whose log predates row digests.
 """
 
 from __future__ import annotations
@@ -358,9 +363,13 @@ def audit_verify(
     heads: Annotated[
         Path | None, typer.Option("--heads", help="Signed tree heads kept outside the server (JSON list).")
     ] = None,
+    rows: Annotated[
+        bool,
+        typer.Option("--rows/--no-rows", help="Also check every business row against the log's row digests."),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recompute the audit log from the database and check every signed tree head."""
+    """Recompute the audit log from the database, check every signed tree head, and every row against the log."""
     # The database log needs SQLAlchemy and the deployment's configuration; the
     # commands above check heads and proofs alone, so only this one loads them.
     from harbour.cli.custody import exit_error, load_deployment
@@ -381,14 +390,49 @@ def audit_verify(
     engine = db.make_engine(config.database)
     try:
         with db.session_factory(db.readonly(engine))() as session:
-            report = audit_log.verify(session, key, heads=kept)
+            report = audit_log.verify(session, key, heads=kept, rows=rows)
     finally:
         engine.dispose()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     elif report.ok:
-        typer.echo(f"audit log verified: {report.size} events, every signed tree head checks")
+        checked = ", every business row is as the log left it" if rows else " (rows not checked)"
+        typer.echo(f"audit log verified: {report.size} events, every signed tree head checks{checked}")
+    elif report.rows:
+        typer.echo(
+            f"audit rows FAILED: the log verifies ({report.size} events), but {len(report.rows)} row(s) of the "
+            "database are not as the log left them:",
+            err=True,
+        )
+        for finding in report.rows:
+            typer.echo(f"  {finding.describe()}", err=True)
     else:
         typer.echo(f"audit log FAILED at entry {report.first_bad_index}: {report.problem}", err=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("baseline")
+def audit_baseline(home: HomeOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Once, after upgrading a deployment whose audit log predates row digests: record every row as it is now."""
+    from harbour.cli.custody import exit_error, load_deployment
+    from harbour.custody import config as cfg
+    from harbour.custody import db
+    from harbour.custody.audit import AuditLog
+    from harbour.custody.errors import CustodyError
+
+    config = load_deployment(home)
+    log = AuditLog(cfg.audit_signing_key(config.home))
+    engine = db.make_engine(config.database)
+    try:
+        with db.session_factory(engine)() as session, session.begin():
+            count = log.baseline(session)
+            size = log.size(session)
+    except CustodyError as exc:
+        raise exit_error(exc.detail) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        emit({"rows": count, "tree_size": size}, True)
+    else:
+        typer.echo(f"baseline recorded: {count} rows, the log now holds {size} events")
