@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from harbour.custody import models as m
 from harbour.custody.audit import AuditLog, LogCorrupted, VerifyReport
 from harbour.custody.db import make_engine, session_factory
 from harbour.custody.errors import Conflict
-from harbour.custody.rowdigest import TABLES, RowFinding, RowLedger, row_entry
+from harbour.custody.rowdigest import TABLES, RowFinding, RowLedger, row_entry, written
 from harbour.custody.uow import UnitOfWork
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -132,21 +133,29 @@ def test_floats_in_a_row_are_refused() -> None:
         row_entry("assets", "a", {"org_id": "o", "symbol": "X", "kind": "erc20", "contract": None, "decimals": 1.0})
 
 
-GOOD = row_entry("users", "u-1", USER)
+STATE = row_entry("users", "u-1", USER)
+GOOD = written(STATE, None)
+"""A row an event created."""
 
 MALFORMED: dict[str, tuple[Any, str]] = {
     "rows not an object": ([], "not an object"),
-    "unknown table": ({"secrets": {"x": None}}, "unknown table 'secrets'"),
+    "unknown table": ({"secrets": {"x": GOOD}}, "unknown table 'secrets'"),
     "table not an object": ({"users": ["u-1"]}, "not a non-empty object"),
     "empty table": ({"users": {}}, "not a non-empty object"),
     "empty id": ({"users": {"": GOOD}}, "1..64"),
     "long id": ({"users": {"u" * 65: GOOD}}, "1..64"),
-    "entry not an object": ({"users": {"u-1": "digest"}}, "not {digest, fields}"),
-    "entry with another key": ({"users": {"u-1": {**GOOD, "at": "now"}}}, "not {digest, fields}"),
-    "digest short": ({"users": {"u-1": {**GOOD, "digest": "ab"}}}, "64 lowercase hex"),
-    "digest upper case": ({"users": {"u-1": {**GOOD, "digest": GOOD["digest"].upper()}}}, "64 lowercase hex"),
+    "entry not an object": ({"users": {"u-1": "digest"}}, "not {digest, fields, was}"),
+    "entry null": ({"users": {"u-1": None}}, "not {digest, fields, was}"),
+    "entry without was": ({"users": {"u-1": STATE}}, "not {digest, fields, was}"),
+    "entry with another key": ({"users": {"u-1": {**GOOD, "at": "now"}}}, "not {digest, fields, was}"),
+    "digest short": ({"users": {"u-1": {**GOOD, "digest": "ab"}}}, "not null or 64 lowercase hex"),
+    "digest upper case": ({"users": {"u-1": {**GOOD, "digest": STATE["digest"].upper()}}}, "64 lowercase hex"),
+    "was not hex": ({"users": {"u-1": {**GOOD, "was": "zz" * 32}}}, "not null or 64 lowercase hex"),
+    "was a number": ({"users": {"u-1": {**GOOD, "was": 0}}}, "not null or 64 lowercase hex"),
+    "deleted with tags": ({"users": {"u-1": {**GOOD, "digest": None}}}, "field tags"),
+    "tags without a digest": ({"users": {"u-1": {**GOOD, "fields": None}}}, "field tags"),
     "tags of another table": ({"credentials": {"u-1": GOOD}}, "field tags of credentials"),
-    "tags not hex": ({"users": {"u-1": {**GOOD, "fields": "z" * len(GOOD["fields"])}}}, "field tags"),
+    "tags not hex": ({"users": {"u-1": {**GOOD, "fields": "z" * len(STATE["fields"])}}}, "field tags"),
     "tags not a string": ({"users": {"u-1": {**GOOD, "fields": 5}}}, "field tags"),
 }
 
@@ -161,11 +170,12 @@ def test_malformed_event_rows_are_named(name: str) -> None:
 
 def test_the_ledger_keeps_the_last_digest_of_each_row_and_names_the_changed_fields() -> None:
     ledger = RowLedger()
+    viewer = row_entry("users", "u-1", {**USER, "roles": ["viewer"]})
     assert ledger.add(0, {"no rows": True}) is None
-    assert ledger.add(1, {"rows": {"users": {"u-1": row_entry("users", "u-1", {**USER, "roles": ["viewer"]})}}}) is None
-    assert (
-        ledger.add(2, {"rows": {"users": {"u-1": GOOD, "u-2": row_entry("users", "u-2", USER), "u-3": None}}}) is None
-    )
+    assert ledger.add(1, {"rows": {"users": {"u-1": written(viewer, None), "u-3": written(STATE, None)}}}) is None
+    second = {"u-1": written(STATE, viewer["digest"]), "u-2": written(row_entry("users", "u-2", USER), None)}
+    assert ledger.add(2, {"rows": {"users": {**second, "u-3": written(None, STATE["digest"])}}}) is None
+    assert ledger.overwritten == []  # every row was as the log had left it
     assert ledger.check("users", "u-1", USER) is None  # as event 2 left it (event 1's digest is superseded)
     edited = {**USER, "roles": ["admin"], "approval_key": "cd" * 32}
     finding = ledger.check("users", "u-2", edited)
@@ -176,7 +186,7 @@ def test_the_ledger_keeps_the_last_digest_of_each_row_and_names_the_changed_fiel
     assert ledger.check("users", "u-1", USER) == RowFinding("users", "u-1", "unlogged")  # asked about once
     assert list(ledger.missing()) == []
     third = RowLedger()
-    third.add(5, {"rows": {"users": {"u-9": GOOD, "u-8": None}}})
+    third.add(5, {"rows": {"users": {"u-9": GOOD, "u-8": written(None, None)}}})
     assert [f.to_json() for f in third.missing()] == [
         {
             "table": "users",
@@ -187,6 +197,22 @@ def test_the_ledger_keeps_the_last_digest_of_each_row_and_names_the_changed_fiel
             "description": "users u-9: event 5 wrote this row, the database no longer holds it",
         }
     ]
+
+
+def test_the_ledger_finds_a_row_written_over_when_it_was_not_as_the_log_left_it() -> None:
+    """Edited in SQL, then changed by the service: the new event vouches for the row only from its ``was``."""
+    ledger = RowLedger()
+    edited = row_entry("users", "u-1", {**USER, "roles": ["admin", "auditor"]})
+    ledger.add(3, {"rows": {"users": {"u-1": GOOD}}})
+    ledger.add(8, {"rows": {"users": {"u-1": written(STATE, edited["digest"])}}})  # found the edit
+    ledger.add(9, {"rows": {"users": {"u-2": written(STATE, STATE["digest"])}}})  # a row no event wrote
+    ledger.add(11, {"rows": {"users": {"u-1": written(STATE, None)}}})  # the service thought it new
+    assert ledger.overwritten == [
+        RowFinding("users", "u-1", "overwritten", index=8),
+        RowFinding("users", "u-2", "overwritten", index=9),
+        RowFinding("users", "u-1", "overwritten", index=11),
+    ]
+    assert ledger.overwritten[0].describe() == "users u-1: edited behind the log's back before event 8 wrote over it"
 
 
 AUDITOR = """
@@ -205,7 +231,7 @@ print(json.dumps({"found": [f.to_json() if f else None for f in found], "loaded"
 @pytest.mark.process  # a fresh interpreter, so that nothing else has loaded SQLAlchemy
 def test_an_auditor_compares_rows_without_sqlalchemy_or_the_service() -> None:
     given = {
-        "events": [{"rows": {"users": {"u-1": GOOD, "u-2": row_entry("users", "u-2", USER)}}}],
+        "events": [{"rows": {"users": {"u-1": GOOD, "u-2": written(row_entry("users", "u-2", USER), None)}}}],
         "rows": [["users", "u-1", USER], ["users", "u-2", {**USER, "disabled": True}]],
     }
     source = str(Path(harbour.__file__).resolve().parents[1])
@@ -228,9 +254,10 @@ def test_each_event_carries_the_digests_of_the_rows_its_unit_wrote(
     org_id, user_id = organisation(uow)
     created = events(sessions)
     assert [e["kind"] for e in created] == ["organisation.created", "user.created"]
-    assert rows_of(created[0]) == {"organisations": {org_id: row_entry("organisations", org_id, {"name": "Acme"})}}
+    organisation_row = written(row_entry("organisations", org_id, {"name": "Acme"}), None)
+    assert rows_of(created[0]) == {"organisations": {org_id: organisation_row}}
     user = {"org_id": org_id, "name": "root", "roles": ["admin"], "approval_key": APPROVAL_KEY, "disabled": False}
-    assert rows_of(created[1]) == {"users": {user_id: row_entry("users", user_id, user)}}
+    assert rows_of(created[1]) == {"users": {user_id: written(row_entry("users", user_id, user), None)}}
     assert check(sessions) == VerifyReport(True, 2, None, "")
 
 
@@ -254,7 +281,7 @@ def test_a_row_goes_with_the_first_event_after_its_last_change(
     assert list(rows_of(first)) == ["users"] and list(rows_of(first)["users"]) == [user_id]
     book = rows_of(third)["address_book"][entry.id]
     values = {"org_id": org_id, "name": "cold", "address": "0x" + "11" * 20, "whitelisted": True}
-    assert book == row_entry("address_book", entry.id, {**values, "created_by": user_id})
+    assert book == written(row_entry("address_book", entry.id, {**values, "created_by": user_id}), None)
     assert check(sessions).ok
 
 
@@ -359,7 +386,8 @@ def test_a_deleted_row_is_recorded_as_null(engine: Engine, sessions: sessionmake
         row = s.get(m.AddressBookEntry, book.id)
         s.delete(row)
         uow.event(s, None, "address_book.removed", book.id, org_id=org_id)
-    assert rows_of(events(sessions)[-1]) == {"address_book": {book.id: None}}
+    added = rows_of(events(sessions)[-2])["address_book"][book.id]
+    assert rows_of(events(sessions)[-1]) == {"address_book": {book.id: written(None, added["digest"])}}
     assert check(sessions).ok
     sql(
         engine,
@@ -419,6 +447,38 @@ def test_in_a_group_commit_each_write_carries_its_own_rows(
     assert check(sessions).ok
 
 
+def test_concurrent_writers_of_one_row_leave_a_log_that_explains_it(
+    sessions: sessionmaker[Session], uow: UnitOfWork
+) -> None:
+    """Each unit reads the row it changes under a lock first, so its ``was`` is the digest the log holds last."""
+    org_id, user_id = organisation(uow)
+    threads, each = 6, 8
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def flip(s: Session) -> None:
+        user = s.get(m.User, user_id)
+        assert user is not None
+        user.disabled = not user.disabled
+        uow.event(s, None, "user.flipped", user_id, org_id=org_id)
+
+    def run() -> None:
+        try:
+            start.wait()
+            for _ in range(each):
+                uow.write(flip)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert check(sessions) == VerifyReport(True, 2 + threads * each, None, "")
+
+
 # -- verify: rows edited behind the log's back ---------------------------------------------------------------------
 
 
@@ -454,6 +514,39 @@ def test_rows_edited_inserted_or_deleted_in_sql_are_reported_by_table_id_and_fie
         assert audit.verify(s, KEY.public_key(), rows=False).ok  # the log itself is intact
 
 
+def test_a_row_edited_in_sql_and_then_written_over_by_the_service_is_still_found(
+    engine: Engine, sessions: sessionmaker[Session], uow: UnitOfWork
+) -> None:
+    """The next event's digest would vouch for the edit: its ``was`` says what the service found instead."""
+    org_id, user_id = organisation(uow)
+    sql(engine, "UPDATE users SET roles = :r WHERE id = :id", r='["admin", "approver"]', id=user_id)
+    sql(
+        engine,
+        "INSERT INTO organisations (id, name, created_at) VALUES ('o-x', 'Shadow', :at)",
+        at=dt.datetime(2025, 1, 1),
+    )
+    with uow.tx() as s:
+        user = s.get(m.User, user_id)
+        shadow = s.get(m.Organisation, "o-x")
+        assert user is not None and shadow is not None
+        user.disabled = True
+        uow.event(s, None, "user.disabled", user_id, org_id=org_id)
+        shadow.name = "Shadow Ltd"
+        uow.event(s, None, "organisation.renamed", "o-x", org_id="o-x")
+    report = check(sessions)
+    assert report.rows == (
+        RowFinding("users", user_id, "overwritten", index=2),
+        RowFinding("organisations", "o-x", "overwritten", index=3),
+    )
+    assert "users " + user_id + ": edited behind the log's back before event 2 wrote over it" in report.problem
+    with uow.tx() as s:  # and the next change, from the state the log now holds, is clean again
+        user = s.get(m.User, user_id)
+        assert user is not None
+        user.disabled = False
+        uow.event(s, None, "user.enabled", user_id, org_id=org_id)
+    assert len(check(sessions).rows) == 2
+
+
 def test_a_row_set_back_to_its_logged_value_verifies(
     engine: Engine, sessions: sessionmaker[Session], uow: UnitOfWork
 ) -> None:
@@ -471,7 +564,7 @@ def test_malformed_rows_in_a_signed_event_fail_the_log_at_that_event(sessions: s
         log.append(s, org_id=None, actor_id=None, kind="x.y", subject=None, data={"rows": {"users": {"u": "x"}}})
     report = check(sessions)
     assert (report.ok, report.first_bad_index) == (False, 1)
-    assert "event 1 is signed but the entry of users u is not {digest, fields}" in report.problem
+    assert "event 1 is signed but the entry of users u is not {digest, fields, was}" in report.problem
 
 
 def test_a_log_that_fails_is_reported_before_any_row(

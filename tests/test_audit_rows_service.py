@@ -87,6 +87,7 @@ def populate(env: CustodyEnv) -> dict[str, str]:
         "initiator": env.user_id("initiator"),
         "approver1": env.user_id("approver1"),
         "org": env.actor("admin").org_id,
+        "admin_token": env.people["admin"].token,
     }
 
 
@@ -242,6 +243,22 @@ def test_an_edit_in_sql_is_reported_at_its_row_and_field(copy: Copy, name: str) 
     statement, expected = EDITS[name]
     copy.edit(statement(copy.ids))
     assert copy.findings() == expected(copy.ids)
+
+
+def test_an_edit_the_service_later_writes_over_is_still_reported(copy: Copy) -> None:
+    """The destination edited while pending, then the admin cancels: the cancel's event does not launder the edit."""
+    i = copy.ids
+    copy.edit(sa.update(TXS).where(TXS.c.id == i["pending"]).values(destination="0x" + "66" * 20))
+    deployment = cfg.open_deployment(cfg.CustodyConfig.load(copy.home), start=False)
+    try:
+        custody = deployment.custody
+        assert custody.cancel(custody.authenticate(i["admin_token"]), i["pending"])["state"] == "cancelled"
+    finally:
+        deployment.close()
+        custody.uow.sessions.kw["bind"].dispose()
+    assert copy.findings() == {("transactions", i["pending"], "overwritten", ())}
+    code, out = copy.verify()
+    assert code == 1 and f"transactions {i['pending']}: edited behind the log's back before event" in out
 
 
 def test_the_cli_reports_every_row_readably_and_exits_non_zero(copy: Copy) -> None:

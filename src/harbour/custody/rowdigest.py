@@ -15,7 +15,7 @@ side (which rows a unit of work wrote, reading them back).
 
 An event's rows, in its data::
 
-    "rows": {"users": {"<id>": {"digest": "<64 hex>", "fields": "<8 hex per field>"}, "<id>": null}, ...}
+    "rows": {"users": {"<id>": {"digest": "<64 hex>", "fields": "<8 hex per field>", "was": "<64 hex>" | null}}}
 
 ``digest`` is SHA-256 of ``"harbour/audit-row/v1/" table 0x00`` followed by the
 canonical JSON (:func:`~harbour.custody.auditproof.canonical_json`) of
@@ -24,7 +24,11 @@ canonical JSON (:func:`~harbour.custody.auditproof.canonical_json`) of
 ``fields`` holds, per field in that order, the first 4 bytes of SHA-256 of
 ``"harbour/audit-row-field/v1/" table 0x00`` and the canonical JSON of
 ``[id, field, value]``: too short to bind anything (the digest does that), long
-enough to name the fields an edit changed. ``null`` records a deleted row. See
+enough to name the fields an edit changed. ``digest`` and ``fields`` are null
+for a row the event deleted. ``was`` is the digest of the row as the event's
+unit of work found it (null for a row it created): it must be the digest the
+log last wrote for that row, or the row was edited behind the log's back before
+the service wrote over it, and would otherwise be vouched for from then on. See
 docs/audit.md.
 """
 
@@ -101,7 +105,7 @@ is only shown (labels, notes, errors, a withdrawal's policy explanation, receipt
 figures); see docs/audit.md.
 """
 
-_ENTRY_KEYS = frozenset({"digest", "fields"})
+_ENTRY_KEYS = frozenset({"digest", "fields", "was"})
 _TAGS = {table: re.compile(f"[0-9a-f]{{{TAG_HEX * len(fields)}}}") for table, fields in TABLES.items()}
 
 
@@ -117,7 +121,10 @@ def _prefix(domain: bytes, table: str) -> bytes:
 
 
 def row_entry(table: str, row_id: str, values: Mapping[str, Any]) -> dict[str, str]:
-    """The digest and field tags of row ``row_id`` of ``table`` with column ``values`` (every field of the table)."""
+    """The digest and field tags of row ``row_id`` of ``table`` with column ``values`` (every field of the table).
+
+    An event's entry is this with the row's ``was`` (:func:`written`).
+    """
     fields = TABLES[table]
     # Each value is encoded once and spliced in: the bytes are canonical_json([row_id, {...}]) and
     # canonical_json([row_id, name, value]) exactly, at a third of the cost (this runs for every row written).
@@ -133,6 +140,17 @@ def row_entry(table: str, row_id: str, values: Mapping[str, Any]) -> dict[str, s
     return {"digest": digest, "fields": tags}
 
 
+def written(state: Mapping[str, str] | None, was: str | None) -> dict[str, str | None]:
+    """An event's entry for a row: its :func:`row_entry` now (None: deleted), and its digest before (None: new)."""
+    if state is None:
+        return {"digest": None, "fields": None, "was": was}
+    return {"digest": state["digest"], "fields": state["fields"], "was": was}
+
+
+def _hash_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and HASH_HEX.fullmatch(value) is not None)
+
+
 def check_rows(rows: Any) -> str | None:
     """Why ``rows`` (an event's ``data["rows"]``) is not well formed, or None if it is."""
     if not isinstance(rows, dict):
@@ -145,14 +163,14 @@ def check_rows(rows: Any) -> str | None:
         for row_id, entry in entries.items():
             if not 0 < len(row_id) <= MAX_ID:
                 return f"a row id of {table} is not 1..{MAX_ID} characters"
-            if entry is None:
-                continue
             if not isinstance(entry, dict) or entry.keys() != _ENTRY_KEYS:
-                return f"the entry of {table} {row_id} is not {{digest, fields}}"
+                return f"the entry of {table} {row_id} is not {{digest, fields, was}}"
             digest, tags = entry["digest"], entry["fields"]
-            if not isinstance(digest, str) or not HASH_HEX.fullmatch(digest):
-                return f"the digest of {table} {row_id} is not 64 lowercase hex digits"
-            if not isinstance(tags, str) or not _TAGS[table].fullmatch(tags):
+            if not _hash_or_none(digest) or not _hash_or_none(entry["was"]):
+                return f"the digests of {table} {row_id} are not null or 64 lowercase hex digits"
+            if digest is None and tags is None:
+                continue
+            if digest is None or not isinstance(tags, str) or not _TAGS[table].fullmatch(tags):
                 return f"the field tags of {table} {row_id} are not {TAG_HEX} hex digits for each of its fields"
     return None
 
@@ -165,11 +183,12 @@ class RowFinding:
     row_id: str
     problem: str
     """``changed`` (since its last event), ``unlogged`` (no event wrote it), ``missing`` (the log wrote it, the
-    database lacks it) or ``deleted`` (the log deleted it, the database holds it)."""
+    database lacks it), ``deleted`` (the log deleted it, the database holds it) or ``overwritten`` (the service
+    wrote over it at event ``index`` when it was not as the log had left it)."""
     fields: tuple[str, ...] = ()
     """For ``changed``: the fields whose tags differ (empty when the tags cannot tell)."""
     index: int | None = None
-    """The last event that wrote the row, if any."""
+    """The last event that wrote the row, if any; for ``overwritten``, the event that wrote over the edit."""
 
     def describe(self) -> str:
         where = f"{self.table} {self.row_id}"
@@ -180,6 +199,8 @@ class RowFinding:
             return f"{where}: no audit event wrote this row"
         if self.problem == "missing":
             return f"{where}: event {self.index} wrote this row, the database no longer holds it"
+        if self.problem == "overwritten":
+            return f"{where}: edited behind the log's back before event {self.index} wrote over it"
         return f"{where}: event {self.index} deleted this row, the database holds it"
 
     def to_json(self) -> dict[str, Any]:
@@ -197,11 +218,14 @@ class RowLedger:
     """The rows as the log left them: fed the events in index order, then asked about each row of the database.
 
     Holds one entry per row the log ever wrote (its digest, its tags and the event's
-    index), so memory grows with the number of rows, not of events.
+    index), so memory grows with the number of rows, not of events. Rows the service
+    wrote over when they were not as the log had left them are collected in
+    :attr:`overwritten` as the events go by.
     """
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], tuple[str, str, int] | tuple[None, None, int]] = {}
+        self._rows: dict[tuple[str, str], tuple[str | None, str | None, int]] = {}
+        self.overwritten: list[RowFinding] = []
 
     def add(self, index: int, data: Any) -> str | None:
         """Take event ``index``'s rows (from its ``data``); returns why they are malformed, or None."""
@@ -213,7 +237,10 @@ class RowLedger:
             return f"event {index} is signed but {problem}"
         for table, entries in rows.items():
             for row_id, entry in entries.items():
-                self._rows[table, row_id] = (None, None, index) if entry is None else (*_pair(entry), index)
+                before = self._rows.get((table, row_id))
+                if entry["was"] != (before[0] if before is not None else None):
+                    self.overwritten.append(RowFinding(table, row_id, "overwritten", index=index))
+                self._rows[table, row_id] = (entry["digest"], entry["fields"], index)
         return None
 
     def check(self, table: str, row_id: str, values: Mapping[str, Any]) -> RowFinding | None:
@@ -240,7 +267,3 @@ class RowLedger:
         for (table, row_id), (digest, _, index) in sorted(self._rows.items()):
             if digest is not None:
                 yield RowFinding(table, row_id, "missing", index=index)
-
-
-def _pair(entry: Mapping[str, str]) -> tuple[str, str]:
-    return entry["digest"], entry["fields"]

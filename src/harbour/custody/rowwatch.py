@@ -18,6 +18,14 @@ a unit, which would change rows no object reports. Digests are computed from the
 rows as the database returns them after the flush, with the same query
 :func:`check_rows` runs for ``harbour audit verify``, so both sides see the same
 values whatever the column types do.
+
+The first time a unit changes a row that exists already, the row is read (and
+locked, ``FOR UPDATE``) as it is before the change: its digest is the entry's
+``was``, which ``verify`` holds against the digest the log last wrote. Without
+it, a row edited in SQL and later written over by the service (a pending
+withdrawal's destination, then its approval) would be vouched for by the new
+event. The lock keeps another writer from changing the row between that read
+and the commit, which would make ``was`` stale.
 """
 
 from __future__ import annotations
@@ -27,13 +35,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, cast
 
-from sqlalchemy import Select, Table, bindparam, event, select
+from sqlalchemy import Select, Table, bindparam, event, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session, object_session
 from sqlalchemy.orm.base import NO_VALUE
 
 from harbour.custody import models as m
 from harbour.custody.errors import CustodyError
-from harbour.custody.rowdigest import ROWS_KEY, TABLES, RowFinding, RowLedger, row_entry
+from harbour.custody.rowdigest import ROWS_KEY, TABLES, RowFinding, RowLedger, row_entry, written
 
 MODELS: Final[dict[str, type[Any]]] = {
     model.__tablename__: model
@@ -85,9 +93,21 @@ class _Unit:
     changed: dict[int, tuple[Any, int]] = field(default_factory=dict)
     """id(object) -> (object, how many events were queued when it last changed)."""
     deleted: dict[tuple[str, str], int] = field(default_factory=dict)
+    was: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    """(table, id) -> the digest of a row that existed before the unit changed it (None: it was not there)."""
 
-    def touch(self, target: Any) -> None:
+    def touch(self, session: Session, target: Any) -> None:
+        if id(target) not in self.changed and inspect(target).persistent:
+            self.before(session, target)
         self.changed[id(target)] = (target, len(self.events))
+
+    def before(self, session: Session, target: Any) -> None:
+        key = _key(target)
+        if key is not None and key not in self.was:
+            table, row_id = key
+            row = session.connection().execute(_LOCK_BY_ID[table], {"ids": [row_id]}).first()
+            state = row_entry(table, row_id, dict(zip(TABLES[table], row[1:], strict=True))) if row else None
+            self.was[key] = state["digest"] if state is not None else None
 
 
 def begin(session: Session) -> None:
@@ -131,14 +151,18 @@ def finish(session: Session) -> list[Event]:
     rows: list[dict[str, dict[str, Any]]] = [{} for _ in unit.events]
     for (table, row_id), seq in sorted(since.items()):
         target = _event_for(unit.events, seq, row_id)
-        rows[target].setdefault(table, {})[row_id] = entries.get((table, row_id))
+        rows[target].setdefault(table, {})[row_id] = written(
+            entries.get((table, row_id)), unit.was.get((table, row_id))
+        )
     out: list[Event] = []
-    for entry, written in zip(unit.events, rows, strict=True):
-        chunks = _chunks(written)
+    for queued, its_rows in zip(unit.events, rows, strict=True):
+        chunks = _chunks(its_rows)
         if chunks:
-            entry.data[ROWS_KEY] = chunks[0]
-        out.append(entry)
-        out.extend(Event(entry.org_id, entry.actor_id, "audit.rows", entry.subject, {ROWS_KEY: c}) for c in chunks[1:])
+            queued.data[ROWS_KEY] = chunks[0]
+        out.append(queued)
+        out.extend(
+            Event(queued.org_id, queued.actor_id, "audit.rows", queued.subject, {ROWS_KEY: c}) for c in chunks[1:]
+        )
     return out
 
 
@@ -202,15 +226,10 @@ def _columns(name: str) -> Select[Any]:
 
 _BY_ID: Final = {name: _columns(name).where(_table(name).c.id.in_(bindparam("ids", expanding=True))) for name in TABLES}
 """Built once: constructing an IN clause costs more than running it."""
+_LOCK_BY_ID: Final = {name: query.with_for_update() for name, query in _BY_ID.items()}
 
 
 # -- what reports a change ---------------------------------------------------------------------------------------
-
-
-def _unit_of(target: object) -> _Unit | None:
-    session = object_session(target)
-    unit = session.info.get(_UNIT) if session is not None else None
-    return unit if isinstance(unit, _Unit) else None
 
 
 def _on_set(target: object, value: Any, old: Any, _initiator: Any) -> None:
@@ -218,21 +237,29 @@ def _on_set(target: object, value: Any, old: Any, _initiator: Any) -> None:
         return
     if old is not NO_VALUE and type(value) is type(old) and value == old:
         return
-    unit = _unit_of(target)
-    if unit is not None:
-        unit.touch(target)
+    _on_modified(target, None)
 
 
-def _on_modified(target: object, _initiator: Any) -> None:  # flag_modified: a JSON value changed in place
-    unit = _unit_of(target)
-    if unit is not None:
-        unit.touch(target)
+def _on_modified(target: object, _initiator: Any) -> None:  # also flag_modified: a JSON value changed in place
+    session = object_session(target)
+    unit = session.info.get(_UNIT) if session is not None else None
+    if session is not None and isinstance(unit, _Unit):
+        unit.touch(session, target)
 
 
 def _on_add(session: Session, target: object) -> None:
     unit = session.info.get(_UNIT)
     if isinstance(unit, _Unit) and type(target) in _COVERED:
-        unit.touch(target)
+        unit.touch(session, target)
+
+
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    """A row about to be deleted: read it as it is first (``persistent_to_deleted`` comes after the DELETE)."""
+    unit = session.info.get(_UNIT)
+    if isinstance(unit, _Unit):
+        for target in session.deleted:
+            if type(target) in _COVERED:
+                unit.before(session, target)
 
 
 def _on_delete(session: Session, target: Any) -> None:
@@ -258,6 +285,7 @@ for _name, _model in MODELS.items():
         event.listen(getattr(_model, _field), "set", _on_set)
         event.listen(getattr(_model, _field), "modified", _on_modified)
 event.listen(Session, "transient_to_pending", _on_add)
+event.listen(Session, "before_flush", _before_flush)
 event.listen(Session, "persistent_to_deleted", _on_delete)
 event.listen(Session, "do_orm_execute", _on_statement)
 
@@ -269,7 +297,7 @@ def baseline(session: Session) -> list[Event]:
     """Events recording every covered row as it is now: the start of row digests for a log begun without them."""
     rows: dict[str, dict[str, Any]] = {}
     for table, row_id, values in _all_rows(session, READ_BATCH):
-        rows.setdefault(table, {})[row_id] = row_entry(table, row_id, values)
+        rows.setdefault(table, {})[row_id] = written(row_entry(table, row_id, values), None)
     return [
         Event(None, None, "audit.baseline" if n == 0 else "audit.rows", None, {ROWS_KEY: chunk})
         for n, chunk in enumerate(_chunks(rows))
@@ -277,8 +305,8 @@ def baseline(session: Session) -> list[Event]:
 
 
 def check_rows(session: Session, ledger: RowLedger, batch: int = READ_BATCH) -> list[RowFinding]:
-    """Every covered row of the database compared with ``ledger`` (the log's rows), then the rows it lacks."""
-    findings: list[RowFinding] = []
+    """The rows the service wrote over an edit, every covered row compared with ``ledger``, then the rows it lacks."""
+    findings = list(ledger.overwritten)
     for table, row_id, values in _all_rows(session, batch):
         finding = ledger.check(table, row_id, values)
         if finding is not None:
