@@ -89,6 +89,8 @@ class Event:
 
 @dataclass
 class _Unit:
+    """What one unit of work has done so far: its queued events, the rows it changed and what they were before."""
+
     events: list[Event] = field(default_factory=list)
     changed: dict[int, tuple[Any, int]] = field(default_factory=dict)
     """id(object) -> (object, how many events were queued when it last changed)."""
@@ -97,6 +99,7 @@ class _Unit:
     """(table, id) -> the digest of a row that existed before the unit changed it (None: it was not there)."""
 
     def touch(self, session: Session, target: Any) -> None:
+        """``target`` changed; on the first change of a row that exists, read what it was (before the change lands)."""
         if id(target) not in self.changed and inspect(target).persistent:
             self.before(session, target)
         self.changed[id(target)] = (target, len(self.events))
