@@ -311,6 +311,10 @@ class Planner:
         job = KeygenJob(sid, me, scheme, threshold, sorted(roster), rng=rng, hedge_key=self.hedge_key)
         session = Session(sid, "keygen", key_id, "m", [], certificate, job, roster, me, deadline)
         org = self._certificate_org(certificate)
+        if org is not None and not scheme_by_name(scheme).recoverable:
+            raise Refusal(
+                "bad-request", f"a key of an organisation signs its Ethereum withdrawals: threshold ECDSA, not {scheme}"
+            )
         session.staging = {"roster": roster, "base": b"", "org": org}
         params = {
             "scheme": scheme,

@@ -122,12 +122,16 @@ class Organisations:
         org = genesis.hash.hex()
         if org in self.logs:
             return self.logs[org]
-        if len(self.logs) >= MAX_ORGS:
-            raise Refusal("busy", f"this node serves {MAX_ORGS} organisations already")
+        self.room()
         governance = GovernanceLog(genesis)
         self.store.put(f"orgs/{org}", genesis.encode())
         self.logs[org] = governance
         return governance
+
+    def room(self) -> None:
+        """Refusal("busy") if the node serves as many organisations as it can."""
+        if len(self.logs) >= MAX_ORGS:
+            raise Refusal("busy", f"this node serves {MAX_ORGS} organisations already")
 
     def push(self, org: str, entries: Iterable[SignedEntry]) -> int:
         """Append ``entries`` in order, each verified and stored; how many were appended.

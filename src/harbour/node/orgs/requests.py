@@ -67,6 +67,7 @@ class OrgRequests:
         org = genesis.hash.hex()
         if org in self.orgs.logs:
             return _head(self.orgs.logs[org])
+        self.orgs.room()  # before the certificate is spent
         try:
             approval.verify(
                 certificate,
