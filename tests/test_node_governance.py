@@ -89,7 +89,8 @@ class Env:
 
     def enrol(self, org: Org, nodes: Sequence[int] = (0, 1, 2, 3)) -> dict[str, int]:
         cert = self.cluster.certify("enrol", params={"org": org.org})
-        return call(lambda co: co.enrol([self.nodes[i] for i in nodes], org.genesis, cert))
+        heads: dict[str, int] = call(lambda co: co.enrol([self.nodes[i] for i in nodes], org.genesis, cert))
+        return heads
 
     def keygen(self, org: Org, key_id: str, nodes: Sequence[int] = (0, 1, 2)) -> ClusterKey:
         members = [self.nodes[i] for i in nodes]
@@ -183,7 +184,8 @@ class Env:
         return call(lambda co: co._run("sign", certificate, members, {p: args for p in members}, sid))
 
     def rpc(self, node: int, request: dict[str, Any]) -> dict[str, Any]:
-        return call(lambda co: co._call(self.nodes[node], request))
+        answer: dict[str, Any] = call(lambda co: co._call(self.nodes[node], request))
+        return answer
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +218,11 @@ def verify(key: ClusterKey, digest: bytes, signature: EcdsaSignature) -> None:
 
 
 def test_an_enrolled_node_reports_the_genesis_head(env: Env) -> None:
-    heads = call(lambda co: co.heads(env.nodes, env.acme.org))
-    assert {seq for seq, _ in heads.values()} == {0}
-    assert {head for _, head in heads.values()} == {env.acme.log.genesis_hash}
+    fresh = Org("fresh", policy=whitelist_only())
+    assert env.enrol(fresh) == {d.name: 0 for d in env.nodes}
+    heads = call(lambda co: co.heads(env.nodes, fresh.org))
+    assert set(heads.values()) == {(0, fresh.log.genesis_hash)}
+    assert env.enrol(fresh) == {d.name: 0 for d in env.nodes}, "enrolling again changes nothing"
 
 
 def test_enrolling_needs_an_enrol_certificate_for_that_genesis(env: Env) -> None:
@@ -229,8 +233,12 @@ def test_enrolling_needs_an_enrol_certificate_for_that_genesis(env: Env) -> None
         (env.cluster.certify("enrol", params={"org": env.acme.org}), "params"),
         (foreign, "untrusted"),
     ]:
+
+        async def enrol(co: Coordinator, cert: bytes = cert) -> Any:
+            return await co.enrol([env.nodes[3]], other.genesis, cert)
+
         with pytest.raises(ClusterError) as exc:
-            call(lambda co, cert=cert: co.enrol([env.nodes[3]], other.genesis, cert))
+            call(enrol)
         assert exc.value.reason == "approval" and needle in str(exc.value)
     with pytest.raises(ClusterError) as exc:
         env.rpc(3, {"op": "head", "org": other.org})
@@ -248,6 +256,7 @@ def test_a_genesis_with_signatures_or_garbage_is_refused(env: Env) -> None:
 
 
 def test_push_brings_every_node_to_the_head(env: Env) -> None:
+    call(lambda co: co.push(env.nodes, env.acme.log))
     env.acme.propose(c.AddAddress("unlisted", "unlisted", UNLISTED, False))
     sent = call(lambda co: co.push(env.nodes, env.acme.log))
     assert sent == {d.name: 1 for d in env.nodes}
@@ -263,6 +272,7 @@ def push(env: Env, node: int, org: Org, *entries: bytes) -> dict[str, Any]:
 def test_pushed_entries_are_refused_with_the_reason(env: Env) -> None:
     """Replayed, forked, out of order, under quorum, badly signed, foreign, malformed: each named over RPC."""
     org = env.acme
+    call(lambda co: co.push(env.nodes, org.log))
     head = org.log.state.seq
     held = org.log.entries[-1]
     fork = org.entry(c.AddAddress("x", "x", TOKEN, False), seq=head, prev=held.entry.prev)
@@ -292,6 +302,7 @@ def test_pushed_entries_are_refused_with_the_reason(env: Env) -> None:
 
 def test_a_removed_admins_signature_does_not_count(env: Env) -> None:
     org = env.acme
+    call(lambda co: co.push(env.nodes, org.log))
     removal = org.propose(c.DisableUser("admin-c"))
     late = org.entry(c.AddAddress("late", "late", TOKEN, False), proposer="admin-c", signers=["admin-c", "admin-a"])
     with pytest.raises(ClusterError) as exc:
@@ -315,13 +326,14 @@ def test_one_bad_entry_refuses_it_and_the_rest(env: Env) -> None:
 
 
 def test_push_requests_are_bounded(env: Env) -> None:
-    for request, needle in [
+    requests: list[tuple[dict[str, Any], str]] = [
         ({"op": "push", "org": env.acme.org, "entries": []}, "entries"),
         ({"op": "push", "org": env.acme.org, "entries": [b"x"] * (rpc.MAX_PUSH + 1)}, "entries"),
         ({"op": "push", "org": env.acme.org.upper(), "entries": [b"x"]}, "org"),
         ({"op": "head", "org": "acme"}, "org"),
         ({"op": "history", "org": env.acme.org, "session_id": b"short"}, "session_id"),
-    ]:
+    ]
+    for request, needle in requests:
         with pytest.raises(ClusterError) as exc:
             env.rpc(0, request)
         assert exc.value.reason == "bad-request" and needle in str(exc.value), exc.value
@@ -547,7 +559,7 @@ def test_a_stale_statement_is_refused_by_the_node_that_made_it(env: Env) -> None
 def test_a_forged_certificate_above_the_limit_is_refused(env: Env) -> None:
     """The authority's key signs whatever it likes; the nodes still count the limit against their records."""
     org, key = env.rota, env.keys["rota-vault"]
-    digest, evidence, _ = env.withdrawal(org, key, LIMIT)
+    digest, evidence, _ = env.withdrawal(org, key, LIMIT + 1)
     with pytest.raises(ClusterError) as exc:
         env.sign(org, key, digest, evidence, signers=(1, 2))
     refused(exc, "policy", "exceeds")
@@ -596,9 +608,14 @@ def test_a_node_joining_by_reshare_takes_the_binding_from_the_certificate(env: E
     newcomers = [env.nodes[1], env.nodes[2], env.nodes[3]]
     params = admin_params("reshare", threshold=2, nodes=newcomers, key=key)
     for wrong in ({k: v for k, v in params.items() if k != "org"}, params | {"org": env.bolt.org}):
+
+        async def reshare(
+            co: Coordinator, cert: bytes = env.cluster.certify("reshare", key.key_id, params=wrong)
+        ) -> Any:
+            return await co.reshare(key, newcomers, 2, cert)
+
         with pytest.raises(ClusterError) as exc:
-            cert = env.cluster.certify("reshare", key.key_id, params=wrong)
-            call(lambda co, cert=cert: co.reshare(key, newcomers, 2, cert))
+            call(reshare)
         assert exc.value.reason in ("approval", "unknown-org"), exc.value
     moved: ClusterKey = call(
         lambda co: co.reshare(key, newcomers, 2, env.cluster.certify("reshare", key.key_id, params=params))

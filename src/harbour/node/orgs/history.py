@@ -82,13 +82,12 @@ class History:
             return
         mine = self.records.setdefault(org, {})
         keep = max(window, RETENTION)
-        newest = self.seq(org)
-        stale = [n for n, r in mine.items() if r.at <= now - keep and n != newest]
+        # The new record is the newest from here on: every older one may go.
+        stale = [n for n, r in mine.items() if r.at <= now - keep]
         if len(mine) - len(stale) >= MAX_RECORDS:
             # Make room with the oldest outside the policy's window, never with one inside it.
             spare = sorted(
-                (n for n, r in mine.items() if r.at <= now - window and n not in stale and n != newest),
-                key=lambda n: mine[n].at,
+                (n for n, r in mine.items() if r.at <= now - window and n not in stale), key=lambda n: mine[n].at
             )
             stale += spare[: len(mine) - len(stale) - MAX_RECORDS + 1]
             if len(mine) - len(stale) >= MAX_RECORDS:
@@ -96,7 +95,7 @@ class History:
                     f"this node holds {MAX_RECORDS} withdrawals of organisation {org} within its policy's "
                     f"longest window ({window} s), the most it counts: shorten the window"
                 )
-        number = newest + 1
+        number = self.seq(org) + 1
         self.store.put(f"history/{org}.{number}", bytes(cbor2.dumps(record.to_cbor(), canonical=True)))
         mine[number] = record
         self._forget(org, stale)

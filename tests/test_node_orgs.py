@@ -1,0 +1,454 @@
+"""The parts of a node's organisations, in one process: evidence v2, records, history, statements, the registry.
+
+The same checks run through real node processes in ``test_node_governance.py``;
+here every malformed encoding gets its refusal, and the node's decision
+(:func:`harbour.node.quorum.check_governed`) is checked against states a test
+builds, without nodes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from governance_env import INITIATOR, Org, raw, two_approvers, velocity_policy
+from harbour.chains.eip1559 import Eip1559Transaction, parse_address
+from harbour.chains.ethereum import address_from_public_key, checksum_address
+from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
+from harbour.governance import changes as c
+from harbour.governance.fields import GovernanceError
+from harbour.governance.policy import PastTx
+from harbour.node.certificate import ApprovalError
+from harbour.node.identity import NodeIdentity
+from harbour.node.keyfile import MIN_N
+from harbour.node.orgs import statement as statements
+from harbour.node.orgs.history import MAX_RECORDS, RETENTION, History, HistoryFull
+from harbour.node.orgs.records import Record, union
+from harbour.node.orgs.registry import Organisations
+from harbour.node.quorum import (
+    ETH,
+    Evidence,
+    EvidenceError,
+    GovernedEvidence,
+    Intent,
+    approval_statement,
+    check_governed,
+    decode_evidence,
+    sign_approval,
+)
+from harbour.node.staging import Refusal
+from harbour.node.store import SecretStore, StoreError
+
+RECIPIENT = checksum_address(bytes.fromhex("a1" * 20))
+ETHER = 10**18
+_CHILD = SECP256K1.base_mul(4242)
+assert isinstance(_CHILD, Secp256k1Point)
+CHILD: Secp256k1Point = _CHILD
+SENDER = address_from_public_key(CHILD)
+NOW = 1_800_000_000
+
+
+def org(policy: dict[str, Any] | None = None) -> Org:
+    return Org(
+        "acme",
+        policy=policy or velocity_policy(5 * ETHER),
+        vaults={"main": "vault-key"},
+        book=[("listed", RECIPIENT, True)],
+    )
+
+
+def evidence(o: Org, *, amount: int = ETHER, approvers: tuple[str, ...] = (), **changes: Any) -> GovernedEvidence:
+    intent = Intent(1337, SENDER, RECIPIENT, ETH, amount)
+    tx = Eip1559Transaction(
+        chain_id=1337,
+        nonce=0,
+        max_priority_fee_per_gas=1,
+        max_fee_per_gas=2,
+        gas_limit=21_000,
+        to=parse_address(RECIPIENT),
+        value=amount,
+        data=b"",
+    )
+    statement = approval_statement(org=o.name, transaction_id="tx-1", key_id="vault-key", path="m", intent=intent)
+    fields: dict[str, Any] = {
+        "org": o.org,
+        "transaction_id": "tx-1",
+        "intent": intent,
+        "transaction": tx,
+        "initiator": INITIATOR,
+        "head": o.log.head,
+        "approvals": [(raw(o.keys[n]), sign_approval(o.keys[n], statement)) for n in approvers],
+    }
+    return GovernedEvidence(**(fields | changes))
+
+
+def judge(o: Org, ev: GovernedEvidence, history: list[PastTx] | None = None) -> Any:
+    return check_governed(
+        ev,
+        key_id="vault-key",
+        path="m",
+        digest=ev.transaction.signing_hash(),
+        child_public_key=CHILD,
+        state=o.log.state,
+        history=history or [],
+        at=datetime.fromtimestamp(NOW, UTC),
+    )
+
+
+# == evidence, version 2 ========================================================================================
+
+
+def test_governed_evidence_round_trips_and_v1_still_decodes() -> None:
+    ev = evidence(org(), approvers=("alice",))
+    assert decode_evidence(ev.encode()) == ev
+    with pytest.raises(EvidenceError, match="version 2 evidence where version 1"):
+        Evidence.decode(ev.encode())
+
+
+def _map(ev: GovernedEvidence) -> dict[str, Any]:
+    return dict(cbor2.loads(ev.encode()))
+
+
+def _with(**changes: Any) -> bytes:
+    return bytes(cbor2.dumps(_map(evidence(org())) | changes, canonical=True))
+
+
+MALFORMED: dict[str, tuple[bytes, str]] = {
+    "version 3": (_with(version=3), "unsupported evidence version"),
+    "extra field": (_with(quorum={}), "map of exactly"),
+    "org not hex": (_with(org="acme"), "genesis hash"),
+    "org upper case": (_with(org=evidence(org()).org.upper()), "genesis hash"),
+    "head short": (_with(head=bytes(31)), "32-byte hash"),
+    "head text": (_with(head="00" * 32), "32-byte hash"),
+    "initiator empty": (_with(initiator=""), "initiator"),
+    "initiator bytes": (_with(initiator=b"ivan"), "initiator"),
+    "trailing byte": (evidence(org()).encode() + b"\x00", "not canonical"),
+    "too many approvals": (_with(approvals=[[raw(Ed25519PrivateKey.generate()), bytes(64)]] * 65), "at most 64"),
+    "small-order approver": (_with(approvals=[[bytes(32), bytes(64)]]), "small order"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_governed_evidence_is_refused(case: str) -> None:
+    data, needle = MALFORMED[case]
+    with pytest.raises(EvidenceError, match=needle):
+        decode_evidence(data)
+
+
+def test_a_missing_field_is_refused() -> None:
+    obj = _map(evidence(org()))
+    del obj["initiator"]
+    with pytest.raises(EvidenceError, match="map of exactly"):
+        decode_evidence(bytes(cbor2.dumps(obj, canonical=True)))
+
+
+# == the node's decision ========================================================================================
+
+
+def test_an_allowed_withdrawal_is_judged_with_the_facts_from_the_log() -> None:
+    o = org()
+    decision, facts = judge(o, evidence(o))
+    assert decision.action == "allow" and facts.vault_id == "main" and facts.asset == "ETH"
+    assert facts.whitelisted
+
+
+def test_the_evidence_must_cite_the_state_head() -> None:
+    o = org()
+    ev = evidence(o)
+    o.propose(c.SetWhitelisted("listed", False))
+    with pytest.raises(ApprovalError, match="push the log") as exc:
+        judge(o, ev)
+    assert exc.value.reason == "governance"
+
+
+def test_history_counts_toward_the_velocity_limit() -> None:
+    o = org()
+    past = [PastTx(INITIATOR, "main", "ETH", RECIPIENT, 4 * ETHER, datetime.fromtimestamp(NOW - 60, UTC))]
+    with pytest.raises(ApprovalError, match="exceeds") as exc:
+        judge(o, evidence(o, amount=2 * ETHER), past)
+    assert exc.value.reason == "policy"
+    judge(o, evidence(o, amount=ETHER), past)
+
+
+def test_approvals_come_from_the_log() -> None:
+    o = org(two_approvers())
+    with pytest.raises(ApprovalError, match="missing") as exc:
+        judge(o, evidence(o, approvers=("alice",)))
+    assert exc.value.reason == "quorum"
+    judge(o, evidence(o, approvers=("alice", "bob")))
+    o.propose(c.DisableUser("bob"))
+    with pytest.raises(ApprovalError, match="missing"):
+        judge(o, evidence(o, approvers=("alice", "bob")))
+
+
+def test_a_bad_or_repeated_approval_refuses_them_all() -> None:
+    o = org(two_approvers())
+    good = evidence(o, approvers=("alice", "bob"))
+    bad = replace(good, approvals=(good.approvals[0], (good.approvals[1][0], bytes(64))))
+    with pytest.raises(ApprovalError, match="not a valid signature"):
+        judge(o, bad)
+    twice = replace(good, approvals=(good.approvals[0], good.approvals[0]))
+    with pytest.raises(ApprovalError, match="listed twice"):
+        judge(o, twice)
+
+
+def test_the_statement_names_the_logs_own_org() -> None:
+    """Approvals over a statement naming the genesis hash instead of the organisation's id do not verify."""
+    o = org(two_approvers())
+    ev = evidence(o)
+    statement = approval_statement(org=o.org, transaction_id="tx-1", key_id="vault-key", path="m", intent=ev.intent)
+    wrong = replace(ev, approvals=[(raw(o.keys[n]), sign_approval(o.keys[n], statement)) for n in ("alice", "bob")])
+    with pytest.raises(ApprovalError) as exc:
+        judge(o, wrong)
+    assert exc.value.reason == "approvals"
+
+
+def test_the_transaction_must_be_the_digest_and_the_intent() -> None:
+    o = org()
+    ev = evidence(o)
+    with pytest.raises(ApprovalError) as exc:
+        check_governed(
+            ev,
+            key_id="vault-key",
+            path="m",
+            digest=secrets.token_bytes(32),
+            child_public_key=CHILD,
+            state=o.log.state,
+            history=[],
+            at=datetime.fromtimestamp(NOW, UTC),
+        )
+    assert exc.value.reason == "transaction"
+    other = SECP256K1.base_mul(7)
+    assert isinstance(other, Secp256k1Point)
+    with pytest.raises(ApprovalError) as exc:
+        check_governed(
+            ev,
+            key_id="vault-key",
+            path="m",
+            digest=ev.transaction.signing_hash(),
+            child_public_key=other,
+            state=o.log.state,
+            history=[],
+            at=datetime.fromtimestamp(NOW, UTC),
+        )
+    assert exc.value.reason == "intent"
+
+
+def test_a_disabled_initiator_is_refused() -> None:
+    o = org()
+    o.propose(c.DisableUser(INITIATOR))
+    with pytest.raises(ApprovalError, match="not an enabled user") as exc:
+        judge(o, evidence(o))
+    assert exc.value.reason == "policy"
+
+
+# == records and their union ====================================================================================
+
+
+def record(tx: str = "t1", amount: int = ETHER, at: int = NOW, **changes: Any) -> Record:
+    fields: dict[str, Any] = {"transaction_id": tx, "vault_id": "main", "asset": "ETH", "destination": RECIPIENT}
+    return Record(**(fields | {"amount": amount, "initiator": INITIATOR, "at": at} | changes))
+
+
+def test_a_record_round_trips_strictly() -> None:
+    r = record(amount=2**256 - 1)
+    assert Record.from_cbor(r.to_cbor()) == r
+    for bad, needle in [
+        (r.to_cbor()[:6], "7 fields"),
+        ([*r.to_cbor()[:4], "01", *r.to_cbor()[5:]], "leading zeros"),
+        ([*r.to_cbor()[:4], 5, *r.to_cbor()[5:]], "decimal string"),
+        ([*r.to_cbor()[:3], "not an address", *r.to_cbor()[4:]], "0x and 40 hex"),
+        ([*r.to_cbor()[:6], -1], "at must be"),
+        ([" t", *r.to_cbor()[1:]], "whitespace"),
+    ]:
+        with pytest.raises(GovernanceError, match=needle):
+            Record.from_cbor(bad)
+
+
+def test_a_record_from_the_future_counts_as_now() -> None:
+    assert record(at=NOW + 30).past(NOW).at == datetime.fromtimestamp(NOW, UTC)
+
+
+def test_the_union_counts_each_withdrawal_once_and_never_below_any_node() -> None:
+    merged = union(
+        [record("t1", ETHER, NOW - 10), record("t1", 2 * ETHER, NOW - 20), record("t2"), record("now")], "now"
+    )
+    by_id = {r.transaction_id: r for r in merged}
+    assert set(by_id) == {"t1", "t2"}
+    assert by_id["t1"].amount == 2 * ETHER and by_id["t1"].at == NOW - 10
+
+
+# == a node's history ===========================================================================================
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SecretStore]:
+    with SecretStore.create(tmp_path / "store", passphrase="p", kdf_n=MIN_N) as made:
+        yield made
+
+
+ORG = "ab" * 32
+
+
+def test_history_numbers_only_grow_and_survive_a_reload(store: SecretStore) -> None:
+    history = History(store)
+    history.record(ORG, record("t1", at=NOW - 2 * RETENTION), now=NOW - 2 * RETENTION, window=0)
+    assert history.seq(ORG) == 1
+    history.record(ORG, record("t1"), now=NOW, window=0)
+    assert history.seq(ORG) == 1, "a transaction id is recorded once"
+    history.record(ORG, record("t2"), now=NOW, window=0)
+    assert history.seq(ORG) == 2 and history.find(ORG, "t1") is None, "older than the retention: pruned"
+    history.record(ORG, record("t3", at=NOW + 3 * RETENTION), now=NOW + 3 * RETENTION, window=0)
+    assert history.seq(ORG) == 3
+    reloaded = History.load(store)
+    assert reloaded.seq(ORG) == 3, "the newest record is kept, so its number never goes back"
+    assert [r.transaction_id for r in reloaded.records[ORG].values()] == ["t3"]
+
+
+def test_a_full_window_refuses_rather_than_forgets(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harbour.node.orgs.history.MAX_RECORDS", 3)
+    history = History(store)
+    for i in range(3):
+        history.record(ORG, record(f"old{i}", at=NOW - 100), now=NOW - 100, window=50)
+    history.record(ORG, record("new0"), now=NOW, window=50)  # room made with the oldest outside the window
+    history.record(ORG, record("new1"), now=NOW, window=50)
+    history.record(ORG, record("new2"), now=NOW, window=50)
+    assert {r.transaction_id for r in history.records[ORG].values()} == {"new0", "new1", "new2"}
+    with pytest.raises(HistoryFull, match="within its policy's longest window"):
+        history.record(ORG, record("new3"), now=NOW, window=50)
+    assert MAX_RECORDS >= 1024
+
+
+def test_a_damaged_record_stops_the_start(store: SecretStore) -> None:
+    store.put(f"history/{ORG}.1", b"\x00")
+    with pytest.raises(StoreError, match="unusable"):
+        History.load(store)
+
+
+# == statements =================================================================================================
+
+IDENTITY = NodeIdentity.generate()
+PEER = NodeIdentity.generate()
+SID = secrets.token_bytes(32)
+HEAD = secrets.token_bytes(32)
+SIGNERS = {i.node_id: i.descriptor(n, "http://127.0.0.1:1") for i, n in ((IDENTITY, "n1"), (PEER, "n2"))}
+
+
+def statement(identity: NodeIdentity = IDENTITY, **changes: Any) -> bytes:
+    fields: dict[str, Any] = {
+        "node": identity.node_id,
+        "session_id": SID,
+        "org": ORG,
+        "head": HEAD,
+        "seq": 3,
+        "records": (record("t1"), record("t2")),
+    }
+    return statements.sign(identity, statements.HistoryStatement(**(fields | changes)))
+
+
+def test_statements_round_trip_and_verify() -> None:
+    found = statements.verify([statement(), statement(PEER)], signers=SIGNERS, session_id=SID, org=ORG, head=HEAD)
+    assert found[IDENTITY.node_id].seq == 3 and len(found[PEER.node_id].records) == 2
+
+
+def _raw_statement(**changes: Any) -> bytes:
+    _, body, _ = statements.parse(statement())
+    obj = dict(cbor2.loads(body)) | changes
+    new_body = bytes(cbor2.dumps(obj, canonical=True))
+    return bytes(
+        cbor2.dumps({"statement": new_body, "signature": IDENTITY.sign(statements.DOMAIN + new_body)}, canonical=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"\xff", "canonical CBOR"),
+        (statement() + b"\x00", "canonical CBOR"),
+        (cbor2.dumps({"statement": b"x"}), "exactly 'statement' and 'signature'"),
+        (_raw_statement(extra=1), "map of exactly"),
+        (_raw_statement(version=2), "not a version 1"),
+        (_raw_statement(session_id=b"short"), "32 bytes"),
+        (_raw_statement(seq=-1), "seq"),
+        (_raw_statement(records=[["t"]]), "7 fields"),
+        (_raw_statement(records=[record().to_cbor()] * (MAX_RECORDS + 1)), "at most"),
+        (b"\x00" * (statements.MAX_STATEMENT_LEN + 1), "at most"),
+    ],
+)
+def test_malformed_statements_are_refused(data: bytes, needle: str) -> None:
+    with pytest.raises(ApprovalError, match=needle) as exc:
+        statements.verify([data], signers=SIGNERS, session_id=SID, org=ORG, head=HEAD)
+    assert exc.value.reason == "history"
+
+
+def _forged_by_other() -> bytes:
+    """A statement naming the peer, signed by someone else."""
+    body = statements.HistoryStatement(PEER.node_id, SID, ORG, HEAD, 0, ()).body()
+    return bytes(cbor2.dumps({"statement": body, "signature": IDENTITY.sign(statements.DOMAIN + body)}, canonical=True))
+
+
+REFUSED_STATEMENTS = [
+    ("missing", lambda: [statement()], "missing: n2"),
+    ("twice", lambda: [statement(), statement(), statement(PEER)], "two history statements"),
+    ("stranger", lambda: [statement(), statement(NodeIdentity.generate())], "not a signer"),
+    ("other session", lambda: [statement(), statement(PEER, session_id=secrets.token_bytes(32))], "for session"),
+    ("other org", lambda: [statement(), statement(PEER, org="cd" * 32)], "about organisation"),
+    ("other head", lambda: [statement(), statement(PEER, head=bytes(32))], "about organisation"),
+    ("forged", lambda: [statement(), _forged_by_other()], "not signed by its identity key"),
+]
+
+
+@pytest.mark.parametrize(("case", "given", "needle"), REFUSED_STATEMENTS, ids=[r[0] for r in REFUSED_STATEMENTS])
+def test_statements_that_do_not_vouch_are_refused(case: str, given: Any, needle: str) -> None:
+    with pytest.raises(ApprovalError, match=needle) as exc:
+        statements.verify(given(), signers=SIGNERS, session_id=SID, org=ORG, head=HEAD)
+    assert exc.value.reason == "history"
+
+
+# == the registry ===============================================================================================
+
+
+def test_organisations_replay_from_the_store(store: SecretStore) -> None:
+    o = org()
+    orgs = Organisations(store)
+    orgs.enrol(o.genesis)
+    entries = [o.propose(c.SetWhitelisted("listed", False)), o.propose(c.SetWhitelisted("listed", True))]
+    assert orgs.push(o.org, entries) == 2
+    orgs.bind("vault-key", o.org)
+    again = Organisations.load(store)
+    assert again.log(o.org).head == o.log.head and again.binding("vault-key") == o.org
+    again.bind("vault-key", None)
+    assert Organisations.load(store).binding("vault-key") is None
+
+
+def test_a_stored_entry_that_no_longer_verifies_ends_the_log_there(store: SecretStore) -> None:
+    o = org()
+    orgs = Organisations(store)
+    orgs.enrol(o.genesis)
+    first = o.propose(c.SetWhitelisted("listed", False))
+    second = o.propose(c.SetWhitelisted("listed", True))
+    orgs.push(o.org, [first, second])
+    store.put(f"govlog/{o.org}.1", second.encode())  # in the place of the first
+    again = Organisations.load(store)
+    assert again.log(o.org).state.seq == 0
+    assert store.names("govlog/") == []
+
+
+def test_pushing_to_an_unknown_organisation_is_refused(store: SecretStore) -> None:
+    with pytest.raises(Refusal) as exc:
+        Organisations(store).push(ORG, [])
+    assert exc.value.reason == "unknown-org"
+
+
+def test_a_binding_to_no_enrolled_organisation_stops_the_start(store: SecretStore) -> None:
+    store.put("bindings/k", ORG.encode())
+    with pytest.raises(StoreError, match="names no enrolled organisation"):
+        Organisations.load(store)
