@@ -403,6 +403,29 @@ def test_evidence_citing_a_head_the_nodes_lack_is_refused_until_pushed(env: Env)
     verify(key, digest, env.sign(org, key, digest, evidence).signature)
 
 
+def test_a_node_rolled_back_is_pushed_again_and_the_session_retried(env: Env) -> None:
+    """A coordinator skips asking a node it saw at the head; a node that lost entries since makes it ask again."""
+    key, org = env.keys["bolt-vault"], env.bolt
+    org.propose(c.AddAddress("rolled", "rolled", checksum_address(bytes.fromhex("c4" * 20)), False))
+    node = env.cluster.nodes[1]
+
+    async def scenario(co: Coordinator) -> list[Any]:
+        digest, evidence, _ = env.withdrawal(org, key, ETHER)
+        first = await co.sign_for_org(key, digest, lambda s: env.sign_cert(key, digest, evidence, s), log=org.log,
+                                      path=PATH, signers=(1, 2))  # fmt: skip
+        node.stop()  # the node's copy of the newest entry is lost, as a restored backup would lose it
+        (node.directory / "store" / "objects" / "govlog" / f"{org.org}.{org.log.state.seq}").unlink()
+        node.start()
+        digest, evidence, _ = env.withdrawal(org, key, ETHER)
+        second = await co.sign_for_org(key, digest, lambda s: env.sign_cert(key, digest, evidence, s), log=org.log,
+                                       path=PATH, signers=(1, 2))  # fmt: skip
+        return [first, second]
+
+    for outcome in run(_with(scenario)):
+        assert isinstance(outcome.signature, EcdsaSignature)
+    assert env.rpc(1, {"op": "head", "org": org.org})["head"] == org.log.head
+
+
 # -- what a service whose database was edited would claim --------------------------------------------------------
 
 
@@ -517,7 +540,7 @@ def test_a_statement_not_signed_by_the_node_is_refused(env: Env) -> None:
     real = call(lambda co: co.statements([env.nodes[0]], org.org, sid))
     fake = statements.sign(
         NodeIdentity.generate(),
-        statements.HistoryStatement(env.nodes[2].node_id, sid, org.org, org.log.head, 0, ()),
+        statements.HistoryStatement(env.nodes[2].node_id, sid, org.org, org.log.head, ()),
     )
     with pytest.raises(ClusterError) as exc:
         env.start(key, digest, env.sign_cert(key, digest, evidence, (1, 3)), (1, 3), [*real, fake], sid)
@@ -552,8 +575,25 @@ def test_a_stale_statement_is_refused_by_the_node_that_made_it(env: Env) -> None
     fresh = call(lambda co: co.statements([env.nodes[1]], org.org, sid))
     with pytest.raises(ClusterError) as exc:
         env.start(key, digest, env.sign_cert(key, digest, evidence, (2, 3)), (2, 3), fresh + early, sid)
-    refused(exc, "history", "recorded more since")
+    refused(exc, "history", "lacks withdrawals it has recorded since")
     assert exc.value.node == "node3"
+
+
+def test_a_restarted_node_still_counts_what_it_signed(env: Env) -> None:
+    """The records live in the nodes' signing logs: after a restart of every signer the limit still holds."""
+    org = Org("memo", policy=velocity_policy(LIMIT), vaults={"memo-main": "memo-vault"})
+    env.enrol(org, nodes=(0, 1, 2))
+    key = env.keygen(org, "memo-vault")
+    for pair in [(1, 2), (1, 3)]:
+        digest, evidence, _ = env.withdrawal(org, key, 2 * ETHER)
+        verify(key, digest, env.sign(org, key, digest, evidence, signers=pair).signature)
+    for node in env.cluster.nodes[1:3]:
+        node.stop()
+        node.start()
+    digest, evidence, _ = env.withdrawal(org, key, 2 * ETHER)
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, digest, evidence, signers=(2, 3))
+    refused(exc, "policy", "4000000000000000000 earlier")
 
 
 def test_a_forged_certificate_above_the_limit_is_refused(env: Env) -> None:

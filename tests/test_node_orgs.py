@@ -26,11 +26,12 @@ from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
 from harbour.governance import changes as c
 from harbour.governance.fields import GovernanceError
 from harbour.governance.policy import PastTx
+from harbour.node import signlog
 from harbour.node.certificate import ApprovalError
 from harbour.node.identity import NodeIdentity
 from harbour.node.keyfile import MIN_N
 from harbour.node.orgs import statement as statements
-from harbour.node.orgs.history import MAX_RECORDS, RETENTION, History, HistoryFull
+from harbour.node.orgs.history import MAX_RECORDS, RETENTION, History, HistoryFull, log_reason, parse_log_reason
 from harbour.node.orgs.records import Record, union
 from harbour.node.orgs.registry import Organisations
 from harbour.node.quorum import (
@@ -155,9 +156,9 @@ def test_a_missing_field_is_refused() -> None:
 
 def test_an_allowed_withdrawal_is_judged_with_the_facts_from_the_log() -> None:
     o = org()
-    decision, facts = judge(o, evidence(o))
-    assert decision.action == "allow" and facts.vault_id == "main" and facts.asset == "ETH"
-    assert facts.whitelisted
+    decision, vault, asset = judge(o, evidence(o))
+    assert decision.action == "allow" and (vault, asset) == ("main", "ETH")
+    assert decision.rule == "allow-rest"
 
 
 def test_the_evidence_must_cite_the_state_head() -> None:
@@ -250,6 +251,19 @@ def test_a_disabled_initiator_is_refused() -> None:
     assert exc.value.reason == "policy"
 
 
+def test_an_address_is_in_the_book_once() -> None:
+    """Also within one entry, and free again once removed (the state's index follows both)."""
+    o = org()
+    other = checksum_address(bytes.fromhex("c3" * 20))
+    with pytest.raises(GovernanceError, match="already in the address book"):
+        o.propose(c.AddAddress("again", "again", RECIPIENT.lower(), False))
+    with pytest.raises(GovernanceError, match="already in the address book"):
+        o.propose(c.AddAddress("e1", "e1", other, False), c.AddAddress("e2", "e2", other, False))
+    o.propose(c.RemoveAddress("listed"), c.AddAddress("back", "back", RECIPIENT, False))
+    entry = o.log.state.entry_for(RECIPIENT.lower())
+    assert entry is not None and entry.id == "back"
+
+
 # == records and their union ====================================================================================
 
 
@@ -288,49 +302,60 @@ def test_the_union_counts_each_withdrawal_once_and_never_below_any_node() -> Non
 
 # == a node's history ===========================================================================================
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SecretStore]:
-    with SecretStore.create(tmp_path / "store", passphrase="p", kdf_n=MIN_N) as made:
-        yield made
-
-
 ORG = "ab" * 32
 
 
-def test_history_numbers_only_grow_and_survive_a_reload(store: SecretStore) -> None:
-    history = History(store)
-    history.record(ORG, record("t1", at=NOW - 2 * RETENTION), now=NOW - 2 * RETENTION, window=0)
-    assert history.seq(ORG) == 1
-    history.record(ORG, record("t1"), now=NOW, window=0)
-    assert history.seq(ORG) == 1, "a transaction id is recorded once"
-    history.record(ORG, record("t2"), now=NOW, window=0)
-    assert history.seq(ORG) == 2 and history.find(ORG, "t1") is None, "older than the retention: pruned"
-    history.record(ORG, record("t3", at=NOW + 3 * RETENTION), now=NOW + 3 * RETENTION, window=0)
-    assert history.seq(ORG) == 3
-    reloaded = History.load(store)
-    assert reloaded.seq(ORG) == 3, "the newest record is kept, so its number never goes back"
-    assert [r.transaction_id for r in reloaded.records[ORG].values()] == ["t3"]
+def test_history_keeps_a_transaction_once_and_forgets_past_the_retention() -> None:
+    history = History()
+    assert history.record(ORG, record("t1", at=NOW - 2 * RETENTION), now=NOW - 2 * RETENTION, window=0)
+    assert not history.record(ORG, record("t1"), now=NOW, window=0), "a transaction id is recorded once"
+    assert history.record(ORG, record("t2"), now=NOW, window=0)
+    assert history.find(ORG, "t1") is None, "older than the retention: forgotten"
+    assert [r.transaction_id for r in history.window(ORG, NOW, 60)] == ["t2"]
+    assert history.window(ORG, NOW + 61, 60) == []
 
 
-def test_a_full_window_refuses_rather_than_forgets(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_window_refuses_rather_than_forgets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harbour.node.orgs.history.MAX_RECORDS", 3)
-    history = History(store)
+    history = History()
     for i in range(3):
         history.record(ORG, record(f"old{i}", at=NOW - 100), now=NOW - 100, window=50)
-    history.record(ORG, record("new0"), now=NOW, window=50)  # room made with the oldest outside the window
-    history.record(ORG, record("new1"), now=NOW, window=50)
-    history.record(ORG, record("new2"), now=NOW, window=50)
-    assert {r.transaction_id for r in history.records[ORG].values()} == {"new0", "new1", "new2"}
+    for i in range(3):  # room is made with the oldest outside the window
+        history.record(ORG, record(f"new{i}"), now=NOW, window=50)
+    assert set(history.records[ORG]) == {"new0", "new1", "new2"}
     with pytest.raises(HistoryFull, match="within its policy's longest window"):
         history.record(ORG, record("new3"), now=NOW, window=50)
     assert MAX_RECORDS >= 1024
 
 
-def test_a_damaged_record_stops_the_start(store: SecretStore) -> None:
-    store.put(f"history/{ORG}.1", b"\x00")
-    with pytest.raises(StoreError, match="unusable"):
-        History.load(store)
+def test_the_largest_record_fits_in_a_signing_log_entry() -> None:
+    longest = "x" * 128
+    big = Record(longest, longest, "S" * 16, RECIPIENT, 2**256 - 1, longest, NOW)
+    reason = log_reason("ab" * 32, big, head="cd" * 32, nonce=2**64 - 1, approvals=64)
+    assert len(reason) <= signlog.MAX_REASON
+    assert parse_log_reason(reason) == ("ab" * 32, big)
+
+
+def test_history_is_restored_from_the_signing_log(tmp_path: Path) -> None:
+    with signlog.SignLog.open(tmp_path / "sign.log") as sign_log:
+
+        def started(reason: str, outcome: str = "started", at: int = NOW) -> None:
+            sign_log.append(
+                time=at, kind="sign", session_id=secrets.token_bytes(32), key_id="k", path="m",
+                outcome=outcome, reason=reason,
+            )  # fmt: skip
+
+        started(log_reason(ORG, record("old", at=NOW - 2 * RETENTION)))
+        started(log_reason(ORG, record("t1")))
+        started(log_reason(ORG, record("t1", amount=5)))  # a retry: the first record stands
+        started(log_reason(ORG, record("refused")), outcome="refused")
+        started("governed {not json")
+        started("evidence: a version-1 withdrawal")
+        started(log_reason("cd" * 32, record("t2")))
+    history = History()
+    history.restore(signlog.entries(tmp_path / "sign.log"), lambda org: 0, NOW)
+    assert {org: set(r) for org, r in history.records.items()} == {ORG: {"t1"}, "cd" * 32: {"t2"}}
+    assert history.find(ORG, "t1") == record("t1")
 
 
 # == statements =================================================================================================
@@ -348,7 +373,6 @@ def statement(identity: NodeIdentity = IDENTITY, **changes: Any) -> bytes:
         "session_id": SID,
         "org": ORG,
         "head": HEAD,
-        "seq": 3,
         "records": (record("t1"), record("t2")),
     }
     return statements.sign(identity, statements.HistoryStatement(**(fields | changes)))
@@ -356,7 +380,7 @@ def statement(identity: NodeIdentity = IDENTITY, **changes: Any) -> bytes:
 
 def test_statements_round_trip_and_verify() -> None:
     found = statements.verify([statement(), statement(PEER)], signers=SIGNERS, session_id=SID, org=ORG, head=HEAD)
-    assert found[IDENTITY.node_id].seq == 3 and len(found[PEER.node_id].records) == 2
+    assert found[IDENTITY.node_id].node == IDENTITY.node_id and len(found[PEER.node_id].records) == 2
 
 
 def _raw_statement(**changes: Any) -> bytes:
@@ -377,7 +401,8 @@ def _raw_statement(**changes: Any) -> bytes:
         (_raw_statement(extra=1), "map of exactly"),
         (_raw_statement(version=2), "not a version 1"),
         (_raw_statement(session_id=b"short"), "32 bytes"),
-        (_raw_statement(seq=-1), "seq"),
+        (_raw_statement(seq=3), "map of exactly"),
+        (_raw_statement(node=7), "node and org are text"),
         (_raw_statement(records=[["t"]]), "7 fields"),
         (_raw_statement(records=[record().to_cbor()] * (MAX_RECORDS + 1)), "at most"),
         (b"\x00" * (statements.MAX_STATEMENT_LEN + 1), "at most"),
@@ -391,7 +416,7 @@ def test_malformed_statements_are_refused(data: bytes, needle: str) -> None:
 
 def _forged_by_other() -> bytes:
     """A statement naming the peer, signed by someone else."""
-    body = statements.HistoryStatement(PEER.node_id, SID, ORG, HEAD, 0, ()).body()
+    body = statements.HistoryStatement(PEER.node_id, SID, ORG, HEAD, ()).body()
     return bytes(cbor2.dumps({"statement": body, "signature": IDENTITY.sign(statements.DOMAIN + body)}, canonical=True))
 
 
@@ -413,7 +438,20 @@ def test_statements_that_do_not_vouch_are_refused(case: str, given: Any, needle:
     assert exc.value.reason == "history"
 
 
+def test_a_statement_is_stale_once_its_node_recorded_more() -> None:
+    own = statements.parse(statement())[0]
+    assert statements.stale(own, [record("t1"), record("t2")]) == []
+    assert statements.stale(own, [record("t2")]) == [], "a record that left the window is no matter"
+    assert statements.stale(own, [record("t1"), record("t2"), record("t3")]) == ["t3"]
+
+
 # == the registry ===============================================================================================
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SecretStore]:
+    with SecretStore.create(tmp_path / "store", passphrase="p", kdf_n=MIN_N) as made:
+        yield made
 
 
 def test_organisations_replay_from_the_store(store: SecretStore) -> None:

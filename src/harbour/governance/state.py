@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Final
 
@@ -105,11 +106,12 @@ class OrgState:
         return None
 
     def entry_for(self, address: str) -> AddressEntry | None:
-        wanted = address_key(address)
-        for entry in self.address_book.values():
-            if address_key(entry.address) == wanted:
-                return entry
-        return None
+        return self._entries_by_address.get(address_key(address))
+
+    @cached_property
+    def _entries_by_address(self) -> dict[str, AddressEntry]:
+        """The address book by address, built once per state: every withdrawal looks its destination up."""
+        return {address_key(e.address): e for e in self.address_book.values()}
 
     def asset_for(self, contract: str | None) -> Asset | None:
         wanted = None if contract is None else address_key(contract)
@@ -224,6 +226,7 @@ class _Builder:
         self.vaults = dict(state.vaults)
         self.assets = dict(state.assets)
         self.credentials = dict(state.credentials)
+        self._address_keys: set[str] | None = None
 
     def run(self, changes: Iterable[c.Change]) -> OrgState:
         for index, change in enumerate(changes):
@@ -241,6 +244,12 @@ class _Builder:
             assets=MappingProxyType(self.assets),
             credentials=MappingProxyType(self.credentials),
         )
+
+    def _addresses(self) -> set[str]:
+        # Built once per entry, not once per address added: a log of many additions stays linear.
+        if self._address_keys is None:
+            self._address_keys = {address_key(e.address) for e in self.book.values()}
+        return self._address_keys
 
     def _user(self, user_id: str) -> User:
         user = self.users.get(user_id)
@@ -293,17 +302,20 @@ class _Builder:
         elif isinstance(change, c.AddAddress):
             if change.id in self.book:
                 raise GovernanceError("change", f"address-book entry {change.id!r} exists")
-            if any(address_key(e.address) == address_key(change.address) for e in self.book.values()):
+            if address_key(change.address) in self._addresses():
                 raise GovernanceError("change", f"{change.address} is already in the address book")
             self.book[change.id] = AddressEntry(change.id, change.name, change.address, change.whitelisted)
+            self._addresses().add(address_key(change.address))
         elif isinstance(change, c.SetWhitelisted):
             entry = self.book.get(change.id)
             if entry is None:
                 raise GovernanceError("change", f"no address-book entry {change.id!r}")
             self.book[change.id] = replace(entry, whitelisted=change.whitelisted)
         elif isinstance(change, c.RemoveAddress):
-            if self.book.pop(change.id, None) is None:
+            removed = self.book.pop(change.id, None)
+            if removed is None:
                 raise GovernanceError("change", f"no address-book entry {change.id!r}")
+            self._addresses().discard(address_key(removed.address))
         elif isinstance(change, c.AddVault):
             if change.id in self.vaults or any(v.key_id == change.key_id for v in self.vaults.values()):
                 raise GovernanceError("change", f"vault {change.id!r} or key {change.key_id!r} is already a vault")

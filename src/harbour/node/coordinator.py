@@ -118,18 +118,40 @@ class Coordinator(KeyCeremonies, GovernanceDriving):
         ``log`` is the caller's verified log of the key's organisation, the one the
         evidence was decided on (its ``head`` is ``log.head``); ``certificate`` makes
         the certificate for the chosen signers (``signers``, or :meth:`pick_signers`).
-        Before the session every signer's log is brought to that head (:meth:`push`);
-        when the policy in force has velocity or count limits, each signer's history
-        statement for this session is gathered and handed to all of them. Until every
-        signer has accepted its start, no other such session of the organisation
-        begins here: each signer records the withdrawal when it accepts, and a
-        statement made before that would be stale (the node refuses it).
+        Before the session every signer's log is brought to that head (:meth:`push`,
+        which skips a node this coordinator saw there already; if a signer refuses
+        for its head, every signer is asked again and the session retried once, with
+        a new certificate); when the policy in force has velocity or count limits,
+        each signer's history statement for this session is gathered and handed to
+        all of them. Until every signer has accepted its start, no other such session
+        of the organisation begins here: each signer records the withdrawal when it
+        accepts, and a statement made before that would be stale (the node refuses it).
         """
         chosen = sorted(signers) if signers is not None else await self.pick_signers(key)
         members = [key.roster[p] for p in chosen]
         org = log.genesis_hash.hex()
         if key.org and key.org != org:
             raise ClusterError("governance", f"key {key.key_id} belongs to organisation {key.org}, not {org}")
+        try:
+            return await self._sign_for_org(key, message, certificate, log, path, chosen)
+        except ClusterError as exc:
+            if exc.reason != "approval" or "approval refused (governance)" not in str(exc):
+                raise
+        # A signer's log was not where this coordinator last saw it: ask every signer again, and retry once.
+        self.forget_heads(members, org)
+        return await self._sign_for_org(key, message, certificate, log, path, chosen)
+
+    async def _sign_for_org(
+        self,
+        key: ClusterKey,
+        message: bytes,
+        certificate: Callable[[list[int]], bytes],
+        log: GovernanceLog,
+        path: str,
+        chosen: list[int],
+    ) -> SignOutcome:
+        members = [key.roster[p] for p in chosen]
+        org = log.genesis_hash.hex()
         await self.push(members, log)
         if not has_limits(log.state.policy):
             return await self._sign(key, message, certificate(chosen), chosen, path)

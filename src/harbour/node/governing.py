@@ -30,7 +30,17 @@ from harbour.node.identity import NodeDescriptor
 
 
 class GovernanceDriving(SessionDriver):
-    """The organisation requests of a coordinator (a part of :class:`harbour.node.coordinator.Coordinator`)."""
+    """The organisation requests of a coordinator (a part of :class:`harbour.node.coordinator.Coordinator`).
+
+    It remembers the head it last saw each node at, so signing need not ask a node
+    whose log it brought up to date itself: a node that has moved since (restored
+    from a copy, or pushed by another coordinator) refuses the session for its head,
+    and :meth:`forget_heads` makes the next :meth:`push` ask again.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._heads: dict[tuple[str, str], bytes] = {}  # (node id, org) -> the head last seen there
 
     async def enrol(self, nodes: Sequence[NodeDescriptor], genesis: SignedEntry, certificate: bytes) -> dict[str, int]:
         """Enrol the organisation of ``genesis`` on every node; per node name, the entry its log is at.
@@ -46,17 +56,28 @@ class GovernanceDriving(SessionDriver):
     async def heads(self, nodes: Sequence[NodeDescriptor], org: str) -> dict[str, tuple[int, bytes]]:
         """Per node name, ``(seq, hash)`` of the last entry of the organisation's log it holds."""
         answers = await asyncio.gather(*(self._call(d, {"op": "head", "org": org}) for d in nodes))
-        return {d.name: _head(a, d) for d, a in zip(nodes, answers, strict=True)}
+        heads = {d.name: _head(a, d) for d, a in zip(nodes, answers, strict=True)}
+        for d in nodes:
+            self._heads[(d.node_id, org)] = heads[d.name][1]
+        return heads
+
+    def forget_heads(self, nodes: Sequence[NodeDescriptor], org: str) -> None:
+        """Ask these nodes for their head again at the next :meth:`push`."""
+        for d in nodes:
+            self._heads.pop((d.node_id, org), None)
 
     async def push(self, nodes: Sequence[NodeDescriptor], log: GovernanceLog) -> dict[str, int]:
         """Bring every node's copy of ``log`` to its head; per node name, how many entries it was sent.
 
-        A node whose log holds an entry ``log`` does not (a fork, or a newer log than
-        the caller's) is an error: ClusterError("governance").
+        A node this coordinator saw at that head already is not asked again. A node
+        whose log holds an entry ``log`` does not (a fork, or a newer log than the
+        caller's) is an error: ClusterError("governance").
         """
         org = log.genesis_hash.hex()
 
         async def one(node: NodeDescriptor) -> int:
+            if self._heads.get((node.node_id, org)) == log.head:
+                return 0
             seq, head = _head(await self._call(node, {"op": "head", "org": org}), node)
             if seq > log.state.seq or log.hashes[seq] != head:
                 raise ClusterError(
@@ -70,6 +91,7 @@ class GovernanceDriving(SessionDriver):
                 batch = missing[start : start + rpc.MAX_PUSH]
                 request = {"op": "push", "org": org, "entries": [e.encode() for e in batch]}
                 _head(await self._call(node, request), node)
+            self._heads[(node.node_id, org)] = log.head
             return len(missing)
 
         sent = await asyncio.gather(*(one(d) for d in nodes))

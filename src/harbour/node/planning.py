@@ -33,7 +33,7 @@ from harbour.node import approval, coldstate, nonces, quorum, rpc
 from harbour.node.config import NodeConfig
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
-from harbour.node.orgs.history import History, HistoryFull
+from harbour.node.orgs.history import History, HistoryFull, log_reason
 from harbour.node.orgs.judging import judge_withdrawal
 from harbour.node.orgs.registry import Organisations, check_org
 from harbour.node.session import Session
@@ -248,10 +248,13 @@ class Planner:
             self.history.record(org, judged.record, now=now, window=judged.window)
         except HistoryFull as exc:
             raise approval.ApprovalError("history", str(exc)) from None
-        approvers = ",".join(k.hex()[:16] for k, _ in evidence.approvals)
-        session.note = (
-            f"governed: org {org[:16]} head {evidence.head.hex()[:16]} transaction {evidence.transaction_id!r} "
-            f"initiator {evidence.initiator!r} nonce {evidence.transaction.nonce} approvers {approvers}"
+        # The session's ``started`` entry is where the record lasts: a restarted node reads it back.
+        session.note = log_reason(
+            org,
+            judged.record,
+            head=evidence.head.hex(),
+            nonce=evidence.transaction.nonce,
+            approvals=len(evidence.approvals),
         )
 
     def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int) -> None:

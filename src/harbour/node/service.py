@@ -114,11 +114,10 @@ class NodeService:
         clock: Callable[[], float],
         counter: RollbackCounter | None = None,
         orgs: Organisations | None = None,
-        history: History | None = None,
     ) -> None:
         self.directory = directory
         self.orgs = orgs if orgs is not None else Organisations.load(store)
-        self.history = history if history is not None else History.load(store)
+        self.history = History()  # filled from the signing log by open()
         self.config = config
         self.store = store
         self.identity = identity
@@ -224,7 +223,7 @@ class NodeService:
                 ledger.close()
                 raise NodeStartError(f"the node's rollback counter cannot be used: {exc}") from exc
             try:
-                orgs, history = Organisations.load(store), History.load(store)
+                orgs = Organisations.load(store)
             except StoreError as exc:
                 log_.close()
                 ledger.close()
@@ -246,10 +245,10 @@ class NodeService:
             clock=clock,
             counter=counter,
             orgs=orgs,
-            history=history,
         )
         try:
-            restart.recover(node.running, directory / LOG_FILE)
+            entries = restart.recover(node.running, directory / LOG_FILE)
+            node.history.restore(entries, node._window, int(clock()))
         except CounterError as exc:
             node.log.close()
             node.ledger.close()
@@ -270,6 +269,12 @@ class NodeService:
 
     def _now(self) -> int:
         return int(self.clock())
+
+    def _window(self, org: str) -> int:
+        """How far back an organisation's withdrawals count: its policy's longest window (0 if not enrolled)."""
+        governance = self.orgs.logs.get(org)
+        policy = governance.state.policy if governance is not None else None
+        return policy.max_window_seconds() if policy is not None else 0
 
     def _persist(self) -> None:
         self.running.persist()

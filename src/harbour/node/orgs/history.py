@@ -1,4 +1,4 @@
-"""A node's own record of the withdrawals it accepted to sign, per organisation, kept in its store.
+"""A node's own record of the withdrawals it accepted to sign, per organisation.
 
 Velocity and count limits (``"max 100 ETH a day per vault"``) are only as good
 as the history they are counted against. The service keeps one, but a node
@@ -8,99 +8,118 @@ when its approval check passes, before the certificate is spent and before any
 signing round. A withdrawal recorded and then not signed (a peer refused, the
 session failed) still counts: the record errs on the side of refusing.
 
-Each record is one object in the store, ``history/<org>.<n>``, ``n`` counting up
-per organisation. :meth:`History.seq` (the highest ``n``) is what a node's history
-statement is pinned to: if it grew since the statement was signed, the statement
-is stale. The newest record is therefore never pruned, so ``n`` never goes back.
+The record is kept where the node already writes, and fsyncs, what it accepted:
+the ``started`` entry of the session in its signing log (:mod:`harbour.node.signlog`)
+carries it (:func:`log_reason`), so it costs no write of its own, it is in the
+log's hash chain, and a starting node rebuilds its history from the log
+(:meth:`History.replay`). A crash between the check and that entry loses the
+record of a session that never started, which is nothing to count.
 
 Bounded: records older than :data:`RETENTION` and than the policy's longest
-window are pruned, and an organisation keeps at most :data:`MAX_RECORDS`. A
+window are forgotten, and an organisation keeps at most :data:`MAX_RECORDS`. A
 withdrawal that would need more (that many within the policy's window) is
 refused, not counted short.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
-
-import cbor2
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 from harbour.governance.fields import GovernanceError
 from harbour.node.orgs.records import Record
-from harbour.node.store import SecretStore, StoreError
-from harbour.util import cbor
+
+log = logging.getLogger("harbour.node")
 
 MAX_RECORDS: Final = 4096
 """Records one organisation keeps, and so the most a history statement carries."""
 RETENTION: Final = 7 * 86_400
 """Records are kept this long even when no policy limit needs them, so a limit added later counts them."""
+LOG_PREFIX: Final = "governed "
+"""How the signing log's ``started`` entry of a session for an organisation's key begins."""
 
 
 class HistoryFull(Exception):
     """The organisation has :data:`MAX_RECORDS` withdrawals within its policy's window: no more can be counted."""
 
 
+def log_reason(org: str, record: Record, **about: Any) -> str:
+    """The ``started`` entry's reason for a withdrawal of ``org``: the record and ``about`` (for readers), as JSON."""
+    body = {"org": org, "record": record.to_cbor(), **about}
+    return LOG_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def parse_log_reason(reason: str) -> tuple[str, Record] | None:
+    """``(org, record)`` from a reason :func:`log_reason` wrote; None for any other reason."""
+    if not reason.startswith(LOG_PREFIX):
+        return None
+    try:
+        body = json.loads(reason[len(LOG_PREFIX) :])
+        org = body["org"]
+        if not isinstance(org, str):
+            raise TypeError("org is not text")
+        return org, Record.from_cbor(body["record"])
+    except (ValueError, TypeError, KeyError, GovernanceError) as exc:
+        log.warning("a signing-log entry names a withdrawal that cannot be read back (%s): %.200s", exc, reason)
+        return None
+
+
 class History:
-    """One node's records, by organisation and number, loaded from the store at start."""
+    """One node's records: organisation -> transaction id -> record, in memory."""
 
-    def __init__(self, store: SecretStore) -> None:
-        self.store = store
-        self.records: dict[str, dict[int, Record]] = {}
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Record]] = {}
 
-    @classmethod
-    def load(cls, store: SecretStore) -> History:
-        history = cls(store)
-        for name in store.names("history/"):
-            org, _, number = name.removeprefix("history/").rpartition(".")
-            try:
-                record = Record.from_cbor(cbor.loads_canonical(store.get(name)))
-                n = int(number)
-            except (GovernanceError, cbor.CborError, ValueError) as exc:
-                raise StoreError("corrupt", f"withdrawal record {name} is unusable: {exc}") from None
-            history.records.setdefault(org, {})[n] = record
-        return history
+    def restore(self, entries: Iterable[Any], keep: Callable[[str], int], now: int) -> None:
+        """Rebuild the records from a signing log's ``started`` entries, as of ``now`` (a node that starts).
 
-    def seq(self, org: str) -> int:
-        """The number of the newest record of ``org`` (0 before the first): it only grows."""
-        return max(self.records.get(org, {}), default=0)
+        ``entries`` are :class:`harbour.node.signlog.Entry` objects in order; ``keep(org)``
+        is how many seconds back that organisation's records still count.
+        """
+        self.records = {}
+        for entry in entries:
+            if entry.outcome != "started" or entry.kind != "sign":
+                continue
+            found = parse_log_reason(entry.reason)
+            if found is None:
+                continue
+            org, record = found
+            if record.at > now - max(keep(org), RETENTION):
+                self.records.setdefault(org, {}).setdefault(record.transaction_id, record)
+        for mine in self.records.values():
+            for tx_id in sorted(mine, key=lambda t: mine[t].at)[: max(0, len(mine) - MAX_RECORDS)]:
+                del mine[tx_id]
 
     def window(self, org: str, now: int, seconds: int) -> list[Record]:
         """The records of ``org`` within the last ``seconds`` (or later: a clock set back)."""
         return [r for r in self.records.get(org, {}).values() if r.at > now - seconds]
 
     def find(self, org: str, transaction_id: str) -> Record | None:
-        return next((r for r in self.records.get(org, {}).values() if r.transaction_id == transaction_id), None)
+        return self.records.get(org, {}).get(transaction_id)
 
-    def record(self, org: str, record: Record, *, now: int, window: int) -> None:
-        """Keep ``record`` (a transaction id already recorded is kept once); prune; HistoryFull if over the cap.
+    def record(self, org: str, record: Record, *, now: int, window: int) -> bool:
+        """Keep ``record``, forgetting those past keeping; whether it is new; HistoryFull if over the cap.
 
-        ``window`` is the longest velocity or count window of the policy in force:
-        records inside it are never pruned to make room.
+        A transaction id already recorded is kept once (a retry of the same
+        withdrawal). ``window`` is the longest velocity or count window of the
+        policy in force: records inside it are never forgotten to make room.
         """
-        if self.find(org, record.transaction_id) is not None:
-            return
         mine = self.records.setdefault(org, {})
+        if record.transaction_id in mine:
+            return False
         keep = max(window, RETENTION)
-        # The new record is the newest from here on: every older one may go.
-        stale = [n for n, r in mine.items() if r.at <= now - keep]
-        if len(mine) - len(stale) >= MAX_RECORDS:
-            # Make room with the oldest outside the policy's window, never with one inside it.
-            spare = sorted(
-                (n for n, r in mine.items() if r.at <= now - window and n not in stale), key=lambda n: mine[n].at
-            )
-            stale += spare[: len(mine) - len(stale) - MAX_RECORDS + 1]
-            if len(mine) - len(stale) >= MAX_RECORDS:
+        for tx_id in [t for t, r in mine.items() if r.at <= now - keep]:
+            del mine[tx_id]
+        if len(mine) >= MAX_RECORDS:
+            spare = sorted((t for t, r in mine.items() if r.at <= now - window), key=lambda t: mine[t].at)
+            for tx_id in spare[: len(mine) - MAX_RECORDS + 1]:
+                del mine[tx_id]
+            if len(mine) >= MAX_RECORDS:
                 raise HistoryFull(
                     f"this node holds {MAX_RECORDS} withdrawals of organisation {org} within its policy's "
                     f"longest window ({window} s), the most it counts: shorten the window"
                 )
-        number = self.seq(org) + 1
-        self.store.put(f"history/{org}.{number}", bytes(cbor2.dumps(record.to_cbor(), canonical=True)))
-        mine[number] = record
-        self._forget(org, stale)
-
-    def _forget(self, org: str, numbers: Iterable[int]) -> None:
-        for n in numbers:
-            self.store.delete(f"history/{org}.{n}")
-            self.records[org].pop(n, None)
+        mine[record.transaction_id] = record
+        return True

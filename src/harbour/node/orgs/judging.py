@@ -90,17 +90,17 @@ def judge_withdrawal(
     # With another head than the node's, check_governed refuses for that: the log, not a statement, is stale.
     if has_limits(state.policy) and evidence.head == state.head:
         found = statements.verify(statements_given, signers=signers, session_id=session_id, org=org, head=state.head)
-        own = found[me]
-        if own.seq != history.seq(org):
+        missing = statements.stale(found[me], records)
+        if missing:
             raise ApprovalError(
                 "history",
-                f"this node's history statement for this session names its record as of withdrawal {own.seq}, "
-                f"and it has recorded more since (now {history.seq(org)}): ask for its statement again",
+                f"this node's history statement for this session lacks withdrawals it has recorded since "
+                f"({', '.join(missing[:5])}): ask for its statement again",
             )
         records += [r for node, s in found.items() if node != me for r in s.records]
     at = datetime.fromtimestamp(now, UTC)
     past = [r.past(now) for r in union(records, evidence.transaction_id)]
-    _, facts = check_governed(
+    _, vault_id, asset = check_governed(
         evidence,
         key_id=key_id,
         path=path,
@@ -112,8 +112,8 @@ def judge_withdrawal(
     )
     record = Record(
         transaction_id=evidence.transaction_id,
-        vault_id=facts.vault_id,
-        asset=facts.asset,
+        vault_id=vault_id,
+        asset=asset,
         destination=evidence.intent.recipient,
         amount=evidence.intent.amount,
         initiator=evidence.initiator,

@@ -127,7 +127,6 @@ class OrgRequests:
             session_id=session_id,
             org=org,
             head=state.head,
-            seq=self.records.seq(org),
             records=tuple(self.records.window(org, now, window)),
         )
         return {"statement": statements.sign(self.identity, statement)}

@@ -16,19 +16,20 @@ the signature the node's identity key's (Ed25519, RFC 8032) over
 
     {"version": 1, "type": "harbour-withdrawal-history", "node": <node id>,
      "session_id": <32 bytes>, "org": <genesis hash, hex>, "head": <32 bytes>,
-     "seq": <the node's newest record number>, "records": [<record>, ...]}
+     "records": [<record>, ...]}
 
-It is bound to the session (a statement for another session is refused) and
-names the node's record as of ``seq``. A coordinator could still ask for a
-statement, let the node record another withdrawal, and then use the old one: so a
-node refuses a session whose statement of its *own* is behind its record
-(:func:`harbour.node.orgs.history.History.seq`), and the session needs every
-signer, so every statement in a session that runs is current.
+``records`` are the node's records within the policy's longest window
+(:mod:`harbour.node.orgs.records`). A statement is bound to the session (one for
+another session is refused). A coordinator could still ask for a statement, let
+the node record another withdrawal, and then use the old one: so a node refuses
+a session whose statement of its *own* lacks a record it now holds within the
+window (:func:`stale`), and the session needs every signer, so every statement
+in a session that runs is current.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,7 +49,7 @@ TYPE: Final = "harbour-withdrawal-history"
 VERSION: Final = 1
 MAX_STATEMENT_LEN: Final = 4 * 2**20
 """Above :data:`MAX_RECORDS` records of the largest form (about 530 bytes each)."""
-_BODY_KEYS: Final = frozenset({"version", "type", "node", "session_id", "org", "head", "seq", "records"})
+_BODY_KEYS: Final = frozenset({"version", "type", "node", "session_id", "org", "head", "records"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ class HistoryStatement:
     session_id: bytes
     org: str
     head: bytes
-    seq: int
     records: tuple[Record, ...]
 
     def body(self) -> bytes:
@@ -70,7 +70,6 @@ class HistoryStatement:
                     "session_id": self.session_id,
                     "org": self.org,
                     "head": self.head,
-                    "seq": self.seq,
                     "records": [r.to_cbor() for r in self.records],
                 },
                 canonical=True,
@@ -108,23 +107,18 @@ def parse(data: object) -> tuple[HistoryStatement, bytes, bytes]:
         raise bad(f"the body is a map of exactly {sorted(_BODY_KEYS)}")
     if type(obj["version"]) is not int or obj["version"] != VERSION or obj["type"] != TYPE:
         raise bad(f"not a version {VERSION} {TYPE}")
-    sid, head, seq, records = obj["session_id"], obj["head"], obj["seq"], obj["records"]
+    sid, head, records = obj["session_id"], obj["head"], obj["records"]
     if type(sid) is not bytes or len(sid) != 32 or type(head) is not bytes or len(head) != 32:
         raise bad("session_id and head are 32 bytes each")
-    if (
-        type(seq) is not int
-        or not 0 <= seq < 2**63
-        or not isinstance(obj["node"], str)
-        or not isinstance(obj["org"], str)
-    ):
-        raise bad("node and org are text, seq a non-negative integer")
+    if not isinstance(obj["node"], str) or not isinstance(obj["org"], str):
+        raise bad("node and org are text")
     if not isinstance(records, list) or len(records) > MAX_RECORDS:
         raise bad(f"records is a list of at most {MAX_RECORDS}")
     try:
         parsed = tuple(Record.from_cbor(r) for r in records)
     except GovernanceError as exc:
         raise bad(str(exc)) from None
-    statement = HistoryStatement(obj["node"], sid, obj["org"], head, seq, parsed)
+    statement = HistoryStatement(obj["node"], sid, obj["org"], head, parsed)
     if statement.body() != body:
         raise bad("the body is not in its canonical form")
     return statement, body, signature
@@ -179,3 +173,13 @@ def verify(
             f"missing: {', '.join(missing)}",
         )
     return found
+
+
+def stale(own: HistoryStatement, current: Iterable[Record]) -> list[str]:
+    """The transaction ids of ``current`` (a node's records within the window now) missing from its own statement.
+
+    Records that left the window since the statement was made are no matter; one
+    added since is, and makes the statement stale.
+    """
+    stated = {r.transaction_id for r in own.records}
+    return sorted(r.transaction_id for r in current if r.transaction_id not in stated)

@@ -23,9 +23,9 @@ from datetime import datetime
 
 from harbour.chains.ethereum import address_from_public_key
 from harbour.crypto.secp256k1 import Secp256k1Point
-from harbour.governance.decide import Withdrawal, judge, withdrawal_facts
+from harbour.governance.decide import Withdrawal, judge
 from harbour.governance.fields import GovernanceError
-from harbour.governance.policy import Decision, PastTx, TxFacts
+from harbour.governance.policy import Decision, PastTx
 from harbour.governance.state import OrgState
 from harbour.node.certificate import ApprovalError, Reason
 from harbour.node.quorum.evidence import Evidence, GovernedEvidence, decode_evidence
@@ -88,14 +88,14 @@ def check_governed(
     state: OrgState,
     history: Sequence[PastTx],
     at: datetime,
-) -> tuple[Decision, TxFacts]:
+) -> tuple[Decision, str, str]:
     """Accept version-2 evidence for signing ``digest`` with ``key_id`` at ``path``, or raise ApprovalError.
 
     ``state`` is the node's own state of the organisation the key belongs to (the
     caller checked that ``evidence.org`` names it), ``history`` the withdrawals that
     count toward its limits (the signers' records, this one left out) and ``at``
-    the node's clock. Returns the decision and the facts it was made on (what the
-    node records). Reasons: those of :func:`check_evidence` for the transaction and
+    the node's clock. Returns the decision, the vault paid from and the asset's
+    symbol (what the node records). Reasons: those of :func:`check_evidence` for the transaction and
     the approvals; ``governance`` (the evidence cites another head than the
     node's: push the log first); ``quorum`` (the policy needs approvals that are
     missing); ``policy`` (the policy blocks it, or the log does not know the key's
@@ -121,12 +121,13 @@ def check_governed(
         amount=intent.amount,
     )
     try:
-        facts = withdrawal_facts(state, request, at)
         decision = judge(state, request, at=at, history=history, approved_by=approved)
     except GovernanceError as exc:
         reason: Reason = "quorum" if exc.reason == "quorum" else "policy"
         raise ApprovalError(reason, f"organisation {state.org!r} at entry {state.seq}: {exc}") from None
-    return decision, facts
+    vault, asset = state.vault_of_key(key_id), state.asset_for(request.contract)
+    assert vault is not None and asset is not None  # judge found both, or it refused
+    return decision, vault.id, asset.symbol
 
 
 def _check_transaction(
