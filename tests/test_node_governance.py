@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from harbour.node import approval, rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeIdentity
 from harbour.node.orgs import statement as statements
-from harbour.node.quorum import ETH, GovernedEvidence, Intent, approval_statement, sign_approval
+from harbour.node.quorum import ETH, GovernedEvidence, Intent, approval_statement, decode_evidence, sign_approval
+from harbour.node.quorum.pin import pin_name
 
 ECDSA = "ecdsa-secp256k1"
 CHAIN = 1337
@@ -594,6 +596,27 @@ def test_a_restarted_node_still_counts_what_it_signed(env: Env) -> None:
     with pytest.raises(ClusterError) as exc:
         env.sign(org, key, digest, evidence, signers=(2, 3))
     refused(exc, "policy", "4000000000000000000 earlier")
+
+
+def test_approvals_pay_once_even_after_a_crash_lost_the_pin(env: Env) -> None:
+    """The same transaction id with another chain nonce is a second payment: refused, also once the node restarts
+    without the pin object (written without waiting for the disk), which it restores from its signing log."""
+    key, org = env.keys["bolt-vault"], env.bolt
+    digest, evidence, tx_id = env.withdrawal(org, key, ETHER)
+    verify(key, digest, env.sign(org, key, digest, evidence, signers=(1, 3)).signature)
+    again = GovernedEvidence(**{**decode_evidence(evidence).__dict__})  # same id and approvals ...
+    retry = replace(
+        again, transaction=replace(again.transaction, nonce=again.transaction.nonce + 1000)
+    )  # ... new nonce
+    node = env.cluster.nodes[2]
+    node.stop()
+    pin = node.directory / "store" / "objects" / "withdrawals" / pin_name(org.org, tx_id)
+    pin.unlink()
+    node.start()
+    assert pin.exists(), "restored from the signing log at start"
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, retry.transaction.signing_hash(), retry.encode(), signers=(1, 3))
+    refused(exc, "reused", "pay once")
 
 
 def test_a_forged_certificate_above_the_limit_is_refused(env: Env) -> None:

@@ -31,7 +31,15 @@ from harbour.node.certificate import ApprovalError
 from harbour.node.identity import NodeIdentity
 from harbour.node.keyfile import MIN_N
 from harbour.node.orgs import statement as statements
-from harbour.node.orgs.history import MAX_RECORDS, RETENTION, History, HistoryFull, log_reason, parse_log_reason
+from harbour.node.orgs.history import (
+    MAX_RECORDS,
+    RETENTION,
+    History,
+    HistoryFull,
+    log_reason,
+    parse_log_reason,
+    restore_pins,
+)
 from harbour.node.orgs.records import Record, union
 from harbour.node.orgs.registry import Organisations
 from harbour.node.quorum import (
@@ -45,6 +53,7 @@ from harbour.node.quorum import (
     decode_evidence,
     sign_approval,
 )
+from harbour.node.quorum.pin import pin_name, pin_record
 from harbour.node.staging import Refusal
 from harbour.node.store import SecretStore, StoreError
 
@@ -331,7 +340,7 @@ def test_a_full_window_refuses_rather_than_forgets(monkeypatch: pytest.MonkeyPat
 def test_the_largest_record_fits_in_a_signing_log_entry() -> None:
     longest = "x" * 128
     big = Record(longest, longest, "S" * 16, RECIPIENT, 2**256 - 1, longest, NOW)
-    reason = log_reason("ab" * 32, big, head="cd" * 32, nonce=2**64 - 1, approvals=64)
+    reason = log_reason("ab" * 32, big, head="cd" * 32, nonce=2**64 - 1, statement="ef" * 32, approvals=64)
     assert len(reason) <= signlog.MAX_REASON
     assert parse_log_reason(reason) == ("ab" * 32, big)
 
@@ -356,6 +365,22 @@ def test_history_is_restored_from_the_signing_log(tmp_path: Path) -> None:
     history.restore(signlog.entries(tmp_path / "sign.log"), lambda org: 0, NOW)
     assert {org: set(r) for org, r in history.records.items()} == {ORG: {"t1"}, "cd" * 32: {"t2"}}
     assert history.find(ORG, "t1") == record("t1")
+
+
+def test_lost_pins_are_restored_from_the_signing_log(tmp_path: Path, store: SecretStore) -> None:
+    statement_hash = bytes(range(32))
+    with signlog.SignLog.open(tmp_path / "sign.log") as sign_log:
+        for tx in ("t1", "t2"):
+            sign_log.append(
+                time=NOW, kind="sign", session_id=secrets.token_bytes(32), key_id="k", path="m", outcome="started",
+                reason=log_reason(ORG, record(tx), nonce=7, statement=statement_hash.hex()),
+            )  # fmt: skip
+    name = f"withdrawals/{pin_name(ORG, 't2')}"
+    store.put(name, pin_record(statement_hash, 7))
+    assert restore_pins(store, signlog.entries(tmp_path / "sign.log")) == 1
+    assert store.get(f"withdrawals/{pin_name(ORG, 't1')}") == pin_record(statement_hash, 7)
+    store.delete(name)
+    assert restore_pins(store, signlog.entries(tmp_path / "sign.log")) == 0, "entries already seen are not read again"
 
 
 # == statements =================================================================================================

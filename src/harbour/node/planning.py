@@ -19,6 +19,7 @@ organisations or in or out of one.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -243,7 +244,8 @@ class Planner:
             now=now,
         )
         evidence = judged.evidence
-        self._pin(evidence.org, evidence.transaction_id, judged.statement, evidence.transaction.nonce)
+        # Unsynced: the started entry below carries the pin too, and a starting node restores lost pins from it.
+        self._pin(evidence.org, evidence.transaction_id, judged.statement, evidence.transaction.nonce, sync=False)
         try:
             self.history.record(org, judged.record, now=now, window=judged.window)
         except HistoryFull as exc:
@@ -254,10 +256,11 @@ class Planner:
             judged.record,
             head=evidence.head.hex(),
             nonce=evidence.transaction.nonce,
+            statement=hashlib.sha256(judged.statement).hexdigest(),
             approvals=len(evidence.approvals),
         )
 
-    def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int) -> None:
+    def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int, *, sync: bool = True) -> None:
         """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
 
         Written before the certificate's nonce: if that then fails (a replay), the
@@ -269,7 +272,7 @@ class Planner:
                 self.store.get(name), org=org, transaction_id=transaction_id, statement=statement, nonce=nonce
             )
             return
-        self.store.put(name, quorum.pin_value(statement, nonce))
+        self.store.put(name, quorum.pin_value(statement, nonce), sync=sync)
 
     def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
         if share.identifier not in signers:

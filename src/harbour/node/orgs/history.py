@@ -13,7 +13,10 @@ the ``started`` entry of the session in its signing log (:mod:`harbour.node.sign
 carries it (:func:`log_reason`), so it costs no write of its own, it is in the
 log's hash chain, and a starting node rebuilds its history from the log
 (:meth:`History.replay`). A crash between the check and that entry loses the
-record of a session that never started, which is nothing to count.
+record of a session that never started, which is nothing to count. The same
+entry carries the withdrawal's pin (:mod:`harbour.node.quorum.pin`), so the pin
+object is written without waiting for the disk and :func:`restore_pins` puts back
+any a crash lost, before the node answers anything.
 
 Bounded: records older than :data:`RETENTION` and than the policy's longest
 window are forgotten, and an organisation keeps at most :data:`MAX_RECORDS`. A
@@ -30,6 +33,8 @@ from typing import Any, Final
 
 from harbour.governance.fields import GovernanceError
 from harbour.node.orgs.records import Record
+from harbour.node.quorum.pin import pin_name, pin_record
+from harbour.node.store import SecretStore
 
 log = logging.getLogger("harbour.node")
 
@@ -53,6 +58,11 @@ def log_reason(org: str, record: Record, **about: Any) -> str:
 
 def parse_log_reason(reason: str) -> tuple[str, Record] | None:
     """``(org, record)`` from a reason :func:`log_reason` wrote; None for any other reason."""
+    found = _log_body(reason)
+    return None if found is None else (found[0], found[1])
+
+
+def _log_body(reason: str) -> tuple[str, Record, dict[str, Any]] | None:
     if not reason.startswith(LOG_PREFIX):
         return None
     try:
@@ -60,10 +70,40 @@ def parse_log_reason(reason: str) -> tuple[str, Record] | None:
         org = body["org"]
         if not isinstance(org, str):
             raise TypeError("org is not text")
-        return org, Record.from_cbor(body["record"])
+        return org, Record.from_cbor(body["record"]), body
     except (ValueError, TypeError, KeyError, GovernanceError) as exc:
         log.warning("a signing-log entry names a withdrawal that cannot be read back (%s): %.200s", exc, reason)
         return None
+
+
+PINS_RESTORED: Final = "pins-restored"
+"""The store object naming the last signing-log entry whose pin :func:`restore_pins` made sure of."""
+
+
+def restore_pins(store: SecretStore, entries: Iterable[Any]) -> int:
+    """Write back the pins of the organisations' withdrawals a crash may have lost; how many were missing.
+
+    A node writes such a pin without waiting for the disk, because the session's
+    ``started`` entry (fsynced before any round) carries it too. Only entries after
+    the last one restored are read again.
+    """
+    done = int(store.get(PINS_RESTORED).decode()) if store.exists(PINS_RESTORED) else 0
+    last, restored = done, 0
+    for entry in entries:
+        if entry.seq <= done or entry.outcome != "started" or entry.kind != "sign":
+            continue
+        last = entry.seq
+        found = _log_body(entry.reason)
+        if found is None or not isinstance(found[2].get("statement"), str) or type(found[2].get("nonce")) is not int:
+            continue
+        org, record, body = found
+        name = f"withdrawals/{pin_name(org, record.transaction_id)}"
+        if not store.exists(name):
+            store.put(name, pin_record(bytes.fromhex(body["statement"]), body["nonce"]))
+            restored += 1
+    if last != done:
+        store.put(PINS_RESTORED, str(last).encode())
+    return restored
 
 
 class History:
@@ -110,7 +150,14 @@ class History:
         if record.transaction_id in mine:
             return False
         keep = max(window, RETENTION)
-        for tx_id in [t for t, r in mine.items() if r.at <= now - keep]:
+        # Records were added in time order (near enough), so the stale ones are at the front: stop at the first
+        # that still counts. One added out of order stays a little longer, which only counts more.
+        stale = []
+        for tx_id, kept in mine.items():
+            if kept.at > now - keep:
+                break
+            stale.append(tx_id)
+        for tx_id in stale:
             del mine[tx_id]
         if len(mine) >= MAX_RECORDS:
             spare = sorted((t for t, r in mine.items() if r.at <= now - window), key=lambda t: mine[t].at)

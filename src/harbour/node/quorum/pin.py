@@ -34,7 +34,12 @@ def pin_value(statement: bytes, nonce: int) -> bytes:
     same nonce is a replacement (only one of them can be mined), but another nonce
     would be a second payment on the same approvals.
     """
-    return bytes(cbor2.dumps({"statement": hashlib.sha256(statement).digest(), "nonce": nonce}, canonical=True))
+    return pin_record(hashlib.sha256(statement).digest(), nonce)
+
+
+def pin_record(statement_hash: bytes, nonce: int) -> bytes:
+    """:func:`pin_value` from the statement's hash (how a starting node restores a pin from its log)."""
+    return bytes(cbor2.dumps({"statement": statement_hash, "nonce": nonce}, canonical=True))
 
 
 def check_pin(recorded: bytes, *, org: str, transaction_id: str, statement: bytes, nonce: int) -> None:
