@@ -377,6 +377,9 @@ def test_lost_pins_are_restored_from_the_signing_log(tmp_path: Path, store: Secr
             )  # fmt: skip
     name = f"withdrawals/{pin_name(ORG, 't2')}"
     store.put(name, pin_record(statement_hash, 7))
+    empty = f"withdrawals/{pin_name(ORG, 't1')}"
+    store.put(empty, b"")
+    (store.directory / "objects" / "withdrawals" / pin_name(ORG, "t1")).write_bytes(b"")  # what a crash can leave
     assert restore_pins(store, signlog.entries(tmp_path / "sign.log")) == 1
     assert store.get(f"withdrawals/{pin_name(ORG, 't1')}") == pin_record(statement_hash, 7)
     store.delete(name)

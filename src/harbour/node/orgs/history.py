@@ -34,7 +34,7 @@ from typing import Any, Final
 from harbour.governance.fields import GovernanceError
 from harbour.node.orgs.records import Record
 from harbour.node.quorum.pin import pin_name, pin_record
-from harbour.node.store import SecretStore
+from harbour.node.store import SecretStore, StoreError
 
 log = logging.getLogger("harbour.node")
 
@@ -98,12 +98,21 @@ def restore_pins(store: SecretStore, entries: Iterable[Any]) -> int:
             continue
         org, record, body = found
         name = f"withdrawals/{pin_name(org, record.transaction_id)}"
-        if not store.exists(name):
+        if not _readable(store, name):
             store.put(name, pin_record(bytes.fromhex(body["statement"]), body["nonce"]))
             restored += 1
     if last != done:
         store.put(PINS_RESTORED, str(last).encode())
     return restored
+
+
+def _readable(store: SecretStore, name: str) -> bool:
+    """Whether the object is there whole (a crash can leave a file written without fsync empty)."""
+    try:
+        store.get(name)
+    except StoreError:
+        return False
+    return True
 
 
 class History:
