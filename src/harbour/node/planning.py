@@ -7,9 +7,8 @@ signer set it is not in or whose setup with it is marked compromised, a second
 admin session of a key, a roster naming a retired identity, a committee whose
 roster, dealers or key package the certificate does not bind. The approval check
 itself (:func:`harbour.node.approval.verify`, and for a sign certificate the
-approvers' evidence of :mod:`harbour.node.quorum`, judged against the key's
-organisation by :mod:`harbour.node.orgs.judging` when it has one) runs later,
-when the node is ready to spend the certificate.
+evidence check of :mod:`harbour.node.evidencecheck`) runs later, when the node is
+ready to spend the certificate.
 
 A key belongs to the organisation its keygen certificate named (param ``org``);
 every refresh and reshare certificate of it must name the same one, and none
@@ -19,23 +18,21 @@ organisations or in or out of one.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from harbour.crypto.group import RandomBytes
-from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.mpc.envelope import UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
 from harbour.mpc.schemes import scheme_by_name
-from harbour.node import approval, coldstate, nonces, quorum, rpc
+from harbour.node import approval, coldstate, nonces, rpc
 from harbour.node.config import NodeConfig
+from harbour.node.evidencecheck import EvidenceChecks
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
-from harbour.node.orgs.history import History, HistoryFull, log_reason
-from harbour.node.orgs.judging import judge_withdrawal
+from harbour.node.orgs.history import History
 from harbour.node.orgs.registry import Organisations, check_org
 from harbour.node.session import Session
 from harbour.node.staging import Refusal, Staging, read_key
@@ -63,7 +60,9 @@ class Planner:
         history: History,
     ) -> None:
         self.orgs = orgs
-        self.history = history
+        self.evidence = EvidenceChecks(
+            store=store, config=config, identity=identity, orgs=orgs, history=history, clock=clock
+        )
         self.store = store
         self.identity = identity
         self.config = config
@@ -112,7 +111,7 @@ class Planner:
                     sid, kind, key_id, path, [digest], certificate, sign_job, roster, share.identifier, deadline
                 )
                 session.recording = recording
-                evidence_check = self._evidence_check(session, sign_job, digest, args.get("histories", []))
+                evidence_check = self.evidence.check(session, sign_job, digest, args.get("histories", []))
                 return session, verify(
                     kind="sign",
                     key_id=key_id,
@@ -140,139 +139,6 @@ class Planner:
             if isinstance(exc, approval.ApprovalError):
                 raise
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
-
-    def _evidence_check(
-        self, session: Session, job: SignJob, digest: bytes, histories: list[bytes]
-    ) -> Callable[[approval.Certificate], None]:
-        """The check :func:`approval.verify` runs on a sign certificate before spending it.
-
-        The child key comes from the node's own share (the job derived it for
-        ``path``), never from the request, so the intent's sender is compared with
-        the account this node is actually about to sign for. A key of an
-        organisation is judged by that organisation's log (:meth:`_governed_check`);
-        any other by the version-1 evidence and the node's own approver settings.
-        """
-
-        def check(cert: approval.Certificate) -> None:
-            config = self.config
-            org = self.orgs.binding(session.key_id)
-            if org is not None:
-                self._governed_check(cert, session, job, digest, org, histories)
-                return
-            if cert.evidence is None:
-                if config.require_evidence:
-                    raise approval.ApprovalError(
-                        "evidence",
-                        "this node signs only with the approvers' evidence in the certificate (require_evidence), "
-                        "and this certificate has none",
-                    )
-                return
-            child = job.share.group_public_key
-            if not scheme_by_name(job.share.scheme).recoverable or not isinstance(child, Secp256k1Point):
-                raise approval.ApprovalError(
-                    "evidence",
-                    f"approval evidence describes an Ethereum transaction, which key {session.key_id} "
-                    f"({job.share.scheme}) does not sign",
-                )
-            evidence = quorum.read_evidence(cert.evidence)
-            if isinstance(evidence, quorum.GovernedEvidence):
-                raise approval.ApprovalError(
-                    "governance",
-                    f"key {session.key_id} belongs to no organisation on this node, so version-2 evidence "
-                    f"(organisation {evidence.org}) cannot be judged for it",
-                )
-            quorum.check_evidence(
-                evidence,
-                key_id=session.key_id,
-                path=session.path,
-                digest=digest,
-                child_public_key=child,
-                trusted_approvers=config.trusted_approvers,
-                min_approvals=config.min_approvals,
-            )
-            self._pin(
-                evidence.org,
-                evidence.transaction_id,
-                evidence.statement(key_id=session.key_id, path=session.path),
-                evidence.transaction.nonce,
-            )
-            approvers = ",".join(k.hex()[:16] for k, _ in evidence.approvals)
-            session.note = (
-                f"evidence: org {evidence.org!r} transaction {evidence.transaction_id!r} "
-                f"nonce {evidence.transaction.nonce} approvers {approvers}"
-            )
-
-        return check
-
-    def _governed_check(
-        self,
-        cert: approval.Certificate,
-        session: Session,
-        job: SignJob,
-        digest: bytes,
-        org: str,
-        histories: list[bytes],
-    ) -> None:
-        """Judge a withdrawal from a key of ``org`` (:func:`judge_withdrawal`), then pin it and record it.
-
-        The record is written here, before the certificate's nonce is spent and
-        before any round: two sessions accepted one after the other each count the
-        other, even if neither has finished.
-        """
-        child = job.share.group_public_key
-        if not scheme_by_name(job.share.scheme).recoverable or not isinstance(child, Secp256k1Point):
-            raise approval.ApprovalError(
-                "evidence",
-                f"key {session.key_id} ({job.share.scheme}) belongs to organisation {org}, whose withdrawals are "
-                "Ethereum transactions: it signs nothing else",
-            )
-        now = int(self.clock())
-        signers = {session.roster[p].node_id: session.roster[p] for p in job.signers}
-        judged = judge_withdrawal(
-            cert,
-            orgs=self.orgs,
-            history=self.history,
-            org=org,
-            key_id=session.key_id,
-            path=session.path,
-            digest=digest,
-            child_public_key=child,
-            me=self.identity.node_id,
-            signers=signers,
-            session_id=session.session_id,
-            statements_given=histories,
-            now=now,
-        )
-        evidence = judged.evidence
-        # Unsynced: the started entry below carries the pin too, and a starting node restores lost pins from it.
-        self._pin(evidence.org, evidence.transaction_id, judged.statement, evidence.transaction.nonce, sync=False)
-        try:
-            self.history.record(org, judged.record, now=now, window=judged.window)
-        except HistoryFull as exc:
-            raise approval.ApprovalError("history", str(exc)) from None
-        # The session's ``started`` entry is where the record lasts: a restarted node reads it back.
-        session.note = log_reason(
-            org,
-            judged.record,
-            head=evidence.head.hex(),
-            nonce=evidence.transaction.nonce,
-            statement=hashlib.sha256(judged.statement).hexdigest(),
-            approvals=len(evidence.approvals),
-        )
-
-    def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int, *, sync: bool = True) -> None:
-        """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
-
-        Written before the certificate's nonce: if that then fails (a replay), the
-        record describes the same transaction, so it never blocks an honest one.
-        """
-        name = f"withdrawals/{quorum.pin_name(org, transaction_id)}"
-        if self.store.exists(name):
-            quorum.check_pin(
-                self.store.get(name), org=org, transaction_id=transaction_id, statement=statement, nonce=nonce
-            )
-            return
-        self.store.put(name, quorum.pin_value(statement, nonce), sync=sync)
 
     def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
         if share.identifier not in signers:
