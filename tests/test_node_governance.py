@@ -33,6 +33,8 @@ from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, pars
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.custody.evidence import build_governed_evidence
+from harbour.custody.signer import Signer
 from harbour.governance import changes as c
 from harbour.mpc import hd
 from harbour.node import approval, rpc
@@ -497,6 +499,38 @@ def test_a_keygen_certificate_for_an_organisation_the_nodes_lack_is_refused(env:
     with pytest.raises(ClusterError) as exc:
         call(lambda co: co.keygen(env.nodes[:3], 2, ECDSA, cert))
     assert exc.value.reason == "unknown-org"
+
+
+def test_the_custody_signer_enrols_makes_a_key_of_the_organisation_and_signs_for_it(env: Env, tmp_path: Path) -> None:
+    """What custody/signer.py and custody/evidence.py give the service, end to end on the nodes."""
+    org = Org("cust", policy=two_approvers(), vaults={"cust-main": "cust-vault"}, book=[("listed", LISTED, True)])
+    signer = Signer(env.nodes[:3], env.cluster.authority, tmp_path)
+    try:
+        assert signer.enrol(org.genesis) == {"node1": 0, "node2": 0, "node3": 0}
+        org.propose(c.SetWhitelisted("listed", False))
+        assert signer.push(org.log) == {"node1": 1, "node2": 1, "node3": 1}
+        key = signer.keygen("cust-vault", 2, env.nodes[:3], org=org.org)
+        assert key.org == org.org
+        intent = Intent(CHAIN, env.address(key), LISTED, ETH, ETHER)
+        tx = Eip1559Transaction(
+            chain_id=CHAIN, nonce=0, max_priority_fee_per_gas=1, max_fee_per_gas=2, gas_limit=21_000,
+            to=parse_address(LISTED), value=ETHER, data=b"",
+        )  # fmt: skip
+        statement = approval_statement(org=org.name, transaction_id="w-1", key_id=key.key_id, path=PATH, intent=intent)
+        recorded = [
+            (who, raw(org.keys[who]), sign_approval(org.keys[who], statement)) for who in ("alice", "bob", INITIATOR)
+        ]
+        org.propose(c.SetWhitelisted("listed", True))  # the nodes are brought to this head by the signing
+        evidence = build_governed_evidence(
+            log=org.log, transaction_id="w-1", intent=intent, transaction=tx, initiator_id=INITIATOR, approvals=recorded
+        )
+        assert [k for k, _ in evidence.approvals] == [raw(org.keys["alice"]), raw(org.keys["bob"])]
+        signature = signer.sign(key.key_id, PATH, tx.signing_hash(), evidence=evidence.encode(), log=org.log)
+        assert len(signature.signers) == 2
+        ecdsa = EcdsaSignature(signature.r, signature.s, signature.y_parity)
+        verify(key, tx.signing_hash(), ecdsa)
+    finally:
+        signer.close()
 
 
 # == velocity limits across signer sets ========================================================================
