@@ -19,7 +19,7 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance_env import INITIATOR, Org, raw, two_approvers, velocity_policy
+from governance_env import INITIATOR, Org, count_policy, raw, two_approvers, velocity_policy
 from harbour.chains.eip1559 import Eip1559Transaction, parse_address
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
@@ -186,6 +186,17 @@ def test_history_counts_toward_the_velocity_limit() -> None:
         judge(o, evidence(o, amount=2 * ETHER), past)
     assert exc.value.reason == "policy"
     judge(o, evidence(o, amount=ETHER), past)
+
+
+def test_history_counts_toward_the_count_limit() -> None:
+    o = org(count_policy(2))
+    past = [PastTx(INITIATOR, "main", "ETH", RECIPIENT, 1, datetime.fromtimestamp(NOW - s, UTC)) for s in (10, 20)]
+    with pytest.raises(ApprovalError, match="2 earlier \\+ 1 = 3 exceeds 2") as exc:
+        judge(o, evidence(o), past)
+    assert exc.value.reason == "policy"
+    judge(o, evidence(o), past[:1])
+    old = [replace(p, at=datetime.fromtimestamp(NOW - 7200, UTC)) for p in past]
+    judge(o, evidence(o), old)  # outside the hour: not counted
 
 
 def test_approvals_come_from_the_log() -> None:
