@@ -42,7 +42,6 @@ from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admi
 from harbour.node.identity import NodeIdentity
 from harbour.node.orgs import statement as statements
 from harbour.node.quorum import ETH, GovernedEvidence, Intent, approval_statement, decode_evidence, sign_approval
-from harbour.node.quorum.pin import pin_name
 
 ECDSA = "ecdsa-secp256k1"
 CHAIN = 1337
@@ -632,25 +631,30 @@ def test_a_restarted_node_still_counts_what_it_signed(env: Env) -> None:
     refused(exc, "policy", "4000000000000000000 earlier")
 
 
-def test_approvals_pay_once_even_after_a_crash_lost_the_pin(env: Env) -> None:
-    """The same transaction id with another chain nonce is a second payment: refused, also once the node restarts
-    without the pin object (written without waiting for the disk), which it restores from its signing log."""
+def test_approvals_pay_once_also_after_a_restart(env: Env) -> None:
+    """The same transaction id with another chain nonce is a second payment: refused, also by a node that
+    restarted since (it reads its pins back from its signing log)."""
     key, org = env.keys["bolt-vault"], env.bolt
-    digest, evidence, tx_id = env.withdrawal(org, key, ETHER)
+    digest, evidence, _ = env.withdrawal(org, key, ETHER)
     verify(key, digest, env.sign(org, key, digest, evidence, signers=(1, 3)).signature)
-    again = GovernedEvidence(**{**decode_evidence(evidence).__dict__})  # same id and approvals ...
-    retry = replace(
-        again, transaction=replace(again.transaction, nonce=again.transaction.nonce + 1000)
-    )  # ... new nonce
+    first = decode_evidence(evidence)
+    assert isinstance(first, GovernedEvidence)
+    # The same transaction id and approvals, another chain nonce: a second payment.
+    retry = replace(first, transaction=replace(first.transaction, nonce=first.transaction.nonce + 1000))
     node = env.cluster.nodes[2]
     node.stop()
-    pin = node.directory / "store" / "objects" / "withdrawals" / pin_name(org.org, tx_id)
-    pin.unlink()
     node.start()
-    assert pin.exists(), "restored from the signing log at start"
-    with pytest.raises(ClusterError) as exc:
-        env.sign(org, key, retry.transaction.signing_hash(), retry.encode(), signers=(1, 3))
-    refused(exc, "reused", "pay once")
+    for signers in [(1, 3), (2, 3)]:
+        with pytest.raises(ClusterError) as exc:
+            env.sign(org, key, retry.transaction.signing_hash(), retry.encode(), signers=signers)
+        refused(exc, "reused", "pay once")
+    assert exc.value.node == "node3"
+    # A replacement with other fees at the same nonce is signed: only one of the two can be mined. (Node 2
+    # pinned the second nonce when it accepted that session, which node 3 refused: a pin errs on refusing.)
+    fees = first.transaction.max_fee_per_gas * 2
+    bumped = replace(first, transaction=replace(first.transaction, max_fee_per_gas=fees))
+    digest = bumped.transaction.signing_hash()
+    verify(key, digest, env.sign(org, key, digest, bumped.encode(), signers=(1, 3)).signature)
 
 
 def test_a_forged_certificate_above_the_limit_is_refused(env: Env) -> None:

@@ -38,7 +38,6 @@ from harbour.node.orgs.history import (
     HistoryFull,
     log_reason,
     parse_log_reason,
-    restore_pins,
 )
 from harbour.node.orgs.records import Record, union
 from harbour.node.orgs.registry import Organisations
@@ -53,7 +52,7 @@ from harbour.node.quorum import (
     decode_evidence,
     sign_approval,
 )
-from harbour.node.quorum.pin import pin_name, pin_record
+from harbour.node.quorum.pin import pin_record
 from harbour.node.staging import Refusal
 from harbour.node.store import SecretStore, StoreError
 
@@ -378,23 +377,22 @@ def test_history_is_restored_from_the_signing_log(tmp_path: Path) -> None:
     assert history.find(ORG, "t1") == record("t1")
 
 
-def test_lost_pins_are_restored_from_the_signing_log(tmp_path: Path, store: SecretStore) -> None:
+def test_pins_are_restored_from_the_signing_log(tmp_path: Path) -> None:
     statement_hash = bytes(range(32))
     with signlog.SignLog.open(tmp_path / "sign.log") as sign_log:
-        for tx in ("t1", "t2"):
+        for tx, at in (("t1", NOW), ("ancient", NOW - 400 * 86_400)):
             sign_log.append(
-                time=NOW, kind="sign", session_id=secrets.token_bytes(32), key_id="k", path="m", outcome="started",
-                reason=log_reason(ORG, record(tx), nonce=7, statement=statement_hash.hex()),
+                time=at, kind="sign", session_id=secrets.token_bytes(32), key_id="k", path="m", outcome="started",
+                reason=log_reason(ORG, record(tx, at=at), nonce=7, statement=statement_hash.hex()),
             )  # fmt: skip
-    name = f"withdrawals/{pin_name(ORG, 't2')}"
-    store.put(name, pin_record(statement_hash, 7))
-    empty = f"withdrawals/{pin_name(ORG, 't1')}"
-    store.put(empty, b"")
-    (store.directory / "objects" / "withdrawals" / pin_name(ORG, "t1")).write_bytes(b"")  # what a crash can leave
-    assert restore_pins(store, signlog.entries(tmp_path / "sign.log")) == 1
-    assert store.get(f"withdrawals/{pin_name(ORG, 't1')}") == pin_record(statement_hash, 7)
-    store.delete(name)
-    assert restore_pins(store, signlog.entries(tmp_path / "sign.log")) == 0, "entries already seen are not read again"
+        sign_log.append(
+            time=NOW, kind="sign", session_id=secrets.token_bytes(32), key_id="k", path="m", outcome="started",
+            reason=log_reason(ORG, record("no-pin")),
+        )  # fmt: skip
+    history = History()
+    history.restore(signlog.entries(tmp_path / "sign.log"), lambda org: 0, NOW)
+    assert history.pins == {(ORG, "t1"): pin_record(statement_hash, 7), (ORG, "ancient"): pin_record(statement_hash, 7)}
+    assert set(history.records[ORG]) == {"t1", "no-pin"}, "records are kept for the window, pins for ever"
 
 
 # == statements =================================================================================================

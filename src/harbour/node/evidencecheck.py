@@ -118,11 +118,12 @@ class EvidenceChecks:
         org: str,
         histories: list[bytes],
     ) -> None:
-        """Judge a withdrawal from a key of ``org`` (:func:`judge_withdrawal`), then pin it and record it.
+        """Judge a withdrawal from a key of ``org`` (:func:`judge_withdrawal`), check its pin, then record it.
 
-        The record is written here, before the certificate's nonce is spent and
-        before any round: two sessions accepted one after the other each count the
-        other, even if neither has finished.
+        The record and the pin are kept here, before the certificate's nonce is
+        spent and before any round: two sessions accepted one after the other each
+        count the other, even if neither has finished. They last in the session's
+        ``started`` entry, which the node writes (and fsyncs) next.
         """
         child = job.share.group_public_key
         if not scheme_by_name(job.share.scheme).recoverable or not isinstance(child, Secp256k1Point):
@@ -149,13 +150,18 @@ class EvidenceChecks:
             now=now,
         )
         evidence = judged.evidence
-        # Unsynced: the started entry below carries the pin too, and a starting node restores lost pins from it.
-        self._pin(evidence.org, evidence.transaction_id, judged.statement, evidence.transaction.nonce, sync=False)
+        pinned = self.history.pins.get((org, evidence.transaction_id))
+        nonce = evidence.transaction.nonce
+        if pinned is not None:
+            quorum.check_pin(
+                pinned, org=org, transaction_id=evidence.transaction_id, statement=judged.statement, nonce=nonce
+            )
         try:
             self.history.record(org, judged.record, now=now, window=judged.window)
         except HistoryFull as exc:
             raise approval.ApprovalError("history", str(exc)) from None
-        # The session's ``started`` entry is where the record lasts: a restarted node reads it back.
+        self.history.pins[(org, evidence.transaction_id)] = quorum.pin_value(judged.statement, nonce)
+        # The session's ``started`` entry is where the record and the pin last: a restarted node reads them back.
         session.note = log_reason(
             org,
             judged.record,
@@ -165,7 +171,7 @@ class EvidenceChecks:
             approvals=len(evidence.approvals),
         )
 
-    def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int, *, sync: bool = True) -> None:
+    def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int) -> None:
         """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
 
         Written before the certificate's nonce: if that then fails (a replay), the
@@ -177,4 +183,4 @@ class EvidenceChecks:
                 self.store.get(name), org=org, transaction_id=transaction_id, statement=statement, nonce=nonce
             )
             return
-        self.store.put(name, quorum.pin_value(statement, nonce), sync=sync)
+        self.store.put(name, quorum.pin_value(statement, nonce))

@@ -81,7 +81,7 @@ from harbour.node.config import (
 )
 from harbour.node.counter import CounterError, RollbackCounter, open_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
-from harbour.node.orgs.history import History, restore_pins
+from harbour.node.orgs.history import History
 from harbour.node.orgs.registry import Organisations
 from harbour.node.orgs.requests import OrgRequests
 from harbour.node.planning import Planner, default_key_id
@@ -249,9 +249,6 @@ class NodeService:
         try:
             entries = restart.recover(node.running, directory / LOG_FILE)
             node.history.restore(entries, node._window, int(clock()))
-            restored = restore_pins(store, entries)
-            if restored:
-                log.warning("put back %d withdrawal pin(s) a crash had lost, from the signing log", restored)
         except CounterError as exc:
             node.log.close()
             node.ledger.close()

@@ -74,11 +74,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import secrets
 import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,20 +151,6 @@ def check_name(name: str) -> tuple[str, ...]:
             "or '-', each starting with a letter or digit and at most 128 characters",
         )
     return segments
-
-
-def _replace_unsynced(path: Path, blob: bytes) -> None:
-    """``path`` replaced by ``blob`` through a rename (never half written), without waiting for the disk."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(blob)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
 
 
 # -- store.json ---------------------------------------------------------------------------------------
@@ -452,13 +436,8 @@ class SecretStore:
             raise StoreError("policy", "the secret store is closed")
         return self._aead
 
-    def put(self, name: str, data: bytes, *, sync: bool = True) -> None:
-        """Store ``data`` under ``name``, replacing any previous object, atomically and owner-only.
-
-        ``sync=False`` leaves out the fsyncs (the file and its directory): a crash
-        may then lose the object, so it is only for objects the caller rebuilds from
-        a record that is durable (the signing log) before it relies on them.
-        """
+    def put(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name``, replacing any previous object, atomically and owner-only."""
         path = self._path(name)
         data = bytes(data)
         if len(data) > MAX_OBJECT_LEN:
@@ -475,10 +454,7 @@ class SecretStore:
                 path.parent.mkdir(mode=0o700, exist_ok=True)
             if path.is_dir():
                 raise StoreError("name", f"cannot store {name!r}: it is the prefix of other objects")
-            if sync:
-                write_atomic(path, blob, mode=0o600)
-            else:
-                _replace_unsynced(path, blob)
+            write_atomic(path, blob, mode=0o600)
 
     def get(self, name: str) -> bytes:
         """The object stored under ``name``, authenticated, or StoreError("missing" / "corrupt")."""

@@ -13,10 +13,13 @@ the ``started`` entry of the session in its signing log (:mod:`harbour.node.sign
 carries it (:func:`log_reason`), so it costs no write of its own, it is in the
 log's hash chain, and a starting node rebuilds its history from the log
 (:meth:`History.replay`). A crash between the check and that entry loses the
-record of a session that never started, which is nothing to count. The same
-entry carries the withdrawal's pin (:mod:`harbour.node.quorum.pin`), so the pin
-object is written without waiting for the disk and :func:`restore_pins` puts back
-any a crash lost, before the node answers anything.
+record of a session that never started, which is nothing to count.
+
+The same entry carries the withdrawal's pin (:mod:`harbour.node.quorum.pin`: the
+statement's hash and the chain nonce a transaction id was first signed for),
+and :attr:`History.pins` holds every one the log names, for as long as the node
+runs: like the session ids a node remembers (:mod:`harbour.node.restart`), one
+small entry per withdrawal ever, and no file to create on the way to signing.
 
 Bounded: records older than :data:`RETENTION` and than the policy's longest
 window are forgotten, and an organisation keeps at most :data:`MAX_RECORDS`. A
@@ -26,6 +29,7 @@ refused, not counted short.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -33,8 +37,7 @@ from typing import Any, Final
 
 from harbour.governance.fields import GovernanceError
 from harbour.node.orgs.records import Record
-from harbour.node.quorum.pin import pin_name, pin_record
-from harbour.node.store import SecretStore, StoreError
+from harbour.node.quorum.pin import pin_record
 
 log = logging.getLogger("harbour.node")
 
@@ -76,50 +79,13 @@ def _log_body(reason: str) -> tuple[str, Record, dict[str, Any]] | None:
         return None
 
 
-PINS_RESTORED: Final = "pins-restored"
-"""The store object naming the last signing-log entry whose pin :func:`restore_pins` made sure of."""
-
-
-def restore_pins(store: SecretStore, entries: Iterable[Any]) -> int:
-    """Write back the pins of the organisations' withdrawals a crash may have lost; how many were missing.
-
-    A node writes such a pin without waiting for the disk, because the session's
-    ``started`` entry (fsynced before any round) carries it too. Only entries after
-    the last one restored are read again.
-    """
-    done = int(store.get(PINS_RESTORED).decode()) if store.exists(PINS_RESTORED) else 0
-    last, restored = done, 0
-    for entry in entries:
-        if entry.seq <= done or entry.outcome != "started" or entry.kind != "sign":
-            continue
-        last = entry.seq
-        found = _log_body(entry.reason)
-        if found is None or not isinstance(found[2].get("statement"), str) or type(found[2].get("nonce")) is not int:
-            continue
-        org, record, body = found
-        name = f"withdrawals/{pin_name(org, record.transaction_id)}"
-        if not _readable(store, name):
-            store.put(name, pin_record(bytes.fromhex(body["statement"]), body["nonce"]))
-            restored += 1
-    if last != done:
-        store.put(PINS_RESTORED, str(last).encode())
-    return restored
-
-
-def _readable(store: SecretStore, name: str) -> bool:
-    """Whether the object is there whole (a crash can leave a file written without fsync empty)."""
-    try:
-        store.get(name)
-    except StoreError:
-        return False
-    return True
-
-
 class History:
-    """One node's records: organisation -> transaction id -> record, in memory."""
+    """One node's records (organisation -> transaction id -> record) and pins, in memory."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Record]] = {}
+        self.pins: dict[tuple[str, str], bytes] = {}
+        """``(org, transaction id) -> pin_record(statement hash, nonce)`` of every withdrawal signed for."""
 
     def restore(self, entries: Iterable[Any], keep: Callable[[str], int], now: int) -> None:
         """Rebuild the records from a signing log's ``started`` entries, as of ``now`` (a node that starts).
@@ -127,14 +93,18 @@ class History:
         ``entries`` are :class:`harbour.node.signlog.Entry` objects in order; ``keep(org)``
         is how many seconds back that organisation's records still count.
         """
-        self.records = {}
+        self.records, self.pins = {}, {}
         for entry in entries:
             if entry.outcome != "started" or entry.kind != "sign":
                 continue
-            found = parse_log_reason(entry.reason)
+            found = _log_body(entry.reason)
             if found is None:
                 continue
-            org, record = found
+            org, record, body = found
+            statement, nonce = body.get("statement"), body.get("nonce")
+            if isinstance(statement, str) and len(statement) == 64 and type(nonce) is int:
+                with contextlib.suppress(ValueError):
+                    self.pins.setdefault((org, record.transaction_id), pin_record(bytes.fromhex(statement), nonce))
             if record.at > now - max(keep(org), RETENTION):
                 self.records.setdefault(org, {}).setdefault(record.transaction_id, record)
         for mine in self.records.values():
