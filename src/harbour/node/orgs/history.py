@@ -12,7 +12,7 @@ The record is kept where the node already writes, and fsyncs, what it accepted:
 the ``started`` entry of the session in its signing log (:mod:`harbour.node.signlog`)
 carries it (:func:`log_reason`), so it costs no write of its own, it is in the
 log's hash chain, and a starting node rebuilds its history from the log
-(:meth:`History.replay`). A crash between the check and that entry loses the
+(:meth:`History.restore`). A crash between the check and that entry loses the
 record of a session that never started, which is nothing to count.
 
 The same entry carries the withdrawal's pin (:mod:`harbour.node.quorum.pin`: the
