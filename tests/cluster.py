@@ -33,8 +33,12 @@ class Cluster:
         *,
         pkcs11: tuple[str, str, str] | None = None,
         extra_env: dict[str, str] | None = None,
+        node_options: dict[str, Any] | None = None,
     ) -> None:
-        """``pkcs11`` = (module, token label, pin): keep every node's KEK on that token (one key label each)."""
+        """``pkcs11`` = (module, token label, pin): keep every node's KEK on that token (one key label each).
+
+        ``node_options`` go to every node's ``init_node`` (``require_evidence``, ``approvers``, ...).
+        """
         self.root = root
         self.authority = approval.AuthorityKey.generate()
         self.nodes: list[Node] = create_nodes(
@@ -44,6 +48,7 @@ class Cluster:
             passphrase=None if pkcs11 else PASSPHRASE,
             pkcs11=pkcs11,
             extra_env=extra_env,
+            node_options=node_options,
         )
 
     @property
@@ -87,12 +92,14 @@ class Cluster:
         """A certificate for whichever signers the coordinator picks (as the custody service issues them)."""
         return lambda signers: self.sign_cert(key, message, path=path, signers=signers)
 
-    def keygen_cert(self, scheme: str, threshold: int, nodes: Sequence[NodeDescriptor], key_id: str = "") -> bytes:
-        params = admin_params("keygen", scheme=scheme, threshold=threshold, nodes=nodes)
+    def keygen_cert(
+        self, scheme: str, threshold: int, nodes: Sequence[NodeDescriptor], key_id: str = "", *, org: str = ""
+    ) -> bytes:
+        params = admin_params("keygen", scheme=scheme, threshold=threshold, nodes=nodes, org=org)
         return self.certify("keygen", key_id, params=params)
 
     def refresh_cert(self, key: ClusterKey) -> bytes:
-        return self.certify("refresh", key.key_id, params={})
+        return self.certify("refresh", key.key_id, params=admin_params("refresh", key=key))
 
     def reshare_cert(self, key: ClusterKey, nodes: Sequence[NodeDescriptor], threshold: int) -> bytes:
         params = admin_params("reshare", threshold=threshold, nodes=nodes, key=key)

@@ -75,6 +75,7 @@ PROCESS_MODULES = frozenset(
         "test_cluster_faults",
         "test_custody",
         "test_node_entry",
+        "test_node_governance",
         "test_readme_nodes",
     }
 )

@@ -380,7 +380,7 @@ REFRESH = ["--kind", "refresh", "--key-id", "k"]
         ),
         pytest.param(
             ["--kind", "rotate", "--rotation", "{rotation}", "--key-id", "k"],
-            "about a node, not a key",
+            "is not about a key",
             id="rotate with --key-id",
         ),
         pytest.param(

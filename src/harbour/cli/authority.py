@@ -178,7 +178,7 @@ def certify(
         ),
     ] = None,
     path: Annotated[str, typer.Option("--path", help="BIP-32 path signed under (sign only), e.g. m/0/7.")] = "m",
-    kind: Annotated[str, typer.Option("--kind", help="sign, keygen, refresh or reshare.")] = "sign",
+    kind: Annotated[str, typer.Option("--kind", help="sign, keygen, refresh, reshare, rotate or enrol.")] = "sign",
     param_items: Annotated[
         list[str] | None,
         typer.Option("--param", help="name=value for keygen/refresh/reshare, e.g. threshold=2 (repeatable)."),
@@ -215,10 +215,10 @@ def certify(
             raise InputError(f"--kind must be one of {', '.join(approval.KINDS)}, got {kind!r}")
         if not 0 < expires_in <= approval.MAX_LIFETIME:
             raise InputError(f"--expires-in must be 1..{approval.MAX_LIFETIME} seconds, got {expires_in}")
-        if kind not in ("keygen", "rotate") and not key_id:
+        if kind not in ("keygen", *approval.KEYLESS_KINDS) and not key_id:
             raise InputError(f"--key-id is required for a {kind} certificate")
-        if kind == "rotate" and key_id:
-            raise InputError("a rotate certificate is about a node, not a key: no --key-id")
+        if kind in approval.KEYLESS_KINDS and key_id:
+            raise InputError(f"a {kind} certificate is not about a key: no --key-id")
         digests = [parse_message(m) for m in messages or []]
         for text, digest in zip(messages or [], digests, strict=True):
             if len(digest) != approval.DIGEST_LEN:

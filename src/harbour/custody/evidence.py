@@ -5,6 +5,11 @@ a signer node knows only approval keys (:class:`harbour.node.quorum.Quorum`). Th
 module is the one place that turns the first into the second, so that a node
 accepts exactly the approvals the service counted (``docs/nodes.md``, "Approvers'
 evidence"). It is pure: the caller reads the users' keys and the approvals.
+
+For a key of an organisation the nodes hold the organisation's governance log and
+decide themselves, so its evidence (version 2, :func:`build_governed_evidence`)
+carries no quorum: only the head of the log the service decided at, the initiator
+and the approvals.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from harbour.chains.eip1559 import Eip1559Transaction
 from harbour.governance.policy import ApprovalRequirement
+from harbour.governance.state import GovernanceLog
 from harbour.node import quorum
 
 
@@ -75,4 +81,33 @@ def build_evidence(
         transaction=transaction,
         quorum=node_quorum(requirement, initiator_id, keys),
         approvals=node_approvals(requirement, initiator_id, approvals),
+    )
+
+
+def build_governed_evidence(
+    *,
+    log: GovernanceLog,
+    transaction_id: str,
+    intent: quorum.Intent,
+    transaction: Eip1559Transaction,
+    initiator_id: str,
+    approvals: Iterable[tuple[str, bytes, bytes]],
+) -> quorum.GovernedEvidence:
+    """Version-2 evidence for a withdrawal from a key of the organisation whose verified log is ``log``.
+
+    It cites ``log.head``: sign with :meth:`harbour.custody.signer.Signer.sign` given
+    the same ``log``, which brings the nodes to that head first. ``approvals`` are the
+    recorded ``"approve"`` decisions as ``(user id, public key, signature)``, signed
+    over the statement naming the log's own ``org``; the initiator's is left out (a
+    node refuses evidence carrying it), every other one goes, and the nodes count
+    those of the approvers the log says are in force.
+    """
+    return quorum.GovernedEvidence(
+        org=log.genesis_hash.hex(),
+        transaction_id=transaction_id,
+        intent=intent,
+        transaction=transaction,
+        initiator=initiator_id,
+        head=log.head,
+        approvals=tuple((public, signature) for user_id, public, signature in approvals if user_id != initiator_id),
     )

@@ -6,6 +6,13 @@ call is submitted to it; the coordinator's kept-alive connections are shared by
 all sessions. Each operation carries an approval certificate that this module
 issues with the service's authority key; the nodes check it (and, for
 withdrawals, the approvers' own signatures inside it) before they join.
+
+For a key of an organisation the nodes decide each withdrawal from the
+organisation's governance log: :meth:`Signer.enrol` gives them its genesis once,
+:meth:`Signer.keygen` with ``org`` makes the key the organisation's, and
+:meth:`Signer.sign` with the ``log`` the evidence was built on
+(:func:`harbour.custody.evidence.build_governed_evidence`) brings the signers'
+logs up to date before it signs.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import Any, TypeVar
 
 from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.governance.log import SignedEntry
+from harbour.governance.state import GovernanceLog
 from harbour.mpc import hd
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.node import approval
@@ -79,8 +88,25 @@ class Signer:
                 return descriptor
         raise KeyError(name)
 
-    def keygen(self, key_id: str, threshold: int, nodes: Sequence[NodeDescriptor]) -> ClusterKey:
-        params = admin_params("keygen", scheme=ECDSA_SCHEME, threshold=threshold, nodes=nodes)
+    def enrol(self, genesis: SignedEntry) -> dict[str, int]:
+        """Enrol the organisation of ``genesis`` on every node; per node name, the entry its log is at."""
+        certificate = approval.issue(
+            self.authority,
+            kind="enrol",
+            key_id="",
+            params={"org": genesis.hash.hex()},
+            now=int(time.time()),
+            expires_in=CERTIFICATE_LIFETIME,
+        )
+        return self._run(self._coordinator.enrol(self.nodes, genesis, certificate))
+
+    def push(self, log: GovernanceLog) -> dict[str, int]:
+        """Bring every node's copy of the organisation's log to ``log``'s head (signing does it for its signers)."""
+        return self._run(self._coordinator.push(self.nodes, log))
+
+    def keygen(self, key_id: str, threshold: int, nodes: Sequence[NodeDescriptor], *, org: str = "") -> ClusterKey:
+        """A new key on ``nodes``; with ``org`` (an enrolled organisation's genesis hash, hex) a key of it."""
+        params = admin_params("keygen", scheme=ECDSA_SCHEME, threshold=threshold, nodes=nodes, org=org)
         certificate = approval.issue(
             self.authority,
             kind="keygen",
@@ -110,8 +136,20 @@ class Signer:
         assert isinstance(point, Secp256k1Point)
         return point
 
-    def sign(self, key_id: str, path: str, digest: bytes, *, evidence: bytes | None = None) -> Signature:
-        """One ECDSA signature over ``digest`` by a live t-subset of the key's nodes."""
+    def sign(
+        self,
+        key_id: str,
+        path: str,
+        digest: bytes,
+        *,
+        evidence: bytes | None = None,
+        log: GovernanceLog | None = None,
+    ) -> Signature:
+        """One ECDSA signature over ``digest`` by a live t-subset of the key's nodes.
+
+        For a key of an organisation, ``evidence`` is version 2 and ``log`` the
+        verified log it cites (:meth:`Coordinator.sign_for_org`).
+        """
         key = self.key(key_id)
         extra: dict[str, Any] = {} if evidence is None else {"evidence": evidence}
 
@@ -129,7 +167,10 @@ class Signer:
                 **extra,
             )
 
-        outcome = self._run(self._coordinator.sign(key, digest, certificate, path=path))
+        if log is not None:
+            outcome = self._run(self._coordinator.sign_for_org(key, digest, certificate, log=log, path=path))
+        else:
+            outcome = self._run(self._coordinator.sign(key, digest, certificate, path=path))
         signature = outcome.signature
         if not isinstance(signature, EcdsaSignature):
             raise ClusterError("bad-result", "the nodes returned a non-ECDSA signature")

@@ -49,19 +49,24 @@ class KeyCeremonies(SessionDriver):
         key_id: str | None = None,
         session_id: bytes | None = None,
     ) -> ClusterKey:
-        """A new key on ``nodes`` (party i is ``nodes[i-1]``); named by the certificate, or by the session."""
+        """A new key on ``nodes`` (party i is ``nodes[i-1]``); named by the certificate, or by the session.
+
+        A certificate with the param ``org`` makes a key of that organisation (which
+        every node must have enrolled): the record kept here remembers it, so later
+        admin certificates can name it (:func:`admin_params`).
+        """
         sid = session_id or secrets.token_bytes(32)
         name = key_id or _certificate_key_id(certificate) or f"key-{sid[:8].hex()}"
         roster = {i: d for i, d in enumerate(nodes, start=1)}
         args = {"key_id": name, "scheme": scheme, "threshold": threshold, "roster": rpc.roster_value(roster)}
         _, results = await self._run("keygen", certificate, roster, {p: args for p in roster}, sid)
-        return await self._commit(sid, name, roster, results)
+        return await self._commit(sid, name, roster, results, org=_certificate_org(certificate))
 
     async def refresh(self, key: ClusterKey, certificate: bytes) -> ClusterKey:
         """New shares of the same key on the same nodes (every node must be up)."""
         args = {"key_id": key.key_id}
         sid, results = await self._run("refresh", certificate, key.roster, {p: args for p in key.roster})
-        return await self._commit(sid, key.key_id, key.roster, results)
+        return await self._commit(sid, key.key_id, key.roster, results, org=key.org)
 
     async def reshare(
         self,
@@ -99,6 +104,7 @@ class KeyCeremonies(SessionDriver):
             new_roster,
             new_results,
             also=[dealer_roster[p] for p in dealer_roster if p not in new_roster],
+            org=key.org,
         )
         if new_key.public.group_public_key != key.public.group_public_key:
             raise ClusterError("bad-result", "the reshared key has another group public key")
@@ -111,6 +117,8 @@ class KeyCeremonies(SessionDriver):
         roster: Mapping[int, NodeDescriptor],
         results: Mapping[int, dict[str, Any]],
         also: Sequence[NodeDescriptor] = (),
+        *,
+        org: str | None,
     ) -> ClusterKey:
         publics = {bytes(r.get("public", b"")) for r in results.values()}
         fingerprints = {bytes(r.get("fingerprint", b"")) for r in results.values()}
@@ -152,7 +160,10 @@ class KeyCeremonies(SessionDriver):
                 exc.node,
             ) from exc
         codes = {bytes(r.get("chain_code", b"")) for r in results.values()}
-        key = ClusterKey(key_id, public, dict(roster), codes.pop() if len(codes) == 1 else b"")
+        if org is None:  # finishing a commit: the nodes know whose key it is
+            info = await self._call(next(iter(roster.values())), {"op": "key", "key_id": key_id})
+            org = info.get("org") if isinstance(info.get("org"), str) else ""
+        key = ClusterKey(key_id, public, dict(roster), codes.pop() if len(codes) == 1 else b"", org or "")
         self.save_key(key)
         return key
 
@@ -206,7 +217,7 @@ class KeyCeremonies(SessionDriver):
             rpc.check_key_id(name)
         except rpc.RequestError as exc:
             raise ClusterError("bad-result", f"the nodes name the key {name!r}: {exc}") from exc
-        return await self._commit(sid, name, roster, results, also=leaving)
+        return await self._commit(sid, name, roster, results, also=leaving, org=None)
 
     async def discard(self, sid: bytes, certificate: bytes, nodes: Sequence[NodeDescriptor]) -> list[str]:
         """Discard a staged result on every node holding it (the authority's discard certificate); their names.
@@ -275,23 +286,31 @@ def admin_params(
     nodes: Sequence[NodeDescriptor] = (),
     key: ClusterKey | None = None,
     dealers: Sequence[int] | None = None,
+    org: str = "",
 ) -> dict[str, str | int]:
     """The ``params`` an admin certificate must carry for the nodes to accept it.
 
-    keygen: the scheme, threshold and committee; refresh: nothing beyond the key id;
-    reshare: the new threshold and committee, the dealers (by default every member of
-    the key) and the key's group key, public-package fingerprint and chain code (a
-    member new to the key has only the certificate to check them against).
+    keygen: the scheme, threshold and committee, and ``org`` for a key of an
+    organisation; refresh: nothing beyond the key id; reshare: the new threshold
+    and committee, the dealers (by default every member of the key) and the key's
+    group key, public-package fingerprint and chain code (a member new to the key
+    has only the certificate to check them against). Refresh and reshare of a key
+    of an organisation name it too (from the key record).
     """
     if kind == "keygen":
-        return {"scheme": scheme, "threshold": threshold, "roster": rpc.roster_hash([d.node_id for d in nodes])}
+        params: dict[str, str | int] = {
+            "scheme": scheme,
+            "threshold": threshold,
+            "roster": rpc.roster_hash([d.node_id for d in nodes]),
+        }
+        return params | ({"org": org} if org else {})
     if kind == "refresh":
-        return {}
+        return {"org": key.org} if key is not None and key.org else {}
     if kind == "reshare":
         if key is None:
             raise ValueError("reshare params need the key")
         parties = sorted(key.roster) if dealers is None else sorted(dealers)
-        return {
+        reshare: dict[str, str | int] = {
             "threshold": threshold,
             "roster": rpc.roster_hash([d.node_id for d in nodes]),
             "dealers": rpc.roster_hash([key.roster[p].node_id for p in parties]),
@@ -299,7 +318,16 @@ def admin_params(
             "fingerprint": key.public.fingerprint().hex(),
             "chain_code": key.chain_code.hex(),
         }
+        return reshare | ({"org": key.org} if key.org else {})
     raise ValueError(f"no admin params for {kind!r}")
+
+
+def _certificate_org(certificate: bytes) -> str:
+    try:
+        org = approval.parse(certificate)[0].params.get("org", "")
+    except approval.ApprovalError:
+        return ""
+    return org if isinstance(org, str) else ""
 
 
 def _certificate_key_id(certificate: bytes) -> str:

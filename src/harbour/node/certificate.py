@@ -11,7 +11,9 @@ one of them that names exactly what the session will do:
   and exactly this set of signers (so one certificate is one signature even where
   two disjoint sets of ``t`` nodes exist);
 - ``keygen``, ``refresh``, ``reshare``: this key id and these parameters (scheme,
-  threshold, parties, ...), compared exactly.
+  threshold, parties, ...), compared exactly;
+- ``enrol``: no key; ``params = {"org": <genesis hash, hex>}``, the organisation
+  whose governance log the node starts to keep (:mod:`harbour.node.orgs`).
 
 A certificate file is canonical CBOR ``{"cert": <bytes>, "sig": <64 bytes>}``
 where ``cert`` is the canonical CBOR of the fields of :class:`Certificate` and
@@ -44,10 +46,12 @@ VERSION: Final = 2
 DOMAIN: Final = b"harbour/approval-certificate/v1\x00"
 """Prefix of every signed message, so a certificate signature verifies as nothing else."""
 
-Kind = Literal["sign", "keygen", "refresh", "reshare", "rotate"]
+Kind = Literal["sign", "keygen", "refresh", "reshare", "rotate", "enrol"]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
-ADMIN_KINDS: Final = ("keygen", "refresh", "reshare", "rotate")
-"""``rotate`` approves a node's new identity (``params = {"old", "new"}``, node ids): no key, so no key id."""
+ADMIN_KINDS: Final = ("keygen", "refresh", "reshare", "rotate", "enrol")
+"""``rotate`` approves a node's new identity (``params = {"old", "new"}``, node ids) and ``enrol`` an
+organisation's genesis (``params = {"org"}``): neither is about a key, so neither has a key id."""
+KEYLESS_KINDS: Final = ("rotate", "enrol")
 
 DIGEST_LEN: Final = 32
 SIGNATURE_LEN: Final = 64
@@ -100,6 +104,10 @@ Reason = Literal[
     "approver",
     "quorum",
     "reused",
+    # an organisation's governance (node/orgs/): its log, its policy, its withdrawal history
+    "governance",
+    "policy",
+    "history",
 ]
 ParamValue = str | int
 
@@ -208,10 +216,10 @@ class Certificate:
             raise _malformed("authority_id must be 64 lowercase hex digits")
         if not isinstance(self.key_id, str) or len(self.key_id) > MAX_KEY_ID_LEN or not self.key_id.isprintable():
             raise _malformed(f"key_id must be printable and at most {MAX_KEY_ID_LEN} characters")
-        if not self.key_id and self.kind not in ("keygen", "rotate"):
+        if not self.key_id and self.kind not in ("keygen", *KEYLESS_KINDS):
             raise _malformed(f"a {self.kind} certificate must name its key_id")
-        if self.key_id and self.kind == "rotate":
-            raise _malformed("a rotate certificate is about a node, not a key: its key_id is empty")
+        if self.key_id and self.kind in KEYLESS_KINDS:
+            raise _malformed(f"a {self.kind} certificate is not about a key: its key_id is empty")
         canonical_path(self.path)
         if self.kind in ADMIN_KINDS and self.path != "m":
             raise _malformed(f"a {self.kind} certificate has path 'm'")

@@ -29,6 +29,8 @@ class ClusterKey:
     public: PublicKeyPackage
     roster: dict[int, NodeDescriptor]
     chain_code: bytes = b""
+    org: str = ""
+    """The organisation the key belongs to (its genesis hash, hex), or empty: every admin certificate names it."""
 
     @property
     def scheme(self) -> str:
@@ -45,6 +47,7 @@ class ClusterKey:
                 "public": rpc.encode_public(self.public).hex(),
                 "roster": {str(p): json.loads(d.to_json()) for p, d in sorted(self.roster.items())},
                 "chain_code": self.chain_code.hex(),
+                "org": self.org,
             },
             indent=2,
             sort_keys=True,
@@ -56,7 +59,10 @@ class ClusterKey:
             obj = json.loads(text)
             roster = {int(p): NodeDescriptor.from_json(json.dumps(d)) for p, d in obj["roster"].items()}
             public = rpc.decode_public(bytes.fromhex(obj["public"]))
-            return cls(rpc.check_key_id(obj["key_id"]), public, roster, bytes.fromhex(obj["chain_code"]))
+            org = obj.get("org", "")  # a record from before organisations: none
+            if not isinstance(org, str):
+                raise ValueError("org must be text")
+            return cls(rpc.check_key_id(obj["key_id"]), public, roster, bytes.fromhex(obj["chain_code"]), org)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ClusterError("bad-key-file", f"key file is malformed: {exc}") from exc
 

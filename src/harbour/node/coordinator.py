@@ -17,10 +17,14 @@ checked, is the key's scheme's to say (:mod:`harbour.mpc.schemes`).
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from harbour.crypto.group import Point
+from harbour.governance.state import GovernanceLog
 from harbour.mpc import hd
 from harbour.mpc.schemes import Signature, scheme_by_name
 from harbour.node import approval
@@ -34,12 +38,14 @@ from harbour.node.driving import (
     Relay,
     run_sync,
 )
+from harbour.node.governing import GovernanceDriving
 from harbour.node.identity import NodeDescriptor
+from harbour.node.orgs.judging import has_limits
 from harbour.node.rotation import Rotation, rotate_roster
 from harbour.node.transport import FileTransport, HttpTransport, Transport
 
 
-class Coordinator(KeyCeremonies):
+class Coordinator(KeyCeremonies, GovernanceDriving):
     """Drives sessions; use as ``async with Coordinator(...) as c``."""
 
     def __init__(
@@ -53,6 +59,7 @@ class Coordinator(KeyCeremonies):
     ) -> None:
         super().__init__(state_dir=state_dir, timeout=timeout, offline=offline, relay=relay, transports=transports)
         self._busy: dict[str, int] = {}  # node id -> signing sessions this coordinator has running on it
+        self._org_locks: dict[str, asyncio.Lock] = {}  # org -> held from its statements until every signer started
 
     async def pick_signers(self, key: ClusterKey) -> list[int]:
         """A live t-subset: the live nodes with the fewest of this coordinator's signing sessions running.
@@ -94,12 +101,99 @@ class Coordinator(KeyCeremonies):
             if signers is not None and named and sorted(signers) != named:
                 raise ClusterError("bad-request", f"the certificate names signers {named}, not {sorted(signers)}")
             chosen = named or (sorted(signers) if signers is not None else await self.pick_signers(key))
+        return await self._sign(key, message, certificate, chosen, path)
+
+    async def sign_for_org(
+        self,
+        key: ClusterKey,
+        message: bytes,
+        certificate: Callable[[list[int]], bytes],
+        *,
+        log: GovernanceLog,
+        path: str = "m",
+        signers: Sequence[int] | None = None,
+    ) -> SignOutcome:
+        """One signature with a key of an organisation, on the version-2 evidence the certificate carries.
+
+        ``log`` is the caller's verified log of the key's organisation, the one the
+        evidence was decided on (its ``head`` is ``log.head``); ``certificate`` makes
+        the certificate for the chosen signers (``signers``, or :meth:`pick_signers`).
+        Before the session every signer's log is brought to that head (:meth:`push`,
+        which skips a node this coordinator saw there already; if a signer refuses
+        for its head, every signer is asked again and the session retried once, with
+        a new certificate); when the policy in force has velocity or count limits,
+        each signer's history statement for this session is gathered and handed to
+        all of them. Until every signer has accepted its start, no other such session
+        of the organisation begins here: each signer records the withdrawal when it
+        accepts, and a statement made before that would be stale (the node refuses it).
+        """
+        chosen = sorted(signers) if signers is not None else await self.pick_signers(key)
+        members = [key.roster[p] for p in chosen]
+        org = log.genesis_hash.hex()
+        if key.org and key.org != org:
+            raise ClusterError("governance", f"key {key.key_id} belongs to organisation {key.org}, not {org}")
+        try:
+            return await self._sign_for_org(key, message, certificate, log, path, chosen)
+        except ClusterError as exc:
+            if exc.reason != "approval" or "approval refused (governance)" not in str(exc):
+                raise
+        # A signer's log was not where this coordinator last saw it: ask every signer again, and retry once.
+        self.forget_heads(members, org)
+        return await self._sign_for_org(key, message, certificate, log, path, chosen)
+
+    async def _sign_for_org(
+        self,
+        key: ClusterKey,
+        message: bytes,
+        certificate: Callable[[list[int]], bytes],
+        log: GovernanceLog,
+        path: str,
+        chosen: list[int],
+    ) -> SignOutcome:
+        members = [key.roster[p] for p in chosen]
+        org = log.genesis_hash.hex()
+        await self.push(members, log)
+        if not has_limits(log.state.policy):
+            return await self._sign(key, message, certificate(chosen), chosen, path)
+        lock = self._org_locks.setdefault(org, asyncio.Lock())
+        await lock.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                lock.release()
+
+        try:
+            sid = secrets.token_bytes(32)
+            histories = await self.statements(members, org, sid)
+            return await self._sign(
+                key, message, certificate(chosen), chosen, path, sid=sid, histories=histories, on_started=release
+            )
+        finally:
+            release()
+
+    async def _sign(
+        self,
+        key: ClusterKey,
+        message: bytes,
+        certificate: bytes,
+        chosen: list[int],
+        path: str,
+        *,
+        sid: bytes | None = None,
+        histories: list[bytes] | None = None,
+        on_started: Callable[[], None] | None = None,
+    ) -> SignOutcome:
         members = {p: key.roster[p] for p in chosen}
-        args = {"key_id": key.key_id, "path": path, "message": message, "signers": chosen}
+        args: dict[str, Any] = {"key_id": key.key_id, "path": path, "message": message, "signers": chosen}
+        if histories is not None:
+            args["histories"] = histories
         for d in members.values():
             self._busy[d.node_id] = self._busy.get(d.node_id, 0) + 1
         try:
-            _, results = await self._run("sign", certificate, members, {p: args for p in members})
+            _, results = await self._run("sign", certificate, members, {p: args for p in members}, sid, on_started)
         finally:
             for d in members.values():
                 self._busy[d.node_id] -= 1
@@ -141,7 +235,7 @@ class Coordinator(KeyCeremonies):
             key = self.load_key(key_id)
             roster = rotate_roster(key.roster, rotation)
             if roster is not None:
-                self.save_key(ClusterKey(key.key_id, key.public, roster, key.chain_code))
+                self.save_key(replace(key, roster=roster))
         out: dict[str, list[str]] = {}
         for descriptor, answer in zip(nodes, answers, strict=True):
             assert isinstance(answer, dict)

@@ -159,8 +159,12 @@ class SessionDriver:
         members: Mapping[int, NodeDescriptor],
         args: Mapping[int, dict[str, Any]],
         session_id: bytes | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> tuple[bytes, dict[int, dict[str, Any]]]:
-        """One session on ``members`` (party -> node); each node's result, or ClusterError."""
+        """One session on ``members`` (party -> node); each node's result, or ClusterError.
+
+        ``on_started`` is called once every member has accepted its ``start``.
+        """
         sid = session_id or secrets.token_bytes(32)
         by_id = {d.node_id: _Member(p, d) for p, d in members.items()}
         deadline = time.monotonic() + self.timeout
@@ -200,6 +204,8 @@ class SessionDriver:
                 )
                 for m in by_id.values()
             )
+            if on_started is not None:
+                on_started()
             while not all(m.done for m in by_id.values()):
                 batch: list[tuple[_Member, list[bytes], list[bytes]]] = []
                 for node_id, member in by_id.items():

@@ -7,8 +7,13 @@ signer set it is not in or whose setup with it is marked compromised, a second
 admin session of a key, a roster naming a retired identity, a committee whose
 roster, dealers or key package the certificate does not bind. The approval check
 itself (:func:`harbour.node.approval.verify`, and for a sign certificate the
-approvers' evidence of :mod:`harbour.node.quorum`) runs later, when the node is
+evidence check of :mod:`harbour.node.evidencecheck`) runs later, when the node is
 ready to spend the certificate.
+
+A key belongs to the organisation its keygen certificate named (param ``org``);
+every refresh and reshare certificate of it must name the same one, and none
+may name one for a key of no organisation, so no ceremony moves a key between
+organisations or in or out of one.
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from harbour.crypto.group import RandomBytes
-from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.mpc.envelope import UsageError
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
 from harbour.mpc.schemes import scheme_by_name
-from harbour.node import approval, coldstate, nonces, quorum, rpc
+from harbour.node import approval, coldstate, nonces, rpc
 from harbour.node.config import NodeConfig
+from harbour.node.evidencecheck import EvidenceChecks
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.jobs import Job, KeygenJob, RefreshJob, ReshareJob, SignJob
+from harbour.node.orgs.history import History
+from harbour.node.orgs.registry import Organisations, check_org
 from harbour.node.session import Session
 from harbour.node.staging import Refusal, Staging, read_key
 from harbour.node.store import SecretStore
@@ -49,7 +56,13 @@ class Planner:
         hedge_key: bytes,
         offline: bool,
         clock: Callable[[], float],
+        orgs: Organisations,
+        history: History,
     ) -> None:
+        self.orgs = orgs
+        self.evidence = EvidenceChecks(
+            store=store, config=config, identity=identity, orgs=orgs, history=history, clock=clock
+        )
         self.store = store
         self.identity = identity
         self.config = config
@@ -98,7 +111,7 @@ class Planner:
                     sid, kind, key_id, path, [digest], certificate, sign_job, roster, share.identifier, deadline
                 )
                 session.recording = recording
-                evidence_check = self._evidence_check(session, sign_job, digest)
+                evidence_check = self.evidence.check(session, sign_job, digest, args.get("histories", []))
                 return session, verify(
                     kind="sign",
                     key_id=key_id,
@@ -115,8 +128,9 @@ class Planner:
                 self._no_pending(key_id)
                 job: Job = RefreshJob(sid, share, rng=rng, hedge_key=self.hedge_key)
                 session = Session(sid, kind, key_id, "m", [], certificate, job, roster, share.identifier, deadline)
-                session.staging = {"roster": roster, "base": share.public.fingerprint()}
-                check = verify(kind="refresh", key_id=key_id, path="m", params={})
+                org = self.orgs.binding(key_id)
+                session.staging = {"roster": roster, "base": share.public.fingerprint(), "org": org}
+                check = verify(kind="refresh", key_id=key_id, path="m", params=_with_org({}, org))
             else:
                 session, check = self._reshare(sid, args, certificate, deadline, verify, me_id, rng)
             session.recording = recording
@@ -125,61 +139,6 @@ class Planner:
             if isinstance(exc, approval.ApprovalError):
                 raise
             raise Refusal("bad-request", f"cannot start this {kind} session: {exc}") from exc
-
-    def _evidence_check(self, session: Session, job: SignJob, digest: bytes) -> Callable[[approval.Certificate], None]:
-        """The check :func:`approval.verify` runs on a sign certificate before spending it.
-
-        The child key comes from the node's own share (the job derived it for
-        ``path``), never from the request, so the intent's sender is compared with
-        the account this node is actually about to sign for.
-        """
-
-        def check(cert: approval.Certificate) -> None:
-            config = self.config
-            if cert.evidence is None:
-                if config.require_evidence:
-                    raise approval.ApprovalError(
-                        "evidence",
-                        "this node signs only with the approvers' evidence in the certificate (require_evidence), "
-                        "and this certificate has none",
-                    )
-                return
-            child = job.share.group_public_key
-            if not scheme_by_name(job.share.scheme).recoverable or not isinstance(child, Secp256k1Point):
-                raise approval.ApprovalError(
-                    "evidence",
-                    f"approval evidence describes an Ethereum transaction, which key {session.key_id} "
-                    f"({job.share.scheme}) does not sign",
-                )
-            evidence = quorum.verify_evidence(
-                cert.evidence,
-                key_id=session.key_id,
-                path=session.path,
-                digest=digest,
-                child_public_key=child,
-                trusted_approvers=config.trusted_approvers,
-                min_approvals=config.min_approvals,
-            )
-            self._pin(evidence, session.key_id, session.path)
-            approvers = ",".join(k.hex()[:16] for k, _ in evidence.approvals)
-            session.note = (
-                f"evidence: org {evidence.org!r} transaction {evidence.transaction_id!r} "
-                f"nonce {evidence.transaction.nonce} approvers {approvers}"
-            )
-
-        return check
-
-    def _pin(self, evidence: quorum.Evidence, key_id: str, path: str) -> None:
-        """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
-
-        Written before the certificate's nonce: if that then fails (a replay), the
-        record describes the same transaction, so it never blocks an honest one.
-        """
-        name = f"withdrawals/{quorum.pin_name(evidence)}"
-        if self.store.exists(name):
-            quorum.check_pin(self.store.get(name), evidence, key_id=key_id, path=path)
-            return
-        self.store.put(name, quorum.pin_value(evidence, key_id=key_id, path=path))
 
     def _check_signers(self, share: KeyShare, signers: tuple[int, ...], key_id: str) -> None:
         if share.identifier not in signers:
@@ -223,7 +182,12 @@ class Planner:
         self._no_pending(key_id)
         job = KeygenJob(sid, me, scheme, threshold, sorted(roster), rng=rng, hedge_key=self.hedge_key)
         session = Session(sid, "keygen", key_id, "m", [], certificate, job, roster, me, deadline)
-        session.staging = {"roster": roster, "base": b""}
+        org = self._certificate_org(certificate)
+        if org is not None and not scheme_by_name(scheme).recoverable:
+            raise Refusal(
+                "bad-request", f"a key of an organisation signs its Ethereum withdrawals: threshold ECDSA, not {scheme}"
+            )
+        session.staging = {"roster": roster, "base": b"", "org": org}
         params = {
             "scheme": scheme,
             "threshold": threshold,
@@ -233,7 +197,7 @@ class Planner:
         expected = cert_key_id if cert_key_id else default_key_id(sid)
         if key_id != expected:
             raise Refusal("bad-request", f"the new key must be named {expected!r} (from the certificate or session)")
-        return session, verify(kind="keygen", key_id=cert_key_id, path="m", params=params)
+        return session, verify(kind="keygen", key_id=cert_key_id, path="m", params=_with_org(params, org))
 
     def _reshare(
         self,
@@ -285,7 +249,10 @@ class Planner:
             hedge_key=self.hedge_key,
         )
         session = Session(sid, "reshare", key_id, "m", [], certificate, job, roster, me, deadline)
-        session.staging = {"roster": new, "base": public.fingerprint()}
+        # A dealer holds the key's organisation; a node new to the key has only the certificate to take it
+        # from, and every dealer checks that the certificate names the one it holds.
+        org = self.orgs.binding(key_id) if share is not None else self._certificate_org(certificate)
+        session.staging = {"roster": new, "base": public.fingerprint(), "org": org}
         # A node new to the key has nothing but the certificate to check the old key and its
         # dealers against: the authority binds both, not just the group key.
         params = {
@@ -296,7 +263,21 @@ class Planner:
             "fingerprint": public.fingerprint().hex(),
             "chain_code": args["chain_code"].hex(),
         }
-        return session, verify(kind="reshare", key_id=key_id, path="m", params=params)
+        return session, verify(kind="reshare", key_id=key_id, path="m", params=_with_org(params, org))
+
+    def _certificate_org(self, certificate: bytes) -> str | None:
+        """The organisation an admin certificate names for the key (its ``org`` param), which must be enrolled."""
+        try:
+            cert, _ = approval.parse(certificate)
+        except approval.ApprovalError:
+            return None  # refused as malformed when it is verified
+        org = cert.params.get("org")
+        if org is None:
+            return None
+        if not isinstance(org, str):
+            raise Refusal("bad-request", "the certificate's org param is an organisation's genesis hash (hex)")
+        self.orgs.log(check_org(org))  # Refusal("unknown-org") unless enrolled
+        return org
 
     def _no_retired(self, roster: Mapping[int, NodeDescriptor]) -> None:
         """A node whose identity was rotated away never joins a new committee under its old key."""
@@ -311,6 +292,11 @@ class Planner:
                     raise Refusal("bad-request", "the roster lists this node with other keys")
                 return party
         raise Refusal("bad-request", "this node is not in the session's roster")
+
+
+def _with_org(params: dict[str, Any], org: str | None) -> dict[str, Any]:
+    """An admin certificate's params for a key of ``org``: the org is one of them (none for a key of none)."""
+    return params if org is None else {**params, "org": org}
 
 
 def _certificate_key_id(certificate: bytes) -> str:

@@ -24,8 +24,12 @@ from harbour.node.staging import read_key
 log = logging.getLogger("harbour.node")
 
 
-def recover(running: RunningSessions, log_path: Path) -> None:
-    """Learn every session id ever used; log the ones a crash left open as aborted."""
+def recover(running: RunningSessions, log_path: Path) -> list[signlog.Entry]:
+    """Learn every session id ever used; log the ones a crash left open as aborted; the log's entries.
+
+    The caller reads the withdrawals its organisations' keys accepted from the same
+    entries (:meth:`harbour.node.orgs.history.History.restore`).
+    """
     open_: dict[str, signlog.Entry] = {}
     migrate_legacy_marks(running)
     entries = list(signlog.entries(log_path))
@@ -64,6 +68,7 @@ def recover(running: RunningSessions, log_path: Path) -> None:
             outcome="aborted",
             reason=reason[: signlog.MAX_REASON],
         )
+    return entries
 
 
 def migrate_legacy_marks(running: RunningSessions) -> None:

@@ -18,10 +18,21 @@ Requests (every one has ``"v": 2`` and ``"op"``)::
     {"op": "abort", "session_id": <32 bytes>, "certificate": <bytes>}  -> {}
     {"op": "key", "key_id": str}                        -> {"public": <package>, "roster": [...]}
     {"op": "rotate", "statement": <bytes>, "certificate": <bytes>}  -> {"keys": [key id, ...]}
+    {"op": "enrol", "genesis": <bytes>, "certificate": <bytes>}    -> {"org": str, "seq": int, "head": <32 bytes>}
+    {"op": "push", "org": str, "entries": [<bytes>, ...]}          -> {"org", "seq", "head", "appended": int}
+    {"op": "head", "org": str}                                     -> {"org", "seq", "head"}
+    {"op": "history", "org": str, "session_id": <32 bytes>}        -> {"statement": <bytes>}
+
+``org`` is an organisation's genesis hash in hex (:mod:`harbour.node.orgs`):
+``enrol`` starts keeping its log (an authority's ``enrol`` certificate), ``push``
+appends entries the admins signed (no certificate: the node verifies each),
+``head`` says how far the node's log goes, ``history`` is the node's signed
+statement of its withdrawal record for one session.
 
 ``args`` per kind:
 
-- ``sign``: ``{"key_id", "path", "message", "signers": [party, ...]}``;
+- ``sign``: ``{"key_id", "path", "message", "signers": [party, ...]}``, and ``"histories": [<statement>, ...]``
+  (the signers' history statements) for a key of an organisation whose policy has velocity or count limits;
 - ``keygen``: ``{"key_id", "scheme", "threshold", "roster": [[party, descriptor], ...]}``;
 - ``refresh``: ``{"key_id"}``;
 - ``reshare``: ``{"key_id", "threshold", "dealers": [[party, descriptor], ...], "roster": [[party, descriptor], ...],
@@ -63,11 +74,31 @@ MAX_MESSAGES: Final = 4096
 MAX_HELLO: Final = 512
 MAX_PARTIES: Final = 255
 KEY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-OPS: Final = ("describe", "start", "deliver", "commit", "staged", "abort", "key", "rotate")
+OPS: Final = (
+    "describe",
+    "start",
+    "deliver",
+    "commit",
+    "staged",
+    "abort",
+    "key",
+    "rotate",
+    "enrol",
+    "push",
+    "head",
+    "history",
+)
 KINDS: Final = ("sign", "keygen", "refresh", "reshare")
 ACK_DOMAIN: Final = b"harbour/node/ack/v1\x00"
 RECEIPT_DOMAIN: Final = b"harbour/node/commit-receipt/v1\x00"
 ROSTER_DOMAIN: Final = b"harbour/node/roster/v1\x00"
+MAX_PUSH: Final = 256
+"""Governance entries in one ``push``: a longer log goes in several requests."""
+MAX_ENTRY: Final = 520 * 1024
+"""Above the largest signed governance entry (512 KiB of entry, 64 signatures)."""
+MAX_STATEMENT: Final = 4 * 2**20
+"""Above the largest history statement (:data:`harbour.node.orgs.statement.MAX_STATEMENT_LEN`)."""
+_ORG = re.compile(r"[0-9a-f]{64}")
 
 
 class RequestError(ValueError):
@@ -115,6 +146,12 @@ def _session_id(value: object) -> bytes:
 def check_key_id(value: object) -> str:
     if not isinstance(value, str) or not KEY_ID.fullmatch(value):
         raise _fail("key_id must be 1-64 characters: letters, digits, '.', '_' or '-', not starting with a symbol")
+    return value
+
+
+def _org(value: object) -> str:
+    if not isinstance(value, str) or not _ORG.fullmatch(value):
+        raise _fail("org is an organisation's genesis hash: 64 lowercase hex digits")
     return value
 
 
@@ -246,6 +283,23 @@ def parse_request(data: bytes) -> dict[str, Any]:
         check_key_id(obj["key_id"])
     elif op == "rotate":
         _fields(obj, {"v": int, "op": str, "statement": bytes, "certificate": bytes}, "rotate request")
+    elif op == "enrol":
+        _fields(obj, {"v": int, "op": str, "genesis": bytes, "certificate": bytes}, "enrol request")
+        if len(obj["genesis"]) > MAX_ENTRY:
+            raise _fail(f"the genesis is at most {MAX_ENTRY} bytes")
+    elif op == "push":
+        _fields(obj, {"v": int, "op": str, "org": str, "entries": list}, "push request")
+        _org(obj["org"])
+        entries = obj["entries"]
+        if not entries or len(entries) > MAX_PUSH or any(type(e) is not bytes or len(e) > MAX_ENTRY for e in entries):
+            raise _fail(f"entries must be a list of 1 to {MAX_PUSH} byte strings of at most {MAX_ENTRY} bytes")
+    elif op == "head":
+        _fields(obj, {"v": int, "op": str, "org": str}, "head request")
+        _org(obj["org"])
+    elif op == "history":
+        _fields(obj, {"v": int, "op": str, "org": str, "session_id": bytes}, "history request")
+        _org(obj["org"])
+        _session_id(obj["session_id"])
     elif op == "abort":
         _fields(obj, {"v": int, "op": str, "session_id": bytes, "certificate": bytes}, "abort request")
         _session_id(obj["session_id"])
@@ -285,11 +339,19 @@ def parse_request(data: bytes) -> dict[str, Any]:
 def _parse_args(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     what = f"{kind} arguments"
     if kind == "sign":
-        _fields(args, {"key_id": str, "path": str, "message": bytes, "signers": list}, what)
+        schema: dict[str, type] = {"key_id": str, "path": str, "message": bytes, "signers": list}
+        if "histories" in args:
+            schema["histories"] = list
+        _fields(args, schema, what)
         if len(args["message"]) > 1024 or not args["message"]:
             raise _fail("the message to sign is 1..1024 bytes")
         if len(args["path"]) > 256:
             raise _fail("path is too long")
+        histories = args.get("histories", [])
+        if len(histories) > MAX_PARTIES or any(type(h) is not bytes or len(h) > MAX_STATEMENT for h in histories):
+            raise _fail(
+                f"histories must be a list of at most {MAX_PARTIES} statements of at most {MAX_STATEMENT} bytes"
+            )
         return {**args, "key_id": check_key_id(args["key_id"]), "signers": _parties(args["signers"], "signers")}
     if kind == "keygen":
         _fields(args, {"key_id": str, "scheme": str, "threshold": int, "roster": list}, what)

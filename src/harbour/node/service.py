@@ -35,6 +35,11 @@ What the node decides for itself, whatever the coordinator says:
   does it replace the old share. One admin session per key at a time.
 - A failed KOS check in ECDSA signing (:class:`~harbour.mpc.ecdsa_sign.SetupCompromised`)
   is recorded, and the key refuses to sign with that peer until it is refreshed.
+- A key that belongs to an organisation (its keygen certificate named one the node
+  had enrolled, :mod:`harbour.node.orgs`) is signed with only on version-2 evidence
+  the node judges itself: from the organisation's governance log, which it verified
+  entry by entry from the genesis its ``enrol`` certificate named, its own clock and
+  the signers' records of what they signed before.
 
 A cold node (``offline=True``) keeps its sessions between requests, as explicit
 records encrypted in its store (:mod:`harbour.node.coldstate`): it has no other way
@@ -76,6 +81,9 @@ from harbour.node.config import (
 )
 from harbour.node.counter import CounterError, RollbackCounter, open_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
+from harbour.node.orgs.history import History
+from harbour.node.orgs.registry import Organisations
+from harbour.node.orgs.requests import OrgRequests
 from harbour.node.planning import Planner, default_key_id
 from harbour.node.rotation import accept_rotation
 from harbour.node.session import Session
@@ -105,8 +113,11 @@ class NodeService:
         offline: bool,
         clock: Callable[[], float],
         counter: RollbackCounter | None = None,
+        orgs: Organisations | None = None,
     ) -> None:
         self.directory = directory
+        self.orgs = orgs if orgs is not None else Organisations.load(store)
+        self.history = History()  # filled from the signing log by open()
         self.config = config
         self.store = store
         self.identity = identity
@@ -118,7 +129,7 @@ class NodeService:
         self.trusted = approval.trusted_authorities(*config.authorities)
         self.counter = counter
         self.hedge_key = _hedge_key(store)
-        self.staging = Staging(store, identity, signlog_, self.trusted, ledger, lambda: self._now())
+        self.staging = Staging(store, identity, signlog_, self.trusted, ledger, lambda: self._now(), self.orgs.bind)
         self.cold = ColdSessions(store, signlog_, identity, counter, self.hedge_key) if offline else None
         self.running = RunningSessions(
             store=store,
@@ -131,6 +142,15 @@ class NodeService:
             hedge_key=self.hedge_key,
             offline=offline,
             clock=clock,
+        )
+        self.org_requests = OrgRequests(
+            orgs=self.orgs,
+            history=self.history,
+            identity=identity,
+            sign_log=signlog_,
+            trusted=self.trusted,
+            ledger=ledger,
+            now=self._now,
         )
         self.sessions: dict[bytes, Session] = self.running.sessions
         """The running sessions by id (the same mapping :attr:`running` keeps)."""
@@ -146,6 +166,8 @@ class NodeService:
             hedge_key=self.hedge_key,
             offline=offline,
             clock=clock,
+            orgs=self.orgs,
+            history=self.history,
         )
 
     @classmethod
@@ -200,15 +222,33 @@ class NodeService:
                 log_.close()
                 ledger.close()
                 raise NodeStartError(f"the node's rollback counter cannot be used: {exc}") from exc
+            try:
+                orgs = Organisations.load(store)
+            except StoreError as exc:
+                log_.close()
+                ledger.close()
+                raise NodeStartError(f"the node's organisations cannot be read: {exc}") from exc
         except NodeStartError:
             store.close()
             raise
         except (StoreError, IdentityError, OSError, ValueError) as exc:
             store.close()
             raise NodeStartError(f"node {directory} cannot start: {exc}") from exc
-        node = cls(directory, config, store, identity, ledger, log_, offline=offline, clock=clock, counter=counter)
+        node = cls(
+            directory,
+            config,
+            store,
+            identity,
+            ledger,
+            log_,
+            offline=offline,
+            clock=clock,
+            counter=counter,
+            orgs=orgs,
+        )
         try:
-            restart.recover(node.running, directory / LOG_FILE)
+            entries = restart.recover(node.running, directory / LOG_FILE)
+            node.history.restore(entries, node._window, int(clock()))
         except CounterError as exc:
             node.log.close()
             node.ledger.close()
@@ -229,6 +269,12 @@ class NodeService:
 
     def _now(self) -> int:
         return int(self.clock())
+
+    def _window(self, org: str) -> int:
+        """How far back an organisation's withdrawals count: its policy's longest window (0 if not enrolled)."""
+        governance = self.orgs.logs.get(org)
+        policy = governance.state.policy if governance is not None else None
+        return policy.max_window_seconds() if policy is not None else 0
 
     def _persist(self) -> None:
         self.running.persist()
@@ -280,6 +326,14 @@ class NodeService:
                 return rpc.ok(key_id=key_id, receipt=receipt)
             if op == "rotate":
                 return self._rotate(request["statement"], request["certificate"])
+            if op == "enrol":
+                return rpc.ok(**self.org_requests.enrol(request["genesis"], request["certificate"]))
+            if op == "push":
+                return rpc.ok(**self.org_requests.push(request["org"], request["entries"]))
+            if op == "head":
+                return rpc.ok(**self.org_requests.head(request["org"]))
+            if op == "history":
+                return rpc.ok(**self.org_requests.history(request["org"], request["session_id"]))
             if op == "staged":
                 sid = request["session_id"]
                 committed = self.staging.is_committed(sid)
@@ -303,6 +357,7 @@ class NodeService:
             public=rpc.encode_public(share.public),
             roster=rpc.roster_value(roster),
             chain_code=share.extensions.get(CHAIN_CODE, b""),
+            org=self.orgs.binding(key_id) or "",
         )
 
     # -- sessions, rotation, aborts ------------------------------------------------------

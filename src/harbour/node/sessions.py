@@ -310,7 +310,13 @@ class RunningSessions:
             self.end(session, "aborted", f"another admin session of key {session.key_id} was staged first")
             raise Refusal("pending", f"key {session.key_id} already has a staged admin session")
         self.staging.stage(
-            session.session_id, session.kind, session.key_id, session.staging["base"], session.staging["roster"], share
+            session.session_id,
+            session.kind,
+            session.key_id,
+            session.staging["base"],
+            session.staging["roster"],
+            share,
+            org=session.staging.get("org"),
         )
         self.end(session, "staged", "")
         return self.staging.result(session.session_id)

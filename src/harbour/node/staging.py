@@ -22,6 +22,10 @@ takes a certificate from the authority, of the session's kind, for its key, with
 While a key has a staged result, no other admin session on it starts: two
 refreshes committed on different nodes would also leave no t shares of one
 generation.
+
+A staged result also says which organisation the key belongs to (none, for a key
+of none): the commit records that binding before it writes the share, so no crash
+leaves a key of an organisation unbound, and a member leaving the key drops it.
 """
 
 from __future__ import annotations
@@ -92,7 +96,10 @@ class Staging:
         trusted: Mapping[str, Any],
         ledger: nonces.NonceLedger,
         now: Callable[[], int],
+        bind: Callable[[str, str | None], None],
     ) -> None:
+        self.bind = bind
+        """Records which organisation a key belongs to (:meth:`harbour.node.orgs.registry.Organisations.bind`)."""
         self.store = store
         self.identity = identity
         self.log = log
@@ -123,14 +130,20 @@ class Staging:
         base: bytes,
         roster: Mapping[int, NodeDescriptor],
         share: KeyShare | None,
+        *,
+        org: str | None = None,
     ) -> None:
-        """Keep ``share`` (None: this node leaves the key) aside; ``base`` is the fingerprint it replaces."""
+        """Keep ``share`` (None: this node leaves the key) aside; ``base`` is the fingerprint it replaces.
+
+        ``org`` is the organisation the key belongs to (None: none).
+        """
         pending = {
             "key_id": key_id,
             "kind": kind,
             "base": base,
             "roster": rpc.roster_value(roster),
             "share": share.serialize() if share is not None else b"",
+            "org": org or "",
         }
         self.store.put(f"pending/{sid.hex()}", cbor2.dumps(pending, canonical=True))
 
@@ -241,6 +254,8 @@ class Staging:
             if share is None:
                 self.store.delete(key_name)
             else:
+                # The binding first: a crash between the two leaves a binding without a key, never a key without it.
+                self.bind(key_id, pending.get("org") or None)
                 self.store.put(key_name, cbor2.dumps({"share": share.serialize(), "roster": pending["roster"]}))
         record = {
             "key_id": key_id,
@@ -263,6 +278,8 @@ class Staging:
         return exists and read_key(self.store, key_id)[0].public.fingerprint() == fingerprint
 
     def _finish_commit(self, sid: bytes, pending: dict[str, Any], key_id: str) -> None:
+        if not pending["share"]:
+            self.bind(key_id, None)  # this node left the key: it belongs to nothing here any more
         self.store.delete(f"compromised/{key_id}")
         self.store.delete(f"pending/{sid.hex()}")
         self.log.append(

@@ -35,8 +35,15 @@ carries), :mod:`.check` (the node's check) and :mod:`.pin` (one payment per set 
 approvals). Everything is importable from here, as it always was.
 """
 
-from harbour.node.quorum.check import check_evidence, verify_evidence
-from harbour.node.quorum.evidence import EVIDENCE_VERSION, MAX_APPROVALS, Evidence
+from harbour.node.quorum.check import check_evidence, check_governed, read_evidence, verify_evidence
+from harbour.node.quorum.evidence import (
+    EVIDENCE_VERSION,
+    GOVERNED_VERSION,
+    MAX_APPROVALS,
+    Evidence,
+    GovernedEvidence,
+    decode_evidence,
+)
 from harbour.node.quorum.fields import MAX_ID_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, EvidenceError, check_public_key
 from harbour.node.quorum.intent import CHAIN_ID_MAX, ETH, UINT256_MAX, Intent, carries_out
 from harbour.node.quorum.pin import check_pin, pin_name, pin_value
@@ -59,6 +66,7 @@ __all__ = [
     "DECISIONS",
     "ETH",
     "EVIDENCE_VERSION",
+    "GOVERNED_VERSION",
     "MAX_APPROVALS",
     "MAX_GROUPS",
     "MAX_GROUP_MEMBERS",
@@ -73,17 +81,21 @@ __all__ = [
     "Decision",
     "Evidence",
     "EvidenceError",
+    "GovernedEvidence",
     "Group",
     "Intent",
     "Quorum",
     "approval_statement",
     "carries_out",
     "check_evidence",
+    "check_governed",
     "check_pin",
     "check_public_key",
+    "decode_evidence",
     "parse_statement",
     "pin_name",
     "pin_value",
+    "read_evidence",
     "sign_approval",
     "verify_approval",
     "verify_evidence",
