@@ -193,6 +193,27 @@ class CustodyEnv:
         self.people[name] = person
         return person
 
+    def add_people(self, names: list[str], roles: list[str]) -> list[Person]:
+        """Many users with approval keys in one governance entry, each with a credential (not admins)."""
+        from harbour.custody.models import new_id
+        from harbour.governance import changes
+
+        keys = {name: Ed25519PrivateKey.generate() for name in names}
+        ids = {name: new_id() for name in names}
+        users = [
+            changes.AddUser(
+                ids[n], n, frozenset(roles), keys[n].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            )
+            for n in names
+        ]
+        self.govern(self.custody.governance.propose(self.actor("admin"), lambda state: users))
+        people = []
+        for name in names:
+            token = self.custody.issue_credential(self.actor("admin"), ids[name])["token"]
+            self.people[name] = Person(name, self.custody.authenticate(token), token, keys[name])
+            people.append(self.people[name])
+        return people
+
     def govern(self, proposal: dict[str, Any], signers: tuple[str, ...] = ("admin", "admin2")) -> dict[str, Any]:
         """Sign a proposed governance change as ``signers`` in turn (its proposer among them) until it lands."""
         assert proposal["kind"] == "governance" and proposal["state"] == "pending_approval", proposal
