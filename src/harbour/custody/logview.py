@@ -66,16 +66,13 @@ class LogView:
         with self.uow.read() as s:
             state = self.ledger.state(s, actor.org_id)
             entries = self.ledger.entries(s, actor.org_id, after, page.limit + 1)
-            proposals = dict(
-                s.execute(
-                    select(m.GovernanceEntry.seq, m.GovernanceEntry.transaction_id).where(
-                        m.GovernanceEntry.org_id == actor.org_id,
-                        m.GovernanceEntry.seq.in_([e.entry.seq for e in entries]),
-                    )
+            rows = s.execute(
+                select(m.GovernanceEntry.seq, m.GovernanceEntry.transaction_id).where(
+                    m.GovernanceEntry.org_id == actor.org_id,
+                    m.GovernanceEntry.seq.in_([e.entry.seq for e in entries]),
                 )
-                .tuples()
-                .all()
             )
+            proposals = {seq: tx for seq, tx in rows}
         more = len(entries) > page.limit
         entries = entries[: page.limit]
         items = [entry_view(signed, state, proposals.get(signed.entry.seq)) for signed in entries]
