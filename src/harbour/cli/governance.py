@@ -7,11 +7,8 @@ quorum sign it (``harbour approve``, the proposer included). ``policy explain``
 asks what the policy would decide for a withdrawal without submitting one.
 
 ``governance entries`` and ``governance head`` read the organisation's
-governance log. :func:`check_governance_request` is what ``harbour approve``
-does with a governance change before signing it: it decodes the entry from the
-bytes it is about to sign, checks them against the transaction and the caller's
-organisation, shows what they decode to, and refuses if the server described
-them otherwise.
+governance log; what ``harbour approve`` checks of a governance change before
+signing it is :mod:`harbour.cli.review`.
 """
 
 from __future__ import annotations
@@ -19,14 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final
 
 import typer
 
 from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
-    ApiError,
     ApiOption,
     TokenOption,
     api_errors,
@@ -45,9 +41,6 @@ from harbour.cli.transfer import (
     check_address,
     parse_amount,
 )
-
-if TYPE_CHECKING:  # imported when an entry is checked: the CLI starts without them
-    from harbour.custody.statements import GovernanceApproval
 
 MAX_POLICY_FILE: Final = 60 * 1024
 """The API takes bodies up to 64 KiB; the document must fit with its envelope."""
@@ -172,43 +165,3 @@ def governance_head(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_
     with api_errors(), connect(api, token) as client:
         head = client.get("/v1/governance/head")
     emit(head, as_json)
-
-
-class EntryMismatch(ApiError):
-    """A governance change whose bytes do not say what the server says they say."""
-
-
-def check_governance_request(request: dict[str, Any], tx: dict[str, Any], tx_id: str) -> tuple[GovernanceApproval, str]:
-    """The subject to sign for a governance change's approval request, and the summary to show.
-
-    Everything shown comes from decoding the very bytes that will be signed; the
-    server's own description of them (in the request and in the transaction)
-    must match it line for line, and the entry must be the transaction's.
-    """
-    from harbour.custody import statements
-    from harbour.governance.fields import GovernanceError
-
-    def expect(condition: bool, what: str) -> None:
-        if not condition:
-            raise EntryMismatch(f"refusing to sign: {what}")
-
-    try:
-        data = bytes.fromhex(str(request.get("entry")))
-        subject = statements.GovernanceApproval(org=str(request.get("org")), transaction_id=tx_id, data=data)
-    except (ValueError, GovernanceError) as exc:
-        raise EntryMismatch(f"refusing to sign: the entry's bytes are no governance entry: {exc}") from None
-    entry, lines = subject.entry, subject.changes()
-    expect(entry.org == request.get("org"), "the entry is for another organisation than the request's")
-    expect(tx.get("entry") == data.hex(), "the entry is not the transaction's")
-    expect((entry.seq, entry.prev.hex()) == (tx.get("seq"), tx.get("prev")), "the entry's place in the log differs")
-    expect(request.get("changes") == lines, "the server's description of the changes is not what the bytes say")
-    described = [c.get("description") for c in tx.get("changes") or [] if isinstance(c, dict)]
-    expect(described == lines, "the transaction's changes are not what the entry's bytes say")
-    summary = "\n".join(
-        [
-            f"governance entry {entry.seq} ({tx_id}), proposed by {entry.proposer}",
-            f"  after:   {entry.prev.hex()}",
-            *(f"  change:  {line}" for line in lines),
-        ]
-    )
-    return subject, summary

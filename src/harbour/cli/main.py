@@ -87,7 +87,7 @@ SUMMARY: dict[str, tuple[bool, str]] = {
     ),
     "custody": (True, "Operate a custody deployment: init, bootstrap, serve."),
     "org": (True, "Your organisation."),
-    "user": (True, "Users and their API credentials."),
+    "user": (True, "Users, their roles and keys, and their API credentials."),
     "vault": (True, "Vaults: MPC keys on the signer nodes."),
     "address": (True, "A vault's addresses (BIP-32 children of its key)."),
     "asset": (True, "Assets: ETH and ERC-20 tokens."),

@@ -4,7 +4,7 @@
 fetch the approval request, rebuild the statement from its fields with the same
 code the service and the signer nodes use (:mod:`harbour.custody.statements`; for
 a governance change, the entry's own bytes, decoded and shown, see
-:func:`harbour.cli.governance.check_governance_request`), check that the fields
+:mod:`harbour.cli.review`), check that the fields
 agree with the transaction and with the caller's organisation, refuse if the
 server's statement differs by one byte, show what is signed, and only then sign
 with the approver's Ed25519 key, which never leaves this machine.
@@ -296,7 +296,7 @@ def transactions(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List transactions (withdrawals and policy changes), oldest first."""
+    """List transactions (withdrawals and governance changes), oldest first."""
     with api_errors(), connect(api, token) as client:
         page = client.pages("/v1/transactions", limit, cursor, walk, state=state)
     emit_page(page, ["id", "kind", "state", "asset", "amount", "destination"], as_json)
@@ -389,7 +389,7 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
             f"  note:    {tx.get('note') or '-'}"
         )
     elif kind == statements.GOVERNANCE:
-        from harbour.cli.governance import check_governance_request
+        from harbour.cli.review import check_governance_request
 
         subject, summary = check_governance_request(request, tx, tx_id)
         rebuilt, to_sign = subject.statement(), subject.statement(signed)
