@@ -63,6 +63,7 @@ class World:
     def govern(self, proposal: dict[str, Any]) -> dict[str, Any]:
         """What the admins do with a proposed governance change: ``harbour approve`` it, proposer first."""
         assert proposal["kind"] == "governance" and proposal["state"] == "pending_approval", proposal
+        signed: dict[str, Any] = proposal
         for who in ("admin", "admin2"):
             signed = self.json(who, "approve", proposal["id"], "--key", str(self.keys[who]), "--yes")
         assert signed["state"] == "confirmed", signed

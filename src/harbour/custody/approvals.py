@@ -15,7 +15,7 @@ whose approval counts are read from the log's state too (:mod:`harbour.custody.t
 
 An approval counts for :attr:`~harbour.custody.settings.Settings.approval_lifetime`
 seconds; after that it is marked expired (an audit event) and no longer counts,
-and its signer may approve again.
+and its signer may approve again, as they may after their key was rotated.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Approvals:
             earlier = s.scalar(
                 select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.approver_id == actor.user_id)
             )
-            if earlier is not None and not (earlier.decision == "approve" and _expired(earlier, now)):
+            if earlier is not None and not _void(earlier, key, now):
                 raise Conflict(f"{actor.name} has already decided on transaction {tx.id}")
             about = subject(s, tx)
             if not inputs.is_signature_hex(signature) or not about.verifies(
@@ -217,5 +217,7 @@ class Approvals:
             return view(s, tx, self.uow.clock())
 
 
-def _expired(approval: m.Approval, now: dt.datetime) -> bool:
-    return approval.expired or approval.expires_at <= now
+def _void(approval: m.Approval, key: bytes, now: dt.datetime) -> bool:
+    """Whether an approval counts no more, so its signer may give it again: expired, or under a key since rotated."""
+    expired = approval.expired or approval.expires_at <= now
+    return approval.decision == "approve" and (expired or approval.public_key != key.hex())
