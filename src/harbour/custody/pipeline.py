@@ -44,6 +44,7 @@ from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
 from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
 from harbour.custody.service import Custody
+from harbour.governance import decide
 from harbour.node.coordinator import ClusterError
 
 log = logging.getLogger(__name__)
@@ -216,15 +217,18 @@ class Pipeline:
             assert vault is not None and source is not None
             requirement = transactions.requirement(tx) if tx.requirement is not None else None
             eligible = evidence.eligible_users(requirement)
+            state = self.custody.ledger.state(s, tx.org_id)
             approvals: list[tuple[str, bytes, bytes]] = []
             if requirement is not None:
+                # Only approvals by users the log still makes approvers, under the key it gives them: a node
+                # with an approver list refuses evidence that carries a key it does not trust.
                 approvals = [
                     (a.approver_id, bytes.fromhex(a.public_key), bytes.fromhex(a.signature))
                     for a in s.scalars(
                         select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
                     )
+                    if decide.approvers(state, [bytes.fromhex(a.public_key)]) == {a.approver_id}
                 ]
-            state = self.custody.ledger.state(s, tx.org_id)
             keys: dict[str, bytes] = {}
             for user_id in eligible | {tx.initiator_id}:  # the keys the governance log gives them now
                 user = state.users.get(user_id)
