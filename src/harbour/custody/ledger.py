@@ -8,9 +8,11 @@ verified :class:`~harbour.governance.state.GovernanceLog` in memory, and extends
 it as entries land: each lookup reads only the newest entry's sequence number
 and hash and compares them with what it holds.
 
-A lookup sees what its session sees. A write transaction that records an entry
-and then rolls back may leave the cache one entry ahead of the database; the
-next lookup finds the head differs and replays the log again, so the cache is a
+A lookup sees what its session sees. A session that began before an entry was
+committed (a reader's snapshot) gets the state at its own head, from the last
+few states kept for that; a write transaction that records an entry and then
+rolls back may leave the cache ahead of the database, and the next lookup that
+finds a head it does not hold replays the log again. So the cache is a
 shortcut, never a second source of truth.
 """
 
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +33,9 @@ from harbour.governance import changes as c
 from harbour.governance.fields import GovernanceError
 from harbour.governance.log import SignedEntry, entry_hash
 from harbour.governance.state import GovernanceLog, OrgState
+
+RECENT: Final = 8
+"""States kept besides the head's, for sessions whose snapshot is a few entries behind."""
 
 
 class LogCorrupted(CustodyError):
@@ -46,6 +51,15 @@ class _Replayed:
     log: GovernanceLog
     policy_version: int
     """How many entries put a policy in force up to the head (the genesis's counts): the policy's version number."""
+    recent: dict[int, tuple[str, OrgState, int]] = field(default_factory=dict)
+    """Sequence number -> (hash, state, policy version) of the last few entries, the head's included."""
+
+    def keep(self) -> None:
+        """Remember the head's state, forgetting all but the last :data:`RECENT`."""
+        state = self.log.state
+        self.recent[state.seq] = (state.head.hex(), state, self.policy_version)
+        for seq in [seq for seq in self.recent if seq <= state.seq - RECENT]:
+            del self.recent[seq]
 
 
 def policy_versions(signed: SignedEntry) -> int:
@@ -63,10 +77,10 @@ class Ledger:
 
     def state(self, s: Session, org_id: str) -> OrgState:
         """What the organisation's log puts in force, as ``s`` sees the log."""
-        return self._replayed(s, org_id).log.state
+        return self._at_head(s, org_id)[0]
 
     def policy_version(self, s: Session, org_id: str) -> int:
-        return self._replayed(s, org_id).policy_version
+        return self._at_head(s, org_id)[1]
 
     def entries(self, s: Session, org_id: str, after: int, limit: int) -> list[SignedEntry]:
         """Up to ``limit`` verified entries after sequence number ``after``, from the replayed log."""
@@ -100,7 +114,7 @@ class Ledger:
 
     # -- replay ------------------------------------------------------------------------------------------
 
-    def _replayed(self, s: Session, org_id: str) -> _Replayed:
+    def _head(self, s: Session, org_id: str) -> tuple[int, str]:
         top = s.execute(
             select(m.GovernanceEntry.seq, m.GovernanceEntry.hash)
             .where(m.GovernanceEntry.org_id == org_id)
@@ -109,11 +123,26 @@ class Ledger:
         ).first()
         if top is None:
             raise NotFound(f"no organisation {org_id} (or it has no governance log)")
+        return top.seq, top.hash
+
+    def _at_head(self, s: Session, org_id: str) -> tuple[OrgState, int]:
+        """The state and policy version at the head ``s`` sees."""
+        seq, digest = self._head(s, org_id)
         with self._lock:
             cached = self._logs.get(org_id)
-            if cached is not None and (cached.log.state.seq, cached.log.head.hex()) == (top.seq, top.hash):
+            kept = cached.recent.get(seq) if cached is not None else None
+            if kept is not None and kept[0] == digest:
+                return kept[1], kept[2]
+        replayed = self._replayed(s, org_id, (seq, digest))
+        return replayed.log.state, replayed.policy_version
+
+    def _replayed(self, s: Session, org_id: str, top: tuple[int, str] | None = None) -> _Replayed:
+        seq, digest = top if top is not None else self._head(s, org_id)
+        with self._lock:
+            cached = self._logs.get(org_id)
+            if cached is not None and (cached.log.state.seq, cached.log.head.hex()) == (seq, digest):
                 return cached
-            if cached is not None and cached.log.state.seq < top.seq:
+            if cached is not None and cached.log.state.seq < seq:
                 extended = self._extend(s, org_id, cached)
                 if extended is not None:
                     return extended
@@ -154,6 +183,7 @@ class Ledger:
             for signed in newer:
                 log.append(signed)
                 cached.policy_version += policy_versions(signed)
+                cached.keep()
                 appended += 1
         except GovernanceError as exc:
             # Appended entries cannot be taken back out: the next lookup replays from the genesis.
@@ -167,11 +197,12 @@ class Ledger:
         if not entries or entries[0].hash.hex() != pinned:
             raise LogCorrupted(f"organisation {org_id}'s governance log does not start at its genesis {pinned}")
         try:
-            log = GovernanceLog(entries[0])
-            version = policy_versions(entries[0])
+            replayed = _Replayed(GovernanceLog(entries[0]), policy_versions(entries[0]))
+            replayed.keep()
             for signed in entries[1:]:
-                log.append(signed)
-                version += policy_versions(signed)
+                replayed.log.append(signed)
+                replayed.policy_version += policy_versions(signed)
+                replayed.keep()
         except GovernanceError as exc:
             raise LogCorrupted(f"organisation {org_id}'s governance log does not verify: {exc}") from None
-        return _Replayed(log, version)
+        return replayed
