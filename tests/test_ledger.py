@@ -74,7 +74,12 @@ def service(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Servic
     ledger = Ledger(uow)
     replays: list[str] = []
     real = ledger._replay
-    monkeypatch.setattr(ledger, "_replay", lambda s, org: (replays.append(org), real(s, org))[1])
+
+    def counted(s: Any, org: str) -> Any:
+        replays.append(org)
+        return real(s, org)
+
+    monkeypatch.setattr(ledger, "_replay", counted)
     governance = Governance(uow, ledger, Transactions(uow))
     approvals = Approvals(uow, ledger, governance, Settings(), lambda tx_id: None)
     founders = [Founder("alice", ("admin",), public_hex(ALICE)), Founder("bob", ("admin",), public_hex(BOB))]
