@@ -200,7 +200,7 @@ def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) 
     assert entries[-1]["hash"] == head["hash"] and entries[0]["hash"] == head["genesis"]
     assert entries[-1]["changes"][0]["description"] == f"re-enable user {dora}"
     table = world.run("auditor", "governance", "entries", "--limit", "200")
-    assert table.exit_code == 0 and "re-enable user" in table.stdout
+    assert table.exit_code == 0 and f"  - re-enable user {dora}" in table.stdout and "the genesis" in table.stdout
 
 
 # -- withdrawals and approvals ----------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ import typer
 from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
+    AllOption,
     ApiOption,
+    CursorOption,
+    LimitOption,
     TokenOption,
     api_errors,
     connect,
@@ -150,13 +153,31 @@ def policy_explain(
 # -- governance -------------------------------------------------------------------------------------------
 
 
-list_command(
-    governance_app,
-    "entries",
-    "/v1/governance/entries",
-    ["seq", "hash", "proposer", "at", "changes"],
-    "The governance log's entries, oldest first.",
-)
+@governance_app.command("entries")
+def governance_entries(
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The governance log's entries, oldest first: what each changed, who proposed and who signed it."""
+    with api_errors(), connect(api, token) as client:
+        page = client.pages("/v1/governance/entries", limit, cursor, walk)
+    if as_json:
+        emit(page, True)
+        return
+    for entry in page["items"]:
+        signers = ", ".join(s.get("user_id") or s.get("public_key", "?") for s in entry.get("signers") or [])
+        typer.echo(
+            f"entry {entry.get('seq')}  {entry.get('hash')}  proposed by {entry.get('proposer')} at {entry.get('at')}"
+            + (f", signed by {signers}" if signers else " (the genesis: trusted by its hash)")
+        )
+        for change in entry.get("changes") or []:
+            typer.echo(f"  - {change.get('description')}")
+    if page.get("next_cursor"):
+        typer.echo(f"(more: --cursor {page['next_cursor']}, or --all)", err=True)
 
 
 @governance_app.command("head")
