@@ -159,6 +159,19 @@ def test_a_lone_admin_cannot_disable_or_lock_out_the_others(env: CustodyEnv) -> 
         env.custody.authenticate(env.people["admin3"].token)
 
 
+def test_one_admin_cannot_stop_the_quorum_from_disabling_them(env: CustodyEnv) -> None:
+    proposal = env.custody.disable_user(env.actor("admin"), env.user_id("admin3"))
+    refused = env.decide(proposal["id"], "admin3", "reject")
+    assert refused["state"] == "pending_approval"  # recorded, signed and audited, but no veto
+    assert [a["decision"] for a in refused["approvals"]] == ["reject"]
+    with pytest.raises(Forbidden, match="only its proposer"):
+        env.custody.cancel(env.actor("admin3"), proposal["id"])
+    env.govern(proposal)
+    with pytest.raises(Unauthorized):
+        env.custody.authenticate(env.people["admin3"].token)
+    assert [e["subject"] for e in events(env, "approval.reject")] == [proposal["id"]]
+
+
 def test_the_last_admins_of_the_quorum_cannot_be_disabled_demoted_or_unkeyed(env: CustodyEnv) -> None:
     alice = env.actor("admin")
     env.govern(env.custody.disable_user(alice, env.user_id("admin3")))  # three to two: allowed

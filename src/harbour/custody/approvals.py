@@ -11,7 +11,10 @@ whose approval counts are read from the log's state too (:mod:`harbour.custody.t
   signatures travel to the signer nodes, which check them again.
 - A governance change is signed by admins, its proposer first among them: the
   signatures are the entry's (:mod:`harbour.custody.governance`), and it lands
-  as soon as they make the entry effective.
+  as soon as they make the entry effective. An admin who rejects it is recorded
+  (signed and audited) but ends nothing, and only its proposer cancels it: one
+  admin alone must not be able to stop the quorum, least of all from disabling
+  that admin.
 
 An approval counts for :attr:`~harbour.custody.settings.Settings.approval_lifetime`
 seconds; after that it is marked expired (an audit event) and no longer counts,
@@ -130,7 +133,9 @@ class Approvals:
                 renewed=earlier is not None,
             )
             s.flush()
-            if decision == "reject":
+            if decision == "reject" and governance:
+                pass  # recorded: one admin's refusal is no veto over what the quorum signs
+            elif decision == "reject":
                 tx.error = f"rejected by {actor.name}"
                 self.uow.move(s, actor, tx, states.REJECTED, by=actor.user_id)
             elif governance:
@@ -207,9 +212,14 @@ class Approvals:
         return self.uow.write(work)
 
     def cancel(self, actor: Actor, tx_id: str) -> dict[str, Any]:
+        """Cancel before signing: the initiator or an admin; a governance change, its proposer only."""
         with self.uow.tx() as s:
             tx = self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction")
             s.refresh(tx, with_for_update=True)
+            if tx.kind == GOVERNANCE and tx.initiator_id != actor.user_id:
+                raise Forbidden(
+                    "only its proposer can cancel a governance change: another admin declines by not signing"
+                )
             if tx.initiator_id != actor.user_id and "admin" not in actor.roles:
                 raise Forbidden("only the initiator or an admin can cancel a transaction")
             states.check(tx.kind, tx.state, states.CANCELLED)
