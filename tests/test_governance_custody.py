@@ -7,7 +7,8 @@ attack is performed against the real service, as the attacker could: through the
 service's own methods with one admin's credential, or by writing to the
 database directly. Then what pending work does when governance changes: a new
 policy judges pending withdrawals again, disabling a user cancels theirs, and
-approvals expire.
+approvals expire. The landings that lock rows (superseding, re-evaluating,
+cancelling, expiring) run on PostgreSQL as well.
 """
 
 from __future__ import annotations
@@ -52,14 +53,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CustodyEnv]
         shared.stop()
 
 
-@pytest.fixture
-def env(request: pytest.FixtureRequest, deployment: CustodyEnv, sqlite_url: str) -> CustodyEnv:
-    """A fresh service: three admins (admin, admin2, admin3), quorum 1, the two-approver policy, a funded vault."""
+@pytest.fixture(params=["sqlite"])
+def env(request: pytest.FixtureRequest, deployment: CustodyEnv) -> CustodyEnv:
+    """A fresh service (on PostgreSQL too where a test asks): three admins, quorum 1, the two-approver policy."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_db_url")
     request.addfinalizer(deployment.close)
-    deployment.reset(sqlite_url)
+    deployment.reset(url)
     deployment.organisation(admins=3)
     deployment.set_policy(deployment.two_approvers_policy())
     return deployment
+
+
+BOTH_DATABASES = pytest.mark.parametrize("env", ["sqlite", "postgresql"], indirect=True)
 
 
 def withdraw(env: CustodyEnv, vault_id: str, amount: int = ETH, who: str = "initiator") -> dict[str, Any]:
@@ -342,6 +347,7 @@ def test_a_rewritten_genesis_is_not_the_pinned_one(env: CustodyEnv) -> None:
 # -- the log moves one entry at a time -----------------------------------------------------------------------------
 
 
+@BOTH_DATABASES
 def test_a_proposal_on_a_stale_head_is_superseded_when_another_lands(env: CustodyEnv) -> None:
     alice = env.actor("admin")
     first = env.custody.propose_policy(alice, allow_all())
@@ -376,6 +382,7 @@ def test_every_landed_entry_is_in_the_log_with_its_signatures_and_audited(env: C
 # -- pending work follows governance -----------------------------------------------------------------------------
 
 
+@BOTH_DATABASES
 def test_a_new_policy_judges_pending_withdrawals_again(env: CustodyEnv) -> None:
     vault_id, _ = env.vault()
     one, two, three = (withdraw(env, vault_id, ETH // 10) for _ in range(3))
@@ -444,6 +451,7 @@ def test_an_approval_under_a_rotated_key_stops_counting(env: CustodyEnv) -> None
     assert wait_final(env, tx["id"])["state"] == "confirmed"
 
 
+@BOTH_DATABASES
 def test_disabling_an_initiator_cancels_their_unsigned_withdrawals(env: CustodyEnv) -> None:
     vault_id, address = env.vault()
     assert env.deployment is not None
@@ -464,6 +472,7 @@ def test_disabling_an_initiator_cancels_their_unsigned_withdrawals(env: CustodyE
     assert env.chain.nonce(address, "latest") == 0
 
 
+@BOTH_DATABASES
 def test_approvals_expire_and_can_be_given_again(env: CustodyEnv) -> None:
     vault_id, _ = env.vault()
     tx = withdraw(env, vault_id)
