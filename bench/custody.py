@@ -14,9 +14,10 @@ deployment is built in a temporary directory, the way ``harbour custody init`` a
 - the service and its pipeline (:func:`harbour.custody.config.open_deployment`) with
   the defaults ``harbour custody serve`` uses (16 signing workers, receipts polled
   every 0.1 s);
-- an organisation whose policy is a single ``allow`` rule (every withdrawal is
-  auto-approved), an initiator, the ETH asset, a 2-of-3 ECDSA vault and its first
-  address, funded from the chain's dev account.
+- an organisation whose genesis names two admins (admin quorum 1), an initiator,
+  the ETH asset and a policy of a single ``allow`` rule (every withdrawal is
+  auto-approved); a 2-of-3 ECDSA vault bound by a governance entry both admins
+  sign, and its first address, funded from the chain's dev account.
 
 anvil comes from ``tests/anvil.py`` (imported through ``sys.path``; it installs the
 npm package ``@foundry-rs/anvil-linux-amd64`` into a cache on first use). It mines a
@@ -89,9 +90,9 @@ from harbour import __version__
 from harbour.chains.ethereum import checksum_address
 from harbour.custody import config as cfg
 from harbour.custody import models as m
-from harbour.custody import states
+from harbour.custody import statements, states
 from harbour.custody.audit import AuditEvent
-from harbour.custody.service import Actor, Custody
+from harbour.custody.service import Actor, Custody, Founder, FoundingAsset
 from harbour.node.localnet import LocalNode, create_nodes, running
 
 CHAINS = ("embedded", "anvil")
@@ -175,13 +176,27 @@ def deployment(root: Path, url: str | None) -> Iterator[Setup]:
         opened = cfg.open_deployment(config)
         try:
             custody = opened.custody
-            key = _public_hex(Ed25519PrivateKey.generate())
-            out = custody.bootstrap("Harbour Bench Custodian", "bench-admin", key, POLICY)  # the initial policy
-            admin = custody.authenticate(out["token"])
-            user = custody.create_user(admin, name="bench-initiator", roles=["initiator"])
-            initiator = custody.authenticate(custody.issue_credential(admin, user["id"])["token"])
-            custody.add_asset(admin, symbol="ETH", kind="native", decimals=18)
-            vault = custody.create_vault(admin, name="bench-vault", threshold=THRESHOLD)
+            keys = [Ed25519PrivateKey.generate() for _ in range(2)]
+            out = (
+                custody.bootstrap(  # the genesis: two admins (every change needs both), the initiator, ETH, the policy
+                    "Harbour Bench Custodian",
+                    [
+                        *(Founder(f"bench-admin{i}", ("admin",), _public_hex(k)) for i, k in enumerate(keys)),
+                        Founder("bench-initiator", ("initiator",)),
+                    ],
+                    assets=[FoundingAsset("ETH")],
+                    policy=POLICY,
+                )
+            )
+            admins = [custody.authenticate(c["token"]) for c in out["credentials"]]
+            user_id = next(u["id"] for u in out["users"] if u["name"] == "bench-initiator")
+            initiator = custody.authenticate(custody.issue_credential(admins[0], user_id)["token"])
+            proposal = custody.create_vault(admins[0], name="bench-vault", threshold=THRESHOLD)
+            for admin, key in zip(admins, keys, strict=True):  # the proposer signs the vault's binding, then the other
+                subject = statements.from_request(custody.approval_request(admin, proposal["id"]), proposal["id"])
+                custody.approve(admin, proposal["id"], signature=subject.sign(key, subject.statement()).hex())
+            vault = {"id": proposal["changes"][0]["id"]}
+            admin = admins[0]
             address = custody.derive_address(admin, vault["id"])["address"]
             opened.chain.fund(address, FUNDING)
             yield Setup(opened, nodes, initiator, vault["id"], address)

@@ -74,6 +74,7 @@ PROCESS_MODULES = frozenset(
         "test_cluster",
         "test_cluster_faults",
         "test_custody",
+        "test_governance_custody",
         "test_node_entry",
         "test_node_governance",
         "test_readme_nodes",

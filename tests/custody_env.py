@@ -2,10 +2,14 @@
 
 ``CustodyEnv`` starts real ``harbour node run`` processes on loopback, opens the
 service on the embedded chain (or a JSON-RPC URL such as anvil's) and a database
-URL (SQLite file by default), creates an organisation with an admin, an
-initiator, three approvers, an auditor and a viewer (approvers and admins with
-their own Ed25519 approval keys), and can make a 2-of-3 vault with a funded
-address. Tests then act through ``env.custody`` as those users.
+URL (SQLite file by default), creates an organisation from its genesis entry with
+two admins (admin quorum 1: every governance change is signed by its proposer
+and the other admin), an initiator, three approvers, an auditor and a viewer
+(approvers and admins with their own Ed25519 approval keys), and can make a
+2-of-3 vault with a funded address. Tests then act through ``env.custody`` as
+those users; :meth:`CustodyEnv.govern` signs a proposed governance change as the
+admins, so that a test changes users, assets, vaults or the policy the way the
+service allows and no other.
 
 Starting the nodes is most of what a deployment costs, and a test needs fresh
 nodes only when it changes how they are configured. So a module can start one
@@ -27,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from harbour.chains.evm import EvmClient
 from harbour.custody import config as cfg
 from harbour.custody import statements
-from harbour.custody.service import Actor, Custody
+from harbour.custody.service import Actor, Custody, Founder
 from harbour.node.localnet import LocalNode, create_nodes
 
 PASSPHRASE = "custody test nodes"
@@ -152,27 +156,74 @@ class CustodyEnv:
 
     # -- people -----------------------------------------------------------------------------------------
 
-    def organisation(self, policy: dict[str, Any] | None = None, *, approvers: int = 3) -> None:
-        admin_key = Ed25519PrivateKey.generate()
-        out = self.custody.bootstrap("Harbour Test Custodian", "alice-admin", public_hex(admin_key), policy)
-        admin = self.custody.authenticate(out["token"])
-        self.people["admin"] = Person("alice-admin", admin, out["token"], admin_key)
-        self.add_person("admin2", ["admin"], key=True)
-        self.add_person("initiator", ["initiator"], key=True)
-        for i in range(1, approvers + 1):
-            self.add_person(f"approver{i}", ["approver"], key=True)
-        self.add_person("auditor", ["auditor"])
-        self.add_person("viewer", ["viewer"])
+    def organisation(
+        self, policy: dict[str, Any] | None = None, *, approvers: int = 3, admins: int = 2, quorum: int = 1
+    ) -> dict[str, Any]:
+        """The organisation from its genesis: ``admins`` admins ("admin", "admin2", ...) and everyone else."""
+        cast = [("admin" if i == 0 else f"admin{i + 1}", ["admin"], True) for i in range(admins)]
+        cast += [("initiator", ["initiator"], True)]
+        cast += [(f"approver{i}", ["approver"], True) for i in range(1, approvers + 1)]
+        cast += [("auditor", ["auditor"], False), ("viewer", ["viewer"], False)]
+        keys = {name: Ed25519PrivateKey.generate() if key else None for name, _, key in cast}
+        founders = [
+            Founder("alice-admin" if name == "admin" else name, roles, public_hex(k) if (k := keys[name]) else None)
+            for name, roles, _ in cast
+        ]
+        out = self.custody.bootstrap("Harbour Test Custodian", founders, quorum=quorum, policy=policy)
+        tokens = {c["name"]: c["token"] for c in out["credentials"]}
+        ids = {u["name"]: u["id"] for u in out["users"]}
+        for name, _, _ in cast:
+            shown = "alice-admin" if name == "admin" else name
+            if shown not in tokens:  # not an admin: one admin issues it, at once
+                tokens[shown] = self.custody.issue_credential(self.actor("admin"), ids[shown])["token"]
+            self.people[name] = Person(shown, self.custody.authenticate(tokens[shown]), tokens[shown], keys[name])
+        return out
 
     def add_person(self, name: str, roles: list[str], *, key: bool = False) -> Person:
+        """A new user through governance (proposed by admin, signed by the admins), with a credential."""
         private = Ed25519PrivateKey.generate() if key else None
-        user = self.custody.create_user(
+        proposal = self.custody.create_user(
             self.actor("admin"), name=name, roles=roles, approval_key=public_hex(private) if private else None
         )
-        token = self.custody.issue_credential(self.actor("admin"), user["id"])["token"]
-        person = Person(name, self.custody.authenticate(token), token, private)
+        self.govern(proposal)
+        issued = self.custody.issue_credential(self.actor("admin"), proposal["changes"][0]["id"])
+        if issued["transaction"] is not None:  # an admin's credential is a governance change too
+            self.govern(issued["transaction"])
+        person = Person(name, self.custody.authenticate(issued["token"]), issued["token"], private)
         self.people[name] = person
         return person
+
+    def add_people(self, names: list[str], roles: list[str]) -> list[Person]:
+        """Many users with approval keys in one governance entry, each with a credential (not admins)."""
+        from harbour.custody.models import new_id
+        from harbour.governance import changes
+
+        keys = {name: Ed25519PrivateKey.generate() for name in names}
+        ids = {name: new_id() for name in names}
+        users = [
+            changes.AddUser(
+                ids[n], n, frozenset(roles), keys[n].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            )
+            for n in names
+        ]
+        self.govern(self.custody.governance.propose(self.actor("admin"), lambda state: users))
+        people = []
+        for name in names:
+            token = self.custody.issue_credential(self.actor("admin"), ids[name])["token"]
+            self.people[name] = Person(name, self.custody.authenticate(token), token, keys[name])
+            people.append(self.people[name])
+        return people
+
+    def govern(self, proposal: dict[str, Any], signers: tuple[str, ...] = ("admin", "admin2")) -> dict[str, Any]:
+        """Sign a proposed governance change as ``signers`` in turn (its proposer among them) until it lands."""
+        assert proposal["kind"] == "governance" and proposal["state"] == "pending_approval", proposal
+        out = proposal
+        for who in signers:
+            out = self.approve(proposal["id"], who)
+            if out["state"] != "pending_approval":
+                break
+        assert out["state"] == "confirmed", out
+        return out
 
     def actor(self, name: str) -> Actor:
         return self.people[name].actor
@@ -197,9 +248,8 @@ class CustodyEnv:
         }
 
     def set_policy(self, document: dict[str, Any]) -> dict[str, Any]:
-        """Propose as admin, approve as admin2: the policy-change path, not a back door."""
-        tx = self.custody.propose_policy(self.actor("admin"), document)
-        return self.approve(tx["id"], "admin2")
+        """Propose as admin, sign as admin and admin2: the governance path, not a back door."""
+        return self.govern(self.custody.propose_policy(self.actor("admin"), document))
 
     # -- vaults and money -------------------------------------------------------------------------------
 
@@ -207,12 +257,12 @@ class CustodyEnv:
         """A 2-of-3 vault with its first address funded with ``fund`` wei; returns (vault id, address)."""
         admin = self.actor("admin")
         if not any(a["symbol"] == "ETH" for a in self.custody.list_assets(admin, cfg_page())["items"]):
-            self.custody.add_asset(admin, symbol="ETH", kind="native", decimals=18)
-        vault = self.custody.create_vault(admin, name=name, threshold=2)
-        address = self.custody.derive_address(admin, vault["id"])["address"]
+            self.govern(self.custody.add_asset(admin, symbol="ETH", kind="native", decimals=18))
+        vault_id = self.govern(self.custody.create_vault(admin, name=name, threshold=2))["changes"][0]["id"]
+        address = self.custody.derive_address(admin, vault_id)["address"]
         if fund:
             self.chain.fund(address, fund)
-        return vault["id"], address
+        return vault_id, address
 
     def approve(self, tx_id: str, who: str) -> dict[str, Any]:
         return self.decide(tx_id, who, "approve")

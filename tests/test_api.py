@@ -41,6 +41,8 @@ from helpers import wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 DEST_LOWER = DEST.lower()
+BOOK = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+BOOK_LOWER = BOOK.lower()
 DEST_BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
 PROBLEM = "application/problem+json"
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -62,6 +64,8 @@ class World:
     address: str
     pending_tx: str
     """A withdrawal left pending approval, for path parameters."""
+    entry_id: str
+    """An address-book entry, for path parameters."""
 
     def headers(self, who: str, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.env.people[who].token}", **extra}
@@ -85,6 +89,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.organisation()
         env.set_policy(env.two_approvers_policy())
         vault_id, address = env.vault(fund=10 * ETH)
+        book = env.custody.add_address_book_entry(
+            env.actor("admin"), name="counterparty", address=DEST, whitelisted=True
+        )
+        entry_id = env.govern(book)["changes"][0]["id"]
         # The deposit watcher records the funding in the background: let it, so that
         # no test's before-and-after row counts catch it halfway.
         wait_until(lambda: env.custody.list_deposits(env.actor("viewer"), Page())["items"], 60, message="the deposit")
@@ -93,7 +101,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1000, idempotency_key="pending-1"
         )
         assert pending["state"] == "pending_approval", pending
-        yield World(env, client, vault_id, address, pending["id"])
+        yield World(env, client, vault_id, address, pending["id"], entry_id)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -199,12 +207,28 @@ def test_me_and_organisation(world: World) -> None:
     assert org["id"] == me["org_id"] and org["name"] == "Harbour Test Custodian"
 
 
+def govern(world: World, proposal: httpx.Response) -> dict[str, Any]:
+    """A 202 governance change, signed over the API by its proposer (admin), then admin2, until it lands."""
+    tx = shaped(shapes.GovernanceTransaction, proposal, 202)
+    assert tx["kind"] == "governance" and tx["state"] == "pending_approval"
+    for who in ("admin", "admin2"):
+        decided = world.call(
+            "POST", f"/v1/transactions/{tx['id']}/approve", who, json={"signature": sign(world, tx["id"], who)}
+        )
+        tx = shaped(shapes.Transaction, decided)
+    assert tx["state"] == "confirmed", tx
+    return tx
+
+
 def test_users_and_credentials(world: World) -> None:
-    created = shaped(
-        shapes.User, world.call("POST", "/v1/users", "admin", json={"name": "vera", "roles": ["viewer"]}), 201
-    )
-    assert created["roles"] == ["viewer"] and created["approval_key"] is None
-    credential = shaped(shapes.Credential, world.call("POST", f"/v1/users/{created['id']}/credentials", "admin"), 201)
+    before = shaped(shapes.UserPage, world.call("GET", "/v1/users?limit=200", "viewer"))
+    proposal = world.call("POST", "/v1/users", "admin", json={"name": "vera", "roles": ["viewer"]})
+    assert "vera" not in {u["name"] for u in before["items"]}
+    landed = govern(world, proposal)
+    vera = landed["changes"][0]["id"]
+    assert landed["changes"][0]["op"] == "user.add" and "vera" in landed["changes"][0]["description"]
+    credential = shaped(shapes.Credential, world.call("POST", f"/v1/users/{vera}/credentials", "admin"), 201)
+    assert credential["transaction"] is None  # not an admin: at once
     me = world.client.get("/v1/me", headers={"Authorization": f"Bearer {credential['token']}"})
     assert me.json()["name"] == "vera"
     users = shaped(shapes.UserPage, world.call("GET", "/v1/users?limit=200", "viewer"))
@@ -213,6 +237,40 @@ def test_users_and_credentials(world: World) -> None:
     problem(world.call("POST", "/v1/users", "admin", json={"name": "no-key", "roles": ["approver"]}), 422)
     problem(world.call("POST", "/v1/users", "admin", json={"name": "vera", "roles": ["viewer"]}), 409)
     problem(world.call("POST", f"/v1/users/{MISSING}/credentials", "admin"), 404)
+    problem(world.call("POST", f"/v1/users/{MISSING}/disable", "admin"), 404)
+    # Roles, keys, disabling and enabling are governance changes too.
+    key = "a" * 64
+    problem(world.call("POST", f"/v1/users/{vera}/approval-key", "admin", json={"approval_key": key}), 422)
+    promoted = govern(world, world.call("POST", f"/v1/users/{vera}/roles", "admin", json={"roles": ["auditor"]}))
+    assert promoted["changes"][0]["op"] == "user.roles"
+    problem(world.call("POST", f"/v1/users/{vera}/roles", "admin", json={"roles": ["auditor"]}), 409)
+    problem(world.call("POST", f"/v1/users/{vera}/roles", "admin", json={"roles": ["approver"]}), 422)
+    govern(world, world.call("POST", f"/v1/users/{vera}/disable", "admin"))
+    assert world.client.get("/v1/me", headers={"Authorization": f"Bearer {credential['token']}"}).status_code == 401
+    govern(world, world.call("POST", f"/v1/users/{vera}/enable", "admin"))
+    again = world.call("POST", f"/v1/users/{vera}/credentials", "admin").json()["token"]
+    assert world.client.get("/v1/me", headers={"Authorization": f"Bearer {again}"}).json()["roles"] == ["auditor"]
+
+
+def test_an_admin_credential_is_a_governance_change(world: World) -> None:
+    issued = shaped(
+        shapes.Credential, world.call("POST", f"/v1/users/{world.env.user_id('admin2')}/credentials", "admin"), 201
+    )
+    token = {"Authorization": f"Bearer {issued['token']}"}
+    assert issued["transaction"] is not None and issued["transaction"]["changes"][0]["op"] == "credential.issue"
+    problem(world.client.get("/v1/me", headers=token), 401)  # an admin credential the log has not issued (yet)
+    request = world.call("GET", f"/v1/transactions/{issued['transaction']['id']}/approval-request", "admin")
+    assert shaped(shapes.ApprovalRequest, request)["changes"] == [
+        c["description"] for c in issued["transaction"]["changes"]
+    ]
+    for who in ("admin", "admin2"):
+        world.call(
+            "POST",
+            f"/v1/transactions/{issued['transaction']['id']}/approve",
+            who,
+            json={"signature": sign(world, issued["transaction"]["id"], who)},
+        )
+    assert world.client.get("/v1/me", headers=token).json()["roles"] == ["admin"]
 
 
 def test_vaults_and_addresses(world: World) -> None:
@@ -236,10 +294,13 @@ def test_vaults_and_addresses(world: World) -> None:
     problem(world.call("GET", f"/v1/vaults/{MISSING}/addresses", "viewer"), 404)
 
 
-def test_create_vault_runs_keygen(world: World) -> None:
-    vault = shaped(
-        shapes.Vault, world.call("POST", "/v1/vaults", "admin", json={"name": "reserve", "threshold": 2}), 201
-    )
+def test_create_vault_runs_keygen_then_proposes_binding_the_key(world: World) -> None:
+    proposal = world.call("POST", "/v1/vaults", "admin", json={"name": "reserve", "threshold": 2})
+    pending = proposal.json()
+    problem(world.call("GET", f"/v1/vaults/{pending['changes'][0]['id']}", "viewer"), 404)  # not a vault yet
+    landed = govern(world, proposal)
+    assert landed["changes"][0]["op"] == "vault.add"
+    vault = shaped(shapes.VaultDetail, world.call("GET", f"/v1/vaults/{landed['changes'][0]['id']}", "viewer"))
     assert vault["threshold"] == 2 and len(vault["nodes"]) == 3 and vault["scheme"] == "ecdsa-secp256k1"
     problem(world.call("POST", "/v1/vaults", "admin", json={"name": "reserve", "threshold": 2}), 409)
     problem(world.call("POST", "/v1/vaults", "admin", json={"name": "x", "threshold": 2, "nodes": ["nowhere"]}), 422)
@@ -248,26 +309,49 @@ def test_create_vault_runs_keygen(world: World) -> None:
 
 def test_assets_and_address_book(world: World) -> None:
     token = world.env.chain.deploy_token("Test Dollar", "TUSD", 6, 10**12)
-    asset = shaped(
-        shapes.Asset,
-        world.call(
-            "POST", "/v1/assets", "admin", json={"symbol": "TUSD", "kind": "erc20", "contract": token, "decimals": 6}
-        ),
-        201,
-    )
-    assert asset["contract"] == token
+    body = {"symbol": "TUSD", "kind": "erc20", "contract": token, "decimals": 6}
+    landed = govern(world, world.call("POST", "/v1/assets", "admin", json=body))
+    assert landed["changes"][0]["op"] == "asset.add"
     assets = shaped(shapes.AssetPage, world.call("GET", "/v1/assets", "viewer"))
     assert {"ETH", "TUSD"} <= {a["symbol"] for a in assets["items"]}
+    assert next(a for a in assets["items"] if a["symbol"] == "TUSD")["contract"] == token
     problem(world.call("POST", "/v1/assets", "admin", json={"symbol": "ETH", "kind": "native", "decimals": 18}), 409)
-    entry = shaped(
-        shapes.AddressBookEntry,
-        world.call("POST", "/v1/address-book", "admin", json={"name": "exchange", "address": DEST_LOWER}),
-        201,
+    added = govern(
+        world, world.call("POST", "/v1/address-book", "admin", json={"name": "exchange", "address": BOOK_LOWER})
     )
-    assert entry["address"] == DEST and entry["whitelisted"] is False
+    entry_id = added["changes"][0]["id"]
     book = shaped(shapes.AddressBookPage, world.call("GET", "/v1/address-book", "viewer"))
-    assert DEST in {e["address"] for e in book["items"]}
-    problem(world.call("POST", "/v1/address-book", "admin", json={"name": "again", "address": DEST}), 409)
+    entry = next(e for e in book["items"] if e["id"] == entry_id)
+    assert entry["address"] == BOOK and entry["whitelisted"] is False
+    problem(world.call("POST", "/v1/address-book", "admin", json={"name": "again", "address": BOOK}), 409)
+    govern(world, world.call("POST", f"/v1/address-book/{entry_id}/whitelist", "admin", json={"whitelisted": True}))
+    book = shaped(shapes.AddressBookPage, world.call("GET", "/v1/address-book", "viewer"))
+    assert next(e for e in book["items"] if e["id"] == entry_id)["whitelisted"] is True
+    problem(world.call("POST", f"/v1/address-book/{entry_id}/whitelist", "admin", json={"whitelisted": True}), 409)
+    govern(world, world.call("POST", f"/v1/address-book/{entry_id}/remove", "admin"))
+    book = shaped(shapes.AddressBookPage, world.call("GET", "/v1/address-book", "viewer"))
+    assert entry_id not in {e["id"] for e in book["items"]}
+    problem(world.call("POST", f"/v1/address-book/{entry_id}/remove", "admin"), 404)
+
+
+def test_the_governance_log_and_its_head(world: World) -> None:
+    head = shaped(shapes.GovernanceHead, world.call("GET", "/v1/governance/head", "viewer"))
+    org = shaped(shapes.Organisation, world.call("GET", "/v1/org", "viewer"))
+    assert head["genesis"] == org["genesis"] and head["quorum"] == 1 and len(head["admins"]) == 2
+    entries = shaped(shapes.GovernanceEntryPage, world.call("GET", "/v1/governance/entries?limit=200", "auditor"))
+    assert [e["seq"] for e in entries["items"]] == list(range(head["seq"] + 1))
+    assert entries["items"][0]["hash"] == head["genesis"] and entries["items"][0]["signers"] == []
+    assert entries["items"][-1]["hash"] == head["hash"]
+    for before, after in zip(entries["items"], entries["items"][1:], strict=False):
+        assert after["prev"] == before["hash"] and len(after["signers"]) == 2
+    from harbour.governance.log import SignedEntry
+    from harbour.governance.state import GovernanceLog
+
+    signed = [SignedEntry.decode(bytes.fromhex(e["signed"])) for e in entries["items"]]
+    log = GovernanceLog(signed[0])
+    log.extend(signed[1:])  # an auditor replays what the API serves and gets the same head
+    assert log.head.hex() == head["hash"] and log.genesis_hash.hex() == org["genesis"]
+    problem(world.call("GET", "/v1/governance/entries?cursor=not-a-seq", "viewer"), 422)
 
 
 def test_withdrawal_approved_by_two_approvers_is_confirmed(world: World) -> None:
@@ -338,12 +422,14 @@ def test_policy(world: World) -> None:
     proposal = world.call(
         "POST", "/v1/policy/proposals", "admin", json={"document": document}, headers={"Idempotency-Key": "policy-1"}
     )
-    tx = shaped(shapes.Transaction, proposal, 201)
-    assert tx["kind"] == "policy_change" and tx["state"] == "pending_approval"
+    tx = shaped(shapes.GovernanceTransaction, proposal, 201)
+    assert tx["kind"] == "governance" and tx["state"] == "pending_approval"
+    assert [c["op"] for c in tx["changes"]] == ["policy"]
     request = shaped(
         shapes.ApprovalRequest, world.call("GET", f"/v1/transactions/{tx['id']}/approval-request", "admin2")
     )
-    assert request["policy_digest"] and "intent" not in request
+    assert request["statement"] == request["entry"] == tx["entry"] and "intent" not in request
+    assert request["changes"] == [tx["changes"][0]["description"]]
     broken = world.call(
         "POST", "/v1/policy/proposals", "admin", json={"document": {"rules": "all"}}, headers={"Idempotency-Key": "p-2"}
     )
@@ -389,6 +475,9 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/vaults/{vault_id}/addresses"): lambda w: {"label": "mine"},
     ("POST", "/v1/assets"): lambda w: {"symbol": "FAKE", "kind": "erc20", "contract": DEST, "decimals": 6},
     ("POST", "/v1/address-book"): lambda w: {"name": "mallory", "address": DEST, "whitelisted": True},
+    ("POST", "/v1/address-book/{entry_id}/whitelist"): lambda w: {"whitelisted": False},
+    ("POST", "/v1/users/{user_id}/roles"): lambda w: {"roles": ["admin"]},
+    ("POST", "/v1/users/{user_id}/approval-key"): lambda w: {"approval_key": "11" * 32},
     ("POST", "/v1/transactions"): withdrawal,
     ("POST", "/v1/transactions/explain"): withdrawal,
     ("POST", "/v1/transactions/{tx_id}/approve"): lambda w: {"signature": "00" * 64},
@@ -404,6 +493,7 @@ def concrete(world: World, path: str) -> str:
         tx_id=world.pending_tx,
         index=0,
         credential_id="00000000-0000-4000-8000-000000000000",  # no such credential: nothing to revoke by accident
+        entry_id=world.entry_id,
     ).replace("/v1/audit/consistency", "/v1/audit/consistency" if "?" in path else "/v1/audit/consistency?old=1&new=2")
 
 
@@ -879,11 +969,15 @@ def walk(world: World, path: str, limit: int) -> list[dict[str, Any]]:
     raise AssertionError("pagination does not end")
 
 
-@pytest.mark.parametrize("path", ["/v1/address-book", "/v1/transactions", "/v1/users", "/v1/audit/events"])
+@pytest.mark.parametrize(
+    "path", ["/v1/address-book", "/v1/transactions", "/v1/users", "/v1/audit/events", "/v1/governance/entries"]
+)
 def test_pagination_walks_every_item_exactly_once(world: World, path: str) -> None:
-    for i in range(5):
-        world.call("POST", "/v1/address-book", "admin", json={"name": f"walk {i}", "address": "0x" + f"{i + 1:040x}"})
-    key = "index" if path == "/v1/audit/events" else "id"
+    if path == "/v1/address-book":
+        for i in range(5):
+            body = {"name": f"walk {i}", "address": "0x" + f"{i + 1:040x}"}
+            govern(world, world.call("POST", "/v1/address-book", "admin", json=body))
+    key = {"/v1/audit/events": "index", "/v1/governance/entries": "seq"}.get(path, "id")
     expected = [item[key] for item in walk(world, path, 200)]
     assert len(expected) > 3
     for limit in (1, 2, 7):

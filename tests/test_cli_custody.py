@@ -60,6 +60,15 @@ class World:
         assert len(lines) == 1, "--json prints one JSON object and nothing else"
         return json.loads(lines[0])
 
+    def govern(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        """What the admins do with a proposed governance change: ``harbour approve`` it, proposer first."""
+        assert proposal["kind"] == "governance" and proposal["state"] == "pending_approval", proposal
+        signed: dict[str, Any] = proposal
+        for who in ("admin", "admin2"):
+            signed = self.json(who, "approve", proposal["id"], "--key", str(self.keys[who]), "--yes")
+        assert signed["state"] == "confirmed", signed
+        return signed
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -115,8 +124,11 @@ def test_approver_key_user_and_credential(world: World, tmp_path: Path) -> None:
     assert b"PRIVATE KEY" in key_file.read_bytes()
     refused(world.run(None, "approver-key", "new", "--out", str(key_file)), 2, "exists")
 
-    user = world.json("admin", "user", "create", "carol", "--role", "approver", "--approval-key", made["public_key"])
-    assert user["roles"] == ["approver"] and user["approval_key"] == made["public_key"]
+    proposal = world.json(
+        "admin", "user", "create", "carol", "--role", "approver", "--approval-key", made["public_key"]
+    )
+    assert proposal["changes"][0]["op"] == "user.add" and made["public_key"] in proposal["changes"][0]["description"]
+    user = world.govern(proposal)["changes"][0]
     credential = world.json("admin", "user", "credential", user["id"])
     me = world.json(None, "org", "show", "--token", credential["token"])
     assert me["user"]["name"] == "carol"
@@ -149,15 +161,46 @@ def test_vaults_addresses_assets_address_book(world: World) -> None:
     assert new["address"] in {a["address"] for a in addresses["items"]}
     assets = world.json("viewer", "asset", "list")
     assert [a["symbol"] for a in assets["items"]] == ["ETH"]
-    entry = world.json("admin", "address-book", "add", "exchange", DEST, "--whitelisted")
-    assert entry["whitelisted"] is True
+    entry = world.govern(world.json("admin", "address-book", "add", "exchange", DEST, "--whitelisted"))["changes"][0]
+    assert "whitelisted" in entry["description"]
     book = world.run("viewer", "address-book", "list")
     assert book.exit_code == 0 and DEST in book.stdout
+    world.govern(world.json("admin", "address-book", "whitelist", entry["id"], "--off"))
+    listed = world.json("viewer", "address-book", "list", "--all")["items"]
+    assert next(e for e in listed if e["id"] == entry["id"])["whitelisted"] is False
+    world.govern(world.json("admin", "address-book", "remove", entry["id"]))
+    assert entry["id"] not in {e["id"] for e in world.json("viewer", "address-book", "list", "--all")["items"]}
 
 
 def test_vault_create(world: World) -> None:
-    vault = world.json("admin", "vault", "create", "cli-vault", "-t", "2", "--node", "node1", "--node", "node2")
+    proposal = world.json("admin", "vault", "create", "cli-vault", "-t", "2", "--node", "node1", "--node", "node2")
+    vault_id = world.govern(proposal)["changes"][0]["id"]
+    vault = world.json("viewer", "vault", "show", vault_id)
     assert vault["nodes"] == ["node1", "node2"] and vault["threshold"] == 2
+
+
+def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) -> None:
+    key_file = tmp_path / "dora.pem"
+    first = world.json(None, "approver-key", "new", "--out", str(key_file))["public_key"]
+    dora = world.govern(world.json("admin", "user", "create", "dora", "--role", "viewer"))["changes"][0]["id"]
+    world.govern(world.json("admin", "user", "set-key", dora, "--approval-key", first))
+    world.govern(world.json("admin", "user", "roles", dora, "--role", "approver"))
+    shown = world.run("admin", "user", "disable", dora)
+    assert shown.exit_code == 0 and f"disable user {dora}" in shown.stdout and "harbour approve" in shown.stdout
+    proposal = next(
+        t for t in world.json("viewer", "transactions", "--state", "pending_approval", "--all")["items"]
+        if t["kind"] == "governance"
+    )  # fmt: skip
+    world.govern(proposal)
+    users = {u["id"]: u for u in world.json("viewer", "user", "list", "--all")["items"]}
+    assert users[dora]["disabled"] is True and users[dora]["roles"] == ["approver"]
+    world.govern(world.json("admin", "user", "enable", dora))
+    head = world.json("viewer", "governance", "head")
+    entries = world.json("auditor", "governance", "entries", "--all")["items"]
+    assert entries[-1]["hash"] == head["hash"] and entries[0]["hash"] == head["genesis"]
+    assert entries[-1]["changes"][0]["description"] == f"re-enable user {dora}"
+    table = world.run("auditor", "governance", "entries", "--limit", "200")
+    assert table.exit_code == 0 and f"  - re-enable user {dora}" in table.stdout and "the genesis" in table.stdout
 
 
 # -- withdrawals and approvals ----------------------------------------------------------------------------------
@@ -239,6 +282,70 @@ def test_approve_refuses_a_statement_that_does_not_match(
     assert world.json("viewer", "status", tx["id"])["approvals"] == []
 
 
+def _other_entry(request: dict[str, Any]) -> bytes:
+    """The request's entry with its changes swapped for another: valid bytes that say something else."""
+    from harbour.governance import changes
+    from harbour.governance.log import Entry
+
+    entry = Entry.decode(bytes.fromhex(request["entry"]))
+    other = Entry(entry.org, entry.seq, entry.prev, entry.proposer, entry.at, (changes.SetQuorum(1),))
+    return other.encode()
+
+
+def _swap_entry(request: dict[str, Any]) -> None:
+    data = _other_entry(request).hex()
+    request.update(entry=data, statement=data)
+
+
+def _swap_everything(request: dict[str, Any]) -> None:
+    """A consistent lie: bytes, statement and both descriptions all say the other entry."""
+    data = _other_entry(request)
+    from harbour.governance import changes
+    from harbour.governance.log import Entry
+
+    lines = [changes.describe(c) for c in Entry.decode(data).changes]
+    request.update(entry=data.hex(), statement=data.hex(), changes=lines)
+    request["transaction"]["changes"] = [{"op": "quorum", "description": lines[0], "id": None}]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda r: r.update(changes=["add user 'nobody'"]), id="described otherwise"),
+        pytest.param(lambda r: r["transaction"]["changes"][0].update(description="nothing"), id="transaction says"),
+        pytest.param(_swap_entry, id="other bytes"),
+        pytest.param(_swap_everything, id="other bytes, described alike"),
+        pytest.param(lambda r: r.update(entry="a0", statement="a0"), id="not an entry"),
+        pytest.param(lambda r: r.update(org="another-org"), id="organisation"),
+    ],
+)
+def test_approve_refuses_a_governance_entry_that_is_not_what_it_is_said_to_be(
+    world: World, monkeypatch: pytest.MonkeyPatch, tamper: Any
+) -> None:
+    proposal = world.json("admin", "address-book", "add", "lure", "0x" + "77" * 20)
+    honest = world.env.custody.approval_request
+
+    def lying(actor: Any, tx_id: str) -> dict[str, Any]:
+        request = honest(actor, tx_id)
+        tamper(request)
+        return request
+
+    monkeypatch.setattr(world.env.custody, "approval_request", lying)
+    result = world.run("admin", "approve", proposal["id"], "--key", str(world.keys["admin"]), "--yes")
+    refused(result, 1, "refusing to sign")
+    assert world.json("viewer", "status", proposal["id"])["approvals"] == []
+    world.json("admin", "cancel", proposal["id"])
+
+
+def test_approve_shows_the_governance_changes_the_bytes_decode_to(world: World) -> None:
+    proposal = world.json("admin", "address-book", "add", "shown", "0x" + "78" * 20)
+    shown = world.run("admin", "approve", proposal["id"], "--key", str(world.keys["admin"]), "--yes")
+    assert shown.exit_code == 0, shown.stderr
+    assert f"governance entry {proposal['seq']}" in shown.stdout
+    assert f"add 0x{'78' * 20} to the address book as 'shown'" in shown.stdout
+    world.json("admin", "cancel", proposal["id"])
+
+
 # -- policy and audit ---------------------------------------------------------------------------------------------
 
 
@@ -258,9 +365,8 @@ def test_policy_show_explain_propose_and_approve(world: World, tmp_path: Path) -
     document = tmp_path / "policy.json"
     document.write_text(json.dumps(current["document"]))  # the same rules: later tests are unaffected
     proposal = world.json("admin", "policy", "propose", str(document))
-    assert proposal["kind"] == "policy_change" and proposal["state"] == "pending_approval"
-    approved = world.json("admin2", "approve", proposal["id"], "--key", str(world.keys["admin2"]), "--yes")
-    assert approved["state"] == "confirmed"
+    assert proposal["kind"] == "governance" and [c["op"] for c in proposal["changes"]] == ["policy"]
+    world.govern(proposal)
     assert world.json("viewer", "policy", "show")["version"] == current["version"] + 1
     versions = world.json("viewer", "policy", "versions", "--all")
     assert [v["version"] for v in versions["items"]][-2:] == [current["version"], current["version"] + 1]
@@ -399,7 +505,7 @@ def test_parse_amount_is_exact() -> None:
 
 CUSTODY_COMMANDS = [
     "org", "user", "vault", "address", "asset", "address-book", "deposit", "withdraw", "approve", "reject",
-    "cancel", "status", "transactions", "approver-key", "policy", "audit",
+    "cancel", "status", "transactions", "approver-key", "policy", "governance", "audit",
 ]  # fmt: skip
 
 

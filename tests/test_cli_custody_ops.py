@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from custody_env import ETH, CustodyEnv
+from custody_env import ETH, CustodyEnv, public_hex
 from harbour.cli.main import app
 from harbour.custody import config as cfg
 
@@ -95,18 +96,62 @@ def test_init_and_bootstrap(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     again = runner.invoke(app, ["custody", "init", "--home", str(home)])
     assert again.exit_code == 1 and "already" in again.output
-    result = runner.invoke(app, ["custody", "bootstrap", "--home", str(home), "--org", "Acme", "--admin", "root"])
+    root, second, approver = (public_hex(Ed25519PrivateKey.generate()) for _ in range(3))
+    boot = ["custody", "bootstrap", "--home", str(home), "--org", "Acme", "--admin", f"root:{root}"]
+    result = runner.invoke(
+        app, [*boot, "--admin", f"second:{second}", "--user", f"ann:approver:{approver}", "--user", "ivy:viewer"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["token"].startswith("hbk_") and out["user"]["roles"] == ["admin"]
-    dup = runner.invoke(app, ["custody", "bootstrap", "--home", str(home), "--org", "Acme", "--admin", "root"])
+    assert [c["name"] for c in out["credentials"]] == ["root", "second"]
+    assert all(c["token"].startswith("hbk_") for c in out["credentials"])
+    assert out["organisation"]["genesis"] == out["genesis"] and out["quorum"] == 1
+    roles = {u["name"]: u["roles"] for u in out["users"]}
+    assert roles == {"root": ["admin"], "second": ["admin"], "ann": ["approver"], "ivy": ["viewer"]}
+    dup = runner.invoke(app, boot)
     assert dup.exit_code == 1 and "exists" in dup.output
     bad_policy = tmp_path / "p.json"
     bad_policy.write_text('{"rules": [{"name": "x", "action": "allow", "extra": 1}]}')
     result = runner.invoke(
-        app, ["custody", "bootstrap", "--home", str(home), "--org", "B", "--admin", "r", "--policy", str(bad_policy)]
+        app,
+        [
+            "custody",
+            "bootstrap",
+            "--home",
+            str(home),
+            "--org",
+            "B",
+            "--admin",
+            f"r:{root}",
+            "--policy",
+            str(bad_policy),
+        ],
     )
     assert result.exit_code == 1 and "extra" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--admin", "root"], 2, "NAME:APPROVAL_KEY"),
+        (["--admin", "root:zz"], 1, "approval_key"),
+        (["--admin", "root:" + "01" + "00" * 31], 1, "approval_key"),  # the identity point: signs everything
+        (["--admin", "root:{key}", "--user", "ann"], 2, "NAME:ROLE"),
+        (["--admin", "root:{key}", "--user", "ann:approver"], 1, "approval key"),
+        (["--admin", "root:{key}", "--user", "ann:root"], 1, "roles"),
+        (["--admin", "root:{key}", "--quorum", "0"], 2, "quorum"),
+        (["--admin", "root:{key}", "--asset", "TUSD:0x12:6"], 1, "contract"),
+        (["--admin", "root:{key}", "--admin", "root:{key}"], 1, "two users named"),
+    ],
+)
+def test_bootstrap_refuses_a_genesis_it_cannot_write(tmp_path: Path, args: list[str], code: int, fragment: str) -> None:
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["custody", "init", "--home", str(home)]).exit_code == 0
+    key = public_hex(Ed25519PrivateKey.generate())
+    given = [a.replace("{key}", key) for a in args]
+    result = runner.invoke(app, ["custody", "bootstrap", "--home", str(home), "--org", "Acme", *given])
+    assert result.exit_code == code, result.output
+    assert fragment in result.output
 
 
 def test_commands_refuse_a_missing_or_broken_home(tmp_path: Path) -> None:

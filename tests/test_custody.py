@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select
 
-from custody_env import ETH, CustodyEnv
+from custody_env import ETH, CustodyEnv, public_hex
 from harbour.custody import models as m
 from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound
+from harbour.custody.service import Founder
 from harbour.custody.views import Page
 from helpers import wait_until
 
@@ -42,6 +44,10 @@ def wait_final(env: CustodyEnv, tx_id: str, timeout: float = 60.0, states: tuple
 
 def allow_all() -> dict[str, Any]:
     return {"rules": [{"name": "auto-approve", "action": "allow"}]}
+
+
+def new_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +156,7 @@ def test_retried_submission_with_the_same_idempotency_key_is_one_withdrawal(env:
 
 def test_a_blocking_rule_rejects_and_nothing_is_signed(env: CustodyEnv) -> None:
     vault_id, address = env.vault()
-    env.custody.add_address_book_entry(env.actor("admin"), name="sanctioned", address=OTHER)
+    env.govern(env.custody.add_address_book_entry(env.actor("admin"), name="sanctioned", address=OTHER))
     entry = env.custody.list_address_book(env.actor("admin"), Page())["items"][0]["id"]
     policy = env.two_approvers_policy()
     policy["rules"].insert(
@@ -213,20 +219,21 @@ def test_approvers_cannot_approve_twice_their_own_or_without_the_role(env: Custo
         env.approve(tx["id"], "approver3")
 
 
-def test_policy_changes_need_another_admin(env: CustodyEnv) -> None:
+def test_policy_changes_need_the_proposer_and_another_admin(env: CustodyEnv) -> None:
     before = env.custody.get_policy(env.actor("viewer"))["version"]
     change = env.custody.propose_policy(env.actor("admin"), allow_all())
-    assert change["state"] == "pending_approval"
-    with pytest.raises(Forbidden, match="initiator"):
-        env.approve(change["id"], "admin")
+    assert change["state"] == "pending_approval" and change["kind"] == "governance"
     with pytest.raises(Forbidden):
         env.approve(change["id"], "approver1")
     with pytest.raises(Forbidden):
         env.custody.propose_policy(env.actor("initiator"), allow_all())
+    assert env.approve(change["id"], "admin2")["state"] == "pending_approval"  # the proposer has not signed
     assert env.custody.get_policy(env.actor("viewer"))["version"] == before
-    assert env.approve(change["id"], "admin2")["state"] == "confirmed"
+    landed = env.approve(change["id"], "admin")
+    assert landed["state"] == "confirmed"
     current = env.custody.get_policy(env.actor("viewer"))
     assert current["version"] == before + 1 and current["transaction_id"] == change["id"]
+    assert current["seq"] == landed["seq"]
     assert current["document"]["rules"][0]["name"] == "auto-approve"
 
 
@@ -251,7 +258,7 @@ def test_erc20_deposit_is_detected_and_tokens_withdrawn(env: CustodyEnv) -> None
     env.set_policy(allow_all())
     vault_id, address = env.vault(fund=ETH)
     token = env.chain.deploy_token("Hong Kong Dollar Token", "HKDT", 6, 10**15)
-    env.custody.add_asset(env.actor("admin"), symbol="HKDT", kind="erc20", contract=token, decimals=6)
+    env.govern(env.custody.add_asset(env.actor("admin"), symbol="HKDT", kind="erc20", contract=token, decimals=6))
     env.chain.token_transfer(token, address, 5_000_000_000)
     deposits = wait_for(
         lambda: [
@@ -435,8 +442,8 @@ def test_unknown_and_foreign_objects_are_not_found(env: CustodyEnv) -> None:
         env.custody.get_transaction(env.actor("viewer"), "no-such-id")
     with pytest.raises(NotFound):
         env.custody.get_vault(env.actor("viewer"), "0" * 36)
-    other = env.custody.bootstrap("Another Custodian", "mallory", None)
-    mallory = env.custody.authenticate(other["token"])
+    other = env.custody.bootstrap("Another Custodian", [Founder("mallory", ("admin",), public_hex(new_key()))])
+    mallory = env.custody.authenticate(other["credentials"][0]["token"])
     with pytest.raises(NotFound):
         env.custody.get_vault(mallory, vault_id)
     assert env.custody.list_vaults(mallory, Page())["items"] == []
@@ -457,14 +464,9 @@ def test_nodes_refuse_an_approver_key_they_were_not_given(tmp_path: Path) -> Non
     with CustodyEnv(tmp_path, node_options={"approvers": trusted, "min_approvals": 2, "require_evidence": True}) as env:
         env.organisation(approvers=3)
         for name, key in keys.items():  # give approver1 and approver2 the keys the nodes trust
-            env.people.pop(name)
-            user = env.custody.create_user(
-                env.actor("admin"), name=f"{name}-t", roles=["approver"], approval_key=public_raw(key).hex()
-            )
-            token = env.custody.issue_credential(env.actor("admin"), user["id"])["token"]
-            from custody_env import Person
-
-            env.people[name] = Person(name, env.custody.authenticate(token), token, key)
+            user_id = env.user_id(name)
+            env.govern(env.custody.set_approval_key(env.actor("admin"), user_id, approval_key=public_raw(key).hex()))
+            env.people[name].key = key
         env.set_policy(env.two_approvers_policy())
         vault_id, address = env.vault()
 
@@ -567,10 +569,13 @@ def lite(request: pytest.FixtureRequest) -> CustodyEnv:
 
 def test_a_stale_policy_proposal_cannot_replace_a_newer_policy(lite: CustodyEnv) -> None:
     lenient = lite.custody.propose_policy(lite.actor("admin"), allow_all())
+    lite.approve(lenient["id"], "admin")
     lite.set_policy(lite.two_approvers_policy())  # adopted meanwhile
     version = lite.custody.get_policy(lite.actor("viewer"))["version"]
-    late = lite.approve(lenient["id"], "admin2")
+    late = lite.custody.get_transaction(lite.actor("admin"), lenient["id"])
     assert late["state"] == "rejected" and "superseded" in late["error"]
+    with pytest.raises(Conflict, match="not pending approval"):
+        lite.approve(lenient["id"], "admin2")
     assert lite.custody.get_policy(lite.actor("viewer"))["version"] == version
 
 
@@ -578,6 +583,8 @@ def test_small_order_approval_keys_are_refused(lite: CustodyEnv) -> None:
     identity = "01" + "00" * 31  # the Ed25519 identity point: (R = identity, S = 0) verifies for every message
     with pytest.raises(Invalid, match="approval_key"):
         lite.custody.create_user(lite.actor("admin"), name="forger", roles=["approver"], approval_key=identity)
+    with pytest.raises(Invalid, match="approval_key"):
+        lite.custody.set_approval_key(lite.actor("admin"), lite.user_id("approver1"), approval_key=identity)
 
 
 def test_the_same_approval_key_may_serve_two_organisations(lite: CustodyEnv) -> None:
@@ -585,14 +592,19 @@ def test_the_same_approval_key_may_serve_two_organisations(lite: CustodyEnv) -> 
     public = next(
         u for u in lite.custody.list_users(lite.actor("admin"), Page(limit=200))["items"] if u["id"] == key.user_id
     )
-    other = lite.custody.bootstrap("Second Custodian", "root2", None)
-    admin2 = lite.custody.authenticate(other["token"])
-    made = lite.custody.create_user(admin2, name="same-person", roles=["approver"], approval_key=public["approval_key"])
+    other = lite.custody.bootstrap(
+        "Second Custodian",
+        [
+            Founder("root2", ("admin",), public_hex(new_key())),
+            Founder("same-person", ("approver",), public["approval_key"]),
+        ],
+    )
+    made = next(u for u in other["users"] if u["name"] == "same-person")
     assert made["approval_key"] == public["approval_key"]
 
 
 def test_a_quorum_the_nodes_cannot_accept_fails_cleanly_and_frees_the_address(lite: CustodyEnv) -> None:
-    big = [lite.add_person(f"a{i:02d}", ["approver"], key=True) for i in range(70)]
+    big = lite.add_people([f"a{i:02d}" for i in range(70)], ["approver"])
     members = [p.actor.user_id for p in big]
     lite.set_policy(
         {
@@ -652,17 +664,21 @@ def test_disabling_a_user_and_revoking_credentials(lite: CustodyEnv) -> None:
     with pytest.raises(Unauthorized):
         lite.custody.authenticate(second)
     lite.custody.authenticate(initiator.token)  # the other credential still works
-    with pytest.raises(Conflict, match="themselves"):
-        lite.custody.disable_user(admin, admin.user_id)
     with pytest.raises(Forbidden):
         lite.custody.disable_user(lite.actor("approver1"), initiator.actor.user_id)
-    assert lite.custody.disable_user(admin, initiator.actor.user_id)["disabled"] is True
+    proposal = lite.custody.disable_user(admin, initiator.actor.user_id)
+    lite.custody.authenticate(initiator.token)  # nothing changes until the admins have signed it
+    lite.govern(proposal)
+    users = {u["id"]: u for u in lite.custody.list_users(admin, Page(limit=200))["items"]}
+    assert users[initiator.actor.user_id]["disabled"] is True
     with pytest.raises(Unauthorized):
         lite.custody.authenticate(initiator.token)
     with pytest.raises(Conflict, match="disabled"):
         lite.custody.issue_credential(admin, initiator.actor.user_id)
-    kinds = [e["kind"] for e in all_events(lite)]
-    assert "credential.revoked" in kinds and "user.disabled" in kinds
+    events = all_events(lite)
+    assert "credential.revoked" in [e["kind"] for e in events]
+    landed = [e for e in events if e["kind"] == "governance.entry"][-1]
+    assert landed["data"]["changes"] == [f"disable user {initiator.actor.user_id}"]
 
 
 # -- group commit (SQLite) -------------------------------------------------------------------------

@@ -33,9 +33,11 @@ from harbour.custody.db import (
     upgrade,
 )
 from harbour.custody.migrations import target_metadata
-from harbour.custody.models import ChainCursor, Organisation, Transaction, User
+from harbour.custody.models import ChainCursor, GovernanceEntry, Organisation, Transaction, User
 from postgres import PostgresServer, PostgresUnavailable
 
+GENESIS = "00" * 32
+"""An organisation row names its genesis entry's hash; these tests of storage need no real one."""
 BIG = [0, 1, 9, 10, 100, 2**63 - 1, 2**63, 2**64, 2**256 - 1, 10**AMOUNT_DIGITS - 1]
 
 
@@ -57,7 +59,7 @@ def table_names(engine: Engine) -> set[str]:
 
 
 def add_user(session: Session, org_name: str = "acme") -> User:
-    org = Organisation(name=org_name)
+    org = Organisation(name=org_name, genesis=GENESIS)
     session.add(org)
     session.flush()
     user = User(org_id=org.id, name="alice", roles=["initiator"])
@@ -187,7 +189,7 @@ def test_timestamps_come_back_aware_utc(engine: Engine) -> None:
     hong_kong = dt.timezone(dt.timedelta(hours=8))
     moment = dt.datetime(2025, 3, 1, 9, 30, 15, 123456, tzinfo=hong_kong)
     with session_factory(engine).begin() as session:
-        org = Organisation(name="acme", created_at=moment)
+        org = Organisation(name="acme", genesis=GENESIS, created_at=moment)
         session.add(org)
     with session_factory(engine)() as session:
         stored = session.get_one(Organisation, org.id).created_at
@@ -198,7 +200,7 @@ def test_timestamps_come_back_aware_utc(engine: Engine) -> None:
 
 def test_naive_timestamps_are_refused(engine: Engine) -> None:
     with session_factory(engine)() as session:
-        session.add(Organisation(name="acme", created_at=dt.datetime(2025, 3, 1)))
+        session.add(Organisation(name="acme", genesis=GENESIS, created_at=dt.datetime(2025, 3, 1)))
         with pytest.raises(StatementError, match="timezone-aware"):
             session.flush()
 
@@ -268,7 +270,7 @@ def test_sqlite_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
 
     def hold() -> None:
         with factory.begin() as session:
-            session.add(Organisation(name="first"))
+            session.add(Organisation(name="first", genesis=GENESIS))
             session.flush()
             held.set()
             time.sleep(0.3)
@@ -279,7 +281,7 @@ def test_sqlite_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
     began = time.monotonic()
     with factory.begin() as session:
         assert session.scalar(select(sa.func.count()).select_from(Organisation)) == 1  # sees the committed row
-        session.add(Organisation(name="second"))
+        session.add(Organisation(name="second", genesis=GENESIS))
     finished.append(time.monotonic() - began)
     holder.join()
     engine.dispose()
@@ -306,6 +308,20 @@ def test_duplicate_idempotency_key_is_refused(engine: Engine) -> None:
         session.add_all([withdrawal(user), withdrawal(user)])  # no key: any number
     with factory() as session:
         session.add(withdrawal(user, idempotency_key="k1"))
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_a_second_governance_entry_at_the_same_place_is_refused(engine: Engine) -> None:
+    """Two entries at one (organisation, seq) would fork the log: the database itself refuses the second."""
+    factory = session_factory(engine)
+    with factory.begin() as session:
+        org = add_user(session).org_id
+        other = add_user(session, "other").org_id
+        session.add(GovernanceEntry(org_id=org, seq=1, hash="11" * 32, data=b"first"))
+        session.add(GovernanceEntry(org_id=other, seq=1, hash="22" * 32, data=b"other organisation"))
+    with factory() as session:
+        session.add(GovernanceEntry(org_id=org, seq=1, hash="33" * 32, data=b"a fork"))
         with pytest.raises(IntegrityError):
             session.commit()
 

@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from harbour.custody import statements
+from harbour.governance import changes
+from harbour.governance.fields import GovernanceError
+from harbour.governance.log import Entry, entry_hash, sign_entry, verify_entry_signature
 from harbour.node import quorum
 
 ORG, KEY_ID, PATH = "org-1", "vault-0011223344556677", "m/0"
@@ -50,13 +53,13 @@ TOKEN_APPROVE = bytes.fromhex(
     "656466616d6f756e74673135303030303068636861696e5f696401666b65795f6964767661756c742d3030313132323333343435"
     "35363637376776657273696f6e01686465636973696f6e67617070726f76656e7472616e73616374696f6e5f69646474782d32"
 )
-POLICY_APPROVE = (
-    b'harbour/policy-approval/v1\x00{"decision": "approve", "org": "org-1", "policy_digest": '
-    b'"abababababababababababababababababababababababababababababababab", "transaction": "tx-1", "v": 1}'
-)
-POLICY_REJECT = (
-    b'harbour/policy-approval/v1\x00{"decision": "reject", "org": "org-1", "policy_digest": '
-    b'"abababababababababababababababababababababababababababababababab", "transaction": "tx-1", "v": 1}'
+ENTRY = Entry(
+    org=ORG,
+    seq=4,
+    prev=bytes.fromhex(DIGEST),
+    proposer="alice",
+    at=1_800_000_000,
+    changes=(changes.DisableUser("mallory"), changes.SetWhitelisted("book-1", True)),
 )
 
 
@@ -64,8 +67,8 @@ def withdrawal(intent: quorum.Intent = ETH_INTENT, tx_id: str = "tx-1") -> state
     return statements.WithdrawalApproval(org=ORG, transaction_id=tx_id, key_id=KEY_ID, path=PATH, intent=intent)
 
 
-def policy_change() -> statements.PolicyChangeApproval:
-    return statements.PolicyChangeApproval(org=ORG, transaction_id="tx-1", digest=DIGEST)
+def governance(entry: Entry = ENTRY) -> statements.GovernanceApproval:
+    return statements.GovernanceApproval(org=ORG, transaction_id="tx-1", data=entry.encode())
 
 
 def public(key: Ed25519PrivateKey) -> bytes:
@@ -83,20 +86,26 @@ def test_withdrawal_statements_are_what_the_signer_nodes_rebuild() -> None:
     assert withdrawal().statement() == quorum.approval_statement(**fields, intent=ETH_INTENT)
 
 
-def test_policy_change_statements_are_the_bytes_signed_before_the_move() -> None:
-    assert policy_change().statement() == POLICY_APPROVE
-    assert policy_change().statement("reject") == POLICY_REJECT
-    assert statements.policy_statement(org=ORG, transaction_id="tx-1", digest=DIGEST) == POLICY_APPROVE
+def test_a_governance_approval_signs_the_entry_itself_and_a_rejection_its_hash_under_another_tag() -> None:
+    subject = governance()
+    assert subject.statement() == ENTRY.encode()
+    assert subject.statement("reject") == b"harbour/governance-reject/v1\x00" + entry_hash(ENTRY.encode())
+    assert subject.changes() == ["disable user mallory", "address-book entry book-1 is now whitelisted"]
+    key = Ed25519PrivateKey.generate()
+    signature = subject.sign(key, subject.statement())
+    assert signature == sign_entry(key, ENTRY.encode())  # the entry's own signature: it goes into the log
+    assert verify_entry_signature(public(key), signature, ENTRY.encode())
 
 
-def test_the_service_module_still_offers_the_policy_statement() -> None:
-    from harbour.custody.service import policy_statement
-
-    assert policy_statement is statements.policy_statement
+def test_governance_bytes_that_are_no_entry_are_refused() -> None:
+    with pytest.raises(GovernanceError):
+        statements.GovernanceApproval(org=ORG, transaction_id="tx-1", data=b"\xa0")
+    with pytest.raises(GovernanceError):  # a rejection statement is no entry, so it cannot be approved as one
+        statements.GovernanceApproval(org=ORG, transaction_id="tx-1", data=governance().statement("reject"))
 
 
 def test_a_subject_is_rebuilt_from_the_approval_request_fields_alone() -> None:
-    for subject, kind in ((withdrawal(), "withdrawal"), (policy_change(), "policy_change")):
+    for subject, kind in ((withdrawal(), "withdrawal"), (governance(), "governance")):
         request = {
             "transaction": {"id": "tx-1", "kind": kind},
             "statement": "00",  # never read: the caller compares the rebuilt statement with it
@@ -115,19 +124,29 @@ def test_a_request_of_another_kind_or_with_a_malformed_intent_is_refused() -> No
         statements.from_request(request, "tx-1")
 
 
+def test_a_governance_request_that_describes_its_entry_otherwise_is_refused() -> None:
+    request = {"transaction": {"kind": "governance"}, "org": ORG, **governance().request_fields()}
+    lying = {**request, "changes": ["address-book entry book-1 is now whitelisted"]}
+    with pytest.raises(ValueError, match="not what the entry"):
+        statements.from_request(lying, "tx-1")
+    elsewhere = {**request, "org": "org-2"}
+    with pytest.raises(ValueError, match="organisation"):
+        statements.from_request(elsewhere, "tx-1")
+
+
 def test_each_kind_verifies_only_its_own_signatures() -> None:
     key = Ed25519PrivateKey.generate()
-    for subject in (withdrawal(), policy_change()):
+    for subject in (withdrawal(), governance()):
         statement = subject.statement()
         signature = subject.sign(key, statement)
         assert subject.verifies(public(key), signature, statement)
         assert not subject.verifies(public(key), signature, subject.statement("reject"))
         assert not subject.verifies(public(Ed25519PrivateKey.generate()), signature, statement)
         assert not subject.verifies(public(key)[:31], signature, statement)
-    # a withdrawal approval is signed under the nodes' domain tag: it is no policy approval, and back
+    # a withdrawal approval is signed under the nodes' domain tag: it is no governance signature, and back
     statement = withdrawal().statement()
-    assert not policy_change().verifies(public(key), withdrawal().sign(key, statement), statement)
-    assert not withdrawal().verifies(public(key), policy_change().sign(key, statement), statement)
+    assert not governance().verifies(public(key), withdrawal().sign(key, statement), statement)
+    assert not withdrawal().verifies(public(key), governance().sign(key, statement), statement)
 
 
 @pytest.mark.process  # a fresh interpreter

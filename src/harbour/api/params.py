@@ -26,6 +26,7 @@ IdempotencyKey = Annotated[
 UserId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 CredentialId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 VaultId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+EntryId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 TxId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 
 

@@ -168,3 +168,7 @@ def resource_router(tag: str, responses: dict[int | str, dict[str, Any]] = GUARD
 
 
 PAGE_DOC: Final = "Returns `{items, next_cursor}`; pass `next_cursor` back as `cursor` until it is null."
+PENDING: Final = (
+    "A governance change: answers with its transaction, which the proposer and the admin quorum sign "
+    "(`POST /v1/transactions/{tx_id}/approve`); the change takes effect when it lands."
+)

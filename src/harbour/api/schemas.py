@@ -117,6 +117,15 @@ class CreateUser(Closed):
     """Required for approvers and admins who approve: the key their approvals are checked against."""
 
 
+class SetRoles(Closed):
+    roles: Annotated[list[Role], Field(min_length=1, max_length=len(ROLES))]
+
+
+class SetApprovalKey(Closed):
+    approval_key: PublicKeyHex | None
+    """The user's new approval key; null removes it (only from a user who is neither approver nor admin)."""
+
+
 class CreateVault(Closed):
     name: Name
     threshold: Annotated[int, Field(ge=2, le=64, description="Signers needed, 2..number of nodes.")]
@@ -139,6 +148,10 @@ class AddAddressBookEntry(Closed):
     name: Name
     address: EthAddress
     whitelisted: bool = False
+
+
+class Whitelist(Closed):
+    whitelisted: bool
 
 
 class Withdrawal(Closed):

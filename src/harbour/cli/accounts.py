@@ -2,13 +2,16 @@
 
 Each command is one request (``--all`` on a list follows the pages). ``--json``
 prints the API's JSON as one line; otherwise a table or ``key: value`` lines.
-Amounts and balances are integers in base units (wei for ETH).
+Amounts and balances are integers in base units (wei for ETH). A command that
+changes users, assets, vaults or the address book proposes a governance change
+and prints it; it takes effect once its proposer and the admin quorum sign it
+(``harbour approve``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 
@@ -23,7 +26,9 @@ from harbour.cli.apiclient import (
     connect,
     emit,
     emit_page,
+    emit_proposal,
     list_command,
+    note,
 )
 from harbour.cli.params import InputError, JsonOption
 
@@ -34,7 +39,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 
 org_app = typer.Typer(help="Your organisation.", no_args_is_help=True)
-user_app = typer.Typer(help="Users and their API credentials.", no_args_is_help=True)
+user_app = typer.Typer(help="Users, their roles and keys, and their API credentials.", no_args_is_help=True)
 vault_app = typer.Typer(help="Vaults: MPC keys on the signer nodes.", no_args_is_help=True)
 address_app = typer.Typer(help="A vault's addresses (BIP-32 children of its key).", no_args_is_help=True)
 asset_app = typer.Typer(help="Assets: ETH and ERC-20 tokens.", no_args_is_help=True)
@@ -101,33 +106,40 @@ def user_create(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a user (admin)."""
+    """Propose a new user (admin); the user exists once the admin quorum signs it."""
     with api_errors():
-        unknown = [r for r in role if r not in ROLES]
-        if unknown:
-            raise InputError(f"--role: unknown role {unknown[0]!r}; choose from {', '.join(ROLES)}")
-        if approval_key is not None and not _HEX_KEY.fullmatch(approval_key.strip().lower()):
-            raise InputError("--approval-key is a 32-byte Ed25519 public key in hex (64 digits)")
-        body = {
-            "name": name,
-            "roles": sorted(set(role)),
-            "approval_key": approval_key.strip().lower() if approval_key else None,
-        }
+        body = {"name": name, "roles": _roles(role), "approval_key": _key(approval_key)}
         with connect(api, token) as client:
-            user = client.post("/v1/users", body)
-    emit(user, as_json)
+            proposal = client.post("/v1/users", body)
+    emit_proposal(proposal, as_json)
+
+
+def _roles(role: list[str]) -> list[str]:
+    unknown = [r for r in role if r not in ROLES]
+    if unknown:
+        raise InputError(f"--role: unknown role {unknown[0]!r}; choose from {', '.join(ROLES)}")
+    return sorted(set(role))
+
+
+def _key(approval_key: str | None) -> str | None:
+    if approval_key is None:
+        return None
+    if not _HEX_KEY.fullmatch(approval_key.strip().lower()):
+        raise InputError("--approval-key is a 32-byte Ed25519 public key in hex (64 digits)")
+    return approval_key.strip().lower()
 
 
 list_command(user_app, "list", "/v1/users", ["id", "name", "roles", "disabled"], "List the organisation's users.")
 
 
-def _post_on(path: str, value: str, what: str, api: str, token: str | None, as_json: bool) -> None:
-    """POST to ``path`` with the checked id ``value`` filled in, and print the answer."""
+def _post_on(
+    path: str, value: str, what: str, api: str, token: str | None, as_json: bool, body: Any = None
+) -> dict[str, Any]:
+    """POST ``body`` to ``path`` with the checked id ``value`` filled in; the answer."""
     with api_errors():
         checked = check_id(value, what)
         with connect(api, token) as client:
-            answer = client.post(path.format(checked))
-    emit(answer, as_json)
+            return dict(client.post(path.format(checked), body))
 
 
 UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
@@ -137,16 +149,63 @@ UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
 def user_credential(
     user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
-    """Issue an API credential for a user (admin); it is shown only this once."""
-    _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json)
+    """Issue an API credential for a user (admin); it is shown only this once.
+
+    An admin's credential is a governance change: the token works once it lands.
+    """
+    issued = _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json)
+    pending = issued.get("transaction")
+    if as_json or not isinstance(pending, dict):
+        emit(issued, as_json)
+        return
+    emit({"user_id": issued.get("user_id"), "token": issued.get("token")}, False)
+    note("an admin's credential works once this governance change lands:", False)
+    emit_proposal(pending, False)
 
 
 @user_app.command("disable")
 def user_disable(
     user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
-    """Disable a user (admin): every credential they hold stops working at once."""
-    _post_on("/v1/users/{}/disable", user_id, "USER_ID", api, token, as_json)
+    """Propose disabling a user (admin): once it lands their credentials stop working and their unsigned
+    withdrawals are cancelled."""
+    emit_proposal(_post_on("/v1/users/{}/disable", user_id, "USER_ID", api, token, as_json), as_json)
+
+
+@user_app.command("enable")
+def user_enable(
+    user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Propose re-enabling a user (admin); they need a new credential afterwards."""
+    emit_proposal(_post_on("/v1/users/{}/enable", user_id, "USER_ID", api, token, as_json), as_json)
+
+
+@user_app.command("roles")
+def user_roles(
+    user_id: UserIdArgument,
+    role: Annotated[list[str], typer.Option("--role", "-r", help=f"Role, repeatable: {', '.join(ROLES)}.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose new roles for a user (admin): the list given replaces the user's roles."""
+    with api_errors():
+        body = {"roles": _roles(role)}
+    emit_proposal(_post_on("/v1/users/{}/roles", user_id, "USER_ID", api, token, as_json, body), as_json)
+
+
+@user_app.command("set-key")
+def user_set_key(
+    user_id: UserIdArgument,
+    approval_key: Annotated[str, typer.Option("--approval-key", help="The new hex Ed25519 public key.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose registering or rotating a user's approval key (admin)."""
+    with api_errors():
+        body = {"approval_key": _key(approval_key)}
+    emit_proposal(_post_on("/v1/users/{}/approval-key", user_id, "USER_ID", api, token, as_json, body), as_json)
 
 
 @user_app.command("revoke-credential")
@@ -157,7 +216,7 @@ def user_revoke_credential(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke one API credential (its owner or an admin)."""
-    _post_on("/v1/credentials/{}/revoke", credential_id, "CREDENTIAL_ID", api, token, as_json)
+    emit(_post_on("/v1/credentials/{}/revoke", credential_id, "CREDENTIAL_ID", api, token, as_json), as_json)
 
 
 # -- vaults and addresses ---------------------------------------------------------------------------------
@@ -174,14 +233,14 @@ def vault_create(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a vault: distributed key generation on the signer nodes (admin)."""
+    """Create a vault (admin): key generation on the signer nodes, then the governance change that binds the key."""
     with api_errors():
         if threshold < 2:
             raise InputError("--threshold must be at least 2 (a 1-of-n key is a single point of failure)")
         body = {"name": name, "threshold": threshold, "nodes": node or None}
         with connect(api, token, timeout=VAULT_TIMEOUT) as client:
-            vault = client.post("/v1/vaults", body)
-    emit(vault, as_json)
+            proposal = client.post("/v1/vaults", body)
+    emit_proposal(proposal, as_json)
 
 
 list_command(vault_app, "list", "/v1/vaults", ["id", "name", "threshold", "nodes", "key_id"], "List vaults.")
@@ -256,7 +315,7 @@ def asset_add(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register an asset (admin)."""
+    """Propose registering an asset (admin)."""
     with api_errors():
         if kind not in ("native", "erc20"):
             raise InputError(f"--kind must be native or erc20, got {kind!r}")
@@ -264,8 +323,8 @@ def asset_add(
             raise InputError("an erc20 asset needs --contract; the native asset has none")
         body = {"symbol": symbol, "kind": kind, "contract": contract, "decimals": decimals}
         with connect(api, token) as client:
-            asset = client.post("/v1/assets", body)
-    emit(asset, as_json)
+            proposal = client.post("/v1/assets", body)
+    emit_proposal(proposal, as_json)
 
 
 list_command(asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract"], "List registered assets.")
@@ -280,10 +339,34 @@ def book_add(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add an address-book entry (admin)."""
+    """Propose an address-book entry (admin)."""
     with api_errors(), connect(api, token) as client:
-        entry = client.post("/v1/address-book", {"name": name, "address": address, "whitelisted": whitelisted})
-    emit(entry, as_json)
+        proposal = client.post("/v1/address-book", {"name": name, "address": address, "whitelisted": whitelisted})
+    emit_proposal(proposal, as_json)
+
+
+EntryIdArgument = Annotated[str, typer.Argument(help="The address-book entry's id.")]
+
+
+@book_app.command("whitelist")
+def book_whitelist(
+    entry_id: EntryIdArgument,
+    off: Annotated[bool, typer.Option("--off", help="Take the entry off the whitelist instead.")] = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose whitelisting an entry, or with --off taking it off the whitelist (admin)."""
+    body = {"whitelisted": not off}
+    emit_proposal(_post_on("/v1/address-book/{}/whitelist", entry_id, "ENTRY_ID", api, token, as_json, body), as_json)
+
+
+@book_app.command("remove")
+def book_remove(
+    entry_id: EntryIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Propose removing an entry (admin)."""
+    emit_proposal(_post_on("/v1/address-book/{}/remove", entry_id, "ENTRY_ID", api, token, as_json), as_json)
 
 
 list_command(book_app, "list", "/v1/address-book", ["name", "address", "whitelisted"], "List the address book.")

@@ -236,6 +236,18 @@ def note(message: str, as_json: bool) -> None:
     typer.echo(message, err=as_json)
 
 
+def emit_proposal(tx: Mapping[str, Any], as_json: bool) -> None:
+    """Print a governance transaction (a proposed change): what it changes, and how it lands."""
+    if as_json:
+        emit(tx, True)
+        return
+    emit({k: tx.get(k) for k in ("id", "kind", "state", "seq")}, False)
+    for change in tx.get("changes") or []:
+        if isinstance(change, dict):
+            typer.echo(f"  - {change.get('description')}")
+    note(f"it lands once signed by you and the admin quorum: harbour approve {tx.get('id')} --key YOUR_KEY", False)
+
+
 def list_command(app: typer.Typer, name: str, path: str, columns: Sequence[str], summary: str) -> None:
     """Register ``name`` on ``app``: a paged list of ``path`` shown as ``columns`` (every list command's shape)."""
 

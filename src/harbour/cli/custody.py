@@ -1,7 +1,9 @@
 """``harbour custody``: operate a custody deployment from its home directory (not through the API).
 
 - ``init``: a new home (configuration, approval-authority key, audit key);
-- ``bootstrap``: a new organisation with its first admin (prints the admin's API token);
+- ``bootstrap``: a new organisation from its genesis governance entry: its
+  founding admins (each with an approval key; prints their API tokens), the
+  admin quorum, and optionally its first users, assets and policy;
 - ``serve``: the REST API and the signing pipeline, in one process;
 - ``harbour audit verify``: recompute the audit log from the database, check
   every signed tree head and every business row against the log's row digests;
@@ -88,20 +90,65 @@ def add_node(
     typer.echo(f"{len(config.nodes)} signer node(s) configured")
 
 
+def _founder(text: str, default_roles: tuple[str, ...]) -> Any:
+    """``NAME:KEY`` (an admin) or ``NAME:ROLE[,ROLE...][:KEY]`` (any user) as a genesis user."""
+    from harbour.custody.genesis import Founder
+
+    parts = text.split(":")
+    if default_roles:
+        if len(parts) != 2:
+            raise exit_error(f"--admin takes NAME:APPROVAL_KEY, got {text!r}", 2)
+        return Founder(parts[0], default_roles, parts[1].strip().lower())
+    if len(parts) not in (2, 3):
+        raise exit_error(f"--user takes NAME:ROLE[,ROLE...][:APPROVAL_KEY], got {text!r}", 2)
+    key = parts[2].strip().lower() if len(parts) == 3 else None
+    return Founder(parts[0], tuple(r for r in parts[1].split(",") if r), key)
+
+
+def _asset(text: str) -> Any:
+    """``SYMBOL`` (the native coin) or ``SYMBOL:CONTRACT:DECIMALS`` (an ERC-20 token)."""
+    from harbour.custody.genesis import FoundingAsset
+
+    parts = text.split(":")
+    if len(parts) == 1:
+        return FoundingAsset(parts[0])
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise exit_error(f"--asset takes SYMBOL or SYMBOL:CONTRACT:DECIMALS, got {text!r}", 2)
+    return FoundingAsset(parts[0], "erc20", parts[1], int(parts[2]))
+
+
 @app.command("bootstrap")
 def bootstrap(
     home: HomeOption,
     org: Annotated[str, typer.Option("--org", help="Organisation name.")],
-    admin: Annotated[str, typer.Option("--admin", help="The first admin's user name.")],
-    approval_key: Annotated[
-        str | None, typer.Option("--approval-key", help="The admin's Ed25519 approval public key (hex).")
+    admin: Annotated[
+        list[str],
+        typer.Option("--admin", help="A founding admin as NAME:APPROVAL_KEY (hex Ed25519 public key); repeatable."),
+    ],
+    quorum: Annotated[
+        int, typer.Option("--quorum", min=1, help="Admins besides the proposer who sign every governance change.")
+    ] = 1,
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", help="Another first user as NAME:ROLE[,ROLE...][:APPROVAL_KEY]; repeatable."),
+    ] = None,
+    asset: Annotated[
+        list[str] | None,
+        typer.Option("--asset", help="An asset: SYMBOL (the native coin) or SYMBOL:CONTRACT:DECIMALS; repeatable."),
     ] = None,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Initial policy document (JSON); default: deny everything.")
     ] = None,
 ) -> None:
-    """Create an organisation and its first admin; prints the admin's API token (shown once)."""
+    """Create an organisation from its genesis governance entry; prints each admin's API token (shown once).
+
+    Give the printed genesis hash to every signer node. With fewer admins than
+    the quorum needs (the proposer and QUORUM others), nothing in the genesis can
+    ever be changed.
+    """
     config = load_deployment(home)
+    founders = [_founder(a, ("admin",)) for a in admin] + [_founder(u, ()) for u in user or []]
+    assets = [_asset(a) for a in asset or []]
     document: dict[str, Any] | None = None
     if policy is not None:
         from harbour.governance.policy import Policy, PolicyError
@@ -112,7 +159,7 @@ def bootstrap(
             raise exit_error(f"{policy}: {exc}") from None
     deployment = cfg.open_deployment(config, start=False)
     try:
-        out = deployment.custody.bootstrap(org, admin, approval_key, document)
+        out = deployment.custody.bootstrap(org, founders, quorum=quorum, assets=assets, policy=document)
     except CustodyError as exc:
         raise exit_error(exc.detail) from None
     finally:

@@ -1,10 +1,11 @@
 """``harbour demo``: the custody service end to end on embedded defaults (``make demo``).
 
 SQLite, the embedded Ethereum chain and three signer nodes as local processes:
-an organisation with its users, a policy change approved by a second admin, a
-2-of-3 threshold-ECDSA vault generated on the nodes, an address derived from
-it and funded (the deposit is detected), and a withdrawal that the policy sends
-to two approvers. The approvers sign with their own keys; each node re-checks
+an organisation from its genesis governance entry (two admins, each change
+needing both), a policy change and a 2-of-3 threshold-ECDSA vault generated on
+the nodes, each bound by a governance entry both admins sign, an address
+derived from it and funded (the deposit is detected), and a withdrawal that the
+policy sends to two approvers. The approvers sign with their own keys; each node re-checks
 those signatures before it signs; the transaction is broadcast and confirmed.
 The demo ends with the transaction hash, the balances, and an inclusion proof of
 the confirmation in the audit log, checked against the signed tree head.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,7 +29,7 @@ from rich.console import Console
 from harbour.custody import audit as audit_log
 from harbour.custody import config as cfg
 from harbour.custody import statements
-from harbour.custody.service import Actor, Custody
+from harbour.custody.service import Actor, Custody, Founder, FoundingAsset
 from harbour.custody.views import Page
 from harbour.node.localnet import create_nodes, running
 
@@ -74,7 +76,8 @@ def _wait(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
 
 
 def _approve(custody: Custody, actor: Actor, key: Ed25519PrivateKey, tx_id: str) -> dict[str, Any]:
-    """What ``harbour approve`` does: rebuild the statement from the facts, then sign it."""
+    """What ``harbour approve`` does: rebuild the statement from the facts (a governance entry: decode its
+    bytes), then sign it."""
     request = custody.approval_request(actor, tx_id)
     subject = statements.from_request(request, tx_id)
     rebuilt = subject.statement()
@@ -142,29 +145,40 @@ def _flow(
     deployment: cfg.Deployment, keys: dict[str, Ed25519PrivateKey], steps: _Steps, console: Console
 ) -> dict[str, Any]:
     custody, chain = deployment.custody, deployment.chain
+    ids = {name: str(uuid.uuid4()) for name in ("alice", "bob", "frank", "carol", "dave", "erin")}
+
+    def founder(name: str, roles: tuple[str, ...], key: bool = True) -> Founder:
+        return Founder(name, roles, _hex(keys[name]) if key else None, id=ids[name])
+
     boot = steps.run(
-        "Create the organisation and its first admin",
-        lambda: custody.bootstrap("Victoria Harbour Custody", "alice", _hex(keys["alice"])),
-        lambda b: f"org {b['organisation']['id'][:8]}…, initial policy: deny everything",
+        "Create the organisation from its genesis: admins alice and bob (each change needs both), "
+        "frank (initiator), carol, dave, erin (approvers), ETH",
+        lambda: custody.bootstrap(
+            "Victoria Harbour Custody",
+            [
+                founder("alice", ("admin",)),
+                founder("bob", ("admin",)),
+                founder("frank", ("initiator",), key=False),
+                *(founder(n, ("approver",)) for n in ("carol", "dave", "erin")),
+            ],
+            quorum=1,
+            assets=[FoundingAsset("ETH")],
+        ),
+        lambda b: f"org {b['organisation']['id'][:8]}…, genesis {b['genesis'][:16]}…, initial policy: deny everything",
     )
-    alice = custody.authenticate(boot["token"])
+    tokens = {c["name"]: c["token"] for c in boot["credentials"]}
+    alice, bob = custody.authenticate(tokens["alice"]), custody.authenticate(tokens["bob"])
+    frank = custody.authenticate(custody.issue_credential(alice, ids["frank"])["token"])
+    people = {"alice": alice, "bob": bob, "frank": frank}
+    for name in ("carol", "dave", "erin"):
+        people[name] = custody.authenticate(custody.issue_credential(alice, ids[name])["token"])
 
-    def person(name: str, roles: list[str], key: bool = True) -> Actor:
-        user = custody.create_user(alice, name=name, roles=roles, approval_key=_hex(keys[name]) if key else None)
-        return custody.authenticate(custody.issue_credential(alice, user["id"])["token"])
+    def governed(proposal: dict[str, Any]) -> dict[str, Any]:
+        """Alice proposed it: she signs the entry, then bob; the second signature lands it."""
+        _approve(custody, alice, keys["alice"], proposal["id"])
+        return _approve(custody, bob, keys["bob"], proposal["id"])
 
-    people = steps.run(
-        "Create users: a second admin, an initiator, three approvers",
-        lambda: {
-            "bob": person("bob", ["admin"]),
-            "frank": person("frank", ["initiator"], key=False),
-            "carol": person("carol", ["approver"]),
-            "dave": person("dave", ["approver"]),
-            "erin": person("erin", ["approver"]),
-        },
-        lambda p: "bob (admin), frank (initiator), carol, dave, erin (approvers)",
-    )
-    approvers = [people[n].user_id for n in ("carol", "dave", "erin")]
+    approvers = [ids[n] for n in ("carol", "dave", "erin")]
     document = {
         "rules": [
             {
@@ -174,24 +188,22 @@ def _flow(
             }
         ]
     }
-
-    def change_policy() -> dict[str, Any]:
-        tx = custody.propose_policy(alice, document)
-        request = custody.approval_request(people["bob"], tx["id"])
-        signature = keys["bob"].sign(bytes.fromhex(request["statement"])).hex()
-        return custody.approve(people["bob"], tx["id"], signature=signature)
-
     steps.run(
-        "Change the policy: any withdrawal needs 2 of 3 treasury approvers (alice proposes, bob approves)",
-        change_policy,
-        lambda t: f"policy change {t['state']}",
+        "Change the policy: any withdrawal needs 2 of 3 treasury approvers (a governance entry alice and bob sign)",
+        lambda: governed(custody.propose_policy(alice, document)),
+        lambda t: f"governance entry {t['seq']} {t['state']}",
     )
-    custody.add_asset(alice, symbol="ETH", kind="native", decimals=18)
-    vault = steps.run(
+    proposal = steps.run(
         "Generate the vault key: 2-of-3 threshold ECDSA on the nodes",
         lambda: custody.create_vault(alice, name="treasury", threshold=2),
-        lambda v: f"key {v['key_id']}, public key {v['public_key'][:18]}…",
+        lambda p: p["changes"][0]["description"],
     )
+    steps.run(
+        "Bind the key as the organisation's vault (a governance entry alice and bob sign)",
+        lambda: governed(proposal),
+        lambda t: f"governance entry {t['seq']} {t['state']}",
+    )
+    vault = custody.get_vault(alice, proposal["changes"][0]["id"])
     address = steps.run(
         "Derive the vault's first address (BIP-32 m/0, public derivation)",
         lambda: custody.derive_address(alice, vault["id"], label="hot")["address"],
@@ -210,7 +222,6 @@ def _flow(
         lambda d: f"{_eth(int(d['amount']))} in {d['tx_hash'][:18]}…",
     )
     del deposit
-    frank = people["frank"]
     tx = steps.run(
         f"Frank asks to withdraw {_eth(AMOUNT)} to {COUNTERPARTY[:10]}…",
         lambda: custody.submit_withdrawal(

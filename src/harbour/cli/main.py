@@ -68,7 +68,8 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "transactions": _command("transfer", "transactions"),
     "approver-key": _typer("transfer", "approver_key_app"),
     "policy": _typer("governance", "policy_app"),
-    "audit": _typer("governance", "audit_app"),
+    "governance": _typer("governance", "governance_app"),
+    "audit": _typer("audit", "audit_app"),
 }
 """Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
 
@@ -86,23 +87,27 @@ SUMMARY: dict[str, tuple[bool, str]] = {
     ),
     "custody": (True, "Operate a custody deployment: init, bootstrap, serve."),
     "org": (True, "Your organisation."),
-    "user": (True, "Users and their API credentials."),
+    "user": (True, "Users, their roles and keys, and their API credentials."),
     "vault": (True, "Vaults: MPC keys on the signer nodes."),
     "address": (True, "A vault's addresses (BIP-32 children of its key)."),
     "asset": (True, "Assets: ETH and ERC-20 tokens."),
     "address-book": (True, "The address book of known destinations."),
     "deposit": (True, "Deposits seen on chain."),
     "withdraw": (False, "Submit a withdrawal (initiator); the policy decides whether it needs approvals."),
-    "approve": (False, "Check, show and sign your approval of a transaction (approver; admin for policy changes)."),
-    "reject": (False, "Check, show and sign your rejection of a transaction (approver; admin for policy changes)."),
+    "approve": (
+        False,
+        "Check, show and sign your approval of a transaction (approver; admin, proposer included, for governance).",
+    ),
+    "reject": (False, "Check, show and sign your rejection of a transaction (approver; admin for governance changes)."),
     "cancel": (False, "Cancel a transaction that is not yet being signed (its initiator or an admin)."),
     "status": (
         False,
         "A transaction's state. With --wait: exit 0 once confirmed, 1 if it ends failed, rejected or cancelled.",
     ),
-    "transactions": (False, "List transactions (withdrawals and policy changes), oldest first."),
+    "transactions": (False, "List transactions (withdrawals and governance changes), oldest first."),
     "approver-key": (True, "Approvers' Ed25519 signing keys."),
     "policy": (True, "The transaction policy: show, explain, propose a change."),
+    "governance": (True, "The governance log: its entries, its head, and how changes are proposed and signed."),
     "audit": (True, "The audit log: events, signed heads, inclusion and consistency proofs."),
 }
 """Each sub-command's help line, and whether it is a group: what ``harbour --help`` lists."""

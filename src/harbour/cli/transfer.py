@@ -3,9 +3,10 @@
 ``approve`` and ``reject`` never sign what the server hands over on trust. They
 fetch the approval request, rebuild the statement from its fields with the same
 code the service and the signer nodes use (:mod:`harbour.custody.statements`; for
-a policy change, from the proposed document's own digest), check that the
-fields agree with the transaction and with the caller's organisation, refuse if
-the server's statement differs by one byte, show the intent, and only then sign
+a governance change, the entry's own bytes, decoded and shown, see
+:mod:`harbour.cli.review`), check that the fields
+agree with the transaction and with the caller's organisation, refuse if the
+server's statement differs by one byte, show what is signed, and only then sign
 with the approver's Ed25519 key, which never leaves this machine.
 
 ``withdraw`` always sends an idempotency key (``--idempotency-key``, or a fresh
@@ -295,7 +296,7 @@ def transactions(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List transactions (withdrawals and policy changes), oldest first."""
+    """List transactions (withdrawals and governance changes), oldest first."""
     with api_errors(), connect(api, token) as client:
         page = client.pages("/v1/transactions", limit, cursor, walk, state=state)
     emit_page(page, ["id", "kind", "state", "asset", "amount", "destination"], as_json)
@@ -344,7 +345,6 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
     count as an approval).
     """
     from harbour.custody import statements
-    from harbour.governance.policy import Policy, PolicyError
     from harbour.node import quorum
 
     tx = request.get("transaction")
@@ -388,17 +388,11 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
             f"  chain:   {intent.chain_id}\n"
             f"  note:    {tx.get('note') or '-'}"
         )
-    elif kind == statements.POLICY_CHANGE:
-        document = tx.get("policy_document")
-        try:
-            digest = Policy.from_document(document).digest()
-        except (PolicyError, TypeError, ValueError) as exc:
-            raise MismatchError(f"refusing to sign: the proposed policy does not parse: {exc}") from None
-        _expect(request.get("policy_digest") == digest, "the server's policy digest is not the proposed document's")
-        subject = statements.PolicyChangeApproval(org=str(request.get("org")), transaction_id=tx_id, digest=digest)
+    elif kind == statements.GOVERNANCE:
+        from harbour.cli.review import check_governance_request
+
+        subject, summary = check_governance_request(request, tx, tx_id)
         rebuilt, to_sign = subject.statement(), subject.statement(signed)
-        rules = document.get("rules", []) if isinstance(document, dict) else []
-        summary = f"policy change {tx_id}\n  digest:  {digest}\n  rules:   {len(rules)}"
     else:
         raise MismatchError(f"refusing to sign: unknown transaction kind {kind!r}")
     _expect(rebuilt == claimed, "the server's statement differs from the one rebuilt from the transaction's fields")
@@ -432,7 +426,7 @@ def approve(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check, show and sign your approval of a transaction (approver; admin for policy changes)."""
+    """Check, show and sign your approval of a transaction (approver; admin, proposer included, for governance)."""
     _emit_tx(_decide("approve", tx_id, key, yes, api, token, as_json), as_json)
 
 
@@ -444,5 +438,5 @@ def reject(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check, show and sign your rejection of a transaction (approver; admin for policy changes)."""
+    """Check, show and sign your rejection of a transaction (approver; admin for governance changes)."""
     _emit_tx(_decide("reject", tx_id, key, yes, api, token, as_json), as_json)

@@ -1,40 +1,53 @@
-"""Approvals: what an approver is asked to sign, their signed decisions, and cancellation.
+"""Approvals: what an approver is asked to sign, their signed decisions, their expiry, and cancellation.
 
 An approval is a signature by the approver's own Ed25519 key over the
 transaction's statement (:mod:`harbour.custody.statements`), checked here
-against the key the user registered; for a withdrawal the same signatures travel
-to the signer nodes, which check them again. When the approvals recorded meet
-the requirement the policy set at submission, the transaction becomes
-``approved``: a withdrawal is handed to the pipeline after the commit, a policy
-change comes into force (:meth:`harbour.custody.governance.Governance.activate`)
-unless another version came into force meanwhile.
+against the key the governance log gives the approver now; who may approve and
+whose approval counts are read from the log's state too (:mod:`harbour.custody.tally`).
+
+- A withdrawal is approved by approvers; the initiator never approves their own.
+  When the approvals that count meet the requirement the policy set, it becomes
+  ``approved`` and is handed to the pipeline after the commit; the same
+  signatures travel to the signer nodes, which check them again.
+- A governance change is signed by admins, its proposer first among them: the
+  signatures are the entry's (:mod:`harbour.custody.governance`), and it lands
+  as soon as they make the entry effective. An admin who rejects it is recorded
+  (signed and audited) but ends nothing, and only its proposer cancels it: one
+  admin alone must not be able to stop the quorum, least of all from disabling
+  that admin.
+
+An approval counts for :attr:`~harbour.custody.settings.Settings.approval_lifetime`
+seconds; after that it is marked expired (an audit event) and no longer counts,
+and its signer may approve again, as they may after their key was rotated.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harbour.custody import inputs, statements, states
+from harbour.custody import inputs, statements, states, tally
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid
-from harbour.custody.governance import Governance
-from harbour.custody.transactions import intent, requirement, view
+from harbour.custody.governance import Governance, lock_organisation
+from harbour.custody.ledger import Ledger
+from harbour.custody.settings import Settings
+from harbour.custody.transactions import GOVERNANCE, intent, requirement, view
 from harbour.custody.uow import UnitOfWork
-from harbour.governance import policy as pol
+from harbour.governance.state import OrgState
 from harbour.node.quorum import Decision
 
 
 def subject(s: Session, tx: m.Transaction) -> statements.Subject:
     """What the approvers of ``tx`` decide on, from its rows."""
-    if tx.kind == statements.POLICY_CHANGE:
-        assert tx.policy_document is not None
-        digest = pol.Policy.from_document(tx.policy_document).digest()
-        return statements.PolicyChangeApproval(org=tx.org_id, transaction_id=tx.id, digest=digest)
+    if tx.kind == GOVERNANCE:
+        assert tx.entry is not None
+        return statements.GovernanceApproval(org=tx.org_id, transaction_id=tx.id, data=tx.entry)
     vault = s.get(m.Vault, tx.vault_id)
     source = s.get(m.Address, tx.source_address_id)
     assert vault is not None and source is not None
@@ -44,9 +57,18 @@ def subject(s: Session, tx: m.Transaction) -> statements.Subject:
 
 
 class Approvals:
-    def __init__(self, uow: UnitOfWork, governance: Governance, on_approved: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        ledger: Ledger,
+        governance: Governance,
+        settings: Settings,
+        on_approved: Callable[[str], None],
+    ) -> None:
         self.uow = uow
+        self.ledger = ledger
         self.governance = governance
+        self.settings = settings
         self.on_approved = on_approved
         """Called after commit with the id of a withdrawal that became approved."""
 
@@ -57,7 +79,7 @@ class Approvals:
             tx = self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction")
             about = subject(s, tx)
             return {
-                "transaction": view(s, tx),
+                "transaction": view(s, tx, self.uow.clock()),
                 "statement": about.statement().hex(),
                 "org": tx.org_id,
                 **about.request_fields(),
@@ -70,78 +92,142 @@ class Approvals:
         return self._decide(actor, tx_id, signature, "reject")
 
     def _decide(self, actor: Actor, tx_id: str, signature: str, decision: Decision) -> dict[str, Any]:
-        with self.uow.tx() as s:
+        approved: list[str] = []
+
+        def work(s: Session) -> dict[str, Any]:
             tx = self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction")
+            governance = tx.kind == GOVERNANCE
+            if governance:
+                lock_organisation(s, tx.org_id)  # before the transaction's row: the order a landing takes them in
             s.refresh(tx, with_for_update=True)
-            policy_change = tx.kind == statements.POLICY_CHANGE
-            require(actor, "admin" if policy_change else "approver")
+            require(actor, "admin" if governance else "approver")
             if tx.state != states.PENDING_APPROVAL:
                 raise Conflict(f"transaction {tx.id} is {tx.state}, not pending approval")
-            if tx.initiator_id == actor.user_id:
-                raise Forbidden("the initiator of a transaction cannot approve or reject it")
-            if s.scalar(
+            state = self.ledger.state(s, tx.org_id)
+            key = self._signer_key(state, actor, tx, governance)
+            now = self.uow.clock()
+            earlier = s.scalar(
                 select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.approver_id == actor.user_id)
-            ):
+            )
+            if earlier is not None and not _void(earlier, key, now):
                 raise Conflict(f"{actor.name} has already decided on transaction {tx.id}")
-            user = s.get(m.User, actor.user_id)
-            assert user is not None
-            if user.approval_key is None:
-                raise Forbidden(f"{actor.name} has no approval key registered")
             about = subject(s, tx)
-            statement = about.statement(decision)
             if not inputs.is_signature_hex(signature) or not about.verifies(
-                bytes.fromhex(user.approval_key), bytes.fromhex(signature), statement
+                key, bytes.fromhex(signature), about.statement(decision)
             ):
                 raise Invalid(
                     f"the signature does not verify under {actor.name}'s approval key over this transaction's statement"
                 )
-            s.add(
-                m.Approval(
-                    transaction_id=tx.id,
-                    approver_id=actor.user_id,
-                    decision=decision,
-                    public_key=user.approval_key,
-                    signature=signature,
-                )
+            row = earlier or m.Approval(transaction_id=tx.id, approver_id=actor.user_id)
+            row.decision, row.public_key, row.signature = decision, key.hex(), signature
+            row.created_at, row.expires_at = now, now + dt.timedelta(seconds=self.settings.approval_lifetime)
+            row.expired = False
+            s.add(row)
+            self.uow.event(
+                s,
+                actor,
+                f"approval.{decision}",
+                tx.id,
+                public_key=key.hex(),
+                signature=signature,
+                renewed=earlier is not None,
             )
-            self.uow.event(s, actor, f"approval.{decision}", tx.id, public_key=user.approval_key, signature=signature)
             s.flush()
-            if decision == "reject":
+            if decision == "reject" and governance:
+                pass  # recorded: one admin's refusal is no veto over what the quorum signs
+            elif decision == "reject":
                 tx.error = f"rejected by {actor.name}"
                 self.uow.move(s, actor, tx, states.REJECTED, by=actor.user_id)
-            else:
-                self._count(s, tx, policy_change)
-            out = view(s, tx)
-        if not policy_change and out["state"] == states.APPROVED:
-            self.on_approved(tx.id)
+            elif governance:
+                approved.extend(self.governance.consider(s, tx))
+            elif requirement(tx).satisfied(tally.approvers(s, tx, state, now), tx.initiator_id):
+                self.uow.move(s, None, tx, states.APPROVED, approvers=sorted(tally.approvers(s, tx, state, now)))
+                approved.append(tx.id)
+            return view(s, tx, now)
+
+        out = self.uow.write(work)
+        for withdrawal in approved:
+            self.on_approved(withdrawal)
         return out
 
-    def _count(self, s: Session, tx: m.Transaction, policy_change: bool) -> None:
-        """Approve ``tx`` if the approvals recorded now meet its requirement (a policy change: and still applies)."""
-        approvers = set(
-            s.scalars(
-                select(m.Approval.approver_id).where(
-                    m.Approval.transaction_id == tx.id, m.Approval.decision == "approve"
+    @staticmethod
+    def _signer_key(state: OrgState, actor: Actor, tx: m.Transaction, governance: bool) -> bytes:
+        """The approval key the governance log gives ``actor`` now, if they may decide on ``tx`` at all."""
+        user = state.users.get(actor.user_id)
+        if governance:
+            if user is None or not user.active_admin:
+                raise Forbidden(f"{actor.name} is not an enabled admin with an approval key in the governance log")
+        else:
+            if tx.initiator_id == actor.user_id:
+                raise Forbidden("the initiator of a transaction cannot approve or reject it")
+            if user is None or user.disabled or "approver" not in user.roles:
+                raise Forbidden(f"{actor.name} is not an enabled approver in the governance log")
+        if user.approval_key is None:
+            raise Forbidden(f"{actor.name} has no approval key registered")
+        return user.approval_key
+
+    def expire_due(self) -> int:
+        """Mark every approval past its time on a transaction still pending, each with an audit event."""
+        now = self.uow.clock()
+        with self.uow.read() as s:
+            due = s.scalar(
+                select(m.Approval.id)
+                .join(m.Transaction, m.Transaction.id == m.Approval.transaction_id)
+                .where(
+                    m.Transaction.state == states.PENDING_APPROVAL,
+                    m.Approval.decision == "approve",
+                    m.Approval.expired.is_(False),
+                    m.Approval.expires_at <= now,
                 )
+                .limit(1)
             )
-        )
-        met = requirement(tx).satisfied(approvers, tx.initiator_id)
-        current = self.governance.superseded(s, tx) if policy_change else None
-        if met and current is not None:
-            # Approved against an older policy than the one now in force: never let it win silently.
-            tx.error = f"superseded: proposed against version {tx.policy_version}, version {current} is in force"
-            self.uow.move(s, None, tx, states.REJECTED, reason="superseded", version=current)
-        elif met:
-            self.uow.move(s, None, tx, states.APPROVED, approvers=sorted(approvers))
-            if policy_change:
-                self.governance.activate(s, tx)
+        if due is None:  # the common case, without taking the write lock
+            return 0
+
+        def work(s: Session) -> int:
+            rows = s.execute(
+                select(m.Approval, m.Transaction.org_id)
+                .join(m.Transaction, m.Transaction.id == m.Approval.transaction_id)
+                .where(
+                    m.Transaction.state == states.PENDING_APPROVAL,
+                    m.Approval.decision == "approve",
+                    m.Approval.expired.is_(False),
+                    m.Approval.expires_at <= now,
+                )
+                .with_for_update()
+            ).all()
+            for approval, org_id in rows:
+                approval.expired = True
+                self.uow.event(
+                    s,
+                    None,
+                    "approval.expired",
+                    approval.transaction_id,
+                    org_id=org_id,
+                    approver_id=approval.approver_id,
+                    given_at=approval.created_at.isoformat(),
+                )
+            return len(rows)
+
+        return self.uow.write(work)
 
     def cancel(self, actor: Actor, tx_id: str) -> dict[str, Any]:
+        """Cancel before signing: the initiator or an admin; a governance change, its proposer only."""
         with self.uow.tx() as s:
             tx = self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction")
             s.refresh(tx, with_for_update=True)
+            if tx.kind == GOVERNANCE and tx.initiator_id != actor.user_id:
+                raise Forbidden(
+                    "only its proposer can cancel a governance change: another admin declines by not signing"
+                )
             if tx.initiator_id != actor.user_id and "admin" not in actor.roles:
                 raise Forbidden("only the initiator or an admin can cancel a transaction")
             states.check(tx.kind, tx.state, states.CANCELLED)
             self.uow.move(s, actor, tx, states.CANCELLED)
-            return view(s, tx)
+            return view(s, tx, self.uow.clock())
+
+
+def _void(approval: m.Approval, key: bytes, now: dt.datetime) -> bool:
+    """Whether an approval counts no more, so its signer may give it again: expired, or under a key since rotated."""
+    expired = approval.expired or approval.expires_at <= now
+    return approval.decision == "approve" and (expired or approval.public_key != key.hex())

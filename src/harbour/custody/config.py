@@ -11,7 +11,10 @@ Layout (``harbour custody init --home DIR`` writes it)::
 ``custody.json``: ``database`` (SQLAlchemy URL; default the SQLite file above),
 ``chain`` (``"embedded"`` or a JSON-RPC URL), ``dev_chain`` (allow funding helpers on a
 JSON-RPC chain, for anvil), ``confirmations``, ``nodes`` (paths of signer-node
-descriptor files, relative to DIR), ``listen`` (API address), ``policy_quorum``.
+descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetime``
+(seconds an approval counts while its transaction waits), ``workers``. The admin
+quorum is not configuration: each organisation's genesis sets it, and only its
+governance log changes it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from harbour.custody.audit import AuditLog
 from harbour.custody.errors import Invalid
 from harbour.custody.pipeline import Pipeline
 from harbour.custody.service import Custody, Settings
+from harbour.custody.settings import DAY
 from harbour.custody.signer import Signer
 from harbour.node import approval
 from harbour.node.identity import NodeDescriptor
@@ -38,7 +42,7 @@ from harbour.util.files import write_atomic
 
 CONFIG_FILE = "custody.json"
 AUDIT_KEY_FILE = "audit.key"
-_KEYS = {"database", "chain", "dev_chain", "confirmations", "nodes", "listen", "policy_quorum", "workers"}
+_KEYS = {"database", "chain", "dev_chain", "confirmations", "nodes", "listen", "approval_lifetime", "workers"}
 
 
 @dataclass
@@ -50,7 +54,7 @@ class CustodyConfig:
     confirmations: int = 1
     nodes: list[str] = field(default_factory=list)
     listen: str = "127.0.0.1:8700"
-    policy_quorum: int = 1
+    approval_lifetime: int = DAY
     workers: int = 16
 
     @classmethod
@@ -77,7 +81,7 @@ class CustodyConfig:
             self.chain == "embedded" or self.chain.startswith(("http://", "https://"))
         ):
             raise Invalid("chain must be 'embedded' or an http(s) JSON-RPC URL")
-        for name in ("confirmations", "policy_quorum", "workers"):
+        for name in ("confirmations", "approval_lifetime", "workers"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise Invalid(f"{name} must be a positive integer")
@@ -183,7 +187,7 @@ def open_deployment(
         config.descriptors(), approval.AuthorityKey.load(config.home / "authority"), config.home / "coordinator"
     )
     audit = AuditLog(_audit_key(config.home))
-    settings = Settings(confirmations=config.confirmations, policy_quorum=config.policy_quorum)
+    settings = Settings(confirmations=config.confirmations, approval_lifetime=config.approval_lifetime)
     custody = Custody(sessions, chain, signer, audit, settings, readers=db.session_factory(db.readonly(engine)))
     pipeline = Pipeline(custody, workers=config.workers, **(pipeline_options or {}))
     if start:

@@ -4,6 +4,13 @@ Identifiers are random UUID strings, so an id reveals nothing about how many
 organisations or transactions exist. Amounts are :class:`Amount` (exact integers
 in base units); timestamps are UTC. The transaction state machine itself lives
 in :mod:`harbour.custody.states`; this module only stores the state.
+
+An organisation's governance log (:class:`GovernanceEntry`) is the source of
+who its users are, what they may do, its policy, address book, assets and vault
+keys. The tables ``users``, ``credentials`` (an admin's), ``policies``,
+``address_book``, ``vaults`` and ``assets`` are projections of it, written only
+when an entry lands (:mod:`harbour.custody.projection`), for listing and joins;
+decisions read the verified log (:mod:`harbour.custody.ledger`), never them.
 """
 
 from __future__ import annotations
@@ -12,7 +19,18 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from harbour.custody.db import Amount, Base, UtcDateTime
@@ -31,6 +49,24 @@ class Organisation(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    genesis: Mapped[str] = mapped_column(String(64))
+    """Hex hash of the organisation's genesis entry: its log is replayed from the entry with this hash only."""
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GovernanceEntry(Base):
+    """One entry of an organisation's governance log, as its admins signed it (:mod:`harbour.governance.log`)."""
+
+    __tablename__ = "governance_entries"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    """Hex :func:`harbour.governance.log.entry_hash` of the entry's bytes (checked again on every replay)."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    """The :class:`harbour.governance.log.SignedEntry` encoding: the entry's bytes and the signatures that made it."""
+    transaction_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"))
+    """The governance transaction that proposed it (None for the genesis)."""
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -49,7 +85,11 @@ class User(Base):
 
 
 class Credential(Base):
-    """An API credential: the token is ``hbk_<id>_<secret>``; only SHA-256(secret) is stored."""
+    """An API credential: the token is ``hbk_<id>_<secret>``; only SHA-256(secret) is stored.
+
+    An admin's credentials come from the governance log (``credential.issue``);
+    anyone else's are issued by an admin directly.
+    """
 
     __tablename__ = "credentials"
 
@@ -112,8 +152,13 @@ class Asset(Base):
 
 
 class AddressBookEntry(Base):
+    """An address-book entry; a removed one stays (withdrawals name it) with ``removed_at`` set.
+
+    No unique address per organisation here: the governance state refuses a
+    second live entry for an address, and a removed entry's address may return.
+    """
+
     __tablename__ = "address_book"
-    __table_args__ = (UniqueConstraint("org_id", "address"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
@@ -121,11 +166,12 @@ class AddressBookEntry(Base):
     address: Mapped[str] = mapped_column(String(42))
     whitelisted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Transaction(Base):
-    """A withdrawal or a policy change, with everything needed to finish it after a restart."""
+    """A withdrawal or a governance change, with everything needed to finish it after a restart."""
 
     __tablename__ = "transactions"
     __table_args__ = (
@@ -137,7 +183,7 @@ class Transaction(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    """``withdrawal`` or ``policy_change``."""
+    """``withdrawal`` or ``governance``."""
     state: Mapped[str] = mapped_column(String(24))
     initiator_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
@@ -154,8 +200,10 @@ class Transaction(Base):
     policy_version: Mapped[int | None] = mapped_column(Integer)
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     requirement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    policy_document: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    """For a policy change: the proposed document."""
+    entry: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """For a governance change: the proposed entry's bytes, which its admins sign."""
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """For a governance change: what its projection needs beyond the entry (a new vault's public key)."""
 
     chain_id: Mapped[int | None] = mapped_column(BigInteger)
     nonce: Mapped[int | None] = mapped_column(BigInteger)
@@ -186,11 +234,15 @@ class Approval(Base):
     """``approve`` or ``reject``."""
     public_key: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    """An approval still waiting at this time stops counting (Settings.approval_lifetime after it was given)."""
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Set, with an audit event, once the service noticed the approval expired."""
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Policy(Base):
-    """One version of an organisation's policy; the highest version is in force."""
+    """One version of an organisation's policy (a projection of the log's ``policy`` changes)."""
 
     __tablename__ = "policies"
     __table_args__ = (UniqueConstraint("org_id", "version"),)
@@ -200,8 +252,10 @@ class Policy(Base):
     version: Mapped[int] = mapped_column(Integer)
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    """The governance entry that put it in force."""
     transaction_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"))
-    """The policy-change transaction that approved it (None for the initial policy)."""
+    """The governance transaction that proposed it (None for the genesis policy)."""
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -44,6 +44,7 @@ from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
 from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
 from harbour.custody.service import Custody
+from harbour.governance import decide
 from harbour.node.coordinator import ClusterError
 
 log = logging.getLogger(__name__)
@@ -216,22 +217,23 @@ class Pipeline:
             assert vault is not None and source is not None
             requirement = transactions.requirement(tx) if tx.requirement is not None else None
             eligible = evidence.eligible_users(requirement)
+            state = self.custody.ledger.state(s, tx.org_id)
             approvals: list[tuple[str, bytes, bytes]] = []
             if requirement is not None:
+                # Only approvals by users the log still makes approvers, under the key it gives them: a node
+                # with an approver list refuses evidence that carries a key it does not trust.
                 approvals = [
                     (a.approver_id, bytes.fromhex(a.public_key), bytes.fromhex(a.signature))
                     for a in s.scalars(
                         select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
                     )
+                    if decide.approvers(state, [bytes.fromhex(a.public_key)]) == {a.approver_id}
                 ]
             keys: dict[str, bytes] = {}
-            for user_id, approval_key in s.execute(  # the keys of the initiator and of every eligible approver
-                select(m.User.id, m.User.approval_key).where(
-                    m.User.org_id == tx.org_id, m.User.id.in_(eligible | {tx.initiator_id})
-                )
-            ):
-                if approval_key is not None:
-                    keys[user_id] = bytes.fromhex(approval_key)
+            for user_id in eligible | {tx.initiator_id}:  # the keys the governance log gives them now
+                user = state.users.get(user_id)
+                if user is not None and user.approval_key is not None:
+                    keys[user_id] = user.approval_key
             built = evidence.build_evidence(
                 org=tx.org_id,
                 transaction_id=tx.id,
@@ -426,8 +428,9 @@ class Pipeline:
         return self.custody.deposits.scan_once()
 
     def sweep_once(self) -> None:
-        """Retry what is stuck: signing that failed, broadcasts refused, in nonce order."""
+        """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals."""
         self._resubmit_unfinished()
+        self.custody.expire_approvals()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""

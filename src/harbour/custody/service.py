@@ -5,20 +5,26 @@ keeps the one set of public methods (:class:`harbour.api.interface.CustodyServic
 that callers use; each method is answered by the module that owns its domain
 object:
 
-- :mod:`~harbour.custody.users`: organisations, users, credentials;
-- :mod:`~harbour.custody.vaults`: vaults, addresses, assets, the address book;
+- :mod:`~harbour.custody.genesis`: a new organisation and its genesis entry;
+- :mod:`~harbour.custody.users`: users, credentials;
+- :mod:`~harbour.custody.vaults` and :mod:`~harbour.custody.addressbook`: vaults,
+  addresses, assets, the address book;
 - :mod:`~harbour.custody.withdrawals`: submission, idempotency, the policy's decision, funds;
-- :mod:`~harbour.custody.approvals`: approval requests, signed decisions, cancellation;
-- :mod:`~harbour.custody.governance`: the policy in force and policy changes;
+- :mod:`~harbour.custody.approvals`: approval requests, signed decisions, expiry, cancellation;
+- :mod:`~harbour.custody.governance`: proposing governance entries and landing them,
+  the policy; :mod:`~harbour.custody.ledger` and :mod:`~harbour.custody.logview`: the log itself;
 - :mod:`~harbour.custody.transactions`: reading transactions back;
 - :mod:`~harbour.custody.deposits` and :mod:`~harbour.custody.auditor`: deposits and the audit log.
 
 Every method takes the authenticated :class:`Actor`, checks the role, validates
 its input, and does its writes in one database transaction together with the
 audit events that record them (:mod:`harbour.custody.uow`), so a state change
-and its audit entry commit or vanish together. Signing, broadcasting and
-confirmation happen in :mod:`harbour.custody.pipeline`; this service only moves
-a withdrawal as far as ``approved`` and hands it over.
+and its audit entry commit or vanish together. Whatever decides who may do what
+(users, roles, keys, the policy, the address book, assets, vault keys) changes
+only by governance entries its admin quorum signed, and every decision reads
+the state their log puts in force. Signing, broadcasting and confirmation happen
+in :mod:`harbour.custody.pipeline`; this service only moves a withdrawal as far
+as ``approved`` and hands it over.
 
 Custody never holds key material: a vault is a key id on the signer nodes and
 its public key; a withdrawal reaches the nodes only as an approval certificate
@@ -28,29 +34,33 @@ that carries the approvers' own signatures, which each node re-checks.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from harbour.chains.evm import EvmClient
 from harbour.custody.actors import ANYONE, ROLES, Actor
+from harbour.custody.addressbook import AddressBook
 from harbour.custody.approvals import Approvals
 from harbour.custody.audit import AuditLog
 from harbour.custody.auditor import Auditor
 from harbour.custody.deposits import Deposits
 from harbour.custody.errors import CustodyError
 from harbour.custody.funds import Funds
+from harbour.custody.genesis import Charter, Founder, Founding, FoundingAsset
 from harbour.custody.governance import Governance
+from harbour.custody.ledger import Ledger
+from harbour.custody.logview import LogView
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
-from harbour.custody.statements import POLICY_APPROVAL_DOMAIN, policy_statement
 from harbour.custody.transactions import Transactions
 from harbour.custody.uow import UnitOfWork, now
 from harbour.custody.users import TOKEN_PREFIX, Users
 from harbour.custody.vaults import Vaults
 from harbour.custody.views import Page
 from harbour.custody.withdrawals import Withdrawals
+from harbour.governance.state import GovernanceLog
 
 Json = dict[str, Any]
 
@@ -78,12 +88,16 @@ class Custody:
         def approved(tx_id: str) -> None:  # looked up on each call: the pipeline sets it after this is built
             self.on_approved(tx_id)
 
-        self.users = Users(self.uow)
-        self.vaults = Vaults(self.uow, chain, signer)
+        self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
-        self.governance = Governance(self.uow, self.settings, self.transactions)
-        self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.governance, self.transactions, approved)
-        self.approvals = Approvals(self.uow, self.governance, approved)
+        self.governance = Governance(self.uow, self.ledger, self.transactions)
+        self.founding = Founding(self.uow, self.ledger)
+        self.users = Users(self.uow, self.ledger, self.governance)
+        self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
+        self.address_book = AddressBook(self.uow, self.governance)
+        self.log_view = LogView(self.uow, self.ledger)
+        self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
+        self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved)
         self.deposits = Deposits(self.uow, chain, self.settings)
         self.auditor = Auditor(self.uow, audit)
 
@@ -101,8 +115,17 @@ class Custody:
 
     # -- organisations, users and credentials ----------------------------------------------------------
 
-    def bootstrap(self, org: str, admin: str, approval_key: str | None = None, policy: Json | None = None) -> Json:
-        return self.users.bootstrap(org, admin, approval_key, policy)
+    def bootstrap(
+        self,
+        org: str,
+        users: Sequence[Founder],
+        *,
+        quorum: int = 1,
+        assets: Sequence[FoundingAsset] = (),
+        policy: Json | None = None,
+    ) -> Json:
+        """A new organisation from its genesis entry (not reachable through the API)."""
+        return self.founding.bootstrap(Charter(org, users, quorum, assets, policy))
 
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
@@ -118,6 +141,15 @@ class Custody:
 
     def disable_user(self, actor: Actor, user_id: str) -> Json:
         return self.users.disable_user(actor, user_id)
+
+    def enable_user(self, actor: Actor, user_id: str) -> Json:
+        return self.users.enable_user(actor, user_id)
+
+    def set_roles(self, actor: Actor, user_id: str, *, roles: list[str]) -> Json:
+        return self.users.set_roles(actor, user_id, roles)
+
+    def set_approval_key(self, actor: Actor, user_id: str, *, approval_key: str | None) -> Json:
+        return self.users.set_approval_key(actor, user_id, approval_key)
 
     def revoke_credential(self, actor: Actor, credential_id: str) -> Json:
         return self.users.revoke_credential(actor, credential_id)
@@ -151,10 +183,16 @@ class Custody:
         return self.vaults.list_assets(actor, page)
 
     def add_address_book_entry(self, actor: Actor, *, name: str, address: str, whitelisted: bool = False) -> Json:
-        return self.vaults.add_address_book_entry(actor, name=name, address=address, whitelisted=whitelisted)
+        return self.address_book.add(actor, name=name, address=address, whitelisted=whitelisted)
+
+    def set_whitelisted(self, actor: Actor, entry_id: str, *, whitelisted: bool) -> Json:
+        return self.address_book.whitelist(actor, entry_id, whitelisted)
+
+    def remove_address_book_entry(self, actor: Actor, entry_id: str) -> Json:
+        return self.address_book.remove(actor, entry_id)
 
     def list_address_book(self, actor: Actor, page: Page) -> Json:
-        return self.vaults.list_address_book(actor, page)
+        return self.address_book.list(actor, page)
 
     # -- withdrawals and transactions -------------------------------------------------------------------
 
@@ -196,6 +234,10 @@ class Custody:
     def cancel(self, actor: Actor, tx_id: str) -> Json:
         return self.approvals.cancel(actor, tx_id)
 
+    def expire_approvals(self) -> int:
+        """Mark the approvals that expired while their transactions waited (the pipeline's sweep calls it)."""
+        return self.approvals.expire_due()
+
     # -- policy -----------------------------------------------------------------------------------------
 
     def get_policy(self, actor: Actor) -> Json:
@@ -206,6 +248,18 @@ class Custody:
 
     def propose_policy(self, actor: Actor, document: Json, idempotency_key: str | None = None) -> Json:
         return self.governance.propose_policy(actor, document, idempotency_key)
+
+    # -- the governance log -----------------------------------------------------------------------------
+
+    def governance_entries(self, actor: Actor, page: Page) -> Json:
+        return self.log_view.entries(actor, page)
+
+    def governance_head(self, actor: Actor) -> Json:
+        return self.log_view.head(actor)
+
+    def governance_log(self, org_id: str) -> GovernanceLog:
+        """The organisation's verified governance log, a copy (what a signer pushes to the nodes and cites)."""
+        return self.ledger.log(org_id)
 
     # -- deposits and audit -----------------------------------------------------------------------------
 
@@ -227,14 +281,14 @@ class Custody:
 
 __all__ = [
     "ANYONE",
-    "POLICY_APPROVAL_DOMAIN",
     "ROLES",
     "TOKEN_PREFIX",
     "Actor",
     "Custody",
     "CustodyError",
+    "Founder",
+    "FoundingAsset",
     "Funds",
     "Page",
     "Settings",
-    "policy_statement",
 ]

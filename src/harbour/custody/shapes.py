@@ -45,6 +45,7 @@ class Listing(Shape, Generic[T]):
 class Organisation(Shape):
     id: str
     name: str
+    genesis: Hex = Field(description="Hash of the genesis governance entry, which the signer nodes pin.")
     created_at: Timestamp
 
 
@@ -56,11 +57,6 @@ class User(Shape):
     approval_key: str | None
     disabled: bool
     created_at: Timestamp
-
-
-class Credential(Shape):
-    user_id: str
-    token: str = Field(description="Shown once: `hbk_<id>_<secret>`; only a hash of the secret is stored.")
 
 
 class Revoked(Shape):
@@ -174,6 +170,8 @@ class Approval(Shape):
     public_key: str
     signature: str
     created_at: Timestamp
+    expires_at: Timestamp
+    expired: bool = Field(description="An expired approval no longer counts toward the transaction's quorum.")
 
 
 class TransactionBase(Shape):
@@ -212,14 +210,36 @@ class WithdrawalTransaction(TransactionBase):
     approvals: list[Approval] = Field(default_factory=list, description="Present on every API response.")
 
 
-class PolicyChangeTransaction(TransactionBase):
-    kind: Literal["policy_change"]
-    policy_document: dict[str, Any] = Field(description="The proposed policy (docs/policy.md).")
+class GovernanceChange(Shape):
+    """One change of a governance entry (docs/governance.md), in words and with the id it gives or names."""
+
+    op: str = Field(examples=["user.add"])
+    description: str
+    id: str | None = Field(description="The user, credential, address-book entry, vault or asset; null otherwise.")
+
+
+class GovernanceTransaction(TransactionBase):
+    """A proposed governance entry: it lands once its proposer and the admin quorum have signed its bytes."""
+
+    kind: Literal["governance"]
+    seq: int = Field(description="The position the entry takes in the log if it lands.")
+    prev: Hex = Field(description="Hash of the entry it follows: if another lands first, this one is superseded.")
+    entry: Hex = Field(description="The entry's bytes (canonical CBOR): exactly what each admin signs.")
+    changes: list[GovernanceChange]
     approvals: list[Approval] = Field(default_factory=list, description="Present on every API response.")
 
 
-class Transaction(RootModel[Annotated[WithdrawalTransaction | PolicyChangeTransaction, Field(discriminator="kind")]]):
-    """A withdrawal or a policy change, told apart by ``kind``."""
+class Credential(Shape):
+    user_id: str
+    token: str = Field(description="Shown once: `hbk_<id>_<secret>`; only a hash of the secret is stored.")
+    transaction: GovernanceTransaction | None = Field(
+        description="For an admin, the governance change that issues the credential: the token works once it "
+        "lands. Null for anyone else, whose credential works at once."
+    )
+
+
+class Transaction(RootModel[Annotated[WithdrawalTransaction | GovernanceTransaction, Field(discriminator="kind")]]):
+    """A withdrawal or a governance change, told apart by ``kind``."""
 
 
 class Intent(Shape):
@@ -241,14 +261,15 @@ class WithdrawalApprovalRequest(Shape):
     intent: Intent
 
 
-class PolicyChangeApprovalRequest(Shape):
-    transaction: PolicyChangeTransaction
-    statement: Hex = Field(description="The bytes the approver signs; recompute them from the fields first.")
+class GovernanceApprovalRequest(Shape):
+    transaction: GovernanceTransaction
+    statement: Hex = Field(description="The entry's bytes, which the admin signs; decode them and check them first.")
     org: str
-    policy_digest: str
+    entry: Hex = Field(description="The entry's bytes (canonical CBOR).")
+    changes: list[str] = Field(description="What the entry does, one line per change, as the bytes decode.")
 
 
-class ApprovalRequest(RootModel[WithdrawalApprovalRequest | PolicyChangeApprovalRequest]):
+class ApprovalRequest(RootModel[WithdrawalApprovalRequest | GovernanceApprovalRequest]):
     """What an approver signs, with the facts to check it against."""
 
 
@@ -256,8 +277,40 @@ class Policy(Shape):
     version: int
     document: dict[str, Any] = Field(description="The policy document (docs/policy.md).")
     digest: str
+    seq: int = Field(description="The governance entry that put it in force.")
     transaction_id: str | None
     created_at: Timestamp
+
+
+class EntrySigner(Shape):
+    public_key: Hex
+    user_id: str | None = Field(description="The admin whose key it was when the entry landed.")
+
+
+class GovernanceEntry(Shape):
+    """One entry of the organisation's governance log, decoded, with the signatures that made it effective."""
+
+    seq: int
+    hash: Hex
+    prev: Hex
+    proposer: str
+    at: Timestamp
+    changes: list[GovernanceChange]
+    signers: list[EntrySigner]
+    transaction_id: str | None
+    signed: Hex = Field(description="The signed entry's encoding (entry bytes and signatures), to verify it anew.")
+
+
+class GovernanceHead(Shape):
+    """The newest entry of the governance log, and what it puts in force about the log itself."""
+
+    org: str
+    seq: int
+    hash: Hex
+    genesis: Hex
+    quorum: int = Field(description="Admins other than the proposer who must sign every entry.")
+    admins: list[str] = Field(description="The admins whose signatures count (enabled, with an approval key).")
+    policy_version: int
 
 
 class Deposit(Shape):
@@ -345,6 +398,10 @@ class TransactionPage(Listing[Transaction]):
 
 
 class PolicyPage(Listing[Policy]):
+    pass
+
+
+class GovernanceEntryPage(Listing[GovernanceEntry]):
     pass
 
 

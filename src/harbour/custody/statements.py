@@ -6,8 +6,13 @@ Two kinds of transaction need approvals, and each has its statement:
   (organisation, transaction id, key and path paid from, and the intent), signed
   under :data:`harbour.node.quorum.APPROVAL_DOMAIN`, because the signer nodes
   re-check those signatures themselves;
-- a **policy change**: :data:`POLICY_APPROVAL_DOMAIN` and a sorted JSON object
-  naming the proposed document's digest, signed as it is (the service alone checks it).
+- a **governance change**: the proposed entry's own bytes
+  (:class:`harbour.governance.log.Entry`), signed with
+  :func:`harbour.governance.log.sign_entry` under its
+  :data:`~harbour.governance.log.SIGNING_DOMAIN`, because the signatures are the
+  entry's: they travel with it into the log, which the signer nodes replay. A
+  rejection signs :data:`GOVERNANCE_REJECT_DOMAIN` and the entry's hash under the
+  same domain; those bytes are no entry, so a rejection can never count as one.
 
 The service builds a statement from its rows, an approver's client rebuilds it
 from the approval request's fields and refuses to sign unless the two agree
@@ -18,29 +23,20 @@ load it without loading the service.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harbour.governance import changes
+from harbour.governance.log import Entry, entry_hash, sign_entry, verify_entry_signature
 from harbour.node import quorum
 from harbour.node.quorum import Decision
 
-POLICY_APPROVAL_DOMAIN: Final = b"harbour/policy-approval/v1\x00"
+GOVERNANCE_REJECT_DOMAIN: Final = b"harbour/governance-reject/v1\x00"
 WITHDRAWAL: Final = "withdrawal"
-POLICY_CHANGE: Final = "policy_change"
-
-
-def policy_statement(*, org: str, transaction_id: str, digest: str, decision: str = "approve") -> bytes:
-    """What an admin signs to decide on a policy change: the proposed document's digest, bound to the change."""
-    body = json.dumps(
-        {"v": 1, "org": org, "transaction": transaction_id, "policy_digest": digest, "decision": decision},
-        sort_keys=True,
-    )
-    return POLICY_APPROVAL_DOMAIN + body.encode()
+GOVERNANCE: Final = "governance"
 
 
 @dataclass(frozen=True)
@@ -78,41 +74,53 @@ class WithdrawalApproval:
 
 
 @dataclass(frozen=True)
-class PolicyChangeApproval:
-    """What admins decide on for one policy change: the digest of the proposed document."""
+class GovernanceApproval:
+    """What admins decide on for one governance change: the proposed entry, as its bytes.
+
+    Built from the bytes, which are decoded strictly on construction
+    (GovernanceError, a ValueError, if they are no entry): what is shown is what
+    the bytes say, and what is signed is those bytes.
+    """
 
     org: str
     transaction_id: str
-    digest: str
+    data: bytes
+    entry: Entry = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entry", Entry.decode(self.data))
 
     def statement(self, decision: Decision = "approve") -> bytes:
-        return policy_statement(org=self.org, transaction_id=self.transaction_id, digest=self.digest, decision=decision)
+        return self.data if decision == "approve" else GOVERNANCE_REJECT_DOMAIN + entry_hash(self.data)
+
+    def changes(self) -> list[str]:
+        """The entry's changes in words, one line each, from the bytes."""
+        return [changes.describe(change) for change in self.entry.changes]
 
     def request_fields(self) -> dict[str, Any]:
-        return {"policy_digest": self.digest}
+        return {"entry": self.data.hex(), "changes": self.changes()}
 
     @staticmethod
     def sign(key: Ed25519PrivateKey, statement: bytes) -> bytes:
-        return key.sign(statement)
+        return sign_entry(key, statement)
 
     @staticmethod
     def verifies(public_key: bytes, signature: bytes, statement: bytes) -> bool:
-        try:
-            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, statement)
-        except (ValueError, InvalidSignature):
-            return False
-        return True
+        return verify_entry_signature(public_key, signature, statement)
 
 
-Subject = WithdrawalApproval | PolicyChangeApproval
+Subject = WithdrawalApproval | GovernanceApproval
 
 
 def from_request(request: Mapping[str, Any], transaction_id: str) -> Subject:
     """The subject an approval request (``GET /v1/transactions/{id}/approval-request``) describes.
 
     Taken from the request's fields, never from its ``statement``: the caller
-    compares the statement rebuilt from these with the one the server sent.
-    KeyError or ValueError (EvidenceError) if the fields are missing or malformed.
+    compares the statement rebuilt from these with the one the server sent. A
+    governance change is taken from its entry's bytes, and refused if the
+    request's description of it is not what those bytes decode to.
+    KeyError or ValueError (EvidenceError, GovernanceError) if the fields are
+    missing or malformed.
     """
     kind = request["transaction"]["kind"]
     if kind == WITHDRAWAL:
@@ -123,18 +131,22 @@ def from_request(request: Mapping[str, Any], transaction_id: str) -> Subject:
             path=str(request["path"]),
             intent=quorum.Intent.from_json(request["intent"]),
         )
-    if kind == POLICY_CHANGE:
-        return PolicyChangeApproval(
-            org=str(request["org"]), transaction_id=transaction_id, digest=str(request["policy_digest"])
+    if kind == GOVERNANCE:
+        subject = GovernanceApproval(
+            org=str(request["org"]), transaction_id=transaction_id, data=bytes.fromhex(str(request["entry"]))
         )
+        if subject.entry.org != subject.org:
+            raise ValueError(f"the entry is for organisation {subject.entry.org!r}, not {subject.org!r}")
+        if list(request["changes"]) != subject.changes():
+            raise ValueError("the request's description of the changes is not what the entry's bytes say")
+        return subject
     raise ValueError(f"no approval statement for a transaction of kind {kind!r}")
 
 
 __all__ = [
-    "POLICY_APPROVAL_DOMAIN",
-    "PolicyChangeApproval",
+    "GOVERNANCE_REJECT_DOMAIN",
+    "GovernanceApproval",
     "Subject",
     "WithdrawalApproval",
     "from_request",
-    "policy_statement",
 ]

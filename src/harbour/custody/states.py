@@ -10,8 +10,10 @@ withdrawal::
                               \\-> rejected   |  \\-> rejected \\-> failed
                                               \\-> cancelled
 
-A policy change is ``submitted -> pending_approval -> approved -> confirmed``
-(confirmed meaning: the new version is in force), or rejected/cancelled.
+A governance change is ``submitted -> pending_approval -> approved -> confirmed``
+(approved: its admins' signatures make the entry effective; confirmed: it is in
+the log, in the same commit), or rejected (by an admin, or superseded by another
+entry that landed first) or cancelled.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ _NEXT: Final[dict[str, dict[str, frozenset[str]]]] = {
         SIGNING: frozenset({BROADCAST, FAILED}),
         BROADCAST: frozenset({CONFIRMED, FAILED}),
     },
-    "policy_change": {
+    "governance": {
         SUBMITTED: frozenset({PENDING_APPROVAL, REJECTED}),
         PENDING_APPROVAL: frozenset({APPROVED, REJECTED, CANCELLED}),
         APPROVED: frozenset({CONFIRMED}),

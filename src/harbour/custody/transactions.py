@@ -1,15 +1,17 @@
 """Transactions as rows: reading them back, their views, and what a vault transaction asks for.
 
-Withdrawals and policy changes are both rows of ``transactions``; this module
+Withdrawals and governance changes are both rows of ``transactions``; this module
 holds what every domain module reads of them alike: the JSON view with its
-approvals, the idempotent replay of a request, and, for a transaction a vault
-signs, its :class:`~harbour.custody.kinds.Order` and intent (read once here, so
-the approvals, the pipeline and the signer nodes see the same one).
+approvals, the idempotent replay of a request, the withdrawals that count toward
+a policy's velocity limits, and, for a transaction a vault signs, its
+:class:`~harbour.custody.kinds.Order` and intent (read once here, so the
+approvals, the pipeline and the signer nodes see the same one).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +25,9 @@ from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
 from harbour.governance import policy as pol
 from harbour.node import quorum
+
+WITHDRAWAL: Final = "withdrawal"
+GOVERNANCE: Final = "governance"
 
 
 def order(s: Session, tx: m.Transaction) -> kinds.Order:
@@ -51,12 +56,48 @@ def requirement(tx: m.Transaction) -> pol.ApprovalRequirement:
     return pol.ApprovalRequirement.from_json(tx.requirement)
 
 
-def view(s: Session, tx: m.Transaction) -> dict[str, Any]:
+def view(s: Session, tx: m.Transaction, now: dt.datetime) -> dict[str, Any]:
+    """The transaction with its approvals, each shown expired once ``now`` is past its time."""
     approvals = list(
         s.scalars(select(m.Approval).where(m.Approval.transaction_id == tx.id).order_by(m.Approval.created_at))
     )
     symbol = s.scalar(select(m.Asset.symbol).where(m.Asset.id == tx.asset_id)) if tx.asset_id else None
-    return views.transaction(tx, approvals, symbol)
+    return views.transaction(tx, approvals, symbol, now)
+
+
+def history(
+    s: Session, org_id: str, policy: pol.Policy, at: dt.datetime, exclude: str | None = None
+) -> list[pol.PastTx]:
+    """The withdrawals that count toward ``policy``'s velocity and count limits at ``at`` (not ``exclude``)."""
+    window = policy.max_window_seconds()
+    if window == 0:
+        return []
+    since = at - dt.timedelta(seconds=window)
+    rows = s.execute(
+        select(m.Transaction, m.Asset.symbol)
+        .join(m.Asset, m.Asset.id == m.Transaction.asset_id)
+        .where(
+            m.Transaction.org_id == org_id,
+            m.Transaction.kind == WITHDRAWAL,
+            m.Transaction.created_at > since,
+            m.Transaction.state.not_in([states.REJECTED, states.CANCELLED, states.FAILED]),
+            m.Transaction.id != (exclude or ""),
+            m.Transaction.vault_id.is_not(None),
+            m.Transaction.destination.is_not(None),
+            m.Transaction.amount.is_not(None),
+        )
+    )
+    return [
+        pol.PastTx(
+            initiator_id=t.initiator_id,
+            vault_id=t.vault_id or "",
+            asset=symbol,
+            destination=t.destination or "",
+            amount=t.amount or 0,
+            at=t.created_at,
+        )
+        for t, symbol in rows
+    ]
 
 
 class Transactions:
@@ -76,12 +117,12 @@ class Transactions:
                 return None
             if tx.request_hash != request_hash or tx.initiator_id != actor.user_id:
                 raise Conflict(f"idempotency key {key!r} was used for a different request")
-            return view(s, tx)
+            return view(s, tx, self.uow.clock())
 
     def get_transaction(self, actor: Actor, tx_id: str) -> dict[str, Any]:
         require(actor, *ANYONE)
         with self.uow.read() as s:
-            return view(s, self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction"))
+            return view(s, self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction"), self.uow.clock())
 
     def list_transactions(self, actor: Actor, page: Page, state: str | None = None) -> dict[str, Any]:
         require(actor, *ANYONE)
@@ -91,4 +132,5 @@ class Transactions:
             stmt = select(m.Transaction).where(m.Transaction.org_id == actor.org_id)
             if state is not None:
                 stmt = stmt.where(m.Transaction.state == state)
-            return views.page_document(s, stmt, m.Transaction, page, lambda t: view(s, t))
+            now = self.uow.clock()
+            return views.page_document(s, stmt, m.Transaction, page, lambda t: view(s, t, now))

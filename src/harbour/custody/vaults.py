@@ -1,10 +1,14 @@
-"""Vaults and what they hold and pay to: their addresses, the organisation's assets, its address book.
+"""Vaults and what they hold: their addresses and the organisation's assets.
 
 A vault is a threshold key generated on the signer nodes (ECDSA, DKLs23); the
 service keeps only its public half and chain code, and derives each address
-from public data alone (BIP-32, non-hardened ``m/<i>``). Assets say which coin
-or token the organisation works with; address-book entries name destinations
-(and whitelist them) for the policy to match on.
+from public data alone (BIP-32, non-hardened ``m/<i>``). A key is the
+organisation's vault only once a governance entry binds it (``vault.add``): the
+signer nodes sign for such keys only, so creating a vault runs key generation
+and then proposes the binding, and the vault exists once the admin quorum
+signed it. Assets say which coin or token the organisation works with and which
+contract a symbol the policy names is; adding one is a governance change too
+(``asset.add``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from harbour.chains.ethereum import address_from_public_key
 from harbour.chains.evm import EvmClient
@@ -21,22 +24,39 @@ from harbour.custody import assets, inputs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.assets import AssetRef
-from harbour.custody.errors import Conflict, Invalid, Unavailable
+from harbour.custody.errors import Conflict, Forbidden, Invalid, Unavailable
+from harbour.custody.governance import Governance, check_can_change
+from harbour.custody.ledger import Ledger
 from harbour.custody.signer import Signer
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
+from harbour.governance import changes as c
+from harbour.governance.state import OrgState
+
+
+def _name_free(state: OrgState, name: str) -> None:
+    if any(v.name == name for v in state.vaults.values()):
+        raise Conflict(f"vault {name!r} exists")
 
 
 class Vaults:
-    def __init__(self, uow: UnitOfWork, chain: EvmClient, signer: Signer) -> None:
+    def __init__(
+        self, uow: UnitOfWork, chain: EvmClient, signer: Signer, ledger: Ledger, governance: Governance
+    ) -> None:
         self.uow = uow
         self.chain = chain
         self.signer = signer
+        self.ledger = ledger
+        self.governance = governance
 
     def create_vault(
         self, actor: Actor, *, name: str, threshold: int = 2, nodes: list[str] | None = None
     ) -> dict[str, Any]:
-        """Generate the vault's key on the signer nodes (ECDSA, DKLs23) and record its public half."""
+        """Generate a key on the signer nodes (ECDSA, DKLs23), then propose binding it as a vault (``vault.add``).
+
+        Whatever would refuse the proposal is checked before the key is made; the
+        key's public half waits in the proposal until the entry lands.
+        """
         require(actor, "admin")
         inputs.name(name, "vault name")
         try:
@@ -50,41 +70,31 @@ class Vaults:
         if type(threshold) is not int or not 2 <= threshold <= len(members):
             raise Invalid(f"threshold must be 2..{len(members)} (a 1-of-n key is a single point of failure)")
         with self.uow.read() as s:
-            if s.scalar(select(m.Vault).where(m.Vault.org_id == actor.org_id, m.Vault.name == name)):
-                raise Conflict(f"vault {name!r} exists")
+            state = self.ledger.state(s, actor.org_id)
+        proposer = state.users.get(actor.user_id)
+        if proposer is None or not proposer.active_admin:
+            raise Forbidden(f"{actor.name} is not an enabled admin with an approval key in the governance log")
+        check_can_change(state)
+        _name_free(state, name)
         key_id = f"vault-{secrets.token_hex(8)}"
         try:
             key = self.signer.keygen(key_id, threshold, members)
         except Exception as exc:
             raise Unavailable(f"key generation on the signer nodes failed: {exc}") from exc
-        with self.uow.tx() as s:
-            vault = m.Vault(
-                org_id=actor.org_id,
-                name=name,
-                key_id=key_id,
-                scheme=key.scheme,
-                threshold=threshold,
-                nodes=[d.name for d in members],
-                public_key=key.public.group_public_key.encode().hex(),
-                chain_code=key.chain_code.hex(),
-            )
-            s.add(vault)
-            try:
-                s.flush()
-            except IntegrityError:
-                raise Conflict(f"vault {name!r} exists") from None
-            self.uow.event(
-                s,
-                actor,
-                "vault.created",
-                vault.id,
-                name=name,
-                key_id=key_id,
-                threshold=threshold,
-                nodes=vault.nodes,
-                public_key=vault.public_key,
-            )
-            return views.vault(vault)
+        vault_id = m.new_id()
+        record = {
+            "scheme": key.scheme,
+            "threshold": threshold,
+            "nodes": [d.name for d in members],
+            "public_key": key.public.group_public_key.encode().hex(),
+            "chain_code": key.chain_code.hex(),
+        }
+
+        def build(now: OrgState) -> list[c.Change]:
+            _name_free(now, name)
+            return [c.AddVault(vault_id, name, key_id)]
+
+        return self.governance.propose(actor, build, details={"vaults": {vault_id: record}})
 
     def list_vaults(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
@@ -157,25 +167,20 @@ class Vaults:
     def add_asset(
         self, actor: Actor, *, symbol: str, kind: str, contract: str | None = None, decimals: int = 18
     ) -> dict[str, Any]:
+        """Propose registering an asset (``asset.add``): the symbol the policy names, and its contract."""
         require(actor, "admin")
         inputs.symbol(symbol)
         assets.check_definition(kind, contract, decimals)
         checked = inputs.address(contract, "contract") if contract is not None else None
-        with self.uow.tx() as s:
-            if kind == assets.NATIVE and s.scalar(
-                select(m.Asset).where(m.Asset.org_id == actor.org_id, m.Asset.kind == assets.NATIVE)
-            ):
-                raise Conflict("the native asset is registered already")
-            row = m.Asset(org_id=actor.org_id, symbol=symbol, kind=kind, contract=checked, decimals=decimals)
-            s.add(row)
-            try:
-                s.flush()
-            except IntegrityError:
-                raise Conflict(f"asset {symbol} exists") from None
-            self.uow.event(
-                s, actor, "asset.added", row.id, symbol=symbol, kind=kind, contract=checked, decimals=decimals
-            )
-            return views.asset(row)
+
+        def build(state: OrgState) -> list[c.Change]:
+            if state.asset_by_symbol(symbol) is not None:
+                raise Conflict(f"asset {symbol} exists")
+            if state.asset_for(checked) is not None:
+                raise Conflict(f"{checked or 'the native asset'} is registered already")
+            return [c.AddAsset(m.new_id(), symbol, checked, decimals)]
+
+        return self.governance.propose(actor, build)
 
     def list_assets(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
@@ -183,29 +188,3 @@ class Vaults:
             return views.page_document(
                 s, select(m.Asset).where(m.Asset.org_id == actor.org_id), m.Asset, page, views.asset
             )
-
-    def add_address_book_entry(
-        self, actor: Actor, *, name: str, address: str, whitelisted: bool = False
-    ) -> dict[str, Any]:
-        require(actor, "admin")
-        inputs.name(name)
-        checked = inputs.address(address)
-        if type(whitelisted) is not bool:
-            raise Invalid("whitelisted must be true or false")
-        with self.uow.tx() as s:
-            row = m.AddressBookEntry(
-                org_id=actor.org_id, name=name, address=checked, whitelisted=whitelisted, created_by=actor.user_id
-            )
-            s.add(row)
-            try:
-                s.flush()
-            except IntegrityError:
-                raise Conflict(f"{checked} is in the address book already") from None
-            self.uow.event(s, actor, "address_book.added", row.id, name=name, address=checked, whitelisted=whitelisted)
-            return views.address_book_entry(row)
-
-    def list_address_book(self, actor: Actor, page: Page) -> dict[str, Any]:
-        require(actor, *ANYONE)
-        with self.uow.read() as s:
-            stmt = select(m.AddressBookEntry).where(m.AddressBookEntry.org_id == actor.org_id)
-            return views.page_document(s, stmt, m.AddressBookEntry, page, views.address_book_entry)

@@ -31,13 +31,16 @@ from harbour.custody.shapes import (
     Approval,
     Asset,
     Deposit,
+    GovernanceChange,
+    GovernanceTransaction,
     Organisation,
-    PolicyChangeTransaction,
     User,
     Vault,
     WithdrawalTransaction,
 )
 from harbour.custody.shapes import Policy as PolicyShape
+from harbour.governance import changes as c
+from harbour.governance.log import Entry
 
 MAX_LIMIT = 200
 Row = TypeVar("Row", bound=Base)
@@ -101,9 +104,9 @@ def amount(value: int | None) -> str | None:
 
 
 def organisation(org: m.Organisation) -> dict[str, Any]:
-    return Organisation.model_validate({"id": org.id, "name": org.name, "created_at": iso(org.created_at)}).model_dump(
-        mode="json"
-    )
+    return Organisation.model_validate(
+        {"id": org.id, "name": org.name, "genesis": org.genesis, "created_at": iso(org.created_at)}
+    ).model_dump(mode="json")
 
 
 def user(u: m.User) -> dict[str, Any]:
@@ -167,11 +170,11 @@ def address_book_entry(e: m.AddressBookEntry) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def approval(a: m.Approval) -> dict[str, Any]:
-    return _approval(a).model_dump(mode="json")
+def approval(a: m.Approval, now: dt.datetime | None = None) -> dict[str, Any]:
+    return _approval(a, now).model_dump(mode="json")
 
 
-def _approval(a: m.Approval) -> Approval:
+def _approval(a: m.Approval, now: dt.datetime | None) -> Approval:
     return Approval.model_validate(
         {
             "approver_id": a.approver_id,
@@ -179,12 +182,30 @@ def _approval(a: m.Approval) -> Approval:
             "public_key": a.public_key,
             "signature": a.signature,
             "created_at": iso(a.created_at),
+            "expires_at": iso(a.expires_at),
+            "expired": a.decision == "approve" and (a.expired or (now is not None and a.expires_at <= now)),
         }
     )
 
 
+def change_subject(change: c.Change) -> str | None:
+    """The id a change gives or names: a user, credential, address-book entry, vault or asset."""
+    if isinstance(change, c.SetQuorum | c.SetPolicy):
+        return None
+    return change.id
+
+
+def governance_change(change: c.Change) -> dict[str, Any]:
+    return GovernanceChange.model_validate(
+        {"op": change.op, "description": c.describe(change), "id": change_subject(change)}
+    ).model_dump(mode="json")
+
+
 def transaction(
-    t: m.Transaction, approvals: list[m.Approval] | None = None, asset_symbol: str | None = None
+    t: m.Transaction,
+    approvals: list[m.Approval] | None = None,
+    asset_symbol: str | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """``approvals`` is left out of the view when None (the API always passes them)."""
     common: dict[str, Any] = {
@@ -202,8 +223,8 @@ def transaction(
         "error": t.error,
     }
     if approvals is not None:
-        common["approvals"] = [_approval(a).model_dump(mode="json") for a in approvals]
-    view: WithdrawalTransaction | PolicyChangeTransaction
+        common["approvals"] = [_approval(a, now).model_dump(mode="json") for a in approvals]
+    view: WithdrawalTransaction | GovernanceTransaction
     if t.kind == "withdrawal":
         view = WithdrawalTransaction.model_validate(
             {
@@ -227,7 +248,17 @@ def transaction(
             }
         )
     else:
-        view = PolicyChangeTransaction.model_validate({**common, "policy_document": t.policy_document})
+        assert t.entry is not None
+        entry = Entry.decode(t.entry)
+        view = GovernanceTransaction.model_validate(
+            {
+                **common,
+                "seq": entry.seq,
+                "prev": entry.prev.hex(),
+                "entry": t.entry.hex(),
+                "changes": [governance_change(change) for change in entry.changes],
+            }
+        )
     return view.model_dump(mode="json", exclude_unset=True)
 
 
@@ -237,6 +268,7 @@ def policy(p: m.Policy) -> dict[str, Any]:
             "version": p.version,
             "document": p.document,
             "digest": p.digest,
+            "seq": p.seq,
             "transaction_id": p.transaction_id,
             "created_at": iso(p.created_at),
         }

@@ -3,15 +3,18 @@
 A submission is recorded and run through the policy in one commit: it comes out
 approved (handed to the pipeline after the commit), pending approval, or
 rejected, by a rule or because its source cannot pay it on top of everything in
-flight (:mod:`harbour.custody.funds`). The chain is read before the write lock
-is taken, so no writer waits on a round trip; the source's row lock makes the
-check hold. With an idempotency key, a retried request returns what the first
-one created.
+flight (:mod:`harbour.custody.funds`). The decision is
+:func:`harbour.governance.decide.decide` on the state the organisation's
+governance log puts in force, with the facts :func:`~harbour.governance.decide.withdrawal_facts`
+reads from that state (which vault the key is, which asset, whether the
+destination is whitelisted, who the initiator is), exactly as a signer node
+will decide it again. The chain is read before the write lock is taken, so no
+writer waits on a round trip; the source's row lock makes the check hold. With
+an idempotency key, a retried request returns what the first one created.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
@@ -28,13 +31,16 @@ from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.assets import AssetRef
 from harbour.custody.errors import Conflict, Invalid, NotFound
-from harbour.custody.governance import Governance
+from harbour.custody.ledger import Ledger
 from harbour.custody.settings import Settings
-from harbour.custody.transactions import Transactions
+from harbour.custody.transactions import WITHDRAWAL, Transactions, history
 from harbour.custody.uow import UnitOfWork
+from harbour.governance import decide
 from harbour.governance import policy as pol
+from harbour.governance.fields import GovernanceError
+from harbour.governance.state import OrgState
 
-KIND: Final = "withdrawal"
+KIND: Final = WITHDRAWAL
 MAX_CACHED_SOURCES: Final = 10_000
 
 
@@ -44,14 +50,14 @@ class Withdrawals:
         uow: UnitOfWork,
         chain: EvmClient,
         settings: Settings,
-        governance: Governance,
+        ledger: Ledger,
         transactions: Transactions,
         on_approved: Callable[[str], None],
     ) -> None:
         self.uow = uow
         self.chain = chain
         self.settings = settings
-        self.governance = governance
+        self.ledger = ledger
         self.transactions = transactions
         self.on_approved = on_approved
         """Called after commit with the id of a withdrawal that became approved."""
@@ -59,56 +65,21 @@ class Withdrawals:
         # before it takes the write lock; checked again under the lock, so a stale entry is refused, not used.
         self._sources: dict[tuple[str, str, str], tuple[str, AssetRef]] = {}
 
-    def _facts(self, s: Session, actor: Actor, vault: m.Vault, asset: m.Asset, to: str, amount: int) -> pol.TxFacts:
-        entry = s.scalar(
-            select(m.AddressBookEntry).where(
-                m.AddressBookEntry.org_id == actor.org_id, m.AddressBookEntry.address == to
-            )
+    def _decide(
+        self, s: Session, actor: Actor, vault: m.Vault, asset: m.Asset, to: str, amount: int, exclude: str | None
+    ) -> tuple[OrgState, pol.TxFacts, pol.Policy, list[pol.PastTx]]:
+        """The state in force, what the policy sees of this withdrawal, the policy and the history it counts."""
+        state = self.ledger.state(s, actor.org_id)
+        request = decide.Withdrawal(
+            key_id=vault.key_id, initiator=actor.user_id, contract=asset.contract, destination=to, amount=amount
         )
-        return pol.TxFacts(
-            initiator_id=actor.user_id,
-            initiator_roles=actor.roles,
-            vault_id=vault.id,
-            asset=asset.symbol,
-            destination=to,
-            address_book_entry=entry.id if entry else None,
-            whitelisted=bool(entry and entry.whitelisted),
-            amount=amount,
-            at=self.uow.clock(),
-        )
-
-    def _history(
-        self, s: Session, org_id: str, policy: pol.Policy, at: dt.datetime, exclude: str | None = None
-    ) -> list[pol.PastTx]:
-        window = policy.max_window_seconds()
-        if window == 0:
-            return []
-        since = at - dt.timedelta(seconds=window)
-        rows = s.execute(
-            select(m.Transaction, m.Asset.symbol)
-            .join(m.Asset, m.Asset.id == m.Transaction.asset_id)
-            .where(
-                m.Transaction.org_id == org_id,
-                m.Transaction.kind == KIND,
-                m.Transaction.created_at > since,
-                m.Transaction.state.not_in([states.REJECTED, states.CANCELLED, states.FAILED]),
-                m.Transaction.id != (exclude or ""),
-                m.Transaction.vault_id.is_not(None),
-                m.Transaction.destination.is_not(None),
-                m.Transaction.amount.is_not(None),
-            )
-        )
-        return [
-            pol.PastTx(
-                initiator_id=t.initiator_id,
-                vault_id=t.vault_id or "",
-                asset=symbol,
-                destination=t.destination or "",
-                amount=t.amount or 0,
-                at=t.created_at,
-            )
-            for t, symbol in rows
-        ]
+        try:
+            facts = decide.withdrawal_facts(state, request, self.uow.clock())
+        except GovernanceError as exc:
+            raise Conflict(f"the governance log in force (entry {state.seq}) cannot describe it: {exc}") from None
+        if state.policy is None:
+            raise Conflict("the organisation has no policy in force")
+        return state, facts, state.policy, history(s, actor.org_id, state.policy, facts.at, exclude=exclude)
 
     def _lookup(
         self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
@@ -132,10 +103,9 @@ class Withdrawals:
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
         with self.uow.read() as s:
             vault, asset_row, _ = self._lookup(s, actor, vault_id, asset)
-            row, policy = self.governance.current(s, actor.org_id)
-            facts = self._facts(s, actor, vault, asset_row, to, amount)
-            decision = pol.explain(policy, facts, self._history(s, actor.org_id, policy, facts.at))
-            return {"policy_version": row.version, **decision.to_json()}
+            _, facts, policy, past = self._decide(s, actor, vault, asset_row, to, amount, None)
+            decision = pol.explain(policy, facts, past)
+            return {"policy_version": self.ledger.policy_version(s, actor.org_id), **decision.to_json()}
 
     def submit_withdrawal(
         self,
@@ -259,15 +229,17 @@ class Withdrawals:
                 idempotency_key=key,
             )
             self.uow.move(s, actor, tx, states.PENDING_POLICY)
-            row, policy = self.governance.current(s, actor.org_id)
-            facts = self._facts(s, actor, vault, asset, to, amount)
+            # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
+            s.execute(select(m.Organisation.id).where(m.Organisation.id == actor.org_id).with_for_update(read=True))
+            state, facts, _, past = self._decide(s, actor, vault, asset, to, amount, tx.id)
+            version = self.ledger.policy_version(s, actor.org_id)
             tx.address_book_entry_id = facts.address_book_entry
-            decision = pol.evaluate(policy, facts, self._history(s, actor.org_id, policy, now, exclude=tx.id))
-            tx.policy_version = row.version
+            decision = decide.decide(state, facts, past)
+            tx.policy_version = version
             tx.decision = decision.to_json()
             if decision.action == "block":
                 tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
-                self.uow.move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=row.version)
+                self.uow.move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=version)
                 return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
             shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, self.settings.gas_headroom)
             if shortfall is not None:
@@ -275,7 +247,7 @@ class Withdrawals:
                 self.uow.move(s, actor, tx, states.REJECTED, reason=shortfall)
                 return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
             if decision.action == "allow":
-                self.uow.move(s, actor, tx, states.APPROVED, rule=decision.rule, policy_version=row.version)
+                self.uow.move(s, actor, tx, states.APPROVED, rule=decision.rule, policy_version=version)
             else:
                 assert decision.requirement is not None
                 tx.requirement = decision.requirement.to_json()
@@ -285,7 +257,7 @@ class Withdrawals:
                     tx,
                     states.PENDING_APPROVAL,
                     rule=decision.rule,
-                    policy_version=row.version,
+                    policy_version=version,
                     requirement=tx.requirement,
                 )
             return views.transaction(tx, [], asset.symbol)

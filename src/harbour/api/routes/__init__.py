@@ -12,6 +12,7 @@ from harbour.api.routes import (
     assets,
     audit,
     deposits,
+    governance,
     policy,
     service,
     transactions,
@@ -29,6 +30,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     transactions.router,
     approvals.router,
     policy.router,
+    governance.router,
     deposits.router,
     audit.router,
 )

@@ -1,17 +1,22 @@
-"""``/v1/assets``: what the organisation holds (ETH or an ERC-20 token)."""
+"""``/v1/assets``: what the organisation holds (ETH or an ERC-20 token); adding one is a governance change."""
 
 from __future__ import annotations
 
 from harbour.api import schemas
 from harbour.api.interface import Json
 from harbour.api.params import Paging
-from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
+from harbour.api.routing import PAGE_DOC, PENDING, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 
 router = resource_router("assets")
 
 
-@router.post("/assets", summary="Add an asset (ETH or an ERC-20 token)", **returns(shapes.Asset, 201))
+@router.post(
+    "/assets",
+    summary="Propose an asset (ETH or an ERC-20 token)",
+    description=PENDING,
+    **returns(shapes.GovernanceTransaction, 202),
+)
 def add_asset(custody: Custody, actor: Actor, body: schemas.AddAsset) -> Json:
     return custody.add_asset(actor, symbol=body.symbol, kind=body.kind, contract=body.contract, decimals=body.decimals)
 

@@ -24,8 +24,9 @@ def list_policies(custody: Custody, actor: Actor, page: Paging) -> Json:
 @router.post(
     "/policy/proposals",
     summary="Propose a new policy",
-    description="Creates a policy-change transaction that needs an admin quorum; idempotent like withdrawals.",
-    **returns(shapes.Transaction, 201),
+    description="Creates a governance transaction (a `policy` change) that its proposer and the admin quorum sign; "
+    "idempotent like withdrawals.",
+    **returns(shapes.GovernanceTransaction, 201),
 )
 def propose_policy(
     custody: Custody, actor: Actor, body: schemas.PolicyProposal, idempotency_key: IdempotencyKey

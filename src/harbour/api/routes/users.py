@@ -1,17 +1,24 @@
-"""``/v1/users`` and ``/v1/credentials``: people, their roles and their API credentials."""
+"""``/v1/users`` and ``/v1/credentials``: people, their roles and keys, and their API credentials.
+
+Creating a user and changing one (roles, approval key, disabled or not) are
+governance changes: each answers 202 with the governance transaction, which the
+proposer and the admin quorum sign (``POST /v1/transactions/{id}/approve``); the
+user changes when it lands. A credential for an admin is one too; anyone else's
+is issued at once.
+"""
 
 from __future__ import annotations
 
 from harbour.api import schemas
 from harbour.api.interface import Json
 from harbour.api.params import CredentialId, Paging, UserId
-from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
+from harbour.api.routing import PAGE_DOC, PENDING, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 
 router = resource_router("users")
 
 
-@router.post("/users", summary="Create a user", **returns(shapes.User, 201))
+@router.post("/users", summary="Propose a new user", description=PENDING, **returns(shapes.GovernanceTransaction, 202))
 def create_user(custody: Custody, actor: Actor, body: schemas.CreateUser) -> Json:
     return custody.create_user(actor, name=body.name, roles=list(body.roles), approval_key=body.approval_key)
 
@@ -24,7 +31,8 @@ def list_users(custody: Custody, actor: Actor, page: Paging) -> Json:
 @router.post(
     "/users/{user_id}/credentials",
     summary="Issue an API credential",
-    description="The token is shown once; only its hash is stored.",
+    description="The token is shown once; only its hash is stored. For an admin the credential is a governance "
+    "change (`transaction`), and the token works once it lands.",
     **returns(shapes.Credential, 201),
 )
 def issue_credential(custody: Custody, actor: Actor, user_id: UserId) -> Json:
@@ -33,18 +41,50 @@ def issue_credential(custody: Custody, actor: Actor, user_id: UserId) -> Json:
 
 @router.post(
     "/users/{user_id}/disable",
-    summary="Disable a user",
-    description="Revokes every credential the user holds; recorded approvals are kept.",
-    **returns(shapes.User),
+    summary="Propose disabling a user",
+    description=PENDING + " Once it lands, every credential the user holds is revoked, their unsigned withdrawals "
+    "are cancelled and their approvals stop counting.",
+    **returns(shapes.GovernanceTransaction, 202),
 )
 def disable_user(custody: Custody, actor: Actor, user_id: UserId) -> Json:
     return custody.disable_user(actor, user_id)
 
 
 @router.post(
+    "/users/{user_id}/enable",
+    summary="Propose re-enabling a user",
+    description=PENDING + " The user needs a new credential.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def enable_user(custody: Custody, actor: Actor, user_id: UserId) -> Json:
+    return custody.enable_user(actor, user_id)
+
+
+@router.post(
+    "/users/{user_id}/roles",
+    summary="Propose new roles for a user",
+    description=PENDING,
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def set_roles(custody: Custody, actor: Actor, user_id: UserId, body: schemas.SetRoles) -> Json:
+    return custody.set_roles(actor, user_id, roles=list(body.roles))
+
+
+@router.post(
+    "/users/{user_id}/approval-key",
+    summary="Propose registering or rotating a user's approval key",
+    description=PENDING,
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def set_approval_key(custody: Custody, actor: Actor, user_id: UserId, body: schemas.SetApprovalKey) -> Json:
+    return custody.set_approval_key(actor, user_id, approval_key=body.approval_key)
+
+
+@router.post(
     "/credentials/{credential_id}/revoke",
     summary="Revoke an API credential",
-    description="The owner of the credential, or an admin, can revoke it; it stops working at once.",
+    description="The owner of the credential, or an admin unless it is another admin's, can revoke it; it stops "
+    "working at once.",
     **returns(shapes.Revoked),
 )
 def revoke_credential(custody: Custody, actor: Actor, credential_id: CredentialId) -> Json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from harbour.api import schemas
 from harbour.api.interface import Json
 from harbour.api.params import Paging, VaultId
-from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
+from harbour.api.routing import PAGE_DOC, PENDING, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 
 router = resource_router("vaults")
@@ -13,9 +13,11 @@ router = resource_router("vaults")
 
 @router.post(
     "/vaults",
-    summary="Create a vault",
-    description="Runs distributed key generation on the signer nodes; no node ever holds the key.",
-    **returns(shapes.Vault, 201),
+    summary="Create a vault: generate its key, then propose binding it",
+    description="Runs distributed key generation on the signer nodes (no node ever holds the key), then proposes "
+    "the governance change that makes the key this vault (`vault.add`). " + PENDING + " The vault exists, and can "
+    "be used, once it lands.",
+    **returns(shapes.GovernanceTransaction, 202),
 )
 def create_vault(custody: Custody, actor: Actor, body: schemas.CreateVault) -> Json:
     return custody.create_vault(actor, name=body.name, threshold=body.threshold, nodes=body.nodes)

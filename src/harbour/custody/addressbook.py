@@ -1,0 +1,82 @@
+"""The address book: named destinations, whitelisted or not, that the policy matches withdrawals on.
+
+Whether a destination is in the book, and whether it is whitelisted, decides
+which rule applies to a withdrawal, so each change to the book is a governance
+entry (``address.add``, ``address.whitelist``, ``address.remove``) that the
+admin quorum signs. A removed entry stays listed nowhere but keeps its row, so
+the withdrawals that named it still do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from harbour.custody import inputs, views
+from harbour.custody import models as m
+from harbour.custody.actors import ANYONE, Actor, require
+from harbour.custody.errors import Conflict, Invalid, NotFound
+from harbour.custody.governance import Governance
+from harbour.custody.uow import UnitOfWork
+from harbour.custody.views import Page
+from harbour.governance import changes as c
+from harbour.governance.state import AddressEntry, OrgState
+
+
+def _entry(state: OrgState, entry_id: str) -> AddressEntry:
+    entry = state.address_book.get(entry_id) if isinstance(entry_id, str) else None
+    if entry is None:
+        raise NotFound(f"no address-book entry {entry_id!r}")
+    return entry
+
+
+def _flag(value: object) -> bool:
+    if type(value) is not bool:
+        raise Invalid("whitelisted must be true or false")
+    return value
+
+
+class AddressBook:
+    def __init__(self, uow: UnitOfWork, governance: Governance) -> None:
+        self.uow = uow
+        self.governance = governance
+
+    def add(self, actor: Actor, *, name: str, address: str, whitelisted: bool = False) -> dict[str, Any]:
+        """Propose a new entry (``address.add``); the id is assigned now."""
+        require(actor, "admin")
+        inputs.name(name)
+        checked, listed = inputs.address(address), _flag(whitelisted)
+
+        def build(state: OrgState) -> list[c.Change]:
+            if state.entry_for(checked) is not None:
+                raise Conflict(f"{checked} is in the address book already")
+            return [c.AddAddress(m.new_id(), name, checked, listed)]
+
+        return self.governance.propose(actor, build)
+
+    def whitelist(self, actor: Actor, entry_id: str, whitelisted: bool) -> dict[str, Any]:
+        """Propose whitelisting an entry, or taking it off the whitelist (``address.whitelist``)."""
+        require(actor, "admin")
+        listed = _flag(whitelisted)
+
+        def build(state: OrgState) -> list[c.Change]:
+            entry = _entry(state, entry_id)
+            if entry.whitelisted == listed:
+                raise Conflict(f"entry {entry.name!r} is {'already' if listed else 'not'} whitelisted")
+            return [c.SetWhitelisted(entry.id, listed)]
+
+        return self.governance.propose(actor, build)
+
+    def remove(self, actor: Actor, entry_id: str) -> dict[str, Any]:
+        """Propose removing an entry (``address.remove``)."""
+        require(actor, "admin")
+        return self.governance.propose(actor, lambda state: [c.RemoveAddress(_entry(state, entry_id).id)])
+
+    def list(self, actor: Actor, page: Page) -> dict[str, Any]:
+        require(actor, *ANYONE)
+        with self.uow.read() as s:
+            stmt = select(m.AddressBookEntry).where(
+                m.AddressBookEntry.org_id == actor.org_id, m.AddressBookEntry.removed_at.is_(None)
+            )
+            return views.page_document(s, stmt, m.AddressBookEntry, page, views.address_book_entry)

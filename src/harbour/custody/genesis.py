@@ -1,0 +1,176 @@
+"""A new organisation: its genesis entry, the one entry nobody signs, and where trust in it starts.
+
+:meth:`Founding.bootstrap` is run by whoever holds the service's database (the
+``harbour custody bootstrap`` command, never the API). It writes the
+organisation's genesis (:mod:`harbour.governance.log`, seq 0): the founding
+admins, each with an approval key and a first API credential
+(``credential.issue``, whose token is returned once), the admin quorum (how many
+admins besides the proposer sign every later entry), and optionally the first
+other users, assets and the initial policy (default: deny everything). The
+genesis carries no signatures: it is trusted because whoever verifies the log
+was given its hash, which the organisation row keeps and bootstrap prints for
+the signer nodes to pin.
+
+An organisation whose genesis names fewer admins than the quorum needs (the
+proposer and ``quorum`` others) can never sign an entry: it runs as its genesis
+made it, and every proposal is refused saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from harbour.custody import assets, inputs, views
+from harbour.custody import models as m
+from harbour.custody.actors import ROLES, Actor
+from harbour.custody.errors import Conflict, Invalid
+from harbour.custody.ledger import Ledger
+from harbour.custody.projection import project
+from harbour.custody.uow import UnitOfWork
+from harbour.custody.users import new_secret, token
+from harbour.governance import changes as c
+from harbour.governance import policy as pol
+from harbour.governance.fields import GovernanceError
+from harbour.governance.log import Entry, SignedEntry
+from harbour.governance.state import genesis_state
+
+
+@dataclass(frozen=True)
+class Founder:
+    """A user the genesis names: an admin among them is a founding admin and gets the first credentials."""
+
+    name: str
+    roles: Sequence[str] = ("admin",)
+    approval_key: str | None = None
+    """Hex Ed25519 public key; every admin and approver has one."""
+    id: str | None = None
+    """Chosen here, so that an initial policy can name the user; by default a new random id."""
+
+
+@dataclass(frozen=True)
+class FoundingAsset:
+    symbol: str
+    kind: str = assets.NATIVE
+    contract: str | None = None
+    decimals: int = assets.NATIVE_DECIMALS
+
+
+@dataclass(frozen=True)
+class Charter:
+    """Everything a genesis says."""
+
+    name: str
+    users: Sequence[Founder]
+    quorum: int = 1
+    assets: Sequence[FoundingAsset] = field(default_factory=tuple)
+    policy: dict[str, Any] | None = None
+
+
+class Founding:
+    def __init__(self, uow: UnitOfWork, ledger: Ledger) -> None:
+        self.uow = uow
+        self.ledger = ledger
+
+    def bootstrap(self, charter: Charter) -> dict[str, Any]:
+        """Create the organisation from its genesis; returns it, its users and each founding admin's token."""
+        inputs.name(charter.name, "organisation")
+        changes, secrets = _changes(charter)
+        with self.uow.tx() as s:
+            if s.scalar(select(m.Organisation).where(m.Organisation.name == charter.name)):
+                raise Conflict(f"organisation {charter.name!r} exists")
+            org_id = m.new_id()
+            admins = [ch for ch in changes if isinstance(ch, c.AddUser) and "admin" in ch.roles]
+            try:
+                entry = Entry(
+                    org=org_id,
+                    seq=0,
+                    prev=bytes(32),
+                    proposer=admins[0].id if admins else "-",
+                    at=int(self.uow.clock().timestamp()),
+                    changes=tuple(changes),
+                )
+                data = entry.encode()
+                genesis = SignedEntry(data, ())
+                Entry.decode(data)
+                state = genesis_state(genesis)
+            except GovernanceError as exc:
+                raise Invalid(f"the genesis would not be a valid one: {exc}") from None
+            organisation = m.Organisation(id=org_id, name=charter.name, genesis=genesis.hash.hex())
+            s.add(organisation)
+            s.flush()
+            self.ledger.record(s, org_id, genesis, None)
+            project(self.uow, s, genesis, policy_version=1, transaction_id=None, details=None)
+            first = state.users[entry.proposer]
+            actor = Actor(first.id, org_id, first.name, first.roles)
+            self.uow.event(s, actor, "organisation.created", org_id, name=charter.name, genesis=genesis.hash.hex())
+            self.uow.event(
+                s,
+                None,
+                "governance.entry",
+                org_id,
+                org_id=org_id,
+                seq=0,
+                hash=genesis.hash.hex(),
+                prev=entry.prev.hex(),
+                proposer=entry.proposer,
+                signers=[],
+                transaction=None,
+                changes=[c.describe(change) for change in changes],
+            )
+            users = [views.user(u) for u in s.scalars(select(m.User).where(m.User.org_id == org_id))]
+            credentials = [
+                {"user_id": user_id, "name": state.users[user_id].name, "token": token(credential_id, secret)}
+                for user_id, credential_id, secret in secrets
+            ]
+            return {
+                "organisation": views.organisation(organisation),
+                "genesis": genesis.hash.hex(),
+                "quorum": state.quorum,
+                "users": users,
+                "credentials": credentials,
+            }
+
+
+def _changes(charter: Charter) -> tuple[list[c.Change], list[tuple[str, str, bytes]]]:
+    """The genesis changes, and (user id, credential id, secret) of each founding admin's first credential."""
+    if type(charter.quorum) is not int or charter.quorum < 1:
+        raise Invalid("the quorum is how many admins besides the proposer sign every change: at least 1")
+    changes: list[c.Change] = [c.SetQuorum(charter.quorum)]
+    issued: list[tuple[str, str, bytes]] = []
+    credentials: list[c.Change] = []
+    names = set()
+    for founder in charter.users:
+        name = inputs.name(founder.name, "user name")
+        if name in names:
+            raise Invalid(f"two users named {name!r}")
+        names.add(name)
+        roles = frozenset(founder.roles)
+        if not roles or not roles <= ROLES:
+            raise Invalid(f"roles must be a non-empty list drawn from {', '.join(sorted(ROLES))}")
+        key = inputs.approval_key(founder.approval_key)
+        if {"admin", "approver"} & roles and key is None:
+            raise Invalid(f"{name} signs approvals (admin or approver): give their approval key")
+        user_id = founder.id or m.new_id()
+        changes.append(c.AddUser(user_id, name, roles, None if key is None else bytes.fromhex(key)))
+        if "admin" in roles:
+            secret, digest = new_secret()
+            credential_id = m.new_id()
+            issued.append((user_id, credential_id, secret))
+            credentials.append(c.IssueCredential(credential_id, user_id, digest))
+    if not issued:
+        raise Invalid("the genesis names at least one admin")
+    changes.extend(credentials)
+    for asset in charter.assets:
+        symbol = inputs.symbol(asset.symbol)
+        assets.check_definition(asset.kind, asset.contract, asset.decimals)
+        contract = None if asset.contract is None else inputs.address(asset.contract, "contract")
+        changes.append(c.AddAsset(m.new_id(), symbol, contract, asset.decimals))
+    try:
+        changes.append(c.policy_change(charter.policy if charter.policy is not None else {"rules": []}))
+    except pol.PolicyError as exc:
+        raise Invalid(f"policy: {exc}") from None
+    return changes, issued
