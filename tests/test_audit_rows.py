@@ -77,7 +77,7 @@ def check(sessions: sessionmaker[Session]) -> VerifyReport:
 def organisation(uow: UnitOfWork, name: str = "Acme") -> tuple[str, str]:
     """An organisation and its admin, written the way bootstrap writes them; returns their ids."""
     with uow.tx() as s:
-        org = m.Organisation(name=name)
+        org = m.Organisation(name=name, genesis="00" * 32)
         s.add(org)
         s.flush()
         user = m.User(org_id=org.id, name="root", roles=["admin"], approval_key=APPROVAL_KEY)
@@ -310,7 +310,7 @@ def test_a_change_with_no_event_is_refused_and_nothing_is_written(
         assert user is not None
         user.roles = ["admin", "approver"]
     with pytest.raises(rowwatch.Unlogged, match="without an audit event"):
-        uow.write(lambda s: s.add(m.Organisation(name="Shadow")))
+        uow.write(lambda s: s.add(m.Organisation(name="Shadow", genesis="00" * 32)))
     with sessions() as s:
         assert s.get(m.User, user_id).roles == ["admin"]  # type: ignore[union-attr]
         assert s.scalar(sa.select(sa.func.count()).select_from(m.Organisation)) == 1
@@ -593,7 +593,7 @@ def test_verify_reads_rows_in_batches(sessions: sessionmaker[Session], uow: Unit
 def old_deployment(sessions: sessionmaker[Session], log: AuditLog) -> str:
     """Rows and events as a service before row digests wrote them: the events say nothing of the rows."""
     with sessions() as s, s.begin():
-        org = m.Organisation(name="Before")
+        org = m.Organisation(name="Before", genesis="00" * 32)
         s.add(org)
         s.flush()
         s.add(m.User(org_id=org.id, name="root", roles=["admin"], approval_key=APPROVAL_KEY))

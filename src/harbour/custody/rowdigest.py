@@ -52,13 +52,13 @@ TAG_HEX: Final = 8
 MAX_ID: Final = 64
 
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
-    "organisations": ("name",),
+    "organisations": ("name", "genesis"),
     "users": ("org_id", "name", "roles", "approval_key", "disabled"),
     "credentials": ("user_id", "secret_hash", "revoked_at"),
     "vaults": ("org_id", "name", "key_id", "scheme", "threshold", "nodes", "public_key", "chain_code"),
     "addresses": ("vault_id", "index", "path", "address"),
     "assets": ("org_id", "symbol", "kind", "contract", "decimals"),
-    "address_book": ("org_id", "name", "address", "whitelisted", "created_by"),
+    "address_book": ("org_id", "name", "address", "whitelisted", "created_by", "removed_at"),
     "policies": ("org_id", "version", "document", "digest", "transaction_id"),
     "transactions": (
         "org_id",
@@ -74,7 +74,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "amount",
         "chain_id",
         "policy_version",
-        "policy_document",
+        "entry",
         "requirement",
         "nonce",
         "unsigned",
@@ -83,7 +83,7 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
         "tx_hash",
         "signers",
     ),
-    "approvals": ("transaction_id", "approver_id", "decision", "public_key", "signature"),
+    "approvals": ("transaction_id", "approver_id", "decision", "public_key", "signature", "expires_at"),
     "deposits": (
         "org_id",
         "vault_id",
@@ -102,7 +102,9 @@ TABLES: Final[Mapping[str, tuple[str, ...]]] = {
 Left out on purpose: counters the service moves on its own (a vault's next
 address index, an address's next nonce), timestamps nothing decides on, and what
 is only shown (labels, notes, errors, a withdrawal's policy explanation, receipt
-figures); see docs/audit.md.
+figures); see docs/audit.md. The governance log's own table is not here: its
+entries are signed by the admins and chained from the genesis hash each
+organisation row keeps (covered), so every replay finds an edited entry.
 """
 
 _ENTRY_KEYS = frozenset({"digest", "fields", "was"})
@@ -113,6 +115,8 @@ def _value(value: Any) -> Any:
     """A column's value in the form the digest encodes: timestamps as the log writes them, the rest as JSON."""
     if isinstance(value, dt.datetime):
         return format_time(value)
+    if isinstance(value, bytes):
+        return value.hex()
     return value
 
 
