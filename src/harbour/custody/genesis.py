@@ -8,8 +8,10 @@ admins, each with an approval key and a first API credential
 admins besides the proposer sign every later entry), and optionally the first
 other users, assets and the initial policy (default: deny everything). The
 genesis carries no signatures: it is trusted because whoever verifies the log
-was given its hash, which the organisation row keeps and bootstrap prints for
-the signer nodes to pin.
+was given its hash, which the organisation row keeps. Bootstrap enrols the
+genesis on the deployment's signer nodes before it writes anything (each node
+pins its hash, and binds the organisation's vault keys to it) and prints the
+hash, for each node's operator to compare with the one their node holds.
 
 An organisation whose genesis names fewer admins than the quorum needs (the
 proposer and ``quorum`` others) can never sign an entry: it runs as its genesis
@@ -23,20 +25,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from harbour.custody import assets, inputs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ROLES, Actor
-from harbour.custody.errors import Conflict, Invalid
+from harbour.custody.errors import Conflict, Invalid, Unavailable
 from harbour.custody.ledger import Ledger
 from harbour.custody.projection import project
+from harbour.custody.signer import Signer
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.users import new_secret, token
 from harbour.governance import changes as c
 from harbour.governance import policy as pol
 from harbour.governance.fields import GovernanceError
 from harbour.governance.log import Entry, SignedEntry
-from harbour.governance.state import genesis_state
+from harbour.governance.state import OrgState, genesis_state
 
 
 @dataclass(frozen=True)
@@ -71,34 +75,37 @@ class Charter:
 
 
 class Founding:
-    def __init__(self, uow: UnitOfWork, ledger: Ledger) -> None:
+    def __init__(self, uow: UnitOfWork, ledger: Ledger, signer: Signer | None = None) -> None:
         self.uow = uow
         self.ledger = ledger
+        self.signer = signer
+        """The deployment's signer nodes (None, or none configured: nothing to enrol)."""
 
     def bootstrap(self, charter: Charter) -> dict[str, Any]:
-        """Create the organisation from its genesis; returns it, its users and each founding admin's token."""
+        """Create the organisation from its genesis; returns it, its users and each founding admin's token.
+
+        With signer nodes configured, the genesis is enrolled on every one of them
+        first, and only then written: an organisation the service holds is one
+        its nodes know, so the keys made for it can be bound to it
+        (``docs/nodes.md``, "Organisations"). If a node cannot be reached, nothing
+        is written (a node that did enrol keeps a genesis nothing uses).
+        """
         inputs.name(charter.name, "organisation")
         changes, secrets = _changes(charter)
-        with self.uow.tx() as s:
-            if s.scalar(select(m.Organisation).where(m.Organisation.name == charter.name)):
-                raise Conflict(f"organisation {charter.name!r} exists")
-            org_id = m.new_id()
-            admins = [ch for ch in changes if isinstance(ch, c.AddUser) and "admin" in ch.roles]
+        with self.uow.read() as s:
+            _name_free(s, charter.name)
+        genesis, state = _genesis(m.new_id(), changes, int(self.uow.clock().timestamp()))
+        enrolled: dict[str, int] = {}
+        if self.signer is not None and self.signer.nodes:
             try:
-                entry = Entry(
-                    org=org_id,
-                    seq=0,
-                    prev=bytes(32),
-                    proposer=admins[0].id if admins else "-",
-                    at=int(self.uow.clock().timestamp()),
-                    changes=tuple(changes),
-                )
-                data = entry.encode()
-                genesis = SignedEntry(data, ())
-                Entry.decode(data)
-                state = genesis_state(genesis)
-            except GovernanceError as exc:
-                raise Invalid(f"the genesis would not be a valid one: {exc}") from None
+                enrolled = self.signer.enrol(genesis)
+            except Exception as exc:
+                raise Unavailable(
+                    f"enrolling the genesis on the signer nodes failed, so the organisation was not created: {exc}"
+                ) from exc
+        entry, org_id = genesis.entry, genesis.entry.org
+        with self.uow.tx() as s:
+            _name_free(s, charter.name)
             organisation = m.Organisation(id=org_id, name=charter.name, genesis=genesis.hash.hex())
             s.add(organisation)
             s.flush()
@@ -132,7 +139,33 @@ class Founding:
                 "quorum": state.quorum,
                 "users": users,
                 "credentials": credentials,
+                "enrolled": sorted(enrolled),
             }
+
+
+def _name_free(s: Session, name: str) -> None:
+    if s.scalar(select(m.Organisation.id).where(m.Organisation.name == name)):
+        raise Conflict(f"organisation {name!r} exists")
+
+
+def _genesis(org_id: str, changes: Sequence[c.Change], at: int) -> tuple[SignedEntry, OrgState]:
+    """The genesis entry of these changes, checked the way every verifier will check it."""
+    admins = [ch for ch in changes if isinstance(ch, c.AddUser) and "admin" in ch.roles]
+    try:
+        entry = Entry(
+            org=org_id,
+            seq=0,
+            prev=bytes(32),
+            proposer=admins[0].id if admins else "-",
+            at=at,
+            changes=tuple(changes),
+        )
+        data = entry.encode()
+        Entry.decode(data)
+        genesis = SignedEntry(data, ())
+        return genesis, genesis_state(genesis)
+    except GovernanceError as exc:
+        raise Invalid(f"the genesis would not be a valid one: {exc}") from None
 
 
 def _changes(charter: Charter) -> tuple[list[c.Change], list[tuple[str, str, bytes]]]:

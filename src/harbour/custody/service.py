@@ -91,7 +91,7 @@ class Custody:
         self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
         self.governance = Governance(self.uow, self.ledger, self.transactions)
-        self.founding = Founding(self.uow, self.ledger)
+        self.founding = Founding(self.uow, self.ledger, signer)
         self.users = Users(self.uow, self.ledger, self.governance)
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)

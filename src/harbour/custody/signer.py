@@ -88,8 +88,12 @@ class Signer:
                 return descriptor
         raise KeyError(name)
 
-    def enrol(self, genesis: SignedEntry) -> dict[str, int]:
-        """Enrol the organisation of ``genesis`` on every node; per node name, the entry its log is at."""
+    def enrol(self, genesis: SignedEntry, nodes: Sequence[NodeDescriptor] | None = None) -> dict[str, int]:
+        """Enrol the organisation of ``genesis`` on ``nodes`` (every node); per node name, the entry its log is at.
+
+        A node that has it already answers with its head and spends nothing, so
+        enrolling again is how a node added to the deployment later learns it.
+        """
         certificate = approval.issue(
             self.authority,
             kind="enrol",
@@ -98,7 +102,7 @@ class Signer:
             now=int(time.time()),
             expires_in=CERTIFICATE_LIFETIME,
         )
-        return self._run(self._coordinator.enrol(self.nodes, genesis, certificate))
+        return self._run(self._coordinator.enrol(self.nodes if nodes is None else nodes, genesis, certificate))
 
     def push(self, log: GovernanceLog) -> dict[str, int]:
         """Bring every node's copy of the organisation's log to ``log``'s head (signing does it for its signers)."""

@@ -2,11 +2,13 @@
 
 A vault is a threshold key generated on the signer nodes (ECDSA, DKLs23); the
 service keeps only its public half and chain code, and derives each address
-from public data alone (BIP-32, non-hardened ``m/<i>``). A key is the
-organisation's vault only once a governance entry binds it (``vault.add``): the
-signer nodes sign for such keys only, so creating a vault runs key generation
-and then proposes the binding, and the vault exists once the admin quorum
-signed it. Assets say which coin or token the organisation works with and which
+from public data alone (BIP-32, non-hardened ``m/<i>``). The key is generated as
+a key of the organisation (``org``, its genesis hash), so every node binds it to
+the organisation's governance log and signs with it only what that log allows.
+It is the organisation's vault only once a governance entry binds it
+(``vault.add``): the signer nodes sign for such keys only, so creating a vault
+runs key generation and then proposes the binding, and the vault exists once
+the admin quorum signed it. Assets say which coin or token the organisation works with and which
 contract a symbol the policy names is; adding one is a governance change too
 (``asset.add``).
 """
@@ -77,8 +79,11 @@ class Vaults:
         check_can_change(state)
         _name_free(state, name)
         key_id = f"vault-{secrets.token_hex(8)}"
+        genesis = self.ledger.log(actor.org_id).genesis
         try:
-            key = self.signer.keygen(key_id, threshold, members)
+            # Enrolled at bootstrap; again here for a node added to the deployment since (it changes nothing else).
+            self.signer.enrol(genesis, members)
+            key = self.signer.keygen(key_id, threshold, members, org=genesis.hash.hex())
         except Exception as exc:
             raise Unavailable(f"key generation on the signer nodes failed: {exc}") from exc
         vault_id = m.new_id()
