@@ -81,7 +81,7 @@ def service(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Servic
 
     monkeypatch.setattr(ledger, "_replay", counted)
     governance = Governance(uow, ledger, Transactions(uow))
-    approvals = Approvals(uow, ledger, governance, Settings(), lambda tx_id: None)
+    approvals = Approvals(uow, ledger, governance, Settings(), lambda tx_id: None, lambda org_id: None)
     founders = [Founder("alice", ("admin",), public_hex(ALICE)), Founder("bob", ("admin",), public_hex(BOB))]
     out = Founding(uow, ledger).bootstrap(Charter("Ledger Custodian", founders))
     users = Users(uow, ledger, governance)

@@ -64,6 +64,7 @@ class Approvals:
         governance: Governance,
         settings: Settings,
         on_approved: Callable[[str], None],
+        on_landed: Callable[[str], None],
     ) -> None:
         self.uow = uow
         self.ledger = ledger
@@ -71,6 +72,8 @@ class Approvals:
         self.settings = settings
         self.on_approved = on_approved
         """Called after commit with the id of a withdrawal that became approved."""
+        self.on_landed = on_landed
+        """Called after commit with the organisation id whose governance log an entry extended."""
 
     def approval_request(self, actor: Actor, tx_id: str) -> dict[str, Any]:
         """What an approver signs, with the facts to check it against (the CLI rebuilds the statement itself)."""
@@ -93,6 +96,7 @@ class Approvals:
 
     def _decide(self, actor: Actor, tx_id: str, signature: str, decision: Decision) -> dict[str, Any]:
         approved: list[str] = []
+        landed: list[str] = []
 
         def work(s: Session) -> dict[str, Any]:
             tx = self.uow.get(s, m.Transaction, tx_id, actor.org_id, "transaction")
@@ -140,12 +144,16 @@ class Approvals:
                 self.uow.move(s, actor, tx, states.REJECTED, by=actor.user_id)
             elif governance:
                 approved.extend(self.governance.consider(s, tx))
+                if tx.state == states.CONFIRMED:
+                    landed.append(tx.org_id)
             elif requirement(tx).satisfied(tally.approvers(s, tx, state, now), tx.initiator_id):
                 self.uow.move(s, None, tx, states.APPROVED, approvers=sorted(tally.approvers(s, tx, state, now)))
                 approved.append(tx.id)
             return view(s, tx, now)
 
         out = self.uow.write(work)
+        for org_id in landed:
+            self.on_landed(org_id)
         for withdrawal in approved:
             self.on_approved(withdrawal)
         return out

@@ -25,6 +25,7 @@ each driven by a loop here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,22 +38,19 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
 from harbour.chains.evm import ChainError
-from harbour.custody import evidence, kinds, states, transactions
 from harbour.custody import funds as fund
+from harbour.custody import kinds, signing, states, transactions
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
 from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
 from harbour.custody.service import Custody
-from harbour.governance import decide
 from harbour.node.coordinator import ClusterError
 
 log = logging.getLogger(__name__)
 
 SIGN_ATTEMPTS = 3
 RETRY_DELAY = 0.5
-PERMANENT = frozenset({"approval", "bad-request", "unknown-key", "malformed", "bad-key-file"})
-"""Refusals that a retry cannot change; anything else (a node down, a session aborted) is retried."""
 
 
 class _Unfunded(Exception):
@@ -73,6 +71,7 @@ class Pipeline:
         self._inflight_lock = threading.Lock()
         self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
         custody.on_approved = self.submit
+        custody.on_landed = self.publish
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -125,6 +124,24 @@ class Pipeline:
         except RuntimeError:  # shutting down: the next start recovers it
             with self._inflight_lock:
                 self._inflight.discard(tx_id)
+
+    def publish(self, org_id: str) -> None:
+        """Push the organisation's log to every signer node, in the background, after an entry landed.
+
+        Best effort: signing pushes what its signers lack anyway. Publishing at once
+        means a node holds an entry (an approver's removal, a tighter policy) before
+        any withdrawal needs it, and its operator sees the head the admins signed.
+        """
+        with contextlib.suppress(RuntimeError):  # shutting down: signing pushes it when it next needs it
+            self._pool.submit(self._publish, org_id)
+
+    def _publish(self, org_id: str) -> None:
+        if not self.custody.signer.nodes:
+            return
+        try:
+            self.custody.signer.push(self.custody.governance_log(org_id))
+        except Exception as exc:
+            log.warning("organisation %s: pushing its governance log to the signer nodes failed: %s", org_id, exc)
 
     # -- one withdrawal ---------------------------------------------------------------------------------
 
@@ -207,60 +224,25 @@ class Pipeline:
 
         return self.uow.write(work)
 
-    def _evidence(self, tx_id: str) -> tuple[str, str, bytes, bytes]:
-        """key id, path, digest, and the evidence the nodes re-check: the approvals and the quorum they meet."""
-        with self.uow.read() as s:
-            tx = s.get(m.Transaction, tx_id)
-            assert tx is not None and tx.unsigned is not None and tx.digest is not None
-            vault = s.get(m.Vault, tx.vault_id)
-            source = s.get(m.Address, tx.source_address_id)
-            assert vault is not None and source is not None
-            requirement = transactions.requirement(tx) if tx.requirement is not None else None
-            eligible = evidence.eligible_users(requirement)
-            state = self.custody.ledger.state(s, tx.org_id)
-            approvals: list[tuple[str, bytes, bytes]] = []
-            if requirement is not None:
-                # Only approvals by users the log still makes approvers, under the key it gives them: a node
-                # with an approver list refuses evidence that carries a key it does not trust.
-                approvals = [
-                    (a.approver_id, bytes.fromhex(a.public_key), bytes.fromhex(a.signature))
-                    for a in s.scalars(
-                        select(m.Approval).where(m.Approval.transaction_id == tx.id, m.Approval.decision == "approve")
-                    )
-                    if decide.approvers(state, [bytes.fromhex(a.public_key)]) == {a.approver_id}
-                ]
-            keys: dict[str, bytes] = {}
-            for user_id in eligible | {tx.initiator_id}:  # the keys the governance log gives them now
-                user = state.users.get(user_id)
-                if user is not None and user.approval_key is not None:
-                    keys[user_id] = user.approval_key
-            built = evidence.build_evidence(
-                org=tx.org_id,
-                transaction_id=tx.id,
-                intent=transactions.intent(s, tx),
-                transaction=Eip1559Transaction.from_json(tx.unsigned),
-                requirement=requirement,
-                initiator_id=tx.initiator_id,
-                keys=keys,
-                approvals=approvals,
-            )
-            return vault.key_id, source.path, bytes.fromhex(tx.digest), built.encode()
-
     def _sign(self, tx_id: str) -> bool:
+        """Have the nodes sign the withdrawal (:mod:`harbour.custody.signing`); fail it if they never will."""
         c = self.custody
-        try:
-            key_id, path, digest, evidence = self._evidence(tx_id)
-        except ValueError as exc:  # e.g. a quorum larger than the nodes accept: it will never be signable
-            self._abandon(tx_id, f"cannot build the approval evidence for the signer nodes: {exc}")
-            return False
         error = ""
         for attempt in range(SIGN_ATTEMPTS):
             try:
-                signature = c.signer.sign(key_id, path, digest, evidence=evidence)
+                # Each attempt reads the log again: an entry that landed meanwhile is pushed and cited.
+                request = signing.prepare(c, tx_id)
+                signature = c.signer.sign(
+                    request.key_id, request.path, request.digest, evidence=request.evidence, log=request.log
+                )
                 break
+            except signing.Unsignable as exc:
+                self._abandon(tx_id, str(exc))
+                return False
             except ClusterError as exc:
-                if exc.reason in PERMANENT:  # the nodes refuse on their own checks: retrying cannot help
-                    self._abandon(tx_id, f"the signer nodes refused: {exc}")
+                final = signing.refusal(exc)
+                if final is not None:  # the nodes judged it and said no: retrying cannot help
+                    self._abandon(tx_id, final)
                     return False
                 error = f"{exc.reason}: {exc}"
             except Exception as exc:  # a node down or a session aborted: another subset may sign
@@ -274,6 +256,7 @@ class Pipeline:
                 tx.error, tx.attempts = f"signing failed, will retry: {error}", tx.attempts + 1
                 self.uow.event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
             return False
+        digest = request.digest
 
         def record(s: Session) -> bool:
             tx = s.get(m.Transaction, tx_id, with_for_update=True)

@@ -85,8 +85,14 @@ class Custody:
         self.on_approved: Callable[[str], None] = lambda tx_id: None
         """Set by the pipeline: called after commit with the id of a withdrawal that became approved."""
 
+        self.on_landed: Callable[[str], None] = lambda org_id: None
+        """Set by the pipeline: called after commit with the id of an organisation whose log an entry extended."""
+
         def approved(tx_id: str) -> None:  # looked up on each call: the pipeline sets it after this is built
             self.on_approved(tx_id)
+
+        def landed(org_id: str) -> None:
+            self.on_landed(org_id)
 
         self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
@@ -97,7 +103,7 @@ class Custody:
         self.address_book = AddressBook(self.uow, self.governance)
         self.log_view = LogView(self.uow, self.ledger)
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
-        self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved)
+        self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
         self.deposits = Deposits(self.uow, chain, self.settings)
         self.auditor = Auditor(self.uow, audit)
 

@@ -13,6 +13,7 @@ for nothing: the signer nodes will judge the same signatures the same way.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,19 +36,23 @@ def live(s: Session, tx: m.Transaction, now: dt.datetime) -> list[m.Approval]:
 
 def approvers(s: Session, tx: m.Transaction, state: OrgState, now: dt.datetime) -> frozenset[str]:
     """The user ids whose live approvals of a withdrawal count under ``state``."""
-    given = live(s, tx, now)
-    eligible = decide.approvers(state, {bytes.fromhex(a.public_key) for a in given})
-    counted = set()
-    for approval in given:
-        user = state.users.get(approval.approver_id)
-        # the row's user and the key's holder must be one person: the state gives each key to one user
-        if (
-            approval.approver_id in eligible
-            and user is not None
-            and user.approval_key == bytes.fromhex(approval.public_key)
-        ):
-            counted.add(approval.approver_id)
-    return frozenset(counted)
+    return counted(state, [(a.approver_id, bytes.fromhex(a.public_key)) for a in live(s, tx, now)])
+
+
+def counted(state: OrgState, approvals: Iterable[tuple[str, bytes]]) -> frozenset[str]:
+    """Of these ``(user id, public key)`` approvals, the user ids that count under ``state``.
+
+    The row's user and the key's holder must be one person (the state gives each
+    key to one user), an enabled approver holding that key now.
+    """
+    given = list(approvals)
+    eligible = decide.approvers(state, {public for _, public in given})
+    counting = set()
+    for user_id, public in given:
+        user = state.users.get(user_id)
+        if user_id in eligible and user is not None and user.approval_key == public:
+            counting.add(user_id)
+    return frozenset(counting)
 
 
 def entry_signatures(s: Session, tx: m.Transaction, state: OrgState, now: dt.datetime) -> SignedEntry:
