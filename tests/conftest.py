@@ -75,6 +75,7 @@ PROCESS_MODULES = frozenset(
         "test_cluster_faults",
         "test_custody",
         "test_governance_custody",
+        "test_governance_signing",
         "test_node_entry",
         "test_node_governance",
         "test_readme_nodes",
@@ -102,7 +103,6 @@ SLOW_MODULES = frozenset(
         "test_hedge",
         "test_node_service",
         "test_properties",
-        "test_quorum_equivalence",
         "test_rotation",
     }
 )

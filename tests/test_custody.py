@@ -423,19 +423,6 @@ def env_checksum(address: str) -> str:
     return checksum_address(parse_address(address))
 
 
-def test_nodes_refuse_what_the_service_approved_without_the_approvals_they_require(tmp_path: Path) -> None:
-    """The service's policy auto-approves, but the nodes insist on two approvers' signatures: nothing is signed."""
-    with CustodyEnv(tmp_path, node_options={"min_approvals": 2, "require_evidence": True}) as env:
-        env.organisation()
-        env.set_policy(allow_all())
-        vault_id, address = env.vault()
-        tx = withdraw(env, vault_id, ETH)  # auto-approved by the service's policy, but the nodes want 2 approvals
-        view = wait_final(env, tx["id"])
-        assert view["state"] == "failed" and view["tx_hash"] is None and view["nonce"] is None
-        assert "signer nodes refused" in view["error"] and "requires at least 2" in view["error"]
-        assert env.chain.nonce(address, "latest") == 0
-
-
 def test_unknown_and_foreign_objects_are_not_found(env: CustodyEnv) -> None:
     vault_id, _ = env.vault()
     with pytest.raises(NotFound):
@@ -453,49 +440,6 @@ def test_unknown_and_foreign_objects_are_not_found(env: CustodyEnv) -> None:
         env.custody.submit_withdrawal(env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=0)
     with pytest.raises(Invalid):
         env.custody.submit_withdrawal(env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1.5)  # type: ignore[arg-type]
-
-
-def test_nodes_refuse_an_approver_key_they_were_not_given(tmp_path: Path) -> None:
-    """The service counts approver3, whom the nodes' own list leaves out: the nodes refuse to sign."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    keys = {n: Ed25519PrivateKey.generate() for n in ("approver1", "approver2")}
-    trusted = [public_raw(k) for k in keys.values()]
-    with CustodyEnv(tmp_path, node_options={"approvers": trusted, "min_approvals": 2, "require_evidence": True}) as env:
-        env.organisation(approvers=3)
-        for name, key in keys.items():  # give approver1 and approver2 the keys the nodes trust
-            user_id = env.user_id(name)
-            env.govern(env.custody.set_approval_key(env.actor("admin"), user_id, approval_key=public_raw(key).hex()))
-            env.people[name].key = key
-        env.set_policy(env.two_approvers_policy())
-        vault_id, address = env.vault()
-
-        good = withdraw(env, vault_id, ETH)
-        env.approve(good["id"], "approver1")
-        env.approve(good["id"], "approver2")
-        assert wait_final(env, good["id"])["state"] == "confirmed"
-
-        bad = withdraw(env, vault_id, ETH)
-        env.approve(bad["id"], "approver1")
-        env.approve(bad["id"], "approver3")  # the service accepts: approver3 is in its policy
-        view = wait_final(env, bad["id"])
-        assert view["state"] == "failed" and view["tx_hash"] is None
-        assert "does not trust them" in view["error"]
-        assert env.chain.nonce(address, "latest") == 1  # only the good one
-
-        # The refused withdrawal's nonce was released: the next one takes it and nothing waits behind a gap.
-        after = withdraw(env, vault_id, ETH)
-        env.approve(after["id"], "approver2")
-        env.approve(after["id"], "approver1")
-        done = wait_final(env, after["id"])
-        assert done["state"] == "confirmed" and done["nonce"] == 1
-        assert env.chain.nonce(address, "latest") == 2
-
-
-def public_raw(key: Any) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return bytes(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
 # -- the same flows on a real Ethereum node and on PostgreSQL ----------------------------------------------------
@@ -603,13 +547,17 @@ def test_the_same_approval_key_may_serve_two_organisations(lite: CustodyEnv) -> 
     assert made["approval_key"] == public["approval_key"]
 
 
-def test_a_quorum_the_nodes_cannot_accept_fails_cleanly_and_frees_the_address(lite: CustodyEnv) -> None:
+def test_a_committee_larger_than_a_quorum_the_nodes_could_carry_is_judged_from_the_log(lite: CustodyEnv) -> None:
+    """Seventy approvers in one group: the nodes read the group from the policy they hold, not from the evidence.
+
+    Version-1 evidence carried the quorum (at most 64 members to a group), so such
+    a policy could never be signed; version 2 carries only the approvals given.
+    """
     big = lite.add_people([f"a{i:02d}" for i in range(70)], ["approver"])
     members = [p.actor.user_id for p in big]
     lite.set_policy(
         {
             "rules": [
-                {"name": "small", "match": {"assets": ["ETH"], "amount": {"max": "1000"}}, "action": "allow"},
                 {
                     "name": "huge committee",
                     "action": "require_approval",
@@ -619,13 +567,11 @@ def test_a_quorum_the_nodes_cannot_accept_fails_cleanly_and_frees_the_address(li
         }
     )
     vault_id, address = lite.vault()
-    stuck = withdraw(lite, vault_id, ETH)
-    lite.approve(stuck["id"], "a00")
-    lite.approve(stuck["id"], "a01")
-    failed = wait_final(lite, stuck["id"])
-    assert failed["state"] == "failed" and "evidence" in failed["error"]
-    after = wait_final(lite, withdraw(lite, vault_id, 1000)["id"])
-    assert after["state"] == "confirmed" and after["nonce"] == 0
+    tx = withdraw(lite, vault_id, ETH)
+    lite.approve(tx["id"], "a00")
+    lite.approve(tx["id"], "a69")
+    done = wait_final(lite, tx["id"])
+    assert done["state"] == "confirmed", done["error"]
     assert lite.chain.nonce(address, "latest") == 1
 
 
