@@ -112,14 +112,17 @@ class CustodyEnv:
         for node in self.nodes:
             node.stop()
 
-    def reset(self, database: str) -> CustodyEnv:
+    def reset(self, database: str, *, chain_url: str | None = None) -> CustodyEnv:
         """Start over on ``database`` (fresh) and a fresh embedded chain, with the same home and nodes.
 
-        Nodes a test stopped or killed are started again; nobody is in the new
-        database until :meth:`organisation` is called.
+        With ``chain_url`` the service runs on that JSON-RPC chain instead (anvil's,
+        as it is). Nodes a test stopped or killed are started again; nobody is in the
+        new database until :meth:`organisation` is called.
         """
         self.close()
         self.config.database = database
+        self.config.chain = chain_url or "embedded"
+        self.config.dev_chain = chain_url is not None
         self.config.save()
         self._chain = None
         self.people = {}
