@@ -100,6 +100,7 @@ SLOW_MODULES = frozenset(
         "test_ecdsa_setup",
         "test_ecdsa_threshold",
         "test_forward_secrecy",
+        "test_governance_agreement",
         "test_hedge",
         "test_node_service",
         "test_properties",
