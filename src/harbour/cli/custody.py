@@ -1,9 +1,10 @@
 """``harbour custody``: operate a custody deployment from its home directory (not through the API).
 
 - ``init``: a new home (configuration, approval-authority key, audit key);
-- ``bootstrap``: a new organisation from its genesis governance entry: its
-  founding admins (each with an approval key; prints their API tokens), the
-  admin quorum, and optionally its first users, assets and policy;
+- ``bootstrap``: a new organisation from its genesis governance entry, enrolled
+  on the signer nodes: its founding admins (each with an approval key; prints
+  their API tokens), the admin quorum, and optionally its first users, assets
+  and policy;
 - ``serve``: the REST API and the signing pipeline, in one process;
 - ``harbour audit verify``: recompute the audit log from the database, check
   every signed tree head and every business row against the log's row digests;
@@ -142,9 +143,10 @@ def bootstrap(
 ) -> None:
     """Create an organisation from its genesis governance entry; prints each admin's API token (shown once).
 
-    Give the printed genesis hash to every signer node. With fewer admins than
-    the quorum needs (the proposer and QUORUM others), nothing in the genesis can
-    ever be changed.
+    The genesis is enrolled on every configured signer node first (nothing is
+    created if one cannot be reached); compare the printed genesis hash with the
+    one each node holds. With fewer admins than the quorum needs (the proposer and
+    QUORUM others), nothing in the genesis can ever be changed.
     """
     config = load_deployment(home)
     founders = [_founder(a, ("admin",)) for a in admin] + [_founder(u, ()) for u in user or []]

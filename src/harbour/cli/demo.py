@@ -5,8 +5,10 @@ an organisation from its genesis governance entry (two admins, each change
 needing both), a policy change and a 2-of-3 threshold-ECDSA vault generated on
 the nodes, each bound by a governance entry both admins sign, an address
 derived from it and funded (the deposit is detected), and a withdrawal that the
-policy sends to two approvers. The approvers sign with their own keys; each node re-checks
-those signatures before it signs; the transaction is broadcast and confirmed.
+policy sends to two approvers. The approvers sign with their own keys; each node
+decides the withdrawal itself from the organisation's governance log (the
+policy, the approvers and their keys, which it verified entry by entry) and
+checks those signatures before it signs; the transaction is broadcast and confirmed.
 The demo ends with the transaction hash, the balances, and an inclusion proof of
 the confirmation in the audit log, checked against the signed tree head.
 """
@@ -118,15 +120,9 @@ def _demo(root: Path, console: Console) -> dict[str, Any]:
             3,
             [cfg.authority_public(config.home)],
             passphrase="harbour demo node passphrase",  # noqa: S106 (throw-away demo nodes)
-            node_options={
-                "approvers": [
-                    keys[n].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) for n in ("carol", "dave", "erin")
-                ],
-                "min_approvals": 2,
-                "require_evidence": True,
-            },
+            node_options={"require_evidence": True},
         ),
-        lambda ns: ", ".join(n.name for n in ns) + " (each accepts only withdrawals 2 registered approvers signed)",
+        lambda ns: ", ".join(n.name for n in ns) + " (each signs only what the organisation's governance log allows)",
     )
     config.nodes = [str(n.directory / "descriptor.json") for n in nodes]
     config.save()
@@ -164,7 +160,10 @@ def _flow(
             quorum=1,
             assets=[FoundingAsset("ETH")],
         ),
-        lambda b: f"org {b['organisation']['id'][:8]}…, genesis {b['genesis'][:16]}…, initial policy: deny everything",
+        lambda b: (
+            f"org {b['organisation']['id'][:8]}…, genesis {b['genesis'][:16]}… (enrolled on "
+            f"{', '.join(b['enrolled'])}), initial policy: deny everything"
+        ),
     )
     tokens = {c["name"]: c["token"] for c in boot["credentials"]}
     alice, bob = custody.authenticate(tokens["alice"]), custody.authenticate(tokens["bob"])
@@ -194,7 +193,7 @@ def _flow(
         lambda t: f"governance entry {t['seq']} {t['state']}",
     )
     proposal = steps.run(
-        "Generate the vault key: 2-of-3 threshold ECDSA on the nodes",
+        "Generate the vault key: 2-of-3 threshold ECDSA on the nodes, a key of the organisation",
         lambda: custody.create_vault(alice, name="treasury", threshold=2),
         lambda p: p["changes"][0]["description"],
     )
@@ -246,7 +245,7 @@ def _flow(
         return view if view["state"] in ("confirmed", "failed") else None
 
     done = steps.run(
-        "Nodes re-check both approvals, sign; broadcast; wait for the confirmation",
+        "Nodes judge it from the organisation's log (policy, approvers, both signatures), sign; broadcast; confirm",
         lambda: _wait(final, "the withdrawal"),
         lambda t: f"{t['state']} in block {t['block_number']}, signed by nodes {t['signers']}, nonce {t['nonce']}",
     )
