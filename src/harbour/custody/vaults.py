@@ -8,9 +8,9 @@ the organisation's governance log and signs with it only what that log allows.
 It is the organisation's vault only once a governance entry binds it
 (``vault.add``): the signer nodes sign for such keys only, so creating a vault
 runs key generation and then proposes the binding, and the vault exists once
-the admin quorum signed it. Assets say which coin or token the organisation works with and which
-contract a symbol the policy names is; adding one is a governance change too
-(``asset.add``).
+the admin quorum signed it. Assets say which coin or token the organisation
+works with and which contract a symbol the policy names is; adding one is a
+governance change too (``asset.add``).
 """
 
 from __future__ import annotations
