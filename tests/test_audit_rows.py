@@ -114,7 +114,14 @@ def test_a_row_digest_is_sha256_of_its_canonical_fields_under_the_tables_domain(
 
 
 def test_the_same_values_in_two_tables_have_different_digests() -> None:
-    values = {"org_id": "o", "name": "n", "address": "0x" + "11" * 20, "whitelisted": False, "created_by": "u"}
+    values = {
+        "org_id": "o",
+        "name": "n",
+        "address": "0x" + "11" * 20,
+        "whitelisted": False,
+        "created_by": "u",
+        "removed_at": None,
+    }
     book = row_entry("address_book", "x", values)
     symbolic = {"org_id": "o", "symbol": "n", "kind": "native", "contract": None, "decimals": 18}
     assert book["digest"] != row_entry("assets", "x", symbolic)["digest"]
@@ -254,7 +261,7 @@ def test_each_event_carries_the_digests_of_the_rows_its_unit_wrote(
     org_id, user_id = organisation(uow)
     created = events(sessions)
     assert [e["kind"] for e in created] == ["organisation.created", "user.created"]
-    organisation_row = written(row_entry("organisations", org_id, {"name": "Acme"}), None)
+    organisation_row = written(row_entry("organisations", org_id, {"name": "Acme", "genesis": "00" * 32}), None)
     assert rows_of(created[0]) == {"organisations": {org_id: organisation_row}}
     user = {"org_id": org_id, "name": "root", "roles": ["admin"], "approval_key": APPROVAL_KEY, "disabled": False}
     assert rows_of(created[1]) == {"users": {user_id: written(row_entry("users", user_id, user), None)}}
@@ -281,7 +288,9 @@ def test_a_row_goes_with_the_first_event_after_its_last_change(
     assert list(rows_of(first)) == ["users"] and list(rows_of(first)["users"]) == [user_id]
     book = rows_of(third)["address_book"][entry.id]
     values = {"org_id": org_id, "name": "cold", "address": "0x" + "11" * 20, "whitelisted": True}
-    assert book == written(row_entry("address_book", entry.id, {**values, "created_by": user_id}), None)
+    assert book == written(
+        row_entry("address_book", entry.id, {**values, "created_by": user_id, "removed_at": None}), None
+    )
     assert check(sessions).ok
 
 
@@ -497,7 +506,7 @@ def test_rows_edited_inserted_or_deleted_in_sql_are_reported_by_table_id_and_fie
     sql(engine, "DELETE FROM address_book WHERE id = :id", id=other.id)
     sql(
         engine,
-        "INSERT INTO organisations (id, name, created_at) VALUES ('o-x', 'Shadow', :at)",
+        "INSERT INTO organisations (id, name, genesis, created_at) VALUES ('o-x', 'Shadow', '', :at)",
         at=dt.datetime(2025, 1, 1),
     )
     report = check(sessions)
@@ -522,7 +531,7 @@ def test_a_row_edited_in_sql_and_then_written_over_by_the_service_is_still_found
     sql(engine, "UPDATE users SET roles = :r WHERE id = :id", r='["admin", "approver"]', id=user_id)
     sql(
         engine,
-        "INSERT INTO organisations (id, name, created_at) VALUES ('o-x', 'Shadow', :at)",
+        "INSERT INTO organisations (id, name, genesis, created_at) VALUES ('o-x', 'Shadow', '', :at)",
         at=dt.datetime(2025, 1, 1),
     )
     with uow.tx() as s:
