@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.custody import assets
@@ -45,11 +45,11 @@ def project(
             _user(s, change.id).approval_key = change.approval_key.hex() if change.approval_key else None
         elif isinstance(change, c.DisableUser):
             _user(s, change.id).disabled = True
-            s.execute(  # a disabled user's credentials die with the user; enabling them again issues none
-                update(m.Credential)
-                .where(m.Credential.user_id == change.id, m.Credential.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+            # A disabled user's credentials die with the user; enabling them again issues none. Each row is
+            # changed as an object (not one bulk UPDATE) so the audit log records every revocation.
+            live = select(m.Credential).where(m.Credential.user_id == change.id, m.Credential.revoked_at.is_(None))
+            for credential in s.scalars(live):
+                credential.revoked_at = now
         elif isinstance(change, c.EnableUser):
             _user(s, change.id).disabled = False
         elif isinstance(change, c.IssueCredential):
