@@ -299,7 +299,7 @@ def _proof(custody: Custody, actor: Actor, tx_id: str) -> dict[str, Any]:
 def _verify(deployment: cfg.Deployment) -> dict[str, Any]:
     custody = deployment.custody
     with custody.uow.read() as session:
-        report = auditverify.verify(session, custody.audit.public_key, log_id=custody.audit.log_id)
+        report = auditverify.verify_log(custody.audit, session)
     if not report.ok:
         raise RuntimeError(f"audit log verification failed: {report.problem}")
     return report.to_json()

@@ -194,3 +194,10 @@ def record_baseline(log: AuditLog, session: Session) -> int:
     for e in events:
         log.append(session, org_id=e.org_id, actor_id=e.actor_id, kind=e.kind, subject=e.subject, data=e.data)
     return sum(len(entries) for e in events for entries in e.data[ROWS_KEY].values())
+
+
+def verify_log(
+    log: AuditLog, session: Session, *, heads: Iterable[Mapping[str, Any]] = (), rows: bool = True
+) -> VerifyReport:
+    """:func:`verify` with the public key and id of ``log`` (the service's own log)."""
+    return verify(session, log.public_key, log_id=log.log_id, heads=heads, rows=rows)
