@@ -66,7 +66,7 @@ def measure_rows(url: str, units: int) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
     uow = UnitOfWork(session_factory(engine), audit.AuditLog(key))
     with uow.tx() as s:
-        org = m.Organisation(name="bench")
+        org = m.Organisation(name="bench", genesis="00" * 32)
         s.add(org)
         s.flush()
         vault = m.Vault(
