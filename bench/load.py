@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from custody import DRAIN_TIMEOUT, ETH, FUNDING, Setup, _drain, deployment  # bench/custody.py
 from harbour import __version__
 from harbour.chains.ethereum import checksum_address
+from harbour.custody import auditverify
 from harbour.custody import models as m
 
 AMOUNT = 6 * ETH // 10
@@ -72,7 +73,7 @@ def check(setup: Setup, count: int, funding: int, ids: list[str]) -> dict[str, A
         rows = list(s.execute(select(m.Transaction).where(m.Transaction.id.in_(unique))).scalars())
         kind = m.Transaction.kind == "withdrawal"
         withdrawals = s.scalar(select(func.count()).select_from(m.Transaction).where(kind))
-        audit_ok = custody.audit.verify(s).ok
+        audit_ok = auditverify.verify_log(custody.audit, s).ok
     states: dict[str, int] = {}
     for row in rows:
         states[row.state] = states.get(row.state, 0) + 1

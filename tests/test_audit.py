@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import harbour
 from harbour.crypto import merkle
-from harbour.custody import audit, auditproof
+from harbour.custody import audit, auditproof, auditverify
 from harbour.custody.audit import AuditEvent, AuditLog, AuditState, LogCorrupted, VerifyReport
 from harbour.custody.db import Base, make_engine, session_factory
 from harbour.custody.errors import Invalid, NotFound
@@ -87,7 +87,7 @@ def append_events(sessions: sessionmaker[Session], log: AuditLog, count: int, *,
 
 def check(sessions: sessionmaker[Session], **kwargs: Any) -> VerifyReport:
     with sessions() as s, s.begin():
-        return audit.verify(s, KEY.public_key(), **kwargs)
+        return auditverify.verify(s, KEY.public_key(), **kwargs)
 
 
 def stored_rows(engine: Engine) -> list[Any]:
@@ -193,7 +193,7 @@ def test_empty_log_has_a_signed_head(sessions: sessionmaker[Session], log: Audit
         assert head["tree_size"] == 0 and head["root"] == merkle.EMPTY_ROOT.hex()
         assert audit.verify_head(head, KEY.public_key())
         assert log.events(s, org_id=None) == []
-        assert log.verify(s) == VerifyReport(True, 0, None, "")
+        assert auditverify.verify(s, log.public_key) == VerifyReport(True, 0, None, "")
 
 
 def test_append_builds_the_rfc9162_tree_and_signs_each_head(
@@ -429,7 +429,7 @@ def test_concurrent_appends_make_one_contiguous_log(sessions: sessionmaker[Sessi
         assert [e["index"] for e in events] == list(range(threads * each))
         for t in range(threads):
             assert [e["data"]["n"] for e in events if e["actor_id"] == f"thread-{t}"] == list(range(each))
-        assert log.verify(s) == VerifyReport(True, threads * each, None, "")
+        assert auditverify.verify(s, log.public_key) == VerifyReport(True, threads * each, None, "")
 
 
 # -- proofs refused, and proofs tampered with -------------------------------------------------------------------

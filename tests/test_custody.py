@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select
 
 from custody_env import ETH, CustodyEnv, public_hex
+from harbour.custody import auditverify
 from harbour.custody import models as m
 from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound
 from harbour.custody.service import Founder
@@ -125,7 +126,7 @@ def test_withdrawal_needs_two_approvals_then_is_signed_broadcast_and_confirmed(e
         "transaction.confirmed",
     ]
     with env.custody.uow.read() as s:
-        assert env.custody.audit.verify(s).ok
+        assert auditverify.verify_log(env.custody.audit, s).ok
 
 
 def all_events(env: CustodyEnv) -> list[dict[str, Any]]:
@@ -413,7 +414,7 @@ def test_20_concurrent_withdrawals_end_confirmed_or_rejected_and_reconcile(env: 
     assert sum(env.chain.balance(env_checksum(r)) for r in recipients) == len(confirmed) * amount
     with env.custody.sessions() as s:
         assert len(list(s.scalars(select(m.Transaction).where(m.Transaction.kind == "withdrawal")))) == 20
-        assert env.custody.audit.verify(s).ok
+        assert auditverify.verify_log(env.custody.audit, s).ok
 
 
 def env_checksum(address: str) -> str:
@@ -493,7 +494,7 @@ def test_withdrawals_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
             fees = sum(int(t["fee"]) for t in confirmed)
             assert env.chain.balance(address) == 10 * ETH - len(confirmed) * ETH // 2 - fees
             with env.custody.uow.read() as s:
-                assert env.custody.audit.verify(s).ok
+                assert auditverify.verify_log(env.custody.audit, s).ok
     finally:
         admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
@@ -672,7 +673,7 @@ def test_a_failing_write_in_a_group_is_rolled_back_alone(lite: CustodyEnv) -> No
         events = custody.audit.events(s, org_id=None, limit=1000)
         subjects = [e["subject"] for e in events if e["kind"] == "test.grouped"]
         assert subjects == ["a", "a-again", "c", "c-again"]  # b's events went with its savepoint
-        assert custody.audit.verify(s).ok
+        assert auditverify.verify_log(custody.audit, s).ok
     assert custody.uow.write(_event_work(custody, "d")) == "d"  # the log goes on from the right index
 
 
@@ -695,5 +696,5 @@ def test_a_failed_group_commit_fails_every_caller_and_writes_nothing(lite: Custo
     assert all(isinstance(error, OSError) for _, error in outcomes)
     with custody.readers() as s:
         assert custody.audit.size(s) == before
-        assert custody.audit.verify(s).ok
+        assert auditverify.verify_log(custody.audit, s).ok
     assert custody.uow.write(_event_work(custody, "after")) == "after"

@@ -248,9 +248,8 @@ def audit_verify(
     # The database log needs SQLAlchemy and the deployment's configuration; the
     # commands above check heads and proofs alone, so only this one loads them.
     from harbour.cli.custody import exit_error, load_deployment
-    from harbour.custody import audit as audit_log
+    from harbour.custody import auditverify, db
     from harbour.custody import config as cfg
-    from harbour.custody import db
 
     config = load_deployment(home)
     key = public_key or cfg.audit_public_key(config.home)
@@ -265,7 +264,7 @@ def audit_verify(
     engine = db.make_engine(config.database)
     try:
         with db.session_factory(db.readonly(engine))() as session:
-            report = audit_log.verify(session, key, heads=kept, rows=rows)
+            report = auditverify.verify(session, key, heads=kept, rows=rows)
     finally:
         engine.dispose()
     if as_json:
@@ -294,6 +293,7 @@ def audit_baseline(home: HomeOption, as_json: Annotated[bool, typer.Option("--js
     from harbour.custody import config as cfg
     from harbour.custody import db
     from harbour.custody.audit import AuditLog
+    from harbour.custody.auditverify import record_baseline
     from harbour.custody.errors import CustodyError
 
     config = load_deployment(home)
@@ -301,7 +301,7 @@ def audit_baseline(home: HomeOption, as_json: Annotated[bool, typer.Option("--js
     engine = db.make_engine(config.database)
     try:
         with db.session_factory(engine)() as session, session.begin():
-            count = log.baseline(session)
+            count = record_baseline(log, session)
             size = log.size(session)
     except CustodyError as exc:
         raise exit_error(exc.detail) from None

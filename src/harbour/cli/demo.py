@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from rich.console import Console
 
 from harbour.custody import audit as audit_log
+from harbour.custody import auditverify, statements
 from harbour.custody import config as cfg
-from harbour.custody import statements
 from harbour.custody.service import Actor, Custody, Founder, FoundingAsset
 from harbour.custody.views import Page
 from harbour.node.localnet import create_nodes, running
@@ -298,7 +298,7 @@ def _proof(custody: Custody, actor: Actor, tx_id: str) -> dict[str, Any]:
 def _verify(deployment: cfg.Deployment) -> dict[str, Any]:
     custody = deployment.custody
     with custody.uow.read() as session:
-        report = custody.audit.verify(session)
+        report = auditverify.verify_log(custody.audit, session)
     if not report.ok:
         raise RuntimeError(f"audit log verification failed: {report.problem}")
     return report.to_json()

@@ -45,11 +45,10 @@ def project(
             _user(s, change.id).approval_key = change.approval_key.hex() if change.approval_key else None
         elif isinstance(change, c.DisableUser):
             _user(s, change.id).disabled = True
-            # A disabled user's credentials die with the user; enabling them again issues none. Changed as
-            # objects, not by one UPDATE, so the audit log's row digests record each (custody/rowwatch.py).
-            for credential in s.scalars(
-                select(m.Credential).where(m.Credential.user_id == change.id, m.Credential.revoked_at.is_(None))
-            ):
+            # A disabled user's credentials die with the user; enabling them again issues none. Each row is
+            # changed as an object (not one bulk UPDATE) so the audit log records every revocation.
+            live = select(m.Credential).where(m.Credential.user_id == change.id, m.Credential.revoked_at.is_(None))
+            for credential in s.scalars(live):
                 credential.revoked_at = now
         elif isinstance(change, c.EnableUser):
             _user(s, change.id).disabled = False
