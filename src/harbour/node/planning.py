@@ -232,6 +232,19 @@ class Planner:
             for party, descriptor in dealers.items():
                 if party not in stored or stored[party].node_id != descriptor.node_id:
                     raise Refusal("bad-request", f"dealer {party} is not that party of the stored key")
+            bound = self.orgs.binding(key_id)
+            holders = {d.node_id for d in stored.values()}
+            strangers = sorted(d.node_id for d in new.values() if d.node_id not in holders)
+            if bound is not None and strangers:
+                # The authority alone must not hand an organisation's key to nodes of its choosing: t of them
+                # would hold the whole key and sign outside the organisation's rules. Among the nodes that hold
+                # it already, a reshare moves no share anywhere new.
+                raise Refusal(
+                    "approval",
+                    f"key {key_id!r} belongs to organisation {bound}: its shares go only to nodes that hold it "
+                    f"already, and {', '.join(strangers)} do(es) not (a new node needs a committee change the "
+                    "organisation's admins sign, which this version does not support)",
+                )
         elif self.store.exists(f"keys/{key_id}"):
             raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
         self._no_pending(key_id)
