@@ -745,3 +745,28 @@ def test_admins_not_in_the_log_cannot_change_it(env: Env) -> None:
         push(env, 0, env.acme, entry.encode())
     assert exc.value.reason == "organisation"
     assert ADMINS[0] in env.acme.log.state.users
+
+
+def test_a_vault_key_made_outside_its_organisation_is_never_signed_for(env: Env) -> None:
+    """The authority makes a new vault's key with no organisation, or bound to another one; the admins bind it.
+
+    Once the organisation's signed ``vault.add`` reaches a node, the node refuses the
+    key on every path: under version-1 evidence, a certificate alone, or the other
+    organisation's rules.
+    """
+    members = [env.nodes[i] for i in (0, 1, 2)]
+    loose: ClusterKey = call(
+        lambda co: co.keygen(members, 2, ECDSA, env.cluster.keygen_cert(ECDSA, 2, members, "acme-loose"))
+    )
+    captured = env.keygen(env.bolt, "acme-captured")
+    env.acme.propose(c.AddVault("acme-loose-vault", "loose", "acme-loose"))
+    env.acme.propose(c.AddVault("acme-captured-vault", "captured", "acme-captured"))
+    call(lambda co: co.push(env.nodes, env.acme.log))
+    digest = secrets.token_bytes(32)
+    with pytest.raises(ClusterError) as exc:
+        env.start(loose, digest, env.sign_cert(loose, digest, None, (1, 2)), (1, 2), None)
+    refused(exc, "governance", "made outside that organisation's rules")
+    digest, evidence, _ = env.withdrawal(env.bolt, captured, ETHER)
+    with pytest.raises(ClusterError) as exc:
+        env.sign(env.bolt, captured, digest, evidence)
+    refused(exc, "governance", f"is a vault of organisation {env.acme.org}")

@@ -61,6 +61,14 @@ class EvidenceChecks:
         def check(cert: approval.Certificate) -> None:
             config = self.config
             org = self.orgs.binding(session.key_id)
+            strangers = [o for o in self.orgs.claimants(session.key_id) if o != org]
+            if strangers:
+                bound = f"bound to organisation {org}" if org else "bound to no organisation"
+                raise approval.ApprovalError(
+                    "governance",
+                    f"key {session.key_id} is a vault of organisation {', '.join(strangers)} by its signed log, but "
+                    f"{bound} on this node: it was made outside that organisation's rules and is never signed for",
+                )
             if org is not None:
                 self._governed_check(cert, session, job, digest, org, histories)
                 return

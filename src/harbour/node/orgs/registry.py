@@ -115,6 +115,16 @@ class Organisations:
         """The organisation ``key_id`` belongs to, or None (a key of no organisation)."""
         return self.bindings.get(key_id)
 
+    def claimants(self, key_id: str) -> list[str]:
+        """The enrolled organisations whose log, as this node holds it, names ``key_id`` as one of their vaults.
+
+        A key's binding is fixed at key generation by the authority's certificate;
+        the ``vault.add`` that names it is signed by an organisation's admins. A key
+        named by an organisation but bound elsewhere (or nowhere) was made outside
+        that organisation's rules, so it is never signed for at all.
+        """
+        return sorted(org for org, governance in self.logs.items() if governance.state.vault_of_key(key_id))
+
     # -- changes -----------------------------------------------------------------------------
 
     def enrol(self, genesis: SignedEntry) -> GovernanceLog:
