@@ -756,10 +756,10 @@ def test_a_vault_key_made_outside_its_organisation_is_never_signed_for(env: Env)
     """
     members = [env.nodes[i] for i in (0, 1, 2)]
     loose: ClusterKey = call(
-        lambda co: co.keygen(members, 2, ECDSA, env.cluster.keygen_cert(ECDSA, 2, members, "acme-loose"))
+        lambda co: co.keygen(members, 2, ECDSA, env.cluster.keygen_cert(ECDSA, 2, members, "acme-unbound"))
     )
     captured = env.keygen(env.bolt, "acme-captured")
-    env.acme.propose(c.AddVault("acme-loose-vault", "loose", "acme-loose"))
+    env.acme.propose(c.AddVault("acme-unbound-vault", "unbound", "acme-unbound"))
     env.acme.propose(c.AddVault("acme-captured-vault", "captured", "acme-captured"))
     call(lambda co: co.push(env.nodes, env.acme.log))
     digest = secrets.token_bytes(32)
