@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
+from governance_env import node_adds, stated_vault
 from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
@@ -94,6 +95,8 @@ def _key(i: int) -> Ed25519PrivateKey:
 
 KEYS = [_key(i) for i in range(32)]
 PUBLIC = [k.public_key().public_bytes_raw() for k in KEYS]
+NODES = {f"node-{i}": KEYS[28 + i] for i in range(3)}
+"""The signer nodes' identity keys: they state that they hold the vaults' keys."""
 
 
 def current_key(person: str) -> int:
@@ -343,7 +346,7 @@ def cases(draw: st.DrawFn) -> Case:
         for i, entry in enumerate(ENTRY_IDS)
         if draw(st.booleans())
     ]
-    vaults = [c.AddVault(v, v, key) for v, key in VAULTS.items() if v == "v0" or not _sometimes(draw, 6)]
+    vaulted = [v for v in VAULTS if v == "v0" or not _sometimes(draw, 6)]
     count = draw(st.sampled_from([1, 2, 3, 4, 2, 3, 0]))  # none: the genesis default, deny everything
     policy = {"rules": [draw(rules(i)) for i in range(count)]}
     if policy["rules"] and _sometimes(draw, 2):  # a last rule without conditions, as most policies end
@@ -354,11 +357,11 @@ def cases(draw: st.DrawFn) -> Case:
         prev=GENESIS_PARENT,
         proposer="a0",
         at=int(AT.timestamp()) - 86_400,
-        changes=(c.SetQuorum(1), *users, *assets, *book, *vaults, c.policy_change(policy)),
+        changes=(c.SetQuorum(1), *node_adds(NODES), *users, *assets, *book, c.policy_change(policy)),
     )
     entries = [SignedEntry(genesis.encode(), ())]
     rotated: set[str] = set()
-    later: list[c.Change] = []
+    later: list[c.Change] = [stated_vault(entries[0].hash, v, VAULTS[v], NODES) for v in vaulted]
     for user in USERS:
         if _sometimes(draw, 8):
             later.append(c.DisableUser(user))
@@ -369,10 +372,8 @@ def cases(draw: st.DrawFn) -> Case:
         if draw(st.integers(0, 3)) == 0:
             assert isinstance(listed, c.AddAddress)
             later.append(c.SetWhitelisted(listed.id, not listed.whitelisted))
-    if later:
-        log = GovernanceLog(entries[0])
-        entry = Entry(ORG, 1, log.head, "a0", int(AT.timestamp()) - 3600, tuple(later))
-        entries.append(signed(entry, [KEYS[0], KEYS[1]]))
+    entry = Entry(ORG, 1, entries[0].hash, "a0", int(AT.timestamp()) - 3600, tuple(later))
+    entries.append(signed(entry, [KEYS[0], KEYS[1]]))
 
     approvals: list[tuple[str, int]] = []
     for person in PEOPLE:
@@ -443,13 +444,12 @@ def one_rule(
         GENESIS_PARENT,
         "a0",
         int(AT.timestamp()),
-        (c.SetQuorum(1), *users, c.AddAsset("asset-eth", "ETH", None, 18), c.AddVault("v0", "v0", "key-0"),
+        (c.SetQuorum(1), *node_adds(NODES), *users, c.AddAsset("asset-eth", "ETH", None, 18),
          c.policy_change(policy)),
     )  # fmt: skip
     entries = [SignedEntry(genesis.encode(), ())]
-    if later:
-        head = GovernanceLog(entries[0]).head
-        entries.append(signed(Entry(ORG, 1, head, "a0", int(AT.timestamp()), tuple(later)), [KEYS[0], KEYS[1]]))
+    vault = stated_vault(entries[0].hash, "v0", "key-0", NODES)
+    entries.append(signed(Entry(ORG, 1, entries[0].hash, "a0", int(AT.timestamp()), (vault, *later)), KEYS[:2]))
     chosen = keys or {}
     return Case(
         entries=tuple(entries),

@@ -9,13 +9,16 @@ non-canonical encodings.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from governance_env import node_adds, raw, signer_nodes, stated_vault
 from harbour.governance import changes as c
+from harbour.governance import holding
 from harbour.governance.decide import Refused, Withdrawal, judge
 from harbour.governance.fields import GovernanceError
 from harbour.governance.log import GENESIS_PARENT, Entry, SignedEntry, sign_entry, signed
@@ -33,6 +36,8 @@ def pub(key: Ed25519PrivateKey) -> bytes:
 
 
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol", "mallory", "approver", "spare")}
+NODES = signer_nodes(3)
+"""The organisation's signer nodes, by name: their identity keys state which keys they hold."""
 
 
 def user(name: str, *roles: str, key: bool = True) -> c.AddUser:
@@ -73,7 +78,7 @@ def genesis(*extra: c.Change, quorum: int = 1, admins: tuple[str, ...] = ("alice
         user("approver", "approver"),
         c.AddUser("ivy", "Ivy", frozenset({"initiator"}), None),
         c.AddAsset("eth", "ETH", None, 18),
-        c.AddVault("vault-a", "main", "key-a"),
+        *node_adds(NODES),
         c.AddAddress("book-1", "exchange", DEST, True),
         c.policy_change(POLICY),
         *extra,
@@ -85,6 +90,14 @@ def genesis(*extra: c.Change, quorum: int = 1, admins: tuple[str, ...] = ("alice
 def entry(log: GovernanceLog, proposer: str, *changes: c.Change, seq: int | None = None) -> Entry:
     head_seq = log.state.seq if seq is None else seq - 1
     return Entry(ORG, head_seq + 1, log.hashes[head_seq], proposer, 100 + head_seq, changes)
+
+
+def vaulted() -> GovernanceLog:
+    """The log of :func:`genesis` and an entry making key-a, which the three nodes hold, vault-a."""
+    log = GovernanceLog(genesis())
+    vault = stated_vault(log.genesis_hash, "vault-a", "key-a", NODES)
+    log.append(signed(entry(log, "alice", vault), [KEYS["alice"], KEYS["bob"]]))
+    return log
 
 
 def test_an_entry_needs_the_proposer_and_the_quorum_of_other_admins() -> None:
@@ -222,12 +235,15 @@ def test_a_policy_naming_unknown_users_is_refused() -> None:
 
 
 def test_changes_that_do_not_apply_are_refused_with_their_index() -> None:
-    log = GovernanceLog(genesis())
+    log = vaulted()
     for change in (
         c.DisableUser("nobody"),
         user("alice", "viewer"),
         c.AddAddress("book-2", "dup", DEST.upper().replace("0X", "0x"), False),
-        c.AddVault("vault-b", "again", "key-a"),
+        stated_vault(log.genesis_hash, "vault-b", "key-a", NODES),
+        c.AddNode("node-1", pub(KEYS["spare"])),
+        c.AddNode("node-9", raw(NODES["node-1"])),
+        c.RemoveNode(pub(KEYS["spare"])),
         c.AddAsset("eth2", "ETH", None, 18),
         c.RemoveAddress("book-9"),
         c.EnableUser("bob"),
@@ -313,7 +329,7 @@ def _withdraw(log: GovernanceLog, amount: int, to: str = DEST, approved_by: tupl
 
 
 def test_the_decision_comes_from_the_signed_state() -> None:
-    log = GovernanceLog(genesis())
+    log = vaulted()
     assert _withdraw(log, 50).action == "allow"
     with pytest.raises(Refused) as blocked:
         _withdraw(log, 50, to=OTHER)
@@ -337,7 +353,7 @@ def test_the_decision_comes_from_the_signed_state() -> None:
 
 
 def test_requests_the_state_cannot_describe_are_refused() -> None:
-    log = GovernanceLog(genesis())
+    log = vaulted()
     cases = [
         Withdrawal("key-unknown", "ivy", None, DEST, 1),
         Withdrawal("key-a", "nobody", None, DEST, 1),
@@ -357,3 +373,115 @@ def test_since_gives_what_a_verifier_lacks() -> None:
     replica.extend(log.since(0))
     assert replica.head == log.head and replica.state == log.state
     assert log.since(2) == []
+
+
+# -- vault keys: every holder states it holds the key for this organisation ----------------------------------------
+
+
+def _add_vault(log: GovernanceLog, vault: c.AddVault) -> GovernanceError:
+    with pytest.raises(GovernanceError) as refused:
+        log.append(signed(entry(log, "alice", vault), [KEYS["alice"], KEYS["bob"]]))
+    assert refused.value.reason == "change"
+    assert not log.state.vaults
+    return refused.value
+
+
+def _restated(vault: c.AddVault, **changes: object) -> c.AddVault:
+    """``vault`` with its holding changed as given, and statements still saying the original."""
+    return c.AddVault(vault.id, vault.name, replace(vault.holding, **changes), vault.statements)  # type: ignore[arg-type]
+
+
+def test_a_vault_whose_every_holder_stated_it_applies() -> None:
+    log = vaulted()
+    vault = log.state.vaults["vault-a"]
+    assert vault.key_id == "key-a" and vault.holding.holders == tuple(sorted(raw(k) for k in NODES.values()))
+    assert "2 of 3 node(s)" in c.describe(log.entries[-1].entry.changes[0])
+
+
+def test_a_key_held_for_another_organisation_is_no_vault_of_this_one() -> None:
+    """The authority bound the key to a fake organisation it enrolled: the holders say so, and the entry is refused."""
+    log = GovernanceLog(genesis())
+    fake = GovernanceLog(genesis(c.AddUser("ghost", "Ghost", frozenset({"viewer"}), None)))
+    elsewhere = stated_vault(fake.genesis_hash, "vault-a", "key-a", NODES)
+    assert "not this one" in str(_add_vault(log, elsewhere))
+    # Relabelling the holding as this organisation's leaves statements that say the other one.
+    relabelled = _restated(elsewhere, org=log.genesis_hash)
+    assert "organisation" in str(_add_vault(log, relabelled)) and "not this one" in str(_add_vault(log, relabelled))
+
+
+def test_a_key_held_by_a_node_the_log_does_not_name_is_refused() -> None:
+    """Shares given to the authority's own nodes: t of them would hold the whole key."""
+    log = GovernanceLog(genesis())
+    intruders = {**dict(list(NODES.items())[:2]), "intruder": Ed25519PrivateKey.generate()}
+    error = _add_vault(log, stated_vault(log.genesis_hash, "vault-a", "key-a", intruders))
+    assert "not the organisation's" in str(error)
+    # Once the admins add the node, the same key is a vault.
+    log.append(
+        signed(entry(log, "alice", c.AddNode("intruder", raw(intruders["intruder"]))), [KEYS["alice"], KEYS["bob"]])
+    )
+    log.append(
+        signed(
+            entry(log, "alice", stated_vault(log.genesis_hash, "vault-a", "key-a", intruders)),
+            [KEYS["alice"], KEYS["bob"]],
+        )
+    )
+    assert "vault-a" in log.state.vaults
+
+
+def test_a_removed_node_holds_no_new_vault_key() -> None:
+    log = GovernanceLog(genesis())
+    log.append(signed(entry(log, "alice", c.RemoveNode(raw(NODES["node-3"]))), [KEYS["alice"], KEYS["bob"]]))
+    assert "not the organisation's" in str(_add_vault(log, stated_vault(log.genesis_hash, "vault-a", "key-a", NODES)))
+
+
+def test_holding_statements_that_are_missing_forged_or_say_otherwise_are_refused() -> None:
+    log = GovernanceLog(genesis())
+    good = stated_vault(log.genesis_hash, "vault-a", "key-a", NODES)
+    missing = c.AddVault(good.id, good.name, good.holding, good.statements[:2])
+    assert "missing: node-3" in str(_add_vault(log, missing))
+    doubled = c.AddVault(good.id, good.name, good.holding, (*good.statements[:2], good.statements[0]))
+    assert "two holding statements" in str(_add_vault(log, doubled))
+    # A statement whose signature is another node's.
+    forged_body, _, _ = holding.parse(good.statements[0])
+    forged = cbor2.dumps(
+        {"statement": forged_body.body(), "signature": NODES["node-2"].sign(holding.DOMAIN + forged_body.body())},
+        canonical=True,
+    )
+    swapped = c.AddVault(good.id, good.name, good.holding, (forged, *good.statements[1:]))
+    assert "not signed by its identity key" in str(_add_vault(log, swapped))
+    # The entry shows one public key (or threshold, chain code) and the nodes stated another.
+    other_point = b"\x03" + bytes(range(32))
+    for field, value in (("public_key", other_point), ("threshold", 3), ("chain_code", bytes(32))):
+        assert "than the entry's" in str(_add_vault(log, _restated(good, **{field: value})))
+
+
+def test_a_genesis_cannot_add_a_vault() -> None:
+    """Nothing can state it holds a key for an organisation whose genesis hash does not exist yet."""
+    other = GovernanceLog(genesis())
+    with pytest.raises(GovernanceError, match="after the genesis"):
+        GovernanceLog(genesis(stated_vault(other.genesis_hash, "vault-a", "key-a", NODES)))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m: m.update(threshold=1),
+        lambda m: m.update(threshold=4),
+        lambda m: m.update(holders=list(reversed(m["holders"]))),
+        lambda m: m.update(public_key=b"\x04" + bytes(32)),
+        lambda m: m.update(chain_code=bytes(31)),
+        lambda m: m.update(org=bytes(31)),
+        lambda m: m.update(statements=["not bytes"]),
+        lambda m: m.update(statements=[b"\xa0"]),
+        lambda m: m.pop("statements"),
+    ],
+)
+def test_malformed_vault_changes_are_refused(mutate) -> None:  # type: ignore[no-untyped-def]
+    log = GovernanceLog(genesis())
+    obj = c.encode_change(stated_vault(log.genesis_hash, "vault-a", "key-a", NODES))
+    mutate(obj)
+    with pytest.raises(GovernanceError) as refused:
+        change = c.decode_change(obj)
+        assert isinstance(change, c.AddVault)
+        holding.check(change.statements, change.holding, log.state.nodes)
+    assert refused.value.reason == "malformed"

@@ -36,9 +36,11 @@ from harbour.chains.eip1559 import Eip1559Transaction, parse_address
 from harbour.chains.ethereum import checksum_address
 from harbour.custody import models as m
 from harbour.custody import signing, states, tally
+from harbour.custody.errors import Conflict
 from harbour.custody.service import Founder
 from harbour.custody.signer import Signature
 from harbour.governance import changes as c
+from harbour.governance.holding import Holding
 from harbour.governance.log import SignedEntry, sign_entry
 from harbour.node import signlog
 from harbour.node.config import LOG_FILE
@@ -283,32 +285,25 @@ def test_nodes_ahead_of_the_service_make_signing_wait_and_retry_until_it_catches
     assert done["state"] == "confirmed", done["error"]
 
 
-def test_a_vault_key_of_no_organisation_is_never_signed_for(env: CustodyEnv) -> None:
-    """A key made without ``org`` (as before organisations) and bound by an entry: the service refuses it at once."""
-    env.set_policy(allow_all())
+def test_a_vault_key_of_no_organisation_never_becomes_a_vault(env: CustodyEnv) -> None:
+    """A key made without ``org``: no node states it holds it for the organisation, so no ``vault.add`` applies."""
     admin = env.actor("admin")
-    env.govern(env.custody.add_asset(admin, symbol="ETH", kind="native", decimals=18))
     signer = env.custody.signer
     loose = signer.keygen(f"loose-{secrets.token_hex(4)}", 2, signer.nodes)
     assert loose.org == ""
-    vault_id = m.new_id()
-    record = {
-        "scheme": loose.scheme,
-        "threshold": 2,
-        "nodes": [d.name for d in signer.nodes],
-        "public_key": loose.public.group_public_key.encode().hex(),
-        "chain_code": loose.chain_code.hex(),
-    }
-    env.govern(
-        env.custody.governance.propose(
-            admin, lambda state: [c.AddVault(vault_id, "old", loose.key_id)], details={"vaults": {vault_id: record}}
-        )
+    with pytest.raises(ClusterError, match="for no organisation"):
+        signer.holdings(loose.key_id, signer.nodes)
+    genesis = env.custody.ledger.log(admin.org_id).genesis_hash
+    claimed = Holding(
+        org=genesis,
+        key_id=loose.key_id,
+        public_key=loose.public.group_public_key.encode(),
+        chain_code=loose.chain_code,
+        threshold=2,
+        holders=tuple(sorted(d.sign_pk for d in signer.nodes)),
     )
-    address = env.custody.derive_address(admin, vault_id)["address"]
-    env.chain.fund(address, ETH)
-    failed = wait_final(env, withdraw(env, vault_id, ETH // 10)["id"])
-    assert failed["state"] == "failed" and "belongs to no organisation" in failed["error"]
-    assert env.chain.nonce(address, "latest") == 0
+    with pytest.raises(Conflict, match="every holder's statement is needed"):
+        env.custody.governance.propose(admin, lambda state: [c.AddVault(m.new_id(), "old", claimed, ())])
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.custody.evidence import build_governed_evidence
 from harbour.custody.signer import Signer
 from harbour.governance import changes as c
+from harbour.governance import holding
+from harbour.governance.fields import GovernanceError
 from harbour.mpc import hd
 from harbour.node import approval, rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
@@ -70,20 +72,21 @@ def call(step: Callable[[Coordinator], Any]) -> Any:
 class Env:
     def __init__(self, root: Path) -> None:
         self.cluster = Cluster(root, 4, node_options={"require_evidence": True})
-        self.acme = Org(
+        self.acme = self.org(
             "acme",
+            named=(0, 1, 2),
             policy=velocity_policy(LIMIT),
             vaults={"acme-main": "acme-vault"},
             book=[("listed", LISTED, True)],
         )
-        self.bolt = Org(
+        self.bolt = self.org(
             "bolt",
             policy=whitelist_only(),
             vaults={"bolt-main": "bolt-vault"},
             assets=[("asset-eth", "ETH", None)],
             book=[("listed", LISTED, True), ("known", UNLISTED, False)],
         )
-        self.rota = Org("rota", policy=velocity_policy(LIMIT), vaults={"rota-main": "rota-vault"})
+        self.rota = self.org("rota", policy=velocity_policy(LIMIT), vaults={"rota-main": "rota-vault"})
         self.keys: dict[str, ClusterKey] = {}
 
     @property
@@ -96,11 +99,18 @@ class Env:
         return heads
 
     def keygen(self, org: Org, key_id: str, nodes: Sequence[int] = (0, 1, 2)) -> ClusterKey:
+        """A key of ``org`` on ``nodes``; if ``org`` names it as a vault, the ``vault.add`` with its holdings."""
         members = [self.nodes[i] for i in nodes]
         cert = self.cluster.keygen_cert(ECDSA, 2, members, key_id, org=org.org)
         key: ClusterKey = call(lambda co: co.keygen(members, 2, ECDSA, cert))
         self.keys[key_id] = key
+        if key_id in org.vaults:
+            org.add_vault(key_id, call(lambda co: co.holdings(members, key_id)))
         return key
+
+    def org(self, name: str, named: Sequence[int] = (0, 1, 2, 3), **options: Any) -> Org:
+        """An organisation whose genesis names these of the cluster's nodes (all four by default)."""
+        return Org(name, nodes={self.nodes[i].name: self.nodes[i].sign_pk for i in named}, **options)
 
     def address(self, key: ClusterKey, path: str = PATH) -> str:
         child = hd.derive(key.public.group, key.public.group_public_key, key.chain_code, path).public_key
@@ -221,7 +231,7 @@ def verify(key: ClusterKey, digest: bytes, signature: EcdsaSignature) -> None:
 
 
 def test_an_enrolled_node_reports_the_genesis_head(env: Env) -> None:
-    fresh = Org("fresh", policy=whitelist_only())
+    fresh = env.org("fresh", policy=whitelist_only())
     assert env.enrol(fresh) == {d.name: 0 for d in env.nodes}
     heads = call(lambda co: co.heads(env.nodes, fresh.org))
     assert set(heads.values()) == {(0, fresh.log.genesis_hash)}
@@ -229,7 +239,7 @@ def test_an_enrolled_node_reports_the_genesis_head(env: Env) -> None:
 
 
 def test_enrolling_needs_an_enrol_certificate_for_that_genesis(env: Env) -> None:
-    other = Org("other", policy=whitelist_only())
+    other = env.org("other", policy=whitelist_only())
     stranger = approval.AuthorityKey.generate()
     foreign = approval.issue(stranger, kind="enrol", key_id="", params={"org": other.org}, now=0, expires_in=60)
     for cert, needle in [
@@ -433,7 +443,7 @@ def test_a_node_rolled_back_is_pushed_again_and_the_session_retried(env: Env) ->
 
 
 def test_an_approver_the_log_does_not_have_counts_for_nothing(env: Env) -> None:
-    org = Org("care", policy=two_approvers(), vaults={"care-main": "care-vault"}, book=[("listed", LISTED, True)])
+    org = env.org("care", policy=two_approvers(), vaults={"care-main": "care-vault"}, book=[("listed", LISTED, True)])
     env.enrol(org, nodes=(0, 1, 2))
     key = env.keygen(org, "care-vault")
     mallory = Ed25519PrivateKey.generate()
@@ -493,7 +503,7 @@ def test_a_key_of_one_organisation_cannot_be_signed_for_with_anothers_governance
 
 
 def test_a_keygen_certificate_for_an_organisation_the_nodes_lack_is_refused(env: Env) -> None:
-    stranger = Org("stranger", policy=whitelist_only())
+    stranger = env.org("stranger", policy=whitelist_only())
     cert = env.cluster.keygen_cert(ECDSA, 2, env.nodes[:3], "stranger-vault", org=stranger.org)
     with pytest.raises(ClusterError) as exc:
         call(lambda co: co.keygen(env.nodes[:3], 2, ECDSA, cert))
@@ -502,7 +512,7 @@ def test_a_keygen_certificate_for_an_organisation_the_nodes_lack_is_refused(env:
 
 def test_the_custody_signer_enrols_makes_a_key_of_the_organisation_and_signs_for_it(env: Env, tmp_path: Path) -> None:
     """What custody/signer.py and custody/evidence.py give the service, end to end on the nodes."""
-    org = Org("cust", policy=two_approvers(), vaults={"cust-main": "cust-vault"}, book=[("listed", LISTED, True)])
+    org = env.org("cust", policy=two_approvers(), vaults={"cust-main": "cust-vault"}, book=[("listed", LISTED, True)])
     signer = Signer(env.nodes[:3], env.cluster.authority, tmp_path)
     try:
         assert signer.enrol(org.genesis) == {"node1": 0, "node2": 0, "node3": 0}
@@ -510,6 +520,7 @@ def test_the_custody_signer_enrols_makes_a_key_of_the_organisation_and_signs_for
         assert signer.push(org.log) == {"node1": 1, "node2": 1, "node3": 1}
         key = signer.keygen("cust-vault", 2, env.nodes[:3], org=org.org)
         assert key.org == org.org
+        org.add_vault(key.key_id, signer.holdings(key.key_id, env.nodes[:3]))
         intent = Intent(CHAIN, env.address(key), LISTED, ETH, ETHER)
         tx = Eip1559Transaction(
             chain_id=CHAIN, nonce=0, max_priority_fee_per_gas=1, max_fee_per_gas=2, gas_limit=21_000,
@@ -597,9 +608,10 @@ def test_a_stale_statement_is_refused_by_the_node_that_made_it(env: Env) -> None
     Node 2 cannot tell (the statement is node 3's, for this session), but node 3
     sees its own record grew since, so the session runs on no node.
     """
-    org = Org("stale", policy=velocity_policy(LIMIT), vaults={"stale-main": "stale-vault"})
+    org = env.org("stale", policy=velocity_policy(LIMIT), vaults={"stale-main": "stale-vault"})
     env.enrol(org, nodes=(0, 1, 2))
     key = env.keygen(org, "stale-vault")
+    call(lambda co: co.push(env.nodes[:3], org.log))  # node 3 at the head, as the statement must be
     first, evidence, _ = env.withdrawal(org, key, 2 * ETHER)
     verify(key, first, env.sign(org, key, first, evidence, signers=(1, 2)).signature)
     sid = secrets.token_bytes(32)
@@ -616,7 +628,7 @@ def test_a_stale_statement_is_refused_by_the_node_that_made_it(env: Env) -> None
 
 def test_a_restarted_node_still_counts_what_it_signed(env: Env) -> None:
     """The records live in the nodes' signing logs: after a restart of every signer the limit still holds."""
-    org = Org("memo", policy=velocity_policy(LIMIT), vaults={"memo-main": "memo-vault"})
+    org = env.org("memo", policy=velocity_policy(LIMIT), vaults={"memo-main": "memo-vault"})
     env.enrol(org, nodes=(0, 1, 2))
     key = env.keygen(org, "memo-vault")
     for pair in [(1, 2), (1, 3)]:
@@ -702,11 +714,15 @@ def test_a_refresh_keeps_the_binding_and_must_name_the_organisation(env: Env) ->
     verify(refreshed, digest, env.sign(env.acme, refreshed, digest, evidence, signers=(2, 3)).signature)
 
 
-def test_a_compromised_authority_cannot_reshare_an_organisations_key_to_new_nodes(env: Env) -> None:
-    """With the authority key alone, resharing a vault key to nodes of one's choosing would give away the key."""
+def test_an_organisations_key_is_reshared_only_to_nodes_its_admins_named(env: Env) -> None:
+    """With the authority key alone, resharing a vault key to nodes of one's choosing would give away the key.
+
+    Acme's log names nodes 0-2. A reshare onto node 3 is refused until the admins
+    sign a ``node.add`` for it (the committee change), and then it goes.
+    """
     org = env.acme
+    org.vaults["acme-moving"] = "acme-second"
     key = env.keygen(org, "acme-moving")
-    org.propose(c.AddVault("acme-second", "second", "acme-moving"))
     newcomers = [env.nodes[1], env.nodes[2], env.nodes[3]]
     params = admin_params("reshare", threshold=2, nodes=newcomers, key=key)
     for wrong in ({k: v for k, v in params.items() if k != "org"}, params | {"org": env.bolt.org}):
@@ -721,52 +737,68 @@ def test_a_compromised_authority_cannot_reshare_an_organisations_key_to_new_node
         assert exc.value.reason in ("approval", "unknown-org"), exc.value
     with pytest.raises(ClusterError) as exc:
         call(lambda co: co.reshare(key, newcomers, 2, env.cluster.certify("reshare", key.key_id, params=params)))
-    assert exc.value.reason == "approval" and "go only to nodes that hold it already" in str(exc.value)
+    assert exc.value.reason == "approval" and f"does not name node(s) {env.nodes[3].name}" in str(exc.value)
     assert env.rpc(0, {"op": "key", "key_id": "acme-moving"})["org"] == org.org
     with pytest.raises(ClusterError) as exc:
         env.rpc(3, {"op": "key", "key_id": "acme-moving"})
     assert exc.value.reason == "unknown-key"
-    # Among the nodes that hold it, a reshare moves no share anywhere new: it goes, and the key stays the org's.
-    holders = [env.nodes[1], env.nodes[2]]
-    within = admin_params("reshare", threshold=2, nodes=holders, key=key)
+    # The admins name node 3; once their entry reaches the dealers, the same reshare goes.
+    org.propose(c.AddNode(env.nodes[3].name, env.nodes[3].sign_pk))
+    call(lambda co: co.push(env.nodes, org.log))
     moved: ClusterKey = call(
-        lambda co: co.reshare(key, holders, 2, env.cluster.certify("reshare", key.key_id, params=within))
+        lambda co: co.reshare(key, newcomers, 2, env.cluster.certify("reshare", key.key_id, params=params))
     )
     assert moved.org == org.org
-    assert env.rpc(1, {"op": "key", "key_id": "acme-moving"})["org"] == org.org
+    assert env.rpc(3, {"op": "key", "key_id": "acme-moving"})["org"] == org.org
     digest, evidence, _ = env.withdrawal(org, moved, ETHER)
-    verify(moved, digest, env.sign(org, moved, digest, evidence, signers=sorted(moved.roster)).signature)
+    verify(moved, digest, env.sign(org, moved, digest, evidence, signers=sorted(moved.roster)[:2]).signature)
+
+
+def test_a_key_of_an_organisation_is_made_only_on_nodes_its_admins_named(env: Env) -> None:
+    stranger = env.org("named-two", named=(0, 1), policy=whitelist_only())
+    env.enrol(stranger)
+    with pytest.raises(ClusterError) as exc:
+        env.keygen(stranger, "named-two-key", nodes=(0, 1, 2))
+    assert exc.value.reason == "approval" and f"does not name node(s) {env.nodes[2].name}" in str(exc.value)
+    for node in (0, 1, 2):
+        with pytest.raises(ClusterError) as missing:
+            env.rpc(node, {"op": "key", "key_id": "named-two-key"})
+        assert missing.value.reason == "unknown-key"
 
 
 def test_admins_not_in_the_log_cannot_change_it(env: Env) -> None:
     """The whole admin quorum of one organisation means nothing to another's log."""
-    entry = env.bolt.entry(c.AddVault("grab", "grab", "acme-vault"), seq=env.acme.log.state.seq + 1)
+    entry = env.bolt.entry(c.AddAddress("grab", "grab", "0x" + "66" * 20, True), seq=env.acme.log.state.seq + 1)
     with pytest.raises(ClusterError) as exc:
         push(env, 0, env.acme, entry.encode())
     assert exc.value.reason == "organisation"
     assert ADMINS[0] in env.acme.log.state.users
 
 
-def test_a_vault_key_made_outside_its_organisation_is_never_signed_for(env: Env) -> None:
-    """The authority makes a new vault's key with no organisation, or bound to another one; the admins bind it.
+def test_a_vault_key_made_outside_its_organisation_never_becomes_its_vault(env: Env) -> None:
+    """The authority makes a new vault's key with no organisation, or bound to another one it controls.
 
-    Once the organisation's signed ``vault.add`` reaches a node, the node refuses the
-    key on every path: under version-1 evidence, a certificate alone, or the other
-    organisation's rules.
+    The ``vault.add`` the admins sign must carry every holder's statement that it
+    holds the key for *this* organisation: a key of no organisation has none, and
+    one bound elsewhere has statements that say so, so the admins' own log, and
+    every node the entry is pushed to, refuse it before any funds are paid in.
     """
     members = [env.nodes[i] for i in (0, 1, 2)]
-    loose: ClusterKey = call(
-        lambda co: co.keygen(members, 2, ECDSA, env.cluster.keygen_cert(ECDSA, 2, members, "acme-unbound"))
-    )
-    captured = env.keygen(env.bolt, "acme-captured")
-    env.acme.propose(c.AddVault("acme-unbound-vault", "unbound", "acme-unbound"))
-    env.acme.propose(c.AddVault("acme-captured-vault", "captured", "acme-captured"))
-    call(lambda co: co.push(env.nodes, env.acme.log))
-    digest = secrets.token_bytes(32)
+    call(lambda co: co.keygen(members, 2, ECDSA, env.cluster.keygen_cert(ECDSA, 2, members, "acme-unbound")))
     with pytest.raises(ClusterError) as exc:
-        env.start(loose, digest, env.sign_cert(loose, digest, None, (1, 2)), (1, 2), None)
-    refused(exc, "governance", "made outside that organisation's rules")
-    digest, evidence, _ = env.withdrawal(env.bolt, captured, ETHER)
-    with pytest.raises(ClusterError) as exc:
-        env.sign(env.bolt, captured, digest, evidence)
-    refused(exc, "governance", f"is a vault of organisation {env.acme.org}")
+        call(lambda co: co.holdings(members, "acme-unbound"))
+    assert exc.value.reason == "governance" and "for no organisation" in str(exc.value)
+    env.keygen(env.bolt, "acme-captured")
+    stated = call(lambda co: co.holdings(members, "acme-captured"))
+    captured = holding.parse(stated[0])[0].holding
+    assert captured.org == env.bolt.log.genesis_hash
+    with pytest.raises(GovernanceError, match="not this one"):
+        env.acme.propose(c.AddVault("acme-captured-vault", "captured", captured, tuple(stated)))
+    # Relabelled as acme's, the holding no longer matches what its holders signed: every node refuses the entry.
+    relabelled = replace(captured, org=env.acme.log.genesis_hash)
+    entry = env.acme.entry(c.AddVault("acme-captured-vault", "captured", relabelled, tuple(stated)))
+    for node in (0, 3):
+        with pytest.raises(ClusterError) as exc:
+            push(env, node, env.acme, entry.encode())
+        assert exc.value.reason == "change" and "for organisation" in str(exc.value), exc.value
+    assert all(env.rpc(i, {"op": "head", "org": env.acme.org})["head"] == env.acme.log.head for i in range(4))

@@ -5,7 +5,8 @@
 organisation's genesis (:mod:`harbour.governance.log`, seq 0): the founding
 admins, each with an approval key and a first API credential
 (``credential.issue``, whose token is returned once), the admin quorum (how many
-admins besides the proposer sign every later entry), and optionally the first
+admins besides the proposer sign every later entry), the deployment's signer
+nodes (``node.add``: the nodes the organisation's vault keys may be made on), and optionally the first
 other users, assets and the initial policy (default: deny everything). The
 genesis carries no signatures: it is trusted because whoever verifies the log
 was given its hash, which the organisation row keeps. Bootstrap enrols the
@@ -91,7 +92,9 @@ class Founding:
         is written (a node that did enrol keeps a genesis nothing uses).
         """
         inputs.name(charter.name, "organisation")
+        nodes = list(self.signer.nodes) if self.signer is not None else []
         changes, secrets = _changes(charter)
+        changes[1:1] = [c.AddNode(d.name, d.sign_pk) for d in nodes]
         with self.uow.read() as s:
             _name_free(s, charter.name)
         genesis, state = _genesis(m.new_id(), changes, int(self.uow.clock().timestamp()))

@@ -87,7 +87,14 @@ def project(
             vault = (details or {}).get("vaults", {}).get(change.id)
             if vault is None:
                 raise ValueError(f"vault {change.id} has no key record in its proposal: it cannot be projected")
-            s.add(m.Vault(id=change.id, org_id=org_id, name=change.name, key_id=change.key_id, created_at=now, **vault))
+            # The key itself as the entry (its holders' statements) says, never only as the proposal's record did.
+            signed_key = {
+                "public_key": change.holding.public_key.hex(),
+                "chain_code": change.holding.chain_code.hex(),
+                "threshold": change.holding.threshold,
+            }
+            row = {**vault, **signed_key}
+            s.add(m.Vault(id=change.id, org_id=org_id, name=change.name, key_id=change.key_id, created_at=now, **row))
         elif isinstance(change, c.AddAsset):
             kind = assets.NATIVE if change.contract is None else assets.ERC20
             s.add(
@@ -101,7 +108,7 @@ def project(
                     created_at=now,
                 )
             )
-        # SetQuorum has no row: the quorum is read from the log's state.
+        # SetQuorum, AddNode and RemoveNode have no row: they are read from the log's state.
         s.flush()
 
 

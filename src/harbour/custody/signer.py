@@ -104,9 +104,13 @@ class Signer:
         )
         return self._run(self._coordinator.enrol(self.nodes if nodes is None else nodes, genesis, certificate))
 
-    def push(self, log: GovernanceLog) -> dict[str, int]:
-        """Bring every node's copy of the organisation's log to ``log``'s head (signing does it for its signers)."""
-        return self._run(self._coordinator.push(self.nodes, log))
+    def push(self, log: GovernanceLog, nodes: Sequence[NodeDescriptor] | None = None) -> dict[str, int]:
+        """Bring every node's (or ``nodes``') copy of the organisation's log to ``log``'s head."""
+        return self._run(self._coordinator.push(self.nodes if nodes is None else nodes, log))
+
+    def holdings(self, key_id: str, nodes: Sequence[NodeDescriptor]) -> list[bytes]:
+        """Each of ``nodes``' signed statement that it holds ``key_id`` for the key's organisation (``vault.add``)."""
+        return self._run(self._coordinator.holdings(nodes, key_id))
 
     def keygen(self, key_id: str, threshold: int, nodes: Sequence[NodeDescriptor], *, org: str = "") -> ClusterKey:
         """A new key on ``nodes``; with ``org`` (an enrolled organisation's genesis hash, hex) a key of it."""

@@ -8,7 +8,10 @@ the organisation's governance log and signs with it only what that log allows.
 It is the organisation's vault only once a governance entry binds it
 (``vault.add``): the signer nodes sign for such keys only, so creating a vault
 runs key generation and then proposes the binding, and the vault exists once
-the admin quorum signed it. Assets say which coin or token the organisation
+the admin quorum signed it. The entry names the key's public key and carries
+every holder's signed statement that it holds the key for this organisation
+(:mod:`harbour.governance.holding`), and the key is made only on nodes the log
+names (``node.add``; the genesis names the deployment's nodes). Assets say which coin or token the organisation
 works with and which contract a symbol the policy names is; adding one is a
 governance change too (``asset.add``).
 """
@@ -33,6 +36,7 @@ from harbour.custody.signer import Signer
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
 from harbour.governance import changes as c
+from harbour.governance.holding import Holding
 from harbour.governance.state import OrgState
 
 
@@ -78,14 +82,30 @@ class Vaults:
             raise Forbidden(f"{actor.name} is not an enabled admin with an approval key in the governance log")
         check_can_change(state)
         _name_free(state, name)
+        strangers = [d.name for d in members if d.sign_pk not in state.nodes]
+        if strangers:
+            raise Conflict(
+                f"the governance log does not name node(s) {', '.join(strangers)} as the organisation's: a vault key "
+                "is made only on nodes a node.add the admins signed names"
+            )
         key_id = f"vault-{secrets.token_hex(8)}"
         genesis = self.ledger.log(actor.org_id).genesis
         try:
             # Enrolled at bootstrap; again here for a node added to the deployment since (it changes nothing else).
             self.signer.enrol(genesis, members)
+            self.signer.push(self.ledger.log(actor.org_id), members)  # the nodes the log names, as it names them now
             key = self.signer.keygen(key_id, threshold, members, org=genesis.hash.hex())
+            statements = self.signer.holdings(key_id, members)
         except Exception as exc:
             raise Unavailable(f"key generation on the signer nodes failed: {exc}") from exc
+        holding = Holding(
+            org=genesis.hash,
+            key_id=key_id,
+            public_key=key.public.group_public_key.encode(),
+            chain_code=key.chain_code,
+            threshold=threshold,
+            holders=tuple(sorted(d.sign_pk for d in members)),
+        )
         vault_id = m.new_id()
         record = {
             "scheme": key.scheme,
@@ -97,7 +117,7 @@ class Vaults:
 
         def build(now: OrgState) -> list[c.Change]:
             _name_free(now, name)
-            return [c.AddVault(vault_id, name, key_id)]
+            return [c.AddVault(vault_id, name, holding, tuple(statements))]
 
         return self.governance.propose(actor, build, details={"vaults": {vault_id: record}})
 

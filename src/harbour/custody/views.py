@@ -189,9 +189,11 @@ def _approval(a: m.Approval, now: dt.datetime | None) -> Approval:
 
 
 def change_subject(change: c.Change) -> str | None:
-    """The id a change gives or names: a user, credential, address-book entry, vault or asset."""
+    """The id a change gives or names: a user, credential, address-book entry, vault, asset or node's key."""
     if isinstance(change, c.SetQuorum | c.SetPolicy):
         return None
+    if isinstance(change, c.AddNode | c.RemoveNode):
+        return change.identity_key.hex()
     return change.id
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 
 from harbour.governance import fields as f
 from harbour.governance.fields import GovernanceError
+from harbour.governance.holding import MAX_HOLDERS, Holding
 from harbour.governance.policy import Policy, PolicyError
 
 ROLES: Final = ("admin", "approver", "auditor", "initiator", "viewer")
@@ -160,16 +161,60 @@ class RemoveAddress:
 
 
 @dataclass(frozen=True)
+class AddNode:
+    """A signer node the organisation's vault keys may be held by, named by its identity key (Ed25519)."""
+
+    name: str
+    identity_key: bytes
+    op: ClassVar[str] = "node.add"
+
+    def fields(self) -> dict[str, Any]:
+        return {"name": self.name, "identity_key": self.identity_key}
+
+
+@dataclass(frozen=True)
+class RemoveNode:
+    """No new vault key may be held by this node (keys it holds already keep their committee)."""
+
+    identity_key: bytes
+    op: ClassVar[str] = "node.remove"
+
+    def fields(self) -> dict[str, Any]:
+        return {"identity_key": self.identity_key}
+
+
+@dataclass(frozen=True)
 class AddVault:
-    """Binds a key the signer nodes hold to one of the organisation's vaults: a node signs only for such keys."""
+    """Binds a key the signer nodes hold to one of the organisation's vaults: a node signs only for such keys.
+
+    It names the key's public key, chain code, threshold and committee
+    (:class:`harbour.governance.holding.Holding`), and carries every holder's
+    signed statement that it holds exactly that key for this organisation.
+    """
 
     id: str
     name: str
-    key_id: str
+    holding: Holding
+    statements: tuple[bytes, ...]
     op: ClassVar[str] = "vault.add"
 
+    @property
+    def key_id(self) -> str:
+        return self.holding.key_id
+
     def fields(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "key_id": self.key_id}
+        h = self.holding
+        return {
+            "id": self.id,
+            "name": self.name,
+            "org": h.org,
+            "key_id": h.key_id,
+            "public_key": h.public_key,
+            "chain_code": h.chain_code,
+            "threshold": h.threshold,
+            "holders": list(h.holders),
+            "statements": list(self.statements),
+        }
 
 
 @dataclass(frozen=True)
@@ -198,6 +243,8 @@ Change = (
     | AddAddress
     | SetWhitelisted
     | RemoveAddress
+    | AddNode
+    | RemoveNode
     | AddVault
     | AddAsset
 )
@@ -275,10 +322,24 @@ def decode_change(obj: object) -> Change:
         change = SetWhitelisted(f.text("entry id", v["id"]), f.flag("whitelisted", v["whitelisted"]))
     elif op == RemoveAddress.op:
         change = RemoveAddress(f.text("entry id", exact("id")["id"]))
+    elif op == AddNode.op:
+        v = exact("name", "identity_key")
+        name = f.text("node name", v["name"], f.MAX_NAME_LEN)
+        change = AddNode(name, f.public_key("identity_key", v["identity_key"]))
+    elif op == RemoveNode.op:
+        change = RemoveNode(f.public_key("identity_key", exact("identity_key")["identity_key"]))
     elif op == AddVault.op:
-        v = exact("id", "name", "key_id")
+        v = exact("id", "name", "org", "key_id", "public_key", "chain_code", "threshold", "holders", "statements")
+        holders, statements = v["holders"], v["statements"]
+        if not isinstance(holders, list) or not isinstance(statements, list) or len(statements) > MAX_HOLDERS:
+            raise GovernanceError("malformed", f"holders and statements are lists (at most {MAX_HOLDERS})")
+        if not all(type(s) is bytes for s in statements):
+            raise GovernanceError("malformed", "a holding statement is bytes")
         change = AddVault(
-            f.text("vault id", v["id"]), f.text("vault name", v["name"], f.MAX_NAME_LEN), f.text("key id", v["key_id"])
+            f.text("vault id", v["id"]),
+            f.text("vault name", v["name"], f.MAX_NAME_LEN),
+            Holding(v["org"], v["key_id"], v["public_key"], v["chain_code"], v["threshold"], tuple(holders)),
+            tuple(statements),
         )
     elif op == AddAsset.op:
         v = exact("id", "symbol", "contract", "decimals")
@@ -322,7 +383,15 @@ def describe(change: Change) -> str:
         return f"address-book entry {change.id} is {'now' if change.whitelisted else 'no longer'} whitelisted"
     if isinstance(change, RemoveAddress):
         return f"remove address-book entry {change.id}"
+    if isinstance(change, AddNode):
+        return f"signer node {change.name!r} (identity key {change.identity_key.hex()}) may hold vault keys"
+    if isinstance(change, RemoveNode):
+        return f"signer node with identity key {change.identity_key.hex()} may hold no new vault key"
     if isinstance(change, AddVault):
-        return f"key {change.key_id} is vault {change.name!r} ({change.id})"
+        h = change.holding
+        return (
+            f"key {h.key_id} (public key {h.public_key.hex()}) is vault {change.name!r} ({change.id}), "
+            f"{h.threshold} of {len(h.holders)} node(s) sign with it, each stating it holds it for this organisation"
+        )
     contract = change.contract or "the native coin"
     return f"asset {change.symbol} ({change.id}) is {contract}, {change.decimals} decimals"

@@ -27,11 +27,14 @@ from types import MappingProxyType
 from typing import Final
 
 from harbour.governance import changes as c
+from harbour.governance import holding
 from harbour.governance.fields import GovernanceError, address_key
+from harbour.governance.holding import Holding
 from harbour.governance.log import SignedEntry, verify_entry_signature
 from harbour.governance.policy import Policy
 
 MAX_USERS: Final = 10_000
+MAX_NODES: Final = 256
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,12 @@ class AddressEntry:
 class Vault:
     id: str
     name: str
-    key_id: str
+    holding: Holding
+    """The key: its public key, chain code, threshold and the nodes that hold it, as each of them stated."""
+
+    @property
+    def key_id(self) -> str:
+        return self.holding.key_id
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class OrgState:
     """What the entries up to ``seq`` (whose hash is ``head``) put in force."""
 
     org: str
+    genesis: bytes
+    """The genesis entry's hash: the organisation's name on the signer nodes."""
     seq: int
     head: bytes
     quorum: int
@@ -86,6 +96,8 @@ class OrgState:
     assets: Mapping[str, Asset]
     credentials: Mapping[str, str]
     """Admin credential id -> user id (their secrets' hashes stay in the log)."""
+    nodes: Mapping[bytes, str]
+    """Identity key -> name of each signer node that may hold the organisation's vault keys."""
 
     # -- lookups -------------------------------------------------------------------
 
@@ -193,6 +205,7 @@ def genesis_state(signed: SignedEntry) -> OrgState:
         )
     empty = OrgState(
         org=entry.org,
+        genesis=signed.hash,
         seq=0,
         head=signed.hash,
         quorum=0,
@@ -202,7 +215,12 @@ def genesis_state(signed: SignedEntry) -> OrgState:
         vaults={},
         assets={},
         credentials={},
+        nodes={},
     )
+    if any(isinstance(ch, c.AddVault) for ch in entry.changes):
+        raise GovernanceError(
+            "change", "a vault is added after the genesis: its holders state the key is the organisation's by its hash"
+        )
     state = _Builder(empty).run(entry.changes)
     if not any(isinstance(ch, c.SetQuorum) for ch in entry.changes):
         raise GovernanceError("change", "the genesis sets the admin quorum")
@@ -226,6 +244,7 @@ class _Builder:
         self.vaults = dict(state.vaults)
         self.assets = dict(state.assets)
         self.credentials = dict(state.credentials)
+        self.nodes = dict(state.nodes)
         self._address_keys: set[str] | None = None
 
     def run(self, changes: Iterable[c.Change]) -> OrgState:
@@ -243,6 +262,7 @@ class _Builder:
             vaults=MappingProxyType(self.vaults),
             assets=MappingProxyType(self.assets),
             credentials=MappingProxyType(self.credentials),
+            nodes=MappingProxyType(self.nodes),
         )
 
     def _addresses(self) -> set[str]:
@@ -316,10 +336,28 @@ class _Builder:
             if removed is None:
                 raise GovernanceError("change", f"no address-book entry {change.id!r}")
             self._addresses().discard(address_key(removed.address))
+        elif isinstance(change, c.AddNode):
+            if change.identity_key in self.nodes:
+                raise GovernanceError("change", f"node {change.identity_key.hex()} is the organisation's already")
+            if len(self.nodes) >= MAX_NODES:
+                raise GovernanceError("change", f"at most {MAX_NODES} nodes")
+            if change.name in self.nodes.values():
+                raise GovernanceError("change", f"another node is named {change.name!r}")
+            self.nodes[change.identity_key] = change.name
+        elif isinstance(change, c.RemoveNode):
+            if self.nodes.pop(change.identity_key, None) is None:
+                raise GovernanceError("change", f"node {change.identity_key.hex()} is not one of the organisation's")
         elif isinstance(change, c.AddVault):
             if change.id in self.vaults or any(v.key_id == change.key_id for v in self.vaults.values()):
                 raise GovernanceError("change", f"vault {change.id!r} or key {change.key_id!r} is already a vault")
-            self.vaults[change.id] = Vault(change.id, change.name, change.key_id)
+            if change.holding.org != self.state.genesis:
+                raise GovernanceError(
+                    "change",
+                    f"the vault's key is named for organisation {change.holding.org.hex()[:16]}, not this one "
+                    f"({self.state.genesis.hex()[:16]})",
+                )
+            holding.check(change.statements, change.holding, self.nodes)
+            self.vaults[change.id] = Vault(change.id, change.name, change.holding)
         else:
             if change.id in self.assets or any(a.symbol == change.symbol for a in self.assets.values()):
                 raise GovernanceError("change", f"asset {change.id!r} or symbol {change.symbol!r} exists")

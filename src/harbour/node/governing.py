@@ -11,6 +11,9 @@ Enrolling an organisation on a node (``enrol``) needs the authority's
 certificate naming the genesis hash (kind ``enrol``, params ``{"org": hex}``); one
 certificate serves every node, since each spends its nonce in its own ledger.
 
+A ``vault.add`` carries every holder's statement that it holds the key for the
+organisation (``holdings``, from the ``key`` request).
+
 When the policy has velocity or count limits, each signer's history statement
 for the session (``history``) travels to every signer with the start request
 (:mod:`harbour.node.orgs.statement` says why).
@@ -78,24 +81,53 @@ class GovernanceDriving(SessionDriver):
         async def one(node: NodeDescriptor) -> int:
             if self._heads.get((node.node_id, org)) == log.head:
                 return 0
-            seq, head = _head(await self._call(node, {"op": "head", "org": org}), node)
-            if seq > log.state.seq or log.hashes[seq] != head:
-                raise ClusterError(
-                    "governance",
-                    f"node {node.name} holds entry {seq} ({head.hex()[:16]}) of organisation {org[:16]}, which this "
-                    f"log (at entry {log.state.seq}) does not: a fork, or a log newer than the caller's",
-                    node.name,
-                )
-            missing = log.since(seq)
-            for start in range(0, len(missing), rpc.MAX_PUSH):
-                batch = missing[start : start + rpc.MAX_PUSH]
-                request = {"op": "push", "org": org, "entries": [e.encode() for e in batch]}
-                _head(await self._call(node, request), node)
-            self._heads[(node.node_id, org)] = log.head
-            return len(missing)
+            for _ in range(3):
+                try:
+                    return await self._bring(node, log)
+                except ClusterError as exc:
+                    if exc.reason != "replayed":
+                        raise
+                    # Another coordinator (or another thread's push) got there first: ask how far it is now.
+            return await self._bring(node, log)
 
         sent = await asyncio.gather(*(one(d) for d in nodes))
         return {d.name: n for d, n in zip(nodes, sent, strict=True)}
+
+    async def holdings(self, nodes: Sequence[NodeDescriptor], key_id: str) -> list[bytes]:
+        """Each node's signed statement that it holds ``key_id`` for the key's organisation.
+
+        Nothing here checks them: whoever applies the ``vault.add`` that carries
+        them does (:func:`harbour.governance.holding.check`).
+        """
+        answers = await asyncio.gather(*(self._call(d, {"op": "key", "key_id": key_id}) for d in nodes))
+        out = []
+        for descriptor, answer in zip(nodes, answers, strict=True):
+            statement = answer.get("holding")
+            if type(statement) is not bytes or not statement:
+                raise ClusterError(
+                    "governance", f"node {descriptor.name} holds {key_id!r} for no organisation", descriptor.name
+                )
+            out.append(statement)
+        return out
+
+    async def _bring(self, node: NodeDescriptor, log: GovernanceLog) -> int:
+        """Send ``node`` what it lacks of ``log``, from the head it reports; how many entries were sent."""
+        org = log.genesis_hash.hex()
+        seq, head = _head(await self._call(node, {"op": "head", "org": org}), node)
+        if seq > log.state.seq or log.hashes[seq] != head:
+            raise ClusterError(
+                "governance",
+                f"node {node.name} holds entry {seq} ({head.hex()[:16]}) of organisation {org[:16]}, which this "
+                f"log (at entry {log.state.seq}) does not: a fork, or a log newer than the caller's",
+                node.name,
+            )
+        missing = log.since(seq)
+        for start in range(0, len(missing), rpc.MAX_PUSH):
+            batch = missing[start : start + rpc.MAX_PUSH]
+            request = {"op": "push", "org": org, "entries": [e.encode() for e in batch]}
+            _head(await self._call(node, request), node)
+        self._heads[(node.node_id, org)] = log.head
+        return len(missing)
 
     async def statements(self, nodes: Sequence[NodeDescriptor], org: str, session_id: bytes) -> list[bytes]:
         """Each node's signed history statement for the session ``session_id``."""

@@ -19,7 +19,7 @@ organisations or in or out of one.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from harbour.crypto.group import RandomBytes
@@ -187,6 +187,8 @@ class Planner:
             raise Refusal(
                 "bad-request", f"a key of an organisation signs its Ethereum withdrawals: threshold ECDSA, not {scheme}"
             )
+        if org is not None:
+            self._org_nodes(org, key_id, roster.values())
         session.staging = {"roster": roster, "base": b"", "org": org}
         params = {
             "scheme": scheme,
@@ -233,18 +235,9 @@ class Planner:
                 if party not in stored or stored[party].node_id != descriptor.node_id:
                     raise Refusal("bad-request", f"dealer {party} is not that party of the stored key")
             bound = self.orgs.binding(key_id)
-            holders = {d.node_id for d in stored.values()}
-            strangers = sorted(d.node_id for d in new.values() if d.node_id not in holders)
-            if bound is not None and strangers:
-                # The authority alone must not hand an organisation's key to nodes of its choosing: t of them
-                # would hold the whole key and sign outside the organisation's rules. Among the nodes that hold
-                # it already, a reshare moves no share anywhere new.
-                raise Refusal(
-                    "approval",
-                    f"key {key_id!r} belongs to organisation {bound}: its shares go only to nodes that hold it "
-                    f"already, and {', '.join(strangers)} do(es) not (a new node needs a committee change the "
-                    "organisation's admins sign, which this version does not support)",
-                )
+            if bound is not None:
+                holders = {d.node_id for d in stored.values()}
+                self._org_nodes(bound, key_id, (d for d in new.values() if d.node_id not in holders))
         elif self.store.exists(f"keys/{key_id}"):
             raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
         self._no_pending(key_id)
@@ -277,6 +270,24 @@ class Planner:
             "chain_code": args["chain_code"].hex(),
         }
         return session, verify(kind="reshare", key_id=key_id, path="m", params=_with_org(params, org))
+
+    def _org_nodes(self, org: str, key_id: str, members: Iterable[NodeDescriptor]) -> None:
+        """Refusal unless every one of ``members`` is a node the organisation's admins named (``node.add``).
+
+        The authority alone must not hand an organisation's key to nodes of its
+        choosing: ``t`` of them would hold the whole key and sign outside the
+        organisation's rules. So a key of an organisation is made only on, and
+        reshared only to, nodes its quorum-signed log names (a dealer also lets
+        the nodes that hold the key already keep it).
+        """
+        named = self.orgs.log(org).state.nodes
+        strangers = sorted(d.name for d in members if d.sign_pk not in named)
+        if strangers:
+            raise Refusal(
+                "approval",
+                f"key {key_id!r} is a key of organisation {org[:16]}, whose governance log does not name node(s) "
+                f"{', '.join(strangers)} (a node.add the organisation's admins sign adds a node)",
+            )
 
     def _certificate_org(self, certificate: bytes) -> str | None:
         """The organisation an admin certificate names for the key (its ``org`` param), which must be enrolled."""

@@ -64,6 +64,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from harbour.governance import holding
+from harbour.governance.holding import Holding
 from harbour.mpc.hd import CHAIN_CODE
 from harbour.mpc.keyshare import KeyShare
 from harbour.node import approval, nonces, restart, rpc, signlog
@@ -351,13 +353,28 @@ class NodeService:
         return read_key(self.store, key_id)
 
     def _key_info(self, key_id: str) -> bytes:
+        """The key's public package and committee; for a key of an organisation, this node's holding statement."""
         share, roster = self._load_key(key_id)
+        org = self.orgs.binding(key_id)
+        chain_code = share.extensions.get(CHAIN_CODE, b"")
+        statement = b""
+        if org is not None:  # an organisation's key is ECDSA, t >= 2 (keygen checks): a Holding always
+            stated = Holding(
+                org=bytes.fromhex(org),
+                key_id=key_id,
+                public_key=share.public.group_public_key.encode(),
+                chain_code=chain_code,
+                threshold=share.public.threshold,
+                holders=tuple(sorted(d.sign_pk for d in roster.values())),
+            )
+            statement = holding.sign(self.identity.sign_pk, stated, self.identity.sign)
         return rpc.ok(
             key_id=key_id,
             public=rpc.encode_public(share.public),
             roster=rpc.roster_value(roster),
-            chain_code=share.extensions.get(CHAIN_CODE, b""),
-            org=self.orgs.binding(key_id) or "",
+            chain_code=chain_code,
+            org=org or "",
+            holding=statement,
         )
 
     # -- sessions, rotation, aborts ------------------------------------------------------
