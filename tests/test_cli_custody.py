@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import typer
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner, Result
 
 from custody_env import ETH, CustodyEnv
@@ -27,6 +29,7 @@ from harbour.api.server import BackgroundServer
 from harbour.cli.main import app
 from harbour.cli.params import InputError
 from harbour.cli.transfer import parse_amount
+from harbour.governance.log import Entry, SignedEntry
 from helpers import wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -49,6 +52,7 @@ class World:
             "HARBOUR_TOKEN": self.env.people[who].token if who else None,
             "HARBOUR_APPROVER_PASSPHRASE": None,
             "HARBOUR_AUDIT_KEY": None,
+            "HARBOUR_TRUSTED_ORGS": str(self.env.root / "trusted-orgs.json"),
             **(env or {}),
         }
         return runner.invoke(app, list(args), env=variables)
@@ -346,6 +350,196 @@ def test_approve_shows_the_governance_changes_the_bytes_decode_to(world: World) 
     world.json("admin", "cancel", proposal["id"])
 
 
+# -- which organisation's log a signed entry extends -------------------------------------------------------------
+
+
+def _org_log(world: World) -> list[SignedEntry]:
+    return list(world.env.custody.governance_log(world.env.actor("admin").org_id).entries)
+
+
+def _serve_log(monkeypatch: pytest.MonkeyPatch, world: World, entries: list[SignedEntry]) -> None:
+    """The server serves ``entries`` as the organisation's log, two a page, however many the client asks for."""
+    from harbour.custody.logview import entry_view
+    from harbour.governance.state import genesis_state
+
+    names = genesis_state(entries[0])  # only to name the signers, as the service does
+
+    def lying(actor: Any, page: Any) -> dict[str, Any]:
+        start = 0 if page.cursor is None else int(page.cursor)
+        items = [entry_view(e, names, None) for e in entries[start : start + 2]]
+        return {"items": items, "next_cursor": str(start + 2) if start + 2 < len(entries) else None}
+
+    monkeypatch.setattr(world.env.custody, "governance_entries", lying)
+
+
+def _request_instead(monkeypatch: pytest.MonkeyPatch, world: World, make: Any) -> None:
+    """The server asks to sign ``make(the proposed entry)`` instead, and describes it consistently everywhere."""
+    from harbour.custody.views import governance_change
+    from harbour.governance.changes import describe
+
+    honest = world.env.custody.approval_request
+
+    def lying(actor: Any, tx_id: str) -> dict[str, Any]:
+        request = honest(actor, tx_id)
+        entry: Entry = make(Entry.decode(bytes.fromhex(request["entry"])))
+        data = entry.encode().hex()
+        request.update(entry=data, statement=data, changes=[describe(c) for c in entry.changes])
+        request["transaction"].update(
+            entry=data, seq=entry.seq, prev=entry.prev.hex(), changes=[governance_change(c) for c in entry.changes]
+        )
+        return request
+
+    monkeypatch.setattr(world.env.custody, "approval_request", lying)
+
+
+def _approve(world: World, who: str, tx_id: str, trust: Path) -> Result:
+    return world.run(
+        who, "approve", tx_id, "--key", str(world.keys[who]), "--yes", env={"HARBOUR_TRUSTED_ORGS": str(trust)}
+    )
+
+
+def _unsigned(world: World, tx_id: str) -> None:
+    assert world.json("viewer", "status", tx_id)["approvals"] == []
+    world.json("admin", "cancel", tx_id)
+
+
+def test_the_first_approval_pins_the_genesis_and_later_ones_check_it(world: World, tmp_path: Path) -> None:
+    trust = tmp_path / "harbour" / "trusted-orgs.json"
+    genesis = world.json("viewer", "governance", "head")["genesis"]
+    proposal = world.json("admin", "address-book", "add", "pinned", "0x" + "79" * 20)
+    org = world.env.actor("admin").org_id
+    first = _approve(world, "admin", proposal["id"], trust)
+    assert first.exit_code == 0, first.stderr
+    assert f"pinned organisation {org}'s genesis {genesis}" in first.stderr
+    assert "harbour custody bootstrap" in first.stderr, "the admin is told what to compare it with"
+    assert f"verified from genesis {genesis}" in first.stdout
+    assert json.loads(trust.read_text()) == {"version": 1, "pins": {world.url: {org: genesis}}}
+    assert stat.S_IMODE(trust.stat().st_mode) == 0o600
+    second = _approve(world, "admin2", proposal["id"], trust)
+    assert second.exit_code == 0, second.stderr
+    assert "pinned" not in second.stderr, "a pinned genesis is checked, not pinned again"
+    assert world.json("viewer", "status", proposal["id"])["state"] == "confirmed"
+
+
+def _fake_organisation(world: World) -> tuple[SignedEntry, Entry]:
+    """The fake-organisation attack: a genesis with the real org id and admin keys, plus the attacker's
+    admin and an allow-everything policy, and an entry on it for the real admins to sign."""
+    from harbour.governance import changes
+    from harbour.governance.log import GENESIS_PARENT
+
+    real = _org_log(world)[0].entry
+    mallory = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    allow_all = changes.policy_change({"rules": [{"name": "anything", "match": {}, "action": "allow"}]})
+    kept = tuple(c for c in real.changes if not isinstance(c, changes.SetPolicy))
+    mallory_admin = changes.AddUser("mallory", "mallory", frozenset({"admin"}), mallory)
+    fake = Entry(real.org, 0, GENESIS_PARENT, "mallory", real.at, (*kept, mallory_admin, allow_all))
+    genesis = SignedEntry(fake.encode(), ())
+    lure = changes.AddAddress("lure-id", "lure", "0x" + "7a" * 20, True)
+    return genesis, Entry(real.org, 1, genesis.hash, "mallory", real.at + 1, (lure,))
+
+
+def test_an_entry_of_a_fake_organisation_with_the_same_id_and_admins_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trust = tmp_path / "trusted-orgs.json"
+    real = world.json("viewer", "governance", "head")["genesis"]
+    pinned = world.run("admin", "governance", "trust", real, "--json", env={"HARBOUR_TRUSTED_ORGS": str(trust)})
+    assert pinned.exit_code == 0, pinned.stderr
+    assert json.loads(pinned.stdout)["replaced"] is None
+    fake_genesis, fake_entry = _fake_organisation(world)
+    assert fake_genesis.hash.hex() != real and fake_genesis.entry.org == world.env.actor("admin").org_id
+    proposal = world.json("admin", "address-book", "add", "honest", "0x" + "7b" * 20)
+    _serve_log(monkeypatch, world, [fake_genesis])
+    _request_instead(monkeypatch, world, lambda _: fake_entry)
+    result = _approve(world, "admin", proposal["id"], trust)
+    refused(result, 1, "refusing to sign", fake_genesis.hash.hex(), real, "another organisation's log")
+    monkeypatch.undo()
+    _unsigned(world, proposal["id"])
+
+
+def test_governance_trust_pins_explicitly_and_says_when_the_server_disagrees(world: World, tmp_path: Path) -> None:
+    trust = tmp_path / "trusted-orgs.json"
+    env = {"HARBOUR_TRUSTED_ORGS": str(trust)}
+    real = world.json("viewer", "governance", "head")["genesis"]
+    other = "ab" * 32
+    disagree = world.run("admin", "governance", "trust", other.upper(), env=env)
+    refused_lines = disagree.stderr.strip().splitlines()
+    assert disagree.exit_code == 1 and len(refused_lines) == 1, disagree.stderr
+    assert other in disagree.stderr and real in disagree.stderr
+    assert ["genesis:", other] in [line.split() for line in disagree.stdout.splitlines()], "pinned all the same"
+    proposal = world.json("admin", "address-book", "add", "explicit", "0x" + "7c" * 20)
+    refused(_approve(world, "admin", proposal["id"], trust), 1, "refusing to sign", other, real)
+    again = world.run("admin", "governance", "trust", real, "--json", env=env)
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["replaced"] == other and json.loads(again.stdout)["served"] == real
+    assert stat.S_IMODE(trust.stat().st_mode) == 0o600
+    signed = _approve(world, "admin", proposal["id"], trust)
+    assert signed.exit_code == 0, signed.stderr
+    assert "pinned" not in signed.stderr
+    world.json("admin", "cancel", proposal["id"])
+
+
+def test_a_trusted_orgs_file_others_can_write_or_that_is_malformed_is_refused(world: World, tmp_path: Path) -> None:
+    trust = tmp_path / "trusted-orgs.json"
+    real = world.json("viewer", "governance", "head")["genesis"]
+    assert world.run("admin", "governance", "trust", real, env={"HARBOUR_TRUSTED_ORGS": str(trust)}).exit_code == 0
+    trust.chmod(0o666)
+    proposal = world.json("admin", "address-book", "add", "shared", "0x" + "7d" * 20)
+    refused(_approve(world, "admin", proposal["id"], trust), 2, "writable by others")
+    trust.chmod(0o600)
+    trust.write_text(json.dumps({"version": 1, "pins": {world.url: {"org": "not a hash"}}}))
+    refused(_approve(world, "admin", proposal["id"], trust), 2, "not a trusted-orgs file")
+    _unsigned(world, proposal["id"])
+
+
+def test_a_log_with_a_broken_entry_in_the_middle_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trust = tmp_path / "trusted-orgs.json"
+    proposal = world.json("admin", "address-book", "add", "broken", "0x" + "7e" * 20)
+    log = _org_log(world)
+    assert len(log) >= 5
+    middle = log[len(log) // 2]
+    (key, signature), *rest = middle.signatures
+    forged = SignedEntry(middle.data, ((key, signature[:-1] + bytes([signature[-1] ^ 1])), *rest))
+    _serve_log(monkeypatch, world, [*log[: len(log) // 2], forged, *log[len(log) // 2 + 1 :]])
+    result = _approve(world, "admin", proposal["id"], trust)
+    refused(result, 1, "refusing to sign", f"does not verify at entry {middle.entry.seq} (signature)")
+    assert not trust.exists(), "nothing is pinned from a log that does not verify"
+    _serve_log(monkeypatch, world, log)  # the same log, served whole, two entries a page
+    assert _approve(world, "admin", proposal["id"], trust).exit_code == 0
+    world.json("admin", "cancel", proposal["id"])
+
+
+def test_an_entry_that_is_not_the_next_on_the_verified_head_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    log = _org_log(world)
+    proposal = world.json("admin", "address-book", "add", "stale", "0x" + "7f" * 20)
+    _request_instead(monkeypatch, world, lambda e: dataclasses.replace(e, prev=log[-2].hash))
+    result = _approve(world, "admin", proposal["id"], tmp_path / "trusted-orgs.json")
+    refused(result, 1, "refusing to sign", f"after {log[-2].hash.hex()}", f"after {log[-1].hash.hex()}")
+    monkeypatch.undo()
+    _unsigned(world, proposal["id"])
+
+
+def test_an_entry_whose_changes_do_not_apply_to_the_verified_state_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from harbour.governance import changes
+
+    proposal = world.json("admin", "address-book", "add", "ghost", "0x" + "80" * 20)
+    _request_instead(monkeypatch, world, lambda e: dataclasses.replace(e, changes=(changes.DisableUser("nobody"),)))
+    result = _approve(world, "admin", proposal["id"], tmp_path / "trusted-orgs.json")
+    refused(result, 1, "refusing to sign", "do not apply to the verified state", "no user 'nobody'")
+    monkeypatch.undo()
+    _unsigned(world, proposal["id"])
+
+
 # -- policy and audit ---------------------------------------------------------------------------------------------
 
 
@@ -452,6 +646,7 @@ USAGE_ERRORS = {
     "erc20 without contract": (["asset", "add", "TUSD", "--kind", "erc20"], "--contract"),
     "bad api url": (["org", "show", "--api", "ftp://example"], "--api"),
     "audit key": (["audit", "verify-proof", "1", "--audit-key", "nope"], "--audit-key"),
+    "genesis hash": (["governance", "trust", "ab" * 31], "GENESIS"),
 }
 
 

@@ -8,7 +8,8 @@ asks what the policy would decide for a withdrawal without submitting one.
 
 ``governance entries`` and ``governance head`` read the organisation's
 governance log; what ``harbour approve`` checks of a governance change before
-signing it is :mod:`harbour.cli.review`.
+signing it is :mod:`harbour.cli.review`. ``governance trust HASH`` pins the
+genesis that check replays the log from (:mod:`harbour.cli.trusted_orgs`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
     AllOption,
+    ApiError,
     ApiOption,
     CursorOption,
     LimitOption,
@@ -34,7 +36,7 @@ from harbour.cli.apiclient import (
     emit_proposal,
     list_command,
 )
-from harbour.cli.params import InputError, JsonOption
+from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
 from harbour.cli.transfer import (
     AmountOption,
     AssetOption,
@@ -186,3 +188,46 @@ def governance_head(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_
     with api_errors(), connect(api, token) as client:
         head = client.get("/v1/governance/head")
     emit(head, as_json)
+
+
+@governance_app.command("trust")
+def governance_trust(
+    genesis: Annotated[
+        str, typer.Argument(help="The genesis hash `harbour custody bootstrap` printed (64 hex digits).")
+    ],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pin your organisation's genesis: `harbour approve` signs only entries of the log that starts from it.
+
+    The pin is kept per API server and organisation (``$HARBOUR_TRUSTED_ORGS`` or
+    ~/.harbour/trusted-orgs.json) and replaces any earlier one. Exit 1 if the
+    server serves a log from another genesis: the pin stands, and ``harbour
+    approve`` refuses that server's governance changes until the two agree.
+    """
+    from harbour.cli import trusted_orgs
+
+    with api_errors():
+        wanted = trusted_orgs.parse_genesis(genesis, "GENESIS")
+        with connect(api, token) as client:
+            org = client.get("/v1/me").get("org_id")
+            served = client.get("/v1/governance/head").get("genesis")
+            if not isinstance(org, str) or not org:
+                raise ApiError("the API did not say which organisation your credential is of")
+            replaced = trusted_orgs.pin(client.api, org, wanted)
+            doc = {
+                "api": client.api,
+                "org": org,
+                "genesis": wanted.hex(),
+                "replaced": None if replaced is None else replaced.hex(),
+                "served": served,
+                "file": str(trusted_orgs.trust_file()),
+            }
+    emit(doc, as_json)
+    if served != wanted.hex():
+        raise fail(
+            f"the server serves organisation {org}'s log from genesis {served}, not the pinned {wanted.hex()}: "
+            f"harbour approve will refuse its governance changes",
+            FAILURE_EXIT,
+        )

@@ -8,16 +8,30 @@ canonical CBOR), and the server's own description of them, in the approval
 request and in the transaction, must match that decoding line for line; the
 entry must be the transaction's, in its place in the log. Anything else is
 refused before a key is touched.
+
+Which organisation's log the entry extends is not the server's word either.
+Before an approval is signed, :func:`check_place_in_log` fetches the whole log,
+replays it with :class:`harbour.governance.state.GovernanceLog` from the genesis
+this CLI pinned for the organisation (:mod:`harbour.cli.trusted_orgs`), and
+requires the entry to be the next one on the verified head and its changes to
+apply to the verified state (the service's own dry run of a proposal). So an
+entry of a second organisation enrolled under the same id, with the same admin
+keys and a different genesis, is refused, and so is one on a head the server
+made up or on a log it tampered with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from harbour.cli.apiclient import ApiError
+import typer
+
+from harbour.cli.apiclient import MAX_LIMIT, ApiError, Client
 
 if TYPE_CHECKING:  # imported when an entry is checked: the CLI starts without them
     from harbour.custody.statements import GovernanceApproval
+    from harbour.governance.log import SignedEntry
 
 
 class EntryMismatch(ApiError):
@@ -58,3 +72,97 @@ def check_governance_request(request: dict[str, Any], tx: dict[str, Any], tx_id:
         ]
     )
     return subject, summary
+
+
+def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
+    """Replay the organisation's log from its pinned genesis; the entry must be its next and must apply.
+
+    Nothing pinned for the organisation at this server: the genesis it serves
+    is pinned once everything else checks out, and a line on stderr asks the
+    admin to compare it with the one ``harbour custody bootstrap`` printed.
+    Returns the line to show with the entry.
+    """
+    from harbour.cli import trusted_orgs
+    from harbour.governance.fields import GovernanceError
+    from harbour.governance.log import SignedEntry
+    from harbour.governance.state import GovernanceLog
+
+    entry, org = subject.entry, subject.org
+    trusted = trusted_orgs.pinned(client.api, org)
+    log: GovernanceLog | None = None
+    for signed in _served_log(client):
+        try:
+            if log is None:
+                if trusted is not None and signed.hash != trusted:
+                    raise EntryMismatch(
+                        f"refusing to sign: the server's governance log starts from genesis {signed.hash.hex()}, "
+                        f"but the genesis trusted for organisation {org} at {client.api} is {trusted.hex()} "
+                        f"({trusted_orgs.trust_file()}): the entry extends another organisation's log"
+                    )
+                log = GovernanceLog(signed)
+                if log.state.org != org:
+                    raise EntryMismatch(
+                        f"refusing to sign: the server's governance log is organisation "
+                        f"{log.state.org!r}'s, not {org!r}'s"
+                    )
+            else:
+                log.append(signed)
+        except GovernanceError as exc:
+            at = "its genesis" if log is None else f"entry {signed.entry.seq}"
+            raise EntryMismatch(
+                f"refusing to sign: the server's governance log does not verify at {at} ({exc.reason}): {exc}"
+            ) from None
+    if log is None:
+        raise EntryMismatch("refusing to sign: the server serves no governance log to check the entry against")
+    state = log.state
+    if (entry.seq, entry.prev) != (state.seq + 1, log.head):
+        raise EntryMismatch(
+            f"refusing to sign: the entry is entry {entry.seq} after {entry.prev.hex()}, but the next entry of the "
+            f"verified log is entry {state.seq + 1} after {log.head.hex()}"
+        )
+    proposer = state.users.get(entry.proposer)
+    if proposer is None or not proposer.active_admin:
+        raise EntryMismatch(f"refusing to sign: the proposer {entry.proposer!r} is not an enabled admin with a key")
+    try:
+        state.apply(SignedEntry(subject.data, ()))  # the service's dry run of a proposal: signatures come later
+    except GovernanceError as exc:
+        raise EntryMismatch(
+            f"refusing to sign: the entry's changes do not apply to the verified state (entry {state.seq}): {exc}"
+        ) from None
+    genesis = log.genesis_hash.hex()
+    if trusted is None:
+        trusted_orgs.pin(client.api, org, log.genesis_hash)
+        typer.echo(
+            f"pinned organisation {org}'s genesis {genesis} for {client.api} in {trusted_orgs.trust_file()} "
+            f"(first use): compare it with the genesis `harbour custody bootstrap` printed; if they differ, "
+            f"pin the right one with `harbour governance trust` and sign nothing until then",
+            err=True,
+        )
+    return f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {genesis}"
+
+
+def _served_log(client: Client) -> Iterator[SignedEntry]:
+    """The server's log, page by page, each entry decoded from its signed encoding (the decoding beside it is
+    for people); a page that repeats entries is caught by the replay, one without entries here."""
+    from harbour.governance.fields import GovernanceError
+    from harbour.governance.log import SignedEntry
+
+    cursor: str | None = None
+    while True:
+        page = client.get("/v1/governance/entries", limit=MAX_LIMIT, cursor=cursor)
+        items = page.get("items") if isinstance(page, dict) else None
+        if not isinstance(items, list):
+            raise ApiError("the API's answer to /v1/governance/entries is not a page of items")
+        for item in items:
+            try:
+                signed = SignedEntry.decode(bytes.fromhex(str(item.get("signed") if isinstance(item, dict) else None)))
+            except (ValueError, GovernanceError) as exc:
+                raise EntryMismatch(
+                    f"refusing to sign: an entry of the server's governance log is malformed: {exc}"
+                ) from None
+            yield signed
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+        if not items:
+            raise EntryMismatch("refusing to sign: the server's governance log has an empty page before its end")

@@ -3,8 +3,9 @@
 ``approve`` and ``reject`` never sign what the server hands over on trust. They
 fetch the approval request, rebuild the statement from its fields with the same
 code the service and the signer nodes use (:mod:`harbour.custody.statements`; for
-a governance change, the entry's own bytes, decoded and shown, see
-:mod:`harbour.cli.review`), check that the fields
+a governance change, the entry's own bytes, decoded and shown, and for an
+approval its place in the organisation's log replayed from the genesis this CLI
+pinned, see :mod:`harbour.cli.review`), check that the fields
 agree with the transaction and with the caller's organisation, refuse if the
 server's statement differs by one byte, show what is signed, and only then sign
 with the approver's Ed25519 key, which never leaves this machine.
@@ -396,6 +397,10 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
     else:
         raise MismatchError(f"refusing to sign: unknown transaction kind {kind!r}")
     _expect(rebuilt == claimed, "the server's statement differs from the one rebuilt from the transaction's fields")
+    if isinstance(subject, statements.GovernanceApproval) and signed == "approve":
+        from harbour.cli.review import check_place_in_log  # a rejection signs no entry, so places none in the log
+
+        summary += "\n" + check_place_in_log(client, subject)
     return to_sign, subject, summary
 
 
