@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from harbour.cli.main import app
 from harbour.cli.params import InputError
 from harbour.cli.transfer import parse_amount
 from harbour.governance.log import Entry, SignedEntry
+from harbour.node.identity import NodeDescriptor
 from helpers import wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -46,7 +47,7 @@ class World:
     keys: dict[str, Path]
     """PEM files of the approvers' and admins' private keys."""
 
-    def run(self, who: str | None, *args: str, env: dict[str, str | None] | None = None) -> Result:
+    def run(self, who: str | None, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
         variables: dict[str, str | None] = {
             "HARBOUR_API": self.url,
             "HARBOUR_TOKEN": self.env.people[who].token if who else None,
@@ -205,6 +206,44 @@ def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) 
     assert entries[-1]["changes"][0]["description"] == f"re-enable user {dora}"
     table = world.run("auditor", "governance", "entries", "--limit", "200")
     assert table.exit_code == 0 and f"  - re-enable user {dora}" in table.stdout and "the genesis" in table.stdout
+
+
+def test_governance_push_brings_the_nodes_what_a_withholding_service_kept_back(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The service lands an entry and pushes it to no node; an admin's ``governance push`` brings every node to it."""
+    monkeypatch.setattr(world.env.custody.signer, "push", lambda *args, **kwargs: {})  # the withholding service
+    world.govern(world.json("admin", "user", "create", f"erin-{tmp_path.name[-6:]}", "--role", "viewer"))
+    head = world.json("viewer", "governance", "head")
+    nodes = ",".join(str(n.directory / "descriptor.json") for n in world.env.nodes)
+    pushed = world.json("viewer", "governance", "push", "--nodes", nodes)
+    assert pushed["head"] == head["hash"] and len(pushed["nodes"]) == len(world.env.nodes)
+    assert all(row["head"] == head["hash"] and row["sent"] >= 1 for row in pushed["nodes"]), pushed
+    again = world.json("viewer", "governance", "push", "--nodes", nodes)
+    assert [row["sent"] for row in again["nodes"]] == [0] * len(world.env.nodes)
+    # A node that cannot be reached is named, and the command fails.
+    gone = tmp_path / "gone.json"
+    gone.write_text(
+        NodeDescriptor(
+            "gone", "http://127.0.0.1:9", bytes(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+        ).to_json()
+    )
+    result = world.run("viewer", "governance", "push", "--nodes", f"{nodes},{gone}")
+    refused(result, 1, "not brought to the head: gone")
+    assert "gone: NOT at the head" in result.stdout
+
+
+def test_governance_push_refuses_a_log_from_another_genesis(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_genesis, _ = _fake_organisation(world)
+    trust = tmp_path / "trusted.json"
+    real = _org_log(world)[0].hash.hex()
+    assert world.run("admin", "governance", "trust", real, env={"HARBOUR_TRUSTED_ORGS": str(trust)}).exit_code == 0
+    _serve_log(monkeypatch, world, [fake_genesis])
+    nodes = ",".join(str(n.directory / "descriptor.json") for n in world.env.nodes)
+    result = world.run("viewer", "governance", "push", "--nodes", nodes, env={"HARBOUR_TRUSTED_ORGS": str(trust)})
+    refused(result, 1, "refusing to push", fake_genesis.hash.hex(), real)
 
 
 # -- withdrawals and approvals ----------------------------------------------------------------------------------

@@ -231,3 +231,70 @@ def governance_trust(
             f"harbour approve will refuse its governance changes",
             FAILURE_EXIT,
         )
+
+
+@governance_app.command("push")
+def governance_push(
+    nodes: Annotated[
+        str,
+        typer.Option(
+            "--nodes", help="The signer nodes' descriptor files, comma-separated (A.json,B.json): each is pushed to."
+        ),
+    ],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring every signer node's copy of your organisation's log to the head your CLI verified.
+
+    The log is read from the API and replayed from the genesis this CLI pinned
+    (as ``harbour approve`` does); each node is sent the entries it lacks, which
+    it verifies itself (pushing needs no certificate). Run it after a change lands,
+    or from a scheduler: a service that withholds entries cannot keep the nodes at
+    an older head, and evidence citing one is refused. Exit 1 if a node could not
+    be brought to the head (unreachable, not enrolled, or holding another log).
+    """
+    import asyncio
+
+    from harbour.cli import review
+    from harbour.cli.authority import read_descriptors
+    from harbour.node.coordinator import ClusterError, Coordinator
+
+    with api_errors():
+        descriptors = read_descriptors(nodes)
+        with connect(api, token) as client:
+            org = client.get("/v1/me").get("org_id")
+            if not isinstance(org, str) or not org:
+                raise ApiError("the API did not say which organisation your credential is of")
+            log, trusted = review.verified_log(client, org, "refusing to push")
+            if trusted is None:
+                review.pin_first_use(client, org, log)
+    name = log.genesis_hash.hex()
+
+    async def push_all() -> list[dict[str, Any]]:
+        async with Coordinator(timeout=30) as co:
+
+            async def one(node: Any) -> dict[str, Any]:
+                try:
+                    sent = (await co.push([node], log))[node.name]
+                    seq, head = (await co.heads([node], name))[node.name]
+                except ClusterError as exc:
+                    return {"node": node.name, "error": str(exc), "reason": exc.reason}
+                return {"node": node.name, "sent": sent, "seq": seq, "head": head.hex()}
+
+            return list(await asyncio.gather(*(one(d) for d in descriptors)))
+
+    rows = asyncio.run(push_all())
+    doc = {"org": org, "genesis": name, "seq": log.state.seq, "head": log.head.hex(), "nodes": rows}
+    if as_json:
+        emit(doc, True)
+    else:
+        typer.echo(f"organisation {org}: verified log at entry {log.state.seq} ({log.head.hex()})")
+        for row in rows:
+            if "error" in row:
+                typer.echo(f"  {row['node']}: NOT at the head: {row['error']}")
+            else:
+                typer.echo(f"  {row['node']}: at entry {row['seq']}, {row['sent']} entr(y/ies) sent")
+    behind = [row["node"] for row in rows if "error" in row]
+    if behind:
+        raise fail(f"not brought to the head: {', '.join(behind)}", FAILURE_EXIT)

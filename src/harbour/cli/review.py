@@ -32,6 +32,7 @@ from harbour.cli.apiclient import MAX_LIMIT, ApiError, Client
 if TYPE_CHECKING:  # imported when an entry is checked: the CLI starts without them
     from harbour.custody.statements import GovernanceApproval
     from harbour.governance.log import SignedEntry
+    from harbour.governance.state import GovernanceLog
 
 
 class EntryMismatch(ApiError):
@@ -74,6 +75,57 @@ def check_governance_request(request: dict[str, Any], tx: dict[str, Any], tx_id:
     return subject, summary
 
 
+def verified_log(client: Client, org: str, refusing: str = "refusing to sign") -> tuple[GovernanceLog, bytes | None]:
+    """The server's log of ``org``, replayed from the genesis this CLI pinned for it, and that pin (None: none yet).
+
+    EntryMismatch if the log starts from another genesis than the pinned one, is
+    another organisation's, or does not verify.
+    """
+    from harbour.cli import trusted_orgs
+    from harbour.governance.fields import GovernanceError
+    from harbour.governance.state import GovernanceLog
+
+    trusted = trusted_orgs.pinned(client.api, org)
+    log: GovernanceLog | None = None
+    for signed in _served_log(client, refusing):
+        try:
+            if log is None:
+                if trusted is not None and signed.hash != trusted:
+                    raise EntryMismatch(
+                        f"{refusing}: the server's governance log starts from genesis {signed.hash.hex()}, "
+                        f"but the genesis trusted for organisation {org} at {client.api} is {trusted.hex()} "
+                        f"({trusted_orgs.trust_file()}): it is another organisation's log"
+                    )
+                log = GovernanceLog(signed)
+                if log.state.org != org:
+                    raise EntryMismatch(
+                        f"{refusing}: the server's governance log is organisation {log.state.org!r}'s, not {org!r}'s"
+                    )
+            else:
+                log.append(signed)
+        except GovernanceError as exc:
+            at = "its genesis" if log is None else f"entry {signed.entry.seq}"
+            raise EntryMismatch(
+                f"{refusing}: the server's governance log does not verify at {at} ({exc.reason}): {exc}"
+            ) from None
+    if log is None:
+        raise EntryMismatch(f"{refusing}: the server serves no governance log to check against")
+    return log, trusted
+
+
+def pin_first_use(client: Client, org: str, log: GovernanceLog) -> None:
+    """Pin ``log``'s genesis for ``org`` at this server, saying so on stderr (nothing was pinned before)."""
+    from harbour.cli import trusted_orgs
+
+    trusted_orgs.pin(client.api, org, log.genesis_hash)
+    typer.echo(
+        f"pinned organisation {org}'s genesis {log.genesis_hash.hex()} for {client.api} in "
+        f"{trusted_orgs.trust_file()} (first use): compare it with the genesis `harbour custody bootstrap` "
+        f"printed; if they differ, pin the right one with `harbour governance trust` and sign nothing until then",
+        err=True,
+    )
+
+
 def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
     """Replay the organisation's log from its pinned genesis; the entry must be its next and must apply.
 
@@ -82,38 +134,11 @@ def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
     admin to compare it with the one ``harbour custody bootstrap`` printed.
     Returns the line to show with the entry.
     """
-    from harbour.cli import trusted_orgs
     from harbour.governance.fields import GovernanceError
     from harbour.governance.log import SignedEntry
-    from harbour.governance.state import GovernanceLog
 
     entry, org = subject.entry, subject.org
-    trusted = trusted_orgs.pinned(client.api, org)
-    log: GovernanceLog | None = None
-    for signed in _served_log(client):
-        try:
-            if log is None:
-                if trusted is not None and signed.hash != trusted:
-                    raise EntryMismatch(
-                        f"refusing to sign: the server's governance log starts from genesis {signed.hash.hex()}, "
-                        f"but the genesis trusted for organisation {org} at {client.api} is {trusted.hex()} "
-                        f"({trusted_orgs.trust_file()}): the entry extends another organisation's log"
-                    )
-                log = GovernanceLog(signed)
-                if log.state.org != org:
-                    raise EntryMismatch(
-                        f"refusing to sign: the server's governance log is organisation "
-                        f"{log.state.org!r}'s, not {org!r}'s"
-                    )
-            else:
-                log.append(signed)
-        except GovernanceError as exc:
-            at = "its genesis" if log is None else f"entry {signed.entry.seq}"
-            raise EntryMismatch(
-                f"refusing to sign: the server's governance log does not verify at {at} ({exc.reason}): {exc}"
-            ) from None
-    if log is None:
-        raise EntryMismatch("refusing to sign: the server serves no governance log to check the entry against")
+    log, trusted = verified_log(client, org)
     state = log.state
     if (entry.seq, entry.prev) != (state.seq + 1, log.head):
         raise EntryMismatch(
@@ -129,19 +154,12 @@ def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
         raise EntryMismatch(
             f"refusing to sign: the entry's changes do not apply to the verified state (entry {state.seq}): {exc}"
         ) from None
-    genesis = log.genesis_hash.hex()
     if trusted is None:
-        trusted_orgs.pin(client.api, org, log.genesis_hash)
-        typer.echo(
-            f"pinned organisation {org}'s genesis {genesis} for {client.api} in {trusted_orgs.trust_file()} "
-            f"(first use): compare it with the genesis `harbour custody bootstrap` printed; if they differ, "
-            f"pin the right one with `harbour governance trust` and sign nothing until then",
-            err=True,
-        )
-    return f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {genesis}"
+        pin_first_use(client, org, log)
+    return f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {log.genesis_hash.hex()}"
 
 
-def _served_log(client: Client) -> Iterator[SignedEntry]:
+def _served_log(client: Client, refusing: str) -> Iterator[SignedEntry]:
     """The server's log, page by page, each entry decoded from its signed encoding (the decoding beside it is
     for people); a page that repeats entries is caught by the replay, one without entries here."""
     from harbour.governance.fields import GovernanceError
@@ -158,11 +176,11 @@ def _served_log(client: Client) -> Iterator[SignedEntry]:
                 signed = SignedEntry.decode(bytes.fromhex(str(item.get("signed") if isinstance(item, dict) else None)))
             except (ValueError, GovernanceError) as exc:
                 raise EntryMismatch(
-                    f"refusing to sign: an entry of the server's governance log is malformed: {exc}"
+                    f"{refusing}: an entry of the server's governance log is malformed: {exc}"
                 ) from None
             yield signed
         cursor = page.get("next_cursor")
         if not cursor:
             return
         if not items:
-            raise EntryMismatch("refusing to sign: the server's governance log has an empty page before its end")
+            raise EntryMismatch(f"{refusing}: the server's governance log has an empty page before its end")

@@ -16,7 +16,8 @@ Requests (every one has ``"v": 2`` and ``"op"``)::
      "receipts": {<node id>: <64 bytes>, ...}}          -> {"key_id": str, "receipt": <64 bytes>}
     {"op": "staged", "session_id": <32 bytes>}          -> {"result": {...}}   (the staged result again)
     {"op": "abort", "session_id": <32 bytes>, "certificate": <bytes>}  -> {}
-    {"op": "key", "key_id": str}                        -> {"public": <package>, "roster": [...]}
+    {"op": "key", "key_id": str}                        -> {"public": <package>, "roster": [...], "org": str,
+                                                            "chain_code": <bytes>, "holding": <bytes>}
     {"op": "rotate", "statement": <bytes>, "certificate": <bytes>}  -> {"keys": [key id, ...]}
     {"op": "enrol", "genesis": <bytes>, "certificate": <bytes>}    -> {"org": str, "seq": int, "head": <32 bytes>}
     {"op": "push", "org": str, "entries": [<bytes>, ...]}          -> {"org", "seq", "head", "appended": int}
