@@ -275,6 +275,42 @@ def test_withdraw_approve_and_wait_until_confirmed(world: World) -> None:
     assert tx["id"] in {t["id"] for t in listed["items"]}
 
 
+def test_withdraw_signed_with_the_initiators_key_when_the_policy_depends_on_who_initiates(world: World) -> None:
+    admin = world.env.actor("admin")
+    before = world.env.custody.get_policy(admin)["document"]
+    bot = {
+        "rules": [
+            {
+                "name": "the bot pays small sums",
+                "action": "allow",
+                "match": {"initiators": [world.env.user_id("initiator")], "assets": ["ETH"], "amount": {"max": "5000"}},
+            },
+            {"name": "nobody else", "action": "block"},
+        ]
+    }
+    world.govern(world.env.custody.propose_policy(admin, bot))
+    try:
+        unsigned = world.run(
+            "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "700"
+        )
+        refused(unsigned, 1, "must be signed by its initiator")
+        key = world.keys["initiator"]
+        tx = withdraw(world, "--key", str(key), "--idempotency-key", "signed-once", amount="700")
+        assert tx["initiator_signature"] and tx["state"] in ("approved", "signing", "broadcast", "confirmed"), tx
+        again = withdraw(world, "--key", str(key), "--idempotency-key", "signed-once", amount="700")
+        assert again["id"] == tx["id"], "a retry sends the same signed request"
+        done = world.run("viewer", "status", tx["id"], "--wait", "--timeout", "120", "--interval", "0.2", "--json")
+        assert json.loads(done.stdout)["state"] == "confirmed", done.stdout
+        # Someone else's key: the service refuses the request as not its initiator's.
+        other = world.run(
+            "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "700",
+            "--key", str(world.keys["approver1"]),
+        )  # fmt: skip
+        refused(other, 1, "not its initiator's")
+    finally:
+        world.govern(world.env.custody.propose_policy(admin, before))
+
+
 def test_withdraw_in_whole_units(world: World) -> None:
     tx = withdraw(world, "--decimals", "18", amount="0.000000000000002")
     assert tx["amount"] == "2000"

@@ -55,6 +55,7 @@ from harbour.governance import decide
 from harbour.governance.fields import GovernanceError
 from harbour.governance.log import GENESIS_PARENT, Entry, SignedEntry, signed
 from harbour.governance.policy import PastTx
+from harbour.governance.request import request_body, sign_request
 from harbour.governance.state import GovernanceLog
 from harbour.node.certificate import ApprovalError
 from harbour.node.orgs.history import History
@@ -128,6 +129,26 @@ class Case:
     """(user id, index of the key they signed with) of each ``approve`` recorded."""
     history: tuple[Record, ...]
     at: datetime
+    request: tuple[int, str] | None = None
+    """(index of the key the request was signed with, transaction id signed for), or None: unsigned."""
+
+
+def request_signature(case: Case) -> bytes | None:
+    """The request's signature as its signer made it: over what the initiator asked for, by vault id and symbol."""
+    if case.request is None:
+        return None
+    index, transaction_id = case.request
+    vault = next((v for v, k in VAULTS.items() if k == case.key_id), "no-vault")
+    symbol = {None: "ETH", TOKEN: "TKN"}.get(case.contract, "UNREG")
+    body = request_body(
+        org=case.entries[0].hash,
+        transaction_id=transaction_id,
+        vault=vault,
+        asset=symbol,
+        destination=case.destination,
+        amount=case.amount,
+    )
+    return sign_request(KEYS[index], body)
 
 
 def replay(case: Case) -> GovernanceLog:
@@ -174,11 +195,14 @@ def transaction(case: Case) -> Eip1559Transaction:
 def service_verdict(case: Case, log: GovernanceLog) -> Verdict:
     """What the service decides on its ``log``: submission (facts, policy), then its count of approvals by user id."""
     state = log.state
-    request = decide.Withdrawal(case.key_id, case.initiator, case.contract, case.destination, case.amount)
+    request = decide.Withdrawal(
+        case.key_id, case.initiator, case.contract, case.destination, case.amount, TX_ID, request_signature(case)
+    )
     try:
         facts = decide.withdrawal_facts(state, request, case.at)
+        decide.check_initiation(state, request, facts)
     except GovernanceError:
-        return "policy"  # a Conflict at submission: the log cannot describe it
+        return "policy"  # a Conflict (or Invalid) at submission: the log cannot describe it, or it is not signed
     if state.policy is None:
         return "policy"
     # transactions.history: the earlier withdrawals within the policy's longest window
@@ -214,6 +238,7 @@ def node_verdict(case: Case, log: GovernanceLog) -> Verdict:
         transaction=tx,
         initiator_id=case.initiator,
         approvals=recorded,
+        initiation=request_signature(case) or b"",
     )
     evidence = read_evidence(built.encode())
     assert isinstance(evidence, GovernedEvidence)
@@ -329,6 +354,27 @@ def rules(draw: st.DrawFn, index: int) -> dict[str, Any]:
     return rule
 
 
+REQUESTS = (None, None, "own", "own", "own", "other-key", "other-transaction")
+"""How a generated request is signed: not at all, by its initiator's key in force, by another key, for another id."""
+
+
+def _request(how: str | None, initiator: str, rotated: set[str]) -> tuple[int, str] | None:
+    if how is None:
+        return None
+    own = (
+        20
+        if initiator not in PEOPLE
+        else 10 + USERS.index(initiator)
+        if initiator in rotated
+        else current_key(initiator)
+    )
+    if how == "own":
+        return own, TX_ID
+    if how == "other-key":
+        return (own + 1) % 8, TX_ID
+    return own, "tx-another"
+
+
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
     users: list[c.Change] = [c.AddUser(a, a, frozenset({"admin"}), PUBLIC[current_key(a)]) for a in ADMINS]
@@ -396,16 +442,18 @@ def cases(draw: st.DrawFn) -> Case:
         )
         for i in range(draw(st.integers(0, 6)))
     )
+    initiator = draw(st.sampled_from([*PEOPLE, *USERS, "ghost"]))
     return Case(
         entries=tuple(entries),
         # Mostly what the log knows (a vault, a user, an asset), sometimes what it does not.
         key_id=draw(st.sampled_from(["key-0"] * 8 + ["key-1", "key-1", "key-loose"])),
-        initiator=draw(st.sampled_from([*PEOPLE, *USERS, "ghost"])),
+        initiator=initiator,
         contract=draw(st.sampled_from([None] * 8 + [TOKEN, TOKEN, TOKEN, UNREGISTERED])),
         destination=draw(st.sampled_from(ADDRESSES)),
         amount=draw(st.integers(1, 1000)),
         approvals=tuple(approvals),
         history=history,
+        request=_request(draw(st.sampled_from(REQUESTS)), initiator, rotated),
         at=AT + timedelta(minutes=draw(st.integers(0, 7 * 24 * 60 - 1))),
     )
 

@@ -380,6 +380,25 @@ def test_a_new_policy_judges_pending_withdrawals_again(env: CustodyEnv) -> None:
         assert refused["state"] == "rejected" and "frozen" in refused["error"]
 
 
+def test_a_policy_that_depends_on_the_initiator_refuses_pending_withdrawals_they_did_not_sign(env: CustodyEnv) -> None:
+    vault_id, _ = env.vault()
+    pending = withdraw(env, vault_id)
+    assert pending["state"] == "pending_approval"
+    per_initiator = {
+        "rules": [
+            {
+                "name": "initiators approved",
+                "match": {"roles": ["initiator"]},
+                "action": "require_approval",
+                "approvals": env.two_approvers_policy()["rules"][0]["approvals"],
+            }
+        ]
+    }
+    env.set_policy(per_initiator)
+    refused = view(env, pending["id"])
+    assert refused["state"] == "rejected" and "must be signed by its initiator" in refused["error"], refused
+
+
 def test_a_more_lenient_policy_approves_what_it_allows(env: CustodyEnv) -> None:
     vault_id, _ = env.vault()
     pending = withdraw(env, vault_id)

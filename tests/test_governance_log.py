@@ -22,7 +22,8 @@ from harbour.governance import holding
 from harbour.governance.decide import Refused, Withdrawal, judge
 from harbour.governance.fields import GovernanceError
 from harbour.governance.log import GENESIS_PARENT, Entry, SignedEntry, sign_entry, signed
-from harbour.governance.policy import PastTx
+from harbour.governance.policy import PastTx, Policy
+from harbour.governance.request import request_body, sign_request
 from harbour.governance.state import GovernanceLog
 
 ORG = "org-1"
@@ -485,3 +486,106 @@ def test_malformed_vault_changes_are_refused(mutate) -> None:  # type: ignore[no
         assert isinstance(change, c.AddVault)
         holding.check(change.statements, change.holding, log.state.nodes)
     assert refused.value.reason == "malformed"
+
+
+# -- signed requests: who asked is the initiator's word when the policy depends on it -------------------------------
+
+BOT_POLICY = {
+    "version": 1,
+    "rules": [
+        {
+            "name": "the bot pays small sums",
+            "action": "allow",
+            "match": {"initiators": ["ivy"], "assets": ["ETH"], "amount": {"max": "10"}},
+        },
+        {"name": "nobody else", "action": "block"},
+    ],
+}
+
+
+def _bot_log() -> GovernanceLog:
+    log = vaulted()
+    change = (c.SetKey("ivy", pub(KEYS["spare"])), c.policy_change(BOT_POLICY))
+    log.append(signed(entry(log, "alice", *change), [KEYS["alice"], KEYS["bob"]]))
+    return log
+
+
+def _request(
+    log: GovernanceLog, signer: str = "spare", transaction_id: str = "tx-1", amount: int = 5, signed_id: str = "tx-1"
+) -> Withdrawal:
+    body = request_body(
+        org=log.genesis_hash, transaction_id=signed_id, vault="vault-a", asset="ETH", destination=DEST, amount=amount
+    )
+    return Withdrawal("key-a", "ivy", None, DEST, amount, transaction_id, sign_request(KEYS[signer], body))
+
+
+def _judged(log: GovernanceLog, request: Withdrawal) -> str:
+    return judge(log.state, request, at=NOW, history=[], approved_by=()).action
+
+
+def test_a_policy_naming_initiators_decides_only_requests_they_signed() -> None:
+    log = _bot_log()
+    assert log.state.policy is not None and log.state.policy.depends_on_initiator()
+    assert _judged(log, _request(log)) == "allow"
+    # A compromised service names the bot as the initiator of a payment the bot never asked for.
+    unsigned = Withdrawal("key-a", "ivy", None, DEST, 5, "tx-1", None)
+    with pytest.raises(Refused) as missing:
+        _judged(log, unsigned)
+    assert missing.value.reason == "initiator" and "must be signed by its initiator" in str(missing.value)
+    for forged, why in (
+        (_request(log, signer="mallory"), "someone else's key"),
+        (_request(log, transaction_id="tx-2"), "another transaction's signature"),
+    ):
+        with pytest.raises(Refused) as refused:
+            _judged(log, forged)
+        assert refused.value.reason == "initiator", why
+    changed = Withdrawal("key-a", "ivy", None, DEST, 6, "tx-1", _request(log).signature)
+    with pytest.raises(Refused, match="not its initiator's"):
+        _judged(log, changed)  # signed for 5, asked for 6
+    elsewhere = Withdrawal("key-a", "ivy", None, OTHER, 5, "tx-1", _request(log).signature)
+    with pytest.raises(Refused, match="not its initiator's"):
+        _judged(log, elsewhere)
+
+
+def test_a_request_signed_before_the_initiators_key_was_rotated_counts_for_nothing() -> None:
+    log = _bot_log()
+    request = _request(log)
+    log.append(signed(entry(log, "alice", c.SetKey("ivy", pub(KEYS["mallory"]))), [KEYS["alice"], KEYS["bob"]]))
+    with pytest.raises(Refused, match="not its initiator's"):
+        _judged(log, request)
+    log.append(signed(entry(log, "alice", c.SetKey("ivy", None)), [KEYS["alice"], KEYS["bob"]]))
+    with pytest.raises(Refused, match="no approval key"):
+        _judged(log, request)
+
+
+def test_a_policy_that_does_not_depend_on_the_initiator_needs_no_signature_but_checks_one_given() -> None:
+    log = vaulted()
+    assert log.state.policy is not None and not log.state.policy.depends_on_initiator()
+    assert _judged(log, Withdrawal("key-a", "ivy", None, DEST, 50)) == "allow"
+    log.append(signed(entry(log, "alice", c.SetKey("ivy", pub(KEYS["spare"]))), [KEYS["alice"], KEYS["bob"]]))
+    body = request_body(
+        org=log.genesis_hash, transaction_id="t", vault="vault-a", asset="ETH", destination=DEST, amount=50
+    )
+    good = Withdrawal("key-a", "ivy", None, DEST, 50, "t", sign_request(KEYS["spare"], body))
+    assert _judged(log, good) == "allow"
+    bad = Withdrawal("key-a", "ivy", None, DEST, 50, "t", sign_request(KEYS["mallory"], body))
+    with pytest.raises(Refused) as refused:
+        _judged(log, bad)
+    assert refused.value.reason == "initiator"
+
+
+@pytest.mark.parametrize(
+    ("match", "depends"),
+    [
+        ({"initiators": ["ivy"]}, True),
+        ({"roles": ["initiator"]}, True),
+        ({"velocity": {"window_seconds": 60, "max_amount": "5", "per": "initiator", "asset": "ETH"}}, True),
+        ({"count": {"window_seconds": 60, "max_count": 5, "per": "initiator"}}, True),
+        ({"velocity": {"window_seconds": 60, "max_amount": "5", "per": "source", "asset": "ETH"}}, False),
+        ({"destination": {"kind": "whitelisted"}}, False),
+        ({}, False),
+    ],
+)
+def test_which_policies_depend_on_the_initiator(match: dict[str, object], depends: bool) -> None:
+    policy = Policy.from_document({"version": 1, "rules": [{"name": "r", "action": "block", "match": match}]})
+    assert policy.depends_on_initiator() is depends

@@ -36,12 +36,14 @@ from harbour.chains.eip1559 import Eip1559Transaction, parse_address
 from harbour.chains.ethereum import checksum_address
 from harbour.custody import models as m
 from harbour.custody import signing, states, tally
-from harbour.custody.errors import Conflict
+from harbour.custody.errors import Conflict, Invalid
 from harbour.custody.service import Founder
 from harbour.custody.signer import Signature
+from harbour.custody.views import Page
 from harbour.governance import changes as c
 from harbour.governance.holding import Holding
 from harbour.governance.log import SignedEntry, sign_entry
+from harbour.governance.request import request_body, sign_request
 from harbour.node import signlog
 from harbour.node.config import LOG_FILE
 from harbour.node.coordinator import ClusterError, Coordinator
@@ -51,6 +53,7 @@ from harbour.node.quorum import GovernedEvidence, Intent, approval_statement, si
 from helpers import wait_until
 
 DEST = "0x2222222222222222222222222222222222222222"
+ELSEWHERE = "0x3333333333333333333333333333333333333333"
 KNOWN = "0x3333333333333333333333333333333333333333"
 STRANGER = "0x4444444444444444444444444444444444444444"
 PATH = "m/0"
@@ -150,6 +153,8 @@ def forge(
     to: str,
     amount: int,
     approvers: Sequence[Ed25519PrivateKey] = (),
+    transaction_id: str | None = None,
+    initiation: bytes = b"",
 ) -> Signature:
     """As a compromised service that holds the authority key: a withdrawal of its own making, signed if the nodes agree.
 
@@ -172,7 +177,7 @@ def forge(
         value=amount,
         data=b"",
     )
-    tx_id = m.new_id()
+    tx_id = transaction_id or m.new_id()
     intent = Intent(env.chain.chain_id, sender, recipient, NATIVE, amount)
     statement = approval_statement(
         org=org_id(env), transaction_id=tx_id, key_id=vault["key_id"], path=PATH, intent=intent
@@ -186,6 +191,7 @@ def forge(
         initiator=env.user_id("initiator"),
         head=log.head,
         approvals=[(k.public_key().public_bytes_raw(), sign_approval(k, statement)) for k in approvers],
+        initiation=initiation,
     )
     return env.custody.signer.sign(vault["key_id"], PATH, tx.signing_hash(), evidence=evidence.encode(), log=log)
 
@@ -237,6 +243,74 @@ def test_an_allow_rule_signs_on_hardened_nodes_without_any_human_approval(env: C
             if entry.outcome == "started" and entry.reason.startswith("governed ") and done["id"] in entry.reason:
                 judged.append(node.name)
     assert len(judged) == 2, "each signer judged it from the organisation's log and recorded it"
+
+
+def _bot_policy(env: CustodyEnv) -> dict[str, Any]:
+    """The initiator (a payments bot) may pay up to 1 ETH without approval; nobody else may pay anything."""
+    return {
+        "rules": [
+            {
+                "name": "the bot pays small sums",
+                "action": "allow",
+                "match": {"initiators": [env.user_id("initiator")], "assets": ["ETH"], "amount": {"max": str(ETH)}},
+            },
+            {"name": "nobody else", "action": "block"},
+        ]
+    }
+
+
+def _signed(env: CustodyEnv, vault_id: str, amount: int, signer: Ed25519PrivateKey) -> dict[str, str]:
+    request_id = m.new_id()
+    body = request_body(
+        org=bytes.fromhex(genesis_hex(env)),
+        transaction_id=request_id,
+        vault=vault_id,
+        asset="ETH",
+        destination=DEST,
+        amount=amount,
+    )
+    return {"request_id": request_id, "signature": sign_request(signer, body).hex()}
+
+
+def test_a_rule_for_one_initiator_pays_only_what_that_initiator_signed(env: CustodyEnv) -> None:
+    env.set_policy(_bot_policy(env))
+    vault_id, _ = env.vault(fund=5 * ETH)
+    bot = env.actor("initiator")
+    # Unsigned, or signed by a key that is not the bot's: refused at once, and nothing is recorded.
+    with pytest.raises(Invalid, match="must be signed by its initiator"):
+        env.custody.submit_withdrawal(bot, vault_id=vault_id, asset="ETH", to=DEST, amount=ETH // 2)
+    forged = _signed(env, vault_id, ETH // 2, Ed25519PrivateKey.generate())
+    with pytest.raises(Invalid, match="not its initiator's"):
+        env.custody.submit_withdrawal(bot, vault_id=vault_id, asset="ETH", to=DEST, amount=ETH // 2, **forged)
+    listed = env.custody.list_transactions(env.actor("viewer"), Page(limit=100))["items"]
+    assert [t for t in listed if t["kind"] == "withdrawal"] == []
+    # Signed by the bot: allowed by the rule, on the nodes' own judgement, and paid.
+    mine = _signed(env, vault_id, ETH // 2, key(env.people["initiator"]))
+    tx = env.custody.submit_withdrawal(bot, vault_id=vault_id, asset="ETH", to=DEST, amount=ETH // 2, **mine)
+    assert tx["id"] == mine["request_id"] and tx["initiator_signature"] == mine["signature"]
+    assert wait_final(env, tx["id"])["state"] == "confirmed"
+    # The same signed request again is the same transaction id: refused, never paid twice.
+    with pytest.raises(Conflict, match="used once"):
+        env.custody.submit_withdrawal(bot, vault_id=vault_id, asset="ETH", to=DEST, amount=ETH // 2, **mine)
+    assert env.chain.balance(DEST) == ETH // 2
+
+
+def test_a_compromised_service_cannot_pay_in_an_initiators_name(env: CustodyEnv) -> None:
+    """The service names the bot as the initiator of a payment the bot never signed: the nodes refuse it."""
+    env.set_policy(_bot_policy(env))
+    vault_id, address = env.vault(fund=5 * ETH)
+    refused_by_nodes(env, vault_id, "policy", "must be signed by its initiator", to=DEST, amount=ETH // 2)
+    # The bot signed a payment of 0.5 ETH to DEST; the service pays 0.5 ETH and 1 wei, or pays it elsewhere.
+    mine = _signed(env, vault_id, ETH // 2, key(env.people["initiator"]))
+    signed_by_bot: dict[str, Any] = {
+        "transaction_id": mine["request_id"],
+        "initiation": bytes.fromhex(mine["signature"]),
+    }
+    refused_by_nodes(env, vault_id, "policy", "not its initiator's", to=DEST, amount=ETH // 2 + 1, **signed_by_bot)
+    refused_by_nodes(env, vault_id, "policy", "not its initiator's", to=ELSEWHERE, amount=ETH // 2, **signed_by_bot)
+    assert env.chain.nonce(address, "latest") == 0
+    # What the bot signed, exactly, the nodes sign.
+    assert forge(env, vault_id, to=DEST, amount=ETH // 2, **signed_by_bot).signers
 
 
 def test_a_signer_node_behind_on_the_log_is_brought_to_the_head_by_the_signing(env: CustodyEnv) -> None:

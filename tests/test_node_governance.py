@@ -38,6 +38,7 @@ from harbour.custody.signer import Signer
 from harbour.governance import changes as c
 from harbour.governance import holding
 from harbour.governance.fields import GovernanceError
+from harbour.governance.request import request_body, sign_request
 from harbour.mpc import hd
 from harbour.node import approval, rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
@@ -130,8 +131,12 @@ class Env:
         head: bytes | None = None,
         initiator: str = INITIATOR,
         evidence_org: str | None = None,
+        signed_by: Ed25519PrivateKey | None = None,
     ) -> tuple[bytes, bytes, str]:
-        """``(digest, evidence, transaction id)`` of a withdrawal the approvers named signed."""
+        """``(digest, evidence, transaction id)`` of a withdrawal the approvers named signed.
+
+        ``signed_by``: the key that signed the request, as its initiator would (none: unsigned).
+        """
         tx_id = f"tx-{secrets.token_hex(6)}"
         intent = Intent(CHAIN, self.address(key), to, asset, amount)
         if asset == ETH:
@@ -159,8 +164,23 @@ class Env:
             initiator=initiator,
             head=org.log.head if head is None else head,
             approvals=approvals,
+            initiation=b"" if signed_by is None else sign_request(signed_by, self.request(org, key, tx_id, intent)),
         )
         return tx.signing_hash(), evidence.encode(), tx_id
+
+    def request(self, org: Org, key: ClusterKey, tx_id: str, intent: Intent) -> bytes:
+        """What an initiator signs for this withdrawal, named as the log names its vault and asset."""
+        vault = org.log.state.vault_of_key(key.key_id)
+        asset = org.log.state.asset_for(None if intent.asset == ETH else intent.asset)
+        assert vault is not None and asset is not None
+        return request_body(
+            org=org.log.genesis_hash,
+            transaction_id=tx_id,
+            vault=vault.id,
+            asset=asset.symbol,
+            destination=intent.recipient,
+            amount=intent.amount,
+        )
 
     def sign_cert(self, key: ClusterKey, digest: bytes, evidence: bytes | None, signers: Sequence[int]) -> bytes:
         return self.cluster.certify(
@@ -370,6 +390,34 @@ def test_a_key_of_an_organisation_refuses_plain_and_version_1_certificates(env: 
     with pytest.raises(ClusterError) as exc:
         env.start(key, digest, env.sign_cert(key, digest, None, (1, 2)), (1, 2), None)
     refused(exc, "evidence", "belongs to organisation")
+
+
+def test_a_rule_for_one_initiator_signs_only_what_that_initiator_asked_for(env: Env) -> None:
+    """A bot may pay small sums without approval; a compromised service names the bot for a payment of its own."""
+    bot_rule = {
+        "rules": [
+            {
+                "name": "the bot pays small sums",
+                "action": "allow",
+                "match": {"initiators": [INITIATOR], "assets": ["ETH"], "amount": {"max": str(ETHER)}},
+            },
+            {"name": "nobody else", "action": "block"},
+        ]
+    }
+    org = env.org("bots", policy=bot_rule, vaults={"bots-main": "bots-vault"})
+    env.enrol(org, nodes=(0, 1, 2))
+    key = env.keygen(org, "bots-vault")
+    digest, evidence, _ = env.withdrawal(org, key, ETHER)
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, digest, evidence)
+    refused(exc, "policy", "must be signed by its initiator")
+    intruder = Ed25519PrivateKey.generate()
+    digest, evidence, _ = env.withdrawal(org, key, ETHER, signed_by=intruder)
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, digest, evidence)
+    refused(exc, "policy", "not its initiator's")
+    digest, evidence, _ = env.withdrawal(org, key, ETHER, signed_by=org.keys[INITIATOR])
+    verify(key, digest, env.sign(org, key, digest, evidence).signature)
 
 
 def test_a_non_whitelisted_destination_is_refused_by_the_nodes(env: Env) -> None:

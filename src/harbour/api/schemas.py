@@ -160,6 +160,14 @@ class Withdrawal(Closed):
     to: EthAddress
     amount: Amount
     note: Note | None = None
+    id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = Field(
+        default=None, description="The transaction id the initiator chose (a fresh UUID): what `signature` is over."
+    )
+    signature: SignatureHex | None = Field(
+        default=None,
+        description="The initiator's Ed25519 signature over the request (docs/governance.md#signed-requests); "
+        "needed when the policy in force depends on who initiates.",
+    )
 
 
 class Explain(Closed):

@@ -207,11 +207,22 @@ def withdraw(
         typer.Option("--idempotency-key", help="Reuse to retry safely; default: a new random key (printed)."),
     ] = None,
     note_text: Annotated[str | None, typer.Option("--note", help="A note stored with the withdrawal.")] = None,
+    sign_with: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="Sign the request with your approval key (PEM): needed when the policy depends on who initiates.",
+        ),
+    ] = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit a withdrawal (initiator); the policy decides whether it needs approvals."""
+    """Submit a withdrawal (initiator); the policy decides whether it needs approvals.
+
+    With ``--key`` the request is signed by you (docs/governance.md#signed-requests):
+    the signer nodes then know who asked from your signature, not from the service.
+    """
     with api_errors():
         vault = check_id(vault, "--vault")
         value = parse_amount(amount, decimals)
@@ -220,7 +231,10 @@ def withdraw(
         if not _IDEMPOTENCY.fullmatch(key):
             raise InputError("--idempotency-key is 1..128 characters of A-Z a-z 0-9 . _ : -")
         body = {"vault_id": vault, "asset": asset, "to": to, "amount": str(value), "note": note_text}
+        private = None if sign_with is None else load_approver_key(sign_with)
         with connect(api, token) as client:
+            if private is not None:
+                body |= _signed_request(client, private, key, vault, asset, to, value)
             try:
                 tx = client.post("/v1/transactions", body, headers={"Idempotency-Key": key}, retry=True)
             except ApiError as exc:
@@ -232,6 +246,23 @@ def withdraw(
     if idempotency_key is None:
         note(f"idempotency key: {key} (pass --idempotency-key {key} to retry safely)", True)
     _emit_tx(tx, as_json)
+
+
+def _signed_request(
+    client: Client, private: Ed25519PrivateKey, key: str, vault: str, asset: str, to: str, value: int
+) -> dict[str, str]:
+    """The request's id and the initiator's signature over it; the id follows from the idempotency key, so a retry
+    sends the same request (Ed25519 signatures are deterministic) and the service returns the first one's result."""
+    from harbour.governance.request import request_body, sign_request
+
+    genesis = client.get("/v1/governance/head").get("genesis")
+    if not isinstance(genesis, str) or len(genesis) != 64:
+        raise ApiError("the API did not say which organisation's log it keeps (/v1/governance/head: genesis)")
+    request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harbour:withdrawal:{genesis}:{key}"))
+    body = request_body(
+        org=bytes.fromhex(genesis), transaction_id=request_id, vault=vault, asset=asset, destination=to, amount=value
+    )
+    return {"id": request_id, "signature": sign_request(private, body).hex()}
 
 
 def _emit_tx(tx: dict[str, Any], as_json: bool) -> None:

@@ -44,6 +44,7 @@ def build_governed_evidence(
     transaction: Eip1559Transaction,
     initiator_id: str,
     approvals: Iterable[tuple[str, bytes, bytes]],
+    initiation: bytes = b"",
 ) -> quorum.GovernedEvidence:
     """Version-2 evidence for a withdrawal from a key of the organisation whose verified log is ``log``.
 
@@ -51,7 +52,8 @@ def build_governed_evidence(
     the same ``log``, which brings the nodes to that head first. ``approvals`` are the
     recorded ``"approve"`` decisions as ``(user id, public key, signature)``, signed
     over the statement naming the log's own ``org``; those the log counts go
-    (:func:`counting`), and the nodes count them again. EvidenceError (a
+    (:func:`counting`), and the nodes count them again. ``initiation`` is the
+    initiator's signature over the request, if they signed it. EvidenceError (a
     ValueError) if they are more than the nodes accept.
     """
     return quorum.GovernedEvidence(
@@ -62,4 +64,5 @@ def build_governed_evidence(
         initiator=initiator_id,
         head=log.head,
         approvals=counting(log.state, initiator_id, approvals),
+        initiation=initiation,
     )

@@ -22,6 +22,7 @@ _SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
 _IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _HEX_SIGNATURE = re.compile(r"[0-9a-f]{128}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def name(value: object, what: str = "name") -> str:
@@ -56,6 +57,24 @@ def idempotency_key(value: object) -> str | None:
     if value is not None and (not isinstance(value, str) or not _IDEMPOTENCY.fullmatch(value)):
         raise Invalid("idempotency key must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     return value
+
+
+def request_id(value: object) -> str | None:
+    """A transaction id the initiator chose (a UUID, lower-case), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise Invalid("id must be a UUID in lower-case hex with hyphens (8-4-4-4-12)")
+    return value
+
+
+def signature(value: object, what: str) -> bytes | None:
+    """A 64-byte Ed25519 signature in lower-case hex, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HEX_SIGNATURE.fullmatch(value):
+        raise Invalid(f"{what} must be a 64-byte Ed25519 signature in lower-case hex")
+    return bytes.fromhex(value)
 
 
 def note(value: object) -> str | None:

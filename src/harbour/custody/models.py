@@ -188,6 +188,8 @@ class Transaction(Base):
     initiator_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    initiator_signature: Mapped[str | None] = mapped_column(String(128))
+    """The initiator's signature over the withdrawal request (hex), if they signed it (governance/request.py)."""
     note: Mapped[str | None] = mapped_column(String(256))
 
     vault_id: Mapped[str | None] = mapped_column(ForeignKey("vaults.id"), index=True)

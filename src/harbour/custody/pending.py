@@ -71,9 +71,12 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
         contract=asset.contract,
         destination=tx.destination,
         amount=tx.amount,
+        transaction_id=tx.id,
+        signature=None if tx.initiator_signature is None else bytes.fromhex(tx.initiator_signature),
     )
     try:
         facts = decide.withdrawal_facts(state, request, tx.created_at)
+        decide.check_initiation(state, request, facts)
         assert state.policy is not None  # a genesis puts one in force, and no change removes it
         decision = decide.decide(
             state, facts, transactions.history(s, tx.org_id, state.policy, tx.created_at, exclude=tx.id)

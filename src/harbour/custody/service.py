@@ -215,9 +215,19 @@ class Custody:
         amount: int,
         idempotency_key: str | None = None,
         note: str | None = None,
+        request_id: str | None = None,
+        signature: str | None = None,
     ) -> Json:
         return self.withdrawals.submit_withdrawal(
-            actor, vault_id=vault_id, asset=asset, to=to, amount=amount, idempotency_key=idempotency_key, note=note
+            actor,
+            vault_id=vault_id,
+            asset=asset,
+            to=to,
+            amount=amount,
+            idempotency_key=idempotency_key,
+            note=note,
+            request_id=request_id,
+            signature=signature,
         )
 
     def get_transaction(self, actor: Actor, tx_id: str) -> Json:

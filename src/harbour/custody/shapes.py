@@ -197,6 +197,9 @@ class WithdrawalTransaction(TransactionBase):
     destination: str | None
     address_book_entry_id: str | None
     amount: BaseUnits | None
+    initiator_signature: Hex | None = Field(
+        description="The initiator's signature over the request (docs/governance.md#signed-requests), if any."
+    )
     chain_id: int | None
     nonce: int | None
     unsigned: UnsignedTransaction | None

@@ -69,6 +69,7 @@ def prepare(custody: Custody, tx_id: str) -> Request:
         source = s.get(m.Address, tx.source_address_id)
         assert vault is not None and source is not None
         org_id, initiator, key_id, path = tx.org_id, tx.initiator_id, vault.key_id, source.path
+        initiation = b"" if tx.initiator_signature is None else bytes.fromhex(tx.initiator_signature)
         intent = transactions.intent(s, tx)
         unsigned = Eip1559Transaction.from_json(tx.unsigned)
         digest = bytes.fromhex(tx.digest)
@@ -102,6 +103,7 @@ def prepare(custody: Custody, tx_id: str) -> Request:
             transaction=unsigned,
             initiator_id=initiator,
             approvals=approvals,
+            initiation=initiation,
         )
         data = built.encode()
     except ValueError as exc:  # EvidenceError: beyond what the nodes accept, so it will never be signable

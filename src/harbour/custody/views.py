@@ -237,6 +237,7 @@ def transaction(
                 "destination": t.destination,
                 "address_book_entry_id": t.address_book_entry_id,
                 "amount": amount(t.amount),
+                "initiator_signature": t.initiator_signature,
                 "chain_id": t.chain_id,
                 "nonce": t.nonce,
                 "unsigned": t.unsigned,

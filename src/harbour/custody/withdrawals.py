@@ -117,25 +117,38 @@ class Withdrawals:
         amount: int,
         idempotency_key: str | None = None,
         note: str | None = None,
+        request_id: str | None = None,
+        signature: str | None = None,
     ) -> dict[str, Any]:
         """Record a withdrawal and run it through the policy: approved, pending approval or rejected.
 
         With an idempotency key, a retried request returns the transaction the
         first one created; the same key with a different request is a conflict.
+        ``request_id`` and ``signature`` are the transaction id the initiator chose
+        and their signature over the request (:mod:`harbour.governance.request`),
+        which the nodes verify too; a policy that depends on who initiates needs them.
         """
         require(actor, "initiator")
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
         inputs.idempotency_key(idempotency_key)
         inputs.note(note)
-        request = json.dumps([vault_id, asset, to, str(amount), note], sort_keys=True)
+        request_id = inputs.request_id(request_id)
+        signed = inputs.signature(signature, "signature")
+        if signed is not None and request_id is None:
+            raise Invalid("a signed request names its transaction id (id): the signature is over it")
+        request = json.dumps([vault_id, asset, to, str(amount), note, request_id, signature], sort_keys=True)
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
             if found is not None:
                 return found
         try:
-            return self._submit(actor, vault_id, asset, to, amount, idempotency_key, request_hash, note)
+            return self._submit(
+                actor, vault_id, asset, to, amount, idempotency_key, request_hash, note, (request_id, signed)
+            )
         except IntegrityError:
+            if request_id is not None and idempotency_key is None:
+                raise Conflict(f"a transaction {request_id} exists: a request id is used once") from None
             if idempotency_key is None:
                 raise
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
@@ -153,6 +166,7 @@ class Withdrawals:
         key: str | None,
         request_hash: str,
         note: str | None,
+        signed: tuple[str | None, bytes | None],
     ) -> dict[str, Any]:
         cache_key = (actor.org_id or "", vault_id, asset_symbol)
         read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
@@ -171,7 +185,7 @@ class Withdrawals:
             if len(self._sources) >= MAX_CACHED_SOURCES:
                 self._sources.clear()
             self._sources[cache_key] = read
-            return self._record(s, actor, vault, asset, source, to, amount, key, request_hash, note, funds)
+            return self._record(s, actor, vault, asset, source, to, amount, key, request_hash, note, funds, signed)
 
         view = self.uow.write(work)
         if view["state"] == states.APPROVED:
@@ -191,10 +205,16 @@ class Withdrawals:
         request_hash: str,
         note: str | None,
         funds: fund.Funds,
+        signed: tuple[str | None, bytes | None],
     ) -> dict[str, Any]:
         """Write the withdrawal and move it as far as the policy and the funds let it go, in ``s``."""
         now = self.uow.clock()
+        request_id, signature = signed
+        if request_id is not None and s.get(m.Transaction, request_id) is not None:
+            raise Conflict(f"a transaction {request_id} exists: a request id is used once")
         tx = m.Transaction(
+            id=request_id or m.new_id(),
+            initiator_signature=None if signature is None else signature.hex(),
             org_id=actor.org_id,
             kind=KIND,
             state=states.SUBMITTED,
@@ -232,6 +252,11 @@ class Withdrawals:
             # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
             s.execute(select(m.Organisation.id).where(m.Organisation.id == actor.org_id).with_for_update(read=True))
             state, facts, _, past = self._decide(s, actor, vault, asset, to, amount, tx.id)
+            request = decide.Withdrawal(vault.key_id, actor.user_id, asset.contract, to, amount, tx.id, signature)
+            try:
+                decide.check_initiation(state, request, facts)
+            except GovernanceError as exc:  # nothing is recorded: the request is not its initiator's
+                raise Invalid(str(exc)) from None
             version = self.ledger.policy_version(s, actor.org_id)
             tx.address_book_entry_id = facts.address_book_entry
             decision = decide.decide(state, facts, past)

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from harbour.governance.fields import GovernanceError
 from harbour.governance.policy import Decision, PastTx, TxFacts, evaluate
+from harbour.governance.request import request_body, verify_request
 from harbour.governance.state import OrgState
 
 
@@ -36,6 +37,9 @@ class Withdrawal:
     """The token contract moved (None: the chain's native coin)."""
     destination: str
     amount: int
+    transaction_id: str = ""
+    signature: bytes | None = None
+    """The initiator's signature over the request (:mod:`harbour.governance.request`), if they signed it."""
 
 
 def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFacts:
@@ -61,6 +65,43 @@ def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFa
         amount=request.amount,
         at=at,
     )
+
+
+def check_initiation(state: OrgState, request: Withdrawal, facts: TxFacts) -> bool:
+    """Whether ``request`` carries its initiator's valid signature; Refused("initiator") if it must and does not.
+
+    A signature is needed when the policy in force depends on who initiated
+    (:meth:`harbour.governance.policy.Policy.depends_on_initiator`); one given
+    must verify, whatever the policy, with the initiator's current approval key
+    over the request as ``state`` describes it.
+    """
+    needed = state.policy is not None and state.policy.depends_on_initiator()
+    if request.signature is None:
+        if needed:
+            raise Refused(
+                "initiator",
+                f"the policy in force (entry {state.seq}) depends on who initiates a withdrawal, so the request "
+                f"must be signed by its initiator {request.initiator!r} with their approval key",
+            )
+        return False
+    key = state.users[facts.initiator_id].approval_key
+    if key is None:
+        raise Refused("initiator", f"the initiator {request.initiator!r} has no approval key to have signed with")
+    body = request_body(
+        org=state.genesis,
+        transaction_id=request.transaction_id,
+        vault=facts.vault_id,
+        asset=facts.asset,
+        destination=facts.destination,
+        amount=facts.amount,
+    )
+    if not verify_request(key, request.signature, body):
+        raise Refused(
+            "initiator",
+            f"the request's signature is not its initiator's ({request.initiator!r}, key {key.hex()}) over this "
+            f"withdrawal (transaction {request.transaction_id!r}, {facts.amount} {facts.asset} to {facts.destination})",
+        )
+    return True
 
 
 def approvers(state: OrgState, keys: Iterable[bytes]) -> frozenset[str]:
@@ -92,9 +133,12 @@ def judge(
 
     ``approved_by`` are the keys whose approval signatures over this withdrawal
     the caller verified. Refused("quorum") names what is still missing,
-    Refused("policy") carries the blocking rule's reasons.
+    Refused("policy") carries the blocking rule's reasons, Refused("initiator")
+    says the request lacks its initiator's signature the policy needs, or has
+    one that does not verify.
     """
     facts = withdrawal_facts(state, request, at)
+    check_initiation(state, request, facts)
     decision = decide(state, facts, history)
     if decision.action == "block":
         rule = f"rule {decision.rule!r}" if decision.rule else "no rule (default deny)"

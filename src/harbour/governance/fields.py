@@ -34,6 +34,7 @@ Reason = Literal[
     "change",  # a change that does not apply to the state before it
     "facts",  # a request the state cannot describe (unknown vault key, asset, initiator)
     "policy",  # the policy in force blocks the request
+    "initiator",  # the request is not signed by its initiator, and the policy depends on who initiated it
 ]
 
 _HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")

@@ -33,6 +33,8 @@ def submit_withdrawal(
         amount=body.amount,
         idempotency_key=idempotency_key,
         note=body.note,
+        request_id=body.id,
+        signature=body.signature,
     )
 
 

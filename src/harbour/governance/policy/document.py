@@ -95,6 +95,17 @@ class Policy:
         ]
         return max(windows, default=0)
 
+    def depends_on_initiator(self) -> bool:
+        """Whether who asked for a withdrawal can change the decision: a rule names initiators or roles, or limits per
+        initiator. Then only a request its initiator signed is decided (:mod:`harbour.governance.request`)."""
+        for rule in self.rules:
+            match = rule.match
+            if match.initiators is not None or match.roles is not None:
+                return True
+            if any(limit is not None and limit.per == "initiator" for limit in (match.velocity, match.count)):
+                return True
+        return False
+
     def to_document(self) -> dict[str, Any]:
         """The canonical document: keys sorted, sets sorted, amounts as decimal strings."""
         return cast(

@@ -99,7 +99,8 @@ def check_governed(
     the approvals; ``governance`` (the evidence cites another head than the
     node's: push the log first); ``quorum`` (the policy needs approvals that are
     missing); ``policy`` (the policy blocks it, or the log does not know the key's
-    vault, the asset or the initiator).
+    vault, the asset or the initiator, or the policy depends on who initiated and
+    the request lacks its initiator's valid signature).
     """
     if evidence.head != state.head:
         raise ApprovalError(
@@ -119,6 +120,8 @@ def check_governed(
         contract=None if intent.asset == ETH else intent.asset,
         destination=intent.recipient,
         amount=intent.amount,
+        transaction_id=evidence.transaction_id,
+        signature=evidence.initiation or None,
     )
     try:
         decision = judge(state, request, at=at, history=history, approved_by=approved)

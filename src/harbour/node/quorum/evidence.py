@@ -39,7 +39,7 @@ HEAD_LEN: Final = 32
 
 _EVIDENCE_KEYS: Final = frozenset({"version", "org", "transaction_id", "intent", "transaction", "quorum", "approvals"})
 _GOVERNED_KEYS: Final = frozenset(
-    {"version", "org", "transaction_id", "intent", "transaction", "initiator", "head", "approvals"}
+    {"version", "org", "transaction_id", "intent", "transaction", "initiator", "initiation", "head", "approvals"}
 )
 _ORG_HEX: Final = frozenset("0123456789abcdef")
 
@@ -108,7 +108,8 @@ class GovernedEvidence:
     ``org`` is the hash of the organisation's genesis entry (64 lowercase hex
     digits), the name a node enrolled it under; ``head`` the hash of the log entry
     the service decided at, which must be the node's own head for that log;
-    ``initiator`` the user id of who asked for the withdrawal. There is no quorum:
+    ``initiator`` the user id of who asked for the withdrawal, and ``initiation``
+    their signature over the request when they signed one. There is no quorum:
     the node derives what the withdrawal needs from the policy in force at
     ``head``. ``approvals`` are ``(public key, signature)`` pairs over the approval
     statement (:func:`~harbour.node.quorum.statement.approval_statement`) naming
@@ -124,8 +125,12 @@ class GovernedEvidence:
     initiator: str
     head: bytes
     approvals: Sequence[tuple[bytes, bytes]]
+    initiation: bytes = b""
+    """The initiator's signature over the request (:mod:`harbour.governance.request`); empty if they signed none."""
 
     def __post_init__(self) -> None:
+        if type(self.initiation) is not bytes or len(self.initiation) not in (0, SIGNATURE_LEN):
+            raise EvidenceError(f"initiation is empty or a {SIGNATURE_LEN}-byte signature")
         if not isinstance(self.org, str) or len(self.org) != 2 * HEAD_LEN or not set(self.org) <= _ORG_HEX:
             raise EvidenceError(
                 f"org must be the genesis hash of an organisation, 64 lowercase hex digits, got {self.org!r:.80}"
@@ -153,6 +158,7 @@ class GovernedEvidence:
                     "intent": self.intent.to_json(),
                     "transaction": self.transaction.to_json(),
                     "initiator": self.initiator,
+                    "initiation": self.initiation,
                     "head": self.head,
                     "approvals": [[k, s] for k, s in self.approvals],
                 },
@@ -206,6 +212,7 @@ def decode_evidence(data: bytes) -> Evidence | GovernedEvidence:
             initiator=obj["initiator"],
             head=obj["head"],
             approvals=pairs,
+            initiation=obj["initiation"],
         )
     if evidence.encode() != bytes(data):
         raise EvidenceError("the evidence is not in its canonical form (order of groups or members?)")

@@ -186,6 +186,7 @@ def upgrade() -> None:
         sa.Column("initiator_id", sa.String(length=36), nullable=False),
         sa.Column("idempotency_key", sa.String(length=128), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=True),
+        sa.Column("initiator_signature", sa.String(length=128), nullable=True),
         sa.Column("note", sa.String(length=256), nullable=True),
         sa.Column("vault_id", sa.String(length=36), nullable=True),
         sa.Column("source_address_id", sa.String(length=36), nullable=True),
