@@ -74,6 +74,7 @@ PROCESS_MODULES = frozenset(
         "test_cluster",
         "test_cluster_faults",
         "test_custody",
+        "test_custody_nodes",
         "test_governance_custody",
         "test_governance_signing",
         "test_node_entry",

@@ -352,6 +352,11 @@ def test_the_governance_log_and_its_head(world: World) -> None:
     log.extend(signed[1:])  # an auditor replays what the API serves and gets the same head
     assert log.head.hex() == head["hash"] and log.genesis_hash.hex() == org["genesis"]
     problem(world.call("GET", "/v1/governance/entries?cursor=not-a-seq", "viewer"), 422)
+    nodes = shaped(shapes.GovernanceNodes, world.call("GET", "/v1/governance/nodes", "viewer"))
+    assert nodes["seq"] == head["seq"]
+    assert [(n["name"], n["in_log"], n["configured"]) for n in nodes["nodes"]] == [
+        (f"node{i}", True, True) for i in (1, 2, 3)
+    ]
 
 
 def test_withdrawal_approved_by_two_approvers_is_confirmed(world: World) -> None:
@@ -483,6 +488,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/transactions/{tx_id}/approve"): lambda w: {"signature": "00" * 64},
     ("POST", "/v1/transactions/{tx_id}/reject"): lambda w: {"signature": "00" * 64},
     ("POST", "/v1/policy/proposals"): lambda w: {"document": {"rules": []}},
+    ("POST", "/v1/governance/nodes"): lambda w: {"name": "node1"},
 }
 
 
@@ -494,6 +500,7 @@ def concrete(world: World, path: str) -> str:
         index=0,
         credential_id="00000000-0000-4000-8000-000000000000",  # no such credential: nothing to revoke by accident
         entry_id=world.entry_id,
+        name="node1",
     ).replace("/v1/audit/consistency", "/v1/audit/consistency" if "?" in path else "/v1/audit/consistency?old=1&new=2")
 
 
@@ -786,6 +793,8 @@ MALFORMED: list[tuple[str, str, str, Callable[[World], dict[str, Any]], int, str
         422,
         "body.document",
     ),
+    ("node name", "POST", "/v1/governance/nodes", lambda w: {"json": {"name": "../node1"}}, 422, "body.name"),
+    ("node name in path", "POST", "/v1/governance/nodes/no%20de/remove", lambda w: {}, 422, "path.name"),
     ("limit 0", "GET", "/v1/transactions?limit=0", lambda w: {}, 422, "query.limit"),
     ("limit 201", "GET", "/v1/transactions?limit=201", lambda w: {}, 422, "query.limit"),
     ("limit text", "GET", "/v1/transactions?limit=ten", lambda w: {}, 422, "query.limit"),

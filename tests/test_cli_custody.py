@@ -184,6 +184,47 @@ def test_vault_create(world: World) -> None:
     assert vault["nodes"] == ["node1", "node2"] and vault["threshold"] == 2
 
 
+def _nodes(world: World) -> dict[str, dict[str, Any]]:
+    return {n["name"]: n for n in world.json("viewer", "governance", "nodes")["nodes"]}
+
+
+def test_governance_remove_node_stops_new_vault_keys_on_it_and_add_node_names_it_again(world: World) -> None:
+    shown = _nodes(world)
+    assert [(n, shown[n]["in_log"], shown[n]["configured"]) for n in shown] == [
+        (f"node{i}", True, True) for i in (1, 2, 3)
+    ]
+    key = shown["node3"]["identity_key"]
+    removal = world.json("admin", "governance", "remove-node", "node3")
+    assert [c["op"] for c in removal["changes"]] == ["node.remove"] and key in removal["changes"][0]["description"]
+    world.govern(removal)
+    try:
+        assert (_nodes(world)["node3"]["in_log"], _nodes(world)["node3"]["configured"]) == (False, True)
+        table = world.run("viewer", "governance", "nodes")
+        assert table.exit_code == 0 and any(
+            line.split()[:3] == ["node3", "no", "yes"] for line in table.stdout.splitlines()
+        ), table.stdout
+        vault = world.run("admin", "vault", "create", "on-node3", "-t", "2", "--node", "node1", "--node", "node3")
+        refused(vault, 1, "does not name node(s) node3", "409")
+        refused(world.run("admin", "governance", "remove-node", "node3"), 1, "names no signer node 'node3'", "404")
+        proposal = world.json("admin", "governance", "add-node", "node3")
+        assert [c["description"] for c in proposal["changes"]] == [
+            f"signer node 'node3' (identity key {key}) may hold vault keys"  # the descriptor's key, for the admins
+        ]
+        world.govern(proposal)
+        assert _nodes(world)["node3"] == {**shown["node3"], "in_log": True}
+    finally:
+        if not _nodes(world)["node3"]["in_log"]:  # the other tests make vaults on every node
+            world.env.govern(world.env.custody.add_node(world.env.actor("admin"), "node3"))
+
+
+def test_governance_node_changes_are_refused_for_unknown_named_or_not_admin(world: World) -> None:
+    refused(world.run("admin", "governance", "add-node", "node9"), 1, "no signer node named 'node9'", "422")
+    refused(world.run("admin", "governance", "add-node", "node1"), 1, "names node 'node1'", "already", "409")
+    refused(world.run("viewer", "governance", "add-node", "node1"), 1, "admin", "403")
+    refused(world.run("initiator", "governance", "remove-node", "node1"), 1, "admin", "403")
+    refused(world.run("admin", "governance", "remove-node", "node9"), 1, "names no signer node 'node9'", "404")
+
+
 def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) -> None:
     key_file = tmp_path / "dora.pem"
     first = world.json(None, "approver-key", "new", "--out", str(key_file))["public_key"]
@@ -722,6 +763,8 @@ USAGE_ERRORS = {
     "bad api url": (["org", "show", "--api", "ftp://example"], "--api"),
     "audit key": (["audit", "verify-proof", "1", "--audit-key", "nope"], "--audit-key"),
     "genesis hash": (["governance", "trust", "ab" * 31], "GENESIS"),
+    "node name": (["governance", "add-node", "../node1"], "NAME"),
+    "node name to remove": (["governance", "remove-node", "node 1"], "NAME"),
 }
 
 

@@ -28,6 +28,7 @@ CredentialId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 VaultId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 EntryId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 TxId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+NodeName = Annotated[str, Path(pattern=schemas.NODE_NAME_PATTERN, description="A node name the log names.")]
 
 
 def _page(limit: Limit = 50, cursor: Cursor = None) -> Page:

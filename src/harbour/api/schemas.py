@@ -28,6 +28,7 @@ UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 IDEMPOTENCY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_=-]{1,512}$"
 STATE_PATTERN: Final = r"^[a-z_]{1,24}$"
+NODE_NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,77})")
 
 Role = Literal["admin", "initiator", "approver", "auditor", "viewer"]
@@ -102,7 +103,7 @@ Name = Annotated[
 PublicKeyHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, 64 lowercase hex.")]
 SignatureHex = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature, 128 lowercase hex.")]
 AssetSymbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]{1,16}$", examples=["ETH", "USDC"])]
-NodeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+NodeName = Annotated[str, Field(min_length=1, max_length=64, pattern=NODE_NAME_PATTERN)]
 Note = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 
 
@@ -152,6 +153,11 @@ class AddAddressBookEntry(Closed):
 
 class Whitelist(Closed):
     whitelisted: bool
+
+
+class AddNode(Closed):
+    name: NodeName
+    """A signer node this deployment is configured with (custody.json ``nodes``); its key is its descriptor's."""
 
 
 class Withdrawal(Closed):

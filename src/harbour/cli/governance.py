@@ -10,6 +10,9 @@ asks what the policy would decide for a withdrawal without submitting one.
 governance log; what ``harbour approve`` checks of a governance change before
 signing it is :mod:`harbour.cli.review`. ``governance trust HASH`` pins the
 genesis that check replays the log from (:mod:`harbour.cli.trusted_orgs`).
+``governance nodes`` lists the signer nodes the log names (where the
+organisation's vault keys may be made), and ``add-node``/``remove-node`` propose
+changing them.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from harbour.cli.apiclient import (
     api_errors,
     connect,
     emit,
+    emit_page,
     emit_proposal,
     list_command,
+    note,
 )
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
 from harbour.cli.transfer import (
@@ -188,6 +193,69 @@ def governance_head(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_
     with api_errors(), connect(api, token) as client:
         head = client.get("/v1/governance/head")
     emit(head, as_json)
+
+
+def _node_name(value: str) -> str:
+    from harbour.node.identity import IdentityError, check_name
+
+    try:
+        return check_name(value)
+    except IdentityError as exc:
+        raise InputError(f"NAME: {exc}") from None
+
+
+NodeNameArgument = Annotated[str, typer.Argument(help="The signer node's name (as in its descriptor.json).")]
+
+
+@governance_app.command("nodes")
+def governance_nodes(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """The signer nodes the log names (vault keys are made only on these), and the deployment's it does not."""
+    with api_errors(), connect(api, token) as client:
+        doc = client.get("/v1/governance/nodes")
+    if as_json:
+        emit(doc, True)
+        return
+    rows = [
+        {
+            **node,
+            "in_log": "yes" if node.get("in_log") else "no",
+            "configured": "yes" if node.get("configured") else "no",
+        }
+        for node in doc.get("nodes") or []
+        if isinstance(node, dict)
+    ]
+    emit_page({"items": rows}, ["name", "in_log", "configured", "node_id", "identity_key"], False)
+    note(f"as of governance entry {doc.get('seq')}", False)
+
+
+@governance_app.command("add-node")
+def governance_add_node(
+    name: NodeNameArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Propose that the log name one of the deployment's signer nodes (admin): `node.add`.
+
+    The node's identity key is the one the service's descriptor of it holds:
+    before signing, compare it with the one its operator reads from the node.
+    A node the log names under an older key (``harbour node rotate-keys``) is
+    removed and added with the new key in the same entry.
+    """
+    with api_errors():
+        body = {"name": _node_name(name)}
+        with connect(api, token) as client:
+            proposal = client.post("/v1/governance/nodes", body)
+    emit_proposal(proposal, as_json)
+
+
+@governance_app.command("remove-node")
+def governance_remove_node(
+    name: NodeNameArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Propose that the log stop naming a signer node (admin): `node.remove`; no new vault key is made on it."""
+    with api_errors():
+        checked = _node_name(name)
+        with connect(api, token) as client:
+            proposal = client.post(f"/v1/governance/nodes/{checked}/remove")
+    emit_proposal(proposal, as_json)
 
 
 @governance_app.command("trust")

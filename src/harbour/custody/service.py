@@ -13,6 +13,7 @@ object:
 - :mod:`~harbour.custody.approvals`: approval requests, signed decisions, expiry, cancellation;
 - :mod:`~harbour.custody.governance`: proposing governance entries and landing them,
   the policy; :mod:`~harbour.custody.ledger` and :mod:`~harbour.custody.logview`: the log itself;
+  :mod:`~harbour.custody.nodes`: the signer nodes the log names;
 - :mod:`~harbour.custody.transactions`: reading transactions back;
 - :mod:`~harbour.custody.deposits` and :mod:`~harbour.custody.auditor`: deposits and the audit log.
 
@@ -52,6 +53,7 @@ from harbour.custody.genesis import Charter, Founder, Founding, FoundingAsset
 from harbour.custody.governance import Governance
 from harbour.custody.ledger import Ledger
 from harbour.custody.logview import LogView
+from harbour.custody.nodes import Nodes
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
 from harbour.custody.transactions import Transactions
@@ -102,6 +104,7 @@ class Custody:
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)
         self.log_view = LogView(self.uow, self.ledger)
+        self.nodes = Nodes(self.uow, self.ledger, self.governance, signer)
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
         self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
         self.deposits = Deposits(self.uow, chain, self.settings)
@@ -272,6 +275,15 @@ class Custody:
 
     def governance_head(self, actor: Actor) -> Json:
         return self.log_view.head(actor)
+
+    def list_nodes(self, actor: Actor) -> Json:
+        return self.nodes.list(actor)
+
+    def add_node(self, actor: Actor, name: str) -> Json:
+        return self.nodes.add(actor, name)
+
+    def remove_node(self, actor: Actor, name: str) -> Json:
+        return self.nodes.remove(actor, name)
 
     def governance_log(self, org_id: str) -> GovernanceLog:
         """The organisation's verified governance log, a copy (what a signer pushes to the nodes and cites)."""

@@ -316,6 +316,23 @@ class GovernanceHead(Shape):
     policy_version: int
 
 
+class GovernanceNode(Shape):
+    """A signer node the governance log names, or one this deployment is configured with that it does not."""
+
+    name: str
+    identity_key: Hex = Field(description="Its Ed25519 identity key (`sign_pk` in the node's descriptor.json).")
+    node_id: Hex = Field(description="The node id the identity key makes (`node_id` in its descriptor.json).")
+    in_log: bool = Field(description="The log names it (`node.add`): the organisation's keys may be made on it.")
+    configured: bool = Field(description="This deployment is configured with it (custody.json `nodes`), same key.")
+
+
+class GovernanceNodes(Shape):
+    """The nodes the log names as it stands at ``seq``, then the deployment's nodes it does not name."""
+
+    seq: int = Field(description="The log's head entry this list is read from.")
+    nodes: list[GovernanceNode]
+
+
 class Deposit(Shape):
     id: str
     vault_id: str
