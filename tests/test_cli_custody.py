@@ -179,9 +179,16 @@ def test_vaults_addresses_assets_address_book(world: World) -> None:
 
 def test_vault_create(world: World) -> None:
     proposal = world.json("admin", "vault", "create", "cli-vault", "-t", "2", "--node", "node1", "--node", "node2")
-    vault_id = world.govern(proposal)["changes"][0]["id"]
+    # Before signing, the admin sees the key the holders stated and the vault's first address, derived from it.
+    shown = world.run("admin", "approve", proposal["id"], "--key", str(world.keys["admin"]), "--yes")
+    assert shown.exit_code == 0, shown.stderr
+    assert "2 of 2 node(s) sign with it, each stating it holds it for this organisation" in shown.stdout
+    world.json("admin2", "approve", proposal["id"], "--key", str(world.keys["admin2"]), "--yes")
+    vault_id = proposal["changes"][0]["id"]
     vault = world.json("viewer", "vault", "show", vault_id)
     assert vault["nodes"] == ["node1", "node2"] and vault["threshold"] == 2
+    first = world.json("admin", "address", "new", "--vault", vault_id)["address"]
+    assert f"'cli-vault' pays out of and takes deposits at {first} (m/0) first" in shown.stdout
 
 
 def _nodes(world: World) -> dict[str, dict[str, Any]]:

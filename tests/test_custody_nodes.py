@@ -11,6 +11,7 @@ carries.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,9 @@ from harbour.api.app import create_app
 from harbour.custody import shapes
 from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound
 from harbour.custody.views import Page
+from harbour.node.coordinator import Coordinator
 from harbour.node.identity import NodeDescriptor, compute_node_id
+from helpers import wait_until
 
 PROBLEM = "application/problem+json"
 NOT_ADMINS = ("initiator", "approver1", "auditor", "viewer")
@@ -85,6 +88,18 @@ def listed(env: CustodyEnv, client: TestClient) -> dict[str, dict[str, Any]]:
     return {node["name"]: node for node in body["nodes"]}
 
 
+def head_of(env: CustodyEnv, name: str) -> tuple[int, bytes]:
+    """``(seq, hash)`` of the organisation's log as node ``name`` holds it, asked by a coordinator of the test's own."""
+    node = env.custody.signer.node(name)
+    org = env.custody.governance_log(env.actor("admin").org_id).genesis_hash.hex()
+
+    async def ask() -> tuple[int, bytes]:
+        async with Coordinator(timeout=30) as co:
+            return (await co.heads([node], org))[name]
+
+    return asyncio.run(ask())
+
+
 def key_of(env: CustodyEnv, name: str) -> str:
     return env.custody.signer.node(name).sign_pk.hex()
 
@@ -124,6 +139,9 @@ def test_a_node_added_to_the_deployment_gets_vault_keys_only_once_the_log_names_
 
     after = listed(env, client)
     assert after["node4"]["in_log"] and after["node4"]["configured"]
+    # Enrolled when it was proposed, node4 keeps the log: the entry that named it reached it as it landed.
+    log = env.custody.governance_log(admin.org_id)
+    wait_until(lambda: head_of(env, "node4") == (log.state.seq, log.head), message="node4 at the log's head")
     assert env.custody.governance_log(admin.org_id).state.nodes[bytes.fromhex(key_of(env, "node4"))] == "node4"
     vault = env.govern(env.custody.create_vault(admin, name="on node4", threshold=2, nodes=["node1", "node4"]))
     shown = env.custody.get_vault(admin, vault["changes"][0]["id"])

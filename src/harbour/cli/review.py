@@ -31,6 +31,7 @@ from harbour.cli.apiclient import MAX_LIMIT, ApiError, Client
 
 if TYPE_CHECKING:  # imported when an entry is checked: the CLI starts without them
     from harbour.custody.statements import GovernanceApproval
+    from harbour.governance import changes
     from harbour.governance.log import SignedEntry
     from harbour.governance.state import GovernanceLog
 
@@ -47,6 +48,7 @@ def check_governance_request(request: dict[str, Any], tx: dict[str, Any], tx_id:
     must match it line for line, and the entry must be the transaction's.
     """
     from harbour.custody import statements
+    from harbour.governance.changes import AddVault
     from harbour.governance.fields import GovernanceError
 
     def expect(condition: bool, what: str) -> None:
@@ -70,9 +72,30 @@ def check_governance_request(request: dict[str, Any], tx: dict[str, Any], tx_id:
             f"governance entry {entry.seq} ({tx_id}), proposed by {entry.proposer}",
             f"  after:   {entry.prev.hex()}",
             *(f"  change:  {line}" for line in lines),
+            *(_vault_address(change) for change in entry.changes if isinstance(change, AddVault)),
         ]
     )
     return subject, summary
+
+
+def _vault_address(change: changes.AddVault) -> str:
+    """The first address of the vault a ``vault.add`` binds, derived here from its key (BIP-32 ``m/0``).
+
+    The address the service will show for deposits into the vault; an admin can
+    compare it with the one clients are given, and the key it derives from is the
+    one every holder stated it holds for this organisation.
+    """
+    from harbour.chains.ethereum import address_from_public_key
+    from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
+    from harbour.mpc import hd
+
+    try:
+        point = SECP256K1.decode_point(change.holding.public_key)
+        child = hd.derive(SECP256K1, point, change.holding.chain_code, "m/0").public_key
+    except ValueError as exc:  # not a point of the curve: no key, so no vault the nodes could sign for
+        raise EntryMismatch(f"refusing to sign: vault {change.name!r} names no secp256k1 public key: {exc}") from None
+    assert isinstance(child, Secp256k1Point)
+    return f"  vault:   {change.name!r} pays out of and takes deposits at {address_from_public_key(child)} (m/0) first"
 
 
 def verified_log(client: Client, org: str, refusing: str = "refusing to sign") -> tuple[GovernanceLog, bytes | None]:

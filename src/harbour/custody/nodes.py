@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from harbour.custody.actors import ANYONE, Actor, require
-from harbour.custody.errors import Conflict, Invalid, NotFound
+from harbour.custody.errors import Conflict, Invalid, NotFound, Unavailable
 from harbour.custody.governance import Governance
 from harbour.custody.ledger import Ledger
 from harbour.custody.shapes import GovernanceNodes
@@ -62,11 +62,16 @@ class Nodes:
         """Propose ``node.add`` for the deployment's node ``name``, with its descriptor's identity key.
 
         If the log names a node ``name`` under another key (the node rotated its
-        identity), the same entry removes that key first (``node.remove``).
+        identity), the same entry removes that key first (``node.remove``). The
+        organisation is enrolled on the node first (Unavailable if it cannot be).
         """
         require(actor, "admin")
         descriptor = self._configured(_name(name))
         key = descriptor.sign_pk
+        try:  # the node keeps the log from now on, so every entry that lands reaches it (this one included)
+            self.signer.enrol(self.ledger.log(actor.org_id).genesis, [descriptor])
+        except Exception as exc:
+            raise Unavailable(f"enrolling the organisation on node {name!r} failed (nothing proposed): {exc}") from exc
 
         def build(state: OrgState) -> list[c.Change]:
             if key in state.nodes:
