@@ -203,18 +203,7 @@ class AddVault:
         return self.holding.key_id
 
     def fields(self) -> dict[str, Any]:
-        h = self.holding
-        return {
-            "id": self.id,
-            "name": self.name,
-            "org": h.org,
-            "key_id": h.key_id,
-            "public_key": h.public_key,
-            "chain_code": h.chain_code,
-            "threshold": h.threshold,
-            "holders": list(h.holders),
-            "statements": list(self.statements),
-        }
+        return {"id": self.id, "name": self.name, **self.holding.fields(), "statements": list(self.statements)}
 
 
 @dataclass(frozen=True)

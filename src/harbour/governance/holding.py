@@ -76,6 +76,17 @@ class Holding:
         object.__setattr__(self, "holders", holders)
         f.uint("threshold", self.threshold, 2, len(holders))
 
+    def fields(self) -> dict[str, object]:
+        """The fields as CBOR carries them, in a statement and in a ``vault.add`` alike."""
+        return {
+            "org": self.org,
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "chain_code": self.chain_code,
+            "threshold": self.threshold,
+            "holders": list(self.holders),
+        }
+
 
 @dataclass(frozen=True)
 class HoldingStatement:
@@ -84,23 +95,8 @@ class HoldingStatement:
     holding: Holding
 
     def body(self) -> bytes:
-        h = self.holding
-        return bytes(
-            cbor2.dumps(
-                {
-                    "version": VERSION,
-                    "type": TYPE,
-                    "node": self.node,
-                    "org": h.org,
-                    "key_id": h.key_id,
-                    "public_key": h.public_key,
-                    "chain_code": h.chain_code,
-                    "threshold": h.threshold,
-                    "holders": list(h.holders),
-                },
-                canonical=True,
-            )
-        )
+        body = {"version": VERSION, "type": TYPE, "node": self.node, **self.holding.fields()}
+        return bytes(cbor2.dumps(body, canonical=True))
 
 
 def point(value: object) -> bytes:
