@@ -66,6 +66,7 @@ settings.load_profile(
 PROCESS_MODULES = frozenset(
     {
         "test_api",
+        "test_node_org_keys",
         "test_api_schema",
         "test_cli",
         "test_cli_custody",

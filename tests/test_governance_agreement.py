@@ -141,6 +141,7 @@ def request_signature(case: Case) -> bytes | None:
     vault = next((v for v, k in VAULTS.items() if k == case.key_id), "no-vault")
     symbol = {None: "ETH", TOKEN: "TKN"}.get(case.contract, "UNREG")
     body = request_body(
+        chain_id=1337,
         org=case.entries[0].hash,
         transaction_id=transaction_id,
         vault=vault,
@@ -196,7 +197,7 @@ def service_verdict(case: Case, log: GovernanceLog) -> Verdict:
     """What the service decides on its ``log``: submission (facts, policy), then its count of approvals by user id."""
     state = log.state
     request = decide.Withdrawal(
-        case.key_id, case.initiator, case.contract, case.destination, case.amount, TX_ID, request_signature(case)
+        case.key_id, case.initiator, case.contract, case.destination, case.amount, TX_ID, request_signature(case), 1337
     )
     try:
         facts = decide.withdrawal_facts(state, request, case.at)

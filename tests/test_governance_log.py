@@ -30,6 +30,7 @@ ORG = "org-1"
 DEST = "0x" + "11" * 20
 OTHER = "0x" + "22" * 20
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+CHAIN_ID = 1337
 
 
 def pub(key: Ed25519PrivateKey) -> bytes:
@@ -514,9 +515,15 @@ def _request(
     log: GovernanceLog, signer: str = "spare", transaction_id: str = "tx-1", amount: int = 5, signed_id: str = "tx-1"
 ) -> Withdrawal:
     body = request_body(
-        org=log.genesis_hash, transaction_id=signed_id, vault="vault-a", asset="ETH", destination=DEST, amount=amount
+        chain_id=CHAIN_ID,
+        org=log.genesis_hash,
+        transaction_id=signed_id,
+        vault="vault-a",
+        asset="ETH",
+        destination=DEST,
+        amount=amount,
     )
-    return Withdrawal("key-a", "ivy", None, DEST, amount, transaction_id, sign_request(KEYS[signer], body))
+    return Withdrawal("key-a", "ivy", None, DEST, amount, transaction_id, sign_request(KEYS[signer], body), CHAIN_ID)
 
 
 def _judged(log: GovernanceLog, request: Withdrawal) -> str:
@@ -528,7 +535,7 @@ def test_a_policy_naming_initiators_decides_only_requests_they_signed() -> None:
     assert log.state.policy is not None and log.state.policy.depends_on_initiator()
     assert _judged(log, _request(log)) == "allow"
     # A compromised service names the bot as the initiator of a payment the bot never asked for.
-    unsigned = Withdrawal("key-a", "ivy", None, DEST, 5, "tx-1", None)
+    unsigned = Withdrawal("key-a", "ivy", None, DEST, 5, "tx-1", None, CHAIN_ID)
     with pytest.raises(Refused) as missing:
         _judged(log, unsigned)
     assert missing.value.reason == "initiator" and "must be signed by its initiator" in str(missing.value)
@@ -539,12 +546,16 @@ def test_a_policy_naming_initiators_decides_only_requests_they_signed() -> None:
         with pytest.raises(Refused) as refused:
             _judged(log, forged)
         assert refused.value.reason == "initiator", why
-    changed = Withdrawal("key-a", "ivy", None, DEST, 6, "tx-1", _request(log).signature)
+    changed = Withdrawal("key-a", "ivy", None, DEST, 6, "tx-1", _request(log).signature, CHAIN_ID)
     with pytest.raises(Refused, match="not its initiator's"):
         _judged(log, changed)  # signed for 5, asked for 6
-    elsewhere = Withdrawal("key-a", "ivy", None, OTHER, 5, "tx-1", _request(log).signature)
+    elsewhere = Withdrawal("key-a", "ivy", None, OTHER, 5, "tx-1", _request(log).signature, CHAIN_ID)
     with pytest.raises(Refused, match="not its initiator's"):
         _judged(log, elsewhere)
+    # The vault's address is the same on every EVM chain: a request signed for one is not paid on another.
+    other_chain = Withdrawal("key-a", "ivy", None, DEST, 5, "tx-1", _request(log).signature, CHAIN_ID + 1)
+    with pytest.raises(Refused, match="not its initiator's"):
+        _judged(log, other_chain)
 
 
 def test_a_request_signed_before_the_initiators_key_was_rotated_counts_for_nothing() -> None:
@@ -564,11 +575,17 @@ def test_a_policy_that_does_not_depend_on_the_initiator_needs_no_signature_but_c
     assert _judged(log, Withdrawal("key-a", "ivy", None, DEST, 50)) == "allow"
     log.append(signed(entry(log, "alice", c.SetKey("ivy", pub(KEYS["spare"]))), [KEYS["alice"], KEYS["bob"]]))
     body = request_body(
-        org=log.genesis_hash, transaction_id="t", vault="vault-a", asset="ETH", destination=DEST, amount=50
+        chain_id=CHAIN_ID,
+        org=log.genesis_hash,
+        transaction_id="t",
+        vault="vault-a",
+        asset="ETH",
+        destination=DEST,
+        amount=50,
     )
-    good = Withdrawal("key-a", "ivy", None, DEST, 50, "t", sign_request(KEYS["spare"], body))
+    good = Withdrawal("key-a", "ivy", None, DEST, 50, "t", sign_request(KEYS["spare"], body), CHAIN_ID)
     assert _judged(log, good) == "allow"
-    bad = Withdrawal("key-a", "ivy", None, DEST, 50, "t", sign_request(KEYS["mallory"], body))
+    bad = Withdrawal("key-a", "ivy", None, DEST, 50, "t", sign_request(KEYS["mallory"], body), CHAIN_ID)
     with pytest.raises(Refused) as refused:
         _judged(log, bad)
     assert refused.value.reason == "initiator"

@@ -262,6 +262,7 @@ def _bot_policy(env: CustodyEnv) -> dict[str, Any]:
 def _signed(env: CustodyEnv, vault_id: str, amount: int, signer: Ed25519PrivateKey) -> dict[str, str]:
     request_id = m.new_id()
     body = request_body(
+        chain_id=env.chain.chain_id,
         org=bytes.fromhex(genesis_hex(env)),
         transaction_id=request_id,
         vault=vault_id,

@@ -83,8 +83,8 @@ def service(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Servic
     governance = Governance(uow, ledger, Transactions(uow))
     approvals = Approvals(uow, ledger, governance, Settings(), lambda tx_id: None, lambda org_id: None)
     founders = [Founder("alice", ("admin",), public_hex(ALICE)), Founder("bob", ("admin",), public_hex(BOB))]
-    out = Founding(uow, ledger).bootstrap(Charter("Ledger Custodian", founders))
-    users = Users(uow, ledger, governance)
+    out = Founding(uow, ledger, 1337).bootstrap(Charter("Ledger Custodian", founders))
+    users = Users(uow, ledger, governance, 1337)
     alice, bob = (users.authenticate(c["token"]) for c in out["credentials"])
     yield Service(uow, ledger, governance, approvals, out["organisation"]["id"], alice, bob, replays)
     engine.dispose()

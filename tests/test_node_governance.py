@@ -107,6 +107,7 @@ class Env:
         self.keys[key_id] = key
         if key_id in org.vaults:
             org.add_vault(key_id, call(lambda co: co.holdings(members, key_id)))
+            call(lambda co: co.push(members, org.log))  # as the service pushes an entry as it lands
         return key
 
     def org(self, name: str, named: Sequence[int] = (0, 1, 2, 3), **options: Any) -> Org:
@@ -174,6 +175,7 @@ class Env:
         asset = org.log.state.asset_for(None if intent.asset == ETH else intent.asset)
         assert vault is not None and asset is not None
         return request_body(
+            chain_id=intent.chain_id,
             org=org.log.genesis_hash,
             transaction_id=tx_id,
             vault=vault.id,
@@ -730,6 +732,7 @@ def test_a_forged_certificate_above_the_limit_is_refused(env: Env) -> None:
 
 
 def test_the_binding_survives_a_restart(env: Env) -> None:
+    call(lambda co: co.push([env.nodes[0]], env.acme.log))
     node = env.cluster.nodes[0]
     node.stop()
     node.start()

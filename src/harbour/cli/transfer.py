@@ -255,12 +255,19 @@ def _signed_request(
     sends the same request (Ed25519 signatures are deterministic) and the service returns the first one's result."""
     from harbour.governance.request import request_body, sign_request
 
-    genesis = client.get("/v1/governance/head").get("genesis")
-    if not isinstance(genesis, str) or len(genesis) != 64:
-        raise ApiError("the API did not say which organisation's log it keeps (/v1/governance/head: genesis)")
+    org = client.get("/v1/org")
+    genesis, chain_id = org.get("genesis"), org.get("chain_id")
+    if not isinstance(genesis, str) or len(genesis) != 64 or type(chain_id) is not int:
+        raise ApiError("the API did not say which organisation's log it keeps and on which chain (/v1/org)")
     request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harbour:withdrawal:{genesis}:{key}"))
     body = request_body(
-        org=bytes.fromhex(genesis), transaction_id=request_id, vault=vault, asset=asset, destination=to, amount=value
+        org=bytes.fromhex(genesis),
+        chain_id=chain_id,
+        transaction_id=request_id,
+        vault=vault,
+        asset=asset,
+        destination=to,
+        amount=value,
     )
     return {"id": request_id, "signature": sign_request(private, body).hex()}
 

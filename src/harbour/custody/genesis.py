@@ -76,9 +76,10 @@ class Charter:
 
 
 class Founding:
-    def __init__(self, uow: UnitOfWork, ledger: Ledger, signer: Signer | None = None) -> None:
+    def __init__(self, uow: UnitOfWork, ledger: Ledger, chain_id: int, signer: Signer | None = None) -> None:
         self.uow = uow
         self.ledger = ledger
+        self.chain_id = chain_id
         self.signer = signer
         """The deployment's signer nodes (None, or none configured: nothing to enrol)."""
 
@@ -137,7 +138,7 @@ class Founding:
                 for user_id, credential_id, secret in secrets
             ]
             return {
-                "organisation": views.organisation(organisation),
+                "organisation": views.organisation(organisation, self.chain_id),
                 "genesis": genesis.hash.hex(),
                 "quorum": state.quorum,
                 "users": users,

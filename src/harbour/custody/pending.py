@@ -73,6 +73,7 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
         amount=tx.amount,
         transaction_id=tx.id,
         signature=None if tx.initiator_signature is None else bytes.fromhex(tx.initiator_signature),
+        chain_id=tx.chain_id or 0,
     )
     try:
         facts = decide.withdrawal_facts(state, request, tx.created_at)

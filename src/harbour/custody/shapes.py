@@ -46,6 +46,7 @@ class Organisation(Shape):
     id: str
     name: str
     genesis: Hex = Field(description="Hash of the genesis governance entry, which the signer nodes pin.")
+    chain_id: int = Field(description="The chain (EIP-155 id) the vaults pay on, which a signed request names.")
     created_at: Timestamp
 
 

@@ -69,10 +69,11 @@ def known_user(state: OrgState, user_id: str) -> User:
 
 
 class Users:
-    def __init__(self, uow: UnitOfWork, ledger: Ledger, governance: Governance) -> None:
+    def __init__(self, uow: UnitOfWork, ledger: Ledger, governance: Governance, chain_id: int) -> None:
         self.uow = uow
         self.ledger = ledger
         self.governance = governance
+        self.chain_id = chain_id
 
     def authenticate(self, credential_token: str) -> Actor:
         parts = credential_token.split("_") if isinstance(credential_token, str) else []
@@ -104,7 +105,8 @@ class Users:
 
     def organisation(self, actor: Actor) -> dict[str, Any]:
         with self.uow.read() as s:
-            return views.organisation(self.uow.get(s, m.Organisation, actor.org_id, actor.org_id, "organisation"))
+            organisation = self.uow.get(s, m.Organisation, actor.org_id, actor.org_id, "organisation")
+            return views.organisation(organisation, self.chain_id)
 
     # -- governance changes of users ---------------------------------------------------------------------
 

@@ -75,6 +75,11 @@ class Vaults:
             raise Invalid("a node is listed twice")
         if type(threshold) is not int or not 2 <= threshold <= len(members):
             raise Invalid(f"threshold must be 2..{len(members)} (a 1-of-n key is a single point of failure)")
+        if 2 * threshold <= len(members):
+            raise Invalid(
+                f"threshold must be above half the {len(members)} nodes ({len(members) // 2 + 1} or more): then any "
+                "two signer sets share a node, which keeps velocity limits and one payment per request exact"
+            )
         with self.uow.read() as s:
             state = self.ledger.state(s, actor.org_id)
         proposer = state.users.get(actor.user_id)

@@ -103,9 +103,15 @@ def amount(value: int | None) -> str | None:
     return None if value is None else str(value)
 
 
-def organisation(org: m.Organisation) -> dict[str, Any]:
+def organisation(org: m.Organisation, chain_id: int) -> dict[str, Any]:
     return Organisation.model_validate(
-        {"id": org.id, "name": org.name, "genesis": org.genesis, "created_at": iso(org.created_at)}
+        {
+            "id": org.id,
+            "name": org.name,
+            "genesis": org.genesis,
+            "chain_id": chain_id,
+            "created_at": iso(org.created_at),
+        }
     ).model_dump(mode="json")
 
 

@@ -252,7 +252,9 @@ class Withdrawals:
             # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
             s.execute(select(m.Organisation.id).where(m.Organisation.id == actor.org_id).with_for_update(read=True))
             state, facts, _, past = self._decide(s, actor, vault, asset, to, amount, tx.id)
-            request = decide.Withdrawal(vault.key_id, actor.user_id, asset.contract, to, amount, tx.id, signature)
+            request = decide.Withdrawal(
+                vault.key_id, actor.user_id, asset.contract, to, amount, tx.id, signature, self.chain.chain_id
+            )
             try:
                 decide.check_initiation(state, request, facts)
             except GovernanceError as exc:  # nothing is recorded: the request is not its initiator's

@@ -39,6 +39,8 @@ class Withdrawal:
     amount: int
     transaction_id: str = ""
     signature: bytes | None = None
+    chain_id: int = 0
+    """The chain it pays on (EIP-155), which a signed request names."""
     """The initiator's signature over the request (:mod:`harbour.governance.request`), if they signed it."""
 
 
@@ -89,6 +91,7 @@ def check_initiation(state: OrgState, request: Withdrawal, facts: TxFacts) -> bo
         raise Refused("initiator", f"the initiator {request.initiator!r} has no approval key to have signed with")
     body = request_body(
         org=state.genesis,
+        chain_id=request.chain_id,
         transaction_id=request.transaction_id,
         vault=facts.vault_id,
         asset=facts.asset,

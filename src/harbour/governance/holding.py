@@ -139,6 +139,18 @@ def parse(data: object) -> tuple[HoldingStatement, bytes, bytes]:
     return statement, body, signature
 
 
+def verified(data: object, node: bytes) -> Holding:
+    """What the node whose identity key is ``node`` states in ``data``; GovernanceError unless it signed it."""
+    statement, body, signature = parse(data)
+    if statement.node != node:
+        raise GovernanceError("signer", f"a holding statement by {statement.node.hex()[:16]}, not {node.hex()[:16]}")
+    try:
+        Ed25519PublicKey.from_public_bytes(node).verify(signature, DOMAIN + body)
+    except (InvalidSignature, ValueError):
+        raise GovernanceError("signature", f"the holding statement of {node.hex()[:16]} is not signed by it") from None
+    return statement.holding
+
+
 def check(statements: Sequence[bytes], holding: Holding, nodes: Mapping[bytes, str]) -> None:
     """Every holder of ``holding`` is one of ``nodes`` (identity key -> name) and stated exactly it, once.
 

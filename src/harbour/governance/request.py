@@ -10,8 +10,8 @@ withdrawal must carry its initiator's signature, with their current approval
 key (Ed25519, RFC 8032), over :data:`DOMAIN` and the canonical CBOR body::
 
     {"version": 1, "type": "harbour-withdrawal-request", "org": <32-byte genesis hash>,
-     "transaction_id": <text>, "vault": <vault id>, "asset": <symbol>,
-     "destination": <0x address, lowercase>, "amount": <int, base units>}
+     "chain_id": <EIP-155 chain id>, "transaction_id": <text>, "vault": <vault id>,
+     "asset": <symbol>, "destination": <0x address, lowercase>, "amount": <int, base units>}
 
 The initiator chooses the transaction id (a fresh UUID) and signs before the
 request is sent, so the statement needs nothing the service decides. Everything
@@ -39,9 +39,12 @@ TYPE: Final = "harbour-withdrawal-request"
 VERSION: Final = 1
 
 
-def request_body(*, org: bytes, transaction_id: str, vault: str, asset: str, destination: str, amount: int) -> bytes:
+def request_body(
+    *, org: bytes, chain_id: int, transaction_id: str, vault: str, asset: str, destination: str, amount: int
+) -> bytes:
     """The canonical bytes an initiator signs for this withdrawal (``org`` is the genesis hash)."""
     f.digest("org", org)
+    f.uint("chain id", chain_id, 1, 2**64 - 1)
     f.text("transaction id", transaction_id)
     f.text("vault id", vault)
     f.text("asset", asset, 16)
@@ -54,6 +57,7 @@ def request_body(*, org: bytes, transaction_id: str, vault: str, asset: str, des
                 "version": VERSION,
                 "type": TYPE,
                 "org": org,
+                "chain_id": chain_id,
                 "transaction_id": transaction_id,
                 "vault": vault,
                 "asset": asset,

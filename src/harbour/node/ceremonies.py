@@ -68,6 +68,23 @@ class KeyCeremonies(SessionDriver):
         sid, results = await self._run("refresh", certificate, key.roster, {p: args for p in key.roster})
         return await self._commit(sid, key.key_id, key.roster, results, org=key.org)
 
+    async def holdings(self, nodes: Sequence[NodeDescriptor], key_id: str) -> list[bytes]:
+        """Each node's signed statement that it holds ``key_id`` for the key's organisation.
+
+        Nothing here checks them: whoever applies the ``vault.add`` that carries
+        them does (:func:`harbour.governance.holding.check`).
+        """
+        answers = await asyncio.gather(*(self._call(d, {"op": "key", "key_id": key_id}) for d in nodes))
+        out = []
+        for descriptor, answer in zip(nodes, answers, strict=True):
+            statement = answer.get("holding")
+            if type(statement) is not bytes or not statement:
+                raise ClusterError(
+                    "governance", f"node {descriptor.name} holds {key_id!r} for no organisation", descriptor.name
+                )
+            out.append(statement)
+        return out
+
     async def reshare(
         self,
         key: ClusterKey,
@@ -88,6 +105,8 @@ class KeyCeremonies(SessionDriver):
         new_roster = assign_parties(key.roster, new_nodes)
         members = dict(dealer_roster)
         members.update(new_roster)
+        # A node new to a key of an organisation takes it only with every dealer's statement that it holds it so.
+        holdings = await self.holdings(list(dealer_roster.values()), key.key_id) if key.org else []
         args = {
             "key_id": key.key_id,
             "threshold": new_threshold,
@@ -95,6 +114,7 @@ class KeyCeremonies(SessionDriver):
             "roster": rpc.roster_value(new_roster),
             "public": rpc.encode_public(key.public),
             "chain_code": key.chain_code,
+            "holdings": holdings,
         }
         sid, results = await self._run("reshare", certificate, members, {p: args for p in members})
         new_results = {p: r for p, r in results.items() if p in new_roster}

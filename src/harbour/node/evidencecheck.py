@@ -10,10 +10,12 @@ node's own approver settings (:mod:`harbour.node.quorum`), then pinned.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 
-from harbour.crypto.secp256k1 import Secp256k1Point
+from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
+from harbour.mpc import hd
 from harbour.mpc.schemes import scheme_by_name
 from harbour.node import approval, quorum
 from harbour.node.config import NodeConfig
@@ -157,6 +159,7 @@ class EvidenceChecks:
             statements_given=histories,
             now=now,
         )
+        self._as_stated(org, session, job, child)
         evidence = judged.evidence
         pinned = self.history.pins.get((org, evidence.transaction_id))
         nonce = evidence.transaction.nonce
@@ -179,6 +182,29 @@ class EvidenceChecks:
             approvals=len(evidence.approvals),
         )
 
+    def _as_stated(self, org: str, session: Session, job: SignJob, child: Secp256k1Point) -> None:
+        """The key this node holds is the one the vault's holders stated to the admins, at its threshold or above.
+
+        ``judge_withdrawal`` found the vault by key id; this checks that the share
+        signs for the stated public key (its child at ``path``) and that no ceremony
+        since lowered the threshold the admins approved.
+        """
+        vault = self.orgs.log(org).state.vault_of_key(session.key_id)
+        assert vault is not None  # judged: the key is a vault of the organisation, or it was refused
+        stated = vault.holding
+        if _child(stated.public_key, stated.chain_code, session.path) != child.encode():
+            raise approval.ApprovalError(
+                "policy",
+                f"key {session.key_id} on this node is not the key vault {vault.id!r} states "
+                f"({stated.public_key.hex()}): it is never signed for as that vault",
+            )
+        if job.share.threshold < stated.threshold:
+            raise approval.ApprovalError(
+                "policy",
+                f"key {session.key_id} is held at threshold {job.share.threshold} on this node, below the "
+                f"{stated.threshold} vault {vault.id!r} was approved at",
+            )
+
     def _pin(self, org: str, transaction_id: str, statement: bytes, nonce: int) -> None:
         """Record (or check) the chain nonce this transaction id is signed as, before the nonce is spent.
 
@@ -192,3 +218,10 @@ class EvidenceChecks:
             )
             return
         self.store.put(name, quorum.pin_value(statement, nonce))
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(public_key: bytes, chain_code: bytes, path: str) -> bytes:
+    """The encoded child key at ``path`` of a stated vault key (BIP-32, public derivation); cached per key and path."""
+    parent = SECP256K1.decode_point(public_key)
+    return hd.derive(SECP256K1, parent, chain_code, path).public_key.encode()

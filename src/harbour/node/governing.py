@@ -11,9 +11,6 @@ Enrolling an organisation on a node (``enrol``) needs the authority's
 certificate naming the genesis hash (kind ``enrol``, params ``{"org": hex}``); one
 certificate serves every node, since each spends its nonce in its own ledger.
 
-A ``vault.add`` carries every holder's statement that it holds the key for the
-organisation (``holdings``, from the ``key`` request).
-
 When the policy has velocity or count limits, each signer's history statement
 for the session (``history``) travels to every signer with the start request
 (:mod:`harbour.node.orgs.statement` says why).
@@ -92,23 +89,6 @@ class GovernanceDriving(SessionDriver):
 
         sent = await asyncio.gather(*(one(d) for d in nodes))
         return {d.name: n for d, n in zip(nodes, sent, strict=True)}
-
-    async def holdings(self, nodes: Sequence[NodeDescriptor], key_id: str) -> list[bytes]:
-        """Each node's signed statement that it holds ``key_id`` for the key's organisation.
-
-        Nothing here checks them: whoever applies the ``vault.add`` that carries
-        them does (:func:`harbour.governance.holding.check`).
-        """
-        answers = await asyncio.gather(*(self._call(d, {"op": "key", "key_id": key_id}) for d in nodes))
-        out = []
-        for descriptor, answer in zip(nodes, answers, strict=True):
-            statement = answer.get("holding")
-            if type(statement) is not bytes or not statement:
-                raise ClusterError(
-                    "governance", f"node {descriptor.name} holds {key_id!r} for no organisation", descriptor.name
-                )
-            out.append(statement)
-        return out
 
     async def _bring(self, node: NodeDescriptor, log: GovernanceLog) -> int:
         """Send ``node`` what it lacks of ``log``, from the head it reports; how many entries were sent."""

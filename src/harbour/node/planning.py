@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from harbour.crypto.group import RandomBytes
+from harbour.governance import holding
+from harbour.governance.fields import GovernanceError
 from harbour.mpc.envelope import UsageError
 from harbour.mpc.hd import CHAIN_CODE
-from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError
+from harbour.mpc.keyshare import SCHEME_CURVES, KeyShare, KeyShareError, PublicKeyPackage
 from harbour.mpc.schemes import scheme_by_name
 from harbour.node import approval, coldstate, nonces, rpc
 from harbour.node.config import NodeConfig
@@ -188,6 +190,7 @@ class Planner:
                 "bad-request", f"a key of an organisation signs its Ethereum withdrawals: threshold ECDSA, not {scheme}"
             )
         if org is not None:
+            _org_threshold(key_id, threshold, len(roster))
             self._org_nodes(org, key_id, roster.values())
         session.staging = {"roster": roster, "base": b"", "org": org}
         params = {
@@ -238,6 +241,7 @@ class Planner:
             if bound is not None:
                 holders = {d.node_id for d in stored.values()}
                 self._org_nodes(bound, key_id, (d for d in new.values() if d.node_id not in holders))
+                _org_threshold(key_id, threshold, len(new), share.threshold)
         elif self.store.exists(f"keys/{key_id}"):
             raise Refusal("key-exists", f"this node holds key {key_id!r} already but is not one of the dealers")
         self._no_pending(key_id)
@@ -255,9 +259,16 @@ class Planner:
             hedge_key=self.hedge_key,
         )
         session = Session(sid, "reshare", key_id, "m", [], certificate, job, roster, me, deadline)
-        # A dealer holds the key's organisation; a node new to the key has only the certificate to take it
-        # from, and every dealer checks that the certificate names the one it holds.
+        # A dealer holds the key's organisation. A node new to the key takes it from the certificate only if
+        # every dealer states, signed, that it holds this very key for that organisation: the certificate is
+        # not bound across the session's members, so a dealer may have been shown another one.
         org = self.orgs.binding(key_id) if share is not None else self._certificate_org(certificate)
+        if share is None and org is not None:
+            self._org_nodes(org, key_id, dealers.values())
+            stated = self._dealers_hold(org, key_id, dealers, public, args["chain_code"], args["holdings"])
+            _org_threshold(key_id, threshold, len(new), stated)
+            dealing = {d.node_id for d in dealers.values()}
+            self._org_nodes(org, key_id, (d for d in new.values() if d.node_id not in dealing))
         session.staging = {"roster": new, "base": public.fingerprint(), "org": org}
         # A node new to the key has nothing but the certificate to check the old key and its
         # dealers against: the authority binds both, not just the group key.
@@ -270,6 +281,53 @@ class Planner:
             "chain_code": args["chain_code"].hex(),
         }
         return session, verify(kind="reshare", key_id=key_id, path="m", params=_with_org(params, org))
+
+    def _dealers_hold(
+        self,
+        org: str,
+        key_id: str,
+        dealers: Mapping[int, NodeDescriptor],
+        public: PublicKeyPackage,
+        chain_code: bytes,
+        statements: list[bytes],
+    ) -> int:
+        """The key's threshold as every dealer states it, signed, holding ``key_id`` for ``org``; else Refusal.
+
+        Without this, a key of no organisation (made on nodes the authority runs, so
+        it knows the secret) could be reshared onto an organisation's nodes under a
+        certificate naming the organisation, shown to them alone, and then stated as
+        the organisation's vault.
+        """
+        by_node: dict[bytes, bytes] = {}
+        for data in statements:
+            try:
+                node = holding.parse(data)[0].node
+            except GovernanceError as exc:
+                raise Refusal("approval", f"a dealer's holding statement is malformed: {exc}") from None
+            by_node[node] = data
+        thresholds = set()
+        for descriptor in dealers.values():
+            try:
+                if descriptor.sign_pk not in by_node:
+                    raise GovernanceError("change", "it gave none")
+                stated = holding.verified(by_node[descriptor.sign_pk], descriptor.sign_pk)
+            except GovernanceError as exc:
+                raise Refusal(
+                    "approval",
+                    f"dealer {descriptor.name} does not state that it holds {key_id!r} for organisation {org[:16]}: "
+                    f"{exc}",
+                ) from None
+            wanted = (bytes.fromhex(org), key_id, public.group_public_key.encode(), chain_code)
+            if (stated.org, stated.key_id, stated.public_key, stated.chain_code) != wanted:
+                raise Refusal(
+                    "approval",
+                    f"dealer {descriptor.name} states it holds {stated.key_id!r} for organisation "
+                    f"{stated.org.hex()[:16]} with another key or chain code: not this reshare's",
+                )
+            thresholds.add(stated.threshold)
+        if len(thresholds) != 1:
+            raise Refusal("approval", f"the dealers state different thresholds for {key_id!r}: {sorted(thresholds)}")
+        return thresholds.pop()
 
     def _org_nodes(self, org: str, key_id: str, members: Iterable[NodeDescriptor]) -> None:
         """Refusal unless every one of ``members`` is a node the organisation's admins named (``node.add``).
@@ -321,6 +379,29 @@ class Planner:
 def _with_org(params: dict[str, Any], org: str | None) -> dict[str, Any]:
     """An admin certificate's params for a key of ``org``: the org is one of them (none for a key of none)."""
     return params if org is None else {**params, "org": org}
+
+
+def _org_threshold(key_id: str, threshold: int, members: int, current: int = 2) -> None:
+    """Refusal unless ``threshold`` of ``members`` suits a key of an organisation.
+
+    At least 2, and no lower than the key's ``current`` one (the admins approved
+    the vault at that threshold; a lower one would need no entry of theirs). And
+    ``2t > n``: any two signer sets then share a node, which saw every withdrawal
+    the other signed, so velocity limits hold exactly and one transaction id (one
+    signed request, one set of approvals) is signed at one nonce only.
+    """
+    if threshold < max(2, current):
+        raise Refusal(
+            "approval",
+            f"key {key_id!r} is a key of an organisation: its threshold stays at least {max(2, current)}, "
+            f"not {threshold}",
+        )
+    if 2 * threshold <= members:
+        raise Refusal(
+            "approval",
+            f"key {key_id!r} is a key of an organisation: {threshold} of {members} lets two signer sets share no "
+            f"node; a threshold above half the committee ({members // 2 + 1} or more) is needed",
+        )
 
 
 def _certificate_key_id(certificate: bytes) -> str:

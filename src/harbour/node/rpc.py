@@ -37,8 +37,9 @@ statement of its withdrawal record for one session.
 - ``keygen``: ``{"key_id", "scheme", "threshold", "roster": [[party, descriptor], ...]}``;
 - ``refresh``: ``{"key_id"}``;
 - ``reshare``: ``{"key_id", "threshold", "dealers": [[party, descriptor], ...], "roster": [[party, descriptor], ...],
-  "public": <package>, "chain_code": <bytes>}``: the dealers (members of the current committee) and the new
-  committee; a node in both has one party number in both.
+  "public": <package>, "chain_code": <bytes>, "holdings": [<bytes>, ...]}``: the dealers (members of the current
+  committee) and the new committee; a node in both has one party number in both. For a key of an organisation,
+  ``holdings`` are the dealers' holding statements, which a node new to the key requires (empty otherwise).
 
 A node answers ``start`` with its signed session hello (:mod:`harbour.node.handshake`),
 and the coordinator hands every member the other members' hellos in its first
@@ -93,6 +94,8 @@ KINDS: Final = ("sign", "keygen", "refresh", "reshare")
 ACK_DOMAIN: Final = b"harbour/node/ack/v1\x00"
 RECEIPT_DOMAIN: Final = b"harbour/node/commit-receipt/v1\x00"
 ROSTER_DOMAIN: Final = b"harbour/node/roster/v1\x00"
+MAX_HOLDING: Final = 4096
+"""A dealer's holding statement (:data:`harbour.governance.holding.MAX_STATEMENT_LEN`)."""
 MAX_PUSH: Final = 256
 """Governance entries in one ``push``: a longer log goes in several requests."""
 MAX_ENTRY: Final = 520 * 1024
@@ -363,11 +366,22 @@ def _parse_args(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     if kind == "reshare":
         _fields(
             args,
-            {"key_id": str, "threshold": int, "dealers": list, "roster": list, "public": bytes, "chain_code": bytes},
+            {
+                "key_id": str,
+                "threshold": int,
+                "dealers": list,
+                "roster": list,
+                "public": bytes,
+                "chain_code": bytes,
+                "holdings": list,
+            },
             what,
         )
         if len(args["chain_code"]) not in (0, 32):
             raise _fail("chain_code is 32 bytes (or empty for a key without one)")
+        holdings = args["holdings"]
+        if len(holdings) > MAX_PARTIES or any(type(h) is not bytes or len(h) > MAX_HOLDING for h in holdings):
+            raise _fail(f"holdings is a list of at most {MAX_PARTIES} statements of at most {MAX_HOLDING} bytes")
         return {
             **args,
             "key_id": check_key_id(args["key_id"]),

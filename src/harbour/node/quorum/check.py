@@ -122,6 +122,7 @@ def check_governed(
         amount=intent.amount,
         transaction_id=evidence.transaction_id,
         signature=evidence.initiation or None,
+        chain_id=intent.chain_id,
     )
     try:
         decision = judge(state, request, at=at, history=history, approved_by=approved)
