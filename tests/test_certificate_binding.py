@@ -232,6 +232,7 @@ def reshare_start(
         "roster": rpc.roster_value(roster),
         "public": rpc.encode_public(public.public),
         "chain_code": cluster.key.chain_code,
+        "holdings": [],  # a key of no organisation: no holding statements
     }
     return start_request("reshare", args, certificate=cert, sid=bytes([0x4E]) * 32)
 

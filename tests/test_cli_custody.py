@@ -536,12 +536,30 @@ def test_the_first_approval_pins_the_genesis_and_later_ones_check_it(world: Worl
     assert f"pinned organisation {org}'s genesis {genesis}" in first.stderr
     assert "harbour custody bootstrap" in first.stderr, "the admin is told what to compare it with"
     assert f"verified from genesis {genesis}" in first.stdout
-    assert json.loads(trust.read_text()) == {"version": 1, "pins": {world.url: {org: genesis}}}
+    head = world.json("viewer", "governance", "head")
+    assert json.loads(trust.read_text()) == {
+        "version": 1,
+        "pins": {world.url: {org: genesis}},
+        "seen": {world.url: {org: [head["seq"], head["hash"]]}},
+    }
     assert stat.S_IMODE(trust.stat().st_mode) == 0o600
     second = _approve(world, "admin2", proposal["id"], trust)
     assert second.exit_code == 0, second.stderr
     assert "pinned" not in second.stderr, "a pinned genesis is checked, not pinned again"
     assert world.json("viewer", "status", proposal["id"])["state"] == "confirmed"
+
+
+def test_a_server_that_serves_less_of_the_log_than_the_cli_verified_before_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Withholding the newest entries from the API too would make push report an older head as the head."""
+    trust = {"HARBOUR_TRUSTED_ORGS": str(tmp_path / "trusted.json")}
+    nodes = ",".join(str(n.directory / "descriptor.json") for n in world.env.nodes)
+    assert world.run("viewer", "governance", "push", "--nodes", nodes, env=trust).exit_code == 0
+    entries = _org_log(world)
+    _serve_log(monkeypatch, world, entries[:-1])
+    result = world.run("viewer", "governance", "push", "--nodes", nodes, env=trust)
+    refused(result, 1, "refusing to push", f"does not extend entry {len(entries) - 1}", "withholds or rewrote")
 
 
 def _fake_organisation(world: World) -> tuple[SignedEntry, Entry]:
@@ -612,6 +630,9 @@ def test_a_trusted_orgs_file_others_can_write_or_that_is_malformed_is_refused(wo
     trust.chmod(0o600)
     trust.write_text(json.dumps({"version": 1, "pins": {world.url: {"org": "not a hash"}}}))
     refused(_approve(world, "admin", proposal["id"], trust), 2, "not a trusted-orgs file")
+    for head in ([-1, real], [3], ["3", real], [3, "not a hash"]):
+        trust.write_text(json.dumps({"version": 1, "pins": {}, "seen": {world.url: {"org": head}}}))
+        refused(_approve(world, "admin", proposal["id"], trust), 2, "not a trusted-orgs file")
     _unsigned(world, proposal["id"])
 
 

@@ -107,6 +107,7 @@ def stage_reshare_to_2_3_4(authority: Any, nodes: Any, descriptors: Any, key: Cl
         "roster": rpc.roster_value(new_roster),
         "public": rpc.encode_public(key.public),
         "chain_code": key.chain_code,
+        "holdings": [],  # a key of no organisation: no holding statements
     }
     members = {**key.roster, **new_roster}
     sid, results = run_to_staged(nodes, descriptors, "reshare", cert, members, {p: args for p in members})
@@ -199,6 +200,30 @@ def refused(node: NodeService, request: dict[str, Any] | bytes, reason: str) -> 
                 )
             ),
             "roster entry",
+        ),
+        *(
+            (
+                rpc.encode(
+                    start_request(
+                        "reshare",
+                        {
+                            "key_id": "k",
+                            "threshold": 2,
+                            "dealers": [],
+                            "roster": [],
+                            "public": b"",
+                            "chain_code": bytes(32),
+                            "holdings": holdings,
+                        },
+                    )
+                ),
+                needle,
+            )
+            for holdings, needle in (
+                ("statements", "wrong type"),
+                (["text"], "holdings is a list"),
+                ([bytes(rpc.MAX_HOLDING + 1)], "holdings is a list"),
+            )
         ),
     ],
 )
@@ -588,6 +613,7 @@ def test_a_reshare_cannot_change_the_chain_code(trio: Any) -> None:
         "roster": rpc.roster_value(key.roster),
         "public": rpc.encode_public(key.public),
         "chain_code": bytes(32),
+        "holdings": [],  # a key of no organisation: no holding statements
     }
     start = start_request("reshare", args, certificate=cert, sid=bytes([6]) * 32)
     assert "chain code" in refused(nodes[0], start, "bad-request")

@@ -513,6 +513,7 @@ def committee_with(rotated: Rotated, kind: str, party: int) -> dict[str, Any]:
         "roster": rpc.roster_value({2: rotated.before[1], 3: rotated.before[2], 4: old}),
         "public": info["public"],
         "chain_code": info["chain_code"],
+        "holdings": [],  # a key of no organisation: no holding statements
     }
     return start_request(kind, args, sid=bytes([0x0E, party]) * 16)
 

@@ -133,6 +133,15 @@ def verified_log(client: Client, org: str, refusing: str = "refusing to sign") -
             ) from None
     if log is None:
         raise EntryMismatch(f"{refusing}: the server serves no governance log to check against")
+    before = trusted_orgs.seen(client.api, org) if trusted is not None else None
+    if before is not None:
+        seq, head = before
+        if seq > log.state.seq or log.hashes[seq] != head:
+            raise EntryMismatch(
+                f"{refusing}: the server's governance log (to entry {log.state.seq}) does not extend entry {seq} "
+                f"({head.hex()[:16]}) this CLI verified before: it withholds or rewrote entries"
+            )
+    trusted_orgs.see(client.api, org, log.state.seq, log.head)
     return log, trusted
 
 
