@@ -63,6 +63,20 @@ def count_policy(limit: int, window: int = 3600) -> dict[str, Any]:
     }
 
 
+def bot_policy(initiator: str = INITIATOR, limit: int = 10**18) -> dict[str, Any]:
+    """The initiator (a payments bot) may pay up to ``limit`` wei of ETH without approval; nobody else pays anything."""
+    return {
+        "rules": [
+            {
+                "name": "the bot pays small sums",
+                "action": "allow",
+                "match": {"initiators": [initiator], "assets": ["ETH"], "amount": {"max": str(limit)}},
+            },
+            {"name": "nobody else", "action": "block"},
+        ]
+    }
+
+
 def whitelist_only() -> dict[str, Any]:
     return {
         "rules": [{"name": "whitelisted-only", "match": {"destination": {"kind": "whitelisted"}}, "action": "allow"}]

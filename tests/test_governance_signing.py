@@ -32,6 +32,7 @@ from sqlalchemy import insert, select, update
 
 from custody_env import ETH, CustodyEnv, cfg_page, public_hex
 from drain import one_admin_drain
+from governance_env import bot_policy
 from harbour.chains.eip1559 import Eip1559Transaction, parse_address
 from harbour.chains.ethereum import checksum_address
 from harbour.custody import models as m
@@ -247,16 +248,7 @@ def test_an_allow_rule_signs_on_hardened_nodes_without_any_human_approval(env: C
 
 def _bot_policy(env: CustodyEnv) -> dict[str, Any]:
     """The initiator (a payments bot) may pay up to 1 ETH without approval; nobody else may pay anything."""
-    return {
-        "rules": [
-            {
-                "name": "the bot pays small sums",
-                "action": "allow",
-                "match": {"initiators": [env.user_id("initiator")], "assets": ["ETH"], "amount": {"max": str(ETH)}},
-            },
-            {"name": "nobody else", "action": "block"},
-        ]
-    }
+    return bot_policy(env.user_id("initiator"), ETH)
 
 
 def _signed(env: CustodyEnv, vault_id: str, amount: int, signer: Ed25519PrivateKey) -> dict[str, str]:

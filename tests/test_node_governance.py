@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cluster import Cluster
-from governance_env import ADMINS, INITIATOR, Org, raw, two_approvers, velocity_policy, whitelist_only
+from governance_env import ADMINS, INITIATOR, Org, bot_policy, raw, two_approvers, velocity_policy, whitelist_only
 from harbour.chains.eip1559 import Eip1559Transaction, erc20_transfer_data, parse_address
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.ecdsa import EcdsaSignature
@@ -396,16 +396,7 @@ def test_a_key_of_an_organisation_refuses_plain_and_version_1_certificates(env: 
 
 def test_a_rule_for_one_initiator_signs_only_what_that_initiator_asked_for(env: Env) -> None:
     """A bot may pay small sums without approval; a compromised service names the bot for a payment of its own."""
-    bot_rule = {
-        "rules": [
-            {
-                "name": "the bot pays small sums",
-                "action": "allow",
-                "match": {"initiators": [INITIATOR], "assets": ["ETH"], "amount": {"max": str(ETHER)}},
-            },
-            {"name": "nobody else", "action": "block"},
-        ]
-    }
+    bot_rule = bot_policy(INITIATOR, ETHER)
     org = env.org("bots", policy=bot_rule, vaults={"bots-main": "bots-vault"})
     env.enrol(org, nodes=(0, 1, 2))
     key = env.keygen(org, "bots-vault")
@@ -848,6 +839,7 @@ def test_a_vault_key_made_outside_its_organisation_never_becomes_its_vault(env: 
     # Relabelled as acme's, the holding no longer matches what its holders signed: every node refuses the entry.
     relabelled = replace(captured, org=env.acme.log.genesis_hash)
     entry = env.acme.entry(c.AddVault("acme-captured-vault", "captured", relabelled, tuple(stated)))
+    call(lambda co: co.push(env.nodes, env.acme.log))  # every node at the head: the entry is the next one
     for node in (0, 3):
         with pytest.raises(ClusterError) as exc:
             push(env, node, env.acme, entry.encode())

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from cluster import PASSPHRASE, Cluster
-from governance_env import Org, whitelist_only
+from governance_env import Org, bot_policy, whitelist_only
 from harbour.crypto.shamir import interpolate_at_zero
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeDescriptor
@@ -198,16 +198,7 @@ def test_a_signed_request_pays_once_even_with_disjoint_signer_sets(env: Env) -> 
     from harbour.node.quorum import GovernedEvidence, Intent
 
     to = checksum_address(bytes.fromhex("a1" * 20))
-    bot_rule = {
-        "rules": [
-            {
-                "name": "the bot pays small sums",
-                "action": "allow",
-                "match": {"initiators": [INITIATOR], "assets": ["ETH"], "amount": {"max": str(ETHER)}},
-            },
-            {"name": "nobody else", "action": "block"},
-        ]
-    }
+    bot_rule = bot_policy(INITIATOR, ETHER)
     d = env.nodes
     bots = Org(
         "bots", policy=bot_rule, nodes={d[i].name: d[i].sign_pk for i in range(4)}, vaults={"bots-main": "bots-vault"}
