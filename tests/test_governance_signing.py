@@ -309,6 +309,8 @@ def test_a_compromised_service_cannot_pay_in_an_initiators_name(env: CustodyEnv)
 def test_a_signer_node_behind_on_the_log_is_brought_to_the_head_by_the_signing(env: CustodyEnv) -> None:
     env.set_policy(allow_all())
     vault_id, _ = env.vault()
+    # Each entry is pushed to the nodes as it lands, in the background: node 1 misses only the next one.
+    wait_until(lambda: node_heads(env) == {service_head(env)}, message="every node at the service's head")
     env.nodes[0].kill()
     env.govern(env.custody.add_address_book_entry(env.actor("admin"), name="known", address=KNOWN))
     env.nodes[0].start()
