@@ -46,8 +46,10 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
-from harbour.custody.db import upgrade
+from harbour.custody.db import make_engine, session_factory, upgrade
 from postgres import PostgresServer, PostgresUnavailable
 from softhsm import softhsm  # noqa: F401 (registered with pytest by being in this module)
 
@@ -229,6 +231,19 @@ def postgres_db_url(postgres_server: PostgresServer, _migrated_postgres_template
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database at the newest migration, for each test and each backend."""
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_db_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on :func:`db_url`, disposed after the test."""
+    made = make_engine(db_url)
+    yield made
+    made.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
 
 
 # -- chains ----------------------------------------------------------------------------------------------------------

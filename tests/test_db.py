@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,13 +38,6 @@ from postgres import PostgresServer, PostgresUnavailable
 GENESIS = "00" * 32
 """An organisation row names its genesis entry's hash; these tests of storage need no real one."""
 BIG = [0, 1, 9, 10, 100, 2**63 - 1, 2**63, 2**64, 2**256 - 1, 10**AMOUNT_DIGITS - 1]
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def schema_differences(engine: Engine) -> list[object]:
