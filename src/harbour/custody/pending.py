@@ -75,13 +75,10 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
         signature=None if tx.initiator_signature is None else bytes.fromhex(tx.initiator_signature),
         chain_id=tx.chain_id or 0,
     )
+    assert state.policy is not None  # a genesis puts one in force, and no change removes it
+    past = transactions.history(s, tx.org_id, state.policy, tx.created_at, exclude=tx.id)
     try:
-        facts = decide.withdrawal_facts(state, request, tx.created_at)
-        decide.check_initiation(state, request, facts)
-        assert state.policy is not None  # a genesis puts one in force, and no change removes it
-        decision = decide.decide(
-            state, facts, transactions.history(s, tx.org_id, state.policy, tx.created_at, exclude=tx.id)
-        )
+        _, decision = decide.assess(state, request, tx.created_at, past)
     except GovernanceError as exc:
         return _refuse(uow, s, tx, state, f"governance entry {state.seq} no longer allows it: {exc}")
     if decision.action == "block":

@@ -66,13 +66,10 @@ class Withdrawals:
         self._sources: dict[tuple[str, str, str], tuple[str, AssetRef]] = {}
 
     def _decide(
-        self, s: Session, actor: Actor, vault: m.Vault, asset: m.Asset, to: str, amount: int, exclude: str | None
+        self, s: Session, actor: Actor, request: decide.Withdrawal, exclude: str | None
     ) -> tuple[OrgState, pol.TxFacts, pol.Policy, list[pol.PastTx]]:
         """The state in force, what the policy sees of this withdrawal, the policy and the history it counts."""
         state = self.ledger.state(s, actor.org_id)
-        request = decide.Withdrawal(
-            key_id=vault.key_id, initiator=actor.user_id, contract=asset.contract, destination=to, amount=amount
-        )
         try:
             facts = decide.withdrawal_facts(state, request, self.uow.clock())
         except GovernanceError as exc:
@@ -103,7 +100,8 @@ class Withdrawals:
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
         with self.uow.read() as s:
             vault, asset_row, _ = self._lookup(s, actor, vault_id, asset)
-            _, facts, policy, past = self._decide(s, actor, vault, asset_row, to, amount, None)
+            request = decide.Withdrawal(vault.key_id, actor.user_id, asset_row.contract, to, amount)
+            _, facts, policy, past = self._decide(s, actor, request, None)
             decision = pol.explain(policy, facts, past)
             return {"policy_version": self.ledger.policy_version(s, actor.org_id), **decision.to_json()}
 
@@ -251,10 +249,10 @@ class Withdrawals:
             self.uow.move(s, actor, tx, states.PENDING_POLICY)
             # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
             s.execute(select(m.Organisation.id).where(m.Organisation.id == actor.org_id).with_for_update(read=True))
-            state, facts, _, past = self._decide(s, actor, vault, asset, to, amount, tx.id)
             request = decide.Withdrawal(
                 vault.key_id, actor.user_id, asset.contract, to, amount, tx.id, signature, self.chain.chain_id
             )
+            state, facts, _, past = self._decide(s, actor, request, tx.id)
             try:
                 decide.check_initiation(state, request, facts)
             except GovernanceError as exc:  # nothing is recorded: the request is not its initiator's

@@ -124,6 +124,13 @@ def decide(state: OrgState, facts: TxFacts, history: Sequence[PastTx]) -> Decisi
     return evaluate(state.policy, facts, history)
 
 
+def assess(state: OrgState, request: Withdrawal, at: datetime, history: Sequence[PastTx]) -> tuple[TxFacts, Decision]:
+    """What the policy sees of ``request`` and its decision, once its initiator's signature passed where needed."""
+    facts = withdrawal_facts(state, request, at)
+    check_initiation(state, request, facts)
+    return facts, decide(state, facts, history)
+
+
 def judge(
     state: OrgState,
     request: Withdrawal,
@@ -140,9 +147,7 @@ def judge(
     says the request lacks its initiator's signature the policy needs, or has
     one that does not verify.
     """
-    facts = withdrawal_facts(state, request, at)
-    check_initiation(state, request, facts)
-    decision = decide(state, facts, history)
+    _, decision = assess(state, request, at, history)
     if decision.action == "block":
         rule = f"rule {decision.rule!r}" if decision.rule else "no rule (default deny)"
         raise Refused(
