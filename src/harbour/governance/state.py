@@ -112,10 +112,12 @@ class OrgState:
         return None
 
     def vault_of_key(self, key_id: str) -> Vault | None:
-        for vault in self.vaults.values():
-            if vault.key_id == key_id:
-                return vault
-        return None
+        return self._vaults_by_key.get(key_id)
+
+    @cached_property
+    def _vaults_by_key(self) -> dict[str, Vault]:
+        """The vaults by key id, built once per state: every signature, and every node's claimant scan, asks."""
+        return {v.key_id: v for v in self.vaults.values()}
 
     def entry_for(self, address: str) -> AddressEntry | None:
         return self._entries_by_address.get(address_key(address))
