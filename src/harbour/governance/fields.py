@@ -122,3 +122,16 @@ def canonical(data: object, what: str, limit: int) -> Any:
         raise GovernanceError("malformed", f"{what} is not valid CBOR") from None
     except cbor.NotCanonical:
         raise GovernanceError("malformed", f"{what} is not canonical CBOR (or has trailing bytes)") from None
+
+
+def signed_envelope(data: object, what: str, limit: int) -> tuple[bytes, Any, bytes]:
+    """``(body bytes, body decoded, signature)`` of canonical CBOR ``{"statement": <body>, "signature": <64>}``.
+
+    The form every node statement takes (a key holding, a withdrawal history);
+    nothing here verifies the signature. GovernanceError("malformed") otherwise.
+    """
+    outer = exact_map(what, canonical(data, what, limit), frozenset({"statement", "signature"}))
+    body, signature = outer["statement"], outer["signature"]
+    if type(signature) is not bytes or len(signature) != SIGNATURE_LEN:
+        raise GovernanceError("malformed", f"{what}'s signature is {SIGNATURE_LEN} bytes")
+    return body, canonical(body, f"{what}'s body", limit), signature

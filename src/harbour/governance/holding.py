@@ -116,15 +116,8 @@ def sign(node: bytes, holding: Holding, signer: Callable[[bytes], bytes]) -> byt
 
 def parse(data: object) -> tuple[HoldingStatement, bytes, bytes]:
     """``(statement, body, signature)``, strictly parsed but NOT verified; GovernanceError("malformed") otherwise."""
-    outer = f.exact_map(
-        "a holding statement",
-        f.canonical(data, "a holding statement", MAX_STATEMENT_LEN),
-        frozenset({"statement", "signature"}),
-    )
-    body, signature = outer["statement"], outer["signature"]
-    if type(signature) is not bytes or len(signature) != f.SIGNATURE_LEN:
-        raise GovernanceError("malformed", f"a holding statement's signature is {f.SIGNATURE_LEN} bytes")
-    obj = f.exact_map("a holding statement's body", f.canonical(body, "its body", MAX_STATEMENT_LEN), _BODY_KEYS)
+    body, decoded, signature = f.signed_envelope(data, "a holding statement", MAX_STATEMENT_LEN)
+    obj = f.exact_map("a holding statement's body", decoded, _BODY_KEYS)
     if type(obj["version"]) is not int or obj["version"] != VERSION or obj["type"] != TYPE:
         raise GovernanceError("malformed", f"not a version {VERSION} {TYPE} statement")
     holders = obj["holders"]

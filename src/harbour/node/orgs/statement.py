@@ -36,12 +36,11 @@ from typing import Final
 import cbor2
 from cryptography.exceptions import InvalidSignature
 
-from harbour.governance.fields import GovernanceError
+from harbour.governance.fields import GovernanceError, signed_envelope
 from harbour.node.certificate import ApprovalError
 from harbour.node.identity import NodeDescriptor, NodeIdentity
 from harbour.node.orgs.history import MAX_RECORDS
 from harbour.node.orgs.records import Record
-from harbour.util import cbor
 
 DOMAIN: Final = b"harbour/withdrawal-history/v1\x00"
 """Prefix of what a node signs: its identity signature over a statement verifies as nothing else."""
@@ -91,18 +90,10 @@ def parse(data: object) -> tuple[HistoryStatement, bytes, bytes]:
     def bad(what: str) -> ApprovalError:
         return ApprovalError("history", f"malformed history statement: {what}")
 
-    if not isinstance(data, bytes) or len(data) > MAX_STATEMENT_LEN:
-        raise bad(f"a statement is at most {MAX_STATEMENT_LEN} bytes")
     try:
-        outer = cbor.loads_canonical(data)
-        if not isinstance(outer, dict) or set(outer) != {"statement", "signature"}:
-            raise bad("not a map of exactly 'statement' and 'signature'")
-        body, signature = outer["statement"], outer["signature"]
-        if type(body) is not bytes or type(signature) is not bytes or len(signature) != 64:
-            raise bad("'statement' must be bytes and 'signature' 64 bytes")
-        obj = cbor.loads_canonical(body)
-    except cbor.CborError as exc:
-        raise bad(f"not canonical CBOR ({exc})") from None
+        body, obj, signature = signed_envelope(data, "a history statement", MAX_STATEMENT_LEN)
+    except GovernanceError as exc:
+        raise bad(str(exc)) from None
     if not isinstance(obj, dict) or set(obj) != _BODY_KEYS:
         raise bad(f"the body is a map of exactly {sorted(_BODY_KEYS)}")
     if type(obj["version"]) is not int or obj["version"] != VERSION or obj["type"] != TYPE:
