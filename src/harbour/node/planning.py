@@ -307,16 +307,13 @@ class Planner:
             by_node[node] = data
         thresholds = set()
         for descriptor in dealers.values():
+            unstated = f"dealer {descriptor.name} does not state that it holds {key_id!r} for organisation {org[:16]}"
+            if descriptor.sign_pk not in by_node:
+                raise Refusal("approval", f"{unstated}: it gave no statement")
             try:
-                if descriptor.sign_pk not in by_node:
-                    raise GovernanceError("change", "it gave none")
                 stated = holding.verified(by_node[descriptor.sign_pk], descriptor.sign_pk)
             except GovernanceError as exc:
-                raise Refusal(
-                    "approval",
-                    f"dealer {descriptor.name} does not state that it holds {key_id!r} for organisation {org[:16]}: "
-                    f"{exc}",
-                ) from None
+                raise Refusal("approval", f"{unstated}: {exc}") from None
             wanted = (bytes.fromhex(org), key_id, public.group_public_key.encode(), chain_code)
             if (stated.org, stated.key_id, stated.public_key, stated.chain_code) != wanted:
                 raise Refusal(
