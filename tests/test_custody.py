@@ -171,7 +171,7 @@ def test_a_blocking_rule_rejects_and_nothing_is_signed(env: CustodyEnv) -> None:
     env.set_policy(policy)
     tx = withdraw(env, vault_id, ETH, to=OTHER)
     assert tx["state"] == "rejected"
-    assert "never to sanctioned" in tx["error"]
+    assert "never to sanctioned" in tx["error"] and tx["sub_status"] == "policy-blocked"
     assert tx["nonce"] is None and tx["tx_hash"] is None
     explained = env.custody.explain(env.actor("initiator"), vault_id=vault_id, asset="ETH", to=OTHER, amount=ETH)
     assert explained["action"] == "block" and explained["rule"] == "never to sanctioned"
@@ -246,6 +246,7 @@ def test_a_withdrawal_above_the_balance_is_rejected(env: CustodyEnv) -> None:
     vault_id, address = env.vault(fund=2 * ETH)
     tx = withdraw(env, vault_id, 3 * ETH)
     assert tx["state"] == "rejected" and "insufficient ETH" in tx["error"]
+    assert tx["sub_status"] == "insufficient-funds"
     # In-flight withdrawals are reserved: the second of two 1.5 ETH withdrawals cannot be paid.
     env.set_policy(env.two_approvers_policy())
     first = withdraw(env, vault_id, 3 * ETH // 4)
@@ -518,7 +519,7 @@ def test_a_stale_policy_proposal_cannot_replace_a_newer_policy(lite: CustodyEnv)
     lite.set_policy(lite.two_approvers_policy())  # adopted meanwhile
     version = lite.custody.get_policy(lite.actor("viewer"))["version"]
     late = lite.custody.get_transaction(lite.actor("admin"), lenient["id"])
-    assert late["state"] == "rejected" and "superseded" in late["error"]
+    assert late["state"] == "rejected" and "superseded" in late["error"] and late["sub_status"] == "superseded"
     with pytest.raises(Conflict, match="not pending approval"):
         lite.approve(lenient["id"], "admin2")
     assert lite.custody.get_policy(lite.actor("viewer"))["version"] == version
@@ -592,6 +593,7 @@ def test_a_fee_rise_after_approval_waits_for_funds_without_taking_a_nonce(lite: 
         lambda: (lambda v: v if v["error"] else None)(lite.custody.get_transaction(lite.actor("admin"), first["id"]))
     )
     assert view["state"] == "approved" and view["nonce"] is None and "waiting for funds" in view["error"]
+    assert view["sub_status"] == "waiting-for-funds"
     assert lite.custody.cancel(lite.actor("initiator"), first["id"])["state"] == "cancelled"
     lite.chain.fees = normal  # type: ignore[method-assign]
     done = wait_final(lite, second["id"])

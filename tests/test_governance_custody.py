@@ -449,6 +449,7 @@ def test_disabling_an_initiator_cancels_their_unsigned_withdrawals(env: CustodyE
     for tx in (pending, approved):
         cancelled = view(env, tx["id"])
         assert cancelled["state"] == "cancelled" and "initiator was disabled" in cancelled["error"]
+        assert cancelled["sub_status"] == "initiator-disabled"
     assert view(env, kept["id"])["state"] == "pending_approval"
     reasons = [e["data"]["reason"] for e in events(env, "transaction.cancelled")]
     assert reasons == ["initiator disabled", "initiator disabled"]

@@ -349,6 +349,7 @@ def test_nodes_ahead_of_the_service_make_signing_wait_and_retry_until_it_catches
     tx = withdraw(env, vault_id, ETH)
     waiting = wait_until(lambda: (lambda t: t if t["error"] else None)(view(env, tx["id"])), 30)
     assert waiting["state"] == "signing" and "signing failed, will retry: governance" in waiting["error"]
+    assert waiting["sub_status"] == "signing-retry"
     env.govern(proposal)
     done = wait_final(env, tx["id"])
     assert done["state"] == "confirmed", done["error"]
@@ -522,6 +523,7 @@ def test_a_policy_loosened_in_the_database_does_not_loosen_what_the_nodes_sign(e
     assert tx["state"] == "pending_approval" and tx["decision"]["rule"] == "treasury approval"
     failed = force_approved(env, tx["id"])
     assert failed["state"] == "failed" and "approval refused (quorum)" in failed["error"]
+    assert failed["sub_status"] == "node-refused"
     refused_by_nodes(env, vault_id, "quorum", "treasury approval", to=DEST, amount=ETH)
     assert env.chain.nonce(address, "latest") == 0
 
@@ -541,6 +543,7 @@ def test_a_destination_whitelisted_in_the_database_is_not_whitelisted_at_the_nod
     assert tx["state"] == "pending_approval" and tx["decision"]["rule"] == "treasury approval"  # the log does not
     failed = force_approved(env, tx["id"])
     assert failed["state"] == "failed" and "approval refused (quorum)" in failed["error"]
+    assert failed["sub_status"] == "node-refused"
     refused_by_nodes(env, vault_id, "quorum", "treasury approval", to=KNOWN, amount=ETH)
     assert env.chain.nonce(address, "latest") == 0
 

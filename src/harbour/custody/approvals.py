@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harbour.custody import inputs, statements, states, tally
+from harbour.custody import inputs, outcomes, statements, states, tally
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid
@@ -140,7 +140,7 @@ class Approvals:
             if decision == "reject" and governance:
                 pass  # recorded: one admin's refusal is no veto over what the quorum signs
             elif decision == "reject":
-                tx.error = f"rejected by {actor.name}"
+                outcomes.record(tx, outcomes.REJECTED_BY_APPROVER, f"rejected by {actor.name}")
                 self.uow.move(s, actor, tx, states.REJECTED, by=actor.user_id)
             elif governance:
                 approved.extend(self.governance.consider(s, tx))
@@ -231,6 +231,7 @@ class Approvals:
             if tx.initiator_id != actor.user_id and "admin" not in actor.roles:
                 raise Forbidden("only the initiator or an admin can cancel a transaction")
             states.check(tx.kind, tx.state, states.CANCELLED)
+            outcomes.record(tx, outcomes.CANCELLED_BY_USER, f"cancelled by {actor.name}")
             self.uow.move(s, actor, tx, states.CANCELLED)
             return view(s, tx, self.uow.clock())
 

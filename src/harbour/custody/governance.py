@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.custody import models as m
-from harbour.custody import pending, projection, states, tally, views
+from harbour.custody import outcomes, pending, projection, states, tally, views
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid
 from harbour.custody.ledger import Ledger, policy_versions
@@ -214,9 +214,11 @@ class Governance:
         """Reject a proposal made on a head that is no longer the head: it can never be admitted."""
         assert tx.entry is not None
         entry = Entry.decode(tx.entry)
-        tx.error = (
+        outcomes.record(
+            tx,
+            outcomes.SUPERSEDED,
             f"superseded: proposed as entry {entry.seq} after {entry.prev.hex()[:16]}, but entry {state.seq} "
-            f"({state.head.hex()[:16]}) landed first; propose it again"
+            f"({state.head.hex()[:16]}) landed first; propose it again",
         )
         self.uow.move(s, None, tx, states.REJECTED, reason="superseded", head=state.seq)
 

@@ -218,6 +218,8 @@ class Transaction(Base):
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
     fee: Mapped[int | None] = mapped_column(Amount)
     error: Mapped[str | None] = mapped_column(Text)
+    sub_status: Mapped[str | None] = mapped_column(String(32))
+    """Why it stopped or waits, as a code from :mod:`harbour.custody.outcomes`; ``error`` says it in words."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

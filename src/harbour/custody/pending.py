@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.custody import models as m
-from harbour.custody import states, tally, transactions
+from harbour.custody import outcomes, states, tally, transactions
 from harbour.custody.uow import UnitOfWork
 from harbour.governance import decide
 from harbour.governance import policy as pol
@@ -48,7 +48,11 @@ def follow(uow: UnitOfWork, s: Session, before: OrgState, after: OrgState, polic
     )
     for tx in list(rows):
         if tx.initiator_id in disabled:
-            tx.error = f"cancelled: its initiator was disabled by governance entry {after.seq}"
+            outcomes.record(
+                tx,
+                outcomes.INITIATOR_DISABLED,
+                f"cancelled: its initiator was disabled by governance entry {after.seq}",
+            )
             uow.move(s, None, tx, states.CANCELLED, reason="initiator disabled", entry=after.seq)
         elif tx.state == states.PENDING_APPROVAL and _judge(uow, s, tx, after, policy_version):
             approved.append(tx.id)
@@ -80,10 +84,19 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
     try:
         _, decision = decide.assess(state, request, tx.created_at, past)
     except GovernanceError as exc:
-        return _refuse(uow, s, tx, state, f"governance entry {state.seq} no longer allows it: {exc}")
+        return _refuse(
+            uow, s, tx, state, outcomes.POLICY_CHANGED, f"governance entry {state.seq} no longer allows it: {exc}"
+        )
     if decision.action == "block":
         rule = decision.rule or "no rule matched (default deny)"
-        return _refuse(uow, s, tx, state, f"blocked by the policy in force since entry {state.seq}: {rule}")
+        return _refuse(
+            uow,
+            s,
+            tx,
+            state,
+            outcomes.POLICY_BLOCKED,
+            f"blocked by the policy in force since entry {state.seq}: {rule}",
+        )
     requirement = None if decision.requirement is None else decision.requirement.to_json()
     if (decision.rule, requirement) != ((tx.decision or {}).get("rule"), tx.requirement):
         tx.decision, tx.requirement, tx.policy_version = decision.to_json(), requirement, policy_version
@@ -109,7 +122,7 @@ def _met(s: Session, tx: m.Transaction, state: OrgState, requirement: pol.Approv
     return requirement.satisfied(tally.approvers(s, tx, state, uow.clock()), tx.initiator_id)
 
 
-def _refuse(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, reason: str) -> bool:
-    tx.error = reason
+def _refuse(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, code: str, reason: str) -> bool:
+    outcomes.record(tx, code, reason)
     uow.move(s, None, tx, states.REJECTED, reason=reason, entry=state.seq)
     return False

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
 from harbour.chains.evm import ChainError
 from harbour.custody import funds as fund
-from harbour.custody import kinds, signing, states, transactions
+from harbour.custody import kinds, outcomes, signing, states, transactions
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
@@ -182,7 +182,7 @@ class Pipeline:
             with self.uow.tx() as s:
                 tx = s.get(m.Transaction, tx_id)
                 assert tx is not None
-                tx.error = f"waiting for funds at today's fees: {exc}"
+                outcomes.record(tx, outcomes.WAITING_FOR_FUNDS, f"waiting for funds at today's fees: {exc}")
             return None
 
     def _assign(
@@ -218,7 +218,7 @@ class Pipeline:
                 shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, c.settings.gas_headroom)
             if shortfall is not None:
                 raise _Unfunded(shortfall)  # rolls the nonce back
-            tx.error = None
+            outcomes.clear(tx)
             self.uow.move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
             return source.address, nonce, False
 
@@ -237,12 +237,12 @@ class Pipeline:
                 )
                 break
             except signing.Unsignable as exc:
-                self._abandon(tx_id, str(exc))
+                self._abandon(tx_id, outcomes.UNSIGNABLE, str(exc))
                 return False
             except ClusterError as exc:
                 final = signing.refusal(exc)
                 if final is not None:  # the nodes judged it and said no: retrying cannot help
-                    self._abandon(tx_id, final)
+                    self._abandon(tx_id, outcomes.NODE_REFUSED, final)
                     return False
                 error = f"{exc.reason}: {exc}"
             except Exception as exc:  # a node down or a session aborted: another subset may sign
@@ -253,7 +253,8 @@ class Pipeline:
             with self.uow.tx() as s:
                 tx = s.get(m.Transaction, tx_id)
                 assert tx is not None
-                tx.error, tx.attempts = f"signing failed, will retry: {error}", tx.attempts + 1
+                outcomes.record(tx, outcomes.SIGNING_RETRY, f"signing failed, will retry: {error}")
+                tx.attempts += 1
                 self.uow.event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
             return False
         digest = request.digest
@@ -268,7 +269,7 @@ class Pipeline:
             tx.raw = raw.hex()
             tx.tx_hash = "0x" + transaction_hash(raw).hex()
             tx.signers = list(signature.signers)
-            tx.error = None
+            outcomes.clear(tx)
             self.uow.event(
                 s, None, "transaction.signed", tx.id, org_id=tx.org_id, tx_hash=tx.tx_hash, signers=tx.signers
             )
@@ -276,7 +277,7 @@ class Pipeline:
 
         return self.uow.write(record)
 
-    def _abandon(self, tx_id: str, error: str) -> None:
+    def _abandon(self, tx_id: str, code: str, error: str) -> None:
         """Fail a withdrawal the nodes will not sign, and release its nonce.
 
         Nothing from its address with a later nonce can have been sent (sending
@@ -293,9 +294,9 @@ class Pipeline:
             address = source_row.address
         # Under the sender's lock for the address: no send can slip in between the commit and the rewind.
         with self._sender.address_lock(address):
-            self._abandon_locked(tx_id, error)
+            self._abandon_locked(tx_id, code, error)
 
-    def _abandon_locked(self, tx_id: str, error: str) -> None:
+    def _abandon_locked(self, tx_id: str, code: str, error: str) -> None:
         released: tuple[str, int] | None = None
         with self.uow.tx() as s:
             tx = s.get(m.Transaction, tx_id, with_for_update=True)
@@ -316,10 +317,12 @@ class Pipeline:
                 )
             )
             first = tx.nonce
-            for victim, reason in [(tx, error)] + [
-                (t, f"an earlier withdrawal from this address (nonce {first}) was refused; submit again") for t in later
+            later_reason = f"an earlier withdrawal from this address (nonce {first}) was refused; submit again"
+            for victim, why, reason in [(tx, code, error)] + [
+                (t, outcomes.EARLIER_NONCE_FAILED, later_reason) for t in later
             ]:
-                nonce, victim.nonce, victim.error = victim.nonce, None, reason
+                nonce, victim.nonce = victim.nonce, None
+                outcomes.record(victim, why, reason)
                 self.uow.move(s, None, victim, states.FAILED, reason=reason, released_nonce=nonce)
             source.next_nonce = first
             released = (source.address, first)
@@ -343,18 +346,18 @@ class Pipeline:
                     )
                 )
             }
-        outcomes: list[str] = []
+        results: list[str] = []
         sent: list[tuple[int, str]] = []
         for nonce, tx_id in run:
             tx_nonce, state, raw = rows.get(tx_id, (None, None, None))
             if tx_nonce != nonce:  # gone, or its nonce was released
-                outcomes.append(OBSOLETE)
+                results.append(OBSOLETE)
                 break
             if state in (states.BROADCAST, states.CONFIRMED):
-                outcomes.append(SENT)
+                results.append(SENT)
                 continue
             if state != states.SIGNING or raw is None:
-                outcomes.append(OBSOLETE)
+                results.append(OBSOLETE)
                 break
             try:
                 c.chain.send_raw(bytes.fromhex(raw))
@@ -363,11 +366,11 @@ class Pipeline:
                 with self.uow.tx() as s:
                     tx = s.get(m.Transaction, tx_id)
                     assert tx is not None
-                    tx.error = f"broadcast failed, will retry: {exc}"
-                outcomes.append(RETRY)
+                    outcomes.record(tx, outcomes.BROADCAST_RETRY, f"broadcast failed, will retry: {exc}")
+                results.append(RETRY)
                 break
             sent.append((nonce, tx_id))
-            outcomes.append(SENT)
+            results.append(SENT)
         if sent:
 
             def record(s: Session) -> None:
@@ -377,11 +380,11 @@ class Pipeline:
                     assert tx is not None
                     if tx.state == states.SIGNING:
                         tx.broadcast_at = now
-                        tx.error = None
+                        outcomes.clear(tx)
                         self.uow.move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
 
             self.uow.write(record)
-        return outcomes
+        return results
 
     # -- background loops -------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient, Receipt
 from harbour.custody import models as m
-from harbour.custody import states
+from harbour.custody import outcomes, states
 from harbour.custody.settings import Settings
 from harbour.custody.uow import UnitOfWork
 
@@ -105,7 +105,7 @@ class Confirmations:
                 if receipt.status == 1:
                     uow.move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
                 else:
-                    tx.error = "the transaction reverted on chain"
+                    outcomes.record(tx, outcomes.REVERTED, "the transaction reverted on chain")
                     uow.move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")
 
         uow.write(record)

@@ -188,6 +188,9 @@ class TransactionBase(Shape):
     decision: PolicyDecision | None
     requirement: ApprovalRequirement | None
     error: str | None
+    sub_status: str | None = Field(
+        description="Why it stopped or waits, as a stable code (docs/api.md, Sub-status codes); `error` in words."
+    )
 
 
 class WithdrawalTransaction(TransactionBase):

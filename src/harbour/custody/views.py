@@ -229,6 +229,7 @@ def transaction(
         "decision": t.decision,
         "requirement": t.requirement,
         "error": t.error,
+        "sub_status": t.sub_status,
     }
     if approvals is not None:
         common["approvals"] = [_approval(a, now).model_dump(mode="json") for a in approvals]

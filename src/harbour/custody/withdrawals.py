@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
 from harbour.custody import funds as fund
-from harbour.custody import inputs, states, views
+from harbour.custody import inputs, outcomes, states, views
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.assets import AssetRef
@@ -263,12 +263,16 @@ class Withdrawals:
             tx.policy_version = version
             tx.decision = decision.to_json()
             if decision.action == "block":
-                tx.error = f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}"
+                outcomes.record(
+                    tx,
+                    outcomes.POLICY_BLOCKED,
+                    f"blocked by policy: {decision.rule or 'no rule matched (default deny)'}",
+                )
                 self.uow.move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=version)
                 return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
             shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, self.settings.gas_headroom)
             if shortfall is not None:
-                tx.error = shortfall
+                outcomes.record(tx, outcomes.INSUFFICIENT_FUNDS, shortfall)
                 self.uow.move(s, actor, tx, states.REJECTED, reason=shortfall)
                 return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
             if decision.action == "allow":

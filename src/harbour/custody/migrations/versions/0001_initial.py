@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 17:24:10.592740
+Create Date: 2026-12-07 22:27:10.322177
 """
 
 from __future__ import annotations
@@ -214,6 +214,7 @@ def upgrade() -> None:
             "fee", sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"), nullable=True
         ),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("sub_status", sa.String(length=32), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

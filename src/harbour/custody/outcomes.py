@@ -1,0 +1,83 @@
+"""Why a transaction stopped, or why it waits: a machine-readable sub-status beside the human text.
+
+Every refusal and failure a transaction can meet sets two fields together,
+through :func:`record`: ``error`` (a sentence for a person, free to change) and
+``sub_status`` (one code from :data:`CODES`, documented in docs/api.md, which an
+integrator branches on and which never changes meaning). A transaction that is
+only waiting (signing will be retried, fees rose) carries a code too, and
+:func:`clear` removes both once it moves on.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from harbour.custody import models as m
+
+# -- refused before any signing ---------------------------------------------------------------------------
+POLICY_BLOCKED: Final = "policy-blocked"
+"""A rule of the policy in force blocks it (or no rule matched: default deny)."""
+POLICY_CHANGED: Final = "policy-changed"
+"""A governance entry that landed while it waited no longer allows it."""
+INSUFFICIENT_FUNDS: Final = "insufficient-funds"
+"""The source cannot pay the amount and the fee reserve."""
+REJECTED_BY_APPROVER: Final = "rejected-by-approver"
+SUPERSEDED: Final = "superseded"
+"""A governance proposal made on a head that is no longer the head."""
+INITIATOR_DISABLED: Final = "initiator-disabled"
+CANCELLED_BY_USER: Final = "cancelled-by-user"
+
+# -- refused or failed on the way to the chain -------------------------------------------------------------
+UNSIGNABLE: Final = "unsignable"
+"""The nodes could never sign it as it stands (its vault key is not this organisation's on the nodes)."""
+NODE_REFUSED: Final = "node-refused"
+"""The signer nodes judged it and refused; ``error`` carries the node's reason."""
+EARLIER_NONCE_FAILED: Final = "earlier-nonce-failed"
+"""An earlier withdrawal from the same address was refused, so this one's nonce was released."""
+REVERTED: Final = "reverted"
+"""Mined, but the transaction reverted (or a token reported that nothing moved)."""
+DROPPED: Final = "dropped"
+"""The chain forgot it and it could not be sent again."""
+REPLACED: Final = "replaced"
+"""Another transaction at the same nonce was mined instead (a speed-up or a cancel)."""
+
+# -- waiting, retried without anyone acting --------------------------------------------------------------------
+WAITING_FOR_FUNDS: Final = "waiting-for-funds"
+"""Fees rose past what was reserved at submission; it waits (an admin can still cancel)."""
+SIGNING_RETRY: Final = "signing-retry"
+"""A signing attempt failed for a reason that may pass (a node down); it is retried."""
+BROADCAST_RETRY: Final = "broadcast-retry"
+"""The chain refused or could not be reached; the same signed bytes are sent again."""
+
+CODES: Final = frozenset(
+    {
+        POLICY_BLOCKED,
+        POLICY_CHANGED,
+        INSUFFICIENT_FUNDS,
+        REJECTED_BY_APPROVER,
+        SUPERSEDED,
+        INITIATOR_DISABLED,
+        CANCELLED_BY_USER,
+        UNSIGNABLE,
+        NODE_REFUSED,
+        EARLIER_NONCE_FAILED,
+        REVERTED,
+        DROPPED,
+        REPLACED,
+        WAITING_FOR_FUNDS,
+        SIGNING_RETRY,
+        BROADCAST_RETRY,
+    }
+)
+
+
+def record(tx: m.Transaction, code: str, text: str) -> None:
+    """Say why ``tx`` stopped or waits: ``code`` for a program, ``text`` for a person."""
+    if code not in CODES:
+        raise ValueError(f"unknown sub-status {code!r}")
+    tx.sub_status, tx.error = code, text
+
+
+def clear(tx: m.Transaction) -> None:
+    """``tx`` moved on: whatever it waited for is over."""
+    tx.sub_status, tx.error = None, None
