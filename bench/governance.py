@@ -187,7 +187,7 @@ class Bench:
         org = "acme" if kind == "governed" else "rota"
         key, log = self.keys[f"{org}-key"], self.logs[org]
         self.nonce += 1
-        intent = Intent(CHAIN, self._address(key), RECIPIENT, ETH, 10**15)
+        intent = Intent(CHAIN, self._address(key), RECIPIENT, ETH, 10**15, max_fee=21_000 * 2)
         tx = Eip1559Transaction(
             chain_id=CHAIN, nonce=self.nonce, max_priority_fee_per_gas=1, max_fee_per_gas=2, gas_limit=21_000,
             to=parse_address(RECIPIENT), value=intent.amount, data=b"",

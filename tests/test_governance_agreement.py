@@ -166,7 +166,8 @@ def replay(case: Case) -> GovernanceLog:
 
 
 def intent(case: Case) -> Intent:
-    return Intent(1337, SENDER, case.destination, ETH if case.contract is None else case.contract, case.amount)
+    contract = ETH if case.contract is None else case.contract
+    return Intent(1337, SENDER, case.destination, contract, case.amount, max_fee=60_000 * 3 * 10**9)
 
 
 def transaction(case: Case) -> Eip1559Transaction:

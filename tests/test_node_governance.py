@@ -139,7 +139,7 @@ class Env:
         ``signed_by``: the key that signed the request, as its initiator would (none: unsigned).
         """
         tx_id = f"tx-{secrets.token_hex(6)}"
-        intent = Intent(CHAIN, self.address(key), to, asset, amount)
+        intent = Intent(CHAIN, self.address(key), to, asset, amount, max_fee=60_000 * 3 * 10**9)
         if asset == ETH:
             target, value, data = parse_address(to), amount, b""
         else:
@@ -562,7 +562,7 @@ def test_the_custody_signer_enrols_makes_a_key_of_the_organisation_and_signs_for
         key = signer.keygen("cust-vault", 2, env.nodes[:3], org=org.org)
         assert key.org == org.org
         org.add_vault(key.key_id, signer.holdings(key.key_id, env.nodes[:3]))
-        intent = Intent(CHAIN, env.address(key), LISTED, ETH, ETHER)
+        intent = Intent(CHAIN, env.address(key), LISTED, ETH, ETHER, max_fee=21_000 * 2)
         tx = Eip1559Transaction(
             chain_id=CHAIN, nonce=0, max_priority_fee_per_gas=1, max_fee_per_gas=2, gas_limit=21_000,
             to=parse_address(LISTED), value=ETHER, data=b"",

@@ -217,7 +217,7 @@ def test_a_signed_request_pays_once_even_with_disjoint_signer_sets(env: Env) -> 
         lambda co: co.keygen(members, 3, ECDSA, env.cluster.keygen_cert(ECDSA, 3, members, "bots-vault", org=bots.org))
     )
     bots.add_vault("bots-vault", call(lambda co: co.holdings(members, "bots-vault")))
-    intent = Intent(CHAIN, _address(key), to, "ETH", ETHER)
+    intent = Intent(CHAIN, _address(key), to, "ETH", ETHER, max_fee=60_000 * 3 * 10**9)
     tx_id = "tx-the-bots-one-request"
     body = request_body(
         chain_id=CHAIN,
@@ -288,7 +288,7 @@ def test_a_second_key_under_a_vaults_key_id_is_not_signed_for_as_that_vault(env:
         )
     )
     to = checksum_address(bytes.fromhex("a2" * 20))
-    intent = Intent(CHAIN, _address(twin), to, "ETH", ETHER)
+    intent = Intent(CHAIN, _address(twin), to, "ETH", ETHER, max_fee=21_000 * 3 * 10**9)
     tx = Eip1559Transaction(
         chain_id=CHAIN, nonce=0, max_priority_fee_per_gas=10**9, max_fee_per_gas=3 * 10**9,
         gas_limit=21_000, to=parse_address(to), value=ETHER, data=b"",

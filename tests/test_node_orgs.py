@@ -75,7 +75,7 @@ def org(policy: dict[str, Any] | None = None) -> Org:
 
 
 def evidence(o: Org, *, amount: int = ETHER, approvers: tuple[str, ...] = (), **changes: Any) -> GovernedEvidence:
-    intent = Intent(1337, SENDER, RECIPIENT, ETH, amount)
+    intent = Intent(1337, SENDER, RECIPIENT, ETH, amount, max_fee=21_000 * 2)
     tx = Eip1559Transaction(
         chain_id=1337,
         nonce=0,

@@ -167,17 +167,21 @@ class EvidenceChecks:
             quorum.check_pin(
                 pinned, org=org, transaction_id=evidence.transaction_id, statement=judged.statement, nonce=nonce
             )
+        sender = evidence.intent.sender
+        self.history.nonces.check(org, sender, nonce, evidence.transaction_id, evidence.intent.replaces)
         try:
             self.history.record(org, judged.record, now=now, window=judged.window)
         except HistoryFull as exc:
             raise approval.ApprovalError("history", str(exc)) from None
         self.history.pins[(org, evidence.transaction_id)] = quorum.pin_value(judged.statement, nonce)
+        self.history.nonces.add(org, sender, nonce, evidence.transaction_id)
         # The session's ``started`` entry is where the record and the pin last: a restarted node reads them back.
         session.note = log_reason(
             org,
             judged.record,
             head=evidence.head.hex(),
             nonce=evidence.transaction.nonce,
+            sender=sender,
             statement=hashlib.sha256(judged.statement).hexdigest(),
             approvals=len(evidence.approvals),
         )

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from harbour.governance.fields import GovernanceError
+from harbour.node.orgs.nonces import NonceBook
 from harbour.node.orgs.records import Record
 from harbour.node.quorum.pin import pin_record
 
@@ -86,6 +87,8 @@ class History:
         self.records: dict[str, dict[str, Record]] = {}
         self.pins: dict[tuple[str, str], bytes] = {}
         """``(org, transaction id) -> pin_record(statement hash, nonce)`` of every withdrawal signed for."""
+        self.nonces = NonceBook()
+        """The transaction ids signed at each nonce of each account (:mod:`harbour.node.orgs.nonces`)."""
 
     def restore(self, entries: Iterable[Any], keep: Callable[[str], int], now: int) -> None:
         """Rebuild the records from a signing log's ``started`` entries, as of ``now`` (a node that starts).
@@ -93,7 +96,7 @@ class History:
         ``entries`` are :class:`harbour.node.signlog.Entry` objects in order; ``keep(org)``
         is how many seconds back that organisation's records still count.
         """
-        self.records, self.pins = {}, {}
+        self.records, self.pins, self.nonces = {}, {}, NonceBook()
         for entry in entries:
             if entry.outcome != "started" or entry.kind != "sign":
                 continue
@@ -105,6 +108,9 @@ class History:
             if isinstance(statement, str) and len(statement) == 64 and type(nonce) is int:
                 with contextlib.suppress(ValueError):
                     self.pins.setdefault((org, record.transaction_id), pin_record(bytes.fromhex(statement), nonce))
+            sender = body.get("sender")
+            if isinstance(sender, str) and type(nonce) is int:
+                self.nonces.add(org, sender, nonce, record.transaction_id)
             if record.at > now - max(keep(org), RETENTION):
                 self.records.setdefault(org, {}).setdefault(record.transaction_id, record)
         for mine in self.records.values():

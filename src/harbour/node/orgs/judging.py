@@ -99,7 +99,9 @@ def judge_withdrawal(
             )
         records += [r for node, s in found.items() if node != me for r in s.records]
     at = datetime.fromtimestamp(now, UTC)
-    past = [r.past(now) for r in union(records, evidence.transaction_id)]
+    # A replacement pays instead of the transaction it replaces (one nonce, one is mined): not on top of it.
+    replaced = evidence.intent.replaces
+    past = [r.past(now) for r in union(records, evidence.transaction_id) if r.transaction_id != replaced]
     _, vault_id, asset = check_governed(
         evidence,
         key_id=key_id,

@@ -100,7 +100,8 @@ def check_governed(
     node's: push the log first); ``quorum`` (the policy needs approvals that are
     missing); ``policy`` (the policy blocks it, or the log does not know the key's
     vault, the asset or the initiator, or the policy depends on who initiated and
-    the request lacks its initiator's valid signature).
+    the request lacks its initiator's valid signature); ``transaction`` also when the
+    intent states no maximum fee, or the transaction may pay more than it.
     """
     if evidence.head != state.head:
         raise ApprovalError(
@@ -109,6 +110,12 @@ def check_governed(
             f"node's head is {state.head.hex()} (entry {state.seq}): push the log's missing entries to the node first",
         )
     _check_transaction(evidence, key_id=key_id, path=path, digest=digest, child_public_key=child_public_key)
+    if evidence.intent.max_fee is None:
+        raise ApprovalError(
+            "transaction",
+            "the approved intent states no maximum fee: a key of an organisation signs only a transaction whose "
+            "fees its approvers capped",
+        )
     initiator = state.users.get(evidence.initiator)
     statement = evidence.statement(org_name=state.org, key_id=key_id, path=path)
     where = f"org {state.org!r} ({evidence.org[:16]})"
