@@ -104,6 +104,11 @@ class _Web3Calls:
                 code = error.get("code")
                 raise RpcError(code if type(code) is int else 0, str(error["message"]), error.get("data")) from exc
             raise RpcError(0, exc.message) from exc
+        except Exception as exc:
+            # eth-tester answers in-process: its own exceptions (a call that reverts) are the node's answer.
+            if type(exc).__module__.startswith("eth_tester."):
+                raise RpcError(0, str(exc) or type(exc).__name__) from exc
+            raise
 
     def close(self) -> None:
         close = getattr(self.w3.provider, "close", None)
@@ -211,12 +216,33 @@ class EvmClient:
         a transaction includable through six full blocks; the sender only ever pays
         base fee + tip, never the whole cap.
         """
+        base_fee, tip = self.base_fee(), self._tip()
+        return 2 * base_fee + tip, tip
+
+    def base_fee(self) -> int:
+        """The latest block's base fee per gas (wei)."""
         block = node_mapping(self.request("eth_getBlockByNumber", ["latest", False]), "the latest block")
         if block.get("baseFeePerGas") is None:
             raise ChainError("the latest block has no base fee: the chain does not run EIP-1559")
-        base_fee = node_uint(block["baseFeePerGas"], "the base fee")
-        tip = self._tip()
-        return 2 * base_fee + tip, tip
+        return node_uint(block["baseFeePerGas"], "the base fee")
+
+    def priority_fee(self) -> int:
+        """The tip per gas the node suggests (1 gwei if it has no ``eth_maxPriorityFeePerGas``)."""
+        return self._tip()
+
+    def code(self, address: str, block: int | str = "latest") -> bytes:
+        """The contract code at ``address`` (empty for an account no contract lives at)."""
+        target = checksum_address(caller_address(address))
+        return node_bytes(self.request("eth_getCode", [target, block_param(block)]), "contract code")
+
+    def transaction_known(self, tx_hash: bytes) -> bool:
+        """Whether the node knows the transaction (pending in its pool, or mined)."""
+        if type(tx_hash) is not bytes or len(tx_hash) != 32:
+            raise TypeError("a transaction hash is 32 bytes")
+        found = self.request("eth_getTransactionByHash", ["0x" + tx_hash.hex()])
+        if found is None:
+            return False
+        return node_bytes(node_mapping(found, "a transaction").get("hash"), "a transaction hash", 32) == tx_hash
 
     def _tip(self) -> int:
         """The node's suggested tip; 1 gwei if the node does not implement ``eth_maxPriorityFeePerGas``."""
