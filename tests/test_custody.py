@@ -577,25 +577,25 @@ def test_a_committee_larger_than_a_quorum_the_nodes_could_carry_is_judged_from_t
     assert lite.chain.nonce(address, "latest") == 1
 
 
-def test_a_fee_rise_after_approval_waits_for_funds_without_taking_a_nonce(lite: CustodyEnv) -> None:
+def test_a_fee_rise_after_approval_above_its_maximum_fee_waits_without_taking_a_nonce(lite: CustodyEnv) -> None:
     lite.set_policy(lite.two_approvers_policy())
     vault_id, address = lite.vault(fund=ETH)
-    normal = lite.chain.fees
+    normal = lite.chain.base_fee
     first = withdraw(lite, vault_id, ETH - 10**15)  # leaves 0.001 ETH: plenty for gas at today's fees
     second = withdraw(lite, vault_id, 10**14)
     assert first["state"] == second["state"] == "pending_approval"
-    max_fee, tip = normal()
-    lite.chain.fees = lambda: (max_fee * 1000, tip)  # type: ignore[method-assign]
+    base_fee = normal()
+    lite.chain.base_fee = lambda: base_fee * 1000  # type: ignore[method-assign]
     for tx in (first, second):
         lite.approve(tx["id"], "approver1")
         lite.approve(tx["id"], "approver2")
     view = wait_for(
         lambda: (lambda v: v if v["error"] else None)(lite.custody.get_transaction(lite.actor("admin"), first["id"]))
     )
-    assert view["state"] == "approved" and view["nonce"] is None and "waiting for funds" in view["error"]
-    assert view["sub_status"] == "waiting-for-funds"
+    assert view["state"] == "approved" and view["nonce"] is None and "waiting for fees to fall" in view["error"]
+    assert view["sub_status"] == "waiting-for-fees"
     assert lite.custody.cancel(lite.actor("initiator"), first["id"])["state"] == "cancelled"
-    lite.chain.fees = normal  # type: ignore[method-assign]
+    lite.chain.base_fee = normal  # type: ignore[method-assign]
     done = wait_final(lite, second["id"])
     assert done["state"] == "confirmed" and done["nonce"] == 0
     assert lite.chain.nonce(address, "latest") == 1

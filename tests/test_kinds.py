@@ -30,9 +30,13 @@ USDC = AssetRef(id="asset-usdc", symbol="USDC", kind="erc20", contract=TOKEN)
 class Chain:
     """Answers gas estimates with a fixed figure, and records what it was asked."""
 
-    def __init__(self, estimate: int) -> None:
+    def __init__(self, estimate: int, contracts: frozenset[str] = frozenset()) -> None:
         self.estimate = estimate
+        self.contracts = contracts
         self.asked: list[tuple[str, str, int, bytes]] = []
+
+    def code(self, address: str) -> bytes:
+        return b"\x60\x00" if address in self.contracts else b""
 
     def estimate_gas(self, sender: str, to: str, value: int, data: bytes) -> int:
         self.asked.append((sender, to, value, data))
@@ -76,6 +80,14 @@ def test_an_eth_transfer_pays_the_recipient_its_value_with_no_call() -> None:
     assert chain.asked == []  # a plain payment's gas is known
     assert TRANSFER.intent(order(ETH)).asset == "ETH"
     assert signed_by_nodes(TRANSFER, order(ETH), chain) is None
+
+
+def test_an_eth_transfer_to_a_contract_is_estimated_with_a_margin() -> None:
+    chain = Chain(estimate=40_000, contracts=frozenset({RECIPIENT}))
+    body = TRANSFER.body(order(ETH, 7), chain.client)
+    assert (body.value, body.data, body.gas_limit) == (7, b"", 50_000)
+    assert chain.asked == [(SENDER, RECIPIENT, 7, b"")]
+    assert TRANSFER.body(order(ETH, 7), Chain(estimate=1, contracts=frozenset({RECIPIENT})).client).gas_limit == 21_000
 
 
 def test_a_token_transfer_calls_the_contract_with_no_value_and_estimated_gas() -> None:

@@ -48,18 +48,35 @@ def read(chain: EvmClient, address: str, asset: AssetRef, max_fee: int | None = 
 
 
 def fee_reserve(
-    kind: kinds.TransactionKind, asset: AssetRef, unsigned: dict[str, Any] | None, max_fee: int, headroom: int
+    kind: kinds.TransactionKind,
+    asset: AssetRef,
+    unsigned: dict[str, Any] | None,
+    max_fee: int,
+    headroom: int,
+    approved: int | None = None,
 ) -> int:
-    """The most a transaction can pay in fees: as built, or (not built yet) at today's fee with headroom."""
+    """The most a transaction can pay in fees: as built, else the maximum fee fixed at submission (``approved``),
+    else (a row from before there was one) today's fee with headroom."""
     if unsigned is not None:
         return int(unsigned["gas_limit"]) * int(unsigned["max_fee_per_gas"])
+    if approved is not None:
+        return approved
     return kind.gas_reserve(asset) * max_fee * headroom
 
 
 def shortfall(
-    s: Session, source: m.Address, asset: AssetRef, tx: m.Transaction, funds: Funds, headroom: int
+    s: Session,
+    source: m.Address,
+    asset: AssetRef,
+    tx: m.Transaction,
+    funds: Funds,
+    headroom: int,
+    also: str | None = None,
 ) -> str | None:
     """Why ``source`` cannot pay ``tx`` (of ``asset``) on top of everything in flight, or None if it can.
+
+    ``also`` is a transaction ``tx`` replaces at its nonce: only one of the two
+    can be mined, so it is not owed on top of ``tx``.
 
     ``funds`` was read at one block, before this transaction began: every withdrawal
     from the source with a nonce below that block's nonce is reflected in its
@@ -76,22 +93,32 @@ def shortfall(
     if native is None:
         return "no native asset is registered to pay gas"
     others = s.execute(  # columns, not ORM objects: there may be hundreds in flight, and this runs per write
-        select(m.Transaction.kind, m.Transaction.asset_id, m.Transaction.amount, m.Transaction.unsigned).where(
+        select(
+            m.Transaction.kind,
+            m.Transaction.asset_id,
+            m.Transaction.amount,
+            m.Transaction.unsigned,
+            m.Transaction.max_fee,
+        ).where(
             m.Transaction.source_address_id == source.id,
             or_(
                 and_(m.Transaction.nonce.is_(None), m.Transaction.state.in_(states.IN_FLIGHT)),
                 m.Transaction.nonce >= funds.nonce,
             ),
             m.Transaction.id != tx.id,
+            m.Transaction.id != (also or ""),
         )
     )
     owed: dict[str, int] = {asset.id: 0}
     fees = 0
-    for kind_name, asset_id, amount, unsigned in [*others, (tx.kind, asset.id, tx.amount, tx.unsigned)]:
+    for kind_name, asset_id, amount, unsigned, approved in [
+        *others,
+        (tx.kind, asset.id, tx.amount, tx.unsigned, tx.max_fee),
+    ]:
         kind, spent = kinds.of(kind_name), registered[asset_id]
         for spent_id, value in kind.spends(spent, amount or 0).items():
             owed[spent_id] = owed.get(spent_id, 0) + value
-        fees += fee_reserve(kind, spent, unsigned, funds.max_fee, headroom)
+        fees += fee_reserve(kind, spent, unsigned, funds.max_fee, headroom, approved)
     need_asset = owed[asset.id]
     need_native = fees + owed.get(native.id, 0)
     if not asset.native and funds.asset < need_asset:

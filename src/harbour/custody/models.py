@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -176,7 +177,15 @@ class Transaction(Base):
     __tablename__ = "transactions"
     __table_args__ = (
         UniqueConstraint("org_id", "idempotency_key"),
-        UniqueConstraint("source_address_id", "nonce"),
+        # One transaction per nonce of an address, apart from the replacements of a stuck one (same nonce).
+        Index(
+            "uq_transactions_source_address_id_nonce",
+            "source_address_id",
+            "nonce",
+            unique=True,
+            sqlite_where=text("replaces_id IS NULL"),
+            postgresql_where=text("replaces_id IS NULL"),
+        ),
         Index("ix_transactions_state", "state"),
     )
 
@@ -206,6 +215,18 @@ class Transaction(Base):
     """For a governance change: the proposed entry's bytes, which its admins sign."""
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """For a governance change: what its projection needs beyond the entry (a new vault's public key)."""
+
+    fee_level: Mapped[str | None] = mapped_column(String(8))
+    """``slow``, ``normal`` or ``fast`` (custody/fees.py); None when the caps below were given explicitly."""
+    max_fee_per_gas: Mapped[int | None] = mapped_column(Amount)
+    """The fee cap per gas the initiator gave (wei), if they gave caps instead of a level."""
+    max_priority_fee_per_gas: Mapped[int | None] = mapped_column(Amount)
+    gas_limit: Mapped[int | None] = mapped_column(BigInteger)
+    """The gas limit estimated at submission, which ``max_fee`` was fixed with."""
+    max_fee: Mapped[int | None] = mapped_column(Amount)
+    """The most it may pay in fees (wei), fixed at submission: in what its approvers sign, checked by the nodes."""
+    replaces_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"), index=True)
+    """For a speed-up or a cancel: the stuck transaction it replaces at the same nonce (custody/replacement.py)."""
 
     chain_id: Mapped[int | None] = mapped_column(BigInteger)
     nonce: Mapped[int | None] = mapped_column(BigInteger)

@@ -34,16 +34,22 @@ NODE_REFUSED: Final = "node-refused"
 """The signer nodes judged it and refused; ``error`` carries the node's reason."""
 EARLIER_NONCE_FAILED: Final = "earlier-nonce-failed"
 """An earlier withdrawal from the same address was refused, so this one's nonce was released."""
+ESTIMATE_REVERTED: Final = "estimate-reverted"
+"""Its gas estimate failed when it was built: the chain says it would revert (``error`` carries the reason)."""
+ABOVE_MAX_FEE: Final = "above-max-fee"
+"""When it was built it needed more gas than its approved maximum fee pays for (custody/fees.py)."""
 REVERTED: Final = "reverted"
 """Mined, but the transaction reverted (or a token reported that nothing moved)."""
 DROPPED: Final = "dropped"
-"""The chain forgot it and it could not be sent again."""
+"""The chain forgot it and its nonce was then used by a transaction this service did not send."""
 REPLACED: Final = "replaced"
-"""Another transaction at the same nonce was mined instead (a speed-up or a cancel)."""
+"""Another transaction at the same nonce was mined instead (a speed-up, a cancel, or the one it was to replace)."""
 
 # -- waiting, retried without anyone acting --------------------------------------------------------------------
 WAITING_FOR_FUNDS: Final = "waiting-for-funds"
 """Fees rose past what was reserved at submission; it waits (an admin can still cancel)."""
+WAITING_FOR_FEES: Final = "waiting-for-fees"
+"""Today's base fee is above what its approved maximum fee pays per gas; it is built when fees fall."""
 SIGNING_RETRY: Final = "signing-retry"
 """A signing attempt failed for a reason that may pass (a node down); it is retried."""
 BROADCAST_RETRY: Final = "broadcast-retry"
@@ -61,10 +67,13 @@ CODES: Final = frozenset(
         UNSIGNABLE,
         NODE_REFUSED,
         EARLIER_NONCE_FAILED,
+        ESTIMATE_REVERTED,
+        ABOVE_MAX_FEE,
         REVERTED,
         DROPPED,
         REPLACED,
         WAITING_FOR_FUNDS,
+        WAITING_FOR_FEES,
         SIGNING_RETRY,
         BROADCAST_RETRY,
     }

@@ -152,6 +152,22 @@ class Explanation(PolicyDecision, PolicyVersion):
     """A dry run's decision under the policy version in force (``policy_version`` comes first)."""
 
 
+class FeeCaps(Shape):
+    """One fee level's caps now, and the maximum fee they give with the estimated gas (wei, decimal strings)."""
+
+    max_fee_per_gas: BaseUnits
+    max_priority_fee_per_gas: BaseUnits
+    max_fee: BaseUnits
+
+
+class FeeEstimate(Shape):
+    """What a withdrawal would be submitted with (docs/api.md#fees)."""
+
+    gas_limit: int
+    default_level: str
+    levels: dict[str, FeeCaps] = Field(description="slow, normal and fast.")
+
+
 class UnsignedTransaction(Shape):
     """The EIP-1559 transaction the nodes sign; integers as decimal strings."""
 
@@ -204,6 +220,14 @@ class WithdrawalTransaction(TransactionBase):
     initiator_signature: Hex | None = Field(
         description="The initiator's signature over the request (docs/governance.md#signed-requests), if any."
     )
+    fee_level: str | None = Field(default=None, description="slow, normal or fast; null when caps were given.")
+    max_fee_per_gas: BaseUnits | None = Field(default=None, description="The cap per gas given (wei), if any.")
+    max_priority_fee_per_gas: BaseUnits | None = Field(default=None, description="The tip cap given (wei), if any.")
+    gas_limit: int | None = Field(default=None, description="The gas estimated at submission.")
+    max_fee: BaseUnits | None = Field(
+        default=None, description="The most it may pay in fees (wei): what its approvers sign and the nodes enforce."
+    )
+    replaces_id: str | None = Field(default=None, description="The stuck transaction a speed-up or cancel replaces.")
     chain_id: int | None
     nonce: int | None
     unsigned: UnsignedTransaction | None
@@ -257,6 +281,10 @@ class Intent(Shape):
     to: str
     asset: str = Field(description='"ETH" or the token contract address.')
     amount: BaseUnits
+    max_fee: BaseUnits | None = Field(
+        default=None, description="The most it may pay in fees (wei), fixed at submission (docs/api.md#fees)."
+    )
+    replaces: str | None = Field(default=None, description="For a speed-up or cancel: the transaction it replaces.")
 
 
 class WithdrawalApprovalRequest(Shape):

@@ -10,6 +10,10 @@ withdrawal::
                               \\-> rejected   |  \\-> rejected \\-> failed
                                               \\-> cancelled
 
+An approved withdrawal fails before signing only when it cannot be built as it
+stands (its gas estimate reverts, or its gas exceeds its approved maximum fee);
+a broadcast one fails when it reverts, or another transaction took its nonce.
+
 A governance change is ``submitted -> pending_approval -> approved -> confirmed``
 (approved: its admins' signatures make the entry effective; confirmed: it is in
 the log, in the same commit), or rejected (by an admin, or superseded by another
@@ -54,7 +58,7 @@ _NEXT: Final[dict[str, dict[str, frozenset[str]]]] = {
         SUBMITTED: frozenset({PENDING_POLICY}),
         PENDING_POLICY: frozenset({APPROVED, PENDING_APPROVAL, REJECTED}),
         PENDING_APPROVAL: frozenset({APPROVED, REJECTED, CANCELLED}),
-        APPROVED: frozenset({SIGNING, CANCELLED}),
+        APPROVED: frozenset({SIGNING, CANCELLED, FAILED}),
         SIGNING: frozenset({BROADCAST, FAILED}),
         BROADCAST: frozenset({CONFIRMED, FAILED}),
     },

@@ -42,6 +42,8 @@ def order(s: Session, tx: m.Transaction) -> kinds.Order:
         recipient=tx.destination,
         asset=AssetRef.of(asset),
         amount=tx.amount,
+        max_fee=tx.max_fee,
+        replaces=tx.replaces_id,
     )
 
 
@@ -66,9 +68,10 @@ def view(s: Session, tx: m.Transaction, now: dt.datetime) -> dict[str, Any]:
 
 
 def history(
-    s: Session, org_id: str, policy: pol.Policy, at: dt.datetime, exclude: str | None = None
+    s: Session, org_id: str, policy: pol.Policy, at: dt.datetime, exclude: str | None = None, also: str | None = None
 ) -> list[pol.PastTx]:
-    """The withdrawals that count toward ``policy``'s velocity and count limits at ``at`` (not ``exclude``)."""
+    """The withdrawals that count toward ``policy``'s velocity and count limits at ``at`` (not ``exclude``,
+    nor ``also``: the transaction a replacement replaces, since only one of them is mined)."""
     window = policy.max_window_seconds()
     if window == 0:
         return []
@@ -81,7 +84,7 @@ def history(
             m.Transaction.kind == WITHDRAWAL,
             m.Transaction.created_at > since,
             m.Transaction.state.not_in([states.REJECTED, states.CANCELLED, states.FAILED]),
-            m.Transaction.id != (exclude or ""),
+            m.Transaction.id.not_in([exclude or "", also or ""]),
             m.Transaction.vault_id.is_not(None),
             m.Transaction.destination.is_not(None),
             m.Transaction.amount.is_not(None),

@@ -25,8 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
+from harbour.custody import fees, inputs, kinds, outcomes, states, views
 from harbour.custody import funds as fund
-from harbour.custody import inputs, outcomes, states, views
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.assets import AssetRef
@@ -66,9 +66,12 @@ class Withdrawals:
         self._sources: dict[tuple[str, str, str], tuple[str, AssetRef]] = {}
 
     def _decide(
-        self, s: Session, actor: Actor, request: decide.Withdrawal, exclude: str | None
+        self, s: Session, actor: Actor, request: decide.Withdrawal, exclude: str | None, also: str | None = None
     ) -> tuple[OrgState, pol.TxFacts, pol.Policy, list[pol.PastTx]]:
-        """The state in force, what the policy sees of this withdrawal, the policy and the history it counts."""
+        """The state in force, what the policy sees of this withdrawal, the policy and the history it counts.
+
+        ``also`` is left out of the history too: the transaction a replacement replaces (one of them is mined).
+        """
         state = self.ledger.state(s, actor.org_id)
         try:
             facts = decide.withdrawal_facts(state, request, self.uow.clock())
@@ -76,7 +79,7 @@ class Withdrawals:
             raise Conflict(f"the governance log in force (entry {state.seq}) cannot describe it: {exc}") from None
         if state.policy is None:
             raise Conflict("the organisation has no policy in force")
-        return state, facts, state.policy, history(s, actor.org_id, state.policy, facts.at, exclude=exclude)
+        return state, facts, state.policy, history(s, actor.org_id, state.policy, facts.at, exclude=exclude, also=also)
 
     def _lookup(
         self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
@@ -93,6 +96,56 @@ class Withdrawals:
         if source is None:
             raise Conflict("the vault has no address yet: derive one first")
         return vault, asset, source
+
+    def _quote(self, sender: str, asset: AssetRef, to: str, amount: int, chosen: fees.Choice) -> fees.Quote:
+        """The gas and fees of this withdrawal as the chain stands (read before any lock is taken)."""
+        order = kinds.Order(self.chain.chain_id, sender, to, asset, amount)
+        return fees.quote(kinds.of(KIND), order, self.chain, chosen)
+
+    def quote_gas(self, sender: str, asset: AssetRef, to: str, amount: int) -> int:
+        """The gas limit a transaction from ``sender`` paying ``amount`` of ``asset`` to ``to`` is built with now."""
+        return self._quote(sender, asset, to, amount, fees.choice()).gas_limit
+
+    def lookup(
+        self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
+    ) -> tuple[m.Vault, m.Asset, m.Address]:
+        """The vault, the asset by symbol and the vault's first address (see :meth:`_lookup`)."""
+        return self._lookup(s, actor, vault_id, asset_symbol, lock=lock)
+
+    def record(
+        self,
+        s: Session,
+        actor: Actor,
+        vault: m.Vault,
+        asset: m.Asset,
+        source: m.Address,
+        to: str,
+        amount: int,
+        note: str,
+        funds: fund.Funds,
+        priced: tuple[fees.Choice, fees.Quote],
+        *,
+        replaces: str,
+    ) -> dict[str, Any]:
+        """Record a replacement of ``replaces`` (custody/replacement.py) as a withdrawal, through the policy."""
+        request_hash = hashlib.sha256(json.dumps([replaces, note, to, str(amount)]).encode()).hexdigest()
+        return self._record(
+            s, actor, vault, asset, source, to, amount, None, request_hash, note, funds, (None, None), priced, replaces
+        )
+
+    def estimate(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> dict[str, Any]:
+        """The gas limit a withdrawal would be submitted with, and each fee level's caps and maximum fee."""
+        require(actor, "initiator", "admin", "approver", "auditor")
+        to, amount = inputs.address(to, "destination"), inputs.amount(amount)
+        with self.uow.read() as s:
+            _, asset_row, source = self._lookup(s, actor, vault_id, asset)
+            sender, ref = source.address, AssetRef.of(asset_row)
+        quote = self._quote(sender, ref, to, amount, fees.choice())
+        return {
+            "gas_limit": quote.gas_limit,
+            "default_level": fees.DEFAULT_LEVEL,
+            "levels": {name: caps.to_json(quote.gas_limit) for name, caps in quote.levels.items()},
+        }
 
     def explain(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> dict[str, Any]:
         """Dry-run: what the policy would decide for this withdrawal, and why. Nothing is written."""
@@ -117,6 +170,9 @@ class Withdrawals:
         note: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        fee_level: str | None = None,
+        max_fee_per_gas: int | str | None = None,
+        max_priority_fee_per_gas: int | str | None = None,
     ) -> dict[str, Any]:
         """Record a withdrawal and run it through the policy: approved, pending approval or rejected.
 
@@ -125,16 +181,22 @@ class Withdrawals:
         ``request_id`` and ``signature`` are the transaction id the initiator chose
         and their signature over the request (:mod:`harbour.governance.request`),
         which the nodes verify too; a policy that depends on who initiates needs them.
+        ``fee_level`` or both caps choose its fees (:mod:`harbour.custody.fees`); its
+        maximum fee is fixed here, with its gas estimated now.
         """
         require(actor, "initiator")
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
         inputs.idempotency_key(idempotency_key)
         inputs.note(note)
         request_id = inputs.request_id(request_id)
+        chosen = fees.choice(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
         signed = inputs.signature(signature, "signature")
         if signed is not None and request_id is None:
             raise Invalid("a signed request names its transaction id (id): the signature is over it")
-        request = json.dumps([vault_id, asset, to, str(amount), note, request_id, signature], sort_keys=True)
+        fee_request = [str(max_fee_per_gas), str(max_priority_fee_per_gas)] if chosen.caps else [chosen.level]
+        request = json.dumps(
+            [vault_id, asset, to, str(amount), note, request_id, signature, *fee_request], sort_keys=True
+        )
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
@@ -142,7 +204,7 @@ class Withdrawals:
                 return found
         try:
             return self._submit(
-                actor, vault_id, asset, to, amount, idempotency_key, request_hash, note, (request_id, signed)
+                actor, vault_id, asset, to, amount, idempotency_key, request_hash, note, (request_id, signed), chosen
             )
         except IntegrityError:
             if request_id is not None and idempotency_key is None:
@@ -165,6 +227,7 @@ class Withdrawals:
         request_hash: str,
         note: str | None,
         signed: tuple[str | None, bytes | None],
+        chosen: fees.Choice,
     ) -> dict[str, Any]:
         cache_key = (actor.org_id or "", vault_id, asset_symbol)
         read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
@@ -172,6 +235,7 @@ class Withdrawals:
             with self.uow.read() as s:
                 _, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
                 read = source.address, AssetRef.of(asset)
+        quote = self._quote(read[0], read[1], to, amount, chosen)
         funds = fund.read(self.chain, *read)
 
         def work(s: Session) -> dict[str, Any]:
@@ -183,7 +247,9 @@ class Withdrawals:
             if len(self._sources) >= MAX_CACHED_SOURCES:
                 self._sources.clear()
             self._sources[cache_key] = read
-            return self._record(s, actor, vault, asset, source, to, amount, key, request_hash, note, funds, signed)
+            return self._record(
+                s, actor, vault, asset, source, to, amount, key, request_hash, note, funds, signed, (chosen, quote)
+            )
 
         view = self.uow.write(work)
         if view["state"] == states.APPROVED:
@@ -204,10 +270,13 @@ class Withdrawals:
         note: str | None,
         funds: fund.Funds,
         signed: tuple[str | None, bytes | None],
+        priced: tuple[fees.Choice, fees.Quote],
+        replaces: str | None = None,
     ) -> dict[str, Any]:
         """Write the withdrawal and move it as far as the policy and the funds let it go, in ``s``."""
         now = self.uow.clock()
         request_id, signature = signed
+        chosen, quote = priced
         if request_id is not None and s.get(m.Transaction, request_id) is not None:
             raise Conflict(f"a transaction {request_id} exists: a request id is used once")
         tx = m.Transaction(
@@ -226,6 +295,12 @@ class Withdrawals:
             destination=to,
             amount=amount,
             chain_id=self.chain.chain_id,
+            fee_level=chosen.level,
+            max_fee_per_gas=chosen.caps.max_fee_per_gas if chosen.caps else None,
+            max_priority_fee_per_gas=chosen.caps.max_priority_fee_per_gas if chosen.caps else None,
+            gas_limit=quote.gas_limit,
+            max_fee=quote.max_fee,
+            replaces_id=replaces,
             created_at=now,
             updated_at=now,
         )
@@ -245,6 +320,9 @@ class Withdrawals:
                 destination=to,
                 amount=str(amount),
                 idempotency_key=key,
+                replaces=replaces,
+                gas_limit=quote.gas_limit,
+                max_fee=str(quote.max_fee),
             )
             self.uow.move(s, actor, tx, states.PENDING_POLICY)
             # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
@@ -252,7 +330,7 @@ class Withdrawals:
             request = decide.Withdrawal(
                 vault.key_id, actor.user_id, asset.contract, to, amount, tx.id, signature, self.chain.chain_id
             )
-            state, facts, _, past = self._decide(s, actor, request, tx.id)
+            state, facts, _, past = self._decide(s, actor, request, tx.id, replaces)
             try:
                 decide.check_initiation(state, request, facts)
             except GovernanceError as exc:  # nothing is recorded: the request is not its initiator's
@@ -270,7 +348,9 @@ class Withdrawals:
                 )
                 self.uow.move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=version)
                 return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
-            shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, self.settings.gas_headroom)
+            shortfall = fund.shortfall(
+                s, source, AssetRef.of(asset), tx, funds, self.settings.gas_headroom, also=replaces
+            )
             if shortfall is not None:
                 outcomes.record(tx, outcomes.INSUFFICIENT_FUNDS, shortfall)
                 self.uow.move(s, actor, tx, states.REJECTED, reason=shortfall)

@@ -26,6 +26,10 @@ class Order:
     recipient: str
     asset: AssetRef
     amount: int
+    max_fee: int | None = None
+    """The most it may pay in fees (wei), fixed at submission (:mod:`harbour.custody.fees`)."""
+    replaces: str | None = None
+    """The transaction id it replaces at the same nonce (:mod:`harbour.custody.replacement`)."""
 
 
 @dataclass(frozen=True)

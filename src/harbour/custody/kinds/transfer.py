@@ -25,6 +25,9 @@ TOKEN_GAS_RESERVE: Final = 100_000
 """Gas reserved for a token transfer until it is built (and estimated)."""
 TOKEN_GAS_FLOOR: Final = 60_000
 """The least gas a token transfer is built with, whatever the estimate (a cold recipient costs more)."""
+GAS_MARGIN_NUM: Final = 5
+GAS_MARGIN_DEN: Final = 4
+"""An estimated gas limit gets 25 % on top: state may change between the estimate and the block."""
 
 
 class Transfer:
@@ -37,15 +40,27 @@ class Transfer:
             recipient=order.recipient,
             asset=quorum.ETH if order.asset.native else (order.asset.contract or ""),
             amount=order.amount,
+            max_fee=order.max_fee,
+            replaces=order.replaces,
         )
 
     def body(self, order: Order, chain: EvmClient) -> Body:
         token = order.asset.token
         if token is None:
-            return Body(to=parse_address(order.recipient), value=order.amount, data=b"", gas_limit=ETH_TRANSFER_GAS)
+            # An account without code takes exactly 21,000; a contract runs its code on receipt: estimate it.
+            gas = ETH_TRANSFER_GAS
+            if chain.code(order.recipient):
+                estimate = chain.estimate_gas(order.sender, order.recipient, order.amount, b"")
+                gas = max(ETH_TRANSFER_GAS, estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN)
+            return Body(to=parse_address(order.recipient), value=order.amount, data=b"", gas_limit=gas)
         data = erc20_transfer_data(parse_address(order.recipient), order.amount)
         estimate = chain.estimate_gas(order.sender, token, 0, data)
-        return Body(to=parse_address(token), value=0, data=data, gas_limit=max(TOKEN_GAS_FLOOR, estimate * 5 // 4))
+        return Body(
+            to=parse_address(token),
+            value=0,
+            data=data,
+            gas_limit=max(TOKEN_GAS_FLOOR, estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN),
+        )
 
     def spends(self, asset: AssetRef, amount: int) -> Mapping[str, int]:
         return {asset.id: amount}

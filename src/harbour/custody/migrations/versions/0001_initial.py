@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 22:27:10.322177
+Create Date: 2026-12-07 22:33:03.850121
 """
 
 from __future__ import annotations
@@ -201,6 +201,22 @@ def upgrade() -> None:
         sa.Column("requirement", sa.JSON(), nullable=True),
         sa.Column("entry", sa.LargeBinary(), nullable=True),
         sa.Column("details", sa.JSON(), nullable=True),
+        sa.Column("fee_level", sa.String(length=8), nullable=True),
+        sa.Column(
+            "max_fee_per_gas",
+            sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "max_priority_fee_per_gas",
+            sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("gas_limit", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "max_fee", sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"), nullable=True
+        ),
+        sa.Column("replaces_id", sa.String(length=36), nullable=True),
         sa.Column("chain_id", sa.BigInteger(), nullable=True),
         sa.Column("nonce", sa.BigInteger(), nullable=True),
         sa.Column("unsigned", sa.JSON(), nullable=True),
@@ -228,17 +244,28 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["initiator_id"], ["users.id"], name=op.f("fk_transactions_initiator_id_users")),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], name=op.f("fk_transactions_org_id_organisations")),
         sa.ForeignKeyConstraint(
+            ["replaces_id"], ["transactions.id"], name=op.f("fk_transactions_replaces_id_transactions")
+        ),
+        sa.ForeignKeyConstraint(
             ["source_address_id"], ["addresses.id"], name=op.f("fk_transactions_source_address_id_addresses")
         ),
         sa.ForeignKeyConstraint(["vault_id"], ["vaults.id"], name=op.f("fk_transactions_vault_id_vaults")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
         sa.UniqueConstraint("org_id", "idempotency_key", name=op.f("uq_transactions_org_id_idempotency_key")),
-        sa.UniqueConstraint("source_address_id", "nonce", name=op.f("uq_transactions_source_address_id_nonce")),
     )
     op.create_index(op.f("ix_transactions_org_id"), "transactions", ["org_id"], unique=False)
+    op.create_index(op.f("ix_transactions_replaces_id"), "transactions", ["replaces_id"], unique=False)
     op.create_index("ix_transactions_state", "transactions", ["state"], unique=False)
     op.create_index(op.f("ix_transactions_tx_hash"), "transactions", ["tx_hash"], unique=False)
     op.create_index(op.f("ix_transactions_vault_id"), "transactions", ["vault_id"], unique=False)
+    op.create_index(
+        "uq_transactions_source_address_id_nonce",
+        "transactions",
+        ["source_address_id", "nonce"],
+        unique=True,
+        sqlite_where=sa.text("replaces_id IS NULL"),
+        postgresql_where=sa.text("replaces_id IS NULL"),
+    )
     op.create_table(
         "approvals",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -302,9 +329,16 @@ def downgrade() -> None:
     op.drop_table("governance_entries")
     op.drop_index(op.f("ix_approvals_transaction_id"), table_name="approvals")
     op.drop_table("approvals")
+    op.drop_index(
+        "uq_transactions_source_address_id_nonce",
+        table_name="transactions",
+        sqlite_where=sa.text("replaces_id IS NULL"),
+        postgresql_where=sa.text("replaces_id IS NULL"),
+    )
     op.drop_index(op.f("ix_transactions_vault_id"), table_name="transactions")
     op.drop_index(op.f("ix_transactions_tx_hash"), table_name="transactions")
     op.drop_index("ix_transactions_state", table_name="transactions")
+    op.drop_index(op.f("ix_transactions_replaces_id"), table_name="transactions")
     op.drop_index(op.f("ix_transactions_org_id"), table_name="transactions")
     op.drop_table("transactions")
     op.drop_index(op.f("ix_deposits_vault_id"), table_name="deposits")
