@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
 from harbour.chains.evm import ChainError
+from harbour.custody import fees, kinds, outcomes, rebroadcast, replacement, signing, states, transactions
 from harbour.custody import funds as fund
-from harbour.custody import kinds, outcomes, signing, states, transactions
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
@@ -58,10 +58,20 @@ class _Unfunded(Exception):
 
 
 class Pipeline:
-    def __init__(self, custody: Custody, *, workers: int = 16, poll: float = 0.1, deposit_poll: float = 0.5) -> None:
+    def __init__(
+        self,
+        custody: Custody,
+        *,
+        workers: int = 16,
+        poll: float = 0.1,
+        deposit_poll: float = 0.5,
+        rebroadcast_after: float = rebroadcast.AFTER,
+        sweep_poll: float = 2.0,
+    ) -> None:
         self.custody = custody
         self.poll = poll
         self.deposit_poll = deposit_poll
+        self.sweep_poll = sweep_poll
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-sign")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -70,6 +80,7 @@ class Pipeline:
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
         self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
+        self._rebroadcast = rebroadcast.Rebroadcast(custody.uow, custody.chain, after=rebroadcast_after)
         custody.on_approved = self.submit
         custody.on_landed = self.publish
 
@@ -172,9 +183,30 @@ class Pipeline:
                 assert source is not None and tx.nonce is not None
                 return source.address, tx.nonce, tx.raw is not None
             kind, order = kinds.of(tx.kind), transactions.order(s, tx)
-        max_fee, priority = c.chain.fees()
+            explicit = (
+                fees.Caps(tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
+                if tx.max_fee_per_gas is not None and tx.max_priority_fee_per_gas is not None
+                else None
+            )
+            level, approved_fee = tx.fee_level, tx.max_fee
+        try:
+            body = fees.body(kind, order, c.chain)
+        except fees.EstimateReverted as exc:  # the chain says it would revert: waiting will not change that
+            self._fail_unbuilt(tx_id, outcomes.ESTIMATE_REVERTED, f"the gas estimate failed: {exc}")
+            return None
+        try:
+            caps = fees.for_row(c.chain, level=level, explicit=explicit, max_fee=approved_fee, gas_limit=body.gas_limit)
+        except fees.AboveMaximum as exc:
+            self._fail_unbuilt(tx_id, outcomes.ABOVE_MAX_FEE, str(exc))
+            return None
+        except fees.FeesTooHigh as exc:  # the sweep tries again; an admin can still cancel
+            with self.uow.tx() as s:
+                tx = s.get(m.Transaction, tx_id)
+                assert tx is not None
+                outcomes.record(tx, outcomes.WAITING_FOR_FEES, f"waiting for fees to fall: {exc}")
+            return None
+        max_fee, priority = caps.max_fee_per_gas, caps.max_priority_fee_per_gas
         funds = fund.read(c.chain, order.sender, order.asset, max_fee)  # before the write lock
-        body = kind.body(order, c.chain)
         try:
             return self._assign(tx_id, max_fee, priority, body, funds)
         except _Unfunded as exc:
@@ -198,8 +230,15 @@ class Pipeline:
             source = s.get(m.Address, tx.source_address_id, with_for_update=True)
             asset = s.get(m.Asset, tx.asset_id)
             assert source is not None and asset is not None
-            nonce = source.next_nonce
-            source.next_nonce = nonce + 1
+            if tx.replaces_id is not None:  # a speed-up or cancel: the stuck transaction's nonce, or nothing
+                slot = replacement.nonce_of(s, tx)
+                if slot is None:
+                    self.uow.move(s, None, tx, states.FAILED, reason=tx.error)
+                    return None
+                nonce = slot
+            else:
+                nonce = source.next_nonce
+                source.next_nonce = nonce + 1
             unsigned = Eip1559Transaction(
                 chain_id=c.chain.chain_id,
                 nonce=nonce,
@@ -215,7 +254,9 @@ class Pipeline:
             tx.digest = unsigned.signing_hash().hex()
             with s.no_autoflush:  # the check excludes this row: no need to write it out first
                 # with this transaction's real fee cap
-                shortfall = fund.shortfall(s, source, AssetRef.of(asset), tx, funds, c.settings.gas_headroom)
+                shortfall = fund.shortfall(
+                    s, source, AssetRef.of(asset), tx, funds, c.settings.gas_headroom, also=tx.replaces_id
+                )
             if shortfall is not None:
                 raise _Unfunded(shortfall)  # rolls the nonce back
             outcomes.clear(tx)
@@ -303,6 +344,10 @@ class Pipeline:
             assert tx is not None
             if tx.state != states.SIGNING or tx.raw is not None or tx.nonce is None:
                 return
+            if tx.replaces_id is not None:  # its nonce is the stuck transaction's, which stays as it is
+                outcomes.record(tx, code, error)
+                self.uow.move(s, None, tx, states.FAILED, reason=error)
+                return
             source = s.get(m.Address, tx.source_address_id, with_for_update=True)
             assert source is not None
             later = list(
@@ -328,6 +373,16 @@ class Pipeline:
             released = (source.address, first)
         if released is not None:
             self._sender.rewind_locked(*released)
+
+    def _fail_unbuilt(self, tx_id: str, code: str, error: str) -> None:
+        """Fail an approved withdrawal that cannot be built as it stands (its gas), before it takes a nonce."""
+        with self.uow.tx() as s:
+            tx = s.get(m.Transaction, tx_id, with_for_update=True)
+            assert tx is not None
+            if tx.state != states.APPROVED:
+                return
+            outcomes.record(tx, code, error)
+            self.uow.move(s, None, tx, states.FAILED, reason=error)
 
     def _broadcast(self, address: str, run: list[tuple[int, str]]) -> list[str]:
         """Send a run of consecutive transactions from ``address`` in nonce order, then commit them as broadcast.
@@ -403,7 +458,7 @@ class Pipeline:
         self._loop(self.deposit_poll, self.scan_deposits_once, "deposits")
 
     def _sweep_loop(self) -> None:
-        self._loop(2.0, self.sweep_once, "sweep")
+        self._loop(self.sweep_poll, self.sweep_once, "sweep")
 
     def confirm_once(self) -> int:
         """One pass of the confirmation loop (:meth:`harbour.custody.receipts.Confirmations.once`)."""
@@ -414,9 +469,11 @@ class Pipeline:
         return self.custody.deposits.scan_once()
 
     def sweep_once(self) -> None:
-        """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals."""
+        """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals;
+        send again what the chain forgot, and settle what another transaction at its nonce replaced."""
         self._resubmit_unfinished()
         self.custody.expire_approvals()
+        self._rebroadcast.once()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""

@@ -54,6 +54,7 @@ from harbour.custody.governance import Governance
 from harbour.custody.ledger import Ledger
 from harbour.custody.logview import LogView
 from harbour.custody.nodes import Nodes
+from harbour.custody.replacement import CANCEL, SPEED_UP, Replacements
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
 from harbour.custody.transactions import Transactions
@@ -106,6 +107,7 @@ class Custody:
         self.log_view = LogView(self.uow, self.ledger)
         self.nodes = Nodes(self.uow, self.ledger, self.governance, signer)
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
+        self.replacements = Replacements(self.uow, self.withdrawals)
         self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
         self.deposits = Deposits(self.uow, chain, self.settings)
         self.auditor = Auditor(self.uow, audit)
@@ -220,6 +222,9 @@ class Custody:
         note: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        fee_level: str | None = None,
+        max_fee_per_gas: int | str | None = None,
+        max_priority_fee_per_gas: int | str | None = None,
     ) -> Json:
         return self.withdrawals.submit_withdrawal(
             actor,
@@ -231,6 +236,31 @@ class Custody:
             note=note,
             request_id=request_id,
             signature=signature,
+            fee_level=fee_level,
+            max_fee_per_gas=max_fee_per_gas,
+            max_priority_fee_per_gas=max_priority_fee_per_gas,
+        )
+
+    def estimate(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> Json:
+        return self.withdrawals.estimate(actor, vault_id=vault_id, asset=asset, to=to, amount=amount)
+
+    def speed_up(
+        self,
+        actor: Actor,
+        tx_id: str,
+        *,
+        fee_level: str | None = None,
+        max_fee_per_gas: int | str | None = None,
+        max_priority_fee_per_gas: int | str | None = None,
+    ) -> Json:
+        """A replacement of the broadcast ``tx_id`` paying the same with higher fees (custody/replacement.py)."""
+        return self.replacements.replace(
+            actor,
+            tx_id,
+            SPEED_UP,
+            fee_level=fee_level,
+            max_fee_per_gas=max_fee_per_gas,
+            max_priority_fee_per_gas=max_priority_fee_per_gas,
         )
 
     def get_transaction(self, actor: Actor, tx_id: str) -> Json:
@@ -250,7 +280,25 @@ class Custody:
     def reject(self, actor: Actor, tx_id: str, *, signature: str) -> Json:
         return self.approvals.reject(actor, tx_id, signature=signature)
 
-    def cancel(self, actor: Actor, tx_id: str) -> Json:
+    def cancel(
+        self,
+        actor: Actor,
+        tx_id: str,
+        *,
+        fee_level: str | None = None,
+        max_fee_per_gas: int | str | None = None,
+        max_priority_fee_per_gas: int | str | None = None,
+    ) -> Json:
+        """Cancel before signing; a broadcast withdrawal, by a zero-value replacement (custody/replacement.py)."""
+        if self.replacements.is_broadcast(actor, tx_id):
+            return self.replacements.replace(
+                actor,
+                tx_id,
+                CANCEL,
+                fee_level=fee_level,
+                max_fee_per_gas=max_fee_per_gas,
+                max_priority_fee_per_gas=max_priority_fee_per_gas,
+            )
         return self.approvals.cancel(actor, tx_id)
 
     def expire_approvals(self) -> int:
