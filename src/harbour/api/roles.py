@@ -44,6 +44,8 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/v1/transactions"): frozenset({INITIATOR}),
     ("GET", "/v1/transactions"): EVERYONE,
     ("POST", "/v1/transactions/explain"): frozenset({ADMIN, INITIATOR, APPROVER, AUDITOR}),
+    ("POST", "/v1/transactions/estimate"): frozenset({ADMIN, INITIATOR, APPROVER, AUDITOR}),
+    ("POST", "/v1/transactions/{tx_id}/speed-up"): frozenset({ADMIN, INITIATOR}),
     ("GET", "/v1/transactions/{tx_id}"): EVERYONE,
     ("GET", "/v1/transactions/{tx_id}/approval-request"): frozenset({ADMIN, APPROVER}),
     ("POST", "/v1/transactions/{tx_id}/approve"): frozenset({ADMIN, APPROVER}),

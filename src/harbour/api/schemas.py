@@ -174,6 +174,28 @@ class Withdrawal(Closed):
         description="The initiator's Ed25519 signature over the request (docs/governance.md#signed-requests); "
         "needed when the policy in force depends on who initiates.",
     )
+    fee_level: Literal["slow", "normal", "fast"] | None = None
+    max_fee_per_gas: Amount | None = None
+    max_priority_fee_per_gas: Amount | None = None
+
+
+class Fees(Closed):
+    """A fee level, or both EIP-1559 caps (wei per gas, decimal strings); neither: the normal level."""
+
+    fee_level: Literal["slow", "normal", "fast"] | None = None
+    max_fee_per_gas: Amount | None = None
+    max_priority_fee_per_gas: Amount | None = None
+
+
+class Replacement(Fees):
+    """A speed-up's or cancel's fees: a level's (raised to 10 % above the stuck transaction's) or caps that are."""
+
+
+class Estimate(Closed):
+    vault_id: Annotated[str, Field(pattern=UUID_PATTERN)]
+    asset: AssetSymbol
+    to: EthAddress
+    amount: Amount
 
 
 class Explain(Closed):
