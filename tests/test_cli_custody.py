@@ -375,6 +375,31 @@ def test_reject_and_cancel(world: World) -> None:
     refused(world.run("initiator", "cancel", other["id"]), 1, "cancelled")
 
 
+def test_estimate_and_the_fee_options_of_withdraw(world: World) -> None:
+    found = world.json(
+        "initiator", "estimate", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "1000"
+    )
+    assert found["gas_limit"] == 21_000 and set(found["levels"]) == {"slow", "normal", "fast"}
+    fast = found["levels"]["fast"]
+    assert int(fast["max_fee"]) == 21_000 * int(fast["max_fee_per_gas"])
+    shown = world.run(
+        "initiator", "estimate", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "1"
+    )
+    assert shown.exit_code == 0 and "gas_limit" in shown.stdout and "max fee" in shown.stdout
+    tx = withdraw(world, "--fee-level", "fast")
+    assert tx["fee_level"] == "fast" and tx["gas_limit"] == 21_000
+    capped = withdraw(world, "--max-fee-per-gas", "90000000000", "--max-priority-fee-per-gas", "2000000000")
+    assert capped["max_fee_per_gas"] == "90000000000" and capped["max_fee"] == str(21_000 * 90_000_000_000)
+    refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
+                      "--amount", "1", "--fee-level", "urgent"), 2, "--fee-level")  # fmt: skip
+    refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
+                      "--amount", "1", "--max-fee-per-gas", "-5"), 2, "--max-fee-per-gas")  # fmt: skip
+    refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
+                      "--amount", "1", "--max-fee-per-gas", "90000000000"), 1, "both")  # fmt: skip
+    refused(world.run("initiator", "speed-up", tx["id"]), 1, "only a broadcast withdrawal")
+    refused(world.run("viewer", "speed-up", tx["id"]), 1)
+
+
 def test_approve_needs_yes_without_a_terminal(world: World) -> None:
     tx = withdraw(world)
     refused(world.run("approver1", "approve", tx["id"], "--key", str(world.keys["approver1"])), 2, "--yes")
@@ -846,7 +871,7 @@ def test_parse_amount_is_exact() -> None:
 
 CUSTODY_COMMANDS = [
     "org", "user", "vault", "address", "asset", "address-book", "deposit", "withdraw", "approve", "reject",
-    "cancel", "status", "transactions", "approver-key", "policy", "governance", "audit",
+    "cancel", "speed-up", "estimate", "status", "transactions", "approver-key", "policy", "governance", "audit",
 ]  # fmt: skip
 
 

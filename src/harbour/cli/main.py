@@ -64,6 +64,8 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "approve": _command("transfer", "approve"),
     "reject": _command("transfer", "reject"),
     "cancel": _command("transfer", "cancel"),
+    "speed-up": _command("transfer", "speed_up"),
+    "estimate": _command("transfer", "estimate"),
     "status": _command("transfer", "status"),
     "transactions": _command("transfer", "transactions"),
     "approver-key": _typer("transfer", "approver_key_app"),
@@ -99,7 +101,18 @@ SUMMARY: dict[str, tuple[bool, str]] = {
         "Check, show and sign your approval of a transaction (approver; admin, proposer included, for governance).",
     ),
     "reject": (False, "Check, show and sign your rejection of a transaction (approver; admin for governance changes)."),
-    "cancel": (False, "Cancel a transaction that is not yet being signed (its initiator or an admin)."),
+    "cancel": (
+        False,
+        "Cancel a transaction not yet being signed; a broadcast one is replaced by a zero-value self-transfer.",
+    ),
+    "speed-up": (
+        False,
+        "Replace a stuck broadcast withdrawal with the same payment at higher fees (a new transaction to approve).",
+    ),
+    "estimate": (
+        False,
+        "The gas a withdrawal would be submitted with and, per fee level, its caps and maximum fee (wei).",
+    ),
     "status": (
         False,
         "A transaction's state. With --wait: exit 0 once confirmed, 1 if it ends failed, rejected or cancelled.",

@@ -195,6 +195,30 @@ def approver_key_new(
 
 # -- withdrawals ------------------------------------------------------------------------------------------
 
+FeeLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fee-level", help="slow, normal (the default) or fast: caps that follow the chain (docs/api.md#fees)."
+    ),
+]
+MaxFeeOption = Annotated[
+    str | None, typer.Option("--max-fee-per-gas", help="Explicit EIP-1559 fee cap, wei per gas (with the tip cap).")
+]
+TipOption = Annotated[
+    str | None, typer.Option("--max-priority-fee-per-gas", help="Explicit EIP-1559 tip cap, wei per gas.")
+]
+
+
+def _fees(level: str | None, max_fee: str | None, tip: str | None) -> dict[str, str]:
+    """The fee fields of a request body; the service checks them (a level and caps, one cap alone: refused)."""
+    if level is not None and level not in ("slow", "normal", "fast"):
+        raise InputError("--fee-level is slow, normal or fast")
+    for name, value in (("--max-fee-per-gas", max_fee), ("--max-priority-fee-per-gas", tip)):
+        if value is not None and not (value.isascii() and value.isdigit()):
+            raise InputError(f"{name} is a whole number of wei per gas")
+    fields = {"fee_level": level, "max_fee_per_gas": max_fee, "max_priority_fee_per_gas": tip}
+    return {k: v for k, v in fields.items() if v is not None}
+
 
 def withdraw(
     vault: VaultOption,
@@ -214,6 +238,9 @@ def withdraw(
             help="Sign the request with your approval key (PEM): needed when the policy depends on who initiates.",
         ),
     ] = None,
+    fee_level: FeeLevelOption = None,
+    max_fee_per_gas: MaxFeeOption = None,
+    max_priority_fee_per_gas: TipOption = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -231,6 +258,7 @@ def withdraw(
         if not _IDEMPOTENCY.fullmatch(key):
             raise InputError("--idempotency-key is 1..128 characters of A-Z a-z 0-9 . _ : -")
         body = {"vault_id": vault, "asset": asset, "to": to, "amount": str(value), "note": note_text}
+        body |= _fees(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
         private = None if sign_with is None else load_approver_key(sign_with)
         with connect(api, token) as client:
             if private is not None:
@@ -286,16 +314,74 @@ def _emit_tx(tx: dict[str, Any], as_json: bool) -> None:
 
 def cancel(
     tx_id: Annotated[str, typer.Argument(help="Transaction id.")],
+    fee_level: FeeLevelOption = None,
+    max_fee_per_gas: MaxFeeOption = None,
+    max_priority_fee_per_gas: TipOption = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel a transaction that is not yet being signed (its initiator or an admin)."""
+    """Cancel a transaction not yet being signed; a broadcast one is replaced by a zero-value self-transfer.
+
+    The replacement is a new transaction, approved like a withdrawal; the fee
+    options are its fees (docs/custody.md#stuck-transactions).
+    """
     with api_errors():
         tx_id = check_id(tx_id, "TX")
+        fees = _fees(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
         with connect(api, token) as client:
-            tx = client.post(f"/v1/transactions/{tx_id}/cancel")
+            tx = client.post(f"/v1/transactions/{tx_id}/cancel", fees or None)
     _emit_tx(tx, as_json)
+
+
+def speed_up(
+    tx_id: Annotated[str, typer.Argument(help="The broadcast transaction's id.")],
+    fee_level: FeeLevelOption = None,
+    max_fee_per_gas: MaxFeeOption = None,
+    max_priority_fee_per_gas: TipOption = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace a stuck broadcast withdrawal with the same payment at higher fees (a new transaction to approve)."""
+    with api_errors():
+        tx_id = check_id(tx_id, "TX")
+        fees = _fees(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
+        with connect(api, token) as client:
+            tx = client.post(f"/v1/transactions/{tx_id}/speed-up", fees)
+    _emit_tx(tx, as_json)
+
+
+def estimate(
+    vault: VaultOption,
+    asset: AssetOption,
+    to: ToOption,
+    amount: AmountOption,
+    decimals: DecimalsOption = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The gas a withdrawal would be submitted with and, per fee level, its caps and maximum fee (wei)."""
+    with api_errors():
+        body = {
+            "vault_id": check_id(vault, "--vault"),
+            "asset": asset,
+            "to": check_address(to, "--to"),
+            "amount": str(parse_amount(amount, decimals)),
+        }
+        with connect(api, token) as client:
+            found = client.post("/v1/transactions/estimate", body)
+    if as_json:
+        emit(found, True)
+        return
+    doc: dict[str, Any] = {"gas_limit": found.get("gas_limit"), "default_level": found.get("default_level")}
+    for name, caps in (found.get("levels") or {}).items():
+        doc[name] = (
+            f"max fee {caps.get('max_fee')} wei (max_fee_per_gas {caps.get('max_fee_per_gas')}, "
+            f"max_priority_fee_per_gas {caps.get('max_priority_fee_per_gas')})"
+        )
+    emit(doc, False)
 
 
 def status(
@@ -414,6 +500,11 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
         _expect(intent.recipient == tx.get("destination"), "the intent's recipient is not the transaction's")
         _expect(str(intent.amount) == tx.get("amount"), "the intent's amount is not the transaction's")
         _expect(intent.chain_id == tx.get("chain_id"), "the intent's chain is not the transaction's")
+        _expect(
+            (None if intent.max_fee is None else str(intent.max_fee)) == tx.get("max_fee"),
+            "the intent's maximum fee is not the transaction's",
+        )
+        _expect(intent.replaces == tx.get("replaces_id"), "the intent replaces another transaction than it says")
         symbol, decimals = _asset_label(client, intent.asset, tx.get("asset"))
         shown = f"{_units(intent.amount, decimals)} {symbol}" + (
             f" ({intent.amount} base units)" if decimals else " (base units)"
@@ -425,7 +516,13 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
             f"  from:    {intent.sender} (key {request.get('key_id')}, path {request.get('path')})\n"
             f"  to:      {intent.recipient}\n"
             f"  chain:   {intent.chain_id}\n"
-            f"  note:    {tx.get('note') or '-'}"
+            f"  max fee: {'-' if intent.max_fee is None else f'{intent.max_fee} wei'}\n"
+            + (
+                f"  replaces: {intent.replaces} (at its nonce: only one of the two is mined)\n"
+                if intent.replaces
+                else ""
+            )
+            + f"  note:    {tx.get('note') or '-'}"
         )
     elif kind == statements.GOVERNANCE:
         from harbour.cli.review import check_governance_request
