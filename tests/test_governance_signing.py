@@ -24,7 +24,7 @@ import datetime as dt
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -156,30 +156,37 @@ def forge(
     approvers: Sequence[Ed25519PrivateKey] = (),
     transaction_id: str | None = None,
     initiation: bytes = b"",
+    max_fee: int | Literal["as built"] | None = "as built",
+    fee_factor: int = 1,
+    replaces: str | None = None,
 ) -> Signature:
     """As a compromised service that holds the authority key: a withdrawal of its own making, signed if the nodes agree.
 
     It builds the transaction, the version-2 evidence (citing the log's real head,
     which the nodes hold) with approvals by ``approvers`` over the withdrawal's
     statement, and has :class:`harbour.custody.signer.Signer` issue the certificate
-    with the authority key and push the log first.
+    with the authority key and push the log first. The intent's maximum fee is
+    what the transaction may pay unless ``max_fee`` says otherwise (None: none
+    stated); ``fee_factor`` multiplies the fee cap; ``replaces`` names the
+    transaction it replaces at its nonce.
     """
     vault = env.custody.get_vault(env.actor("admin"), vault_id)
     sender = vault["addresses"][0]["address"]
     recipient = checksum_address(parse_address(to))
-    max_fee, tip = env.chain.fees()
+    cap, tip = env.chain.fees()
     tx = Eip1559Transaction(
         chain_id=env.chain.chain_id,
         nonce=env.chain.nonce(sender, "pending"),
         max_priority_fee_per_gas=tip,
-        max_fee_per_gas=max_fee,
+        max_fee_per_gas=cap * fee_factor,
         gas_limit=21_000,
         to=parse_address(recipient),
         value=amount,
         data=b"",
     )
     tx_id = transaction_id or m.new_id()
-    intent = Intent(env.chain.chain_id, sender, recipient, NATIVE, amount)
+    stated = tx.gas_limit * tx.max_fee_per_gas if max_fee == "as built" else max_fee
+    intent = Intent(env.chain.chain_id, sender, recipient, NATIVE, amount, max_fee=stated, replaces=replaces)
     statement = approval_statement(
         org=org_id(env), transaction_id=tx_id, key_id=vault["key_id"], path=PATH, intent=intent
     )
@@ -436,6 +443,36 @@ def test_one_admins_drain_is_refused_at_its_first_step_and_moves_nothing_on_anvi
     time.sleep(1.0)  # the pipeline would have picked up anything approved by now
     assert view(env, drain.withdrawal["id"])["state"] == "pending_approval"
     assert env.chain.balance(address) == 5 * ETH and env.chain.nonce(address, "latest") == 0
+
+
+# -- fees and nonces ------------------------------------------------------------------------------------------------
+
+
+def test_the_nodes_refuse_a_transaction_that_may_pay_more_in_fees_than_its_approvers_signed(env: CustodyEnv) -> None:
+    env.set_policy(allow_all())
+    vault_id, _ = env.vault(fund=5 * ETH)
+    cap, _ = env.chain.fees()
+    signed = 21_000 * cap
+    refused_by_nodes(
+        env, vault_id, "transaction", f"above the approved maximum fee of {signed} wei",
+        to=DEST, amount=ETH, max_fee=signed, fee_factor=2,
+    )  # fmt: skip
+    refused_by_nodes(env, vault_id, "transaction", "states no maximum fee", to=DEST, amount=ETH, max_fee=None)
+    forge(env, vault_id, to=DEST, amount=ETH, max_fee=2 * signed)  # within what was signed: signed
+
+
+def test_the_nodes_sign_a_second_transaction_at_a_nonce_only_as_an_approved_replacement(env: CustodyEnv) -> None:
+    """The compromised service swaps an approved payment for another at its nonce: refused; a replacement is signed."""
+    env.set_policy(allow_all())
+    vault_id, _ = env.vault(fund=5 * ETH)
+    first = m.new_id()
+    forge(env, vault_id, to=DEST, amount=ETH, transaction_id=first)  # signed, never sent: the nonce waits
+    refused_by_nodes(env, vault_id, "reused", "names none it replaces", to=ELSEWHERE, amount=ETH)
+    refused_by_nodes(
+        env, vault_id, "reused", "names 'nothing-signed' as the one it replaces",
+        to=ELSEWHERE, amount=ETH, replaces="nothing-signed",
+    )  # fmt: skip
+    forge(env, vault_id, to=DEST, amount=ETH, fee_factor=2, replaces=first)  # a speed-up of the first: signed
 
 
 # -- the database edited directly --------------------------------------------------------------------------------
