@@ -9,13 +9,12 @@ nodes and stuck transactions, is tests/test_stuck.py.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harbour.chains.eip1559 import Eip1559Transaction, parse_address
-from harbour.custody import fees, outcomes
+from harbour.custody import fees
 from harbour.custody.errors import Invalid
 from harbour.node.certificate import ApprovalError
 from harbour.node.orgs.nonces import NonceBook
@@ -183,10 +182,3 @@ def test_a_node_signs_a_second_transaction_at_a_nonce_only_as_a_replacement_of_o
     book.add("org", SENDER, 3, "speed-up")
     book.check("org", SENDER, 3, "cancel", "speed-up")  # a replacement of the replacement
     assert book.signed("org", SENDER, 3) == {"first", "speed-up"}
-
-
-def test_every_sub_status_code_is_documented_in_the_api_docs_and_nothing_else_is() -> None:
-    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
-    section = text.split("## Sub-status codes", 1)[1].split("\n## ", 1)[0]
-    documented = {line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")}
-    assert documented == outcomes.CODES
