@@ -48,6 +48,8 @@ from harbour.node.quorum import ETH, GovernedEvidence, Intent, approval_statemen
 
 ECDSA = "ecdsa-secp256k1"
 CHAIN = 1337
+MAX_FEE = 60_000 * 6 * 10**9
+"""The most a test withdrawal may pay in fees: twice what it is built with (a speed-up fits)."""
 PATH = "m/0"
 ETHER = 10**18
 LIMIT = 5 * ETHER
@@ -139,7 +141,7 @@ class Env:
         ``signed_by``: the key that signed the request, as its initiator would (none: unsigned).
         """
         tx_id = f"tx-{secrets.token_hex(6)}"
-        intent = Intent(CHAIN, self.address(key), to, asset, amount, max_fee=60_000 * 3 * 10**9)
+        intent = Intent(CHAIN, self.address(key), to, asset, amount, max_fee=MAX_FEE)
         if asset == ETH:
             target, value, data = parse_address(to), amount, b""
         else:
@@ -704,6 +706,12 @@ def test_approvals_pay_once_also_after_a_restart(env: Env) -> None:
     assert exc.value.node == "node3"
     # A replacement with other fees at the same nonce is signed: only one of the two can be mined. (Node 2
     # pinned the second nonce when it accepted that session, which node 3 refused: a pin errs on refusing.)
+    # Within the maximum fee the approvers signed, that is: above it, refused.
+    fees = first.transaction.max_fee_per_gas * 3
+    greedy = replace(first, transaction=replace(first.transaction, max_fee_per_gas=fees))
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, greedy.transaction.signing_hash(), greedy.encode(), signers=(1, 3))
+    refused(exc, "transaction", "above the approved maximum fee")
     fees = first.transaction.max_fee_per_gas * 2
     bumped = replace(first, transaction=replace(first.transaction, max_fee_per_gas=fees))
     digest = bumped.transaction.signing_hash()

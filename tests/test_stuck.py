@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import encode as abi_encode
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from custody_env import ETH, CustodyEnv
 from harbour.chains.ethereum import checksum_address, keccak256
 from harbour.chains.evm import EvmClient
 from harbour.chains.token import compile_vyper
+from harbour.custody import models as m
 from harbour.custody.errors import Conflict, Forbidden, Invalid
 from harbour.custody.views import Page
 from helpers import wait_until
@@ -85,13 +88,23 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CustodyEnv]
         shared.stop()
 
 
-@pytest.fixture
-def env(request: pytest.FixtureRequest, deployment: CustodyEnv, sqlite_url: str, anvil: str) -> CustodyEnv:
+def _fresh(request: pytest.FixtureRequest, deployment: CustodyEnv, database: str, anvil: str) -> CustodyEnv:
     request.addfinalizer(deployment.close)
-    deployment.reset(sqlite_url, chain_url=anvil)
+    deployment.reset(database, chain_url=anvil)
     deployment.organisation()
     deployment.set_policy({"rules": [{"name": "anything goes", "action": "allow"}]})
     return deployment
+
+
+@pytest.fixture
+def env(request: pytest.FixtureRequest, deployment: CustodyEnv, sqlite_url: str, anvil: str) -> CustodyEnv:
+    return _fresh(request, deployment, sqlite_url, anvil)
+
+
+@pytest.fixture
+def pg_env(request: pytest.FixtureRequest, deployment: CustodyEnv, postgres_db_url: str, anvil: str) -> CustodyEnv:
+    """The same on PostgreSQL, whose partial unique index is what lets a replacement share its original's nonce."""
+    return _fresh(request, deployment, postgres_db_url, anvil)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
@@ -339,6 +352,26 @@ def test_a_speed_up_is_approved_like_a_withdrawal_and_the_one_mined_decides(env:
 
 
 def test_a_cancel_of_a_broadcast_withdrawal_pays_nothing_and_the_withdrawal_ends_replaced(env: CustodyEnv) -> None:
+    cancelled(env)
+
+
+def test_a_cancel_on_postgresql(pg_env: CustodyEnv) -> None:
+    cancelled(pg_env)
+    with pg_env.custody.sessions() as s:  # two transactions at one nonce, neither a replacement: refused
+        tx = s.scalar(select(m.Transaction).where(m.Transaction.replaces_id.is_(None), m.Transaction.nonce == 0))
+        assert tx is not None
+        s.add(
+            m.Transaction(
+                org_id=tx.org_id, kind="withdrawal", state="signing", initiator_id=tx.initiator_id,
+                source_address_id=tx.source_address_id, nonce=0,
+            )
+        )  # fmt: skip
+        with pytest.raises(IntegrityError, match="uq_transactions_source_address_id_nonce"):
+            s.flush()
+
+
+def cancelled(env: CustodyEnv) -> None:
+    """A withdrawal stuck in the pool, cancelled: the cancel is mined, the withdrawal ends replaced, nothing paid."""
     vault_id, address = env.vault(fund=ETH)
     before = env.chain.balance(DEST)
     with held(env.chain):

@@ -41,6 +41,21 @@ LIVE: Final = frozenset({states.SUBMITTED, states.PENDING_POLICY, states.PENDING
 """States of a replacement not yet signed: while one is, no other replacement of the same transaction is made."""
 
 
+def _highest(s: Session, original: m.Transaction) -> fees.Caps:
+    """The highest caps sent at ``original``'s nonce (it, or an earlier replacement): what a new one must beat."""
+    sent = [
+        Eip1559Transaction.from_json(unsigned)
+        for unsigned in s.scalars(
+            select(m.Transaction.unsigned).where(
+                m.Transaction.source_address_id == original.source_address_id,
+                m.Transaction.nonce == original.nonce,
+                m.Transaction.unsigned.is_not(None),
+            )
+        )
+    ]
+    return fees.Caps(max(t.max_fee_per_gas for t in sent), max(t.max_priority_fee_per_gas for t in sent))
+
+
 def nonce_of(s: Session, tx: m.Transaction) -> int | None:
     """The nonce the replacement ``tx`` is built at: its original's, if that still waits; else None (recorded why)."""
     original = s.get(m.Transaction, tx.replaces_id)
@@ -72,8 +87,9 @@ class Replacements:
     ) -> dict[str, Any]:
         """A speed-up or cancel of the broadcast transaction ``tx_id``, run through the policy like a withdrawal.
 
-        Its caps are the level's today, raised to 10 % above the stuck
-        transaction's where they are not already; explicit caps below that are
+        Its caps are the level's today, raised to 10 % above the highest sent at
+        its nonce (the stuck transaction's, or an earlier replacement's) where they
+        are not already; explicit caps below that are
         Invalid. Conflict unless ``tx_id`` is broadcast and no other replacement of
         it is waiting for approval or signing.
         """
@@ -95,7 +111,7 @@ class Replacements:
             amount = original.amount if how == SPEED_UP else 0
             assert to is not None and amount is not None
             sender, ref, vault_id, symbol = source.address, AssetRef.of(asset), original.vault_id, asset.symbol
-        old = fees.Caps(sent.max_fee_per_gas, sent.max_priority_fee_per_gas)
+            old = _highest(s, original)
         now = fees.levels(chain)
         if chosen.caps is not None:
             problem = fees.replaces(old, chosen.caps)
