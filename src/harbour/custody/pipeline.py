@@ -210,7 +210,7 @@ class Pipeline:
         try:
             return self._assign(tx_id, max_fee, priority, body, funds)
         except _Unfunded as exc:
-            # Fees rose past what was reserved at submission: wait (an admin can still cancel), never take a nonce.
+            # The source cannot pay it now on top of what is in flight: wait (an admin can still cancel), no nonce.
             with self.uow.tx() as s:
                 tx = s.get(m.Transaction, tx_id)
                 assert tx is not None
