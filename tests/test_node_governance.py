@@ -704,6 +704,13 @@ def test_approvals_pay_once_also_after_a_restart(env: Env) -> None:
             env.sign(org, key, retry.transaction.signing_hash(), retry.encode(), signers=signers)
         refused(exc, "reused", "pay once")
     assert exc.value.node == "node3"
+    # Another transaction id at the nonce node 3 signed before its restart, naming none it replaces: refused by
+    # node 3 from the record it read back (node 2 never signed at that nonce, so only node 3 can know).
+    other = replace(first, transaction_id="tx-another-at-that-nonce")
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, other.transaction.signing_hash(), other.encode(), signers=(2, 3))
+    refused(exc, "reused", "names none it replaces")
+    assert exc.value.node == "node3"
     # A replacement with other fees at the same nonce is signed: only one of the two can be mined. (Node 2
     # pinned the second nonce when it accepted that session, which node 3 refused: a pin errs on refusing.)
     # Within the maximum fee the approvers signed, that is: above it, refused.
