@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported when an entry is checked: the CLI starts without t
     from harbour.custody.statements import GovernanceApproval
     from harbour.governance import changes
     from harbour.governance.log import SignedEntry
-    from harbour.governance.state import GovernanceLog
+    from harbour.governance.state import GovernanceLog, OrgState
 
 
 class EntryMismatch(ApiError):
@@ -188,7 +188,36 @@ def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
         ) from None
     if trusted is None:
         pin_first_use(client, org, log)
-    return f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {log.genesis_hash.hex()}"
+    return "\n".join(
+        [
+            f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {log.genesis_hash.hex()}",
+            *(line for change in entry.changes if (line := _target(state, change))),
+        ]
+    )
+
+
+def _target(state: OrgState, change: changes.Change) -> str | None:
+    """What a change that names something by id names, as the verified state knows it (None: it names nothing).
+
+    The changes say ``vault 0f3c...``; an admin signs knowing it is ``'treasury'``.
+    """
+    from harbour.governance import amendments as am
+    from harbour.governance import changes as c
+
+    if isinstance(change, c.SetRoles | c.SetKey | c.DisableUser | c.EnableUser):
+        user = state.users[change.id]
+        disabled = ", disabled" if user.disabled else ""
+        return f"  target:  user {change.id} is {user.name!r} ({', '.join(sorted(user.roles))}{disabled})"
+    if isinstance(change, am.RenameVault | am.ArchiveVault):
+        vault = state.vaults[change.id]
+        return f"  target:  vault {change.id} is {vault.name!r} (key {vault.key_id})"
+    if isinstance(change, am.DisableAsset | am.EnableAsset):
+        asset = state.assets[change.id]
+        return f"  target:  asset {change.id} is {asset.symbol} ({asset.contract or 'the native coin'})"
+    if isinstance(change, am.RenameAddress | c.SetWhitelisted | c.RemoveAddress):
+        entry = state.address_book[change.id]
+        return f"  target:  address-book entry {change.id} is {entry.name!r} ({entry.address})"
+    return None
 
 
 def _served_log(client: Client, refusing: str) -> Iterator[SignedEntry]:
