@@ -161,7 +161,7 @@ class Vaults:
                 except ChainError as exc:
                     if asset.native:
                         raise
-                    unavailable[asset.symbol] = f"its balance could not be read from {asset.contract}: {exc}"
+                    unavailable[asset.symbol] = f"balanceOf(address) of {asset.contract} could not be read: {exc}"
                     break
         available = [a.symbol for a in held if a.symbol not in unavailable]
         items = []
