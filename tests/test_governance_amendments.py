@@ -185,3 +185,23 @@ def test_one_bad_amendment_refuses_its_whole_entry() -> None:
         land(log, am.RenameVault("vault-a", "Treasury"), am.DisableAsset("nothing"))
     assert refused.value.reason == "change" and "changes[1] (asset.disable)" in str(refused.value)
     assert log.state.vaults["vault-a"].name == "vault-a"
+
+
+def test_harbour_approve_names_what_each_id_is_in_the_verified_state() -> None:
+    from harbour.cli.review import _target
+
+    log = vaulted()
+    state = log.state
+    lines = [
+        _target(state, am.ArchiveVault("vault-a")),
+        _target(state, am.DisableAsset("eth")),
+        _target(state, am.RenameAddress("book-1", "hot")),
+        _target(state, c.SetKey("bob", None)),
+    ]
+    assert lines == [
+        "  target:  vault vault-a is 'vault-a' (key key-a)",
+        "  target:  asset eth is ETH (the native coin)",
+        f"  target:  address-book entry book-1 is 'exchange' ({DEST})",
+        "  target:  user bob is 'Bob' (admin)",
+    ]
+    assert _target(state, c.SetQuorum(2)) is None
