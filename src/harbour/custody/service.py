@@ -101,7 +101,7 @@ class Custody:
         self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
         self.governance = Governance(self.uow, self.ledger, self.transactions)
-        self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer)
+        self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer, chain)
         self.users = Users(self.uow, self.ledger, self.governance, chain.chain_id)
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)

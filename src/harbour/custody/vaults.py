@@ -24,7 +24,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from harbour.chains import tokeninfo
 from harbour.chains.ethereum import address_from_public_key
 from harbour.chains.evm import ChainError, EvmClient
 from harbour.custody import assets, inputs, views
@@ -221,7 +220,7 @@ class Vaults:
         assets.check_definition(kind, contract, decimals)
         checked = inputs.address(contract, "contract") if contract is not None else None
         if checked is not None:
-            self._check_token(checked, symbol, decimals)
+            assets.check_token(self.chain, checked, symbol, decimals)
 
         def build(state: OrgState) -> list[c.Change]:
             if state.asset_by_symbol(symbol) is not None:
@@ -231,24 +230,6 @@ class Vaults:
             return [c.AddAsset(m.new_id(), symbol, checked, decimals)]
 
         return self.governance.propose(actor, build)
-
-    def _check_token(self, contract: str, symbol: str, decimals: int) -> None:
-        """Invalid unless ``contract`` answers as the ERC-20 token declared: code, symbol, decimals, balanceOf.
-
-        An asset whose contract is not a token would make every balance view of
-        the organisation fail, and the log cannot forget an asset: so it is
-        refused here, before any admin is asked to sign it.
-        """
-        try:
-            token = tokeninfo.read_token(self.chain, contract)
-        except tokeninfo.NotAToken as exc:
-            raise Invalid(f"contract: not an ERC-20 token: {exc}") from None
-        except ChainError as exc:
-            raise Unavailable(f"the chain could not be asked about {contract}: {exc}") from exc
-        if token.decimals != decimals:
-            raise Invalid(f"decimals: {contract} has {token.decimals} decimals, not the {decimals} declared")
-        if token.symbol.upper() != symbol:
-            raise Invalid(f"symbol: {contract} is {token.symbol!r}, not the {symbol!r} declared")
 
     def list_assets(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *ANYONE)
