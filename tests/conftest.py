@@ -110,6 +110,7 @@ SLOW_MODULES = frozenset(
         "test_node_service",
         "test_properties",
         "test_rotation",
+        "test_tokeninfo",
     }
 )
 """In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA
