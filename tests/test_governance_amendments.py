@@ -205,3 +205,13 @@ def test_harbour_approve_names_what_each_id_is_in_the_verified_state() -> None:
         "  target:  user bob is 'Bob' (admin)",
     ]
     assert _target(state, c.SetQuorum(2)) is None
+
+
+def test_harbour_approve_gives_no_target_line_for_what_the_same_entry_creates() -> None:
+    from harbour.cli.review import _target
+
+    state = vaulted().state
+    assert _target(state, c.SetWhitelisted("book-new", True)) is None
+    assert _target(state, c.SetRoles("newcomer", frozenset({"viewer"}))) is None
+    assert _target(state, am.ArchiveVault("vault-new")) is None
+    assert _target(state, am.EnableAsset("asset-new")) is None

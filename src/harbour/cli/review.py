@@ -199,24 +199,29 @@ def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
 def _target(state: OrgState, change: changes.Change) -> str | None:
     """What a change that names something by id names, as the verified state knows it (None: it names nothing).
 
-    The changes say ``vault 0f3c...``; an admin signs knowing it is ``'treasury'``.
+    The changes say ``vault 0f3c...``; an admin signs knowing it is ``'treasury'``. Something the same
+    entry creates is not in the state before it, and gets no line (the line that creates it names it).
     """
     from harbour.governance import amendments as am
     from harbour.governance import changes as c
 
     if isinstance(change, c.SetRoles | c.SetKey | c.DisableUser | c.EnableUser):
-        user = state.users[change.id]
+        user = state.users.get(change.id)
+        if user is None:
+            return None
         disabled = ", disabled" if user.disabled else ""
         return f"  target:  user {change.id} is {user.name!r} ({', '.join(sorted(user.roles))}{disabled})"
     if isinstance(change, am.RenameVault | am.ArchiveVault):
-        vault = state.vaults[change.id]
-        return f"  target:  vault {change.id} is {vault.name!r} (key {vault.key_id})"
+        vault = state.vaults.get(change.id)
+        return None if vault is None else f"  target:  vault {change.id} is {vault.name!r} (key {vault.key_id})"
     if isinstance(change, am.DisableAsset | am.EnableAsset):
-        asset = state.assets[change.id]
-        return f"  target:  asset {change.id} is {asset.symbol} ({asset.contract or 'the native coin'})"
+        asset = state.assets.get(change.id)
+        what = None if asset is None else f"{asset.symbol} ({asset.contract or 'the native coin'})"
+        return None if what is None else f"  target:  asset {change.id} is {what}"
     if isinstance(change, am.RenameAddress | c.SetWhitelisted | c.RemoveAddress):
-        entry = state.address_book[change.id]
-        return f"  target:  address-book entry {change.id} is {entry.name!r} ({entry.address})"
+        entry = state.address_book.get(change.id)
+        what = None if entry is None else f"{entry.name!r} ({entry.address})"
+        return None if what is None else f"  target:  address-book entry {change.id} is {what}"
     return None
 
 
