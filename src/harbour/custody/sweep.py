@@ -1,0 +1,165 @@
+"""Sweeping: moving what deposit addresses hold into their vault's main address, by the policy's settings.
+
+A vault's deposit addresses (``m/1``, ``m/2``, ...) each pay only from what
+they hold (:mod:`harbour.custody.sources`), so funds spread over many of them
+are hard to spend. The policy in force names, per asset, a threshold and the
+user in whose name sweeps are submitted (``sweeps`` in the policy document,
+docs/policy.md): the admin quorum adopts it with the policy. A pass
+(:meth:`Sweeps.run_once`) submits, for each deposit address holding at least
+the threshold, an ordinary withdrawal flagged ``sweep`` from that address to
+the vault's main address. It goes through the policy (which may block it or
+ask for approvals), the funds check, the signer nodes' own judgement and the
+confirmation of its receipt, exactly as any withdrawal.
+
+- **ETH**: the sweep sends the balance less the fee reserve the funds check
+  keeps back (gas limit times today's fee cap times the headroom); what stays
+  behind is that reserve less the fee actually paid, which no later sweep could
+  move (it cannot pay its own reserve).
+- **Tokens**: the whole balance, and only when the address holds the ETH its
+  fee reserve needs. Nothing tops an address up with gas: a token sweep waits
+  until someone funds the address with ETH (the pass reports it as skipped).
+
+An address with a withdrawal of any kind in flight is left alone until it is
+final, so a sweep never races another payment from the same address.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harbour.chains.evm import EvmClient
+from harbour.custody import funds as fund
+from harbour.custody import kinds, states
+from harbour.custody import models as m
+from harbour.custody.actors import Actor
+from harbour.custody.assets import AssetRef
+from harbour.custody.errors import CustodyError
+from harbour.custody.ledger import Ledger
+from harbour.custody.settings import Settings
+from harbour.custody.uow import UnitOfWork
+from harbour.custody.withdrawals import Withdrawals
+
+log = logging.getLogger(__name__)
+
+MAIN_INDEX: Final = 0
+"""The vault's main address is its first, ``m/0``: what withdrawals pay from by default."""
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What a pass did for one deposit address and asset: the sweep's id, or why there was none."""
+
+    address: str
+    asset: str
+    amount: int
+    transaction_id: str | None
+    state: str | None
+    skipped: str | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    org_id: str
+    vault_id: str
+    address: str
+    main: str
+
+
+class Sweeps:
+    def __init__(
+        self, uow: UnitOfWork, chain: EvmClient, settings: Settings, ledger: Ledger, withdrawals: Withdrawals
+    ) -> None:
+        self.uow = uow
+        self.chain = chain
+        self.settings = settings
+        self.ledger = ledger
+        self.withdrawals = withdrawals
+
+    def run_once(self) -> list[Swept]:
+        """One pass over every organisation whose policy sets sweeps; returns what was submitted or skipped."""
+        done: list[Swept] = []
+        with self.uow.read() as s:
+            orgs = list(s.scalars(select(m.Organisation.id)))
+        for org_id in orgs:
+            with self.uow.read() as s:
+                state = self.ledger.state(s, org_id)
+                if state.policy is None or not state.policy.sweeps:
+                    continue
+                assets = {a.symbol: AssetRef.of(a) for a in s.scalars(select(m.Asset).where(m.Asset.org_id == org_id))}
+                targets = self._targets(s, org_id)
+            for setting in state.policy.sweeps:
+                user = state.users.get(setting.initiator)
+                asset = assets.get(setting.asset)
+                if user is None or user.disabled or "initiator" not in user.roles or asset is None:
+                    log.warning(
+                        "organisation %s: the sweep of %s cannot run: %s",
+                        org_id,
+                        setting.asset,
+                        "no such asset" if asset is None else f"{setting.initiator} is not an enabled initiator",
+                    )
+                    continue
+                actor = Actor(user_id=user.id, org_id=org_id, name=user.name, roles=frozenset(user.roles))
+                for target in targets:
+                    swept = self._sweep(actor, target, asset, setting.threshold)
+                    if swept is not None:
+                        done.append(swept)
+        return done
+
+    def _targets(self, s: Session, org_id: str) -> list[_Target]:
+        """Every deposit address of the organisation's vaults with nothing in flight from it, beside its main one."""
+        busy = set(
+            s.scalars(
+                select(m.Transaction.source_address_id).where(
+                    m.Transaction.org_id == org_id, m.Transaction.state.in_([states.SUBMITTED, *states.IN_FLIGHT])
+                )
+            )
+        )
+        rows = list(
+            s.scalars(
+                select(m.Address)
+                .join(m.Vault, m.Vault.id == m.Address.vault_id)
+                .where(m.Vault.org_id == org_id)
+                .order_by(m.Address.vault_id, m.Address.index)
+            )
+        )
+        mains = {a.vault_id: a.address for a in rows if a.index == MAIN_INDEX}
+        return [
+            _Target(org_id, a.vault_id, a.address, mains[a.vault_id])
+            for a in rows
+            if a.index != MAIN_INDEX and a.vault_id in mains and a.id not in busy
+        ]
+
+    def _sweep(self, actor: Actor, target: _Target, asset: AssetRef, threshold: int) -> Swept | None:
+        """Submit the sweep of ``asset`` from ``target`` if it holds ``threshold`` or more; None if it holds less."""
+        funds = fund.read(self.chain, target.address, asset)
+        if funds.asset < threshold:
+            return None
+        reserve = fund.fee_reserve(kinds.of("withdrawal"), asset, None, funds.max_fee, self.settings.gas_headroom)
+        if asset.native:
+            amount = funds.native - reserve
+            if amount <= 0:
+                return Swept(target.address, asset.symbol, 0, None, None, "its balance would not pay the fee")
+        else:
+            amount = funds.asset
+            if funds.native < reserve:
+                why = f"it holds {funds.native} wei of ETH, and the gas of a token transfer needs {reserve}"
+                return Swept(target.address, asset.symbol, amount, None, None, why)
+        try:
+            tx = self.withdrawals.submit_withdrawal(
+                actor,
+                vault_id=target.vault_id,
+                asset=asset.symbol,
+                to=target.main,
+                amount=amount,
+                source_address=target.address,
+                sweep=True,
+            )
+        except CustodyError as exc:
+            log.warning("sweep of %s from %s: %s", asset.symbol, target.address, exc)
+            return Swept(target.address, asset.symbol, amount, None, None, str(exc))
+        return Swept(target.address, asset.symbol, amount, tx["id"], tx["state"], None)
