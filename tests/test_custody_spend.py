@@ -272,11 +272,22 @@ def test_deposit_addresses_are_swept_into_the_main_address_leaving_only_dust(env
 
 def test_a_sweep_is_decided_by_the_policy_like_any_withdrawal(env: CustodyEnv) -> None:
     vault_id, main = env.vault(fund=ETH // 10)
+    for bad in (sweeps(env, ("BTC", 1)), [{"asset": "ETH", "threshold": "1", "initiator": env.user_id("viewer")}]):
+        with pytest.raises(Invalid, match="policy: sweeps"):
+            env.custody.propose_policy(env.actor("admin"), allow_all(sweeps=bad))
     cap = {"name": "cap", "match": {"assets": ["ETH"], "amount": {"min": str(3 * ETH // 2)}}, "action": "block"}
     env.set_policy({"rules": [cap, {"name": "rest", "action": "allow"}], "sweeps": sweeps(env, ("ETH", ETH))})
     big = derive(env, vault_id, fund=3 * ETH)
-    done = env.custody.sweeps.run_once()
-    assert len(done) == 1 and done[0].state == "rejected", done
-    refused = env.custody.get_transaction(env.actor("admin"), done[0].transaction_id or "")
-    assert refused["sub_status"] == "policy-blocked" and refused["sweep"] is True and "cap" in refused["error"]
+    env.custody.settings.sweep_interval = 0.1  # the pipeline's own loop sweeps: nobody calls it here
+
+    def refused_sweeps() -> list[dict[str, Any]]:
+        items = env.custody.list_transactions(env.actor("admin"), Page(limit=50), "rejected")["items"]
+        return [t for t in items if t["sweep"]]
+
+    refused = wait_until(refused_sweeps, 30.0, message="the loop to submit the sweep")[0]
+    assert refused["sub_status"] == "policy-blocked" and "cap" in refused["error"], refused
+    assert refused["source_address_id"] == big["id"] and refused["destination"] == main
+    # Refused under this policy, it is not submitted again on every pass.
+    assert env.custody.sweeps.run_once() == []
+    assert len(refused_sweeps()) == 1
     assert env.chain.balance(big["address"]) == 3 * ETH and env.chain.balance(main) == ETH // 10

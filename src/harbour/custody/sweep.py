@@ -19,8 +19,12 @@ confirmation of its receipt, exactly as any withdrawal.
   fee reserve needs. Nothing tops an address up with gas: a token sweep waits
   until someone funds the address with ETH (the pass reports it as skipped).
 
+A sweep the policy rejected is not submitted again under the same policy
+version (it would be rejected again on every pass); a new policy retries it.
 An address with a withdrawal of any kind in flight is left alone until it is
-final, so a sweep never races another payment from the same address.
+final, so a sweep never races another payment from the same address; for the
+same reason a pass sweeps an address once, tokens before ETH (an ETH sweep
+would leave a token sweep no gas).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from harbour.custody.ledger import Ledger
 from harbour.custody.settings import Settings
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.withdrawals import Withdrawals
+from harbour.governance import policy as pol
+from harbour.governance.state import OrgState
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,21 @@ class _Target:
     main: str
 
 
+def refusal(state: OrgState, policy: pol.Policy) -> str | None:
+    """Why ``policy``'s sweep settings cannot run in ``state`` (an unknown asset, a user who cannot initiate), or None.
+
+    Checked when the policy is proposed and again by every pass, which skips a
+    setting the log no longer supports (the user was disabled since) and says so.
+    """
+    for setting in policy.sweeps:
+        if state.asset_by_symbol(setting.asset) is None:
+            return f"sweeps: {setting.asset!r} is not an asset of the organisation"
+        user = state.users.get(setting.initiator)
+        if user is None or user.disabled or "initiator" not in user.roles:
+            return f"sweeps: {setting.initiator!r} ({setting.asset}) is not an enabled user with the initiator role"
+    return None
+
+
 class Sweeps:
     def __init__(
         self, uow: UnitOfWork, chain: EvmClient, settings: Settings, ledger: Ledger, withdrawals: Withdrawals
@@ -92,23 +113,48 @@ class Sweeps:
                     continue
                 assets = {a.symbol: AssetRef.of(a) for a in s.scalars(select(m.Asset).where(m.Asset.org_id == org_id))}
                 targets = self._targets(s, org_id)
-            for setting in state.policy.sweeps:
-                user = state.users.get(setting.initiator)
-                asset = assets.get(setting.asset)
-                if user is None or user.disabled or "initiator" not in user.roles or asset is None:
-                    log.warning(
-                        "organisation %s: the sweep of %s cannot run: %s",
-                        org_id,
-                        setting.asset,
-                        "no such asset" if asset is None else f"{setting.initiator} is not an enabled initiator",
-                    )
+                refused = self._refused(s, org_id)
+            busy: set[str] = set()
+            # Tokens first: an ETH sweep leaves only dust, and a token sweep needs the ETH for its gas.
+            for setting in sorted(state.policy.sweeps, key=lambda w: w.asset in assets and assets[w.asset].native):
+                user, asset = state.users.get(setting.initiator), assets.get(setting.asset)
+                problem = refusal(state, pol.Policy((), (setting,)))
+                if problem is not None or user is None or asset is None:
+                    log.warning("organisation %s: a sweep setting cannot run: %s", org_id, problem or "no such asset")
                     continue
                 actor = Actor(user_id=user.id, org_id=org_id, name=user.name, roles=frozenset(user.roles))
                 for target in targets:
+                    if target.address in busy:  # swept once in this pass: the next pass sees what is left
+                        continue
+                    if (target.address, asset.id) in refused:  # the same policy would refuse it again
+                        continue
                     swept = self._sweep(actor, target, asset, setting.threshold)
                     if swept is not None:
                         done.append(swept)
+                        if swept.transaction_id is not None:
+                            busy.add(target.address)
         return done
+
+    def _refused(self, s: Session, org_id: str) -> set[tuple[str, str]]:
+        """(address, asset id) of each sweep rejected under the policy in force: not tried again until it changes.
+
+        Otherwise a sweep the policy blocks would be submitted, and rejected, on every pass.
+        """
+        version = self.ledger.policy_version(s, org_id)
+        return {
+            (address, asset_id)
+            for address, asset_id in s.execute(
+                select(m.Address.address, m.Transaction.asset_id)
+                .join(m.Address, m.Address.id == m.Transaction.source_address_id)
+                .where(
+                    m.Transaction.org_id == org_id,
+                    m.Transaction.sweep.is_(True),
+                    m.Transaction.state == states.REJECTED,
+                    m.Transaction.policy_version == version,
+                )
+            )
+            if asset_id is not None
+        }
 
     def _targets(self, s: Session, org_id: str) -> list[_Target]:
         """Every deposit address of the organisation's vaults with nothing in flight from it, beside its main one."""
