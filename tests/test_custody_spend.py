@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import encode as abi_encode
+from fastapi.testclient import TestClient
 
 from custody_env import ETH, CustodyEnv
+from harbour.api.app import create_app
 from harbour.chains.eip1559 import erc20_transfer_data, parse_address
 from harbour.chains.ethereum import checksum_address, keccak256
 from harbour.chains.token import compile_vyper
@@ -230,7 +232,20 @@ def test_sources_that_are_not_the_vaults_or_cannot_pay_are_refused(env: CustodyE
     split = withdraw(env, vault_id, 5 * ETH // 2)
     assert split["state"] == "rejected" and split["sub_status"] == "insufficient-funds", split
     assert "no single address can pay" in split["error"] and "hold 3000000000000000000 in all" in split["error"]
-    assert env.chain.balance(main) == ETH and env.chain.balance(deposit["address"]) == 2 * ETH
+    # Over the REST API, the same refusal, and the source by id.
+    client = TestClient(create_app(env.custody))
+    headers = {"Authorization": f"Bearer {env.people['initiator'].token}"}
+    body = {"vault_id": vault_id, "asset": "ETH", "to": DEST, "amount": "1000"}
+    refused = client.post(
+        "/v1/transactions", json=body | {"source_address": other}, headers=headers | {"Idempotency-Key": "s-1"}
+    )
+    assert refused.status_code == 422 and "is not an address of vault" in refused.json()["detail"], refused.text
+    made = client.post(
+        "/v1/transactions", json=body | {"source_address": deposit["id"]}, headers=headers | {"Idempotency-Key": "s-2"}
+    )
+    assert made.status_code == 201 and made.json()["source_address_id"] == deposit["id"], made.text
+    assert final(env, made.json()["id"])["state"] == "confirmed"
+    assert env.chain.balance(main) == ETH
 
 
 # -- sweeping ------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ own case.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +179,10 @@ def test_the_api_takes_a_source_as_an_address_or_a_uuid() -> None:
     for bad in ("main", 12, "0x12"):
         with pytest.raises(ValidationError):
             schemas.Withdrawal.model_validate(body | {"source_address": bad})
+
+
+def test_every_sub_status_code_is_documented_in_the_api_reference() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text.split("## Sub-status codes", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z-]+)` \|", section, re.MULTILINE))
+    assert documented == set(outcomes.CODES)
