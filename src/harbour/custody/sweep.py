@@ -19,8 +19,9 @@ confirmation of its receipt, exactly as any withdrawal.
   fee reserve needs. Nothing tops an address up with gas: a token sweep waits
   until someone funds the address with ETH (the pass reports it as skipped).
 
-A sweep the policy rejected is not submitted again under the same policy
-version (it would be rejected again on every pass); a new policy retries it.
+A sweep the policy or an approver rejected is not submitted again under the
+same policy version (it would be rejected again on every pass); a new policy
+retries it.
 An address with a withdrawal of any kind in flight is left alone until it is
 final, so a sweep never races another payment from the same address; for the
 same reason a pass sweeps an address once, tokens before ETH (an ETH sweep
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
 from harbour.custody import funds as fund
-from harbour.custody import kinds, states
+from harbour.custody import kinds, outcomes, states
 from harbour.custody import models as m
 from harbour.custody.actors import Actor
 from harbour.custody.assets import AssetRef
@@ -138,7 +139,8 @@ class Sweeps:
     def _refused(self, s: Session, org_id: str) -> set[tuple[str, str]]:
         """(address, asset id) of each sweep rejected under the policy in force: not tried again until it changes.
 
-        Otherwise a sweep the policy blocks would be submitted, and rejected, on every pass.
+        Otherwise a sweep the policy blocks (or an approver rejects) would be
+        submitted, and rejected, on every pass.
         """
         version = self.ledger.policy_version(s, org_id)
         return {
@@ -150,6 +152,8 @@ class Sweeps:
                     m.Transaction.org_id == org_id,
                     m.Transaction.sweep.is_(True),
                     m.Transaction.state == states.REJECTED,
+                    # a shortfall is a race with another payment, not a judgement: the next pass may try again
+                    m.Transaction.sub_status != outcomes.INSUFFICIENT_FUNDS,
                     m.Transaction.policy_version == version,
                 )
             )
