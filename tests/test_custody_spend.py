@@ -276,7 +276,16 @@ def test_deposit_addresses_are_swept_into_the_main_address_leaving_only_dust(env
     assert env.chain.balance(main) == ETH // 10 + int(eth["amount"])
     assert 0 < left < ETH // 1000  # the unspent part of the fee reserve: no sweep could move it at a profit
     assert env.chain.balance(small["address"]) == ETH // 2
-    env.chain.fund(no_gas["address"], ETH // 100)
+    # With gas_top_up the main address first sends the deposit address the gas it lacks (a sweep of its own).
+    odd_setting = sweeps(env, ("ODD", 100))[0] | {"gas_top_up": True}
+    env.set_policy(allow_all(sweeps=[*sweeps(env, ("ETH", ETH)), odd_setting]))
+    top = env.custody.sweeps.run_once()
+    assert [(d.address, d.asset, d.top_up) for d in top] == [(no_gas["address"], "ETH", True)], top
+    up = final(env, top[0].transaction_id or "")
+    main_id = env.custody.list_addresses(env.actor("admin"), vault_id, Page())["items"][0]["id"]
+    assert up["state"] == "confirmed" and up["sweep"] is True, up
+    assert up["source_address_id"] == main_id and up["destination"] == no_gas["address"]
+    assert env.chain.balance(no_gas["address"]) == int(up["amount"])
     again = env.custody.sweeps.run_once()
     assert [(d.address, d.asset, d.skipped) for d in again] == [(no_gas["address"], "ODD", None)], again
     odd = final(env, again[0].transaction_id or "")
@@ -287,7 +296,11 @@ def test_deposit_addresses_are_swept_into_the_main_address_leaving_only_dust(env
 
 def test_a_sweep_is_decided_by_the_policy_like_any_withdrawal(env: CustodyEnv) -> None:
     vault_id, main = env.vault(fund=ETH // 10)
-    for bad in (sweeps(env, ("BTC", 1)), [{"asset": "ETH", "threshold": "1", "initiator": env.user_id("viewer")}]):
+    for bad in (
+        sweeps(env, ("BTC", 1)),
+        [{"asset": "ETH", "threshold": "1", "initiator": env.user_id("viewer")}],
+        [sweeps(env, ("ETH", 1))[0] | {"gas_top_up": True}],  # gas is for tokens
+    ):
         with pytest.raises(Invalid, match="policy: sweeps"):
             env.custody.propose_policy(env.actor("admin"), allow_all(sweeps=bad))
     cap = {"name": "cap", "match": {"assets": ["ETH"], "amount": {"min": str(3 * ETH // 2)}}, "action": "block"}

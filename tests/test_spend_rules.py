@@ -130,8 +130,8 @@ def setting(**changes: Any) -> dict[str, Any]:
 
 
 def test_sweep_settings_round_trip_and_a_policy_without_them_keeps_its_document() -> None:
-    policy = Policy.from_document({"rules": ALLOW, "sweeps": [setting(asset="USDT"), setting()]})
-    assert [(w.asset, w.threshold) for w in policy.sweeps] == [("ETH", 1000), ("USDT", 1000)]
+    policy = Policy.from_document({"rules": ALLOW, "sweeps": [setting(asset="USDT", gas_top_up=True), setting()]})
+    assert [(w.asset, w.threshold, w.gas_top_up) for w in policy.sweeps] == [("ETH", 1000, False), ("USDT", 1000, True)]
     assert Policy.from_document(policy.to_document()) == policy
     plain = Policy.from_document({"rules": ALLOW})
     assert "sweeps" not in plain.to_document() and plain.sweeps == ()
@@ -149,9 +149,21 @@ def test_sweep_settings_round_trip_and_a_policy_without_them_keeps_its_document(
         ([setting(limit="9")], "sweeps[0].limit"),
         ([{"asset": "ETH", "threshold": "1"}], "sweeps[0].initiator"),
         ([setting(initiator="")], "sweeps[0].initiator"),
+        ([setting(gas_top_up="yes")], "sweeps[0].gas_top_up"),
         ([setting()] * 101, "sweeps"),
     ],
-    ids=["not-an-array", "zero", "negative", "fraction", "twice", "unknown-key", "no-initiator", "empty-user", "101"],
+    ids=[
+        "not-an-array",
+        "zero",
+        "negative",
+        "fraction",
+        "twice",
+        "unknown-key",
+        "no-initiator",
+        "empty-user",
+        "top-up-not-bool",
+        "101",
+    ],
 )
 def test_malformed_sweep_settings_are_refused_with_their_path(sweeps: object, path: str) -> None:
     with pytest.raises(PolicyError, match="^" + re.escape(path) + ":"):

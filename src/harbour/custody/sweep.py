@@ -16,8 +16,10 @@ confirmation of its receipt, exactly as any withdrawal.
   behind is that reserve less the fee actually paid, which no later sweep could
   move (it cannot pay its own reserve).
 - **Tokens**: the whole balance, and only when the address holds the ETH its
-  fee reserve needs. Nothing tops an address up with gas: a token sweep waits
-  until someone funds the address with ETH (the pass reports it as skipped).
+  fee reserve needs. Otherwise the pass reports it as skipped, and with the
+  setting's ``gas_top_up`` it first sends the address what is missing from the
+  main address: a top-up, itself a withdrawal flagged ``sweep`` that the policy
+  decides; the token sweep follows on a pass after it is confirmed.
 
 A sweep the policy or an approver rejected is not submitted again under the
 same policy version (it would be rejected again on every pass); a new policy
@@ -67,6 +69,8 @@ class Swept:
     transaction_id: str | None
     state: str | None
     skipped: str | None
+    top_up: bool = False
+    """ETH sent from the main address to pay a token sweep's gas (``amount`` is that ETH)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class _Target:
     vault_id: str
     address: str
     main: str
+    topping_up: bool
+    """A top-up to this address is in flight: do not send another."""
 
 
 def refusal(state: OrgState, policy: pol.Policy) -> str | None:
@@ -84,11 +90,14 @@ def refusal(state: OrgState, policy: pol.Policy) -> str | None:
     setting the log no longer supports (the user was disabled since) and says so.
     """
     for setting in policy.sweeps:
-        if state.asset_by_symbol(setting.asset) is None:
+        found = state.asset_by_symbol(setting.asset)
+        if found is None:
             return f"sweeps: {setting.asset!r} is not an asset of the organisation"
         user = state.users.get(setting.initiator)
         if user is None or user.disabled or "initiator" not in user.roles:
             return f"sweeps: {setting.initiator!r} ({setting.asset}) is not an enabled user with the initiator role"
+        if setting.gas_top_up and found.contract is None:
+            return f"sweeps: gas_top_up is for tokens, and {setting.asset} is the native coin"
     return None
 
 
@@ -116,6 +125,7 @@ class Sweeps:
                 targets = self._targets(s, org_id)
                 refused = self._refused(s, org_id)
             busy: set[str] = set()
+            native = next((a for a in assets.values() if a.native), None)
             # Tokens first: an ETH sweep leaves only dust, and a token sweep needs the ETH for its gas.
             for setting in sorted(state.policy.sweeps, key=lambda w: w.asset in assets and assets[w.asset].native):
                 user, asset = state.users.get(setting.initiator), assets.get(setting.asset)
@@ -127,26 +137,31 @@ class Sweeps:
                 for target in targets:
                     if target.address in busy:  # swept once in this pass: the next pass sees what is left
                         continue
-                    if (target.address, asset.id) in refused:  # the same policy would refuse it again
+                    if (target.address, target.main, asset.id) in refused:  # the same policy would refuse it again
                         continue
                     swept = self._sweep(actor, target, asset, setting.threshold)
+                    wanted = swept is not None and swept.skipped is not None and setting.gas_top_up
+                    if wanted and native is not None and not target.topping_up:
+                        swept = self._top_up(actor, target, native, asset, refused) or swept
                     if swept is not None:
                         done.append(swept)
                         if swept.transaction_id is not None:
                             busy.add(target.address)
         return done
 
-    def _refused(self, s: Session, org_id: str) -> set[tuple[str, str]]:
-        """(address, asset id) of each sweep rejected under the policy in force: not tried again until it changes.
+    def _refused(self, s: Session, org_id: str) -> set[tuple[str, str, str]]:
+        """(source, destination, asset id) of each sweep or top-up rejected under the policy in force.
+
+        They are not tried again until the policy changes.
 
         Otherwise a sweep the policy blocks (or an approver rejects) would be
         submitted, and rejected, on every pass.
         """
         version = self.ledger.policy_version(s, org_id)
         return {
-            (address, asset_id)
-            for address, asset_id in s.execute(
-                select(m.Address.address, m.Transaction.asset_id)
+            (address, destination, asset_id)
+            for address, destination, asset_id in s.execute(
+                select(m.Address.address, m.Transaction.destination, m.Transaction.asset_id)
                 .join(m.Address, m.Address.id == m.Transaction.source_address_id)
                 .where(
                     m.Transaction.org_id == org_id,
@@ -157,18 +172,18 @@ class Sweeps:
                     m.Transaction.policy_version == version,
                 )
             )
-            if asset_id is not None
+            if asset_id is not None and destination is not None
         }
 
     def _targets(self, s: Session, org_id: str) -> list[_Target]:
         """Every deposit address of the organisation's vaults with nothing in flight from it, beside its main one."""
-        busy = set(
-            s.scalars(
-                select(m.Transaction.source_address_id).where(
-                    m.Transaction.org_id == org_id, m.Transaction.state.in_([states.SUBMITTED, *states.IN_FLIGHT])
-                )
+        flying = s.execute(
+            select(m.Transaction.source_address_id, m.Transaction.destination, m.Transaction.sweep).where(
+                m.Transaction.org_id == org_id, m.Transaction.state.in_([states.SUBMITTED, *states.IN_FLIGHT])
             )
-        )
+        ).all()
+        busy = {source for source, _, _ in flying}
+        topping = {destination for _, destination, sweep in flying if sweep}
         rows = list(
             s.scalars(
                 select(m.Address)
@@ -179,7 +194,7 @@ class Sweeps:
         )
         mains = {a.vault_id: a.address for a in rows if a.index == MAIN_INDEX}
         return [
-            _Target(org_id, a.vault_id, a.address, mains[a.vault_id])
+            _Target(org_id, a.vault_id, a.address, mains[a.vault_id], a.address in topping)
             for a in rows
             if a.index != MAIN_INDEX and a.vault_id in mains and a.id not in busy
         ]
@@ -213,3 +228,32 @@ class Sweeps:
             log.warning("sweep of %s from %s: %s", asset.symbol, target.address, exc)
             return Swept(target.address, asset.symbol, amount, None, None, str(exc))
         return Swept(target.address, asset.symbol, amount, tx["id"], tx["state"], None)
+
+    def _top_up(
+        self, actor: Actor, target: _Target, native: AssetRef, token: AssetRef, refused: set[tuple[str, str, str]]
+    ) -> Swept | None:
+        """Send ``target`` from its vault's main address the ETH a sweep of ``token`` is missing for gas.
+
+        None if it is missing none, or a top-up to it was refused under this policy already.
+        """
+        if (target.main, target.address, native.id) in refused:
+            return None
+        funds = fund.read(self.chain, target.address, token)
+        reserve = fund.fee_reserve(kinds.of("withdrawal"), token, None, funds.max_fee, self.settings.gas_headroom)
+        missing = reserve - funds.native
+        if missing <= 0:
+            return None
+        try:
+            tx = self.withdrawals.submit_withdrawal(
+                actor,
+                vault_id=target.vault_id,
+                asset=native.symbol,
+                to=target.address,
+                amount=missing,
+                source_address=target.main,
+                sweep=True,
+            )
+        except CustodyError as exc:
+            log.warning("gas top-up of %s for its %s: %s", target.address, token.symbol, exc)
+            return None
+        return Swept(target.address, native.symbol, missing, tx["id"], tx["state"], None, top_up=True)

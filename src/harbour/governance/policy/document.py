@@ -116,7 +116,9 @@ class Policy:
         doc: dict[str, Any] = {"rules": [_rule_doc(r) for r in self.rules], "version": FORMAT_VERSION}
         if self.sweeps:
             doc["sweeps"] = [
-                {"asset": w.asset, "initiator": w.initiator, "threshold": str(w.threshold)} for w in self.sweeps
+                {"asset": w.asset, "initiator": w.initiator, "threshold": str(w.threshold)}
+                | ({"gas_top_up": True} if w.gas_top_up else {})
+                for w in self.sweeps
             ]
         return cast(dict[str, Any], _sorted_keys(doc))
 
@@ -160,14 +162,17 @@ def _parse_sweeps(doc: object) -> tuple[Sweep, ...]:
     sweeps: list[Sweep] = []
     for i, item in enumerate(doc):
         path = f"sweeps[{i}]"
-        obj = read_object(item, path, ("asset", "threshold", "initiator"))
+        obj = read_object(item, path, ("asset", "threshold", "initiator"), ("gas_top_up",))
         asset = read_text(obj["asset"], f"{path}.asset")
         if any(w.asset == asset for w in sweeps):
             fail(f"{path}.asset", f"{asset!r} has a sweep setting already: one per asset")
         threshold = read_amount(obj["threshold"], f"{path}.threshold")
         if threshold <= 0:
             fail(f"{path}.threshold", "must be above zero: a sweep of nothing pays a fee for nothing")
-        sweeps.append(Sweep(asset, threshold, read_text(obj["initiator"], f"{path}.initiator")))
+        top_up = obj.get("gas_top_up", False)
+        if type(top_up) is not bool:
+            fail(f"{path}.gas_top_up", f"expected true or false, got {kind_of(top_up)}")
+        sweeps.append(Sweep(asset, threshold, read_text(obj["initiator"], f"{path}.initiator"), top_up))
     return tuple(sorted(sweeps, key=lambda w: w.asset))
 
 

@@ -176,6 +176,9 @@ class Sweep:
     asset: str
     threshold: int
     initiator: str
+    gas_top_up: bool = False
+    """For a token: when a deposit address holding the threshold has no ETH for the sweep's gas, send it that
+    from the main address first (a sweep of its own, decided like any withdrawal)."""
 
 
 @dataclass(frozen=True)
