@@ -23,8 +23,7 @@ confirmation of its receipt, exactly as any withdrawal.
 
 A sweep the policy or an approver rejected is not submitted again under the
 same policy version (it would be rejected again on every pass); a new policy
-retries it.
-An address with a withdrawal of any kind in flight is left alone until it is
+retries it. An address with a withdrawal of any kind in flight is left alone until it is
 final, so a sweep never races another payment from the same address; for the
 same reason a pass sweeps an address once, tokens before ETH (an ETH sweep
 would leave a token sweep no gas).
@@ -152,10 +151,9 @@ class Sweeps:
     def _refused(self, s: Session, org_id: str) -> set[tuple[str, str, str]]:
         """(source, destination, asset id) of each sweep or top-up rejected under the policy in force.
 
-        They are not tried again until the policy changes.
-
-        Otherwise a sweep the policy blocks (or an approver rejects) would be
-        submitted, and rejected, on every pass.
+        They are not tried again until the policy changes: otherwise a sweep the
+        policy blocks (or an approver rejects) would be submitted, and rejected,
+        on every pass.
         """
         version = self.ledger.policy_version(s, org_id)
         return {
