@@ -174,6 +174,11 @@ class Withdrawal(Closed):
         description="The initiator's Ed25519 signature over the request (docs/governance.md#signed-requests); "
         "needed when the policy in force depends on who initiates.",
     )
+    source_address: EthAddress | Annotated[str, Field(pattern=UUID_PATTERN)] | None = Field(
+        default=None,
+        description="The vault address that pays (the address or its id); without it, the first of the vault's "
+        "addresses that can pay alone (docs/custody.md, Source addresses and sweeping).",
+    )
 
 
 class Explain(Closed):

@@ -214,6 +214,12 @@ def withdraw(
             help="Sign the request with your approval key (PEM): needed when the policy depends on who initiates.",
         ),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="The vault address that pays (or its id); default: the first that can pay it alone."
+        ),
+    ] = None,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -231,6 +237,8 @@ def withdraw(
         if not _IDEMPOTENCY.fullmatch(key):
             raise InputError("--idempotency-key is 1..128 characters of A-Z a-z 0-9 . _ : -")
         body = {"vault_id": vault, "asset": asset, "to": to, "amount": str(value), "note": note_text}
+        if source is not None:
+            body["source_address"] = source
         private = None if sign_with is None else load_approver_key(sign_with)
         with connect(api, token) as client:
             if private is not None:

@@ -221,6 +221,10 @@ class Transaction(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
     fee: Mapped[int | None] = mapped_column(Amount)
+    delivered: Mapped[int | None] = mapped_column(Amount)
+    """For a confirmed token withdrawal: what the token's Transfer events say reached the destination."""
+    sweep: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A sweep: a withdrawal from a deposit address to its vault's main address (custody/sweep.py)."""
     error: Mapped[str | None] = mapped_column(Text)
     sub_status: Mapped[str | None] = mapped_column(String(32))
     """Why it stopped or waits, as a code from :mod:`harbour.custody.outcomes`; ``error`` says it in words."""

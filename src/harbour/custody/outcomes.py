@@ -40,6 +40,12 @@ DROPPED: Final = "dropped"
 """The chain forgot it and it could not be sent again."""
 REPLACED: Final = "replaced"
 """Another transaction at the same nonce was mined instead (a speed-up or a cancel)."""
+TOKEN_NO_TRANSFER: Final = "token-no-transfer"  # noqa: S105 (a code, not a secret)
+"""Mined without reverting, but the token logged no Transfer to the destination: it returned false, nothing moved."""
+
+# -- confirmed, with something the recipient's side must know ----------------------------------------------
+TOKEN_FEE_DEDUCTED: Final = "token-fee-deducted"  # noqa: S105 (a code, not a secret)
+"""Confirmed, but the token delivered less than the amount (a fee on transfer): ``delivered`` says how much."""
 
 # -- waiting, retried without anyone acting --------------------------------------------------------------------
 WAITING_FOR_FUNDS: Final = "waiting-for-funds"
@@ -64,6 +70,8 @@ CODES: Final = frozenset(
         REVERTED,
         DROPPED,
         REPLACED,
+        TOKEN_NO_TRANSFER,
+        TOKEN_FEE_DEDUCTED,
         WAITING_FOR_FUNDS,
         SIGNING_RETRY,
         BROADCAST_RETRY,

@@ -70,6 +70,7 @@ class Pipeline:
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
         self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
+        self._last_sweep = time.monotonic()
         custody.on_approved = self.submit
         custody.on_landed = self.publish
 
@@ -414,9 +415,15 @@ class Pipeline:
         return self.custody.deposits.scan_once()
 
     def sweep_once(self) -> None:
-        """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals."""
+        """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals.
+
+        Every ``sweep_interval`` seconds, also sweep deposit addresses as the policy sets (custody/sweep.py).
+        """
         self._resubmit_unfinished()
         self.custody.expire_approvals()
+        if time.monotonic() - self._last_sweep >= self.custody.settings.sweep_interval:
+            self._last_sweep = time.monotonic()
+            self.custody.sweeps.run_once()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""

@@ -58,6 +58,7 @@ from harbour.custody.logview import LogView
 from harbour.custody.nodes import Nodes
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
+from harbour.custody.sweep import Sweeps
 from harbour.custody.transactions import Transactions
 from harbour.custody.uow import UnitOfWork, now
 from harbour.custody.users import TOKEN_PREFIX, Users
@@ -111,6 +112,7 @@ class Custody:
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
         self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
         self.deposits = Deposits(self.uow, chain, self.settings)
+        self.sweeps = Sweeps(self.uow, chain, self.settings, self.ledger, self.withdrawals)
         self.auditor = Auditor(self.uow, audit)
 
     @property
@@ -252,6 +254,7 @@ class Custody:
         note: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        source_address: str | None = None,
     ) -> Json:
         return self.withdrawals.submit_withdrawal(
             actor,
@@ -263,6 +266,7 @@ class Custody:
             note=note,
             request_id=request_id,
             signature=signature,
+            source_address=source_address,
         )
 
     def get_transaction(self, actor: Actor, tx_id: str) -> Json:

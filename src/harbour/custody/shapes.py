@@ -221,6 +221,11 @@ class WithdrawalTransaction(TransactionBase):
     block_number: int | None
     gas_used: int | None
     fee: BaseUnits | None
+    delivered: BaseUnits | None = Field(
+        description="A confirmed token withdrawal: what the token's Transfer events say reached the destination "
+        "(below `amount` for a fee-on-transfer token; docs/custody.md, Token outcomes). Null otherwise."
+    )
+    sweep: bool = Field(description="A sweep from a deposit address to the vault's main address (docs/custody.md).")
     broadcast_at: Timestamp | None
     approvals: list[Approval] = Field(default_factory=list, description="Present on every API response.")
 

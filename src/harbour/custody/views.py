@@ -262,6 +262,8 @@ def transaction(
                 "block_number": t.block_number,
                 "gas_used": t.gas_used,
                 "fee": amount(t.fee),
+                "delivered": amount(t.delivered),
+                "sweep": bool(t.sweep),
                 "broadcast_at": iso(t.broadcast_at),
             }
         )

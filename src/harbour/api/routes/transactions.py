@@ -35,6 +35,7 @@ def submit_withdrawal(
         note=body.note,
         request_id=body.id,
         signature=body.signature,
+        source_address=body.source_address,
     )
 
 

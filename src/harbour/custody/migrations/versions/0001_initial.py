@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 22:31:36.195743
+Create Date: 2026-12-07 23:12:33.987612
 """
 
 from __future__ import annotations
@@ -215,6 +215,12 @@ def upgrade() -> None:
         sa.Column(
             "fee", sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"), nullable=True
         ),
+        sa.Column(
+            "delivered",
+            sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("sweep", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("sub_status", sa.String(length=32), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
