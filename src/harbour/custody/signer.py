@@ -74,6 +74,11 @@ class Signer:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(timeout)
 
+    def live(self, timeout: float) -> dict[str, bool]:
+        """Each node's name and whether it answered ``describe`` within ``timeout`` seconds (readiness)."""
+        answered = self._run(self._coordinator.live(self.nodes, timeout), timeout + 5)
+        return {node.name: node.node_id in answered for node in self.nodes}
+
     def close(self) -> None:
         if self._loop.is_closed():
             return

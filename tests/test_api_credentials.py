@@ -1,0 +1,339 @@
+"""Credentials' terms enforced by the API, over a real socket: scopes, expiry, allowlists, signing, listing.
+
+One deployment (signer-node processes, the embedded chain, SQLite) serves the API
+on a loopback port; each test issues the credential it needs and shows one
+refusal (and, beside it, that the same request within the terms succeeds, so the
+refusal is the term's doing). Failed authentications are counted per address,
+so the shared app is given a limit these tests do not reach; the limit itself is
+tested at the end on an app of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from custody_env import ETH, CustodyEnv, public_hex
+from harbour.api import logfilter
+from harbour.api.app import create_app
+from harbour.api.authlimit import ALERT_PREFIX, FailedAuthentications
+from harbour.api.server import FOLDED_LOGGERS, BackgroundServer
+from harbour.cli.apiclient import ApiError, Client
+from harbour.governance import changes as c
+from harbour.governance.log import SignedEntry
+from harbour.governance.state import GovernanceLog
+from harbour.util import request_signing as rs
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+@dataclass
+class World:
+    env: CustodyEnv
+    url: str
+    vault_id: str
+
+    def issue(self, who: str, **terms: Any) -> str:
+        """A new credential for ``who`` on ``terms`` (through the API, as the admin)."""
+        response = self.call("POST", f"/v1/users/{self.env.user_id(who)}/credentials", self.admin, json=terms)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        if body["transaction"] is not None:
+            self.env.govern(body["transaction"])
+        token: str = body["token"]
+        return token
+
+    @property
+    def admin(self) -> str:
+        return self.env.people["admin"].token
+
+    def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def submit(self, token: str, key: str) -> httpx.Response:
+        body = {"vault_id": self.vault_id, "asset": "ETH", "to": DEST, "amount": "1000"}
+        return self.call("POST", "/v1/transactions", token, json=body, headers={"Idempotency-Key": key})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with CustodyEnv(tmp_path_factory.mktemp("credentials")) as env:
+        env.organisation()
+        env.set_policy(env.two_approvers_policy())
+        vault_id, _ = env.vault(fund=ETH)
+        app = create_app(env.custody, failed_authentications=FailedAuthentications(burst=10_000))
+        server = BackgroundServer(env.custody)
+        server.server.config.app = app  # the same server, with the lenient limit above
+        with server:
+            yield World(env, server.url, vault_id)
+
+
+def problem(response: httpx.Response, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert words in response.json()["detail"], response.json()
+
+
+# -- scopes ---------------------------------------------------------------------------------------------------
+
+
+def test_a_read_only_credential_reads_but_cannot_submit(world: World) -> None:
+    token = world.issue("initiator", scopes=["read"])
+    assert world.call("GET", "/v1/vaults", token).status_code == 200
+    problem(world.submit(token, "read-only-1"), 403, "scopes (read) do not allow POST /v1/transactions")
+    full = world.env.people["initiator"].token
+    assert world.submit(full, "read-only-2").status_code == 201
+
+
+def test_a_read_only_credential_cannot_approve(world: World) -> None:
+    token = world.issue("approver1", scopes=["read"])
+    pending = world.submit(world.env.people["initiator"].token, "approve-scope").json()
+    body = {"signature": "00" * 64}
+    problem(world.call("POST", f"/v1/transactions/{pending['id']}/approve", token, json=body), 403, "scopes (read)")
+    assert world.call("GET", f"/v1/transactions/{pending['id']}/approval-request", token).status_code == 200
+
+
+def test_a_read_only_admin_credential_cannot_propose(world: World) -> None:
+    token = world.issue("admin", scopes=["read"])  # an admin's: a governance change, signed by the admins
+    assert world.call("GET", "/v1/me", token).json()["roles"] == ["admin"]
+    problem(world.call("POST", "/v1/users", token, json={"name": "x", "roles": ["viewer"]}), 403, "scopes (read)")
+
+
+def test_an_initiate_credential_submits_but_cannot_approve(world: World) -> None:
+    token = world.issue("initiator", scopes=["initiate"])
+    assert world.submit(token, "initiate-1").status_code == 201
+    approver = world.issue("approver2", scopes=["initiate"])
+    pending = world.submit(token, "initiate-2").json()
+    response = world.call("POST", f"/v1/transactions/{pending['id']}/approve", approver, json={"signature": "0" * 128})
+    problem(response, 403, "scopes (initiate)")
+
+
+def test_a_credential_of_any_scope_can_revoke_itself(world: World) -> None:
+    token = world.issue("viewer", scopes=["read"])
+    credential_id = token.split("_")[1]
+    assert world.call("POST", f"/v1/credentials/{credential_id}/revoke", token).status_code == 200
+    problem(world.call("GET", "/v1/me", token), 401, "unknown or revoked")
+
+
+@pytest.mark.parametrize(
+    ("terms", "words"),
+    [
+        ({"scopes": ["admin"]}, "scopes"),
+        ({"scopes": []}, "scopes"),
+        ({"scopes": ["full", "read"]}, "list it alone"),
+        ({"allow": ["10.0.0.1/8"]}, "host bits"),
+        ({"allow": ["not-an-address"]}, "CIDR"),
+        ({"expires_in": 5}, "expires_in"),
+        ({"signing_key": "00" * 32}, "signing_key"),
+        ({"ttl": 60}, "unknown field"),
+    ],
+)
+def test_malformed_terms_are_refused(world: World, terms: dict[str, Any], words: str) -> None:
+    response = world.call("POST", f"/v1/users/{world.env.user_id('viewer')}/credentials", world.admin, json=terms)
+    assert response.status_code == 422, response.text
+    assert words in response.text
+
+
+# -- expiry and revocation --------------------------------------------------------------------------------------
+
+
+def test_an_expired_credential_is_refused(world: World) -> None:
+    token = world.issue("viewer", expires_in=3600)
+    assert world.call("GET", "/v1/me", token).status_code == 200
+    uow = world.env.custody.uow
+    real = uow.clock
+    uow.clock = lambda: real() + dt.timedelta(hours=1, seconds=1)  # the service's clock, an hour on
+    try:
+        problem(world.call("GET", "/v1/me", token), 401, "expired")
+    finally:
+        uow.clock = real
+    assert world.call("GET", "/v1/me", token).status_code == 200
+
+
+def test_a_revoked_credential_is_refused(world: World) -> None:
+    token = world.issue("auditor")
+    credential_id = token.split("_")[1]
+    assert world.call("POST", f"/v1/credentials/{credential_id}/revoke", world.admin).status_code == 200
+    problem(world.call("GET", "/v1/me", token), 401, "unknown or revoked")
+
+
+# -- allowlists --------------------------------------------------------------------------------------------------
+
+
+def test_a_credential_is_refused_outside_its_networks(world: World) -> None:
+    outside = world.issue("viewer", allow=["10.0.0.0/8", "2001:db8::/32"])
+    problem(world.call("GET", "/v1/me", outside), 403, "may not be used from 127.0.0.1")
+    inside = world.issue("viewer", allow=["127.0.0.0/8"])
+    assert world.call("GET", "/v1/me", inside).status_code == 200
+
+
+# -- request signing ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signer(world: World) -> tuple[str, Ed25519PrivateKey]:
+    key = Ed25519PrivateKey.generate()
+    return world.issue("initiator", signing_key=public_hex(key)), key
+
+
+def signed(key: Ed25519PrivateKey, method: str, target: str, body: bytes = b"", **changes: Any) -> dict[str, str]:
+    headers = rs.sign(key, method, target, body, now=changes.pop("now", None))
+    headers.update(changes)
+    return headers
+
+
+def test_a_signed_request_is_accepted(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    token, key = signer
+    assert world.call("GET", "/v1/me", token, headers=signed(key, "GET", "/v1/me")).status_code == 200
+    with Client(world.url, token, signing_key=key) as client:
+        assert client.get("/v1/vaults", limit=5)["items"]
+        tx = client.post(
+            "/v1/transactions",
+            {"vault_id": world.vault_id, "asset": "ETH", "to": DEST, "amount": "1000"},
+            headers={"Idempotency-Key": "signed-1"},
+        )
+        assert tx["state"] == "pending_approval"
+
+
+def test_an_unsigned_request_is_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    problem(world.call("GET", "/v1/me", signer[0]), 401, "this credential signs its requests")
+
+
+def test_a_request_signed_by_another_key_is_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    headers = signed(Ed25519PrivateKey.generate(), "GET", "/v1/me")
+    problem(world.call("GET", "/v1/me", signer[0], headers=headers), 401, "does not verify")
+
+
+def test_a_signature_for_another_path_or_query_is_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    token, key = signer
+    problem(world.call("GET", "/v1/org", token, headers=signed(key, "GET", "/v1/me")), 401, "does not verify")
+    headers = signed(key, "GET", "/v1/vaults?limit=5")
+    problem(world.call("GET", "/v1/vaults?limit=6", token, headers=headers), 401, "does not verify")
+
+
+def test_a_swapped_body_is_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    token, key = signer
+    sent = b'{"vault_id":"%s","asset":"ETH","to":"%s","amount":"1000"}' % (world.vault_id.encode(), DEST.encode())
+    headers = signed(key, "POST", "/v1/transactions", sent.replace(b"1000", b"9999"))
+    headers.update({"Idempotency-Key": "swapped", "Content-Type": "application/json"})
+    problem(world.call("POST", "/v1/transactions", token, content=sent, headers=headers), 401, "does not verify")
+
+
+def test_a_stale_timestamp_is_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    token, key = signer
+    old = dt.datetime.now(dt.UTC).timestamp() - 301
+    problem(world.call("GET", "/v1/me", token, headers=signed(key, "GET", "/v1/me", now=old)), 401, "from the server")
+
+
+def test_a_replayed_request_is_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    token, key = signer
+    headers = signed(key, "GET", "/v1/me")
+    assert world.call("GET", "/v1/me", token, headers=headers).status_code == 200
+    problem(world.call("GET", "/v1/me", token, headers=headers), 401, "replayed")
+
+
+def test_malformed_signature_headers_are_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
+    token, key = signer
+    for bad in ({rs.NONCE: "short"}, {rs.TIMESTAMP: "yesterday"}, {rs.SIGNATURE: "zz" * 64}):
+        response = world.call("GET", "/v1/me", token, headers=signed(key, "GET", "/v1/me", **bad))
+        assert response.status_code == 401, (bad, response.text)
+
+
+def test_the_cli_client_signs_with_the_key_file_it_is_given(
+    world: World, signer: tuple[str, Ed25519PrivateKey], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, key = signer
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "signing.pem").write_bytes(pem)
+    monkeypatch.setenv("HARBOUR_SIGNING_KEY", str(tmp_path / "signing.pem"))
+    with Client(world.url, token) as client:
+        assert client.get("/v1/me")["name"] == "initiator"
+    monkeypatch.delenv("HARBOUR_SIGNING_KEY")
+    with Client(world.url, token) as client, pytest.raises(ApiError, match="signs its requests"):
+        client.get("/v1/me")
+
+
+# -- listing ----------------------------------------------------------------------------------------------------
+
+
+def test_credentials_are_listed_with_their_terms_and_never_a_secret(world: World) -> None:
+    key = Ed25519PrivateKey.generate()
+    token = world.issue("auditor", scopes=["read"], allow=["127.0.0.0/8"], expires_in=600, signing_key=public_hex(key))
+    credential_id, secret = token.split("_")[1:]
+    page = world.call("GET", "/v1/credentials?limit=200", world.admin)
+    assert page.status_code == 200, page.text
+    assert secret not in page.text
+    listed = {item["id"]: item for item in page.json()["items"]}
+    item = listed[credential_id]
+    assert item["scopes"] == ["read"] and item["allow"] == ["127.0.0.0/8"] and item["state"] == "active"
+    assert item["signing_key"] == public_hex(key) and item["expires_at"] is not None
+    assert set(item) == {"id", "user_id", "state", "created_at", "revoked_at", "expires_at", "scopes", "allow",
+                         "signing_key"}  # fmt: skip
+    mine = world.call("GET", "/v1/me/credentials", world.env.people["viewer"].token)
+    assert mine.status_code == 200 and all(i["user_id"] == world.env.user_id("viewer") for i in mine.json()["items"])
+
+
+def test_a_user_cannot_list_anothers_credentials(world: World) -> None:
+    viewer = world.env.people["viewer"].token
+    problem(world.call("GET", f"/v1/users/{world.env.user_id('admin')}/credentials", viewer), 403, "roles")
+    problem(world.call("GET", "/v1/credentials", viewer), 403, "roles")
+
+
+# -- the governance log ----------------------------------------------------------------------------------------
+
+
+def test_an_admin_credentials_terms_are_in_the_log_and_replay(world: World) -> None:
+    """The terms are signed into the log, and the log replays from its bytes as a node replays it."""
+    key = Ed25519PrivateKey.generate()
+    token = world.issue("admin2", scopes=["read"], signing_key=public_hex(key))
+    log = world.env.custody.ledger.log(world.env.actor("admin").org_id)
+    replayed = GovernanceLog(SignedEntry.decode(log.genesis.encode()))
+    for signed_entry in log.entries[1:]:
+        replayed.append(SignedEntry.decode(signed_entry.encode()))
+    issued = [
+        change
+        for signed_entry in replayed.entries
+        for change in signed_entry.entry.changes
+        if isinstance(change, c.IssueCredential) and change.id == token.split("_")[1]
+    ]
+    assert [(x.terms.scopes, x.terms.signing_key) for x in issued] == [(("read",), key.public_key().public_bytes_raw())]
+    assert replayed.state.head == log.state.head
+    assert world.call("GET", "/v1/me", token, headers=signed(key, "GET", "/v1/me")).json()["roles"] == ["admin"]
+
+
+# -- failed authentications ---------------------------------------------------------------------------------------
+
+
+def test_failed_authentications_are_logged_limited_and_alerted(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    logfilter.install(FOLDED_LOGGERS)  # as `custody serve` does (the module's server did already)
+    app = create_app(world.env.custody, failed_authentications=FailedAuthentications(burst=5, refill=60))
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    secret = "ab" * 32
+    bad = {"Authorization": f"Bearer hbk_00000000-0000-4000-8000-000000000000_{secret}"}
+    with caplog.at_level(logging.WARNING, logger="harbour.api.auth"):
+        statuses = [client.get("/v1/me", headers=bad).status_code for _ in range(8)]
+    assert statuses == [401] * 5 + [429] * 3
+    refused = client.get("/v1/me", headers=bad)
+    assert refused.headers["retry-after"].isdigit() and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["type"] == "https://harbour.dev/problems/too-many-requests"
+    lines = [r.getMessage() for r in caplog.records if r.name == "harbour.api.auth"]
+    # five identical failures: one line, the rest folded by the repeat filter the server installs
+    failed = "authentication failed: credential 00000000-0000-4000-8000-000000000000 from testclient"
+    assert sum(failed in x for x in lines) == 1
+    assert sum(x.startswith(ALERT_PREFIX) for x in lines) == 2  # the address's bucket and the credential's
+    assert not any(secret in x for x in lines)
+    # a valid credential from the same (limited) address waits too: the limit comes before the look-up
+    assert client.get("/v1/me", headers={"Authorization": f"Bearer {world.admin}"}).status_code == 429
