@@ -24,6 +24,7 @@ the proxy's own limits there or serve clients directly.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -117,7 +118,7 @@ class FailedAuthentications:
             wait = self._addresses.wait(address)
             if credential_id is not None:
                 wait = max(wait, self._credentials.wait(credential_id))
-        return int(wait) + 1 if wait > 0 else 0
+        return math.ceil(wait)
 
     def failed(self, credential_id: str | None, address: str, reason: str) -> None:
         """Record one failure: log it, spend from both buckets, and alert if one ran dry."""
