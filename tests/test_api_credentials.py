@@ -11,21 +11,27 @@ tested at the end on an app of its own.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from custody_env import ETH, CustodyEnv, public_hex
 from harbour.api import logfilter
 from harbour.api.app import create_app
 from harbour.api.authlimit import ALERT_PREFIX, FailedAuthentications
-from harbour.api.server import FOLDED_LOGGERS, BackgroundServer
+from harbour.api.server import FOLDED_LOGGERS, BackgroundServer, Tls
 from harbour.cli.apiclient import ApiError, Client
 from harbour.governance import changes as c
 from harbour.governance.log import SignedEntry
@@ -337,3 +343,68 @@ def test_failed_authentications_are_logged_limited_and_alerted(world: World, cap
     assert not any(secret in x for x in lines)
     # a valid credential from the same (limited) address waits too: the limit comes before the look-up
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {world.admin}"}).status_code == 429
+
+
+# -- TLS ---------------------------------------------------------------------------------------------------------
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA, and a certificate it issued for 127.0.0.1: (ca.pem, cert.pem, key.pem)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Harbour test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+def test_the_api_over_tls_verified_against_its_ca(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    with BackgroundServer(world.env.custody, tls=Tls(cert, key)) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        verified = ssl.create_default_context(cafile=str(ca))
+        assert httpx.get(server.url + "/v1/health", verify=verified).status_code == 200
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(server.url + "/v1/health")  # the system's CAs do not know this one
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(server.url.replace("https://", "http://") + "/v1/health")  # no plain HTTP on a TLS port
+        viewer = world.env.people["viewer"].token
+        with Client(server.url, viewer, ca_file=str(ca)) as client:
+            assert client.get("/v1/me")["name"] == "viewer"
+        monkeypatch.setenv("HARBOUR_CA_FILE", str(ca))
+        with Client(server.url, viewer) as client:
+            assert client.get("/v1/me")["name"] == "viewer"
+        monkeypatch.delenv("HARBOUR_CA_FILE")
+        with Client(server.url, viewer) as client, pytest.raises(ApiError, match="cannot reach"):
+            client.get("/v1/me")
