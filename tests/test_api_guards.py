@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,20 @@ def test_a_retry_after_is_bounded() -> None:
     assert _retry_after(Answer("3"), 1) == 3  # type: ignore[arg-type]
     assert _retry_after(Answer("86400"), 1) == MAX_RETRY_AFTER  # type: ignore[arg-type]
     assert _retry_after(Answer("Wed, 21 Oct 2015 07:28:00 GMT"), 2) == 1.0  # type: ignore[arg-type]
+
+
+def test_the_documented_signing_example_is_what_the_code_computes() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = text[text.index("### Request signing") :]
+    section = section[: section.index("\n## ")]
+    blocks = re.findall(r"```\n(.*?)```", section, flags=re.DOTALL)
+    body = blocks[1].splitlines()[1].encode()
+    message, headers = (
+        blocks[2].rstrip("\n").encode(),
+        dict(line.split(": ", 1) for line in blocks[3].strip().splitlines()),
+    )
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    assert key.public_key().public_bytes_raw().hex() in section
+    assert rs.message("POST", "/v1/transactions", body, headers[rs.TIMESTAMP], headers[rs.NONCE]) == message
+    assert key.sign(message).hex() == headers[rs.SIGNATURE]
+    assert rs.verify(key.public_key().public_bytes_raw(), headers[rs.SIGNATURE], message)

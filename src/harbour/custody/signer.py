@@ -75,9 +75,18 @@ class Signer:
         return future.result(timeout)
 
     def live(self, timeout: float) -> dict[str, bool]:
-        """Each node's name and whether it answered ``describe`` within ``timeout`` seconds (readiness)."""
-        answered = self._run(self._coordinator.live(self.nodes, timeout), timeout + 5)
-        return {node.name: node.node_id in answered for node in self.nodes}
+        """Each node's name and whether it answers ``describe`` now, within ``timeout`` seconds (readiness).
+
+        Every node is asked afresh: the coordinator's own notion of live trusts a
+        recent answer, which would call a node that just died live.
+        """
+
+        async def ask() -> list[object]:
+            calls = (self._coordinator.describe(node, timeout) for node in self.nodes)
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        answers = self._run(ask(), timeout + 5)
+        return {node.name: isinstance(a, NodeDescriptor) for node, a in zip(self.nodes, answers, strict=True)}
 
     def close(self) -> None:
         if self._loop.is_closed():
