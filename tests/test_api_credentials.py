@@ -13,7 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import os
 import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +31,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from anvil import free_port
 from custody_env import ETH, CustodyEnv, public_hex
 from harbour.api import logfilter
 from harbour.api.app import create_app
 from harbour.api.authlimit import ALERT_PREFIX, FailedAuthentications
 from harbour.api.server import FOLDED_LOGGERS, BackgroundServer, Tls
 from harbour.cli.apiclient import ApiError, Client
+from harbour.custody import config as cfg
 from harbour.governance import changes as c
 from harbour.governance.log import SignedEntry
 from harbour.governance.state import GovernanceLog
@@ -408,3 +414,46 @@ def test_the_api_over_tls_verified_against_its_ca(
         monkeypatch.delenv("HARBOUR_CA_FILE")
         with Client(server.url, viewer) as client, pytest.raises(ApiError, match="cannot reach"):
             client.get("/v1/me")
+
+
+def _serve(home: Path, *tls: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    out, err = home / f"out{len(tls)}.txt", home / f"err{len(tls)}.txt"
+    command = [sys.executable, "-m", "harbour.cli.main", "custody", "serve", "--home", str(home), *tls]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+    return process, out, err
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], **kwargs: Any) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return httpx.get(url, timeout=2, **kwargs)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer (exit {process.poll()})")
+
+
+def test_custody_serve_warns_without_tls_beyond_loopback_and_serves_https_with_it(tmp_path: Path) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    port = free_port()
+    home = tmp_path / "home"
+    cfg.init_home(home, listen=f"0.0.0.0:{port}")
+    plain, out, err = _serve(home)
+    try:
+        assert _wait_for(f"http://127.0.0.1:{port}/v1/health", plain).status_code == 200
+    finally:
+        plain.terminate()
+        plain.wait(30)
+    assert "WARNING: serving plain HTTP on 0.0.0.0" in err.read_text()
+    assert f"custody API on http://0.0.0.0:{port}" in out.read_text()
+    secure, out, err = _serve(home, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        verified = ssl.create_default_context(cafile=str(ca))
+        assert _wait_for(f"https://127.0.0.1:{port}/v1/health", secure, verify=verified).status_code == 200
+    finally:
+        secure.terminate()
+        secure.wait(30)
+    assert "WARNING" not in err.read_text()
+    assert f"custody API on https://0.0.0.0:{port}" in out.read_text()
