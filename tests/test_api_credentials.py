@@ -435,23 +435,18 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], **kwargs: Any) -> http
     raise AssertionError(f"{url} did not answer (exit {process.poll()})")
 
 
-def test_custody_serve_warns_without_tls_beyond_loopback_and_serves_https_with_it(tmp_path: Path) -> None:
+def test_custody_serve_serves_https_with_its_tls_options(tmp_path: Path) -> None:
+    """The real command, as an operator runs it (its warning without TLS: tests/test_api_guards.py)."""
     ca, cert, key = _certificates(tmp_path)
     port = free_port()
     home = tmp_path / "home"
     cfg.init_home(home, listen=f"0.0.0.0:{port}")
-    plain, out, err = _serve(home)
-    try:
-        assert _wait_for(f"http://127.0.0.1:{port}/v1/health", plain).status_code == 200
-    finally:
-        plain.terminate()
-        plain.wait(30)
-    assert "WARNING: serving plain HTTP on 0.0.0.0" in err.read_text()
-    assert f"custody API on http://0.0.0.0:{port}" in out.read_text()
     secure, out, err = _serve(home, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         verified = ssl.create_default_context(cafile=str(ca))
         assert _wait_for(f"https://127.0.0.1:{port}/v1/health", secure, verify=verified).status_code == 200
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"https://127.0.0.1:{port}/v1/health")
     finally:
         secure.terminate()
         secure.wait(30)

@@ -312,6 +312,18 @@ def test_serve_wants_both_tls_options(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "both --tls-cert and --tls-key" in result.output
 
 
+def test_serve_warns_before_anything_else_and_never_shows_the_database_password(tmp_path: Path) -> None:
+    """Plain HTTP on 0.0.0.0: the warning comes first; the database (nothing listens on port 1) then fails."""
+    home = tmp_path / "home"
+    url = "postgresql+psycopg://harbour:s3cr3t-pw@127.0.0.1:1/custody?password=s3cr3t-pw"
+    result = CliRunner().invoke(custody_cli, ["init", "--home", str(home), "--database", url, "--listen", "0.0.0.0:1"])
+    assert result.exit_code == 0, result.output
+    served = CliRunner().invoke(custody_cli, ["serve", "--home", str(home)])
+    assert served.exit_code != 0
+    assert "WARNING: serving plain HTTP on 0.0.0.0" in served.output
+    assert "s3cr3t-pw" not in served.output and "s3cr3t-pw" not in repr(served.exception)
+
+
 def test_a_retry_after_is_bounded() -> None:
     from harbour.cli.apiclient import _retry_after
 
