@@ -334,7 +334,8 @@ def test_failed_authentications_are_logged_limited_and_alerted(world: World, cap
 
     client = TestClient(app)
     secret = "ab" * 32
-    bad = {"Authorization": f"Bearer hbk_00000000-0000-4000-8000-000000000000_{secret}"}
+    target = world.issue("viewer").split("_")[1]  # a real credential, guessed at with a wrong secret
+    bad = {"Authorization": f"Bearer hbk_{target}_{secret}"}
     with caplog.at_level(logging.WARNING, logger="harbour.api.auth"):
         statuses = [client.get("/v1/me", headers=bad).status_code for _ in range(8)]
     assert statuses == [401] * 5 + [429] * 3
@@ -343,10 +344,13 @@ def test_failed_authentications_are_logged_limited_and_alerted(world: World, cap
     assert refused.json()["type"] == "https://harbour.dev/problems/too-many-requests"
     lines = [r.getMessage() for r in caplog.records if r.name == "harbour.api.auth"]
     # five identical failures: one line, the rest folded by the repeat filter the server installs
-    failed = "authentication failed: credential 00000000-0000-4000-8000-000000000000 from testclient"
+    failed = f"authentication failed: credential {target} from testclient"
     assert sum(failed in x for x in lines) == 1
     assert sum(x.startswith(ALERT_PREFIX) for x in lines) == 2  # the address's bucket and the credential's
     assert not any(secret in x for x in lines)
+    events = world.call("GET", "/v1/audit/events?limit=200", world.admin).json()["items"]
+    bursts = [e for e in events if e["kind"] == "credential.auth-burst" and e["subject"] == target]
+    assert [e["data"]["address"] for e in bursts] == ["testclient"], bursts
     # a valid credential from the same (limited) address waits too: the limit comes before the look-up
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {world.admin}"}).status_code == 429
 

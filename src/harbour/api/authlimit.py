@@ -11,8 +11,9 @@ one try per :data:`REFILL_SECONDS` after the first :data:`BURST`, and a flood
 from one address does not reach the database.
 
 When a bucket empties, one WARNING line starting with :data:`ALERT_PREFIX`
-names it (a stable prefix for alerting rules); while it stays empty the refusals
-are not logged one by one.
+names it (a stable prefix for alerting rules), and when it is a credential's,
+its organisation's audit log records ``credential.auth-burst``; while it stays
+empty the refusals are not logged one by one.
 
 The buckets live in memory, per process, and at most :data:`MAX_KEYS` of each are
 kept (full ones are forgotten first): a service run as several processes
@@ -120,14 +121,19 @@ class FailedAuthentications:
                 wait = max(wait, self._credentials.wait(credential_id))
         return math.ceil(wait)
 
-    def failed(self, credential_id: str | None, address: str, reason: str) -> None:
-        """Record one failure: log it, spend from both buckets, and alert if one ran dry."""
+    def failed(self, credential_id: str | None, address: str, reason: str) -> bool:
+        """Record one failure: log it, spend from both buckets, and alert if one ran dry.
+
+        True when the credential's bucket ran dry now: the moment to record the burst in its
+        organisation's audit log too.
+        """
         log.warning("authentication failed: credential %s from %s: %s", credential_id or "-", address, reason)
         with self._lock:
             emptied = []
             if self._addresses.take(address):
                 emptied.append(f"client address {address}")
-            if credential_id is not None and self._credentials.take(credential_id):
+            credential_dry = credential_id is not None and self._credentials.take(credential_id)
+            if credential_dry:
                 emptied.append(f"credential {credential_id}")
         for what in emptied:
             log.warning(
@@ -136,3 +142,4 @@ class FailedAuthentications:
                 what,
                 self._addresses.burst,
             )
+        return credential_dry

@@ -27,7 +27,7 @@ from harbour.api import terms
 from harbour.api.authlimit import FailedAuthentications, credential_id_of
 from harbour.api.body import StrictJsonRequest
 from harbour.api.interface import CustodyService, Principal
-from harbour.api.problems import Problem
+from harbour.api.problems import Problem, log
 from harbour.api.roles import ROUTE_ROLES
 from harbour.custody.errors import Forbidden, TooManyAttempts, Unauthorized
 
@@ -89,7 +89,11 @@ def authenticate(custody: CustodyService, request: Request, method: str, path: s
             request.app.state.nonces,
         )
     except (Unauthorized, Forbidden) as exc:
-        limiter.failed(credential_id, address, exc.detail)
+        if limiter.failed(credential_id, address, exc.detail) and credential_id is not None:
+            try:
+                custody.record_auth_burst(credential_id, address)
+            except Exception:  # the refusal stands whether or not the audit log could take the event
+                log.warning("could not record the burst of failures for credential %s in the audit log", credential_id)
         raise
     return actor
 

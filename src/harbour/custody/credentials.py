@@ -8,7 +8,8 @@ row, reads them back when the credential authenticates, and lists credentials
 as metadata: id, owner, state, terms, never the secret or its hash.
 
 Who may list: an admin or an auditor any credential of the organisation; anyone
-else only their own.
+else only their own. A burst of failed authentications against a credential is
+recorded in its organisation's audit log (``credential.auth-burst``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ipaddress
 from typing import Any, Final
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from harbour.custody import inputs
 from harbour.custody import models as m
@@ -128,3 +130,19 @@ class Credentials:
         now = self.uow.clock()
         with self.uow.read() as s:
             return page_document(s, stmt, m.Credential, page, lambda row: view(row, now))
+
+    def record_burst(self, credential_id: str, address: str) -> None:
+        """``credential.auth-burst`` in the owner's organisation's audit log: someone is guessing its secret.
+
+        Nothing is recorded for an id no credential has (it names no organisation).
+        """
+
+        def work(s: Session) -> None:
+            credential = s.get(m.Credential, credential_id)
+            owner = s.get(m.User, credential.user_id) if credential is not None else None
+            if credential is not None and owner is not None:
+                self.uow.event(
+                    s, None, "credential.auth-burst", credential.id, org_id=owner.org_id, address=address[:64]
+                )
+
+        self.uow.write(work)

@@ -145,6 +145,9 @@ class Custody:
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
 
+    def record_auth_burst(self, credential_id: str, address: str) -> None:
+        self.credentials.record_burst(credential_id, address)
+
     def organisation(self, actor: Actor) -> Json:
         return self.users.organisation(actor)
 
