@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import logging
 import os
 import ssl
@@ -258,7 +259,7 @@ def test_a_replayed_request_is_refused(world: World, signer: tuple[str, Ed25519P
 def test_malformed_signature_headers_are_refused(world: World, signer: tuple[str, Ed25519PrivateKey]) -> None:
     token, key = signer
     for bad in ({rs.NONCE: "short"}, {rs.TIMESTAMP: "yesterday"}, {rs.SIGNATURE: "zz" * 64}):
-        response = world.call("GET", "/v1/me", token, headers=signed(key, "GET", "/v1/me", **bad))
+        response = world.call("GET", "/v1/me", token, headers={**signed(key, "GET", "/v1/me"), **bad})
         assert response.status_code == 401, (bad, response.text)
 
 
@@ -456,3 +457,33 @@ def test_custody_serve_serves_https_with_its_tls_options(tmp_path: Path) -> None
         secure.wait(30)
     assert "WARNING" not in err.read_text()
     assert f"custody API on https://0.0.0.0:{port}" in out.read_text()
+
+
+# -- the command line ----------------------------------------------------------------------------------------------
+
+
+def test_the_cli_issues_a_narrowed_credential_and_lists_credentials(world: World) -> None:
+    from typer.testing import CliRunner
+
+    from harbour.cli.main import app as harbour
+
+    runner = CliRunner()
+    env = {"HARBOUR_API": world.url, "HARBOUR_TOKEN": world.admin}
+    viewer = world.env.user_id("viewer")
+    issued = runner.invoke(
+        harbour,
+        ["user", "credential", viewer, "--scope", "read", "--allow", "127.0.0.0/8", "--expires-in", "600", "--json"],
+        env=env,
+    )
+    assert issued.exit_code == 0, issued.output
+    token = json.loads(issued.stdout)["token"]
+    assert world.call("GET", "/v1/me", token).status_code == 200
+    listed = runner.invoke(harbour, ["user", "credentials", viewer, "--json", "--all"], env=env)
+    assert listed.exit_code == 0, listed.output
+    mine = [i for i in json.loads(listed.stdout)["items"] if i["id"] == token.split("_")[1]]
+    assert mine[0]["scopes"] == ["read"] and mine[0]["allow"] == ["127.0.0.0/8"]
+    assert token.split("_")[2] not in listed.stdout
+    bad = runner.invoke(harbour, ["user", "credential", viewer, "--scope", "owner"], env=env)
+    assert bad.exit_code == 1 and "scopes" in bad.output
+    own = runner.invoke(harbour, ["user", "credentials"], env={**env, "HARBOUR_TOKEN": token})
+    assert own.exit_code == 0 and token.split("_")[1] in own.output
