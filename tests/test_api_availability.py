@@ -98,6 +98,8 @@ def test_database_down_is_503_not_ready_and_quiet(world: World, caplog: pytest.L
         assert "127.0.0.1" not in not_ready.text  # the error's own words (host, port) stay in the log
         api = [r for r in caplog.records if r.name == "harbour.api"]
         assert not any(r.exc_info for r in api), "an outage is not a traceback"
+        pipeline = [r for r in caplog.records if r.name == "harbour.custody.pipeline"]
+        assert not any(r.exc_info for r in pipeline), [r.getMessage() for r in pipeline if r.exc_info]
         assert 1 <= len(api) <= 4, [r.getMessage() for r in api]  # 40 failures, folded by the repeat filter
     finally:
         world.postgres.resume()
