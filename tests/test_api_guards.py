@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import exc as sa
 from typer.testing import CliRunner
 
-from harbour.api.authlimit import FailedAuthentications, credential_id_of
+from harbour.api.authlimit import MAX_KEYS, Buckets, FailedAuthentications, credential_id_of
 from harbour.api.availability import dependency_of
 from harbour.api.logfilter import MAX_KINDS, RepeatFilter
 from harbour.api.server import Tls, plaintext_warning
@@ -135,6 +135,18 @@ def test_failures_are_limited_per_credential_whatever_the_address() -> None:
         limits.failed(ID, f"203.0.113.{i}", "unknown or revoked credential")
     assert limits.retry_after(ID, "203.0.113.99") == 10
     assert limits.retry_after("another-id", "203.0.113.99") == 0
+
+
+def test_the_buckets_are_bounded_and_forget_the_least_recently_used() -> None:
+    buckets = Buckets(burst=2, refill=10, clock=Clock())
+    buckets.take("first")
+    buckets.take("first")
+    assert buckets.wait("first") == 10
+    for i in range(MAX_KEYS):
+        buckets.take(f"address-{i}")
+    assert len(buckets._buckets) == MAX_KEYS
+    assert buckets.wait("first") == 0  # forgotten: the oldest went first
+    assert buckets.wait(f"address-{MAX_KEYS - 1}") == 0 and f"address-{MAX_KEYS - 1}" in buckets._buckets
 
 
 def test_a_burst_raises_one_alert_and_no_secret_is_logged(caplog: pytest.LogCaptureFixture) -> None:

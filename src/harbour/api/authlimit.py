@@ -16,7 +16,7 @@ its organisation's audit log records ``credential.auth-burst``; while it stays
 empty the refusals are not logged one by one.
 
 The buckets live in memory, per process, and at most :data:`MAX_KEYS` of each are
-kept (full ones are forgotten first): a service run as several processes
+kept (the least recently used are forgotten first): a service run as several processes
 allows each process its own burst, and a restart forgets them. The client
 address is the socket's peer: behind a reverse proxy, that is the proxy, so run
 the proxy's own limits there or serve clients directly.
@@ -80,13 +80,10 @@ class Buckets:
         return bucket
 
     def _prune(self) -> None:
-        if len(self._buckets) <= MAX_KEYS:
-            return
-        full = [
-            k for k, b in self._buckets.items() if b.tokens + (self.clock() - b.updated) / self.refill >= self.burst
-        ]
-        for key in full[: len(self._buckets) - MAX_KEYS] or [next(iter(self._buckets))]:
-            del self._buckets[key]
+        """Forget the least recently used keys beyond :data:`MAX_KEYS` (constant time: a flood of new
+        addresses must not make each failure scan them all)."""
+        while len(self._buckets) > MAX_KEYS:
+            self._buckets.popitem(last=False)
 
     def wait(self, key: str) -> float:
         """Seconds until ``key`` may fail again (0: it may now)."""
