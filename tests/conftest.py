@@ -68,6 +68,8 @@ settings.load_profile(
 PROCESS_MODULES = frozenset(
     {
         "test_api",
+        "test_api_availability",
+        "test_api_credentials",
         "test_node_org_keys",
         "test_api_schema",
         "test_cli",

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from custody_env import ETH, CustodyEnv
 from harbour.api.app import PUBLIC_ROUTES, create_app, parse_json
+from harbour.api.authlimit import FailedAuthentications
 from harbour.api.middleware import MAX_BODY
 from harbour.api.roles import EVERYONE, ROUTE_ROLES
 from harbour.api.routes import ROUTERS
@@ -96,7 +97,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The deposit watcher records the funding in the background: let it, so that
         # no test's before-and-after row counts catch it halfway.
         wait_until(lambda: env.custody.list_deposits(env.actor("viewer"), Page())["items"], 60, message="the deposit")
-        client = TestClient(create_app(env.custody))
+        # Hundreds of deliberate bad credentials from one test client: a limit on failed logins
+        # that allows them (tests/test_api_ops.py tests the real one).
+        client = TestClient(create_app(env.custody, failed_authentications=FailedAuthentications(burst=100_000)))
         pending = env.custody.submit_withdrawal(
             env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1000, idempotency_key="pending-1"
         )

@@ -22,9 +22,12 @@ EVERYONE: Final = frozenset({ADMIN, INITIATOR, APPROVER, AUDITOR, VIEWER})
 ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/v1/me"): EVERYONE,
     ("GET", "/v1/org"): EVERYONE,
+    ("GET", "/v1/me/credentials"): EVERYONE,
     ("POST", "/v1/users"): frozenset({ADMIN}),
     ("GET", "/v1/users"): EVERYONE,
     ("POST", "/v1/users/{user_id}/credentials"): frozenset({ADMIN}),
+    ("GET", "/v1/users/{user_id}/credentials"): frozenset({ADMIN, AUDITOR}),
+    ("GET", "/v1/credentials"): frozenset({ADMIN, AUDITOR}),
     ("POST", "/v1/users/{user_id}/disable"): frozenset({ADMIN}),
     ("POST", "/v1/users/{user_id}/enable"): frozenset({ADMIN}),
     ("POST", "/v1/users/{user_id}/roles"): frozenset({ADMIN}),

@@ -127,6 +127,21 @@ class SetApprovalKey(Closed):
     """The user's new approval key; null removes it (only from a user who is neither approver nor admin)."""
 
 
+class IssueCredential(Closed):
+    """The terms of a new credential; every field is optional, and an empty body issues an unrestricted one."""
+
+    expires_in: Annotated[int, Field(ge=60, le=10 * 366 * 86_400, description="Seconds until it expires.")] | None = (
+        None
+    )
+    scopes: Annotated[list[Literal["full", "initiate", "read"]], Field(min_length=1, max_length=3)] | None = None
+    """``read``: GET requests only; ``initiate``: reads and submitting, explaining, cancelling withdrawals;
+    ``full`` (the default): everything the user's roles allow."""
+    allow: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=32)] | None = None
+    """CIDR blocks requests may come from (``10.0.0.0/8``, ``2001:db8::/32``); default anywhere."""
+    signing_key: PublicKeyHex | None = None
+    """An Ed25519 public key: every request must then be signed with its private half (docs/api.md)."""
+
+
 class CreateVault(Closed):
     name: Name
     threshold: Annotated[int, Field(ge=2, le=64, description="Signers needed, 2..number of nodes.")]

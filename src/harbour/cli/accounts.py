@@ -154,13 +154,35 @@ UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
 
 @user_app.command("credential")
 def user_credential(
-    user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+    user_id: UserIdArgument,
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", help="Seconds until it expires (default: never).")
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="read, initiate or full (the default); repeatable."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="A CIDR block requests may come from (default: anywhere); repeatable."),
+    ] = None,
+    signing_key: Annotated[
+        str | None,
+        typer.Option("--signing-key", help="Hex Ed25519 public key every request must then be signed with."),
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Issue an API credential for a user (admin); it is shown only this once.
 
     An admin's credential is a governance change: the token works once it lands.
+    The options narrow it (docs/api.md, "Authentication and credentials"); the
+    API refuses terms that do not parse.
     """
-    issued = _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json)
+    terms: dict[str, Any] = {"expires_in": expires_in, "scopes": scope, "allow": allow, "signing_key": signing_key}
+    body = {k: v for k, v in terms.items() if v is not None}
+    issued = _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json, body)
     pending = issued.get("transaction")
     if as_json or not isinstance(pending, dict):
         emit(issued, as_json)
@@ -213,6 +235,33 @@ def user_set_key(
     with api_errors():
         body = {"approval_key": _key(approval_key)}
     emit_proposal(_post_on("/v1/users/{}/approval-key", user_id, "USER_ID", api, token, as_json, body), as_json)
+
+
+@user_app.command("credentials")
+def user_credentials(
+    user_id: Annotated[str | None, typer.Argument(help="Whose (admin, auditor); default: your own.")] = None,
+    everyone: Annotated[bool, typer.Option("--org", help="Every credential of the organisation.")] = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List API credentials and their terms (never a secret)."""
+    with api_errors():
+        if everyone and user_id is not None:
+            raise InputError("give a USER_ID or --org, not both")
+        path = (
+            "/v1/credentials"
+            if everyone
+            else "/v1/me/credentials"
+            if user_id is None
+            else f"/v1/users/{check_id(user_id, 'USER_ID')}/credentials"
+        )
+        with connect(api, token) as client:
+            page = client.pages(path, limit, cursor, walk)
+    emit_page(page, ["id", "user_id", "state", "scopes", "allow", "expires_at"], as_json)
 
 
 @user_app.command("revoke-credential")

@@ -98,6 +98,13 @@ class Credential(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Its terms (harbour.governance.credential_terms); an admin's are copied from the log's change.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["full"])
+    allow: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """CIDR blocks a request may come from; empty: anywhere."""
+    signing_key: Mapped[str | None] = mapped_column(String(64))
+    """Hex Ed25519 public key every request must be signed with, if any."""
 
 
 class Vault(Base):

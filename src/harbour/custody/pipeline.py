@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
 from harbour.chains.evm import ChainError
 from harbour.custody import funds as fund
-from harbour.custody import kinds, outcomes, signing, states, transactions
+from harbour.custody import kinds, outages, outcomes, signing, states, transactions
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
@@ -393,8 +393,11 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 step()
-            except Exception:
-                log.exception("%s: step failed; retrying", name)
+            except Exception as exc:
+                if (dependency := outages.dependency_of(exc)) is not None:  # an outage: one line, no traceback
+                    log.error("%s: %s unavailable; retrying: %s", name, dependency, outages.first_line(exc))
+                else:
+                    log.exception("%s: step failed; retrying", name)
             self._stop.wait(interval)
 
     def _confirm_loop(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harbour.custody import assets
+from harbour.custody import assets, credentials
 from harbour.custody import models as m
 from harbour.custody.uow import UnitOfWork
 from harbour.governance import amendments as am
@@ -55,7 +55,11 @@ def project(
         elif isinstance(change, c.EnableUser):
             _user(s, change.id).disabled = False
         elif isinstance(change, c.IssueCredential):
-            s.add(m.Credential(id=change.id, user_id=change.user, secret_hash=change.secret_hash.hex(), created_at=now))
+            issued = m.Credential(
+                id=change.id, user_id=change.user, secret_hash=change.secret_hash.hex(), created_at=now
+            )
+            credentials.store(issued, change.terms)
+            s.add(issued)
         elif isinstance(change, c.SetPolicy):
             policy = change.policy()
             s.add(

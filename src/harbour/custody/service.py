@@ -42,12 +42,14 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from harbour.chains.evm import EvmClient
+from harbour.custody import readiness
 from harbour.custody.actors import ANYONE, ROLES, Actor
 from harbour.custody.addressbook import AddressBook
 from harbour.custody.amend import UNSET, Amend, Unset
 from harbour.custody.approvals import Approvals
 from harbour.custody.audit import AuditLog
 from harbour.custody.auditor import Auditor
+from harbour.custody.credentials import Credentials
 from harbour.custody.deposits import Deposits
 from harbour.custody.errors import CustodyError
 from harbour.custody.funds import Funds
@@ -104,6 +106,7 @@ class Custody:
         self.governance = Governance(self.uow, self.ledger, self.transactions)
         self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer, chain)
         self.users = Users(self.uow, self.ledger, self.governance, chain.chain_id)
+        self.credentials = Credentials(self.uow)
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)
         self.amend = Amend(self.governance)
@@ -141,8 +144,14 @@ class Custody:
         """A new organisation from its genesis entry (not reachable through the API)."""
         return self.founding.bootstrap(Charter(org, users, quorum, assets, policy))
 
+    def readiness(self) -> Json:
+        return readiness.readiness(self.uow.readers, self.chain, self.signer)
+
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
+
+    def record_auth_burst(self, credential_id: str, address: str) -> None:
+        self.credentials.record_burst(credential_id, address)
 
     def organisation(self, actor: Actor) -> Json:
         return self.users.organisation(actor)
@@ -150,8 +159,11 @@ class Custody:
     def create_user(self, actor: Actor, *, name: str, roles: list[str], approval_key: str | None = None) -> Json:
         return self.users.create_user(actor, name=name, roles=roles, approval_key=approval_key)
 
-    def issue_credential(self, actor: Actor, user_id: str) -> Json:
-        return self.users.issue_credential(actor, user_id)
+    def issue_credential(self, actor: Actor, user_id: str, **terms: Any) -> Json:
+        return self.users.issue_credential(actor, user_id, **terms)
+
+    def list_credentials(self, actor: Actor, page: Page, user_id: str | None = None) -> Json:
+        return self.credentials.list(actor, page, user_id)
 
     def disable_user(self, actor: Actor, user_id: str) -> Json:
         return self.users.disable_user(actor, user_id)

@@ -414,6 +414,24 @@ class UserPage(Listing[User]):
     pass
 
 
+class CredentialInfo(Shape):
+    """An API credential as listed: its terms and state, never its secret or the secret's hash."""
+
+    id: str
+    user_id: str
+    state: Literal["active", "revoked", "expired"]
+    created_at: str
+    revoked_at: str | None
+    expires_at: str | None
+    scopes: list[Literal["full", "initiate", "read"]]
+    allow: list[str] = Field(description="CIDR blocks requests may come from; empty: anywhere.")
+    signing_key: Hex | None = Field(description="Ed25519 key every request must be signed with, if any.")
+
+
+class CredentialPage(Listing[CredentialInfo]):
+    pass
+
+
 class VaultPage(Listing[Vault]):
     pass
 

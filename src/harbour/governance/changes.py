@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from harbour.governance import amendments as am
+from harbour.governance import credential_terms as ct
 from harbour.governance import fields as f
 from harbour.governance.fields import GovernanceError
 from harbour.governance.holding import MAX_HOLDERS, Holding
@@ -105,15 +106,21 @@ class EnableUser:
 
 @dataclass(frozen=True)
 class IssueCredential:
-    """An API credential for an admin: only its id and the hash of its secret are in the log."""
+    """An API credential for an admin: its id, the hash of its secret and its terms are in the log.
+
+    The terms (:mod:`harbour.governance.credential_terms`) are optional keys,
+    present only when they narrow something, so a change without them encodes as
+    it did before they existed.
+    """
 
     id: str
     user: str
     secret_hash: bytes
+    terms: ct.CredentialTerms = ct.NO_TERMS
     op: ClassVar[str] = "credential.issue"
 
     def fields(self) -> dict[str, Any]:
-        return {"id": self.id, "user": self.user, "secret_hash": self.secret_hash}
+        return {"id": self.id, "user": self.user, "secret_hash": self.secret_hash, **self.terms.fields()}
 
 
 @dataclass(frozen=True)
@@ -294,9 +301,14 @@ def decode_change(obj: object) -> Change:
     elif op == EnableUser.op:
         change = EnableUser(f.text("user id", exact("id")["id"]))
     elif op == IssueCredential.op:
-        v = exact("id", "user", "secret_hash")
+        base = frozenset({"id", "user", "secret_hash"})
+        if not base <= set(rest) <= base | ct.KEYS:
+            raise GovernanceError("malformed", f"a {op} change has {sorted(base)} and some of {sorted(ct.KEYS)}")
         change = IssueCredential(
-            f.text("credential id", v["id"]), f.text("user id", v["user"]), f.digest("secret_hash", v["secret_hash"])
+            f.text("credential id", rest["id"]),
+            f.text("user id", rest["user"]),
+            f.digest("secret_hash", rest["secret_hash"]),
+            ct.decode_terms({k: v for k, v in rest.items() if k in ct.KEYS}),
         )
     elif op == SetPolicy.op:
         change = SetPolicy(_policy_document(exact("document")["document"]))
@@ -365,7 +377,8 @@ def describe(change: Change) -> str:
     if isinstance(change, EnableUser):
         return f"re-enable user {change.id}"
     if isinstance(change, IssueCredential):
-        return f"issue API credential {change.id} to admin {change.user}"
+        terms = "" if change.terms == ct.NO_TERMS else f" ({change.terms.describe()})"
+        return f"issue API credential {change.id} to admin {change.user}{terms}"
     if isinstance(change, SetPolicy):
         rules = json.loads(change.document)["rules"]
         return f"put in force a policy of {len(rules)} rule(s): {', '.join(r['name'] for r in rules)}"

@@ -32,11 +32,45 @@ def list_users(custody: Custody, actor: Actor, page: Paging) -> Json:
     "/users/{user_id}/credentials",
     summary="Issue an API credential",
     description="The token is shown once; only its hash is stored. For an admin the credential is a governance "
-    "change (`transaction`), and the token works once it lands.",
+    "change (`transaction`), and the token works once it lands. The optional body narrows it: expiry, scopes, "
+    "allowed networks, a request-signing key (docs/api.md, Authentication and credentials).",
     **returns(shapes.Credential, 201),
 )
-def issue_credential(custody: Custody, actor: Actor, user_id: UserId) -> Json:
-    return custody.issue_credential(actor, user_id)
+def issue_credential(
+    custody: Custody, actor: Actor, user_id: UserId, body: schemas.IssueCredential | None = None
+) -> Json:
+    terms = body.model_dump(exclude_none=True) if body is not None else {}
+    return custody.issue_credential(actor, user_id, **terms)
+
+
+@router.get(
+    "/me/credentials",
+    summary="List the caller's own API credentials (no secrets)",
+    description=PAGE_DOC,
+    **returns(shapes.CredentialPage),
+)
+def list_my_credentials(custody: Custody, actor: Actor, page: Paging) -> Json:
+    return custody.list_credentials(actor, page, actor.user_id)
+
+
+@router.get(
+    "/users/{user_id}/credentials",
+    summary="List a user's API credentials (no secrets)",
+    description=PAGE_DOC,
+    **returns(shapes.CredentialPage),
+)
+def list_user_credentials(custody: Custody, actor: Actor, user_id: UserId, page: Paging) -> Json:
+    return custody.list_credentials(actor, page, user_id)
+
+
+@router.get(
+    "/credentials",
+    summary="List the organisation's API credentials (no secrets)",
+    description=PAGE_DOC,
+    **returns(shapes.CredentialPage),
+)
+def list_credentials(custody: Custody, actor: Actor, page: Paging) -> Json:
+    return custody.list_credentials(actor, page, None)
 
 
 @router.post(

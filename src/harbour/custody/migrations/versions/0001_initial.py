@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:12:33.987612
+Create Date: 2026-12-07 23:12:58.397430
 """
 
 from __future__ import annotations
@@ -148,6 +148,10 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("scopes", sa.JSON(), nullable=False),
+        sa.Column("allow", sa.JSON(), nullable=False),
+        sa.Column("signing_key", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_credentials_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credentials")),
     )
