@@ -68,6 +68,8 @@ settings.load_profile(
 PROCESS_MODULES = frozenset(
     {
         "test_api",
+        "test_api_availability",
+        "test_api_credentials",
         "test_node_org_keys",
         "test_api_schema",
         "test_cli",
@@ -78,6 +80,8 @@ PROCESS_MODULES = frozenset(
         "test_cluster_faults",
         "test_custody",
         "test_custody_nodes",
+        "test_custody_spend",
+        "test_entities_custody",
         "test_governance_custody",
         "test_governance_signing",
         "test_node_entry",
@@ -110,6 +114,7 @@ SLOW_MODULES = frozenset(
         "test_node_service",
         "test_properties",
         "test_rotation",
+        "test_tokeninfo",
     }
 )
 """In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA

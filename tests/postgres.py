@@ -198,6 +198,23 @@ class PostgresServer:
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
 
+    def halt(self) -> None:
+        """Stop the server as an outage would (fast shutdown), keeping its data for :meth:`resume`."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port and data."""
+        if self.process is None and not self._launch():
+            raise PostgresUnavailable(f"PostgreSQL did not start again; log:\n{self.log_tail()}")
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 

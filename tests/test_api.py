@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from custody_env import ETH, CustodyEnv
 from harbour.api.app import PUBLIC_ROUTES, create_app, parse_json
+from harbour.api.authlimit import FailedAuthentications
 from harbour.api.middleware import MAX_BODY
 from harbour.api.roles import EVERYONE, ROUTE_ROLES
 from harbour.api.routes import ROUTERS
@@ -96,7 +97,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The deposit watcher records the funding in the background: let it, so that
         # no test's before-and-after row counts catch it halfway.
         wait_until(lambda: env.custody.list_deposits(env.actor("viewer"), Page())["items"], 60, message="the deposit")
-        client = TestClient(create_app(env.custody))
+        # Hundreds of deliberate bad credentials from one test client: a limit on failed logins
+        # that allows them (tests/test_api_ops.py tests the real one).
+        client = TestClient(create_app(env.custody, failed_authentications=FailedAuthentications(burst=100_000)))
         pending = env.custody.submit_withdrawal(
             env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1000, idempotency_key="pending-1"
         )
@@ -165,7 +168,7 @@ def test_docs_role_table_is_the_code_table() -> None:
     documented = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and cells[0] in ("GET", "POST") and cells[1].startswith("/v1/"):
+        if len(cells) == 3 and cells[0] in ("GET", "POST", "PATCH", "DELETE") and cells[1].startswith("/v1/"):
             documented[(cells[0], cells[1])] = frozenset(r.strip() for r in cells[2].split(","))
     assert documented == ROUTE_ROLES
 
@@ -489,6 +492,10 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/transactions/{tx_id}/reject"): lambda w: {"signature": "00" * 64},
     ("POST", "/v1/policy/proposals"): lambda w: {"document": {"rules": []}},
     ("POST", "/v1/governance/nodes"): lambda w: {"name": "node1"},
+    ("PATCH", "/v1/users/{user_id}"): lambda w: {"disabled": True},
+    ("PATCH", "/v1/vaults/{vault_id}"): lambda w: {"archived": True},
+    ("PATCH", "/v1/assets/{asset_id}"): lambda w: {"disabled": True},
+    ("PATCH", "/v1/address-book/{entry_id}"): lambda w: {"whitelisted": False},
 }
 
 
@@ -500,6 +507,7 @@ def concrete(world: World, path: str) -> str:
         index=0,
         credential_id="00000000-0000-4000-8000-000000000000",  # no such credential: nothing to revoke by accident
         entry_id=world.entry_id,
+        asset_id="00000000-0000-4000-8000-000000000000",  # no such asset: nothing to disable by accident
         name="node1",
     ).replace("/v1/audit/consistency", "/v1/audit/consistency" if "?" in path else "/v1/audit/consistency?old=1&new=2")
 

@@ -115,7 +115,8 @@ def test_the_same_values_in_two_tables_have_different_digests() -> None:
 
 
 def test_timestamps_are_digested_in_the_logs_one_spelling() -> None:
-    values = {"user_id": "u", "secret_hash": "00" * 32}
+    values = {"user_id": "u", "secret_hash": "00" * 32, "expires_at": None, "scopes": ["full"], "allow": []}
+    values["signing_key"] = None
     at = dt.datetime(2025, 1, 31, 20, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     assert row_entry("credentials", "c", {**values, "revoked_at": at}) == row_entry(
         "credentials", "c", {**values, "revoked_at": "2025-01-31T12:00:00.000000Z"}

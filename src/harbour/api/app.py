@@ -6,7 +6,8 @@ before the body is read) and declaring its body as a model of
 :mod:`harbour.custody.shapes`, so ``/openapi.json`` is the exact contract. This
 module assembles them with the layers every request passes: the body limit, the
 last-resort error handler, and the handlers that turn every error into an RFC
-9457 problem document (:mod:`harbour.api.problems`).
+9457 problem document (:mod:`harbour.api.problems`; a dependency that is down is
+a 503, :mod:`harbour.api.availability`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from harbour import __version__
+from harbour.api.authlimit import FailedAuthentications
+from harbour.api.availability import HANDLED, dependency_problem
 from harbour.api.body import parse_json
 from harbour.api.interface import CustodyService
 from harbour.api.middleware import BodyLimit, Guard
-from harbour.api.problems import MEDIA_TYPE, chain_problem, custody_problem, http_problem, validation_problem
+from harbour.api.problems import MEDIA_TYPE, custody_problem, http_problem, validation_problem
 from harbour.api.routes import ROUTERS
 from harbour.api.routing import PUBLIC_ROUTES, allowed_methods
-from harbour.chains.evm import ChainError
+from harbour.api.terms import Nonces
 from harbour.custody.errors import CustodyError
 
 __all__ = ["PUBLIC_ROUTES", "create_app", "parse_json"]
@@ -38,7 +41,9 @@ def _http_problem(request: Request, exc: Exception) -> Response:
     return http_problem(request, exc)
 
 
-def create_app(custody: CustodyService) -> FastAPI:
+def create_app(custody: CustodyService, *, failed_authentications: FailedAuthentications | None = None) -> FastAPI:
+    """The app over ``custody``; ``failed_authentications`` sets the limits on failed logins (default: the
+    documented ones, :mod:`harbour.api.authlimit`)."""
     app = FastAPI(
         title="Harbour custody API",
         version=__version__,
@@ -51,8 +56,11 @@ def create_app(custody: CustodyService) -> FastAPI:
         redoc_url=None,
     )
     app.state.custody = custody
+    app.state.failed_authentications = failed_authentications or FailedAuthentications()
+    app.state.nonces = Nonces()
     app.add_exception_handler(CustodyError, custody_problem)
-    app.add_exception_handler(ChainError, chain_problem)
+    for unavailable in HANDLED:
+        app.add_exception_handler(unavailable, dependency_problem)
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_middleware(BodyLimit)

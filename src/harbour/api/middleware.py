@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+from harbour.api.availability import dependency_of, unavailable
 from harbour.api.problems import internal_problem, log, problem
 
 Scope = MutableMapping[str, Any]
@@ -88,7 +89,8 @@ class BodyLimit:
 
 
 class Guard:
-    """Catch what escaped every handler (500 problem, logged) and mark responses uncacheable.
+    """Catch what escaped every handler (500 problem, logged; 503 if a dependency is down) and mark
+    responses uncacheable.
 
     ``Cache-Control: no-store`` because responses carry credentials, balances and
     approval statements that a shared cache must never keep.
@@ -115,9 +117,14 @@ class Guard:
 
         try:
             await self.app(scope, receive, guarded_send)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            if dependency is not None:  # an outage, not a bug: one line, and 503 rather than 500
+                log.error("%s unavailable in %s %s", dependency, scope.get("method"), scope.get("path"))
+            else:
+                log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = internal_problem(scope.get("path", ""))
+            path = scope.get("path", "")
+            response = unavailable(path, dependency) if dependency else internal_problem(path)
             await _send_response(scope, guarded_send, response)

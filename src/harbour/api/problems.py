@@ -46,6 +46,7 @@ _HTTP_CODES: Final[dict[int, tuple[str, str]]] = {
     413: ("payload-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid", "Invalid request"),
+    429: ("too-many-requests", "Too many failed attempts"),
     500: ("internal-error", "Internal server error"),
     503: ("unavailable", "A dependency is unavailable"),
 }
@@ -120,6 +121,8 @@ def custody_problem(request: Request, exc: Exception) -> ProblemResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="harbour"'
     if exc.status == 503:
         headers["Retry-After"] = "5"
+    if exc.status == 429:
+        headers["Retry-After"] = str(exc.extra.get("retry_after", 1))
     return problem(
         exc.status,
         exc.detail,
@@ -175,21 +178,6 @@ def http_problem(request: Request, exc: Exception) -> ProblemResponse:
     else:
         detail = str(exc.detail)
     return problem(status, detail, instance=request.url.path, headers=exc.headers)
-
-
-def chain_problem(request: Request, exc: Exception) -> ProblemResponse:
-    """The chain node failed the service (unreachable, or an answer that is not one): a 503, not a 500.
-
-    The node's own words go to the log, not to the client.
-    """
-    log.error("chain error in %s %s: %s", request.method, request.url.path, exc)
-    return problem(
-        503,
-        "the chain node did not answer as expected; try again later",
-        instance=request.url.path,
-        code="unavailable",
-        headers={"Retry-After": "5"},
-    )
 
 
 def internal_problem(path: str) -> ProblemResponse:

@@ -1,7 +1,9 @@
 """What every route shares: authentication and roles before the body is read, the service, and declared errors.
 
-Every route under ``/v1`` except ``/v1/health`` authenticates the caller
-(``Authorization: Bearer <token>``) and checks the caller's roles against
+Every route under ``/v1`` except ``/v1/health`` and ``/v1/ready`` authenticates the caller
+(``Authorization: Bearer <token>``), holds the request to its credential's
+terms (:mod:`harbour.api.terms`), counts failures (:mod:`harbour.api.authlimit`),
+and checks the caller's roles against
 :data:`harbour.api.roles.ROUTE_ROLES` *before* the request body is parsed or the
 service is called; the service then checks roles again.
 
@@ -21,13 +23,15 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from harbour.api import terms
+from harbour.api.authlimit import FailedAuthentications, credential_id_of
 from harbour.api.body import StrictJsonRequest
 from harbour.api.interface import CustodyService, Principal
-from harbour.api.problems import Problem
+from harbour.api.problems import Problem, log
 from harbour.api.roles import ROUTE_ROLES
-from harbour.custody.errors import Forbidden, Unauthorized
+from harbour.custody.errors import Forbidden, TooManyAttempts, Unauthorized
 
-PUBLIC_ROUTES: Final = frozenset({("GET", "/v1/health")})
+PUBLIC_ROUTES: Final = frozenset({("GET", "/v1/health"), ("GET", "/v1/ready")})
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/-]{1,512}=*")
 """RFC 6750 b64token, bounded."""
 
@@ -38,8 +42,7 @@ bearer = HTTPBearer(
 )
 
 
-def authorise(custody: CustodyService, request: Request, method: str, path: str) -> Any:
-    """The caller's actor, if the credential is valid and one of its roles may use this route."""
+def _bearer(request: Request) -> str:
     headers = request.headers.getlist("authorization")
     if not headers:
         raise Unauthorized("this request needs an 'Authorization: Bearer <token>' header")
@@ -49,7 +52,56 @@ def authorise(custody: CustodyService, request: Request, method: str, path: str)
     token = token.strip()
     if scheme.lower() != "bearer" or not _TOKEN.fullmatch(token):
         raise Unauthorized("the Authorization header must be 'Bearer <token>' with an API credential")
-    actor = custody.authenticate(token)
+    return token
+
+
+def _target(request: Request) -> str:
+    """The raw path and query as the client sent them: what a request signature covers."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+
+
+def authenticate(custody: CustodyService, request: Request, method: str, path: str, body: bytes) -> Any:
+    """The caller's actor, if the token is valid and the request keeps its credential's terms.
+
+    Every refusal here is a failed authentication: logged and counted per
+    credential id and client address (:mod:`harbour.api.authlimit`), and once
+    either has failed too often, refused with 429 before the token is looked at.
+    """
+    limiter: FailedAuthentications = request.app.state.failed_authentications
+    address = request.client.host if request.client else "unknown"
+    header = request.headers.get("authorization", "")
+    credential_id = credential_id_of(header.partition(" ")[2].strip())
+    wait = limiter.retry_after(credential_id, address)
+    if wait:
+        raise TooManyAttempts(f"too many failed authentications; try again in {wait} s", retry_after=wait)
+    try:
+        actor = custody.authenticate(_bearer(request))
+        terms.check_address(actor.terms, address)
+        terms.check_signature(
+            actor.terms,
+            actor.credential_id or "",
+            method,
+            _target(request),
+            body,
+            dict(request.headers),
+            request.app.state.nonces,
+        )
+    except (Unauthorized, Forbidden) as exc:
+        if limiter.failed(credential_id, address, exc.detail) and credential_id is not None:
+            try:
+                custody.record_auth_burst(credential_id, address)
+            except Exception:  # the refusal stands whether or not the audit log could take the event
+                log.warning("could not record the burst of failures for credential %s in the audit log", credential_id)
+        raise
+    return actor
+
+
+def authorise(custody: CustodyService, request: Request, method: str, path: str, body: bytes = b"") -> Any:
+    """The caller's actor, if the credential is valid, its terms kept, and one of its roles may use this route."""
+    actor = authenticate(custody, request, method, path, body)
+    terms.check_scope(actor.terms, method, path)
     allowed = ROUTE_ROLES.get((method, path))
     if allowed is None:
         raise Forbidden(f"{method} {path} is not open to any role")
@@ -85,7 +137,8 @@ class GuardedRoute(APIRoute):
             method = "GET" if request.method == "HEAD" else request.method
             if (method, path) not in PUBLIC_ROUTES:
                 custody: CustodyService = request.app.state.custody
-                request.state.actor = await run_in_threadpool(authorise, custody, request, method, path)
+                body = await request.body()  # small: BodyLimit has read it already; a signature covers it
+                request.state.actor = await run_in_threadpool(authorise, custody, request, method, path, body)
             return await handler(request)
 
         return guarded
@@ -121,12 +174,13 @@ _ROUTE_PATTERNS: Final = [
 
 _ERROR_DESCRIPTIONS: Final = {
     400: "Malformed HTTP (a Content-Length that is not a number)",
-    401: "No credential, or not a valid one",
+    401: "No credential, or not a valid one (or an unsigned or badly signed request for a signing credential)",
     403: "The caller's role does not allow this",
     404: "No such resource (in the caller's organisation)",
     409: "Conflicts with the current state (or an idempotency key reused)",
     413: "Body larger than 64 KiB",
     422: "Malformed or invalid request; `errors` lists the fields",
+    429: "Too many failed authentications from this address or for this credential; see `Retry-After`",
     500: "Unexpected server error (details are logged, not returned)",
     503: "A dependency (signer nodes, chain) is unavailable",
 }
@@ -144,7 +198,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-GUARDED_ERRORS: Final = problems(400, 401, 403, 404, 409, 413, 422, 500, 503)
+GUARDED_ERRORS: Final = problems(400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
 """What a route behind a credential may answer besides success: the service may refuse any request."""
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from harbour.chains.eip1559 import TransactionError, parse_address
 
@@ -127,6 +127,21 @@ class SetApprovalKey(Closed):
     """The user's new approval key; null removes it (only from a user who is neither approver nor admin)."""
 
 
+class IssueCredential(Closed):
+    """The terms of a new credential; every field is optional, and an empty body issues an unrestricted one."""
+
+    expires_in: Annotated[int, Field(ge=60, le=10 * 366 * 86_400, description="Seconds until it expires.")] | None = (
+        None
+    )
+    scopes: Annotated[list[Literal["full", "initiate", "read"]], Field(min_length=1, max_length=3)] | None = None
+    """``read``: GET requests only; ``initiate``: reads and submitting, explaining, cancelling withdrawals;
+    ``full`` (the default): everything the user's roles allow."""
+    allow: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=32)] | None = None
+    """CIDR blocks requests may come from (``10.0.0.0/8``, ``2001:db8::/32``); default anywhere."""
+    signing_key: PublicKeyHex | None = None
+    """An Ed25519 public key: every request must then be signed with its private half (docs/api.md)."""
+
+
 class CreateVault(Closed):
     name: Name
     threshold: Annotated[int, Field(ge=2, le=64, description="Signers needed, 2..number of nodes.")]
@@ -174,6 +189,11 @@ class Withdrawal(Closed):
         description="The initiator's Ed25519 signature over the request (docs/governance.md#signed-requests); "
         "needed when the policy in force depends on who initiates.",
     )
+    source_address: EthAddress | Annotated[str, Field(pattern=UUID_PATTERN)] | None = Field(
+        default=None,
+        description="The vault address that pays (the address or its id); without it, the first of the vault's "
+        "addresses that can pay alone (docs/custody.md, Source addresses and sweeping).",
+    )
     fee_level: Literal["slow", "normal", "fast"] | None = None
     max_fee_per_gas: Amount | None = None
     max_priority_fee_per_gas: Amount | None = None
@@ -213,3 +233,53 @@ class Decision(Closed):
 class PolicyProposal(Closed):
     document: dict[str, Any]
     """A policy document (see docs/policy.md); the policy engine validates it."""
+
+
+# -- PATCH bodies: the fields given change, the fields left out stay -------------------------------------
+
+
+def _left_out(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # a field left out keeps its value: there is no default to announce
+
+
+def absent(description: str | None = None) -> Any:
+    """A PATCH field: may be left out, but not sent as null unless its type says so (nothing fills it in)."""
+    return Field(default=None, description=description, json_schema_extra=_left_out)
+
+
+class Patch(Closed):
+    """A ``PATCH`` body: every field optional, at least one given (an empty one would change nothing)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _names_a_field(self) -> Patch:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields the request named (``null`` included: for an approval key it means remove)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class UpdateUser(Patch):
+    roles: Annotated[list[Role], Field(min_length=1, max_length=len(ROLES))] = absent()
+    approval_key: PublicKeyHex | None = absent(
+        "A new approval key (rotation); null removes it from one who signs nothing."
+    )
+    disabled: bool = absent("true disables the user; false enables them again.")
+
+
+class UpdateVault(Patch):
+    name: Name = absent()
+    archived: Literal[True] = absent("Archives the vault: no new withdrawal or address; it is not brought back.")
+
+
+class UpdateAsset(Patch):
+    disabled: bool = Field(description="true: no withdrawal of the asset; false: enabled again.")
+
+
+class UpdateAddressBookEntry(Patch):
+    name: Name = absent()
+    whitelisted: bool = absent()

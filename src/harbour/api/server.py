@@ -1,7 +1,11 @@
 """Serving the custody API with uvicorn: in the foreground, or in a background thread.
 
-The API speaks plain HTTP; in production put TLS in front (a reverse proxy),
-since bearer tokens travel in every request. Uvicorn's access log is off: the
+Bearer tokens travel in every request, so beyond the loopback interface the API
+must be reached over TLS: either give it a certificate and key (``tls``, which
+uvicorn's ``ssl_certfile``/``ssl_keyfile`` serve) or put a TLS-terminating
+proxy in front. :func:`plaintext_warning` says so when neither is evident.
+Repeated identical log lines (a dependency down, a flood of bad tokens) are
+folded by :mod:`harbour.api.logfilter`. Uvicorn's access log is off: the
 custody audit log records every change with its actor, and an access log would
 add nothing but request paths (and, behind a misconfigured proxy, credentials).
 """
@@ -9,10 +13,14 @@ add nothing but request paths (and, behind a misconfigured proxy, credentials).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
+from harbour.api import logfilter
 from harbour.api.app import create_app
 from harbour.api.interface import CustodyService
 from harbour.util.serving import serve_announcing_ready
@@ -26,9 +34,43 @@ WORKER_THREADS = 40
 """Requests served at once: route functions run in this threadpool (keygen and signing block)."""
 
 
-def make_server(custody: CustodyService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> uvicorn.Server:
+FOLDED_LOGGERS: Final = ("harbour.api", "harbour.api.auth", "harbour.custody.pipeline", "harbour.custody.readiness")
+"""Loggers whose repeated identical lines are folded into a count (each logger filters its own records)."""
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A PEM certificate chain and its private key, served by uvicorn."""
+
+    cert: Path
+    key: Path
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_warning(host: str, tls: Tls | None) -> str | None:
+    """The warning to print when the API would take bearer tokens in clear text from other machines."""
+    if tls is not None or is_loopback(host):
+        return None
+    return (
+        f"WARNING: serving plain HTTP on {host}, beyond the loopback interface: API tokens would cross the "
+        "network in clear text. Give --tls-cert and --tls-key, or reach it only through a TLS-terminating proxy."
+    )
+
+
+def make_server(
+    custody: CustodyService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, tls: Tls | None = None
+) -> uvicorn.Server:
     import uvicorn
 
+    logfilter.install(FOLDED_LOGGERS)
     config = uvicorn.Config(
         create_app(custody),
         host=host,
@@ -37,6 +79,8 @@ def make_server(custody: CustodyService, host: str = DEFAULT_HOST, port: int = D
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
     )
     return uvicorn.Server(config)
 
@@ -54,9 +98,10 @@ def serve(
     port: int = DEFAULT_PORT,
     *,
     ready: Callable[[], None] | None = None,
+    tls: Tls | None = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM; ``ready`` is called once the socket listens."""
-    asyncio.run(_run(make_server(custody, host, port), ready))
+    asyncio.run(_run(make_server(custody, host, port, tls=tls), ready))
 
 
 class BackgroundServer:
@@ -65,9 +110,12 @@ class BackgroundServer:
     ``with BackgroundServer(custody) as server: httpx.get(server.url + "/v1/health")``.
     """
 
-    def __init__(self, custody: CustodyService, host: str = DEFAULT_HOST, port: int = 0) -> None:
-        self.server = make_server(custody, host, port)
+    def __init__(
+        self, custody: CustodyService, host: str = DEFAULT_HOST, port: int = 0, *, tls: Tls | None = None
+    ) -> None:
+        self.server = make_server(custody, host, port, tls=tls)
         self.host = host
+        self.scheme = "https" if tls else "http"
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="harbour-api", daemon=True)
         self._error: BaseException | None = None
@@ -89,7 +137,7 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> BackgroundServer:
         self._thread.start()

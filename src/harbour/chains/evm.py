@@ -47,6 +47,7 @@ from harbour.chains.rpcvalues import (
     caller_address,
     caller_amount,
     node_bytes,
+    node_logs,
     node_mapping,
     node_uint,
 )
@@ -336,6 +337,7 @@ class EvmClient:
             status=status,
             gas_used=node_uint(r.get("gasUsed"), "gas used", 2**64 - 1),
             effective_gas_price=node_uint(r.get("effectiveGasPrice"), "the effective gas price"),
+            logs=node_logs(r.get("logs"), "the receipt's logs"),
         )
 
     def block_transaction_hashes(self, number: int) -> list[bytes]:

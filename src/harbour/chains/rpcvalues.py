@@ -11,7 +11,7 @@ client (:mod:`harbour.chains.evm`), the deposit scanner
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -38,14 +38,29 @@ class ChainError(Exception):
 
 
 @dataclass(frozen=True)
+class Log:
+    """One event a mined transaction emitted: the contract that emitted it, its topics and its data."""
+
+    address: str
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Receipt:
-    """What custody needs from a mined transaction: did it succeed, where, and what did it cost."""
+    """What custody needs from a mined transaction: did it succeed, where, what did it cost, what did it log.
+
+    ``logs`` is what a token withdrawal is judged by: a token may return ``false``
+    (or nothing) from ``transfer`` without reverting, and only its Transfer event
+    says that something moved (:mod:`harbour.custody.tokencheck`).
+    """
 
     tx_hash: bytes
     block_number: int
     status: int
     gas_used: int
     effective_gas_price: int
+    logs: tuple[Log, ...] = ()
 
 
 # -- checking what the caller passes ------------------------------------------------------------------
@@ -103,6 +118,28 @@ def node_address(value: object, what: str) -> str:
     if isinstance(value, str) and _ADDRESS.fullmatch(value):
         return checksum_address(bytes.fromhex(value[2:]))
     raise ChainError(f"the node sent {what} = {value!r:.100}, not an address")
+
+
+def node_logs(value: object, what: str) -> tuple[Log, ...]:
+    """The logs of a receipt, each checked: a 20-byte contract, at most four 32-byte topics, data."""
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise ChainError(f"the node sent {what} that is not a list: {value!r:.100}")
+    logs = []
+    for index, entry in enumerate(value):
+        item = node_mapping(entry, f"log {index} of {what}")
+        topics = item.get("topics")
+        if not isinstance(topics, Sequence) or isinstance(topics, str | bytes) or len(topics) > 4:
+            raise ChainError(f"log {index} of {what} has no list of at most four topics")
+        logs.append(
+            Log(
+                address=node_address(item.get("address"), f"the contract of log {index}"),
+                topics=tuple(node_bytes(t, f"a topic of log {index}", 32) for t in topics),
+                data=node_bytes(item.get("data"), f"the data of log {index}"),
+            )
+        )
+    return tuple(logs)
 
 
 def node_mapping(value: object, what: str) -> Mapping[str, object]:

@@ -133,13 +133,20 @@ list_command(user_app, "list", "/v1/users", ["id", "name", "roles", "disabled"],
 
 
 def _post_on(
-    path: str, value: str, what: str, api: str, token: str | None, as_json: bool, body: Any = None
+    path: str,
+    value: str,
+    what: str,
+    api: str,
+    token: str | None,
+    as_json: bool,
+    body: Any = None,
+    method: str = "POST",
 ) -> dict[str, Any]:
-    """POST ``body`` to ``path`` with the checked id ``value`` filled in; the answer."""
+    """``method`` (POST, or PATCH, DELETE) ``body`` to ``path`` with the checked id ``value`` filled in; the answer."""
     with api_errors():
         checked = check_id(value, what)
         with connect(api, token) as client:
-            return dict(client.post(path.format(checked), body))
+            return dict(client.request(method, path.format(checked), body=body))
 
 
 UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
@@ -147,13 +154,35 @@ UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
 
 @user_app.command("credential")
 def user_credential(
-    user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+    user_id: UserIdArgument,
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", help="Seconds until it expires (default: never).")
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="read, initiate or full (the default); repeatable."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="A CIDR block requests may come from (default: anywhere); repeatable."),
+    ] = None,
+    signing_key: Annotated[
+        str | None,
+        typer.Option("--signing-key", help="Hex Ed25519 public key every request must then be signed with."),
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Issue an API credential for a user (admin); it is shown only this once.
 
     An admin's credential is a governance change: the token works once it lands.
+    The options narrow it (docs/api.md, "Authentication and credentials"); the
+    API refuses terms that do not parse.
     """
-    issued = _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json)
+    terms: dict[str, Any] = {"expires_in": expires_in, "scopes": scope, "allow": allow, "signing_key": signing_key}
+    body = {k: v for k, v in terms.items() if v is not None}
+    issued = _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json, body)
     pending = issued.get("transaction")
     if as_json or not isinstance(pending, dict):
         emit(issued, as_json)
@@ -206,6 +235,33 @@ def user_set_key(
     with api_errors():
         body = {"approval_key": _key(approval_key)}
     emit_proposal(_post_on("/v1/users/{}/approval-key", user_id, "USER_ID", api, token, as_json, body), as_json)
+
+
+@user_app.command("credentials")
+def user_credentials(
+    user_id: Annotated[str | None, typer.Argument(help="Whose (admin, auditor); default: your own.")] = None,
+    everyone: Annotated[bool, typer.Option("--org", help="Every credential of the organisation.")] = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    walk: AllOption = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List API credentials and their terms (never a secret)."""
+    with api_errors():
+        if everyone and user_id is not None:
+            raise InputError("give a USER_ID or --org, not both")
+        path = (
+            "/v1/credentials"
+            if everyone
+            else "/v1/me/credentials"
+            if user_id is None
+            else f"/v1/users/{check_id(user_id, 'USER_ID')}/credentials"
+        )
+        with connect(api, token) as client:
+            page = client.pages(path, limit, cursor, walk)
+    emit_page(page, ["id", "user_id", "state", "scopes", "allow", "expires_at"], as_json)
 
 
 @user_app.command("revoke-credential")
@@ -302,6 +358,30 @@ def address_list(
     emit_page(page, ["path", "address", "label", "id"], as_json)
 
 
+VaultIdArgument = Annotated[str, typer.Argument(help="The vault's id.")]
+
+
+@vault_app.command("rename")
+def vault_rename(
+    vault_id: VaultIdArgument,
+    name: Annotated[str, typer.Argument(help="The vault's new name.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose a new name for a vault (admin)."""
+    body = {"name": name}
+    emit_proposal(_post_on("/v1/vaults/{}", vault_id, "VAULT_ID", api, token, as_json, body, "PATCH"), as_json)
+
+
+@vault_app.command("archive")
+def vault_archive(
+    vault_id: VaultIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Propose archiving a vault for good: no new withdrawal or address; deposits still count (admin)."""
+    emit_proposal(_post_on("/v1/vaults/{}", vault_id, "VAULT_ID", api, token, as_json, None, "DELETE"), as_json)
+
+
 # -- assets and the address book --------------------------------------------------------------------------
 
 
@@ -327,7 +407,23 @@ def asset_add(
     emit_proposal(proposal, as_json)
 
 
-list_command(asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract"], "List registered assets.")
+list_command(
+    asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract", "disabled", "id"], "List the assets."
+)
+AssetIdArgument = Annotated[str, typer.Argument(help="The asset's id (harbour asset list).")]
+
+
+@asset_app.command("disable")
+def asset_disable(
+    asset_id: AssetIdArgument,
+    enable: Annotated[bool, typer.Option("--enable", help="Enable a disabled asset again instead.")] = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose disabling an asset, no withdrawal of it signed, or with --enable enabling it again (admin)."""
+    body = {"disabled": not enable}
+    emit_proposal(_post_on("/v1/assets/{}", asset_id, "ASSET_ID", api, token, as_json, body, "PATCH"), as_json)
 
 
 @book_app.command("add")
@@ -367,6 +463,19 @@ def book_remove(
 ) -> None:
     """Propose removing an entry (admin)."""
     emit_proposal(_post_on("/v1/address-book/{}/remove", entry_id, "ENTRY_ID", api, token, as_json), as_json)
+
+
+@book_app.command("rename")
+def book_rename(
+    entry_id: EntryIdArgument,
+    name: Annotated[str, typer.Argument(help="The entry's new name.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose a new name for an entry; its address and whitelisting stay (admin)."""
+    body = {"name": name}
+    emit_proposal(_post_on("/v1/address-book/{}", entry_id, "ENTRY_ID", api, token, as_json, body, "PATCH"), as_json)
 
 
 list_command(book_app, "list", "/v1/address-book", ["name", "address", "whitelisted"], "List the address book.")

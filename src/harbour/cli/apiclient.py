@@ -9,12 +9,23 @@ exit code 2, as for every ``harbour`` command.
 
 Requests that are safe to repeat (reads, and creations carrying an idempotency
 key) are retried on a connection failure, so a dropped connection after a
-withdrawal was accepted cannot leave the operator guessing whether to resend it.
+withdrawal was accepted cannot leave the operator guessing whether to resend it;
+they are also retried when the API answers 503 (a dependency is down), after the
+``Retry-After`` it gives (at most :data:`MAX_RETRY_AFTER` seconds, and
+:data:`RETRIES` attempts in all). Anything else is sent once.
+
+An https API is verified against the system's certificate authorities, or
+against ``$HARBOUR_CA_FILE`` (a PEM bundle) for a private one. A credential
+issued with a request-signing key needs ``$HARBOUR_SIGNING_KEY``: the path of
+the PEM Ed25519 private key, with which every request is then signed
+(:mod:`harbour.util.request_signing`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -22,15 +33,22 @@ from typing import Annotated, Any, Final
 
 import httpx
 import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harbour.cli.params import FAILURE_EXIT, USAGE_EXIT, InputError, JsonOption, fail
+from harbour.util import request_signing
 
 API_ENV: Final = "HARBOUR_API"
 TOKEN_ENV: Final = "HARBOUR_TOKEN"  # noqa: S105 (the variable's name, not a token)
+CA_ENV: Final = "HARBOUR_CA_FILE"
+SIGNING_KEY_ENV: Final = "HARBOUR_SIGNING_KEY"
 DEFAULT_API: Final = "http://127.0.0.1:8700"
 TIMEOUT: Final = 30.0
 RETRIES: Final = 3
 RETRY_DELAY: Final = 0.5
+MAX_RETRY_AFTER: Final = 15.0
+"""The longest a 503's Retry-After makes the client wait before trying again."""
 MAX_LIMIT: Final = 200
 
 ApiOption = Annotated[
@@ -76,10 +94,52 @@ def _describe(response: httpx.Response) -> ApiError:
     return ApiError(f"HTTP {response.status_code} from the API: {text}", response.status_code)
 
 
-class Client:
-    """A synchronous client of one API with one credential."""
+def _retry_after(response: httpx.Response, attempt: int) -> float:
+    """Seconds to wait after a 503: its Retry-After (delta seconds), bounded; else a short back-off."""
+    value = response.headers.get("retry-after", "")
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    return RETRY_DELAY * attempt
 
-    def __init__(self, api: str, token: str | None, *, timeout: float = TIMEOUT, transport: Any = None) -> None:
+
+def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"${CA_ENV}: cannot use {ca_file} as a CA bundle: {exc}") from None
+
+
+def _signing_key(path: str | None) -> Ed25519PrivateKey | None:
+    if not path:
+        return None
+    try:
+        key = serialization.load_pem_private_key(open(path, "rb").read(), password=None)  # noqa: SIM115
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"${SIGNING_KEY_ENV}: cannot read an unencrypted PEM private key from {path}: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError(f"${SIGNING_KEY_ENV}: {path} is not an Ed25519 private key")
+    return key
+
+
+class Client:
+    """A synchronous client of one API with one credential.
+
+    ``ca_file`` and ``signing_key`` default to ``$HARBOUR_CA_FILE`` and
+    ``$HARBOUR_SIGNING_KEY`` (a PEM file's path, see the module docstring).
+    """
+
+    def __init__(
+        self,
+        api: str,
+        token: str | None,
+        *,
+        timeout: float = TIMEOUT,
+        transport: Any = None,
+        ca_file: str | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> None:
         api = api.strip().rstrip("/")
         if not api.startswith(("http://", "https://")) or len(api) > 2048:
             raise InputError(f"--api must be an http:// or https:// URL, got {api!r}")
@@ -87,7 +147,11 @@ class Client:
             raise InputError("--token: a credential is printable ASCII without spaces (hbk_...)")
         self.api = api
         self.token = token
-        self._http = httpx.Client(base_url=api, timeout=timeout, transport=transport, follow_redirects=False)
+        self.signing_key = signing_key or _signing_key(os.environ.get(SIGNING_KEY_ENV))
+        verify = _verify(ca_file or os.environ.get(CA_ENV))
+        self._http = httpx.Client(
+            base_url=api, timeout=timeout, transport=transport, follow_redirects=False, verify=verify
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -112,8 +176,8 @@ class Client:
     ) -> Any:
         """Send one request and return the decoded JSON, raising ApiError for anything but 2xx.
 
-        ``retry`` defaults to True for GET; pass it for a POST only when the
-        request is idempotent (it carries an idempotency key).
+        ``retry`` defaults to True for GET and for a request with an
+        ``Idempotency-Key``; those are repeated after a connection failure or a 503.
         """
         sent_headers = {"Accept": "application/json", **(headers or {})}
         if auth:
@@ -121,22 +185,30 @@ class Client:
                 raise InputError(f"no credential: set ${TOKEN_ENV} or pass --token")
             sent_headers["Authorization"] = f"Bearer {self.token}"
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        attempts = RETRIES if (retry if retry is not None else method == "GET") else 1
+        idempotent = method == "GET" or any(k.lower() == "idempotency-key" for k in sent_headers)
+        attempts = RETRIES if (retry if retry is not None else idempotent) else 1
         for attempt in range(1, attempts + 1):
+            request = self._http.build_request(
+                method,
+                path,
+                json=body,
+                params=query,
+                headers=sent_headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            if self.signing_key is not None and auth:  # each attempt its own nonce: a resend is no replay
+                target = request.url.raw_path.decode("latin-1")
+                request.headers.update(request_signing.sign(self.signing_key, method, target, request.content))
             try:
-                response = self._http.request(
-                    method,
-                    path,
-                    json=body,
-                    params=query,
-                    headers=sent_headers,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
+                response = self._http.send(request)
             except httpx.TransportError as exc:
                 if attempt < attempts:
                     time.sleep(RETRY_DELAY * attempt)
                     continue
                 raise ApiError(f"cannot reach the custody API at {self.api}: {exc or type(exc).__name__}") from None
+            if response.status_code == 503 and attempt < attempts:
+                time.sleep(_retry_after(response, attempt))
+                continue
             break
         if not response.is_success:
             raise _describe(response)

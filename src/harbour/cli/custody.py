@@ -66,7 +66,7 @@ def init(
         raise exit_error(exc.detail) from None
     typer.echo(f"custody home {home} created")
     typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
-    typer.echo(f"database: {config.database}")
+    typer.echo(f"database: {db.redacted(config.database)}")
 
 
 @app.command("add-node")
@@ -170,17 +170,40 @@ def bootstrap(
 
 
 @app.command("serve")
-def serve(home: HomeOption) -> None:
-    """Serve the REST API and run the signing pipeline until interrupted."""
+def serve(
+    home: HomeOption,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate (chain) to serve the API over HTTPS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+) -> None:
+    """Serve the REST API and run the signing pipeline until interrupted.
+
+    Beyond the loopback interface, serve over TLS (--tls-cert and --tls-key) or
+    behind a TLS-terminating proxy: every request carries a bearer token.
+    """
+    from harbour.api.server import Tls, plaintext_warning
     from harbour.api.server import serve as serve_api
 
+    if (tls_cert is None) != (tls_key is None):
+        raise exit_error("give both --tls-cert and --tls-key, or neither", 2)
+    tls = None
+    if tls_cert is not None and tls_key is not None:
+        for path in (tls_cert, tls_key):
+            if not path.is_file():
+                raise exit_error(f"{path}: no such file", 2)
+        tls = Tls(tls_cert, tls_key)
     config = load_deployment(home)
     host, _, port = config.listen.rpartition(":")
+    warning = plaintext_warning(host.strip("[]"), tls)
+    if warning:
+        typer.echo(warning, err=True)
     deployment = cfg.open_deployment(config)
+    scheme = "https" if tls else "http"
     typer.echo(
-        f"custody API on http://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"
+        f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"
     )
     try:
-        serve_api(deployment.custody, host, int(port))
+        serve_api(deployment.custody, host, int(port), tls=tls)
     finally:
         deployment.close()

@@ -238,6 +238,12 @@ def withdraw(
             help="Sign the request with your approval key (PEM): needed when the policy depends on who initiates.",
         ),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="The vault address that pays (or its id); default: the first that can pay it alone."
+        ),
+    ] = None,
     fee_level: FeeLevelOption = None,
     max_fee_per_gas: MaxFeeOption = None,
     max_priority_fee_per_gas: TipOption = None,
@@ -258,6 +264,8 @@ def withdraw(
         if not _IDEMPOTENCY.fullmatch(key):
             raise InputError("--idempotency-key is 1..128 characters of A-Z a-z 0-9 . _ : -")
         body = {"vault_id": vault, "asset": asset, "to": to, "amount": str(value), "note": note_text}
+        if source is not None:
+            body["source_address"] = source
         body |= _fees(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
         private = None if sign_with is None else load_approver_key(sign_with)
         with connect(api, token) as client:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from harbour.custody.errors import Forbidden
+from harbour.governance.credential_terms import NO_TERMS, CredentialTerms
 
 ROLES: Final = frozenset({"admin", "initiator", "approver", "auditor", "viewer"})
 ANYONE: Final = ROLES
@@ -24,6 +25,10 @@ class Actor:
     org_id: str
     name: str
     roles: frozenset[str]
+    credential_id: str | None = None
+    """The API credential the caller authenticated with (None: the service itself, or a test)."""
+    terms: CredentialTerms = NO_TERMS
+    """That credential's terms, which the API enforces on each request (scopes, networks, signature)."""
 
 
 def require(actor: Actor, *roles: str) -> None:

@@ -118,12 +118,18 @@ MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _S = TypeVar("_S", bound=Select[Any])
 
 
-def redacted(url: str) -> str:
-    """The URL with any password hidden, for logs and messages."""
+SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
+"""Query parameters of a database URL that libpq takes as secrets (or the path to one): hidden when shown."""
+
+
+def redacted(url: str | URL) -> str:
+    """The URL with any password hidden, for logs and messages: ``user:pw@`` and ``?password=`` alike."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
         return "<unparseable database URL>"
+    hidden = {k: "REDACTED" for k in parsed.query if k.lower() in SECRET_PARAMETERS}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -153,7 +159,7 @@ def make_engine(url: str) -> Engine:
     are the caller's business there: see :func:`lock_for_update`.
     """
     parsed = make_url(url)
-    shown = parsed.render_as_string(hide_password=True)
+    shown = redacted(parsed)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.get_driver_name() != "pysqlite":

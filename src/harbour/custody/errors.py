@@ -56,3 +56,11 @@ class Unavailable(CustodyError):
     status = 503
     code = "unavailable"
     title = "A dependency is unavailable"
+
+
+class TooManyAttempts(CustodyError):
+    """Too many failed authentications from this address or for this credential; ``retry_after`` seconds."""
+
+    status = 429
+    code = "too-many-requests"
+    title = "Too many failed attempts"

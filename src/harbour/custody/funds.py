@@ -75,8 +75,8 @@ def shortfall(
 ) -> str | None:
     """Why ``source`` cannot pay ``tx`` (of ``asset``) on top of everything in flight, or None if it can.
 
-    ``also`` is a transaction ``tx`` replaces at its nonce: only one of the two
-    can be mined, so it is not owed on top of ``tx``.
+    ``also`` (by default ``tx.replaces_id``) is a transaction ``tx`` replaces at its
+    nonce: only one of the two can be mined, so it is not owed on top of ``tx``.
 
     ``funds`` was read at one block, before this transaction began: every withdrawal
     from the source with a nonce below that block's nonce is reflected in its
@@ -106,7 +106,7 @@ def shortfall(
                 m.Transaction.nonce >= funds.nonce,
             ),
             m.Transaction.id != tx.id,
-            m.Transaction.id != (also or ""),
+            m.Transaction.id != (also or tx.replaces_id or ""),
         )
     )
     owed: dict[str, int] = {asset.id: 0}

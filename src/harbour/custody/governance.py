@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.custody import models as m
-from harbour.custody import outcomes, pending, projection, states, tally, views
+from harbour.custody import outcomes, pending, projection, states, sweep, tally, views
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid
 from harbour.custody.ledger import Ledger, policy_versions
@@ -251,4 +251,11 @@ class Governance:
         except pol.PolicyError as exc:
             raise Invalid(f"policy: {exc}") from None
         request_hash = hashlib.sha256(json.dumps(["policy", change.policy().digest()]).encode()).hexdigest()
-        return self.propose(actor, lambda state: [change], idempotency_key=idempotency_key, request_hash=request_hash)
+
+        def build(state: OrgState) -> list[c.Change]:
+            problem = sweep.refusal(state, change.policy())
+            if problem is not None:
+                raise Invalid(f"policy: {problem}")
+            return [change]
+
+        return self.propose(actor, build, idempotency_key=idempotency_key, request_hash=request_hash)

@@ -99,6 +99,13 @@ class Credential(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Its terms (harbour.governance.credential_terms); an admin's are copied from the log's change.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["full"])
+    allow: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """CIDR blocks a request may come from; empty: anywhere."""
+    signing_key: Mapped[str | None] = mapped_column(String(64))
+    """Hex Ed25519 public key every request must be signed with, if any."""
 
 
 class Vault(Base):
@@ -119,6 +126,8 @@ class Vault(Base):
     chain_code: Mapped[str] = mapped_column(String(64))
     next_index: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    """When ``vault.archive`` landed: no new withdrawal or address since."""
 
 
 class Address(Base):
@@ -150,6 +159,8 @@ class Asset(Base):
     contract: Mapped[str | None] = mapped_column(String(42))
     decimals: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    """``asset.disable`` landed (and no ``asset.enable`` since): no withdrawal of it."""
 
 
 class AddressBookEntry(Base):
@@ -238,6 +249,10 @@ class Transaction(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
     fee: Mapped[int | None] = mapped_column(Amount)
+    delivered: Mapped[int | None] = mapped_column(Amount)
+    """For a confirmed token withdrawal: what the token's Transfer events say reached the destination."""
+    sweep: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A sweep: a withdrawal from a deposit address to its vault's main address (custody/sweep.py)."""
     error: Mapped[str | None] = mapped_column(Text)
     sub_status: Mapped[str | None] = mapped_column(String(32))
     """Why it stopped or waits, as a code from :mod:`harbour.custody.outcomes`; ``error`` says it in words."""

@@ -44,6 +44,12 @@ DROPPED: Final = "dropped"
 """The chain forgot it and its nonce was then used by a transaction this service did not send."""
 REPLACED: Final = "replaced"
 """Another transaction at the same nonce was mined instead (a speed-up, a cancel, or the one it was to replace)."""
+TOKEN_NO_TRANSFER: Final = "token-no-transfer"  # noqa: S105 (a code, not a secret)
+"""Mined without reverting, but the token logged no Transfer to the destination: it returned false, nothing moved."""
+
+# -- confirmed, with something the recipient's side must know ----------------------------------------------
+TOKEN_FEE_DEDUCTED: Final = "token-fee-deducted"  # noqa: S105 (a code, not a secret)
+"""Confirmed, but the token delivered less than the amount (a fee on transfer): ``delivered`` says how much."""
 
 # -- waiting, retried without anyone acting --------------------------------------------------------------------
 WAITING_FOR_FUNDS: Final = "waiting-for-funds"
@@ -72,6 +78,8 @@ CODES: Final = frozenset(
         REVERTED,
         DROPPED,
         REPLACED,
+        TOKEN_NO_TRANSFER,
+        TOKEN_FEE_DEDUCTED,
         WAITING_FOR_FUNDS,
         WAITING_FOR_FEES,
         SIGNING_RETRY,

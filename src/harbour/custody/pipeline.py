@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
 from harbour.chains.evm import ChainError
-from harbour.custody import fees, kinds, outcomes, rebroadcast, replacement, signing, states, transactions
+from harbour.custody import fees, kinds, outages, outcomes, rebroadcast, replacement, signing, states, transactions
 from harbour.custody import funds as fund
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
@@ -81,6 +81,7 @@ class Pipeline:
         self._inflight_lock = threading.Lock()
         self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
         self._rebroadcast = rebroadcast.Rebroadcast(custody.uow, custody.chain, after=rebroadcast_after)
+        self._last_sweep = time.monotonic()
         custody.on_approved = self.submit
         custody.on_landed = self.publish
 
@@ -447,8 +448,11 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 step()
-            except Exception:
-                log.exception("%s: step failed; retrying", name)
+            except Exception as exc:
+                if (dependency := outages.dependency_of(exc)) is not None:  # an outage: one line, no traceback
+                    log.error("%s: %s unavailable; retrying: %s", name, dependency, outages.first_line(exc))
+                else:
+                    log.exception("%s: step failed; retrying", name)
             self._stop.wait(interval)
 
     def _confirm_loop(self) -> None:
@@ -470,10 +474,16 @@ class Pipeline:
 
     def sweep_once(self) -> None:
         """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals;
-        send again what the chain forgot, and settle what another transaction at its nonce replaced."""
+        send again what the chain forgot, and settle what another transaction at its nonce replaced.
+
+        Every ``sweep_interval`` seconds, also sweep deposit addresses as the policy sets (custody/sweep.py).
+        """
         self._resubmit_unfinished()
         self.custody.expire_approvals()
         self._rebroadcast.once()
+        if time.monotonic() - self._last_sweep >= self.custody.settings.sweep_interval:
+            self._last_sweep = time.monotonic()
+            self.custody.sweeps.run_once()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""

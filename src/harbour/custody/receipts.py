@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient, Receipt
 from harbour.custody import models as m
-from harbour.custody import outcomes, states
+from harbour.custody import outcomes, states, tokencheck
 from harbour.custody.settings import Settings
 from harbour.custody.uow import UnitOfWork
 
@@ -102,8 +102,22 @@ class Confirmations:
                     continue
                 tx.block_number, tx.gas_used = receipt.block_number, receipt.gas_used
                 tx.fee = receipt.gas_used * receipt.effective_gas_price
-                if receipt.status == 1:
-                    uow.move(s, None, tx, states.CONFIRMED, block=receipt.block_number, gas_used=receipt.gas_used)
+                token = tokencheck.of_withdrawal(s, tx, receipt)  # a token's Transfer event, not its return value
+                if token is not None:
+                    tokencheck.note(tx, token)
+                if receipt.status == 1 and (token is None or not token.failed):
+                    delivered = {} if token is None else {"delivered": str(token.delivered)}
+                    uow.move(
+                        s,
+                        None,
+                        tx,
+                        states.CONFIRMED,
+                        block=receipt.block_number,
+                        gas_used=receipt.gas_used,
+                        **delivered,
+                    )
+                elif token is not None:
+                    uow.move(s, None, tx, states.FAILED, block=receipt.block_number, reason=token.code)
                 else:
                     outcomes.record(tx, outcomes.REVERTED, "the transaction reverted on chain")
                     uow.move(s, None, tx, states.FAILED, block=receipt.block_number, reason="reverted")

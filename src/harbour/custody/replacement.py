@@ -110,7 +110,7 @@ class Replacements:
             to = original.destination if how == SPEED_UP else source.address
             amount = original.amount if how == SPEED_UP else 0
             assert to is not None and amount is not None
-            sender, ref, vault_id, symbol = source.address, AssetRef.of(asset), original.vault_id, asset.symbol
+            sender, ref, asset_id = source.address, AssetRef.of(asset), asset.id
             old = _highest(s, original)
         now = fees.levels(chain)
         if chosen.caps is not None:
@@ -129,9 +129,10 @@ class Replacements:
             stuck = s.get(m.Transaction, tx_id, with_for_update=True)
             assert stuck is not None
             self._check(s, stuck)
-            vault, asset_row, source_row = withdrawals.lookup(s, actor, vault_id or "", symbol, lock=True)
-            if source_row.id != stuck.source_address_id:
-                raise Conflict("the vault's first address is no longer the one the transaction was sent from")
+            vault = s.get(m.Vault, stuck.vault_id)
+            asset_row = s.get(m.Asset, asset_id)
+            source_row = s.get(m.Address, stuck.source_address_id)  # locked by the funds check
+            assert vault is not None and asset_row is not None and source_row is not None
             return withdrawals.record(
                 s,
                 actor,

@@ -54,7 +54,7 @@ MAX_ID: Final = 64
 TABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "organisations": ("name", "genesis"),
     "users": ("org_id", "name", "roles", "approval_key", "disabled"),
-    "credentials": ("user_id", "secret_hash", "revoked_at"),
+    "credentials": ("user_id", "secret_hash", "revoked_at", "expires_at", "scopes", "allow", "signing_key"),
     "vaults": ("org_id", "name", "key_id", "scheme", "threshold", "nodes", "public_key", "chain_code"),
     "addresses": ("vault_id", "index", "path", "address"),
     "assets": ("org_id", "symbol", "kind", "contract", "decimals"),

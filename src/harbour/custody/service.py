@@ -11,6 +11,7 @@ object:
   addresses, assets, the address book;
 - :mod:`~harbour.custody.withdrawals`: submission, idempotency, the policy's decision, funds;
 - :mod:`~harbour.custody.approvals`: approval requests, signed decisions, expiry, cancellation;
+- :mod:`~harbour.custody.amend`: changing (``PATCH``, ``DELETE``) users, vaults, assets and entries;
 - :mod:`~harbour.custody.governance`: proposing governance entries and landing them,
   the policy; :mod:`~harbour.custody.ledger` and :mod:`~harbour.custody.logview`: the log itself;
   :mod:`~harbour.custody.nodes`: the signer nodes the log names;
@@ -41,11 +42,14 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from harbour.chains.evm import EvmClient
+from harbour.custody import readiness
 from harbour.custody.actors import ANYONE, ROLES, Actor
 from harbour.custody.addressbook import AddressBook
+from harbour.custody.amend import UNSET, Amend, Unset
 from harbour.custody.approvals import Approvals
 from harbour.custody.audit import AuditLog
 from harbour.custody.auditor import Auditor
+from harbour.custody.credentials import Credentials
 from harbour.custody.deposits import Deposits
 from harbour.custody.errors import CustodyError
 from harbour.custody.funds import Funds
@@ -57,6 +61,7 @@ from harbour.custody.nodes import Nodes
 from harbour.custody.replacement import CANCEL, SPEED_UP, Replacements
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
+from harbour.custody.sweep import Sweeps
 from harbour.custody.transactions import Transactions
 from harbour.custody.uow import UnitOfWork, now
 from harbour.custody.users import TOKEN_PREFIX, Users
@@ -100,16 +105,19 @@ class Custody:
         self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
         self.governance = Governance(self.uow, self.ledger, self.transactions)
-        self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer)
+        self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer, chain)
         self.users = Users(self.uow, self.ledger, self.governance, chain.chain_id)
+        self.credentials = Credentials(self.uow)
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)
+        self.amend = Amend(self.governance)
         self.log_view = LogView(self.uow, self.ledger)
         self.nodes = Nodes(self.uow, self.ledger, self.governance, signer)
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
         self.replacements = Replacements(self.uow, self.withdrawals)
         self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
         self.deposits = Deposits(self.uow, chain, self.settings)
+        self.sweeps = Sweeps(self.uow, chain, self.settings, self.ledger, self.withdrawals)
         self.auditor = Auditor(self.uow, audit)
 
     @property
@@ -138,8 +146,14 @@ class Custody:
         """A new organisation from its genesis entry (not reachable through the API)."""
         return self.founding.bootstrap(Charter(org, users, quorum, assets, policy))
 
+    def readiness(self) -> Json:
+        return readiness.readiness(self.uow.readers, self.chain, self.signer)
+
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
+
+    def record_auth_burst(self, credential_id: str, address: str) -> None:
+        self.credentials.record_burst(credential_id, address)
 
     def organisation(self, actor: Actor) -> Json:
         return self.users.organisation(actor)
@@ -147,8 +161,11 @@ class Custody:
     def create_user(self, actor: Actor, *, name: str, roles: list[str], approval_key: str | None = None) -> Json:
         return self.users.create_user(actor, name=name, roles=roles, approval_key=approval_key)
 
-    def issue_credential(self, actor: Actor, user_id: str) -> Json:
-        return self.users.issue_credential(actor, user_id)
+    def issue_credential(self, actor: Actor, user_id: str, **terms: Any) -> Json:
+        return self.users.issue_credential(actor, user_id, **terms)
+
+    def list_credentials(self, actor: Actor, page: Page, user_id: str | None = None) -> Json:
+        return self.credentials.list(actor, page, user_id)
 
     def disable_user(self, actor: Actor, user_id: str) -> Json:
         return self.users.disable_user(actor, user_id)
@@ -205,6 +222,35 @@ class Custody:
     def list_address_book(self, actor: Actor, page: Page) -> Json:
         return self.address_book.list(actor, page)
 
+    # -- changing what the log made (PATCH and DELETE) --------------------------------------------------
+
+    def update_user(
+        self,
+        actor: Actor,
+        user_id: str,
+        *,
+        roles: list[str] | Unset = UNSET,
+        approval_key: str | Unset | None = UNSET,
+        disabled: bool | Unset = UNSET,
+    ) -> Json:
+        return self.amend.user(actor, user_id, roles=roles, approval_key=approval_key, disabled=disabled)
+
+    def update_vault(
+        self, actor: Actor, vault_id: str, *, name: str | Unset = UNSET, archived: bool | Unset = UNSET
+    ) -> Json:
+        return self.amend.vault(actor, vault_id, name=name, archived=archived)
+
+    def archive_vault(self, actor: Actor, vault_id: str) -> Json:
+        return self.amend.vault(actor, vault_id, archived=True)
+
+    def update_asset(self, actor: Actor, asset_id: str, *, disabled: bool) -> Json:
+        return self.amend.asset(actor, asset_id, disabled=disabled)
+
+    def update_address_book_entry(
+        self, actor: Actor, entry_id: str, *, name: str | Unset = UNSET, whitelisted: bool | Unset = UNSET
+    ) -> Json:
+        return self.amend.address_book_entry(actor, entry_id, name=name, whitelisted=whitelisted)
+
     # -- withdrawals and transactions -------------------------------------------------------------------
 
     def explain(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> Json:
@@ -222,6 +268,7 @@ class Custody:
         note: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        source_address: str | None = None,
         fee_level: str | None = None,
         max_fee_per_gas: int | str | None = None,
         max_priority_fee_per_gas: int | str | None = None,
@@ -236,6 +283,7 @@ class Custody:
             note=note,
             request_id=request_id,
             signature=signature,
+            source_address=source_address,
             fee_level=fee_level,
             max_fee_per_gas=max_fee_per_gas,
             max_priority_fee_per_gas=max_priority_fee_per_gas,

@@ -15,3 +15,5 @@ class Settings:
     again, so a quorum is never completed with consent given under circumstances long past."""
     gas_headroom: int = 2
     """An ETH withdrawal reserves ``gas_limit * max_fee`` times this, so a fee rise cannot overdraw."""
+    sweep_interval: float = 60.0
+    """Seconds between two passes that sweep deposit addresses by the policy's settings (custody/sweep.py)."""

@@ -75,6 +75,9 @@ class Vault(Shape):
     nodes: list[str]
     public_key: str
     created_at: Timestamp
+    archived: bool = Field(
+        description="Archived (`vault.archive`): no new withdrawal or address; deposits still count."
+    )
 
 
 class Address(Shape):
@@ -94,6 +97,10 @@ class AddressWithBalances(Address):
 class VaultDetail(Vault):
     addresses: list[AddressWithBalances]
     balances: dict[str, BaseUnits] = Field(description="Symbol to base units over all the vault's addresses.")
+    unavailable_assets: dict[str, str] = Field(
+        description="Symbol to why its balances could not be read (they are left out of `balances`); the rest stand."
+    )
+    disabled_assets: list[str] = Field(description="Symbols of the assets no withdrawal may move (`asset.disable`).")
 
 
 class Asset(Shape):
@@ -102,6 +109,7 @@ class Asset(Shape):
     kind: Literal["native", "erc20"]
     contract: str | None
     decimals: int
+    disabled: bool = Field(description="Disabled (`asset.disable`): no withdrawal of it until it is enabled again.")
 
 
 class AddressBookEntry(Shape):
@@ -237,6 +245,11 @@ class WithdrawalTransaction(TransactionBase):
     block_number: int | None
     gas_used: int | None
     fee: BaseUnits | None
+    delivered: BaseUnits | None = Field(
+        description="A confirmed token withdrawal: what the token's Transfer events say reached the destination "
+        "(below `amount` for a fee-on-transfer token; docs/custody.md, Token outcomes). Null otherwise."
+    )
+    sweep: bool = Field(description="A sweep from a deposit address to the vault's main address (docs/custody.md).")
     broadcast_at: Timestamp | None
     approvals: list[Approval] = Field(default_factory=list, description="Present on every API response.")
 
@@ -426,6 +439,24 @@ class ConsistencyProof(Shape):
 
 
 class UserPage(Listing[User]):
+    pass
+
+
+class CredentialInfo(Shape):
+    """An API credential as listed: its terms and state, never its secret or the secret's hash."""
+
+    id: str
+    user_id: str
+    state: Literal["active", "revoked", "expired"]
+    created_at: str
+    revoked_at: str | None
+    expires_at: str | None
+    scopes: list[Literal["full", "initiate", "read"]]
+    allow: list[str] = Field(description="CIDR blocks requests may come from; empty: anywhere.")
+    signing_key: Hex | None = Field(description="Ed25519 key every request must be signed with, if any.")
+
+
+class CredentialPage(Listing[CredentialInfo]):
     pass
 
 

@@ -74,6 +74,20 @@ class Signer:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(timeout)
 
+    def live(self, timeout: float) -> dict[str, bool]:
+        """Each node's name and whether it answers ``describe`` now, within ``timeout`` seconds (readiness).
+
+        Every node is asked afresh: the coordinator's own notion of live trusts a
+        recent answer, which would call a node that just died live.
+        """
+
+        async def ask() -> list[object]:
+            calls = (self._coordinator.describe(node, timeout) for node in self.nodes)
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        answers = self._run(ask(), timeout + 5)
+        return {node.name: isinstance(a, NodeDescriptor) for node, a in zip(self.nodes, answers, strict=True)}
+
     def close(self) -> None:
         if self._loop.is_closed():
             return

@@ -26,7 +26,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harbour.custody import inputs, views
+from harbour.custody import credentials, inputs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ANYONE, ROLES, Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
@@ -50,13 +50,13 @@ def token(credential_id: str, secret: bytes) -> str:
     return f"{TOKEN_PREFIX}_{credential_id}_{secret.hex()}"
 
 
-def _roles(roles: object) -> frozenset[str]:
+def user_roles(roles: object) -> frozenset[str]:
     if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r in ROLES for r in roles):
         raise Invalid(f"roles must be a non-empty list drawn from {', '.join(sorted(ROLES))}")
     return frozenset(roles)
 
 
-def _key(value: object) -> bytes | None:
+def user_key(value: object) -> bytes | None:
     checked = inputs.approval_key(value)
     return None if checked is None else bytes.fromhex(checked)
 
@@ -89,6 +89,9 @@ class Users:
             ok = hmac.compare_digest(hashlib.sha256(secret).hexdigest(), expected)
             if credential is None or not ok or credential.revoked_at is not None:
                 raise Unauthorized("unknown or revoked credential")
+            if credentials.state(credential, self.uow.clock()) == "expired":
+                raise Unauthorized("the credential has expired")
+            terms = credentials.of(credential)
             row = s.get(m.User, credential.user_id)
             if row is None:
                 raise Unauthorized("unknown or revoked credential")
@@ -101,7 +104,7 @@ class Users:
             roles.discard("admin")  # admin rights come only with a credential the governance log issued
         if not roles:
             raise Unauthorized("an admin's credential must be issued through the governance log; this one was not")
-        return Actor(user.id, state.org, user.name, frozenset(roles))
+        return Actor(user.id, state.org, user.name, frozenset(roles), credential.id, terms)
 
     def organisation(self, actor: Actor) -> dict[str, Any]:
         with self.uow.read() as s:
@@ -115,7 +118,7 @@ class Users:
     ) -> dict[str, Any]:
         """Propose a new user (``user.add``): the id is assigned now, the user exists once the entry lands."""
         require(actor, "admin")
-        wanted, key = _roles(roles), _key(approval_key)
+        wanted, key = user_roles(roles), user_key(approval_key)
         inputs.name(name, "user name")
         if {"approver", "admin"} & wanted and key is None:
             raise Invalid("approvers and admins sign approvals: give their approval_key")
@@ -130,7 +133,7 @@ class Users:
     def set_roles(self, actor: Actor, user_id: str, roles: list[str]) -> dict[str, Any]:
         """Propose new roles for a user (``user.roles``); demoting the last admins of the quorum is refused."""
         require(actor, "admin")
-        wanted = _roles(roles)
+        wanted = user_roles(roles)
 
         def build(state: OrgState) -> list[c.Change]:
             user = known_user(state, user_id)
@@ -145,7 +148,7 @@ class Users:
     def set_approval_key(self, actor: Actor, user_id: str, approval_key: str | None) -> dict[str, Any]:
         """Propose registering, rotating or removing (None) a user's approval key (``user.key``)."""
         require(actor, "admin")
-        key = _key(approval_key)
+        key = user_key(approval_key)
 
         def build(state: OrgState) -> list[c.Change]:
             user = known_user(state, user_id)
@@ -170,13 +173,17 @@ class Users:
 
     # -- credentials ---------------------------------------------------------------------------------------
 
-    def issue_credential(self, actor: Actor, user_id: str) -> dict[str, Any]:
+    def issue_credential(self, actor: Actor, user_id: str, **terms: Any) -> dict[str, Any]:
         """A credential for a user: at once for a non-admin; for an admin, a ``credential.issue`` proposal.
 
         The token is returned here, once, either way; an admin's works when the
         entry lands, since only the log's own credentials carry the admin role.
+        ``terms`` (``expires_in``, ``scopes``, ``allow``, ``signing_key``) narrow
+        it (:func:`harbour.custody.credentials.terms`); an admin's are in the
+        governance change, signed with it.
         """
         require(actor, "admin")
+        grant = credentials.terms(now=self.uow.clock(), **terms)
         secret, digest = new_secret()
         credential_id = m.new_id()
         with self.uow.read() as s:
@@ -187,7 +194,7 @@ class Users:
         if "admin" in user.roles:
 
             def build(now: OrgState) -> list[c.Change]:
-                return [c.IssueCredential(credential_id, known_user(now, user_id).id, digest)]
+                return [c.IssueCredential(credential_id, known_user(now, user_id).id, digest, grant)]
 
             pending = self.governance.propose(actor, build)
             return {"user_id": user.id, "token": token(credential_id, secret), "transaction": pending}
@@ -196,9 +203,9 @@ class Users:
             current = known_user(self.ledger.state(s, actor.org_id), user_id)
             if current.disabled or "admin" in current.roles:
                 raise Conflict(f"user {current.name} changed meanwhile; ask again")
-            s.add(
-                m.Credential(id=credential_id, user_id=user.id, secret_hash=digest.hex(), created_at=self.uow.clock())
-            )
+            row = m.Credential(id=credential_id, user_id=user.id, secret_hash=digest.hex(), created_at=self.uow.clock())
+            credentials.store(row, grant)
+            s.add(row)
             s.flush()
             self.uow.event(s, actor, "credential.issued", user.id, credential_id=credential_id)
             return {"user_id": user.id, "token": token(credential_id, secret), "transaction": None}

@@ -140,6 +140,7 @@ def vault(v: m.Vault) -> dict[str, Any]:
             "nodes": list(v.nodes),
             "public_key": v.public_key,
             "created_at": iso(v.created_at),
+            "archived": v.archived_at is not None,
         }
     ).model_dump(mode="json")
 
@@ -160,7 +161,14 @@ def address(a: m.Address) -> dict[str, Any]:
 
 def asset(a: m.Asset) -> dict[str, Any]:
     return Asset.model_validate(
-        {"id": a.id, "symbol": a.symbol, "kind": a.kind, "contract": a.contract, "decimals": a.decimals}
+        {
+            "id": a.id,
+            "symbol": a.symbol,
+            "kind": a.kind,
+            "contract": a.contract,
+            "decimals": a.decimals,
+            "disabled": a.disabled,
+        }
     ).model_dump(mode="json")
 
 
@@ -260,6 +268,8 @@ def transaction(
                 "block_number": t.block_number,
                 "gas_used": t.gas_used,
                 "fee": amount(t.fee),
+                "delivered": amount(t.delivered),
+                "sweep": bool(t.sweep),
                 "broadcast_at": iso(t.broadcast_at),
             }
         )

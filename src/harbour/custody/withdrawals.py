@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
-from harbour.custody import fees, inputs, kinds, outcomes, states, views
+from harbour.custody import fees, inputs, kinds, outcomes, sources, states, views
 from harbour.custody import funds as fund
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
@@ -61,9 +61,10 @@ class Withdrawals:
         self.transactions = transactions
         self.on_approved = on_approved
         """Called after commit with the id of a withdrawal that became approved."""
-        # (org, vault, asset symbol) -> (source address, asset): what a submission reads the chain for
-        # before it takes the write lock; checked again under the lock, so a stale entry is refused, not used.
-        self._sources: dict[tuple[str, str, str], tuple[str, AssetRef]] = {}
+        # (org, vault, asset symbol, named source) -> (candidate source addresses, asset): what a submission
+        # reads the chain for before it takes the write lock; checked again under the lock, so a stale entry
+        # is refused or read again, never used.
+        self._sources: dict[tuple[str, str, str, str | None], tuple[tuple[str, ...], AssetRef]] = {}
 
     def _decide(
         self, s: Session, actor: Actor, request: decide.Withdrawal, exclude: str | None, also: str | None = None
@@ -82,20 +83,16 @@ class Withdrawals:
         return state, facts, state.policy, history(s, actor.org_id, state.policy, facts.at, exclude=exclude, also=also)
 
     def _lookup(
-        self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
-    ) -> tuple[m.Vault, m.Asset, m.Address]:
-        """The vault, the asset by symbol and the vault's first address (with ``lock``: row-locked, FOR UPDATE)."""
+        self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, named: str | None = None
+    ) -> tuple[m.Vault, m.Asset, list[m.Address]]:
+        """The vault, the asset by symbol and the addresses that may pay (:func:`sources.candidates`)."""
         vault = self.uow.get(s, m.Vault, vault_id, actor.org_id, "vault")
         if not isinstance(asset_symbol, str):
             raise Invalid("asset must be a symbol")
         asset = s.scalar(select(m.Asset).where(m.Asset.org_id == actor.org_id, m.Asset.symbol == asset_symbol))
         if asset is None:
             raise NotFound(f"no asset {asset_symbol!r}")
-        query = select(m.Address).where(m.Address.vault_id == vault.id, m.Address.index == 0)
-        source = s.scalar(query.with_for_update() if lock else query)
-        if source is None:
-            raise Conflict("the vault has no address yet: derive one first")
-        return vault, asset, source
+        return vault, asset, sources.candidates(s, vault, named)
 
     def _quote(self, sender: str, asset: AssetRef, to: str, amount: int, chosen: fees.Choice) -> fees.Quote:
         """The gas and fees of this withdrawal as the chain stands (read before any lock is taken)."""
@@ -105,12 +102,6 @@ class Withdrawals:
     def quote_gas(self, sender: str, asset: AssetRef, to: str, amount: int) -> int:
         """The gas limit a transaction from ``sender`` paying ``amount`` of ``asset`` to ``to`` is built with now."""
         return self._quote(sender, asset, to, amount, fees.choice()).gas_limit
-
-    def lookup(
-        self, s: Session, actor: Actor, vault_id: str, asset_symbol: str, *, lock: bool = False
-    ) -> tuple[m.Vault, m.Asset, m.Address]:
-        """The vault, the asset by symbol and the vault's first address (see :meth:`_lookup`)."""
-        return self._lookup(s, actor, vault_id, asset_symbol, lock=lock)
 
     def record(
         self,
@@ -130,7 +121,20 @@ class Withdrawals:
         """Record a replacement of ``replaces`` (custody/replacement.py) as a withdrawal, through the policy."""
         request_hash = hashlib.sha256(json.dumps([replaces, note, to, str(amount)]).encode()).hexdigest()
         return self._record(
-            s, actor, vault, asset, source, to, amount, None, request_hash, note, funds, (None, None), priced, replaces
+            s,
+            actor,
+            vault,
+            asset,
+            [source],
+            to,
+            amount,
+            None,
+            request_hash,
+            note,
+            {source.address: funds},
+            (None, None),
+            priced,
+            replaces,
         )
 
     def estimate(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> dict[str, Any]:
@@ -138,8 +142,8 @@ class Withdrawals:
         require(actor, "initiator", "admin", "approver", "auditor")
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
         with self.uow.read() as s:
-            _, asset_row, source = self._lookup(s, actor, vault_id, asset)
-            sender, ref = source.address, AssetRef.of(asset_row)
+            _, asset_row, rows = self._lookup(s, actor, vault_id, asset)
+            sender, ref = rows[0].address, AssetRef.of(asset_row)
         quote = self._quote(sender, ref, to, amount, fees.choice())
         return {
             "gas_limit": quote.gas_limit,
@@ -170,6 +174,8 @@ class Withdrawals:
         note: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        source_address: str | None = None,
+        sweep: bool = False,
         fee_level: str | None = None,
         max_fee_per_gas: int | str | None = None,
         max_priority_fee_per_gas: int | str | None = None,
@@ -181,10 +187,14 @@ class Withdrawals:
         ``request_id`` and ``signature`` are the transaction id the initiator chose
         and their signature over the request (:mod:`harbour.governance.request`),
         which the nodes verify too; a policy that depends on who initiates needs them.
-        ``fee_level`` or both caps choose its fees (:mod:`harbour.custody.fees`); its
-        maximum fee is fixed here, with its gas estimated now.
+        ``source_address`` (an address of the vault, or its id) is the address that
+        pays; without it one that can pay is chosen (:mod:`harbour.custody.sources`).
+        ``sweep`` marks a sweep (:mod:`harbour.custody.sweep`), which goes through
+        everything a withdrawal does. ``fee_level`` or both caps choose its fees
+        (:mod:`harbour.custody.fees`); its maximum fee is fixed here, with its gas estimated now.
         """
         require(actor, "initiator")
+        named = sources.spec(source_address)
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
         inputs.idempotency_key(idempotency_key)
         inputs.note(note)
@@ -193,10 +203,12 @@ class Withdrawals:
         signed = inputs.signature(signature, "signature")
         if signed is not None and request_id is None:
             raise Invalid("a signed request names its transaction id (id): the signature is over it")
-        fee_request = [str(max_fee_per_gas), str(max_priority_fee_per_gas)] if chosen.caps else [chosen.level]
-        request = json.dumps(
-            [vault_id, asset, to, str(amount), note, request_id, signature, *fee_request], sort_keys=True
-        )
+        fields: list[Any] = [vault_id, asset, to, str(amount), note, request_id, signature]
+        if named is not None or sweep:
+            fields += [named, sweep]
+        if chosen != fees.choice():
+            fields += [chosen.level, str(max_fee_per_gas), str(max_priority_fee_per_gas)]
+        request = json.dumps(fields, sort_keys=True)
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
@@ -204,7 +216,18 @@ class Withdrawals:
                 return found
         try:
             return self._submit(
-                actor, vault_id, asset, to, amount, idempotency_key, request_hash, note, (request_id, signed), chosen
+                actor,
+                vault_id,
+                asset,
+                to,
+                amount,
+                idempotency_key,
+                request_hash,
+                note,
+                (request_id, signed),
+                named,
+                sweep,
+                chosen,
             )
         except IntegrityError:
             if request_id is not None and idempotency_key is None:
@@ -227,31 +250,54 @@ class Withdrawals:
         request_hash: str,
         note: str | None,
         signed: tuple[str | None, bytes | None],
-        chosen: fees.Choice,
+        named: str | None = None,
+        sweep: bool = False,
+        chosen: fees.Choice | None = None,
     ) -> dict[str, Any]:
-        cache_key = (actor.org_id or "", vault_id, asset_symbol)
+        cache_key = (actor.org_id or "", vault_id, asset_symbol, named)
         read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
         if read is None:
             with self.uow.read() as s:
-                _, asset, source = self._lookup(s, actor, vault_id, asset_symbol)
-                read = source.address, AssetRef.of(asset)
-        quote = self._quote(read[0], read[1], to, amount, chosen)
-        funds = fund.read(self.chain, *read)
+                _, asset, rows = self._lookup(s, actor, vault_id, asset_symbol, named)
+                read = tuple(r.address for r in rows), AssetRef.of(asset)
+        # The first candidate prices the gas (a plain payment's is the same from any address).
+        quote = self._quote(read[0][0], read[1], to, amount, chosen or fees.choice())
+        # The first candidate only: the others are read if it cannot pay (sources.Unread), rarely.
+        funds = {read[0][0]: fund.read(self.chain, read[0][0], read[1])}
 
         def work(s: Session) -> dict[str, Any]:
-            # the source row locked: one submission per source at a time, so the balance check holds
-            vault, asset, source = self._lookup(s, actor, vault_id, asset_symbol, lock=True)
-            if (source.address, AssetRef.of(asset).token) != (read[0], read[1].token):
+            vault, asset, rows = self._lookup(s, actor, vault_id, asset_symbol, named)
+            if AssetRef.of(asset).token != read[1].token:
                 self._sources.pop(cache_key, None)
-                raise Conflict("the vault's address or the asset changed while the withdrawal was submitted; retry")
+                raise Conflict("the asset changed while the withdrawal was submitted; retry")
             if len(self._sources) >= MAX_CACHED_SOURCES:
                 self._sources.clear()
-            self._sources[cache_key] = read
+            self._sources[cache_key] = tuple(r.address for r in rows), read[1]
             return self._record(
-                s, actor, vault, asset, source, to, amount, key, request_hash, note, funds, signed, (chosen, quote)
+                s,
+                actor,
+                vault,
+                asset,
+                rows,
+                to,
+                amount,
+                key,
+                request_hash,
+                note,
+                funds,
+                signed,
+                (chosen or fees.choice(), quote),
+                sweep=sweep,
             )
 
-        view = self.uow.write(work)
+        for attempt in range(3):
+            try:
+                view = self.uow.write(work)
+                break
+            except sources.Unread as exc:  # nothing was written: read those addresses, outside any lock
+                if attempt == 2:
+                    raise Conflict("the vault's addresses changed while the withdrawal was submitted; retry") from None
+                funds.update({a: fund.read(self.chain, a, read[1]) for a in exc.addresses})
         if view["state"] == states.APPROVED:
             self.on_approved(view["id"])
         return view
@@ -262,21 +308,22 @@ class Withdrawals:
         actor: Actor,
         vault: m.Vault,
         asset: m.Asset,
-        source: m.Address,
+        rows: list[m.Address],
         to: str,
         amount: int,
         key: str | None,
         request_hash: str,
         note: str | None,
-        funds: fund.Funds,
+        funds: dict[str, fund.Funds],
         signed: tuple[str | None, bytes | None],
         priced: tuple[fees.Choice, fees.Quote],
         replaces: str | None = None,
+        sweep: bool = False,
     ) -> dict[str, Any]:
-        """Write the withdrawal and move it as far as the policy and the funds let it go, in ``s``."""
+        """Choose the source, write the withdrawal, move it as far as the policy and the funds let it go, in ``s``."""
         now = self.uow.clock()
         request_id, signature = signed
-        chosen, quote = priced
+        fee_choice, quote = priced
         if request_id is not None and s.get(m.Transaction, request_id) is not None:
             raise Conflict(f"a transaction {request_id} exists: a request id is used once")
         tx = m.Transaction(
@@ -290,20 +337,24 @@ class Withdrawals:
             request_hash=request_hash,
             note=note,
             vault_id=vault.id,
-            source_address_id=source.id,
             asset_id=asset.id,
             destination=to,
             amount=amount,
             chain_id=self.chain.chain_id,
-            fee_level=chosen.level,
-            max_fee_per_gas=chosen.caps.max_fee_per_gas if chosen.caps else None,
-            max_priority_fee_per_gas=chosen.caps.max_priority_fee_per_gas if chosen.caps else None,
+            fee_level=fee_choice.level,
+            max_fee_per_gas=fee_choice.caps.max_fee_per_gas if fee_choice.caps else None,
+            max_priority_fee_per_gas=fee_choice.caps.max_priority_fee_per_gas if fee_choice.caps else None,
             gas_limit=quote.gas_limit,
             max_fee=quote.max_fee,
             replaces_id=replaces,
+            sweep=sweep,
             created_at=now,
             updated_at=now,
         )
+        with s.no_autoflush:  # the new row is not in the session yet: nothing to flush before the checks
+            chosen = sources.choose(s, rows, funds, AssetRef.of(asset), tx, self.settings.gas_headroom)
+        source = chosen.source
+        tx.source_address_id = source.id
         s.add(tx)
         s.flush()
         # Nothing below reads this row back: one UPDATE at commit, not one before every query.
@@ -323,6 +374,7 @@ class Withdrawals:
                 replaces=replaces,
                 gas_limit=quote.gas_limit,
                 max_fee=str(quote.max_fee),
+                **({"sweep": True} if sweep else {}),
             )
             self.uow.move(s, actor, tx, states.PENDING_POLICY)
             # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
@@ -348,9 +400,7 @@ class Withdrawals:
                 )
                 self.uow.move(s, actor, tx, states.REJECTED, rule=decision.rule, policy_version=version)
                 return views.transaction(tx, [], asset.symbol)  # new: no approvals yet
-            shortfall = fund.shortfall(
-                s, source, AssetRef.of(asset), tx, funds, self.settings.gas_headroom, also=replaces
-            )
+            shortfall = chosen.shortfall
             if shortfall is not None:
                 outcomes.record(tx, outcomes.INSUFFICIENT_FUNDS, shortfall)
                 self.uow.move(s, actor, tx, states.REJECTED, reason=shortfall)

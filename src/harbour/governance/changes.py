@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from harbour.governance import amendments as am
+from harbour.governance import credential_terms as ct
 from harbour.governance import fields as f
 from harbour.governance.fields import GovernanceError
 from harbour.governance.holding import MAX_HOLDERS, Holding
@@ -104,15 +106,21 @@ class EnableUser:
 
 @dataclass(frozen=True)
 class IssueCredential:
-    """An API credential for an admin: only its id and the hash of its secret are in the log."""
+    """An API credential for an admin: its id, the hash of its secret and its terms are in the log.
+
+    The terms (:mod:`harbour.governance.credential_terms`) are optional keys,
+    present only when they narrow something, so a change without them encodes as
+    it did before they existed.
+    """
 
     id: str
     user: str
     secret_hash: bytes
+    terms: ct.CredentialTerms = ct.NO_TERMS
     op: ClassVar[str] = "credential.issue"
 
     def fields(self) -> dict[str, Any]:
-        return {"id": self.id, "user": self.user, "secret_hash": self.secret_hash}
+        return {"id": self.id, "user": self.user, "secret_hash": self.secret_hash, **self.terms.fields()}
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,7 @@ Change = (
     | RemoveNode
     | AddVault
     | AddAsset
+    | am.Amendment
 )
 
 
@@ -292,9 +301,14 @@ def decode_change(obj: object) -> Change:
     elif op == EnableUser.op:
         change = EnableUser(f.text("user id", exact("id")["id"]))
     elif op == IssueCredential.op:
-        v = exact("id", "user", "secret_hash")
+        base = frozenset({"id", "user", "secret_hash"})
+        if not base <= set(rest) <= base | ct.KEYS:
+            raise GovernanceError("malformed", f"a {op} change has {sorted(base)} and some of {sorted(ct.KEYS)}")
         change = IssueCredential(
-            f.text("credential id", v["id"]), f.text("user id", v["user"]), f.digest("secret_hash", v["secret_hash"])
+            f.text("credential id", rest["id"]),
+            f.text("user id", rest["user"]),
+            f.digest("secret_hash", rest["secret_hash"]),
+            ct.decode_terms({k: v for k, v in rest.items() if k in ct.KEYS}),
         )
     elif op == SetPolicy.op:
         change = SetPolicy(_policy_document(exact("document")["document"]))
@@ -339,6 +353,8 @@ def decode_change(obj: object) -> Change:
             None if contract is None else f.address("contract", contract),
             f.uint("decimals", v["decimals"], 0, MAX_DECIMALS),
         )
+    elif op in am.DECODERS:
+        change = am.DECODERS[op](exact)
     else:
         raise GovernanceError("malformed", f"unknown change {op!r:.40}")
     return change
@@ -361,7 +377,8 @@ def describe(change: Change) -> str:
     if isinstance(change, EnableUser):
         return f"re-enable user {change.id}"
     if isinstance(change, IssueCredential):
-        return f"issue API credential {change.id} to admin {change.user}"
+        terms = "" if change.terms == ct.NO_TERMS else f" ({change.terms.describe()})"
+        return f"issue API credential {change.id} to admin {change.user}{terms}"
     if isinstance(change, SetPolicy):
         rules = json.loads(change.document)["rules"]
         return f"put in force a policy of {len(rules)} rule(s): {', '.join(r['name'] for r in rules)}"
@@ -382,5 +399,7 @@ def describe(change: Change) -> str:
             f"key {h.key_id} (public key {h.public_key.hex()}) is vault {change.name!r} ({change.id}), "
             f"{h.threshold} of {len(h.holders)} node(s) sign with it, each stating it holds it for this organisation"
         )
+    if isinstance(change, am.Amendment):
+        return am.describe(change)
     contract = change.contract or "the native coin"
     return f"asset {change.symbol} ({change.id}) is {contract}, {change.decimals} decimals"

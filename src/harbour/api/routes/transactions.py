@@ -35,6 +35,7 @@ def submit_withdrawal(
         note=body.note,
         request_id=body.id,
         signature=body.signature,
+        source_address=body.source_address,
         fee_level=body.fee_level,
         max_fee_per_gas=body.max_fee_per_gas,
         max_priority_fee_per_gas=body.max_priority_fee_per_gas,

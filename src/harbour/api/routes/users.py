@@ -32,11 +32,45 @@ def list_users(custody: Custody, actor: Actor, page: Paging) -> Json:
     "/users/{user_id}/credentials",
     summary="Issue an API credential",
     description="The token is shown once; only its hash is stored. For an admin the credential is a governance "
-    "change (`transaction`), and the token works once it lands.",
+    "change (`transaction`), and the token works once it lands. The optional body narrows it: expiry, scopes, "
+    "allowed networks, a request-signing key (docs/api.md, Authentication and credentials).",
     **returns(shapes.Credential, 201),
 )
-def issue_credential(custody: Custody, actor: Actor, user_id: UserId) -> Json:
-    return custody.issue_credential(actor, user_id)
+def issue_credential(
+    custody: Custody, actor: Actor, user_id: UserId, body: schemas.IssueCredential | None = None
+) -> Json:
+    terms = body.model_dump(exclude_none=True) if body is not None else {}
+    return custody.issue_credential(actor, user_id, **terms)
+
+
+@router.get(
+    "/me/credentials",
+    summary="List the caller's own API credentials (no secrets)",
+    description=PAGE_DOC,
+    **returns(shapes.CredentialPage),
+)
+def list_my_credentials(custody: Custody, actor: Actor, page: Paging) -> Json:
+    return custody.list_credentials(actor, page, actor.user_id)
+
+
+@router.get(
+    "/users/{user_id}/credentials",
+    summary="List a user's API credentials (no secrets)",
+    description=PAGE_DOC,
+    **returns(shapes.CredentialPage),
+)
+def list_user_credentials(custody: Custody, actor: Actor, user_id: UserId, page: Paging) -> Json:
+    return custody.list_credentials(actor, page, user_id)
+
+
+@router.get(
+    "/credentials",
+    summary="List the organisation's API credentials (no secrets)",
+    description=PAGE_DOC,
+    **returns(shapes.CredentialPage),
+)
+def list_credentials(custody: Custody, actor: Actor, page: Paging) -> Json:
+    return custody.list_credentials(actor, page, None)
 
 
 @router.post(
@@ -89,3 +123,25 @@ def set_approval_key(custody: Custody, actor: Actor, user_id: UserId, body: sche
 )
 def revoke_credential(custody: Custody, actor: Actor, credential_id: CredentialId) -> Json:
     return custody.revoke_credential(actor, credential_id)
+
+
+@router.patch(
+    "/users/{user_id}",
+    summary="Propose changing a user: roles, approval key (rotation), disabled or enabled",
+    description=PENDING + " Every field given becomes one change of the same entry (a new key before new roles); "
+    "a field equal to what is in force is left out, and a request that changes nothing is a 409.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def update_user(custody: Custody, actor: Actor, user_id: UserId, body: schemas.UpdateUser) -> Json:
+    return custody.update_user(actor, user_id, **body.given())
+
+
+@router.delete(
+    "/users/{user_id}",
+    summary="Propose disabling a user",
+    description=PENDING + " The same change as `POST /v1/users/{user_id}/disable`: the user stays, disabled, "
+    "with their history, and `PATCH` with `disabled: false` enables them again.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def delete_user(custody: Custody, actor: Actor, user_id: UserId) -> Json:
+    return custody.disable_user(actor, user_id)

@@ -43,6 +43,7 @@ from harbour.governance.policy.model import (
     Match,
     Per,
     Rule,
+    Sweep,
     TimeWindow,
     Velocity,
     clock_text,
@@ -54,6 +55,7 @@ MAX_WINDOW_SECONDS: Final = 366 * 86_400
 MAX_COUNT: Final = 1_000_000_000
 MAX_RULES: Final = 1_000
 MAX_DESCRIPTION_LENGTH: Final = 2_000
+MAX_SWEEPS: Final = 100
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class Policy:
     """An ordered list of rules. Build it with :meth:`from_document`, which validates; the constructor does not."""
 
     rules: tuple[Rule, ...]
+    sweeps: tuple[Sweep, ...] = ()
+    """The organisation's sweep settings, one per asset (written only when there are any, so a policy without
+    them keeps the document and digest it had before sweeps existed)."""
 
     @classmethod
     def from_document(cls, doc: object) -> Policy:
@@ -108,9 +113,14 @@ class Policy:
 
     def to_document(self) -> dict[str, Any]:
         """The canonical document: keys sorted, sets sorted, amounts as decimal strings."""
-        return cast(
-            dict[str, Any], _sorted_keys({"rules": [_rule_doc(r) for r in self.rules], "version": FORMAT_VERSION})
-        )
+        doc: dict[str, Any] = {"rules": [_rule_doc(r) for r in self.rules], "version": FORMAT_VERSION}
+        if self.sweeps:
+            doc["sweeps"] = [
+                {"asset": w.asset, "initiator": w.initiator, "threshold": str(w.threshold)}
+                | ({"gas_top_up": True} if w.gas_top_up else {})
+                for w in self.sweeps
+            ]
+        return cast(dict[str, Any], _sorted_keys(doc))
 
     def canonical_json(self) -> bytes:
         return json.dumps(self.to_document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -124,7 +134,7 @@ class Policy:
 
 
 def _parse_policy(doc: object) -> Policy:
-    obj = read_object(doc, "", ("rules",), ("version",))
+    obj = read_object(doc, "", ("rules",), ("version", "sweeps"))
     if "version" in obj and (type(obj["version"]) is not int or obj["version"] != FORMAT_VERSION):
         fail("version", f"unsupported format version {obj['version']!r} (this engine reads {FORMAT_VERSION})")
     rules_doc = obj["rules"]
@@ -141,7 +151,29 @@ def _parse_policy(doc: object) -> Policy:
             fail(f"rules[{i}].name", f"duplicate rule name {rule.name!r} (also rules[{names[folded]}])")
         names[folded] = i
         rules.append(rule)
-    return Policy(tuple(rules))
+    return Policy(tuple(rules), _parse_sweeps(obj["sweeps"]) if "sweeps" in obj else ())
+
+
+def _parse_sweeps(doc: object) -> tuple[Sweep, ...]:
+    if not isinstance(doc, list | tuple):
+        fail("sweeps", f"expected an array, got {kind_of(doc)}")
+    if len(doc) > MAX_SWEEPS:
+        fail("sweeps", f"more than {MAX_SWEEPS} sweep settings")
+    sweeps: list[Sweep] = []
+    for i, item in enumerate(doc):
+        path = f"sweeps[{i}]"
+        obj = read_object(item, path, ("asset", "threshold", "initiator"), ("gas_top_up",))
+        asset = read_text(obj["asset"], f"{path}.asset")
+        if any(w.asset == asset for w in sweeps):
+            fail(f"{path}.asset", f"{asset!r} has a sweep setting already: one per asset")
+        threshold = read_amount(obj["threshold"], f"{path}.threshold")
+        if threshold <= 0:
+            fail(f"{path}.threshold", "must be above zero: a sweep of nothing pays a fee for nothing")
+        top_up = obj.get("gas_top_up", False)
+        if type(top_up) is not bool:
+            fail(f"{path}.gas_top_up", f"expected true or false, got {kind_of(top_up)}")
+        sweeps.append(Sweep(asset, threshold, read_text(obj["initiator"], f"{path}.initiator"), top_up))
+    return tuple(sorted(sweeps, key=lambda w: w.asset))
 
 
 def _parse_rule(doc: object, path: str) -> Rule:

@@ -165,6 +165,23 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """Sweep ``asset`` from a vault's deposit addresses into its main address once one holds ``threshold`` or more.
+
+    Not a rule: it decides nothing. Each sweep is a withdrawal that ``initiator``
+    submits and the rules decide like any other (docs/custody.md, Source addresses
+    and sweeping); being in the policy, the setting is adopted by the admin quorum.
+    """
+
+    asset: str
+    threshold: int
+    initiator: str
+    gas_top_up: bool = False
+    """For a token: when a deposit address holding the threshold has no ETH for the sweep's gas, send it that
+    from the main address first (a sweep of its own, decided like any withdrawal)."""
+
+
+@dataclass(frozen=True)
 class RuleTrace:
     """One rule as evaluation saw it; ``reached`` is False for rules after the deciding one."""
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 22:33:03.850121
+Create Date: 2026-12-07 23:20:20.854067
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def upgrade() -> None:
         sa.Column("contract", sa.String(length=42), nullable=True),
         sa.Column("decimals", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], name=op.f("fk_assets_org_id_organisations")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_assets")),
         sa.UniqueConstraint("org_id", "symbol", name=op.f("uq_assets_org_id_symbol")),
@@ -102,6 +103,7 @@ def upgrade() -> None:
         sa.Column("chain_code", sa.String(length=64), nullable=False),
         sa.Column("next_index", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], name=op.f("fk_vaults_org_id_organisations")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vaults")),
         sa.UniqueConstraint("key_id", name=op.f("uq_vaults_key_id")),
@@ -146,6 +148,10 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("scopes", sa.JSON(), nullable=False),
+        sa.Column("allow", sa.JSON(), nullable=False),
+        sa.Column("signing_key", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_credentials_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credentials")),
     )
@@ -229,6 +235,12 @@ def upgrade() -> None:
         sa.Column(
             "fee", sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"), nullable=True
         ),
+        sa.Column(
+            "delivered",
+            sa.String(length=78).with_variant(sa.Numeric(precision=78, scale=0), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("sweep", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("sub_status", sa.String(length=32), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),

@@ -1,0 +1,88 @@
+"""Whether the service can do its work now: the database, the chain node and the signer nodes, each asked.
+
+Liveness (``/v1/health``) says the process answers; readiness says whether a
+request that needs the service's dependencies can succeed. Each is asked
+directly and briefly (a ``SELECT 1``, the chain's block number, a ``describe``
+to every signer node), and the answer says which is down and why in a word, so
+a load balancer can stop routing to the process and an operator can see where
+to look (the probe needs no credential, so the errors' own words, which name
+hosts and ports, go to the log instead). It is not ready when the database or the chain cannot be reached, or
+when no signer node answers; some nodes down is reported (``degraded``) but
+still ready, since a threshold of them signs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from harbour.chains.evm import EvmClient
+from harbour.custody.signer import Signer
+
+NODE_TIMEOUT: Final = 2.0
+"""Seconds a signer node has to answer the readiness probe."""
+Status = Literal["ok", "degraded", "down"]
+log = logging.getLogger("harbour.custody.readiness")
+
+
+@dataclass(frozen=True)
+class Check:
+    status: Status
+    detail: str
+
+    def document(self) -> dict[str, Any]:
+        return {"status": self.status, "detail": self.detail}
+
+
+def _down(what: str, exc: BaseException) -> Check:
+    """The probe's answer names the dependency only; the error's own words (hosts, ports) go to the log."""
+    lines = str(exc).strip().splitlines()
+    log.warning("readiness: %s: %s", what, (lines[0] if lines else type(exc).__name__)[:300])
+    return Check("down", what)
+
+
+def database(sessions: sessionmaker[Session]) -> Check:
+    try:
+        with sessions() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to answer is "down"; the reason is shown
+        return _down("the database does not answer", exc)
+    return Check("ok", "the database answers")
+
+
+def chain(client: EvmClient) -> Check:
+    try:
+        height = client.block_number()
+    except Exception as exc:
+        return _down("the chain node does not answer", exc)
+    return Check("ok", f"chain {client.chain_id} at block {height}")
+
+
+def nodes(signer: Signer) -> tuple[Check, dict[str, bool]]:
+    try:
+        live = signer.live(NODE_TIMEOUT)
+    except Exception as exc:
+        return _down("the signer nodes could not be asked", exc), {}
+    up = sorted(name for name, ok in live.items() if ok)
+    down = sorted(name for name, ok in live.items() if not ok)
+    if not live:
+        return Check("down", "no signer node is configured"), live
+    if not up:
+        return Check("down", f"no signer node answers ({', '.join(down)})"), live
+    if down:
+        return Check("degraded", f"{', '.join(down)} do(es) not answer; {', '.join(up)} do"), live
+    return Check("ok", f"all {len(up)} signer node(s) answer"), live
+
+
+def readiness(sessions: sessionmaker[Session], client: EvmClient, signer: Signer) -> dict[str, Any]:
+    """``{ready, checks: {database, chain, nodes}}``; ``nodes`` also lists each node's answer."""
+    node_check, live = nodes(signer)
+    checks = {"database": database(sessions), "chain": chain(client), "nodes": node_check}
+    ready = all(check.status != "down" for check in checks.values())
+    documents = {name: check.document() for name, check in checks.items()}
+    documents["nodes"]["nodes"] = [{"name": name, "answers": ok} for name, ok in sorted(live.items())]
+    return {"ready": ready, "checks": documents}
