@@ -52,6 +52,7 @@ event Transfer:
     value: uint256
 
 balanceOf: public(HashMap[address, uint256])
+symbol: public(String[8])
 decimals: public(uint8)
 paused: public(bool)
 owner: address
@@ -59,6 +60,7 @@ owner: address
 @deploy
 def __init__(_supply: uint256):
     self.owner = msg.sender
+    self.symbol = "PAWS"
     self.decimals = 6
     self.balanceOf[msg.sender] = _supply
 
