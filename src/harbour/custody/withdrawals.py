@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
 from harbour.custody import funds as fund
-from harbour.custody import inputs, outcomes, states, views
+from harbour.custody import inputs, outcomes, search, states, views
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.assets import AssetRef
@@ -117,6 +117,7 @@ class Withdrawals:
         note: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         """Record a withdrawal and run it through the policy: approved, pending approval or rejected.
 
@@ -125,6 +126,7 @@ class Withdrawals:
         ``request_id`` and ``signature`` are the transaction id the initiator chose
         and their signature over the request (:mod:`harbour.governance.request`),
         which the nodes verify too; a policy that depends on who initiates needs them.
+        ``external_id`` is the client's own reference, unique in the organisation.
         """
         require(actor, "initiator")
         to, amount = inputs.address(to, "destination"), inputs.amount(amount)
@@ -134,7 +136,9 @@ class Withdrawals:
         signed = inputs.signature(signature, "signature")
         if signed is not None and request_id is None:
             raise Invalid("a signed request names its transaction id (id): the signature is over it")
-        request = json.dumps([vault_id, asset, to, str(amount), note, request_id, signature], sort_keys=True)
+        external_id = search.external_id(external_id)
+        fields: list[Any] = [vault_id, asset, to, str(amount), note, request_id, signature]
+        request = json.dumps(fields + ([external_id] if external_id is not None else []), sort_keys=True)
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
@@ -142,14 +146,27 @@ class Withdrawals:
                 return found
         try:
             return self._submit(
-                actor, vault_id, asset, to, amount, idempotency_key, request_hash, note, (request_id, signed)
+                actor,
+                vault_id,
+                asset,
+                to,
+                amount,
+                idempotency_key,
+                request_hash,
+                note,
+                (request_id, signed),
+                external_id,
             )
         except IntegrityError:
+            if external_id is not None and idempotency_key is None:  # a race on the unique (org, external_id)
+                raise Conflict(f"external_id {external_id!r} names another transaction (or was just used)") from None
             if request_id is not None and idempotency_key is None:
                 raise Conflict(f"a transaction {request_id} exists: a request id is used once") from None
             if idempotency_key is None:
                 raise
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
+            if found is None and external_id is not None:
+                raise Conflict(f"external_id {external_id!r} names another transaction (or was just used)") from None
             if found is None:
                 raise
             return found
@@ -165,6 +182,7 @@ class Withdrawals:
         request_hash: str,
         note: str | None,
         signed: tuple[str | None, bytes | None],
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         cache_key = (actor.org_id or "", vault_id, asset_symbol)
         read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
@@ -183,7 +201,9 @@ class Withdrawals:
             if len(self._sources) >= MAX_CACHED_SOURCES:
                 self._sources.clear()
             self._sources[cache_key] = read
-            return self._record(s, actor, vault, asset, source, to, amount, key, request_hash, note, funds, signed)
+            return self._record(
+                s, actor, vault, asset, source, to, amount, key, request_hash, note, funds, signed, external_id
+            )
 
         view = self.uow.write(work)
         if view["state"] == states.APPROVED:
@@ -204,12 +224,18 @@ class Withdrawals:
         note: str | None,
         funds: fund.Funds,
         signed: tuple[str | None, bytes | None],
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         """Write the withdrawal and move it as far as the policy and the funds let it go, in ``s``."""
         now = self.uow.clock()
         request_id, signature = signed
         if request_id is not None and s.get(m.Transaction, request_id) is not None:
             raise Conflict(f"a transaction {request_id} exists: a request id is used once")
+        taken = select(m.Transaction.id).where(
+            m.Transaction.org_id == actor.org_id, m.Transaction.external_id == external_id
+        )
+        if external_id is not None and s.scalar(taken) is not None:
+            raise Conflict(f"external_id {external_id!r} names another transaction")
         tx = m.Transaction(
             id=request_id or m.new_id(),
             initiator_signature=None if signature is None else signature.hex(),
@@ -220,6 +246,7 @@ class Withdrawals:
             idempotency_key=key,
             request_hash=request_hash,
             note=note,
+            external_id=external_id,
             vault_id=vault.id,
             source_address_id=source.id,
             asset_id=asset.id,

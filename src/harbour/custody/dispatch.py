@@ -1,0 +1,214 @@
+"""Delivering webhooks: claim due outbox rows, send them signed, log each attempt, retry with backoff.
+
+Several service processes may share one PostgreSQL database, each running a
+:class:`Dispatcher`. A worker claims due deliveries with ``SELECT ... FOR UPDATE
+SKIP LOCKED`` (two workers never wait on, or take, the same row) and, in the same
+short transaction, counts the attempt and moves its due time forward by
+:data:`LEASE`: the claim is the row's new due time, so no lock is held while the
+request is in flight, and a delivery whose worker died becomes due again when the
+lease lapses (at-least-once; receivers drop repeats by event id). SQLite has one
+writer at a time, so there the claim is atomic anyway.
+
+Each attempt is signed afresh (:mod:`harbour.custody.webhooksig`, new timestamp,
+same event id), sent to the address :mod:`harbour.custody.webhookurl` checked
+just before, without following redirects, and logged
+(:class:`~harbour.custody.notices.WebhookAttempt`). A 2xx answer delivers it;
+anything else is retried after ``base * 2**(attempt-1)`` seconds, capped, with full
+jitter (a random wait up to that), until ``webhook_max_attempts``; then the
+delivery is ``failed`` and stays in the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harbour.custody import notices as n
+from harbour.custody import webhookurl
+from harbour.custody.errors import Invalid
+from harbour.custody.settings import Settings
+from harbour.custody.uow import UnitOfWork
+from harbour.custody.webhooksig import WebhookKeys
+
+log = logging.getLogger(__name__)
+
+LEASE: Final = 60.0
+"""Seconds a claim lasts: longer than a request's timeout, so a live worker always finishes first."""
+TIMEOUT: Final = 10.0
+BATCH: Final = 32
+MAX_ERROR: Final = 500
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: str
+    number: int
+    org_id: str
+    url: str
+    event_id: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None
+    error: str | None
+    duration_ms: int
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before attempt ``attempt + 1``: full jitter over an exponential ceiling."""
+    return rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def body_of(event: n.Event) -> bytes:
+    document = {
+        "id": event.id,
+        "sequence": event.seq,
+        "type": event.type,
+        "org_id": event.org_id,
+        "subject": event.subject,
+        "created_at": event.created_at.astimezone(dt.UTC).isoformat(),
+        "data": event.data,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Dispatcher:
+    def __init__(
+        self, uow: UnitOfWork, keys: WebhookKeys, settings: Settings, *, workers: int = 8, poll: float = 0.5
+    ) -> None:
+        self.uow = uow
+        self.keys = keys
+        self.settings = settings
+        self.poll = poll
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-webhook")
+        self._client = httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+        self._wake = threading.Event()
+        self._rng = random.SystemRandom()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver until ``stop`` is set: at once when woken, else every ``poll`` seconds."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                busy = self.once()
+            except Exception:
+                log.exception("webhook delivery pass failed; retrying")
+                busy = 0
+            if not busy:
+                self._wake.wait(self.poll)
+
+    def close(self) -> None:
+        self._wake.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+    def once(self) -> int:
+        """Claim what is due, send it all concurrently, log the outcomes; the number of attempts made."""
+        claimed = self._claim()
+        if not claimed:
+            return 0
+        outcomes = list(self._pool.map(self._send, claimed))
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            self.uow.write(functools.partial(self._record, item=item, outcome=outcome))
+        return len(claimed)
+
+    def _claim(self) -> list[Claimed]:
+        def work(s: Session) -> list[Claimed]:
+            now = self.uow.clock()
+            rows = list(
+                s.scalars(
+                    select(n.WebhookDelivery)
+                    .join(n.WebhookEndpoint, n.WebhookEndpoint.id == n.WebhookDelivery.endpoint_id)
+                    .where(
+                        n.WebhookDelivery.state == n.PENDING,
+                        n.WebhookDelivery.next_attempt_at <= now,
+                        n.WebhookEndpoint.enabled.is_(True),
+                    )
+                    .order_by(n.WebhookDelivery.next_attempt_at, n.WebhookDelivery.event_seq)
+                    .limit(BATCH)
+                    .with_for_update(skip_locked=True, of=n.WebhookDelivery)
+                )
+            )
+            out = []
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + dt.timedelta(seconds=LEASE)
+                endpoint = s.get(n.WebhookEndpoint, row.endpoint_id)
+                event = s.get(n.Event, row.event_seq)
+                assert endpoint is not None and event is not None
+                out.append(Claimed(row.id, row.attempts, row.org_id, endpoint.url, event.id, body_of(event)))
+            return out
+
+        with self.uow.tx() as s:
+            return work(s)
+
+    def _send(self, item: Claimed) -> Outcome:
+        started = time.monotonic()
+        try:
+            target = webhookurl.check(item.url, allow_private=self.settings.webhook_allow_private)
+        except Invalid as exc:
+            return Outcome(None, exc.detail[:MAX_ERROR], 0)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "harbour-webhooks/1",
+            "Host": target.host_header(),
+            "Harbour-Webhook-Attempt": str(item.number),
+            **self.keys.headers(item.org_id, item.event_id, item.body),
+        }
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            response = self._client.post(
+                target.request_url(), content=item.body, headers=headers, extensions=extensions
+            )
+        except httpx.HTTPError as exc:
+            return Outcome(None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR], _ms(started))
+        error = None if 200 <= response.status_code < 300 else f"the receiver answered {response.status_code}"
+        return Outcome(response.status_code, error, _ms(started))
+
+    def _record(self, s: Session, item: Claimed, outcome: Outcome) -> None:
+        row = s.get(n.WebhookDelivery, item.delivery_id, with_for_update=True)
+        assert row is not None
+        now = self.uow.clock()
+        s.add(
+            n.WebhookAttempt(
+                delivery_id=row.id,
+                number=item.number,
+                status_code=outcome.status,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+                created_at=now,
+            )
+        )
+        if row.state != n.PENDING:  # another worker finished it after this one's lease lapsed
+            return
+        row.last_status, row.last_error = outcome.status, outcome.error
+        if outcome.error is None:
+            row.state, row.delivered_at, row.next_attempt_at = n.DELIVERED, now, None
+        elif row.attempts != item.number:  # a newer claim is in flight: its outcome decides what follows
+            return
+        elif row.attempts >= self.settings.webhook_max_attempts:
+            row.state, row.next_attempt_at = n.FAILED, None
+        else:
+            wait = backoff(row.attempts, self.settings.webhook_retry_base, self.settings.webhook_retry_cap, self._rng)
+            row.next_attempt_at = now + dt.timedelta(seconds=wait)
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
