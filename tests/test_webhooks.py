@@ -1,0 +1,414 @@
+"""Webhooks against a real HTTP receiver: signed deliveries from the outbox, retries, the delivery log, refusals.
+
+The service runs in-process on SQLite with the embedded chain and no signer
+nodes; its transactions are governance changes, which pass through the same
+states and approvals as withdrawals. Receivers are real HTTP servers on loopback
+started by the tests, so the operator's ``webhook_allow_private`` is on here, and
+the tests that check the default refusals turn it off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from harbour.custody import notices as n
+from harbour.custody import webhookurl
+from harbour.custody.config import Deployment
+from harbour.custody.errors import Forbidden, Invalid, NotFound
+from harbour.custody.views import Page
+from harbour.custody.webhooksig import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ReplayGuard,
+    WebhookKeys,
+    WebhookRejected,
+    verify,
+)
+from webhook_env import Org, Receiver, open_service, organisation, wait_for
+
+CHANGE_TYPES = {
+    "transaction.submitted",
+    "transaction.pending_approval",
+    "transaction.approved",
+    "transaction.confirmed",
+    "approval.approve",
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    deployment = open_service(tmp_path_factory.mktemp("webhooks") / "custody")
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.fixture(scope="module")
+def org(service: Deployment) -> Org:
+    return organisation(service.custody, "Webhook Test Custodian")
+
+
+@pytest.fixture(scope="module")
+def other(service: Deployment) -> Org:
+    return organisation(service.custody, "Another Custodian")
+
+
+def deliveries(org: Org, endpoint_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = org.custody.webhook_deliveries(org.admin(), endpoint_id, Page(limit=200))["items"]
+    return items
+
+
+def public_key(org: Org) -> bytes:
+    return bytes.fromhex(org.custody.webhook_signing_key(org.actors["viewer"])["public_key"])
+
+
+# -- deliveries ----------------------------------------------------------------------------------------------------
+
+
+def test_every_state_change_and_approval_reaches_the_receiver_signed(org: Org) -> None:
+    with Receiver() as receiver:
+        endpoint = org.custody.create_webhook(org.admin(), url=receiver.url, events=["*"])
+        tx = org.change()
+        wait_for(lambda: len(receiver.received) >= 6, what="six deliveries")
+        time.sleep(0.2)  # nothing more is owed
+    assert len(receiver.received) == 6
+    assert set(receiver.types()) == CHANGE_TYPES
+    assert receiver.types().count("approval.approve") == 2
+    key, guard = public_key(org), ReplayGuard()
+    ids = [verify(key, r.headers, r.body, replay=guard) for r in receiver.received]
+    assert len(set(ids)) == 6
+    confirmed = next(r.event for r in receiver.received if r.event["type"] == "transaction.confirmed")
+    assert confirmed["subject"] == tx["id"]
+    assert confirmed["data"]["transaction"]["state"] == "confirmed"
+    assert confirmed["data"]["change"]["previous"] == "approved"
+    log = deliveries(org, endpoint["id"])
+    assert {d["state"] for d in log} == {"delivered"}
+    assert all(d["attempts"] == 1 and d["log"][0]["status_code"] == 200 for d in log)
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+
+
+def test_only_the_event_types_an_endpoint_wants_are_delivered(org: Org) -> None:
+    with Receiver() as receiver:
+        endpoint = org.custody.create_webhook(
+            org.admin(), url=receiver.url, events=["transaction.pending_approval", "transaction.confirmed"]
+        )
+        org.change()
+        wait_for(lambda: len(receiver.received) >= 2, what="two deliveries")
+        time.sleep(0.2)
+    assert sorted(receiver.types()) == ["transaction.confirmed", "transaction.pending_approval"]
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+
+
+def test_a_receiver_that_answers_500_is_retried_until_it_answers_200(org: Org) -> None:
+    with Receiver(statuses=[500, 503]) as receiver:
+        endpoint = org.custody.create_webhook(org.admin(), url=receiver.url, events=["transaction.confirmed"])
+        org.change()
+        wait_for(lambda: len(receiver.received) >= 3, what="three attempts")
+        wait_for(lambda: deliveries(org, endpoint["id"])[0]["state"] == "delivered", what="the delivery")
+    (delivery,) = deliveries(org, endpoint["id"])
+    assert [a["status_code"] for a in delivery["log"]] == [500, 503, 200]
+    assert [a["number"] for a in delivery["log"]] == [1, 2, 3]
+    assert delivery["log"][0]["error"] == "the receiver answered 500"
+    assert delivery["attempts"] == 3 and delivery["next_attempt_at"] is None and delivery["last_status"] == 200
+    # every attempt is the same event, signed afresh
+    assert len({r.headers[ID_HEADER] for r in receiver.received}) == 1
+    assert all(r.headers["Harbour-Webhook-Attempt"] == str(i) for i, r in enumerate(receiver.received, 1))
+    key = public_key(org)
+    for r in receiver.received:
+        verify(key, r.headers, r.body)
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+
+
+def test_a_delivery_that_never_succeeds_fails_after_the_last_attempt(service: Deployment, org: Org) -> None:
+    settings = service.custody.settings
+    settings.webhook_max_attempts = 3
+    try:
+        with Receiver(statuses=[500] * 10) as receiver:
+            endpoint = org.custody.create_webhook(org.admin(), url=receiver.url, events=["transaction.confirmed"])
+            org.change()
+            wait_for(lambda: deliveries(org, endpoint["id"])[0]["state"] == "failed", what="the delivery to fail")
+            time.sleep(0.3)
+        (delivery,) = deliveries(org, endpoint["id"])
+        assert len(receiver.received) == 3
+        assert delivery["attempts"] == 3 and delivery["next_attempt_at"] is None
+        assert [a["status_code"] for a in delivery["log"]] == [500, 500, 500]
+        failed = org.custody.webhook_deliveries(org.admin(), endpoint["id"], Page(), "failed")["items"]
+        assert [d["id"] for d in failed] == [delivery["id"]]
+    finally:
+        settings.webhook_max_attempts = 10
+        org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+
+
+def test_an_unreachable_receiver_is_logged_without_a_status_and_retried(org: Org) -> None:
+    with Receiver() as receiver:
+        url = receiver.url
+    endpoint = org.custody.create_webhook(org.admin(), url=url, events=["transaction.confirmed"])
+    org.change()
+    wait_for(lambda: len(deliveries(org, endpoint["id"])[0]["log"]) >= 2, what="a second attempt logged")
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+    delivery = deliveries(org, endpoint["id"])[0]
+    assert delivery["state"] == "pending"
+    assert delivery["log"][0]["status_code"] is None and "Connect" in delivery["log"][0]["error"]
+
+
+def test_deliveries_written_before_a_crash_are_sent_after_the_restart(tmp_path: Path) -> None:
+    home = tmp_path / "custody"
+    with Receiver() as receiver:
+        first = open_service(home, start=False)  # no delivery worker: the outbox only fills
+        org = organisation(first.custody, "Restarted Custodian")
+        org.custody.create_webhook(org.admin(), url=receiver.url, events=["*"])
+        tx = org.change()
+        engine = first.custody.uow.sessions.kw["bind"]
+        with engine.connect() as c:
+            owed = c.scalar(
+                select(func.count()).select_from(n.WebhookDelivery).where(n.WebhookDelivery.state == "pending")
+            )
+        assert owed == 6 and receiver.received == []
+        first.close()
+        second = open_service(home)
+        try:
+            wait_for(lambda: len(receiver.received) >= 6, what="the owed deliveries")
+        finally:
+            second.close()
+    assert {r.event["subject"] for r in receiver.received} == {tx["id"]}
+    assert set(receiver.types()) == CHANGE_TYPES
+
+
+# -- the signature, as a receiver checks it ------------------------------------------------------------------------
+
+KEYS = WebhookKeys(bytes(range(32)))
+BODY = b'{"id":"e1","type":"transaction.confirmed"}'
+
+
+def signed(at: int | None = None, body: bytes = BODY, org_id: str = "org-a") -> dict[str, str]:
+    return KEYS.headers(org_id, "e1", body, int(time.time()) if at is None else at)
+
+
+def test_a_genuine_delivery_verifies() -> None:
+    assert verify(KEYS.public_key("org-a"), signed(), BODY) == "e1"
+
+
+def test_a_forged_signature_fails() -> None:
+    headers = signed()
+    headers[SIGNATURE_HEADER] = "ed25519=" + "00" * 64
+    with pytest.raises(WebhookRejected, match="does not verify"):
+        verify(KEYS.public_key("org-a"), headers, BODY)
+
+
+def test_a_signature_by_another_key_fails() -> None:
+    forger = WebhookKeys(bytes(32))
+    with pytest.raises(WebhookRejected, match="does not verify"):
+        verify(KEYS.public_key("org-a"), forger.headers("org-a", "e1", BODY), BODY)
+
+
+def test_another_organisations_delivery_fails_under_this_organisations_key() -> None:
+    with pytest.raises(WebhookRejected, match="does not verify"):
+        verify(KEYS.public_key("org-a"), signed(org_id="org-b"), BODY)
+
+
+def test_an_altered_body_fails() -> None:
+    with pytest.raises(WebhookRejected, match="does not verify"):
+        verify(KEYS.public_key("org-a"), signed(), BODY.replace(b"confirmed", b"cancelled"))
+
+
+def test_a_changed_event_id_or_timestamp_fails() -> None:
+    key = KEYS.public_key("org-a")
+    for name, value in ((ID_HEADER, "e2"), (TIMESTAMP_HEADER, str(int(time.time()) + 1))):
+        headers = signed()
+        headers[name] = value
+        with pytest.raises(WebhookRejected, match="does not verify"):
+            verify(key, headers, BODY)
+
+
+def test_an_old_timestamp_fails_even_when_signed() -> None:
+    with pytest.raises(WebhookRejected, match="more than 300 s"):
+        verify(KEYS.public_key("org-a"), signed(at=int(time.time()) - 301), BODY)
+
+
+def test_a_replayed_delivery_fails() -> None:
+    guard, key, headers = ReplayGuard(), KEYS.public_key("org-a"), signed()
+    verify(key, headers, BODY, replay=guard)
+    with pytest.raises(WebhookRejected, match="delivered already"):
+        verify(key, headers, BODY, replay=guard)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {ID_HEADER: "e1", TIMESTAMP_HEADER: "1"},
+        {ID_HEADER: "e1", TIMESTAMP_HEADER: "soon", SIGNATURE_HEADER: "ed25519=00"},
+        {ID_HEADER: "e1", TIMESTAMP_HEADER: "1", SIGNATURE_HEADER: "hmac=00"},
+        {ID_HEADER: "e1", TIMESTAMP_HEADER: "1", SIGNATURE_HEADER: "ed25519=zz"},
+    ],
+    ids=["none", "no signature", "bad timestamp", "other scheme", "not hex"],
+)
+def test_malformed_headers_fail(headers: dict[str, str]) -> None:
+    with pytest.raises(WebhookRejected):
+        verify(KEYS.public_key("org-a"), headers, BODY)
+
+
+def test_the_published_key_is_the_organisations_own(org: Org, other: Org) -> None:
+    mine, theirs = public_key(org), public_key(other)
+    assert mine != theirs and len(mine) == 32
+    assert org.custody.webhook_signing_key(org.actors["viewer"])["algorithm"] == "ed25519"
+
+
+# -- refusals ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://example.com/hook", "http:// or https://"),
+        ("file:///etc/passwd", "http:// or https://"),
+        ("javascript:alert(1)", "http:// or https://"),
+        ("/relative/hook", "http:// or https://"),
+        ("https://user:secret@example.com/hook", "credentials"),
+        ("https://example.com/hook#part", "fragment"),
+        ("https:///hook", "no host"),
+        ("https://example.com:99999/hook", "port"),
+        ("https://exa mple.com/hook", "spaces"),
+        ("https://bücher.example/hook", "ASCII"),
+        ("https://example.com/" + "a" * 2048, "1..2048"),
+        ("", "1..2048"),
+    ],
+)
+def test_malformed_webhook_urls_are_refused(url: str, reason: str) -> None:
+    with pytest.raises(Invalid, match=reason):
+        webhookurl.check(url, allow_private=True, resolver=lambda host, port: ["93.184.215.14"])
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.5.6.7",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+    ],
+)
+def test_urls_resolving_to_private_addresses_are_refused_by_default(address: str) -> None:
+    with pytest.raises(Invalid, match="loopback, private or reserved"):
+        webhookurl.check("https://hooks.example.com/in", allow_private=False, resolver=lambda h, p: [address])
+
+
+def test_a_name_with_any_private_address_is_refused() -> None:
+    with pytest.raises(Invalid, match=r"10\.0\.0\.5"):
+        webhookurl.check(
+            "https://hooks.example.com/in", allow_private=False, resolver=lambda h, p: ["93.184.215.14", "10.0.0.5"]
+        )
+
+
+def test_a_public_address_is_allowed_and_the_request_goes_to_it() -> None:
+    target = webhookurl.check(
+        "https://hooks.example.com:8443/in?x=1", allow_private=False, resolver=lambda h, p: ["93.184.215.14"]
+    )
+    assert target.request_url() == "https://93.184.215.14:8443/in?x=1"
+    assert target.host_header() == "hooks.example.com:8443"
+
+
+def test_localhost_is_refused_by_the_real_resolver() -> None:
+    for url in ("http://localhost:8700/v1/health", "http://127.0.0.1/", "http://[::1]/", "http://2130706433/"):
+        with pytest.raises(Invalid, match="loopback, private or reserved"):
+            webhookurl.check(url, allow_private=False)
+
+
+def test_an_unresolvable_host_is_refused() -> None:
+    with pytest.raises(Invalid, match="does not resolve"):
+        webhookurl.check("https://no-such-host.invalid/hook", allow_private=False)
+
+
+def test_the_service_refuses_a_loopback_url_unless_the_operator_allows_it(service: Deployment, org: Org) -> None:
+    settings = service.custody.settings
+    settings.webhook_allow_private = False
+    try:
+        with pytest.raises(Invalid, match="webhook_allow_private"):
+            org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=["*"])
+    finally:
+        settings.webhook_allow_private = True
+    created = org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=["*"])
+    org.custody.set_webhook_enabled(org.admin(), created["id"], enabled=False)
+
+
+def test_a_delivery_to_a_url_no_longer_allowed_is_not_sent(service: Deployment, org: Org) -> None:
+    with Receiver() as receiver:
+        endpoint = org.custody.create_webhook(org.admin(), url=receiver.url, events=["transaction.confirmed"])
+        service.custody.settings.webhook_allow_private = False
+        try:
+            org.change()
+            wait_for(lambda: len(deliveries(org, endpoint["id"])[0]["log"]) >= 1, what="an attempt logged")
+        finally:
+            service.custody.settings.webhook_allow_private = True
+            org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+    assert receiver.received == []
+    assert "loopback, private or reserved" in deliveries(org, endpoint["id"])[0]["log"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [([], "non-empty"), (["transaction.teleported"], "unknown event types"), ("*", "non-empty"), ([1], "non-empty")],
+)
+def test_unknown_or_missing_event_types_are_refused(org: Org, events: Any, reason: str) -> None:
+    with pytest.raises(Invalid, match=reason):
+        org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=events)
+
+
+def test_only_admins_register_and_change_endpoints(org: Org) -> None:
+    endpoint = org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=["*"], description="x")
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+    for who in ("auditor", "viewer"):
+        with pytest.raises(Forbidden):
+            org.custody.create_webhook(org.actors[who], url="http://127.0.0.1:9/hook", events=["*"])
+        with pytest.raises(Forbidden):
+            org.custody.set_webhook_enabled(org.actors[who], endpoint["id"], enabled=True)
+    with pytest.raises(Forbidden):
+        org.custody.webhook_deliveries(org.actors["viewer"], endpoint["id"], Page())
+    listed = org.custody.list_webhooks(org.actors["auditor"], Page(limit=200))["items"]
+    assert endpoint["id"] in {e["id"] for e in listed}
+
+
+def test_another_organisations_endpoints_are_not_found(org: Org, other: Org) -> None:
+    endpoint = org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=["*"])
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+    intruder = other.admin()
+    calls: list[Callable[[], object]] = [
+        lambda: other.custody.get_webhook(intruder, endpoint["id"]),
+        lambda: other.custody.set_webhook_enabled(intruder, endpoint["id"], enabled=True),
+        lambda: other.custody.webhook_deliveries(intruder, endpoint["id"], Page()),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            call()
+    assert endpoint["id"] not in {e["id"] for e in other.custody.list_webhooks(intruder, Page(limit=200))["items"]}
+    assert org.custody.get_webhook(org.admin(), endpoint["id"])["enabled"] is False
+
+
+def test_another_organisations_changes_are_never_delivered_to_this_one(org: Org, other: Org) -> None:
+    with Receiver() as receiver:
+        endpoint = org.custody.create_webhook(org.admin(), url=receiver.url, events=["*"])
+        other.change()
+        org.change()
+        wait_for(lambda: len(receiver.received) >= 6, what="this organisation's deliveries")
+        time.sleep(0.2)
+    org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
+    assert len(receiver.received) == 6
+    assert {r.event["org_id"] for r in receiver.received} == {org.admin().org_id}
