@@ -83,6 +83,7 @@ PROCESS_MODULES = frozenset(
         "test_node_entry",
         "test_node_governance",
         "test_readme_nodes",
+        "test_search_exports",
     }
 )
 """Modules whose tests (or module fixtures) start signer nodes or run the CLI as a subprocess."""
