@@ -9,6 +9,7 @@ the tests that check the default refusals turn it off.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -412,3 +413,62 @@ def test_another_organisations_changes_are_never_delivered_to_this_one(org: Org,
     org.custody.set_webhook_enabled(org.admin(), endpoint["id"], enabled=False)
     assert len(receiver.received) == 6
     assert {r.event["org_id"] for r in receiver.received} == {org.admin().org_id}
+
+
+# -- several workers on one PostgreSQL ---------------------------------------------------------------------------
+
+
+def test_workers_sharing_postgresql_deliver_each_event_exactly_once(postgres_db_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "custody"
+    with Receiver() as receiver:
+        first = open_service(home, postgres_db_url, start=False)
+        second = open_service(home, start=False)  # the same home and database, its own connections and worker
+        try:
+            org = organisation(first.custody, "Shared Database Custodian")
+            org.custody.create_webhook(org.admin(), url=receiver.url, events=["*"])
+            for _ in range(4):
+                org.change()
+            owed = 24
+            first.custody.dispatcher.batch = second.custody.dispatcher.batch = 3
+
+            def work(deployment: Deployment, sent: list[int]) -> None:
+                while len(receiver.received) < owed:
+                    sent.append(deployment.custody.dispatcher.once())
+
+            counts: tuple[list[int], list[int]] = ([], [])
+            threads = [threading.Thread(target=work, args=(d, c)) for d, c in zip((first, second), counts, strict=True)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        finally:
+            first.close()
+            second.close()
+    ids = [r.headers[ID_HEADER] for r in receiver.received]
+    assert len(ids) == owed and len(set(ids)) == owed
+    assert sum(counts[0]) + sum(counts[1]) == owed
+    assert sum(counts[0]) > 0 and sum(counts[1]) > 0, counts
+
+
+def test_a_worker_skips_rows_another_worker_holds(postgres_db_url: str, tmp_path: Path) -> None:
+    deployment = open_service(tmp_path / "custody", postgres_db_url, start=False)
+    try:
+        org = organisation(deployment.custody, "Locking Custodian")
+        org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=["*"])
+        org.change()
+        engine = deployment.custody.uow.sessions.kw["bind"]
+        with engine.connect() as other_worker, other_worker.begin():
+            held = (
+                other_worker.execute(
+                    select(n.WebhookDelivery.id).order_by(n.WebhookDelivery.event_seq).limit(2).with_for_update()
+                )
+                .scalars()
+                .all()
+            )
+            started = time.monotonic()
+            claimed = deployment.custody.dispatcher._claim()
+            assert time.monotonic() - started < 5  # it did not wait for the other worker's locks
+        assert len(held) == 2 and len(claimed) == 4
+        assert not {c.delivery_id for c in claimed} & set(held)
+    finally:
+        deployment.close()

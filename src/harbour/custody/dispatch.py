@@ -94,6 +94,8 @@ class Dispatcher:
         self.keys = keys
         self.settings = settings
         self.poll = poll
+        self.batch = BATCH
+        """Deliveries claimed at once: the most this worker has in flight."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-webhook")
         self._client = httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
         self._wake = threading.Event()
@@ -142,7 +144,7 @@ class Dispatcher:
                         n.WebhookEndpoint.enabled.is_(True),
                     )
                     .order_by(n.WebhookDelivery.next_attempt_at, n.WebhookDelivery.event_seq)
-                    .limit(BATCH)
+                    .limit(self.batch)
                     .with_for_update(skip_locked=True, of=n.WebhookDelivery)
                 )
             )
