@@ -472,3 +472,22 @@ def test_a_worker_skips_rows_another_worker_holds(postgres_db_url: str, tmp_path
         assert not {c.delivery_id for c in claimed} & set(held)
     finally:
         deployment.close()
+
+
+def test_the_receiver_in_the_docs_acts_once_and_refuses_forgeries() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = text[text.index("## Webhooks") : text.index("## Event stream")]
+    code = section[section.index("```python\n") + 10 :]
+    code = code[: code.index("```")]
+    handled: list[dict[str, Any]] = []
+    namespace: dict[str, Any] = {"handle": handled.append}
+    exec(compile(code, "docs/api.md", "exec"), namespace)  # the walk-through, as written
+    receive = namespace["receive"]
+    key = KEYS.public_key("org-a")
+    headers = signed()
+    assert receive(key, headers, BODY) == 200
+    assert receive(key, headers, BODY) == 200  # the retry of a success: acknowledged, not acted on
+    forged = {**headers, SIGNATURE_HEADER: "ed25519=" + "11" * 64}
+    assert receive(key, forged, BODY) == 400
+    assert receive(key, signed(at=int(time.time()) - 3600), BODY) == 400
+    assert handled == [{"id": "e1", "type": "transaction.confirmed"}]

@@ -21,7 +21,6 @@ delivery is ``failed`` and stays in the log.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 import random
@@ -127,8 +126,12 @@ class Dispatcher:
         if not claimed:
             return 0
         outcomes = list(self._pool.map(self._send, claimed))
-        for item, outcome in zip(claimed, outcomes, strict=True):
-            self.uow.write(functools.partial(self._record, item=item, outcome=outcome))
+
+        def record(s: Session) -> None:
+            for item, outcome in zip(claimed, outcomes, strict=True):
+                self._record(s, item, outcome)
+
+        self.uow.write(record)  # one commit for the batch
         return len(claimed)
 
     def _claim(self) -> list[Claimed]:

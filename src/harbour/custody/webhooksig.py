@@ -49,6 +49,10 @@ class WebhookRejected(ValueError):
     """A delivery that must not be acted on: forged, altered, stale or replayed."""
 
 
+class Replayed(WebhookRejected):
+    """A genuine, fresh delivery of an event accepted before: a retry after a lost answer, or a replay."""
+
+
 def message(event_id: str, timestamp: int, body: bytes) -> bytes:
     """The bytes signed: the domain, then id and timestamp as NUL-terminated text, then the body as sent."""
     return SIGNING_DOMAIN + event_id.encode() + b"\x00" + str(timestamp).encode() + b"\x00" + body
@@ -96,7 +100,7 @@ class ReplayGuard:
             for old in [i for i, at in self._seen.items() if at < now - 2 * self.tolerance]:
                 del self._seen[old]
             if event_id in self._seen:
-                raise WebhookRejected(f"event {event_id} was delivered already (a replay, or a retry of a success)")
+                raise Replayed(f"event {event_id} was delivered already (a replay, or a retry of a success)")
             self._seen[event_id] = now
 
 
@@ -149,6 +153,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "TOLERANCE",
     "ReplayGuard",
+    "Replayed",
     "WebhookKeys",
     "WebhookRejected",
     "message",
