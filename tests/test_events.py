@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from harbour.api.routes import events as events_route
 from harbour.api.server import BackgroundServer
+from harbour.cli.main import app
 from harbour.custody.config import Deployment
 from webhook_env import Org, Receiver, open_service, organisation, wait_for
 
@@ -201,3 +203,28 @@ def test_webhook_routes(server: BackgroundServer, org: Org, other: Org) -> None:
         foreign = client.get(f"/v1/webhooks/{endpoint['id']}", headers=auth(other, "admin"))
         assert foreign.status_code == 404
         assert client.get(path, headers=auth(org, "admin"), params={"state": "lost"}).status_code == 422
+
+
+def test_the_webhook_commands(server: BackgroundServer, org: Org) -> None:
+    runner = CliRunner()
+    base = ["--api", server.url, "--json"]
+
+    def run(*args: str, who: str = "admin") -> Any:
+        result = runner.invoke(app, [*args, *base, "--token", org.tokens[who]])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    with Receiver() as receiver:
+        endpoint = run("webhook", "add", receiver.url, "--event", "transaction.confirmed")
+        assert endpoint["events"] == ["transaction.confirmed"]
+        org.change()
+        wait_for(lambda: len(receiver.received) == 1, what="the delivery")
+    assert endpoint["id"] in {e["id"] for e in run("webhook", "list", who="auditor")["items"]}
+    wait_for(lambda: run("webhook", "deliveries", endpoint["id"])["items"][0]["state"] == "delivered", what="the log")
+    assert run("webhook", "disable", endpoint["id"])["enabled"] is False
+    assert run("webhook", "show", endpoint["id"])["enabled"] is False
+    assert run("webhook", "key", who="viewer")["algorithm"] == "ed25519"
+    refused = runner.invoke(app, ["webhook", "add", "ftp://x/", *base, "--token", org.tokens["admin"]])
+    assert refused.exit_code != 0 and "http:// or https://" in refused.output
+    bad_id = runner.invoke(app, ["webhook", "show", "nope", *base, "--token", org.tokens["admin"]])
+    assert bad_id.exit_code != 0 and "WEBHOOK_ID" in bad_id.output
