@@ -144,7 +144,7 @@ def open_service(home: Path, database: str | None = None, *, start: bool = True)
     return deployment
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 45.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

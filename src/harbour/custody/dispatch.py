@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from typing import Final
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from harbour.custody import notices as n
 from harbour.custody import webhookurl
 from harbour.custody.errors import Invalid
+from harbour.custody.models import new_id
 from harbour.custody.settings import Settings
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.webhooksig import WebhookKeys
@@ -128,41 +129,66 @@ class Dispatcher:
         outcomes = list(self._pool.map(self._send, claimed))
 
         def record(s: Session) -> None:
+            now = self.uow.clock()
+            s.execute(
+                insert(n.WebhookAttempt),
+                [
+                    {
+                        "id": new_id(),
+                        "delivery_id": item.delivery_id,
+                        "number": item.number,
+                        "status_code": outcome.status,
+                        "error": outcome.error,
+                        "duration_ms": outcome.duration_ms,
+                        "created_at": now,
+                    }
+                    for item, outcome in zip(claimed, outcomes, strict=True)
+                ],
+            )
+            rows = {
+                r.id: r
+                for r in s.scalars(
+                    select(n.WebhookDelivery)
+                    .where(n.WebhookDelivery.id.in_([c.delivery_id for c in claimed]))
+                    .with_for_update()
+                )
+            }
             for item, outcome in zip(claimed, outcomes, strict=True):
-                self._record(s, item, outcome)
+                self._settle(rows[item.delivery_id], item, outcome, now)
 
         self.uow.write(record)  # one commit for the batch
         return len(claimed)
 
     def _claim(self) -> list[Claimed]:
-        def work(s: Session) -> list[Claimed]:
+        d, e, endpoint = n.WebhookDelivery, n.Event, n.WebhookEndpoint
+        with self.uow.tx() as s:
             now = self.uow.clock()
-            rows = list(
-                s.scalars(
-                    select(n.WebhookDelivery)
-                    .join(n.WebhookEndpoint, n.WebhookEndpoint.id == n.WebhookDelivery.endpoint_id)
-                    .where(
-                        n.WebhookDelivery.state == n.PENDING,
-                        n.WebhookDelivery.next_attempt_at <= now,
-                        n.WebhookEndpoint.enabled.is_(True),
-                    )
-                    .order_by(n.WebhookDelivery.next_attempt_at, n.WebhookDelivery.event_seq)
+            due = list(
+                s.execute(
+                    select(d.id, d.attempts)
+                    .join(endpoint, endpoint.id == d.endpoint_id)
+                    .where(d.state == n.PENDING, d.next_attempt_at <= now, endpoint.enabled.is_(True))
+                    .order_by(d.next_attempt_at, d.event_seq)
                     .limit(self.batch)
-                    .with_for_update(skip_locked=True, of=n.WebhookDelivery)
+                    .with_for_update(skip_locked=True, of=d)
                 )
             )
-            out = []
-            for row in rows:
-                row.attempts += 1
-                row.next_attempt_at = now + dt.timedelta(seconds=LEASE)
-                endpoint = s.get(n.WebhookEndpoint, row.endpoint_id)
-                event = s.get(n.Event, row.event_seq)
-                assert endpoint is not None and event is not None
-                out.append(Claimed(row.id, row.attempts, row.org_id, endpoint.url, event.id, body_of(event)))
-            return out
-
-        with self.uow.tx() as s:
-            return work(s)
+            if not due:
+                return []
+            ids = [row.id for row in due]
+            s.execute(
+                update(d)
+                .where(d.id.in_(ids))
+                .values(attempts=d.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=LEASE))
+                .execution_options(synchronize_session=False)
+            )
+            rows = s.execute(
+                select(d.id, d.attempts, d.org_id, endpoint.url, e)
+                .join(endpoint, endpoint.id == d.endpoint_id)
+                .join(e, e.seq == d.event_seq)
+                .where(d.id.in_(ids))
+            )
+            return [Claimed(r.id, r.attempts, r.org_id, r.url, r.Event.id, body_of(r.Event)) for r in rows]
 
     def _send(self, item: Claimed) -> Outcome:
         started = time.monotonic()
@@ -187,20 +213,8 @@ class Dispatcher:
         error = None if 200 <= response.status_code < 300 else f"the receiver answered {response.status_code}"
         return Outcome(response.status_code, error, _ms(started))
 
-    def _record(self, s: Session, item: Claimed, outcome: Outcome) -> None:
-        row = s.get(n.WebhookDelivery, item.delivery_id, with_for_update=True)
-        assert row is not None
-        now = self.uow.clock()
-        s.add(
-            n.WebhookAttempt(
-                delivery_id=row.id,
-                number=item.number,
-                status_code=outcome.status,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
-                created_at=now,
-            )
-        )
+    def _settle(self, row: n.WebhookDelivery, item: Claimed, outcome: Outcome, now: dt.datetime) -> None:
+        """What the attempt ``item`` means for its delivery: delivered, retried later, or given up."""
         if row.state != n.PENDING:  # another worker finished it after this one's lease lapsed
             return
         row.last_status, row.last_error = outcome.status, outcome.error
