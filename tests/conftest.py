@@ -110,6 +110,8 @@ SLOW_MODULES = frozenset(
         "test_node_service",
         "test_properties",
         "test_rotation",
+        "test_webhooks",
+        "test_events",
     }
 )
 """In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA
