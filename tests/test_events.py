@@ -228,3 +228,20 @@ def test_the_webhook_commands(server: BackgroundServer, org: Org) -> None:
     assert refused.exit_code != 0 and "http:// or https://" in refused.output
     bad_id = runner.invoke(app, ["webhook", "show", "nope", *base, "--token", org.tokens["admin"]])
     assert bad_id.exit_code != 0 and "WEBHOOK_ID" in bad_id.output
+
+
+def test_a_stream_ends_after_its_lifetime_and_the_client_resumes(
+    server: BackgroundServer, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_route, "LIFETIME", 0.5)
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        with client.stream("GET", "/v1/events", headers=auth(org, **STREAM)) as response:
+            lines = list(response.iter_lines())  # ends by itself
+        assert lines[0] == "retry: 2000"
+        head = org.custody.events_head(org.actors["viewer"])
+        assert head is not None
+        org.change()
+        resume = {**auth(org, **STREAM), "Last-Event-ID": str(head)}
+        with client.stream("GET", "/v1/events", headers=resume) as response:
+            again = read_events(response, 6)
+    assert all(int(e["id"]) > head for e in again)

@@ -6,7 +6,8 @@ event as it is committed (``id:`` its sequence, ``event:`` its type, ``data:`` t
 event as JSON); a client that reconnects sends ``Last-Event-ID`` and misses
 nothing. Without it, a stream starts after the newest event, a page at the
 first. Every :data:`REAUTHENTICATE` seconds the stream checks the credential
-again, so a revoked credential or a disabled user stops receiving.
+again, so a revoked credential or a disabled user stops receiving; after
+:data:`LIFETIME` it ends, and the client resumes where it was.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ STREAM: Final = "text/event-stream"
 POLL: Final = 0.25
 HEARTBEAT: Final = 15.0
 REAUTHENTICATE: Final = 30.0
+LIFETIME: Final = 300.0
+"""Seconds a stream lasts; then it ends and the client reconnects with ``Last-Event-ID`` (EventSource does it
+by itself). So no connection outlives a credential check for long, and a server shutting down waits for none."""
 SEQUENCE = r"^[0-9]{1,18}$"
 
 
@@ -43,9 +47,9 @@ def frame(event: dict[str, Any]) -> str:
 
 async def stream(request: Request, custody: CustodyService, actor: Any, after: int | None) -> AsyncIterator[str]:
     cursor = after
-    checked = beat = time.monotonic()
+    opened = checked = beat = time.monotonic()
     yield "retry: 2000\n\n"
-    while True:
+    while time.monotonic() - opened < LIFETIME:
         page = await run_in_threadpool(custody.events_after, actor, cursor, 100)
         for event in page["items"]:
             yield frame(event)
