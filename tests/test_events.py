@@ -238,6 +238,7 @@ def test_a_stream_ends_after_its_lifetime_and_the_client_resumes(
         with client.stream("GET", "/v1/events", headers=auth(org, **STREAM)) as response:
             lines = list(response.iter_lines())  # ends by itself
         assert lines[0] == "retry: 2000"
+        org.change()
         head = org.custody.events_head(org.actors["viewer"])
         assert head is not None
         org.change()
