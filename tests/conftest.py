@@ -78,6 +78,7 @@ PROCESS_MODULES = frozenset(
         "test_cluster_faults",
         "test_custody",
         "test_custody_nodes",
+        "test_entities_custody",
         "test_governance_custody",
         "test_governance_signing",
         "test_node_entry",
@@ -112,6 +113,7 @@ SLOW_MODULES = frozenset(
         "test_rotation",
         "test_webhooks",
         "test_events",
+        "test_tokeninfo",
     }
 )
 """In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA

@@ -171,7 +171,7 @@ def test_docs_role_table_is_the_code_table() -> None:
     documented = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and cells[0] in ("GET", "POST") and cells[1].startswith("/v1/"):
+        if len(cells) == 3 and cells[0] in ("GET", "POST", "PATCH", "DELETE") and cells[1].startswith("/v1/"):
             documented[(cells[0], cells[1])] = frozenset(r.strip() for r in cells[2].split(","))
     assert documented == ROUTE_ROLES
 
@@ -496,6 +496,10 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/policy/proposals"): lambda w: {"document": {"rules": []}},
     ("POST", "/v1/governance/nodes"): lambda w: {"name": "node1"},
     ("POST", "/v1/webhooks"): lambda w: {"url": "https://hooks.example.com/in", "events": ["*"]},
+    ("PATCH", "/v1/users/{user_id}"): lambda w: {"disabled": True},
+    ("PATCH", "/v1/vaults/{vault_id}"): lambda w: {"archived": True},
+    ("PATCH", "/v1/assets/{asset_id}"): lambda w: {"disabled": True},
+    ("PATCH", "/v1/address-book/{entry_id}"): lambda w: {"whitelisted": False},
 }
 PERIOD = "?start=2026-01-01T00:00:00%2B00:00&end=2026-12-31T00:00:00%2B00:00"
 
@@ -508,6 +512,7 @@ def concrete(world: World, path: str) -> str:
         index=0,
         credential_id="00000000-0000-4000-8000-000000000000",  # no such credential: nothing to revoke by accident
         entry_id=world.entry_id,
+        asset_id="00000000-0000-4000-8000-000000000000",  # no such asset: nothing to disable by accident
         name="node1",
         webhook_id=MISSING,
         external_id="pending-ref",

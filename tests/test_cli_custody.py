@@ -177,6 +177,28 @@ def test_vaults_addresses_assets_address_book(world: World) -> None:
     assert entry["id"] not in {e["id"] for e in world.json("viewer", "address-book", "list", "--all")["items"]}
 
 
+def test_renaming_disabling_and_the_approve_that_names_what_each_id_is(world: World) -> None:
+    eth = next(a for a in world.json("viewer", "asset", "list")["items"] if a["symbol"] == "ETH")
+    proposal = world.json("admin", "asset", "disable", eth["id"])
+    assert proposal["changes"][0]["op"] == "asset.disable"
+    shown = world.run("admin", "approve", proposal["id"], "--key", str(world.keys["admin"]), "--yes")
+    assert shown.exit_code == 0, shown.stderr
+    assert f"change:  disable asset {eth['id']}: no withdrawal of it is signed" in shown.stdout
+    assert f"target:  asset {eth['id']} is ETH (the native coin)" in shown.stdout
+    world.json("admin2", "approve", proposal["id"], "--key", str(world.keys["admin2"]), "--yes")
+    assert next(a for a in world.json("viewer", "asset", "list")["items"] if a["id"] == eth["id"])["disabled"]
+    world.govern(world.json("admin", "asset", "disable", eth["id"], "--enable"))
+    name = world.json("viewer", "vault", "show", world.vault_id)["name"]
+    world.govern(world.json("admin", "vault", "rename", world.vault_id, "renamed"))
+    assert world.json("viewer", "vault", "show", world.vault_id)["name"] == "renamed"
+    world.govern(world.json("admin", "vault", "rename", world.vault_id, name))
+    entry = world.govern(world.json("admin", "address-book", "add", "desk", "0x" + "77" * 20))["changes"][0]
+    world.govern(world.json("admin", "address-book", "rename", entry["id"], "trading desk"))
+    listed = world.json("viewer", "address-book", "list", "--all")["items"]
+    assert next(e for e in listed if e["id"] == entry["id"])["name"] == "trading desk"
+    refused(world.run("admin", "vault", "archive", "not-an-id"), 2)
+
+
 def test_vault_create(world: World) -> None:
     proposal = world.json("admin", "vault", "create", "cli-vault", "-t", "2", "--node", "node1", "--node", "node2")
     # Before signing, the admin sees the key the holders stated and the vault's first address, derived from it.

@@ -35,6 +35,7 @@ from harbour.crypto.ecdsa import EcdsaSignature
 from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.custody.evidence import build_governed_evidence
 from harbour.custody.signer import Signer
+from harbour.governance import amendments as am
 from harbour.governance import changes as c
 from harbour.governance import holding
 from harbour.governance.fields import GovernanceError
@@ -528,6 +529,19 @@ def test_an_asset_the_organisation_did_not_register_is_refused(env: Env) -> None
     refused(exc, "policy", "is not an asset")
 
 
+def test_a_disabled_asset_is_refused_by_the_nodes_until_the_admins_enable_it(env: Env) -> None:
+    """The nodes replay ``asset.disable`` from the log pushed to them: no withdrawal of it is signed."""
+    key, org = env.keys["bolt-vault"], env.bolt
+    org.propose(am.DisableAsset("asset-eth"))
+    digest, evidence, _ = env.withdrawal(org, key, ETHER, to=LISTED)
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, digest, evidence)
+    refused(exc, "policy", "is disabled")
+    org.propose(am.EnableAsset("asset-eth"))
+    digest, evidence, _ = env.withdrawal(org, key, ETHER, to=LISTED)
+    verify(key, digest, env.sign(org, key, digest, evidence).signature)
+
+
 def test_a_key_of_one_organisation_cannot_be_signed_for_with_anothers_governance(env: Env) -> None:
     key = env.keys["acme-vault"]
     digest, evidence, _ = env.withdrawal(env.bolt, key, ETHER)
@@ -845,3 +859,13 @@ def test_a_vault_key_made_outside_its_organisation_never_becomes_its_vault(env: 
             push(env, node, env.acme, entry.encode())
         assert exc.value.reason == "change" and "for organisation" in str(exc.value), exc.value
     assert all(env.rpc(i, {"op": "head", "org": env.acme.org})["head"] == env.acme.log.head for i in range(4))
+
+
+def test_an_archived_vault_is_refused_by_the_nodes(env: Env) -> None:
+    """Last: archiving is for good. The key stays the vault's (its statements still name it), and is not signed for."""
+    key, org = env.keys["bolt-vault"], env.bolt
+    org.propose(am.ArchiveVault("bolt-main"))
+    digest, evidence, _ = env.withdrawal(org, key, ETHER, to=LISTED)
+    with pytest.raises(ClusterError) as exc:
+        env.sign(org, key, digest, evidence)
+    refused(exc, "policy", "is archived")

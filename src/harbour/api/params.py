@@ -27,6 +27,7 @@ UserId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 CredentialId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 VaultId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 EntryId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
+AssetId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 TxId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 NodeName = Annotated[str, Path(pattern=schemas.NODE_NAME_PATTERN, description="A node name the log names.")]
 

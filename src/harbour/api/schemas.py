@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from harbour.chains.eip1559 import TransactionError, parse_address
 
@@ -197,6 +197,56 @@ class Decision(Closed):
 class PolicyProposal(Closed):
     document: dict[str, Any]
     """A policy document (see docs/policy.md); the policy engine validates it."""
+
+
+# -- PATCH bodies: the fields given change, the fields left out stay -------------------------------------
+
+
+def _left_out(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # a field left out keeps its value: there is no default to announce
+
+
+def absent(description: str | None = None) -> Any:
+    """A PATCH field: may be left out, but not sent as null unless its type says so (nothing fills it in)."""
+    return Field(default=None, description=description, json_schema_extra=_left_out)
+
+
+class Patch(Closed):
+    """A ``PATCH`` body: every field optional, at least one given (an empty one would change nothing)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _names_a_field(self) -> Patch:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields the request named (``null`` included: for an approval key it means remove)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class UpdateUser(Patch):
+    roles: Annotated[list[Role], Field(min_length=1, max_length=len(ROLES))] = absent()
+    approval_key: PublicKeyHex | None = absent(
+        "A new approval key (rotation); null removes it from one who signs nothing."
+    )
+    disabled: bool = absent("true disables the user; false enables them again.")
+
+
+class UpdateVault(Patch):
+    name: Name = absent()
+    archived: Literal[True] = absent("Archives the vault: no new withdrawal or address; it is not brought back.")
+
+
+class UpdateAsset(Patch):
+    disabled: bool = Field(description="true: no withdrawal of the asset; false: enabled again.")
+
+
+class UpdateAddressBookEntry(Patch):
+    name: Name = absent()
+    whitelisted: bool = absent()
 
 
 WEBHOOK_EVENT_PATTERN: Final = r"^(\*|[a-z_]{1,24}\.[a-z_]{1,24})$"

@@ -133,13 +133,20 @@ list_command(user_app, "list", "/v1/users", ["id", "name", "roles", "disabled"],
 
 
 def _post_on(
-    path: str, value: str, what: str, api: str, token: str | None, as_json: bool, body: Any = None
+    path: str,
+    value: str,
+    what: str,
+    api: str,
+    token: str | None,
+    as_json: bool,
+    body: Any = None,
+    method: str = "POST",
 ) -> dict[str, Any]:
-    """POST ``body`` to ``path`` with the checked id ``value`` filled in; the answer."""
+    """``method`` (POST, or PATCH, DELETE) ``body`` to ``path`` with the checked id ``value`` filled in; the answer."""
     with api_errors():
         checked = check_id(value, what)
         with connect(api, token) as client:
-            return dict(client.post(path.format(checked), body))
+            return dict(client.request(method, path.format(checked), body=body))
 
 
 UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
@@ -302,6 +309,30 @@ def address_list(
     emit_page(page, ["path", "address", "label", "id"], as_json)
 
 
+VaultIdArgument = Annotated[str, typer.Argument(help="The vault's id.")]
+
+
+@vault_app.command("rename")
+def vault_rename(
+    vault_id: VaultIdArgument,
+    name: Annotated[str, typer.Argument(help="The vault's new name.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose a new name for a vault (admin)."""
+    body = {"name": name}
+    emit_proposal(_post_on("/v1/vaults/{}", vault_id, "VAULT_ID", api, token, as_json, body, "PATCH"), as_json)
+
+
+@vault_app.command("archive")
+def vault_archive(
+    vault_id: VaultIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Propose archiving a vault for good: no new withdrawal or address; deposits still count (admin)."""
+    emit_proposal(_post_on("/v1/vaults/{}", vault_id, "VAULT_ID", api, token, as_json, None, "DELETE"), as_json)
+
+
 # -- assets and the address book --------------------------------------------------------------------------
 
 
@@ -327,7 +358,23 @@ def asset_add(
     emit_proposal(proposal, as_json)
 
 
-list_command(asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract"], "List registered assets.")
+list_command(
+    asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract", "disabled", "id"], "List the assets."
+)
+AssetIdArgument = Annotated[str, typer.Argument(help="The asset's id (harbour asset list).")]
+
+
+@asset_app.command("disable")
+def asset_disable(
+    asset_id: AssetIdArgument,
+    enable: Annotated[bool, typer.Option("--enable", help="Enable a disabled asset again instead.")] = False,
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose disabling an asset, no withdrawal of it signed, or with --enable enabling it again (admin)."""
+    body = {"disabled": not enable}
+    emit_proposal(_post_on("/v1/assets/{}", asset_id, "ASSET_ID", api, token, as_json, body, "PATCH"), as_json)
 
 
 @book_app.command("add")
@@ -367,6 +414,19 @@ def book_remove(
 ) -> None:
     """Propose removing an entry (admin)."""
     emit_proposal(_post_on("/v1/address-book/{}/remove", entry_id, "ENTRY_ID", api, token, as_json), as_json)
+
+
+@book_app.command("rename")
+def book_rename(
+    entry_id: EntryIdArgument,
+    name: Annotated[str, typer.Argument(help="The entry's new name.")],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Propose a new name for an entry; its address and whitelisting stay (admin)."""
+    body = {"name": name}
+    emit_proposal(_post_on("/v1/address-book/{}", entry_id, "ENTRY_ID", api, token, as_json, body, "PATCH"), as_json)
 
 
 list_command(book_app, "list", "/v1/address-book", ["name", "address", "whitelisted"], "List the address book.")

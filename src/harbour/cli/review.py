@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported when an entry is checked: the CLI starts without t
     from harbour.custody.statements import GovernanceApproval
     from harbour.governance import changes
     from harbour.governance.log import SignedEntry
-    from harbour.governance.state import GovernanceLog
+    from harbour.governance.state import GovernanceLog, OrgState
 
 
 class EntryMismatch(ApiError):
@@ -188,7 +188,41 @@ def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
         ) from None
     if trusted is None:
         pin_first_use(client, org, log)
-    return f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {log.genesis_hash.hex()}"
+    return "\n".join(
+        [
+            f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {log.genesis_hash.hex()}",
+            *(line for change in entry.changes if (line := _target(state, change))),
+        ]
+    )
+
+
+def _target(state: OrgState, change: changes.Change) -> str | None:
+    """What a change that names something by id names, as the verified state knows it (None: it names nothing).
+
+    The changes say ``vault 0f3c...``; an admin signs knowing it is ``'treasury'``. Something the same
+    entry creates is not in the state before it, and gets no line (the line that creates it names it).
+    """
+    from harbour.governance import amendments as am
+    from harbour.governance import changes as c
+
+    if isinstance(change, c.SetRoles | c.SetKey | c.DisableUser | c.EnableUser):
+        user = state.users.get(change.id)
+        if user is None:
+            return None
+        disabled = ", disabled" if user.disabled else ""
+        return f"  target:  user {change.id} is {user.name!r} ({', '.join(sorted(user.roles))}{disabled})"
+    if isinstance(change, am.RenameVault | am.ArchiveVault):
+        vault = state.vaults.get(change.id)
+        return None if vault is None else f"  target:  vault {change.id} is {vault.name!r} (key {vault.key_id})"
+    if isinstance(change, am.DisableAsset | am.EnableAsset):
+        asset = state.assets.get(change.id)
+        what = None if asset is None else f"{asset.symbol} ({asset.contract or 'the native coin'})"
+        return None if what is None else f"  target:  asset {change.id} is {what}"
+    if isinstance(change, am.RenameAddress | c.SetWhitelisted | c.RemoveAddress):
+        entry = state.address_book.get(change.id)
+        what = None if entry is None else f"{entry.name!r} ({entry.address})"
+        return None if what is None else f"  target:  address-book entry {change.id} is {what}"
+    return None
 
 
 def _served_log(client: Client, refusing: str) -> Iterator[SignedEntry]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from harbour.chains import tokeninfo
+from harbour.chains.rpcvalues import ChainError
 from harbour.custody import models as m
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Invalid, Unavailable
 
 if TYPE_CHECKING:
     from harbour.chains.evm import EvmClient, Transfer
@@ -56,6 +58,25 @@ def check_definition(kind: object, contract: str | None, decimals: object) -> No
         raise Invalid("decimals must be an integer in 0..36")
     if kind == NATIVE and decimals != NATIVE_DECIMALS:
         raise Invalid("ETH has 18 decimals")
+
+
+def check_token(chain: EvmClient, contract: str, symbol: str, decimals: int) -> None:
+    """Invalid unless ``contract`` answers as the ERC-20 token declared: code, symbol, decimals, balanceOf.
+
+    An asset whose contract is not a token would make every balance read of it
+    fail, and the log cannot forget an asset: so it is refused before any admin
+    is asked to sign it (:mod:`harbour.chains.tokeninfo`).
+    """
+    try:
+        token = tokeninfo.read_token(chain, contract)
+    except tokeninfo.NotAToken as exc:
+        raise Invalid(f"contract: not an ERC-20 token: {exc}") from None
+    except ChainError as exc:
+        raise Unavailable(f"the chain could not be asked about {contract}: {exc}") from exc
+    if token.decimals != decimals:
+        raise Invalid(f"decimals: {contract} has {token.decimals} decimals, not the {decimals} declared")
+    if token.symbol.upper() != symbol:
+        raise Invalid(f"symbol: {contract} is {token.symbol!r}, not the {symbol!r} declared")
 
 
 def balance(chain: EvmClient, asset: AssetRef, address: str, block: int | str = "latest") -> int:

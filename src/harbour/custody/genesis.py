@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from harbour.chains.evm import EvmClient
 from harbour.custody import assets, inputs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ROLES, Actor
@@ -76,12 +77,21 @@ class Charter:
 
 
 class Founding:
-    def __init__(self, uow: UnitOfWork, ledger: Ledger, chain_id: int, signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        ledger: Ledger,
+        chain_id: int,
+        signer: Signer | None = None,
+        chain: EvmClient | None = None,
+    ) -> None:
         self.uow = uow
         self.ledger = ledger
         self.chain_id = chain_id
         self.signer = signer
         """The deployment's signer nodes (None, or none configured: nothing to enrol)."""
+        self.chain = chain
+        """Asks each founding ERC-20's contract whether it is the token declared (None: nothing asked)."""
 
     def bootstrap(self, charter: Charter) -> dict[str, Any]:
         """Create the organisation from its genesis; returns it, its users and each founding admin's token.
@@ -95,6 +105,10 @@ class Founding:
         inputs.name(charter.name, "organisation")
         nodes = list(self.signer.nodes) if self.signer is not None else []
         changes, secrets = _changes(charter)
+        if self.chain is not None:
+            for change in changes:
+                if isinstance(change, c.AddAsset) and change.contract is not None:
+                    assets.check_token(self.chain, change.contract, change.symbol, change.decimals)
         changes[1:1] = [c.AddNode(d.name, d.sign_pk) for d in nodes]
         with self.uow.read() as s:
             _name_free(s, charter.name)

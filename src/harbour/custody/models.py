@@ -118,6 +118,8 @@ class Vault(Base):
     chain_code: Mapped[str] = mapped_column(String(64))
     next_index: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    """When ``vault.archive`` landed: no new withdrawal or address since."""
 
 
 class Address(Base):
@@ -149,6 +151,8 @@ class Asset(Base):
     contract: Mapped[str | None] = mapped_column(String(42))
     decimals: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    """``asset.disable`` landed (and no ``asset.enable`` since): no withdrawal of it."""
 
 
 class AddressBookEntry(Base):

@@ -11,6 +11,7 @@ in the transaction's ``details``.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from harbour.custody import assets
 from harbour.custody import models as m
 from harbour.custody.uow import UnitOfWork
+from harbour.governance import amendments as am
 from harbour.governance import changes as c
 from harbour.governance.log import SignedEntry
 
@@ -108,6 +110,8 @@ def project(
                     created_at=now,
                 )
             )
+        elif isinstance(change, am.Amendment):
+            _amend(s, change, now)
         # SetQuorum, AddNode and RemoveNode have no row: they are read from the log's state.
         s.flush()
 
@@ -122,3 +126,19 @@ def _book_entry(s: Session, entry_id: str) -> m.AddressBookEntry:
     entry = s.scalar(select(m.AddressBookEntry).where(m.AddressBookEntry.id == entry_id))
     assert entry is not None, f"the log names address-book entry {entry_id}, whose row was never projected"
     return entry
+
+
+def _amend(s: Session, change: am.Amendment, now: dt.datetime) -> None:
+    if isinstance(change, am.RenameVault | am.ArchiveVault):
+        vault = s.get(m.Vault, change.id)
+        assert vault is not None, f"the log names vault {change.id}, whose row was never projected"
+        if isinstance(change, am.RenameVault):
+            vault.name = change.name
+        else:
+            vault.archived_at = now
+    elif isinstance(change, am.DisableAsset | am.EnableAsset):
+        asset = s.get(m.Asset, change.id)
+        assert asset is not None, f"the log names asset {change.id}, whose row was never projected"
+        asset.disabled = isinstance(change, am.DisableAsset)
+    else:
+        _book_entry(s, change.id).name = change.name

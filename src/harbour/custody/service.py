@@ -11,6 +11,7 @@ object:
   addresses, assets, the address book;
 - :mod:`~harbour.custody.withdrawals`: submission, idempotency, the policy's decision, funds;
 - :mod:`~harbour.custody.approvals`: approval requests, signed decisions, expiry, cancellation;
+- :mod:`~harbour.custody.amend`: changing (``PATCH``, ``DELETE``) users, vaults, assets and entries;
 - :mod:`~harbour.custody.governance`: proposing governance entries and landing them,
   the policy; :mod:`~harbour.custody.ledger` and :mod:`~harbour.custody.logview`: the log itself;
   :mod:`~harbour.custody.nodes`: the signer nodes the log names;
@@ -47,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from harbour.chains.evm import EvmClient
 from harbour.custody.actors import ANYONE, ROLES, Actor
 from harbour.custody.addressbook import AddressBook
+from harbour.custody.amend import UNSET, Amend, Unset
 from harbour.custody.approvals import Approvals
 from harbour.custody.audit import AuditLog
 from harbour.custody.auditor import Auditor
@@ -111,10 +113,11 @@ class Custody:
         self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
         self.governance = Governance(self.uow, self.ledger, self.transactions)
-        self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer)
+        self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer, chain)
         self.users = Users(self.uow, self.ledger, self.governance, chain.chain_id)
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)
+        self.amend = Amend(self.governance)
         self.log_view = LogView(self.uow, self.ledger)
         self.nodes = Nodes(self.uow, self.ledger, self.governance, signer)
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
@@ -222,6 +225,35 @@ class Custody:
 
     def list_address_book(self, actor: Actor, page: Page) -> Json:
         return self.address_book.list(actor, page)
+
+    # -- changing what the log made (PATCH and DELETE) --------------------------------------------------
+
+    def update_user(
+        self,
+        actor: Actor,
+        user_id: str,
+        *,
+        roles: list[str] | Unset = UNSET,
+        approval_key: str | Unset | None = UNSET,
+        disabled: bool | Unset = UNSET,
+    ) -> Json:
+        return self.amend.user(actor, user_id, roles=roles, approval_key=approval_key, disabled=disabled)
+
+    def update_vault(
+        self, actor: Actor, vault_id: str, *, name: str | Unset = UNSET, archived: bool | Unset = UNSET
+    ) -> Json:
+        return self.amend.vault(actor, vault_id, name=name, archived=archived)
+
+    def archive_vault(self, actor: Actor, vault_id: str) -> Json:
+        return self.amend.vault(actor, vault_id, archived=True)
+
+    def update_asset(self, actor: Actor, asset_id: str, *, disabled: bool) -> Json:
+        return self.amend.asset(actor, asset_id, disabled=disabled)
+
+    def update_address_book_entry(
+        self, actor: Actor, entry_id: str, *, name: str | Unset = UNSET, whitelisted: bool | Unset = UNSET
+    ) -> Json:
+        return self.amend.address_book_entry(actor, entry_id, name=name, whitelisted=whitelisted)
 
     # -- withdrawals and transactions -------------------------------------------------------------------
 

@@ -75,6 +75,9 @@ class Vault(Shape):
     nodes: list[str]
     public_key: str
     created_at: Timestamp
+    archived: bool = Field(
+        description="Archived (`vault.archive`): no new withdrawal or address; deposits still count."
+    )
 
 
 class Address(Shape):
@@ -94,6 +97,10 @@ class AddressWithBalances(Address):
 class VaultDetail(Vault):
     addresses: list[AddressWithBalances]
     balances: dict[str, BaseUnits] = Field(description="Symbol to base units over all the vault's addresses.")
+    unavailable_assets: dict[str, str] = Field(
+        description="Symbol to why its balances could not be read (they are left out of `balances`); the rest stand."
+    )
+    disabled_assets: list[str] = Field(description="Symbols of the assets no withdrawal may move (`asset.disable`).")
 
 
 class Asset(Shape):
@@ -102,6 +109,7 @@ class Asset(Shape):
     kind: Literal["native", "erc20"]
     contract: str | None
     decimals: int
+    disabled: bool = Field(description="Disabled (`asset.disable`): no withdrawal of it until it is enabled again.")
 
 
 class AddressBookEntry(Shape):

@@ -50,13 +50,13 @@ def token(credential_id: str, secret: bytes) -> str:
     return f"{TOKEN_PREFIX}_{credential_id}_{secret.hex()}"
 
 
-def _roles(roles: object) -> frozenset[str]:
+def user_roles(roles: object) -> frozenset[str]:
     if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r in ROLES for r in roles):
         raise Invalid(f"roles must be a non-empty list drawn from {', '.join(sorted(ROLES))}")
     return frozenset(roles)
 
 
-def _key(value: object) -> bytes | None:
+def user_key(value: object) -> bytes | None:
     checked = inputs.approval_key(value)
     return None if checked is None else bytes.fromhex(checked)
 
@@ -115,7 +115,7 @@ class Users:
     ) -> dict[str, Any]:
         """Propose a new user (``user.add``): the id is assigned now, the user exists once the entry lands."""
         require(actor, "admin")
-        wanted, key = _roles(roles), _key(approval_key)
+        wanted, key = user_roles(roles), user_key(approval_key)
         inputs.name(name, "user name")
         if {"approver", "admin"} & wanted and key is None:
             raise Invalid("approvers and admins sign approvals: give their approval_key")
@@ -130,7 +130,7 @@ class Users:
     def set_roles(self, actor: Actor, user_id: str, roles: list[str]) -> dict[str, Any]:
         """Propose new roles for a user (``user.roles``); demoting the last admins of the quorum is refused."""
         require(actor, "admin")
-        wanted = _roles(roles)
+        wanted = user_roles(roles)
 
         def build(state: OrgState) -> list[c.Change]:
             user = known_user(state, user_id)
@@ -145,7 +145,7 @@ class Users:
     def set_approval_key(self, actor: Actor, user_id: str, approval_key: str | None) -> dict[str, Any]:
         """Propose registering, rotating or removing (None) a user's approval key (``user.key``)."""
         require(actor, "admin")
-        key = _key(approval_key)
+        key = user_key(approval_key)
 
         def build(state: OrgState) -> list[c.Change]:
             user = known_user(state, user_id)

@@ -13,7 +13,8 @@ every holder's signed statement that it holds the key for this organisation
 (:mod:`harbour.governance.holding`), and the key is made only on nodes the log
 names (``node.add``; the genesis names the deployment's nodes). Assets say which coin or token the organisation
 works with and which contract a symbol the policy names is; adding one is a
-governance change too (``asset.add``).
+governance change too (``asset.add``), proposed only once the token's contract
+answers as the token declared (:mod:`harbour.chains.tokeninfo`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from harbour.chains.ethereum import address_from_public_key
-from harbour.chains.evm import EvmClient
+from harbour.chains.evm import ChainError, EvmClient
 from harbour.custody import assets, inputs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ANYONE, Actor, require
@@ -134,30 +135,43 @@ class Vaults:
             )
 
     def get_vault(self, actor: Actor, vault_id: str) -> dict[str, Any]:
-        """The vault with each address's on-chain balance of every asset (at the latest block)."""
+        """The vault with each address's on-chain balance of every asset (at the latest block).
+
+        One asset whose balance cannot be read (a contract that stopped answering
+        as a token) is named in ``unavailable_assets`` with the reason, and the
+        rest of the view stands; the native coin's balance is read as before, so
+        a chain that does not answer at all is still a 503.
+        """
         require(actor, *ANYONE)
         with self.uow.read() as s:
             vault = self.uow.get(s, m.Vault, vault_id, actor.org_id, "vault")
             addresses = list(
                 s.scalars(select(m.Address).where(m.Address.vault_id == vault.id).order_by(m.Address.index))
             )
-            held = [
-                AssetRef.of(a)
-                for a in s.scalars(select(m.Asset).where(m.Asset.org_id == actor.org_id).order_by(m.Asset.symbol))
-            ]
+            rows = list(s.scalars(select(m.Asset).where(m.Asset.org_id == actor.org_id).order_by(m.Asset.symbol)))
+            held = [AssetRef.of(a) for a in rows]
             out = views.vault(vault)
-        balances: dict[str, int] = {a.symbol: 0 for a in held}
+        unavailable: dict[str, str] = {}
+        read: dict[tuple[str, str], int] = {}
+        for asset in held:
+            for addr in addresses:
+                try:
+                    read[asset.symbol, addr.address] = assets.balance(self.chain, asset, addr.address)
+                except ChainError as exc:
+                    if asset.native:
+                        raise
+                    unavailable[asset.symbol] = f"balanceOf(address) of {asset.contract} could not be read: {exc}"
+                    break
+        available = [a.symbol for a in held if a.symbol not in unavailable]
         items = []
         for addr in addresses:
             row = views.address(addr)
-            row["balances"] = {}
-            for asset in held:
-                value = assets.balance(self.chain, asset, addr.address)
-                row["balances"][asset.symbol] = str(value)
-                balances[asset.symbol] += value
+            row["balances"] = {symbol: str(read[symbol, addr.address]) for symbol in available}
             items.append(row)
         out["addresses"] = items
-        out["balances"] = {k: str(v) for k, v in balances.items()}
+        out["balances"] = {symbol: str(sum(read[symbol, a.address] for a in addresses)) for symbol in available}
+        out["unavailable_assets"] = unavailable
+        out["disabled_assets"] = [a.symbol for a in rows if a.disabled]
         return out
 
     def derive_address(self, actor: Actor, vault_id: str, *, label: str | None = None) -> dict[str, Any]:
@@ -167,6 +181,9 @@ class Vaults:
             inputs.name(label, "label")
         with self.uow.tx() as s:
             vault = self.uow.get(s, m.Vault, vault_id, actor.org_id, "vault")
+            bound = self.ledger.state(s, actor.org_id).vaults.get(vault.id)
+            if bound is not None and bound.archived:
+                raise Conflict(f"vault {bound.name!r} is archived: it takes no new address")
             s.refresh(vault, with_for_update=True)
             index = vault.next_index
             path = f"m/{index}"
@@ -202,6 +219,8 @@ class Vaults:
         inputs.symbol(symbol)
         assets.check_definition(kind, contract, decimals)
         checked = inputs.address(contract, "contract") if contract is not None else None
+        if checked is not None:
+            assets.check_token(self.chain, checked, symbol, decimals)
 
         def build(state: OrgState) -> list[c.Change]:
             if state.asset_by_symbol(symbol) is not None:

@@ -144,6 +144,7 @@ def vault(v: m.Vault) -> dict[str, Any]:
             "nodes": list(v.nodes),
             "public_key": v.public_key,
             "created_at": iso(v.created_at),
+            "archived": v.archived_at is not None,
         }
     ).model_dump(mode="json")
 
@@ -164,7 +165,14 @@ def address(a: m.Address) -> dict[str, Any]:
 
 def asset(a: m.Asset) -> dict[str, Any]:
     return Asset.model_validate(
-        {"id": a.id, "symbol": a.symbol, "kind": a.kind, "contract": a.contract, "decimals": a.decimals}
+        {
+            "id": a.id,
+            "symbol": a.symbol,
+            "kind": a.kind,
+            "contract": a.contract,
+            "decimals": a.decimals,
+            "disabled": a.disabled,
+        }
     ).model_dump(mode="json")
 
 

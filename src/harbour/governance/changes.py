@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from harbour.governance import amendments as am
 from harbour.governance import fields as f
 from harbour.governance.fields import GovernanceError
 from harbour.governance.holding import MAX_HOLDERS, Holding
@@ -236,6 +237,7 @@ Change = (
     | RemoveNode
     | AddVault
     | AddAsset
+    | am.Amendment
 )
 
 
@@ -339,6 +341,8 @@ def decode_change(obj: object) -> Change:
             None if contract is None else f.address("contract", contract),
             f.uint("decimals", v["decimals"], 0, MAX_DECIMALS),
         )
+    elif op in am.DECODERS:
+        change = am.DECODERS[op](exact)
     else:
         raise GovernanceError("malformed", f"unknown change {op!r:.40}")
     return change
@@ -382,5 +386,7 @@ def describe(change: Change) -> str:
             f"key {h.key_id} (public key {h.public_key.hex()}) is vault {change.name!r} ({change.id}), "
             f"{h.threshold} of {len(h.holders)} node(s) sign with it, each stating it holds it for this organisation"
         )
+    if isinstance(change, am.Amendment):
+        return am.describe(change)
     contract = change.contract or "the native coin"
     return f"asset {change.symbol} ({change.id}) is {contract}, {change.decimals} decimals"

@@ -8,7 +8,8 @@ Both describe the withdrawal to the policy with :func:`withdrawal_facts` and
 decide with :func:`judge`, so the two cannot read a rule differently: which
 vault a key is, which asset a token contract is, whether the destination is
 whitelisted, who the initiator is and what roles they hold all come from the
-quorum-signed state, never from the request.
+quorum-signed state, never from the request. A withdrawal from an archived vault,
+or of a disabled asset, is one the state refuses to describe, so no node signs it.
 """
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFa
     vault = state.vault_of_key(request.key_id)
     if vault is None:
         raise GovernanceError("facts", f"key {request.key_id!r} is not a vault of organisation {state.org!r}")
+    if vault.archived:
+        raise GovernanceError("facts", f"vault {vault.name!r} ({vault.id}) is archived: it takes no new withdrawal")
     asset = state.asset_for(request.contract)
     if asset is None:
         raise GovernanceError("facts", f"{request.contract or 'the native coin'} is not an asset of {state.org!r}")
+    if asset.disabled:
+        raise GovernanceError("facts", f"asset {asset.symbol} ({asset.id}) is disabled: no withdrawal of it is signed")
     initiator = state.users.get(request.initiator)
     if initiator is None or initiator.disabled:
         raise GovernanceError("facts", f"the initiator {request.initiator!r} is not an enabled user of {state.org!r}")

@@ -26,6 +26,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Final
 
+from harbour.governance import amendments as am
 from harbour.governance import changes as c
 from harbour.governance import holding
 from harbour.governance.fields import GovernanceError, address_key
@@ -65,6 +66,8 @@ class Vault:
     name: str
     holding: Holding
     """The key: its public key, chain code, threshold and the nodes that hold it, as each of them stated."""
+    archived: bool = False
+    """No new withdrawal or address (``vault.archive``); its history stays and deposits are still credited."""
 
     @property
     def key_id(self) -> str:
@@ -77,6 +80,8 @@ class Asset:
     symbol: str
     contract: str | None
     decimals: int
+    disabled: bool = False
+    """No withdrawal of it is signed (``asset.disable``) until ``asset.enable``."""
 
 
 @dataclass(frozen=True)
@@ -360,6 +365,8 @@ class _Builder:
                 )
             holding.check(change.statements, change.holding, self.nodes)
             self.vaults[change.id] = Vault(change.id, change.name, change.holding)
+        elif isinstance(change, am.Amendment):
+            self._amend(change)
         else:
             if change.id in self.assets or any(a.symbol == change.symbol for a in self.assets.values()):
                 raise GovernanceError("change", f"asset {change.id!r} or symbol {change.symbol!r} exists")
@@ -367,6 +374,39 @@ class _Builder:
             if any((None if a.contract is None else address_key(a.contract)) == contract for a in self.assets.values()):
                 raise GovernanceError("change", f"{change.contract or 'the native coin'} is already an asset")
             self.assets[change.id] = Asset(change.id, change.symbol, change.contract, change.decimals)
+
+    def _amend(self, change: am.Amendment) -> None:
+        # Each refuses a change that would change nothing: a log whose entries all do something reads plainly.
+        if isinstance(change, am.RenameVault | am.ArchiveVault):
+            vault = self.vaults.get(change.id)
+            if vault is None:
+                raise GovernanceError("change", f"no vault {change.id!r}")
+            if isinstance(change, am.ArchiveVault):
+                if vault.archived:
+                    raise GovernanceError("change", f"vault {change.id!r} is archived already")
+                self.vaults[change.id] = replace(vault, archived=True)
+                return
+            # Names are unique among the vaults (archived ones too: their history names them).
+            if any(v.name == change.name for v in self.vaults.values()):
+                raise GovernanceError("change", f"a vault is named {change.name!r} already")
+            self.vaults[change.id] = replace(vault, name=change.name)
+        elif isinstance(change, am.DisableAsset | am.EnableAsset):
+            asset = self.assets.get(change.id)
+            if asset is None:
+                raise GovernanceError("change", f"no asset {change.id!r}")
+            disable = isinstance(change, am.DisableAsset)
+            if asset.disabled == disable:
+                raise GovernanceError(
+                    "change", f"asset {change.id!r} is already {'disabled' if disable else 'enabled'}"
+                )
+            self.assets[change.id] = replace(asset, disabled=disable)
+        else:
+            entry = self.book.get(change.id)
+            if entry is None:
+                raise GovernanceError("change", f"no address-book entry {change.id!r}")
+            if entry.name == change.name:
+                raise GovernanceError("change", f"address-book entry {change.id!r} is named {change.name!r} already")
+            self.book[change.id] = replace(entry, name=change.name)
 
 
 def _named_users(policy: Policy) -> set[str]:

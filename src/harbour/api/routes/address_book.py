@@ -48,3 +48,25 @@ def set_whitelisted(custody: Custody, actor: Actor, entry_id: EntryId, body: sch
 )
 def remove_address_book_entry(custody: Custody, actor: Actor, entry_id: EntryId) -> Json:
     return custody.remove_address_book_entry(actor, entry_id)
+
+
+@router.patch(
+    "/address-book/{entry_id}",
+    summary="Propose renaming an entry or changing its whitelisting",
+    description=PENDING + " `name` renames it (`address.rename`), `whitelisted` sets it (`address.whitelist`).",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def update_address_book_entry(
+    custody: Custody, actor: Actor, entry_id: EntryId, body: schemas.UpdateAddressBookEntry
+) -> Json:
+    return custody.update_address_book_entry(actor, entry_id, **body.given())
+
+
+@router.delete(
+    "/address-book/{entry_id}",
+    summary="Propose removing an entry",
+    description=PENDING + " The same change as `POST /v1/address-book/{entry_id}/remove`.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def delete_address_book_entry(custody: Custody, actor: Actor, entry_id: EntryId) -> Json:
+    return custody.remove_address_book_entry(actor, entry_id)

@@ -89,3 +89,25 @@ def set_approval_key(custody: Custody, actor: Actor, user_id: UserId, body: sche
 )
 def revoke_credential(custody: Custody, actor: Actor, credential_id: CredentialId) -> Json:
     return custody.revoke_credential(actor, credential_id)
+
+
+@router.patch(
+    "/users/{user_id}",
+    summary="Propose changing a user: roles, approval key (rotation), disabled or enabled",
+    description=PENDING + " Every field given becomes one change of the same entry (a new key before new roles); "
+    "a field equal to what is in force is left out, and a request that changes nothing is a 409.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def update_user(custody: Custody, actor: Actor, user_id: UserId, body: schemas.UpdateUser) -> Json:
+    return custody.update_user(actor, user_id, **body.given())
+
+
+@router.delete(
+    "/users/{user_id}",
+    summary="Propose disabling a user",
+    description=PENDING + " The same change as `POST /v1/users/{user_id}/disable`: the user stays, disabled, "
+    "with their history, and `PATCH` with `disabled: false` enables them again.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def delete_user(custody: Custody, actor: Actor, user_id: UserId) -> Json:
+    return custody.disable_user(actor, user_id)

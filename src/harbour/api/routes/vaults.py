@@ -48,3 +48,24 @@ def derive_address(
 )
 def list_addresses(custody: Custody, actor: Actor, vault_id: VaultId, page: Paging) -> Json:
     return custody.list_addresses(actor, vault_id, page)
+
+
+@router.patch(
+    "/vaults/{vault_id}",
+    summary="Propose renaming or archiving a vault",
+    description=PENDING + " `name` renames it (`vault.rename`); `archived: true` archives it (`vault.archive`).",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def update_vault(custody: Custody, actor: Actor, vault_id: VaultId, body: schemas.UpdateVault) -> Json:
+    return custody.update_vault(actor, vault_id, **body.given())
+
+
+@router.delete(
+    "/vaults/{vault_id}",
+    summary="Propose archiving a vault",
+    description=PENDING + " Once it lands the vault takes no new withdrawal or address (the signer nodes refuse "
+    "to sign one too); its key, addresses and history stay, and deposits to it are still credited.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def archive_vault(custody: Custody, actor: Actor, vault_id: VaultId) -> Json:
+    return custody.archive_vault(actor, vault_id)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 22:36:29.906650
+Create Date: 2026-12-07 23:11:52.381695
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("contract", sa.String(length=42), nullable=True),
         sa.Column("decimals", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], name=op.f("fk_assets_org_id_organisations")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_assets")),
         sa.UniqueConstraint("org_id", "symbol", name=op.f("uq_assets_org_id_symbol")),
@@ -115,6 +116,7 @@ def upgrade() -> None:
         sa.Column("chain_code", sa.String(length=64), nullable=False),
         sa.Column("next_index", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], name=op.f("fk_vaults_org_id_organisations")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vaults")),
         sa.UniqueConstraint("key_id", name=op.f("uq_vaults_key_id")),
