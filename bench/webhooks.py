@@ -50,6 +50,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops connections a busy worker opens at once (a 1 s SYN retry)
+    daemon_threads = True
+
+
 def _public(key: Ed25519PrivateKey) -> str:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
@@ -75,7 +80,7 @@ def wait_for(count: int, timeout: float = 120.0) -> None:
 
 
 def main(count: int, database: str | None) -> dict[str, Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"
     home = Path(tempfile.mkdtemp(prefix="harbour-bench-")) / "custody"

@@ -66,7 +66,11 @@ class Receiver:
                 pass
 
         lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.request_queue_size = 128  # the default 5 drops a burst of connections (a 1 s SYN retry)
+        self.server.daemon_threads = True
+        self.server.server_bind()
+        self.server.server_activate()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
