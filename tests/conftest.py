@@ -87,6 +87,7 @@ PROCESS_MODULES = frozenset(
         "test_node_entry",
         "test_node_governance",
         "test_readme_nodes",
+        "test_search_exports",
     }
 )
 """Modules whose tests (or module fixtures) start signer nodes or run the CLI as a subprocess."""
@@ -113,6 +114,8 @@ SLOW_MODULES = frozenset(
         "test_node_service",
         "test_properties",
         "test_rotation",
+        "test_webhooks",
+        "test_events",
         "test_tokeninfo",
     }
 )

@@ -868,7 +868,7 @@ def test_parse_amount_is_exact() -> None:
 
 CUSTODY_COMMANDS = [
     "org", "user", "vault", "address", "asset", "address-book", "deposit", "withdraw", "approve", "reject",
-    "cancel", "status", "transactions", "approver-key", "policy", "governance", "audit",
+    "cancel", "status", "transactions", "approver-key", "policy", "governance", "audit", "webhook",
 ]  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
 from harbour.custody import funds as fund
-from harbour.custody import inputs, outcomes, sources, states, views
+from harbour.custody import inputs, outcomes, search, sources, states, views
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
 from harbour.custody.assets import AssetRef
@@ -116,6 +116,7 @@ class Withdrawals:
         signature: str | None = None,
         source_address: str | None = None,
         sweep: bool = False,
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         """Record a withdrawal and run it through the policy: approved, pending approval or rejected.
 
@@ -124,6 +125,7 @@ class Withdrawals:
         ``request_id`` and ``signature`` are the transaction id the initiator chose
         and their signature over the request (:mod:`harbour.governance.request`),
         which the nodes verify too; a policy that depends on who initiates needs them.
+        ``external_id`` is the client's own reference, unique in the organisation.
         ``source_address`` (an address of the vault, or its id) is the address that
         pays; without it one that can pay is chosen (:mod:`harbour.custody.sources`).
         ``sweep`` marks a sweep (:mod:`harbour.custody.sweep`), which goes through
@@ -138,10 +140,11 @@ class Withdrawals:
         signed = inputs.signature(signature, "signature")
         if signed is not None and request_id is None:
             raise Invalid("a signed request names its transaction id (id): the signature is over it")
+        external_id = search.external_id(external_id)
         fields: list[Any] = [vault_id, asset, to, str(amount), note, request_id, signature]
         if named is not None or sweep:
             fields += [named, sweep]
-        request = json.dumps(fields, sort_keys=True)
+        request = json.dumps(fields + ([external_id] if external_id is not None else []), sort_keys=True)
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
@@ -160,13 +163,18 @@ class Withdrawals:
                 (request_id, signed),
                 named,
                 sweep,
+                external_id,
             )
         except IntegrityError:
+            if external_id is not None and idempotency_key is None:  # a race on the unique (org, external_id)
+                raise Conflict(f"external_id {external_id!r} names another transaction (or was just used)") from None
             if request_id is not None and idempotency_key is None:
                 raise Conflict(f"a transaction {request_id} exists: a request id is used once") from None
             if idempotency_key is None:
                 raise
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
+            if found is None and external_id is not None:
+                raise Conflict(f"external_id {external_id!r} names another transaction (or was just used)") from None
             if found is None:
                 raise
             return found
@@ -184,6 +192,7 @@ class Withdrawals:
         signed: tuple[str | None, bytes | None],
         named: str | None = None,
         sweep: bool = False,
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         cache_key = (actor.org_id or "", vault_id, asset_symbol, named)
         read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
@@ -202,7 +211,9 @@ class Withdrawals:
             if len(self._sources) >= MAX_CACHED_SOURCES:
                 self._sources.clear()
             self._sources[cache_key] = tuple(r.address for r in rows), read[1]
-            return self._record(s, actor, vault, asset, rows, to, amount, key, request_hash, note, funds, signed, sweep)
+            return self._record(
+                s, actor, vault, asset, rows, to, amount, key, request_hash, note, funds, signed, sweep, external_id
+            )
 
         for attempt in range(3):
             try:
@@ -231,12 +242,18 @@ class Withdrawals:
         funds: dict[str, fund.Funds],
         signed: tuple[str | None, bytes | None],
         sweep: bool = False,
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         """Choose the source, write the withdrawal, move it as far as the policy and the funds let it go, in ``s``."""
         now = self.uow.clock()
         request_id, signature = signed
         if request_id is not None and s.get(m.Transaction, request_id) is not None:
             raise Conflict(f"a transaction {request_id} exists: a request id is used once")
+        taken = select(m.Transaction.id).where(
+            m.Transaction.org_id == actor.org_id, m.Transaction.external_id == external_id
+        )
+        if external_id is not None and s.scalar(taken) is not None:
+            raise Conflict(f"external_id {external_id!r} names another transaction")
         tx = m.Transaction(
             id=request_id or m.new_id(),
             initiator_signature=None if signature is None else signature.hex(),
@@ -247,6 +264,7 @@ class Withdrawals:
             idempotency_key=key,
             request_hash=request_hash,
             note=note,
+            external_id=external_id,
             vault_id=vault.id,
             asset_id=asset.id,
             destination=to,
