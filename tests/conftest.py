@@ -87,6 +87,7 @@ PROCESS_MODULES = frozenset(
         "test_node_entry",
         "test_node_governance",
         "test_readme_nodes",
+        "test_search_exports",
         "test_stuck",
     }
 )
@@ -114,6 +115,8 @@ SLOW_MODULES = frozenset(
         "test_node_service",
         "test_properties",
         "test_rotation",
+        "test_webhooks",
+        "test_events",
         "test_tokeninfo",
     }
 )

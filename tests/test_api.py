@@ -101,7 +101,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # that allows them (tests/test_api_ops.py tests the real one).
         client = TestClient(create_app(env.custody, failed_authentications=FailedAuthentications(burst=100_000)))
         pending = env.custody.submit_withdrawal(
-            env.actor("initiator"), vault_id=vault_id, asset="ETH", to=DEST, amount=1000, idempotency_key="pending-1"
+            env.actor("initiator"),
+            vault_id=vault_id,
+            asset="ETH",
+            to=DEST,
+            amount=1000,
+            idempotency_key="pending-1",
+            external_id="pending-ref",
         )
         assert pending["state"] == "pending_approval", pending
         yield World(env, client, vault_id, address, pending["id"], entry_id)
@@ -492,15 +498,17 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/transactions/{tx_id}/reject"): lambda w: {"signature": "00" * 64},
     ("POST", "/v1/policy/proposals"): lambda w: {"document": {"rules": []}},
     ("POST", "/v1/governance/nodes"): lambda w: {"name": "node1"},
+    ("POST", "/v1/webhooks"): lambda w: {"url": "https://hooks.example.com/in", "events": ["*"]},
     ("PATCH", "/v1/users/{user_id}"): lambda w: {"disabled": True},
     ("PATCH", "/v1/vaults/{vault_id}"): lambda w: {"archived": True},
     ("PATCH", "/v1/assets/{asset_id}"): lambda w: {"disabled": True},
     ("PATCH", "/v1/address-book/{entry_id}"): lambda w: {"whitelisted": False},
 }
+PERIOD = "?start=2026-01-01T00:00:00%2B00:00&end=2026-12-31T00:00:00%2B00:00"
 
 
 def concrete(world: World, path: str) -> str:
-    return path.format(
+    with_period = path.format(
         user_id=world.env.user_id("viewer"),
         vault_id=world.vault_id,
         tx_id=world.pending_tx,
@@ -509,7 +517,10 @@ def concrete(world: World, path: str) -> str:
         entry_id=world.entry_id,
         asset_id="00000000-0000-4000-8000-000000000000",  # no such asset: nothing to disable by accident
         name="node1",
+        webhook_id=MISSING,
+        external_id="pending-ref",
     ).replace("/v1/audit/consistency", "/v1/audit/consistency" if "?" in path else "/v1/audit/consistency?old=1&new=2")
+    return with_period + PERIOD if with_period.endswith(("/statement", "/history")) else with_period
 
 
 def request_for(

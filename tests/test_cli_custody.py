@@ -894,6 +894,7 @@ def test_parse_amount_is_exact() -> None:
 CUSTODY_COMMANDS = [
     "org", "user", "vault", "address", "asset", "address-book", "deposit", "withdraw", "approve", "reject",
     "cancel", "speed-up", "estimate", "status", "transactions", "approver-key", "policy", "governance", "audit",
+    "webhook",
 ]  # fmt: skip
 
 

@@ -141,7 +141,7 @@ def derive(env: CustodyEnv, vault_id: str, fund: int = 0) -> dict[str, Any]:
 def test_a_token_that_returns_false_fails_the_withdrawal_and_its_reservation_is_released(env: CustodyEnv) -> None:
     env.set_policy(allow_all())
     vault_id, address = env.vault(fund=ETH)
-    token = deploy(env, "oddtoken", ["uint256", "uint256"], [10**24, 0])
+    token = deploy(env, "oddtoken", ["uint256", "uint256", "string"], [10**24, 0, "ODD"])
     register(env, "ODD", token)
     pay(env, token, address, 1_000)
     freeze(env, token, True)
@@ -175,7 +175,7 @@ def test_a_token_whose_transfer_returns_nothing_is_confirmed_by_its_transfer_eve
 def test_a_fee_on_transfer_token_is_confirmed_with_what_it_delivered(env: CustodyEnv) -> None:
     env.set_policy(allow_all())
     vault_id, address = env.vault(fund=ETH)
-    token = deploy(env, "oddtoken", ["uint256", "uint256"], [10**24, 100])  # 1% on every transfer
+    token = deploy(env, "oddtoken", ["uint256", "uint256", "string"], [10**24, 100, "FEE"])  # 1% on every transfer
     register(env, "FEE", token)
     pay(env, token, address, 10_000)
     # The deposit is what arrived (9,900), not what was sent.
@@ -258,7 +258,7 @@ def sweeps(env: CustodyEnv, *settings: tuple[str, int]) -> list[dict[str, Any]]:
 
 def test_deposit_addresses_are_swept_into_the_main_address_leaving_only_dust(env: CustodyEnv) -> None:
     vault_id, main = env.vault(fund=ETH // 10)
-    token = deploy(env, "oddtoken", ["uint256", "uint256"], [10**24, 0])
+    token = deploy(env, "oddtoken", ["uint256", "uint256", "string"], [10**24, 0, "ODD"])
     register(env, "ODD", token)
     env.set_policy(allow_all(sweeps=sweeps(env, ("ETH", ETH), ("ODD", 100))))
     full = derive(env, vault_id, fund=2 * ETH)

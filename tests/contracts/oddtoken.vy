@@ -17,16 +17,18 @@ event Transfer:
 balanceOf: public(HashMap[address, uint256])
 totalSupply: public(uint256)
 decimals: public(uint8)
+symbol: public(String[16])
 frozen: public(bool)
 fee_bps: public(uint256)
 owner: public(address)
 
 
 @deploy
-def __init__(_supply: uint256, _fee_bps: uint256):
+def __init__(_supply: uint256, _fee_bps: uint256, _symbol: String[16]):
     assert _fee_bps < 10000, "fee of at most 99.99%"
     self.owner = msg.sender
     self.decimals = 18
+    self.symbol = _symbol
     self.totalSupply = _supply
     self.fee_bps = _fee_bps
     self.balanceOf[msg.sender] = _supply

@@ -14,11 +14,13 @@ event Transfer:
 balanceOf: public(HashMap[address, uint256])
 totalSupply: public(uint256)
 decimals: public(uint8)
+symbol: public(String[16])
 
 
 @deploy
 def __init__(_supply: uint256):
     self.decimals = 6
+    self.symbol = "VOID"
     self.totalSupply = _supply
     self.balanceOf[msg.sender] = _supply
     log Transfer(sender=empty(address), receiver=msg.sender, value=_supply)

@@ -29,6 +29,7 @@ IDEMPOTENCY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_=-]{1,512}$"
 STATE_PATTERN: Final = r"^[a-z_]{1,24}$"
 NODE_NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+EXTERNAL_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,77})")
 
 Role = Literal["admin", "initiator", "approver", "auditor", "viewer"]
@@ -194,6 +195,11 @@ class Withdrawal(Closed):
         description="The vault address that pays (the address or its id); without it, the first of the vault's "
         "addresses that can pay alone (docs/custody.md, Source addresses and sweeping).",
     )
+    external_id: Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN)] | None = Field(
+        default=None,
+        description="Your own reference (1..128 of `A-Za-z0-9._:-`), unique in the organisation: "
+        "`GET /v1/transactions/external/{external_id}` finds the transaction by it.",
+    )
     fee_level: Literal["slow", "normal", "fast"] | None = None
     max_fee_per_gas: Amount | None = None
     max_priority_fee_per_gas: Amount | None = None
@@ -283,3 +289,15 @@ class UpdateAsset(Patch):
 class UpdateAddressBookEntry(Patch):
     name: Name = absent()
     whitelisted: bool = absent()
+
+
+WEBHOOK_EVENT_PATTERN: Final = r"^(\*|[a-z_]{1,24}\.[a-z_]{1,24})$"
+
+
+class CreateWebhook(Closed):
+    url: Annotated[str, Field(min_length=1, max_length=2048, description="An http:// or https:// URL.")]
+    events: Annotated[
+        list[Annotated[str, Field(pattern=WEBHOOK_EVENT_PATTERN)]],
+        Field(min_length=1, max_length=32, description='Event types (docs/api.md, Webhooks), or `["*"]` for all.'),
+    ]
+    description: Note | None = None

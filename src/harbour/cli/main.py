@@ -72,6 +72,7 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "policy": _typer("governance", "policy_app"),
     "governance": _typer("governance", "governance_app"),
     "audit": _typer("audit", "audit_app"),
+    "webhook": _typer("webhooks", "app"),
 }
 """Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
 
@@ -122,6 +123,7 @@ SUMMARY: dict[str, tuple[bool, str]] = {
     "policy": (True, "The transaction policy: show, explain, propose a change."),
     "governance": (True, "The governance log: its entries, its head, and how changes are proposed and signed."),
     "audit": (True, "The audit log: events, signed heads, inclusion and consistency proofs."),
+    "webhook": (True, "Webhooks: endpoints that receive signed events, and what was delivered."),
 }
 """Each sub-command's help line, and whether it is a group: what ``harbour --help`` lists."""
 

@@ -12,7 +12,11 @@ Layout (``harbour custody init --home DIR`` writes it)::
 ``chain`` (``"embedded"`` or a JSON-RPC URL), ``dev_chain`` (allow funding helpers on a
 JSON-RPC chain, for anvil), ``confirmations``, ``nodes`` (paths of signer-node
 descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetime``
-(seconds an approval counts while its transaction waits), ``workers``. The admin
+(seconds an approval counts while its transaction waits), ``workers``,
+``webhook_allow_private`` (let webhook URLs reach loopback and private addresses).
+``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
+(:mod:`harbour.custody.webhooksig`); every service process on one database must
+share it, so it lives in the home (created on first use, 0600). The admin
 quorum is not configuration: each organisation's genesis sets it, and only its
 governance log changes it.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,18 @@ from harbour.util.files import write_atomic
 
 CONFIG_FILE = "custody.json"
 AUDIT_KEY_FILE = "audit.key"
-_KEYS = {"database", "chain", "dev_chain", "confirmations", "nodes", "listen", "approval_lifetime", "workers"}
+WEBHOOK_KEY_FILE = "webhook.key"
+_KEYS = {
+    "database",
+    "chain",
+    "dev_chain",
+    "confirmations",
+    "nodes",
+    "listen",
+    "approval_lifetime",
+    "workers",
+    "webhook_allow_private",
+}
 
 
 @dataclass
@@ -56,6 +72,7 @@ class CustodyConfig:
     listen: str = "127.0.0.1:8700"
     approval_lifetime: int = DAY
     workers: int = 16
+    webhook_allow_private: bool = False
 
     @classmethod
     def load(cls, home: Path) -> CustodyConfig:
@@ -87,6 +104,8 @@ class CustodyConfig:
                 raise Invalid(f"{name} must be a positive integer")
         if type(self.dev_chain) is not bool:
             raise Invalid("dev_chain must be true or false")
+        if type(self.webhook_allow_private) is not bool:
+            raise Invalid("webhook_allow_private must be true or false")
         if not isinstance(self.nodes, list) or not all(isinstance(n, str) for n in self.nodes):
             raise Invalid("nodes must be a list of descriptor file paths")
 
@@ -143,6 +162,32 @@ def audit_signing_key(home: Path) -> Ed25519PrivateKey:
     return _audit_key(Path(home))
 
 
+def webhook_master_key(home: Path) -> bytes:
+    """The webhook master key of the home, made on first use (O_EXCL: processes starting together agree on one)."""
+    path = Path(home) / WEBHOOK_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    for _ in range(50):  # another process may have created it and not yet written it
+        text = path.read_text().strip()
+        if text:
+            break
+        time.sleep(0.02)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise Invalid(f"{path} is not a webhook master key (64 hex digits)")
+    return key
+
+
 def _audit_key(home: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key((home / AUDIT_KEY_FILE).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
@@ -162,6 +207,7 @@ class Deployment:
 
     def close(self) -> None:
         self.pipeline.stop()
+        self.custody.dispatcher.close()
         self.signer.close()
         self.chain.close()
 
@@ -187,8 +233,20 @@ def open_deployment(
         config.descriptors(), approval.AuthorityKey.load(config.home / "authority"), config.home / "coordinator"
     )
     audit = AuditLog(_audit_key(config.home))
-    settings = Settings(confirmations=config.confirmations, approval_lifetime=config.approval_lifetime)
-    custody = Custody(sessions, chain, signer, audit, settings, readers=db.session_factory(db.readonly(engine)))
+    settings = Settings(
+        confirmations=config.confirmations,
+        approval_lifetime=config.approval_lifetime,
+        webhook_allow_private=config.webhook_allow_private,
+    )
+    custody = Custody(
+        sessions,
+        chain,
+        signer,
+        audit,
+        settings,
+        readers=db.session_factory(db.readonly(engine)),
+        webhook_key=webhook_master_key(config.home),
+    )
     pipeline = Pipeline(custody, workers=config.workers, **(pipeline_options or {}))
     if start:
         pipeline.start()

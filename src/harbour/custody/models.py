@@ -197,7 +197,15 @@ class Transaction(Base):
             sqlite_where=text("replaces_id IS NULL"),
             postgresql_where=text("replaces_id IS NULL"),
         ),
+        UniqueConstraint("org_id", "external_id"),
         Index("ix_transactions_state", "state"),
+        # searches (harbour.custody.search): each filter within an organisation, in paging order
+        Index("ix_transactions_org_created", "org_id", "created_at", "id"),
+        Index("ix_transactions_org_vault_created", "org_id", "vault_id", "created_at"),
+        Index("ix_transactions_org_state_created", "org_id", "state", "created_at"),
+        Index("ix_transactions_org_destination", "org_id", "destination"),
+        Index("ix_transactions_org_initiator", "org_id", "initiator_id"),
+        Index("ix_transactions_org_updated", "org_id", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -211,6 +219,8 @@ class Transaction(Base):
     initiator_signature: Mapped[str | None] = mapped_column(String(128))
     """The initiator's signature over the withdrawal request (hex), if they signed it (governance/request.py)."""
     note: Mapped[str | None] = mapped_column(String(256))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    """The client's own reference for a withdrawal, unique in the organisation (set at submission)."""
 
     vault_id: Mapped[str | None] = mapped_column(ForeignKey("vaults.id"), index=True)
     source_address_id: Mapped[str | None] = mapped_column(ForeignKey("addresses.id"))

@@ -93,6 +93,7 @@ class Pipeline:
             (self._confirm_loop, "confirm"),
             (self._deposit_loop, "deposits"),
             (self._sweep_loop, "sweep"),
+            (lambda: self.custody.dispatcher.run(self._stop), "webhooks"),  # harbour.custody.dispatch
         ):
             thread = threading.Thread(target=target, name=f"harbour-{name}", daemon=True)
             thread.start()
@@ -100,6 +101,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self._stop.set()
+        self.custody.dispatcher.wake()
         self._pool.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
             thread.join(timeout=10)

@@ -16,7 +16,10 @@ object:
   the policy; :mod:`~harbour.custody.ledger` and :mod:`~harbour.custody.logview`: the log itself;
   :mod:`~harbour.custody.nodes`: the signer nodes the log names;
 - :mod:`~harbour.custody.transactions`: reading transactions back;
-- :mod:`~harbour.custody.deposits` and :mod:`~harbour.custody.auditor`: deposits and the audit log.
+- :mod:`~harbour.custody.deposits` and :mod:`~harbour.custody.auditor`: deposits and the audit log;
+- :mod:`~harbour.custody.outbox`, :mod:`~harbour.custody.webhooks` and :mod:`~harbour.custody.dispatch`:
+  events, webhook endpoints and their deliveries; :mod:`~harbour.custody.search` and
+  :mod:`~harbour.custody.exports`: finding transactions, statements and histories.
 
 Every method takes the authenticated :class:`Actor`, checks the role, validates
 its input, and does its writes in one database transaction together with the
@@ -36,6 +39,7 @@ that carries the approvers' own signatures, which each node re-checks.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,14 +55,18 @@ from harbour.custody.audit import AuditLog
 from harbour.custody.auditor import Auditor
 from harbour.custody.credentials import Credentials
 from harbour.custody.deposits import Deposits
+from harbour.custody.dispatch import Dispatcher
 from harbour.custody.errors import CustodyError
+from harbour.custody.exports import Exports
 from harbour.custody.funds import Funds
 from harbour.custody.genesis import Charter, Founder, Founding, FoundingAsset
 from harbour.custody.governance import Governance
 from harbour.custody.ledger import Ledger
 from harbour.custody.logview import LogView
 from harbour.custody.nodes import Nodes
+from harbour.custody.outbox import Outbox
 from harbour.custody.replacement import CANCEL, SPEED_UP, Replacements
+from harbour.custody.search import Filters, TransactionSearch
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
 from harbour.custody.sweep import Sweeps
@@ -67,6 +75,8 @@ from harbour.custody.uow import UnitOfWork, now
 from harbour.custody.users import TOKEN_PREFIX, Users
 from harbour.custody.vaults import Vaults
 from harbour.custody.views import Page
+from harbour.custody.webhooks import Webhooks
+from harbour.custody.webhooksig import WebhookKeys
 from harbour.custody.withdrawals import Withdrawals
 from harbour.governance.state import GovernanceLog
 
@@ -84,7 +94,9 @@ class Custody:
         *,
         clock: Callable[[], dt.datetime] = now,
         readers: sessionmaker[Session] | None = None,
+        webhook_key: bytes | None = None,
     ) -> None:
+        """``webhook_key``: the 32-byte master of the organisations' webhook keys (random if None: tests)."""
         self.chain = chain
         self.signer = signer
         self.audit = audit
@@ -119,6 +131,14 @@ class Custody:
         self.deposits = Deposits(self.uow, chain, self.settings)
         self.sweeps = Sweeps(self.uow, chain, self.settings, self.ledger, self.withdrawals)
         self.auditor = Auditor(self.uow, audit)
+        self.outbox = Outbox(self.uow)
+        self.outbox.attach()
+        keys = WebhookKeys(webhook_key if webhook_key is not None else os.urandom(32))
+        self.webhooks = Webhooks(self.uow, keys, self.settings)
+        self.dispatcher = Dispatcher(self.uow, keys, self.settings)
+        self.outbox.listeners.append(self.dispatcher.wake)
+        self.search = TransactionSearch(self.uow)
+        self.exports = Exports(self.uow)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -269,6 +289,7 @@ class Custody:
         request_id: str | None = None,
         signature: str | None = None,
         source_address: str | None = None,
+        external_id: str | None = None,
         fee_level: str | None = None,
         max_fee_per_gas: int | str | None = None,
         max_priority_fee_per_gas: int | str | None = None,
@@ -284,6 +305,7 @@ class Custody:
             request_id=request_id,
             signature=signature,
             source_address=source_address,
+            external_id=external_id,
             fee_level=fee_level,
             max_fee_per_gas=max_fee_per_gas,
             max_priority_fee_per_gas=max_priority_fee_per_gas,
@@ -316,6 +338,44 @@ class Custody:
 
     def list_transactions(self, actor: Actor, page: Page, state: str | None = None) -> Json:
         return self.transactions.list_transactions(actor, page, state)
+
+    def search_transactions(self, actor: Actor, page: Page, filters: Filters) -> Json:
+        return self.search.search(actor, page, filters)
+
+    def get_transaction_by_external_id(self, actor: Actor, external_id: str) -> Json:
+        return self.search.by_external_id(actor, external_id)
+
+    # -- notifications and exports ----------------------------------------------------------------------
+
+    def create_webhook(self, actor: Actor, *, url: str, events: list[str], description: str | None = None) -> Json:
+        return self.webhooks.create(actor, url=url, events=events, description=description)
+
+    def list_webhooks(self, actor: Actor, page: Page) -> Json:
+        return self.webhooks.list(actor, page)
+
+    def get_webhook(self, actor: Actor, webhook_id: str) -> Json:
+        return self.webhooks.get(actor, webhook_id)
+
+    def set_webhook_enabled(self, actor: Actor, webhook_id: str, *, enabled: bool) -> Json:
+        return self.webhooks.set_enabled(actor, webhook_id, enabled)
+
+    def webhook_deliveries(self, actor: Actor, webhook_id: str, page: Page, state: str | None = None) -> Json:
+        return self.webhooks.deliveries(actor, webhook_id, page, state)
+
+    def webhook_signing_key(self, actor: Actor) -> Json:
+        return self.webhooks.signing_key(actor)
+
+    def events_after(self, actor: Actor, after: int | None, limit: int = 100) -> Json:
+        return self.outbox.events_after(actor, after, limit)
+
+    def events_head(self, actor: Actor) -> int | None:
+        return self.outbox.head(actor)
+
+    def vault_statement(self, actor: Actor, vault_id: str, *, start: str, end: str) -> Json:
+        return self.exports.statement(actor, vault_id, start, end)
+
+    def vault_history(self, actor: Actor, vault_id: str, *, start: str, end: str) -> Json:
+        return self.exports.history(actor, vault_id, start, end)
 
     # -- approvals --------------------------------------------------------------------------------------
 

@@ -17,3 +17,10 @@ class Settings:
     """An ETH withdrawal reserves ``gas_limit * max_fee`` times this, so a fee rise cannot overdraw."""
     sweep_interval: float = 60.0
     """Seconds between two passes that sweep deposit addresses by the policy's settings (custody/sweep.py)."""
+    webhook_allow_private: bool = False
+    """Allow webhook URLs that resolve to loopback, private or reserved addresses (a receiver inside the network)."""
+    webhook_max_attempts: int = 10
+    """Attempts per delivery before it is marked failed."""
+    webhook_retry_base: float = 2.0
+    """Seconds: attempt k+1 waits a random time up to ``min(cap, base * 2**(k-1))`` after attempt k failed."""
+    webhook_retry_cap: float = 3600.0

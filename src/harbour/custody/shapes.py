@@ -219,6 +219,7 @@ class TransactionBase(Shape):
 
 class WithdrawalTransaction(TransactionBase):
     kind: Literal["withdrawal"]
+    external_id: str | None = Field(description="The client's own reference, unique in the organisation.")
     vault_id: str | None
     source_address_id: str | None
     asset: str | None

@@ -65,6 +65,8 @@ class UnitOfWork:
         """SQLite runs one writer at a time. This process's writers queue on this lock, which wakes the next
         one the moment the last commits, rather than in SQLite's busy handler, which polls with sleeps of up
         to 100 ms; other processes (the CLI) still meet the busy timeout."""
+        self.sealed: list[Callable[[Session, int, rowwatch.Event], None]] = []
+        """Called with each event as it is appended (its audit index), in the same transaction: the outbox's hook."""
         self._waiting: list[_Write] = []  # work queued for the next group commit (SQLite)
         self._waiting_lock = threading.Lock()
 
@@ -134,7 +136,11 @@ class UnitOfWork:
     def _seal(self, s: Session) -> None:
         """Append the unit's events, with the digests of the rows it wrote; the caller then commits."""
         for e in rowwatch.finish(s):
-            self.audit.append(s, org_id=e.org_id, actor_id=e.actor_id, kind=e.kind, subject=e.subject, data=e.data)
+            row = self.audit.append(
+                s, org_id=e.org_id, actor_id=e.actor_id, kind=e.kind, subject=e.subject, data=e.data
+            )
+            for hook in self.sealed:
+                hook(s, row.index, e)
 
     def event(self, s: Session, actor: Actor | None, kind: str, subject: str | None, /, **data: Any) -> None:
         """Record an audit event in the unit of work in ``s``: it commits with the change it records, or not at all.

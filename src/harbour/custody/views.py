@@ -73,6 +73,10 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise Invalid("cursor is not one this service issued") from None
 
 
+encode_cursor = _encode_cursor
+decode_cursor = _decode_cursor
+
+
 def paginate(session: Session, stmt: Select[Row], model: type[Row], page: Page) -> tuple[list[Row], str | None]:
     """Rows in (created_at, id) order after the cursor; the next cursor, or None at the end."""
     created = model.created_at  # type: ignore[attr-defined]
@@ -246,6 +250,7 @@ def transaction(
         view = WithdrawalTransaction.model_validate(
             {
                 **common,
+                "external_id": t.external_id,
                 "vault_id": t.vault_id,
                 "source_address_id": t.source_address_id,
                 "asset": asset_symbol,

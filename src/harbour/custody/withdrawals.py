@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
-from harbour.custody import fees, inputs, kinds, outcomes, sources, states, views
+from harbour.custody import fees, inputs, kinds, outcomes, search, sources, states, views
 from harbour.custody import funds as fund
 from harbour.custody import models as m
 from harbour.custody.actors import Actor, require
@@ -176,6 +176,7 @@ class Withdrawals:
         signature: str | None = None,
         source_address: str | None = None,
         sweep: bool = False,
+        external_id: str | None = None,
         fee_level: str | None = None,
         max_fee_per_gas: int | str | None = None,
         max_priority_fee_per_gas: int | str | None = None,
@@ -187,6 +188,7 @@ class Withdrawals:
         ``request_id`` and ``signature`` are the transaction id the initiator chose
         and their signature over the request (:mod:`harbour.governance.request`),
         which the nodes verify too; a policy that depends on who initiates needs them.
+        ``external_id`` is the client's own reference, unique in the organisation.
         ``source_address`` (an address of the vault, or its id) is the address that
         pays; without it one that can pay is chosen (:mod:`harbour.custody.sources`).
         ``sweep`` marks a sweep (:mod:`harbour.custody.sweep`), which goes through
@@ -203,12 +205,13 @@ class Withdrawals:
         signed = inputs.signature(signature, "signature")
         if signed is not None and request_id is None:
             raise Invalid("a signed request names its transaction id (id): the signature is over it")
+        external_id = search.external_id(external_id)
         fields: list[Any] = [vault_id, asset, to, str(amount), note, request_id, signature]
         if named is not None or sweep:
             fields += [named, sweep]
         if chosen != fees.choice():
             fields += [chosen.level, str(max_fee_per_gas), str(max_priority_fee_per_gas)]
-        request = json.dumps(fields, sort_keys=True)
+        request = json.dumps(fields + ([external_id] if external_id is not None else []), sort_keys=True)
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
@@ -228,13 +231,18 @@ class Withdrawals:
                 named,
                 sweep,
                 chosen,
+                external_id,
             )
         except IntegrityError:
+            if external_id is not None and idempotency_key is None:  # a race on the unique (org, external_id)
+                raise Conflict(f"external_id {external_id!r} names another transaction (or was just used)") from None
             if request_id is not None and idempotency_key is None:
                 raise Conflict(f"a transaction {request_id} exists: a request id is used once") from None
             if idempotency_key is None:
                 raise
             found = self.transactions.idempotent(actor, idempotency_key, request_hash)
+            if found is None and external_id is not None:
+                raise Conflict(f"external_id {external_id!r} names another transaction (or was just used)") from None
             if found is None:
                 raise
             return found
@@ -253,6 +261,7 @@ class Withdrawals:
         named: str | None = None,
         sweep: bool = False,
         chosen: fees.Choice | None = None,
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         cache_key = (actor.org_id or "", vault_id, asset_symbol, named)
         read = self._sources.get(cache_key) if isinstance(vault_id, str) and isinstance(asset_symbol, str) else None
@@ -288,6 +297,7 @@ class Withdrawals:
                 signed,
                 (chosen or fees.choice(), quote),
                 sweep=sweep,
+                external_id=external_id,
             )
 
         for attempt in range(3):
@@ -319,6 +329,7 @@ class Withdrawals:
         priced: tuple[fees.Choice, fees.Quote],
         replaces: str | None = None,
         sweep: bool = False,
+        external_id: str | None = None,
     ) -> dict[str, Any]:
         """Choose the source, write the withdrawal, move it as far as the policy and the funds let it go, in ``s``."""
         now = self.uow.clock()
@@ -326,6 +337,11 @@ class Withdrawals:
         fee_choice, quote = priced
         if request_id is not None and s.get(m.Transaction, request_id) is not None:
             raise Conflict(f"a transaction {request_id} exists: a request id is used once")
+        taken = select(m.Transaction.id).where(
+            m.Transaction.org_id == actor.org_id, m.Transaction.external_id == external_id
+        )
+        if external_id is not None and s.scalar(taken) is not None:
+            raise Conflict(f"external_id {external_id!r} names another transaction")
         tx = m.Transaction(
             id=request_id or m.new_id(),
             initiator_signature=None if signature is None else signature.hex(),
@@ -336,6 +352,7 @@ class Withdrawals:
             idempotency_key=key,
             request_hash=request_hash,
             note=note,
+            external_id=external_id,
             vault_id=vault.id,
             asset_id=asset.id,
             destination=to,

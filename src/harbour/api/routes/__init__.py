@@ -12,12 +12,15 @@ from harbour.api.routes import (
     assets,
     audit,
     deposits,
+    events,
+    exports,
     governance,
     policy,
     service,
     transactions,
     users,
     vaults,
+    webhooks,
 )
 
 ROUTERS: Final[tuple[APIRouter, ...]] = (
@@ -33,5 +36,8 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     governance.router,
     deposits.router,
     audit.router,
+    webhooks.router,
+    events.router,
+    exports.router,
 )
 """Every router, in the order the app includes them (the order a path is matched in)."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Query
+from fastapi import Path, Query
 
 from harbour.api import schemas
 from harbour.api.interface import Json
 from harbour.api.params import IdempotencyKey, Paging, TxId
 from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
+from harbour.custody.search import Filters
 
 router = resource_router("transactions")
 
@@ -36,6 +37,7 @@ def submit_withdrawal(
         request_id=body.id,
         signature=body.signature,
         source_address=body.source_address,
+        external_id=body.external_id,
         fee_level=body.fee_level,
         max_fee_per_gas=body.max_fee_per_gas,
         max_priority_fee_per_gas=body.max_priority_fee_per_gas,
@@ -51,14 +53,56 @@ def estimate(custody: Custody, actor: Actor, body: schemas.Estimate) -> Json:
     return custody.estimate(actor, vault_id=body.vault_id, asset=body.asset, to=body.to, amount=body.amount)
 
 
-@router.get("/transactions", summary="List transactions", description=PAGE_DOC, **returns(shapes.TransactionPage))
+TIME = r"^[0-9T:.+\-Z ]{10,40}$"
+
+
+@router.get(
+    "/transactions",
+    summary="List and search transactions",
+    description="Every filter narrows the list; times are ISO 8601 with an offset. " + PAGE_DOC,
+    **returns(shapes.TransactionPage),
+)
 def list_transactions(
     custody: Custody,
     actor: Actor,
     page: Paging,
     state: Annotated[str | None, Query(pattern=schemas.STATE_PATTERN, description="Only this state.")] = None,
+    vault_id: Annotated[str | None, Query(pattern=schemas.UUID_PATTERN, description="Only this vault's.")] = None,
+    asset: Annotated[str | None, Query(pattern=r"^[A-Z0-9]{1,16}$", description="Only this asset.")] = None,
+    destination: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Only to it.")] = None,
+    initiator_id: Annotated[str | None, Query(pattern=schemas.UUID_PATTERN, description="Only theirs.")] = None,
+    created_after: Annotated[str | None, Query(pattern=TIME, description="Created at or after.")] = None,
+    created_before: Annotated[str | None, Query(pattern=TIME, description="Created before.")] = None,
+    updated_since: Annotated[str | None, Query(pattern=TIME, description="Changed at or after.")] = None,
+    tx_hash: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{64}$", description="Only this chain hash.")] = None,
+    external_id: Annotated[str | None, Query(pattern=schemas.EXTERNAL_ID_PATTERN)] = None,
+    order: Annotated[Literal["asc", "desc"], Query(description="asc: oldest first; desc: newest first.")] = "asc",
 ) -> Json:
-    return custody.list_transactions(actor, page, state)
+    filters = Filters(
+        vault_id=vault_id,
+        asset=asset,
+        destination=destination,
+        initiator_id=initiator_id,
+        state=state,
+        created_after=created_after,
+        created_before=created_before,
+        updated_since=updated_since,
+        tx_hash=tx_hash,
+        external_id=external_id,
+        order=order,
+    )
+    return custody.search_transactions(actor, page, filters)
+
+
+@router.get(
+    "/transactions/external/{external_id}",
+    summary="The transaction with this external id",
+    **returns(shapes.Transaction),
+)
+def get_transaction_by_external_id(
+    custody: Custody, actor: Actor, external_id: Annotated[str, Path(pattern=schemas.EXTERNAL_ID_PATTERN)]
+) -> Json:
+    return custody.get_transaction_by_external_id(actor, external_id)
 
 
 @router.post(

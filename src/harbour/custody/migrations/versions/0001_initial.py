@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:20:20.854067
+Create Date: 2026-12-07 23:33:33.517546
 """
 
 from __future__ import annotations
@@ -51,6 +51,19 @@ def upgrade() -> None:
         sa.Column("block", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_chain_cursors")),
     )
+    op.create_table(
+        "events",
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("org_id", sa.String(length=36), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_events")),
+        sa.UniqueConstraint("id", name=op.f("uq_events_id")),
+    )
+    op.create_index("ix_events_org_id_seq", "events", ["org_id", "seq"], unique=False)
     op.create_table(
         "organisations",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -157,6 +170,24 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_credentials_user_id"), "credentials", ["user_id"], unique=False)
     op.create_table(
+        "webhook_endpoints",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("org_id", sa.String(length=36), nullable=False),
+        sa.Column("url", sa.String(length=2048), nullable=False),
+        sa.Column("events", sa.JSON(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("description", sa.String(length=256), nullable=True),
+        sa.Column("created_by", sa.String(length=36), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_webhook_endpoints_created_by_users")),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["organisations.id"], name=op.f("fk_webhook_endpoints_org_id_organisations")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+    )
+    op.create_index(op.f("ix_webhook_endpoints_org_id"), "webhook_endpoints", ["org_id"], unique=False)
+    op.create_table(
         "deposits",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("org_id", sa.String(length=36), nullable=False),
@@ -194,6 +225,7 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(length=64), nullable=True),
         sa.Column("initiator_signature", sa.String(length=128), nullable=True),
         sa.Column("note", sa.String(length=256), nullable=True),
+        sa.Column("external_id", sa.String(length=128), nullable=True),
         sa.Column("vault_id", sa.String(length=36), nullable=True),
         sa.Column("source_address_id", sa.String(length=36), nullable=True),
         sa.Column("asset_id", sa.String(length=36), nullable=True),
@@ -263,9 +295,20 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["vault_id"], ["vaults.id"], name=op.f("fk_transactions_vault_id_vaults")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
+        sa.UniqueConstraint("org_id", "external_id", name=op.f("uq_transactions_org_id_external_id")),
         sa.UniqueConstraint("org_id", "idempotency_key", name=op.f("uq_transactions_org_id_idempotency_key")),
     )
+    op.create_index("ix_transactions_org_created", "transactions", ["org_id", "created_at", "id"], unique=False)
+    op.create_index("ix_transactions_org_destination", "transactions", ["org_id", "destination"], unique=False)
     op.create_index(op.f("ix_transactions_org_id"), "transactions", ["org_id"], unique=False)
+    op.create_index("ix_transactions_org_initiator", "transactions", ["org_id", "initiator_id"], unique=False)
+    op.create_index(
+        "ix_transactions_org_state_created", "transactions", ["org_id", "state", "created_at"], unique=False
+    )
+    op.create_index("ix_transactions_org_updated", "transactions", ["org_id", "updated_at"], unique=False)
+    op.create_index(
+        "ix_transactions_org_vault_created", "transactions", ["org_id", "vault_id", "created_at"], unique=False
+    )
     op.create_index(op.f("ix_transactions_replaces_id"), "transactions", ["replaces_id"], unique=False)
     op.create_index("ix_transactions_state", "transactions", ["state"], unique=False)
     op.create_index(op.f("ix_transactions_tx_hash"), "transactions", ["tx_hash"], unique=False)
@@ -278,6 +321,28 @@ def upgrade() -> None:
         sqlite_where=sa.text("replaces_id IS NULL"),
         postgresql_where=sa.text("replaces_id IS NULL"),
     )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("org_id", sa.String(length=36), nullable=False),
+        sa.Column("endpoint_id", sa.String(length=36), nullable=False),
+        sa.Column("event_seq", sa.BigInteger(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=512), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"], ["webhook_endpoints.id"], name=op.f("fk_webhook_deliveries_endpoint_id_webhook_endpoints")
+        ),
+        sa.ForeignKeyConstraint(["event_seq"], ["events.seq"], name=op.f("fk_webhook_deliveries_event_seq_events")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+    )
+    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_at"], unique=False)
+    op.create_index(op.f("ix_webhook_deliveries_endpoint_id"), "webhook_deliveries", ["endpoint_id"], unique=False)
+    op.create_index(op.f("ix_webhook_deliveries_event_seq"), "webhook_deliveries", ["event_seq"], unique=False)
     op.create_table(
         "approvals",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -331,16 +396,37 @@ def upgrade() -> None:
         sa.UniqueConstraint("org_id", "version", name=op.f("uq_policies_org_id_version")),
     )
     op.create_index(op.f("ix_policies_org_id"), "policies", ["org_id"], unique=False)
+    op.create_table(
+        "webhook_attempts",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("delivery_id", sa.String(length=36), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"], ["webhook_deliveries.id"], name=op.f("fk_webhook_attempts_delivery_id_webhook_deliveries")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_attempts")),
+    )
+    op.create_index(op.f("ix_webhook_attempts_delivery_id"), "webhook_attempts", ["delivery_id"], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(op.f("ix_webhook_attempts_delivery_id"), table_name="webhook_attempts")
+    op.drop_table("webhook_attempts")
     op.drop_index(op.f("ix_policies_org_id"), table_name="policies")
     op.drop_table("policies")
     op.drop_table("governance_entries")
     op.drop_index(op.f("ix_approvals_transaction_id"), table_name="approvals")
     op.drop_table("approvals")
+    op.drop_index(op.f("ix_webhook_deliveries_event_seq"), table_name="webhook_deliveries")
+    op.drop_index(op.f("ix_webhook_deliveries_endpoint_id"), table_name="webhook_deliveries")
+    op.drop_index("ix_webhook_deliveries_due", table_name="webhook_deliveries")
+    op.drop_table("webhook_deliveries")
     op.drop_index(
         "uq_transactions_source_address_id_nonce",
         table_name="transactions",
@@ -351,11 +437,19 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_transactions_tx_hash"), table_name="transactions")
     op.drop_index("ix_transactions_state", table_name="transactions")
     op.drop_index(op.f("ix_transactions_replaces_id"), table_name="transactions")
+    op.drop_index("ix_transactions_org_vault_created", table_name="transactions")
+    op.drop_index("ix_transactions_org_updated", table_name="transactions")
+    op.drop_index("ix_transactions_org_state_created", table_name="transactions")
+    op.drop_index("ix_transactions_org_initiator", table_name="transactions")
     op.drop_index(op.f("ix_transactions_org_id"), table_name="transactions")
+    op.drop_index("ix_transactions_org_destination", table_name="transactions")
+    op.drop_index("ix_transactions_org_created", table_name="transactions")
     op.drop_table("transactions")
     op.drop_index(op.f("ix_deposits_vault_id"), table_name="deposits")
     op.drop_index(op.f("ix_deposits_org_id"), table_name="deposits")
     op.drop_table("deposits")
+    op.drop_index(op.f("ix_webhook_endpoints_org_id"), table_name="webhook_endpoints")
+    op.drop_table("webhook_endpoints")
     op.drop_index(op.f("ix_credentials_user_id"), table_name="credentials")
     op.drop_table("credentials")
     op.drop_index(op.f("ix_addresses_vault_id"), table_name="addresses")
@@ -369,6 +463,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_assets_org_id"), table_name="assets")
     op.drop_table("assets")
     op.drop_table("organisations")
+    op.drop_index("ix_events_org_id_seq", table_name="events")
+    op.drop_table("events")
     op.drop_table("chain_cursors")
     op.drop_table("audit_state")
     op.drop_index("ix_audit_events_org_id_index", table_name="audit_events")
