@@ -70,6 +70,7 @@ PROCESS_MODULES = frozenset(
         "test_api",
         "test_node_org_keys",
         "test_api_schema",
+        "test_api_exact",
         "test_cli",
         "test_cli_custody",
         "test_cli_custody_ops",

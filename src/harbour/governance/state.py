@@ -32,6 +32,7 @@ from harbour.governance.fields import GovernanceError, address_key
 from harbour.governance.holding import Holding
 from harbour.governance.log import SignedEntry, verify_entry_signature
 from harbour.governance.policy import Policy
+from harbour.util.text import name_key
 
 MAX_USERS: Final = 10_000
 MAX_NODES: Final = 256
@@ -248,6 +249,7 @@ class _Builder:
         self.credentials = dict(state.credentials)
         self.nodes = dict(state.nodes)
         self._address_keys: set[str] | None = None
+        self._name_keys: dict[str, dict[str, str]] = {}
 
     def run(self, changes: Iterable[c.Change]) -> OrgState:
         for index, change in enumerate(changes):
@@ -279,6 +281,28 @@ class _Builder:
             raise GovernanceError("change", f"no user {user_id!r}")
         return user
 
+    def _names(self, what: str) -> dict[str, str]:
+        """Name key -> name of the users, vaults or address-book entries: built once per entry, like addresses."""
+        names = self._name_keys.get(what)
+        if names is None:
+            rows: Iterable[User | Vault | AddressEntry]
+            if what == "user":
+                rows = self.users.values()
+            elif what == "vault":
+                rows = self.vaults.values()
+            else:
+                rows = self.book.values()
+            names = self._name_keys[what] = {name_key(row.name): row.name for row in rows}
+        return names
+
+    def _claim_name(self, what: str, name: str) -> None:
+        # Names compare as people read them: "Bob", "bob" and a fullwidth "ｂｏｂ" are one name, so no two
+        # users, vaults or address-book entries can be told apart only by case or width.
+        names, key = self._names(what), name_key(name)
+        if key in names:
+            raise GovernanceError("change", f"the {what} name {name!r} is taken (by {names[key]!r})")
+        names[key] = name
+
     def _key_free(self, key: bytes | None, owner: str) -> None:
         # One key is one person: a key held twice would let one signature count as two admins or approvers.
         if key is not None and any(u.approval_key == key and u.id != owner for u in self.users.values()):
@@ -293,6 +317,7 @@ class _Builder:
             if len(self.users) >= MAX_USERS:
                 raise GovernanceError("change", f"at most {MAX_USERS} users")
             self._key_free(change.approval_key, change.id)
+            self._claim_name("user", change.name)
             self.users[change.id] = User(change.id, change.name, change.roles, change.approval_key)
         elif isinstance(change, c.SetRoles):
             self.users[change.id] = replace(self._user(change.id), roles=change.roles)
@@ -326,6 +351,7 @@ class _Builder:
                 raise GovernanceError("change", f"address-book entry {change.id!r} exists")
             if address_key(change.address) in self._addresses():
                 raise GovernanceError("change", f"{change.address} is already in the address book")
+            self._claim_name("address-book", change.name)
             self.book[change.id] = AddressEntry(change.id, change.name, change.address, change.whitelisted)
             self._addresses().add(address_key(change.address))
         elif isinstance(change, c.SetWhitelisted):
@@ -338,6 +364,7 @@ class _Builder:
             if removed is None:
                 raise GovernanceError("change", f"no address-book entry {change.id!r}")
             self._addresses().discard(address_key(removed.address))
+            self._names("address-book").pop(name_key(removed.name), None)
         elif isinstance(change, c.AddNode):
             if change.identity_key in self.nodes:
                 raise GovernanceError("change", f"node {change.identity_key.hex()} is the organisation's already")
@@ -358,6 +385,7 @@ class _Builder:
                     f"the vault's key is named for organisation {change.holding.org.hex()[:16]}, not this one "
                     f"({self.state.genesis.hex()[:16]})",
                 )
+            self._claim_name("vault", change.name)
             holding.check(change.statements, change.holding, self.nodes)
             self.vaults[change.id] = Vault(change.id, change.name, change.holding)
         else:

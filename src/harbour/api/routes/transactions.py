@@ -43,7 +43,7 @@ def list_transactions(
     custody: Custody,
     actor: Actor,
     page: Paging,
-    state: Annotated[str | None, Query(pattern=schemas.STATE_PATTERN, description="Only this state.")] = None,
+    state: Annotated[schemas.TransactionState | None, Query(description="Only this state.")] = None,
 ) -> Json:
     return custody.list_transactions(actor, page, state)
 
