@@ -5,8 +5,8 @@ the app (so routes added later are covered without a word here), on made-up and
 on real resources, and sends them as a user who holds every role. None may be
 answered ``422``: a request the schema allows and the server refuses means a
 rule the schema does not state. The constraints a regular expression cannot say
-are the schema's named formats (``api/schemas.py`` ``FORMATS``); each is given a
-generator here that makes values of that format, and only those. A value that
+are the schema's named formats (``api/schemas.py`` ``FORMATS``); each has a
+generator (``api_formats.py``) that makes values of that format, and only those. A value that
 is well formed but names nothing (an unknown id, node or event) is a 404, and
 one the state refuses a 409: neither is a 422.
 
@@ -16,8 +16,6 @@ have: each answer is a 405 whose ``Allow`` lists exactly the path's methods.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,50 +26,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nacl.signing import SigningKey
 from schemathesis.core.result import Err
 from schemathesis.generation.modes import GenerationMode
 
+from api_formats import GENERATORS
 from custody_env import ETH, CustodyEnv
 from harbour.api.app import create_app
 from harbour.api.schemas import FORMATS
-from harbour.chains.ethereum import checksum_address
-from harbour.governance.destinations import reserved
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 EXAMPLES = 25
 """Per operation: about 15 s for all of them on a quiet machine."""
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-
-
-def _spelled(raw: bytes, case: int) -> str:
-    """One address in one of its three accepted spellings: EIP-55, all lower case, all upper case."""
-    lower = "0x" + raw.hex()
-    return (checksum_address(raw), lower, "0x" + raw.hex().upper())[case]
-
-
-ADDRESSES = st.builds(_spelled, st.binary(min_size=20, max_size=20), st.integers(0, 2))
-LOW_ADDRESSES = st.builds(_spelled, st.integers(0, 0x200).map(lambda n: n.to_bytes(20, "big")), st.integers(0, 2))
-"""The zero address, the precompiles and their neighbours, which random bytes never are."""
-DESTINATIONS = st.one_of(ADDRESSES, LOW_ADDRESSES).filter(lambda a: reserved(a) is None)
-PUBLIC_KEYS = st.binary(min_size=32, max_size=32).map(lambda seed: SigningKey(seed).verify_key.encode().hex())
-
-
-def _cursor(at: dt.datetime, row_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-OFFSETS = st.builds(dt.timezone, st.timedeltas(min_value=-dt.timedelta(hours=23), max_value=dt.timedelta(hours=23)))
-CURSORS = st.builds(_cursor, st.datetimes(timezones=OFFSETS), st.uuids().map(str))
-
-GENERATORS: dict[str, st.SearchStrategy[str]] = {
-    "ethereum-address": st.one_of(ADDRESSES, LOW_ADDRESSES),
-    "ethereum-destination": DESTINATIONS,
-    "ed25519-public-key": PUBLIC_KEYS,
-    "page-cursor": CURSORS,
-}
-for _format, _strategy in GENERATORS.items():
-    schemathesis.openapi.format(_format, _strategy)
 
 
 @dataclass
@@ -131,7 +97,7 @@ def test_no_request_the_schema_allows_is_refused_as_invalid(deployment: Deployme
         def answers(case: Any) -> None:
             response = case.call(headers=headers)
             if response.status_code == 422:
-                refused.append(f"{operation.label}: {_refusal(response)[:300]}")
+                refused.append(f"{case.operation.label}: {_refusal(response)[:300]}")
 
         answers()
     assert not refused, "\n".join(sorted(set(refused)))

@@ -20,11 +20,11 @@ Cursor = Annotated[
     _CursorText | None,
     Query(description="The `next_cursor` of the previous page (opaque; one the API did not issue is 422)."),
 ]
-EventCursor = Annotated[
+IndexCursor = Annotated[
     str | None,
     Query(
-        pattern=schemas.EVENT_CURSOR_PATTERN,
-        description="The `next_cursor` of the previous page: the index of the last event it held.",
+        pattern=schemas.INDEX_CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page: the index (sequence number) of the last item it held.",
     ),
 ]
 IdempotencyKey = Annotated[
@@ -48,11 +48,11 @@ def _page(limit: Limit = 50, cursor: Cursor = None) -> Page:
     return Page(limit=limit, cursor=cursor)
 
 
-def _event_page(limit: Limit = 50, cursor: EventCursor = None) -> Page:
+def _index_page(limit: Limit = 50, cursor: IndexCursor = None) -> Page:
     return Page(limit=limit, cursor=cursor)
 
 
 Paging = Annotated[Page, Depends(_page)]
 """``?limit=&cursor=`` as a :class:`harbour.custody.views.Page`."""
-EventPaging = Annotated[Page, Depends(_event_page)]
-"""``?limit=&cursor=`` of the audit log, whose cursor is an event index."""
+IndexPaging = Annotated[Page, Depends(_index_page)]
+"""``?limit=&cursor=`` of a log (audit events, governance entries), whose cursor is an index."""

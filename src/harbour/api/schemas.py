@@ -39,7 +39,7 @@ ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 IDEMPOTENCY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_=-]{1,512}$"
-EVENT_CURSOR_PATTERN: Final = r"^[0-9]{1,18}$"
+INDEX_CURSOR_PATTERN: Final = r"^[0-9]{1,18}$"
 NODE_NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,77})")
 
@@ -50,6 +50,9 @@ FORMATS: Final = {
     "(0x01..0x11, 0x100): funds sent there are lost",
     "ed25519-public-key": "64 lower-case hex digits: an Ed25519 point of the prime-order subgroup",
     "page-cursor": "a next_cursor this API returned (base64url of a time and a row id)",
+    "free-text-name": "free text the pattern allows, kept in NFC, trimmed, with single spaces, and compared "
+    "ignoring case and width (harbour.util.text)",
+    "free-text-note": "free text the pattern allows, kept in NFC and trimmed (harbour.util.text)",
 }
 """The formats the schema names beyond JSON Schema's own, and what each means (docs/api.md lists them too)."""
 
@@ -132,6 +135,7 @@ class _FreeText:
         if self.kind == "name":
             return {
                 "type": "string",
+                "format": "free-text-name",
                 "minLength": 1,
                 "maxLength": text.MAX_NAME,
                 "pattern": text.name_pattern(),
@@ -141,6 +145,7 @@ class _FreeText:
             }
         return {
             "type": "string",
+            "format": "free-text-note",
             "maxLength": text.MAX_NOTE,
             "pattern": text.note_pattern(),
             "description": f"Free text, at most {text.MAX_NOTE} characters, with no control, format "
@@ -216,6 +221,13 @@ class Closed(BaseModel):
 
 
 class CreateUser(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"roles": {"contains": {"enum": ["admin", "approver"]}}}, "required": ["roles"]},
+            "then": {"properties": {"approval_key": {"type": "string"}}, "required": ["approval_key"]},
+        }
+    )
+
     name: Name
     roles: Annotated[list[Role], Field(min_length=1, max_length=len(ROLES))]
     approval_key: PublicKeyHex | None = None
@@ -288,6 +300,13 @@ class AddNode(Closed):
 
 
 class Withdrawal(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"signature": {"type": "string"}}, "required": ["signature"]},
+            "then": {"properties": {"id": {"type": "string"}}, "required": ["id"]},
+        }
+    )
+
     vault_id: Annotated[str, Field(pattern=UUID_PATTERN)]
     asset: AssetSymbol
     to: Destination

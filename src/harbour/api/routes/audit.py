@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Path, Query
 
 from harbour.api.interface import Json
-from harbour.api.params import EventPaging
+from harbour.api.params import IndexPaging
 from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 
@@ -19,7 +19,7 @@ TreeSize = Annotated[int, Query(ge=1, le=2**62)]
 @router.get(
     "/audit/events", summary="Audit events, oldest first", description=PAGE_DOC, **returns(shapes.AuditEventPage)
 )
-def audit_events(custody: Custody, actor: Actor, page: EventPaging) -> Json:
+def audit_events(custody: Custody, actor: Actor, page: IndexPaging) -> Json:
     return custody.audit_events(actor, page)
 
 
