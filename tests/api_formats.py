@@ -52,6 +52,7 @@ GENERATORS: dict[str, st.SearchStrategy[str]] = {
     "ethereum-address": st.one_of(ADDRESSES, LOW_ADDRESSES),
     "ethereum-destination": DESTINATIONS,
     "ed25519-public-key": PUBLIC_KEYS,
+    "uint256-decimal": st.integers(1, 2**256 - 1).map(str),
     "page-cursor": CURSORS,
     "free-text-name": NAMES,
     "free-text-note": NOTES,

@@ -35,6 +35,8 @@ from harbour.util import text
 MAX_AMOUNT: Final = 2**256 - 1
 """The largest value an EVM transfer can carry (uint256)."""
 MAX_NAME: Final = text.MAX_NAME
+MAX_INDEX: Final = 2**62
+"""The largest audit event index or tree size a request names."""
 ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 IDEMPOTENCY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -49,6 +51,7 @@ FORMATS: Final = {
     "ethereum-destination": "an ethereum-address that is not the zero address or a precompile "
     "(0x01..0x11, 0x100): funds sent there are lost",
     "ed25519-public-key": "64 lower-case hex digits: an Ed25519 point of the prime-order subgroup",
+    "uint256-decimal": "a whole number 1..2**256 - 1 in decimal digits, without sign or leading zero",
     "page-cursor": "a next_cursor this API returned (base64url of a time and a row id)",
     "free-text-name": "free text the pattern allows, kept in NFC, trimmed, with single spaces, and compared "
     "ignoring case and width (harbour.util.text)",
@@ -159,7 +162,7 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "string", "pattern": r"^[1-9][0-9]{0,77}$"},
+                {"type": "string", "pattern": r"^[1-9][0-9]{0,77}$", "format": "uint256-decimal"},
                 {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
             ],
             "description": "Base units (wei for ETH), 1..2**256 - 1: a decimal string, or a JSON integer. "

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from harbour.api import schemas
 from harbour.api.interface import Json
 from harbour.api.params import IndexPaging
 from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
@@ -13,7 +14,7 @@ from harbour.custody import shapes
 
 router = resource_router("audit")
 
-TreeSize = Annotated[int, Query(ge=1, le=2**62)]
+TreeSize = Annotated[int, Query(ge=1, le=schemas.MAX_INDEX)]
 
 
 @router.get(
@@ -32,8 +33,8 @@ def audit_head(custody: Custody, actor: Actor) -> Json:
 def audit_proof(
     custody: Custody,
     actor: Actor,
-    index: Annotated[int, Path(ge=0, le=2**62)],
-    tree_size: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    index: Annotated[int, Path(ge=0, le=schemas.MAX_INDEX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=schemas.MAX_INDEX)] = None,
 ) -> Json:
     return custody.audit_proof(actor, index, tree_size)
 
