@@ -984,7 +984,7 @@ def walk(world: World, path: str, limit: int) -> list[dict[str, Any]]:
 def test_pagination_walks_every_item_exactly_once(world: World, path: str) -> None:
     if path == "/v1/address-book":
         for i in range(5):
-            body = {"name": f"walk {i}", "address": "0x" + f"{i + 1:040x}"}
+            body = {"name": f"walk {i}", "address": "0x" + f"{i + 0x1000:040x}"}
             govern(world, world.call("POST", "/v1/address-book", "admin", json=body))
     key = {"/v1/audit/events": "index", "/v1/governance/entries": "seq"}.get(path, "id")
     expected = [item[key] for item in walk(world, path, 200)]

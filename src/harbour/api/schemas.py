@@ -266,25 +266,21 @@ class DeriveAddress(Closed):
     label: Name | None = None
 
 
-class AddNativeAsset(Closed):
-    """The chain's own coin: no contract, and 18 decimals."""
+class AddAsset(Closed):
+    """The chain's own coin (no contract, 18 decimals) or an ERC-20 token (its contract); the service checks which."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "native"}}},
+            "then": {"properties": {"contract": {"type": "null"}, "decimals": {"const": 18}}},
+            "else": {"properties": {"contract": {"type": "string"}}, "required": ["contract"]},
+        }
+    )
 
     symbol: AssetSymbol
-    kind: Literal["native"]
-    contract: None = None
-    decimals: Literal[18]
-
-
-class AddTokenAsset(Closed):
-    """An ERC-20 token: its contract, and its decimals."""
-
-    symbol: AssetSymbol
-    kind: Literal["erc20"]
-    contract: EthAddress
+    kind: Literal["native", "erc20"]
+    contract: EthAddress | None = None
     decimals: Annotated[int, Field(ge=0, le=36)]
-
-
-AddAsset = Annotated[AddNativeAsset | AddTokenAsset, Field(discriminator="kind")]
 
 
 class AddAddressBookEntry(Closed):
