@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governance_env import Org, allow_all
+from governance_env import Org, allow_all, raw, signer_nodes, stated_vault
 from harbour.governance import changes as c
 from harbour.governance.fields import GovernanceError
 from harbour.util import text
@@ -140,3 +141,15 @@ def test_two_users_named_alike_in_one_entry_are_refused(org: Org) -> None:
         org.propose(
             c.AddUser("u-1", "dora", frozenset({"viewer"}), None), c.AddUser("u-2", "Dora", frozenset({"viewer"}), None)
         )
+
+
+def test_a_log_entry_adding_a_vault_whose_name_is_taken_up_to_case_is_refused() -> None:
+    nodes = signer_nodes()
+    org = Org("vaults", policy=allow_all(), nodes={name: raw(key) for name, key in nodes.items()})
+    org.propose(stated_vault(org.log.genesis_hash, "treasury", "key-1", nodes))
+    clash = stated_vault(org.log.genesis_hash, "vault-2", "key-2", nodes)
+    with pytest.raises(GovernanceError, match="the vault name 'Treasury' is taken"):
+        org.propose(replace(clash, name="Treasury"))
+    with pytest.raises(GovernanceError, match="vault name is not in its normal form") as refused:
+        org.propose(replace(clash, name="treasury\u00a0two"))
+    assert refused.value.reason == "malformed"
