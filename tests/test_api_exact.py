@@ -34,7 +34,7 @@ from schemathesis.generation.modes import GenerationMode
 from api_formats import GENERATORS
 from custody_env import ETH, CustodyEnv
 from harbour.api.app import create_app
-from harbour.api.schemas import FORMATS
+from harbour.api.schemas import FORMATS, UUID_PATTERN
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 EXAMPLES = 20
@@ -137,10 +137,25 @@ def test_no_request_the_schema_allows_is_refused_as_invalid(deployment: Deployme
     assert not refused, "\n".join(sorted(set(refused)))
 
 
-def _concrete(template: str, ids: dict[str, str]) -> str:
-    values = {**ids, "credential_id": ids["user_id"], "entry_id": ids["user_id"], "name": "node1", "index": "0"}
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
+ANY_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def _concrete(template: str, operations: dict[str, Any], ids: dict[str, str]) -> str:
+    """The path with each parameter a value of its schema: a real id where there is one, else a well-formed one."""
+    for operation in operations.values():
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] != "path":
+                continue
+            schema = parameter["schema"]
+            if parameter["name"] in ids:
+                value = ids[parameter["name"]]
+            elif schema.get("type") == "integer":
+                value = str(schema.get("minimum", 0))
+            elif schema.get("pattern") == UUID_PATTERN:
+                value = ANY_ID
+            else:
+                value = "node1"
+            template = template.replace("{" + parameter["name"] + "}", value)
     assert "{" not in template, template
     return template
 
@@ -152,7 +167,7 @@ def test_every_other_method_is_405_naming_exactly_the_paths_methods(deployment: 
     with TestClient(deployment.app) as client:
         for template, operations in openapi["paths"].items():
             declared = sorted(method.upper() for method in operations)
-            path = _concrete(template, deployment.ids)
+            path = _concrete(template, operations, deployment.ids)
             for method in sorted(set(METHODS) - set(declared)):
                 response = client.request(method, path, headers=headers)
                 allow = response.headers.get("allow")
