@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:23:48.376879
+Create Date: 2026-12-07 23:34:03.991292
 """
 
 from __future__ import annotations
