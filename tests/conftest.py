@@ -72,6 +72,7 @@ PROCESS_MODULES = frozenset(
         "test_api_credentials",
         "test_node_org_keys",
         "test_api_schema",
+        "test_api_exact",
         "test_cli",
         "test_cli_custody",
         "test_cli_custody_ops",

@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import api_formats  # noqa: F401 (registers the schema's named formats)
 from custody_env import ETH, CustodyEnv
 from harbour.api.app import create_app
 from harbour.api.roles import ROUTE_ROLES

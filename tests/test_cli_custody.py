@@ -247,7 +247,7 @@ def test_governance_remove_node_stops_new_vault_keys_on_it_and_add_node_names_it
 
 
 def test_governance_node_changes_are_refused_for_unknown_named_or_not_admin(world: World) -> None:
-    refused(world.run("admin", "governance", "add-node", "node9"), 1, "no signer node named 'node9'", "422")
+    refused(world.run("admin", "governance", "add-node", "node9"), 1, "no signer node named 'node9'", "404")
     refused(world.run("admin", "governance", "add-node", "node1"), 1, "names node 'node1'", "already", "409")
     refused(world.run("viewer", "governance", "add-node", "node1"), 1, "admin", "403")
     refused(world.run("initiator", "governance", "remove-node", "node1"), 1, "admin", "403")

@@ -144,7 +144,7 @@ def test_a_node_added_to_the_deployment_gets_vault_keys_only_once_the_log_names_
     wait_until(lambda: head_of(env, "node4") == (log.state.seq, log.head), message="node4 at the log's head")
     assert env.custody.governance_log(admin.org_id).state.nodes[bytes.fromhex(key_of(env, "node4"))] == "node4"
     vault = env.govern(env.custody.create_vault(admin, name="on node4", threshold=2, nodes=["node1", "node4"]))
-    with pytest.raises(Invalid, match="above half the 4 nodes"):  # two signer sets of a 2-of-4 key share no node
+    with pytest.raises(Conflict, match="above half the 4 nodes"):  # two signer sets of a 2-of-4 key share no node
         env.custody.create_vault(admin, name="too wide", threshold=2, nodes=["node1", "node2", "node3", "node4"])
     shown = env.custody.get_vault(admin, vault["changes"][0]["id"])
     assert shown["nodes"] == ["node1", "node4"]
@@ -215,9 +215,9 @@ def test_a_node_the_log_names_under_an_older_key_is_removed_and_added_in_one_ent
 
 def test_a_node_the_deployment_is_not_configured_with_is_refused(env: CustodyEnv, client: TestClient) -> None:
     before = proposals(env)
-    with pytest.raises(Invalid, match="no signer node named 'node9'"):
+    with pytest.raises(NotFound, match="no signer node named 'node9'"):
         env.custody.add_node(env.actor("admin"), "node9")
-    problem(call(env, client, "POST", "/v1/governance/nodes", "admin", json={"name": "node9"}), 422, "node9")
+    problem(call(env, client, "POST", "/v1/governance/nodes", "admin", json={"name": "node9"}), 404, "node9")
     with pytest.raises(Invalid, match="node name"):
         env.custody.add_node(env.actor("admin"), "../node1")
     response = call(env, client, "POST", "/v1/governance/nodes", "admin", json={"name": "../node1"})

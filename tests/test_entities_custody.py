@@ -278,7 +278,7 @@ def test_malformed_and_unauthorised_patches_and_deletes_are_refused_before_anyth
         (422, "PATCH", user, {"approval_key": "00" * 31}),
         (422, "PATCH", user, {"name": "Mallory"}),
         (422, "PATCH", f"/v1/vaults/{vault_id}", {"archived": False}),
-        (422, "PATCH", f"/v1/vaults/{vault_id}", {"name": " padded"}),
+        (422, "PATCH", f"/v1/vaults/{vault_id}", {"name": "pad\u202eded"}),
         (422, "PATCH", f"/v1/assets/{eth}", {}),
         (422, "PATCH", f"/v1/assets/{eth}", {"disabled": None}),
         (422, "PATCH", f"/v1/address-book/{MISSING}", {"whitelisted": 1}),

@@ -97,7 +97,7 @@ def only(change: changes.Change) -> Callable[[OrgState], list[changes.Change]]:
 def test_the_log_is_replayed_once_and_extended_as_entries_land(service: Service) -> None:
     assert service.fresh_head() == 0
     for i in range(3):
-        book = changes.AddAddress(f"entry-{i}", f"counterparty {i}", f"0x{i + 1:040x}", False)
+        book = changes.AddAddress(f"entry-{i}", f"counterparty {i}", f"0x{i + 0x1000:040x}", False)
         service.land(service.governance.propose(service.alice, only(book)))
     assert service.fresh_head() == 3
     assert service.replays == [service.org]  # the first lookup replayed; every later one extended

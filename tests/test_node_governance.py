@@ -353,7 +353,7 @@ def test_a_removed_admins_signature_does_not_count(env: Env) -> None:
 def test_one_bad_entry_refuses_it_and_the_rest(env: Env) -> None:
     org = env.acme
     call(lambda co: co.push(env.nodes, org.log))
-    first = org.propose(c.AddAddress("first", "first", checksum_address(bytes(19) + b"\x01"), False))
+    first = org.propose(c.AddAddress("first", "first", checksum_address(bytes(18) + b"\x10\x01"), False))
     bad = org.entry(c.AddAddress("nope", "nope", TOKEN, False), signers=["admin-a"])
     with pytest.raises(ClusterError) as exc:
         push(env, 2, org, first.encode(), bad.encode(), first.encode())

@@ -8,6 +8,7 @@ builds, without nodes.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +20,7 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance_env import INITIATOR, Org, count_policy, raw, two_approvers, velocity_policy
+from governance_env import INITIATOR, Org, allow_all, count_policy, raw, two_approvers, velocity_policy
 from harbour.chains.eip1559 import Eip1559Transaction, parse_address
 from harbour.chains.ethereum import address_from_public_key, checksum_address
 from harbour.crypto.secp256k1 import SECP256K1, Secp256k1Point
@@ -74,15 +75,17 @@ def org(policy: dict[str, Any] | None = None) -> Org:
     )
 
 
-def evidence(o: Org, *, amount: int = ETHER, approvers: tuple[str, ...] = (), **changes: Any) -> GovernedEvidence:
-    intent = Intent(1337, SENDER, RECIPIENT, ETH, amount, max_fee=21_000 * 2)
+def evidence(
+    o: Org, *, amount: int = ETHER, approvers: tuple[str, ...] = (), to: str = RECIPIENT, **changes: Any
+) -> GovernedEvidence:
+    intent = Intent(1337, SENDER, to, ETH, amount, max_fee=21_000 * 2)
     tx = Eip1559Transaction(
         chain_id=1337,
         nonce=0,
         max_priority_fee_per_gas=1,
         max_fee_per_gas=2,
         gas_limit=21_000,
-        to=parse_address(RECIPIENT),
+        to=parse_address(to),
         value=amount,
         data=b"",
     )
@@ -267,6 +270,22 @@ def test_a_disabled_initiator_is_refused() -> None:
     o.propose(c.DisableUser(INITIATOR))
     with pytest.raises(ApprovalError, match="not an enabled user") as exc:
         judge(o, evidence(o))
+    assert exc.value.reason == "policy"
+
+
+@pytest.mark.parametrize(
+    ("to", "words"),
+    [
+        (checksum_address(bytes(20)), "the zero address"),
+        (checksum_address(bytes(19) + b"\x0a"), "KZG point evaluation (EIP-4844) precompile"),
+        (checksum_address(bytes(18) + b"\x01\x00"), "P256VERIFY (EIP-7951) precompile"),
+        (SENDER, "the address the withdrawal pays from"),
+    ],
+)
+def test_a_node_refuses_to_sign_a_payment_that_cannot_arrive(to: str, words: str) -> None:
+    o = org(allow_all())
+    with pytest.raises(ApprovalError, match=re.escape(words)) as exc:
+        judge(o, evidence(o, to=to))
     assert exc.value.reason == "policy"
 
 

@@ -12,7 +12,7 @@ a 503, :mod:`harbour.api.availability`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,7 @@ from harbour.api.middleware import BodyLimit, Guard
 from harbour.api.problems import MEDIA_TYPE, custody_problem, http_problem, validation_problem
 from harbour.api.routes import ROUTERS
 from harbour.api.routing import PUBLIC_ROUTES, allowed_methods
+from harbour.api.schemas import MAX_AMOUNT, MAX_INDEX
 from harbour.api.terms import Nonces
 from harbour.custody.errors import CustodyError
 
@@ -72,10 +73,31 @@ def create_app(custody: CustodyService, *, failed_authentications: FailedAuthent
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             _problems_as_problem_json(original_openapi())
+            _exact_bounds(original_openapi())
         return original_openapi()
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+_EXACT_BOUNDS: Final = {float(bound): bound for bound in (MAX_AMOUNT, MAX_INDEX)}
+"""Bounds a double cannot hold, by the double FastAPI's OpenAPI model (``maximum: float``) turns them into."""
+
+
+def _exact_bounds(node: Any) -> None:
+    """Every ``minimum``/``maximum`` of :data:`_EXACT_BOUNDS` as the integer it is: ``2**256 - 1``, not ``1.16e77``."""
+    if isinstance(node, dict):
+        for key in ("minimum", "maximum"):
+            value = node.get(key)
+            if isinstance(value, float) and value in _EXACT_BOUNDS:
+                node[key] = _EXACT_BOUNDS[value]
+            elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                node[key] = int(value)
+        for child in node.values():
+            _exact_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _exact_bounds(child)
 
 
 def _problems_as_problem_json(schema: dict[str, Any]) -> None:

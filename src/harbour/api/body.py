@@ -4,10 +4,16 @@ The body is parsed by :func:`parse_json`, not by FastAPI's default: duplicate
 object keys (``{"amount": "1", "amount": "1000"}``, read differently by
 different parsers), absurdly long integers and non-JSON constants (``NaN``) are
 refused as malformed JSON rather than guessed at.
+
+A number written with a fraction or an exponent is read exactly (as a decimal,
+never through a double): ``2.0`` and ``1e18`` are the integers they equal, as
+JSON Schema's ``integer`` says they are, so the schema's integers are exactly
+what the API takes; ``1.5`` stays a fraction, which no field accepts.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 from typing import Any, Final
 
@@ -32,7 +38,9 @@ def parse_json(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8")
-        return loads_strict(text, max_depth=MAX_JSON_DEPTH, max_int_digits=MAX_JSON_INT_DIGITS)
+        return loads_strict(
+            text, max_depth=MAX_JSON_DEPTH, max_int_digits=MAX_JSON_INT_DIGITS, parse_float=_exact_number
+        )
     except json.JSONDecodeError:
         raise
     except UnicodeDecodeError:
@@ -41,6 +49,16 @@ def parse_json(body: bytes) -> Any:
         raise json.JSONDecodeError("nested too deeply", "", 0) from None
     except ValueError as exc:
         raise json.JSONDecodeError(str(exc), "", 0) from None
+
+
+def _exact_number(token: str) -> int | float:
+    """An integral number as that integer (bounded like any other), anything else as the float it was."""
+    value = decimal.Decimal(token)
+    if value == value.to_integral_value() and (value.is_zero() or value.adjusted() < MAX_JSON_INT_DIGITS):
+        return int(value)
+    if value == value.to_integral_value():
+        raise ValueError(f"an integer with more than {MAX_JSON_INT_DIGITS} digits")
+    return float(token)
 
 
 class StrictJsonRequest(Request):

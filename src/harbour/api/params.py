@@ -5,14 +5,27 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query
+from pydantic import Field, WithJsonSchema
 
 from harbour.api import schemas
 from harbour.custody.views import MAX_LIMIT, Page
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page, 1..{MAX_LIMIT}.")]
+_CursorText = Annotated[
+    str,
+    Field(pattern=schemas.CURSOR_PATTERN),
+    WithJsonSchema({"type": "string", "pattern": schemas.CURSOR_PATTERN, "format": "page-cursor"}),
+]
 Cursor = Annotated[
+    _CursorText | None,
+    Query(description="The `next_cursor` of the previous page (opaque; one the API did not issue is 422)."),
+]
+IndexCursor = Annotated[
     str | None,
-    Query(pattern=schemas.CURSOR_PATTERN, description="The `next_cursor` of the previous page (opaque)."),
+    Query(
+        pattern=schemas.INDEX_CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page: the index (sequence number) of the last item it held.",
+    ),
 ]
 IdempotencyKey = Annotated[
     str,
@@ -36,5 +49,11 @@ def _page(limit: Limit = 50, cursor: Cursor = None) -> Page:
     return Page(limit=limit, cursor=cursor)
 
 
+def _index_page(limit: Limit = 50, cursor: IndexCursor = None) -> Page:
+    return Page(limit=limit, cursor=cursor)
+
+
 Paging = Annotated[Page, Depends(_page)]
 """``?limit=&cursor=`` as a :class:`harbour.custody.views.Page`."""
+IndexPaging = Annotated[Page, Depends(_index_page)]
+"""``?limit=&cursor=`` of a log (audit events, governance entries), whose cursor is an index."""

@@ -22,6 +22,8 @@ from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+from starlette.types import Scope
 
 from harbour.api import terms
 from harbour.api.authlimit import FailedAuthentications, credential_id_of
@@ -128,6 +130,19 @@ class GuardedRoute(APIRoute):
                 self.openapi_extra = {**(self.openapi_extra or {}), "x-roles": sorted(allowed)}
                 self.description = (self.description or "").strip() + f"\n\nRoles: {', '.join(sorted(allowed))}."
 
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """No match where a route with more fixed segments claims the path (``/transactions/explain`` is not a tx_id).
+
+        Without this, ``GET /v1/transactions/explain`` would reach ``GET
+        /v1/transactions/{tx_id}`` and be refused as a malformed id, where the
+        schema says the path has POST only: it is a 405 naming POST.
+        """
+        match, child = super().matches(scope)
+        claimed = match is not Match.NONE and scope.get("type") == "http" and self.path in _KNOWN
+        if claimed and self.path not in claimants(scope["path"]):
+            return Match.NONE, {}
+        return match, child
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         path = self.path
@@ -159,15 +174,28 @@ Custody = Annotated[CustodyService, Depends(_custody)]
 """The custody service the app was created with."""
 
 
+def claimants(path: str) -> frozenset[str]:
+    """The route templates that serve ``path``: of those matching it, the ones with the most fixed segments."""
+    matching = [(fixed, template) for pattern, fixed, template in _TEMPLATES if pattern.fullmatch(path)]
+    most = max((fixed for fixed, _ in matching), default=0)
+    return frozenset(template for fixed, template in matching if fixed == most)
+
+
 def allowed_methods(path: str) -> list[str]:
-    """Every method some route serves at ``path`` (the router's own 405 names only the first route's)."""
-    return sorted({method for pattern, method in _ROUTE_PATTERNS if pattern.fullmatch(path)})
+    """Every method the route templates serving ``path`` have (the router's own 405 names only the first route's)."""
+    served = claimants(path)
+    return sorted({method for method, template in (*ROUTE_ROLES, *PUBLIC_ROUTES) if template in served})
 
 
-_ROUTE_PATTERNS: Final = [
-    (re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template))), method)
-    for method, template in (*ROUTE_ROLES, *PUBLIC_ROUTES)
+_TEMPLATES: Final = [
+    (
+        re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template))),
+        sum(1 for segment in template.split("/") if not segment.startswith("{")),
+        template,
+    )
+    for template in sorted({template for _, template in (*ROUTE_ROLES, *PUBLIC_ROUTES)})
 ]
+_KNOWN: Final = frozenset(template for _, _, template in _TEMPLATES)
 
 
 # -- what a route declares --------------------------------------------------------------------------

@@ -9,30 +9,78 @@ Names and lists are bounded so that a request cannot make the service store
 megabytes. The custody service checks everything again; these checks exist so
 that the OpenAPI schema tells clients the rules and so that a malformed request
 is refused with every offending field named before any work starts.
+
+The schema states exactly what is accepted: what a regular expression cannot
+say is a named ``format`` (:data:`FORMATS`), so a request that keeps to the
+schema is never refused as invalid (a test generates them for every operation).
+Names and notes are free text (:mod:`harbour.util.text`): their pattern is the
+characters refused, and the value the service keeps is the normal form.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from harbour.chains.eip1559 import TransactionError, parse_address
+from harbour.governance import destinations
+from harbour.node import quorum
+from harbour.util import text
 
 MAX_AMOUNT: Final = 2**256 - 1
 """The largest value an EVM transfer can carry (uint256)."""
-MAX_NAME: Final = 128
+MAX_NAME: Final = text.MAX_NAME
+MAX_INDEX: Final = 2**62
+"""The largest audit event index or tree size a request names."""
 ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 IDEMPOTENCY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_=-]{1,512}$"
-STATE_PATTERN: Final = r"^[a-z_]{1,24}$"
+INDEX_CURSOR_PATTERN: Final = r"^[0-9]{1,18}$"
 NODE_NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 EXTERNAL_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,77})")
 
+ADDRESS_PATTERN: Final = "^0x[0-9a-fA-F]{40}$"
+FORMATS: Final = {
+    "ethereum-address": "0x and 40 hex digits; in mixed case, the EIP-55 checksum must hold",
+    "ethereum-destination": "an ethereum-address that is not the zero address or a precompile "
+    "(0x01..0x11, 0x100): funds sent there are lost",
+    "ed25519-public-key": "64 lower-case hex digits: an Ed25519 point of the prime-order subgroup",
+    "uint256-decimal": "a whole number 1..2**256 - 1 in decimal digits, without sign or leading zero",
+    "page-cursor": "a next_cursor this API returned (base64url of a time and a row id)",
+    "free-text-name": "free text the pattern allows, kept in NFC, trimmed, with single spaces, and compared "
+    "ignoring case and width (harbour.util.text)",
+    "free-text-note": "free text the pattern allows, kept in NFC and trimmed (harbour.util.text)",
+}
+"""The formats the schema names beyond JSON Schema's own, and what each means (docs/api.md lists them too)."""
+
 Role = Literal["admin", "initiator", "approver", "auditor", "viewer"]
+TransactionState = Literal[
+    "submitted",
+    "pending_policy",
+    "pending_approval",
+    "approved",
+    "signing",
+    "broadcast",
+    "confirmed",
+    "failed",
+    "rejected",
+    "cancelled",
+]
 
 
 def _amount(value: Any) -> int:
@@ -64,13 +112,66 @@ def _address(value: Any) -> str:
     return value
 
 
+def _destination(value: Any) -> str:
+    why = destinations.reserved(_address(value))
+    if why is not None:
+        raise ValueError(f"{value} is {why}: funds sent there are lost")
+    return str(value)
+
+
+def _public_key(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("an Ed25519 public key is 64 lower-case hex digits")
+    try:
+        quorum.check_public_key(bytes.fromhex(value))
+    except ValueError as exc:  # off the curve, or of small order: signatures under it could be forged
+        raise ValueError(f"the key is not usable: {exc}") from None
+    return value
+
+
+def _name(value: Any) -> str:
+    return text.name(value)
+
+
+def _note(value: Any) -> str:
+    return text.note(value) or ""
+
+
+@dataclass(frozen=True)
+class _FreeText:
+    """The JSON schema of a name or a note: its bound and the characters it may not hold (built when asked)."""
+
+    kind: Literal["name", "note"]
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        if self.kind == "name":
+            return {
+                "type": "string",
+                "format": "free-text-name",
+                "minLength": 1,
+                "maxLength": text.MAX_NAME,
+                "pattern": text.name_pattern(),
+                "description": f"Free text, 1..{text.MAX_NAME} characters, not only spaces; no control, format "
+                "(bidirectional), separator, private-use, unassigned or surrogate characters. Kept in NFC, "
+                "trimmed, with single spaces; compared ignoring case and width (docs/api.md, Input rules).",
+            }
+        return {
+            "type": "string",
+            "format": "free-text-note",
+            "maxLength": text.MAX_NOTE,
+            "pattern": text.note_pattern(),
+            "description": f"Free text, at most {text.MAX_NOTE} characters, with no control, format "
+            "(bidirectional), separator, private-use, unassigned or surrogate characters. Kept in NFC, trimmed.",
+        }
+
+
 Amount = Annotated[
     int,
     BeforeValidator(_amount),
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "string", "pattern": r"^[1-9][0-9]{0,77}$"},
+                {"type": "string", "pattern": r"^[1-9][0-9]{0,77}$", "format": "uint256-decimal"},
                 {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
             ],
             "description": "Base units (wei for ETH), 1..2**256 - 1: a decimal string, or a JSON integer. "
@@ -85,27 +186,46 @@ EthAddress = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": "^0x[0-9a-fA-F]{40}$",
+            "pattern": ADDRESS_PATTERN,
+            "format": "ethereum-address",
             "description": "An Ethereum address; mixed case must pass its EIP-55 checksum.",
             "examples": ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"],
         }
     ),
 ]
-Name = Annotated[
+Destination = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=MAX_NAME,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$",
-        description="1..128 letters, digits, spaces or ._- starting with a letter or digit.",
+    BeforeValidator(_destination),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": ADDRESS_PATTERN,
+            "format": "ethereum-destination",
+            "description": "An Ethereum address funds can be sent to: mixed case must pass its EIP-55 checksum, "
+            "and the zero address and the precompiles (0x01..0x11, 0x100) are refused.",
+            "examples": ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"],
+        }
     ),
 ]
-"""A name: plain characters only, so a name cannot smuggle control characters into logs or terminals."""
-PublicKeyHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Ed25519 public key, 64 lowercase hex.")]
+Name = Annotated[str, BeforeValidator(_name), _FreeText("name")]
+"""A name: free text in its one form (:func:`harbour.util.text.name`)."""
+PublicKeyHex = Annotated[
+    str,
+    BeforeValidator(_public_key),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "format": "ed25519-public-key",
+            "description": "Ed25519 public key, 64 lower-case hex digits, of the prime-order subgroup.",
+        }
+    ),
+]
 SignatureHex = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature, 128 lowercase hex.")]
 AssetSymbol = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]{1,16}$", examples=["ETH", "USDC"])]
 NodeName = Annotated[str, Field(min_length=1, max_length=64, pattern=NODE_NAME_PATTERN)]
-Note = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+Note = Annotated[str, BeforeValidator(_note), _FreeText("note")]
+"""A note: free text (NFC, trimmed); one that is empty once trimmed is no note (the service keeps none)."""
 
 
 class Closed(BaseModel):
@@ -113,6 +233,13 @@ class Closed(BaseModel):
 
 
 class CreateUser(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"roles": {"contains": {"enum": ["admin", "approver"]}}}, "required": ["roles"]},
+            "then": {"properties": {"approval_key": {"type": "string"}}, "required": ["approval_key"]},
+        }
+    )
+
     name: Name
     roles: Annotated[list[Role], Field(min_length=1, max_length=len(ROLES))]
     approval_key: PublicKeyHex | None = None
@@ -145,9 +272,18 @@ class IssueCredential(Closed):
 
 class CreateVault(Closed):
     name: Name
-    threshold: Annotated[int, Field(ge=2, le=64, description="Signers needed, 2..number of nodes.")]
-    nodes: Annotated[list[NodeName], Field(min_length=1, max_length=64)] | None = None
-    """Node names in party order; default: every node the service knows."""
+    threshold: Annotated[
+        int,
+        Field(
+            ge=2,
+            le=64,
+            description="Signers needed: more than half the nodes, at most all of them (else 409).",
+        ),
+    ]
+    nodes: (
+        Annotated[list[NodeName], Field(min_length=1, max_length=64, json_schema_extra={"uniqueItems": True})] | None
+    ) = None
+    """Node names in party order, each once (an unknown one is 404); default: every node the service knows."""
 
 
 class DeriveAddress(Closed):
@@ -155,6 +291,16 @@ class DeriveAddress(Closed):
 
 
 class AddAsset(Closed):
+    """The chain's own coin (no contract, 18 decimals) or an ERC-20 token (its contract); the service checks which."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "native"}}},
+            "then": {"properties": {"contract": {"type": "null"}, "decimals": {"const": 18}}},
+            "else": {"properties": {"contract": {"type": "string"}}, "required": ["contract"]},
+        }
+    )
+
     symbol: AssetSymbol
     kind: Literal["native", "erc20"]
     contract: EthAddress | None = None
@@ -163,7 +309,7 @@ class AddAsset(Closed):
 
 class AddAddressBookEntry(Closed):
     name: Name
-    address: EthAddress
+    address: Destination
     whitelisted: bool = False
 
 
@@ -177,9 +323,16 @@ class AddNode(Closed):
 
 
 class Withdrawal(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"signature": {"type": "string"}}, "required": ["signature"]},
+            "then": {"properties": {"id": {"type": "string"}}, "required": ["id"]},
+        }
+    )
+
     vault_id: Annotated[str, Field(pattern=UUID_PATTERN)]
     asset: AssetSymbol
-    to: EthAddress
+    to: Destination
     amount: Amount
     note: Note | None = None
     id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = Field(
@@ -227,7 +380,7 @@ class Estimate(Closed):
 class Explain(Closed):
     vault_id: Annotated[str, Field(pattern=UUID_PATTERN)]
     asset: AssetSymbol
-    to: EthAddress
+    to: Destination
     amount: Amount
 
 

@@ -22,6 +22,7 @@ from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
 from harbour.governance import changes as c
 from harbour.governance.state import AddressEntry, OrgState
+from harbour.util.text import name_key
 
 
 def _entry(state: OrgState, entry_id: str) -> AddressEntry:
@@ -45,12 +46,26 @@ class AddressBook:
     def add(self, actor: Actor, *, name: str, address: str, whitelisted: bool = False) -> dict[str, Any]:
         """Propose a new entry (``address.add``); the id is assigned now."""
         require(actor, "admin")
-        inputs.name(name)
-        checked, listed = inputs.address(address), _flag(whitelisted)
+        name = inputs.name(name, "entry name")
+        checked, listed = inputs.destination(address, "address"), _flag(whitelisted)
+        with self.uow.read() as s:
+            own = s.scalar(
+                select(m.Vault.name)
+                .join(m.Address, m.Address.vault_id == m.Vault.id)
+                .where(m.Vault.org_id == actor.org_id, m.Address.address == checked)
+            )
+        if own is not None:
+            raise Conflict(
+                f"{checked} is an address of the organisation's vault {own!r}: the address book names "
+                "destinations outside the organisation"
+            )
 
         def build(state: OrgState) -> list[c.Change]:
             if state.entry_for(checked) is not None:
                 raise Conflict(f"{checked} is in the address book already")
+            key = name_key(name)
+            if any(name_key(e.name) == key for e in state.address_book.values()):
+                raise Conflict(f"an address-book entry is named {name!r} already (names compare ignoring case)")
             return [c.AddAddress(m.new_id(), name, checked, listed)]
 
         return self.governance.propose(actor, build)

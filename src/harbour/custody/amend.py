@@ -24,6 +24,7 @@ from harbour.custody.users import known_user, user_key, user_roles
 from harbour.governance import amendments as am
 from harbour.governance import changes as c
 from harbour.governance.state import Asset, OrgState, Vault
+from harbour.util.text import name_key
 
 SIGNERS: Final = frozenset({"approver", "admin"})
 """Roles whose holders sign approvals, so they need an approval key."""
@@ -110,15 +111,15 @@ class Amend:
         """Propose renaming a vault, archiving it, or both; an archived vault is not brought back."""
         require(actor, "admin")
         if name is not UNSET:
-            inputs.name(name, "vault name")
+            name = inputs.name(name, "vault name")
         archive = None if archived is UNSET else _flag(archived, "archived")
 
         def build(state: OrgState) -> list[c.Change]:
             vault = _vault(state, vault_id)
             out: list[c.Change] = []
             if name is not UNSET and name != vault.name:
-                if any(v.name == name for v in state.vaults.values()):
-                    raise Conflict(f"a vault is named {name!r} already")
+                if any(name_key(v.name) == name_key(name) and v.id != vault.id for v in state.vaults.values()):
+                    raise Conflict(f"a vault is named {name!r} already (names compare ignoring case and width)")
                 out.append(am.RenameVault(vault.id, name))
             if archive is False and vault.archived:
                 raise Conflict(f"vault {vault.name!r} is archived, and an archived vault is not brought back")
@@ -147,7 +148,7 @@ class Amend:
         """Propose renaming an entry, whitelisting it or taking it off the whitelist, in one entry."""
         require(actor, "admin")
         if name is not UNSET:
-            inputs.name(name)
+            name = inputs.name(name, "entry name")
         listed = None if whitelisted is UNSET else _flag(whitelisted, "whitelisted")
 
         def build(state: OrgState) -> list[c.Change]:
@@ -156,6 +157,8 @@ class Amend:
                 raise NotFound(f"no address-book entry {entry_id!r}")
             out: list[c.Change] = []
             if name is not UNSET and name != entry.name:
+                if any(name_key(e.name) == name_key(name) and e.id != entry.id for e in state.address_book.values()):
+                    raise Conflict(f"an address-book entry is named {name!r} already (names compare ignoring case)")
                 out.append(am.RenameAddress(entry.id, name))
             if listed is not None and listed != entry.whitelisted:
                 out.append(c.SetWhitelisted(entry.id, listed))

@@ -383,7 +383,7 @@ class AuditLog:
         if index >= size:
             if tree_size is None:
                 raise NotFound(f"no audit event {index}: the log holds {size} events")
-            raise Invalid(f"event {index} is not in the tree of size {size} (indexes 0..{size - 1})")
+            raise NotFound(f"event {index} is not in the tree of size {size} (indexes 0..{size - 1})")
         row = session.get(AuditEvent, index)
         if row is None:
             raise LogCorrupted(f"audit event {index} is missing")
@@ -406,7 +406,7 @@ class AuditLog:
         if type(old) is not int or old < 1:
             raise Invalid("a consistency proof starts from a tree of at least one event (RFC 9162 section 2.1.4)")
         if old > new_size:
-            raise Invalid(f"the old tree ({old} events) is larger than the new one ({new_size})")
+            raise NotFound(f"no consistency proof: the old tree ({old} events) is larger than the new one ({new_size})")
         path = merkle.consistency_proof(old, self._leaves(session, new_size))
         return {
             "old_size": old,

@@ -102,7 +102,8 @@ class Founding:
         (``docs/nodes.md``, "Organisations"). If a node cannot be reached, nothing
         is written (a node that did enrol keeps a genesis nothing uses).
         """
-        inputs.name(charter.name, "organisation")
+        if inputs.name(charter.name, "organisation") != charter.name:
+            raise Invalid("the organisation's name must be in its normal form (NFC, trimmed, single spaces)")
         nodes = list(self.signer.nodes) if self.signer is not None else []
         changes, secrets = _changes(charter)
         if self.chain is not None:

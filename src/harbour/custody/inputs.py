@@ -14,10 +14,11 @@ from typing import Final
 from harbour.chains.eip1559 import TransactionError, parse_address
 from harbour.chains.ethereum import checksum_address
 from harbour.custody.errors import Invalid
+from harbour.governance import destinations
 from harbour.node import quorum
+from harbour.util import text
 
-MAX_NOTE: Final = 256
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
+MAX_NOTE: Final = text.MAX_NOTE
 _SYMBOL = re.compile(r"[A-Z0-9]{1,16}")
 _IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
@@ -26,9 +27,11 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 def name(value: object, what: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise Invalid(f"{what} must be 1-128 letters, digits, spaces or ._- (starting with a letter or digit)")
-    return value
+    """A name in its one form (:func:`harbour.util.text.name`): what is stored, shown and signed."""
+    try:
+        return text.name(value, what)
+    except text.TextError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def address(value: object, what: str = "address") -> str:
@@ -39,6 +42,15 @@ def address(value: object, what: str = "address") -> str:
         return checksum_address(parse_address(value))
     except TransactionError as exc:
         raise Invalid(f"{what}: {exc}") from None
+
+
+def destination(value: object, what: str = "destination") -> str:
+    """An address a payment can reach: not the zero address or a precompile (:mod:`harbour.governance.destinations`)."""
+    checked = address(value, what)
+    why = destinations.reserved(checked)
+    if why is not None:
+        raise Invalid(f"{what} {checked} is {why}: funds sent there are lost")
+    return checked
 
 
 def amount(value: object) -> int:
@@ -78,9 +90,13 @@ def signature(value: object, what: str) -> bytes | None:
 
 
 def note(value: object) -> str | None:
-    if value is not None and (not isinstance(value, str) or len(value) > MAX_NOTE):
-        raise Invalid(f"note must be a string of at most {MAX_NOTE} characters")
-    return value
+    """A note in its one form (NFC, trimmed; None if empty), refused if it holds a control or format character."""
+    if value is None:
+        return None
+    try:
+        return text.note(value)
+    except text.TextError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def approval_key(value: object) -> str | None:

@@ -28,7 +28,7 @@ from harbour.governance.state import OrgState
 def _after(cursor: str | None) -> int:
     if cursor is None:
         return -1
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not cursor.isdigit() or len(cursor) > 18:
         raise Invalid("cursor is not one this service issued")
     return int(cursor)
 

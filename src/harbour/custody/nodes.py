@@ -53,7 +53,7 @@ class Nodes:
             return self.signer.node(name)
         except KeyError:
             configured = ", ".join(sorted(d.name for d in self.signer.nodes)) or "none"
-            raise Invalid(
+            raise NotFound(
                 f"this deployment has no signer node named {name!r} (custody.json: nodes; configured: {configured}): "
                 "a node is added by the name of a descriptor the service was started with"
             ) from None

@@ -69,6 +69,7 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
     vault = s.get(m.Vault, tx.vault_id)
     asset = s.get(m.Asset, tx.asset_id)
     assert vault is not None and asset is not None and tx.destination is not None and tx.amount is not None
+    source = None if tx.source_address_id is None else s.get(m.Address, tx.source_address_id)
     request = decide.Withdrawal(
         key_id=vault.key_id,
         initiator=tx.initiator_id,
@@ -78,6 +79,7 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
         transaction_id=tx.id,
         signature=None if tx.initiator_signature is None else bytes.fromhex(tx.initiator_signature),
         chain_id=tx.chain_id or 0,
+        source=source.address if source is not None else None,
     )
     assert state.policy is not None  # a genesis puts one in force, and no change removes it
     past = transactions.history(s, tx.org_id, state.policy, tx.created_at, exclude=tx.id)

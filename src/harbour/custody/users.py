@@ -36,6 +36,7 @@ from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
 from harbour.governance import changes as c
 from harbour.governance.state import OrgState, User
+from harbour.util.text import name_key
 
 TOKEN_PREFIX: Final = "hbk"  # noqa: S105 (a prefix, not a secret)
 
@@ -119,13 +120,14 @@ class Users:
         """Propose a new user (``user.add``): the id is assigned now, the user exists once the entry lands."""
         require(actor, "admin")
         wanted, key = user_roles(roles), user_key(approval_key)
-        inputs.name(name, "user name")
+        name = inputs.name(name, "user name")
         if {"approver", "admin"} & wanted and key is None:
             raise Invalid("approvers and admins sign approvals: give their approval_key")
 
         def build(state: OrgState) -> list[c.Change]:
-            if any(u.name == name for u in state.users.values()):
-                raise Conflict(f"a user named {name!r} exists")
+            same = name_key(name)
+            if any(name_key(u.name) == same for u in state.users.values()):
+                raise Conflict(f"a user named {name!r} exists (names compare ignoring case and width)")
             return [c.AddUser(m.new_id(), name, wanted, key)]
 
         return self.governance.propose(actor, build)
@@ -138,7 +140,7 @@ class Users:
         def build(state: OrgState) -> list[c.Change]:
             user = known_user(state, user_id)
             if {"approver", "admin"} & wanted and user.approval_key is None:
-                raise Invalid("approvers and admins sign approvals: register the user's approval key first")
+                raise Conflict("approvers and admins sign approvals: register the user's approval key first")
             if wanted == user.roles:
                 raise Conflict(f"user {user.name} has exactly these roles already")
             return [c.SetRoles(user.id, wanted)]

@@ -30,7 +30,7 @@ from harbour.custody import assets, inputs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.assets import AssetRef
-from harbour.custody.errors import Conflict, Forbidden, Invalid, Unavailable
+from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from harbour.custody.governance import Governance, check_can_change
 from harbour.custody.ledger import Ledger
 from harbour.custody.signer import Signer
@@ -39,11 +39,13 @@ from harbour.custody.views import Page
 from harbour.governance import changes as c
 from harbour.governance.holding import Holding
 from harbour.governance.state import OrgState
+from harbour.util.text import name_key
 
 
 def _name_free(state: OrgState, name: str) -> None:
-    if any(v.name == name for v in state.vaults.values()):
-        raise Conflict(f"vault {name!r} exists")
+    key = name_key(name)
+    if any(name_key(v.name) == key for v in state.vaults.values()):
+        raise Conflict(f"vault {name!r} exists (names compare ignoring case and width)")
 
 
 class Vaults:
@@ -65,19 +67,21 @@ class Vaults:
         key's public half waits in the proposal until the entry lands.
         """
         require(actor, "admin")
-        inputs.name(name, "vault name")
+        name = inputs.name(name, "vault name")
         try:
             members = [self.signer.node(n) for n in nodes] if nodes else list(self.signer.nodes)
         except KeyError as exc:
-            raise Invalid(f"unknown signer node {exc.args[0]!r}") from None
+            raise NotFound(f"unknown signer node {exc.args[0]!r}") from None
         if not members:
             raise Conflict("no signer nodes are configured (custody.json: nodes)")
         if len({d.node_id for d in members}) != len(members):
             raise Invalid("a node is listed twice")
-        if type(threshold) is not int or not 2 <= threshold <= len(members):
-            raise Invalid(f"threshold must be 2..{len(members)} (a 1-of-n key is a single point of failure)")
+        if type(threshold) is not int or threshold < 2:
+            raise Invalid("threshold must be an integer of at least 2 (a 1-of-n key is a single point of failure)")
+        if threshold > len(members):
+            raise Conflict(f"threshold must be 2..{len(members)}: there are {len(members)} signer node(s)")
         if 2 * threshold <= len(members):
-            raise Invalid(
+            raise Conflict(
                 f"threshold must be above half the {len(members)} nodes ({len(members) // 2 + 1} or more): then any "
                 "two signer sets share a node, which keeps velocity limits and one payment per request exact"
             )
@@ -178,7 +182,7 @@ class Vaults:
         """The vault key's next non-hardened child ``m/<i>``, derived from public data only (BIP-32)."""
         require(actor, "admin")
         if label is not None:
-            inputs.name(label, "label")
+            label = inputs.name(label, "label")
         with self.uow.tx() as s:
             vault = self.uow.get(s, m.Vault, vault_id, actor.org_id, "vault")
             bound = self.ledger.state(s, actor.org_id).vaults.get(vault.id)

@@ -44,6 +44,13 @@ KIND: Final = WITHDRAWAL
 MAX_CACHED_SOURCES: Final = 10_000
 
 
+def _not_own(s: Session, vault: m.Vault, to: str) -> None:
+    """Conflict if ``to`` is one of ``vault``'s own addresses: a vault paying itself moves nothing."""
+    own = s.scalar(select(m.Address.path).where(m.Address.vault_id == vault.id, m.Address.address == to))
+    if own is not None:
+        raise Conflict(f"{to} is the vault's own address {own}: a withdrawal pays outside the vault")
+
+
 class Withdrawals:
     def __init__(
         self,
@@ -154,9 +161,10 @@ class Withdrawals:
     def explain(self, actor: Actor, *, vault_id: str, asset: str, to: str, amount: int) -> dict[str, Any]:
         """Dry-run: what the policy would decide for this withdrawal, and why. Nothing is written."""
         require(actor, "initiator", "admin", "approver", "auditor")
-        to, amount = inputs.address(to, "destination"), inputs.amount(amount)
+        to, amount = inputs.destination(to), inputs.amount(amount)
         with self.uow.read() as s:
             vault, asset_row, _ = self._lookup(s, actor, vault_id, asset)
+            _not_own(s, vault, to)  # every address of the vault: which one would pay is chosen on submission
             request = decide.Withdrawal(vault.key_id, actor.user_id, asset_row.contract, to, amount)
             _, facts, policy, past = self._decide(s, actor, request, None)
             decision = pol.explain(policy, facts, past)
@@ -197,9 +205,9 @@ class Withdrawals:
         """
         require(actor, "initiator")
         named = sources.spec(source_address)
-        to, amount = inputs.address(to, "destination"), inputs.amount(amount)
+        to, amount = inputs.destination(to), inputs.amount(amount)
         inputs.idempotency_key(idempotency_key)
-        inputs.note(note)
+        note = inputs.note(note)
         request_id = inputs.request_id(request_id)
         chosen = fees.choice(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
         signed = inputs.signature(signature, "signature")
@@ -276,6 +284,7 @@ class Withdrawals:
 
         def work(s: Session) -> dict[str, Any]:
             vault, asset, rows = self._lookup(s, actor, vault_id, asset_symbol, named)
+            _not_own(s, vault, to)
             if AssetRef.of(asset).token != read[1].token:
                 self._sources.pop(cache_key, None)
                 raise Conflict("the asset changed while the withdrawal was submitted; retry")
@@ -397,7 +406,15 @@ class Withdrawals:
             # shared with a landing entry (which holds it exclusively): no decision on a state being replaced
             s.execute(select(m.Organisation.id).where(m.Organisation.id == actor.org_id).with_for_update(read=True))
             request = decide.Withdrawal(
-                vault.key_id, actor.user_id, asset.contract, to, amount, tx.id, signature, self.chain.chain_id
+                vault.key_id,
+                actor.user_id,
+                asset.contract,
+                to,
+                amount,
+                tx.id,
+                signature,
+                self.chain.chain_id,
+                source=source.address,
             )
             state, facts, _, past = self._decide(s, actor, request, tx.id, replaces)
             try:

@@ -88,12 +88,12 @@ Amendment = RenameVault | ArchiveVault | DisableAsset | EnableAsset | RenameAddr
 
 def _rename_vault(exact: Exact) -> Amendment:
     v = exact("id", "name")
-    return RenameVault(f.text("vault id", v["id"]), f.text("vault name", v["name"], f.MAX_NAME_LEN))
+    return RenameVault(f.text("vault id", v["id"]), f.name("vault name", v["name"]))
 
 
 def _rename_address(exact: Exact) -> Amendment:
     v = exact("id", "name")
-    return RenameAddress(f.text("entry id", v["id"]), f.text("entry name", v["name"], f.MAX_NAME_LEN))
+    return RenameAddress(f.text("entry id", v["id"]), f.name("entry name", v["name"]))
 
 
 DECODERS: Final[dict[str, Callable[[Exact], Amendment]]] = {

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 
 from harbour.governance import amendments as am
 from harbour.governance import credential_terms as ct
+from harbour.governance import destinations
 from harbour.governance import fields as f
 from harbour.governance.fields import GovernanceError
 from harbour.governance.holding import MAX_HOLDERS, Holding
@@ -35,6 +36,13 @@ def _roles(name: str, value: object) -> frozenset[str]:
     if value != sorted(set(value)) or not all(isinstance(r, str) and r in ROLES for r in value):
         raise GovernanceError("malformed", f"{name} must be sorted, distinct roles of {', '.join(ROLES)}")
     return frozenset(value)
+
+
+def _destination(address: str) -> str:
+    why = destinations.reserved(address)
+    if why is not None:
+        raise GovernanceError("malformed", f"{address} is {why}: it cannot be an address-book entry")
+    return address
 
 
 def _optional_key(name: str, value: object) -> bytes | None:
@@ -286,7 +294,7 @@ def decode_change(obj: object) -> Change:
         v = exact("id", "name", "roles", "approval_key")
         change = AddUser(
             f.text("user id", v["id"]),
-            f.text("user name", v["name"], f.MAX_NAME_LEN),
+            f.name("user name", v["name"]),
             _roles("roles", v["roles"]),
             _optional_key("approval_key", v["approval_key"]),
         )
@@ -316,8 +324,8 @@ def decode_change(obj: object) -> Change:
         v = exact("id", "name", "address", "whitelisted")
         change = AddAddress(
             f.text("entry id", v["id"]),
-            f.text("entry name", v["name"], f.MAX_NAME_LEN),
-            f.address("address", v["address"]),
+            f.name("entry name", v["name"]),
+            _destination(f.address("address", v["address"])),
             f.flag("whitelisted", v["whitelisted"]),
         )
     elif op == SetWhitelisted.op:
@@ -340,7 +348,7 @@ def decode_change(obj: object) -> Change:
             raise GovernanceError("malformed", "a holding statement is bytes")
         change = AddVault(
             f.text("vault id", v["id"]),
-            f.text("vault name", v["name"], f.MAX_NAME_LEN),
+            f.name("vault name", v["name"]),
             Holding(v["org"], v["key_id"], v["public_key"], v["chain_code"], v["threshold"], tuple(holders)),
             tuple(statements),
         )

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from harbour.governance import destinations
 from harbour.governance.fields import GovernanceError
 from harbour.governance.policy import Decision, PastTx, TxFacts, evaluate
 from harbour.governance.request import request_body, verify_request
@@ -40,13 +41,23 @@ class Withdrawal:
     amount: int
     transaction_id: str = ""
     signature: bytes | None = None
+    """The initiator's signature over the request (:mod:`harbour.governance.request`), if they signed it."""
     chain_id: int = 0
     """The chain it pays on (EIP-155), which a signed request names."""
-    """The initiator's signature over the request (:mod:`harbour.governance.request`), if they signed it."""
+    source: str | None = None
+    """The address it pays from, where the caller knows it (a node always does: the key it signs with)."""
 
 
 def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFacts:
-    """What the policy sees of ``request``, all from ``state``; GovernanceError("facts") if it cannot say."""
+    """What the policy sees of ``request``, all from ``state``; GovernanceError("facts") if it cannot say.
+
+    A destination nothing can be paid to (the zero address, a precompile, the
+    source itself: :mod:`harbour.governance.destinations`) is GovernanceError("destination"),
+    whatever the policy would say.
+    """
+    problem = destinations.check_destination(request.destination, request.source)
+    if problem is not None:
+        raise GovernanceError("destination", problem)
     vault = state.vault_of_key(request.key_id)
     if vault is None:
         raise GovernanceError("facts", f"key {request.key_id!r} is not a vault of organisation {state.org!r}")

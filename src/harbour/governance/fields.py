@@ -15,12 +15,13 @@ from typing import Any, Final, Literal
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from harbour.util import cbor
+from harbour.util import text as free_text
 
 PUBLIC_KEY_LEN: Final = 32
 SIGNATURE_LEN: Final = 64
 HASH_LEN: Final = 32
 MAX_ID_LEN: Final = 128
-MAX_NAME_LEN: Final = 128
+MAX_NAME_LEN: Final = free_text.MAX_NAME
 
 Reason = Literal[
     "malformed",  # not a well-formed entry, change or signature list
@@ -35,6 +36,7 @@ Reason = Literal[
     "facts",  # a request the state cannot describe (unknown vault key, asset, initiator)
     "policy",  # the policy in force blocks the request
     "initiator",  # the request is not signed by its initiator, and the policy depends on who initiated it
+    "destination",  # the request pays an address nothing can be paid to (zero, a precompile, its own source)
 ]
 
 _HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -55,6 +57,23 @@ def text(name: str, value: object, limit: int = MAX_ID_LEN) -> str:
         )
     if value != value.strip():
         raise GovernanceError("malformed", f"{name} has leading or trailing whitespace: {value!r:.80}")
+    return value
+
+
+def name(what: str, value: object) -> str:
+    """A person's or a thing's name, already in the one form :func:`harbour.util.text.name` gives it.
+
+    The service writes every name in that form, so a name in any other form (a
+    bidirectional control, a trailing space, a decomposed accent) was not written
+    by it: refused, whatever else the entry says.
+    """
+    if not free_text.is_name(value):
+        try:
+            free_text.name(value, what)
+        except free_text.TextError as exc:
+            raise GovernanceError("malformed", str(exc)) from None
+        raise GovernanceError("malformed", f"{what} is not in its normal form (NFC, trimmed, single spaces)")
+    assert isinstance(value, str)
     return value
 
 

@@ -33,6 +33,7 @@ from harbour.governance.fields import GovernanceError, address_key
 from harbour.governance.holding import Holding
 from harbour.governance.log import SignedEntry, verify_entry_signature
 from harbour.governance.policy import Policy
+from harbour.util.text import name_key
 
 MAX_USERS: Final = 10_000
 MAX_NODES: Final = 256
@@ -253,6 +254,7 @@ class _Builder:
         self.credentials = dict(state.credentials)
         self.nodes = dict(state.nodes)
         self._address_keys: set[str] | None = None
+        self._name_keys: dict[str, dict[str, str]] = {}
 
     def run(self, changes: Iterable[c.Change]) -> OrgState:
         for index, change in enumerate(changes):
@@ -284,6 +286,38 @@ class _Builder:
             raise GovernanceError("change", f"no user {user_id!r}")
         return user
 
+    def _names(self, what: str) -> dict[str, str]:
+        """Name key -> name of the users, vaults or address-book entries: built once per entry, like addresses."""
+        names = self._name_keys.get(what)
+        if names is None:
+            rows: Iterable[User | Vault | AddressEntry]
+            if what == "user":
+                rows = self.users.values()
+            elif what == "vault":
+                rows = self.vaults.values()
+            else:
+                rows = self.book.values()
+            names = self._name_keys[what] = {name_key(row.name): row.name for row in rows}
+        return names
+
+    def _claim_name(self, what: str, name: str) -> None:
+        # Names compare as people read them: "Bob", "bob" and a fullwidth "ｂｏｂ" are one name, so no two
+        # users, vaults or address-book entries can be told apart only by case or width.
+        names, key = self._names(what), name_key(name)
+        if key in names:
+            raise GovernanceError("change", f"the {what} name {name!r} is taken (by {names[key]!r})")
+        names[key] = name
+
+    def _rename(self, what: str, old: str, new: str) -> None:
+        """``old`` becomes ``new``: taken unless only case, width or spacing tell it from ``old`` itself."""
+        names = self._names(what)
+        names.pop(name_key(old), None)
+        try:
+            self._claim_name(what, new)
+        except GovernanceError:
+            names[name_key(old)] = old
+            raise
+
     def _key_free(self, key: bytes | None, owner: str) -> None:
         # One key is one person: a key held twice would let one signature count as two admins or approvers.
         if key is not None and any(u.approval_key == key and u.id != owner for u in self.users.values()):
@@ -298,6 +332,7 @@ class _Builder:
             if len(self.users) >= MAX_USERS:
                 raise GovernanceError("change", f"at most {MAX_USERS} users")
             self._key_free(change.approval_key, change.id)
+            self._claim_name("user", change.name)
             self.users[change.id] = User(change.id, change.name, change.roles, change.approval_key)
         elif isinstance(change, c.SetRoles):
             self.users[change.id] = replace(self._user(change.id), roles=change.roles)
@@ -331,6 +366,7 @@ class _Builder:
                 raise GovernanceError("change", f"address-book entry {change.id!r} exists")
             if address_key(change.address) in self._addresses():
                 raise GovernanceError("change", f"{change.address} is already in the address book")
+            self._claim_name("address-book", change.name)
             self.book[change.id] = AddressEntry(change.id, change.name, change.address, change.whitelisted)
             self._addresses().add(address_key(change.address))
         elif isinstance(change, c.SetWhitelisted):
@@ -343,6 +379,7 @@ class _Builder:
             if removed is None:
                 raise GovernanceError("change", f"no address-book entry {change.id!r}")
             self._addresses().discard(address_key(removed.address))
+            self._names("address-book").pop(name_key(removed.name), None)
         elif isinstance(change, c.AddNode):
             if change.identity_key in self.nodes:
                 raise GovernanceError("change", f"node {change.identity_key.hex()} is the organisation's already")
@@ -363,6 +400,7 @@ class _Builder:
                     f"the vault's key is named for organisation {change.holding.org.hex()[:16]}, not this one "
                     f"({self.state.genesis.hex()[:16]})",
                 )
+            self._claim_name("vault", change.name)
             holding.check(change.statements, change.holding, self.nodes)
             self.vaults[change.id] = Vault(change.id, change.name, change.holding)
         elif isinstance(change, am.Amendment):
@@ -387,8 +425,9 @@ class _Builder:
                 self.vaults[change.id] = replace(vault, archived=True)
                 return
             # Names are unique among the vaults (archived ones too: their history names them).
-            if any(v.name == change.name for v in self.vaults.values()):
-                raise GovernanceError("change", f"a vault is named {change.name!r} already")
+            if vault.name == change.name:
+                raise GovernanceError("change", f"vault {change.id!r} is named {change.name!r} already")
+            self._rename("vault", vault.name, change.name)
             self.vaults[change.id] = replace(vault, name=change.name)
         elif isinstance(change, am.DisableAsset | am.EnableAsset):
             asset = self.assets.get(change.id)
@@ -406,6 +445,7 @@ class _Builder:
                 raise GovernanceError("change", f"no address-book entry {change.id!r}")
             if entry.name == change.name:
                 raise GovernanceError("change", f"address-book entry {change.id!r} is named {change.name!r} already")
+            self._rename("address-book", entry.name, change.name)
             self.book[change.id] = replace(entry, name=change.name)
 
 

@@ -81,7 +81,13 @@ def nesting_depth(text: str | bytes) -> int:
     return max(itertools.accumulate(memoryview(outside.translate(_STEPS)).cast("b")), default=0)
 
 
-def loads_strict(text: str | bytes, *, max_depth: int | None, max_int_digits: int | None = None) -> Any:
+def loads_strict(
+    text: str | bytes,
+    *,
+    max_depth: int | None,
+    max_int_digits: int | None = None,
+    parse_float: Callable[[str], Any] | None = None,
+) -> Any:
     """Decode JSON text, refusing duplicate keys and non-JSON constants, and optionally deep nesting and long integers.
 
     ``max_depth`` is required so that every caller decides: None only for text small
@@ -92,14 +98,21 @@ def loads_strict(text: str | bytes, *, max_depth: int | None, max_int_digits: in
     Raises a :class:`StrictJsonError` for a broken rule, and otherwise what
     ``json.loads`` raises: ValueError (JSONDecodeError, UnicodeDecodeError) for text
     that is not JSON, and RecursionError if ``max_depth`` is None and the text nests
-    past the interpreter's limit.
+    past the interpreter's limit. ``parse_float`` reads a number written with a
+    fraction or an exponent (default: a float).
     """
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")
     if max_depth is not None and nesting_depth(text) > max_depth:
         raise TooDeep(max_depth)
     parse_int = None if max_int_digits is None else _bounded_int(max_int_digits)
-    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=parse_int)
+    return json.loads(
+        text,
+        object_pairs_hook=_unique_keys,
+        parse_constant=_no_constant,
+        parse_int=parse_int,
+        parse_float=parse_float,
+    )
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -6,20 +6,21 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from harbour.api import schemas
 from harbour.api.interface import Json
-from harbour.api.params import Paging
+from harbour.api.params import IndexPaging
 from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 
 router = resource_router("audit")
 
-TreeSize = Annotated[int, Query(ge=1, le=2**62)]
+TreeSize = Annotated[int, Query(ge=1, le=schemas.MAX_INDEX)]
 
 
 @router.get(
     "/audit/events", summary="Audit events, oldest first", description=PAGE_DOC, **returns(shapes.AuditEventPage)
 )
-def audit_events(custody: Custody, actor: Actor, page: Paging) -> Json:
+def audit_events(custody: Custody, actor: Actor, page: IndexPaging) -> Json:
     return custody.audit_events(actor, page)
 
 
@@ -32,8 +33,8 @@ def audit_head(custody: Custody, actor: Actor) -> Json:
 def audit_proof(
     custody: Custody,
     actor: Actor,
-    index: Annotated[int, Path(ge=0, le=2**62)],
-    tree_size: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    index: Annotated[int, Path(ge=0, le=schemas.MAX_INDEX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=schemas.MAX_INDEX)] = None,
 ) -> Json:
     return custody.audit_proof(actor, index, tree_size)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from harbour.api import schemas
 from harbour.api.interface import Json
-from harbour.api.params import NodeName, Paging
+from harbour.api.params import IndexPaging, NodeName
 from harbour.api.routing import PAGE_DOC, PENDING, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 
@@ -22,7 +22,7 @@ router = resource_router("governance")
     description=PAGE_DOC + " Each entry is decoded for reading and also given as its signed encoding, to verify.",
     **returns(shapes.GovernanceEntryPage),
 )
-def governance_entries(custody: Custody, actor: Actor, page: Paging) -> Json:
+def governance_entries(custody: Custody, actor: Actor, page: IndexPaging) -> Json:
     return custody.governance_entries(actor, page)
 
 

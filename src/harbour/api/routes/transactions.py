@@ -66,7 +66,7 @@ def list_transactions(
     custody: Custody,
     actor: Actor,
     page: Paging,
-    state: Annotated[str | None, Query(pattern=schemas.STATE_PATTERN, description="Only this state.")] = None,
+    state: Annotated[schemas.TransactionState | None, Query(description="Only this state.")] = None,
     vault_id: Annotated[str | None, Query(pattern=schemas.UUID_PATTERN, description="Only this vault's.")] = None,
     asset: Annotated[str | None, Query(pattern=r"^[A-Z0-9]{1,16}$", description="Only this asset.")] = None,
     destination: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Only to it.")] = None,

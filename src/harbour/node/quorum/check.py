@@ -130,6 +130,7 @@ def check_governed(
         transaction_id=evidence.transaction_id,
         signature=evidence.initiation or None,
         chain_id=intent.chain_id,
+        source=intent.sender,
     )
     try:
         decision = judge(state, request, at=at, history=history, approved_by=approved)

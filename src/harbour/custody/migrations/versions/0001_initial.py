@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:33:33.517546
+Create Date: 2026-12-07 23:39:43.658610
 """
 
 from __future__ import annotations
