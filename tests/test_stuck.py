@@ -226,8 +226,8 @@ def test_explicit_caps_are_built_as_given_and_the_funds_check_reserves_the_maxim
     assert done["state"] == "confirmed", done
     assert done["unsigned"]["max_fee_per_gas"] == caps["max_fee_per_gas"]
     assert done["unsigned"]["max_priority_fee_per_gas"] == caps["max_priority_fee_per_gas"]
-    with pytest.raises(Invalid, match="cannot exceed max_fee_per_gas"):
-        withdraw(env, vault_id, 1, max_fee_per_gas="1", max_priority_fee_per_gas="2")
+    with pytest.raises(Invalid, match="max_fee_per_gas must be a whole number of wei per gas"):
+        withdraw(env, vault_id, 1, max_fee_per_gas="0", max_priority_fee_per_gas="2")
 
 
 def test_a_token_withdrawal_whose_gas_estimate_reverts_fails_with_the_reason(env: CustodyEnv) -> None:

@@ -180,6 +180,30 @@ Amount = Annotated[
         }
     ),
 ]
+MAX_WEI_PER_GAS: Final = 10**14 - 1
+
+
+def _wei_per_gas(value: Any) -> int:
+    number = _amount(value)
+    if number > MAX_WEI_PER_GAS:
+        raise ValueError(f"a fee cap is at most {MAX_WEI_PER_GAS} wei per gas (14 digits)")
+    return number
+
+
+WeiPerGas = Annotated[
+    int,
+    BeforeValidator(_wei_per_gas),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "pattern": r"^[1-9][0-9]{0,13}$"},
+                {"type": "integer", "minimum": 1, "maximum": MAX_WEI_PER_GAS},
+            ],
+            "description": "Wei per gas, 1..10**14 - 1: a decimal string, or a JSON integer (docs/api.md#fees).",
+            "examples": ["30000000000"],
+        }
+    ),
+]
 EthAddress = Annotated[
     str,
     BeforeValidator(_address),
@@ -354,16 +378,16 @@ class Withdrawal(Closed):
         "`GET /v1/transactions/external/{external_id}` finds the transaction by it.",
     )
     fee_level: Literal["slow", "normal", "fast"] | None = None
-    max_fee_per_gas: Amount | None = None
-    max_priority_fee_per_gas: Amount | None = None
+    max_fee_per_gas: WeiPerGas | None = None
+    max_priority_fee_per_gas: WeiPerGas | None = None
 
 
 class Fees(Closed):
     """A fee level, or both EIP-1559 caps (wei per gas, decimal strings); neither: the normal level."""
 
     fee_level: Literal["slow", "normal", "fast"] | None = None
-    max_fee_per_gas: Amount | None = None
-    max_priority_fee_per_gas: Amount | None = None
+    max_fee_per_gas: WeiPerGas | None = None
+    max_priority_fee_per_gas: WeiPerGas | None = None
 
 
 class Replacement(Fees):

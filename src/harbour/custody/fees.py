@@ -38,8 +38,8 @@ _SHAPE: Final[dict[str, tuple[int, int]]] = {
     "normal": (8, 2),
     "fast": (12, 4),
 }
-MAX_FEE_PER_GAS: Final = 10**14
-"""100,000 gwei: no cap above this is taken (a typing slip in wei, or a unit mistaken)."""
+MAX_FEE_PER_GAS: Final = 10**14 - 1
+"""Just under 100,000 gwei (14 digits): no cap above this is taken (a typing slip in wei, or a unit mistaken)."""
 REPLACEMENT_BUMP_NUM: Final = 11
 REPLACEMENT_BUMP_DEN: Final = 10
 """A replacement raises both caps by at least 10 %: what nodes require to take it in place of the first."""
@@ -74,10 +74,27 @@ class Caps:
 
 @dataclass(frozen=True)
 class Choice:
-    """What the initiator asked for: a level, or explicit caps (exactly one of them)."""
+    """What the initiator asked for: a level, and the caps they gave themselves (either, both or none).
 
-    level: str | None
-    caps: Caps | None
+    A cap given is used as given and fixed at submission; one not given is the
+    level's at that moment (:meth:`resolve`). With no cap given the level's caps
+    follow the chain until the transaction is built.
+    """
+
+    level: str
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return self.max_fee_per_gas is not None or self.max_priority_fee_per_gas is not None
+
+    def resolve(self, level_now: Caps) -> Caps:
+        """The caps, the ones not given taken from ``level_now``; the tip never above the cap (EIP-1559)."""
+        cap = self.max_fee_per_gas if self.max_fee_per_gas is not None else level_now.max_fee_per_gas
+        tip = self.max_priority_fee_per_gas
+        tip = tip if tip is not None else level_now.max_priority_fee_per_gas
+        return Caps(cap, min(tip, cap))
 
 
 def _wei(name: str, value: object) -> int:
@@ -89,24 +106,14 @@ def _wei(name: str, value: object) -> int:
 
 
 def choice(level: object = None, max_fee_per_gas: object = None, max_priority_fee_per_gas: object = None) -> Choice:
-    """The fee choice of a request; Invalid for a level not known, caps half given or inconsistent, or both."""
-    explicit = max_fee_per_gas is not None or max_priority_fee_per_gas is not None
-    if explicit:
-        if level is not None:
-            raise Invalid("give a fee level or both fee caps, not both")
-        if max_fee_per_gas is None or max_priority_fee_per_gas is None:
-            raise Invalid("explicit fees need both max_fee_per_gas and max_priority_fee_per_gas")
-        caps = Caps(
-            _wei("max_fee_per_gas", max_fee_per_gas), _wei("max_priority_fee_per_gas", max_priority_fee_per_gas)
-        )
-        if caps.max_priority_fee_per_gas > caps.max_fee_per_gas:
-            raise Invalid("max_priority_fee_per_gas cannot exceed max_fee_per_gas (EIP-1559)")
-        return Choice(None, caps)
-    if level is None:
-        return Choice(DEFAULT_LEVEL, None)
-    if level not in LEVELS:
+    """The fee choice of a request; Invalid for a level not known or a cap out of range."""
+    if level is not None and level not in LEVELS:
         raise Invalid(f"fee level must be one of {', '.join(LEVELS)}, got {level!r:.40}")
-    return Choice(str(level), None)
+    return Choice(
+        DEFAULT_LEVEL if level is None else str(level),
+        None if max_fee_per_gas is None else _wei("max_fee_per_gas", max_fee_per_gas),
+        None if max_priority_fee_per_gas is None else _wei("max_priority_fee_per_gas", max_priority_fee_per_gas),
+    )
 
 
 def level_caps(level: str, base_fee: int, tip: int) -> Caps:
@@ -168,7 +175,7 @@ def quote(kind: kinds.TransactionKind, order: kinds.Order, chain: EvmClient, cho
     except EstimateReverted:
         gas = kind.gas_reserve(order.asset)
     now = levels(chain)
-    caps = chosen.caps if chosen.caps is not None else now[chosen.level or DEFAULT_LEVEL]
+    caps = chosen.resolve(now[chosen.level])
     return Quote(gas, now, caps)
 
 

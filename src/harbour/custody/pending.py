@@ -80,6 +80,7 @@ def _judge(uow: UnitOfWork, s: Session, tx: m.Transaction, state: OrgState, poli
         signature=None if tx.initiator_signature is None else bytes.fromhex(tx.initiator_signature),
         chain_id=tx.chain_id or 0,
         source=source.address if source is not None else None,
+        replaces=tx.replaces_id,
     )
     assert state.policy is not None  # a genesis puts one in force, and no change removes it
     past = transactions.history(s, tx.org_id, state.policy, tx.created_at, exclude=tx.id)

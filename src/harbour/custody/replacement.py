@@ -113,13 +113,13 @@ class Replacements:
             sender, ref, asset_id = source.address, AssetRef.of(asset), asset.id
             old = _highest(s, original)
         now = fees.levels(chain)
-        if chosen.caps is not None:
-            problem = fees.replaces(old, chosen.caps)
+        if chosen.explicit:
+            caps = chosen.resolve(fees.bumped(old, now[chosen.level]))
+            problem = fees.replaces(old, caps)
             if problem is not None:
                 raise Invalid(problem)
-            caps = chosen.caps
         else:
-            caps = fees.bumped(old, now[chosen.level or fees.DEFAULT_LEVEL])
+            caps = fees.bumped(old, now[chosen.level])
         gas = sent.gas_limit if how == SPEED_UP else withdrawals.quote_gas(sender, ref, to, amount)
         quote = fees.Quote(gas, now, caps)
         funds = fund.read(chain, sender, ref)
@@ -143,7 +143,7 @@ class Replacements:
                 amount,
                 note,
                 funds,
-                (fees.Choice(None, caps), quote),
+                (fees.Choice(chosen.level, caps.max_fee_per_gas, caps.max_priority_fee_per_gas), quote),
                 replaces=tx_id,
             )
 

@@ -218,7 +218,7 @@ class Withdrawals:
         if named is not None or sweep:
             fields += [named, sweep]
         if chosen != fees.choice():
-            fields += [chosen.level, str(max_fee_per_gas), str(max_priority_fee_per_gas)]
+            fields += [chosen.level, chosen.max_fee_per_gas, chosen.max_priority_fee_per_gas]
         request = json.dumps(fields + ([external_id] if external_id is not None else []), sort_keys=True)
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         if idempotency_key is not None:
@@ -367,9 +367,10 @@ class Withdrawals:
             destination=to,
             amount=amount,
             chain_id=self.chain.chain_id,
-            fee_level=fee_choice.level,
-            max_fee_per_gas=fee_choice.caps.max_fee_per_gas if fee_choice.caps else None,
-            max_priority_fee_per_gas=fee_choice.caps.max_priority_fee_per_gas if fee_choice.caps else None,
+            # caps given are fixed now (the ones not given taken from the level); a level alone follows the chain
+            fee_level=None if fee_choice.explicit else fee_choice.level,
+            max_fee_per_gas=quote.caps.max_fee_per_gas if fee_choice.explicit else None,
+            max_priority_fee_per_gas=quote.caps.max_priority_fee_per_gas if fee_choice.explicit else None,
             gas_limit=quote.gas_limit,
             max_fee=quote.max_fee,
             replaces_id=replaces,
@@ -415,6 +416,7 @@ class Withdrawals:
                 signature,
                 self.chain.chain_id,
                 source=source.address,
+                replaces=replaces,
             )
             state, facts, _, past = self._decide(s, actor, request, tx.id, replaces)
             try:

@@ -46,6 +46,8 @@ class Withdrawal:
     """The chain it pays on (EIP-155), which a signed request names."""
     source: str | None = None
     """The address it pays from, where the caller knows it (a node always does: the key it signs with)."""
+    replaces: str | None = None
+    """The transaction it replaces at its nonce (a speed-up or a cancel), which its approvers signed."""
 
 
 def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFacts:
@@ -55,7 +57,9 @@ def withdrawal_facts(state: OrgState, request: Withdrawal, at: datetime) -> TxFa
     source itself: :mod:`harbour.governance.destinations`) is GovernanceError("destination"),
     whatever the policy would say.
     """
-    problem = destinations.check_destination(request.destination, request.source)
+    # A cancel pays nothing to its own address on purpose: it only takes the stuck transaction's nonce.
+    cancel = request.replaces is not None and request.amount == 0
+    problem = destinations.check_destination(request.destination, None if cancel else request.source)
     if problem is not None:
         raise GovernanceError("destination", problem)
     vault = state.vault_of_key(request.key_id)

@@ -131,6 +131,7 @@ def check_governed(
         signature=evidence.initiation or None,
         chain_id=intent.chain_id,
         source=intent.sender,
+        replaces=intent.replaces,
     )
     try:
         decision = judge(state, request, at=at, history=history, approved_by=approved)
