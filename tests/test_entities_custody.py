@@ -286,7 +286,7 @@ def test_malformed_and_unauthorised_patches_and_deletes_are_refused_before_anyth
         (404, "DELETE", f"/v1/assets/{MISSING}", None),
         (404, "PATCH", f"/v1/users/{MISSING}", {"disabled": True}),
         (404, "DELETE", f"/v1/vaults/{MISSING}", None),
-        (422, "PATCH", user, {"roles": ["approver"]}),  # an approver signs: the viewer has no key to sign with
+        (409, "PATCH", user, {"roles": ["approver"]}),  # an approver signs: the viewer has no key to sign with
         (409, "PATCH", user, {"roles": ["viewer"]}),
         (409, "PATCH", user, {"disabled": False}),
     ]
