@@ -198,7 +198,10 @@ def serve(
     warning = plaintext_warning(host.strip("[]"), tls)
     if warning:
         typer.echo(warning, err=True)
-    deployment = cfg.open_deployment(config)
+    try:
+        deployment = cfg.open_deployment(config)
+    except CustodyError as exc:
+        raise exit_error(exc.detail) from None
     scheme = "https" if tls else "http"
     typer.echo(
         f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"

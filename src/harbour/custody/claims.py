@@ -1,0 +1,168 @@
+"""Who works on what when several service processes share one database: signing leases and address locks.
+
+Any number of ``harbour custody serve`` processes may run on one PostgreSQL
+database, and every one of them picks up whatever withdrawal is waiting. Two
+things must then happen once only, whichever process gets there first:
+
+- **Signing a withdrawal.** A process signs only while it holds the withdrawal's
+  lease: a row in ``signing_claims`` naming the process and an expiry. The
+  process that gives a withdrawal its nonce takes the lease in the same commit,
+  and renews it before every signing attempt; another process may take it only
+  once it has expired (its holder was killed, or is cut off from the database).
+  The signature is committed only while the withdrawal has none (first commit
+  wins, under the row lock), and only committed bytes are ever sent. So a lease
+  that expires under a live signer costs at most one more signature of the
+  *same* unsigned transaction (same nonce, same body), which is never sent:
+  two signatures of one nonce can never both be mined, and only one of them
+  ever leaves the database.
+- **Sending an address's transactions in nonce order.** A process sends from an
+  address only while it holds the address's lock (:func:`address_lock`: a
+  PostgreSQL advisory lock of a transaction that spans the send and is released
+  by its end, or by the database when the process dies), and reads what is next
+  to send from the database each time, never from its own memory.
+
+Leases are timed by the clock of the process that writes them: the processes'
+clocks must agree to well within a lease (NTP does). The leases are operational
+state, not business state: they are not in the audit log, and losing them costs
+at most a second signature of an unsigned transaction.
+
+SQLite runs one service process (:func:`single_process`); on it the lease and the
+lock change nothing, but the code path is the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Final, cast
+
+from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from harbour.custody.db import Base, UtcDateTime
+from harbour.custody.errors import Invalid
+
+DEFAULT_LEASE: Final = 30
+"""Seconds a signing lease lasts: longer than one signing attempt takes, short enough to take over a killed process."""
+
+
+class SigningClaim(Base):
+    """The lease of one withdrawal's signing: who signs it, until when."""
+
+    __tablename__ = "signing_claims"
+
+    transaction_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    """The process: host, pid and a random tag (:func:`process_name`)."""
+    until: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+_CLAIMS = cast(Table, SigningClaim.__table__)
+
+
+def process_name() -> str:
+    """A name for this process, unique across restarts and hosts: it is what a lease names as its holder."""
+    return f"{os.uname().nodename[:80]}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def take(s: Session, tx_id: str, holder: str, now: dt.datetime, lease: float) -> bool:
+    """Take or renew the signing lease of ``tx_id`` for ``holder``; False while another holds it unexpired."""
+    until = now + dt.timedelta(seconds=lease)
+    connection = s.connection()
+    renewed = connection.execute(
+        update(_CLAIMS)
+        .where(_CLAIMS.c.transaction_id == tx_id, or_(_CLAIMS.c.holder == holder, _CLAIMS.c.until < now))
+        .values(holder=holder, until=until)
+    )
+    if renewed.rowcount == 1:
+        return True
+    if connection.execute(select(_CLAIMS.c.holder).where(_CLAIMS.c.transaction_id == tx_id)).first() is not None:
+        return False  # held by another process, unexpired
+    dialect = connection.dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(_CLAIMS).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(_CLAIMS).on_conflict_do_nothing()
+    else:  # pragma: no cover - make_engine accepts only the two above
+        stmt = insert(_CLAIMS)
+    made = connection.execute(stmt, {"transaction_id": tx_id, "holder": holder, "until": until})
+    return made.rowcount == 1  # 0: another process inserted it first
+
+
+def release(s: Session, tx_id: str, holder: str | None = None) -> None:
+    """End the lease of ``tx_id`` (only ``holder``'s, if given): signed, failed, or given up for another to try."""
+    query = delete(_CLAIMS).where(_CLAIMS.c.transaction_id == tx_id)
+    if holder is not None:
+        query = query.where(_CLAIMS.c.holder == holder)
+    s.connection().execute(query)
+
+
+def holders(s: Session) -> dict[str, str]:
+    """Every lease: withdrawal id -> holder (operations and tests)."""
+    return {row.transaction_id: row.holder for row in s.execute(select(_CLAIMS.c.transaction_id, _CLAIMS.c.holder))}
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for ``name`` (PostgreSQL's advisory locks take a bigint)."""
+    return int.from_bytes(hashlib.sha256(b"harbour.address:" + name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def address_lock(engine: Engine, address: str) -> Iterator[None]:
+    """Hold the database-wide lock of ``address`` for the block: one process at a time sends from it.
+
+    On PostgreSQL a transaction-scoped advisory lock on a connection of its own: it
+    is released when the block ends, and by the server when the connection drops
+    (a process killed mid-send holds nothing). Take it before any row lock, and
+    hold no other transaction open in the same thread while waiting for it. On
+    SQLite (one process) there is nothing to lock.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection, connection.begin():
+        connection.execute(select(func.pg_advisory_xact_lock(_lock_key(address))))
+        yield
+
+
+# -- SQLite: one process --------------------------------------------------------------------------------------------
+
+
+LOCK_SUFFIX: Final = ".serve.lock"
+
+
+def single_process(database: str) -> IO[bytes] | None:
+    """On a SQLite file, lock ``<file>.serve.lock`` for this process, or refuse: SQLite runs one service process.
+
+    The lock (``flock``) lasts as long as the returned file stays open, and the
+    kernel drops it when the process ends however it ends, so a killed service
+    leaves nothing to clean up. PostgreSQL and in-memory SQLite need none (None).
+    """
+    url = make_url(database)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database + LOCK_SUFFIX)
+    handle = open(path, "ab")  # noqa: SIM115 - held open for the life of the service
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise Invalid(
+            f"another custody service is running on the SQLite database {url.database} (it holds {path}): "
+            "SQLite supports one service process; stop that one first, or use PostgreSQL to run several"
+        ) from None
+    except BaseException:
+        handle.close()
+        raise
+    return handle
