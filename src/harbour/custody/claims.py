@@ -7,8 +7,9 @@ things must then happen once only, whichever process gets there first:
 - **Signing a withdrawal.** A process signs only while it holds the withdrawal's
   lease: a row in ``signing_claims`` naming the process and an expiry. The
   process that gives a withdrawal its nonce takes the lease in the same commit,
-  and renews it before every signing attempt; another process may take it only
-  once it has expired (its holder was killed, or is cut off from the database).
+  renews it before every signing attempt and every third of a lease while it
+  works on it (:func:`renew`); another process may take it only once it has
+  expired (its holder was killed, or is cut off from the database).
   The signature is committed only while the withdrawal has none (first commit
   wins, under the row lock), and only committed bytes are ever sent. So a lease
   that expires under a live signer costs at most one more signature of the
@@ -16,10 +17,11 @@ things must then happen once only, whichever process gets there first:
   two signatures of one nonce can never both be mined, and only one of them
   ever leaves the database.
 - **Sending an address's transactions in nonce order.** A process sends from an
-  address only while it holds the address's lock (:func:`address_lock`: a
+  address only while it holds the address's lock (:func:`exclusive`: a
   PostgreSQL advisory lock of a transaction that spans the send and is released
   by its end, or by the database when the process dies), and reads what is next
-  to send from the database each time, never from its own memory.
+  to send from the database each time, never from its own memory. The deposit
+  scan runs under such a lock too, so two processes never record one deposit.
 
 Leases are timed by the clock of the process that writes them: the processes'
 clocks must agree to well within a lease (NTP does). The leases are operational
@@ -37,11 +39,12 @@ import datetime as dt
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
-from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, String, Table, delete, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -71,33 +74,56 @@ def process_name() -> str:
     return f"{os.uname().nodename[:80]}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-def take(s: Session, tx_id: str, holder: str, now: dt.datetime, lease: float) -> bool:
-    """Take or renew the signing lease of ``tx_id`` for ``holder``; False while another holds it unexpired."""
+@dataclass(frozen=True)
+class Taken:
+    """A lease taken or renewed; ``previous`` names the process whose expired lease it replaced, if any."""
+
+    previous: str | None = None
+
+
+def take(s: Session, tx_id: str, holder: str, now: dt.datetime, lease: float) -> Taken | None:
+    """Take or renew the signing lease of ``tx_id`` for ``holder``; None while another holds it unexpired.
+
+    The lease row is read ``FOR UPDATE``, so two processes that find it expired at
+    the same moment do not both take it: the second reads the first one's lease.
+    """
     until = now + dt.timedelta(seconds=lease)
     connection = s.connection()
-    renewed = connection.execute(
+    row = connection.execute(
+        select(_CLAIMS.c.holder, _CLAIMS.c.until).where(_CLAIMS.c.transaction_id == tx_id).with_for_update()
+    ).first()
+    if row is None:
+        dialect = connection.dialect.name
+        stmt: Any
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(_CLAIMS).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(_CLAIMS).on_conflict_do_nothing()
+        else:  # pragma: no cover - make_engine accepts only the two above
+            stmt = insert(_CLAIMS)
+        made = connection.execute(stmt, {"transaction_id": tx_id, "holder": holder, "until": until})
+        return Taken() if made.rowcount == 1 else None  # 0: another process inserted it first
+    held_by, held_until = row
+    if held_by != holder and held_until >= now:
+        return None
+    connection.execute(update(_CLAIMS).where(_CLAIMS.c.transaction_id == tx_id).values(holder=holder, until=until))
+    return Taken(previous=held_by if held_by != holder else None)
+
+
+def renew(s: Session, tx_ids: Collection[str], holder: str, now: dt.datetime, lease: float) -> int:
+    """Extend ``holder``'s leases of ``tx_ids`` (the withdrawals it is working on) by ``lease`` from ``now``."""
+    if not tx_ids:
+        return 0
+    renewed = s.connection().execute(
         update(_CLAIMS)
-        .where(_CLAIMS.c.transaction_id == tx_id, or_(_CLAIMS.c.holder == holder, _CLAIMS.c.until < now))
-        .values(holder=holder, until=until)
+        .where(_CLAIMS.c.holder == holder, _CLAIMS.c.transaction_id.in_(list(tx_ids)))
+        .values(until=now + dt.timedelta(seconds=lease))
     )
-    if renewed.rowcount == 1:
-        return True
-    if connection.execute(select(_CLAIMS.c.holder).where(_CLAIMS.c.transaction_id == tx_id)).first() is not None:
-        return False  # held by another process, unexpired
-    dialect = connection.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(_CLAIMS).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(_CLAIMS).on_conflict_do_nothing()
-    else:  # pragma: no cover - make_engine accepts only the two above
-        stmt = insert(_CLAIMS)
-    made = connection.execute(stmt, {"transaction_id": tx_id, "holder": holder, "until": until})
-    return made.rowcount == 1  # 0: another process inserted it first
+    return int(renewed.rowcount)
 
 
 def release(s: Session, tx_id: str, holder: str | None = None) -> None:
@@ -115,12 +141,21 @@ def holders(s: Session) -> dict[str, str]:
 
 def _lock_key(name: str) -> int:
     """A signed 64-bit advisory-lock key for ``name`` (PostgreSQL's advisory locks take a bigint)."""
-    return int.from_bytes(hashlib.sha256(b"harbour.address:" + name.encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(hashlib.sha256(b"harbour.exclusive:" + name.encode()).digest()[:8], "big", signed=True)
+
+
+def address(address: str) -> str:
+    """The name of an address's sending lock."""
+    return f"send:{address}"
+
+
+DEPOSITS: Final = "deposits"
+"""The name of the deposit scan's lock."""
 
 
 @contextlib.contextmanager
-def address_lock(engine: Engine, address: str) -> Iterator[None]:
-    """Hold the database-wide lock of ``address`` for the block: one process at a time sends from it.
+def exclusive(engine: Engine, name: str) -> Iterator[None]:
+    """Hold the database-wide lock ``name`` for the block: one process at a time does what it guards.
 
     On PostgreSQL a transaction-scoped advisory lock on a connection of its own: it
     is released when the block ends, and by the server when the connection drops
@@ -132,7 +167,7 @@ def address_lock(engine: Engine, address: str) -> Iterator[None]:
         yield
         return
     with engine.connect() as connection, connection.begin():
-        connection.execute(select(func.pg_advisory_xact_lock(_lock_key(address))))
+        connection.execute(select(func.pg_advisory_xact_lock(_lock_key(name))))
         yield
 
 

@@ -13,7 +13,7 @@ Layout (``harbour custody init --home DIR`` writes it)::
 JSON-RPC chain, for anvil), ``confirmations``, ``nodes`` (paths of signer-node
 descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetime``
 (seconds an approval counts while its transaction waits), ``workers``, ``lease``
-(seconds a service process\'s signing lease of a withdrawal lasts, see
+(seconds a service process's signing lease of a withdrawal lasts, see
 :mod:`harbour.custody.claims`),
 ``webhook_allow_private`` (let webhook URLs reach loopback and private addresses).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys

@@ -85,8 +85,10 @@ class Pipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.uow = custody.uow
-        engine = custody.uow.sessions.kw["bind"]
-        self._sender = OrderedSender(self._broadcast, self._waiting, lambda a: claims.address_lock(engine, a))
+        self._engine = custody.uow.sessions.kw["bind"]
+        self._sender = OrderedSender(
+            self._broadcast, self._waiting, lambda a: claims.exclusive(self._engine, claims.address(a))
+        )
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
         self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
@@ -103,6 +105,7 @@ class Pipeline:
             (self._deposit_loop, "deposits"),
             (self._sweep_loop, "sweep"),
             (lambda: self.custody.dispatcher.run(self._stop), "webhooks"),  # harbour.custody.dispatch
+            (self._lease_loop, "leases"),
         ):
             thread = threading.Thread(target=target, name=f"harbour-{name}", daemon=True)
             thread.start()
@@ -265,7 +268,10 @@ class Pipeline:
             tx = s.get(m.Transaction, tx_id)
             if tx is None or tx.state != states.SIGNING or tx.raw is not None:
                 return False
-            return claims.take(s, tx_id, self.holder, self.uow.clock(), self.lease)
+            taken = claims.take(s, tx_id, self.holder, self.uow.clock(), self.lease)
+            if taken is not None and taken.previous is not None:
+                log.warning("withdrawal %s: taking over signing from %s, whose lease expired", tx_id, taken.previous)
+            return taken is not None
 
         return self.uow.write(work)
 
@@ -487,13 +493,23 @@ class Pipeline:
     def _sweep_loop(self) -> None:
         self._loop(self.sweep_interval, self.sweep_once, "sweep")
 
+    def _lease_loop(self) -> None:
+        self._loop(self.lease / 3, self.renew_leases, "leases")
+
+    def renew_leases(self) -> int:
+        """Extend this process's signing leases of the withdrawals it is working on (:func:`claims.renew`)."""
+        with self._inflight_lock:
+            working = set(self._inflight)
+        return self.uow.write(lambda s: claims.renew(s, working, self.holder, self.uow.clock(), self.lease))
+
     def confirm_once(self) -> int:
         """One pass of the confirmation loop (:meth:`harbour.custody.receipts.Confirmations.once`)."""
         return self._confirmations.once()
 
     def scan_deposits_once(self) -> int:
-        """One pass of the deposit loop (:meth:`harbour.custody.deposits.Deposits.scan_once`)."""
-        return self.custody.deposits.scan_once()
+        """One pass of the deposit loop (:meth:`harbour.custody.deposits.Deposits.scan_once`), one process at a time."""
+        with claims.exclusive(self._engine, claims.DEPOSITS):
+            return self.custody.deposits.scan_once()
 
     def sweep_once(self) -> None:
         """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals.

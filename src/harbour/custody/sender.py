@@ -10,7 +10,7 @@ again. A process that stops after sending an address's latest transaction
 therefore leaves nothing behind that another process would wait for.
 
 One drainer at a time per address: a lock in this process (threads) and the
-database-wide lock given (processes, :func:`harbour.custody.claims.address_lock`).
+database-wide lock given (processes, :func:`harbour.custody.claims.exclusive`).
 This module is given a function that lists what waits, one that sends a run and
 says what became of each entry, and the lock; it knows nothing of the database
 or the chain, so it can be tested on its own (``tests/test_sender.py``).
