@@ -105,8 +105,10 @@ def take(s: Session, tx_id: str, holder: str, now: dt.datetime, lease: float) ->
             stmt = sqlite_insert(_CLAIMS).on_conflict_do_nothing()
         else:  # pragma: no cover - make_engine accepts only the two above
             stmt = insert(_CLAIMS)
-        made = connection.execute(stmt, {"transaction_id": tx_id, "holder": holder, "until": until})
-        return Taken() if made.rowcount == 1 else None  # 0: another process inserted it first
+        made = connection.execute(
+            stmt.returning(_CLAIMS.c.transaction_id), {"transaction_id": tx_id, "holder": holder, "until": until}
+        ).first()
+        return Taken() if made is not None else None  # None: another process inserted it first
     held_by, held_until = row
     if held_by != holder and held_until >= now:
         return None
