@@ -26,7 +26,8 @@ three processes, ``N`` withdrawals (200) submitted over about 20 s while one
 process at a time is killed with SIGKILL every 1.5-3 s (and started again), then a
 rolling deploy with 20 more arriving; its ``checks`` are the test's (none lost,
 none twice, nonces contiguous and mined, each signed and sent once, the nodes
-signing a digest twice only after a killed process's lease was taken over). The
+signing a digest twice only after a killed process's lease was taken over, or
+after an attempt that failed at the coordinator was retried). The
 script exits 1 if a withdrawal did not confirm or a check failed, after printing.
 
 The numbers depend on the machine: the nodes, the processes, PostgreSQL and anvil
@@ -241,7 +242,11 @@ def chaos(server: Any, chain_url: str, env: Any, count: int, clients: int) -> tu
             "server_errors": errors + rolled["errors"],
             "wall_s": round(time.time() - started, 1),
             "takeovers": len(outcome.takeovers),
-            "signed_twice_after_takeover": len(outcome.double_signed),
+            "signed_twice": len(outcome.double_signed),
+            "signed_twice_after_takeover": len(set(outcome.double_signed) & set(outcome.takeovers)),
+            "signed_twice_after_failed_attempt": len(
+                (set(outcome.double_signed) - set(outcome.takeovers)) & outcome.retried
+            ),
             "checks": outcome.checks,
             "problems": outcome.problems,
         }

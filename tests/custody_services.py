@@ -245,6 +245,7 @@ def submit(
 # -- what a run left behind ----------------------------------------------------------------------------------------
 
 TAKEOVER = re.compile(r"withdrawal (\S+): taking over signing from (\S+), whose lease expired")
+FAILED_ATTEMPT = re.compile(r"withdrawal (\S+): signing attempt \d+ failed")
 
 
 @dataclass
@@ -256,6 +257,9 @@ class Outcome:
     problems: dict[str, Any]
     takeovers: dict[str, str]
     double_signed: list[str]
+    """Signed by the nodes in more than one session: after a takeover, or a failed attempt retried."""
+    retried: set[str]
+    """Withdrawals a signing attempt of failed (the coordinator gave up: the nodes may still have signed)."""
 
 
 def wait_final(database: str, ids: set[str], timeout: float) -> dict[str, m.Transaction]:
@@ -302,7 +306,9 @@ def check(
     no other withdrawal; all confirmed; per address, nonces 0..n-1 and n mined; the
     confirmed hash mined; one ``transaction.signed`` and one ``transaction.broadcast``
     event each; a digest signed by the nodes in more than one session only where a
-    process took over the lease of a process that was killed.
+    process took over the lease of a process that was killed, or where an attempt
+    failed at the coordinator and was retried (as one process alone does too: the
+    nodes may have finished a session the coordinator gave up on).
     """
     rows = wait_final(database, set(ids.values()), timeout)
     problems: dict[str, Any] = {}
@@ -348,13 +354,15 @@ def check(
         problems["signed_or_sent_not_once"] = {i: (signed[i], sent[i]) for i in twice}
 
     killed = {pid for _, pid in services.crashes}
-    takeovers = dict(TAKEOVER.findall(services.outputs()))
+    logs = services.outputs()
+    takeovers = dict(TAKEOVER.findall(logs))
+    retried = set(FAILED_ATTEMPT.findall(logs))
     sessions = signing_sessions(node_dirs)
     double = [t.id for t in rows.values() if t.digest is not None and len(sessions.get(t.digest, ())) > 1]
     unsigned = [t.id for t in rows.values() if t.digest is None or not sessions.get(t.digest)]
-    unexplained = [i for i in double if i not in takeovers]
+    unexplained = [i for i in double if i not in takeovers and i not in retried]
     live_lost = [i for i, holder in takeovers.items() if int(holder.split(":")[1]) not in killed]
     checks["nodes_signed_each_once_but_after_a_kill"] = not unsigned and not unexplained and not live_lost
     if unsigned or unexplained or live_lost:
         problems["signing"] = {"no_session": unsigned, "twice_without_takeover": unexplained, "live_lost": live_lost}
-    return Outcome(rows, checks, problems, takeovers, double)
+    return Outcome(rows, checks, problems, takeovers, double, retried)

@@ -17,8 +17,9 @@ deploy does, with withdrawals still arriving. Afterwards:
   hash it was confirmed under is the one committed;
 - the signer nodes signed each digest in one session, except where a process was
   killed while it signed and another took over its expired lease, which the
-  taker says in its log: the same unsigned transaction signed again, of which
-  only the one committed signature was ever sent.
+  taker says in its log (or where an attempt failed at the coordinator and was
+  retried, as a single process does too): the same unsigned transaction signed
+  again, of which only the one committed signature was ever sent.
 
 A SQLite home, by contrast, refuses a second ``serve`` with a clear message, and
 takes one again once the first was killed (the kernel drops the lock).
@@ -159,7 +160,7 @@ def test_three_processes_killed_and_restarted_lose_nothing_and_sign_and_send_eac
     assert outcome.checks == dict.fromkeys(outcome.checks, True), outcome.problems
     assert len(outcome.checks) == 6
     assert sum(errors) == 0, f"{sum(errors)} submissions were answered with a server error"
-    assert set(outcome.double_signed) <= set(outcome.takeovers)
+    assert set(outcome.double_signed) <= set(outcome.takeovers) | outcome.retried
 
 
 # -- SQLite: one process -------------------------------------------------------------------------------------------
