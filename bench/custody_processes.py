@@ -106,6 +106,9 @@ def prepare(server: Any, chain_url: str, env: Any, name: str) -> tuple[str, dict
     return url, vaults
 
 
+_recipients = iter(range(0x7000, 0x7000 + 10**6))
+
+
 def submit_all(
     services: Any, token: str, vaults: list[str], keys: list[str], clients: int, deadline: float
 ) -> tuple[dict[str, str], dict[str, float], int]:
@@ -124,11 +127,12 @@ def submit_all(
                 if not queue:
                     return
                 key = queue.pop()
+                recipient = next(_recipients)  # a fresh one for every withdrawal of every run
             i = int(key.rsplit("-", 1)[1])
             body = {
                 "vault_id": vaults[i % len(vaults)],
                 "asset": "ETH",
-                "to": checksum_address((0x7000 + i).to_bytes(20, "big")),
+                "to": checksum_address(recipient.to_bytes(20, "big")),
                 "amount": "1000",
             }
             at = time.time()

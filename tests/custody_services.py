@@ -280,14 +280,19 @@ def wait_final(database: str, ids: set[str], timeout: float) -> dict[str, m.Tran
         engine.dispose()
 
 
-def signing_sessions(node_dirs: list[Path]) -> dict[str, set[str]]:
-    """digest (hex) -> the signing sessions in which some node produced its share of a signature of it."""
-    sessions: dict[str, set[str]] = {}
+def signing_sessions(node_dirs: list[Path]) -> dict[tuple[str, str], set[str]]:
+    """(key id, digest hex) -> the signing sessions in which some node produced its share of a signature.
+
+    By key as well as digest: an unsigned transaction does not name its sender, so
+    two vaults' withdrawals with the same nonce, recipient, amount and fees have
+    one digest.
+    """
+    sessions: dict[tuple[str, str], set[str]] = {}
     for directory in node_dirs:
         for entry in signlog.entries(directory / "sign.log"):
             if entry.kind == "sign" and entry.outcome == "signed":
                 for digest in entry.digests:
-                    sessions.setdefault(digest, set()).add(entry.session_id)
+                    sessions.setdefault((entry.key_id, digest), set()).add(entry.session_id)
     return sessions
 
 
@@ -319,6 +324,7 @@ def check(
             total = s.scalar(select(func.count()).select_from(m.Transaction).where(m.Transaction.kind == "withdrawal"))
             signed = Counter(s.scalars(select(AuditEvent.subject).where(AuditEvent.kind == "transaction.signed")))
             sent = Counter(s.scalars(select(AuditEvent.subject).where(AuditEvent.kind == "transaction.broadcast")))
+            key_of = {v.id: v.key_id for v in s.scalars(select(m.Vault))}
     finally:
         engine.dispose()
     checks["one_transaction_per_key"] = len(set(ids.values())) == len(ids) == total
@@ -357,9 +363,10 @@ def check(
     logs = services.outputs()
     takeovers = dict(TAKEOVER.findall(logs))
     retried = set(FAILED_ATTEMPT.findall(logs))
-    sessions = signing_sessions(node_dirs)
-    double = [t.id for t in rows.values() if t.digest is not None and len(sessions.get(t.digest, ())) > 1]
-    unsigned = [t.id for t in rows.values() if t.digest is None or not sessions.get(t.digest)]
+    found = signing_sessions(node_dirs)
+    sessions = {t.id: found.get((key_of.get(t.vault_id or "", ""), t.digest or ""), set()) for t in rows.values()}
+    double = [i for i, signed_in in sessions.items() if len(signed_in) > 1]
+    unsigned = [i for i, signed_in in sessions.items() if not signed_in]
     unexplained = [i for i in double if i not in takeovers and i not in retried]
     live_lost = [i for i, holder in takeovers.items() if int(holder.split(":")[1]) not in killed]
     checks["nodes_signed_each_once_but_after_a_kill"] = not unsigned and not unexplained and not live_lost
