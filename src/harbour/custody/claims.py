@@ -21,7 +21,8 @@ things must then happen once only, whichever process gets there first:
   PostgreSQL advisory lock of a transaction that spans the send and is released
   by its end, or by the database when the process dies), and reads what is next
   to send from the database each time, never from its own memory. The deposit
-  scan runs under such a lock too, so two processes never record one deposit.
+  scan and the pass that proposes sweeps of deposit addresses run under such a
+  lock too, so two processes never record one deposit or propose one sweep twice.
 
 Leases are timed by the clock of the process that writes them: the processes'
 clocks must agree to well within a lease (NTP does). The leases are operational
@@ -153,6 +154,9 @@ def address(address: str) -> str:
 
 DEPOSITS: Final = "deposits"
 """The name of the deposit scan's lock."""
+
+SWEEPS: Final = "sweeps"
+"""The name of the lock of a pass that sweeps deposit addresses (one process proposes each sweep)."""
 
 
 @contextlib.contextmanager

@@ -72,11 +72,12 @@ class Pipeline:
         poll: float = 0.1,
         deposit_poll: float = 0.5,
         lease: float = claims.DEFAULT_LEASE,
-        sweep: float = 2.0,
+        retry: float = 2.0,
     ) -> None:
         self.custody = custody
         self.lease = lease
-        self.sweep_interval = sweep
+        self.retry_interval = retry
+        """Seconds between passes that pick up what is stuck (:meth:`sweep_once`)."""
         self.holder = claims.process_name()
         """What this process's signing leases name (:mod:`harbour.custody.claims`)."""
         self.poll = poll
@@ -491,7 +492,7 @@ class Pipeline:
         self._loop(self.deposit_poll, self.scan_deposits_once, "deposits")
 
     def _sweep_loop(self) -> None:
-        self._loop(self.sweep_interval, self.sweep_once, "sweep")
+        self._loop(self.retry_interval, self.sweep_once, "sweep")
 
     def _lease_loop(self) -> None:
         self._loop(self.lease / 3, self.renew_leases, "leases")
@@ -520,7 +521,8 @@ class Pipeline:
         self.custody.expire_approvals()
         if time.monotonic() - self._last_sweep >= self.custody.settings.sweep_interval:
             self._last_sweep = time.monotonic()
-            self.custody.sweeps.run_once()
+            with claims.exclusive(self._engine, claims.SWEEPS):  # one process at a time proposes sweeps
+                self.custody.sweeps.run_once()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""
