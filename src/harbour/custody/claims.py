@@ -137,6 +137,12 @@ def release(s: Session, tx_id: str, holder: str | None = None) -> None:
     s.connection().execute(query)
 
 
+def release_all_but(s: Session, holder: str) -> int:
+    """End every lease not ``holder``'s: only for a process that knows it is the only one (SQLite, see
+    :func:`single_process`), whose predecessor's leases would otherwise hold its own restart up for a lease."""
+    return int(s.connection().execute(delete(_CLAIMS).where(_CLAIMS.c.holder != holder)).rowcount)
+
+
 def holders(s: Session) -> dict[str, str]:
     """Every lease: withdrawal id -> holder (operations and tests)."""
     return {row.transaction_id: row.holder for row in s.execute(select(_CLAIMS.c.transaction_id, _CLAIMS.c.holder))}

@@ -120,7 +120,14 @@ class Pipeline:
             thread.join(timeout=10)
 
     def recover(self) -> None:
-        """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``."""
+        """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``.
+
+        On SQLite this is the only service process (:func:`claims.single_process`), so
+        the signing leases a previous run left are its own and are ended at once; on
+        PostgreSQL another process may hold them, and they are taken once they expire.
+        """
+        if self._engine.dialect.name == "sqlite":
+            self.uow.write(lambda s: claims.release_all_but(s, self.holder))
         self._resubmit_unfinished()
 
     def _resubmit_unfinished(self) -> None:
