@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 
 import schemathesis
 from hypothesis import strategies as st
@@ -39,6 +40,8 @@ def cursor(at: dt.datetime, row_id: str) -> str:
 
 
 OFFSETS = st.builds(dt.timezone, st.timedeltas(min_value=-dt.timedelta(hours=23), max_value=dt.timedelta(hours=23)))
+MINUTE_OFFSETS = st.integers(-23 * 60, 23 * 60).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
+"""The offsets a time in ISO 8601 spells: whole minutes."""
 CURSORS = st.builds(cursor, st.datetimes(timezones=OFFSETS), st.uuids().map(str))
 
 _CHARACTERS = st.characters(categories=["L", "M", "N", "P", "S", "Zs"])
@@ -56,6 +59,17 @@ GENERATORS: dict[str, st.SearchStrategy[str]] = {
     "page-cursor": CURSORS,
     "free-text-name": NAMES,
     "free-text-note": NOTES,
+    "cidr": st.one_of(
+        st.builds(
+            lambda a, n: str(ipaddress.ip_network(f"{a}/{n}", strict=False)), st.ip_addresses(v=4), st.integers(0, 32)
+        ),
+        st.builds(
+            lambda a, n: str(ipaddress.ip_network(f"{a}/{n}", strict=False)), st.ip_addresses(v=6), st.integers(0, 128)
+        ),
+    ),
+    "utc-time": st.datetimes(
+        min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(9998, 12, 30), timezones=MINUTE_OFFSETS
+    ).map(lambda at: at.isoformat()),
 }
 for _format, _strategy in GENERATORS.items():
     schemathesis.openapi.format(_format, _strategy)

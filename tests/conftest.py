@@ -85,6 +85,7 @@ PROCESS_MODULES = frozenset(
         "test_entities_custody",
         "test_governance_custody",
         "test_governance_signing",
+        "test_multiprocess",
         "test_node_entry",
         "test_node_governance",
         "test_readme_nodes",

@@ -81,7 +81,8 @@ class CustodyEnv:
         )
         self.config.nodes = [str(n.directory / "descriptor.json") for n in self.nodes]
         self.config.save()
-        self.pipeline_options = pipeline_options or {"poll": 0.05, "deposit_poll": 0.2}
+        # a short signing lease: a test that reopens the service on PostgreSQL waits for its predecessor's to expire
+        self.pipeline_options = pipeline_options or {"poll": 0.05, "deposit_poll": 0.2, "lease": 3}
         self.deployment: cfg.Deployment | None = None
         self.people: dict[str, Person] = {}
         self._chain: EvmClient | None = None

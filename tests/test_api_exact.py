@@ -45,6 +45,13 @@ UNSTATED = {
     "the schema states only that it is an object",
 }
 """Operations whose body the schema does not yet state in full, and why: their 422s are not counted."""
+_PERIOD = ("start must be earlier than end", "a period is at most 366 days")
+BETWEEN_PARAMETERS = {
+    "GET /v1/vaults/{vault_id}/history": _PERIOD,
+    "GET /v1/vaults/{vault_id}/statement": _PERIOD,
+}
+"""Rules that relate two parameters, which JSON Schema cannot state (the parameters' descriptions say them):
+only these refusals of these operations are not counted."""
 
 
 @dataclass
@@ -130,6 +137,7 @@ def test_no_request_the_schema_allows_is_refused_as_invalid(deployment: Deployme
                 response.status_code == 422
                 and case.operation.label not in UNSTATED
                 and _body_keeps_to_the_schema(openapi, case)
+                and not any(rule in _refusal(response) for rule in BETWEEN_PARAMETERS.get(case.operation.label, ()))
             ):
                 refused.append(f"{case.operation.label}: {_refusal(response)[:300]}")
 

@@ -325,10 +325,10 @@ def test_restart_after_signing_before_broadcast_sends_the_same_transaction_once(
     assert env.deployment is not None
     crashed = threading.Event()
 
-    def crash(address: str, nonce: int, tx_id: str) -> None:
+    def crash(address: str) -> None:
         crashed.set()  # the process "dies" here: signed bytes committed, nothing sent
 
-    env.deployment.pipeline._sender.ready = crash  # type: ignore[method-assign]
+    env.deployment.pipeline._sender.drain = crash  # type: ignore[method-assign]
     tx = withdraw(env, vault_id, ETH)
     wait_for(crashed.is_set)
     before = env.custody.get_transaction(env.actor("admin"), tx["id"])

@@ -24,7 +24,7 @@ from harbour.api.app import create_app
 from harbour.chains.rpcvalues import node_bytes, node_mapping
 from harbour.chains.token import compile_vyper
 from harbour.custody import models as m
-from harbour.custody.errors import Conflict, Invalid
+from harbour.custody.errors import Conflict
 from harbour.custody.service import Founder, FoundingAsset
 from harbour.governance import changes as c
 
@@ -130,14 +130,14 @@ def test_an_asset_that_is_not_the_token_declared_is_refused_before_any_admin_sig
         (token, "USDC", 6, "is 'TUSD', not the 'USDC' declared"),
     ]
     for contract, symbol, decimals, needle in cases:
-        with pytest.raises(Invalid, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(Conflict, match=needle.replace("(", r"\(").replace(")", r"\)")):
             env.custody.add_asset(admin, symbol=symbol, kind="erc20", contract=contract, decimals=decimals)
     body = {"symbol": "TUSD", "kind": "erc20", "contract": NOBODY, "decimals": 6}
-    assert "has no code" in api.refused(422, "POST", "/v1/assets", json=body)
+    assert "has no code" in api.refused(409, "POST", "/v1/assets", json=body)
     assert proposals(env) == before, "nothing was proposed for the admins to sign"
     # A genesis is checked alike: an organisation founded with a contract that is no token is not created.
     founders = [Founder("root", ("admin",), public_hex(Ed25519PrivateKey.generate()))]
-    with pytest.raises(Invalid, match="has no code"):
+    with pytest.raises(Conflict, match="has no code"):
         env.custody.bootstrap("Tokenless", founders, assets=[FoundingAsset("TUSD", "erc20", NOBODY, 6)])
     with env.custody.sessions() as s:
         assert s.query(m.Organisation).filter_by(name="Tokenless").count() == 0
@@ -286,7 +286,7 @@ def test_malformed_and_unauthorised_patches_and_deletes_are_refused_before_anyth
         (404, "DELETE", f"/v1/assets/{MISSING}", None),
         (404, "PATCH", f"/v1/users/{MISSING}", {"disabled": True}),
         (404, "DELETE", f"/v1/vaults/{MISSING}", None),
-        (422, "PATCH", user, {"roles": ["approver"]}),  # an approver signs: the viewer has no key to sign with
+        (409, "PATCH", user, {"roles": ["approver"]}),  # an approver signs: the viewer has no key to sign with
         (409, "PATCH", user, {"roles": ["viewer"]}),
         (409, "PATCH", user, {"disabled": False}),
     ]

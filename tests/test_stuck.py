@@ -81,7 +81,7 @@ def transfer(_to: address, _value: uint256) -> bool:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CustodyEnv]:
-    options = {"poll": 0.05, "deposit_poll": 0.2, "rebroadcast_after": 0.2, "sweep_poll": 0.3}
+    options = {"poll": 0.05, "deposit_poll": 0.2, "rebroadcast_after": 0.2, "retry": 0.3}
     shared = CustodyEnv(tmp_path_factory.mktemp("stuck"), pipeline_options=options)
     try:
         shared.start_nodes()

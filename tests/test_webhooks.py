@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from harbour.custody import notices as n
 from harbour.custody.config import Deployment
-from harbour.custody.errors import Forbidden, Invalid, NotFound
+from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound
 from harbour.custody.views import Page
 from harbour.custody.webhooksig import (
     ID_HEADER,
@@ -191,7 +191,7 @@ def test_the_service_refuses_a_loopback_url_unless_the_operator_allows_it(servic
     settings = service.custody.settings
     settings.webhook_allow_private = False
     try:
-        with pytest.raises(Invalid, match="webhook_allow_private"):
+        with pytest.raises(Conflict, match="webhook_allow_private"):
             org.custody.create_webhook(org.admin(), url="http://127.0.0.1:9/hook", events=["*"])
     finally:
         settings.webhook_allow_private = True

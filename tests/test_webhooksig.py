@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harbour.custody import webhookurl
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Conflict, Invalid
 from harbour.custody.webhooksig import (
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -147,12 +147,12 @@ def test_malformed_webhook_urls_are_refused(url: str, reason: str) -> None:
     ],
 )
 def test_urls_resolving_to_private_addresses_are_refused_by_default(address: str) -> None:
-    with pytest.raises(Invalid, match="loopback, private or reserved"):
+    with pytest.raises(Conflict, match="loopback, private or reserved"):
         webhookurl.check("https://hooks.example.com/in", allow_private=False, resolver=lambda h, p: [address])
 
 
 def test_a_name_with_any_private_address_is_refused() -> None:
-    with pytest.raises(Invalid, match=r"10\.0\.0\.5"):
+    with pytest.raises(Conflict, match=r"10\.0\.0\.5"):
         webhookurl.check(
             "https://hooks.example.com/in", allow_private=False, resolver=lambda h, p: ["93.184.215.14", "10.0.0.5"]
         )
@@ -168,12 +168,12 @@ def test_a_public_address_is_allowed_and_the_request_goes_to_it() -> None:
 
 def test_localhost_is_refused_by_the_real_resolver() -> None:
     for url in ("http://localhost:8700/v1/health", "http://127.0.0.1/", "http://[::1]/", "http://2130706433/"):
-        with pytest.raises(Invalid, match="loopback, private or reserved"):
+        with pytest.raises(Conflict, match="loopback, private or reserved"):
             webhookurl.check(url, allow_private=False)
 
 
 def test_an_unresolvable_host_is_refused() -> None:
-    with pytest.raises(Invalid, match="does not resolve"):
+    with pytest.raises(Conflict, match="does not resolve"):
         webhookurl.check("https://no-such-host.invalid/hook", allow_private=False)
 
 

@@ -36,6 +36,12 @@ IdempotencyKey = Annotated[
         "the transaction already created; the same key with another body is a 409.",
     ),
 ]
+UtcTime = Annotated[
+    str,
+    Field(pattern=schemas.TIME_PATTERN),
+    WithJsonSchema({"type": "string", "pattern": schemas.TIME_PATTERN, "format": "utc-time"}),
+]
+"""An ISO 8601 time with its UTC offset, e.g. ``2026-12-07T09:30:00Z``."""
 UserId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 CredentialId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]
 VaultId = Annotated[str, Path(pattern=schemas.UUID_PATTERN)]

@@ -55,6 +55,18 @@ EXTERNAL_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,77})")
 
 ADDRESS_PATTERN: Final = "^0x[0-9a-fA-F]{40}$"
+CIDR_PATTERN: Final = r"^[0-9a-fA-F.:]{2,39}(/[0-9]{1,3})?$"
+Cidr = Annotated[
+    str, Field(pattern=CIDR_PATTERN), WithJsonSchema({"type": "string", "pattern": CIDR_PATTERN, "format": "cidr"})
+]
+"""A network in CIDR notation, without host bits (format cidr)."""
+_PORT: Final = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+WEBHOOK_URL_PATTERN: Final = rf"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:{_PORT})?([/?][!-\"$-~]*)?$"
+"""An absolute http(s) URL of printable ASCII: a host name or IPv4 address, a port in 1..65535, no ``@``, no ``#``."""
+TIME_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""A time with its offset, as ``datetime.fromisoformat`` reads it; the date must also exist (format utc-time)."""
 FORMATS: Final = {
     "ethereum-address": "0x and 40 hex digits; in mixed case, the EIP-55 checksum must hold",
     "ethereum-destination": "an ethereum-address that is not the zero address or a precompile "
@@ -65,6 +77,8 @@ FORMATS: Final = {
     "free-text-name": "free text the pattern allows, kept in NFC, trimmed, with single spaces, and compared "
     "ignoring case and width (harbour.util.text)",
     "free-text-note": "free text the pattern allows, kept in NFC and trimmed (harbour.util.text)",
+    "cidr": "an IPv4 or IPv6 network in CIDR notation without host bits (10.0.0.0/8, 2001:db8::/32)",
+    "utc-time": "an ISO 8601 date and time with its UTC offset (Z or +hh:mm) that names a real instant",
 }
 """The formats the schema names beyond JSON Schema's own, and what each means (docs/api.md lists them too)."""
 
@@ -288,7 +302,7 @@ class IssueCredential(Closed):
     scopes: Annotated[list[Literal["full", "initiate", "read"]], Field(min_length=1, max_length=3)] | None = None
     """``read``: GET requests only; ``initiate``: reads and submitting, explaining, cancelling withdrawals;
     ``full`` (the default): everything the user's roles allow."""
-    allow: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=32)] | None = None
+    allow: Annotated[list[Cidr], Field(min_length=1, max_length=32)] | None = None
     """CIDR blocks requests may come from (``10.0.0.0/8``, ``2001:db8::/32``); default anywhere."""
     signing_key: PublicKeyHex | None = None
     """An Ed25519 public key: every request must then be signed with its private half (docs/api.md)."""
@@ -472,7 +486,16 @@ WEBHOOK_EVENT_PATTERN: Final = r"^(\*|[a-z_]{1,24}\.[a-z_]{1,24})$"
 
 
 class CreateWebhook(Closed):
-    url: Annotated[str, Field(min_length=1, max_length=2048, description="An http:// or https:// URL.")]
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2048,
+            pattern=WEBHOOK_URL_PATTERN,
+            description="An http:// or https:// URL without credentials or fragment; its host must resolve "
+            "(to a public address unless the operator allows private ones: else 409).",
+        ),
+    ]
     events: Annotated[
         list[Annotated[str, Field(pattern=WEBHOOK_EVENT_PATTERN)]],
         Field(min_length=1, max_length=32, description='Event types (docs/api.md, Webhooks), or `["*"]` for all.'),

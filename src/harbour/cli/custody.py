@@ -176,11 +176,21 @@ def serve(
         Path | None, typer.Option("--tls-cert", help="PEM certificate (chain) to serve the API over HTTPS.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT to serve on instead of the configuration's (several processes on one PostgreSQL).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API and run the signing pipeline until interrupted.
 
     Beyond the loopback interface, serve over TLS (--tls-cert and --tls-key) or
     behind a TLS-terminating proxy: every request carries a bearer token.
+
+    Several of these may run on one PostgreSQL database (each with its own --listen);
+    on a SQLite database only one may.
     """
     from harbour.api.server import Tls, plaintext_warning
     from harbour.api.server import serve as serve_api
@@ -194,11 +204,18 @@ def serve(
                 raise exit_error(f"{path}: no such file", 2)
         tls = Tls(tls_cert, tls_key)
     config = load_deployment(home)
+    if listen is not None:
+        config.listen = listen
     host, _, port = config.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise exit_error(f"--listen takes HOST:PORT, got {config.listen!r}", 2)
     warning = plaintext_warning(host.strip("[]"), tls)
     if warning:
         typer.echo(warning, err=True)
-    deployment = cfg.open_deployment(config)
+    try:
+        deployment = cfg.open_deployment(config)
+    except CustodyError as exc:
+        raise exit_error(exc.detail) from None
     scheme = "https" if tls else "http"
     typer.echo(
         f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"

@@ -94,7 +94,7 @@ class Amend:
             now_key = user.approval_key if key is UNSET else key
             now_roles = user.roles if wanted is None else wanted
             if now_roles & SIGNERS and now_key is None:
-                raise Invalid("approvers and admins sign approvals: they keep an approval key")
+                raise Conflict("approvers and admins sign approvals: they keep an approval key")
             if key is not UNSET and key != user.approval_key:
                 out.append(c.SetKey(user.id, key))
             if wanted is not None and wanted != user.roles:

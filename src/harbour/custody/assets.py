@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 from harbour.chains import tokeninfo
 from harbour.chains.rpcvalues import ChainError
 from harbour.custody import models as m
-from harbour.custody.errors import Invalid, Unavailable
+from harbour.custody.errors import Conflict, Invalid, Unavailable
 
 if TYPE_CHECKING:
     from harbour.chains.evm import EvmClient, Transfer
@@ -70,13 +70,13 @@ def check_token(chain: EvmClient, contract: str, symbol: str, decimals: int) -> 
     try:
         token = tokeninfo.read_token(chain, contract)
     except tokeninfo.NotAToken as exc:
-        raise Invalid(f"contract: not an ERC-20 token: {exc}") from None
+        raise Conflict(f"contract: not an ERC-20 token: {exc}") from None
     except ChainError as exc:
         raise Unavailable(f"the chain could not be asked about {contract}: {exc}") from exc
     if token.decimals != decimals:
-        raise Invalid(f"decimals: {contract} has {token.decimals} decimals, not the {decimals} declared")
+        raise Conflict(f"decimals: {contract} has {token.decimals} decimals, not the {decimals} declared")
     if token.symbol.upper() != symbol:
-        raise Invalid(f"symbol: {contract} is {token.symbol!r}, not the {symbol!r} declared")
+        raise Conflict(f"symbol: {contract} is {token.symbol!r}, not the {symbol!r} declared")
 
 
 def balance(chain: EvmClient, asset: AssetRef, address: str, block: int | str = "latest") -> int:

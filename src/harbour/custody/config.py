@@ -12,7 +12,9 @@ Layout (``harbour custody init --home DIR`` writes it)::
 ``chain`` (``"embedded"`` or a JSON-RPC URL), ``dev_chain`` (allow funding helpers on a
 JSON-RPC chain, for anvil), ``confirmations``, ``nodes`` (paths of signer-node
 descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetime``
-(seconds an approval counts while its transaction waits), ``workers``,
+(seconds an approval counts while its transaction waits), ``workers``, ``lease``
+(seconds a service process's signing lease of a withdrawal lasts, see
+:mod:`harbour.custody.claims`),
 ``webhook_allow_private`` (let webhook URLs reach loopback and private addresses).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
@@ -28,13 +30,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harbour.chains.evm import EvmClient
-from harbour.custody import db
+from harbour.custody import claims, db
 from harbour.custody.audit import AuditLog
 from harbour.custody.errors import Invalid
 from harbour.custody.pipeline import Pipeline
@@ -58,6 +60,7 @@ _KEYS = {
     "approval_lifetime",
     "workers",
     "webhook_allow_private",
+    "lease",
 }
 
 
@@ -73,6 +76,7 @@ class CustodyConfig:
     approval_lifetime: int = DAY
     workers: int = 16
     webhook_allow_private: bool = False
+    lease: int = claims.DEFAULT_LEASE
 
     @classmethod
     def load(cls, home: Path) -> CustodyConfig:
@@ -98,7 +102,7 @@ class CustodyConfig:
             self.chain == "embedded" or self.chain.startswith(("http://", "https://"))
         ):
             raise Invalid("chain must be 'embedded' or an http(s) JSON-RPC URL")
-        for name in ("confirmations", "approval_lifetime", "workers"):
+        for name in ("confirmations", "approval_lifetime", "workers", "lease"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise Invalid(f"{name} must be a positive integer")
@@ -204,12 +208,16 @@ class Deployment:
     pipeline: Pipeline
     chain: EvmClient
     signer: Signer
+    sole: IO[bytes] | None = None
+    """On SQLite, the lock file this service holds (:func:`harbour.custody.claims.single_process`)."""
 
     def close(self) -> None:
         self.pipeline.stop()
         self.custody.dispatcher.close()
         self.signer.close()
         self.chain.close()
+        if self.sole is not None:
+            self.sole.close()
 
 
 def open_deployment(
@@ -219,7 +227,26 @@ def open_deployment(
     start: bool = True,
     pipeline_options: dict[str, Any] | None = None,
 ) -> Deployment:
-    """Migrate the database, connect the chain and the nodes, and (with ``start``) start the pipeline."""
+    """Migrate the database, connect the chain and the nodes, and (with ``start``) start the pipeline.
+
+    With ``start`` on a SQLite file, refuses (:class:`Invalid`) while another service runs on it.
+    """
+    sole = claims.single_process(config.database) if start else None
+    try:
+        return _open(config, chain, start, pipeline_options, sole)
+    except BaseException:
+        if sole is not None:
+            sole.close()
+        raise
+
+
+def _open(
+    config: CustodyConfig,
+    chain: EvmClient | None,
+    start: bool,
+    pipeline_options: dict[str, Any] | None,
+    sole: IO[bytes] | None,
+) -> Deployment:
     engine = db.make_engine(config.database)
     db.upgrade(engine)
     sessions = db.session_factory(engine)
@@ -247,10 +274,10 @@ def open_deployment(
         readers=db.session_factory(db.readonly(engine)),
         webhook_key=webhook_master_key(config.home),
     )
-    pipeline = Pipeline(custody, workers=config.workers, **(pipeline_options or {}))
+    pipeline = Pipeline(custody, **{"workers": config.workers, "lease": config.lease, **(pipeline_options or {})})
     if start:
         pipeline.start()
-    return Deployment(config, custody, pipeline, chain, signer)
+    return Deployment(config, custody, pipeline, chain, signer, sole)
 
 
 def env_home() -> Path | None:

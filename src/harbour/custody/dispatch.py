@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from harbour.custody import notices as n
 from harbour.custody import webhookurl
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Conflict, Invalid
 from harbour.custody.models import new_id
 from harbour.custody.settings import Settings
 from harbour.custody.uow import UnitOfWork
@@ -194,7 +194,7 @@ class Dispatcher:
         started = time.monotonic()
         try:
             target = webhookurl.check(item.url, allow_private=self.settings.webhook_allow_private)
-        except Invalid as exc:
+        except (Invalid, Conflict) as exc:
             return Outcome(None, exc.detail[:MAX_ERROR], 0)
         headers = {
             "Content-Type": "application/json",

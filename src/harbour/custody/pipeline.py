@@ -15,7 +15,13 @@ restart a withdrawal is finished from what was committed:
 Nonces are assigned from a per-address counter under a row lock, so concurrent
 withdrawals from one address get contiguous nonces. Signing runs in parallel,
 but transactions are sent in nonce order per address (a node may refuse a nonce
-gap, and the embedded chain does), by :class:`harbour.custody.sender.OrderedSender`.
+gap, and the embedded chain does), by :class:`harbour.custody.sender.OrderedSender`,
+which reads what is next from the database, not from this process's memory.
+
+Several processes may run this pipeline on one PostgreSQL database: a withdrawal
+is signed only under its signing lease, and an address's transactions are sent
+only under its database-wide lock (:mod:`harbour.custody.claims` says why that
+signs each withdrawal once and sends each nonce in order).
 
 What a withdrawal's transaction is (its body, its intent) comes from its
 transaction kind (:mod:`harbour.custody.kinds`); receipts are followed in
@@ -33,17 +39,28 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
 from harbour.chains.evm import ChainError
-from harbour.custody import fees, kinds, outages, outcomes, rebroadcast, replacement, signing, states, transactions
+from harbour.custody import (
+    claims,
+    fees,
+    kinds,
+    outages,
+    outcomes,
+    rebroadcast,
+    replacement,
+    signing,
+    states,
+    transactions,
+)
 from harbour.custody import funds as fund
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
-from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender
+from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender, Waiting
 from harbour.custody.service import Custody
 from harbour.node.coordinator import ClusterError
 
@@ -66,17 +83,25 @@ class Pipeline:
         poll: float = 0.1,
         deposit_poll: float = 0.5,
         rebroadcast_after: float = rebroadcast.AFTER,
-        sweep_poll: float = 2.0,
+        lease: float = claims.DEFAULT_LEASE,
+        retry: float = 2.0,
     ) -> None:
         self.custody = custody
+        self.lease = lease
+        self.retry_interval = retry
+        """Seconds between passes that pick up what is stuck (:meth:`sweep_once`)."""
+        self.holder = claims.process_name()
+        """What this process's signing leases name (:mod:`harbour.custody.claims`)."""
         self.poll = poll
         self.deposit_poll = deposit_poll
-        self.sweep_poll = sweep_poll
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harbour-sign")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.uow = custody.uow
-        self._sender = OrderedSender(self._broadcast, lambda a: self.custody.chain.nonce(a, "pending"))
+        self._engine = custody.uow.sessions.kw["bind"]
+        self._sender = OrderedSender(
+            self._broadcast, self._waiting, lambda a: claims.exclusive(self._engine, claims.address(a))
+        )
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
         self._confirmations = Confirmations(custody.uow, custody.chain, custody.settings)
@@ -94,6 +119,7 @@ class Pipeline:
             (self._deposit_loop, "deposits"),
             (self._sweep_loop, "sweep"),
             (lambda: self.custody.dispatcher.run(self._stop), "webhooks"),  # harbour.custody.dispatch
+            (self._lease_loop, "leases"),
         ):
             thread = threading.Thread(target=target, name=f"harbour-{name}", daemon=True)
             thread.start()
@@ -107,20 +133,37 @@ class Pipeline:
             thread.join(timeout=10)
 
     def recover(self) -> None:
-        """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``."""
+        """Pick up every withdrawal a previous run left between ``approved`` and ``broadcast``.
+
+        On SQLite this is the only service process (:func:`claims.single_process`), so
+        the signing leases a previous run left are its own and are ended at once; on
+        PostgreSQL another process may hold them, and they are taken once they expire.
+        """
+        if self._engine.dialect.name == "sqlite":
+            self.uow.write(lambda s: claims.release_all_but(s, self.holder))
         self._resubmit_unfinished()
 
     def _resubmit_unfinished(self) -> None:
         """Submit every withdrawal between ``approved`` and ``broadcast`` again, in nonce order.
 
-        ``submit`` skips those already in flight, so this is safe while workers run.
+        ``submit`` skips those already in flight, so this is safe while workers run. Those
+        another process holds an unexpired signing lease of are left to it.
         """
+        held = claims.SigningClaim
         with self.uow.read() as s:
             ids = list(
                 s.scalars(
                     select(m.Transaction.id)
+                    .outerjoin(held, held.transaction_id == m.Transaction.id)
                     .where(
-                        m.Transaction.kind == "withdrawal", m.Transaction.state.in_([states.APPROVED, states.SIGNING])
+                        m.Transaction.kind == "withdrawal",
+                        m.Transaction.state.in_([states.APPROVED, states.SIGNING]),
+                        or_(
+                            held.holder.is_(None),
+                            held.holder == self.holder,
+                            held.until < self.uow.clock(),
+                            m.Transaction.raw.is_not(None),
+                        ),
                     )
                     .order_by(m.Transaction.nonce, m.Transaction.created_at)
                 )
@@ -164,10 +207,10 @@ class Pipeline:
             prepared = self._prepare(tx_id)
             if prepared is None:
                 return
-            address, nonce, has_raw = prepared
+            address, _nonce, has_raw = prepared
             if not has_raw and not self._sign(tx_id):
                 return
-            self._sender.ready(address, nonce, tx_id)
+            self._sender.drain(address)
         except Exception:
             log.exception("withdrawal %s: unexpected failure; it stays where it is and is retried", tx_id)
         finally:
@@ -264,15 +307,37 @@ class Pipeline:
                 raise _Unfunded(shortfall)  # rolls the nonce back
             outcomes.clear(tx)
             self.uow.move(s, None, tx, states.SIGNING, nonce=nonce, digest=tx.digest, unsigned=tx.unsigned)
+            claims.take(s, tx_id, self.holder, self.uow.clock(), self.lease)  # whoever gives the nonce signs first
             return source.address, nonce, False
 
         return self.uow.write(work)
 
+    def _claim(self, tx_id: str) -> bool:
+        """Take or renew this process's signing lease of a withdrawal still to sign; False if it is not ours to sign."""
+
+        def work(s: Session) -> bool:
+            tx = s.get(m.Transaction, tx_id)
+            if tx is None or tx.state != states.SIGNING or tx.raw is not None:
+                return False
+            taken = claims.take(s, tx_id, self.holder, self.uow.clock(), self.lease)
+            if taken is not None and taken.previous is not None:
+                log.warning("withdrawal %s: taking over signing from %s, whose lease expired", tx_id, taken.previous)
+            return taken is not None
+
+        return self.uow.write(work)
+
     def _sign(self, tx_id: str) -> bool:
-        """Have the nodes sign the withdrawal (:mod:`harbour.custody.signing`); fail it if they never will."""
+        """Have the nodes sign the withdrawal (:mod:`harbour.custody.signing`); fail it if they never will.
+
+        Only under this process's signing lease, renewed before each attempt: while
+        another process holds it, that process signs (:mod:`harbour.custody.claims`).
+        """
         c = self.custody
         error = ""
         for attempt in range(SIGN_ATTEMPTS):
+            if not self._claim(tx_id):
+                log.debug("withdrawal %s: another process signs it, or it needs no signature now", tx_id)
+                return False
             try:
                 # Each attempt reads the log again: an entry that landed meanwhile is pushed and cited.
                 request = signing.prepare(c, tx_id)
@@ -294,20 +359,18 @@ class Pipeline:
             log.warning("withdrawal %s: signing attempt %d failed: %s", tx_id, attempt + 1, error)
             time.sleep(RETRY_DELAY * (attempt + 1))
         else:
-            with self.uow.tx() as s:
-                tx = s.get(m.Transaction, tx_id)
-                assert tx is not None
-                outcomes.record(tx, outcomes.SIGNING_RETRY, f"signing failed, will retry: {error}")
-                tx.attempts += 1
-                self.uow.event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
+            self._signing_failed(tx_id, error)
             return False
         digest = request.digest
 
         def record(s: Session) -> bool:
             tx = s.get(m.Transaction, tx_id, with_for_update=True)
             assert tx is not None and tx.unsigned is not None
+            claims.release(s, tx_id)
             if tx.state != states.SIGNING or tx.raw is not None or tx.digest != digest.hex():
-                return False  # abandoned (or finished) meanwhile: this signature is never used
+                # Abandoned, or signed by a process that took over an expired lease and committed first:
+                # this signature is of the same unsigned transaction and is never sent (first commit wins).
+                return False
             unsigned = Eip1559Transaction.from_json(tx.unsigned)
             raw = unsigned.signed(signature.y_parity, signature.r, signature.s)
             tx.raw = raw.hex()
@@ -320,6 +383,19 @@ class Pipeline:
             return True
 
         return self.uow.write(record)
+
+    def _signing_failed(self, tx_id: str, error: str) -> None:
+        """Every attempt failed: say so, and give up the lease, so that any process's sweeper tries next."""
+
+        def work(s: Session) -> None:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None
+            outcomes.record(tx, outcomes.SIGNING_RETRY, f"signing failed, will retry: {error}")
+            tx.attempts += 1
+            self.uow.event(s, None, "transaction.signing_failed", tx.id, org_id=tx.org_id, error=error)
+            claims.release(s, tx_id, self.holder)
+
+        self.uow.write(work)
 
     def _abandon(self, tx_id: str, code: str, error: str) -> None:
         """Fail a withdrawal the nodes will not sign, and release its nonce.
@@ -336,46 +412,42 @@ class Pipeline:
             if source_row is None:
                 return
             address = source_row.address
-        # Under the sender's lock for the address: no send can slip in between the commit and the rewind.
-        with self._sender.address_lock(address):
-            self._abandon_locked(tx_id, code, error)
+        # Under the address's locks (this process's, then the database's): no send from it runs meanwhile.
+        with self._sender.address_lock(address), self._sender.exclusive(address):
+            self.uow.write(lambda s: self._abandon_locked(s, tx_id, code, error))
 
-    def _abandon_locked(self, tx_id: str, code: str, error: str) -> None:
-        released: tuple[str, int] | None = None
-        with self.uow.tx() as s:
-            tx = s.get(m.Transaction, tx_id, with_for_update=True)
-            assert tx is not None
-            if tx.state != states.SIGNING or tx.raw is not None or tx.nonce is None:
-                return
-            if tx.replaces_id is not None:  # its nonce is the stuck transaction's, which stays as it is
-                outcomes.record(tx, code, error)
-                self.uow.move(s, None, tx, states.FAILED, reason=error)
-                return
-            source = s.get(m.Address, tx.source_address_id, with_for_update=True)
-            assert source is not None
-            later = list(
-                s.scalars(
-                    select(m.Transaction)
-                    .where(
-                        m.Transaction.source_address_id == source.id,
-                        m.Transaction.state == states.SIGNING,
-                        m.Transaction.nonce > tx.nonce,
-                    )
-                    .order_by(m.Transaction.nonce)
+    def _abandon_locked(self, s: Session, tx_id: str, code: str, error: str) -> None:
+        tx = s.get(m.Transaction, tx_id, with_for_update=True)
+        assert tx is not None
+        if tx.state != states.SIGNING or tx.raw is not None or tx.nonce is None:
+            return
+        if tx.replaces_id is not None:  # its nonce is the stuck transaction's, which stays as it is
+            outcomes.record(tx, code, error)
+            self.uow.move(s, None, tx, states.FAILED, reason=error)
+            return
+        source = s.get(m.Address, tx.source_address_id, with_for_update=True)
+        assert source is not None
+        later = list(
+            s.scalars(
+                select(m.Transaction)
+                .where(
+                    m.Transaction.source_address_id == source.id,
+                    m.Transaction.state == states.SIGNING,
+                    m.Transaction.nonce > tx.nonce,
                 )
+                .order_by(m.Transaction.nonce)
             )
-            first = tx.nonce
-            later_reason = f"an earlier withdrawal from this address (nonce {first}) was refused; submit again"
-            for victim, why, reason in [(tx, code, error)] + [
-                (t, outcomes.EARLIER_NONCE_FAILED, later_reason) for t in later
-            ]:
-                nonce, victim.nonce = victim.nonce, None
-                outcomes.record(victim, why, reason)
-                self.uow.move(s, None, victim, states.FAILED, reason=reason, released_nonce=nonce)
-            source.next_nonce = first
-            released = (source.address, first)
-        if released is not None:
-            self._sender.rewind_locked(*released)
+        )
+        first = tx.nonce
+        later_reason = f"an earlier withdrawal from this address (nonce {first}) was refused; submit again"
+        for victim, why, reason in [(tx, code, error)] + [
+            (t, outcomes.EARLIER_NONCE_FAILED, later_reason) for t in later
+        ]:
+            nonce, victim.nonce = victim.nonce, None
+            outcomes.record(victim, why, reason)
+            self.uow.move(s, None, victim, states.FAILED, reason=reason, released_nonce=nonce)
+            claims.release(s, victim.id)
+        source.next_nonce = first
 
     def _fail_unbuilt(self, tx_id: str, code: str, error: str) -> None:
         """Fail an approved withdrawal that cannot be built as it stands (its gas), before it takes a nonce."""
@@ -421,10 +493,7 @@ class Pipeline:
                 c.chain.send_raw(bytes.fromhex(raw))
             except ChainError as exc:
                 log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
-                with self.uow.tx() as s:
-                    tx = s.get(m.Transaction, tx_id)
-                    assert tx is not None
-                    outcomes.record(tx, outcomes.BROADCAST_RETRY, f"broadcast failed, will retry: {exc}")
+                self._send_failed(tx_id, str(exc))
                 results.append(RETRY)
                 break
             sent.append((nonce, tx_id))
@@ -443,6 +512,29 @@ class Pipeline:
 
             self.uow.write(record)
         return results
+
+    def _send_failed(self, tx_id: str, why: str) -> None:
+        def work(s: Session) -> None:
+            tx = s.get(m.Transaction, tx_id)
+            assert tx is not None
+            outcomes.record(tx, outcomes.BROADCAST_RETRY, f"broadcast failed, will retry: {why}")
+
+        self.uow.write(work)
+
+    def _waiting(self, address: str) -> list[Waiting]:
+        """The address's withdrawals that have a nonce and are not sent yet, as the database has them now."""
+        with self.uow.read() as s:
+            rows = s.execute(
+                select(m.Transaction.nonce, m.Transaction.id, m.Transaction.raw.is_not(None))
+                .join(m.Address, m.Address.id == m.Transaction.source_address_id)
+                .where(
+                    m.Address.address == address,
+                    m.Transaction.kind == "withdrawal",
+                    m.Transaction.state == states.SIGNING,
+                    m.Transaction.nonce.is_not(None),
+                )
+            )
+            return [Waiting(nonce, tx_id, bool(signed)) for nonce, tx_id, signed in rows if nonce is not None]
 
     # -- background loops -------------------------------------------------------------------------------
 
@@ -464,15 +556,25 @@ class Pipeline:
         self._loop(self.deposit_poll, self.scan_deposits_once, "deposits")
 
     def _sweep_loop(self) -> None:
-        self._loop(self.sweep_poll, self.sweep_once, "sweep")
+        self._loop(self.retry_interval, self.sweep_once, "sweep")
+
+    def _lease_loop(self) -> None:
+        self._loop(self.lease / 3, self.renew_leases, "leases")
+
+    def renew_leases(self) -> int:
+        """Extend this process's signing leases of the withdrawals it is working on (:func:`claims.renew`)."""
+        with self._inflight_lock:
+            working = set(self._inflight)
+        return self.uow.write(lambda s: claims.renew(s, working, self.holder, self.uow.clock(), self.lease))
 
     def confirm_once(self) -> int:
         """One pass of the confirmation loop (:meth:`harbour.custody.receipts.Confirmations.once`)."""
         return self._confirmations.once()
 
     def scan_deposits_once(self) -> int:
-        """One pass of the deposit loop (:meth:`harbour.custody.deposits.Deposits.scan_once`)."""
-        return self.custody.deposits.scan_once()
+        """One pass of the deposit loop (:meth:`harbour.custody.deposits.Deposits.scan_once`), one process at a time."""
+        with claims.exclusive(self._engine, claims.DEPOSITS):
+            return self.custody.deposits.scan_once()
 
     def sweep_once(self) -> None:
         """Retry what is stuck (signing that failed, broadcasts refused, in nonce order); expire old approvals;
@@ -485,7 +587,8 @@ class Pipeline:
         self._rebroadcast.once()
         if time.monotonic() - self._last_sweep >= self.custody.settings.sweep_interval:
             self._last_sweep = time.monotonic()
-            self.custody.sweeps.run_once()
+            with claims.exclusive(self._engine, claims.SWEEPS):  # one process at a time proposes sweeps
+                self.custody.sweeps.run_once()
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Block until no withdrawal is between approved and broadcast (tests, demo)."""

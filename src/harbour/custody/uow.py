@@ -15,12 +15,15 @@ commit, the subtle part, can be read and tested on its own.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harbour.custody import models as m
@@ -30,6 +33,18 @@ from harbour.custody.audit import AuditLog, check_event
 from harbour.custody.errors import NotFound, Unavailable
 
 T = TypeVar("T")
+
+RETRIES = 5
+"""Runs of a unit of work that PostgreSQL aborted as a deadlock victim or a serialization failure."""
+RETRY_DELAY = 0.02
+"""Seconds: the first retry waits up to twice this (random), each further one twice as long again."""
+_RETRIABLE = frozenset({"40P01", "40001"})
+"""SQLSTATE deadlock_detected and serialization_failure: the transaction was rolled back and may simply run again."""
+
+
+def retriable(exc: DBAPIError) -> bool:
+    """Whether the database rolled the transaction back for a reason that running it again can cure."""
+    return getattr(exc.orig, "sqlstate", None) in _RETRIABLE
 
 
 def now() -> dt.datetime:
@@ -89,11 +104,22 @@ class UnitOfWork:
         caller returns only after the outcome of its own work is durable. One commit,
         one fsync and one hand-over of the lock for a whole queue is what keeps a busy
         service's writers from waiting in line for each other. On PostgreSQL, which
-        runs writers concurrently under row locks, each call is its own transaction.
+        runs writers concurrently under row locks, each call is its own transaction,
+        run again from the start when the database aborted it as a deadlock victim or
+        a serialization failure (:func:`retriable`): ``work`` must only read and write
+        through the session (and may run more than once), which every caller does.
         """
         if not self._group_commit:
-            with self.tx() as s:
-                return work(s)
+            for attempt in range(RETRIES):
+                try:
+                    with self.tx() as s:
+                        return work(s)
+                except DBAPIError as exc:
+                    if attempt + 1 == RETRIES or not retriable(exc):
+                        raise
+                # Jitter: the transactions that deadlocked together must not meet again in step.
+                time.sleep(random.uniform(0, RETRY_DELAY * 2**attempt))  # noqa: S311 - timing, not a secret
+            raise AssertionError("unreachable")
         item = _Write(work)
         with self._waiting_lock:
             self._waiting.append(item)

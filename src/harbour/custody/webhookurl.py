@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Conflict, Invalid
 
 MAX_URL: Final = 2048
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -94,14 +94,14 @@ def check(url: object, *, allow_private: bool, resolver: Resolver = resolve) -> 
     try:
         found = list(resolver(host, port))
     except (OSError, UnicodeError):
-        raise Invalid(f"the webhook host {host!r} does not resolve") from None
+        raise Conflict(f"the webhook host {host!r} does not resolve") from None
     if not found:
-        raise Invalid(f"the webhook host {host!r} does not resolve")
+        raise Conflict(f"the webhook host {host!r} does not resolve")
     addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
     if not allow_private:
         for address in addresses:
             if _private(address):
-                raise Invalid(
+                raise Conflict(
                     f"the webhook host {host!r} resolves to {address}, a loopback, private or reserved address; "
                     "the operator must allow private webhook addresses (webhook_allow_private) for that"
                 )

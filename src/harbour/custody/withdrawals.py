@@ -284,7 +284,8 @@ class Withdrawals:
 
         def work(s: Session) -> dict[str, Any]:
             vault, asset, rows = self._lookup(s, actor, vault_id, asset_symbol, named)
-            _not_own(s, vault, to)
+            if not sweep:  # a sweep pays the vault's own main address (or, topping up gas, a deposit address)
+                _not_own(s, vault, to)
             if AssetRef.of(asset).token != read[1].token:
                 self._sources.pop(cache_key, None)
                 raise Conflict("the asset changed while the withdrawal was submitted; retry")

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from harbour.api.interface import CustodyService
@@ -36,7 +37,6 @@ REAUTHENTICATE: Final = 30.0
 LIFETIME: Final = 300.0
 """Seconds a stream lasts; then it ends and the client reconnects with ``Last-Event-ID`` (EventSource does it
 by itself). So no connection outlives a credential check for long, and a server shutting down waits for none."""
-SEQUENCE = r"^[0-9]{1,18}$"
 
 
 def frame(event: dict[str, Any]) -> str:
@@ -87,9 +87,13 @@ def events(
     actor: Actor,
     after: Annotated[int | None, Query(ge=0, le=10**18, description="Events after this sequence.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Events per page, 1..{MAX_LIMIT}.")] = 100,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=SEQUENCE)] = None,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=10**18, description="Resume after this sequence."),
+        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 10**18}),
+    ] = None,
 ) -> Any:
-    start = int(last_event_id) if last_event_id is not None else after
+    start = last_event_id if last_event_id is not None else after
     if STREAM in request.headers.get("accept", "").lower():  # content negotiation, not a parameter
         if start is None:
             start = custody.events_head(actor)

@@ -12,16 +12,19 @@ from fastapi import Query
 from fastapi.responses import Response
 
 from harbour.api.interface import Json
-from harbour.api.params import VaultId
+from harbour.api.params import UtcTime, VaultId
 from harbour.api.routing import Actor, Custody, resource_router, returns
 from harbour.custody import exports
 from harbour.custody import notifyshapes as shapes
 
 router = resource_router("exports")
 CSV: Final = "text/csv"
-TIME = r"^[0-9T:.+\-Z ]{10,40}$"
-Start = Annotated[str, Query(pattern=TIME, description="Start of the period (ISO 8601 with offset), included.")]
-End = Annotated[str, Query(pattern=TIME, description="End of the period (ISO 8601 with offset), excluded.")]
+Start = Annotated[
+    UtcTime, Query(description="Start of the period (ISO 8601 with offset), included; earlier than `end`.")
+]
+End = Annotated[
+    UtcTime, Query(description="End of the period (ISO 8601 with offset), excluded; at most 366 days after `start`.")
+]
 Format = Annotated[Literal["json", "csv"], Query(description="`json` (default) or `csv`.")]
 CSV_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {200: {"content": {CSV: {"schema": {"type": "string"}}}}}
 

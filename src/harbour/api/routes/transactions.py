@@ -8,7 +8,7 @@ from fastapi import Path, Query
 
 from harbour.api import schemas
 from harbour.api.interface import Json
-from harbour.api.params import IdempotencyKey, Paging, TxId
+from harbour.api.params import IdempotencyKey, Paging, TxId, UtcTime
 from harbour.api.routing import PAGE_DOC, Actor, Custody, resource_router, returns
 from harbour.custody import shapes
 from harbour.custody.search import Filters
@@ -53,9 +53,6 @@ def estimate(custody: Custody, actor: Actor, body: schemas.Estimate) -> Json:
     return custody.estimate(actor, vault_id=body.vault_id, asset=body.asset, to=body.to, amount=body.amount)
 
 
-TIME = r"^[0-9T:.+\-Z ]{10,40}$"
-
-
 @router.get(
     "/transactions",
     summary="List and search transactions",
@@ -69,11 +66,11 @@ def list_transactions(
     state: Annotated[schemas.TransactionState | None, Query(description="Only this state.")] = None,
     vault_id: Annotated[str | None, Query(pattern=schemas.UUID_PATTERN, description="Only this vault's.")] = None,
     asset: Annotated[str | None, Query(pattern=r"^[A-Z0-9]{1,16}$", description="Only this asset.")] = None,
-    destination: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Only to it.")] = None,
+    destination: Annotated[schemas.EthAddress | None, Query(description="Only to it.")] = None,
     initiator_id: Annotated[str | None, Query(pattern=schemas.UUID_PATTERN, description="Only theirs.")] = None,
-    created_after: Annotated[str | None, Query(pattern=TIME, description="Created at or after.")] = None,
-    created_before: Annotated[str | None, Query(pattern=TIME, description="Created before.")] = None,
-    updated_since: Annotated[str | None, Query(pattern=TIME, description="Changed at or after.")] = None,
+    created_after: Annotated[UtcTime | None, Query(description="Created at or after.")] = None,
+    created_before: Annotated[UtcTime | None, Query(description="Created before.")] = None,
+    updated_since: Annotated[UtcTime | None, Query(description="Changed at or after.")] = None,
     tx_hash: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{64}$", description="Only this chain hash.")] = None,
     external_id: Annotated[str | None, Query(pattern=schemas.EXTERNAL_ID_PATTERN)] = None,
     order: Annotated[Literal["asc", "desc"], Query(description="asc: oldest first; desc: newest first.")] = "asc",

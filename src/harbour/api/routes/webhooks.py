@@ -6,7 +6,7 @@ What is delivered and how a receiver checks it: docs/api.md, "Webhooks";
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query
 
@@ -76,6 +76,6 @@ def webhook_deliveries(
     actor: Actor,
     webhook_id: WebhookId,
     page: Paging,
-    state: Annotated[str | None, Query(pattern=r"^[a-z]{1,16}$", description="pending, delivered or failed.")] = None,
+    state: Annotated[Literal["pending", "delivered", "failed"] | None, Query(description="Only this state.")] = None,
 ) -> Json:
     return custody.webhook_deliveries(actor, webhook_id, page, state)

@@ -20,7 +20,12 @@ from sqlalchemy import MetaData, TypeDecorator
 
 from harbour.custody.db import AMOUNT_DIGITS, Amount, Base, UtcDateTime
 
-TABLE_MODULES: Final = ("harbour.custody.models", "harbour.custody.audit", "harbour.custody.notices")
+TABLE_MODULES: Final = (
+    "harbour.custody.models",
+    "harbour.custody.audit",
+    "harbour.custody.notices",
+    "harbour.custody.claims",
+)
 """Modules whose import registers tables on :data:`Base.metadata`: every table of the schema."""
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:39:43.658610
+Create Date: 2026-12-07 23:48:36.193656
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organisations")),
         sa.UniqueConstraint("name", name=op.f("uq_organisations_name")),
+    )
+    op.create_table(
+        "signing_claims",
+        sa.Column("transaction_id", sa.String(length=36), nullable=False),
+        sa.Column("holder", sa.String(length=128), nullable=False),
+        sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("transaction_id", name=op.f("pk_signing_claims")),
     )
     op.create_table(
         "assets",
@@ -462,6 +469,7 @@ def downgrade() -> None:
     op.drop_table("users")
     op.drop_index(op.f("ix_assets_org_id"), table_name="assets")
     op.drop_table("assets")
+    op.drop_table("signing_claims")
     op.drop_table("organisations")
     op.drop_index("ix_events_org_id_seq", table_name="events")
     op.drop_table("events")
