@@ -44,6 +44,14 @@ BAD = {
     "unassigned U+0378": "\u0378",
     "noncharacter U+FFFF": "\uffff",
     "lengthened by NFC U+0958": "\u0958",
+    "combining grapheme joiner U+034F": "\u034f",
+    "variation selector U+FE0F": "\ufe0f",
+    "khmer inherent vowel U+17B4": "\u17b4",
+    "mongolian free variation selector U+180B": "\u180b",
+    "hangul filler U+3164": "\u3164",
+    "hangul choseong filler U+115F": "\u115f",
+    "halfwidth hangul filler U+FFA0": "\uffa0",
+    "blank braille pattern U+2800": "\u2800",
 }
 
 

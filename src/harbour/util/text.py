@@ -46,10 +46,35 @@ MAX_NOTE: Final = 256
 """Characters in a withdrawal's note."""
 
 _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_INVISIBLE: Final = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+"""Characters that show nothing: Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt; most are
+format characters already, but variation selectors, the combining grapheme joiner and the Hangul fillers are
+not) and the blank Braille pattern. ``alice`` followed by one of them would be another name that looks the same."""
 
 
 def _refused(code: int) -> bool:
     char = chr(code)
+    if any(low <= code <= high for low, high in _INVISIBLE):
+        return True
     return unicodedata.category(char) in _REFUSED_CATEGORIES or len(unicodedata.normalize("NFC", char)) > 1
 
 
