@@ -146,7 +146,7 @@ def test_a_credential_of_any_scope_can_revoke_itself(world: World) -> None:
         ({"scopes": []}, "scopes"),
         ({"scopes": ["full", "read"]}, "list it alone"),
         ({"allow": ["10.0.0.1/8"]}, "host bits"),
-        ({"allow": ["not-an-address"]}, "CIDR"),
+        ({"allow": ["not-an-address"]}, "body.allow.0"),
         ({"expires_in": 5}, "expires_in"),
         ({"signing_key": "00" * 32}, "signing_key"),
         ({"ttl": 60}, "unknown field"),

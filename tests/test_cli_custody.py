@@ -192,7 +192,7 @@ def test_renaming_disabling_and_the_approve_that_names_what_each_id_is(world: Wo
     world.govern(world.json("admin", "vault", "rename", world.vault_id, "renamed"))
     assert world.json("viewer", "vault", "show", world.vault_id)["name"] == "renamed"
     world.govern(world.json("admin", "vault", "rename", world.vault_id, name))
-    entry = world.govern(world.json("admin", "address-book", "add", "desk", "0x" + "77" * 20))["changes"][0]
+    entry = world.govern(world.json("admin", "address-book", "add", "desk", "0x" + "81" * 20))["changes"][0]
     world.govern(world.json("admin", "address-book", "rename", entry["id"], "trading desk"))
     listed = world.json("viewer", "address-book", "list", "--all")["items"]
     assert next(e for e in listed if e["id"] == entry["id"])["name"] == "trading desk"
