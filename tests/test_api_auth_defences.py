@@ -48,6 +48,9 @@ def test_a_forwarded_address_is_ignored_unless_its_proxy_is_trusted(deployment: 
         assert trusted.status_code == 200, trusted.text
         direct = httpx.get(behind_proxy.url + "/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert direct.status_code == 403
+        # a client's own header, with the proxy's entry for it appended: the proxy's entry is the address
+        appended = {"Authorization": f"Bearer {token}", "X-Forwarded-For": "10.9.9.9, 192.0.2.50"}
+        problem(httpx.get(behind_proxy.url + "/v1/me", headers=appended), 403, "may not be used from 192.0.2.50")
     with BackgroundServer(deployment.env.custody, trusted_proxies=["192.0.2.1"]) as elsewhere:  # not this peer
         other = httpx.get(elsewhere.url + "/v1/me", headers={"Authorization": f"Bearer {token}", **spoofed})
         problem(other, 403, "may not be used from 127.0.0.1")
