@@ -70,6 +70,7 @@ PROCESS_MODULES = frozenset(
         "test_api",
         "test_api_availability",
         "test_api_credentials",
+        "test_api_auth_defences",
         "test_node_org_keys",
         "test_api_schema",
         "test_api_exact",

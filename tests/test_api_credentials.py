@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,10 @@ class World:
         return self.call("POST", "/v1/transactions", token, json=body, headers={"Idempotency-Key": key})
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with CustodyEnv(tmp_path_factory.mktemp("credentials")) as env:
+@contextmanager
+def serving(root: Path) -> Iterator[World]:
+    """A deployment with an organisation, a funded vault and the API on a loopback port (lenient login limits)."""
+    with CustodyEnv(root) as env:
         env.organisation()
         env.set_policy(env.two_approvers_policy())
         vault_id, _ = env.vault(fund=ETH)
@@ -90,6 +92,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         server.server.config.app = app  # the same server, with the lenient limit above
         with server:
             yield World(env, server.url, vault_id)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with serving(tmp_path_factory.mktemp("credentials")) as made:
+        yield made
 
 
 def problem(response: httpx.Response, status: int, words: str) -> None:

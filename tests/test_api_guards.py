@@ -22,7 +22,7 @@ from harbour.api.authlimit import MAX_KEYS, Buckets, FailedAuthentications, cred
 from harbour.api.availability import dependency_of
 from harbour.api.logfilter import MAX_KINDS, RepeatFilter
 from harbour.api.server import Tls, plaintext_warning
-from harbour.api.terms import Nonces, check_address, scope_allows
+from harbour.api.terms import check_address, scope_allows
 from harbour.chains.evm import ChainError
 from harbour.cli.apiclient import MAX_RETRY_AFTER
 from harbour.cli.custody import app as custody_cli
@@ -128,13 +128,41 @@ def test_failures_are_limited_per_address_whatever_the_credential() -> None:
     assert limits.retry_after("id-new", "198.51.100.7") == 0  # one failure more per refill interval
 
 
-def test_failures_are_limited_per_credential_whatever_the_address() -> None:
+def test_failures_naming_a_credential_from_other_addresses_do_not_lock_its_holder_out() -> None:
     clock = Clock()
     limits = FailedAuthentications(burst=3, refill=10, clock=clock)
-    for i in range(3):
-        limits.failed(ID, f"203.0.113.{i}", "unknown or revoked credential")
-    assert limits.retry_after(ID, "203.0.113.99") == 10
-    assert limits.retry_after("another-id", "203.0.113.99") == 0
+    for i in range(9):  # an outsider who knows the (public) id, from three addresses
+        limits.failed(ID, f"198.51.100.{i % 3}", "unknown or revoked credential")
+    assert limits.retry_after(ID, "198.51.100.0") == 10  # each of those addresses is held up for it
+    assert limits.retry_after(ID, "203.0.113.7") == 0  # the holder, elsewhere, is not
+
+
+def test_a_credentials_failures_from_one_address_are_limited_beyond_the_address_bucket() -> None:
+    clock = Clock()
+    limits = FailedAuthentications(burst=3, refill=10, clock=clock)
+    for _ in range(3):
+        limits.failed(ID, "203.0.113.1", "the request signature does not verify")
+    assert limits.retry_after(ID, "203.0.113.1") == 10
+    clock.now += 10  # the address's bucket and the pair's refill alike: one more try each
+    assert limits.retry_after(ID, "203.0.113.1") == 0
+
+
+def test_the_burst_audit_event_is_due_once_per_credential_per_interval() -> None:
+    clock = Clock()
+    limits = FailedAuthentications(burst=2, refill=6, audit_interval=3600, clock=clock)
+    due = 0
+    for step in range(3600):  # an hour of one attempt a second from one address, then from a second address
+        address = "198.51.100.1" if step < 1800 else "198.51.100.2"
+        if limits.retry_after(ID, address) == 0:
+            due += limits.failed(ID, address, "unknown or revoked credential")
+        clock.now += 1
+    assert due == 1
+    clock.now += 10
+    for _ in range(2):
+        due += limits.failed(ID, "198.51.100.3", "unknown or revoked credential")
+    assert due == 2  # an hour on, the next burst is recorded again
+    assert limits.failed("other-id", "198.51.100.3", "x") is False  # its address is dry, its pair not yet
+    assert limits.failed("other-id", "198.51.100.3", "x") is True  # another credential has an interval of its own
 
 
 def test_the_buckets_are_bounded_and_forget_the_least_recently_used() -> None:
@@ -158,8 +186,8 @@ def test_a_burst_raises_one_alert_and_no_secret_is_logged(caplog: pytest.LogCapt
     assert alerts == [
         "AUTH-BURST: client address 192.0.2.1 failed to authenticate 2 times in a burst; refusing it with 429 "
         "until it slows down",
-        f"AUTH-BURST: credential {ID} failed to authenticate 2 times in a burst; refusing it with 429 until it "
-        "slows down",
+        f"AUTH-BURST: credential {ID} from 192.0.2.1 failed to authenticate 2 times in a burst; refusing it with "
+        "429 until it slows down",
     ]
 
 
@@ -184,16 +212,6 @@ def test_a_signature_covers_every_field() -> None:
         altered[i] = changed
         assert not rs.verify(public, headers[rs.SIGNATURE], rs.message(*altered))  # type: ignore[arg-type]
     assert not rs.verify(public, "zz" * 64, rs.message(*fields))
-
-
-def test_a_nonce_is_refused_twice_and_forgotten_after_the_window() -> None:
-    clock = Clock()
-    nonces = Nonces(window=300, clock=clock)
-    assert nonces.fresh("credential", "nonce-aaaaaaaaaaaa")
-    assert not nonces.fresh("credential", "nonce-aaaaaaaaaaaa")
-    assert nonces.fresh("another", "nonce-aaaaaaaaaaaa")  # nonces are per credential
-    clock.now += 601
-    assert nonces.fresh("credential", "nonce-aaaaaaaaaaaa")  # by now its timestamp is out of the window
 
 
 # -- scopes and networks -------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def create_app(custody: CustodyService, *, failed_authentications: FailedAuthent
     )
     app.state.custody = custody
     app.state.failed_authentications = failed_authentications or FailedAuthentications()
-    app.state.nonces = Nonces()
+    app.state.nonces = Nonces(custody.use_request_nonce)
     app.add_exception_handler(CustodyError, custody_problem)
     for unavailable in HANDLED:
         app.add_exception_handler(unavailable, dependency_problem)

@@ -114,6 +114,24 @@ def authorise(custody: CustodyService, request: Request, method: str, path: str,
     return actor
 
 
+def recheck(custody: CustodyService, request: Request, method: str, path: str) -> Any:
+    """The caller's actor again, for a long response: the credential and its user are still good.
+
+    The token is looked up again (revoked, expired, its user disabled or their
+    roles changed), and the client address, scope and roles checked again; the
+    request's signature is not, since it was verified when the request came and
+    its nonce is now spent. Not a login: a refusal here is not counted as a
+    failed authentication.
+    """
+    actor = custody.authenticate(_bearer(request))
+    terms.check_address(actor.terms, request.client.host if request.client else None)
+    terms.check_scope(actor.terms, method, path)
+    allowed = ROUTE_ROLES.get((method, path), frozenset())
+    if not frozenset(actor.roles) & allowed:
+        raise Forbidden(f"{method} {path} is no longer open to this credential's roles")
+    return actor
+
+
 class GuardedRoute(APIRoute):
     """A route that authenticates and checks roles before FastAPI reads the body.
 

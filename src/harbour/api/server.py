@@ -8,6 +8,13 @@ Repeated identical log lines (a dependency down, a flood of bad tokens) are
 folded by :mod:`harbour.api.logfilter`. Uvicorn's access log is off: the
 custody audit log records every change with its actor, and an access log would
 add nothing but request paths (and, behind a misconfigured proxy, credentials).
+
+The client address each request is judged by (credential allowlists, the limits on
+failed logins) is the socket's peer. ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+are ignored, since any client can send them, unless the operator names the proxies
+that set them (``trusted_proxies`` in custody.json, addresses or CIDR blocks, empty
+by default): then, and only for requests from those peers, the address the proxy
+reports is the client's.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from harbour.api import logfilter
 from harbour.api.app import create_app
+from harbour.api.authlimit import FailedAuthentications
 from harbour.api.interface import CustodyService
 from harbour.util.serving import serve_announcing_ready
 
@@ -65,14 +73,36 @@ def plaintext_warning(host: str, tls: Tls | None) -> str | None:
     )
 
 
+def check_trusted_proxies(proxies: Sequence[str]) -> list[str]:
+    """The trusted proxies as given, each an IP address or CIDR block; ValueError names the first that is not."""
+    out = []
+    for proxy in proxies:
+        if not isinstance(proxy, str):
+            raise ValueError(f"a trusted proxy is an IP address or CIDR block, got {proxy!r}")
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f"a trusted proxy is an IP address or CIDR block, got {proxy!r}") from None
+        out.append(proxy)
+    return out
+
+
 def make_server(
-    custody: CustodyService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, tls: Tls | None = None
+    custody: CustodyService,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    tls: Tls | None = None,
+    trusted_proxies: Sequence[str] = (),
+    failed_authentications: FailedAuthentications | None = None,
 ) -> uvicorn.Server:
+    """A uvicorn server for the app; forwarding headers count only from ``trusted_proxies`` (none by default)."""
     import uvicorn
 
+    proxies = check_trusted_proxies(trusted_proxies)
     logfilter.install(FOLDED_LOGGERS)
     config = uvicorn.Config(
-        create_app(custody),
+        create_app(custody, failed_authentications=failed_authentications),
         host=host,
         port=port,
         log_level="warning",
@@ -81,6 +111,8 @@ def make_server(
         timeout_keep_alive=30,
         ssl_certfile=str(tls.cert) if tls else None,
         ssl_keyfile=str(tls.key) if tls else None,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )
     return uvicorn.Server(config)
 
@@ -99,9 +131,19 @@ def serve(
     *,
     ready: Callable[[], None] | None = None,
     tls: Tls | None = None,
+    trusted_proxies: Sequence[str] = (),
+    failed_authentications: FailedAuthentications | None = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM; ``ready`` is called once the socket listens."""
-    asyncio.run(_run(make_server(custody, host, port, tls=tls), ready))
+    server = make_server(
+        custody,
+        host,
+        port,
+        tls=tls,
+        trusted_proxies=trusted_proxies,
+        failed_authentications=failed_authentications,
+    )
+    asyncio.run(_run(server, ready))
 
 
 class BackgroundServer:
@@ -111,9 +153,15 @@ class BackgroundServer:
     """
 
     def __init__(
-        self, custody: CustodyService, host: str = DEFAULT_HOST, port: int = 0, *, tls: Tls | None = None
+        self,
+        custody: CustodyService,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        *,
+        tls: Tls | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
-        self.server = make_server(custody, host, port, tls=tls)
+        self.server = make_server(custody, host, port, tls=tls, trusted_proxies=trusted_proxies)
         self.host = host
         self.scheme = "https" if tls else "http"
         self._ready = threading.Event()

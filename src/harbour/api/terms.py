@@ -13,18 +13,16 @@ refusal here costs the caller as much as a bad token does:
 - a ``read`` credential may only read, an ``initiate`` one may also submit,
   explain and cancel withdrawals (403 otherwise).
 
-Nonces are remembered in memory, per process, for the clock window: a service
-run as several processes behind one address should route a client to one of
-them (or give each client credentials of its own per process), or a nonce used
-on one process could be replayed once on another within the window.
+Nonces are kept in the service's database (:mod:`harbour.custody.requestnonces`)
+for as long as their timestamp could pass: a request is accepted once, whichever of
+several service processes on one database it reaches, and no number of other
+requests makes a nonce forgotten sooner.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
@@ -34,7 +32,6 @@ from harbour.util import request_signing as rs
 
 CLOCK_WINDOW: Final = 300
 """Seconds a signed request's timestamp may differ from the server's clock."""
-MAX_NONCES: Final = 100_000
 INITIATE_ROUTES: Final = frozenset(
     {
         ("POST", "/v1/transactions"),
@@ -68,26 +65,21 @@ def check_address(terms: ct.CredentialTerms, client: str | None) -> None:
         raise Forbidden(f"this credential may not be used from {client or 'an unknown address'}")
 
 
-class Nonces:
-    """Nonces seen per credential within the clock window (bounded: the oldest are forgotten first)."""
+UseNonce = Callable[[str, str, float], bool]
+"""Record (credential id, nonce) for so many seconds: True the first time, False for a replay."""
 
-    def __init__(self, window: float = CLOCK_WINDOW, clock: Callable[[], float] = time.time) -> None:
+
+class Nonces:
+    """The clock window and the store of used nonces (the service's database, shared by its processes)."""
+
+    def __init__(self, use: UseNonce, window: float = CLOCK_WINDOW, clock: Callable[[], float] = time.time) -> None:
+        self.use = use
         self.window = window
         self.clock = clock
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
 
     def fresh(self, credential_id: str, nonce: str) -> bool:
-        """True the first time (credential, nonce) is offered within the window; False for a replay."""
-        now = self.clock()
-        with self._lock:
-            while self._seen and (next(iter(self._seen.values())) < now or len(self._seen) >= MAX_NONCES):
-                self._seen.popitem(last=False)
-            key = (credential_id, nonce)
-            if key in self._seen:
-                return False
-            self._seen[key] = now + 2 * self.window  # a timestamp may be window early or late
-            return True
+        """True the first time (credential, nonce) is offered while its timestamp can pass; False for a replay."""
+        return self.use(credential_id, nonce, 2 * self.window)  # a timestamp may be window early or late
 
 
 def check_signature(

@@ -192,6 +192,7 @@ def serve(
     Several of these may run on one PostgreSQL database (each with its own --listen);
     on a SQLite database only one may.
     """
+    from harbour.api.authlimit import FailedAuthentications
     from harbour.api.server import Tls, plaintext_warning
     from harbour.api.server import serve as serve_api
 
@@ -221,6 +222,13 @@ def serve(
         f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"
     )
     try:
-        serve_api(deployment.custody, host, int(port), tls=tls)
+        serve_api(
+            deployment.custody,
+            host,
+            int(port),
+            tls=tls,
+            trusted_proxies=config.trusted_proxies,
+            failed_authentications=FailedAuthentications(audit_interval=config.auth_burst_interval),
+        )
     finally:
         deployment.close()

@@ -15,7 +15,11 @@ descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetim
 (seconds an approval counts while its transaction waits), ``workers``, ``lease``
 (seconds a service process's signing lease of a withdrawal lasts, see
 :mod:`harbour.custody.claims`),
-``webhook_allow_private`` (let webhook URLs reach loopback and private addresses).
+``webhook_allow_private`` (let webhook URLs reach loopback and private addresses),
+``trusted_proxies`` (addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For``
+is believed; empty by default, so the client address is always the socket's peer),
+``auth_burst_interval`` (seconds: a credential's ``credential.auth-burst`` audit event
+is written at most once in this time per service process; default an hour).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
 share it, so it lives in the home (created on first use, 0600). The admin
@@ -25,6 +29,7 @@ governance log changes it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
@@ -61,6 +66,8 @@ _KEYS = {
     "workers",
     "webhook_allow_private",
     "lease",
+    "trusted_proxies",
+    "auth_burst_interval",
 }
 
 
@@ -77,6 +84,8 @@ class CustodyConfig:
     workers: int = 16
     webhook_allow_private: bool = False
     lease: int = claims.DEFAULT_LEASE
+    trusted_proxies: list[str] = field(default_factory=list)
+    auth_burst_interval: int = 3600
 
     @classmethod
     def load(cls, home: Path) -> CustodyConfig:
@@ -102,7 +111,7 @@ class CustodyConfig:
             self.chain == "embedded" or self.chain.startswith(("http://", "https://"))
         ):
             raise Invalid("chain must be 'embedded' or an http(s) JSON-RPC URL")
-        for name in ("confirmations", "approval_lifetime", "workers", "lease"):
+        for name in ("confirmations", "approval_lifetime", "workers", "lease", "auth_burst_interval"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise Invalid(f"{name} must be a positive integer")
@@ -112,6 +121,15 @@ class CustodyConfig:
             raise Invalid("webhook_allow_private must be true or false")
         if not isinstance(self.nodes, list) or not all(isinstance(n, str) for n in self.nodes):
             raise Invalid("nodes must be a list of descriptor file paths")
+        if not isinstance(self.trusted_proxies, list):
+            raise Invalid("trusted_proxies must be a list of IP addresses or CIDR blocks")
+        for proxy in self.trusted_proxies:
+            try:
+                if not isinstance(proxy, str):
+                    raise TypeError(proxy)
+                ipaddress.ip_network(proxy, strict=False)
+            except (TypeError, ValueError):
+                raise Invalid(f"trusted_proxies: {proxy!r} is not an IP address or CIDR block") from None
 
     def save(self) -> None:
         body = {k: getattr(self, k) for k in sorted(_KEYS)}

@@ -336,3 +336,17 @@ class ChainCursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     block: Mapped[int] = mapped_column(BigInteger)
+
+
+class RequestNonce(Base):
+    """A signed API request's nonce, kept while its timestamp could still pass (:mod:`harbour.custody.requestnonces`).
+
+    The primary key (credential, nonce) is the replay check: a second insert of the
+    same credential's nonce fails, in whichever service process it is tried.
+    """
+
+    __tablename__ = "request_nonces"
+
+    credential_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)

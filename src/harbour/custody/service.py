@@ -66,6 +66,7 @@ from harbour.custody.logview import LogView
 from harbour.custody.nodes import Nodes
 from harbour.custody.outbox import Outbox
 from harbour.custody.replacement import CANCEL, SPEED_UP, Replacements
+from harbour.custody.requestnonces import RequestNonces
 from harbour.custody.search import Filters, TransactionSearch
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
@@ -120,6 +121,7 @@ class Custody:
         self.founding = Founding(self.uow, self.ledger, chain.chain_id, signer, chain)
         self.users = Users(self.uow, self.ledger, self.governance, chain.chain_id)
         self.credentials = Credentials(self.uow)
+        self.request_nonces = RequestNonces(self.uow)
         self.vaults = Vaults(self.uow, chain, signer, self.ledger, self.governance)
         self.address_book = AddressBook(self.uow, self.governance)
         self.amend = Amend(self.governance)
@@ -174,6 +176,9 @@ class Custody:
 
     def record_auth_burst(self, credential_id: str, address: str) -> None:
         self.credentials.record_burst(credential_id, address)
+
+    def use_request_nonce(self, credential_id: str, nonce: str, lifetime: float) -> bool:
+        return self.request_nonces.use(credential_id, nonce, lifetime)
 
     def organisation(self, actor: Actor) -> Json:
         return self.users.organisation(actor)

@@ -35,6 +35,7 @@ from harbour.custody.ledger import Ledger
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page
 from harbour.governance import changes as c
+from harbour.governance import credential_terms as ct
 from harbour.governance.state import OrgState, User
 from harbour.util.text import name_key
 
@@ -217,8 +218,10 @@ class Users:
     def revoke_credential(self, actor: Actor, credential_id: str) -> dict[str, Any]:
         """Revoke one API credential: its owner may; an admin may, unless it is another admin's.
 
-        One admin revoking the others' credentials would lock them out of
-        governance alone; another admin's credential ends with a governance
+        Only a credential of full scope revokes others: a ``read`` or ``initiate``
+        credential (of an admin too) may revoke itself and nothing else, or a
+        read-only credential could end everyone's access. One admin revoking the
+        others' credentials would lock them out of governance alone; another admin's credential ends with a governance
         change that disables them (or rotates them out of the admin role).
         """
         require(actor, *ANYONE)
@@ -227,6 +230,11 @@ class Users:
             owner = s.get(m.User, credential.user_id) if credential is not None else None
             if credential is None or owner is None or owner.org_id != actor.org_id:
                 raise NotFound(f"no credential {credential_id!r}")
+            if credential.id != actor.credential_id and ct.FULL not in actor.terms.scopes:
+                raise Forbidden(
+                    f"a credential of scopes {', '.join(actor.terms.scopes)} may revoke only itself; "
+                    "revoking another needs a credential of full scope"
+                )
             if owner.id != actor.user_id:
                 if "admin" not in actor.roles:
                     raise Forbidden("only the credential's owner or an admin can revoke it")

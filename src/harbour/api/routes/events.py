@@ -6,7 +6,9 @@ event as it is committed (``id:`` its sequence, ``event:`` its type, ``data:`` t
 event as JSON); a client that reconnects sends ``Last-Event-ID`` and misses
 nothing. Without it, a stream starts after the newest event, a page at the
 first. Every :data:`REAUTHENTICATE` seconds the stream checks the credential
-again, so a revoked credential or a disabled user stops receiving; after
+again (:func:`harbour.api.routing.recheck`: revoked, expired, its user disabled,
+its networks; not the signature, whose nonce the opening request spent), so a
+revoked credential or a disabled user stops receiving; after
 :data:`LIFETIME` it ends, and the client resumes where it was.
 """
 
@@ -24,7 +26,7 @@ from pydantic import WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from harbour.api.interface import CustodyService
-from harbour.api.routing import Actor, Custody, authorise, resource_router, returns
+from harbour.api.routing import Actor, Custody, recheck, resource_router, returns
 from harbour.custody import notifyshapes as shapes
 from harbour.custody.errors import CustodyError
 from harbour.custody.views import MAX_LIMIT
@@ -57,7 +59,7 @@ async def stream(request: Request, custody: CustodyService, actor: Any, after: i
         now = time.monotonic()
         if now - checked > REAUTHENTICATE:
             try:
-                actor = await run_in_threadpool(authorise, custody, request, "GET", "/v1/events")
+                actor = await run_in_threadpool(recheck, custody, request, "GET", "/v1/events")
             except CustodyError as exc:
                 yield f"event: error\ndata: {json.dumps({'detail': exc.detail})}\n\n"
                 return

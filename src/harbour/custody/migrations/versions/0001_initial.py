@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:48:36.193656
+Create Date: 2026-12-07 23:58:02.753931
 """
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organisations")),
         sa.UniqueConstraint("name", name=op.f("uq_organisations_name")),
     )
+    op.create_table(
+        "request_nonces",
+        sa.Column("credential_id", sa.String(length=36), nullable=False),
+        sa.Column("nonce", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("credential_id", "nonce", name=op.f("pk_request_nonces")),
+    )
+    op.create_index(op.f("ix_request_nonces_expires_at"), "request_nonces", ["expires_at"], unique=False)
     op.create_table(
         "signing_claims",
         sa.Column("transaction_id", sa.String(length=36), nullable=False),
@@ -470,6 +478,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_assets_org_id"), table_name="assets")
     op.drop_table("assets")
     op.drop_table("signing_claims")
+    op.drop_index(op.f("ix_request_nonces_expires_at"), table_name="request_nonces")
+    op.drop_table("request_nonces")
     op.drop_table("organisations")
     op.drop_index("ix_events_org_id_seq", table_name="events")
     op.drop_table("events")
