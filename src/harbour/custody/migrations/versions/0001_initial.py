@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-07 23:58:02.753931
+Create Date: 2026-12-08 00:09:15.523083
 """
 
 from __future__ import annotations
