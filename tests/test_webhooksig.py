@@ -4,7 +4,8 @@ Signatures: forged, altered, re-keyed, stale and replayed deliveries each fail
 :func:`harbour.custody.webhooksig.verify`, and the receiver shown in docs/api.md
 runs as written. URLs: every scheme but http(s), credentials, fragments, bad
 ports, non-ASCII names, and hosts that resolve to loopback, private, link-local,
-shared, multicast or reserved addresses (IPv4, IPv6 and IPv4-mapped) are
+shared, multicast or reserved addresses (IPv4, IPv6, and IPv6 that leads to
+IPv4: mapped, translated, compatible, NAT64, 6to4, Teredo) are
 refused by :func:`harbour.custody.webhookurl.check`.
 """
 
@@ -144,6 +145,21 @@ def test_malformed_webhook_urls_are_refused(url: str, reason: str) -> None:
         "fc00::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 to the metadata address
+        "64:ff9b::7f00:1",  # NAT64 to loopback
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "2002:7f00:1::1",  # 6to4 of loopback
+        "2002:a9fe:a9fe::",  # 6to4 of the metadata address
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "2001::1",  # Teredo
+        "2001:0:5db8:d70e::1",  # Teredo with a public server
+        "::a9fe:a9fe",  # IPv4-compatible
+        "::7f00:1",  # IPv4-compatible loopback
+        "::5db8:d70e",  # IPv4-compatible, even of a public address (deprecated form)
+        "::ffff:0:7f00:1",  # IPv4-translated
+        "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
+        "192.0.0.170",
+        "255.255.255.255",
     ],
 )
 def test_urls_resolving_to_private_addresses_are_refused_by_default(address: str) -> None:
@@ -164,6 +180,12 @@ def test_a_public_address_is_allowed_and_the_request_goes_to_it() -> None:
     )
     assert target.request_url() == "https://93.184.215.14:8443/in?x=1"
     assert target.host_header() == "hooks.example.com:8443"
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::5db8:d70e", "2002:5db8:d70e::1", "::ffff:93.184.215.14"])
+def test_an_ipv6_address_embedding_a_public_ipv4_address_is_allowed(address: str) -> None:
+    target = webhookurl.check("https://hooks.example.com/in", allow_private=False, resolver=lambda h, p: [address])
+    assert target.request_url().startswith("https://[")
 
 
 def test_localhost_is_refused_by_the_real_resolver() -> None:
