@@ -15,7 +15,8 @@ descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetim
 (seconds an approval counts while its transaction waits), ``workers``, ``lease``
 (seconds a service process's signing lease of a withdrawal lasts, see
 :mod:`harbour.custody.claims`),
-``webhook_allow_private`` (let webhook URLs reach loopback and private addresses).
+``webhook_allow_private`` (let webhook URLs reach loopback and private addresses),
+``webhook_max_endpoints`` (enabled webhook endpoints an organisation may have).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
 share it, so it lives in the home (created on first use, 0600). The admin
@@ -60,6 +61,7 @@ _KEYS = {
     "approval_lifetime",
     "workers",
     "webhook_allow_private",
+    "webhook_max_endpoints",
     "lease",
 }
 
@@ -76,6 +78,7 @@ class CustodyConfig:
     approval_lifetime: int = DAY
     workers: int = 16
     webhook_allow_private: bool = False
+    webhook_max_endpoints: int = 20
     lease: int = claims.DEFAULT_LEASE
 
     @classmethod
@@ -102,7 +105,7 @@ class CustodyConfig:
             self.chain == "embedded" or self.chain.startswith(("http://", "https://"))
         ):
             raise Invalid("chain must be 'embedded' or an http(s) JSON-RPC URL")
-        for name in ("confirmations", "approval_lifetime", "workers", "lease"):
+        for name in ("confirmations", "approval_lifetime", "workers", "webhook_max_endpoints", "lease"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise Invalid(f"{name} must be a positive integer")
@@ -264,6 +267,7 @@ def _open(
         confirmations=config.confirmations,
         approval_lifetime=config.approval_lifetime,
         webhook_allow_private=config.webhook_allow_private,
+        webhook_max_endpoints=config.webhook_max_endpoints,
     )
     custody = Custody(
         sessions,
