@@ -108,7 +108,7 @@ def test_trickling_receivers_are_cut_off_at_the_deadline_and_hold_up_no_one_else
     with Hostile("head") as head, Hostile("body") as body, Receiver() as receiver:
         slow = [hostile.custody.create_webhook(hostile.admin(), url=h.url, events=["*"]) for h in (head, body)]
         hostile.change()  # six deliveries owed to each trickling endpoint
-        wait_for(lambda: head.connections >= 2 and body.connections >= 2, what="the trickling answers to start")
+        wait_for(lambda: head.connections >= 4 and body.connections >= 4, what="the trickling answers to start")
         started = time.monotonic()
         endpoint = victim.custody.create_webhook(victim.admin(), url=receiver.url, events=["*"])
         victim.change()
@@ -117,19 +117,19 @@ def test_trickling_receivers_are_cut_off_at_the_deadline_and_hold_up_no_one_else
         lags = [r.at - dt.datetime.fromisoformat(r.event["created_at"]).timestamp() for r in receiver.received]
         assert max(lags) < 1.5, lags
         assert time.monotonic() - started < DEADLINE and not head.closed and not body.closed
-        # ... and no more than two attempts to one endpoint were in flight at a time
-        assert (head.connections, body.connections) == (2, 2)
-        wait_for(lambda: len(log_of(hostile, slow[0]["id"])) >= 2, what="the cut-off attempts logged")
-        wait_for(lambda: len(log_of(hostile, slow[1]["id"])) >= 2, what="the cut-off attempts logged")
+        # ... and no more than four attempts to one endpoint were in flight at a time
+        assert (head.connections, body.connections) == (4, 4)
+        wait_for(lambda: len(log_of(hostile, slow[0]["id"])) >= 4, what="the cut-off attempts logged")
+        wait_for(lambda: len(log_of(hostile, slow[1]["id"])) >= 4, what="the cut-off attempts logged")
         for item in slow:
             hostile.custody.set_webhook_enabled(hostile.admin(), item["id"], enabled=False)
         victim.custody.set_webhook_enabled(victim.admin(), endpoint["id"], enabled=False)
-        wait_for(lambda: len(head.closed) >= 2 and len(body.closed) >= 2, what="the connections to be closed")
+        wait_for(lambda: len(head.closed) >= 4 and len(body.closed) >= 4, what="the connections to be closed")
     for item in slow:
-        for attempt in log_of(hostile, item["id"])[:2]:
+        for attempt in log_of(hostile, item["id"])[:4]:
             assert attempt["status_code"] is None and attempt["error"].startswith("ReadTimeout"), attempt
             assert DEADLINE * 1000 - 50 <= attempt["duration_ms"] < DEADLINE * 1000 + 1500, attempt
-    assert head.sent >= 2 * DEADLINE / 0.1 * 0.7  # it kept sending all along: no per-read timeout could fire
+    assert head.sent >= 4 * DEADLINE / 0.1 * 0.7  # it kept sending all along: no per-read timeout could fire
     assert all(
         d["state"] == "delivered"
         for d in victim.custody.webhook_deliveries(victim.admin(), endpoint["id"], Page(limit=200))["items"]

@@ -21,8 +21,8 @@ jitter (a random wait up to that), until ``webhook_max_attempts``; then the
 delivery is ``failed`` and stays in the log.
 
 Receivers are chosen by organisations and may be slow on purpose, so one must
-not hold up the others: each attempt runs on its own thread and settles its
-delivery in its own transaction as soon as it ends, and the worker claims more
+not hold up the others: each attempt runs on its own thread, the worker logs
+the attempts that have ended (one commit for all of them) and claims more
 whenever a thread is free, never waiting for the slowest of a batch. At most
 :attr:`Dispatcher.per_endpoint` attempts to one endpoint and
 :attr:`Dispatcher.per_org` to one organisation's endpoints are in flight at once
@@ -105,10 +105,10 @@ class Dispatcher:
         keys: WebhookKeys,
         settings: Settings,
         *,
-        workers: int = 8,
+        workers: int = 16,
         poll: float = 0.5,
-        per_endpoint: int = 2,
-        per_org: int = 4,
+        per_endpoint: int = 4,
+        per_org: int = 8,
     ) -> None:
         self.uow = uow
         self.keys = keys
@@ -128,6 +128,7 @@ class Dispatcher:
         self._endpoints: dict[str, int] = {}
         self._orgs: dict[str, int] = {}
         self._inflight = 0
+        self._done: list[tuple[Claimed, Outcome]] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -137,6 +138,7 @@ class Dispatcher:
         while not stop.is_set():
             self._wake.clear()
             try:
+                self.settle()
                 started = self.start()
             except Exception:
                 log.exception("webhook delivery pass failed; retrying")
@@ -148,16 +150,21 @@ class Dispatcher:
         self._wake.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._sender.close()
+        try:
+            self.settle()
+        except Exception:  # their claims lapse and they are tried again
+            log.exception("could not log the last webhook attempts")
 
     def once(self) -> int:
         """Start what is due and wait for those attempts to be settled; the number of attempts made."""
         futures = self.start()
         wait(futures)
+        self.settle()
         return len(futures)
 
     def start(self) -> list[Future[None]]:
         """Claim what is due as far as free threads and the per-endpoint and per-organisation caps allow, and start
-        each attempt on its own thread, which settles it when it ends."""
+        each attempt on its own thread; :meth:`settle` logs them as they end."""
         futures: list[Future[None]] = []
         while True:
             with self._lock:
@@ -179,38 +186,55 @@ class Dispatcher:
     def _deliver(self, item: Claimed) -> None:
         try:
             outcome = self._send(item)
-            self.uow.write(lambda s: self._record(s, item, outcome))
-        except Exception:  # the claim lapses and the delivery is tried again
+        except Exception as exc:  # a bug, not the receiver: logged as a failed attempt all the same
             log.exception("webhook delivery %s failed", item.delivery_id)
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                for counts, key in ((self._endpoints, item.endpoint_id), (self._orgs, item.org_id)):
-                    counts[key] -= 1
-                    if not counts[key]:
-                        del counts[key]
-            self._wake.set()
+            outcome = Outcome(None, f"{type(exc).__name__}"[:MAX_ERROR], 0)
+        with self._lock:
+            self._done.append((item, outcome))
+            self._inflight -= 1
+            for counts, key in ((self._endpoints, item.endpoint_id), (self._orgs, item.org_id)):
+                counts[key] -= 1
+                if not counts[key]:
+                    del counts[key]
+        self._wake.set()
 
-    def _record(self, s: Session, item: Claimed, outcome: Outcome) -> None:
-        now = self.uow.clock()
-        s.execute(
-            insert(n.WebhookAttempt),
-            [
-                {
-                    "id": new_id(),
-                    "delivery_id": item.delivery_id,
-                    "number": item.number,
-                    "status_code": outcome.status,
-                    "error": outcome.error,
-                    "duration_ms": outcome.duration_ms,
-                    "created_at": now,
-                }
-            ],
-        )
-        row = s.scalars(
-            select(n.WebhookDelivery).where(n.WebhookDelivery.id == item.delivery_id).with_for_update()
-        ).one()
-        self._settle(row, item, outcome, now)
+    def settle(self) -> int:
+        """Log the attempts that ended since the last call, and what each means for its delivery, in one commit."""
+        with self._lock:
+            done, self._done = self._done, []
+        if not done:
+            return 0
+
+        def record(s: Session) -> None:
+            now = self.uow.clock()
+            s.execute(
+                insert(n.WebhookAttempt),
+                [
+                    {
+                        "id": new_id(),
+                        "delivery_id": item.delivery_id,
+                        "number": item.number,
+                        "status_code": outcome.status,
+                        "error": outcome.error,
+                        "duration_ms": outcome.duration_ms,
+                        "created_at": now,
+                    }
+                    for item, outcome in done
+                ],
+            )
+            rows = {
+                r.id: r
+                for r in s.scalars(
+                    select(n.WebhookDelivery)
+                    .where(n.WebhookDelivery.id.in_([item.delivery_id for item, _ in done]))
+                    .with_for_update()
+                )
+            }
+            for item, outcome in done:
+                self._settle(rows[item.delivery_id], item, outcome, now)
+
+        self.uow.write(record)
+        return len(done)
 
     def _claim(
         self,
