@@ -4,24 +4,29 @@ The receivers are real TCP servers on loopback that speak just enough HTTP to be
 hostile: one sends its status line a byte at a time, one its body a byte at a
 time (each byte well within any per-read timeout), one a 200 MB body as fast as
 the socket takes it. The service under test is the in-process one of
-tests/test_webhooks.py, with a short attempt deadline so the tests stay quick.
+tests/test_webhooks.py, with a short attempt deadline so the tests stay quick. Also
+here: the cap on enabled endpoints per organisation, and the refusal of unusable
+webhook limits in custody.json.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harbour.custody import config as cfg
 from harbour.custody.config import Deployment
 from harbour.custody.dispatch import Claimed
-from harbour.custody.errors import Conflict
+from harbour.custody.errors import Conflict, Invalid
 from harbour.custody.views import Page
 from harbour.custody.webhookhttp import MAX_ANSWER
 from webhook_env import Org, Receiver, open_service, organisation, wait_for
@@ -174,3 +179,21 @@ def test_an_organisation_may_have_only_so_many_enabled_endpoints(service: Deploy
         settings.webhook_max_endpoints = 20
     enabled = [e["id"] for e in org.custody.list_webhooks(org.admin(), Page(limit=200))["items"] if e["enabled"]]
     assert sorted(enabled) == sorted([first["id"], third["id"]])
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "reason"),
+    [
+        ("webhook_deadline", 0, r"\(0, 30\]"),
+        ("webhook_deadline", 60.0, r"\(0, 30\]"),
+        ("webhook_deadline", "15", r"\(0, 30\]"),
+        ("webhook_deadline", True, r"\(0, 30\]"),
+        ("webhook_max_endpoints", 0, "positive integer"),
+        ("webhook_max_endpoints", 2.5, "positive integer"),
+    ],
+)
+def test_custody_json_refuses_unusable_webhook_limits(tmp_path: Path, setting: str, value: object, reason: str) -> None:
+    document = {"database": f"sqlite:///{tmp_path}/custody.db", setting: value}
+    (tmp_path / cfg.CONFIG_FILE).write_text(json.dumps(document))
+    with pytest.raises(Invalid, match=reason):
+        cfg.CustodyConfig.load(tmp_path)

@@ -16,7 +16,8 @@ descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetim
 (seconds a service process's signing lease of a withdrawal lasts, see
 :mod:`harbour.custody.claims`),
 ``webhook_allow_private`` (let webhook URLs reach loopback and private addresses),
-``webhook_max_endpoints`` (enabled webhook endpoints an organisation may have).
+``webhook_max_endpoints`` (enabled webhook endpoints an organisation may have),
+``webhook_deadline`` (seconds one webhook attempt may take in all).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
 share it, so it lives in the home (created on first use, 0600). The admin
@@ -62,6 +63,7 @@ _KEYS = {
     "workers",
     "webhook_allow_private",
     "webhook_max_endpoints",
+    "webhook_deadline",
     "lease",
 }
 
@@ -79,6 +81,7 @@ class CustodyConfig:
     workers: int = 16
     webhook_allow_private: bool = False
     webhook_max_endpoints: int = 20
+    webhook_deadline: float = 15.0
     lease: int = claims.DEFAULT_LEASE
 
     @classmethod
@@ -111,6 +114,9 @@ class CustodyConfig:
                 raise Invalid(f"{name} must be a positive integer")
         if type(self.dev_chain) is not bool:
             raise Invalid("dev_chain must be true or false")
+        deadline = self.webhook_deadline
+        if type(deadline) not in (int, float) or not 0 < deadline <= 30:
+            raise Invalid("webhook_deadline must be a number of seconds in (0, 30] (half the webhook claim lease)")
         if type(self.webhook_allow_private) is not bool:
             raise Invalid("webhook_allow_private must be true or false")
         if not isinstance(self.nodes, list) or not all(isinstance(n, str) for n in self.nodes):
@@ -268,6 +274,7 @@ def _open(
         approval_lifetime=config.approval_lifetime,
         webhook_allow_private=config.webhook_allow_private,
         webhook_max_endpoints=config.webhook_max_endpoints,
+        webhook_deadline=float(config.webhook_deadline),
     )
     custody = Custody(
         sessions,
