@@ -31,7 +31,7 @@ from harbour.custody.views import Page
 from harbour.custody.webhookhttp import MAX_ANSWER
 from webhook_env import Org, Receiver, open_service, organisation, wait_for
 
-DEADLINE = 2.5
+DEADLINE = 3.0
 HUGE = 200_000_000
 
 

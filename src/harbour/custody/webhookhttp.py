@@ -34,13 +34,15 @@ class _Deadlines(threading.local):
     """The monotonic time the current thread's attempt must end by, if one is running."""
 
 
-def _within(deadline: _Deadlines, timeout: float | None) -> float | None:
-    """``timeout`` cut to the time left before the deadline; a timeout error once it has passed."""
+def _within(
+    deadline: _Deadlines, timeout: float | None, error: type[httpcore.TimeoutException] = httpcore.ReadTimeout
+) -> float | None:
+    """``timeout`` cut to the time left before the deadline; ``error`` once it has passed."""
     if deadline.at is None:
         return timeout
     left = deadline.at - time.monotonic()
     if left <= 0:
-        raise httpcore.ReadTimeout("the attempt's overall deadline passed")
+        raise error("the attempt's overall deadline passed")
     return left if timeout is None else min(timeout, left)
 
 
@@ -53,7 +55,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _within(self._deadline, timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _within(self._deadline, timeout))
+        self._inner.write(buffer, _within(self._deadline, timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -61,7 +63,9 @@ class _DeadlineStream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname, _within(self._deadline, timeout))
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _within(self._deadline, timeout, httpcore.ConnectTimeout)
+        )
         return _DeadlineStream(inner, self._deadline)
 
     def get_extra_info(self, info: str) -> typing.Any:
@@ -81,7 +85,8 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(host, port, _within(self._deadline, timeout), local_address, socket_options)
+        left = _within(self._deadline, timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, left, local_address, socket_options)
         return _DeadlineStream(stream, self._deadline)
 
     def connect_unix_socket(
