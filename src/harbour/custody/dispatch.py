@@ -138,8 +138,8 @@ class Dispatcher:
         while not stop.is_set():
             self._wake.clear()
             try:
+                started = self.start()  # new deliveries first: logging the ended attempts can wait a moment
                 self.settle()
-                started = self.start()
             except Exception:
                 log.exception("webhook delivery pass failed; retrying")
                 started = []
