@@ -119,6 +119,7 @@ SLOW_MODULES = frozenset(
         "test_properties",
         "test_rotation",
         "test_webhooks",
+        "test_webhook_hostile",
         "test_events",
         "test_tokeninfo",
     }

@@ -205,6 +205,30 @@ def test_webhook_routes(server: BackgroundServer, org: Org, other: Org) -> None:
         assert client.get(path, headers=auth(org, "admin"), params={"state": "lost"}).status_code == 422
 
 
+def test_an_endpoint_beyond_the_organisations_cap_is_refused_with_409(
+    service: Deployment, server: BackgroundServer, org: Org
+) -> None:
+    settings, admin = service.custody.settings, auth(org, "admin")
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["*"]}
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        listed = client.get("/v1/webhooks", headers=admin, params={"limit": 200}).json()["items"]
+        settings.webhook_max_endpoints = sum(e["enabled"] for e in listed) + 1
+        try:
+            created = client.post("/v1/webhooks", json=body, headers=admin)
+            assert created.status_code == 201, created.text
+            refused = client.post("/v1/webhooks", json=body, headers=admin)
+            assert refused.status_code == 409 and "webhook_max_endpoints" in refused.json()["detail"], refused.text
+            disabled = client.post(f"/v1/webhooks/{created.json()['id']}/disable", headers=admin)
+            assert disabled.status_code == 200
+            again = client.post("/v1/webhooks", json=body, headers=admin)
+            assert again.status_code == 201
+            enabled = client.post(f"/v1/webhooks/{created.json()['id']}/enable", headers=admin)
+            assert enabled.status_code == 409
+        finally:
+            settings.webhook_max_endpoints = 20
+        client.post(f"/v1/webhooks/{again.json()['id']}/disable", headers=admin)
+
+
 def test_the_webhook_commands(server: BackgroundServer, org: Org) -> None:
     runner = CliRunner()
     base = ["--api", server.url, "--json"]

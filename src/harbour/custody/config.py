@@ -19,7 +19,9 @@ descriptor files, relative to DIR), ``listen`` (API address), ``approval_lifetim
 ``trusted_proxies`` (addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For``
 is believed; empty by default, so the client address is always the socket's peer),
 ``auth_burst_interval`` (seconds: a credential's ``credential.auth-burst`` audit event
-is written at most once in this time per service process; default an hour).
+is written at most once in this time per service process; default an hour),
+``webhook_max_endpoints`` (enabled webhook endpoints an organisation may have),
+``webhook_deadline`` (seconds one webhook attempt may take in all).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
 share it, so it lives in the home (created on first use, 0600). The admin
@@ -65,6 +67,8 @@ _KEYS = {
     "approval_lifetime",
     "workers",
     "webhook_allow_private",
+    "webhook_max_endpoints",
+    "webhook_deadline",
     "lease",
     "trusted_proxies",
     "auth_burst_interval",
@@ -83,6 +87,8 @@ class CustodyConfig:
     approval_lifetime: int = DAY
     workers: int = 16
     webhook_allow_private: bool = False
+    webhook_max_endpoints: int = 20
+    webhook_deadline: float = 15.0
     lease: int = claims.DEFAULT_LEASE
     trusted_proxies: list[str] = field(default_factory=list)
     auth_burst_interval: int = 3600
@@ -111,12 +117,22 @@ class CustodyConfig:
             self.chain == "embedded" or self.chain.startswith(("http://", "https://"))
         ):
             raise Invalid("chain must be 'embedded' or an http(s) JSON-RPC URL")
-        for name in ("confirmations", "approval_lifetime", "workers", "lease", "auth_burst_interval"):
+        for name in (
+            "confirmations",
+            "approval_lifetime",
+            "workers",
+            "webhook_max_endpoints",
+            "lease",
+            "auth_burst_interval",
+        ):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise Invalid(f"{name} must be a positive integer")
         if type(self.dev_chain) is not bool:
             raise Invalid("dev_chain must be true or false")
+        deadline = self.webhook_deadline
+        if type(deadline) not in (int, float) or not 0 < deadline <= 30:
+            raise Invalid("webhook_deadline must be a number of seconds in (0, 30] (half the webhook claim lease)")
         if type(self.webhook_allow_private) is not bool:
             raise Invalid("webhook_allow_private must be true or false")
         if not isinstance(self.nodes, list) or not all(isinstance(n, str) for n in self.nodes):
@@ -282,6 +298,8 @@ def _open(
         confirmations=config.confirmations,
         approval_lifetime=config.approval_lifetime,
         webhook_allow_private=config.webhook_allow_private,
+        webhook_max_endpoints=config.webhook_max_endpoints,
+        webhook_deadline=float(config.webhook_deadline),
     )
     custody = Custody(
         sessions,

@@ -28,7 +28,9 @@ class WebhookEndpoint(Shape):
 class WebhookSigningKey(Shape):
     algorithm: str = Field(description="`ed25519`.")
     public_key: Hex = Field(description="The organisation's webhook key (32 bytes, hex): pin it at the receiver.")
-    headers: list[str] = Field(description="The headers a delivery carries: event id, timestamp, signature.")
+    headers: list[str] = Field(
+        description="The headers a delivery carries: endpoint id, event id, timestamp, signature."
+    )
     tolerance: int = Field(description="Seconds a receiver should accept a timestamp away from its clock.")
 
 

@@ -19,6 +19,12 @@ class Settings:
     """Seconds between two passes that sweep deposit addresses by the policy's settings (custody/sweep.py)."""
     webhook_allow_private: bool = False
     """Allow webhook URLs that resolve to loopback, private or reserved addresses (a receiver inside the network)."""
+    webhook_max_endpoints: int = 20
+    """Enabled webhook endpoints an organisation may have: each notified event writes one delivery row per endpoint
+    in the commit that makes the change, so the count bounds that work."""
+    webhook_deadline: float = 15.0
+    """Seconds one delivery attempt may take in all, however slowly the receiver answers (kept under the claim lease
+    of :data:`harbour.custody.dispatch.LEASE`)."""
     webhook_max_attempts: int = 10
     """Attempts per delivery before it is marked failed."""
     webhook_retry_base: float = 2.0

@@ -15,18 +15,26 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harbour.custody import notices as n
 from harbour.custody import notifyshapes as shapes
 from harbour.custody import outbox, webhookurl
 from harbour.custody.actors import Actor, require
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Conflict, Invalid
+from harbour.custody.models import Organisation
 from harbour.custody.settings import Settings
 from harbour.custody.uow import UnitOfWork
 from harbour.custody.views import Page, iso, page_document
-from harbour.custody.webhooksig import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, TOLERANCE, WebhookKeys
+from harbour.custody.webhooksig import (
+    ENDPOINT_HEADER,
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TOLERANCE,
+    WebhookKeys,
+)
 
 MAX_DESCRIPTION: Final = 256
 READERS: Final = ("admin", "auditor")
@@ -107,6 +115,7 @@ class Webhooks:
             raise Invalid(f"description must be text of at most {MAX_DESCRIPTION} characters")
 
         def work(s: Session) -> dict[str, Any]:
+            self._room_for_one_more(s, actor.org_id)
             now = self.uow.clock()
             row = n.WebhookEndpoint(
                 org_id=actor.org_id,
@@ -133,11 +142,31 @@ class Webhooks:
             if row.enabled != enabled:
                 if enabled:  # the URL was checked when it was added; the rules may have tightened since
                     webhookurl.check(row.url, allow_private=self.settings.webhook_allow_private)
+                    self._room_for_one_more(s, actor.org_id)
                 row.enabled, row.updated_at = enabled, self.uow.clock()
                 self.uow.event(s, actor, "webhook.enabled" if enabled else "webhook.disabled", row.id)
             return endpoint_view(row)
 
         return self.uow.write(work)
+
+    def _room_for_one_more(self, s: Session, org_id: str) -> None:
+        """Conflict if the organisation has ``webhook_max_endpoints`` enabled endpoints already.
+
+        The organisation's row is locked first, so two admins adding endpoints at once
+        are counted one after the other (PostgreSQL; SQLite has one writer anyway).
+        """
+        s.execute(select(Organisation.id).where(Organisation.id == org_id).with_for_update())
+        enabled = s.scalar(
+            select(func.count())
+            .select_from(n.WebhookEndpoint)
+            .where(n.WebhookEndpoint.org_id == org_id, n.WebhookEndpoint.enabled.is_(True))
+        )
+        cap = self.settings.webhook_max_endpoints
+        if (enabled or 0) >= cap:
+            raise Conflict(
+                f"the organisation has {enabled} enabled webhook endpoints, the most allowed "
+                f"(webhook_max_endpoints = {cap}); disable one first"
+            )
 
     def list(self, actor: Actor, page: Page) -> dict[str, Any]:
         require(actor, *READERS)
@@ -171,7 +200,7 @@ class Webhooks:
             {
                 "algorithm": "ed25519",
                 "public_key": self.keys.public_key(actor.org_id).hex(),
-                "headers": [ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER],
+                "headers": [ENDPOINT_HEADER, ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER],
                 "tolerance": TOLERANCE,
             }
         ).model_dump(mode="json")

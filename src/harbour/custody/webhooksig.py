@@ -8,14 +8,19 @@ can forge a delivery lives in the database (a dump or a read replica gives no
 signing power) nor at the receiver (which holds only a public key, so a leak on
 its side forges nothing either), and one published key serves every endpoint.
 
-A delivery carries three headers besides its JSON body::
+A delivery carries four headers besides its JSON body::
 
+    Harbour-Webhook-Endpoint: <endpoint id>   the endpoint it was sent to
     Harbour-Webhook-Id: <event id>            the same on every retry of one event
     Harbour-Webhook-Timestamp: <unix seconds> when this attempt was signed
-    Harbour-Webhook-Signature: ed25519=<hex>  over SIGNING_DOMAIN, id, timestamp and body
+    Harbour-Webhook-Signature: ed25519=<hex>  over SIGNING_DOMAIN, endpoint, id, timestamp and body
+
+The endpoint is signed because one key serves all of an organisation's
+endpoints: without it, a receiver could pass a delivery it got on to another
+receiver of the same organisation, which would take it as its own.
 
 :func:`verify` is the receiver's check: the signature under the key it pinned,
-the timestamp within :data:`TOLERANCE` of its clock, and, with a
+for the endpoint id it pinned, the timestamp within :data:`TOLERANCE` of its clock, and, with a
 :class:`ReplayGuard`, an id it has not accepted before. A delivery that fails
 any of them must be refused. This module imports only PyNaCl and the standard
 library, so a receiver can use it without the service.
@@ -34,8 +39,9 @@ from typing import Final
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-SIGNING_DOMAIN: Final = b"harbour/webhook/v1\x00"
+SIGNING_DOMAIN: Final = b"harbour/webhook/v2\x00"
 KEY_DOMAIN: Final = b"harbour/webhook-key/v1\x00"
+ENDPOINT_HEADER: Final = "Harbour-Webhook-Endpoint"
 ID_HEADER: Final = "Harbour-Webhook-Id"
 TIMESTAMP_HEADER: Final = "Harbour-Webhook-Timestamp"
 SIGNATURE_HEADER: Final = "Harbour-Webhook-Signature"
@@ -53,9 +59,10 @@ class Replayed(WebhookRejected):
     """A genuine, fresh delivery of an event accepted before: a retry after a lost answer, or a replay."""
 
 
-def message(event_id: str, timestamp: int, body: bytes) -> bytes:
-    """The bytes signed: the domain, then id and timestamp as NUL-terminated text, then the body as sent."""
-    return SIGNING_DOMAIN + event_id.encode() + b"\x00" + str(timestamp).encode() + b"\x00" + body
+def message(endpoint_id: str, event_id: str, timestamp: int, body: bytes) -> bytes:
+    """The bytes signed: the domain, then endpoint, id and timestamp as NUL-terminated text, then the body as sent."""
+    fields = (endpoint_id, event_id, str(timestamp))
+    return SIGNING_DOMAIN + b"".join(f.encode() + b"\x00" for f in fields) + body
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,18 @@ class WebhookKeys:
     def public_key(self, org_id: str) -> bytes:
         return bytes(self.signing_key(org_id).verify_key)
 
-    def headers(self, org_id: str, event_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        """The headers that sign ``body`` as event ``event_id`` of ``org_id``, timestamped now."""
+    def headers(
+        self, org_id: str, endpoint_id: str, event_id: str, body: bytes, timestamp: int | None = None
+    ) -> dict[str, str]:
+        """The headers that sign ``body`` as event ``event_id`` of ``org_id`` for ``endpoint_id``, timestamped now."""
         at = int(time.time()) if timestamp is None else timestamp
-        signature = self.signing_key(org_id).sign(message(event_id, at, body)).signature
-        return {ID_HEADER: event_id, TIMESTAMP_HEADER: str(at), SIGNATURE_HEADER: SCHEME + signature.hex()}
+        signature = self.signing_key(org_id).sign(message(endpoint_id, event_id, at, body)).signature
+        return {
+            ENDPOINT_HEADER: endpoint_id,
+            ID_HEADER: event_id,
+            TIMESTAMP_HEADER: str(at),
+            SIGNATURE_HEADER: SCHEME + signature.hex(),
+        }
 
 
 class ReplayGuard:
@@ -113,6 +127,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 def verify(
     public_key: bytes,
+    endpoint_id: str,
     headers: Mapping[str, str],
     body: bytes,
     *,
@@ -122,9 +137,12 @@ def verify(
 ) -> str:
     """The event id of a genuine, fresh, first-seen delivery; WebhookRejected otherwise.
 
-    ``public_key`` is the organisation's published key, pinned by the receiver (never
-    taken from the request). ``body`` is the raw bytes received, before any JSON parsing.
+    ``public_key`` is the organisation's published key and ``endpoint_id`` the id of the
+    receiver's own endpoint, both pinned by the receiver (never taken from the request).
+    ``body`` is the raw bytes received, before any JSON parsing.
     """
+    if _header(headers, ENDPOINT_HEADER) != endpoint_id:
+        raise WebhookRejected(f"the delivery was sent to another endpoint, not {endpoint_id}")
     event_id = _header(headers, ID_HEADER)
     stamp = _header(headers, TIMESTAMP_HEADER)
     signature = _header(headers, SIGNATURE_HEADER)
@@ -136,7 +154,7 @@ def verify(
         raise WebhookRejected(f"the signature is not {SCHEME}<hex>")
     try:
         raw = bytes.fromhex(signature.removeprefix(SCHEME))
-        VerifyKey(public_key).verify(message(event_id, int(stamp), body), raw)
+        VerifyKey(public_key).verify(message(endpoint_id, event_id, int(stamp), body), raw)
     except (ValueError, BadSignatureError):
         raise WebhookRejected("the signature does not verify under the organisation's webhook key") from None
     clock = time.time() if now is None else now
@@ -148,6 +166,7 @@ def verify(
 
 
 __all__ = [
+    "ENDPOINT_HEADER",
     "ID_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",

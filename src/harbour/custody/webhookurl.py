@@ -10,6 +10,12 @@ global addresses, unless the operator allows private ones
 network). The check runs when the endpoint is registered and again before every
 attempt, and the request goes to the address that was checked (:class:`Target`),
 so a name that resolves elsewhere later (DNS rebinding) gains nothing.
+
+An IPv6 address can lead to an IPv4 one: IPv4-mapped (``::ffff:a.b.c.d``), NAT64
+(``64:ff9b::a.b.c.d``) and 6to4 (``2002:aabb:ccdd::``) addresses are judged by the
+IPv4 address they embed, and the ranges whose embedding cannot be judged here
+(IPv4-compatible ``::/96``, IPv4-translated ``::ffff:0:0:0/96``, local-use NAT64
+``64:ff9b:1::/48`` and Teredo ``2001::/32``) are refused outright.
 """
 
 from __future__ import annotations
@@ -57,9 +63,39 @@ class Target:
         return name if self.port == default else f"{name}:{self.port}"
 
 
+REFUSED_V6: Final = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "::/96",  # IPv4-compatible (deprecated): ::a.b.c.d
+        "::ffff:0:0:0/96",  # IPv4-translated: ::ffff:0:a.b.c.d
+        "64:ff9b:1::/48",  # local-use NAT64, whose embedding depends on the site's prefix length
+        "2001::/32",  # Teredo, which tunnels to an obfuscated IPv4 client
+    )
+)
+"""IPv6 ranges that carry an IPv4 address to a translator or tunnel, refused outright."""
+EMBEDDING_V6: Final = ipaddress.IPv6Network("64:ff9b::/96")
+"""Well-known NAT64: the last 32 bits are the IPv4 address the translator connects to."""
+
+
+def embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to through mapping, NAT64 or 6to4, if it embeds one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in EMBEDDING_V6:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _private(address: IpAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether a request to ``address`` could reach anything but the public internet."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in REFUSED_V6):
+            return True
+        inner = embedded(address)
+        if inner is not None:
+            return _private(inner)
     return not address.is_global or address.is_multicast
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-08 00:09:15.523083
+Create Date: 2026-12-08 00:10:39.467656
 """
 
 from __future__ import annotations
