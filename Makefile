@@ -8,7 +8,7 @@
 # which install, test and pytest run first.
 #
 #   make demo    distributed key generation + signing for every FROST scheme and threshold ECDSA
-#   make test    ruff, mypy and pytest (two workers, coverage, the slowest 25); fails if any of them fails
+#   make test    ruff, mypy and pytest (three workers, coverage, the slowest 25); fails if any of them fails
 #   make test-fast  the in-process tests only (no slow, process or postgres marker), in under a minute
 #   make bench   every bench/*.py script (each prints JSON)
 #   make lint    ruff (lint and format check) and mypy (src, bench, tests) only
@@ -108,12 +108,13 @@ mypy: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy tests
 
-# Two workers (pytest-xdist): many tests wait on node processes, the chain or the
-# database, so two cores keep busy with two. --dist loadscope keeps a module on one
+# Three workers (pytest-xdist) on two cores: most process tests wait on node
+# processes, the chain or the database (a run uses about two thirds of two cores'
+# time with two workers), so a third keeps them busy. --dist loadscope keeps a module on one
 # worker, so a module's shared deployment is built once. Coverage is of the pytest
 # processes (the node subprocesses are not measured); COV_FLOOR is the figure on
 # main when the floor was set, rounded down.
-WORKERS   ?= 2
+WORKERS   ?= 3
 COV_FLOOR ?= 92
 PYTEST_FULL := -n $(WORKERS) --dist loadscope --durations=25 \
 	--cov=harbour --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
