@@ -24,7 +24,6 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
     AllOption,
@@ -48,8 +47,7 @@ from harbour.cli.transfer import (
     DecimalsOption,
     ToOption,
     VaultOption,
-    check_address,
-    parse_amount,
+    payment,
 )
 
 MAX_POLICY_FILE: Final = 60 * 1024
@@ -136,12 +134,7 @@ def policy_explain(
 ) -> None:
     """What the policy would decide for a withdrawal, rule by rule (nothing is submitted)."""
     with api_errors():
-        body = {
-            "vault_id": check_id(vault, "--vault"),
-            "asset": asset,
-            "to": check_address(to, "--to"),
-            "amount": str(parse_amount(amount, decimals)),
-        }
+        body = payment(vault, asset, to, amount, decimals)
         with connect(api, token) as client:
             decision = client.post("/v1/transactions/explain", body)
     if as_json:

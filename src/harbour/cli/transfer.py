@@ -109,6 +109,16 @@ def parse_amount(text: str, decimals: int | None) -> int:
     return value
 
 
+def payment(vault: str, asset: str, to: str, amount: str, decimals: int | None) -> dict[str, str]:
+    """``{vault_id, asset, to, amount}`` from the options, each checked: what explain and estimate send."""
+    return {
+        "vault_id": check_id(vault, "--vault"),
+        "asset": asset,
+        "to": check_address(to, "--to"),
+        "amount": str(parse_amount(amount, decimals)),
+    }
+
+
 def check_address(text: str, what: str) -> str:
     if not _ADDRESS.fullmatch(text.strip()):
         raise InputError(f"{what} is 0x followed by 40 hex digits, got {text!r}")
@@ -372,12 +382,7 @@ def estimate(
 ) -> None:
     """The gas a withdrawal would be submitted with and, per fee level, its caps and maximum fee (wei)."""
     with api_errors():
-        body = {
-            "vault_id": check_id(vault, "--vault"),
-            "asset": asset,
-            "to": check_address(to, "--to"),
-            "amount": str(parse_amount(amount, decimals)),
-        }
+        body = payment(vault, asset, to, amount, decimals)
         with connect(api, token) as client:
             found = client.post("/v1/transactions/estimate", body)
     if as_json:
