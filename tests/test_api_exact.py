@@ -37,8 +37,8 @@ from harbour.api.app import create_app
 from harbour.api.schemas import FORMATS, UUID_PATTERN
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-EXAMPLES = 12
-"""Per operation (about 100 operations): about 25 s for all of them on a quiet 2-core machine."""
+EXAMPLES = 8
+"""Per operation (about 100 operations): about 15 s for all of them on a quiet 2-core machine."""
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UNSTATED = {
     "POST /v1/policy/proposals": "the policy document's own rules (docs/policy.md) are the policy engine's; "

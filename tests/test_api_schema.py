@@ -46,8 +46,8 @@ from harbour.api.routing import PUBLIC_ROUTES
 PROBLEM = "application/problem+json"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 ERRORS = ("401", "403", "404", "409", "413", "422", "500", "503")
-EXAMPLES = 20
-"""Per operation (about 100 operations); about 35 s for all of them on a quiet machine."""
+EXAMPLES = 12
+"""Per operation (about 100 operations); about 25 s for all of them on a quiet machine."""
 
 
 @dataclass

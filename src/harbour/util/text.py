@@ -71,9 +71,12 @@ format characters already, but variation selectors, the combining grapheme joine
 not) and the blank Braille pattern. ``alice`` followed by one of them would be another name that looks the same."""
 
 
+_INVISIBLE_CODES: Final = frozenset(code for low, high in _INVISIBLE for code in range(low, high + 1))
+
+
 def _refused(code: int) -> bool:
     char = chr(code)
-    if any(low <= code <= high for low, high in _INVISIBLE):
+    if code in _INVISIBLE_CODES:
         return True
     return unicodedata.category(char) in _REFUSED_CATEGORIES or len(unicodedata.normalize("NFC", char)) > 1
 
