@@ -23,8 +23,9 @@ is signed only under its signing lease, and an address's transactions are sent
 only under its database-wide lock (:mod:`harbour.custody.claims` says why that
 signs each withdrawal once and sends each nonce in order).
 
-What a withdrawal's transaction is (its body, its intent) comes from its
-transaction kind (:mod:`harbour.custody.kinds`); receipts are followed in
+Sending is :mod:`harbour.custody.broadcast`. What a withdrawal's transaction is
+(its body, its intent) comes from its transaction kind
+(:mod:`harbour.custody.kinds`); receipts are followed in
 :mod:`harbour.custody.receipts` and deposits found in :mod:`harbour.custody.deposits`,
 each driven by a loop here.
 """
@@ -43,8 +44,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from harbour.chains.eip1559 import Eip1559Transaction, transaction_hash
-from harbour.chains.evm import ChainError
 from harbour.custody import (
+    broadcast,
     claims,
     fees,
     kinds,
@@ -60,7 +61,7 @@ from harbour.custody import funds as fund
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
 from harbour.custody.receipts import Confirmations
-from harbour.custody.sender import OBSOLETE, RETRY, SENT, OrderedSender, Waiting
+from harbour.custody.sender import OrderedSender
 from harbour.custody.service import Custody
 from harbour.node.coordinator import ClusterError
 
@@ -100,7 +101,9 @@ class Pipeline:
         self.uow = custody.uow
         self._engine = custody.uow.sessions.kw["bind"]
         self._sender = OrderedSender(
-            self._broadcast, self._waiting, lambda a: claims.exclusive(self._engine, claims.address(a))
+            lambda address, run: broadcast.send_run(self.uow, custody.chain, address, run),
+            lambda address: broadcast.waiting(self.uow, address),
+            lambda a: claims.exclusive(self._engine, claims.address(a)),
         )
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
@@ -458,83 +461,6 @@ class Pipeline:
                 return
             outcomes.record(tx, code, error)
             self.uow.move(s, None, tx, states.FAILED, reason=error)
-
-    def _broadcast(self, address: str, run: list[tuple[int, str]]) -> list[str]:
-        """Send a run of consecutive transactions from ``address`` in nonce order, then commit them as broadcast.
-
-        The signed bytes were committed before this (``signing`` with ``raw``), so a crash
-        between a send and the commit only means the same bytes are sent again after the
-        restart, which the node answers with the same hash.
-        """
-        c = self.custody
-        with self.uow.read() as s:
-            rows = {
-                r.id: (r.nonce, r.state, r.raw)
-                for r in s.execute(
-                    select(m.Transaction.id, m.Transaction.nonce, m.Transaction.state, m.Transaction.raw).where(
-                        m.Transaction.id.in_([tx_id for _, tx_id in run])
-                    )
-                )
-            }
-        results: list[str] = []
-        sent: list[tuple[int, str]] = []
-        for nonce, tx_id in run:
-            tx_nonce, state, raw = rows.get(tx_id, (None, None, None))
-            if tx_nonce != nonce:  # gone, or its nonce was released
-                results.append(OBSOLETE)
-                break
-            if state in (states.BROADCAST, states.CONFIRMED):
-                results.append(SENT)
-                continue
-            if state != states.SIGNING or raw is None:
-                results.append(OBSOLETE)
-                break
-            try:
-                c.chain.send_raw(bytes.fromhex(raw))
-            except ChainError as exc:
-                log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
-                self._send_failed(tx_id, str(exc))
-                results.append(RETRY)
-                break
-            sent.append((nonce, tx_id))
-            results.append(SENT)
-        if sent:
-
-            def record(s: Session) -> None:
-                now = self.uow.clock()
-                for nonce, tx_id in sent:
-                    tx = s.get(m.Transaction, tx_id, with_for_update=True)
-                    assert tx is not None
-                    if tx.state == states.SIGNING:
-                        tx.broadcast_at = now
-                        outcomes.clear(tx)
-                        self.uow.move(s, None, tx, states.BROADCAST, tx_hash=tx.tx_hash, nonce=nonce)
-
-            self.uow.write(record)
-        return results
-
-    def _send_failed(self, tx_id: str, why: str) -> None:
-        def work(s: Session) -> None:
-            tx = s.get(m.Transaction, tx_id)
-            assert tx is not None
-            outcomes.record(tx, outcomes.BROADCAST_RETRY, f"broadcast failed, will retry: {why}")
-
-        self.uow.write(work)
-
-    def _waiting(self, address: str) -> list[Waiting]:
-        """The address's withdrawals that have a nonce and are not sent yet, as the database has them now."""
-        with self.uow.read() as s:
-            rows = s.execute(
-                select(m.Transaction.nonce, m.Transaction.id, m.Transaction.raw.is_not(None))
-                .join(m.Address, m.Address.id == m.Transaction.source_address_id)
-                .where(
-                    m.Address.address == address,
-                    m.Transaction.kind == "withdrawal",
-                    m.Transaction.state == states.SIGNING,
-                    m.Transaction.nonce.is_not(None),
-                )
-            )
-            return [Waiting(nonce, tx_id, bool(signed)) for nonce, tx_id, signed in rows if nonce is not None]
 
     # -- background loops -------------------------------------------------------------------------------
 
