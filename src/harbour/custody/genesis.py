@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.chains.evm import EvmClient
-from harbour.custody import assets, inputs, views
+from harbour.custody import assets, inputs, policyrefs, views
 from harbour.custody import models as m
 from harbour.custody.actors import ROLES, Actor
 from harbour.custody.errors import Conflict, Invalid, Unavailable
@@ -42,7 +42,7 @@ from harbour.governance import changes as c
 from harbour.governance import policy as pol
 from harbour.governance.fields import GovernanceError
 from harbour.governance.log import Entry, SignedEntry
-from harbour.governance.state import OrgState, genesis_state
+from harbour.governance.state import OrgState, User, genesis_state
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Founder:
     approval_key: str | None = None
     """Hex Ed25519 public key; every admin and approver has one."""
     id: str | None = None
-    """Chosen here, so that an initial policy can name the user; by default a new random id."""
+    """Chosen here, so that an initial policy can name the user by id (or by name); by default a new random id."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,13 @@ def _changes(charter: Charter) -> tuple[list[c.Change], list[tuple[str, str, byt
         contract = None if asset.contract is None else inputs.address(asset.contract, "contract")
         changes.append(c.AddAsset(m.new_id(), symbol, contract, asset.decimals))
     try:
-        changes.append(c.policy_change(charter.policy if charter.policy is not None else {"rules": []}))
+        written = pol.Policy.from_document(charter.policy if charter.policy is not None else {"rules": []})
     except pol.PolicyError as exc:
         raise Invalid(f"policy: {exc}") from None
+    users = {ch.id: User(ch.id, ch.name, ch.roles, ch.approval_key) for ch in changes if isinstance(ch, c.AddUser)}
+    policy = policyrefs.resolve(written, users.values())
+    problem = policyrefs.refusal(policy, users)
+    if problem is not None:
+        raise Invalid(f"policy: {problem}")
+    changes.append(c.policy_change(policy.to_document()))
     return changes, issued

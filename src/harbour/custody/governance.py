@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbour.custody import models as m
-from harbour.custody import outcomes, pending, projection, states, sweep, tally, views
+from harbour.custody import outcomes, pending, policyrefs, projection, states, sweep, tally, views
 from harbour.custody.actors import ANYONE, Actor, require
 from harbour.custody.errors import Conflict, Forbidden, Invalid
 from harbour.custody.ledger import Ledger, policy_versions
@@ -244,18 +244,23 @@ class Governance:
     def propose_policy(
         self, actor: Actor, document: dict[str, Any], idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        """A governance change that puts ``document`` in force once the admin quorum signs it."""
+        """A governance change that puts ``document`` in force once the admin quorum signs it.
+
+        Names in it become ids, and a member who cannot approve is refused (:mod:`harbour.custody.policyrefs`).
+        """
         require(actor, "admin")
         try:
-            change = c.policy_change(document)
+            written = pol.Policy.from_document(document)
         except pol.PolicyError as exc:
             raise Invalid(f"policy: {exc}") from None
-        request_hash = hashlib.sha256(json.dumps(["policy", change.policy().digest()]).encode()).hexdigest()
+        request_hash = hashlib.sha256(json.dumps(["policy", written.digest()]).encode()).hexdigest()
 
         def build(state: OrgState) -> list[c.Change]:
-            problem = sweep.refusal(state, change.policy())
+            vaults, entries = state.vaults.values(), state.address_book.values()
+            policy = policyrefs.resolve(written, state.users.values(), vaults, entries)
+            problem = policyrefs.refusal(policy, state.users, vaults, entries) or sweep.refusal(state, policy)
             if problem is not None:
                 raise Invalid(f"policy: {problem}")
-            return [change]
+            return [c.policy_change(policy.to_document())]
 
         return self.propose(actor, build, idempotency_key=idempotency_key, request_hash=request_hash)
