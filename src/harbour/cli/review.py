@@ -14,7 +14,9 @@ Before an approval is signed, :func:`check_place_in_log` fetches the whole log,
 replays it with :class:`harbour.governance.state.GovernanceLog` from the genesis
 this CLI pinned for the organisation (:mod:`harbour.cli.trusted_orgs`), and
 requires the entry to be the next one on the verified head and its changes to
-apply to the verified state (the service's own dry run of a proposal). So an
+apply to the verified state (the service's own dry run of a proposal). A policy
+change is shown rule by rule against the verified policy in force
+(:mod:`harbour.cli.policyview`). So an
 entry of a second organisation enrolled under the same id, with the same admin
 keys and a different genesis, is refused, and so is one on a head the server
 made up or on a log it tampered with.
@@ -188,10 +190,14 @@ def check_place_in_log(client: Client, subject: GovernanceApproval) -> str:
         ) from None
     if trusted is None:
         pin_first_use(client, org, log)
+    from harbour.cli.policyview import review
+    from harbour.governance.changes import SetPolicy
+
     return "\n".join(
         [
             f"  log:     entry {state.seq} ({log.head.hex()}), verified from genesis {log.genesis_hash.hex()}",
             *(line for change in entry.changes if (line := _target(state, change))),
+            *(line for ch in entry.changes if isinstance(ch, SetPolicy) for line in review(ch.policy(), state)),
         ]
     )
 
