@@ -23,6 +23,7 @@ from harbour.cli.apiclient import (
     LimitOption,
     TokenOption,
     api_errors,
+    check_limit,
     connect,
     emit,
     emit_page,
@@ -30,6 +31,7 @@ from harbour.cli.apiclient import (
     list_command,
     note,
 )
+from harbour.cli.names import ASSET, ENTRY, USER, VAULT, Directory, Kind, named, resolve
 from harbour.cli.params import InputError, JsonOption
 
 ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
@@ -57,7 +59,7 @@ def _deposit() -> None:
     """Deposits seen on chain."""
 
 
-VaultOption = Annotated[str, typer.Option("--vault", help="Vault id.")]
+VaultOption = Annotated[str, typer.Option("--vault", help="The vault's name or id.")]
 
 
 def check_id(value: str, what: str) -> str:
@@ -135,6 +137,7 @@ list_command(user_app, "list", "/v1/users", ["id", "name", "roles", "disabled"],
 def _post_on(
     path: str,
     value: str,
+    kind: Kind | None,
     what: str,
     api: str,
     token: str | None,
@@ -142,14 +145,13 @@ def _post_on(
     body: Any = None,
     method: str = "POST",
 ) -> dict[str, Any]:
-    """``method`` (POST, or PATCH, DELETE) ``body`` to ``path`` with the checked id ``value`` filled in; the answer."""
-    with api_errors():
-        checked = check_id(value, what)
-        with connect(api, token) as client:
-            return dict(client.request(method, path.format(checked), body=body))
+    """``method`` (POST, or PATCH, DELETE) ``body`` to ``path`` with the id ``value`` names filled in; the answer."""
+    with api_errors(), connect(api, token) as client:
+        checked = check_id(value, what) if kind is None else resolve(client, kind, value, what)
+        return dict(client.request(method, path.format(checked), body=body))
 
 
-UserIdArgument = Annotated[str, typer.Argument(help="The user's id.")]
+UserIdArgument = Annotated[str, typer.Argument(metavar="USER", help="The user's name or id.")]
 
 
 @user_app.command("credential")
@@ -182,7 +184,7 @@ def user_credential(
     """
     terms: dict[str, Any] = {"expires_in": expires_in, "scopes": scope, "allow": allow, "signing_key": signing_key}
     body = {k: v for k, v in terms.items() if v is not None}
-    issued = _post_on("/v1/users/{}/credentials", user_id, "USER_ID", api, token, as_json, body)
+    issued = _post_on("/v1/users/{}/credentials", user_id, USER, "USER", api, token, as_json, body)
     pending = issued.get("transaction")
     if as_json or not isinstance(pending, dict):
         emit(issued, as_json)
@@ -198,7 +200,7 @@ def user_disable(
 ) -> None:
     """Propose disabling a user (admin): once it lands their credentials stop working and their unsigned
     withdrawals are cancelled."""
-    emit_proposal(_post_on("/v1/users/{}/disable", user_id, "USER_ID", api, token, as_json), as_json)
+    emit_proposal(_post_on("/v1/users/{}/disable", user_id, USER, "USER", api, token, as_json), as_json)
 
 
 @user_app.command("enable")
@@ -206,7 +208,7 @@ def user_enable(
     user_id: UserIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
     """Propose re-enabling a user (admin); they need a new credential afterwards."""
-    emit_proposal(_post_on("/v1/users/{}/enable", user_id, "USER_ID", api, token, as_json), as_json)
+    emit_proposal(_post_on("/v1/users/{}/enable", user_id, USER, "USER", api, token, as_json), as_json)
 
 
 @user_app.command("roles")
@@ -220,7 +222,7 @@ def user_roles(
     """Propose new roles for a user (admin): the list given replaces the user's roles."""
     with api_errors():
         body = {"roles": _roles(role)}
-    emit_proposal(_post_on("/v1/users/{}/roles", user_id, "USER_ID", api, token, as_json, body), as_json)
+    emit_proposal(_post_on("/v1/users/{}/roles", user_id, USER, "USER", api, token, as_json, body), as_json)
 
 
 @user_app.command("set-key")
@@ -234,12 +236,14 @@ def user_set_key(
     """Propose registering or rotating a user's approval key (admin)."""
     with api_errors():
         body = {"approval_key": _key(approval_key)}
-    emit_proposal(_post_on("/v1/users/{}/approval-key", user_id, "USER_ID", api, token, as_json, body), as_json)
+    emit_proposal(_post_on("/v1/users/{}/approval-key", user_id, USER, "USER", api, token, as_json, body), as_json)
 
 
 @user_app.command("credentials")
 def user_credentials(
-    user_id: Annotated[str | None, typer.Argument(help="Whose (admin, auditor); default: your own.")] = None,
+    user_id: Annotated[
+        str | None, typer.Argument(metavar="[USER]", help="Whose, by name or id (admin, auditor); default: your own.")
+    ] = None,
     everyone: Annotated[bool, typer.Option("--org", help="Every credential of the organisation.")] = False,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
@@ -251,17 +255,20 @@ def user_credentials(
     """List API credentials and their terms (never a secret)."""
     with api_errors():
         if everyone and user_id is not None:
-            raise InputError("give a USER_ID or --org, not both")
-        path = (
-            "/v1/credentials"
-            if everyone
-            else "/v1/me/credentials"
-            if user_id is None
-            else f"/v1/users/{check_id(user_id, 'USER_ID')}/credentials"
-        )
+            raise InputError("give a USER or --org, not both")
         with connect(api, token) as client:
+            directory = Directory(client)
+            path = (
+                "/v1/credentials"
+                if everyone
+                else "/v1/me/credentials"
+                if user_id is None
+                else f"/v1/users/{directory.resolve(USER, user_id, 'USER')}/credentials"
+            )
             page = client.pages(path, limit, cursor, walk)
-    emit_page(page, ["id", "user_id", "state", "scopes", "allow", "expires_at"], as_json)
+            if not as_json:
+                named(page, directory, USER, "user_id", "user")
+    emit_page(page, ["id", "user", "state", "scopes", "allow", "expires_at"], as_json)
 
 
 @user_app.command("revoke-credential")
@@ -272,7 +279,7 @@ def user_revoke_credential(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke one API credential (its owner or an admin)."""
-    emit(_post_on("/v1/credentials/{}/revoke", credential_id, "CREDENTIAL_ID", api, token, as_json), as_json)
+    emit(_post_on("/v1/credentials/{}/revoke", credential_id, None, "CREDENTIAL_ID", api, token, as_json), as_json)
 
 
 # -- vaults and addresses ---------------------------------------------------------------------------------
@@ -304,16 +311,14 @@ list_command(vault_app, "list", "/v1/vaults", ["id", "name", "threshold", "nodes
 
 @vault_app.command("show")
 def vault_show(
-    vault_id: Annotated[str, typer.Argument(help="Vault id.")],
+    vault_id: Annotated[str, typer.Argument(metavar="VAULT", help="The vault's name or id.")],
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A vault with its addresses and on-chain balances (base units)."""
-    with api_errors():
-        vault_id = check_id(vault_id, "VAULT_ID")
-        with connect(api, token) as client:
-            vault = client.get(f"/v1/vaults/{vault_id}")
+    with api_errors(), connect(api, token) as client:
+        vault = client.get(f"/v1/vaults/{resolve(client, VAULT, vault_id, 'VAULT')}")
     if as_json:
         emit(vault, True)
         return
@@ -333,10 +338,9 @@ def address_new(
     as_json: JsonOption = False,
 ) -> None:
     """Derive the vault's next address (admin)."""
-    with api_errors():
-        vault = check_id(vault, "--vault")
-        with connect(api, token) as client:
-            address = client.post(f"/v1/vaults/{vault}/addresses", {"label": label})
+    with api_errors(), connect(api, token) as client:
+        vault = resolve(client, VAULT, vault, "--vault")
+        address = client.post(f"/v1/vaults/{vault}/addresses", {"label": label})
     emit(address, as_json)
 
 
@@ -352,13 +356,14 @@ def address_list(
 ) -> None:
     """List a vault's addresses."""
     with api_errors():
-        vault = check_id(vault, "--vault")
+        check_limit(limit)
         with connect(api, token) as client:
+            vault = resolve(client, VAULT, vault, "--vault")
             page = client.pages(f"/v1/vaults/{vault}/addresses", limit, cursor, walk)
     emit_page(page, ["path", "address", "label", "id"], as_json)
 
 
-VaultIdArgument = Annotated[str, typer.Argument(help="The vault's id.")]
+VaultIdArgument = Annotated[str, typer.Argument(metavar="VAULT", help="The vault's name or id.")]
 
 
 @vault_app.command("rename")
@@ -371,7 +376,7 @@ def vault_rename(
 ) -> None:
     """Propose a new name for a vault (admin)."""
     body = {"name": name}
-    emit_proposal(_post_on("/v1/vaults/{}", vault_id, "VAULT_ID", api, token, as_json, body, "PATCH"), as_json)
+    emit_proposal(_post_on("/v1/vaults/{}", vault_id, VAULT, "VAULT", api, token, as_json, body, "PATCH"), as_json)
 
 
 @vault_app.command("archive")
@@ -379,7 +384,7 @@ def vault_archive(
     vault_id: VaultIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
     """Propose archiving a vault for good: no new withdrawal or address; deposits still count (admin)."""
-    emit_proposal(_post_on("/v1/vaults/{}", vault_id, "VAULT_ID", api, token, as_json, None, "DELETE"), as_json)
+    emit_proposal(_post_on("/v1/vaults/{}", vault_id, VAULT, "VAULT", api, token, as_json, None, "DELETE"), as_json)
 
 
 # -- assets and the address book --------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def asset_add(
 list_command(
     asset_app, "list", "/v1/assets", ["symbol", "kind", "decimals", "contract", "disabled", "id"], "List the assets."
 )
-AssetIdArgument = Annotated[str, typer.Argument(help="The asset's id (harbour asset list).")]
+AssetIdArgument = Annotated[str, typer.Argument(metavar="ASSET", help="The asset's symbol or id (harbour asset list).")]
 
 
 @asset_app.command("disable")
@@ -423,7 +428,7 @@ def asset_disable(
 ) -> None:
     """Propose disabling an asset, no withdrawal of it signed, or with --enable enabling it again (admin)."""
     body = {"disabled": not enable}
-    emit_proposal(_post_on("/v1/assets/{}", asset_id, "ASSET_ID", api, token, as_json, body, "PATCH"), as_json)
+    emit_proposal(_post_on("/v1/assets/{}", asset_id, ASSET, "ASSET", api, token, as_json, body, "PATCH"), as_json)
 
 
 @book_app.command("add")
@@ -441,7 +446,7 @@ def book_add(
     emit_proposal(proposal, as_json)
 
 
-EntryIdArgument = Annotated[str, typer.Argument(help="The address-book entry's id.")]
+EntryIdArgument = Annotated[str, typer.Argument(metavar="ENTRY", help="The address-book entry's name or id.")]
 
 
 @book_app.command("whitelist")
@@ -454,7 +459,8 @@ def book_whitelist(
 ) -> None:
     """Propose whitelisting an entry, or with --off taking it off the whitelist (admin)."""
     body = {"whitelisted": not off}
-    emit_proposal(_post_on("/v1/address-book/{}/whitelist", entry_id, "ENTRY_ID", api, token, as_json, body), as_json)
+    proposal = _post_on("/v1/address-book/{}/whitelist", entry_id, ENTRY, "ENTRY", api, token, as_json, body)
+    emit_proposal(proposal, as_json)
 
 
 @book_app.command("remove")
@@ -462,7 +468,7 @@ def book_remove(
     entry_id: EntryIdArgument, api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
     """Propose removing an entry (admin)."""
-    emit_proposal(_post_on("/v1/address-book/{}/remove", entry_id, "ENTRY_ID", api, token, as_json), as_json)
+    emit_proposal(_post_on("/v1/address-book/{}/remove", entry_id, ENTRY, "ENTRY", api, token, as_json), as_json)
 
 
 @book_app.command("rename")
@@ -475,10 +481,11 @@ def book_rename(
 ) -> None:
     """Propose a new name for an entry; its address and whitelisting stay (admin)."""
     body = {"name": name}
-    emit_proposal(_post_on("/v1/address-book/{}", entry_id, "ENTRY_ID", api, token, as_json, body, "PATCH"), as_json)
+    proposal = _post_on("/v1/address-book/{}", entry_id, ENTRY, "ENTRY", api, token, as_json, body, "PATCH")
+    emit_proposal(proposal, as_json)
 
 
-list_command(book_app, "list", "/v1/address-book", ["name", "address", "whitelisted"], "List the address book.")
+list_command(book_app, "list", "/v1/address-book", ["name", "address", "whitelisted", "id"], "List the address book.")
 
 
 list_command(

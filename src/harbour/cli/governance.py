@@ -48,6 +48,7 @@ from harbour.cli.transfer import (
     ToOption,
     VaultOption,
     payment,
+    with_vault,
 )
 
 MAX_POLICY_FILE: Final = 60 * 1024
@@ -136,7 +137,7 @@ def policy_explain(
     with api_errors():
         body = payment(vault, asset, to, amount, decimals)
         with connect(api, token) as client:
-            decision = client.post("/v1/transactions/explain", body)
+            decision = client.post("/v1/transactions/explain", with_vault(client, body))
     if as_json:
         emit(decision, True)
         return

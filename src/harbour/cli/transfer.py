@@ -49,7 +49,9 @@ from harbour.cli.apiclient import (
     emit_page,
     note,
 )
+from harbour.cli.names import USER, VAULT, Directory, named, resolve
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
+from harbour.cli.waiting import FINAL_STATES, waiting_for
 
 if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without them
     from harbour.custody.statements import Subject
@@ -57,7 +59,6 @@ if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without 
 
 PASSPHRASE_ENV: Final = "HARBOUR_APPROVER_PASSPHRASE"  # noqa: S105 (the variable's name)
 MAX_KEY_FILE: Final = 64 * 1024
-FINAL_STATES: Final = frozenset({"confirmed", "failed", "rejected", "cancelled"})
 _IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _AMOUNT = re.compile(r"([0-9]{1,78})(?:\.([0-9]{1,78}))?")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -70,7 +71,7 @@ def _approver_key() -> None:
     """Approvers' Ed25519 signing keys (a group, so that `approver-key new` keeps its name)."""
 
 
-VaultOption = Annotated[str, typer.Option("--vault", help="Vault id.")]
+VaultOption = Annotated[str, typer.Option("--vault", help="The vault's name or id.")]
 AssetOption = Annotated[str, typer.Option("--asset", help="Asset symbol (ETH, or a registered token).")]
 ToOption = Annotated[str, typer.Option("--to", help="Destination address (EIP-55 if mixed case).")]
 AmountOption = Annotated[str, typer.Option("--amount", help="Base units (wei), or whole units with --decimals.")]
@@ -110,13 +111,21 @@ def parse_amount(text: str, decimals: int | None) -> int:
 
 
 def payment(vault: str, asset: str, to: str, amount: str, decimals: int | None) -> dict[str, str]:
-    """``{vault_id, asset, to, amount}`` from the options, each checked: what explain and estimate send."""
+    """``{vault_id, asset, to, amount}`` from the options, each checked: what explain and estimate send.
+
+    ``vault_id`` is still what the operator typed (a name or an id): :func:`with_vault` resolves it once connected.
+    """
     return {
-        "vault_id": check_id(vault, "--vault"),
+        "vault_id": vault,
         "asset": asset,
         "to": check_address(to, "--to"),
         "amount": str(parse_amount(amount, decimals)),
     }
+
+
+def with_vault(client: Client, body: dict[str, str]) -> dict[str, str]:
+    """``body`` with its ``vault_id`` (a name or an id) resolved to the vault's id."""
+    return {**body, "vault_id": resolve(client, VAULT, body["vault_id"], "--vault")}
 
 
 def check_address(text: str, what: str) -> str:
@@ -267,7 +276,6 @@ def withdraw(
     the signer nodes then know who asked from your signature, not from the service.
     """
     with api_errors():
-        vault = check_id(vault, "--vault")
         value = parse_amount(amount, decimals)
         to = check_address(to, "--to")
         key = idempotency_key if idempotency_key is not None else f"cli-{uuid.uuid4()}"
@@ -279,6 +287,8 @@ def withdraw(
         body |= _fees(fee_level, max_fee_per_gas, max_priority_fee_per_gas)
         private = None if sign_with is None else load_approver_key(sign_with)
         with connect(api, token) as client:
+            directory = Directory(client)
+            vault = body["vault_id"] = directory.resolve(VAULT, vault, "--vault")
             if private is not None:
                 body |= _signed_request(client, private, key, vault, asset, to, value)
             try:
@@ -289,9 +299,10 @@ def withdraw(
                         f"{exc.detail}; retry with --idempotency-key {key} (never creates a second)"
                     ) from None
                 raise
+            labels = _labels(directory, as_json)
     if idempotency_key is None:
         note(f"idempotency key: {key} (pass --idempotency-key {key} to retry safely)", True)
-    _emit_tx(tx, as_json)
+    _emit_tx(tx, as_json, labels)
 
 
 def _signed_request(
@@ -318,15 +329,45 @@ def _signed_request(
     return {"id": request_id, "signature": sign_request(private, body).hex()}
 
 
-def _emit_tx(tx: dict[str, Any], as_json: bool) -> None:
+Labels = dict[str, dict[str, str]]
+"""``{"users": {id: name}, "vaults": {id: name}}``: what a transaction's ids are shown as."""
+
+
+def _labels(directory: Directory, as_json: bool) -> Labels:
+    """The names a transaction's ids are shown with (none under ``--json``: the API's view is printed as it is)."""
+    if as_json:
+        return {}
+    return {"users": directory.names(USER), "vaults": directory.names(VAULT)}
+
+
+def _emit_tx(tx: dict[str, Any], as_json: bool, labels: Labels | None = None) -> None:
+    """A transaction: ``--json`` the API's view; otherwise its main fields, with names beside the ids."""
     if as_json:
         emit(tx, True)
         return
+    names = (labels or {}).get("users", {})
+    vaults = (labels or {}).get("vaults", {})
+
+    def who(user_id: Any) -> str:
+        name = names.get(str(user_id))
+        return f"{name} ({user_id})" if name else str(user_id)
+
     fields = ["id", "kind", "state", "asset", "amount", "destination", "tx_hash", "error", "policy_version"]
     doc = {k: tx.get(k) for k in fields if k in tx}
+    if tx.get("vault_id") is not None:
+        vault = str(tx["vault_id"])
+        doc["vault"] = f"{vaults[vault]} ({vault})" if vault in vaults else vault
+    if tx.get("initiator_id") is not None:
+        doc["initiator"] = who(tx.get("initiator_id"))
     approvals = tx.get("approvals") or []
     if approvals:
-        doc["approvals"] = ", ".join(f"{a.get('approver_id')} ({a.get('decision')})" for a in approvals)
+        doc["approvals"] = ", ".join(
+            f"{who(a.get('approver_id'))} ({a.get('decision')}{', expired' if a.get('expired') else ''})"
+            for a in approvals
+        )
+    waiting = waiting_for(tx, names)
+    if waiting is not None:
+        doc["waiting_for"] = waiting
     emit(doc, False)
 
 
@@ -384,7 +425,7 @@ def estimate(
     with api_errors():
         body = payment(vault, asset, to, amount, decimals)
         with connect(api, token) as client:
-            found = client.post("/v1/transactions/estimate", body)
+            found = client.post("/v1/transactions/estimate", with_vault(client, body))
     if as_json:
         emit(found, True)
         return
@@ -399,28 +440,44 @@ def estimate(
 
 def status(
     tx_id: Annotated[str, typer.Argument(help="Transaction id.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Poll until the transaction reaches a final state.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Poll until it reaches a final state, saying on stderr what it waits for."),
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait may take.")] = 300.0,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 1.0,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A transaction's state. With --wait: exit 0 once confirmed, 1 if it ends failed, rejected or cancelled."""
+    """A transaction's state, and what it waits for (which approvals, by whom; or which sub-status holds it).
+
+    With --wait it polls, printing to stderr what the transaction waits for each
+    time that changes; exit 0 once confirmed, 1 if it ends failed, rejected or
+    cancelled or is still unfinished after --timeout.
+    """
     with api_errors():
         tx_id = check_id(tx_id, "TX")
         if not 0 < timeout <= 86400 or not 0.05 <= interval <= 60:
             raise InputError("--timeout must be 0..86400 seconds and --interval 0.05..60")
         deadline = time.monotonic() + timeout
         with connect(api, token) as client:
+            directory = Directory(client)
             tx = client.get(f"/v1/transactions/{tx_id}")
+            users = directory.names(USER) if wait else {}
+            said = None
             while wait and tx.get("state") not in FINAL_STATES:
+                waiting = f"{tx.get('state')}: {waiting_for(tx, users)}"  # a state it may leave without changing
+                if waiting != said:
+                    typer.echo(f"{tx_id}: {waiting}", err=True)
+                    said = waiting
                 if time.monotonic() >= deadline:
-                    _emit_tx(tx, as_json)
-                    raise ApiError(f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s")
+                    _emit_tx(tx, as_json, _labels(directory, as_json))
+                    raise ApiError(f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s: {waiting}")
                 time.sleep(interval)
                 tx = client.get(f"/v1/transactions/{tx_id}")
-    _emit_tx(tx, as_json)
+            labels = _labels(directory, as_json)
+    _emit_tx(tx, as_json, labels)
     if wait and tx.get("state") != "confirmed":
         raise typer.Exit(FAILURE_EXIT)
 
@@ -437,7 +494,11 @@ def transactions(
     """List transactions (withdrawals and governance changes), oldest first."""
     with api_errors(), connect(api, token) as client:
         page = client.pages("/v1/transactions", limit, cursor, walk, state=state)
-    emit_page(page, ["id", "kind", "state", "asset", "amount", "destination"], as_json)
+        if not as_json:
+            directory = Directory(client)
+            named(page, directory, VAULT, "vault_id", "vault")
+            named(page, directory, USER, "initiator_id", "initiator")
+    emit_page(page, ["id", "kind", "state", "vault", "asset", "amount", "destination", "initiator"], as_json)
 
 
 # -- approvals --------------------------------------------------------------------------------------------
@@ -554,7 +615,7 @@ def rebuild_statement(client: Client, request: dict[str, Any], tx_id: str, decis
 
 def _decide(
     decision: str, tx_id: str, key_path: Path, yes: bool, api: str, token: str | None, as_json: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Labels]:
     with api_errors():
         tx_id = check_id(tx_id, "TX")
         key = load_approver_key(key_path)
@@ -568,7 +629,8 @@ def _decide(
                 if not typer.confirm(f"Sign this {decision}?", err=as_json):
                     raise fail("not signed", FAILURE_EXIT)
             signature = subject.sign(key, statement)
-            return dict(client.post(f"/v1/transactions/{tx_id}/{decision}", {"signature": signature.hex()}))
+            tx = dict(client.post(f"/v1/transactions/{tx_id}/{decision}", {"signature": signature.hex()}))
+            return tx, _labels(Directory(client), as_json)
 
 
 def approve(
@@ -580,7 +642,8 @@ def approve(
     as_json: JsonOption = False,
 ) -> None:
     """Check, show and sign your approval of a transaction (approver; admin, proposer included, for governance)."""
-    _emit_tx(_decide("approve", tx_id, key, yes, api, token, as_json), as_json)
+    tx, labels = _decide("approve", tx_id, key, yes, api, token, as_json)
+    _emit_tx(tx, as_json, labels)
 
 
 def reject(
@@ -592,4 +655,5 @@ def reject(
     as_json: JsonOption = False,
 ) -> None:
     """Check, show and sign your rejection of a transaction (approver; admin for governance changes)."""
-    _emit_tx(_decide("reject", tx_id, key, yes, api, token, as_json), as_json)
+    tx, labels = _decide("reject", tx_id, key, yes, api, token, as_json)
+    _emit_tx(tx, as_json, labels)
