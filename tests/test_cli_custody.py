@@ -29,6 +29,7 @@ from harbour.api.server import BackgroundServer
 from harbour.cli.main import app
 from harbour.cli.params import InputError
 from harbour.cli.transfer import parse_amount
+from harbour.governance.changes import SetPolicy
 from harbour.governance.log import Entry, SignedEntry
 from harbour.node.identity import NodeDescriptor
 from helpers import wait_until
@@ -197,6 +198,41 @@ def test_renaming_disabling_and_the_approve_that_names_what_each_id_is(world: Wo
     listed = world.json("viewer", "address-book", "list", "--all")["items"]
     assert next(e for e in listed if e["id"] == entry["id"])["name"] == "trading desk"
     refused(world.run("admin", "vault", "archive", "not-an-id"), 2)
+
+
+def test_names_stand_for_ids_and_an_unknown_name_lists_the_names_there_are(world: World) -> None:
+    assert world.json("viewer", "vault", "show", "Treasury")["id"] == world.vault_id  # names compare caselessly
+    made = world.json("admin", "address", "new", "--vault", "treasury", "--label", "by name")
+    assert made["address"] in {
+        a["address"] for a in world.json("viewer", "address", "list", "--vault", "TREASURY")["items"]
+    }
+    mine = world.json("admin", "user", "credentials", "approver1")["items"]
+    assert mine and {c["user_id"] for c in mine} == {world.env.user_id("approver1")}
+    refused(world.run("viewer", "vault", "show", "nowhere"), 2, "no vault named 'nowhere'; vaults: ", "treasury")
+    refused(world.run("admin", "user", "disable", "nobody"), 2, "no user named 'nobody'; users: ", "approver1")
+    refused(world.run("admin", "asset", "disable", "DOGE"), 2, "no asset named 'DOGE'; assets: ETH")
+    refused(world.run("admin", "address-book", "remove", "nothing"), 2, "no address-book entry named 'nothing'")
+    refused(world.run("initiator", *replace(WITHDRAW, "--vault", "tresury")), 2, "--vault: no vault named 'tresury'")
+
+
+def test_status_says_what_a_withdrawal_waits_for_and_by_whom(world: World) -> None:
+    tx = world.json("initiator", *replace(WITHDRAW, "--vault", "treasury"))
+    assert tx["vault_id"] == world.vault_id and tx["state"] == "pending_approval"
+    shown = world.run("viewer", "status", tx["id"])
+    assert shown.exit_code == 0, shown.stderr
+    assert "waiting_for:    needs 2 more from treasury: approver1, approver2, approver3" in shown.stdout
+    assert f"vault:          treasury ({world.vault_id})" in shown.stdout
+    approved = world.run("approver1", "approve", tx["id"], "--key", str(world.keys["approver1"]), "--yes")
+    assert f"approver1 ({world.env.user_id('approver1')}) (approve)" in approved.stdout
+    assert "needs 1 more from treasury: approver2, approver3" in approved.stdout
+    waited = world.run("viewer", "status", tx["id"], "--wait", "--timeout", "0.3", "--interval", "0.1")
+    assert waited.exit_code == 1
+    said = f"{tx['id']}: pending_approval: needs 1 more from treasury: approver2, approver3"
+    assert waited.stderr.splitlines()[0] == said, "said once, on stderr, while nothing changes"
+    listed = world.run("viewer", "transactions", "--state", "pending_approval", "--limit", "200")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(tx["id"]))
+    assert " treasury " in row and row.rstrip().endswith("initiator")
+    world.json("initiator", "cancel", tx["id"])
 
 
 def test_vault_create(world: World) -> None:
@@ -762,6 +798,33 @@ def test_policy_show_explain_propose_and_approve(world: World, tmp_path: Path) -
     refused(world.run("admin", "policy", "propose", str(tmp_path / "missing.json")), 2, "cannot read")
 
 
+def test_a_policy_by_names_is_proposed_with_ids_and_approve_shows_it_against_the_policy_in_force(
+    world: World, tmp_path: Path
+) -> None:
+    current = world.json("viewer", "policy", "show")["document"]
+    document = json.loads(json.dumps(current))
+    group = document["rules"][0]["approvals"]["groups"][0]
+    group.update(members=["approver1", "Approver2", "APPROVER3"], threshold=1)
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps(document))
+    proposal = world.json("admin", "policy", "propose", str(named))
+    shown = world.run("admin", "approve", proposal["id"], "--key", str(world.keys["admin"]), "--yes")
+    assert shown.exit_code == 0, shown.stderr
+    was = "rule 1 'treasury approval': approvals (all) group 'treasury': {} of approver1, approver2, approver3"
+    assert f"    - {was.format(2)}" in shown.stdout and f"    + {was.format(1)}" in shown.stdout
+    assert "  rules:   1 line(s) added (+), 1 removed (-), against the policy in force" in shown.stdout
+    request = world.env.custody.approval_request(world.env.actor("admin2"), proposal["id"])
+    signed = Entry.decode(bytes.fromhex(request["entry"])).changes[0]
+    assert isinstance(signed, SetPolicy)
+    ids = sorted(world.env.user_id(f"approver{i}") for i in (1, 2, 3))
+    assert json.loads(signed.document)["rules"][0]["approvals"]["groups"][0]["members"] == ids
+    world.json("admin", "cancel", proposal["id"])
+
+    group.update(members=["approver1", "viewer"])
+    named.write_text(json.dumps(document))
+    refused(world.run("admin", "policy", "propose", str(named)), 1, "member 'viewer'", "approver role", "422")
+
+
 def test_audit_commands_verify_locally(world: World, tmp_path: Path) -> None:
     key = world.env.custody.audit.public_key_hex
     events = world.json("auditor", "audit", "events", "--limit", "3")
@@ -826,7 +889,6 @@ USAGE_ERRORS = {
     "2^256": (replace(WITHDRAW, "--amount", str(2**256)), "--amount"),
     "bad checksum": (replace(WITHDRAW, "--to", BAD_CHECKSUM), "checksum"),
     "short address": (replace(WITHDRAW, "--to", "0x1234"), "--to"),
-    "vault id": (replace(WITHDRAW, "--vault", "treasury"), "--vault"),
     "idempotency key": ([*WITHDRAW, "--idempotency-key", "a b"], "--idempotency-key"),
     "unknown role": (["user", "create", "x", "--role", "root"], "--role"),
     "approval key": (["user", "create", "x", "--role", "approver", "--approval-key", "zz"], "--approval-key"),

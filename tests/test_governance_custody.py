@@ -185,11 +185,31 @@ def test_an_organisation_with_fewer_admins_than_the_quorum_needs_changes_nothing
     assert response.status_code == 409 and "2 in all" in response.json()["detail"]
 
 
-def test_a_policy_naming_users_that_do_not_exist_is_refused_at_proposal(env: CustodyEnv) -> None:
+def test_a_policy_names_members_by_name_or_id_and_one_who_cannot_approve_is_refused_at_proposal(
+    env: CustodyEnv,
+) -> None:
     document = env.two_approvers_policy()
-    document["rules"][0]["approvals"]["groups"][0]["members"][0] = "approver1"  # a name, not a user id
-    with pytest.raises(Conflict, match="users that do not exist"):
-        env.custody.propose_policy(env.actor("admin"), document)
+    members = document["rules"][0]["approvals"]["groups"][0]["members"]
+    members[0] = "Approver1"  # a name, as people write them: the policy in force holds the id
+    for wrong, needle in [
+        ("approver9", "member 'approver9' is no user of the organisation"),
+        ("viewer", "member 'viewer' .* does not hold the approver role"),
+        ("initiator", "member 'initiator' .* does not hold the approver role"),
+    ]:
+        members[1] = wrong
+        with pytest.raises(Invalid, match=f"rule 'treasury approval', group 'treasury': {needle}"):
+            env.custody.propose_policy(env.actor("admin"), document)
+    # The API says the same, as a 422 problem; nothing was proposed.
+    response = TestClient(create_app(env.custody)).post(
+        "/v1/policy/proposals",
+        json={"document": document},
+        headers={"Authorization": f"Bearer {env.people['admin'].token}", "Idempotency-Key": "unsatisfiable-1"},
+    )
+    assert response.status_code == 422 and "'initiator'" in response.json()["detail"], response.text
+    members[1] = env.user_id("approver2")
+    env.set_policy(document)
+    in_force = env.custody.get_policy(env.actor("admin"))["document"]["rules"][0]["approvals"]["groups"][0]
+    assert in_force["members"] == sorted(env.user_id(n) for n in ("approver1", "approver2", "approver3"))
 
 
 def test_only_enabled_admins_propose_and_sign_governance(env: CustodyEnv) -> None:

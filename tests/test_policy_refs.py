@@ -184,8 +184,8 @@ def test_approve_shows_the_rules_by_name_marked_against_the_policy_in_force() ->
     after = Policy.from_document({"rules": [rule([TINA, TOM, TARIQ], 1), {"name": "small", "action": "allow"}]})
     lines = review(after, state(before))
     assert lines[0] == f"  policy:  {after.digest()} replaces {Policy.from_document(before).digest()}"
-    assert "    - rule 1 'one-time': approvals (all) group 'treasury': 2 of Tina, tom, tariq" in lines
-    assert "    + rule 1 'one-time': approvals (all) group 'treasury': 1 of Tina, tom, tariq" in lines
+    assert "    - rule 1 'one-time': approvals (all) group 'treasury': 2 of tariq, Tina, tom" in lines
+    assert "    + rule 1 'one-time': approvals (all) group 'treasury': 1 of tariq, Tina, tom" in lines
     assert "      rule 2 'small': allow when any" in lines, "unchanged rules are shown unmarked"
     assert lines[1].startswith("  rules:   1 line(s) added (+), 1 removed (-)")
 

@@ -77,4 +77,5 @@ def review(proposed: Policy, state: OrgState) -> list[str]:
 
 
 def _named(ids: list[Any], names: Mapping[str, str]) -> list[str]:
-    return [names.get(str(i), str(i)) for i in ids]
+    """The names of ``ids`` in the order people look them up (the document's order is the ids')."""
+    return sorted((names.get(str(i), str(i)) for i in ids), key=str.casefold)
