@@ -450,11 +450,12 @@ def status(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A transaction's state, and what it waits for (which approvals, by whom; or which sub-status holds it).
+    """A transaction's state. With --wait: exit 0 once confirmed, 1 if it ends failed, rejected or cancelled.
 
-    With --wait it polls, printing to stderr what the transaction waits for each
-    time that changes; exit 0 once confirmed, 1 if it ends failed, rejected or
-    cancelled or is still unfinished after --timeout.
+    It says what an unfinished transaction waits for (how many more approvals
+    from which group, and who can still give them; or the sub-status that holds
+    it). With --wait it polls, printing that to stderr each time it changes, and
+    exits 1 if the transaction is still unfinished after --timeout.
     """
     with api_errors():
         tx_id = check_id(tx_id, "TX")
