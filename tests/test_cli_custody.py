@@ -312,6 +312,9 @@ def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) 
     assert entries[-1]["changes"][0]["description"] == f"re-enable user {dora}"
     table = world.run("auditor", "governance", "entries", "--limit", "200")
     assert table.exit_code == 0 and f"  - re-enable user {dora}" in table.stdout and "the genesis" in table.stdout
+    admin = world.env.user_id("admin")
+    second = world.env.user_id("admin2")  # who never proposes here: named only as a signer
+    assert f"proposed by alice-admin ({admin})" in table.stdout and f"admin2 ({second})" in table.stdout
 
 
 def test_governance_push_brings_the_nodes_what_a_withholding_service_kept_back(

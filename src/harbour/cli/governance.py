@@ -40,6 +40,7 @@ from harbour.cli.apiclient import (
     list_command,
     note,
 )
+from harbour.cli.names import USER, Directory
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
 from harbour.cli.transfer import (
     AmountOption,
@@ -166,13 +167,21 @@ def governance_entries(
     """The governance log's entries, oldest first: what each changed, who proposed and who signed it."""
     with api_errors(), connect(api, token) as client:
         page = client.pages("/v1/governance/entries", limit, cursor, walk)
+        users = {} if as_json else Directory(client).names(USER)
     if as_json:
         emit(page, True)
         return
+
+    def who(user_id: Any) -> str:
+        return f"{users[user_id]} ({user_id})" if user_id in users else str(user_id)
+
     for entry in page["items"]:
-        signers = ", ".join(s.get("user_id") or s.get("public_key", "?") for s in entry.get("signers") or [])
+        signers = ", ".join(
+            who(s.get("user_id")) if s.get("user_id") else s.get("public_key", "?") for s in entry.get("signers") or []
+        )
+        proposer = who(entry.get("proposer"))
         typer.echo(
-            f"entry {entry.get('seq')}  {entry.get('hash')}  proposed by {entry.get('proposer')} at {entry.get('at')}"
+            f"entry {entry.get('seq')}  {entry.get('hash')}  proposed by {proposer} at {entry.get('at')}"
             + (f", signed by {signers}" if signers else " (the genesis: trusted by its hash)")
         )
         for change in entry.get("changes") or []:
