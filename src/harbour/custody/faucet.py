@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from harbour.chains.eip1559 import TransactionError
 from harbour.chains.ethereum import checksum_address
 from harbour.chains.evm import EvmClient
-from harbour.chains.eip1559 import TransactionError
 from harbour.chains.rpcvalues import ChainError, caller_address
 from harbour.custody.actors import Actor, require
 from harbour.custody.errors import Conflict, Invalid, Unavailable

@@ -56,9 +56,9 @@ from harbour.custody.auditor import Auditor
 from harbour.custody.credentials import Credentials
 from harbour.custody.deposits import Deposits
 from harbour.custody.dispatch import Dispatcher
-from harbour.custody.faucet import Faucet
 from harbour.custody.errors import CustodyError
 from harbour.custody.exports import Exports
+from harbour.custody.faucet import Faucet
 from harbour.custody.funds import Funds
 from harbour.custody.genesis import Charter, Founder, Founding, FoundingAsset
 from harbour.custody.governance import Governance
