@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from eth_tester import EthereumTester  # type: ignore[import-untyped]
+from eth_tester import EthereumTester
 from web3 import EthereumTesterProvider, Web3
 
 from harbour.chains.evm import EvmClient
@@ -52,10 +52,10 @@ def test_bad_faucet_requests_are_refused_and_send_nothing(
     tester: Web3, address: str, amount: int, error: type[Exception], match: str
 ) -> None:
     chain = EvmClient.from_web3(tester, dev=True)
-    nonce = tester.eth.get_transaction_count(chain.dev_account())
+    nonce = tester.eth.get_transaction_count(Web3.to_checksum_address(chain.dev_account()))
     with pytest.raises(error, match=match):
         Faucet(chain).fund(ADMIN, address=address, amount=amount)
-    assert tester.eth.get_transaction_count(chain.dev_account()) == nonce
+    assert tester.eth.get_transaction_count(Web3.to_checksum_address(chain.dev_account())) == nonce
 
 
 def test_only_an_admin_may_use_the_faucet(tester: Web3) -> None:
