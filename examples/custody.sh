@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A custody deployment by hand, top to bottom, in an empty directory: a custody
 # home, three signer nodes that judge every withdrawal from the organisation's
-# governance log, two admins, an approver and an initiator, a policy built from
+# governance log, two admins, two approvers and an initiator, a policy built from
 # those users, a funded vault, a withdrawal through two approvals to
 # confirmation, and the audit proof. README.md shows this file; the tests run it
 # as it is, on the embedded chain and on anvil (CHAIN=http://127.0.0.1:8545).
@@ -14,6 +14,7 @@ export HARBOUR_AUTHORITY_PASSPHRASE='approval authority: long and unguessable'
 export HARBOUR_APPROVER_PASSPHRASE='approver keys: long and unguessable'
 export HARBOUR_API=http://127.0.0.1:8700
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }   # a field of the JSON on stdin
+wait_for() { for _ in $(seq 100); do "$@" > /dev/null 2>&1 && return; sleep 0.3; done; "$@"; }   # at most 30 s
 
 # 1. The custody home: its approval authority, audit key, SQLite database and chain.
 if [ "${CHAIN:-embedded}" = embedded ]; then
@@ -30,7 +31,7 @@ for i in 1 2 3; do
   harbour node run --dir nodes/node$i > node$i.log 2>&1 &
   echo $! > node$i.pid
 done
-for i in 1 2 3; do until grep -q listening node$i.log; do sleep 0.2; done; done
+for i in 1 2 3; do wait_for grep -q listening node$i.log; done
 harbour custody add-node --home custody nodes/node{1,2,3}/descriptor.json
 
 # 3. Approval keys (encrypted under $HARBOUR_APPROVER_PASSPHRASE): alice and
@@ -51,7 +52,7 @@ CAROL_TOKEN=$(json '["credentials"][1]["token"]' < genesis.json)
 # 5. The service: the REST API and the signing pipeline.
 harbour custody serve --home custody > serve.log 2>&1 &
 echo $! > serve.pid
-until harbour custody status --home custody --json > /dev/null 2>&1; do sleep 0.5; done
+wait_for harbour custody status --home custody
 
 # 6. Every change to the organisation is proposed by one admin and signed by
 #    both; `harbour approve` shows what the entry's bytes change before it signs.
