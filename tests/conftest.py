@@ -68,6 +68,7 @@ settings.load_profile(
 PROCESS_MODULES = frozenset(
     {
         "test_api",
+        "test_walkthrough",
         "test_api_availability",
         "test_api_credentials",
         "test_api_auth_defences",

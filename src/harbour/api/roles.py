@@ -72,6 +72,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/v1/governance/nodes"): frozenset({ADMIN}),
     ("POST", "/v1/governance/nodes/{name}/remove"): frozenset({ADMIN}),
     ("GET", "/v1/deposits"): EVERYONE,
+    ("POST", "/v1/dev/fund"): frozenset({ADMIN}),
     ("GET", "/v1/audit/events"): frozenset({ADMIN, AUDITOR}),
     ("GET", "/v1/audit/head"): frozenset({ADMIN, AUDITOR}),
     ("GET", "/v1/audit/proof/{index}"): frozenset({ADMIN, AUDITOR}),

@@ -270,6 +270,13 @@ class Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class DevFund(Closed):
+    """ETH for an address from a development chain's prefunded account (docs/api.md#development-faucet)."""
+
+    address: EthAddress
+    amount: Amount
+
+
 class CreateUser(Closed):
     model_config = ConfigDict(
         json_schema_extra={

@@ -49,6 +49,10 @@ class DevChain:
         self._lock = threading.Lock()
         self._sender: str | None = None
 
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
     def account(self) -> str:
         """The prefunded account the development helpers spend from (the node holds its key)."""
         if not self._enabled:

@@ -374,6 +374,11 @@ class EvmClient:
 
     # -- development chains only (harbour.chains.devchain) -------------------------------------------
 
+    @property
+    def is_dev(self) -> bool:
+        """Whether the development helpers below work on this client (embedded, or ``dev=True``)."""
+        return self._dev.enabled
+
     def dev_account(self) -> str:
         """The prefunded account the development helpers spend from (the node holds its key)."""
         return self._dev.account()

@@ -52,20 +52,36 @@ def init(
         str | None, typer.Option("--database", help="SQLAlchemy URL (default: HOME/custody.db, SQLite).")
     ] = None,
     chain: Annotated[str, typer.Option("--chain", help="'embedded' or a JSON-RPC URL.")] = "embedded",
+    dev_chain: Annotated[
+        bool,
+        typer.Option(
+            "--dev-chain",
+            help="The JSON-RPC node is a development chain (anvil): allow the faucet (`harbour dev fund`).",
+        ),
+    ] = False,
     confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`)."""
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
+    if dev_chain and chain == "embedded":
+        raise exit_error("--dev-chain is for a JSON-RPC node (--chain URL): the embedded chain is one already", 2)
     try:
         config = cfg.init_home(
-            home, database=database, chain=chain, confirmations=confirmations, nodes=paths, listen=listen
+            home,
+            database=database,
+            chain=chain,
+            confirmations=confirmations,
+            nodes=paths,
+            listen=listen,
+            dev_chain=dev_chain,
         )
         config.descriptors()
     except CustodyError as exc:
         raise exit_error(exc.detail) from None
     typer.echo(f"custody home {home} created")
     typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
+    typer.echo(f"audit public key: {home / cfg.AUDIT_PUBLIC_FILE}")
     typer.echo(f"database: {db.redacted(config.database)}")
 
 

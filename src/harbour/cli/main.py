@@ -73,6 +73,7 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "governance": _typer("governance", "governance_app"),
     "audit": _typer("audit", "audit_app"),
     "webhook": _typer("webhooks", "app"),
+    "dev": _typer("dev", "app"),
 }
 """Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
 
@@ -124,6 +125,7 @@ SUMMARY: dict[str, tuple[bool, str]] = {
     "governance": (True, "The governance log: its entries, its head, and how changes are proposed and signed."),
     "audit": (True, "The audit log: events, signed heads, inclusion and consistency proofs."),
     "webhook": (True, "Webhooks: endpoints that receive signed events, and what was delivered."),
+    "dev": (True, "Development chains only: fund an address from the chain's prefunded account."),
 }
 """Each sub-command's help line, and whether it is a group: what ``harbour --help`` lists."""
 

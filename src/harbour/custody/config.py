@@ -56,6 +56,8 @@ from harbour.util.files import write_atomic
 
 CONFIG_FILE = "custody.json"
 AUDIT_KEY_FILE = "audit.key"
+AUDIT_PUBLIC_FILE = "audit.pub"
+"""The audit key's public half (hex), for auditors: ``harbour audit verify-proof --audit-key HOME/audit.pub``."""
 WEBHOOK_KEY_FILE = "webhook.key"
 _KEYS = {
     "database",
@@ -177,6 +179,8 @@ def init_home(home: Path, *, database: str | None = None, chain: str = "embedded
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     write_atomic(home / AUDIT_KEY_FILE, pem, mode=0o600)
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    write_atomic(home / AUDIT_PUBLIC_FILE, public.hex().encode() + b"\n", mode=0o644)
     config.save()
     return config
 

@@ -58,6 +58,7 @@ from harbour.custody.deposits import Deposits
 from harbour.custody.dispatch import Dispatcher
 from harbour.custody.errors import CustodyError
 from harbour.custody.exports import Exports
+from harbour.custody.faucet import Faucet
 from harbour.custody.funds import Funds
 from harbour.custody.genesis import Charter, Founder, Founding, FoundingAsset
 from harbour.custody.governance import Governance
@@ -132,6 +133,7 @@ class Custody:
         self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
         self.deposits = Deposits(self.uow, chain, self.settings)
         self.sweeps = Sweeps(self.uow, chain, self.settings, self.ledger, self.withdrawals)
+        self.faucet = Faucet(chain)
         self.auditor = Auditor(self.uow, audit)
         self.outbox = Outbox(self.uow)
         self.outbox.attach()
@@ -167,6 +169,9 @@ class Custody:
     ) -> Json:
         """A new organisation from its genesis entry (not reachable through the API)."""
         return self.founding.bootstrap(Charter(org, users, quorum, assets, policy))
+
+    def dev_fund(self, actor: Actor, *, address: str, amount: int) -> Json:
+        return self.faucet.fund(actor, address=address, amount=amount)
 
     def readiness(self) -> Json:
         return readiness.readiness(self.uow.readers, self.chain, self.signer)

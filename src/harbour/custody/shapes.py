@@ -379,6 +379,15 @@ class GovernanceNodes(Shape):
     nodes: list[GovernanceNode]
 
 
+class Funding(Shape):
+    """A development faucet's transfer, mined (its deposit is detected like any other)."""
+
+    address: str = Field(description="The funded address, EIP-55.")
+    amount: BaseUnits
+    tx_hash: str
+    chain_id: int
+
+
 class Deposit(Shape):
     id: str
     vault_id: str
