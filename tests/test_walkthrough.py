@@ -35,9 +35,7 @@ def test_the_readme_shows_the_script_as_it_is() -> None:
 def run_walkthrough(tmp_path: Path, chain: str | None) -> subprocess.CompletedProcess[str]:
     work = tmp_path / "walk"
     work.mkdir()
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("HARBOUR_") and key != "CHAIN"
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOUR_") and key != "CHAIN"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env["HOME"] = str(tmp_path)
     if chain is not None:
