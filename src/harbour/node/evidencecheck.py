@@ -74,6 +74,13 @@ class EvidenceChecks:
             if org is not None:
                 self._governed_check(cert, session, job, digest, org, histories)
                 return
+            if config.organisations_only:
+                raise approval.ApprovalError(
+                    "no-organisation",
+                    f"key {session.key_id} belongs to no organisation, and this node serves organisations only "
+                    "(organisations_only): it signs only with keys of an enrolled organisation, on evidence judged "
+                    "from that organisation's governance log, never on the authority's word alone",
+                )
             if cert.evidence is None:
                 if config.require_evidence:
                     raise approval.ApprovalError(
