@@ -167,7 +167,7 @@ def test_add_node_checks_each_descriptor(tmp_path: Path, home: Path) -> None:
     fresh = tmp_path / "fresh"
     assert runner.invoke(app, ["custody", "init", "--home", str(fresh)]).exit_code == 0
     first, second = sorted((home.parent / "nodes").glob("node*/descriptor.json"))[:2]
-    stopped = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(first)])
+    stopped = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), "--wait", "0", str(first)])
     assert stopped.exit_code == 1 and "node node1" in stopped.output and "gave no status" in stopped.output
     config = cfg.CustodyConfig.load(fresh)
     config.nodes.append(str(first.resolve()))

@@ -264,7 +264,7 @@ def test_add_node_refuses_a_node_that_does_not_answer(world: World, tmp_path: Pa
     gone = tmp_path / "n2" / DESCRIPTOR_FILE
     gone.parent.mkdir()
     gone.write_text(json.dumps(descriptor))
-    result = runner.invoke(app, ["custody", "add-node", "--home", str(home), str(gone)])
+    result = runner.invoke(app, ["custody", "add-node", "--home", str(home), "--wait", "0.5", str(gone)])
     assert result.exit_code == 1 and "gave no status" in result.output
     assert f"hint: start it (harbour node run --dir {gone.parent})" in result.output
 

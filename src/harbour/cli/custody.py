@@ -34,6 +34,13 @@ from harbour.node.identity import NodeDescriptor
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
 
 
+DEFAULT_WAIT = 10.0
+WaitOption = Annotated[
+    float,
+    typer.Option("--wait", min=0, max=300, help="Seconds to keep asking a node that does not answer yet."),
+]
+
+
 def exit_error(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -58,6 +65,7 @@ def init(
     chain: Annotated[str, typer.Option("--chain", help="'embedded' or a JSON-RPC URL.")] = "embedded",
     confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`).
 
@@ -72,7 +80,7 @@ def init(
         except (OSError, ValueError) as exc:
             raise exit_error(f"signer node descriptor {path}: {exc}") from None
     if paths:
-        refuse_unsafe([Path(p) for p in paths], descriptors)
+        refuse_unsafe([Path(p) for p in paths], descriptors, wait)
     try:
         config = cfg.init_home(
             home, database=database, chain=chain, confirmations=confirmations, nodes=paths, listen=listen
@@ -89,6 +97,7 @@ def init(
 def add_node(
     home: HomeOption,
     descriptors: Annotated[list[Path], typer.Argument(help="Signer-node descriptor files (descriptor.json).")],
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Add signer nodes to the deployment (for vaults created from now on).
 
@@ -110,7 +119,7 @@ def add_node(
             raise exit_error(f"{path}: node {descriptor.name} is configured already")
         known.add(descriptor.node_id)
         added.append(descriptor)
-    verdicts = refuse_unsafe(descriptors, added)
+    verdicts = refuse_unsafe(descriptors, added, wait)
     authority = cfg.authority_public(home)
     for verdict in verdicts:
         if not verdict.trusts(authority):
@@ -123,11 +132,11 @@ def add_node(
     typer.echo(f"{len(config.nodes)} signer node(s) configured")
 
 
-def refuse_unsafe(paths: list[Path], descriptors: list[NodeDescriptor]) -> list[Any]:
+def refuse_unsafe(paths: list[Path], descriptors: list[NodeDescriptor], wait: float) -> list[Any]:
     """Every node's verdict (:mod:`harbour.custody.nodesafety`); exit 1 naming each unsafe or silent node."""
     from harbour.custody.nodesafety import examine
 
-    verdicts = examine(paths, descriptors)
+    verdicts = examine(paths, descriptors, wait=wait)
     problems = [p for p in (v.problem() for v in verdicts) if p is not None]
     for message, hint in problems:
         typer.echo(f"error: {message}", err=True)

@@ -18,6 +18,7 @@ about its settings is outside what any question to it can show.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ from harbour.node.identity import NodeDescriptor
 from harbour.node.status import NodeStatus
 
 STATUS_TIMEOUT: Final = 5.0
+RETRY_INTERVAL: Final = 0.25
+
+
+def _unreachable(answer: NodeStatus | ClusterError) -> bool:
+    return isinstance(answer, ClusterError) and answer.reason == "unreachable"
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,25 @@ class Verdict:
 
 
 def examine(
-    paths: Sequence[Path], descriptors: Sequence[NodeDescriptor], timeout: float = STATUS_TIMEOUT
+    paths: Sequence[Path],
+    descriptors: Sequence[NodeDescriptor],
+    timeout: float = STATUS_TIMEOUT,
+    *,
+    wait: float = 0.0,
 ) -> list[Verdict]:
-    """Ask every node for its signed status, all at once; one verdict per node, in order."""
+    """Ask every node for its signed status, all at once; one verdict per node, in order.
+
+    A node that cannot be reached is asked again for up to ``wait`` seconds: one
+    started a moment ago (``harbour node run ... &``) may not listen yet.
+    """
+    deadline = time.monotonic() + wait
     answers = ask_statuses(descriptors, timeout)
+    while time.monotonic() < deadline:
+        silent = [d for d in descriptors if _unreachable(answers[d.node_id])]
+        if not silent:
+            break
+        time.sleep(RETRY_INTERVAL)
+        answers.update(ask_statuses(silent, timeout))
     verdicts = []
     for path, descriptor in zip(paths, descriptors, strict=True):
         answer = answers[descriptor.node_id]
