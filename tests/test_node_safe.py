@@ -33,7 +33,6 @@ from typer.testing import CliRunner
 from cluster import PASSPHRASE, Cluster
 from harbour.cli.main import app
 from harbour.custody import config as cfg
-from harbour.custody import db, overview
 from harbour.node import signlog, status
 from harbour.node.config import DESCRIPTOR_FILE, LOG_FILE, NodeConfig, init_node
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator
@@ -297,7 +296,7 @@ def test_init_with_nodes_refuses_an_unrestricted_node_and_creates_nothing(world:
 def test_custody_status_summarises_nodes_chain_database_and_pipeline(world: World, tmp_path: Path) -> None:
     home = tmp_path / "custody"
     nodes = [str(world.descriptor(i)) for i in (1, 3)]
-    config = cfg.init_home(home, nodes=nodes, listen=f"127.0.0.1:{free_port()}")  # no service listens there
+    cfg.init_home(home, nodes=nodes, listen=f"127.0.0.1:{free_port()}")  # no service listens there
     result = runner.invoke(app, ["custody", "status", "--home", str(home), "--json"])
     assert result.exit_code == 1  # node3 is unsafe, no database yet, and the embedded chain's service is not up
     report = json.loads(result.output)
@@ -309,12 +308,7 @@ def test_custody_status_summarises_nodes_chain_database_and_pipeline(world: Worl
     assert report["chain"]["kind"] == "embedded" and report["chain"]["reachable"] is False
     assert report["database"]["reachable"] is False and "no database file" in report["database"]["detail"]
     assert report["pipeline"] is None
-
-    db.upgrade(config.database)
-    report = overview.overview(config)
-    assert report["database"]["reachable"] and report["database"]["revision"] == db.head_revision()
-    assert report["pipeline"]["oldest_waiting"] is None
-    assert set(report["pipeline"]["withdrawals"].values()) == {0}
+    assert not (home / "custody.db").exists()  # asked, not created: the service creates and migrates it
     text = runner.invoke(app, ["custody", "status", "--home", str(home)])
     assert "node3: UNSAFE" in text.output and "node1: safe" in text.output
     assert "fix: stop it, run `harbour node approvers" in text.output
@@ -336,3 +330,20 @@ def test_which_settings_sign_on_the_authoritys_word_alone(
 ) -> None:
     settings = status.Settings(organisations_only, approvers, min_approvals, require_evidence, ())
     assert settings.signs_on_authority_alone is alone
+
+
+def test_node_init_writes_the_setting_and_says_what_a_node_without_it_does(world: World, tmp_path: Path) -> None:
+    (tmp_path / "auth").mkdir()
+    world.cluster.authority.save(tmp_path / "auth")
+    pub = str(tmp_path / "auth" / "authority.pub")
+    env = {"HARBOUR_NODE_PASSPHRASE": "a node passphrase"}
+    base = ["node", "init", "--name", "n", "--listen", "127.0.0.1:7999", "--authority", pub]
+    safe = runner.invoke(app, [*base, "--dir", str(tmp_path / "safe"), "--organisations-only"], env=env)
+    assert safe.exit_code == 0, safe.output
+    assert "note: this node makes and signs keys of no organisation" not in safe.output
+    assert json.loads((tmp_path / "safe" / "node.json").read_text())["organisations_only"] is True
+    loose = runner.invoke(app, [*base, "--dir", str(tmp_path / "loose")], env=env)
+    assert loose.exit_code == 0, loose.output
+    assert "note: this node makes and signs keys of no organisation" in loose.output
+    assert "--organisations-only" in loose.output
+    assert json.loads((tmp_path / "loose" / "node.json").read_text())["organisations_only"] is False

@@ -221,6 +221,13 @@ def init(
             "to give its share away.",
             err=True,
         )
+    if not organisations_only and not (approvers and require_evidence and min_approvals >= 1):
+        typer.echo(
+            "note: this node makes and signs keys of no organisation on an approval authority's certificate alone. "
+            "For a custody deployment, whose service holds the authority's key, create it with "
+            "--organisations-only (custody add-node refuses it otherwise).",
+            err=True,
+        )
     if not as_json:
         typer.echo(f"node {descriptor.name} created in {directory}; its descriptor for the coordinator:", err=True)
     typer.echo(descriptor.to_json())
