@@ -100,11 +100,14 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
 ) -> None:
     """Ask a running node for its status: keys, sessions, ledger, organisations, approval settings."""
-    if (directory is None) == (descriptor_file is None):
+    if directory is not None and descriptor_file is None:
+        path = directory / DESCRIPTOR_FILE
+    elif descriptor_file is not None and directory is None:
+        path = descriptor_file
+    else:
         refuse("give the node's --dir or its --descriptor file", 2, as_json=as_json, title="unusable input", status=400)
     if not 0 < timeout <= 300:
         refuse("--timeout must be in (0, 300] seconds", 2, as_json=as_json, title="unusable input", status=400)
-    path = descriptor_file if descriptor_file is not None else directory / DESCRIPTOR_FILE  # type: ignore[operator]
     descriptor = read_descriptor(path, as_json=as_json)
     answer = ask_statuses([descriptor], timeout)[descriptor.node_id]
     if isinstance(answer, ClusterError):

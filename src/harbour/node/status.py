@@ -30,7 +30,7 @@ check of its settings.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -154,7 +154,7 @@ def check_challenge(challenge: bytes) -> bytes:
     return challenge
 
 
-def answer(status: NodeStatus, sign: Any) -> dict[str, bytes]:
+def answer(status: NodeStatus, sign: Callable[[bytes], bytes]) -> dict[str, bytes]:
     """The ``status`` response's fields: the body and ``sign(DOMAIN + body)`` (the node's identity key)."""
     body = status.body()
     return {"status": body, "signature": sign(DOMAIN + body)}
