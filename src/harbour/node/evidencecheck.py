@@ -5,7 +5,8 @@ other check (:mod:`harbour.node.planning` builds the call). A key of an
 organisation is judged by that organisation's governance log
 (:func:`harbour.node.orgs.judging.judge_withdrawal`), then its transaction id is
 pinned and the withdrawal recorded; any other key by version-1 evidence and the
-node's own approver settings (:mod:`harbour.node.quorum`), then pinned.
+node's own approver settings (:mod:`harbour.node.quorum`), then pinned, unless the
+node serves organisations only (``organisations_only``): then never.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ ready to spend the certificate.
 A key belongs to the organisation its keygen certificate named (param ``org``);
 every refresh and reshare certificate of it must name the same one, and none
 may name one for a key of no organisation, so no ceremony moves a key between
-organisations or in or out of one.
+organisations or in or out of one. A node that serves organisations only
+(``organisations_only``) refuses every admin certificate of a key of none, once the
+certificate is shown to be the authority's and before it is spent.
 """
 
 from __future__ import annotations

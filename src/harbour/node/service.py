@@ -39,7 +39,12 @@ What the node decides for itself, whatever the coordinator says:
   had enrolled, :mod:`harbour.node.orgs`) is signed with only on version-2 evidence
   the node judges itself: from the organisation's governance log, which it verified
   entry by entry from the genesis its ``enrol`` certificate named, its own clock and
-  the signers' records of what they signed before.
+  the signers' records of what they signed before. A node configured to serve
+  organisations only (``organisations_only``) makes, signs with, refreshes and
+  reshares no other key.
+- It says how it is (``status``: its keys, sessions, ledger, organisations and
+  settings) only signed by its identity key over the asker's challenge
+  (:mod:`harbour.node.status`).
 
 A cold node (``offline=True``) keeps its sessions between requests, as explicit
 records encrypted in its store (:mod:`harbour.node.coldstate`): it has no other way
