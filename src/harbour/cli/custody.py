@@ -325,10 +325,10 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         f"chain ({chain['kind']}): {'reachable' if chain['reachable'] else 'NOT reachable'}; {where or chain['detail']}"
     )
     database = report["database"]
-    lines.append(
-        f"database: {'reachable' if database['reachable'] else 'NOT reachable'}; "
-        f"schema revision {database['revision']} ({database['detail']})"
-    )
+    if database["reachable"]:
+        lines.append(f"database: reachable; schema revision {database['revision']} ({database['detail']})")
+    else:
+        lines.append(f"database: NOT reachable; {database['detail']}")
     work = report["pipeline"]
     if work is None:
         lines.append("pipeline: unknown (the database cannot be read)")
