@@ -297,6 +297,9 @@ def test_custody_status_summarises_nodes_chain_database_and_pipeline(world: Worl
     home = tmp_path / "custody"
     nodes = [str(world.descriptor(i)) for i in (1, 3)]
     cfg.init_home(home, nodes=nodes, listen=f"127.0.0.1:{free_port()}")  # no service listens there
+    for name in ("authority.key", "authority.pub"):  # the home's authority is the one the cluster's nodes obey
+        (home / "authority" / name).unlink()
+    world.cluster.authority.save(home / "authority")
     result = runner.invoke(app, ["custody", "status", "--home", str(home), "--json"])
     assert result.exit_code == 1  # node3 is unsafe, no database yet, and the embedded chain's service is not up
     report = json.loads(result.output)
@@ -305,12 +308,14 @@ def test_custody_status_summarises_nodes_chain_database_and_pipeline(world: Worl
         ("node3", True, False),
     ]
     assert "--organisations-only" in report["nodes"][1]["hint"]
+    assert [n["trusts_authority"] for n in report["nodes"]] == [True, True]
     assert report["chain"]["kind"] == "embedded" and report["chain"]["reachable"] is False
     assert report["database"]["reachable"] is False and "no database file" in report["database"]["detail"]
     assert report["pipeline"] is None
     assert not (home / "custody.db").exists()  # asked, not created: the service creates and migrates it
     text = runner.invoke(app, ["custody", "status", "--home", str(home)])
     assert "node3: UNSAFE" in text.output and "node1: safe" in text.output
+    assert "does not trust" not in text.output
     assert "fix: stop it, run `harbour node approvers" in text.output
 
 

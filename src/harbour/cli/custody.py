@@ -296,8 +296,8 @@ def status(
 ) -> None:
     """Summarise the deployment: signer nodes (reachable? safe?), chain, database and pipeline.
 
-    Exits 0 when every part answers and every node serves organisations only, 1 otherwise
-    (the summary is printed either way).
+    Exits 0 when every part answers and every node serves organisations only and trusts this
+    deployment's authority, 1 otherwise (the summary is printed either way).
     """
     from harbour.custody.overview import overview
 
@@ -317,6 +317,8 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
     for node in report["nodes"]:
         state = "unreachable" if not node["reachable"] else ("safe" if node["safe"] else "UNSAFE")
         lines.append(f"  {node['name']}: {state}: {node['detail']}")
+        if node["reachable"] and not node["trusts_authority"]:
+            lines.append("    it does not trust this deployment's approval authority: it refuses every certificate")
         if node.get("hint"):
             lines.append(f"    fix: {node['hint']}")
     chain = report["chain"]

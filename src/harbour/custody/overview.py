@@ -3,7 +3,7 @@
 ``harbour custody status --home DIR`` reads the home's configuration and asks
 each part directly, without starting the service or migrating anything: every
 node for its signed status (reachable? safe, i.e. not signing on the service's
-word alone, :mod:`harbour.custody.nodesafety`?), the chain node for its chain id
+word alone, :mod:`harbour.custody.nodesafety`? obeying this home's authority?), the chain node for its chain id
 and head block, the database for its schema revision, and the transactions table
 for the withdrawals in each state and the oldest one still waiting. The database
 and chain probes are the service's own readiness checks
@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from harbour.custody import db, readiness, states
 from harbour.custody import models as m
-from harbour.custody.config import CustodyConfig
+from harbour.custody.config import CustodyConfig, authority_public
 from harbour.custody.errors import CustodyError
 from harbour.custody.nodesafety import examine
 
@@ -41,8 +41,9 @@ def nodes(config: CustodyConfig, timeout: float = PROBE_TIMEOUT) -> list[dict[st
     try:
         descriptors = config.descriptors()
     except CustodyError as exc:
-        return [{"name": None, "reachable": False, "safe": False, "detail": exc.detail}]
+        return [{"name": None, "reachable": False, "safe": False, "trusts_authority": False, "detail": exc.detail}]
     paths = [config.home / n for n in config.nodes]
+    authority = authority_public(config.home)
     out = []
     for verdict in examine(paths, descriptors, timeout):
         problem = verdict.problem()
@@ -54,6 +55,7 @@ def nodes(config: CustodyConfig, timeout: float = PROBE_TIMEOUT) -> list[dict[st
                 "url": verdict.descriptor.url,
                 "reachable": verdict.reachable,
                 "safe": verdict.safe,
+                "trusts_authority": verdict.trusts(authority),
                 "keys": len(status.keys) if status is not None else None,
                 "sessions_running": status.sessions if status is not None else None,
                 "detail": "serves organisations only" if problem is None else problem[0],
@@ -159,7 +161,10 @@ def pipeline(engine: Any, now: dt.datetime | None = None) -> dict[str, Any]:
 
 
 def overview(config: CustodyConfig) -> dict[str, Any]:
-    """``{ok, nodes, chain, database, pipeline}``: ``ok`` when every part answers and every node is safe."""
+    """``{ok, nodes, chain, database, pipeline}``: ``ok`` when every part answers and every node is safe.
+
+    (And obeys this home's approval authority: a node that does not refuses every certificate.)
+    """
     found = nodes(config)
     chain_state = chain(config)
     database_state, engine = database(config)
@@ -170,7 +175,7 @@ def overview(config: CustodyConfig) -> dict[str, Any]:
             engine.dispose()
     ok = (
         bool(found)
-        and all(n["reachable"] and n["safe"] for n in found)
+        and all(n["reachable"] and n["safe"] and n["trusts_authority"] for n in found)
         and chain_state["reachable"]
         and database_state["reachable"]
     )
