@@ -23,11 +23,13 @@ else
   harbour custody init --home custody --chain "$CHAIN" --dev-chain   # a development node (anvil)
 fi
 
-# 2. Three signer nodes. --custody: each signs only keys of an organisation it
-#    enrolled, and only on the approvals its governance log requires.
+# 2. Three signer nodes that make and sign only keys of an organisation they
+#    enrolled (--organisations-only), and only on the approvals its governance
+#    log requires. add-node asks each node, and refuses one that would sign on
+#    the service's word alone.
 for i in 1 2 3; do
   harbour node init --dir nodes/node$i --name node$i --listen 127.0.0.1:710$i \
-      --authority custody/authority/authority.pub --custody
+      --authority custody/authority/authority.pub --organisations-only
   harbour node run --dir nodes/node$i > node$i.log 2>&1 &
   echo $! > node$i.pid
 done
@@ -108,3 +110,4 @@ harbour status $TX --wait
 SIZE=$(harbour audit head --json | json '["tree_size"]')
 harbour audit verify-proof $((SIZE - 1)) --audit-key custody/audit.pub   # the newest event: the confirmation
 harbour audit verify --home custody
+harbour custody status --home custody   # nodes (reachable, safe), chain, database, withdrawals by state

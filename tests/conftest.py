@@ -73,6 +73,7 @@ PROCESS_MODULES = frozenset(
         "test_api_credentials",
         "test_api_auth_defences",
         "test_node_org_keys",
+        "test_node_safe",
         "test_api_schema",
         "test_api_exact",
         "test_cli",

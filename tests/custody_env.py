@@ -71,7 +71,8 @@ class CustodyEnv:
             dev_chain=chain_url is not None,
             confirmations=confirmations,
         )
-        self.node_options = node_options or {}
+        # Nodes that serve organisations only, as `harbour custody add-node` requires of a deployment's nodes.
+        self.node_options = {"organisations_only": True, **(node_options or {})}
         self.nodes: list[LocalNode] = create_nodes(
             root / "nodes",
             nodes,

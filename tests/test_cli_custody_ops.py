@@ -163,15 +163,38 @@ def test_commands_refuse_a_missing_or_broken_home(tmp_path: Path) -> None:
 
 
 def test_add_node_checks_each_descriptor(tmp_path: Path, home: Path) -> None:
+    """The nodes of ``home`` are stopped: a node is added only once it shows how it is configured (test_node_safe)."""
     fresh = tmp_path / "fresh"
     assert runner.invoke(app, ["custody", "init", "--home", str(fresh)]).exit_code == 0
-    descriptor = sorted((home.parent / "nodes").glob("node*/descriptor.json"))[0]
-    result = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor)])
-    assert result.exit_code == 0 and "1 signer node" in result.output
-    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor)])
+    first, second = sorted((home.parent / "nodes").glob("node*/descriptor.json"))[:2]
+    stopped = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), "--wait", "0", str(first)])
+    assert stopped.exit_code == 1 and "node node1" in stopped.output and "gave no status" in stopped.output
+    config = cfg.CustodyConfig.load(fresh)
+    config.nodes.append(str(first.resolve()))
+    config.save()
+    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(second), str(first)])
     assert again.exit_code == 1 and "configured already" in again.output
     junk = tmp_path / "junk.json"
     junk.write_text('{"name": "x"}')
     bad = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(junk)])
     assert bad.exit_code == 1 and "descriptor" in bad.output
-    assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(descriptor.resolve())]
+    assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(first.resolve())]
+
+
+def test_custody_status_counts_withdrawals_by_state_and_names_stopped_nodes(home: Path) -> None:
+    result = runner.invoke(app, ["custody", "status", "--home", str(home), "--json"])
+    assert result.exit_code == 1  # the module's nodes are stopped
+    report = json.loads(result.output)
+    assert [(n["name"], n["reachable"], n["safe"]) for n in report["nodes"]] == [
+        (f"node{i}", False, False) for i in (1, 2, 3)
+    ]
+    assert all("harbour node run --dir" in n["hint"] for n in report["nodes"])
+    assert report["database"]["reachable"] and report["database"]["revision"] == report["database"]["head"]
+    counts = report["pipeline"]["withdrawals"]
+    assert sum(counts.values()) == 1 and set(counts) >= {"submitted", "signing", "confirmed", "cancelled"}
+    (state,) = [s for s, n in counts.items() if n]
+    oldest = report["pipeline"]["oldest_waiting"]
+    if state in ("confirmed", "failed", "rejected", "cancelled"):
+        assert oldest is None
+    else:
+        assert oldest["state"] == state and oldest["created_at"].endswith("Z") and oldest["waiting_seconds"] >= 0

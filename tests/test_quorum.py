@@ -32,7 +32,7 @@ from harbour.crypto.secp256k1 import Secp256k1Point
 from harbour.mpc import hd
 from harbour.node import approval, rpc, signlog
 from harbour.node.approval import MAX_EVIDENCE_LEN
-from harbour.node.config import update_approvers
+from harbour.node.config import NodeConfig, update_approvers
 from harbour.node.coordinator import ClusterKey, Coordinator, admin_params
 from harbour.node.identity import NodeDescriptor
 from harbour.node.keyfile import MIN_N
@@ -870,13 +870,20 @@ def test_bad_approval_settings_are_refused(tmp_path: Path, extra: dict[str, Any]
         _node(tmp_path, **extra)
 
 
-def test_a_node_json_from_before_approvers_still_starts(tmp_path: Path) -> None:
-    """Nodes created before these settings have none of the three fields; they mean none set."""
+@pytest.mark.parametrize(
+    "later",
+    [
+        ("approvers", "min_approvals", "require_evidence", "counter", "organisations_only"),
+        ("organisations_only",),
+    ],
+)
+def test_a_node_json_from_before_approvers_still_starts(tmp_path: Path, later: tuple[str, ...]) -> None:
+    """Nodes created before these settings have none of the later fields; they mean none set."""
     directory = _node(tmp_path)
     from harbour.node.store import SecretStore
 
     doc = json.loads((directory / "node.json").read_text())
-    for name in ("approvers", "min_approvals", "require_evidence", "counter"):
+    for name in later:
         del doc[name]
     old = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     (directory / "node.json").write_text(old)
@@ -885,7 +892,7 @@ def test_a_node_json_from_before_approvers_still_starts(tmp_path: Path) -> None:
     node = NodeService.open(directory, passphrase=PASS)
     try:
         assert node.config.trusted_approvers is None and node.config.min_approvals == 0
-        assert not node.config.require_evidence
+        assert not node.config.require_evidence and not node.config.organisations_only
     finally:
         node.close()
 
@@ -944,3 +951,12 @@ def test_authority_certifies_with_evidence(tmp_path: Path) -> None:
         authority_app, [*base[:-1], str(tmp_path / "bad.cbor"), "--message", digest, "--out", str(tmp_path / "x")]
     )
     assert result.exit_code == 2 and "not valid CBOR" in result.output
+
+
+@pytest.mark.parametrize("value", ["true", 1, None])
+def test_a_node_json_whose_organisations_only_is_not_a_boolean_is_refused(tmp_path: Path, value: object) -> None:
+    directory = _node(tmp_path)
+    doc = json.loads((directory / "node.json").read_text())
+    doc["organisations_only"] = value
+    with pytest.raises(NodeStartError, match="organisations_only must be true or false"):
+        NodeConfig.from_json(json.dumps(doc))

@@ -6,6 +6,9 @@
   their API tokens), the admin quorum, and optionally its first users, assets
   and policy;
 - ``serve``: the REST API and the signing pipeline, in one process;
+- ``add-node``: more signer nodes, each asked for its signed status and refused if it would sign on
+  the service's word alone;
+- ``status``: the nodes, the chain, the database and the pipeline at a glance;
 - ``harbour audit verify``: recompute the audit log from the database, check
   every signed tree head and every business row against the log's row digests;
   exits 1 at the first entry that does not verify, or listing the rows that do not.
@@ -26,8 +29,16 @@ from harbour.cli.params import HomeOption
 from harbour.custody import config as cfg
 from harbour.custody import db
 from harbour.custody.errors import CustodyError
+from harbour.node.identity import NodeDescriptor
 
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
+
+
+DEFAULT_WAIT = 10.0
+WaitOption = Annotated[
+    float,
+    typer.Option("--wait", min=0, max=300, help="Seconds to keep asking a node that does not answer yet."),
+]
 
 
 def exit_error(message: str, code: int = 1) -> typer.Exit:
@@ -61,11 +72,24 @@ def init(
     ] = False,
     confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
-    """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`)."""
+    """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`).
+
+    Each node given with --nodes must be running and serve organisations only (`harbour node init
+    --organisations-only`): one that would sign on the service's word alone is refused.
+    """
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
     if dev_chain and chain == "embedded":
         raise exit_error("--dev-chain is for a JSON-RPC node (--chain URL): the embedded chain is one already", 2)
+    descriptors = []
+    for path in paths:
+        try:
+            descriptors.append(NodeDescriptor.from_json(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise exit_error(f"signer node descriptor {path}: {exc}") from None
+    if paths:
+        refuse_unsafe([Path(p) for p in paths], descriptors, wait)
     try:
         config = cfg.init_home(
             home,
@@ -89,22 +113,53 @@ def init(
 def add_node(
     home: HomeOption,
     descriptors: Annotated[list[Path], typer.Argument(help="Signer-node descriptor files (descriptor.json).")],
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
-    """Add signer nodes to the deployment (for vaults created from now on)."""
+    """Add signer nodes to the deployment (for vaults created from now on).
+
+    Each must be running and serve organisations only (`harbour node init --organisations-only`, or
+    `harbour node approvers --organisations-only` on a stopped node): its status, signed by its identity
+    key, is asked, and a node that would sign on the service's word alone is refused with how to fix it.
+    """
     config = load_deployment(home)
     known = {d.node_id for d in config.descriptors()}
+    added: list[NodeDescriptor] = []
     for path in descriptors:
         resolved = str(path.resolve())
         config.nodes.append(resolved)
         try:
-            added = config.descriptors()[-1]
+            descriptor = config.descriptors()[-1]
         except CustodyError as exc:
             raise exit_error(exc.detail) from None
-        if added.node_id in known:
-            raise exit_error(f"{path}: node {added.name} is configured already")
-        known.add(added.node_id)
+        if descriptor.node_id in known:
+            raise exit_error(f"{path}: node {descriptor.name} is configured already")
+        known.add(descriptor.node_id)
+        added.append(descriptor)
+    verdicts = refuse_unsafe(descriptors, added, wait)
+    authority = cfg.authority_public(home)
+    for verdict in verdicts:
+        if not verdict.trusts(authority):
+            typer.echo(
+                f"warning: node {verdict.descriptor.name} does not trust this deployment's approval authority "
+                f"({home / 'authority' / 'authority.pub'}): it will refuse every certificate the service issues",
+                err=True,
+            )
     config.save()
     typer.echo(f"{len(config.nodes)} signer node(s) configured")
+
+
+def refuse_unsafe(paths: list[Path], descriptors: list[NodeDescriptor], wait: float) -> list[Any]:
+    """Every node's verdict (:mod:`harbour.custody.nodesafety`); exit 1 naming each unsafe or silent node."""
+    from harbour.custody.nodesafety import examine
+
+    verdicts = examine(paths, descriptors, wait=wait)
+    problems = [p for p in (v.problem() for v in verdicts) if p is not None]
+    for message, hint in problems:
+        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"hint: {hint}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    return verdicts
 
 
 def _founder(text: str, default_roles: tuple[str, ...]) -> Any:
@@ -248,3 +303,60 @@ def serve(
         )
     finally:
         deployment.close()
+
+
+@app.command("status")
+def status(
+    home: HomeOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
+) -> None:
+    """Summarise the deployment: signer nodes (reachable? safe?), chain, database and pipeline.
+
+    Exits 0 when every part answers and every node serves organisations only and trusts this
+    deployment's authority, 1 otherwise (the summary is printed either way).
+    """
+    from harbour.custody.overview import overview
+
+    config = load_deployment(home)
+    report = overview(config)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for line in _status_lines(report):
+            typer.echo(line)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def _status_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"signer nodes: {len(report['nodes'])}"]
+    for node in report["nodes"]:
+        state = "unreachable" if not node["reachable"] else ("safe" if node["safe"] else "UNSAFE")
+        lines.append(f"  {node['name']}: {state}: {node['detail']}")
+        if node["reachable"] and not node["trusts_authority"]:
+            lines.append("    it does not trust this deployment's approval authority: it refuses every certificate")
+        if node.get("hint"):
+            lines.append(f"    fix: {node['hint']}")
+    chain = report["chain"]
+    where = f"chain {chain['chain_id']} at block {chain['head_block']}" if chain["head_block"] is not None else ""
+    lines.append(
+        f"chain ({chain['kind']}): {'reachable' if chain['reachable'] else 'NOT reachable'}; {where or chain['detail']}"
+    )
+    database = report["database"]
+    if database["reachable"]:
+        lines.append(f"database: reachable; schema revision {database['revision']} ({database['detail']})")
+    else:
+        lines.append(f"database: NOT reachable; {database['detail']}")
+    work = report["pipeline"]
+    if work is None:
+        lines.append("pipeline: unknown (the database cannot be read)")
+    else:
+        counts = ", ".join(f"{state} {n}" for state, n in work["withdrawals"].items() if n) or "none"
+        lines.append(f"withdrawals: {counts}")
+        oldest = work["oldest_waiting"]
+        if oldest is not None:
+            lines.append(
+                f"oldest waiting: {oldest['id']} ({oldest['state']}) since {oldest['created_at']}, "
+                f"{oldest['waiting_seconds']} s"
+            )
+    return lines

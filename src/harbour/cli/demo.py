@@ -120,7 +120,7 @@ def _demo(root: Path, console: Console) -> dict[str, Any]:
             3,
             [cfg.authority_public(config.home)],
             passphrase="harbour demo node passphrase",  # noqa: S106 (throw-away demo nodes)
-            node_options={"require_evidence": True},
+            node_options={"require_evidence": True, "organisations_only": True},
         ),
         lambda ns: ", ".join(n.name for n in ns) + " (each signs only what the organisation's governance log allows)",
     )

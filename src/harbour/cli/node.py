@@ -5,7 +5,9 @@
 nodes and the coordinator are given), and prints the descriptor. ``run`` serves
 the node over HTTP. ``offline`` answers one request file for a node that has no
 network (a cold node): each round of a session is one file in and one file out.
-``approvers`` changes which approvers' keys a stopped node trusts.
+``approvers`` changes which approvers' keys a stopped node trusts, and whether
+it serves organisations only. ``status`` asks a running node how it is
+(:mod:`harbour.cli.nodestatus`).
 
 Secrets come from the environment, never from the command line (where other
 users can read them in the process list): ``HARBOUR_NODE_PASSPHRASE`` for a
@@ -24,6 +26,7 @@ from typing import Annotated
 import typer
 
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
+from harbour.cli.nodestatus import status as node_status
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, read_option_file, reported_errors
 from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET
 from harbour.node import approval, quorum, rpc
@@ -140,6 +143,13 @@ def init(
             help="Keep the rollback counter in this new file, on other storage than the node directory.",
         ),
     ] = None,
+    organisations_only: Annotated[
+        bool,
+        typer.Option(
+            "--organisations-only",
+            help="Make and sign only keys of an enrolled organisation (what a custody deployment's nodes need).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a node: identity, configuration and descriptor; prints the descriptor."""
@@ -197,6 +207,7 @@ def init(
                 min_approvals=min_approvals,
                 require_evidence=require_evidence,
                 counter=counter,
+                organisations_only=organisations_only,
             )
         except (NodeStartError, IdentityError, ValueError) as exc:
             if isinstance(exc, StoreError) and exc.reason not in ("policy", "exists", "name"):
@@ -208,6 +219,13 @@ def init(
             "none; run as a cold node (harbour node offline) it refuses signing sessions and threshold-ECDSA key "
             "generation, refresh and resharing, whose saved state a restored copy of its directory could replay "
             "to give its share away.",
+            err=True,
+        )
+    if not organisations_only and not (approvers and require_evidence and min_approvals >= 1):
+        typer.echo(
+            "note: this node makes and signs keys of no organisation on an approval authority's certificate alone. "
+            "For a custody deployment, whose service holds the authority's key, create it with "
+            "--organisations-only (custody add-node refuses it otherwise).",
             err=True,
         )
     if not as_json:
@@ -227,13 +245,24 @@ def approvers_command(
     min_approvals: Annotated[
         int | None, typer.Option("--min-approvals", help="A new floor of distinct approvers.")
     ] = None,
+    organisations_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--organisations-only/--any-key",
+            help="Make and sign only keys of an enrolled organisation, or (--any-key) keys of none too.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change (or, with no option, show) the approvers a node trusts; re-seals node.json in the store."""
+    """Change (or, with no option, show) the approvers a node trusts and whether it serves organisations only.
+
+    Re-seals node.json in the store.
+    """
     with reported_errors():
         added = [_approver_key(k, "--add") for k in add or []]
         removed = [_approver_key(k, "--remove") for k in remove or []]
-        if not added and not removed and min_approvals is None:
+        if not added and not removed and min_approvals is None and organisations_only is None:
             try:
                 config = NodeConfig.from_json((directory / CONFIG_FILE).read_text())
             except OSError as exc:
@@ -247,7 +276,13 @@ def approvers_command(
                 raise InputError(f"set {PASSPHRASE_ENV} (or {PIN_ENV} for a token) to open the node's store")
             try:
                 config, differed = update_approvers(
-                    directory, add=added, remove=removed, min_approvals=min_approvals, passphrase=passphrase, pin=pin
+                    directory,
+                    add=added,
+                    remove=removed,
+                    min_approvals=min_approvals,
+                    organisations_only=organisations_only,
+                    passphrase=passphrase,
+                    pin=pin,
                 )
             except NodeStartError as exc:
                 raise fail(f"cannot change the approvers: {exc}", FAILURE_EXIT) from None
@@ -261,12 +296,18 @@ def approvers_command(
         typer.echo("WARNING: node.json differed from the copy sealed in the store; it was rewritten from it", err=True)
     keys = [a.hex() for a in config.approvers]
     if as_json:
-        doc = {"approvers": keys, "min_approvals": config.min_approvals, "require_evidence": config.require_evidence}
+        doc = {
+            "approvers": keys,
+            "min_approvals": config.min_approvals,
+            "require_evidence": config.require_evidence,
+            "organisations_only": config.organisations_only,
+        }
         typer.echo(json.dumps(doc))
     else:
         typer.echo(f"approvers: {', '.join(keys) if keys else '(none: the quorum members the evidence names)'}")
         typer.echo(f"min_approvals: {config.min_approvals}")
         typer.echo(f"require_evidence: {str(config.require_evidence).lower()}")
+        typer.echo(f"organisations_only: {str(config.organisations_only).lower()}")
 
 
 @app.command("rotate-keys")
@@ -364,3 +405,6 @@ def offline(
         except (rpc.NodeError, rpc.RequestError) as exc:
             typer.echo(f"Error: {exc}", err=True)
             sys.exit(FAILURE_EXIT)
+
+
+app.command("status")(node_status)

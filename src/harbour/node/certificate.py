@@ -108,6 +108,8 @@ Reason = Literal[
     "governance",
     "policy",
     "history",
+    # a node that serves organisations only (node.json organisations_only) and a key of none
+    "no-organisation",
 ]
 ParamValue = str | int
 

@@ -3,7 +3,8 @@
 ``harbour node init`` calls :func:`init_node`, which makes the directory a
 :class:`~harbour.node.service.NodeService` opens: the identity keys (generated
 here, stored only encrypted in the node's secret store), ``node.json`` (where to
-listen, which approval authorities and approvers to trust, the session timeout)
+listen, which approval authorities and approvers to trust, the session timeout,
+whether it serves organisations only)
 and ``descriptor.json`` (the public descriptor other nodes and the coordinator
 are given).
 
@@ -57,6 +58,8 @@ _APPROVAL_KEYS: Final = frozenset({"approvers", "min_approvals", "require_eviden
 """Written by every node; a node.json from before them (all three missing) means none set."""
 _COUNTER_KEY: Final = "counter"
 """Written by every node since rollback counters exist; missing means none."""
+_ORGANISATIONS_ONLY_KEY: Final = "organisations_only"
+"""Written by every node since the setting exists; missing means false."""
 
 
 class NodeStartError(RuntimeError):
@@ -85,6 +88,21 @@ def check_approval_settings(approvers: Sequence[bytes], min_approvals: int, requ
         raise ValueError("require_evidence must be true or false")
 
 
+def signs_on_authority_alone(
+    *, organisations_only: bool, approvers: int, require_evidence: bool, min_approvals: int
+) -> bool:
+    """Whether a node so configured signs with some key on an approval authority's certificate alone.
+
+    Not when it serves organisations only (every key it signs with is judged from
+    its organisation's governance log), nor when it insists on evidence with at
+    least one approval from ``approvers`` of its own list; otherwise a key of no
+    organisation is signed for whatever the authority's holder certifies.
+    """
+    if organisations_only:
+        return False
+    return not (approvers > 0 and require_evidence and min_approvals >= 1)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """``node.json``.
@@ -107,6 +125,23 @@ class NodeConfig:
     require_evidence: bool = False
     counter: dict[str, str] | None = None
     """Where the rollback counter lives (:func:`harbour.node.counter.check_setting`), or None."""
+    organisations_only: bool = False
+    """Make, sign with, refresh and reshare only keys of an enrolled organisation (:mod:`harbour.node.orgs`).
+
+    What a node serving a custody service needs: a key of no organisation is signed
+    on the approval authority's certificate (and version-1 evidence), which that
+    service holds, so the service alone could make such a key and sign with it.
+    """
+
+    @property
+    def signs_on_authority_alone(self) -> bool:
+        """Whether a certificate from the authority is all the node needs to sign with some key."""
+        return signs_on_authority_alone(
+            organisations_only=self.organisations_only,
+            approvers=len(self.approvers),
+            require_evidence=self.require_evidence,
+            min_approvals=self.min_approvals,
+        )
 
     @property
     def trusted_approvers(self) -> frozenset[bytes] | None:
@@ -127,6 +162,7 @@ class NodeConfig:
                 "min_approvals": self.min_approvals,
                 "require_evidence": self.require_evidence,
                 "counter": self.counter,
+                _ORGANISATIONS_ONLY_KEY: self.organisations_only,
             },
             indent=2,
             sort_keys=True,
@@ -139,7 +175,7 @@ class NodeConfig:
         except ValueError as exc:
             raise NodeStartError(f"{CONFIG_FILE} is not valid JSON: {exc}") from exc
         keys = _BASE_KEYS | _APPROVAL_KEYS
-        shapes = (keys | {_COUNTER_KEY}, keys, _BASE_KEYS)
+        shapes = (keys | {_COUNTER_KEY, _ORGANISATIONS_ONLY_KEY}, keys | {_COUNTER_KEY}, keys, _BASE_KEYS)
         if not isinstance(obj, dict) or set(obj) not in shapes or obj["format"] != CONFIG_FORMAT:
             raise NodeStartError(f"{CONFIG_FILE} is not a Harbour node configuration (fields: {sorted(keys)})")
         if obj["version"] != CONFIG_VERSION:
@@ -159,6 +195,9 @@ class NodeConfig:
             min_approvals, require_evidence = obj.get("min_approvals", 0), obj.get("require_evidence", False)
             check_approval_settings(approvers, min_approvals, require_evidence)
             counter = check_setting(obj.get(_COUNTER_KEY))
+            organisations_only = obj.get(_ORGANISATIONS_ONLY_KEY, False)
+            if type(organisations_only) is not bool:
+                raise ValueError(f"{_ORGANISATIONS_ONLY_KEY} must be true or false")
             return cls(
                 check_name(obj["name"]),
                 check_url(obj["url"]),
@@ -170,6 +209,7 @@ class NodeConfig:
                 min_approvals,
                 require_evidence,
                 counter,
+                organisations_only,
             )
         except (ValueError, TypeError, IdentityError, approval.AuthorityKeyError) as exc:
             raise NodeStartError(f"{CONFIG_FILE}: {exc}") from exc
@@ -216,6 +256,7 @@ def init_node(
     min_approvals: int = 0,
     require_evidence: bool = False,
     counter: dict[str, str] | None = None,
+    organisations_only: bool = False,
 ) -> NodeDescriptor:
     """Create a node directory: identity (encrypted), configuration, public descriptor, and its counter.
 
@@ -258,6 +299,7 @@ def init_node(
         min_approvals,
         require_evidence,
         counter,
+        organisations_only,
     )
     config_text = config.to_json() + "\n"
     directory.mkdir(parents=True, exist_ok=True)
@@ -309,10 +351,11 @@ def update_approvers(
     add: Sequence[bytes] = (),
     remove: Sequence[bytes] = (),
     min_approvals: int | None = None,
+    organisations_only: bool | None = None,
     passphrase: str | None = None,
     pin: str | None = None,
 ) -> tuple[NodeConfig, bool]:
-    """Change the trusted approvers (and optionally ``min_approvals``) of a stopped node.
+    """Change the trusted approvers (and optionally ``min_approvals`` and ``organisations_only``) of a stopped node.
 
     The sealed copy in the store is the configuration that counts: the change is
     made to it, sealed, and then written to ``node.json`` (a ``node.json`` that
@@ -342,7 +385,8 @@ def update_approvers(
             check_approval_settings(approvers, floor, config.require_evidence)
         except ValueError as exc:
             raise NodeStartError(str(exc)) from None
-        new = replace(config, approvers=tuple(approvers), min_approvals=floor)
+        only = config.organisations_only if organisations_only is None else organisations_only
+        new = replace(config, approvers=tuple(approvers), min_approvals=floor, organisations_only=only)
         text = (new.to_json() + "\n").encode()
         differed = (directory / CONFIG_FILE).read_bytes() != sealed
         if text != sealed:

@@ -37,6 +37,7 @@ from typing import Any, Self
 from harbour.node import rpc
 from harbour.node.identity import NodeDescriptor
 from harbour.node.sealed import SealedError, read_header
+from harbour.node.status import NodeStatus, StatusError, new_challenge, verified
 from harbour.node.transport import FileTransport, HttpTransport, Transport
 
 DEFAULT_TIMEOUT = 30.0
@@ -150,6 +151,31 @@ class SessionDriver:
         answers = await asyncio.gather(*(self.describe(n, timeout) for n in ask), return_exceptions=True)
         return fresh | {n.node_id for n, a in zip(ask, answers, strict=True) if isinstance(a, NodeDescriptor)}
 
+    async def status(self, node: NodeDescriptor, timeout: float = PING_TIMEOUT) -> NodeStatus:
+        """The node's status, signed by its identity key over a fresh challenge (:mod:`harbour.node.status`)."""
+        challenge = new_challenge()
+        answer = await self._call(node, {"op": "status", "challenge": challenge}, timeout)
+        try:
+            return verified(answer, node, challenge)
+        except StatusError as exc:
+            raise ClusterError("bad-status", str(exc), node.name) from exc
+
+    async def statuses(
+        self, nodes: Iterable[NodeDescriptor], timeout: float = PING_TIMEOUT
+    ) -> dict[str, NodeStatus | ClusterError]:
+        """Every node's status (or why there is none), by node id, asked all at once."""
+        nodes = list(nodes)
+        answers = await asyncio.gather(*(self.status(n, timeout) for n in nodes), return_exceptions=True)
+        out: dict[str, NodeStatus | ClusterError] = {}
+        for node, answer in zip(nodes, answers, strict=True):
+            if isinstance(answer, NodeStatus | ClusterError):
+                out[node.node_id] = answer
+            elif isinstance(answer, Exception):
+                out[node.node_id] = ClusterError("unreachable", f"node {node.name}: {answer!r}", node.name)
+            else:
+                raise answer
+        return out
+
     # -- sessions -------------------------------------------------------------------------
 
     async def _run(
@@ -254,3 +280,16 @@ async def run_all(coroutines: Iterable[Any]) -> None:
 
 def run_sync(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+def ask_statuses(
+    nodes: Iterable[NodeDescriptor], timeout: float = PING_TIMEOUT
+) -> dict[str, NodeStatus | ClusterError]:
+    """:meth:`SessionDriver.statuses` from synchronous code (a command line)."""
+
+    async def ask() -> dict[str, NodeStatus | ClusterError]:
+        async with SessionDriver(timeout=timeout) as driver:
+            return await driver.statuses(nodes, timeout)
+
+    result: dict[str, NodeStatus | ClusterError] = run_sync(ask())
+    return result

@@ -5,7 +5,8 @@ other check (:mod:`harbour.node.planning` builds the call). A key of an
 organisation is judged by that organisation's governance log
 (:func:`harbour.node.orgs.judging.judge_withdrawal`), then its transaction id is
 pinned and the withdrawal recorded; any other key by version-1 evidence and the
-node's own approver settings (:mod:`harbour.node.quorum`), then pinned.
+node's own approver settings (:mod:`harbour.node.quorum`), then pinned, unless the
+node serves organisations only (``organisations_only``): then never.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ class EvidenceChecks:
             if org is not None:
                 self._governed_check(cert, session, job, digest, org, histories)
                 return
+            if config.organisations_only:
+                raise approval.ApprovalError(
+                    "no-organisation",
+                    f"key {session.key_id} belongs to no organisation, and this node serves organisations only "
+                    "(organisations_only): it signs only with keys of an enrolled organisation, on evidence judged "
+                    "from that organisation's governance log, never on the authority's word alone",
+                )
             if cert.evidence is None:
                 if config.require_evidence:
                     raise approval.ApprovalError(

@@ -215,6 +215,10 @@ class NonceLedger:
         if old is not None:
             os.close(old)
 
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:

@@ -13,7 +13,9 @@ ready to spend the certificate.
 A key belongs to the organisation its keygen certificate named (param ``org``);
 every refresh and reshare certificate of it must name the same one, and none
 may name one for a key of no organisation, so no ceremony moves a key between
-organisations or in or out of one.
+organisations or in or out of one. A node that serves organisations only
+(``organisations_only``) refuses every admin certificate of a key of none, once the
+certificate is shown to be the authority's and before it is spent.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class Planner:
         rng = recording.rng if recording is not None else secrets.token_bytes
 
         def verify(**what: Any) -> Callable[[], None]:
+            if self.config.organisations_only and what["kind"] != "sign" and "org" not in what["params"]:
+                what["evidence_check"] = _no_organisation(what["kind"], what["key_id"])
+
             def check() -> None:
                 approval.verify(certificate, self.trusted, now=now, ledger=self.ledger, **what)
 
@@ -371,6 +376,27 @@ class Planner:
                     raise Refusal("bad-request", "the roster lists this node with other keys")
                 return party
         raise Refusal("bad-request", "this node is not in the session's roster")
+
+
+def _no_organisation(kind: str, key_id: str) -> Callable[[approval.Certificate], None]:
+    """The refusal of an admin session of a key of no organisation, on a node that serves organisations only.
+
+    Run by :func:`approval.verify` once the certificate is the authority's, before its
+    nonce is spent: the session is refused and logged like any refused certificate.
+    """
+
+    def refuse(_: approval.Certificate) -> None:
+        if kind == "keygen":
+            what = "this keygen certificate names no organisation (param org), and this node makes no key of none"
+        else:
+            what = f"key {key_id!r} belongs to no organisation, and this node does not {kind} such a key"
+        raise approval.ApprovalError(
+            "no-organisation",
+            f"{what}: it serves organisations only (organisations_only), so no key is made, signed with, "
+            "refreshed or reshared on the authority's word alone",
+        )
+
+    return refuse
 
 
 def _with_org(params: dict[str, Any], org: str | None) -> dict[str, Any]:

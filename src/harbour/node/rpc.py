@@ -23,12 +23,14 @@ Requests (every one has ``"v": 2`` and ``"op"``)::
     {"op": "push", "org": str, "entries": [<bytes>, ...]}          -> {"org", "seq", "head", "appended": int}
     {"op": "head", "org": str}                                     -> {"org", "seq", "head"}
     {"op": "history", "org": str, "session_id": <32 bytes>}        -> {"statement": <bytes>}
+    {"op": "status", "challenge": <16..64 bytes>}                  -> {"status": <bytes>, "signature": <64 bytes>}
 
 ``org`` is an organisation's genesis hash in hex (:mod:`harbour.node.orgs`):
 ``enrol`` starts keeping its log (an authority's ``enrol`` certificate), ``push``
 appends entries the admins signed (no certificate: the node verifies each),
 ``head`` says how far the node's log goes, ``history`` is the node's signed
-statement of its withdrawal record for one session.
+statement of its withdrawal record for one session. ``status`` is the node's
+signed answer about itself (:mod:`harbour.node.status`).
 
 ``args`` per kind:
 
@@ -89,6 +91,7 @@ OPS: Final = (
     "push",
     "head",
     "history",
+    "status",
 )
 KINDS: Final = ("sign", "keygen", "refresh", "reshare")
 ACK_DOMAIN: Final = b"harbour/node/ack/v1\x00"
@@ -304,6 +307,10 @@ def parse_request(data: bytes) -> dict[str, Any]:
         _fields(obj, {"v": int, "op": str, "org": str, "session_id": bytes}, "history request")
         _org(obj["org"])
         _session_id(obj["session_id"])
+    elif op == "status":
+        _fields(obj, {"v": int, "op": str, "challenge": bytes}, "status request")
+        if not 16 <= len(obj["challenge"]) <= 64:
+            raise _fail("a status challenge is 16..64 random bytes")
     elif op == "abort":
         _fields(obj, {"v": int, "op": str, "session_id": bytes, "certificate": bytes}, "abort request")
         _session_id(obj["session_id"])

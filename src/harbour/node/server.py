@@ -1,12 +1,15 @@
 """The signer node over HTTP: a small ASGI application served by uvicorn.
 
-Two routes, nothing else:
+These routes, nothing else:
 
 - ``POST /v1/rpc`` with a request of :mod:`harbour.node.rpc` as the body
   (``application/cbor``); the response body is the node's answer, always with
   status 200 when the node answered (refusals are in the answer) and 4xx for
   HTTP-level mistakes (wrong method or path, a body too large or missing);
-- ``GET /v1/descriptor``: the node's public descriptor JSON, for operators.
+- ``GET /v1/descriptor``: the node's public descriptor JSON, for operators;
+- ``GET /health`` (liveness: the process answers) and ``GET /ready`` (readiness:
+  its key store, signing log and nonce ledger are open; 503 otherwise), JSON,
+  for a supervisor or a load balancer.
 
 The application runs every request to completion on the event loop, one at a
 time: protocol steps are CPU-bound and short, and serialising them means the
@@ -18,6 +21,7 @@ metadata.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -53,6 +57,9 @@ class NodeApp:
         if path == "/v1/descriptor" and method == "GET":
             await _respond(send, 200, (self.node.descriptor.to_json() + "\n").encode(), b"application/json")
             return
+        if path in ("/health", "/ready") and method == "GET":
+            await _respond(send, *self._probe(path), b"application/json")
+            return
         if path != "/v1/rpc":
             await _respond(send, 404, b"not found\n", b"text/plain")
             return
@@ -65,6 +72,15 @@ class NodeApp:
             return
         answer = self.node.handle(body)
         await _respond(send, 200, answer, b"application/cbor")
+
+    def _probe(self, path: str) -> tuple[int, bytes]:
+        """``/health``: the process answers. ``/ready``: its store, log and ledger are open, so it can serve."""
+        name, node_id = self.node.descriptor.name, self.node.descriptor.node_id
+        if path == "/health":
+            return 200, json.dumps({"status": "ok", "name": name, "node_id": node_id}).encode() + b"\n"
+        why = self.node.ready()
+        document = {"ready": why is None, "name": name, "node_id": node_id, "detail": why or "ready to serve"}
+        return (200 if why is None else 503), json.dumps(document).encode() + b"\n"
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -39,7 +39,12 @@ What the node decides for itself, whatever the coordinator says:
   had enrolled, :mod:`harbour.node.orgs`) is signed with only on version-2 evidence
   the node judges itself: from the organisation's governance log, which it verified
   entry by entry from the genesis its ``enrol`` certificate named, its own clock and
-  the signers' records of what they signed before.
+  the signers' records of what they signed before. A node configured to serve
+  organisations only (``organisations_only``) makes, signs with, refreshes and
+  reshares no other key.
+- It says how it is (``status``: its keys, sessions, ledger, organisations and
+  settings) only signed by its identity key over the asker's challenge
+  (:mod:`harbour.node.status`).
 
 A cold node (``offline=True``) keeps its sessions between requests, as explicit
 records encrypted in its store (:mod:`harbour.node.coldstate`): it has no other way
@@ -64,6 +69,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from harbour import __version__
 from harbour.governance import holding
 from harbour.governance.holding import Holding
 from harbour.mpc.hd import CHAIN_CODE
@@ -91,6 +97,7 @@ from harbour.node.rotation import accept_rotation
 from harbour.node.session import Session
 from harbour.node.sessions import MAX_SESSIONS, RunningSessions
 from harbour.node.staging import Refusal, Staging, read_key
+from harbour.node.status import NodeStatus, Settings, answer
 from harbour.node.store import SecretStore, StoreError
 
 log = logging.getLogger("harbour.node")
@@ -336,6 +343,8 @@ class NodeService:
                 return rpc.ok(**self.org_requests.head(request["org"]))
             if op == "history":
                 return rpc.ok(**self.org_requests.history(request["org"], request["session_id"]))
+            if op == "status":
+                return rpc.ok(**answer(self.status(request["challenge"]), self.identity.sign))
             if op == "staged":
                 sid = request["session_id"]
                 committed = self.staging.is_committed(sid)
@@ -346,6 +355,38 @@ class NodeService:
         except Exception as exc:
             log.exception("internal error")  # the detail stays in the node's own log
             return rpc.error("internal", f"internal error ({type(exc).__name__}); see the node's log")
+
+    # -- the node itself ----------------------------------------------------------------
+
+    def status(self, challenge: bytes) -> NodeStatus:
+        """What the node holds and how it is configured, for its identity key to sign (:mod:`harbour.node.status`)."""
+        config = self.config
+        return NodeStatus(
+            node=self.identity.node_id,
+            challenge=challenge,
+            time=self._now(),
+            software=__version__,
+            offline=self.offline,
+            keys=tuple(name.removeprefix("keys/") for name in self.store.names("keys/")),
+            sessions=len(self.sessions),
+            ledger=len(self.ledger),
+            organisations=tuple((org, governance.state.seq) for org, governance in sorted(self.orgs.logs.items())),
+            settings=Settings(
+                organisations_only=config.organisations_only,
+                approvers=len(config.approvers),
+                min_approvals=config.min_approvals,
+                require_evidence=config.require_evidence,
+                authorities=tuple(sorted(self.trusted)),
+            ),
+        )
+
+    def ready(self) -> str | None:
+        """None when the node can serve a request now; otherwise why not, in a few words."""
+        if not self.store.is_open:
+            return "the key store is closed"
+        if self.log.closed or self.ledger.closed:
+            return "the signing log or the nonce ledger is closed"
+        return None
 
     # -- keys ---------------------------------------------------------------------------
 

@@ -439,6 +439,10 @@ class SignLog:
             self._head = (seq, entry.hash)
             return entry
 
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:

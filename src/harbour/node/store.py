@@ -518,6 +518,11 @@ class SecretStore:
                     )
             return sorted(name for name in found if name.startswith(prefix))
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the store still holds its data key (not yet closed)."""
+        return self._aead is not None
+
     def close(self) -> None:
         """Forget the data key; later calls raise StoreError("policy"). Idempotent.
 
