@@ -297,7 +297,10 @@ def audit_baseline(home: HomeOption, as_json: Annotated[bool, typer.Option("--js
     from harbour.custody.errors import CustodyError
 
     config = load_deployment(home)
-    log = AuditLog(cfg.audit_signing_key(config.home))
+    try:
+        log = AuditLog(cfg.audit_signing_key(config.home, config.passphrase))
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2 if "missing" in exc.extra else 1) from None
     engine = db.make_engine(config.database)
     try:
         with db.session_factory(engine)() as session, session.begin():
