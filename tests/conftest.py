@@ -137,6 +137,7 @@ SLOW_MODULES = frozenset(
         "test_webhook_hostile",
         "test_events",
         "test_tokeninfo",
+        "test_home_keys",
     }
 )
 """In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA

@@ -1385,6 +1385,28 @@ def test_recovery_key_command_with_an_encrypted_private_key(frost_key: Path, tmp
     refused(["recovery-key", "--type", "x25519", "--out", tmp_path / "rk"], "already holds a recovery key", env=env)
 
 
+def harbour_strict(*args: str | Path, env: Mapping[str, str | None]) -> Result:
+    """``harbour key <args>`` without the test run's override of the passphrase floor."""
+    return cli.invoke(app, ["key", *map(str, args)], env={"HARBOUR_ALLOW_WEAK_PASSPHRASE": None, **env})
+
+
+def test_existing_files_open_under_any_passphrase_but_new_ones_need_a_strong_one(tmp_path: Path) -> None:
+    """A key directory made under a weak passphrase (before the floor, or with the override) keeps working."""
+    old = tmp_path / "old"
+    weak = {"HARBOUR_PASSPHRASE": "hunter2"}
+    made = harbour_strict("generate", "-s", "frost-secp256k1", "-t", "2", "-n", "3", "--out", old,
+                   env={**weak, "HARBOUR_ALLOW_WEAK_PASSPHRASE": "1"})  # fmt: skip
+    assert made.exit_code == 0, made.output
+    signed = harbour_strict("sign", "--dir", old, "--parties", "1,2", "-m", "00", env=weak)
+    assert signed.exit_code == 0 and signed.stderr == "", signed.output
+    # A reshare writes a new directory: its passphrase is a new file's, and the floor applies.
+    new = tmp_path / "new"
+    reshared = harbour_strict("reshare", "--dir", old, "--parties", "1,2", "--new-threshold", "2",
+                       "--new-parties", "3", "--out", new, env=weak)  # fmt: skip
+    assert reshared.exit_code == 2 and "HARBOUR_PASSPHRASE is too weak" in reshared.stderr
+    assert not new.exists()
+
+
 def test_refresh_of_a_one_of_n_key_is_bad_input(tmp_path: Path) -> None:
     target = tmp_path / "k"
     generate(target, "frost-secp256k1", 1, 2)
