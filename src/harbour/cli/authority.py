@@ -159,7 +159,9 @@ def _load_key(directory: Path) -> approval.AuthorityKey:
         if secret is None:
             if not sys.stdin.isatty():
                 raise InputError(f"authority.key is encrypted: set {PASSPHRASE_ENV} or run in a terminal")
-            secret = unicodedata.normalize("NFC", typer.prompt("Authority passphrase", hide_input=True)).encode()
+            secret = unicodedata.normalize(
+                "NFC", typer.prompt("Authority passphrase", hide_input=True, err=True)
+            ).encode()
     else:
         secret = None
         typer.echo(

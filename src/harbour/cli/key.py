@@ -90,7 +90,7 @@ def _secret(env: str, prompt: str, *, new: bool = False) -> str:
     if value is None:
         if not sys.stdin.isatty():
             raise InputError(f"no passphrase: set {env} or run in a terminal to be prompted")
-        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=new)
+        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
         source = f"the {prompt[0].lower()}{prompt[1:]}"
     if not value:
         raise InputError("the passphrase must not be empty")
