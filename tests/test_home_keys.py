@@ -85,6 +85,11 @@ def test_bootstrap_and_serve_need_the_passphrase_and_say_which(tmp_path: Path) -
     # Verifying the audit log is for auditors: the public key is enough.
     verified = harbour("audit", "verify", "--home", home, "--json", env={ENV: None})
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"] is True, verified.output
+    # Without audit.pub the public key comes from the key itself, which then needs the passphrase.
+    (home / "audit.pub").unlink()
+    locked = harbour("audit", "verify", "--home", home, "--json", env={ENV: None})
+    assert locked.exit_code == 2 and f"set {ENV}" in locked.stderr, locked.output
+    assert harbour("audit", "verify", "--home", home, "--json").exit_code == 0
 
 
 def test_a_plaintext_home_still_opens_with_a_warning_until_its_keys_are_encrypted(tmp_path: Path) -> None:

@@ -250,9 +250,13 @@ def audit_verify(
     from harbour.cli.custody import exit_error, load_deployment
     from harbour.custody import auditverify, db
     from harbour.custody import config as cfg
+    from harbour.custody.errors import CustodyError
 
     config = load_deployment(home)
-    key = public_key or cfg.audit_public_key(config.home)
+    try:
+        key = public_key or cfg.audit_public_key(config.home)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2 if "missing" in exc.extra else 1) from None
     kept: list[dict[str, Any]] = []
     if heads is not None:
         try:

@@ -122,14 +122,14 @@ def audit_key(home: Path, passphrase: str | None) -> Ed25519PrivateKey:
 
 
 def audit_public_hex(home: Path) -> str:
-    """The audit log's public key (hex) from ``audit.pub``; a home without one has its key in the clear."""
+    """The audit log's public key (hex) from ``audit.pub``; without one (an older home), from the key itself."""
     public = home / AUDIT_PUBLIC_FILE
     if public.exists():
         text = _read(public).decode(errors="replace").strip()
         if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
             raise Invalid(f"{public} is not an Ed25519 public key (64 lowercase hex digits)")
         return text
-    return _raw_public(audit_key(home, None))
+    return _raw_public(audit_key(home, env_passphrase()))
 
 
 def plaintext_keys(home: Path) -> list[Path]:
