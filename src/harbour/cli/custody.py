@@ -95,6 +95,8 @@ def init(
     passphrase asked on the terminal); serve and bootstrap need it in the environment.
     """
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
+    if (home / cfg.CONFIG_FILE).exists():  # before asking for a passphrase that would protect nothing new
+        raise exit_error(f"{home} is a custody home already")
     try:
         secret = None if plaintext else _new_home_passphrase()
     except InputError as exc:
