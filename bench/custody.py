@@ -168,7 +168,13 @@ def _public_hex(key: Ed25519PrivateKey) -> str:
 def deployment(root: Path, url: str | None) -> Iterator[Setup]:
     """A home, three running node processes, the started service, an organisation and a funded vault."""
     # database: the default, a SQLite file in the home
-    config = cfg.init_home(root / "custody", chain=url or "embedded", dev_chain=url is not None, confirmations=1)
+    config = cfg.init_home(
+        root / "custody",
+        passphrase=PASSPHRASE,
+        chain=url or "embedded",
+        dev_chain=url is not None,
+        confirmations=1,
+    )
     nodes = create_nodes(
         root / "nodes",
         NODES,

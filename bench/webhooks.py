@@ -32,6 +32,7 @@ from harbour.custody import config as cfg
 from harbour.custody import statements
 from harbour.custody.service import Actor, Custody, Founder
 
+PASSPHRASE = "harbour benchmark passphrase"  # the keys of a throw-away custody home in a temporary directory
 received: list[tuple[float, bytes]] = []
 lock = threading.Lock()
 
@@ -84,7 +85,7 @@ def main(count: int, database: str | None) -> dict[str, Any]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"
     home = Path(tempfile.mkdtemp(prefix="harbour-bench-")) / "custody"
-    config = cfg.init_home(home, database=database, webhook_allow_private=True)
+    config = cfg.init_home(home, passphrase=PASSPHRASE, database=database, webhook_allow_private=True)
     result: dict[str, Any] = {"changes": count, "events": count * 6}
 
     # live: the worker runs, as in production, woken by each commit

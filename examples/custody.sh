@@ -10,7 +10,7 @@ trap 'kill $(cat *.pid 2>/dev/null) 2>/dev/null || true' EXIT   # stop the nodes
 
 # Secrets come from the environment (or a prompt), never from the command line.
 export HARBOUR_NODE_PASSPHRASE='signer node store: long and unguessable'
-export HARBOUR_AUTHORITY_PASSPHRASE='approval authority: long and unguessable'
+export HARBOUR_CUSTODY_PASSPHRASE='custody home keys: long and unguessable'
 export HARBOUR_APPROVER_PASSPHRASE='approver keys: long and unguessable'
 export HARBOUR_API=http://127.0.0.1:8700
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }   # a field of the JSON on stdin
@@ -36,8 +36,9 @@ done
 for i in 1 2 3; do wait_for grep -q listening node$i.log; done
 harbour custody add-node --home custody nodes/node{1,2,3}/descriptor.json
 
-# 3. Approval keys (encrypted under $HARBOUR_APPROVER_PASSPHRASE): alice and
-#    carol are the admins, bob and dave approve withdrawals.
+# 3. Approval keys, encrypted under $HARBOUR_APPROVER_PASSPHRASE (one here for
+#    brevity; each person keeps their own): alice and carol are the admins, bob
+#    and dave approve withdrawals.
 ALICE=$(harbour approver-key new --out alice.key --json | json '["public_key"]')
 CAROL=$(harbour approver-key new --out carol.key --json | json '["public_key"]')
 BOB=$(harbour approver-key new --out bob.key --json | json '["public_key"]')

@@ -27,6 +27,10 @@ Markers (registered in pyproject.toml, which also turns on ``--strict-markers``)
   quietly depends on one;
 - ``slow``: in-process, but seconds per test (:data:`SLOW_MODULES`).
 
+Passphrases: ``HARBOUR_ALLOW_WEAK_PASSPHRASE=1`` (the strength floor's override, see
+:mod:`harbour.util.passphrase`) and ``HARBOUR_CUSTODY_PASSPHRASE`` (the test homes') are
+set in the environment of the whole run; tests of the floor unset the first.
+
 Hypothesis: the ``ci`` profile (more examples, derandomized, no deadline) when
 ``CI=true`` (``.ci/run`` exports it), ``dev`` (fewer examples) otherwise;
 ``HYPOTHESIS_PROFILE`` names one explicitly. Tests that set ``max_examples`` in
@@ -49,7 +53,10 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from custody_env import HOME_PASSPHRASE
 from harbour.custody.db import make_engine, session_factory, upgrade
+from harbour.custody.homekeys import PASSPHRASE_ENV as HOME_PASSPHRASE_ENV
+from harbour.util.passphrase import OVERRIDE_ENV as WEAK_PASSPHRASE_ENV
 from postgres import PostgresServer, PostgresUnavailable
 from softhsm import softhsm  # noqa: F401 (registered with pytest by being in this module)
 
@@ -62,6 +69,14 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 )
+
+# -- passphrases -----------------------------------------------------------------------------------------------------
+
+# Many tests make throw-away key files under short passphrases: the strength floor's override lets them, in this
+# process and the CLI processes it starts. Tests of the floor itself, and the README walk-throughs, unset it.
+os.environ[WEAK_PASSPHRASE_ENV] = "1"
+# The passphrase of the custody homes tests make (tests/custody_env.py), for the service processes they start.
+os.environ.setdefault(HOME_PASSPHRASE_ENV, HOME_PASSPHRASE)
 
 # -- markers ---------------------------------------------------------------------------------------------------------
 
@@ -124,6 +139,7 @@ SLOW_MODULES = frozenset(
         "test_webhook_hostile",
         "test_events",
         "test_tokeninfo",
+        "test_home_keys",
     }
 )
 """In-process, but their tests run whole protocols or nodes (key files under scrypt, threshold-ECDSA

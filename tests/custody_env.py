@@ -35,6 +35,8 @@ from harbour.custody.service import Actor, Custody, Founder
 from harbour.node.localnet import LocalNode, create_nodes
 
 PASSPHRASE = "custody test nodes"
+HOME_PASSPHRASE = "custody test home keys"
+"""Encrypts the test homes' authority and audit keys; tests/conftest.py exports it as HARBOUR_CUSTODY_PASSPHRASE."""
 ETH = 10**18
 
 
@@ -66,6 +68,7 @@ class CustodyEnv:
         self.home = root / "custody"
         self.config = cfg.init_home(
             self.home,
+            passphrase=HOME_PASSPHRASE,
             database=database,
             chain=chain_url or "embedded",
             dev_chain=chain_url is not None,

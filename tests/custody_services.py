@@ -31,10 +31,12 @@ from typing import IO, Any
 import httpx
 from sqlalchemy import func, select
 
+from custody_env import HOME_PASSPHRASE
 from harbour.chains.evm import EvmClient
 from harbour.custody import db, states
 from harbour.custody import models as m
 from harbour.custody.audit import AuditEvent
+from harbour.custody.homekeys import PASSPHRASE_ENV
 from harbour.node import signlog
 from harbour.node.localnet import free_port
 
@@ -78,7 +80,8 @@ class Service:
                 "--listen",
                 f"127.0.0.1:{self.port}",
             ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # the home's key passphrase, as an operator's service manager would give it
+            env={**os.environ, "PYTHONUNBUFFERED": "1", PASSPHRASE_ENV: HOME_PASSPHRASE},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from anvil import free_port
-from custody_env import ETH, CustodyEnv, public_hex
+from custody_env import ETH, HOME_PASSPHRASE, CustodyEnv, public_hex
 from harbour.api import logfilter
 from harbour.api.app import create_app
 from harbour.api.authlimit import ALERT_PREFIX, FailedAuthentications
@@ -453,7 +453,7 @@ def test_custody_serve_serves_https_with_its_tls_options(tmp_path: Path) -> None
     ca, cert, key = _certificates(tmp_path)
     port = free_port()
     home = tmp_path / "home"
-    cfg.init_home(home, listen=f"0.0.0.0:{port}")
+    cfg.init_home(home, passphrase=HOME_PASSPHRASE, listen=f"0.0.0.0:{port}")
     secure, out, err = _serve(home, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         verified = ssl.create_default_context(cafile=str(ca))

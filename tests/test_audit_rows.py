@@ -27,6 +27,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from typer.testing import CliRunner
 
 import harbour
+from custody_env import HOME_PASSPHRASE
 from harbour.cli.main import app
 from harbour.custody import audit, auditverify, rowwatch
 from harbour.custody import config as cfg
@@ -627,10 +628,10 @@ def test_a_baseline_is_refused_on_a_log_that_does_not_verify(engine: Engine, ses
 
 def test_the_cli_verifies_rows_and_records_a_baseline_once(sqlite_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    config = cfg.init_home(home, database=sqlite_url)
+    config = cfg.init_home(home, passphrase=HOME_PASSPHRASE, database=sqlite_url)
     engine = make_engine(config.database)
     try:
-        old_deployment(session_factory(engine), AuditLog(cfg.audit_signing_key(home)))
+        old_deployment(session_factory(engine), AuditLog(cfg.audit_signing_key(home, HOME_PASSPHRASE)))
     finally:
         engine.dispose()
 

@@ -23,7 +23,9 @@ from harbour.node import approval, nonces
 
 cli = CliRunner()
 ENV = "HARBOUR_AUTHORITY_PASSPHRASE"
-CLEAR: dict[str, str | None] = {ENV: None}
+PASS = "tidal wagon lemur fossil"
+STRICT: dict[str, str | None] = {ENV: PASS, "HARBOUR_ALLOW_WEAK_PASSPHRASE": None}
+"""The authority's passphrase, and no override of the strength floor: as an operator runs it."""
 D1 = hashlib.sha256(b"transfer 100.00 HKD-T to vault 7").hexdigest()
 D2 = hashlib.sha256(b"transfer 5.00 HKD-T to vault 9").hexdigest()
 CERT_FIELDS = [
@@ -41,7 +43,7 @@ CERT_FIELDS = [
 
 
 def invoke(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Result:
-    return cli.invoke(app, ["authority", *map(str, args)], env={**CLEAR, **(env or {})})
+    return cli.invoke(app, ["authority", *map(str, args)], env={**STRICT, **(env or {})})
 
 
 def ok_json(*args: str | Path, env: Mapping[str, str | None] | None = None) -> dict[str, Any]:
@@ -81,33 +83,52 @@ def trusted(authority_dir: Path) -> dict[str, Any]:
 # -- init ----------------------------------------------------------------------------------------------
 
 
-def test_init(tmp_path: Path) -> None:
+def test_init_encrypts_the_key_by_default(tmp_path: Path) -> None:
     out = tmp_path / "auth"
     result = invoke("init", "--out", out, "--json")
     assert result.exit_code == 0, result.output
-    assert "WARNING" in result.stderr and "unencrypted" in result.stderr
+    assert result.stderr == ""
     obj = json.loads(result.stdout)
     assert set(obj) == {"authority_id", "public_key", "private_key_file", "public_key_file", "encrypted"}
-    assert obj["encrypted"] is False
+    assert obj["encrypted"] is True
     assert obj["private_key_file"] == str(out / "authority.key")
     assert obj["public_key_file"] == str(out / "authority.pub")
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "authority.key").stat().st_mode) == 0o600
-    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
+    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----")
     doc = json.loads((out / "authority.pub").read_text())
     assert doc["format"] == "harbour-approval-authority" and doc["algorithm"] == "ed25519"
     assert doc["public_key"] == obj["public_key"] and doc["authority_id"] == obj["authority_id"]
-    assert approval.AuthorityKey.load(out).authority_id == obj["authority_id"]
+    assert approval.AuthorityKey.load(out, passphrase=PASS.encode()).authority_id == obj["authority_id"]
+    with pytest.raises(approval.AuthorityKeyError):
+        approval.AuthorityKey.load(out)
 
 
-def test_init_encrypted(tmp_path: Path) -> None:
+def test_init_without_a_passphrase_is_refused_off_a_terminal(tmp_path: Path) -> None:
+    refused(["init", "--out", tmp_path / "auth"], f"set {ENV}", env={ENV: None})
+    assert not (tmp_path / "auth").exists()
+
+
+@pytest.mark.parametrize("weak", ["x", "open sesame", "Password123!", "harbourharbour"])
+def test_init_refuses_a_weak_passphrase(tmp_path: Path, weak: str) -> None:
+    refused(["init", "--out", tmp_path / "auth"], f"{ENV} is too weak", env={ENV: weak})
+    assert not (tmp_path / "auth").exists()
+
+
+def test_init_insecure_plaintext_warns_and_so_does_every_use(tmp_path: Path) -> None:
     out = tmp_path / "auth"
-    result = invoke("init", "--out", out, "--json", env={ENV: "open sesame"})
+    result = invoke("init", "--out", out, "--insecure-plaintext", "--json", env={ENV: None})
     assert result.exit_code == 0, result.output
-    assert result.stderr == ""
-    assert json.loads(result.stdout)["encrypted"] is True
-    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----")
-    assert approval.AuthorityKey.load(out, passphrase=b"open sesame")
+    assert "warning: --insecure-plaintext" in result.stderr
+    assert json.loads(result.stdout)["encrypted"] is False
+    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
+    # Such a key (or one made before encryption was the default) still signs, and says how to encrypt it.
+    made = invoke(
+        "certify", "--dir", out, "--key-id", "k", "-m", D1, "--signers", "1,2", "--expires-in", "60",
+        "--out", tmp_path / "c",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "is not encrypted" in made.stderr and "openssl pkcs8 -topk8" in made.stderr
 
 
 def test_init_refuses_an_existing_key(authority_dir: Path) -> None:
@@ -217,14 +238,14 @@ def test_certify_admin(kind: str, authority_dir: Path, tmp_path: Path) -> None:
 
 def test_certify_with_encrypted_key(tmp_path: Path) -> None:
     auth = tmp_path / "auth"
-    ok_json("init", "--out", auth, env={ENV: "open sesame"})
+    ok_json("init", "--out", auth)
     args: list[str | Path] = [
         "certify", "--dir", auth, "--key-id", "k", "--message", D1, "--signers", "1,2", "--expires-in", "60", "--out"
     ]  # fmt: skip
-    refused([*args, tmp_path / "c"], f"set {ENV}")
-    refused([*args, tmp_path / "c"], "wrong passphrase", env={ENV: "open sesame!"})
+    refused([*args, tmp_path / "c"], f"set {ENV}", env={ENV: None})
+    refused([*args, tmp_path / "c"], "wrong passphrase", env={ENV: PASS + "!"})
     assert not (tmp_path / "c").exists()
-    ok_json(*args, tmp_path / "c", env={ENV: "open sesame"})
+    ok_json(*args, tmp_path / "c")
 
 
 def test_certify_text_output(authority_dir: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner, Result
 
-from custody_env import ETH, CustodyEnv
+from custody_env import ETH, CustodyEnv, public_hex
 from harbour.api.server import BackgroundServer
 from harbour.cli.main import app
 from harbour.cli.params import InputError
@@ -36,6 +36,8 @@ from helpers import wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
+APPROVER_PASSPHRASE = "custody test approver keys"
+"""Every approver key file of these tests is encrypted under it, as `approver-key new` encrypts by default."""
 runner = CliRunner()
 
 
@@ -52,7 +54,7 @@ class World:
         variables: dict[str, str | None] = {
             "HARBOUR_API": self.url,
             "HARBOUR_TOKEN": self.env.people[who].token if who else None,
-            "HARBOUR_APPROVER_PASSPHRASE": None,
+            "HARBOUR_APPROVER_PASSPHRASE": APPROVER_PASSPHRASE,
             "HARBOUR_AUDIT_KEY": None,
             "HARBOUR_TRUSTED_ORGS": str(self.env.root / "trusted-orgs.json"),
             **(env or {}),
@@ -89,7 +91,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 path = root / f"{name}.pem"
                 path.write_bytes(
                     person.key.private_bytes(
-                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.BestAvailableEncryption(APPROVER_PASSPHRASE.encode()),
                     )
                 )
                 keys[name] = path
@@ -127,7 +131,7 @@ def test_approver_key_user_and_credential(world: World, tmp_path: Path) -> None:
     made = world.json(None, "approver-key", "new", "--out", str(key_file))
     assert len(made["public_key"]) == 64
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert b"PRIVATE KEY" in key_file.read_bytes()
+    assert made["encrypted"] is True and b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in key_file.read_bytes()
     refused(world.run(None, "approver-key", "new", "--out", str(key_file)), 2, "exists")
 
     proposal = world.json(
@@ -144,14 +148,42 @@ def test_approver_key_user_and_credential(world: World, tmp_path: Path) -> None:
     assert table.exit_code == 0 and "carol" in table.stdout
 
 
-def test_encrypted_approver_key(world: World, tmp_path: Path) -> None:
+def test_approver_keys_are_encrypted_by_default_under_a_strong_passphrase(world: World, tmp_path: Path) -> None:
     key_file = tmp_path / "enc.pem"
-    secret: dict[str, str | None] = {"HARBOUR_APPROVER_PASSPHRASE": "correct horse"}
-    result = world.run(None, "approver-key", "new", "--out", str(key_file), "--encrypt", "--json", env=secret)
-    assert result.exit_code == 0, result.stderr
-    assert b"ENCRYPTED" in key_file.read_bytes()
+    new = ["approver-key", "new", "--out", str(key_file), "--json"]
+    strict: dict[str, str | None] = {"HARBOUR_ALLOW_WEAK_PASSPHRASE": None}
+    # No passphrase, and no terminal to ask on: refused rather than written in the clear.
+    refused(
+        world.run(None, *new, env={**strict, "HARBOUR_APPROVER_PASSPHRASE": None}), 2, "HARBOUR_APPROVER_PASSPHRASE"
+    )
+    # A guessable passphrase: refused with the reason and what would pass.
+    weak = world.run(None, *new, env={**strict, "HARBOUR_APPROVER_PASSPHRASE": "correct horse"})
+    refused(weak, 2, "HARBOUR_APPROVER_PASSPHRASE is too weak", "10^8 guesses", "four or more uncommon words")
+    assert not key_file.exists()
+    made = world.run(None, *new, env=strict)
+    assert made.exit_code == 0 and made.stderr == "", made.stderr
+    assert json.loads(made.stdout)["encrypted"] is True
+    assert key_file.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(key_file.read_bytes(), APPROVER_PASSPHRASE.encode())
+    assert public_hex(key) == json.loads(made.stdout)["public_key"]  # type: ignore[arg-type]
     # Without the passphrase (and without a terminal to ask on) the key cannot be used.
-    refused(world.run("approver1", "approve", "00000000-0000-4000-8000-000000000000", "--key", str(key_file)), 2)
+    pending = "00000000-0000-4000-8000-000000000000"
+    locked = world.run(
+        "approver1", "approve", pending, "--key", str(key_file), env={"HARBOUR_APPROVER_PASSPHRASE": None}
+    )
+    refused(locked, 2, "the key file is encrypted")
+
+
+def test_a_plaintext_approver_key_only_on_request_and_it_warns_on_every_use(world: World, tmp_path: Path) -> None:
+    key_file = tmp_path / "clear.pem"
+    made = world.run(None, "approver-key", "new", "--out", str(key_file), "--insecure-plaintext", "--json")
+    assert made.exit_code == 0 and json.loads(made.stdout)["encrypted"] is False
+    assert "--insecure-plaintext" in made.stderr
+    assert key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    # Such a file (or one made before encryption was the default) still loads, and says how to encrypt it.
+    used = world.run("approver1", "approve", "00000000-0000-4000-8000-000000000000", "--key", str(key_file))
+    assert "no transaction" in used.stderr, "the key loaded: what refuses is the server, which has no such request"
+    assert "holds your approver key unencrypted" in used.stderr and "openssl pkcs8 -topk8" in used.stderr
 
 
 def test_vaults_addresses_assets_address_book(world: World) -> None:

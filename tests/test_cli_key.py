@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
+import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping
@@ -1067,13 +1069,23 @@ def report_of(result: Result) -> dict[str, Any]:
 
 def recover(
     backups: Path, recovery: Recovery, *extra: str | Path, env: Mapping[str, str | None] | None = None
-) -> tuple[dict[str, Any], str]:
-    """``key recover --json``: the result and stderr (which carries the warning)."""
-    result = ok("recover", "--backups", backups, "--recovery-private-key", recovery.private, "--json", *extra, env=env)
+) -> tuple[dict[str, Any], str, str]:
+    """``key recover --yes --out FILE --json``: the result, stderr (which carries the warning) and the key file's hex.
+
+    The key is in the file only (owner-only), never in what the command prints.
+    """
+    out = backups.parent / f"recovered-{secrets.token_hex(4)}.hex"
+    args: Args = ["recover", "--yes", "--backups", backups, "--recovery-private-key", recovery.private, "--out", out]
+    result = ok(*args, "--json", *extra, env=env)
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     obj: dict[str, Any] = json.loads(lines[0])
-    return obj, result.stderr
+    assert obj.pop("private_key_file") == str(out)
+    assert mode(out) == 0o600
+    key = out.read_text()
+    assert re.fullmatch("[0-9a-f]{64}\n", key), key
+    assert key.strip() not in result.output, "the private key is never printed"
+    return obj, result.stderr, key.strip()
 
 
 def test_backup_verify_and_recover(ecdsa_key: Path, recovery: Recovery, tmp_path: Path) -> None:
@@ -1102,10 +1114,10 @@ def test_backup_verify_and_recover(ecdsa_key: Path, recovery: Recovery, tmp_path
     verified = ok_json("verify-backup", "--dir", out, "--public", ecdsa_key / "public.json", env=NO_PASSPHRASE)
     assert verified == report
 
-    obj, stderr = recover(out, recovery, env=NO_PASSPHRASE)
+    obj, stderr, key = recover(out, recovery, env=NO_PASSPHRASE)
     assert stderr.startswith("WARNING: disaster recovery")
-    assert list(obj) == ["scheme", "private_key", "public_key", "address", "chain_code", "parties_used"]
-    private = keys.PrivateKey(bytes.fromhex(obj["private_key"]), backend=native)
+    assert list(obj) == ["scheme", "public_key", "address", "chain_code", "parties_used"]
+    private = keys.PrivateKey(bytes.fromhex(key), backend=native)
     assert private.public_key.to_compressed_bytes().hex() == doc["public_key"] == obj["public_key"]
     assert private.public_key.to_checksum_address() == doc["address"] == obj["address"]
     assert (obj["scheme"], obj["chain_code"], obj["parties_used"]) == (ECDSA, doc["chain_code"], [1, 2, 3])
@@ -1113,15 +1125,33 @@ def test_backup_verify_and_recover(ecdsa_key: Path, recovery: Recovery, tmp_path
         private.to_bytes(), Bip32KeyData(chain_code=bytes.fromhex(obj["chain_code"]))
     )
     assert wallet.PublicKey().ToExtended() == doc["xpub"]
-    checked, _ = recover(out, recovery, "--public", ecdsa_key / "public.json", env=NO_PASSPHRASE)
-    assert checked == obj
+    checked, _, same = recover(out, recovery, "--public", ecdsa_key / "public.json", env=NO_PASSPHRASE)
+    assert (checked, same) == (obj, key)
 
 
-def test_recover_readable_output_and_warning(frost_backups: Path, x25519_recovery: Recovery) -> None:
-    result = ok("recover", "--backups", frost_backups, "--recovery-private-key", x25519_recovery.private)
+def test_recover_readable_output_and_warning(frost_backups: Path, x25519_recovery: Recovery, tmp_path: Path) -> None:
+    out = tmp_path / "key.hex"
+    args: Args = ["recover", "--yes", "--backups", frost_backups, "--recovery-private-key", x25519_recovery.private]
+    result = ok(*args, "--out", out)
     assert "WARNING" in result.stderr and "WHOLE private key" in result.stderr
     assert "WARNING" not in result.stdout
     assert result.stdout.splitlines()[0].startswith("scheme: frost-secp256k1")
+    assert f"private_key_file: {out}" in result.stdout.splitlines()
+    assert out.read_text().strip() not in result.output and "private_key:" not in result.output
+
+
+def test_recover_never_prints_the_key_and_needs_a_file(frost_backups: Path, x25519_recovery: Recovery) -> None:
+    args: Args = ["recover", "--yes", "--backups", frost_backups, "--recovery-private-key", x25519_recovery.private]
+    refused(args, "the key is never printed")
+    refused([*args, "--json"], "the key is never printed")
+
+
+def test_recover_asks_for_confirmation(frost_backups: Path, x25519_recovery: Recovery, tmp_path: Path) -> None:
+    out = tmp_path / "key.hex"
+    args: Args = ["recover", "--backups", frost_backups, "--recovery-private-key", x25519_recovery.private]
+    # Without a terminal (as here: CliRunner's stdin is not a tty) and without --yes: refused, nothing written.
+    refused([*args, "--out", out], "confirm on a terminal, or give --yes")
+    assert not out.exists()
 
 
 def test_too_few_backups(frost_key: Path, frost_backups: Path, x25519_recovery: Recovery) -> None:
@@ -1135,16 +1165,23 @@ def test_too_few_backups(frost_key: Path, frost_backups: Path, x25519_recovery: 
         False,
         True,
     )
-    obj, _ = recover(frost_backups, x25519_recovery)
+    obj, _, key = recover(frost_backups, x25519_recovery)
     assert obj["parties_used"] == [1, 2] and obj["public_key"] == doc["public_key"]
-    assert PublicKey.from_secret(bytes.fromhex(obj["private_key"])).format().hex() == doc["public_key"]
+    assert PublicKey.from_secret(bytes.fromhex(key)).format().hex() == doc["public_key"]
 
     (frost_backups / "party-1.backup").unlink()
     args: list[str | Path] = ["verify-backup", "--dir", frost_backups, "--public", public_json, "--json"]
     result = refused(args, "only 1 of the 2 backups needed", code=1, stdout_empty=False)
     report = report_of(result)
     assert (report["present"], report["missing"], report["sufficient"]) == ([2], [1, 3], False)
-    recover_args: list[str | Path] = ["recover", "--backups", frost_backups]
+    recover_args: list[str | Path] = [
+        "recover",
+        "--yes",
+        "--out",
+        frost_backups.parent / "k.hex",
+        "--backups",
+        frost_backups,
+    ]
     refused(
         [*recover_args, "--recovery-private-key", x25519_recovery.private, "--json"],
         "need 2 valid shares, have 1",
@@ -1161,26 +1198,27 @@ def test_recover_keystore(ecdsa_key: Path, x25519_recovery: Recovery, tmp_path: 
     backups = tmp_path / "backups"
     ok_json("backup", "--dir", ecdsa_key, "--recovery-public-key", x25519_recovery.public, "--out", backups)
     keystore = tmp_path / "keystore.json"
-    obj, _ = recover(backups, x25519_recovery, "--keystore", keystore)
-    assert obj["keystore"] == str(keystore)
-    assert mode(keystore) == 0o600
-    content = keystore.read_text()
+    args: Args = ["recover", "--yes", "--backups", backups, "--recovery-private-key", x25519_recovery.private]
+    target = tmp_path / "written.json"
+    result = ok(*args, "--keystore", target, "--json")  # a keystore costs seconds of scrypt: one is written
+    content = target.read_text()
+    private = Account.decrypt(content, PASSPHRASE).hex()
+    # Only the file holds the key: neither the JSON on stdout nor stderr carries it.
+    assert private not in result.output.lower()
+    assert "private_key" not in result.stdout
+    obj = json.loads(result.stdout)
+    assert obj["keystore"] == str(target) and obj["address"] == doc["address"]
+    assert mode(target) == 0o600
     assert json.loads(content)["address"].lower() == doc["address"][2:].lower()
-    assert Account.decrypt(content, PASSPHRASE).hex() == obj["private_key"]
+    assert keys.PrivateKey(bytes.fromhex(private), backend=native).public_key.to_checksum_address() == doc["address"]
     # An existing keystore is never replaced.
-    refused(
-        ["recover", "--backups", backups, "--recovery-private-key", x25519_recovery.private, "--keystore", keystore],
-        "exists",
-    )
-    assert keystore.read_text() == content
-    # The keystore needs a passphrase of its own.
-    other = tmp_path / "other.json"
-    refused(
-        ["recover", "--backups", backups, "--recovery-private-key", x25519_recovery.private, "--keystore", other],
-        "no passphrase",
-        env=NO_PASSPHRASE,
-    )
-    assert not other.exists()
+    refused([*args, "--keystore", target], "exists")
+    assert target.read_text() == content
+    # The keystore needs a passphrase of its own, and a strong one: the floor applies, without the override too.
+    refused([*args, "--keystore", keystore], "no passphrase", env=NO_PASSPHRASE)
+    weak = {PASSPHRASE_ENV: "hunter2", "HARBOUR_ALLOW_WEAK_PASSPHRASE": None}
+    refused([*args, "--keystore", keystore], f"{PASSPHRASE_ENV} is too weak", env=weak)
+    assert not keystore.exists()
 
 
 def test_recover_ed25519_and_no_keystore(
@@ -1190,14 +1228,23 @@ def test_recover_ed25519_and_no_keystore(
     doc = public_doc(directory)
     backups = tmp_path / "backups"
     ok_json("backup", "--dir", directory, "--recovery-public-key", x25519_recovery.public, "--out", backups)
-    obj, _ = recover(backups, x25519_recovery)
+    obj, _, key = recover(backups, x25519_recovery)
     assert (obj["scheme"], obj["public_key"], obj["address"]) == ("frost-ed25519", doc["public_key"], None)
-    scalar = int(obj["private_key"], 16)
+    scalar = int(key, 16)
     assert 0 < scalar < L
     assert sodium.crypto_scalarmult_ed25519_base_noclamp(scalar.to_bytes(32, "little")).hex() == doc["public_key"]
     keystore = tmp_path / "keystore.json"
     refused(
-        ["recover", "--backups", backups, "--recovery-private-key", x25519_recovery.private, "--keystore", keystore],
+        [
+            "recover",
+            "--yes",
+            "--backups",
+            backups,
+            "--recovery-private-key",
+            x25519_recovery.private,
+            "--keystore",
+            keystore,
+        ],
         "secp256k1 keys only",
     )
     assert not keystore.exists()
@@ -1209,11 +1256,29 @@ def test_recover_with_the_wrong_recovery_key(
     other = make_recovery_key(tmp_path / "other", "x25519")
     for wrong in (other, rsa_recovery):
         refused(
-            ["recover", "--backups", frost_backups, "--recovery-private-key", wrong.private],
+            [
+                "recover",
+                "--yes",
+                "--out",
+                tmp_path / "k.hex",
+                "--backups",
+                frost_backups,
+                "--recovery-private-key",
+                wrong.private,
+            ],
             "wrong recovery private key",
         )
     refused(
-        ["recover", "--backups", frost_backups, "--recovery-private-key", x25519_recovery.public],
+        [
+            "recover",
+            "--yes",
+            "--out",
+            tmp_path / "k.hex",
+            "--backups",
+            frost_backups,
+            "--recovery-private-key",
+            x25519_recovery.public,
+        ],
         "cannot load the recovery private key",
     )
 
@@ -1226,7 +1291,16 @@ def test_backup_of_another_key_mixed_in(
     shutil.copy2(other_backups / "party-3.backup", frost_backups / "party-3.backup")
     refused(["verify-backup", "--dir", frost_backups, "--public", frost_key / "public.json"], "backup of another key")
     refused(
-        ["recover", "--backups", frost_backups, "--recovery-private-key", x25519_recovery.private],
+        [
+            "recover",
+            "--yes",
+            "--out",
+            tmp_path / "k.hex",
+            "--backups",
+            frost_backups,
+            "--recovery-private-key",
+            x25519_recovery.private,
+        ],
         "backup of another key",
     )
 
@@ -1237,13 +1311,22 @@ def test_backups_of_an_earlier_sharing_are_refused(frost_copy: Path, x25519_reco
     ok_json("refresh", "--dir", frost_copy)
     # The old backups still recover the same key, but are not backups of this sharing.
     refused(["verify-backup", "--dir", old, "--public", frost_copy / "public.json"], "another sharing of the same key")
-    obj, _ = recover(old, x25519_recovery)
+    obj, _, _ = recover(old, x25519_recovery)
     assert obj["public_key"] == public_doc(frost_copy)["public_key"]
     new = tmp_path / "new-backups"
     ok_json("backup", "--dir", frost_copy, "--recovery-public-key", x25519_recovery.public, "--out", new)
     shutil.copy2(old / "party-2.backup", new / "party-2.backup")
     refused(
-        ["recover", "--backups", new, "--recovery-private-key", x25519_recovery.private],
+        [
+            "recover",
+            "--yes",
+            "--out",
+            tmp_path / "k.hex",
+            "--backups",
+            new,
+            "--recovery-private-key",
+            x25519_recovery.private,
+        ],
         "another sharing of the same key",
     )
 
@@ -1282,19 +1365,45 @@ def test_backup_bad_input(frost_key: Path, frost_backups: Path, x25519_recovery:
 
 
 def test_recovery_key_command_with_an_encrypted_private_key(frost_key: Path, tmp_path: Path) -> None:
-    env = {RECOVERY_PASSPHRASE_ENV: "recovery passphrase"}
+    weak = {RECOVERY_PASSPHRASE_ENV: "recovery passphrase", "HARBOUR_ALLOW_WEAK_PASSPHRASE": None}
+    refused(["recovery-key", "--type", "x25519", "--out", tmp_path / "rk"], "is too weak", env=weak)
+    assert not (tmp_path / "rk").exists()
+    env = {RECOVERY_PASSPHRASE_ENV: "quartz meadow lantern ferry"}
     made_key = ok_json("recovery-key", "--type", "x25519", "--out", tmp_path / "rk", env=env)
     private, public = Path(made_key["private_key"]), Path(made_key["public_key"])
     assert b"ENCRYPTED" in private.read_bytes() and mode(private) == 0o600
     assert made_key["fingerprint"] == backup.recovery_key_fingerprint(public.read_bytes())
     backups = tmp_path / "backups"
     ok_json("backup", "--dir", frost_key, "--recovery-public-key", public, "--out", backups)
-    result = ok("recover", "--backups", backups, "--recovery-private-key", private, "--json", env=env)
+    args: Args = ["recover", "--yes", "--backups", backups, "--recovery-private-key", private]
+    result = ok(*args, "--out", tmp_path / "key.hex", "--json", env=env)
     assert json.loads(result.stdout)["public_key"] == public_doc(frost_key)["public_key"]
-    bad: Args = ["recover", "--backups", backups, "--recovery-private-key", private]
+    bad: Args = [*args, "--out", tmp_path / "other.hex"]
     refused(bad, "wrong passphrase", env={RECOVERY_PASSPHRASE_ENV: "not it"})
     refused(bad, "no passphrase", env={RECOVERY_PASSPHRASE_ENV: None})
     refused(["recovery-key", "--type", "x25519", "--out", tmp_path / "rk"], "already holds a recovery key", env=env)
+
+
+def harbour_strict(*args: str | Path, env: Mapping[str, str | None]) -> Result:
+    """``harbour key <args>`` without the test run's override of the passphrase floor."""
+    return cli.invoke(app, ["key", *map(str, args)], env={"HARBOUR_ALLOW_WEAK_PASSPHRASE": None, **env})
+
+
+def test_existing_files_open_under_any_passphrase_but_new_ones_need_a_strong_one(tmp_path: Path) -> None:
+    """A key directory made under a weak passphrase (before the floor, or with the override) keeps working."""
+    old = tmp_path / "old"
+    weak = {"HARBOUR_PASSPHRASE": "hunter2"}
+    made = harbour_strict("generate", "-s", "frost-secp256k1", "-t", "2", "-n", "3", "--out", old,
+                   env={**weak, "HARBOUR_ALLOW_WEAK_PASSPHRASE": "1"})  # fmt: skip
+    assert made.exit_code == 0, made.output
+    signed = harbour_strict("sign", "--dir", old, "--parties", "1,2", "-m", "00", env=weak)
+    assert signed.exit_code == 0 and signed.stderr == "", signed.output
+    # A reshare writes a new directory: its passphrase is a new file's, and the floor applies.
+    new = tmp_path / "new"
+    reshared = harbour_strict("reshare", "--dir", old, "--parties", "1,2", "--new-threshold", "2",
+                       "--new-parties", "3", "--out", new, env=weak)  # fmt: skip
+    assert reshared.exit_code == 2 and "HARBOUR_PASSPHRASE is too weak" in reshared.stderr
+    assert not new.exists()
 
 
 def test_refresh_of_a_one_of_n_key_is_bad_input(tmp_path: Path) -> None:

@@ -522,7 +522,7 @@ def test_cli_finish_discard_and_init_refuse_bad_input(tmp_path: Path) -> None:
     )
     assert nodes.returncode == 2 and "cannot read" in nodes.stderr
     auth = tmp_path / "auth"
-    assert harbour("authority", "init", "--out", str(auth)).returncode == 0
+    assert harbour("authority", "init", "--out", str(auth), "--insecure-plaintext").returncode == 0
     env = {**os.environ, "HARBOUR_NODE_PASSPHRASE": "pw"}
     base = ["node", "init", "--dir", str(tmp_path / "n"), "--name", "n", "--authority", str(auth / "authority.pub")]
     timeout = harbour(*base, "--listen", "127.0.0.1:7001", "--session-timeout", "0", env=env)

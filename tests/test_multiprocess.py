@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from custody_env import ETH, CustodyEnv
+from custody_env import ETH, HOME_PASSPHRASE, CustodyEnv
 from custody_services import Service, Services, check, submit
 from harbour.chains.ethereum import checksum_address
 from harbour.custody import claims
@@ -187,7 +187,7 @@ def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
 
 def test_a_second_service_on_one_sqlite_file_refuses_to_start_and_a_killed_ones_lock_is_gone(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    config = cfg.init_home(home)
+    config = cfg.init_home(home, passphrase=HOME_PASSPHRASE)
     first = Service(home, free_port(), "first")
     first.start()
     try:

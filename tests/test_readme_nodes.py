@@ -6,7 +6,9 @@ sets, a refresh, a reshare to a new node, an identity rotation, a cold node's ke
 generation by request files. The only things the test adds are around the text,
 never inside it: ``harbour`` on the PATH, a private SoftHSM2 configuration (so the
 token the walk-through makes lands in the test's directory), ``set -e`` so that any
-failing command fails the test, and stopping the nodes at the end.
+failing command fails the test, and stopping the nodes at the end. The test suite's
+override of the passphrase strength floor is taken out of the environment: the
+README's passphrases must pass as a reader would type them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def test_the_signer_node_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "HOME": str(tmp_path),
     }
     env.pop("HARBOUR_CLUSTER_DIR", None)
+    # As a reader runs it: every passphrase the README sets must clear the strength floor on its own.
+    for name in ("HARBOUR_ALLOW_WEAK_PASSPHRASE", "HARBOUR_AUTHORITY_PASSPHRASE", "HARBOUR_CUSTODY_PASSPHRASE"):
+        env.pop(name, None)
     done = subprocess.run(
         ["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False
     )

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from custody_env import HOME_PASSPHRASE
 from harbour.custody import config as cfg
 from harbour.custody import statements
 from harbour.custody.service import Actor, Custody, Founder
@@ -140,7 +141,7 @@ def open_service(home: Path, database: str | None = None, *, start: bool = True)
     if (home / cfg.CONFIG_FILE).exists():
         config = cfg.CustodyConfig.load(home)
     else:
-        config = cfg.init_home(home, database=database, webhook_allow_private=True)
+        config = cfg.init_home(home, passphrase=HOME_PASSPHRASE, database=database, webhook_allow_private=True)
     deployment = cfg.open_deployment(config, start=start, pipeline_options={"poll": 0.05, "deposit_poll": 5.0})
     deployment.custody.settings.webhook_retry_base = 0.05
     deployment.custody.settings.webhook_retry_cap = 0.2

@@ -250,9 +250,13 @@ def audit_verify(
     from harbour.cli.custody import exit_error, load_deployment
     from harbour.custody import auditverify, db
     from harbour.custody import config as cfg
+    from harbour.custody.errors import CustodyError
 
     config = load_deployment(home)
-    key = public_key or cfg.audit_public_key(config.home)
+    try:
+        key = public_key or cfg.audit_public_key(config.home)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2 if "missing" in exc.extra else 1) from None
     kept: list[dict[str, Any]] = []
     if heads is not None:
         try:
@@ -297,7 +301,10 @@ def audit_baseline(home: HomeOption, as_json: Annotated[bool, typer.Option("--js
     from harbour.custody.errors import CustodyError
 
     config = load_deployment(home)
-    log = AuditLog(cfg.audit_signing_key(config.home))
+    try:
+        log = AuditLog(cfg.audit_signing_key(config.home, config.passphrase))
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2 if "missing" in exc.extra else 1) from None
     engine = db.make_engine(config.database)
     try:
         with db.session_factory(engine)() as session, session.begin():

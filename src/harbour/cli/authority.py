@@ -3,7 +3,8 @@
 Signer nodes join a session only with an approval certificate
 (node/approval.py) from an authority they trust. These commands are the
 authority's side: ``init`` makes its key (``authority.key``, PKCS#8 PEM,
-owner-only, encrypted under ``HARBOUR_AUTHORITY_PASSPHRASE`` when it is set;
+owner-only, encrypted under ``HARBOUR_AUTHORITY_PASSPHRASE`` or a prompted passphrase
+unless ``--insecure-plaintext``;
 ``authority.pub``, the JSON nodes are configured with), ``certify`` signs one
 certificate, and ``show`` prints one without verifying it. Exit 2 means bad
 input (including a key that cannot be opened), exit 1 a failure to read or write
@@ -25,7 +26,15 @@ from typing import Annotated
 import typer
 
 from harbour.cli.document import emit_document
-from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, parse_message, reported_errors
+from harbour.cli.params import (
+    FAILURE_EXIT,
+    InputError,
+    JsonOption,
+    fail,
+    new_passphrase,
+    parse_message,
+    reported_errors,
+)
 from harbour.node import approval, quorum, rpc
 from harbour.node.identity import IdentityError, NodeDescriptor
 from harbour.node.rotation import MAX_STATEMENT_LEN, Rotation, RotationError
@@ -85,23 +94,45 @@ def _read(path: Path, what: str, limit: int = 1 << 20) -> bytes:
         raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
 
 
+def new_key_passphrase(env: Mapping[str, str]) -> bytes:
+    """The passphrase for a new authority key: ``HARBOUR_AUTHORITY_PASSPHRASE`` or a prompt (twice), above the floor."""
+    value = env.get(PASSPHRASE_ENV)
+    source = PASSPHRASE_ENV
+    if value is None:
+        if not sys.stdin.isatty():
+            raise InputError(
+                f"authority.key is encrypted: set {PASSPHRASE_ENV} or run in a terminal to be prompted "
+                "(--insecure-plaintext writes it in the clear, for tests)"
+            )
+        value = typer.prompt("Authority passphrase", hide_input=True, confirmation_prompt=True, err=True)
+        source = "the authority passphrase"
+    if not value:
+        raise InputError(f"{source} is empty")
+    value = unicodedata.normalize("NFC", value)
+    return new_passphrase(value, source).encode()
+
+
 @app.command("init")
 def init(
     out: Annotated[Path, typer.Option("--out", help="Directory for authority.key and authority.pub.")],
+    plaintext: Annotated[
+        bool,
+        typer.Option("--insecure-plaintext", help="Write authority.key unencrypted (tests only)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an approval authority key (never replacing one)."""
+    """Create an approval authority key (never replacing one), encrypted under a passphrase."""
     with _errors():
         private, public = out / approval.PRIVATE_FILE, out / approval.PUBLIC_FILE
         if out.exists() and not out.is_dir():
             raise InputError(f"--out: {out} is a file, not a directory")
         if private.exists() or public.exists():
             raise InputError(f"--out: {out} already holds an authority key")
-        secret = _passphrase(os.environ)
+        secret = None if plaintext else new_key_passphrase(os.environ)
         if secret is None:
             typer.echo(
-                f"WARNING: {PASSPHRASE_ENV} is not set: authority.key is written unencrypted. "
-                "Keep it on an offline machine or in an HSM.",
+                "warning: --insecure-plaintext: authority.key is written unencrypted (tests only). "
+                "Whoever reads it decides what the signer nodes sign.",
                 err=True,
             )
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -128,9 +159,16 @@ def _load_key(directory: Path) -> approval.AuthorityKey:
         if secret is None:
             if not sys.stdin.isatty():
                 raise InputError(f"authority.key is encrypted: set {PASSPHRASE_ENV} or run in a terminal")
-            secret = unicodedata.normalize("NFC", typer.prompt("Authority passphrase", hide_input=True)).encode()
+            secret = unicodedata.normalize(
+                "NFC", typer.prompt("Authority passphrase", hide_input=True, err=True)
+            ).encode()
     else:
         secret = None
+        typer.echo(
+            f"warning: {private} is not encrypted; encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc "
+            f"-iter 600000 -in {private} -out {private}.enc' and move {private}.enc over it",
+            err=True,
+        )
     return approval.AuthorityKey.load(directory, passphrase=secret)
 
 

@@ -1,6 +1,9 @@
 """``harbour custody``: operate a custody deployment from its home directory (not through the API).
 
-- ``init``: a new home (configuration, approval-authority key, audit key);
+- ``init``: a new home (configuration, approval-authority key, audit key), the keys
+  encrypted under ``HARBOUR_CUSTODY_PASSPHRASE`` (or a prompted passphrase), which
+  ``bootstrap``, ``serve`` and ``audit baseline`` then need in the environment;
+- ``encrypt-keys``: encrypt the keys of a home made when they were written in the clear;
 - ``bootstrap``: a new organisation from its genesis governance entry, enrolled
   on the signer nodes: its founding admins (each with an approval key; prints
   their API tokens), the admin quorum, and optionally its first users, assets
@@ -20,14 +23,16 @@ runs the service, whereas every other custody command goes through the API.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from harbour.cli.params import HomeOption
+from harbour.cli.params import HomeOption, InputError, new_passphrase
 from harbour.custody import config as cfg
-from harbour.custody import db
+from harbour.custody import db, homekeys
 from harbour.custody.errors import CustodyError
 from harbour.node.identity import NodeDescriptor
 
@@ -53,6 +58,31 @@ def load_deployment(home: Path) -> cfg.CustodyConfig:
         raise exit_error(exc.detail) from None
 
 
+def open_deployment(config: cfg.CustodyConfig, *, start: bool) -> cfg.Deployment:
+    """The deployment, after a warning about clear keys; a missing home passphrase exits 2, saying which variable."""
+    warning = homekeys.plaintext_warning(config.home)
+    if warning:
+        typer.echo(warning, err=True)
+    try:
+        return cfg.open_deployment(config, start=start)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2 if "missing" in exc.extra else 1) from None
+
+
+def _new_home_passphrase() -> str:
+    """``HARBOUR_CUSTODY_PASSPHRASE``, or a prompt asked twice; either must clear the strength floor."""
+    value = os.environ.get(homekeys.PASSPHRASE_ENV)
+    source = homekeys.PASSPHRASE_ENV
+    if value is None:
+        if not sys.stdin.isatty():
+            raise InputError(
+                f"the home's keys are encrypted: set {homekeys.PASSPHRASE_ENV} or run in a terminal to be prompted"
+            )
+        value = typer.prompt("Custody home passphrase", hide_input=True, confirmation_prompt=True, err=True)
+        source = "the custody home passphrase"
+    return new_passphrase(value, source)
+
+
 @app.command("init")
 def init(
     home: HomeOption,
@@ -73,15 +103,23 @@ def init(
     confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
     wait: WaitOption = DEFAULT_WAIT,
+    plaintext: Annotated[
+        bool,
+        typer.Option("--insecure-plaintext", help="Write the authority and audit keys unencrypted (tests only)."),
+    ] = False,
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`).
 
     Each node given with --nodes must be running and serve organisations only (`harbour node init
-    --organisations-only`): one that would sign on the service's word alone is refused.
+    --organisations-only`): one that would sign on the service's word alone is refused. The authority
+    and audit keys are encrypted under HARBOUR_CUSTODY_PASSPHRASE (or a passphrase asked on the
+    terminal); serve and bootstrap need it in the environment.
     """
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
     if dev_chain and chain == "embedded":
         raise exit_error("--dev-chain is for a JSON-RPC node (--chain URL): the embedded chain is one already", 2)
+    if (home / cfg.CONFIG_FILE).exists():  # before asking for a passphrase that would protect nothing new
+        raise exit_error(f"{home} is a custody home already")
     descriptors = []
     for path in paths:
         try:
@@ -91,8 +129,15 @@ def init(
     if paths:
         refuse_unsafe([Path(p) for p in paths], descriptors, wait)
     try:
+        secret = None if plaintext else _new_home_passphrase()
+    except InputError as exc:
+        raise exit_error(str(exc), 2) from None
+    if secret is None:
+        typer.echo("warning: --insecure-plaintext: the authority and audit keys are written unencrypted", err=True)
+    try:
         config = cfg.init_home(
             home,
+            passphrase=secret,
             database=database,
             chain=chain,
             confirmations=confirmations,
@@ -107,6 +152,24 @@ def init(
     typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
     typer.echo(f"audit public key: {home / cfg.AUDIT_PUBLIC_FILE}")
     typer.echo(f"database: {db.redacted(config.database)}")
+
+
+@app.command("encrypt-keys")
+def encrypt_keys(home: HomeOption) -> None:
+    """Encrypt a home's authority and audit keys written in the clear, under HARBOUR_CUSTODY_PASSPHRASE."""
+    load_deployment(home)
+    if not homekeys.plaintext_keys(home):
+        typer.echo(f"the keys of {home} are encrypted already")
+        return
+    try:
+        secret = _new_home_passphrase()
+        done = homekeys.encrypt_keys(home, secret)
+    except InputError as exc:
+        raise exit_error(str(exc), 2) from None
+    except CustodyError as exc:
+        raise exit_error(exc.detail) from None
+    for path in done:
+        typer.echo(f"encrypted {path}")
 
 
 @app.command("add-node")
@@ -230,7 +293,7 @@ def bootstrap(
             document = Policy.from_json(policy.read_bytes()).to_document()
         except (OSError, PolicyError) as exc:
             raise exit_error(f"{policy}: {exc}") from None
-    deployment = cfg.open_deployment(config, start=False)
+    deployment = open_deployment(config, start=False)
     try:
         out = deployment.custody.bootstrap(org, founders, quorum=quorum, assets=assets, policy=document)
     except CustodyError as exc:
@@ -284,10 +347,7 @@ def serve(
     warning = plaintext_warning(host.strip("[]"), tls)
     if warning:
         typer.echo(warning, err=True)
-    try:
-        deployment = cfg.open_deployment(config)
-    except CustodyError as exc:
-        raise exit_error(exc.detail) from None
+    deployment = open_deployment(config, start=True)
     scheme = "https" if tls else "http"
     typer.echo(
         f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"

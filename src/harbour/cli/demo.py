@@ -111,7 +111,8 @@ def _demo(root: Path, console: Console) -> dict[str, Any]:
     keys = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol", "dave", "erin")}
 
     config = steps.run(
-        "Create the custody home (authority key, audit key, SQLite)", lambda: cfg.init_home(root / "custody")
+        "Create the custody home (authority key, audit key, SQLite)",
+        lambda: cfg.init_home(root / "custody", passphrase="harbour demo custody keys"),  # noqa: S106 (throw-away)
     )
     nodes = steps.run(
         "Create three signer nodes that trust the custody authority",

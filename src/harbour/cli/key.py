@@ -38,6 +38,7 @@ from harbour.cli.params import (
     check_sizes,
     fail,
     is_ecdsa,
+    new_passphrase,
     parse_message,
     read_option_file,
     reported_errors,
@@ -78,20 +79,22 @@ PathOption = Annotated[str | None, typer.Option("--path", help="BIP-32 path of a
 # -- passphrase ----------------------------------------------------------------------
 
 
-def passphrase(*, confirm: bool = False) -> str:
-    """``HARBOUR_PASSPHRASE``, or a prompt (asked twice when creating files)."""
-    return _secret(PASSPHRASE_ENV, "Key-share passphrase", confirm=confirm)
+def passphrase(*, new: bool = False) -> str:
+    """``HARBOUR_PASSPHRASE``, or a prompt; a ``new`` one (for new files) is asked twice and must clear the floor."""
+    return _secret(PASSPHRASE_ENV, "Key-share passphrase", new=new)
 
 
-def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+def _secret(env: str, prompt: str, *, new: bool = False) -> str:
     value = os.environ.get(env)
+    source = env
     if value is None:
         if not sys.stdin.isatty():
             raise InputError(f"no passphrase: set {env} or run in a terminal to be prompted")
-        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
+        source = f"the {prompt[0].lower()}{prompt[1:]}"
     if not value:
         raise InputError("the passphrase must not be empty")
-    return value
+    return new_passphrase(value, source) if new else value
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -145,7 +148,7 @@ def generate(
         check_scheme(scheme)
         check_sizes(threshold, parties)
         check_new_directory(out)
-        secret = passphrase(confirm=True)
+        secret = passphrase(new=True)
         shares = runner.keygen(scheme, threshold, parties)
         doc = write_new_key(out, shares, secret)
     _emit(doc, as_json, f"{scheme} {threshold}-of-{parties} key written to {out}; public key {doc['public_key']}")
@@ -245,7 +248,7 @@ def reshare(
             raise InputError(f"--parties: resharing needs at least {public.threshold} current parties")
         check_sizes(new_threshold, new_parties)
         check_new_directory(out)
-        secret = passphrase()
+        secret = passphrase(new=True)
         shares = load_shares(directory, dealers, public, secret, doc)
         new = runner.reshare(shares, new_threshold, list(range(1, new_parties + 1)))
         if next(iter(new.values())).group_public_key != public.group_public_key:
@@ -351,7 +354,7 @@ def import_key(
                 raise InputError("--chain-code must be hex") from None
             if len(code) != 32:
                 raise InputError("--chain-code must be 32 bytes")
-        secret = passphrase(confirm=True)
+        secret = passphrase(new=True)
         shares = runner.import_key(scheme, key, threshold, parties, chain_code=code)
         doc = write_new_key(out, shares, secret)
     _emit(doc, as_json, f"{scheme} key split {threshold}-of-{parties} into {out}; public key {doc['public_key']}")
@@ -441,40 +444,58 @@ def _report(report: backup.BackupReport) -> dict[str, Any]:
 def recover(
     backups: Annotated[Path, typer.Option("--backups", help="Directory of party-<i>.backup files.")],
     recovery_private_key: Annotated[Path, typer.Option("--recovery-private-key", help="PEM private key.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the private key here (64 hex digits, owner-only); must not exist."),
+    ] = None,
     keystore: Annotated[
-        Path | None, typer.Option("--keystore", help="Also write an Ethereum keystore (V3) file here.")
+        Path | None,
+        typer.Option("--keystore", help="Write an Ethereum keystore (V3) file here (secp256k1 keys); must not exist."),
     ] = None,
     public_file: Annotated[
         Path | None,
         typer.Option("--public", help="The key's public.json: refuse backups of any other key or sharing."),
     ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm (needed without a terminal).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """BREAK-GLASS: rebuild the whole private key from t backups and the recovery private key."""
+    """BREAK-GLASS: rebuild the whole private key from t backups into a file (--out or --keystore); never printed."""
     typer.echo(
-        "WARNING: disaster recovery. This reassembles the WHOLE private key in this process and prints it.\n"
-        "Anyone who sees it controls every asset of the key. Do this only offline, and move the assets\n"
+        "WARNING: disaster recovery. This reassembles the WHOLE private key in this process and writes it to a file.\n"
+        "Anyone who reads that file controls every asset of the key. Do this only offline, and move the assets\n"
         "to a new key afterwards.",
         err=True,
     )
     with _errors():
+        if out is None and keystore is None:
+            raise InputError(
+                "give --out FILE (the key in hex) or --keystore FILE (an Ethereum keystore): the key is never printed"
+            )
+        for option, path in (("--out", out), ("--keystore", keystore)):
+            if path is not None and path.exists():
+                raise InputError(f"{option}: {path} exists; choose a new file")
+            if path is not None and not path.parent.is_dir():
+                raise InputError(f"{option}: directory {path.parent} does not exist")
+        if out is not None and out == keystore:
+            raise InputError("--out and --keystore name the same file")
         pem = read_option_file(recovery_private_key, "--recovery-private-key")
         if not backups.is_dir():
             raise InputError(f"--backups: {backups} is not a directory of backups")
-        if keystore is not None and keystore.exists():
-            raise InputError(f"--keystore: {keystore} exists; choose a new file")
         public = (
             None
             if public_file is None
             else parse_public(read_option_file(public_file, "--public"), str(public_file))[1]
         )
+        _confirm_recovery(yes, [p for p in (out, keystore) if p is not None])
+        keystore_secret = passphrase(new=True) if keystore is not None else None
         pem_passphrase = None
         if b"ENCRYPTED" in pem:
             pem_passphrase = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase").encode()
         key = backup.recover_private_key(backup.read_backups(backups), pem, pem_passphrase, public=public)
+        if keystore is not None and key.curve != "secp256k1":
+            raise InputError(f"--keystore: Ethereum keystores hold secp256k1 keys only, not {key.scheme}")
         result: dict[str, Any] = {
             "scheme": key.scheme,
-            "private_key": key.private_key.to_bytes(32, "big").hex(),
             "public_key": key.public_key.hex(),
             "address": key.ethereum_address,
             "chain_code": key.chain_code.hex() if key.chain_code is not None else None,
@@ -482,12 +503,24 @@ def recover(
         }
         if key.rejected:
             result["rejected"] = {str(i): why for i, why in key.rejected.items()}
-        if keystore is not None:
-            if key.curve != "secp256k1":
-                raise InputError("--keystore: Ethereum keystores hold secp256k1 keys only")
-            files.write_atomic(keystore, backup.keystore_json(key, passphrase(confirm=True)).encode(), overwrite=False)
+        if out is not None:
+            files.write_atomic(out, key.private_key.to_bytes(32, "big").hex().encode() + b"\n", overwrite=False)
+            result["private_key_file"] = str(out)
+        if keystore is not None and keystore_secret is not None:
+            files.write_atomic(keystore, backup.keystore_json(key, keystore_secret).encode(), overwrite=False)
             result["keystore"] = str(keystore)
     _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+def _confirm_recovery(yes: bool, targets: Sequence[Path]) -> None:
+    """Break-glass is never run by accident: a terminal's yes, or ``--yes`` from a script that means it."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError("recover reassembles the whole private key: confirm on a terminal, or give --yes")
+    named = " and ".join(str(p) for p in targets)
+    if not typer.confirm(f"Reassemble the whole private key and write it to {named}?", err=True):
+        raise fail("not confirmed: nothing was recovered", FAILURE_EXIT)
 
 
 @app.command("recovery-key")
@@ -506,7 +539,7 @@ def recovery_key(
         private, public = out / "recovery.pem", out / "recovery.pub.pem"
         if private.exists() or public.exists():
             raise InputError(f"{out} already holds a recovery key")
-        secret = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase", confirm=True).encode() if encrypt else None
+        secret = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase", new=True).encode() if encrypt else None
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         fingerprint = backup.generate_recovery_key(
             "x25519" if kind == "x25519" else "rsa", private, public, passphrase=secret

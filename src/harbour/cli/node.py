@@ -27,7 +27,15 @@ import typer
 
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
 from harbour.cli.nodestatus import status as node_status
-from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, read_option_file, reported_errors
+from harbour.cli.params import (
+    FAILURE_EXIT,
+    InputError,
+    JsonOption,
+    fail,
+    new_passphrase,
+    read_option_file,
+    reported_errors,
+)
 from harbour.mpc.ecdsa_setup import SETUP_ABORT_BUDGET
 from harbour.node import approval, quorum, rpc
 from harbour.node.config import (
@@ -50,7 +58,8 @@ from harbour.util.files import write_atomic
 app = typer.Typer(help="Signer nodes: create one, serve it, or run it offline.", no_args_is_help=True)
 
 
-def _secrets(pkcs11: bool) -> tuple[str | None, str | None]:
+def _secrets(pkcs11: bool, name: str) -> tuple[str | None, str | None]:
+    """A new node's PIN, or its new store passphrase (which must clear the strength floor)."""
     passphrase, pin = os.environ.get(PASSPHRASE_ENV), os.environ.get(PIN_ENV)
     if pkcs11:
         if not pin:
@@ -58,7 +67,7 @@ def _secrets(pkcs11: bool) -> tuple[str | None, str | None]:
         return None, pin
     if not passphrase:
         raise InputError(f"set {PASSPHRASE_ENV} to the passphrase that protects the node's key store")
-    return passphrase, None
+    return new_passphrase(passphrase, PASSPHRASE_ENV, context=(name,)), None
 
 
 def _open(directory: Path, *, offline: bool) -> NodeService:
@@ -189,7 +198,7 @@ def init(
             counter = {"kind": "pkcs11"}
         elif counter_file is not None:
             counter = {"kind": "file", "path": str(counter_file.absolute())}
-        passphrase, pin = _secrets(pkcs11 is not None)
+        passphrase, pin = _secrets(pkcs11 is not None, name)
         try:
             if not 1 <= session_timeout <= 3600:
                 raise InputError("--session-timeout must be 1..3600 seconds")

@@ -162,3 +162,14 @@ def reported_errors() -> Iterator[None]:
         raise fail(str(exc), USAGE_EXIT) from None
     except (ProtocolAbort, UsageError, RunFailure) as exc:
         raise fail(str(exc), FAILURE_EXIT) from None
+
+
+def new_passphrase(value: str, what: str, *, context: tuple[str, ...] = ()) -> str:
+    """``value`` if it clears the strength floor (:mod:`harbour.util.passphrase`), else exit 2 saying why."""
+    from harbour.util.passphrase import WeakPassphrase, check_new
+
+    try:
+        check_new(value, what, context=context)
+    except WeakPassphrase as exc:
+        raise InputError(str(exc)) from None
+    return value

@@ -50,7 +50,7 @@ from harbour.cli.apiclient import (
     note,
 )
 from harbour.cli.names import USER, VAULT, Directory, named, resolve
-from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
+from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, new_passphrase
 from harbour.cli.waiting import FINAL_STATES, waiting_for
 
 if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without them
@@ -140,15 +140,19 @@ def check_address(text: str, what: str) -> str:
     return text.strip()
 
 
-def _passphrase(*, confirm: bool) -> bytes:
+def _passphrase(*, new: bool) -> bytes:
+    """``HARBOUR_APPROVER_PASSPHRASE`` or a prompt; a ``new`` one is asked twice and must clear the floor."""
     value = os.environ.get(PASSPHRASE_ENV)
+    source = PASSPHRASE_ENV
     if value is None:
         if not sys.stdin.isatty():
-            raise InputError(f"the key file is encrypted: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
-        value = typer.prompt("Approver key passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+            doing = "to encrypt the new key" if new else "the key file is encrypted"
+            raise InputError(f"{doing}: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
+        value = typer.prompt("Approver key passphrase", hide_input=True, confirmation_prompt=new, err=True)
+        source = "the approver key passphrase"
     if not value:
         raise InputError("the passphrase must not be empty")
-    return value.encode()
+    return (new_passphrase(value, source) if new else value).encode()
 
 
 def load_approver_key(path: Path) -> Ed25519PrivateKey:
@@ -158,7 +162,9 @@ def load_approver_key(path: Path) -> Ed25519PrivateKey:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"--key: cannot read {path}: {exc.strerror}") from None
-    password = _passphrase(confirm=False) if b"ENCRYPTED" in data else None
+    password = _passphrase(new=False) if b"ENCRYPTED" in data else None
+    if password is None:
+        typer.echo(f"warning: {path} holds your approver key unencrypted; {encrypt_hint(path)}", err=True)
     try:
         key = serialization.load_pem_private_key(data, password=password)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -166,6 +172,14 @@ def load_approver_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(f"--key: {path} holds a {type(key).__name__}, not an Ed25519 key")
     return key
+
+
+def encrypt_hint(path: Path) -> str:
+    """How to encrypt an existing PEM key file in place of a plaintext one (any OpenSSL will do)."""
+    return (
+        f"encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000 -in {path} -out {path}.enc' "
+        f"and use {path}.enc (then delete {path})"
+    )
 
 
 def public_hex(key: Ed25519PrivateKey) -> str:
@@ -179,8 +193,13 @@ def public_hex(key: Ed25519PrivateKey) -> str:
 def approver_key_new(
     out: Annotated[Path, typer.Option("--out", help="Private key file to create (PEM, owner-only); must not exist.")],
     encrypt: Annotated[
-        bool, typer.Option("--encrypt", help=f"Encrypt the file with a passphrase (${PASSPHRASE_ENV} or a prompt).")
-    ] = False,
+        bool,
+        typer.Option(
+            "--encrypt/--insecure-plaintext",
+            help=f"Encrypt the file under a passphrase (${PASSPHRASE_ENV} or a prompt; the default), "
+            "or write the key in the clear (tests only).",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Create an approver's Ed25519 key pair; print the public key to register with `user create --approval-key`."""
@@ -191,12 +210,12 @@ def approver_key_new(
             raise InputError(f"--out: {out} exists; choose a new file (a key is never overwritten)")
         if not out.parent.is_dir():
             raise InputError(f"--out: directory {out.parent} does not exist")
+        algorithm: serialization.KeySerializationEncryption = serialization.NoEncryption()
+        if encrypt:
+            algorithm = serialization.BestAvailableEncryption(_passphrase(new=True))
+        else:
+            typer.echo(f"warning: --insecure-plaintext: {out} holds the key unencrypted (tests only)", err=True)
         key = Ed25519PrivateKey.generate()
-        algorithm: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(_passphrase(confirm=True))
-            if encrypt
-            else serialization.NoEncryption()
-        )
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm)
         try:
             write_atomic(out, pem, mode=0o600, overwrite=False)

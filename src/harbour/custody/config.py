@@ -4,7 +4,7 @@ Layout (``harbour custody init --home DIR`` writes it)::
 
     DIR/custody.json       configuration (below)
     DIR/authority/         the approval-authority key the signer nodes trust (authority.key, authority.pub)
-    DIR/audit.key          Ed25519 key that signs the audit log's tree heads (PEM, 0600)
+    DIR/audit.key          Ed25519 key that signs the audit log's tree heads (PEM, 0600), audit.pub its public key
     DIR/coordinator/       public records of the vault keys (no shares)
     DIR/custody.db         the SQLite database, unless ``database`` points elsewhere
 
@@ -27,6 +27,10 @@ is written at most once in this time per service process; default an hour),
 share it, so it lives in the home (created on first use, 0600). The admin
 quorum is not configuration: each organisation's genesis sets it, and only its
 governance log changes it.
+
+Both private keys are encrypted under ``HARBOUR_CUSTODY_PASSPHRASE``
+(:mod:`harbour.custody.homekeys`); :meth:`CustodyConfig.load` reads it from the
+environment, and the service refuses to open without it.
 """
 
 from __future__ import annotations
@@ -39,11 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harbour.chains.evm import EvmClient
-from harbour.custody import claims, db
+from harbour.custody import claims, db, homekeys
 from harbour.custody.audit import AuditLog
 from harbour.custody.errors import Invalid
 from harbour.custody.pipeline import Pipeline
@@ -55,9 +58,8 @@ from harbour.node.identity import NodeDescriptor
 from harbour.util.files import write_atomic
 
 CONFIG_FILE = "custody.json"
-AUDIT_KEY_FILE = "audit.key"
-AUDIT_PUBLIC_FILE = "audit.pub"
-"""The audit key's public half (hex), for auditors: ``harbour audit verify-proof --audit-key HOME/audit.pub``."""
+AUDIT_KEY_FILE = homekeys.AUDIT_KEY_FILE
+AUDIT_PUBLIC_FILE = homekeys.AUDIT_PUBLIC_FILE
 WEBHOOK_KEY_FILE = "webhook.key"
 _KEYS = {
     "database",
@@ -94,6 +96,8 @@ class CustodyConfig:
     lease: int = claims.DEFAULT_LEASE
     trusted_proxies: list[str] = field(default_factory=list)
     auth_burst_interval: int = 3600
+    passphrase: str | None = field(default=None, repr=False, compare=False)
+    """The home's key passphrase (never saved): from init, or from the environment on load."""
 
     @classmethod
     def load(cls, home: Path) -> CustodyConfig:
@@ -110,6 +114,7 @@ class CustodyConfig:
             raise Invalid(f"{path}: expected an object with database and some of {sorted(_KEYS)}")
         config = cls(home=Path(home), **obj)
         config.check()
+        config.passphrase = homekeys.env_passphrase()
         return config
 
     def check(self) -> None:
@@ -164,8 +169,13 @@ class CustodyConfig:
         return out
 
 
-def init_home(home: Path, *, database: str | None = None, chain: str = "embedded", **options: Any) -> CustodyConfig:
-    """A new home: configuration, authority key and audit key (refuses an existing home)."""
+def init_home(
+    home: Path, *, passphrase: str | None, database: str | None = None, chain: str = "embedded", **options: Any
+) -> CustodyConfig:
+    """A new home: configuration, authority key and audit key (refuses an existing home).
+
+    The keys are encrypted under ``passphrase``; None writes them in the clear, for tests only.
+    """
     home = Path(home)
     if (home / CONFIG_FILE).exists():
         raise Invalid(f"{home} is a custody home already")
@@ -174,34 +184,34 @@ def init_home(home: Path, *, database: str | None = None, chain: str = "embedded
         home=home, database=database or f"sqlite:///{home.resolve() / 'custody.db'}", chain=chain, **options
     )
     config.check()
-    (home / "authority").mkdir(mode=0o700)
-    approval.AuthorityKey.generate().save(home / "authority")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    write_atomic(home / AUDIT_KEY_FILE, pem, mode=0o600)
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    write_atomic(home / AUDIT_PUBLIC_FILE, public.hex().encode() + b"\n", mode=0o644)
+    homekeys.create(home, passphrase)
+    config.passphrase = passphrase
     config.save()
     return config
 
 
 def authority_public(home: Path) -> bytes:
-    return approval.AuthorityKey.load(Path(home) / "authority").public_bytes
+    """The authority's public key, from ``authority.pub``: no passphrase needed."""
+    path = Path(home) / homekeys.AUTHORITY_DIR / approval.PUBLIC_FILE
+    try:
+        return approval.parse_public_file(path.read_bytes())[1].public_bytes_raw()
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror}") from None
+    except approval.AuthorityKeyError as exc:
+        raise Invalid(f"{path}: {exc}") from None
 
 
 def audit_public_key(home: Path) -> str:
-    """The audit log's public key (hex), from the home's own key file."""
-    return (
-        _audit_key(Path(home))
-        .public_key()
-        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        .hex()
-    )
+    """The audit log's public key (hex), from the home's ``audit.pub``: no passphrase needed."""
+    return homekeys.audit_public_hex(Path(home))
 
 
-def audit_signing_key(home: Path) -> Ed25519PrivateKey:
-    """The key that signs the audit log: the service's, and ``harbour audit baseline``'s."""
-    return _audit_key(Path(home))
+def audit_signing_key(home: Path, passphrase: str | None = None) -> Ed25519PrivateKey:
+    """The key that signs the audit log: the service's, and ``harbour audit baseline``'s.
+
+    ``passphrase`` defaults to ``HARBOUR_CUSTODY_PASSPHRASE``.
+    """
+    return homekeys.audit_key(Path(home), passphrase if passphrase is not None else homekeys.env_passphrase())
 
 
 def webhook_master_key(home: Path) -> bytes:
@@ -227,13 +237,6 @@ def webhook_master_key(home: Path) -> bytes:
         key = b""
     if len(key) != 32:
         raise Invalid(f"{path} is not a webhook master key (64 hex digits)")
-    return key
-
-
-def _audit_key(home: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key((home / AUDIT_KEY_FILE).read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise Invalid(f"{home / AUDIT_KEY_FILE} is not an Ed25519 key")
     return key
 
 
@@ -285,6 +288,9 @@ def _open(
     pipeline_options: dict[str, Any] | None,
     sole: IO[bytes] | None,
 ) -> Deployment:
+    # The keys first: a missing or wrong passphrase is refused before anything is opened.
+    authority = homekeys.authority_key(config.home, config.passphrase)
+    audit = AuditLog(homekeys.audit_key(config.home, config.passphrase))
     engine = db.make_engine(config.database)
     db.upgrade(engine)
     sessions = db.session_factory(engine)
@@ -294,10 +300,7 @@ def _open(
             if config.chain == "embedded"
             else EvmClient.connect(config.chain, dev=config.dev_chain)
         )
-    signer = Signer(
-        config.descriptors(), approval.AuthorityKey.load(config.home / "authority"), config.home / "coordinator"
-    )
-    audit = AuditLog(_audit_key(config.home))
+    signer = Signer(config.descriptors(), authority, config.home / "coordinator")
     settings = Settings(
         confirmations=config.confirmations,
         approval_lifetime=config.approval_lifetime,
