@@ -296,7 +296,7 @@ def test_init_with_nodes_refuses_an_unrestricted_node_and_creates_nothing(world:
 def test_custody_status_summarises_nodes_chain_database_and_pipeline(world: World, tmp_path: Path) -> None:
     home = tmp_path / "custody"
     nodes = [str(world.descriptor(i)) for i in (1, 3)]
-    cfg.init_home(home, nodes=nodes, listen=f"127.0.0.1:{free_port()}")  # no service listens there
+    cfg.init_home(home, passphrase=None, nodes=nodes, listen=f"127.0.0.1:{free_port()}")  # no service listens there
     for name in ("authority.key", "authority.pub"):  # the home's authority is the one the cluster's nodes obey
         (home / "authority" / name).unlink()
     world.cluster.authority.save(home / "authority")
