@@ -198,7 +198,8 @@ class Pipeline:
         """This process's queues: withdrawals waiting for a worker, and those being worked on."""
         with self._inflight_lock:
             in_flight = len(self._inflight)
-        return {"submitted": self._pool._work_queue.qsize(), "in_flight": in_flight}
+        waiting = self._pool._work_queue.qsize()  # the executor's own queue: the only count of what waits for a worker
+        return {"submitted": waiting, "in_flight": in_flight}
 
     def publish(self, org_id: str) -> None:
         """Push the organisation's log to every signer node, in the background, after an entry landed.
