@@ -1,10 +1,11 @@
 """``harbour custody serve`` as operators run it: several processes of one home, started, killed and restarted.
 
 :class:`Service` is one process (the CLI, ``python -m harbour.cli.main custody serve
---home HOME --listen 127.0.0.1:PORT``) with its output in a log file beside the
-home; :class:`Services` is a set of them on one database, with the faults the
-tests and ``bench/custody_processes.py`` put them through: ``kill -9`` of one
-(:meth:`Services.crash`) and a rolling deploy (:meth:`Services.roll`).
+--home HOME --listen 127.0.0.1:PORT --log-format json --metrics-listen 127.0.0.1:PORT2``)
+with its output in a log file beside the home (JSON lines, :meth:`Service.lines`);
+:class:`Services` is a set of them on one database, with the faults the tests and
+``bench/custody_processes.py`` put them through: ``kill -9`` of one (:meth:`Services.crash`)
+and a rolling deploy (:meth:`Services.roll`).
 :func:`submit` is a client that submits one withdrawal over HTTP to whichever
 process answers, retrying with the same ``Idempotency-Key`` on a refused
 connection or a dead process, as a client behind a load balancer would.
@@ -15,6 +16,7 @@ database, on the chain and in the signer nodes' signing logs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -44,6 +46,16 @@ START_TIMEOUT = 180.0
 """Seconds a start may take: on a busy machine the imports alone take many."""
 
 
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free loopback ports, no two alike (the OS may hand the same free port out twice in a row)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 @dataclass
 class Service:
     """One ``harbour custody serve`` process (restartable: each start is a new process on the same port)."""
@@ -54,11 +66,16 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
     pids: list[int] = field(default_factory=list)
     """Every process this service has been, in order."""
+    metrics_port: int = field(default_factory=free_port)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def log_path(self) -> Path:
@@ -79,6 +96,10 @@ class Service:
                 str(self.home),
                 "--listen",
                 f"127.0.0.1:{self.port}",
+                "--log-format",
+                "json",
+                "--metrics-listen",
+                f"127.0.0.1:{self.metrics_port}",
             ],
             # the home's key passphrase, as an operator's service manager would give it
             env={**os.environ, "PYTHONUNBUFFERED": "1", PASSPHRASE_ENV: HOME_PASSPHRASE},
@@ -142,12 +163,25 @@ class Service:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def lines(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Its log records (the JSON lines, parsed), and the other lines (stdout's: where it serves)."""
+        records, others = [], []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+            elif line.strip():
+                others.append(line)
+        return records, others
+
 
 class Services:
     """``count`` service processes of one home; a lock keeps faults and clients' choice of process consistent."""
 
     def __init__(self, home: Path, count: int) -> None:
-        self.services = [Service(home, free_port(), f"serve{i + 1}") for i in range(count)]
+        ports = distinct_ports(2 * count)
+        self.services = [
+            Service(home, ports[2 * i], f"serve{i + 1}", metrics_port=ports[2 * i + 1]) for i in range(count)
+        ]
         self.lock = threading.Lock()
         self.crashes: list[tuple[float, int]] = []
         """(time, pid) of every kill -9."""
@@ -201,7 +235,12 @@ class Services:
         """
         with self.lock:
             old = list(self.services)
-            new = [Service(s.home, free_port(), f"{s.name}-next") for s in old]
+            taken = {p for s in old for p in (s.port, s.metrics_port)}
+            ports = [p for p in distinct_ports(2 * len(old) + len(taken)) if p not in taken][: 2 * len(old)]
+            new = [
+                Service(s.home, ports[2 * i], f"{s.name}-next", metrics_port=ports[2 * i + 1])
+                for i, s in enumerate(old)
+            ]
             for service in new:
                 service.start(wait=False)
             self.services = old + new

@@ -21,6 +21,12 @@ deploy does, with withdrawals still arriving. Afterwards:
   retried, as a single process does too): the same unsigned transaction signed
   again, of which only the one committed signature was ever sent.
 
+Then what an operator watches, read from the same processes as an operator would:
+each one's stderr parsed line by line as JSON (a request's line carries the id the
+client sent, the pipeline's lines the withdrawal's id), and each one's ``/metrics``
+(and each node's) scraped over HTTP and parsed with prometheus_client's own parser,
+around one more withdrawal.
+
 A SQLite home, by contrast, refuses a second ``serve`` with a clear message, and
 takes one again once the first was killed (the kernel drops the lock).
 
@@ -30,6 +36,7 @@ the same with 200.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -39,13 +46,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from sqlalchemy import func, select
 
 from custody_env import ETH, HOME_PASSPHRASE, CustodyEnv
-from custody_services import Service, Services, check, submit
+from custody_services import Service, Services, check, distinct_ports, submit
 from harbour.chains.ethereum import checksum_address
-from harbour.custody import claims
+from harbour.custody import claims, db
 from harbour.custody import config as cfg
+from harbour.custody import models as m
 from harbour.custody.errors import Invalid
 from harbour.node.localnet import free_port
 from postgres import PostgresServer
@@ -65,13 +77,18 @@ class Cluster:
     database: str
     chain_url: str
     vaults: list[tuple[str, str]]
+    node_metrics: list[str]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer, anvil: str) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("multiproc")
     database = postgres_server.create_database("multiproc")
-    with CustodyEnv(root, chain_url=anvil, database=database) as env:
+    env = CustodyEnv(root, chain_url=anvil, database=database)
+    ports = distinct_ports(len(env.nodes))
+    for node, port in zip(env.nodes, ports, strict=True):  # set in the environment, as a unit file would
+        node.env.update({"HARBOUR_METRICS_LISTEN": f"127.0.0.1:{port}", "HARBOUR_LOG_FORMAT": "json"})
+    with env:
         env.organisation()
         env.set_policy(ALLOW_ALL)
         vaults = [env.vault(name=f"hot-{i}", fund=10 * ETH) for i in range(2)]
@@ -81,7 +98,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
         services = Services(env.home, 3)
         try:
             services.start()
-            yield Cluster(env, services, database, anvil, vaults)
+            yield Cluster(env, services, database, anvil, vaults, [f"http://127.0.0.1:{p}/metrics" for p in ports])
         finally:
             services.stop()
     postgres_server.drop_database("multiproc")
@@ -161,6 +178,166 @@ def test_three_processes_killed_and_restarted_lose_nothing_and_sign_and_send_eac
     assert len(outcome.checks) == 6
     assert sum(errors) == 0, f"{sum(errors)} submissions were answered with a server error"
     assert set(outcome.double_signed) <= set(outcome.takeovers) | outcome.retried
+
+
+# -- logs and metrics ------------------------------------------------------------------------------------------------
+
+REQUEST_ID = "client-chosen.id:0042"
+
+
+def _scrape(url: str) -> dict[str, list[Sample]]:
+    answer = httpx.get(url, timeout=10.0)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    return {family.name: family.samples for family in text_string_to_metric_families(answer.text)}
+
+
+def _value(scraped: dict[str, list[Sample]], name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled series not created yet (a counter appears at its first count)."""
+    family = name.removesuffix("_total").removesuffix("_count").removesuffix("_sum")
+    found = [
+        s.value
+        for s in scraped.get(family, [])
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) <= 1, (name, labels, found)
+    return found[0] if found else 0.0
+
+
+def _signed_by_nodes(cluster: Cluster) -> float:
+    total = 0.0
+    for url in cluster.node_metrics:
+        samples = _scrape(url).get("harbour_node_sessions", [])
+        total += sum(s.value for s in samples if s.name.endswith("_total") and s.labels["outcome"] == "signed")
+    return total
+
+
+@dataclass
+class Watched:
+    """One withdrawal submitted to one process with the client's request id, and what was scraped around it."""
+
+    service: Service
+    tx_id: str
+    token: str
+    before: dict[str, list[Sample]]
+    after: dict[str, list[Sample]]
+    others: list[dict[str, list[Sample]]]
+    nodes_before: float
+    nodes_after: float
+
+
+@pytest.fixture(scope="module")
+def watched(cluster: Cluster) -> Watched:
+    services = cluster.services
+    services.wait_ready()
+    target, others = services.services[0], services.services[1:]
+    token = cluster.env.people["initiator"].token
+    before, nodes_before = _scrape(target.metrics_url), _signed_by_nodes(cluster)
+    vault_id, _ = cluster.vaults[0]
+    body = {"vault_id": vault_id, "asset": "ETH", "to": checksum_address(b"\x51" * 20), "amount": "1000"}
+    headers = {"Authorization": f"Bearer {token}", "X-Request-ID": REQUEST_ID, "Idempotency-Key": "observed-1"}
+    answer = httpx.post(target.url + "/v1/transactions", json=body, headers=headers, timeout=30.0)
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["x-request-id"] == REQUEST_ID
+    tx_id = answer.json()["id"]
+    deadline, state = time.monotonic() + 90, ""
+    while time.monotonic() < deadline and state not in ("confirmed", "failed"):
+        time.sleep(0.1)
+        polled = httpx.get(f"{target.url}/v1/transactions/{tx_id}", headers={"Authorization": f"Bearer {token}"})
+        state = polled.json()["state"]
+    assert state == "confirmed"
+    return Watched(
+        target,
+        tx_id,
+        token,
+        before,
+        _scrape(target.metrics_url),
+        [_scrape(o.metrics_url) for o in others],
+        nodes_before,
+        _signed_by_nodes(cluster),
+    )
+
+
+def test_every_log_line_is_one_json_object_and_a_request_carries_the_clients_id(watched: Watched) -> None:
+    records, others = watched.service.lines()
+    assert all(line.startswith("custody API on http://127.0.0.1:") for line in others), others  # stdout's one line
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= set(record), record
+        assert record["time"].endswith("Z") and record["time"][10] == "T", record
+    requests = [r for r in records if r["logger"] == "harbour.api.requests"]
+    (mine,) = [r for r in requests if r.get("request_id") == REQUEST_ID]
+    assert (mine["method"], mine["route"], mine["status"]) == ("POST", "/v1/transactions", 201)
+    assert mine["duration_ms"] > 0
+    generated = {r["request_id"] for r in requests} - {REQUEST_ID}
+    assert generated, "the polls without an id got ids of their own"
+    assert all(len(other) == 36 for other in generated)
+    assert watched.token.rsplit("_", 1)[1] not in watched.service.output()
+
+
+def test_the_pipelines_lines_about_a_withdrawal_carry_its_transaction_id(watched: Watched) -> None:
+    records, _ = watched.service.lines()
+    about = [r for r in records if r.get("transaction_id") == watched.tx_id]
+    messages = [r["message"] for r in about]
+    assert any("signed by nodes" in message for message in messages), messages
+    assert any("sent to the chain" in message for message in messages), messages
+    assert all(r["logger"].startswith("harbour.custody.") for r in about), about
+
+
+def test_each_process_serves_its_own_metrics_and_the_deployments_figures_alike(
+    cluster: Cluster, watched: Watched
+) -> None:
+    engine = db.make_engine(cluster.database)
+    try:
+        with engine.connect() as connection:
+            confirmed = connection.scalar(
+                select(func.count())
+                .select_from(m.Transaction)
+                .where(m.Transaction.kind == "withdrawal", m.Transaction.state == "confirmed")
+            )
+    finally:
+        engine.dispose()
+    assert confirmed is not None and confirmed >= 1
+    for scraped in [watched.after, *watched.others]:  # the deployment's figures, from the database and the chain
+        assert _value(scraped, "harbour_database_up") == 1
+        assert _value(scraped, "harbour_chain_up") == 1
+        assert _value(scraped, "harbour_withdrawals", state="signing") == 0
+        assert _value(scraped, "harbour_withdrawals", state="confirmed") == confirmed
+        head, lag = _value(scraped, "harbour_chain_head_block"), _value(scraped, "harbour_chain_lag_blocks")
+        assert head > 0 and 0 <= lag <= head
+    # this process's own figures moved by exactly this withdrawal: one signing, one submission
+    before, after = watched.before, watched.after
+    signed = "harbour_signing_seconds_count"
+    assert _value(after, signed, outcome="signed") - _value(before, signed, outcome="signed") == 1
+    created = {"method": "POST", "route": "/v1/transactions", "status": "201"}
+    assert (
+        _value(after, "harbour_api_requests_total", **created) - _value(before, "harbour_api_requests_total", **created)
+        == 1
+    )
+    polls = {"method": "GET", "route": "/v1/transactions/{tx_id}", "status": "200"}
+    assert _value(after, "harbour_api_requests_total", **polls) >= 1
+    routes = {s.labels["route"] for s in after["harbour_api_requests"]}
+    assert not any(watched.tx_id in route for route in routes), routes  # templates, never ids
+    assert _value(after, "harbour_pipeline_queue_depth", queue="in_flight") == 0
+    assert _value(after, "harbour_pipeline_queue_depth", queue="submitted") == 0
+    assert watched.nodes_after - watched.nodes_before == 2, "a 2-of-3 vault: two nodes signed it"
+
+
+def test_the_nodes_count_their_keys_and_sessions_on_a_listener_of_their_own(cluster: Cluster) -> None:
+    for node, url in zip(cluster.env.nodes, cluster.node_metrics, strict=True):
+        scraped = _scrape(url)
+        vaults = len(cluster.vaults)
+        assert _value(scraped, "harbour_node_keys") == vaults, "each vault's key"
+        assert _value(scraped, "harbour_node_sessions_total", kind="keygen", outcome="staged") == vaults
+        assert _value(scraped, "harbour_node_session_seconds_count", kind="keygen", outcome="staged") == vaults
+        records = [json.loads(line) for line in node.log_path.read_text().splitlines() if line.startswith("{")]
+        assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+        assert httpx.get(node.descriptor.url + "/metrics", timeout=10.0).status_code == 404
+
+
+def test_metrics_are_not_on_the_api_port(cluster: Cluster) -> None:
+    served = cluster.services.services[0]
+    assert httpx.get(served.url + "/metrics", timeout=10.0).status_code == 404
+    assert httpx.post(served.metrics_url, timeout=10.0).status_code == 405
 
 
 # -- SQLite: one process -------------------------------------------------------------------------------------------

@@ -23,13 +23,14 @@ from harbour.api.authlimit import FailedAuthentications
 from harbour.api.availability import HANDLED, dependency_problem
 from harbour.api.body import parse_json
 from harbour.api.interface import CustodyService
-from harbour.api.middleware import BodyLimit, Guard
+from harbour.api.middleware import BodyLimit, Guard, RequestLog
 from harbour.api.problems import MEDIA_TYPE, custody_problem, http_problem, validation_problem
 from harbour.api.routes import ROUTERS
 from harbour.api.routing import PUBLIC_ROUTES, allowed_methods
 from harbour.api.schemas import MAX_AMOUNT, MAX_INDEX
 from harbour.api.terms import Nonces
 from harbour.custody.errors import CustodyError
+from harbour.custody.metrics import ServiceMetrics
 
 __all__ = ["PUBLIC_ROUTES", "create_app", "parse_json"]
 
@@ -42,9 +43,14 @@ def _http_problem(request: Request, exc: Exception) -> Response:
     return http_problem(request, exc)
 
 
-def create_app(custody: CustodyService, *, failed_authentications: FailedAuthentications | None = None) -> FastAPI:
+def create_app(
+    custody: CustodyService,
+    *,
+    failed_authentications: FailedAuthentications | None = None,
+    metrics: ServiceMetrics | None = None,
+) -> FastAPI:
     """The app over ``custody``; ``failed_authentications`` sets the limits on failed logins (default: the
-    documented ones, :mod:`harbour.api.authlimit`)."""
+    documented ones, :mod:`harbour.api.authlimit`); ``metrics`` counts the requests (None: not counted)."""
     app = FastAPI(
         title="Harbour custody API",
         version=__version__,
@@ -66,6 +72,7 @@ def create_app(custody: CustodyService, *, failed_authentications: FailedAuthent
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_middleware(BodyLimit)
     app.add_middleware(Guard)
+    app.add_middleware(RequestLog, metrics=metrics)  # outermost: every answer has its id, every request its line
     for router in ROUTERS:
         app.include_router(router)
     original_openapi = app.openapi

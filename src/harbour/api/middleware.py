@@ -1,19 +1,36 @@
-"""The ASGI layer under the routes: body size limit, last-resort error handler, no caching.
+"""The ASGI layer under the routes: request ids and the request log, body size limit, last-resort error
+handler, no caching.
 
 These are plain ASGI middleware rather than FastAPI dependencies because they
 must act before a route runs (a 100 MB body is refused before it is read into
 memory, let alone parsed) and after everything else has failed (an exception no
 handler knew still becomes a problem document, not a bare "Internal Server
 Error" or a dropped connection).
+
+Every request has an id: the client's ``X-Request-ID`` when it sends a usable
+one (1 to 128 of ``A-Z a-z 0-9 . _ : / + = -``, so a proxy's or a tracing
+system's id is kept), else a new random one. It is returned as ``X-Request-ID``
+on every answer, problems included, bound to every log line made while the
+request is served (:func:`harbour.util.logs.bound`), and the request's own line
+(logger ``harbour.api.requests``) says method, route template, status and time.
+An id that is not usable (a line break meant to forge log lines, a megabyte of
+text, two headers) is refused with 400, not silently replaced: the client would
+otherwise look for its id in logs that never had it.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from harbour.api.availability import dependency_of, unavailable
 from harbour.api.problems import internal_problem, log, problem
+from harbour.custody.metrics import UNMATCHED, ServiceMetrics
+from harbour.util import logs
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,6 +40,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY: Final = 64 * 1024
 """The largest request body accepted; a policy document is the biggest legitimate one, a few KiB."""
+
+REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+"""What a client's ``X-Request-ID`` may be: what proxies and tracing systems send, nothing that can break a line."""
+
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+requests_log = logging.getLogger("harbour.api.requests")
 
 
 async def _send_response(scope: Scope, send: Send, response: Any) -> None:
@@ -128,3 +152,66 @@ class Guard:
             path = scope.get("path", "")
             response = unavailable(path, dependency) if dependency else internal_problem(path)
             await _send_response(scope, guarded_send, response)
+
+
+class RequestLog:
+    """Give each request its id (see the module docstring), log it when answered, and count it.
+
+    The outermost layer, so the id is on every answer and the line is written
+    whatever the layers under it did; ``metrics`` (None: nothing counted) gets one
+    count per answer by method, route template and status.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = [value for name, value in scope.get("headers", []) if name == b"x-request-id"]
+        started = time.monotonic()
+        status = 500
+        if len(given) > 1 or (given and not REQUEST_ID.fullmatch(given[0].decode("latin-1"))):
+            request_id = str(uuid.uuid4())
+            detail = (
+                "send one X-Request-ID header"
+                if len(given) > 1
+                else "X-Request-ID must be 1 to 128 characters of A-Z a-z 0-9 . _ : / + = -"
+            )
+            app: ASGIApp = lambda s, r, snd: _send_response(s, snd, problem(400, detail, instance=s.get("path", "")))  # noqa: E731
+        else:
+            request_id = given[0].decode("latin-1") if given else str(uuid.uuid4())
+            app = self.app
+
+        async def identified_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        with logs.bound(request_id=request_id):
+            try:
+                await app(scope, receive, identified_send)
+            finally:
+                self._record(scope, status, time.monotonic() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or UNMATCHED
+        method = scope.get("method", "")
+        method = method if method in METHODS else "other"  # a label per invented method would grow without bound
+        if self.metrics is not None:
+            self.metrics.requests.labels(method, route, str(status)).inc()
+        level = logging.WARNING if status >= 500 else logging.INFO
+        requests_log.log(
+            level,
+            "%s %s %d",
+            method,
+            route,
+            status,
+            extra={"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 1)},
+        )

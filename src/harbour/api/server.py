@@ -5,9 +5,11 @@ must be reached over TLS: either give it a certificate and key (``tls``, which
 uvicorn's ``ssl_certfile``/``ssl_keyfile`` serve) or put a TLS-terminating
 proxy in front. :func:`plaintext_warning` says so when neither is evident.
 Repeated identical log lines (a dependency down, a flood of bad tokens) are
-folded by :mod:`harbour.api.logfilter`. Uvicorn's access log is off: the
-custody audit log records every change with its actor, and an access log would
-add nothing but request paths (and, behind a misconfigured proxy, credentials).
+folded by :mod:`harbour.api.logfilter`. Uvicorn's access log is off: each
+request's line is written by :class:`harbour.api.middleware.RequestLog` instead,
+with its request id and route template (never the query string, nor a header),
+and once :func:`harbour.util.logs.configure` ran, uvicorn's own lines go through
+the same handler (one format, one stream).
 
 The client address each request is judged by (credential allowlists, the limits on
 failed logins) is the socket's peer. ``X-Forwarded-For`` and ``X-Forwarded-Proto``
@@ -31,6 +33,8 @@ from harbour.api import logfilter
 from harbour.api.app import create_app
 from harbour.api.authlimit import FailedAuthentications
 from harbour.api.interface import CustodyService
+from harbour.custody.metrics import ServiceMetrics
+from harbour.util import logs
 from harbour.util.serving import serve_announcing_ready
 
 if TYPE_CHECKING:
@@ -95,6 +99,7 @@ def make_server(
     tls: Tls | None = None,
     trusted_proxies: Sequence[str] = (),
     failed_authentications: FailedAuthentications | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for the app; forwarding headers count only from ``trusted_proxies`` (none by default)."""
     import uvicorn
@@ -102,7 +107,8 @@ def make_server(
     proxies = check_trusted_proxies(trusted_proxies)
     logfilter.install(FOLDED_LOGGERS)
     config = uvicorn.Config(
-        create_app(custody, failed_authentications=failed_authentications),
+        create_app(custody, failed_authentications=failed_authentications, metrics=metrics),
+        log_config=None if logs.configured() else uvicorn.config.LOGGING_CONFIG,
         host=host,
         port=port,
         log_level="warning",
@@ -133,6 +139,7 @@ def serve(
     tls: Tls | None = None,
     trusted_proxies: Sequence[str] = (),
     failed_authentications: FailedAuthentications | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM; ``ready`` is called once the socket listens."""
     server = make_server(
@@ -142,6 +149,7 @@ def serve(
         tls=tls,
         trusted_proxies=trusted_proxies,
         failed_authentications=failed_authentications,
+        metrics=metrics,
     )
     asyncio.run(_run(server, ready))
 

@@ -23,6 +23,7 @@ runs the service, whereas every other custody command goes through the API.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Annotated, Any
 
 import typer
 
+from harbour.cli.observe import LogFormat, LogFormatOption, LogLevel, LogLevelOption, MetricsListenOption
 from harbour.cli.params import HomeOption, InputError, new_passphrase
 from harbour.custody import config as cfg
 from harbour.custody import db, homekeys
@@ -37,6 +39,7 @@ from harbour.custody.errors import CustodyError
 from harbour.node.identity import NodeDescriptor
 
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
+log = logging.getLogger("harbour.custody.serve")
 
 
 DEFAULT_WAIT = 10.0
@@ -317,6 +320,9 @@ def serve(
             help="HOST:PORT to serve on instead of the configuration's (several processes on one PostgreSQL).",
         ),
     ] = None,
+    log_format: LogFormatOption = LogFormat.auto,
+    log_level: LogLevelOption = LogLevel.info,
+    metrics_listen: MetricsListenOption = None,
 ) -> None:
     """Serve the REST API and run the signing pipeline until interrupted.
 
@@ -325,10 +331,16 @@ def serve(
 
     Several of these may run on one PostgreSQL database (each with its own --listen);
     on a SQLite database only one may.
+
+    Logs go to stderr, one line per record (JSON when stderr is not a terminal), and
+    each process serves its own metrics with --metrics-listen (docs/custody.md,
+    "Observability").
     """
     from harbour.api.authlimit import FailedAuthentications
     from harbour.api.server import Tls, plaintext_warning
     from harbour.api.server import serve as serve_api
+    from harbour.cli.observe import configure_logs, metrics_endpoint, unconfigure_logs
+    from harbour.util.scrape import MetricsListener
 
     if (tls_cert is None) != (tls_key is None):
         raise exit_error("give both --tls-cert and --tls-key, or neither", 2)
@@ -344,15 +356,33 @@ def serve(
     host, _, port = config.listen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise exit_error(f"--listen takes HOST:PORT, got {config.listen!r}", 2)
+    try:
+        endpoint = metrics_endpoint(metrics_listen)
+    except ValueError as exc:
+        raise exit_error(str(exc), 2) from None
     warning = plaintext_warning(host.strip("[]"), tls)
     if warning:
         typer.echo(warning, err=True)
-    deployment = open_deployment(config, start=True)
-    scheme = "https" if tls else "http"
-    typer.echo(
-        f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"
-    )
+    configure_logs(log_format, log_level)
     try:
+        deployment = open_deployment(config, start=True)
+    except BaseException:
+        unconfigure_logs()
+        raise
+    scheme = "https" if tls else "http"
+    database = db.redacted(config.database)
+    typer.echo(f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {database})")
+    listener = None
+    try:
+        if endpoint is not None:
+            try:
+                listener = MetricsListener(endpoint, deployment.pipeline.metrics.registry).start()
+            except OSError as exc:
+                raise exit_error(f"--metrics-listen {metrics_listen}: {exc.strerror or exc}") from None
+        log.info(
+            "serving",
+            extra={"listen": f"{scheme}://{config.listen}", "chain": config.chain, "database": database},
+        )
         serve_api(
             deployment.custody,
             host,
@@ -360,9 +390,13 @@ def serve(
             tls=tls,
             trusted_proxies=config.trusted_proxies,
             failed_authentications=FailedAuthentications(audit_interval=config.auth_burst_interval),
+            metrics=deployment.pipeline.metrics,
         )
     finally:
+        if listener is not None:
+            listener.stop()
         deployment.close()
+        unconfigure_logs()
 
 
 @app.command("status")

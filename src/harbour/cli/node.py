@@ -27,6 +27,16 @@ import typer
 
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
 from harbour.cli.nodestatus import status as node_status
+from harbour.cli.observe import (
+    LogFormat,
+    LogFormatOption,
+    LogLevel,
+    LogLevelOption,
+    MetricsListenOption,
+    configure_logs,
+    metrics_endpoint,
+    unconfigure_logs,
+)
 from harbour.cli.params import (
     FAILURE_EXIT,
     InputError,
@@ -381,15 +391,33 @@ def incidents_command(
 
 
 @app.command("run")
-def run(directory: Annotated[Path, typer.Option("--dir", help="The node's directory.")]) -> None:
-    """Serve the node over HTTP until interrupted (the same as ``python -m harbour.node --dir DIR``)."""
+def run(
+    directory: Annotated[Path, typer.Option("--dir", help="The node's directory.")],
+    log_format: LogFormatOption = LogFormat.auto,
+    log_level: LogLevelOption = LogLevel.info,
+    metrics_listen: MetricsListenOption = None,
+) -> None:
+    """Serve the node over HTTP until interrupted (the same as ``python -m harbour.node --dir DIR``).
+
+    Logs go to stderr, one line per record; --metrics-listen serves its metrics on an
+    address of their own (docs/nodes.md, "Observability").
+    """
     from harbour.node.server import run as serve_node
 
     with reported_errors():
         try:
-            serve_node(directory)
+            endpoint = metrics_endpoint(metrics_listen)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        configure_logs(log_format, log_level)
+        try:
+            serve_node(directory, metrics=endpoint)
         except NodeStartError as exc:
             raise fail(f"the node cannot start: {exc}", FAILURE_EXIT) from None
+        except OSError as exc:
+            raise fail(f"--metrics-listen {metrics_listen}: {exc.strerror or exc}", FAILURE_EXIT) from None
+        finally:
+            unconfigure_logs()
 
 
 @app.command("offline")

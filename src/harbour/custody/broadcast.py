@@ -20,6 +20,7 @@ from harbour.custody import models as m
 from harbour.custody import outcomes, states
 from harbour.custody.sender import OBSOLETE, RETRY, SENT, Waiting
 from harbour.custody.uow import UnitOfWork
+from harbour.util import logs
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,15 @@ def send_run(uow: UnitOfWork, chain: EvmClient, address: str, run: list[tuple[in
         try:
             chain.send_raw(bytes.fromhex(raw))
         except ChainError as exc:
-            log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
+            with logs.bound(transaction_id=tx_id):  # a run may send others' after the one whose worker drains it
+                log.warning("withdrawal %s (nonce %d): send failed: %s", tx_id, nonce, exc)
             _send_failed(uow, tx_id, str(exc))
             results.append(RETRY)
             break
         sent.append((nonce, tx_id))
         results.append(SENT)
+        with logs.bound(transaction_id=tx_id):
+            log.info("withdrawal %s (nonce %d): sent to the chain", tx_id, nonce)
     if sent:
 
         def record(s: Session) -> None:

@@ -28,6 +28,10 @@ Sending is :mod:`harbour.custody.broadcast`. What a withdrawal's transaction is
 (:mod:`harbour.custody.kinds`); receipts are followed in
 :mod:`harbour.custody.receipts` and deposits found in :mod:`harbour.custody.deposits`,
 each driven by a loop here.
+
+Every log line about one withdrawal carries its ``transaction_id``
+(:func:`harbour.util.logs.bound`), and each signing attempt's time goes to the
+process's metrics (:mod:`harbour.custody.metrics`).
 """
 
 from __future__ import annotations
@@ -60,10 +64,12 @@ from harbour.custody import (
 from harbour.custody import funds as fund
 from harbour.custody import models as m
 from harbour.custody.assets import AssetRef
+from harbour.custody.metrics import ServiceMetrics
 from harbour.custody.receipts import Confirmations
 from harbour.custody.sender import OrderedSender
 from harbour.custody.service import Custody
 from harbour.node.coordinator import ClusterError
+from harbour.util import logs
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +92,11 @@ class Pipeline:
         rebroadcast_after: float = rebroadcast.AFTER,
         lease: float = claims.DEFAULT_LEASE,
         retry: float = 2.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.custody = custody
+        self.metrics = metrics if metrics is not None else ServiceMetrics()
+        self.metrics.watch(custody.uow, custody.chain, self.depths)
         self.lease = lease
         self.retry_interval = retry
         """Seconds between passes that pick up what is stuck (:meth:`sweep_once`)."""
@@ -185,6 +194,13 @@ class Pipeline:
             with self._inflight_lock:
                 self._inflight.discard(tx_id)
 
+    def depths(self) -> dict[str, int]:
+        """This process's queues: withdrawals waiting for a worker, and those being worked on."""
+        with self._inflight_lock:
+            in_flight = len(self._inflight)
+        waiting = self._pool._work_queue.qsize()  # the executor's own queue: the only count of what waits for a worker
+        return {"submitted": waiting, "in_flight": in_flight}
+
     def publish(self, org_id: str) -> None:
         """Push the organisation's log to every signer node, in the background, after an entry landed.
 
@@ -206,6 +222,10 @@ class Pipeline:
     # -- one withdrawal ---------------------------------------------------------------------------------
 
     def _process(self, tx_id: str) -> None:
+        with logs.bound(transaction_id=tx_id):
+            self._process_bound(tx_id)
+
+    def _process_bound(self, tx_id: str) -> None:
         try:
             prepared = self._prepare(tx_id)
             if prepared is None:
@@ -344,9 +364,17 @@ class Pipeline:
             try:
                 # Each attempt reads the log again: an entry that landed meanwhile is pushed and cited.
                 request = signing.prepare(c, tx_id)
-                signature = c.signer.sign(
-                    request.key_id, request.path, request.digest, evidence=request.evidence, log=request.log
-                )
+                started = time.monotonic()
+                try:
+                    signature = c.signer.sign(
+                        request.key_id, request.path, request.digest, evidence=request.evidence, log=request.log
+                    )
+                except BaseException as exc:
+                    refused = isinstance(exc, ClusterError) and signing.refusal(exc) is not None
+                    self.metrics.signing.labels("refused" if refused else "failed").observe(time.monotonic() - started)
+                    raise
+                self.metrics.signing.labels("signed").observe(time.monotonic() - started)
+                log.info("withdrawal %s: signed by nodes %s", tx_id, list(signature.signers))
                 break
             except signing.Unsignable as exc:
                 self._abandon(tx_id, outcomes.UNSIGNABLE, str(exc))

@@ -31,6 +31,8 @@ from typing import Any
 from harbour.node import rpc
 from harbour.node.config import store_secrets
 from harbour.node.service import NodeService
+from harbour.util import logs
+from harbour.util.scrape import Endpoint, MetricsListener
 from harbour.util.serving import serve_announcing_ready
 
 Scope = MutableMapping[str, Any]
@@ -125,6 +127,9 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
 
     config = uvicorn.Config(
         NodeApp(node),
+        log_config=None
+        if logs.configured()
+        else uvicorn.config.LOGGING_CONFIG,  # uvicorn's lines in the configured format
         host=node.config.listen_host,
         port=node.config.listen_port,
         log_level="warning",
@@ -138,16 +143,21 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
     asyncio.run(serve_announcing_ready(server, ready))
 
 
-def run(directory: Path) -> None:
+def run(directory: Path, *, metrics: Endpoint | None = None) -> None:
     """Open the node in ``directory`` and serve it until SIGINT or SIGTERM.
 
     The store's passphrase or the token's PIN comes from the environment
     (:func:`~harbour.node.config.store_secrets`); :class:`NodeStartError` when the
-    node cannot start. Once it listens, one line says so on stdout.
+    node cannot start. Once it listens, one line says so on stdout. With
+    ``metrics``, its metrics are served there (:mod:`harbour.util.scrape`), not here.
     """
     passphrase, pin = store_secrets(directory)
     node = NodeService.open(directory, passphrase=passphrase, pin=pin, offline=False)
+    listener = None
     try:
+        listener = MetricsListener(metrics, node.metrics.registry).start() if metrics is not None else None
         serve(node, ready=lambda: print(f"node {node.config.name} listening on {node.config.url}", flush=True))
     finally:
+        if listener is not None:
+            listener.stop()
         node.close()

@@ -89,6 +89,7 @@ from harbour.node.config import (
 )
 from harbour.node.counter import CounterError, RollbackCounter, open_counter
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity
+from harbour.node.metrics import NodeMetrics
 from harbour.node.orgs.history import History
 from harbour.node.orgs.registry import Organisations
 from harbour.node.orgs.requests import OrgRequests
@@ -160,6 +161,11 @@ class NodeService:
             trusted=self.trusted,
             ledger=ledger,
             now=self._now,
+        )
+        self.metrics = NodeMetrics(lambda: len(store.names("keys/")))
+        """What the node counts for Prometheus (served only by ``--metrics-listen``, :mod:`harbour.util.scrape`)."""
+        self.running.on_record = lambda session, outcome: self.metrics.recorded(
+            session.session_id, session.kind, outcome
         )
         self.sessions: dict[bytes, Session] = self.running.sessions
         """The running sessions by id (the same mapping :attr:`running` keeps)."""
@@ -315,6 +321,7 @@ class NodeService:
         try:
             request = rpc.parse_request(data)
         except rpc.RequestError as exc:
+            self.metrics.refused("bad-request")
             return rpc.error("bad-request", str(exc))
         try:
             self.running.expire()
@@ -351,8 +358,10 @@ class NodeService:
                 return rpc.ok(result=self.staging.result(sid), roster=self.staging.roster(sid), committed=committed)
             return self._abort_request(request["session_id"], request["certificate"])
         except Refusal as exc:
+            self.metrics.refused(exc.reason)
             return rpc.error(exc.reason, str(exc))
         except Exception as exc:
+            self.metrics.refused("internal")
             log.exception("internal error")  # the detail stays in the node's own log
             return rpc.error("internal", f"internal error ({type(exc).__name__}); see the node's log")
 

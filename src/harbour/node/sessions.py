@@ -81,6 +81,8 @@ class RunningSessions:
         self.used: set[bytes] = set()
         self.stale: set[bytes] = set()
         self._marks: dict[str, set[int]] = {}
+        self.on_record: Callable[[Session, str], None] | None = None
+        """Told of each entry :meth:`record` writes (the node's metrics, :mod:`harbour.node.metrics`)."""
 
     def now(self) -> int:
         return int(self.clock())
@@ -347,6 +349,8 @@ class RunningSessions:
             reason=reason[: signlog.MAX_REASON],
             certificate=session.certificate if outcome in ("started", "refused") else None,
         )
+        if self.on_record is not None:
+            self.on_record(session, outcome)
 
     def expire(self) -> None:
         now = self.clock()
