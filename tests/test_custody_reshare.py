@@ -13,6 +13,7 @@ refused. The refusals run on the same organisation and change nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 import uuid
@@ -23,9 +24,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from custody_env import ETH, CustodyEnv
 from harbour.api.app import create_app
+from harbour.api.server import BackgroundServer
+from harbour.cli.main import app as harbour
 from harbour.custody import signing
 from harbour.custody.errors import Conflict, Forbidden, Invalid, NotFound
 from harbour.custody.signer import KeyBusy
@@ -122,7 +126,9 @@ def test_refusals_change_nothing(env: CustodyEnv) -> None:
     assert call(env, client, "admin", {"nodes": [*nodes, "node9"], "threshold": 3}).status_code == 404
     with pytest.raises(Invalid, match="listed twice"):
         env.custody.reshare_vault(admin, vault["id"], nodes=[nodes[0], *nodes], threshold=3)
+    assert call(env, client, "admin", {"nodes": [nodes[0], *nodes], "threshold": 3}).status_code == 422
     assert call(env, client, "admin", {"nodes": nodes, "threshold": 1}).status_code == 422
+    assert call(env, client, "admin", {"nodes": ["../node1", *nodes[1:]], "threshold": 3}).status_code == 422
     assert call(env, client, "admin", {"nodes": nodes, "threshold": 3, "extra": 1}).status_code == 422
     with pytest.raises(Conflict, match=r"threshold must be 2\.\.3"):
         env.custody.reshare_vault(admin, vault["id"], nodes=nodes, threshold=4)
@@ -175,13 +181,15 @@ def test_a_fourth_node_is_reshared_in_then_the_first_retired_and_the_vault_keeps
         f"vault {vault['id']}'s key {key_id} (public key {vault['public_key']}, unchanged) is now held by 4 node(s) "
         f"with identity keys {', '.join(keys)}; 3 of them sign, each stating it holds it for this organisation"
     ]
-    # Reshared but not yet recorded: the row and the log keep the old committee, and the old holders still sign.
+    # Reshared but not yet recorded: the row and the log keep the old committee, and only the old holders are asked.
     assert (treasury(env)["nodes"], treasury(env)["threshold"]) == (["node1", "node2", "node3"], 2)
-    before = pay(env, ETH)
-    assert before["state"] == "confirmed", before
-    assert "node4" not in signer_names(env, before)
+    signer, log = env.custody.signer, env.custody.governance_log(admin.org_id)
+    stated = log.state.vaults[vault["id"]].holding.holders
+    assert signer._run(signer._holders(signer.key(key_id), stated)) == [1, 2, 3]
     env.govern(proposal)
     assert (treasury(env)["nodes"], treasury(env)["threshold"]) == (["node1", "node2", "node3", "node4"], 3)
+    stated = env.custody.governance_log(admin.org_id).state.vaults[vault["id"]].holding.holders
+    assert signer._run(signer._holders(signer.key(key_id), stated)) is None  # every member is a holder now
     kinds = [e["kind"] for e in env.custody.audit_events(env.actor("auditor"), Page(limit=200))["items"]]
     assert "vault.reshared" in kinds
 
@@ -209,14 +217,30 @@ def test_a_fourth_node_is_reshared_in_then_the_first_retired_and_the_vault_keeps
     backup = store_objects(env, "node1").parent.parent / "backup"
     shutil.copytree(store_objects(env, "node1"), backup)
     old_key = env.custody.signer.key(key_id)
-    env.govern(env.custody.reshare_vault(admin, vault["id"], nodes=["node2", "node3", "node4"], threshold=3))
+    with BackgroundServer(env.custody) as server:  # as an operator does it: by the vault's name, through the API
+        cli = {"HARBOUR_API": server.url, "HARBOUR_TOKEN": env.people["admin"].token}
+        for args, needle in (
+            (["--nodes", "node2", "--threshold", "3"], "at least two nodes"),
+            (["--nodes", "node2,node3,node4", "--threshold", "1"], "at least 2"),
+        ):
+            bad = CliRunner().invoke(harbour, ["vault", "reshare", "treasury", *args], env=cli)
+            assert bad.exit_code == 2 and needle in bad.output, bad.output
+        unknown = CliRunner().invoke(harbour, ["vault", "reshare", "vault9", "--nodes", "a,b", "-t", "2"], env=cli)
+        assert unknown.exit_code == 2 and "no vault named 'vault9'" in unknown.output, unknown.output
+        done = CliRunner().invoke(
+            harbour, ["vault", "reshare", "TREASURY", "--nodes", "node2,node3,node4", "-t", "3", "--json"], env=cli
+        )
+        assert done.exit_code == 0, done.output
+    proposal = json.loads(done.stdout)
+    assert [c["op"] for c in proposal["changes"]] == ["vault.reshare"]
+    env.govern(proposal)
     assert (treasury(env)["nodes"], treasury(env)["threshold"]) == (["node2", "node3", "node4"], 3)
     assert env.custody.governance_log(admin.org_id).state.vaults[vault["id"]].holding.threshold == 3
     node(env, "node1").stop()
     paid = pay(env, 3 * ETH)
     assert paid["state"] == "confirmed", paid
     assert signer_names(env, paid) == ["node2", "node3", "node4"]
-    assert env.chain.balance(DEST) == 6 * ETH and env.chain.balance(address) < 4 * ETH
+    assert env.chain.balance(DEST) == 5 * ETH and env.chain.balance(address) < 5 * ETH
 
     # node1 given back its old share from a backup: it refuses to sign as a holder the log no longer states.
     objects = store_objects(env, "node1")

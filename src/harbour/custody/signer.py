@@ -275,14 +275,14 @@ class Signer:
             key = self.key(key_id)
             answers = self.answering([*key.roster.values(), *nodes])
             dealers = sorted(p for p, d in key.roster.items() if answers[d.name])
-            down = sorted(name for name, up in answers.items() if not up)
             if len(dealers) < key.threshold or any(not answers[d.name] for d in nodes):
+                down = sorted(name for name, up in answers.items() if not up)
                 raise ClusterError(
                     "too-few-nodes",
                     f"resharing {key_id} needs {key.threshold} of its {len(key.roster)} members, and every node of "
                     f"the new committee, to answer; not answering: {', '.join(down)}",
                 )
-            down = [d.name for d in key.roster.values() if not answers[d.name]]
+            left_behind = [d.name for d in key.roster.values() if not answers[d.name]]
             params = admin_params("reshare", threshold=threshold, nodes=nodes, key=key, dealers=dealers)
             certificate = approval.issue(
                 self.authority,
@@ -295,7 +295,7 @@ class Signer:
             new = self._run(self._coordinator.reshare(key, nodes, threshold, certificate, dealers=dealers))
             with self._keys_lock:
                 self._keys[key_id] = new
-            return new, down
+            return new, left_behind
         finally:
             with self._keys_lock:
                 self._resharing.discard(key_id)
