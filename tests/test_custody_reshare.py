@@ -41,6 +41,7 @@ from harbour.node.localnet import LocalNode
 from helpers import wait_until
 
 DEST = "0x2222222222222222222222222222222222222222"
+ELSEWHERE = "0x3333333333333333333333333333333333333333"
 NOT_ADMINS = ("initiator", "approver1", "auditor", "viewer")
 
 
@@ -154,8 +155,28 @@ def test_a_reshare_waits_for_no_signature_and_no_signature_for_a_reshare(env: Cu
     try:
         with pytest.raises(KeyBusy, match="being reshared"):
             signer.sign(key_id, "m/0", b"\x00" * 32)
+        # A withdrawal that comes to be signed meanwhile waits, saying why; and it blocks the next reshare.
+        tx = env.custody.submit_withdrawal(
+            env.actor("initiator"), vault_id=vault["id"], asset="ETH", to=ELSEWHERE, amount=ETH // 10
+        )
+
+        def waiting() -> dict[str, Any] | None:
+            now: dict[str, Any] = env.custody.get_transaction(env.actor("admin"), tx["id"])
+            return now if now["sub_status"] == "signing-retry" else None
+
+        held = wait_until(waiting, 30.0, message="the withdrawal to wait for the reshare")
+        assert held["state"] == "signing" and "being reshared" in held["error"], held
+        with pytest.raises(Conflict, match="1 withdrawal\\(s\\) from vault 'treasury' are being signed"):
+            env.custody.reshare_vault(env.actor("admin"), vault["id"], nodes=vault["nodes"], threshold=3)
     finally:
         signer._resharing.discard(key_id)
+
+    def final() -> dict[str, Any] | None:
+        now: dict[str, Any] = env.custody.get_transaction(env.actor("admin"), tx["id"])
+        return now if now["state"] == "confirmed" else None
+
+    wait_until(final, 60.0, message="the withdrawal to be signed once the key is free")
+    assert env.chain.balance(ELSEWHERE) == ETH // 10
 
 
 # -- the scenario --------------------------------------------------------------------------------------------------
