@@ -99,6 +99,7 @@ PROCESS_MODULES = frozenset(
         "test_cluster_faults",
         "test_custody",
         "test_custody_nodes",
+        "test_custody_reshare",
         "test_custody_spend",
         "test_entities_custody",
         "test_governance_custody",

@@ -37,6 +37,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/v1/vaults"): EVERYONE,
     ("GET", "/v1/vaults/{vault_id}"): EVERYONE,
     ("POST", "/v1/vaults/{vault_id}/addresses"): frozenset({ADMIN}),
+    ("POST", "/v1/vaults/{vault_id}/reshare"): frozenset({ADMIN}),
     ("GET", "/v1/vaults/{vault_id}/addresses"): EVERYONE,
     ("POST", "/v1/assets"): frozenset({ADMIN}),
     ("GET", "/v1/assets"): EVERYONE,

@@ -331,6 +331,20 @@ class CreateVault(Closed):
     """Node names in party order, each once (an unknown one is 404); default: every node the service knows."""
 
 
+class ReshareVault(Closed):
+    nodes: Annotated[list[NodeName], Field(min_length=2, max_length=64, json_schema_extra={"uniqueItems": True})]
+    """The whole new committee by node name (an unknown one is 404; one the governance log does not name is 409)."""
+    threshold: Annotated[
+        int,
+        Field(
+            ge=2,
+            le=64,
+            description="Signers needed: more than half the new committee, at most all of it, and never below the "
+            "key's threshold now (else 409).",
+        ),
+    ]
+
+
 class DeriveAddress(Closed):
     label: Name | None = None
 

@@ -17,8 +17,10 @@ import typer
 
 from harbour.cli.apiclient import (
     DEFAULT_API,
+    MAX_LIMIT,
     AllOption,
     ApiOption,
+    Client,
     CursorOption,
     LimitOption,
     TokenOption,
@@ -364,6 +366,44 @@ def address_list(
 
 
 VaultIdArgument = Annotated[str, typer.Argument(metavar="VAULT", help="The vault's name or id.")]
+
+
+@vault_app.command("reshare")
+def vault_reshare(
+    vault: Annotated[str, typer.Argument(help="The vault's name or id.")],
+    nodes: Annotated[str, typer.Option("--nodes", help="The whole new committee: node names, comma-separated.")],
+    threshold: Annotated[
+        int, typer.Option("--threshold", "-t", help="Signers needed: above half the committee, never lower than now.")
+    ],
+    api: ApiOption = DEFAULT_API,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a vault's key onto other signer nodes (admin): same key and addresses; then propose recording it."""
+    with api_errors():
+        members = [n.strip() for n in nodes.split(",") if n.strip()]
+        if len(members) < 2:
+            raise InputError("--nodes names the whole new committee, at least two nodes: node1,node2,node3")
+        if threshold < 2:
+            raise InputError("--threshold must be at least 2 (a 1-of-n key is a single point of failure)")
+        body = {"nodes": members, "threshold": threshold}
+        with connect(api, token, timeout=VAULT_TIMEOUT) as client:
+            vault_id = _vault_id(client, vault)
+            proposal = client.post(f"/v1/vaults/{vault_id}/reshare", body)
+    emit_proposal(proposal, as_json)
+
+
+def _vault_id(client: Client, vault: str) -> str:
+    """The id of the vault named ``vault`` (names compare ignoring case and width), or ``vault`` if it is an id."""
+    if _UUID.fullmatch(vault.strip().lower()):
+        return vault.strip().lower()
+    from harbour.util.text import name_key
+
+    items = client.pages("/v1/vaults", MAX_LIMIT, None, True)["items"]
+    found = [v["id"] for v in items if isinstance(v, dict) and name_key(str(v.get("name"))) == name_key(vault)]
+    if not found:
+        raise InputError(f"no vault named {vault!r} (harbour vault list shows them)")
+    return str(found[0])
 
 
 @vault_app.command("rename")

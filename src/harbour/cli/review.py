@@ -210,6 +210,7 @@ def _target(state: OrgState, change: changes.Change) -> str | None:
     """
     from harbour.governance import amendments as am
     from harbour.governance import changes as c
+    from harbour.governance import committee
 
     if isinstance(change, c.SetRoles | c.SetKey | c.DisableUser | c.EnableUser):
         user = state.users.get(change.id)
@@ -220,6 +221,15 @@ def _target(state: OrgState, change: changes.Change) -> str | None:
     if isinstance(change, am.RenameVault | am.ArchiveVault):
         vault = state.vaults.get(change.id)
         return None if vault is None else f"  target:  vault {change.id} is {vault.name!r} (key {vault.key_id})"
+    if isinstance(change, committee.ReshareVault):
+        vault = state.vaults.get(change.id)
+        if vault is None:
+            return None
+        now, then = vault.holding, change.holding
+        return (
+            f"  target:  vault {change.id} is {vault.name!r}: held by {_nodes(state, now.holders)}, {now.threshold} "
+            f"signing; then by {_nodes(state, then.holders)}, {then.threshold} signing"
+        )
     if isinstance(change, am.DisableAsset | am.EnableAsset):
         asset = state.assets.get(change.id)
         what = None if asset is None else f"{asset.symbol} ({asset.contract or 'the native coin'})"
@@ -229,6 +239,11 @@ def _target(state: OrgState, change: changes.Change) -> str | None:
         what = None if entry is None else f"{entry.name!r} ({entry.address})"
         return None if what is None else f"  target:  address-book entry {change.id} is {what}"
     return None
+
+
+def _nodes(state: OrgState, keys: tuple[bytes, ...]) -> str:
+    """Node names as the verified log knows them (a key it does not name, by its first hex digits)."""
+    return ", ".join(sorted(state.nodes.get(k, k.hex()[:16]) for k in keys))
 
 
 def _served_log(client: Client, refusing: str) -> Iterator[SignedEntry]:

@@ -22,6 +22,7 @@ from harbour.custody import models as m
 from harbour.custody.uow import UnitOfWork
 from harbour.governance import amendments as am
 from harbour.governance import changes as c
+from harbour.governance import committee
 from harbour.governance.log import SignedEntry
 
 
@@ -101,6 +102,8 @@ def project(
             }
             row = {**vault, **signed_key}
             s.add(m.Vault(id=change.id, org_id=org_id, name=change.name, key_id=change.key_id, created_at=now, **row))
+        elif isinstance(change, committee.ReshareVault):
+            _reshared(s, change, details)
         elif isinstance(change, c.AddAsset):
             kind = assets.NATIVE if change.contract is None else assets.ERC20
             s.add(
@@ -130,6 +133,17 @@ def _book_entry(s: Session, entry_id: str) -> m.AddressBookEntry:
     entry = s.scalar(select(m.AddressBookEntry).where(m.AddressBookEntry.id == entry_id))
     assert entry is not None, f"the log names address-book entry {entry_id}, whose row was never projected"
     return entry
+
+
+def _reshared(s: Session, change: committee.ReshareVault, details: dict[str, Any] | None) -> None:
+    """The vault's row takes the committee the entry names, in the party order the reshare's proposal recorded."""
+    vault = s.get(m.Vault, change.id)
+    assert vault is not None, f"the log names vault {change.id}, whose row was never projected"
+    nodes = (details or {}).get("reshares", {}).get(change.id, {}).get("nodes")
+    if not isinstance(nodes, list) or len(nodes) != len(change.holding.holders):
+        raise ValueError(f"vault {change.id} was reshared without its committee's names in the proposal")
+    vault.threshold = change.holding.threshold
+    vault.nodes = [str(n) for n in nodes]
 
 
 def _amend(s: Session, change: am.Amendment, now: dt.datetime) -> None:

@@ -68,6 +68,7 @@ from harbour.custody.nodes import Nodes
 from harbour.custody.outbox import Outbox
 from harbour.custody.replacement import CANCEL, SPEED_UP, Replacements
 from harbour.custody.requestnonces import RequestNonces
+from harbour.custody.resharing import Resharing
 from harbour.custody.search import Filters, TransactionSearch
 from harbour.custody.settings import Settings
 from harbour.custody.signer import Signer
@@ -128,6 +129,7 @@ class Custody:
         self.amend = Amend(self.governance)
         self.log_view = LogView(self.uow, self.ledger)
         self.nodes = Nodes(self.uow, self.ledger, self.governance, signer)
+        self.resharing = Resharing(self.uow, signer, self.ledger, self.governance)
         self.withdrawals = Withdrawals(self.uow, chain, self.settings, self.ledger, self.transactions, approved)
         self.replacements = Replacements(self.uow, self.withdrawals)
         self.approvals = Approvals(self.uow, self.ledger, self.governance, self.settings, approved, landed)
@@ -219,6 +221,9 @@ class Custody:
 
     def create_vault(self, actor: Actor, *, name: str, threshold: int = 2, nodes: list[str] | None = None) -> Json:
         return self.vaults.create_vault(actor, name=name, threshold=threshold, nodes=nodes)
+
+    def reshare_vault(self, actor: Actor, vault_id: str, *, nodes: list[str], threshold: int) -> Json:
+        return self.resharing.reshare(actor, vault_id, nodes=nodes, threshold=threshold)
 
     def list_vaults(self, actor: Actor, page: Page) -> Json:
         return self.vaults.list_vaults(actor, page)

@@ -13,6 +13,10 @@ organisation's governance log: :meth:`Signer.enrol` gives them its genesis once,
 :meth:`Signer.sign` with the ``log`` the evidence was built on
 (:func:`harbour.custody.evidence.build_governed_evidence`) brings the signers'
 logs up to date before it signs.
+
+A key being reshared (:meth:`Signer.reshare`) signs nothing here until the
+ceremony ends, and a reshare does not start while a signing session of the key
+runs: the committee a signature is asked of is then always the key's current one.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,12 +39,17 @@ from harbour.mpc import hd
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.node import approval
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
+from harbour.node.driving import PING_TIMEOUT
 from harbour.node.identity import NodeDescriptor
 
 T = TypeVar("T")
 
 CERTIFICATE_LIFETIME = 300
 """Seconds a certificate stays valid: long enough for a slow session, short enough to be a one-off."""
+
+
+class KeyBusy(Exception):
+    """The key is in a ceremony, or being signed with, so the other must wait (it may pass: try again)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class Signer:
         self._coordinator = Coordinator(state_dir=state_dir, timeout=timeout)
         self._keys: dict[str, ClusterKey] = {}
         self._keys_lock = threading.Lock()
+        self._signing: dict[str, int] = {}  # key id -> signing sessions running now
+        self._resharing: set[str] = set()
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -170,8 +182,31 @@ class Signer:
         """One ECDSA signature over ``digest`` by a live t-subset of the key's nodes.
 
         For a key of an organisation, ``evidence`` is version 2 and ``log`` the
-        verified log it cites (:meth:`Coordinator.sign_for_org`).
+        verified log it cites (:meth:`Coordinator.sign_for_org`), and only nodes
+        the log states as the vault's holders are asked (a node refuses to sign
+        as anything else: a reshare the admins have not recorded yet brings in
+        no signer). KeyBusy while the key is being reshared.
         """
+        with self._signing_key(key_id):
+            return self._sign(key_id, path, digest, evidence=evidence, log=log)
+
+    @contextmanager
+    def _signing_key(self, key_id: str) -> Iterator[None]:
+        with self._keys_lock:
+            if key_id in self._resharing:
+                raise KeyBusy(f"key {key_id} is being reshared; it is signed with once the ceremony ends")
+            self._signing[key_id] = self._signing.get(key_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._keys_lock:
+                self._signing[key_id] -= 1
+                if not self._signing[key_id]:
+                    del self._signing[key_id]
+
+    def _sign(
+        self, key_id: str, path: str, digest: bytes, *, evidence: bytes | None, log: GovernanceLog | None
+    ) -> Signature:
         key = self.key(key_id)
         extra: dict[str, Any] = {} if evidence is None else {"evidence": evidence}
 
@@ -190,7 +225,12 @@ class Signer:
             )
 
         if log is not None:
-            outcome = self._run(self._coordinator.sign_for_org(key, digest, certificate, log=log, path=path))
+            vault = log.state.vault_of_key(key_id)
+            holders = vault.holding.holders if vault is not None else ()
+            signers = self._run(self._holders(key, holders)) if vault is not None else None
+            outcome = self._run(
+                self._coordinator.sign_for_org(key, digest, certificate, log=log, path=path, signers=signers)
+            )
         else:
             outcome = self._run(self._coordinator.sign(key, digest, certificate, path=path))
         signature = outcome.signature
@@ -200,3 +240,73 @@ class Signer:
             # R.x >= n: possible with probability ~2^-128; Ethereum's y_parity cannot express it.
             raise ClusterError("bad-result", "signature has an overflowing R.x; sign again")
         return Signature(signature.recovery_id, signature.r, signature.s, tuple(outcome.signers))
+
+    async def _holders(self, key: ClusterKey, holders: Sequence[bytes]) -> list[int] | None:
+        """Signers among the key's members the log states as holders; None (the usual choice) if all of them are."""
+        if all(d.sign_pk in holders for d in key.roster.values()):
+            return None
+        stated = {p: d for p, d in key.roster.items() if d.sign_pk in holders}
+        up = await self._coordinator.live(stated.values())
+        chosen = [p for p, d in sorted(stated.items()) if d.node_id in up][: key.threshold]
+        if len(chosen) < key.threshold:
+            raise ClusterError(
+                "too-few-nodes",
+                f"only {len(chosen)} of the {key.threshold} signers needed are live nodes the governance log states "
+                "as the vault's holders (a vault.reshare the admins sign records a new committee)",
+            )
+        return chosen
+
+    def reshare(self, key_id: str, nodes: Sequence[NodeDescriptor], threshold: int) -> tuple[ClusterKey, list[str]]:
+        """Move ``key_id`` to ``nodes`` at ``threshold`` (same public key); the new key and the members left behind.
+
+        Every member that answers now deals, so that each leaving the committee
+        deletes its share on commit; a member that does not answer keeps a share
+        of the old committee, which no node of the new one signs with. Refused
+        (ClusterError "too-few-nodes") unless the key's threshold of members
+        answer and every node of the new committee answers (a member that holds
+        the key takes part only as a dealer). KeyBusy while the key is being
+        signed with.
+        """
+        with self._keys_lock:
+            if self._signing.get(key_id) or key_id in self._resharing:
+                raise KeyBusy(f"key {key_id} is being signed with or reshared now; try again when that ends")
+            self._resharing.add(key_id)
+        try:
+            key = self.key(key_id)
+            answers = self.answering([*key.roster.values(), *nodes])
+            dealers = sorted(p for p, d in key.roster.items() if answers[d.name])
+            if len(dealers) < key.threshold or any(not answers[d.name] for d in nodes):
+                down = sorted(name for name, up in answers.items() if not up)
+                raise ClusterError(
+                    "too-few-nodes",
+                    f"resharing {key_id} needs {key.threshold} of its {len(key.roster)} members, and every node of "
+                    f"the new committee, to answer; not answering: {', '.join(down)}",
+                )
+            left_behind = [d.name for d in key.roster.values() if not answers[d.name]]
+            params = admin_params("reshare", threshold=threshold, nodes=nodes, key=key, dealers=dealers)
+            certificate = approval.issue(
+                self.authority,
+                kind="reshare",
+                key_id=key_id,
+                params=params,
+                now=int(time.time()),
+                expires_in=CERTIFICATE_LIFETIME,
+            )
+            new = self._run(self._coordinator.reshare(key, nodes, threshold, certificate, dealers=dealers))
+            with self._keys_lock:
+                self._keys[key_id] = new
+            return new, left_behind
+        finally:
+            with self._keys_lock:
+                self._resharing.discard(key_id)
+
+    def answering(self, nodes: Sequence[NodeDescriptor]) -> dict[str, bool]:
+        """Each of ``nodes`` by name, and whether it answers now (asked afresh, as :meth:`live` does)."""
+        unique = list({d.node_id: d for d in nodes}.values())
+
+        async def ask() -> list[object]:
+            calls = (self._coordinator.describe(node, PING_TIMEOUT) for node in unique)
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        answers = self._run(ask(), PING_TIMEOUT + 5)
+        return {d.name: isinstance(a, NodeDescriptor) for d, a in zip(unique, answers, strict=True)}

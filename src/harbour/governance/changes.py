@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from harbour.governance import amendments as am
+from harbour.governance import committee, destinations
 from harbour.governance import credential_terms as ct
-from harbour.governance import destinations
 from harbour.governance import fields as f
 from harbour.governance.fields import GovernanceError
 from harbour.governance.holding import MAX_HOLDERS, Holding
@@ -251,6 +251,7 @@ Change = (
     | AddNode
     | RemoveNode
     | AddVault
+    | committee.ReshareVault
     | AddAsset
     | am.Amendment
 )
@@ -352,6 +353,8 @@ def decode_change(obj: object) -> Change:
             Holding(v["org"], v["key_id"], v["public_key"], v["chain_code"], v["threshold"], tuple(holders)),
             tuple(statements),
         )
+    elif op == committee.ReshareVault.op:
+        change = committee.decode(exact)
     elif op == AddAsset.op:
         v = exact("id", "symbol", "contract", "decimals")
         contract = v["contract"]
@@ -407,6 +410,8 @@ def describe(change: Change) -> str:
             f"key {h.key_id} (public key {h.public_key.hex()}) is vault {change.name!r} ({change.id}), "
             f"{h.threshold} of {len(h.holders)} node(s) sign with it, each stating it holds it for this organisation"
         )
+    if isinstance(change, committee.ReshareVault):
+        return committee.describe(change)
     if isinstance(change, am.Amendment):
         return am.describe(change)
     contract = change.contract or "the native coin"

@@ -28,7 +28,7 @@ from typing import Final
 
 from harbour.governance import amendments as am
 from harbour.governance import changes as c
-from harbour.governance import holding
+from harbour.governance import committee, holding
 from harbour.governance.fields import GovernanceError, address_key
 from harbour.governance.holding import Holding
 from harbour.governance.log import SignedEntry, verify_entry_signature
@@ -403,6 +403,12 @@ class _Builder:
             self._claim_name("vault", change.name)
             holding.check(change.statements, change.holding, self.nodes)
             self.vaults[change.id] = Vault(change.id, change.name, change.holding)
+        elif isinstance(change, committee.ReshareVault):
+            vault = self.vaults.get(change.id)
+            if vault is None:
+                raise GovernanceError("change", f"no vault {change.id!r}")
+            committee.check(vault.holding, change, self.nodes)
+            self.vaults[change.id] = replace(vault, holding=change.holding)
         elif isinstance(change, am.Amendment):
             self._amend(change)
         else:

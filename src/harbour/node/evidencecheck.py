@@ -198,8 +198,10 @@ class EvidenceChecks:
         """The key this node holds is the one the vault's holders stated to the admins, at its threshold or above.
 
         ``judge_withdrawal`` found the vault by key id; this checks that the share
-        signs for the stated public key (its child at ``path``) and that no ceremony
-        since lowered the threshold the admins approved.
+        signs for the stated public key (its child at ``path``), that this node is
+        one of the holders the log states (``vault.add``, or the last
+        ``vault.reshare``), and that no ceremony since lowered the threshold the
+        admins approved.
         """
         vault = self.orgs.log(org).state.vault_of_key(session.key_id)
         assert vault is not None  # judged: the key is a vault of the organisation, or it was refused
@@ -209,6 +211,14 @@ class EvidenceChecks:
                 "policy",
                 f"key {session.key_id} on this node is not the key vault {vault.id!r} states "
                 f"({stated.public_key.hex()}): it is never signed for as that vault",
+            )
+        if self.identity.sign_pk not in stated.holders:
+            # The log's committee is the admins' word on who holds the key: a share from a reshare they have not
+            # recorded (``vault.reshare``), or one a retired node kept, signs nothing.
+            raise approval.ApprovalError(
+                "policy",
+                f"this node is not one of the {len(stated.holders)} holders of key {session.key_id} the log states "
+                f"for vault {vault.id!r}: its share signs for that vault only once a vault.reshare names it",
             )
         if job.share.threshold < stated.threshold:
             raise approval.ApprovalError(

@@ -69,3 +69,19 @@ def update_vault(custody: Custody, actor: Actor, vault_id: VaultId, body: schema
 )
 def archive_vault(custody: Custody, actor: Actor, vault_id: VaultId) -> Json:
     return custody.archive_vault(actor, vault_id)
+
+
+@router.post(
+    "/vaults/{vault_id}/reshare",
+    summary="Reshare a vault's key onto another committee, then propose recording it",
+    description="Admin only. The signer nodes deal the same key (same public key, same addresses) anew to the named "
+    "nodes at the threshold given; members leaving the committee delete their shares. Then proposes the governance "
+    "change that records the new committee (`vault.reshare`), with every new holder's signed statement. "
+    + PENDING
+    + " Until it lands the nodes sign for the vault only as the holders the log states. 409 for a node the log "
+    "does not name, a threshold the rules forbid, too few of the key's nodes answering, or a withdrawal of the "
+    "vault being signed.",
+    **returns(shapes.GovernanceTransaction, 202),
+)
+def reshare_vault(custody: Custody, actor: Actor, vault_id: VaultId, body: schemas.ReshareVault) -> Json:
+    return custody.reshare_vault(actor, vault_id, nodes=body.nodes, threshold=body.threshold)
