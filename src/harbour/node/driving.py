@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,8 +80,11 @@ class SessionDriver:
         offline: Mapping[str, Path] | None = None,
         relay: Relay | None = None,
         transports: Mapping[str, Transport] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
+        self.tls = tls
+        """The client context ``https://`` nodes are reached with (:mod:`harbour.node.tls`)."""
         self.offline = {k: Path(v) for k, v in (offline or {}).items()}
         self.relay = relay
         self.transports: dict[str, Transport] = dict(transports or {})
@@ -105,7 +109,7 @@ class SessionDriver:
                 return FileTransport(self.offline[key])
         transport = self._http.get(node.node_id)
         if transport is None:
-            transport = self._http[node.node_id] = HttpTransport(node.url)
+            transport = self._http[node.node_id] = HttpTransport(node.url, self.tls)
         return transport
 
     async def _call(
