@@ -6,6 +6,8 @@
   their API tokens), the admin quorum, and optionally its first users, assets
   and policy;
 - ``serve``: the REST API and the signing pipeline, in one process;
+- ``backup``: a consistent copy of a SQLite database while the service runs;
+- ``migrate``: the schema brought to this code's head, with a role that may change it;
 - ``harbour audit verify``: recompute the audit log from the database, check
   every signed tree head and every business row against the log's row digests;
   exits 1 at the first entry that does not verify, or listing the rows that do not.
@@ -54,12 +56,35 @@ def init(
     chain: Annotated[str, typer.Option("--chain", help="'embedded' or a JSON-RPC URL.")] = "embedded",
     confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
+    node_tls_cert: Annotated[
+        Path | None, typer.Option("--node-tls-cert", help="Client certificate to reach https:// signer nodes with.")
+    ] = None,
+    node_tls_key: Annotated[
+        Path | None, typer.Option("--node-tls-key", help="Private key of --node-tls-cert (owner-readable only).")
+    ] = None,
+    node_tls_ca: Annotated[
+        Path | None, typer.Option("--node-tls-ca", help="CA certificate of the signer nodes' certificates.")
+    ] = None,
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`)."""
+    from harbour.node.tls import TlsError, TlsFiles
+
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
     try:
+        files = TlsFiles.from_options(node_tls_cert, node_tls_key, node_tls_ca)
+        if files is not None:
+            files.client_context()
+    except TlsError as exc:
+        raise exit_error(str(exc), 2) from None
+    try:
         config = cfg.init_home(
-            home, database=database, chain=chain, confirmations=confirmations, nodes=paths, listen=listen
+            home,
+            database=database,
+            chain=chain,
+            confirmations=confirmations,
+            nodes=paths,
+            listen=listen,
+            node_tls=None if files is None else files.to_json(),
         )
         config.descriptors()
     except CustodyError as exc:

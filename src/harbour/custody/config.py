@@ -21,7 +21,10 @@ is believed; empty by default, so the client address is always the socket's peer
 ``auth_burst_interval`` (seconds: a credential's ``credential.auth-burst`` audit event
 is written at most once in this time per service process; default an hour),
 ``webhook_max_endpoints`` (enabled webhook endpoints an organisation may have),
-``webhook_deadline`` (seconds one webhook attempt may take in all).
+``webhook_deadline`` (seconds one webhook attempt may take in all),
+``node_tls`` (``{"cert", "key", "ca"}``, absolute paths: the client certificate and
+key the service reaches ``https://`` signer nodes with, and the CA of the nodes'
+certificates; :mod:`harbour.node.tls`).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
 share it, so it lives in the home (created on first use, 0600). The admin
@@ -52,6 +55,7 @@ from harbour.custody.settings import DAY
 from harbour.custody.signer import Signer
 from harbour.node import approval
 from harbour.node.identity import NodeDescriptor
+from harbour.node.tls import TlsError, TlsFiles
 from harbour.util.files import write_atomic
 
 CONFIG_FILE = "custody.json"
@@ -72,6 +76,7 @@ _KEYS = {
     "lease",
     "trusted_proxies",
     "auth_burst_interval",
+    "node_tls",
 }
 
 
@@ -92,6 +97,7 @@ class CustodyConfig:
     lease: int = claims.DEFAULT_LEASE
     trusted_proxies: list[str] = field(default_factory=list)
     auth_burst_interval: int = 3600
+    node_tls: dict[str, str] | None = None
 
     @classmethod
     def load(cls, home: Path) -> CustodyConfig:
@@ -146,6 +152,16 @@ class CustodyConfig:
                 ipaddress.ip_network(proxy, strict=False)
             except (TypeError, ValueError):
                 raise Invalid(f"trusted_proxies: {proxy!r} is not an IP address or CIDR block") from None
+
+        if self.node_tls is not None:
+            try:
+                TlsFiles.from_json(self.node_tls)
+            except TlsError as exc:
+                raise Invalid(f"node_tls: {exc}") from None
+
+    def node_client_tls(self) -> TlsFiles | None:
+        """The files the service reaches ``https://`` nodes with (checked in :meth:`check`)."""
+        return None if self.node_tls is None else TlsFiles.from_json(self.node_tls)
 
     def save(self) -> None:
         body = {k: getattr(self, k) for k in sorted(_KEYS)}
@@ -290,8 +306,16 @@ def _open(
             if config.chain == "embedded"
             else EvmClient.connect(config.chain, dev=config.dev_chain)
         )
+    tls = config.node_client_tls()
+    try:
+        context = None if tls is None else tls.client_context()
+    except TlsError as exc:
+        raise Invalid(f"node_tls: {exc}") from None
     signer = Signer(
-        config.descriptors(), approval.AuthorityKey.load(config.home / "authority"), config.home / "coordinator"
+        config.descriptors(),
+        approval.AuthorityKey.load(config.home / "authority"),
+        config.home / "coordinator",
+        tls=context,
     )
     audit = AuditLog(_audit_key(config.home))
     settings = Settings(

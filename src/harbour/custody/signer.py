@@ -18,6 +18,7 @@ logs up to date before it signs.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Coroutine, Sequence
@@ -60,13 +61,14 @@ class Signer:
         state_dir: Path,
         *,
         timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.nodes = list(nodes)
         self.authority = authority
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="harbour-signer", daemon=True)
         self._thread.start()
-        self._coordinator = Coordinator(state_dir=state_dir, timeout=timeout)
+        self._coordinator = Coordinator(state_dir=state_dir, timeout=timeout, tls=tls)
         self._keys: dict[str, ClusterKey] = {}
         self._keys_lock = threading.Lock()
 
