@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harbour.cli.params import HomeOption
+from harbour.cli.params import HomeOption, JsonOption
 from harbour.custody import config as cfg
 from harbour.custody import db
 from harbour.custody.errors import CustodyError
@@ -257,3 +257,53 @@ def serve(
         )
     finally:
         deployment.close()
+
+
+@app.command("backup")
+def backup(
+    home: HomeOption,
+    out: Annotated[Path, typer.Option("--out", help="The backup file to create (must not exist).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Copy the deployment's SQLite database with SQLite's online backup API, while serve runs.
+
+    The copy is a consistent snapshot, checked with PRAGMA integrity_check, and
+    readable by its owner only. A PostgreSQL database is backed up with pg_dump.
+    """
+    from harbour.custody.dbbackup import backup_sqlite
+
+    config = load_deployment(home)
+    try:
+        done = backup_sqlite(config.database, out)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2) from None
+    doc = {"path": str(done.path), "bytes": done.size, "revision": done.revision}
+    typer.echo(json.dumps(doc, indent=2) if as_json else f"backup of {db.redacted(config.database)} in {done.path}")
+
+
+@app.command("migrate")
+def migrate(
+    home: HomeOption,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", help="URL of a role that may change the schema (default: custody.json's); no password."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply the schema migrations (custody/migrations) up to this code's head.
+
+    `serve` migrates on start too; run this with the schema owner's role when
+    the service's own role may only read and write rows.
+    """
+    from harbour.custody.dbbackup import migrate as run_migrations
+
+    config = load_deployment(home)
+    url = database or config.database
+    try:
+        before, head = run_migrations(url)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2) from None
+    doc = {"database": db.redacted(url), "from": before, "to": head}
+    typer.echo(json.dumps(doc, indent=2) if as_json else f"{doc['database']}: schema {before} -> {head}")
