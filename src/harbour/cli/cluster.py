@@ -48,7 +48,7 @@ from harbour.node import rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, run_sync
 from harbour.node.identity import NodeDescriptor
 from harbour.node.rotation import Rotation, RotationError
-from harbour.node.tls import TlsError, TlsFiles
+from harbour.node.tls import CLIENT_ENV, TlsError, TlsFiles
 
 app = typer.Typer(help="Coordinate signer nodes: keygen, sign, refresh, reshare.", no_args_is_help=True)
 
@@ -69,15 +69,15 @@ _tls: dict[str, Path | None] = {}
 def _group(
     tls_cert: Annotated[
         Path | None,
-        typer.Option("--tls-cert", envvar="HARBOUR_CLUSTER_TLS_CERT", help="Client certificate for https:// nodes."),
+        typer.Option("--tls-cert", envvar=CLIENT_ENV[0], help="Client certificate for https:// nodes."),
     ] = None,
     tls_key: Annotated[
         Path | None,
-        typer.Option("--tls-key", envvar="HARBOUR_CLUSTER_TLS_KEY", help="Private key of --tls-cert."),
+        typer.Option("--tls-key", envvar=CLIENT_ENV[1], help="Private key of --tls-cert."),
     ] = None,
     tls_ca: Annotated[
         Path | None,
-        typer.Option("--tls-ca", envvar="HARBOUR_CLUSTER_TLS_CA", help="CA certificate of the nodes' certificates."),
+        typer.Option("--tls-ca", envvar=CLIENT_ENV[2], help="CA certificate of the nodes' certificates."),
     ] = None,
 ) -> None:
     """Coordinate signer nodes: keygen, sign, refresh, reshare."""

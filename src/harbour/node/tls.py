@@ -24,11 +24,15 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 FIELDS: Final = ("cert", "key", "ca")
+CLIENT_ENV: Final = ("HARBOUR_CLUSTER_TLS_CERT", "HARBOUR_CLUSTER_TLS_KEY", "HARBOUR_CLUSTER_TLS_CA")
+"""Where the commands that reach nodes directly (``harbour cluster``, ``harbour governance push``) find the
+coordinator's client certificate, its key and the nodes' CA when no option names them."""
 
 
 class TlsError(ValueError):
@@ -52,6 +56,12 @@ class TlsFiles:
         if cert is None or key is None or ca is None:
             raise TlsError("mutual TLS needs all three files: the certificate, its private key and the CA")
         return cls(cert.absolute(), key.absolute(), ca.absolute())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TlsFiles | None:
+        """The client files :data:`CLIENT_ENV` names, None when it names none."""
+        cert, key, ca = (Path(environ[n]) if environ.get(n) else None for n in CLIENT_ENV)
+        return cls.from_options(cert, key, ca)
 
     @classmethod
     def from_json(cls, obj: object) -> TlsFiles:

@@ -67,7 +67,8 @@ class HttpTransport:
         if parts.scheme not in ("http", "https") or parts.hostname is None or parts.port is None:
             raise ValueError(f"only http(s)://host:port node URLs are served by this transport, not {url!r}")
         if parts.scheme == "https" and tls is None:
-            raise ValueError(
+            # A TransportError, so a coordinator without one reports the node as unreachable, and why.
+            raise TransportError(
                 f"{url} serves mutual TLS: give the coordinator a client certificate, its key and the nodes' CA"
             )
         self.host = parts.hostname
