@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 
 from harbour.cli import cluster
 from harbour.node import approval, rpc
-from harbour.node.config import NodeStartError, init_node
+from harbour.node.config import NodeConfig, NodeStartError, init_node
 from harbour.node.driving import ClusterError, SessionDriver
 from harbour.node.identity import NodeDescriptor
 from harbour.node.service import NodeService
@@ -299,6 +299,25 @@ def test_a_tls_key_others_can_read_is_refused(tls_world: TlsWorld, tmp_path: Pat
             passphrase=PASSPHRASE,
             tls=TlsFiles(tls_world.node_cert[0], key, tls_world.client.ca),
         )
+
+
+def test_a_tls_node_is_never_announced_at_a_plain_http_url(tls_world: TlsWorld, tmp_path: Path) -> None:
+    files = TlsFiles(tls_world.node_cert[0], tls_world.node_cert[1], tls_world.client.ca)
+    with pytest.raises(NodeStartError, match="https://"):
+        init_node(
+            tmp_path / "n",
+            name="n",
+            listen="127.0.0.1:7999",
+            url="http://127.0.0.1:7999",
+            authorities=[approval.AuthorityKey.generate().public_bytes],
+            passphrase=PASSPHRASE,
+            tls=files,
+        )
+    assert not (tmp_path / "n").exists()
+    config = json.loads((tls_world.node / "node.json").read_text())
+    config["url"] = config["url"].replace("https://", "http://")
+    with pytest.raises(NodeStartError, match="https://"):
+        NodeConfig.from_json(json.dumps(config))
 
 
 @pytest.mark.parametrize(
