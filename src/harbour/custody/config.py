@@ -40,23 +40,24 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harbour.chains.evm import EvmClient
 from harbour.custody import claims, db
-from harbour.custody.audit import AuditLog
 from harbour.custody.errors import Invalid
-from harbour.custody.pipeline import Pipeline
-from harbour.custody.service import Custody, Settings
 from harbour.custody.settings import DAY
-from harbour.custody.signer import Signer
 from harbour.node import approval
 from harbour.node.identity import NodeDescriptor
 from harbour.node.tls import TlsError, TlsFiles
 from harbour.util.files import write_atomic
+
+if TYPE_CHECKING:  # the service's own modules (web3 among them) load only when a deployment is opened
+    from harbour.chains.evm import EvmClient
+    from harbour.custody.pipeline import Pipeline
+    from harbour.custody.service import Custody
+    from harbour.custody.signer import Signer
 
 CONFIG_FILE = "custody.json"
 AUDIT_KEY_FILE = "audit.key"
@@ -297,6 +298,12 @@ def _open(
     pipeline_options: dict[str, Any] | None,
     sole: IO[bytes] | None,
 ) -> Deployment:
+    from harbour.chains.evm import EvmClient
+    from harbour.custody.audit import AuditLog
+    from harbour.custody.pipeline import Pipeline
+    from harbour.custody.service import Custody, Settings
+    from harbour.custody.signer import Signer
+
     engine = db.make_engine(config.database)
     db.upgrade(engine)
     sessions = db.session_factory(engine)
