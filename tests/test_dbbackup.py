@@ -18,7 +18,7 @@ import pytest
 
 from harbour.custody.db import head_revision
 from harbour.custody.dbbackup import backup_sqlite, migrate
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Invalid, Unavailable
 
 
 def _path(url: str) -> Path:
@@ -100,3 +100,19 @@ def test_migrate_brings_an_empty_database_to_head_and_then_finds_nothing_to_do(t
     url = f"sqlite:///{tmp_path / 'new.db'}"
     assert migrate(url) == (None, head_revision())
     assert migrate(url) == (head_revision(), head_revision())
+
+
+def test_a_copy_that_fails_the_integrity_check_is_refused_and_removed(tmp_path: Path) -> None:
+    source = tmp_path / "damaged.db"
+    with closing(sqlite3.connect(source)) as connection:
+        connection.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY, text TEXT)")
+        connection.executemany("INSERT INTO rows VALUES (?, ?)", ((n, "x" * 200) for n in range(2000)))
+        connection.execute("CREATE INDEX rows_text ON rows (text)")
+        connection.commit()
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    with source.open("r+b") as f:  # a page in the middle of the table's b-tree, overwritten
+        f.seek(page_size * 20 + 100)
+        f.write(b"\xff" * 64)
+    with pytest.raises(Unavailable, match="integrity check"):
+        backup_sqlite(f"sqlite:///{source}", tmp_path / "copy.db")
+    assert not (tmp_path / "copy.db").exists()

@@ -27,7 +27,7 @@ import typer
 from harbour.cli.params import HomeOption, JsonOption
 from harbour.custody import config as cfg
 from harbour.custody import db
-from harbour.custody.errors import CustodyError
+from harbour.custody.errors import CustodyError, Invalid
 
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
 
@@ -276,7 +276,7 @@ def backup(
     try:
         done = backup_sqlite(config.database, out)
     except CustodyError as exc:
-        raise exit_error(exc.detail, 2) from None
+        raise exit_error(exc.detail, 2 if isinstance(exc, Invalid) else 1) from None
     doc = {"path": str(done.path), "bytes": done.size, "revision": done.revision}
     typer.echo(json.dumps(doc, indent=2) if as_json else f"backup of {db.redacted(config.database)} in {done.path}")
 

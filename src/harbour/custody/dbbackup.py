@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from harbour.custody import db
-from harbour.custody.errors import Invalid
+from harbour.custody.errors import Invalid, Unavailable
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,11 @@ def sqlite_path(url: str) -> Path:
 
 
 def backup_sqlite(url: str, out: Path) -> Backup:
-    """Copy the SQLite database of ``url`` to the new file ``out`` with the online backup API, and check the copy."""
+    """Copy the SQLite database of ``url`` to the new file ``out`` with the online backup API, and check the copy.
+
+    Invalid for what the caller can fix (not a SQLite file, ``out`` exists); Unavailable when the
+    copy fails its check (nothing is left at ``out`` then).
+    """
     source = sqlite_path(url)
     if not source.is_file():
         raise Invalid(f"no database at {source}")
@@ -69,7 +73,7 @@ def backup_sqlite(url: str, out: Path) -> Backup:
             src.backup(dst)
             check = dst.execute("PRAGMA integrity_check").fetchone()
             if check is None or check[0] != "ok":
-                raise Invalid(f"the copy in {out} does not pass SQLite's integrity check: {check}")
+                raise Unavailable(f"the copy in {out} does not pass SQLite's integrity check: {check}")
             dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
             revision = _revision(dst)
     except BaseException:
