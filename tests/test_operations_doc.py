@@ -98,6 +98,9 @@ def test_the_operations_guide_runs_as_written(tmp_path: Path, postgres_server: P
     # What the walk-through claims happened, read back from what it left behind.
     assert "does not verify under carol's approval key" in (work / "old-key.out").read_text()
     assert "unknown or revoked credential (HTTP 401)" in (work / "lost.out").read_text()
+    ready = json.loads((work / "ready.json").read_text())
+    assert ready["ready"] is True and ready["checks"]["nodes"]["status"] == "ok"
+    assert sorted(n["name"] for n in ready["checks"]["nodes"]["nodes"] if n["answers"]) == ["n1", "n2", "n3"]
     pushed = json.loads((work / "push.json").read_text())["nodes"]
     assert sorted((row["node"], row.get("seq")) for row in pushed) == [("n1", 3), ("n2", 3), ("n3", 3)]
     entries = json.loads((work / "entries.json").read_text())["items"]

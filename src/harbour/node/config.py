@@ -3,7 +3,8 @@
 ``harbour node init`` calls :func:`init_node`, which makes the directory a
 :class:`~harbour.node.service.NodeService` opens: the identity keys (generated
 here, stored only encrypted in the node's secret store), ``node.json`` (where to
-listen, which approval authorities and approvers to trust, the session timeout)
+listen, which approval authorities and approvers to trust, the session timeout,
+and for a node that serves mutual TLS its certificate files: :mod:`harbour.node.tls`)
 and ``descriptor.json`` (the public descriptor other nodes and the coordinator
 are given).
 
