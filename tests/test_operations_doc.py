@@ -37,6 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from typer.testing import CliRunner
 
 from harbour.cli import cluster
+from harbour.custody.errors import Invalid
 from harbour.node import approval, rpc
 from harbour.node.config import NodeConfig, NodeStartError, init_node
 from harbour.node.driving import ClusterError, SessionDriver
@@ -350,6 +351,35 @@ def test_governance_push_with_tls_settings_in_part_is_unusable_input(tls_world: 
     )
     assert done.exit_code == 2, done.output
     assert "all three files" in done.output
+
+
+def test_custody_init_and_serve_refuse_node_tls_settings_in_part_or_exposed(
+    tls_world: TlsWorld, tmp_path: Path
+) -> None:
+    from harbour.cli import custody
+    from harbour.custody import config as cfg
+
+    client = tls_world.client
+    done = CliRunner().invoke(
+        custody.app, ["init", "--home", str(tmp_path / "a"), "--node-tls-cert", str(client.cert)], env={}
+    )
+    assert done.exit_code == 2 and "all three files" in done.output
+    assert not (tmp_path / "a").exists()
+    options = ["--node-tls-cert", str(client.cert), "--node-tls-key", str(client.key), "--node-tls-ca", str(client.ca)]
+    done = CliRunner().invoke(custody.app, ["init", "--home", str(tmp_path / "b"), *options], env={})
+    assert done.exit_code == 0, done.output
+    config = cfg.CustodyConfig.load(tmp_path / "b")
+    assert config.node_client_tls() == client
+    # The key became readable by others after init: the service does not start on it.
+    exposed = tmp_path / "exposed.key"
+    exposed.write_bytes(client.key.read_bytes())
+    exposed.chmod(0o640)
+    config.node_tls = {**client.to_json(), "key": str(exposed)}
+    with pytest.raises(Invalid, match="chmod 600"):
+        cfg.open_deployment(config, start=False)
+    config.node_tls = {"cert": "relative.crt", "key": str(client.key), "ca": str(client.ca)}
+    with pytest.raises(Invalid, match="absolute"):
+        config.check()
 
 
 def test_tls_settings_that_are_not_three_absolute_paths_are_refused() -> None:

@@ -304,6 +304,11 @@ def _open(
     from harbour.custody.service import Custody, Settings
     from harbour.custody.signer import Signer
 
+    tls = config.node_client_tls()
+    try:  # before anything is opened: a missing or exposed key file is the operator's to fix
+        context = None if tls is None else tls.client_context()
+    except TlsError as exc:
+        raise Invalid(f"node_tls: {exc}") from None
     engine = db.make_engine(config.database)
     db.upgrade(engine)
     sessions = db.session_factory(engine)
@@ -313,11 +318,6 @@ def _open(
             if config.chain == "embedded"
             else EvmClient.connect(config.chain, dev=config.dev_chain)
         )
-    tls = config.node_client_tls()
-    try:
-        context = None if tls is None else tls.client_context()
-    except TlsError as exc:
-        raise Invalid(f"node_tls: {exc}") from None
     signer = Signer(
         config.descriptors(),
         approval.AuthorityKey.load(config.home / "authority"),
