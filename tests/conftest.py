@@ -107,6 +107,7 @@ PROCESS_MODULES = frozenset(
         "test_multiprocess",
         "test_node_entry",
         "test_node_governance",
+        "test_operations_doc",
         "test_readme_nodes",
         "test_search_exports",
         "test_stuck",

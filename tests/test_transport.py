@@ -126,8 +126,11 @@ def test_nobody_listening_is_a_transport_error() -> None:
     asyncio.run(go())
 
 
-def test_only_plain_http_urls() -> None:
-    with pytest.raises(ValueError, match="http://host:port"):
+def test_only_http_and_https_urls_and_https_only_with_a_client_certificate() -> None:
+    for url in ("ftp://127.0.0.1:7001", "127.0.0.1:7001", "http://127.0.0.1"):
+        with pytest.raises(ValueError, match=r"http\(s\)://host:port"):
+            HttpTransport(url)
+    with pytest.raises(TransportError, match="client certificate"):
         HttpTransport("https://127.0.0.1:7001")
 
 

@@ -11,6 +11,11 @@ A node with no network is reached through a directory (``--offline NAME=DIR``):
 request files appear there, and the operator carries each to the node, runs
 ``harbour node offline`` and brings the response file back to the same directory.
 
+Nodes that serve mutual TLS (``https://`` URLs) are reached with a client
+certificate: ``harbour cluster --tls-cert F --tls-key F --tls-ca F COMMAND``
+(or ``$HARBOUR_CLUSTER_TLS_CERT``, ``_KEY``, ``_CA``), the CA being the one the
+nodes' own certificates chain to.
+
 ``--json`` prints one object: ``cluster sign`` the same fields as ``harbour mpc
 demo`` (plus ``key_id`` and ``path``). Exit 2: bad input; exit 1: the session failed.
 """
@@ -43,6 +48,7 @@ from harbour.node import rpc
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, run_sync
 from harbour.node.identity import NodeDescriptor
 from harbour.node.rotation import Rotation, RotationError
+from harbour.node.tls import CLIENT_ENV, TlsError, TlsFiles
 
 app = typer.Typer(help="Coordinate signer nodes: keygen, sign, refresh, reshare.", no_args_is_help=True)
 
@@ -54,6 +60,28 @@ OfflineOption = Annotated[
 ]
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds a session may take.")]
 CertOption = Annotated[Path, typer.Option("--certificate", help="Approval certificate file for this session.")]
+
+_tls: dict[str, Path | None] = {}
+"""The client TLS files given to the group (``harbour cluster --tls-cert ... COMMAND``)."""
+
+
+@app.callback()
+def _group(
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", envvar=CLIENT_ENV[0], help="Client certificate for https:// nodes."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", envvar=CLIENT_ENV[1], help="Private key of --tls-cert."),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-ca", envvar=CLIENT_ENV[2], help="CA certificate of the nodes' certificates."),
+    ] = None,
+) -> None:
+    """Coordinate signer nodes: keygen, sign, refresh, reshare."""
+    _tls.update(cert=tls_cert, key=tls_key, ca=tls_ca)
 
 
 def _state(state: Path | None) -> Path:
@@ -82,7 +110,12 @@ def _committee(nodes: str, threshold: int) -> list[NodeDescriptor]:
 def _coordinator(state: Path | None, offline: list[str] | None, timeout: float) -> Coordinator:
     if not 0 < timeout <= 3600:
         raise InputError("--timeout must be 0..3600 seconds")
-    return Coordinator(state_dir=_state(state), offline=_offline(offline), timeout=timeout)
+    try:
+        files = TlsFiles.from_options(_tls.get("cert"), _tls.get("key"), _tls.get("ca"))
+        tls = None if files is None else files.client_context()
+    except TlsError as exc:
+        raise InputError(str(exc)) from None
+    return Coordinator(state_dir=_state(state), offline=_offline(offline), timeout=timeout, tls=tls)
 
 
 def key_document(key: ClusterKey) -> dict[str, Any]:

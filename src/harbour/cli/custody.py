@@ -12,6 +12,8 @@
 - ``add-node``: more signer nodes, each asked for its signed status and refused if it would sign on
   the service's word alone;
 - ``status``: the nodes, the chain, the database and the pipeline at a glance;
+- ``backup``: a consistent copy of a SQLite database while the service runs;
+- ``migrate``: the schema brought to this code's head, with a role that may change it;
 - ``harbour audit verify``: recompute the audit log from the database, check
   every signed tree head and every business row against the log's row digests;
   exits 1 at the first entry that does not verify, or listing the rows that do not.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,10 +35,10 @@ from typing import Annotated, Any
 import typer
 
 from harbour.cli.observe import LogFormat, LogFormatOption, LogLevel, LogLevelOption, MetricsListenOption
-from harbour.cli.params import HomeOption, InputError, new_passphrase
+from harbour.cli.params import HomeOption, InputError, JsonOption, new_passphrase
 from harbour.custody import config as cfg
 from harbour.custody import db, homekeys
-from harbour.custody.errors import CustodyError
+from harbour.custody.errors import CustodyError, Invalid
 from harbour.node.identity import NodeDescriptor
 
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
@@ -110,6 +113,15 @@ def init(
         bool,
         typer.Option("--insecure-plaintext", help="Write the authority and audit keys unencrypted (tests only)."),
     ] = False,
+    node_tls_cert: Annotated[
+        Path | None, typer.Option("--node-tls-cert", help="Client certificate to reach https:// signer nodes with.")
+    ] = None,
+    node_tls_key: Annotated[
+        Path | None, typer.Option("--node-tls-key", help="Private key of --node-tls-cert (owner-readable only).")
+    ] = None,
+    node_tls_ca: Annotated[
+        Path | None, typer.Option("--node-tls-ca", help="CA certificate of the signer nodes' certificates.")
+    ] = None,
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`).
 
@@ -118,11 +130,18 @@ def init(
     and audit keys are encrypted under HARBOUR_CUSTODY_PASSPHRASE (or a passphrase asked on the
     terminal); serve and bootstrap need it in the environment.
     """
+    from harbour.node.tls import TlsError, TlsFiles
+
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
     if dev_chain and chain == "embedded":
         raise exit_error("--dev-chain is for a JSON-RPC node (--chain URL): the embedded chain is one already", 2)
     if (home / cfg.CONFIG_FILE).exists():  # before asking for a passphrase that would protect nothing new
         raise exit_error(f"{home} is a custody home already")
+    try:
+        files = TlsFiles.from_options(node_tls_cert, node_tls_key, node_tls_ca)
+        context = None if files is None else files.client_context()
+    except TlsError as exc:
+        raise exit_error(str(exc), 2) from None
     descriptors = []
     for path in paths:
         try:
@@ -130,7 +149,7 @@ def init(
         except (OSError, ValueError) as exc:
             raise exit_error(f"signer node descriptor {path}: {exc}") from None
     if paths:
-        refuse_unsafe([Path(p) for p in paths], descriptors, wait)
+        refuse_unsafe([Path(p) for p in paths], descriptors, wait, context)
     try:
         secret = None if plaintext else _new_home_passphrase()
     except InputError as exc:
@@ -147,6 +166,7 @@ def init(
             nodes=paths,
             listen=listen,
             dev_chain=dev_chain,
+            node_tls=None if files is None else files.to_json(),
         )
         config.descriptors()
     except CustodyError as exc:
@@ -201,7 +221,14 @@ def add_node(
             raise exit_error(f"{path}: node {descriptor.name} is configured already")
         known.add(descriptor.node_id)
         added.append(descriptor)
-    verdicts = refuse_unsafe(descriptors, added, wait)
+    from harbour.node.tls import TlsError
+
+    try:
+        files = config.node_client_tls()
+        context = None if files is None else files.client_context()
+    except TlsError as exc:
+        raise exit_error(f"node_tls: {exc}", 2) from None
+    verdicts = refuse_unsafe(descriptors, added, wait, context)
     authority = cfg.authority_public(home)
     for verdict in verdicts:
         if not verdict.trusts(authority):
@@ -214,11 +241,13 @@ def add_node(
     typer.echo(f"{len(config.nodes)} signer node(s) configured")
 
 
-def refuse_unsafe(paths: list[Path], descriptors: list[NodeDescriptor], wait: float) -> list[Any]:
+def refuse_unsafe(
+    paths: list[Path], descriptors: list[NodeDescriptor], wait: float, tls: ssl.SSLContext | None = None
+) -> list[Any]:
     """Every node's verdict (:mod:`harbour.custody.nodesafety`); exit 1 naming each unsafe or silent node."""
     from harbour.custody.nodesafety import examine
 
-    verdicts = examine(paths, descriptors, wait=wait)
+    verdicts = examine(paths, descriptors, wait=wait, tls=tls)
     problems = [p for p in (v.problem() for v in verdicts) if p is not None]
     for message, hint in problems:
         typer.echo(f"error: {message}", err=True)
@@ -454,3 +483,53 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
                 f"{oldest['waiting_seconds']} s"
             )
     return lines
+
+
+@app.command("backup")
+def backup(
+    home: HomeOption,
+    out: Annotated[Path, typer.Option("--out", help="The backup file to create (must not exist).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Copy the deployment's SQLite database with SQLite's online backup API, while serve runs.
+
+    The copy is a consistent snapshot, checked with PRAGMA integrity_check, and
+    readable by its owner only. A PostgreSQL database is backed up with pg_dump.
+    """
+    from harbour.custody.dbbackup import backup_sqlite
+
+    config = load_deployment(home)
+    try:
+        done = backup_sqlite(config.database, out)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2 if isinstance(exc, Invalid) else 1) from None
+    doc = {"path": str(done.path), "bytes": done.size, "revision": done.revision}
+    typer.echo(json.dumps(doc, indent=2) if as_json else f"backup of {db.redacted(config.database)} in {done.path}")
+
+
+@app.command("migrate")
+def migrate(
+    home: HomeOption,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", help="URL of a role that may change the schema (default: custody.json's); no password."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply the schema migrations (custody/migrations) up to this code's head.
+
+    `serve` migrates on start too; run this with the schema owner's role when
+    the service's own role may only read and write rows.
+    """
+    from harbour.custody.dbbackup import migrate as run_migrations
+
+    config = load_deployment(home)
+    url = database or config.database
+    try:
+        before, head = run_migrations(url)
+    except CustodyError as exc:
+        raise exit_error(exc.detail, 2) from None
+    doc = {"database": db.redacted(url), "from": before, "to": head}
+    typer.echo(json.dumps(doc, indent=2) if as_json else f"{doc['database']}: schema {before} -> {head}")

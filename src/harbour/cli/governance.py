@@ -324,15 +324,24 @@ def governance_push(
     or from a scheduler: a service that withholds entries cannot keep the nodes at
     an older head, and evidence citing one is refused. Exit 1 if a node could not
     be brought to the head (unreachable, not enrolled, or holding another log).
+    Nodes that serve mutual TLS are reached with the client certificate, key and
+    CA that $HARBOUR_CLUSTER_TLS_CERT, _KEY and _CA name.
     """
     import asyncio
+    import os
 
     from harbour.cli import review
     from harbour.cli.authority import read_descriptors
     from harbour.node.coordinator import ClusterError, Coordinator
+    from harbour.node.tls import TlsError, TlsFiles
 
     with api_errors():
         descriptors = read_descriptors(nodes)
+        try:
+            files = TlsFiles.from_env(os.environ)
+            tls = None if files is None else files.client_context()
+        except TlsError as exc:
+            raise InputError(str(exc)) from None
         with connect(api, token) as client:
             org = client.get("/v1/me").get("org_id")
             if not isinstance(org, str) or not org:
@@ -343,7 +352,7 @@ def governance_push(
     name = log.genesis_hash.hex()
 
     async def push_all() -> list[dict[str, Any]]:
-        async with Coordinator(timeout=30) as co:
+        async with Coordinator(timeout=30, tls=tls) as co:
 
             async def one(node: Any) -> dict[str, Any]:
                 try:

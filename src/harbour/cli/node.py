@@ -63,6 +63,7 @@ from harbour.node.hsm import Pkcs11Config
 from harbour.node.identity import IdentityError, is_node_id
 from harbour.node.service import NodeService, NodeStartError, init_node
 from harbour.node.store import StoreError
+from harbour.node.tls import TlsError, TlsFiles
 from harbour.util.files import write_atomic
 
 app = typer.Typer(help="Signer nodes: create one, serve it, or run it offline.", no_args_is_help=True)
@@ -169,10 +170,28 @@ def init(
             help="Make and sign only keys of an enrolled organisation (what a custody deployment's nodes need).",
         ),
     ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate (chain) to serve mutual TLS with.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert (readable by its owner only).")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option("--tls-client-ca", help="PEM CA certificate clients must present a certificate of.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a node: identity, configuration and descriptor; prints the descriptor."""
+    """Create a node: identity, configuration and descriptor; prints the descriptor.
+
+    With --tls-cert, --tls-key and --tls-client-ca (all three) the node serves
+    HTTPS and accepts only clients with a certificate from that CA; its URL is
+    https://. The paths are kept in node.json (sealed in the store).
+    """
     with reported_errors():
+        try:
+            tls = TlsFiles.from_options(tls_cert, tls_key, tls_client_ca)
+        except TlsError as exc:
+            raise InputError(str(exc)) from None
         approvers = [_approver_key(k, "--approver") for k in approver_keys or []]
         if approvers_file is not None:
             approvers += _approver_file(approvers_file)
@@ -227,6 +246,7 @@ def init(
                 require_evidence=require_evidence,
                 counter=counter,
                 organisations_only=organisations_only,
+                tls=tls,
             )
         except (NodeStartError, IdentityError, ValueError) as exc:
             if isinstance(exc, StoreError) and exc.reason not in ("policy", "exists", "name"):
@@ -397,7 +417,9 @@ def run(
     log_level: LogLevelOption = LogLevel.info,
     metrics_listen: MetricsListenOption = None,
 ) -> None:
-    """Serve the node over HTTP until interrupted (the same as ``python -m harbour.node --dir DIR``).
+    """Serve the node until interrupted (the same as ``python -m harbour.node --dir DIR``).
+
+    HTTP, or HTTPS with client certificates required when it was made with --tls-cert.
 
     Logs go to stderr, one line per record; --metrics-listen serves its metrics on an
     address of their own (docs/nodes.md, "Observability").

@@ -21,7 +21,10 @@ is believed; empty by default, so the client address is always the socket's peer
 ``auth_burst_interval`` (seconds: a credential's ``credential.auth-burst`` audit event
 is written at most once in this time per service process; default an hour),
 ``webhook_max_endpoints`` (enabled webhook endpoints an organisation may have),
-``webhook_deadline`` (seconds one webhook attempt may take in all).
+``webhook_deadline`` (seconds one webhook attempt may take in all),
+``node_tls`` (``{"cert", "key", "ca"}``, absolute paths: the client certificate and
+key the service reaches ``https://`` signer nodes with, and the CA of the nodes'
+certificates; :mod:`harbour.node.tls`).
 ``DIR/webhook.key`` holds the master of the organisations' webhook signing keys
 (:mod:`harbour.custody.webhooksig`); every service process on one database must
 share it, so it lives in the home (created on first use, 0600). The admin
@@ -41,21 +44,23 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harbour.chains.evm import EvmClient
 from harbour.custody import claims, db, homekeys
-from harbour.custody.audit import AuditLog
 from harbour.custody.errors import Invalid
-from harbour.custody.pipeline import Pipeline
-from harbour.custody.service import Custody, Settings
 from harbour.custody.settings import DAY
-from harbour.custody.signer import Signer
 from harbour.node import approval
 from harbour.node.identity import NodeDescriptor
+from harbour.node.tls import TlsError, TlsFiles
 from harbour.util.files import write_atomic
+
+if TYPE_CHECKING:  # the service's own modules (web3 among them) load only when a deployment is opened
+    from harbour.chains.evm import EvmClient
+    from harbour.custody.pipeline import Pipeline
+    from harbour.custody.service import Custody
+    from harbour.custody.signer import Signer
 
 CONFIG_FILE = "custody.json"
 AUDIT_KEY_FILE = homekeys.AUDIT_KEY_FILE
@@ -76,6 +81,7 @@ _KEYS = {
     "lease",
     "trusted_proxies",
     "auth_burst_interval",
+    "node_tls",
 }
 
 
@@ -96,6 +102,7 @@ class CustodyConfig:
     lease: int = claims.DEFAULT_LEASE
     trusted_proxies: list[str] = field(default_factory=list)
     auth_burst_interval: int = 3600
+    node_tls: dict[str, str] | None = None
     passphrase: str | None = field(default=None, repr=False, compare=False)
     """The home's key passphrase (never saved): from init, or from the environment on load."""
 
@@ -153,6 +160,16 @@ class CustodyConfig:
                 ipaddress.ip_network(proxy, strict=False)
             except (TypeError, ValueError):
                 raise Invalid(f"trusted_proxies: {proxy!r} is not an IP address or CIDR block") from None
+
+        if self.node_tls is not None:
+            try:
+                TlsFiles.from_json(self.node_tls)
+            except TlsError as exc:
+                raise Invalid(f"node_tls: {exc}") from None
+
+    def node_client_tls(self) -> TlsFiles | None:
+        """The files the service reaches ``https://`` nodes with (checked in :meth:`check`)."""
+        return None if self.node_tls is None else TlsFiles.from_json(self.node_tls)
 
     def save(self) -> None:
         body = {k: getattr(self, k) for k in sorted(_KEYS)}
@@ -288,9 +305,21 @@ def _open(
     pipeline_options: dict[str, Any] | None,
     sole: IO[bytes] | None,
 ) -> Deployment:
-    # The keys first: a missing or wrong passphrase is refused before anything is opened.
+    from harbour.chains.evm import EvmClient
+    from harbour.custody.audit import AuditLog
+    from harbour.custody.pipeline import Pipeline
+    from harbour.custody.service import Custody, Settings
+    from harbour.custody.signer import Signer
+
+    # The keys first: a missing or wrong passphrase, or a missing or exposed TLS key
+    # file, is the operator's to fix, and is refused before anything is opened.
     authority = homekeys.authority_key(config.home, config.passphrase)
     audit = AuditLog(homekeys.audit_key(config.home, config.passphrase))
+    tls = config.node_client_tls()
+    try:
+        context = None if tls is None else tls.client_context()
+    except TlsError as exc:
+        raise Invalid(f"node_tls: {exc}") from None
     engine = db.make_engine(config.database)
     db.upgrade(engine)
     sessions = db.session_factory(engine)
@@ -300,7 +329,7 @@ def _open(
             if config.chain == "embedded"
             else EvmClient.connect(config.chain, dev=config.dev_chain)
         )
-    signer = Signer(config.descriptors(), authority, config.home / "coordinator")
+    signer = Signer(config.descriptors(), authority, config.home / "coordinator", tls=context)
     settings = Settings(
         confirmations=config.confirmations,
         approval_lifetime=config.approval_lifetime,

@@ -18,6 +18,7 @@ about its settings is outside what any question to it can show.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def examine(
     timeout: float = STATUS_TIMEOUT,
     *,
     wait: float = 0.0,
+    tls: ssl.SSLContext | None = None,
 ) -> list[Verdict]:
     """Ask every node for its signed status, all at once; one verdict per node, in order.
 
@@ -93,13 +95,13 @@ def examine(
     started a moment ago (``harbour node run ... &``) may not listen yet.
     """
     deadline = time.monotonic() + wait
-    answers = ask_statuses(descriptors, timeout)
+    answers = ask_statuses(descriptors, timeout, tls)
     while time.monotonic() < deadline:
         silent = [d for d in descriptors if _unreachable(answers[d.node_id])]
         if not silent:
             break
         time.sleep(RETRY_INTERVAL)
-        answers.update(ask_statuses(silent, timeout))
+        answers.update(ask_statuses(silent, timeout, tls))
     verdicts = []
     for path, descriptor in zip(paths, descriptors, strict=True):
         answer = answers[descriptor.node_id]

@@ -29,6 +29,7 @@ from harbour.custody import models as m
 from harbour.custody.config import CustodyConfig, authority_public
 from harbour.custody.errors import CustodyError
 from harbour.custody.nodesafety import examine
+from harbour.node.tls import TlsError
 
 PROBE_TIMEOUT: Final = 5.0
 
@@ -42,10 +43,17 @@ def nodes(config: CustodyConfig, timeout: float = PROBE_TIMEOUT) -> list[dict[st
         descriptors = config.descriptors()
     except CustodyError as exc:
         return [{"name": None, "reachable": False, "safe": False, "trusts_authority": False, "detail": exc.detail}]
+    try:
+        files = config.node_client_tls()
+        tls = None if files is None else files.client_context()
+    except TlsError as exc:
+        return [
+            {"name": None, "reachable": False, "safe": False, "trusts_authority": False, "detail": f"node_tls: {exc}"}
+        ]
     paths = [config.home / n for n in config.nodes]
     authority = authority_public(config.home)
     out = []
-    for verdict in examine(paths, descriptors, timeout):
+    for verdict in examine(paths, descriptors, timeout, tls=tls):
         problem = verdict.problem()
         status = verdict.status
         out.append(

@@ -22,6 +22,7 @@ runs: the committee a signature is asked of is then always the key's current one
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Coroutine, Iterator, Sequence
@@ -70,13 +71,14 @@ class Signer:
         state_dir: Path,
         *,
         timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.nodes = list(nodes)
         self.authority = authority
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="harbour-signer", daemon=True)
         self._thread.start()
-        self._coordinator = Coordinator(state_dir=state_dir, timeout=timeout)
+        self._coordinator = Coordinator(state_dir=state_dir, timeout=timeout, tls=tls)
         self._keys: dict[str, ClusterKey] = {}
         self._keys_lock = threading.Lock()
         self._signing: dict[str, int] = {}  # key id -> signing sessions running now

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,9 @@ class KeyCeremonies(SessionDriver):
         offline: Mapping[str, Path] | None = None,
         relay: Relay | None = None,
         transports: Mapping[str, Transport] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(timeout=timeout, offline=offline, relay=relay, transports=transports)
+        super().__init__(timeout=timeout, offline=offline, relay=relay, transports=transports, tls=tls)
         self.state_dir = Path(state_dir) if state_dir is not None else None
 
     async def keygen(

@@ -4,7 +4,8 @@
 :class:`~harbour.node.service.NodeService` opens: the identity keys (generated
 here, stored only encrypted in the node's secret store), ``node.json`` (where to
 listen, which approval authorities and approvers to trust, the session timeout,
-whether it serves organisations only)
+whether it serves organisations only, and for a node that serves mutual TLS its certificate
+files: :mod:`harbour.node.tls`)
 and ``descriptor.json`` (the public descriptor other nodes and the coordinator
 are given).
 
@@ -35,6 +36,7 @@ from harbour.node.hsm import Pkcs11Config
 from harbour.node.identity import IdentityError, NodeDescriptor, NodeIdentity, check_name, check_url
 from harbour.node.rotation import Rotation, RotationError, rotated_key_records, rotation_id
 from harbour.node.store import SecretStore, StoreError
+from harbour.node.tls import TlsError, TlsFiles
 from harbour.util.files import write_atomic
 
 PASSPHRASE_ENV: Final = "HARBOUR_NODE_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
@@ -60,6 +62,8 @@ _COUNTER_KEY: Final = "counter"
 """Written by every node since rollback counters exist; missing means none."""
 _ORGANISATIONS_ONLY_KEY: Final = "organisations_only"
 """Written by every node since the setting exists; missing means false."""
+_TLS_KEY: Final = "tls"
+"""Only in the node.json of a node that serves mutual TLS (:mod:`harbour.node.tls`)."""
 
 
 class NodeStartError(RuntimeError):
@@ -143,14 +147,19 @@ class NodeConfig:
             min_approvals=self.min_approvals,
         )
 
+    tls: TlsFiles | None = None
+    """Its certificate, key and the CA of the clients it accepts, when it serves mutual TLS."""
+
     @property
     def trusted_approvers(self) -> frozenset[bytes] | None:
         """What :func:`harbour.node.quorum.check_evidence` takes: None when no list is configured."""
         return frozenset(self.approvers) if self.approvers else None
 
     def to_json(self) -> str:
+        tls = {} if self.tls is None else {_TLS_KEY: self.tls.to_json()}
         return json.dumps(
             {
+                **tls,
                 "format": CONFIG_FORMAT,
                 "version": CONFIG_VERSION,
                 "name": self.name,
@@ -175,7 +184,13 @@ class NodeConfig:
         except ValueError as exc:
             raise NodeStartError(f"{CONFIG_FILE} is not valid JSON: {exc}") from exc
         keys = _BASE_KEYS | _APPROVAL_KEYS
-        shapes = (keys | {_COUNTER_KEY, _ORGANISATIONS_ONLY_KEY}, keys | {_COUNTER_KEY}, keys, _BASE_KEYS)
+        shapes = (
+            keys | {_COUNTER_KEY, _ORGANISATIONS_ONLY_KEY},
+            keys | {_COUNTER_KEY, _ORGANISATIONS_ONLY_KEY, _TLS_KEY},
+            keys | {_COUNTER_KEY},
+            keys,
+            _BASE_KEYS,
+        )
         if not isinstance(obj, dict) or set(obj) not in shapes or obj["format"] != CONFIG_FORMAT:
             raise NodeStartError(f"{CONFIG_FILE} is not a Harbour node configuration (fields: {sorted(keys)})")
         if obj["version"] != CONFIG_VERSION:
@@ -198,9 +213,13 @@ class NodeConfig:
             organisations_only = obj.get(_ORGANISATIONS_ONLY_KEY, False)
             if type(organisations_only) is not bool:
                 raise ValueError(f"{_ORGANISATIONS_ONLY_KEY} must be true or false")
+            tls = TlsFiles.from_json(obj[_TLS_KEY]) if _TLS_KEY in obj else None
+            url = check_url(obj["url"])
+            if tls is not None and not url.startswith("https://"):
+                raise ValueError(f"a node that serves TLS is reached at an https:// URL, not {url}")
             return cls(
                 check_name(obj["name"]),
-                check_url(obj["url"]),
+                url,
                 host,
                 port,
                 authorities,
@@ -210,6 +229,7 @@ class NodeConfig:
                 require_evidence,
                 counter,
                 organisations_only,
+                tls,
             )
         except (ValueError, TypeError, IdentityError, approval.AuthorityKeyError) as exc:
             raise NodeStartError(f"{CONFIG_FILE}: {exc}") from exc
@@ -257,11 +277,13 @@ def init_node(
     require_evidence: bool = False,
     counter: dict[str, str] | None = None,
     organisations_only: bool = False,
+    tls: TlsFiles | None = None,
 ) -> NodeDescriptor:
     """Create a node directory: identity (encrypted), configuration, public descriptor, and its counter.
 
     ``counter`` (``{"kind": "pkcs11"}`` or ``{"kind": "file", "path": ABS}``) is created
     here at value 0; a cold node needs one to keep signing sessions between files.
+    With ``tls`` the node serves mutual TLS (its URL is then ``https://``).
     """
     directory = Path(directory)
     if (directory / CONFIG_FILE).exists():
@@ -270,7 +292,14 @@ def init_node(
         raise NodeStartError("a node needs at least one approval authority's public key, or it can approve nothing")
     host, port = parse_listen(listen)
     shown = f"[{host}]" if ":" in host else host
-    url = url or f"http://{shown}:{port}"
+    url = url or f"{'https' if tls else 'http'}://{shown}:{port}"
+    if tls is not None:
+        if not url.startswith("https://"):
+            raise NodeStartError(f"a node that serves TLS is reached at an https:// URL, not {url}")
+        try:
+            tls.server_context()
+        except TlsError as exc:
+            raise NodeStartError(str(exc)) from None
     if not 1 <= session_timeout <= 3600:
         raise NodeStartError("the session timeout is 1..3600 seconds")
     try:
@@ -300,6 +329,7 @@ def init_node(
         require_evidence,
         counter,
         organisations_only,
+        tls,
     )
     config_text = config.to_json() + "\n"
     directory.mkdir(parents=True, exist_ok=True)

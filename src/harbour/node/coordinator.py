@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -56,8 +57,11 @@ class Coordinator(KeyCeremonies, GovernanceDriving):
         offline: Mapping[str, Path] | None = None,
         relay: Relay | None = None,
         transports: Mapping[str, Transport] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(state_dir=state_dir, timeout=timeout, offline=offline, relay=relay, transports=transports)
+        super().__init__(
+            state_dir=state_dir, timeout=timeout, offline=offline, relay=relay, transports=transports, tls=tls
+        )
         self._busy: dict[str, int] = {}  # node id -> signing sessions this coordinator has running on it
         self._org_locks: dict[str, asyncio.Lock] = {}  # org -> held from its statements until every signer started
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -80,8 +81,11 @@ class SessionDriver:
         offline: Mapping[str, Path] | None = None,
         relay: Relay | None = None,
         transports: Mapping[str, Transport] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
+        self.tls = tls
+        """The client context ``https://`` nodes are reached with (:mod:`harbour.node.tls`)."""
         self.offline = {k: Path(v) for k, v in (offline or {}).items()}
         self.relay = relay
         self.transports: dict[str, Transport] = dict(transports or {})
@@ -106,7 +110,7 @@ class SessionDriver:
                 return FileTransport(self.offline[key])
         transport = self._http.get(node.node_id)
         if transport is None:
-            transport = self._http[node.node_id] = HttpTransport(node.url)
+            transport = self._http[node.node_id] = HttpTransport(node.url, self.tls)
         return transport
 
     async def _call(
@@ -283,12 +287,12 @@ def run_sync(coroutine: Any) -> Any:
 
 
 def ask_statuses(
-    nodes: Iterable[NodeDescriptor], timeout: float = PING_TIMEOUT
+    nodes: Iterable[NodeDescriptor], timeout: float = PING_TIMEOUT, tls: ssl.SSLContext | None = None
 ) -> dict[str, NodeStatus | ClusterError]:
-    """:meth:`SessionDriver.statuses` from synchronous code (a command line)."""
+    """:meth:`SessionDriver.statuses` from synchronous code (a command line); ``tls`` for ``https://`` nodes."""
 
     async def ask() -> dict[str, NodeStatus | ClusterError]:
-        async with SessionDriver(timeout=timeout) as driver:
+        async with SessionDriver(timeout=timeout, tls=tls) as driver:
             return await driver.statuses(nodes, timeout)
 
     result: dict[str, NodeStatus | ClusterError] = run_sync(ask())

@@ -14,8 +14,10 @@ These routes, nothing else:
 The application runs every request to completion on the event loop, one at a
 time: protocol steps are CPU-bound and short, and serialising them means the
 node's state needs no locks. Transport security is not what protects the
-messages (they are sealed end to end); put TLS in front for privacy of the
-metadata.
+messages (they are sealed end to end); a node configured with ``tls``
+(:mod:`harbour.node.tls`) serves HTTPS and accepts only clients whose
+certificate chains to its CA, which keeps the metadata private and strangers off
+the port.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harbour.node import rpc
-from harbour.node.config import store_secrets
+from harbour.node.config import NodeStartError, store_secrets
 from harbour.node.service import NodeService
 from harbour.util import logs
 from harbour.util.scrape import Endpoint, MetricsListener
@@ -125,6 +127,12 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
     """Serve ``node`` on its configured address until SIGINT or SIGTERM."""
     import uvicorn
 
+    tls: dict[str, Any] = {}
+    if node.config.tls is not None:
+        try:
+            tls = node.config.tls.uvicorn_options()
+        except ValueError as exc:
+            raise NodeStartError(str(exc)) from None
     config = uvicorn.Config(
         NodeApp(node),
         log_config=None
@@ -136,6 +144,7 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
         access_log=False,
         lifespan="on",
         timeout_keep_alive=30,
+        **tls,
     )
     server = uvicorn.Server(config)
 

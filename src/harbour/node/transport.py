@@ -9,7 +9,10 @@ node and frames requests with h11 (the sans-I/O HTTP/1.1 implementation uvicorn
 serves with). A general HTTP client costs the coordinator several milliseconds of
 CPU per signing session in connection-pool bookkeeping alone, which at 16
 sessions in flight on a small machine is what limits throughput; this client does
-one thing: POST a body, read a body, keep the connection.
+one thing: POST a body, read a body, keep the connection. An ``https://`` node is
+reached over TLS with the coordinator's client certificate
+(:meth:`harbour.node.tls.TlsFiles.client_context`): nodes that serve TLS accept
+no client without one.
 
 :class:`FileTransport` is for a node without a network: the request is written as
 ``<stem>.request`` in a directory, and the operator carries it to the node
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import ssl
 import time
 from pathlib import Path
 from typing import Protocol
@@ -58,12 +62,18 @@ class _Connection:
 class HttpTransport:
     """POST /v1/rpc to one node over a pool of keep-alive connections."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-            raise ValueError(f"only http://host:port node URLs are served by this transport, not {url!r}")
+        if parts.scheme not in ("http", "https") or parts.hostname is None or parts.port is None:
+            raise ValueError(f"only http(s)://host:port node URLs are served by this transport, not {url!r}")
+        if parts.scheme == "https" and tls is None:
+            # A TransportError, so a coordinator without one reports the node as unreachable, and why.
+            raise TransportError(
+                f"{url} serves mutual TLS: give the coordinator a client certificate, its key and the nodes' CA"
+            )
         self.host = parts.hostname
         self.port = parts.port
+        self.tls = tls if parts.scheme == "https" else None
         self.authority = parts.netloc.encode()
         self._idle: list[_Connection] = []
 
@@ -105,7 +115,14 @@ class HttpTransport:
 
     async def _connect(self) -> _Connection:
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            if self.tls is None:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls, server_hostname=self.host
+                )
+        except ssl.SSLError as exc:
+            raise TransportError(f"TLS with {self.host}:{self.port} failed: {exc.reason or exc}") from exc
         except OSError as exc:
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
         return _Connection(reader, writer)
