@@ -52,14 +52,15 @@ GENESIS=$(json '["genesis"]' < genesis.json)
 ALICE_TOKEN=$(json '["credentials"][0]["token"]' < genesis.json)
 CAROL_TOKEN=$(json '["credentials"][1]["token"]' < genesis.json)
 
-# 5. The service: the REST API and the signing pipeline.
+# 5. The service: the REST API and the signing pipeline. The commands below act
+#    as alice, with her token.
 harbour custody serve --home custody > serve.log 2>&1 &
 echo $! > serve.pid
-wait_for harbour custody status --home custody
+export HARBOUR_TOKEN=$ALICE_TOKEN
+wait_for harbour org show
 
 # 6. Every change to the organisation is proposed by one admin and signed by
 #    both; `harbour approve` shows what the entry's bytes change before it signs.
-export HARBOUR_TOKEN=$ALICE_TOKEN
 harbour governance trust $GENESIS
 as_carol() { HARBOUR_TOKEN=$CAROL_TOKEN "$@"; }
 as_carol harbour governance trust $GENESIS
