@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from harbour import __version__
+from harbour.cli.tree import HarbourGroup
 
 
 def _typer(module: str, attribute: str) -> Callable[[typer.Typer, str], None]:
@@ -150,6 +151,7 @@ def build(names: list[str] | None = None, *, summary: bool = False) -> typer.Typ
     """
     app = typer.Typer(
         name="harbour",
+        cls=HarbourGroup,
         help="Harbour: open digital-asset infrastructure (threshold signatures first).",
         no_args_is_help=True,
         add_completion=False,
