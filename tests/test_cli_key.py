@@ -38,6 +38,7 @@ from eth_keys.backends.native.main import NativeECCBackend
 from eth_keys.main import lazy_key_api as keys
 from typer.testing import CliRunner, Result
 
+from cli_checks import one_document
 from harbour.chains.ethereum import address_from_public_key
 from harbour.cli.main import app
 from harbour.crypto.hashing import tagged_hash
@@ -107,9 +108,7 @@ def ok_json(*args: str | Path, env: Mapping[str, str | None] | None = None) -> d
     """Run a ``harbour key`` command with ``--json``: one JSON object on stdout and nothing else."""
     result = ok(*args, "--json", env=env)
     assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
@@ -121,11 +120,11 @@ def refused(
     env: Mapping[str, str | None] | None = None,
     stdout_empty: bool = True,
 ) -> Result:
-    """``harbour key <args>`` fails with ``code`` and one ``Error:`` line naming ``needle``, no traceback."""
+    """``harbour key <args>`` fails with ``code`` and one ``error:`` line naming ``needle``, no traceback."""
     result = invoke("key", *args, env=env)
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1] == errors[0], "the error is the last thing printed"
     assert needle in errors[0], errors[0]
@@ -1070,9 +1069,7 @@ def recover(
 ) -> tuple[dict[str, Any], str]:
     """``key recover --json``: the result and stderr (which carries the warning)."""
     result = ok("recover", "--backups", backups, "--recovery-private-key", recovery.private, "--json", *extra, env=env)
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj, result.stderr
 
 

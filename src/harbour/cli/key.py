@@ -17,7 +17,6 @@ signature, its checks and its messages); the file format is in
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harbour.cli import session
+from harbour.cli import output, session
 from harbour.cli.params import (
     FAILURE_EXIT,
     InputError,
@@ -112,7 +111,7 @@ def _members(ids: Sequence[int], public: PublicKeyPackage, what: str) -> None:
 
 def _emit(doc: Mapping[str, Any], as_json: bool, summary: str) -> None:
     if as_json:
-        typer.echo(json.dumps(doc))
+        output.emit(doc, True)
     else:
         typer.echo(summary)
 
@@ -191,7 +190,7 @@ def sign(
         if path is not None:
             result["path"] = path
     if as_json:
-        typer.echo(json.dumps(result))
+        output.emit(result, True)
     else:
         for name, value in result.items():
             typer.echo(f"{name}: {value}")
@@ -419,6 +418,7 @@ def verify_backup(
             f"only {len(report.present)} of the {report.threshold} backups needed to recover the key "
             f"(present: {list(report.present)})",
             FAILURE_EXIT,
+            as_json=False,  # under --json the report above is the document
         )
 
 

@@ -121,9 +121,15 @@ def fail(
     status: int | None = None,
     api_problem: Mapping[str, Any] | None = None,
     hints: Sequence[str] = (),
+    as_json: bool | None = None,
 ) -> typer.Exit:
-    """Report an error and return the Exit the caller raises (``raise fail(...) from None``)."""
-    report(message, code, status=status, api_problem=api_problem, hints=hints)
+    """Report an error and return the Exit the caller raises (``raise fail(...) from None``).
+
+    ``as_json=False`` keeps the error on stderr under ``--json`` too: for a
+    command that has printed its document already (a report that says what
+    failed), so stdout still holds exactly one.
+    """
+    report(message, code, as_json=as_json, status=status, api_problem=api_problem, hints=hints)
     return typer.Exit(code)
 
 
