@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli_checks import one_document
 from harbour.cli.main import app
 from harbour.node import approval, nonces
 
@@ -46,17 +47,14 @@ def invoke(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Re
 
 def ok_json(*args: str | Path, env: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     result = invoke(*args, "--json", env=env)
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
 def refused(args: list[str | Path], needle: str, *, code: int = 2, env: Mapping[str, str | None] | None = None) -> None:
     result = invoke(*args, env=env)
     assert result.exit_code == code, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
     assert needle in errors[0], errors[0]
     assert "Traceback" not in result.output
