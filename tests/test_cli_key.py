@@ -38,7 +38,7 @@ from eth_keys.backends.native.main import NativeECCBackend
 from eth_keys.main import lazy_key_api as keys
 from typer.testing import CliRunner, Result
 
-from cli_checks import one_document
+from cli_checks import one_document, problem
 from harbour.chains.ethereum import address_from_public_key
 from harbour.cli.main import app
 from harbour.crypto.hashing import tagged_hash
@@ -1142,10 +1142,8 @@ def test_too_few_backups(frost_key: Path, frost_backups: Path, x25519_recovery: 
     report = report_of(result)
     assert (report["present"], report["missing"], report["sufficient"]) == ([2], [1, 3], False)
     recover_args: list[str | Path] = ["recover", "--backups", frost_backups]
-    refused(
-        [*recover_args, "--recovery-private-key", x25519_recovery.private, "--json"],
-        "need 2 valid shares, have 1",
-    )
+    json_refusal = invoke("key", *recover_args, "--recovery-private-key", x25519_recovery.private, "--json")
+    problem(json_refusal, 2, "need 2 valid shares, have 1")
     (frost_backups / "party-2.backup").unlink()
     refused([*recover_args, "--recovery-private-key", x25519_recovery.private], "no backups")
     args = ["verify-backup", "--dir", frost_backups, "--public", public_json]
