@@ -16,13 +16,13 @@ runs the service, whereas every other custody command goes through the API.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from harbour.cli.params import HomeOption
+from harbour.cli import output
+from harbour.cli.params import HomeOption, JsonOption
 from harbour.custody import config as cfg
 from harbour.custody import db
 from harbour.custody.errors import CustodyError
@@ -30,9 +30,7 @@ from harbour.custody.errors import CustodyError
 app = typer.Typer(help="Operate a custody deployment: init, bootstrap, serve.", no_args_is_help=True)
 
 
-def exit_error(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+exit_error = output.fail  # the name these commands' call sites know it by
 
 
 def load_deployment(home: Path) -> cfg.CustodyConfig:
@@ -54,6 +52,7 @@ def init(
     chain: Annotated[str, typer.Option("--chain", help="'embedded' or a JSON-RPC URL.")] = "embedded",
     confirmations: Annotated[int, typer.Option("--confirmations", min=1, help="Blocks before confirmed.")] = 1,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API.")] = "127.0.0.1:8700",
+    as_json: JsonOption = False,
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`)."""
     paths = [str(Path(p).resolve()) for p in nodes.split(",") if p]
@@ -64,6 +63,14 @@ def init(
         config.descriptors()
     except CustodyError as exc:
         raise exit_error(exc.detail) from None
+    if as_json:
+        doc = {
+            "home": str(home),
+            "authority_public_key": str(home / "authority" / "authority.pub"),
+            "database": db.redacted(config.database),
+        }
+        output.emit(doc, True)
+        return
     typer.echo(f"custody home {home} created")
     typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
     typer.echo(f"database: {db.redacted(config.database)}")
@@ -73,6 +80,7 @@ def init(
 def add_node(
     home: HomeOption,
     descriptors: Annotated[list[Path], typer.Argument(help="Signer-node descriptor files (descriptor.json).")],
+    as_json: JsonOption = False,
 ) -> None:
     """Add signer nodes to the deployment (for vaults created from now on)."""
     config = load_deployment(home)
@@ -88,7 +96,10 @@ def add_node(
             raise exit_error(f"{path}: node {added.name} is configured already")
         known.add(added.node_id)
     config.save()
-    typer.echo(f"{len(config.nodes)} signer node(s) configured")
+    if as_json:
+        output.emit({"nodes": list(config.nodes)}, True)
+    else:
+        typer.echo(f"{len(config.nodes)} signer node(s) configured")
 
 
 def _founder(text: str, default_roles: tuple[str, ...]) -> Any:
@@ -140,6 +151,7 @@ def bootstrap(
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Initial policy document (JSON); default: deny everything.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an organisation from its genesis governance entry; prints each admin's API token (shown once).
 
@@ -158,7 +170,7 @@ def bootstrap(
         try:
             document = Policy.from_json(policy.read_bytes()).to_document()
         except (OSError, PolicyError) as exc:
-            raise exit_error(f"{policy}: {exc}") from None
+            raise exit_error(f"{policy}: {exc}", 2) from None
     deployment = cfg.open_deployment(config, start=False)
     try:
         out = deployment.custody.bootstrap(org, founders, quorum=quorum, assets=assets, policy=document)
@@ -166,7 +178,7 @@ def bootstrap(
         raise exit_error(exc.detail) from None
     finally:
         deployment.close()
-    typer.echo(json.dumps(out, indent=2))
+    output.emit(out, True)  # the tokens, once: a document in either mode (it is what the caller keeps)
 
 
 @app.command("serve")
@@ -183,6 +195,7 @@ def serve(
             help="HOST:PORT to serve on instead of the configuration's (several processes on one PostgreSQL).",
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Serve the REST API and run the signing pipeline until interrupted.
 
@@ -218,9 +231,11 @@ def serve(
     except CustodyError as exc:
         raise exit_error(exc.detail) from None
     scheme = "https" if tls else "http"
-    typer.echo(
-        f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {db.redacted(config.database)})"
-    )
+    url, database = f"{scheme}://{config.listen}", db.redacted(config.database)
+    if as_json:  # one document when serving starts; errors before it are problem documents
+        output.emit({"api": url, "chain": config.chain, "database": database}, True)
+    else:
+        typer.echo(f"custody API on {url} (chain: {config.chain}; database: {database})")
     try:
         serve_api(
             deployment.custody,
