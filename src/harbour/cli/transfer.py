@@ -416,8 +416,9 @@ def status(
             tx = client.get(f"/v1/transactions/{tx_id}")
             while wait and tx.get("state") not in FINAL_STATES:
                 if time.monotonic() >= deadline:
-                    _emit_tx(tx, as_json)
-                    raise ApiError(f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s")
+                    _emit_tx(tx, as_json)  # the --json document; the error stays on stderr
+                    message = f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s"
+                    raise fail(message, FAILURE_EXIT, as_json=False)
                 time.sleep(interval)
                 tx = client.get(f"/v1/transactions/{tx_id}")
     _emit_tx(tx, as_json)
