@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner, Result
 
+from cli_checks import one_document, problem
 from custody_env import ETH, CustodyEnv
 from harbour.api.server import BackgroundServer
 from harbour.cli.main import app
@@ -60,10 +61,7 @@ class World:
 
     def json(self, who: str | None, *args: str) -> Any:
         result = self.run(who, *args, "--json")
-        assert result.exit_code == 0, (result.stdout, result.stderr)
-        lines = result.stdout.splitlines()
-        assert len(lines) == 1, "--json prints one JSON object and nothing else"
-        return json.loads(lines[0])
+        return one_document(result)
 
     def govern(self, proposal: dict[str, Any]) -> dict[str, Any]:
         """What the admins do with a proposed governance change: ``harbour approve`` it, proposer first."""
@@ -98,7 +96,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def refused(result: Result, code: int, *fragments: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
-    assert result.stderr.startswith("Error: "), result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, "one line, no traceback"
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
@@ -234,7 +232,7 @@ def test_governance_remove_node_stops_new_vault_keys_on_it_and_add_node_names_it
         ), table.stdout
         vault = world.run("admin", "vault", "create", "on-node3", "-t", "2", "--node", "node1", "--node", "node3")
         refused(vault, 1, "does not name node(s) node3", "409")
-        refused(world.run("admin", "governance", "remove-node", "node3"), 1, "names no signer node 'node3'", "404")
+        refused(world.run("admin", "governance", "remove-node", "node3"), 2, "names no signer node 'node3'", "404")
         proposal = world.json("admin", "governance", "add-node", "node3")
         assert [c["description"] for c in proposal["changes"]] == [
             f"signer node 'node3' (identity key {key}) may hold vault keys"  # the descriptor's key, for the admins
@@ -247,11 +245,11 @@ def test_governance_remove_node_stops_new_vault_keys_on_it_and_add_node_names_it
 
 
 def test_governance_node_changes_are_refused_for_unknown_named_or_not_admin(world: World) -> None:
-    refused(world.run("admin", "governance", "add-node", "node9"), 1, "no signer node named 'node9'", "404")
+    refused(world.run("admin", "governance", "add-node", "node9"), 2, "no signer node named 'node9'", "404")
     refused(world.run("admin", "governance", "add-node", "node1"), 1, "names node 'node1'", "already", "409")
     refused(world.run("viewer", "governance", "add-node", "node1"), 1, "admin", "403")
     refused(world.run("initiator", "governance", "remove-node", "node1"), 1, "admin", "403")
-    refused(world.run("admin", "governance", "remove-node", "node9"), 1, "names no signer node 'node9'", "404")
+    refused(world.run("admin", "governance", "remove-node", "node9"), 2, "names no signer node 'node9'", "404")
 
 
 def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) -> None:
@@ -417,7 +415,7 @@ def test_estimate_and_the_fee_options_of_withdraw(world: World) -> None:
     refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
                       "--amount", "1", "--max-fee-per-gas", "-5"), 2, "--max-fee-per-gas")  # fmt: skip
     refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
-                      "--amount", "1", "--max-fee-per-gas", "100000000000000"), 1, "max_fee_per_gas")  # fmt: skip
+                      "--amount", "1", "--max-fee-per-gas", "100000000000000"), 2, "max_fee_per_gas")  # fmt: skip
     refused(world.run("initiator", "speed-up", tx["id"]), 1, "only a broadcast withdrawal")
     refused(world.run("viewer", "speed-up", tx["id"]), 1)
 
@@ -857,13 +855,27 @@ def test_missing_token_is_a_usage_error(world: World) -> None:
     refused(world.run(None, "org", "show"), 2, "HARBOUR_TOKEN")
 
 
-def test_api_refusals_exit_1_with_the_problem_detail(world: World) -> None:
+def test_api_refusals_exit_by_their_status_with_the_problem_detail(world: World) -> None:
     refused(world.run(None, "org", "show", "--token", "hbk_x_" + "00" * 32), 1, "credential", "401")
     refused(world.run("viewer", *[a.replace("{vault}", world.vault_id) for a in WITHDRAW]), 1, "initiator", "403")
-    refused(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000"), 1, "no transaction", "404")
+    refused(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000"), 2, "no transaction", "404")
     refused(
-        world.run("initiator", *replace(WITHDRAW, "--vault", "00000000-0000-4000-8000-000000000000")), 1, "no vault"
+        world.run("initiator", *replace(WITHDRAW, "--vault", "00000000-0000-4000-8000-000000000000")), 2, "no vault"
     )
+
+
+def test_api_refusals_under_json_are_the_apis_problem_documents_on_stdout(world: World) -> None:
+    missing = problem(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000", "--json"), 2)
+    assert (missing["status"], missing["type"]) == (404, "https://harbour.dev/problems/not-found"), missing
+    assert missing["instance"].startswith("/v1/"), "the API's own fields are kept"
+    taken = problem(world.run("admin", "governance", "add-node", "node1", "--json"), 1, "already")
+    assert (taken["status"], taken["type"]) == (409, "https://harbour.dev/problems/conflict"), taken
+    forbidden = problem(world.run("viewer", "governance", "add-node", "node1", "--json"), 1)
+    assert forbidden["status"] == 403
+    local = problem(world.run("admin", "vault", "archive", "not-an-id", "--json"), 2)
+    assert local["type"] == "https://harbour.dev/problems/cli-input" and local["status"] == 400
+    shown = json.dumps([missing, taken, forbidden, local])
+    assert all(person.token not in shown for person in world.env.people.values()), "a credential is never echoed"
 
 
 def test_unreachable_api(world: World) -> None:

@@ -92,7 +92,7 @@ def assert_usage_error(args: list[str], needle: str, command: str = "demo") -> N
     result = runner.invoke(app, ["mpc", command, "--json", "--scheme", SCHEME, *args])
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
-    assert result.stderr.startswith("Error: ")
+    assert result.stderr.startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
@@ -153,7 +153,7 @@ def test_demo_refuses_an_unverified_signature(monkeypatch: pytest.MonkeyPatch) -
     result = runner.invoke(app, ["mpc", "demo", "--json", "-s", SCHEME])
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.startswith("Error: ") and "does not verify" in result.stderr
+    assert result.stderr.startswith("error: ") and "does not verify" in result.stderr
 
 
 # -- bad input: exit 2, one line on stderr, no traceback --------------------------------------
