@@ -49,3 +49,21 @@ def error_line(result: Ran, code: int, needle: str = "") -> str:
     assert result.stdout == "", result.stdout
     assert "Traceback" not in result.stderr
     return errors[0]
+
+
+def documents(text: str) -> list[Any]:
+    """Every JSON document in a stream of output (each starting a line), in order; other lines skipped."""
+    decoder = json.JSONDecoder()
+    found, index = [], 0
+    while index < len(text):
+        if text[index] in "{[" and (index == 0 or text[index - 1] == "\n"):
+            try:
+                doc, index = decoder.raw_decode(text, index)
+            except json.JSONDecodeError:
+                index += 1
+            else:
+                found.append(doc)
+                continue
+        else:
+            index += 1
+    return found

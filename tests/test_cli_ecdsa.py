@@ -19,6 +19,7 @@ from eth_keys.backends.native.main import NativeECCBackend
 from eth_keys.main import KeyAPI
 from typer.testing import CliRunner
 
+from cli_checks import one_document
 from harbour.cli import session
 from harbour.cli.main import app
 from harbour.cli.mpc import DEFAULT_TEXT
@@ -55,11 +56,8 @@ def key_2_of_3() -> dict[int, KeyShare]:
 
 def demo_json(*args: str) -> dict[str, Any]:
     result = runner.invoke(app, ["mpc", "demo", "--json", "--scheme", SCHEME, *args])
-    assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
