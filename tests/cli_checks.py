@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any, Protocol
 
@@ -67,3 +68,9 @@ def documents(text: str) -> list[Any]:
         else:
             index += 1
     return found
+
+
+def epoch(text: str) -> int:
+    """An ISO 8601 UTC time the CLI printed (``2026-12-08T01:28:04Z``), as seconds since the epoch."""
+    assert isinstance(text, str) and text.endswith("Z") and "T" in text, text
+    return int(datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp())

@@ -133,8 +133,26 @@ def fail(
     return typer.Exit(code)
 
 
+def with_iso_times(doc: Any) -> Any:
+    """``doc`` with every ``*_at`` field holding seconds since the epoch as an ISO 8601 string.
+
+    Certificates and node records keep epochs in their signed encodings; what a
+    person or a script reads from the CLI is one format, the API's.
+    """
+    if isinstance(doc, Mapping):
+        return {k: iso_time(v) if _is_epoch_field(k, v) else with_iso_times(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [with_iso_times(v) for v in doc]
+    return doc
+
+
+def _is_epoch_field(key: Any, value: Any) -> bool:
+    return isinstance(key, str) and key.endswith("_at") and isinstance(value, int) and not isinstance(value, bool)
+
+
 def emit(doc: Any, as_json: bool) -> None:
-    """A result: one JSON document (``as_json``), or one ``key: value`` line per field."""
+    """A result: one JSON document (``as_json``), or one ``key: value`` line per field; times in ISO 8601."""
+    doc = with_iso_times(doc)
     if as_json:
         typer.echo(dumps(doc))
     elif isinstance(doc, Mapping):
