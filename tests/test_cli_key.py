@@ -126,7 +126,8 @@ def refused(
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == errors[0], "the error is the last thing printed"
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hint: ")]
+    assert lines[-1] == errors[0], "the error is the last thing printed (before any hint)"
     assert needle in errors[0], errors[0]
     assert "Traceback" not in result.output
     if stdout_empty:

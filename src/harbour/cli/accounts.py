@@ -31,6 +31,7 @@ from harbour.cli.apiclient import (
     note,
 )
 from harbour.cli.params import InputError, JsonOption
+from harbour.cli.tree import choice
 
 ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
 VAULT_TIMEOUT: Final = 600.0
@@ -97,7 +98,7 @@ def org_show(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: J
 @user_app.command("create")
 def user_create(
     name: Annotated[str, typer.Argument(help="User name (letters, digits, spaces, ._-).")],
-    role: Annotated[list[str], typer.Option("--role", "-r", help=f"Role, repeatable: {', '.join(ROLES)}.")],
+    role: Annotated[list[str], typer.Option("--role", "-r", parser=choice(ROLES, "role"), help="Role, repeatable.")],
     approval_key: Annotated[
         str | None,
         typer.Option("--approval-key", help="Hex Ed25519 public key (from approver-key new); approvers and admins."),
@@ -212,7 +213,7 @@ def user_enable(
 @user_app.command("roles")
 def user_roles(
     user_id: UserIdArgument,
-    role: Annotated[list[str], typer.Option("--role", "-r", help=f"Role, repeatable: {', '.join(ROLES)}.")],
+    role: Annotated[list[str], typer.Option("--role", "-r", parser=choice(ROLES, "role"), help="Role, repeatable.")],
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -388,7 +389,9 @@ def vault_archive(
 @asset_app.command("add")
 def asset_add(
     symbol: Annotated[str, typer.Argument(help="Symbol, upper case (ETH, USDC).")],
-    kind: Annotated[str, typer.Option("--kind", help="native (ETH) or erc20.")] = "erc20",
+    kind: Annotated[
+        str, typer.Option("--kind", parser=choice(("native", "erc20"), "asset kind"), help="native is ETH.")
+    ] = "erc20",
     contract: Annotated[str | None, typer.Option("--contract", help="Token contract address (erc20).")] = None,
     decimals: Annotated[int, typer.Option("--decimals", help="Decimal places of one unit.")] = 18,
     api: ApiOption = DEFAULT_API,

@@ -28,9 +28,9 @@ from harbour.cli.authority import read_descriptors
 from harbour.cli.document import emit_document
 from harbour.cli.params import (
     FAILURE_EXIT,
-    SCHEMES,
     InputError,
     JsonOption,
+    SchemeOption,
     check_scheme,
     fail,
     parse_message,
@@ -129,7 +129,7 @@ def _load(coordinator: Coordinator, key_id: str) -> ClusterKey:
 def keygen(
     nodes: Annotated[str, typer.Option("--nodes", help="Descriptor files A.json,B.json,... (party 1, 2, ...).")],
     threshold: Annotated[int, typer.Option("--threshold", "-t", help="Signers needed.")],
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help=f"One of: {', '.join(SCHEMES)}.")],
+    scheme: SchemeOption,
     certificate: CertOption,
     state: StateOption = None,
     offline: OfflineOption = None,

@@ -32,6 +32,7 @@ from harbour.cli.params import (
     InputError,
     JsonOption,
     RunFailure,
+    SchemeOption,
     check_message,
     check_scheme,
     check_sizes,
@@ -133,7 +134,7 @@ def _errors() -> Iterator[None]:
 
 @app.command("generate")
 def generate(
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help="Signature scheme of the key.")],
+    scheme: SchemeOption,
     threshold: Annotated[int, typer.Option("--threshold", "-t", help="Parties needed to sign.")],
     parties: Annotated[int, typer.Option("--parties", "-n", help="Parties holding a share.")],
     out: OutOption,
@@ -320,7 +321,7 @@ def repair(
 
 @app.command("import")
 def import_key(
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help="Signature scheme of the key.")],
+    scheme: SchemeOption,
     private_key_file: Annotated[
         Path,
         typer.Option(

@@ -20,6 +20,7 @@ import typer
 from harbour.cli.output import FAILURE_EXIT as FAILURE_EXIT  # re-exported: the commands' one import
 from harbour.cli.output import USAGE_EXIT as USAGE_EXIT
 from harbour.cli.output import fail as fail
+from harbour.cli.tree import choice
 from harbour.crypto.ecdsa import DIGEST_LEN
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.ciphersuite import SUITES
@@ -33,7 +34,9 @@ SCHEMES: tuple[str, ...] = FROST_SCHEMES + ECDSA_SCHEMES
 
 
 # Options shared by the commands that take a scheme and a t-of-n size.
-SchemeOption = Annotated[str, typer.Option("--scheme", "-s", help=f"One of: {', '.join(SCHEMES)}.")]
+SchemeOption = Annotated[
+    str, typer.Option("--scheme", "-s", parser=choice(SCHEMES, "scheme"), help="The signature scheme.")
+]
 ThresholdOption = Annotated[int, typer.Option("--threshold", "-t", help="Signers needed (t of t-of-n).")]
 PartiesOption = Annotated[
     int, typer.Option("--parties", "-n", help=f"Key holders (n of t-of-n), at most {MAX_PARTIES}.")

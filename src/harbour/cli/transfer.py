@@ -50,6 +50,7 @@ from harbour.cli.apiclient import (
     note,
 )
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
+from harbour.cli.tree import choice
 
 if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without them
     from harbour.custody.statements import Subject
@@ -205,10 +206,13 @@ def approver_key_new(
 
 # -- withdrawals ------------------------------------------------------------------------------------------
 
+FEE_LEVELS: Final = ("slow", "normal", "fast")
 FeeLevelOption = Annotated[
     str | None,
     typer.Option(
-        "--fee-level", help="slow, normal (the default) or fast: caps that follow the chain (docs/api.md#fees)."
+        "--fee-level",
+        parser=choice(FEE_LEVELS, "fee level"),
+        help="normal is the default: caps that follow the chain (docs/api.md#fees).",
     ),
 ]
 MaxFeeOption = Annotated[
@@ -221,7 +225,7 @@ TipOption = Annotated[
 
 def _fees(level: str | None, max_fee: str | None, tip: str | None) -> dict[str, str]:
     """The fee fields of a request body; the service checks them (a level and caps, one cap alone: refused)."""
-    if level is not None and level not in ("slow", "normal", "fast"):
+    if level is not None and level not in FEE_LEVELS:
         raise InputError("--fee-level is slow, normal or fast")
     for name, value in (("--max-fee-per-gas", max_fee), ("--max-priority-fee-per-gas", tip)):
         if value is not None and not (value.isascii() and value.isdigit()):

@@ -25,17 +25,17 @@ CHOICES_ATTRIBUTE = "choices"
 """A ``parser=`` callable carrying this attribute takes exactly these values (see :func:`choice`)."""
 
 
-def choice(values: Sequence[str], option: str) -> Callable[[str], str]:
+def choice(values: Sequence[str], noun: str) -> Callable[[str], str]:
     """A Typer ``parser=`` that accepts only ``values`` (and shows them in help); anything else is exit 2."""
     allowed = tuple(values)
 
     def parse(text: str) -> str:
         if text not in allowed:
-            raise click_errors.BadParameter(f"{text!r} is not one of {', '.join(allowed)}", param_hint=option)
+            raise click_errors.BadParameter(f"unknown {noun} {text!r}; choose one of {', '.join(allowed)}")
         return text
 
     setattr(parse, CHOICES_ATTRIBUTE, allowed)
-    parse.__name__ = option.lstrip("-").replace("-", "_")
+    parse.__name__ = noun.replace(" ", "_")
     return parse
 
 
