@@ -185,7 +185,7 @@ class Client:
         sent_headers = {"Accept": "application/json", **(headers or {})}
         if auth:
             if not self.token:
-                raise InputError(f"no credential: set ${TOKEN_ENV} or pass --token")
+                raise InputError(f"no credential: run harbour login, or set ${TOKEN_ENV}")
             sent_headers["Authorization"] = f"Bearer {self.token}"
         query = {k: v for k, v in (params or {}).items() if v is not None}
         idempotent = method == "GET" or any(k.lower() == "idempotency-key" for k in sent_headers)
@@ -260,7 +260,11 @@ def api_errors() -> Iterator[None]:
 
 @contextmanager
 def connect(api: str, token: str | None, *, timeout: float = TIMEOUT) -> Iterator[Client]:
-    client = Client(api, token, timeout=timeout)
+    """A client of ``api`` with ``token``; what is not given explicitly comes from the profile in use."""
+    from harbour.cli import profiles
+
+    api, token, ca_file = profiles.resolve(api, token, DEFAULT_API)
+    client = Client(api, token, timeout=timeout, ca_file=ca_file)
     try:
         yield client
     finally:
