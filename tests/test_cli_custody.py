@@ -97,7 +97,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def refused(result: Result, code: int, *fragments: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert result.stderr.startswith("error: "), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, "one line, no traceback"
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hint: ")]
+    assert len(lines) == 1, "one line (and hints), no traceback"
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
 
@@ -925,3 +926,59 @@ def test_every_custody_command_has_json_api_and_token_options() -> None:
         assert "--json" in options, name
         if not name.startswith("approver-key") and name not in ("audit verify", "audit baseline"):  # local only
             assert {"--api", "--token"} <= options, name
+
+
+# -- login and profiles -------------------------------------------------------------------------------------------
+
+
+def _in(config: Path, *args: str, token: str | None = None, env: Mapping[str, str | None] | None = None) -> Result:
+    variables = {"XDG_CONFIG_HOME": str(config), "HARBOUR_API": None, "HARBOUR_TOKEN": None, "HARBOUR_PROFILE": None}
+    typed = None if token is None else token + "\n"
+    return runner.invoke(app, list(args), input=typed, env={**variables, **(env or {})})
+
+
+def test_login_keeps_a_checked_credential_in_an_owner_only_file_and_commands_use_it(
+    world: World, tmp_path: Path
+) -> None:
+    token = world.env.people["viewer"].token
+    logged = _in(tmp_path, "login", "--api", world.url, "--profile", "prod", "--json", token=token)
+    doc = one_document(logged)
+    assert (doc["profile"], doc["user"], doc["api"]) == ("prod", "viewer", world.url), doc
+    assert token not in logged.stdout + logged.stderr, "a credential is never printed"
+    token_file = tmp_path / "harbour" / "tokens" / "prod"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "harbour" / "profiles.json").stat().st_mode) == 0o600
+    assert token not in (tmp_path / "harbour" / "profiles.json").read_text()
+
+    shown = one_document(_in(tmp_path, "org", "show", "--json"))  # no --api, no token: the profile's
+    assert shown == world.json("viewer", "org", "show"), "the same as with the credential given explicitly"
+    listed = one_document(_in(tmp_path, "profile", "list", "--json"))
+    assert listed == {
+        "profiles": [{"profile": "prod", "api": world.url, "ca_file": None, "current": True, "logged_in": True}]
+    }
+    assert token not in json.dumps(listed)
+    # Another API named explicitly never receives the profile's credential.
+    elsewhere = _in(tmp_path, "org", "show", "--api", "http://127.0.0.1:9")
+    refused(elsewhere, 2, "no credential")
+    # An unknown profile is named as such.
+    refused(_in(tmp_path, "--profile", "staging", "org", "show"), 2, "no profile named 'staging'")
+
+    token_file.chmod(0o644)
+    refused(_in(tmp_path, "org", "show"), 2, "readable or writable by others", "revoke")
+    token_file.chmod(0o600)
+
+    out = one_document(_in(tmp_path, "logout", "--json"))
+    assert out == {"profile": "prod", "forgotten": True} and not token_file.exists()
+    refused(_in(tmp_path, "org", "show"), 2, "no credential")
+
+
+def test_login_refuses_a_bad_credential_and_keeps_nothing(world: World, tmp_path: Path) -> None:
+    bad = "hbk_x_" + "00" * 32
+    result = _in(tmp_path, "login", "--api", world.url, token=bad)
+    refused(result, 1, "401")
+    assert bad not in result.stdout + result.stderr
+    assert not (tmp_path / "harbour" / "tokens").exists()
+    refused(_in(tmp_path, "login", "--api", world.url, token=""), 2, "no credential")
+    refused(_in(tmp_path, "login", "--api", world.url, "--profile", "../x", token=bad), 2, "profile name")
+    assert "--token" not in {o for p in typer.main.get_command(app).commands["login"].params for o in p.opts}
