@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import typer
@@ -164,6 +165,23 @@ def emit(doc: Any, as_json: bool) -> None:
 def note(message: str, as_json: bool = False) -> None:
     """A remark for a person: on stdout in text mode, on stderr under --json (stdout is the document)."""
     typer.echo(message, err=as_json)
+
+
+@contextmanager
+def progress(description: str, *, show: bool = True) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while something slow runs; ``step(text)`` says where it is.
+
+    Only on a terminal: a log or a pipe gets the result and nothing else, so a
+    script never parses a spinner. Never on stdout, which holds the result.
+    """
+    from rich.console import Console  # a second's import, for the commands that wait only
+
+    console = Console(stderr=True)
+    if not show or not console.is_terminal:
+        yield lambda text: None
+        return
+    with console.status(description) as status:
+        yield lambda text: status.update(f"{description}: {text}")
 
 
 def _text(value: Any) -> str:
