@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
+from harbour.cli import output
 from harbour.cli.apiclient import (
     DEFAULT_API,
     AllOption,
@@ -295,7 +296,7 @@ def vault_create(
         if threshold < 2:
             raise InputError("--threshold must be at least 2 (a 1-of-n key is a single point of failure)")
         body = {"name": name, "threshold": threshold, "nodes": node or None}
-        with connect(api, token, timeout=VAULT_TIMEOUT) as client:
+        with connect(api, token, timeout=VAULT_TIMEOUT) as client, output.progress("key generation on the nodes"):
             proposal = client.post("/v1/vaults", body)
     emit_proposal(proposal, as_json)
 
