@@ -157,3 +157,21 @@ def test_times_are_iso_8601_utc() -> None:
         "name": 5,
         "created_at": "x",
     }
+
+
+def test_progress_goes_to_stderr_on_a_terminal_and_nowhere_otherwise(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    with output.progress("key generation") as step:
+        step("round 1")
+    assert capsys.readouterr() == ("", ""), "a pipe or a log gets no spinner"
+    monkeypatch.setenv("FORCE_COLOR", "1")  # what a terminal is to rich
+    with output.progress("key generation") as step:
+        step("round 1")
+    seen = capsys.readouterr()
+    assert seen.out == "" and "key generation" in seen.err
+    with output.progress("waiting", show=False) as step:
+        step("pending")
+    assert capsys.readouterr() == ("", "")

@@ -33,6 +33,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harbour.cli import output
 from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
@@ -416,9 +417,10 @@ def status(
         if not 0 < timeout <= 86400 or not 0.05 <= interval <= 60:
             raise InputError("--timeout must be 0..86400 seconds and --interval 0.05..60")
         deadline = time.monotonic() + timeout
-        with connect(api, token) as client:
+        with connect(api, token) as client, output.progress(f"waiting for {tx_id}", show=wait) as step:
             tx = client.get(f"/v1/transactions/{tx_id}")
             while wait and tx.get("state") not in FINAL_STATES:
+                step(str(tx.get("state")))
                 if time.monotonic() >= deadline:
                     _emit_tx(tx, as_json)  # the --json document; the error stays on stderr
                     message = f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s"
