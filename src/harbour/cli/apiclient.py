@@ -38,7 +38,7 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harbour.cli import output
+from harbour.cli import credentials, output
 from harbour.cli.params import USAGE_EXIT, InputError, JsonOption, fail
 from harbour.util import request_signing
 
@@ -261,9 +261,7 @@ def api_errors() -> Iterator[None]:
 @contextmanager
 def connect(api: str, token: str | None, *, timeout: float = TIMEOUT) -> Iterator[Client]:
     """A client of ``api`` with ``token``; what is not given explicitly comes from the profile in use."""
-    from harbour.cli import profiles
-
-    api, token, ca_file = profiles.resolve(api, token, DEFAULT_API)
+    api, token, ca_file = credentials.resolve(api, token, DEFAULT_API)
     client = Client(api, token, timeout=timeout, ca_file=ca_file)
     try:
         yield client
