@@ -362,7 +362,7 @@ def test_withdraw_signed_with_the_initiators_key_when_the_policy_depends_on_who_
         unsigned = world.run(
             "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "700"
         )
-        refused(unsigned, 1, "must be signed by its initiator")
+        refused(unsigned, 2, "must be signed by its initiator")  # a 422: the request as sent cannot be used
         key = world.keys["initiator"]
         tx = withdraw(world, "--key", str(key), "--idempotency-key", "signed-once", amount="700")
         assert tx["initiator_signature"] and tx["state"] in ("approved", "signing", "broadcast", "confirmed"), tx
@@ -375,7 +375,7 @@ def test_withdraw_signed_with_the_initiators_key_when_the_policy_depends_on_who_
             "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "700",
             "--key", str(world.keys["approver1"]),
         )  # fmt: skip
-        refused(other, 1, "not its initiator's")
+        refused(other, 2, "not its initiator's")  # a 422 too
     finally:
         world.govern(world.env.custody.propose_policy(admin, before))
 

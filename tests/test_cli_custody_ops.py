@@ -127,7 +127,7 @@ def test_init_and_bootstrap(tmp_path: Path) -> None:
             str(bad_policy),
         ],
     )
-    assert result.exit_code == 1 and "extra" in result.output
+    assert result.exit_code == 2 and "extra" in result.output  # a malformed file is unusable input
 
 
 @pytest.mark.parametrize(

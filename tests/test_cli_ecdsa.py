@@ -19,7 +19,7 @@ from eth_keys.backends.native.main import NativeECCBackend
 from eth_keys.main import KeyAPI
 from typer.testing import CliRunner
 
-from cli_checks import one_document
+from cli_checks import error_line, one_document, problem
 from harbour.cli import session
 from harbour.cli.main import app
 from harbour.cli.mpc import DEFAULT_TEXT
@@ -87,14 +87,10 @@ def flipped(hex_text: str) -> str:
 
 
 def assert_usage_error(args: list[str], needle: str, command: str = "demo") -> None:
-    result = runner.invoke(app, ["mpc", command, "--json", "--scheme", SCHEME, *args])
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert result.stderr.startswith("error: ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert needle in result.stderr
-    assert "Traceback" not in result.stderr
+    result = runner.invoke(app, ["mpc", command, "--scheme", SCHEME, *args])
+    error_line(result, 2, needle)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    problem(runner.invoke(app, ["mpc", command, "--json", "--scheme", SCHEME, *args]), 2, needle)
 
 
 def test_ecdsa_is_a_listed_scheme() -> None:
@@ -148,10 +144,8 @@ def test_frost_default_message_is_unchanged() -> None:
 
 def test_demo_refuses_an_unverified_signature(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harbour.cli.session.verify", lambda *args: False)
-    result = runner.invoke(app, ["mpc", "demo", "--json", "-s", SCHEME])
-    assert result.exit_code == 1
-    assert result.stdout == ""
-    assert result.stderr.startswith("error: ") and "does not verify" in result.stderr
+    problem(runner.invoke(app, ["mpc", "demo", "--json", "-s", SCHEME]), 1, "does not verify")
+    error_line(runner.invoke(app, ["mpc", "demo", "-s", SCHEME]), 1, "does not verify")
 
 
 # -- bad input: exit 2, one line on stderr, no traceback --------------------------------------

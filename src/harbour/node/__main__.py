@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.dir)
     except NodeStartError as exc:
-        print(f"Error: the node cannot start: {exc}", file=sys.stderr)
+        print(f"error: the node cannot start: {exc}", file=sys.stderr)
         return FAILURE_EXIT
     return 0
 
