@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from cli_checks import error_line, one_document, problem
 from custody_env import ETH, CustodyEnv, public_hex
 from harbour.cli.main import app
 from harbour.custody import config as cfg
@@ -164,14 +165,15 @@ def test_commands_refuse_a_missing_or_broken_home(tmp_path: Path) -> None:
 
 def test_add_node_checks_each_descriptor(tmp_path: Path, home: Path) -> None:
     fresh = tmp_path / "fresh"
-    assert runner.invoke(app, ["custody", "init", "--home", str(fresh)]).exit_code == 0
+    made = one_document(runner.invoke(app, ["custody", "init", "--home", str(fresh), "--json"]))
+    assert made["home"] == str(fresh) and made["authority_public_key"].endswith("authority.pub")
     descriptor = sorted((home.parent / "nodes").glob("node*/descriptor.json"))[0]
     result = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor)])
     assert result.exit_code == 0 and "1 signer node" in result.output
-    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor)])
-    assert again.exit_code == 1 and "configured already" in again.output
+    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(descriptor), "--json"])
+    problem(again, 1, "configured already")
     junk = tmp_path / "junk.json"
     junk.write_text('{"name": "x"}')
     bad = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(junk)])
-    assert bad.exit_code == 1 and "descriptor" in bad.output
+    error_line(bad, 2, "descriptor")
     assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(descriptor.resolve())]

@@ -90,8 +90,8 @@ def add_node(
         config.nodes.append(resolved)
         try:
             added = config.descriptors()[-1]
-        except CustodyError as exc:
-            raise exit_error(exc.detail) from None
+        except CustodyError as exc:  # unreadable or not a descriptor: unusable input
+            raise exit_error(exc.detail, 2) from None
         if added.node_id in known:
             raise exit_error(f"{path}: node {added.name} is configured already")
         known.add(added.node_id)
