@@ -28,7 +28,7 @@ PYTHON_TYPE = re.compile(
     r"<(?:list\[|tuple\[)?(?:str|int|float|bool|bytes|path|Path|file|dir|datetime|uuid|UUID|text|int range"
     r"|float range|NoneType|Optional|dict|list|tuple)\b[^>]*>"
 )
-FIXED_CHOICES = {"--scheme", "--fee-level", "--kind", "--role"}
+FIXED_CHOICES = {"--scheme", "--fee-level", "--kind", "--role", "--scope", "--type"}
 """Options whose values are a fixed set wherever they appear: each must declare (and so list) it."""
 
 

@@ -162,7 +162,9 @@ def user_credential(
     ] = None,
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help="read, initiate or full (the default); repeatable."),
+        typer.Option(
+            "--scope", parser=choice(("read", "initiate", "full"), "scope"), help="full is the default; repeatable."
+        ),
     ] = None,
     allow: Annotated[
         list[str] | None,

@@ -42,6 +42,7 @@ from harbour.cli.params import (
     read_option_file,
     reported_errors,
 )
+from harbour.cli.tree import choice
 from harbour.crypto.ed25519 import ED25519
 from harbour.mpc import hd, runner
 from harbour.mpc.ecdsa_setup import compromised_peers
@@ -493,7 +494,12 @@ def recover(
 
 @app.command("recovery-key")
 def recovery_key(
-    kind: Annotated[str, typer.Option("--type", help="x25519, or rsa (RSA-4096, for keys kept in an HSM).")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--type", parser=choice(("x25519", "rsa"), "recovery key type"), help="rsa is RSA-4096, for keys in an HSM."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="New directory for recovery.pem and recovery.pub.pem.")],
     encrypt: Annotated[
         bool, typer.Option("--encrypt/--no-encrypt", help=f"Encrypt the private key with {RECOVERY_PASSPHRASE_ENV}.")
