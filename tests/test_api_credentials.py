@@ -492,6 +492,6 @@ def test_the_cli_issues_a_narrowed_credential_and_lists_credentials(world: World
     assert mine[0]["scopes"] == ["read"] and mine[0]["allow"] == ["127.0.0.0/8"]
     assert token.split("_")[2] not in listed.stdout
     bad = runner.invoke(harbour, ["user", "credential", viewer, "--scope", "owner"], env=env)
-    assert bad.exit_code == 1 and "scopes" in bad.output
+    assert bad.exit_code == 2 and "unknown scope 'owner'" in bad.output
     own = runner.invoke(harbour, ["user", "credentials"], env={**env, "HARBOUR_TOKEN": token})
     assert own.exit_code == 0 and token.split("_")[1] in own.output

@@ -20,6 +20,7 @@ import pytest
 from coincurve import PublicKey, PublicKeyXOnly
 from typer.testing import CliRunner
 
+from cli_checks import error_line, one_document, problem
 from harbour.cli.main import app
 from harbour.crypto.hashing import tagged_hash
 from harbour.mpc.ciphersuite import FROST_SECP256K1
@@ -36,11 +37,8 @@ N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 def demo_json(*args: str) -> dict[str, Any]:
     result = runner.invoke(app, ["mpc", "demo", "--json", *args])
-    assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
@@ -122,9 +120,9 @@ def test_demo_without_json_renders_the_same_fields() -> None:
 def test_demo_refuses_an_unverified_signature(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harbour.cli.session.verify", lambda *args: False)
     result = runner.invoke(app, ["mpc", "demo", "--json"])
-    assert result.exit_code == 1
-    assert result.stdout == ""
-    assert result.stderr.startswith("Error: ") and "does not verify" in result.stderr
+    problem(result, 1, "does not verify")
+    result = runner.invoke(app, ["mpc", "demo"])
+    error_line(result, 1, "does not verify")
 
 
 # -- bad input: exit 2, one line on stderr, no traceback ---------------------------------
@@ -147,13 +145,10 @@ def test_demo_refuses_an_unverified_signature(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_demo_bad_input(args: list[str], needle: str) -> None:
-    result = runner.invoke(app, ["mpc", "demo", "--json", *args])
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert result.stderr.startswith("Error: ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert needle in result.stderr
+    result = runner.invoke(app, ["mpc", "demo", *args])
+    error_line(result, 2, needle)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    problem(runner.invoke(app, ["mpc", "demo", "--json", *args]), 2, needle)
 
 
 @pytest.mark.parametrize(
@@ -166,10 +161,8 @@ def test_demo_bad_input(args: list[str], needle: str) -> None:
     ],
 )
 def test_bench_bad_input(args: list[str], needle: str) -> None:
-    result = runner.invoke(app, ["bench", "mpc", "--json", *args])
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr
+    problem(runner.invoke(app, ["bench", "mpc", "--json", *args]), 2, needle)
+    error_line(runner.invoke(app, ["bench", "mpc", *args]), 2, needle)
 
 
 # -- harbour bench mpc ----------------------------------------------------------------------

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli_checks import epoch, one_document
 from harbour.cli.main import app
+from harbour.cli.output import with_iso_times
 from harbour.node import approval, nonces
 
 cli = CliRunner()
@@ -48,17 +50,14 @@ def invoke(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Re
 
 def ok_json(*args: str | Path, env: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     result = invoke(*args, "--json", env=env)
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
 def refused(args: list[str | Path], needle: str, *, code: int = 2, env: Mapping[str, str | None] | None = None) -> None:
     result = invoke(*args, env=env)
     assert result.exit_code == code, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
     assert needle in errors[0], errors[0]
     assert "Traceback" not in result.output
@@ -197,7 +196,7 @@ def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
     assert obj["signers"] == [1, 3], "sorted: the nodes take exactly this set"
     assert obj["kind"] == "sign" and obj["key_id"] == "hot-1" and obj["path"] == "m/0/7"
     assert obj["digests"] == [D1, D2] and obj["params"] == {}
-    assert obj["expires_at"] - obj["issued_at"] == 300
+    assert epoch(obj["expires_at"]) - epoch(obj["issued_at"]) == 300, "times are ISO 8601 UTC"
     assert len(obj["nonce"]) == 32
     assert obj["certificate"] == str(out)
     data = out.read_bytes()
@@ -206,7 +205,7 @@ def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
     cert = approval.verify(
         data,
         trusted(authority_dir),
-        now=obj["issued_at"],
+        now=epoch(obj["issued_at"]),
         kind="sign",
         key_id="hot-1",
         path="m/0/7",
@@ -214,7 +213,7 @@ def test_certify_sign(authority_dir: Path, tmp_path: Path) -> None:
         signers=[1, 3],
         ledger=nonces.NonceLedger(),
     )
-    assert cert.to_json() == {k: obj[k] for k in [*CERT_FIELDS, "signers"]}
+    assert with_iso_times(cert.to_json()) == {k: obj[k] for k in [*CERT_FIELDS, "signers"]}
 
 
 @pytest.mark.parametrize("kind", ["keygen", "refresh", "reshare"])
@@ -227,7 +226,7 @@ def test_certify_admin(kind: str, authority_dir: Path, tmp_path: Path) -> None:
     approval.verify(
         (tmp_path / "c").read_bytes(),
         trusted(authority_dir),
-        now=obj["issued_at"],
+        now=epoch(obj["issued_at"]),
         kind=kind,
         key_id="" if kind == "keygen" else "hot-1",
         path="m",
@@ -342,7 +341,7 @@ def test_show_does_not_verify(tmp_path: Path) -> None:
     """Any well-formed certificate prints, trusted or not: show is for looking, nodes verify."""
     data = approval.issue(approval.AuthorityKey.generate(), kind="refresh", key_id="k", now=1, expires_in=60)
     (tmp_path / "c").write_bytes(data)
-    assert ok_json("show", "--cert", tmp_path / "c")["expires_at"] == 61
+    assert ok_json("show", "--cert", tmp_path / "c")["expires_at"] == "1970-01-01T00:01:01Z"
 
 
 def test_show_refuses_malformed(tmp_path: Path) -> None:

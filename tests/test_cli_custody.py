@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner, Result
 
+from cli_checks import one_document, problem
 from custody_env import ETH, CustodyEnv, public_hex
 from harbour.api.server import BackgroundServer
 from harbour.cli.main import app
@@ -63,10 +64,7 @@ class World:
 
     def json(self, who: str | None, *args: str) -> Any:
         result = self.run(who, *args, "--json")
-        assert result.exit_code == 0, (result.stdout, result.stderr)
-        lines = result.stdout.splitlines()
-        assert len(lines) == 1, "--json prints one JSON object and nothing else"
-        return json.loads(lines[0])
+        return one_document(result)
 
     def govern(self, proposal: dict[str, Any]) -> dict[str, Any]:
         """What the admins do with a proposed governance change: ``harbour approve`` it, proposer first."""
@@ -103,8 +101,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def refused(result: Result, code: int, *fragments: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
-    assert result.stderr.startswith("Error: "), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, "one line, no traceback"
+    assert result.stderr.startswith("error: "), result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hint: ")]
+    assert len(lines) == 1, "one line (and hints), no traceback"
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
 
@@ -302,7 +301,7 @@ def test_governance_remove_node_stops_new_vault_keys_on_it_and_add_node_names_it
         ), table.stdout
         vault = world.run("admin", "vault", "create", "on-node3", "-t", "2", "--node", "node1", "--node", "node3")
         refused(vault, 1, "does not name node(s) node3", "409")
-        refused(world.run("admin", "governance", "remove-node", "node3"), 1, "names no signer node 'node3'", "404")
+        refused(world.run("admin", "governance", "remove-node", "node3"), 2, "names no signer node 'node3'", "404")
         proposal = world.json("admin", "governance", "add-node", "node3")
         assert [c["description"] for c in proposal["changes"]] == [
             f"signer node 'node3' (identity key {key}) may hold vault keys"  # the descriptor's key, for the admins
@@ -315,11 +314,11 @@ def test_governance_remove_node_stops_new_vault_keys_on_it_and_add_node_names_it
 
 
 def test_governance_node_changes_are_refused_for_unknown_named_or_not_admin(world: World) -> None:
-    refused(world.run("admin", "governance", "add-node", "node9"), 1, "no signer node named 'node9'", "404")
+    refused(world.run("admin", "governance", "add-node", "node9"), 2, "no signer node named 'node9'", "404")
     refused(world.run("admin", "governance", "add-node", "node1"), 1, "names node 'node1'", "already", "409")
     refused(world.run("viewer", "governance", "add-node", "node1"), 1, "admin", "403")
     refused(world.run("initiator", "governance", "remove-node", "node1"), 1, "admin", "403")
-    refused(world.run("admin", "governance", "remove-node", "node9"), 1, "names no signer node 'node9'", "404")
+    refused(world.run("admin", "governance", "remove-node", "node9"), 2, "names no signer node 'node9'", "404")
 
 
 def test_governance_changes_to_a_user_and_the_log(world: World, tmp_path: Path) -> None:
@@ -434,7 +433,7 @@ def test_withdraw_signed_with_the_initiators_key_when_the_policy_depends_on_who_
         unsigned = world.run(
             "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "700"
         )
-        refused(unsigned, 1, "must be signed by its initiator")
+        refused(unsigned, 2, "must be signed by its initiator")  # a 422: the request as sent cannot be used
         key = world.keys["initiator"]
         tx = withdraw(world, "--key", str(key), "--idempotency-key", "signed-once", amount="700")
         assert tx["initiator_signature"] and tx["state"] in ("approved", "signing", "broadcast", "confirmed"), tx
@@ -447,7 +446,7 @@ def test_withdraw_signed_with_the_initiators_key_when_the_policy_depends_on_who_
             "initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST, "--amount", "700",
             "--key", str(world.keys["approver1"]),
         )  # fmt: skip
-        refused(other, 1, "not its initiator's")
+        refused(other, 2, "not its initiator's")  # a 422 too
     finally:
         world.govern(world.env.custody.propose_policy(admin, before))
 
@@ -488,7 +487,7 @@ def test_estimate_and_the_fee_options_of_withdraw(world: World) -> None:
     refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
                       "--amount", "1", "--max-fee-per-gas", "-5"), 2, "--max-fee-per-gas")  # fmt: skip
     refused(world.run("initiator", "withdraw", "--vault", world.vault_id, "--asset", "ETH", "--to", DEST,
-                      "--amount", "1", "--max-fee-per-gas", "100000000000000"), 1, "max_fee_per_gas")  # fmt: skip
+                      "--amount", "1", "--max-fee-per-gas", "100000000000000"), 2, "max_fee_per_gas")  # fmt: skip
     refused(world.run("initiator", "speed-up", tx["id"]), 1, "only a broadcast withdrawal")
     refused(world.run("viewer", "speed-up", tx["id"]), 1)
 
@@ -954,13 +953,27 @@ def test_missing_token_is_a_usage_error(world: World) -> None:
     refused(world.run(None, "org", "show"), 2, "HARBOUR_TOKEN")
 
 
-def test_api_refusals_exit_1_with_the_problem_detail(world: World) -> None:
+def test_api_refusals_exit_by_their_status_with_the_problem_detail(world: World) -> None:
     refused(world.run(None, "org", "show", "--token", "hbk_x_" + "00" * 32), 1, "credential", "401")
     refused(world.run("viewer", *[a.replace("{vault}", world.vault_id) for a in WITHDRAW]), 1, "initiator", "403")
-    refused(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000"), 1, "no transaction", "404")
+    refused(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000"), 2, "no transaction", "404")
     refused(
-        world.run("initiator", *replace(WITHDRAW, "--vault", "00000000-0000-4000-8000-000000000000")), 1, "no vault"
+        world.run("initiator", *replace(WITHDRAW, "--vault", "00000000-0000-4000-8000-000000000000")), 2, "no vault"
     )
+
+
+def test_api_refusals_under_json_are_the_apis_problem_documents_on_stdout(world: World) -> None:
+    missing = problem(world.run("viewer", "status", "00000000-0000-4000-8000-000000000000", "--json"), 2)
+    assert (missing["status"], missing["type"]) == (404, "https://harbour.dev/problems/not-found"), missing
+    assert missing["instance"].startswith("/v1/"), "the API's own fields are kept"
+    taken = problem(world.run("admin", "governance", "add-node", "node1", "--json"), 1, "already")
+    assert (taken["status"], taken["type"]) == (409, "https://harbour.dev/problems/conflict"), taken
+    forbidden = problem(world.run("viewer", "governance", "add-node", "node1", "--json"), 1)
+    assert forbidden["status"] == 403
+    local = problem(world.run("admin", "vault", "archive", "not-an-id", "--json"), 2)
+    assert local["type"] == "https://harbour.dev/problems/cli-input" and local["status"] == 400
+    shown = json.dumps([missing, taken, forbidden, local])
+    assert all(person.token not in shown for person in world.env.people.values()), "a credential is never echoed"
 
 
 def test_unreachable_api(world: World) -> None:
@@ -1010,3 +1023,59 @@ def test_every_custody_command_has_json_api_and_token_options() -> None:
         assert "--json" in options, name
         if not name.startswith("approver-key") and name not in ("audit verify", "audit baseline"):  # local only
             assert {"--api", "--token"} <= options, name
+
+
+# -- login and profiles -------------------------------------------------------------------------------------------
+
+
+def _in(config: Path, *args: str, token: str | None = None, env: Mapping[str, str | None] | None = None) -> Result:
+    variables = {"XDG_CONFIG_HOME": str(config), "HARBOUR_API": None, "HARBOUR_TOKEN": None, "HARBOUR_PROFILE": None}
+    typed = None if token is None else token + "\n"
+    return runner.invoke(app, list(args), input=typed, env={**variables, **(env or {})})
+
+
+def test_login_keeps_a_checked_credential_in_an_owner_only_file_and_commands_use_it(
+    world: World, tmp_path: Path
+) -> None:
+    token = world.env.people["viewer"].token
+    logged = _in(tmp_path, "login", "--api", world.url, "--profile", "prod", "--json", token=token)
+    doc = one_document(logged)
+    assert (doc["profile"], doc["user"], doc["api"]) == ("prod", "viewer", world.url), doc
+    assert token not in logged.stdout + logged.stderr, "a credential is never printed"
+    token_file = tmp_path / "harbour" / "tokens" / "prod"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "harbour" / "profiles.json").stat().st_mode) == 0o600
+    assert token not in (tmp_path / "harbour" / "profiles.json").read_text()
+
+    shown = one_document(_in(tmp_path, "org", "show", "--json"))  # no --api, no token: the profile's
+    assert shown == world.json("viewer", "org", "show"), "the same as with the credential given explicitly"
+    listed = one_document(_in(tmp_path, "profile", "list", "--json"))
+    assert listed == {
+        "profiles": [{"profile": "prod", "api": world.url, "ca_file": None, "current": True, "logged_in": True}]
+    }
+    assert token not in json.dumps(listed)
+    # Another API named explicitly never receives the profile's credential.
+    elsewhere = _in(tmp_path, "org", "show", "--api", "http://127.0.0.1:9")
+    refused(elsewhere, 2, "no credential")
+    # An unknown profile is named as such.
+    refused(_in(tmp_path, "--profile", "staging", "org", "show"), 2, "no profile named 'staging'")
+
+    token_file.chmod(0o644)
+    refused(_in(tmp_path, "org", "show"), 2, "readable or writable by others", "revoke")
+    token_file.chmod(0o600)
+
+    out = one_document(_in(tmp_path, "logout", "--json"))
+    assert out == {"profile": "prod", "forgotten": True} and not token_file.exists()
+    refused(_in(tmp_path, "org", "show"), 2, "no credential")
+
+
+def test_login_refuses_a_bad_credential_and_keeps_nothing(world: World, tmp_path: Path) -> None:
+    bad = "hbk_x_" + "00" * 32
+    result = _in(tmp_path, "login", "--api", world.url, token=bad)
+    refused(result, 1, "401")
+    assert bad not in result.stdout + result.stderr
+    assert not (tmp_path / "harbour" / "tokens").exists()
+    refused(_in(tmp_path, "login", "--api", world.url, token=""), 2, "no credential")
+    refused(_in(tmp_path, "login", "--api", world.url, "--profile", "../x", token=bad), 2, "profile name")
+    refused(_in(tmp_path, "login", "--api", world.url, "--token", bad), 2, "--token")  # never on the command line

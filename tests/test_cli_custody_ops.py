@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from cli_checks import error_line, one_document, problem
 from custody_env import ETH, CustodyEnv, public_hex
 from harbour.cli.main import app
 from harbour.custody import config as cfg
@@ -127,7 +128,7 @@ def test_init_and_bootstrap(tmp_path: Path) -> None:
             str(bad_policy),
         ],
     )
-    assert result.exit_code == 1 and "extra" in result.output
+    assert result.exit_code == 2 and "extra" in result.output  # a malformed file is unusable input
 
 
 @pytest.mark.parametrize(
@@ -165,19 +166,20 @@ def test_commands_refuse_a_missing_or_broken_home(tmp_path: Path) -> None:
 def test_add_node_checks_each_descriptor(tmp_path: Path, home: Path) -> None:
     """The nodes of ``home`` are stopped: a node is added only once it shows how it is configured (test_node_safe)."""
     fresh = tmp_path / "fresh"
-    assert runner.invoke(app, ["custody", "init", "--home", str(fresh)]).exit_code == 0
+    made = one_document(runner.invoke(app, ["custody", "init", "--home", str(fresh), "--json"]))
+    assert made["home"] == str(fresh) and made["authority_public_key"].endswith("authority.pub")
     first, second = sorted((home.parent / "nodes").glob("node*/descriptor.json"))[:2]
     stopped = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), "--wait", "0", str(first)])
     assert stopped.exit_code == 1 and "node node1" in stopped.output and "gave no status" in stopped.output
     config = cfg.CustodyConfig.load(fresh)
     config.nodes.append(str(first.resolve()))
     config.save()
-    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(second), str(first)])
-    assert again.exit_code == 1 and "configured already" in again.output
+    again = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(second), str(first), "--json"])
+    problem(again, 1, "configured already")
     junk = tmp_path / "junk.json"
     junk.write_text('{"name": "x"}')
     bad = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(junk)])
-    assert bad.exit_code == 1 and "descriptor" in bad.output
+    error_line(bad, 2, "descriptor")
     assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(first.resolve())]
 
 

@@ -19,6 +19,7 @@ from eth_keys.backends.native.main import NativeECCBackend
 from eth_keys.main import KeyAPI
 from typer.testing import CliRunner
 
+from cli_checks import error_line, one_document, problem
 from harbour.cli import session
 from harbour.cli.main import app
 from harbour.cli.mpc import DEFAULT_TEXT
@@ -55,11 +56,8 @@ def key_2_of_3() -> dict[int, KeyShare]:
 
 def demo_json(*args: str) -> dict[str, Any]:
     result = runner.invoke(app, ["mpc", "demo", "--json", "--scheme", SCHEME, *args])
-    assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
@@ -89,14 +87,10 @@ def flipped(hex_text: str) -> str:
 
 
 def assert_usage_error(args: list[str], needle: str, command: str = "demo") -> None:
-    result = runner.invoke(app, ["mpc", command, "--json", "--scheme", SCHEME, *args])
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert result.stderr.startswith("Error: ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert needle in result.stderr
-    assert "Traceback" not in result.stderr
+    result = runner.invoke(app, ["mpc", command, "--scheme", SCHEME, *args])
+    error_line(result, 2, needle)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    problem(runner.invoke(app, ["mpc", command, "--json", "--scheme", SCHEME, *args]), 2, needle)
 
 
 def test_ecdsa_is_a_listed_scheme() -> None:
@@ -150,10 +144,8 @@ def test_frost_default_message_is_unchanged() -> None:
 
 def test_demo_refuses_an_unverified_signature(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harbour.cli.session.verify", lambda *args: False)
-    result = runner.invoke(app, ["mpc", "demo", "--json", "-s", SCHEME])
-    assert result.exit_code == 1
-    assert result.stdout == ""
-    assert result.stderr.startswith("Error: ") and "does not verify" in result.stderr
+    problem(runner.invoke(app, ["mpc", "demo", "--json", "-s", SCHEME]), 1, "does not verify")
+    error_line(runner.invoke(app, ["mpc", "demo", "-s", SCHEME]), 1, "does not verify")
 
 
 # -- bad input: exit 2, one line on stderr, no traceback --------------------------------------

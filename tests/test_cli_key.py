@@ -40,6 +40,7 @@ from eth_keys.backends.native.main import NativeECCBackend
 from eth_keys.main import lazy_key_api as keys
 from typer.testing import CliRunner, Result
 
+from cli_checks import one_document, problem
 from harbour.chains.ethereum import address_from_public_key
 from harbour.cli.main import app
 from harbour.crypto.hashing import tagged_hash
@@ -109,9 +110,7 @@ def ok_json(*args: str | Path, env: Mapping[str, str | None] | None = None) -> d
     """Run a ``harbour key`` command with ``--json``: one JSON object on stdout and nothing else."""
     result = ok(*args, "--json", env=env)
     assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, "--json prints one JSON object and nothing else"
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     return obj
 
 
@@ -123,13 +122,14 @@ def refused(
     env: Mapping[str, str | None] | None = None,
     stdout_empty: bool = True,
 ) -> Result:
-    """``harbour key <args>`` fails with ``code`` and one ``Error:`` line naming ``needle``, no traceback."""
+    """``harbour key <args>`` fails with ``code`` and one ``error:`` line naming ``needle``, no traceback."""
     result = invoke("key", *args, env=env)
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == errors[0], "the error is the last thing printed"
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hint: ")]
+    assert lines[-1] == errors[0], "the error is the last thing printed (before any hint)"
     assert needle in errors[0], errors[0]
     assert "Traceback" not in result.output
     if stdout_empty:
@@ -1077,9 +1077,7 @@ def recover(
     out = backups.parent / f"recovered-{secrets.token_hex(4)}.hex"
     args: Args = ["recover", "--yes", "--backups", backups, "--recovery-private-key", recovery.private, "--out", out]
     result = ok(*args, "--json", *extra, env=env)
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    obj: dict[str, Any] = json.loads(lines[0])
+    obj: dict[str, Any] = one_document(result)
     assert obj.pop("private_key_file") == str(out)
     assert mode(out) == 0o600
     key = out.read_text()
@@ -1182,10 +1180,8 @@ def test_too_few_backups(frost_key: Path, frost_backups: Path, x25519_recovery: 
         "--backups",
         frost_backups,
     ]
-    refused(
-        [*recover_args, "--recovery-private-key", x25519_recovery.private, "--json"],
-        "need 2 valid shares, have 1",
-    )
+    json_refusal = invoke("key", *recover_args, "--recovery-private-key", x25519_recovery.private, "--json")
+    problem(json_refusal, 2, "need 2 valid shares, have 1")
     (frost_backups / "party-2.backup").unlink()
     refused([*recover_args, "--recovery-private-key", x25519_recovery.private], "no backups")
     args = ["verify-backup", "--dir", frost_backups, "--public", public_json]

@@ -413,9 +413,10 @@ def test_cli_keygen_and_sign(tmp_path: Path) -> None:
         assert demo_fields <= set(doc)
         pub = coincurve.PublicKey(bytes.fromhex(doc["public_key"]))
         assert pub.verify(_der(bytes.fromhex(doc["signature"])), bytes.fromhex(digest), hasher=None)
-        # the same certificate again: refused (replay), exit 1, one line
+        # the same certificate again: refused (replay), exit 1, as a problem document under --json
         again = harbour(*sign)
-        assert again.returncode == 1 and "replayed" in again.stderr
+        refusal = json.loads(again.stdout)
+        assert again.returncode == refusal["exit_code"] == 1 and "replayed" in refusal["detail"], again.stdout
 
 
 def test_cli_refuses_bad_input(tmp_path: Path) -> None:

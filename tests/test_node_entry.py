@@ -33,7 +33,7 @@ def test_a_node_that_cannot_open_its_store_says_why_and_exits_1(tmp_path: Path) 
         timeout=60,
     )
     assert done.returncode == 1
-    assert done.stderr.startswith("Error: the node cannot start: ")
+    assert done.stderr.startswith("error: the node cannot start: ")
     assert done.stdout == ""
 
 

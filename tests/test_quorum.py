@@ -919,7 +919,7 @@ def test_cli_init_and_approvers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert config["min_approvals"] == 2 and config["require_evidence"] is True
     result = runner.invoke(app, ["approvers", "--dir", str(directory), "--remove", PUB["a"].hex(), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1])["approvers"] == [PUB["c"].hex(), PUB["b"].hex()]
+    assert json.loads(result.stdout)["approvers"] == [PUB["c"].hex(), PUB["b"].hex()]
     result = runner.invoke(app, ["approvers", "--dir", str(directory)])
     assert result.exit_code == 0 and f"approvers: {PUB['c'].hex()}, {PUB['b'].hex()}" in result.stdout
     result = runner.invoke(app, ["approvers", "--dir", str(directory), "--remove", PUB["b"].hex()])

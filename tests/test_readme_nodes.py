@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_checks import documents
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -59,7 +61,7 @@ def test_the_signer_node_walkthrough_runs_as_written(tmp_path: Path) -> None:
     # What the walk-through claims happened, read back from what it left behind.
     treasury = json.loads((work / "treasury.json").read_text())
     assert treasury["threshold"] == 2
-    signed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{") and '"signature"' in line]
+    signed = [doc for doc in documents(done.stdout) if isinstance(doc, dict) and "signature" in doc]
     assert [doc["signers"] for doc in signed] == [[1, 2], [1, 3], [1, 2]]
     rotation = json.loads((work / "n2" / "rotation.json").read_text())
     descriptor = json.loads((work / "n2" / "descriptor.json").read_text())

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
+from harbour.cli import output
 from harbour.cli.apiclient import (
     DEFAULT_API,
     MAX_LIMIT,
@@ -35,6 +36,7 @@ from harbour.cli.apiclient import (
 )
 from harbour.cli.names import ASSET, ENTRY, USER, VAULT, Directory, Kind, named, resolve
 from harbour.cli.params import InputError, JsonOption
+from harbour.cli.tree import choice
 
 ROLES: Final = ("admin", "initiator", "approver", "auditor", "viewer")
 VAULT_TIMEOUT: Final = 600.0
@@ -101,7 +103,7 @@ def org_show(api: ApiOption = DEFAULT_API, token: TokenOption = None, as_json: J
 @user_app.command("create")
 def user_create(
     name: Annotated[str, typer.Argument(help="User name (letters, digits, spaces, ._-).")],
-    role: Annotated[list[str], typer.Option("--role", "-r", help=f"Role, repeatable: {', '.join(ROLES)}.")],
+    role: Annotated[list[str], typer.Option("--role", "-r", parser=choice(ROLES, "role"), help="Role, repeatable.")],
     approval_key: Annotated[
         str | None,
         typer.Option("--approval-key", help="Hex Ed25519 public key (from approver-key new); approvers and admins."),
@@ -164,7 +166,9 @@ def user_credential(
     ] = None,
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help="read, initiate or full (the default); repeatable."),
+        typer.Option(
+            "--scope", parser=choice(("read", "initiate", "full"), "scope"), help="full is the default; repeatable."
+        ),
     ] = None,
     allow: Annotated[
         list[str] | None,
@@ -216,7 +220,7 @@ def user_enable(
 @user_app.command("roles")
 def user_roles(
     user_id: UserIdArgument,
-    role: Annotated[list[str], typer.Option("--role", "-r", help=f"Role, repeatable: {', '.join(ROLES)}.")],
+    role: Annotated[list[str], typer.Option("--role", "-r", parser=choice(ROLES, "role"), help="Role, repeatable.")],
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -303,7 +307,7 @@ def vault_create(
         if threshold < 2:
             raise InputError("--threshold must be at least 2 (a 1-of-n key is a single point of failure)")
         body = {"name": name, "threshold": threshold, "nodes": node or None}
-        with connect(api, token, timeout=VAULT_TIMEOUT) as client:
+        with connect(api, token, timeout=VAULT_TIMEOUT) as client, output.progress("key generation on the nodes"):
             proposal = client.post("/v1/vaults", body)
     emit_proposal(proposal, as_json)
 
@@ -433,7 +437,9 @@ def vault_archive(
 @asset_app.command("add")
 def asset_add(
     symbol: Annotated[str, typer.Argument(help="Symbol, upper case (ETH, USDC).")],
-    kind: Annotated[str, typer.Option("--kind", help="native (ETH) or erc20.")] = "erc20",
+    kind: Annotated[
+        str, typer.Option("--kind", parser=choice(("native", "erc20"), "asset kind"), help="native is ETH.")
+    ] = "erc20",
     contract: Annotated[str | None, typer.Option("--contract", help="Token contract address (erc20).")] = None,
     decimals: Annotated[int, typer.Option("--decimals", help="Decimal places of one unit.")] = 18,
     api: ApiOption = DEFAULT_API,

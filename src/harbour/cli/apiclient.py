@@ -3,9 +3,11 @@
 Every custody command talks to a running API (``--api URL``, default
 ``$HARBOUR_API`` or http://127.0.0.1:8700) with a bearer credential (``--token``
 or, better, ``$HARBOUR_TOKEN``: a command-line argument is visible to every user
-of the machine through the process list). The API's problem documents become one
-line on stderr (``Error: <detail>``) and exit code 1; bad command-line input is
-exit code 2, as for every ``harbour`` command.
+of the machine through the process list). The API's problem documents are
+reported as every ``harbour`` error is (:mod:`harbour.cli.output`): one
+``error: <detail>`` line on stderr, or under ``--json`` the API's problem
+document itself (with ``exit_code``) on stdout; a 400, 404 or 422 exits 2 like
+any bad command-line input, anything else the API refuses exits 1.
 
 Requests that are safe to repeat (reads, and creations carrying an idempotency
 key) are retried on a connection failure, so a dropped connection after a
@@ -36,7 +38,8 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harbour.cli.params import FAILURE_EXIT, USAGE_EXIT, InputError, JsonOption, fail
+from harbour.cli import credentials, output
+from harbour.cli.params import USAGE_EXIT, InputError, JsonOption, fail
 from harbour.util import request_signing
 
 API_ENV: Final = "HARBOUR_API"
@@ -182,7 +185,7 @@ class Client:
         sent_headers = {"Accept": "application/json", **(headers or {})}
         if auth:
             if not self.token:
-                raise InputError(f"no credential: set ${TOKEN_ENV} or pass --token")
+                raise InputError(f"no credential: run harbour login, or set ${TOKEN_ENV}")
             sent_headers["Authorization"] = f"Bearer {self.token}"
         query = {k: v for k, v in (params or {}).items() if v is not None}
         idempotent = method == "GET" or any(k.lower() == "idempotency-key" for k in sent_headers)
@@ -245,18 +248,21 @@ def check_limit(limit: int) -> int:
 
 @contextmanager
 def api_errors() -> Iterator[None]:
-    """Bad input: exit 2; the API refused or was unreachable: exit 1. One line on stderr either way."""
+    """Bad input, or the API's 400/404/422: exit 2; any other refusal, or no answer: exit 1."""
     try:
         yield
     except InputError as exc:
         raise fail(str(exc), USAGE_EXIT) from None
     except ApiError as exc:
-        raise fail(exc.detail, FAILURE_EXIT) from None
+        code = output.exit_code_for_status(exc.status)
+        raise fail(exc.detail, code, status=exc.status, api_problem=exc.problem) from None
 
 
 @contextmanager
 def connect(api: str, token: str | None, *, timeout: float = TIMEOUT) -> Iterator[Client]:
-    client = Client(api, token, timeout=timeout)
+    """A client of ``api`` with ``token``; what is not given explicitly comes from the profile in use."""
+    api, token, ca_file = credentials.resolve(api, token, DEFAULT_API)
+    client = Client(api, token, timeout=timeout, ca_file=ca_file)
     try:
         yield client
     finally:
@@ -277,9 +283,9 @@ def _cell(value: Any) -> str:
 
 
 def emit(doc: Any, as_json: bool) -> None:
-    """``--json``: the API's JSON on one line; otherwise ``key: value`` lines."""
+    """``--json``: the API's JSON document; otherwise aligned ``key: value`` lines."""
     if as_json:
-        typer.echo(json.dumps(doc, separators=(",", ":")))
+        output.emit(doc, True)
         return
     if isinstance(doc, dict):
         width = max((len(k) for k in doc), default=0)
@@ -292,7 +298,7 @@ def emit(doc: Any, as_json: bool) -> None:
 def emit_page(page: Mapping[str, Any], columns: Sequence[str], as_json: bool) -> None:
     """A page as a table of ``columns`` (``--json``: the whole page, every field)."""
     if as_json:
-        typer.echo(json.dumps(page, separators=(",", ":")))
+        output.emit(page, True)
         return
     rows = [[_cell(item.get(c)) if isinstance(item, dict) else _cell(item) for c in columns] for item in page["items"]]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
@@ -303,9 +309,7 @@ def emit_page(page: Mapping[str, Any], columns: Sequence[str], as_json: bool) ->
         typer.echo(f"(more: --cursor {page['next_cursor']}, or --all)", err=True)
 
 
-def note(message: str, as_json: bool) -> None:
-    """Human-readable remarks go to stderr under --json, so stdout stays one JSON object."""
-    typer.echo(message, err=as_json)
+note = output.note
 
 
 def emit_proposal(tx: Mapping[str, Any], as_json: bool) -> None:

@@ -242,7 +242,7 @@ def audit_verify(
         bool,
         typer.Option("--rows/--no-rows", help="Also check every business row against the log's row digests."),
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Recompute the audit log from the database, check every signed tree head, and every row against the log."""
     # The database log needs SQLAlchemy and the deployment's configuration; the
@@ -262,9 +262,9 @@ def audit_verify(
         try:
             kept = json.loads(heads.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise exit_error(f"{heads}: {exc}") from None
+            raise exit_error(f"{heads}: {exc}", 2) from None
         if not isinstance(kept, list):
-            raise exit_error(f"{heads}: expected a JSON list of signed tree heads")
+            raise exit_error(f"{heads}: expected a JSON list of signed tree heads", 2)
     engine = db.make_engine(config.database)
     try:
         with db.session_factory(db.readonly(engine))() as session:
@@ -272,26 +272,26 @@ def audit_verify(
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
+        emit(report.to_json(), True)  # the report is the document, failed or not
     elif report.ok:
         checked = ", every business row is as the log left it" if rows else " (rows not checked)"
         typer.echo(f"audit log verified: {report.size} events, every signed tree head checks{checked}")
     elif report.rows:
         typer.echo(
-            f"audit rows FAILED: the log verifies ({report.size} events), but {len(report.rows)} row(s) of the "
+            f"error: audit rows FAILED: the log verifies ({report.size} events), but {len(report.rows)} row(s) of the "
             "database are not as the log left them:",
             err=True,
         )
         for finding in report.rows:
             typer.echo(f"  {finding.describe()}", err=True)
     else:
-        typer.echo(f"audit log FAILED at entry {report.first_bad_index}: {report.problem}", err=True)
+        typer.echo(f"error: audit log FAILED at entry {report.first_bad_index}: {report.problem}", err=True)
     if not report.ok:
         raise typer.Exit(1)
 
 
 @audit_app.command("baseline")
-def audit_baseline(home: HomeOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_baseline(home: HomeOption, as_json: JsonOption = False) -> None:
     """Once, after upgrading a deployment whose audit log predates row digests: record every row as it is now."""
     from harbour.cli.custody import exit_error, load_deployment
     from harbour.custody import config as cfg

@@ -35,6 +35,7 @@ from harbour.cli.params import (
     parse_message,
     reported_errors,
 )
+from harbour.cli.tree import choice
 from harbour.node import approval, quorum, rpc
 from harbour.node.identity import IdentityError, NodeDescriptor
 from harbour.node.rotation import MAX_STATEMENT_LEN, Rotation, RotationError
@@ -216,7 +217,9 @@ def certify(
         ),
     ] = None,
     path: Annotated[str, typer.Option("--path", help="BIP-32 path signed under (sign only), e.g. m/0/7.")] = "m",
-    kind: Annotated[str, typer.Option("--kind", help="sign, keygen, refresh, reshare, rotate or enrol.")] = "sign",
+    kind: Annotated[
+        str, typer.Option("--kind", parser=choice(approval.KINDS, "certificate kind"), help="What it approves.")
+    ] = "sign",
     param_items: Annotated[
         list[str] | None,
         typer.Option("--param", help="name=value for keygen/refresh/reshare, e.g. threshold=2 (repeatable)."),

@@ -12,7 +12,6 @@ the floor and ``p90`` the spread.
 from __future__ import annotations
 
 import gc
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harbour.cli import session
+from harbour.cli import output, session
 from harbour.cli.params import (
     InputError,
     JsonOption,
@@ -134,7 +133,7 @@ def bench_mpc(
     with reported_errors():
         result = measure(scheme, threshold, parties, runs, keygen_runs)
     if as_json:
-        typer.echo(json.dumps(result))
+        output.emit(result, True)
         return
     table = Table(title=f"{scheme} {threshold}-of-{parties}", show_header=False)
     table.add_column(style="bold")

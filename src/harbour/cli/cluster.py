@@ -28,14 +28,15 @@ from typing import Annotated, Any
 
 import typer
 
+from harbour.cli import output
 from harbour.cli import session as cli_session
 from harbour.cli.authority import read_descriptors
 from harbour.cli.document import emit_document
 from harbour.cli.params import (
     FAILURE_EXIT,
-    SCHEMES,
     InputError,
     JsonOption,
+    SchemeOption,
     check_scheme,
     fail,
     parse_message,
@@ -137,13 +138,14 @@ def key_document(key: ClusterKey) -> dict[str, Any]:
     }
 
 
-def _run(coordinator: Coordinator, job: Any) -> Any:
+def _run(coordinator: Coordinator, job: Any, what: str = "session") -> Any:
     async def go() -> Any:
         async with coordinator:
             return await job(coordinator)
 
     try:
-        return run_sync(go())
+        with output.progress(f"{what} with the signer nodes (cold nodes: carry each request file over)"):
+            return run_sync(go())
     except ClusterError as exc:
         raise fail(f"session failed ({exc.reason}): {exc}", FAILURE_EXIT) from None
 
@@ -162,7 +164,7 @@ def _load(coordinator: Coordinator, key_id: str) -> ClusterKey:
 def keygen(
     nodes: Annotated[str, typer.Option("--nodes", help="Descriptor files A.json,B.json,... (party 1, 2, ...).")],
     threshold: Annotated[int, typer.Option("--threshold", "-t", help="Signers needed.")],
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help=f"One of: {', '.join(SCHEMES)}.")],
+    scheme: SchemeOption,
     certificate: CertOption,
     state: StateOption = None,
     offline: OfflineOption = None,
@@ -175,7 +177,7 @@ def keygen(
         descriptors = _committee(nodes, threshold)
         cert = read_option_file(certificate, "--certificate")
         coordinator = _coordinator(state, offline, timeout)
-        key = _run(coordinator, lambda c: c.keygen(descriptors, threshold, scheme, cert))
+        key = _run(coordinator, lambda c: c.keygen(descriptors, threshold, scheme, cert), "key generation")
     emit_document(key_document(key), as_json)
 
 
@@ -209,7 +211,7 @@ def sign(
             if not set(chosen) <= set(key.roster) or len(chosen) < key.threshold:
                 raise InputError(f"--signers must be at least {key.threshold} of the parties {sorted(key.roster)}")
         cert = read_option_file(certificate, "--certificate")
-        outcome = _run(coordinator, lambda c: c.sign(key, data, cert, path=path, signers=chosen))
+        outcome = _run(coordinator, lambda c: c.sign(key, data, cert, path=path, signers=chosen), "signing")
     doc = cli_session.contract_fields(
         key.scheme, key.threshold, len(key.roster), outcome.group_public_key, outcome.signers, data, outcome.signature
     )
@@ -230,7 +232,7 @@ def refresh(
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
         cert = read_option_file(certificate, "--certificate")
-        new = _run(coordinator, lambda c: c.refresh(key, cert))
+        new = _run(coordinator, lambda c: c.refresh(key, cert), "refresh")
     emit_document(key_document(new), as_json)
 
 
@@ -251,7 +253,7 @@ def reshare(
         coordinator = _coordinator(state, offline, timeout)
         key = _load(coordinator, key_id)
         cert = read_option_file(certificate, "--certificate")
-        new = _run(coordinator, lambda c: c.reshare(key, descriptors, threshold, cert))
+        new = _run(coordinator, lambda c: c.reshare(key, descriptors, threshold, cert), "resharing")
     emit_document(key_document(new), as_json)
 
 

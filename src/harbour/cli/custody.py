@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import typer
 
+from harbour.cli import output
 from harbour.cli.observe import LogFormat, LogFormatOption, LogLevel, LogLevelOption, MetricsListenOption
 from harbour.cli.params import HomeOption, InputError, JsonOption, new_passphrase
 from harbour.custody import config as cfg
@@ -52,9 +53,7 @@ WaitOption = Annotated[
 ]
 
 
-def exit_error(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+exit_error = output.fail  # the name these commands' call sites know it by
 
 
 def load_deployment(home: Path) -> cfg.CustodyConfig:
@@ -122,6 +121,7 @@ def init(
     node_tls_ca: Annotated[
         Path | None, typer.Option("--node-tls-ca", help="CA certificate of the signer nodes' certificates.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a custody home; give the printed authority key to every signer node (`harbour node init --authority`).
 
@@ -171,6 +171,15 @@ def init(
         config.descriptors()
     except CustodyError as exc:
         raise exit_error(exc.detail) from None
+    if as_json:
+        doc = {
+            "home": str(home),
+            "authority_public_key": str(home / "authority" / "authority.pub"),
+            "audit_public_key": str(home / cfg.AUDIT_PUBLIC_FILE),
+            "database": db.redacted(config.database),
+        }
+        output.emit(doc, True)
+        return
     typer.echo(f"custody home {home} created")
     typer.echo(f"approval authority public key: {home / 'authority' / 'authority.pub'}")
     typer.echo(f"audit public key: {home / cfg.AUDIT_PUBLIC_FILE}")
@@ -178,11 +187,14 @@ def init(
 
 
 @app.command("encrypt-keys")
-def encrypt_keys(home: HomeOption) -> None:
+def encrypt_keys(home: HomeOption, as_json: JsonOption = False) -> None:
     """Encrypt a home's authority and audit keys written in the clear, under HARBOUR_CUSTODY_PASSPHRASE."""
     load_deployment(home)
     if not homekeys.plaintext_keys(home):
-        typer.echo(f"the keys of {home} are encrypted already")
+        if as_json:
+            output.emit({"encrypted": []}, True)
+        else:
+            typer.echo(f"the keys of {home} are encrypted already")
         return
     try:
         secret = _new_home_passphrase()
@@ -191,6 +203,9 @@ def encrypt_keys(home: HomeOption) -> None:
         raise exit_error(str(exc), 2) from None
     except CustodyError as exc:
         raise exit_error(exc.detail) from None
+    if as_json:
+        output.emit({"encrypted": [str(path) for path in done]}, True)
+        return
     for path in done:
         typer.echo(f"encrypted {path}")
 
@@ -200,6 +215,7 @@ def add_node(
     home: HomeOption,
     descriptors: Annotated[list[Path], typer.Argument(help="Signer-node descriptor files (descriptor.json).")],
     wait: WaitOption = DEFAULT_WAIT,
+    as_json: JsonOption = False,
 ) -> None:
     """Add signer nodes to the deployment (for vaults created from now on).
 
@@ -216,7 +232,7 @@ def add_node(
         try:
             descriptor = config.descriptors()[-1]
         except CustodyError as exc:
-            raise exit_error(exc.detail) from None
+            raise exit_error(exc.detail, 2) from None  # unreadable or not a descriptor
         if descriptor.node_id in known:
             raise exit_error(f"{path}: node {descriptor.name} is configured already")
         known.add(descriptor.node_id)
@@ -238,7 +254,10 @@ def add_node(
                 err=True,
             )
     config.save()
-    typer.echo(f"{len(config.nodes)} signer node(s) configured")
+    if as_json:
+        output.emit({"nodes": list(config.nodes)}, True)
+    else:
+        typer.echo(f"{len(config.nodes)} signer node(s) configured")
 
 
 def refuse_unsafe(
@@ -306,6 +325,7 @@ def bootstrap(
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Initial policy document (JSON); default: deny everything.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an organisation from its genesis governance entry; prints each admin's API token (shown once).
 
@@ -324,7 +344,7 @@ def bootstrap(
         try:
             document = Policy.from_json(policy.read_bytes()).to_document()
         except (OSError, PolicyError) as exc:
-            raise exit_error(f"{policy}: {exc}") from None
+            raise exit_error(f"{policy}: {exc}", 2) from None
     deployment = open_deployment(config, start=False)
     try:
         out = deployment.custody.bootstrap(org, founders, quorum=quorum, assets=assets, policy=document)
@@ -332,7 +352,7 @@ def bootstrap(
         raise exit_error(exc.detail) from None
     finally:
         deployment.close()
-    typer.echo(json.dumps(out, indent=2))
+    output.emit(out, True)  # the tokens, once: a document in either mode (it is what the caller keeps)
 
 
 @app.command("serve")
@@ -352,6 +372,7 @@ def serve(
     log_format: LogFormatOption = LogFormat.auto,
     log_level: LogLevelOption = LogLevel.info,
     metrics_listen: MetricsListenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Serve the REST API and run the signing pipeline until interrupted.
 
@@ -399,8 +420,11 @@ def serve(
         unconfigure_logs()
         raise
     scheme = "https" if tls else "http"
-    database = db.redacted(config.database)
-    typer.echo(f"custody API on {scheme}://{config.listen} (chain: {config.chain}; database: {database})")
+    url, database = f"{scheme}://{config.listen}", db.redacted(config.database)
+    if as_json:  # one document when serving starts; errors before it are problem documents
+        output.emit({"api": url, "chain": config.chain, "database": database}, True)
+    else:
+        typer.echo(f"custody API on {url} (chain: {config.chain}; database: {database})")
     listener = None
     try:
         if endpoint is not None:
@@ -431,7 +455,7 @@ def serve(
 @app.command("status")
 def status(
     home: HomeOption,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Summarise the deployment: signer nodes (reachable? safe?), chain, database and pipeline.
 
@@ -443,7 +467,7 @@ def status(
     config = load_deployment(home)
     report = overview(config)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        output.emit(report, True)
     else:
         for line in _status_lines(report):
             typer.echo(line)

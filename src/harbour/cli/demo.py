@@ -15,7 +15,6 @@ the confirmation in the audit log, checked against the signed tree head.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import uuid
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from rich.console import Console
 
+from harbour.cli import output
 from harbour.custody import audit as audit_log
 from harbour.custody import auditverify, statements
 from harbour.custody import config as cfg
@@ -102,7 +102,7 @@ def demo(
     else:
         summary = _demo(directory, console)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        output.emit(summary, True)
 
 
 def _demo(root: Path, console: Console) -> dict[str, Any]:

@@ -301,6 +301,7 @@ def governance_trust(
             f"the server serves organisation {org}'s log from genesis {served}, not the pinned {wanted.hex()}: "
             f"harbour approve will refuse its governance changes",
             FAILURE_EXIT,
+            as_json=False,  # the document above says it too
         )
 
 
@@ -377,4 +378,4 @@ def governance_push(
                 typer.echo(f"  {row['node']}: at entry {row['seq']}, {row['sent']} entr(y/ies) sent")
     behind = [row["node"] for row in rows if "error" in row]
     if behind:
-        raise fail(f"not brought to the head: {', '.join(behind)}", FAILURE_EXIT)
+        raise fail(f"not brought to the head: {', '.join(behind)}", FAILURE_EXIT, as_json=False)

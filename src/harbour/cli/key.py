@@ -17,7 +17,6 @@ signature, its checks and its messages); the file format is in
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,12 +26,13 @@ from typing import Annotated, Any
 
 import typer
 
-from harbour.cli import session
+from harbour.cli import output, session
 from harbour.cli.params import (
     FAILURE_EXIT,
     InputError,
     JsonOption,
     RunFailure,
+    SchemeOption,
     check_message,
     check_scheme,
     check_sizes,
@@ -43,6 +43,7 @@ from harbour.cli.params import (
     read_option_file,
     reported_errors,
 )
+from harbour.cli.tree import choice
 from harbour.crypto.ed25519 import ED25519
 from harbour.mpc import hd, runner
 from harbour.mpc.ecdsa_setup import compromised_peers
@@ -115,7 +116,7 @@ def _members(ids: Sequence[int], public: PublicKeyPackage, what: str) -> None:
 
 def _emit(doc: Mapping[str, Any], as_json: bool, summary: str) -> None:
     if as_json:
-        typer.echo(json.dumps(doc))
+        output.emit(doc, True)
     else:
         typer.echo(summary)
 
@@ -137,7 +138,7 @@ def _errors() -> Iterator[None]:
 
 @app.command("generate")
 def generate(
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help="Signature scheme of the key.")],
+    scheme: SchemeOption,
     threshold: Annotated[int, typer.Option("--threshold", "-t", help="Parties needed to sign.")],
     parties: Annotated[int, typer.Option("--parties", "-n", help="Parties holding a share.")],
     out: OutOption,
@@ -194,7 +195,7 @@ def sign(
         if path is not None:
             result["path"] = path
     if as_json:
-        typer.echo(json.dumps(result))
+        output.emit(result, True)
     else:
         for name, value in result.items():
             typer.echo(f"{name}: {value}")
@@ -324,7 +325,7 @@ def repair(
 
 @app.command("import")
 def import_key(
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help="Signature scheme of the key.")],
+    scheme: SchemeOption,
     private_key_file: Annotated[
         Path,
         typer.Option(
@@ -422,6 +423,7 @@ def verify_backup(
             f"only {len(report.present)} of the {report.threshold} backups needed to recover the key "
             f"(present: {list(report.present)})",
             FAILURE_EXIT,
+            as_json=False,  # under --json the report above is the document
         )
 
 
@@ -525,7 +527,12 @@ def _confirm_recovery(yes: bool, targets: Sequence[Path]) -> None:
 
 @app.command("recovery-key")
 def recovery_key(
-    kind: Annotated[str, typer.Option("--type", help="x25519, or rsa (RSA-4096, for keys kept in an HSM).")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--type", parser=choice(("x25519", "rsa"), "recovery key type"), help="rsa is RSA-4096, for keys in an HSM."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="New directory for recovery.pem and recovery.pub.pem.")],
     encrypt: Annotated[
         bool, typer.Option("--encrypt/--no-encrypt", help=f"Encrypt the private key with {RECOVERY_PASSPHRASE_ENV}.")

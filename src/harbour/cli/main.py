@@ -12,6 +12,7 @@ is the whole tree, built on first use, for code that drives the CLI in-process.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from harbour import __version__
+from harbour.cli.tree import HarbourGroup
 
 
 def _typer(module: str, attribute: str) -> Callable[[typer.Typer, str], None]:
@@ -73,6 +75,9 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "governance": _typer("governance", "governance_app"),
     "audit": _typer("audit", "audit_app"),
     "webhook": _typer("webhooks", "app"),
+    "login": _command("profiles", "login"),
+    "logout": _command("profiles", "logout"),
+    "profile": _typer("profiles", "profile_app"),
     "dev": _typer("dev", "app"),
 }
 """Every sub-command, in the order ``harbour --help`` lists them, and how to wire it."""
@@ -125,6 +130,12 @@ SUMMARY: dict[str, tuple[bool, str]] = {
     "governance": (True, "The governance log: its entries, its head, and how changes are proposed and signed."),
     "audit": (True, "The audit log: events, signed heads, inclusion and consistency proofs."),
     "webhook": (True, "Webhooks: endpoints that receive signed events, and what was delivered."),
+    "login": (False, "Check a credential (from a prompt or stdin) against the API and keep it as a named profile."),
+    "logout": (
+        False,
+        "Forget a profile's credential (revoke it too if it may have leaked: harbour user revoke-credential).",
+    ),
+    "profile": (True, "Named profiles of custody APIs and credentials."),
     "dev": (True, "Development chains only: fund an address from the chain's prefunded account."),
 }
 """Each sub-command's help line, and whether it is a group: what ``harbour --help`` lists."""
@@ -137,6 +148,16 @@ def _summary(app: typer.Typer, name: str) -> None:
         app.add_typer(typer.Typer(help=text), name=name)
     else:
         app.command(name, help=text)(lambda: None)
+
+
+PROFILE_ENV = "HARBOUR_PROFILE"
+
+
+def _profile(value: str | None) -> str | None:
+    """``harbour --profile NAME ...``: the profile every custody command of this run uses."""
+    if value:
+        os.environ[PROFILE_ENV] = value
+    return value
 
 
 def _version(value: bool) -> None:
@@ -152,6 +173,7 @@ def build(names: list[str] | None = None, *, summary: bool = False) -> typer.Typ
     """
     app = typer.Typer(
         name="harbour",
+        cls=HarbourGroup,
         help="Harbour: open digital-asset infrastructure (threshold signatures first).",
         no_args_is_help=True,
         add_completion=False,
@@ -164,6 +186,10 @@ def build(names: list[str] | None = None, *, summary: bool = False) -> typer.Typ
         version: Annotated[
             bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
         ] = False,
+        profile: Annotated[
+            str | None,
+            typer.Option("--profile", callback=_profile, help=f"Use this login profile (${PROFILE_ENV})."),
+        ] = None,
     ) -> None:
         """Harbour: open digital-asset infrastructure (threshold signatures first)."""
 
@@ -175,7 +201,10 @@ def build(names: list[str] | None = None, *, summary: bool = False) -> typer.Typ
 
 def run() -> None:
     """The console script: wire only the sub-command asked for, so the others' imports cost nothing."""
-    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    argv = sys.argv[1:]
+    if argv[:1] == ["--profile"]:  # the root's one option with a value: skip it to find the sub-command
+        argv = argv[2:]
+    words = [a for a in argv if not a.startswith("-")]
     first = words[0] if words else None
     if first in COMMANDS:
         build([first])()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from harbour.cli import session
+from harbour.cli import output, session
 from harbour.cli.params import (
     JsonOption,
     PartiesOption,
@@ -72,7 +71,7 @@ def demo(
         signature = session.sign_verified(shares, chosen, msg)
     result = session.contract(shares, chosen, msg, signature)
     if as_json:
-        typer.echo(json.dumps(result))
+        output.emit(result, True)
     else:
         render(result)
 

@@ -25,6 +25,7 @@ from typing import Annotated
 
 import typer
 
+from harbour.cli import output
 from harbour.cli.authority import read_descriptors  # noqa: F401 (re-exported for the cluster CLI)
 from harbour.cli.nodestatus import status as node_status
 from harbour.cli.observe import (
@@ -341,7 +342,7 @@ def approvers_command(
             "require_evidence": config.require_evidence,
             "organisations_only": config.organisations_only,
         }
-        typer.echo(json.dumps(doc))
+        output.emit(doc, True)
     else:
         typer.echo(f"approvers: {', '.join(keys) if keys else '(none: the quorum members the evidence names)'}")
         typer.echo(f"min_approvals: {config.min_approvals}")
@@ -370,7 +371,7 @@ def rotate_keys(
         "descriptor": json.loads(rotation.new.to_json()),
     }
     if as_json:
-        typer.echo(json.dumps(doc))
+        output.emit(doc, True)
     else:
         typer.echo(f"node {rotation.new.name}: {rotation.old.node_id} -> {rotation.new.node_id}")
         typer.echo(
@@ -399,7 +400,7 @@ def incidents_command(
         except NodeStartError as exc:
             raise fail(f"cannot read the node's incidents: {exc}", FAILURE_EXIT) from None
     if as_json:
-        typer.echo(json.dumps({"incidents": counts, "budget": SETUP_ABORT_BUDGET, "cleared": cleared}))
+        output.emit({"incidents": counts, "budget": SETUP_ABORT_BUDGET, "cleared": cleared}, True)
         return
     for node, count in sorted(counts.items()):
         state = "refused for setups" if count >= SETUP_ABORT_BUDGET else "below the budget"
@@ -416,6 +417,7 @@ def run(
     log_format: LogFormatOption = LogFormat.auto,
     log_level: LogLevelOption = LogLevel.info,
     metrics_listen: MetricsListenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Serve the node until interrupted (the same as ``python -m harbour.node --dir DIR``).
 
@@ -426,6 +428,10 @@ def run(
     """
     from harbour.node.server import run as serve_node
 
+    def announce(name: str, url: str) -> None:
+        output.emit({"node": name, "url": url, "listening": True}, True)
+        sys.stdout.flush()
+
     with reported_errors():
         try:
             endpoint = metrics_endpoint(metrics_listen)
@@ -433,7 +439,7 @@ def run(
             raise InputError(str(exc)) from None
         configure_logs(log_format, log_level)
         try:
-            serve_node(directory, metrics=endpoint)
+            serve_node(directory, metrics=endpoint, announce=announce if as_json else None)
         except NodeStartError as exc:
             raise fail(f"the node cannot start: {exc}", FAILURE_EXIT) from None
         except OSError as exc:
@@ -447,6 +453,7 @@ def offline(
     directory: Annotated[Path, typer.Option("--dir", help="The node's directory.")],
     request: Annotated[Path, typer.Option("--in", help="Request file carried from the coordinator.")],
     response: Annotated[Path, typer.Option("--out", help="Response file to carry back (must not exist).")],
+    as_json: JsonOption = False,
 ) -> None:
     """Answer one request file (one round of a session) on a node with no network."""
     with reported_errors():
@@ -461,9 +468,10 @@ def offline(
         write_atomic(response, answer, mode=0o644, overwrite=False)
         try:
             rpc.parse_response(answer, node.config.name)
-        except (rpc.NodeError, rpc.RequestError) as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            sys.exit(FAILURE_EXIT)
+        except (rpc.NodeError, rpc.RequestError) as exc:  # the refusal is the response carried back
+            raise fail(str(exc), FAILURE_EXIT) from None
+    if as_json:
+        output.emit({"response": str(response)}, True)
 
 
 app.command("status")(node_status)

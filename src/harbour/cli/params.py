@@ -1,10 +1,11 @@
 """Checking command-line input, and reporting what is wrong with it in one line.
 
 Every check raises :class:`InputError` with a message that names the option and
-the rule it breaks; :func:`reported_errors` turns that into ``Error: ...`` on
-stderr and exit code 2 (the code Click uses for usage errors), so a script that
-calls ``harbour`` can tell a bad invocation from a failed protocol run (exit 1)
-and never has to parse a traceback.
+the rule it breaks; :func:`reported_errors` reports it the CLI's one way
+(:mod:`harbour.cli.output`: ``error: ...`` on stderr, or a problem document under
+``--json``) with exit code 2 (the code Click uses for usage errors), so a script
+that calls ``harbour`` can tell a bad invocation from a failed protocol run (exit
+1) and never has to parse a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Annotated
 
 import typer
 
+from harbour.cli.output import FAILURE_EXIT as FAILURE_EXIT  # re-exported: the commands' one import
+from harbour.cli.output import USAGE_EXIT as USAGE_EXIT
+from harbour.cli.output import fail as fail
+from harbour.cli.tree import choice
 from harbour.crypto.ecdsa import DIGEST_LEN
 from harbour.crypto.shamir import MAX_PARTIES
 from harbour.mpc.ciphersuite import SUITES
@@ -26,12 +31,12 @@ from harbour.mpc.schemes import SCHEMES as KNOWN_SCHEMES
 FROST_SCHEMES: tuple[str, ...] = tuple(SUITES)
 ECDSA_SCHEMES: tuple[str, ...] = (ECDSA_SCHEME,)
 SCHEMES: tuple[str, ...] = FROST_SCHEMES + ECDSA_SCHEMES
-USAGE_EXIT = 2
-FAILURE_EXIT = 1
 
 
 # Options shared by the commands that take a scheme and a t-of-n size.
-SchemeOption = Annotated[str, typer.Option("--scheme", "-s", help=f"One of: {', '.join(SCHEMES)}.")]
+SchemeOption = Annotated[
+    str, typer.Option("--scheme", "-s", parser=choice(SCHEMES, "scheme"), help="The signature scheme.")
+]
 ThresholdOption = Annotated[int, typer.Option("--threshold", "-t", help="Signers needed (t of t-of-n).")]
 PartiesOption = Annotated[
     int, typer.Option("--parties", "-n", help=f"Key holders (n of t-of-n), at most {MAX_PARTIES}.")
@@ -145,12 +150,6 @@ def read_option_file(path: Path, option: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InputError(f"{option}: cannot read {path}: {exc.strerror}") from None
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    """Print ``Error: message`` on stderr; the caller raises the returned Exit."""
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ digest and leaves the choice of hash to the chain.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harbour.cli import session
-from harbour.cli.params import SCHEMES
+from harbour.cli import output, session
+from harbour.cli.params import SCHEMES, JsonOption
 from harbour.mpc import runner
 from harbour.mpc.envelope import ProtocolAbort, UsageError
 from harbour.mpc.schemes import scheme_by_name
@@ -156,9 +157,9 @@ def table(rows: list[Row]) -> Table:
     return out
 
 
-def tour() -> None:
+def tour(as_json: JsonOption = False) -> None:
     """Run the MPC demonstration: DKG and threshold signing for every FROST scheme and threshold ECDSA."""
-    console = Console()
+    console = Console(stderr=as_json)  # under --json, stdout is the rows' document and nothing else
     if not console.is_terminal:  # a log or a pipe: don't squeeze the table into 80 columns
         console.width = max(console.width, 120)
     rows: list[Row] = []
@@ -173,13 +174,18 @@ def tour() -> None:
         for scheme in SCHEMES:
             progress.update(task, description=scheme)
             rows.extend(run_scheme(scheme, step))
+    failed = [r for r in rows if not r.ok]
+    if as_json:
+        output.emit({"rows": [dataclasses.asdict(r) for r in rows], "failed": len(failed)}, True)
+        if failed:
+            raise typer.Exit(1)
+        return
     console.print()
     console.print(table(rows))
     lone = next((r for r in rows if r.signers == LONE_SIGNER and r.ok), None)
     if lone is not None:
         reason = lone.outcome.partition("(")[2].rstrip(")")
         console.print(f"refused ✓: one party of a {THRESHOLD}-of-{PARTIES} key cannot sign alone: {reason}.")
-    failed = [r for r in rows if not r.ok]
     if failed:
         console.print(f"{FAIL} {len(failed)} check(s) failed.")
         raise typer.Exit(1)

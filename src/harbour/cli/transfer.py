@@ -33,6 +33,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harbour.cli import output
 from harbour.cli.accounts import check_id
 from harbour.cli.apiclient import (
     DEFAULT_API,
@@ -51,6 +52,7 @@ from harbour.cli.apiclient import (
 )
 from harbour.cli.names import USER, VAULT, Directory, named, resolve
 from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, new_passphrase
+from harbour.cli.tree import choice
 from harbour.cli.waiting import FINAL_STATES, waiting_for
 
 if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without them
@@ -233,10 +235,13 @@ def approver_key_new(
 
 # -- withdrawals ------------------------------------------------------------------------------------------
 
+FEE_LEVELS: Final = ("slow", "normal", "fast")
 FeeLevelOption = Annotated[
     str | None,
     typer.Option(
-        "--fee-level", help="slow, normal (the default) or fast: caps that follow the chain (docs/api.md#fees)."
+        "--fee-level",
+        parser=choice(FEE_LEVELS, "fee level"),
+        help="normal is the default: caps that follow the chain (docs/api.md#fees).",
     ),
 ]
 MaxFeeOption = Annotated[
@@ -249,7 +254,7 @@ TipOption = Annotated[
 
 def _fees(level: str | None, max_fee: str | None, tip: str | None) -> dict[str, str]:
     """The fee fields of a request body; the service checks them (a level and caps, one cap alone: refused)."""
-    if level is not None and level not in ("slow", "normal", "fast"):
+    if level is not None and level not in FEE_LEVELS:
         raise InputError("--fee-level is slow, normal or fast")
     for name, value in (("--max-fee-per-gas", max_fee), ("--max-priority-fee-per-gas", tip)):
         if value is not None and not (value.isascii() and value.isdigit()):
@@ -481,19 +486,21 @@ def status(
         if not 0 < timeout <= 86400 or not 0.05 <= interval <= 60:
             raise InputError("--timeout must be 0..86400 seconds and --interval 0.05..60")
         deadline = time.monotonic() + timeout
-        with connect(api, token) as client:
+        with connect(api, token) as client, output.progress(f"waiting for {tx_id}", show=wait) as step:
             directory = Directory(client)
             tx = client.get(f"/v1/transactions/{tx_id}")
             users = directory.names(USER) if wait else {}
             said = None
             while wait and tx.get("state") not in FINAL_STATES:
                 waiting = f"{tx.get('state')}: {waiting_for(tx, users)}"  # a state it may leave without changing
+                step(waiting)
                 if waiting != said:
                     typer.echo(f"{tx_id}: {waiting}", err=True)
                     said = waiting
                 if time.monotonic() >= deadline:
-                    _emit_tx(tx, as_json, _labels(directory, as_json))
-                    raise ApiError(f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s: {waiting}")
+                    _emit_tx(tx, as_json, _labels(directory, as_json))  # the --json document; the error on stderr
+                    message = f"transaction {tx_id} is still {tx.get('state')} after {timeout:g} s: {waiting}"
+                    raise fail(message, FAILURE_EXIT, as_json=False)
                 time.sleep(interval)
                 tx = client.get(f"/v1/transactions/{tx_id}")
             labels = _labels(directory, as_json)

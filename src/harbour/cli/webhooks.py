@@ -26,6 +26,7 @@ from harbour.cli.apiclient import (
     list_command,
 )
 from harbour.cli.params import JsonOption
+from harbour.cli.tree import choice
 
 app = typer.Typer(help="Webhooks: endpoints that receive signed events, and what was delivered.", no_args_is_help=True)
 COLUMNS: Final = ["id", "url", "events", "enabled"]
@@ -91,7 +92,10 @@ def disable(
 @app.command("deliveries")
 def deliveries(
     webhook_id: WebhookIdArgument,
-    state: Annotated[str | None, typer.Option("--state", help="pending, delivered or failed.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", parser=choice(("pending", "delivered", "failed"), "delivery state")),
+    ] = None,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
     walk: AllOption = False,

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.dir, metrics=endpoint)
     except NodeStartError as exc:
-        print(f"Error: the node cannot start: {exc}", file=sys.stderr)
+        print(f"error: the node cannot start: {exc}", file=sys.stderr)
         return FAILURE_EXIT
     except OSError as exc:
         print(f"Error: the node cannot serve its metrics on {args.metrics_listen}: {exc}", file=sys.stderr)

@@ -152,20 +152,30 @@ def serve(node: NodeService, *, ready: Callable[[], None] | None = None) -> None
     asyncio.run(serve_announcing_ready(server, ready))
 
 
-def run(directory: Path, *, metrics: Endpoint | None = None) -> None:
+def run(
+    directory: Path, *, metrics: Endpoint | None = None, announce: Callable[[str, str], None] | None = None
+) -> None:
     """Open the node in ``directory`` and serve it until SIGINT or SIGTERM.
 
     The store's passphrase or the token's PIN comes from the environment
     (:func:`~harbour.node.config.store_secrets`); :class:`NodeStartError` when the
-    node cannot start. Once it listens, one line says so on stdout. With
+    node cannot start. Once it listens, one line says so on stdout, or
+    ``announce(name, url)`` is called instead (``harbour node run --json``). With
     ``metrics``, its metrics are served there (:mod:`harbour.util.scrape`), not here.
     """
     passphrase, pin = store_secrets(directory)
     node = NodeService.open(directory, passphrase=passphrase, pin=pin, offline=False)
+
+    def ready() -> None:
+        if announce is not None:
+            announce(node.config.name, node.config.url)
+        else:
+            print(f"node {node.config.name} listening on {node.config.url}", flush=True)
+
     listener = None
     try:
         listener = MetricsListener(metrics, node.metrics.registry).start() if metrics is not None else None
-        serve(node, ready=lambda: print(f"node {node.config.name} listening on {node.config.url}", flush=True))
+        serve(node, ready=ready)
     finally:
         if listener is not None:
             listener.stop()
