@@ -88,7 +88,7 @@ def test_bootstrap_and_serve_need_the_passphrase_and_say_which(tmp_path: Path) -
     # Without audit.pub the public key comes from the key itself, which then needs the passphrase.
     (home / "audit.pub").unlink()
     locked = harbour("audit", "verify", "--home", home, "--json", env={ENV: None})
-    assert locked.exit_code == 2 and f"set {ENV}" in locked.stderr, locked.output
+    assert locked.exit_code == 2 and f"set {ENV}" in locked.stdout, locked.output
     assert harbour("audit", "verify", "--home", home, "--json").exit_code == 0
 
 
