@@ -100,7 +100,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def refused(result: Result, code: int, *fragments: str) -> None:
+    """One ``error:`` line (and hints) naming every fragment; under ``--json``, a problem document instead."""
     assert result.exit_code == code, (result.stdout, result.stderr)
+    if result.stdout.startswith("{"):
+        problem(result, code)
+        for fragment in fragments:
+            assert fragment in result.stdout, result.stdout
+        return
     assert result.stderr.startswith("error: "), result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hint: ")]
     assert len(lines) == 1, "one line (and hints), no traceback"
@@ -856,7 +862,7 @@ def test_a_policy_by_names_is_proposed_with_ids_and_approve_shows_it_against_the
 
     group.update(members=["approver1", "viewer"])
     named.write_text(json.dumps(document))
-    refused(world.run("admin", "policy", "propose", str(named)), 1, "member 'viewer'", "approver role", "422")
+    refused(world.run("admin", "policy", "propose", str(named)), 2, "member 'viewer'", "approver role", "422")
 
 
 def test_audit_commands_verify_locally(world: World, tmp_path: Path) -> None:

@@ -180,8 +180,8 @@ def test_the_options_list_their_choices_and_never_a_python_type(command: list[st
 
     result = CliRunner().invoke(build([command[0]]), command, env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 0, result.output
-    assert re.search(r"--log-format\s+<?auto\|json\|text>?\s", result.output), result.output
-    assert re.search(r"--log-level\s+<?debug\|info\|warning\|error>?\s", result.output), result.output
+    assert re.search(r"--log-format\s+[<\[]?auto\|json\|text[>\]]?\s", result.output), result.output
+    assert re.search(r"--log-level\s+[<\[]?debug\|info\|warning\|error[>\]]?\s", result.output), result.output
     assert re.search(r"--metrics-listen\s+HOST:PORT\s", result.output), result.output
 
 
