@@ -1,0 +1,71 @@
+"""Attacks on the operator-facing features, each of which must be refused.
+
+Each test plays one attacker against the real code and asserts the outcome a
+secure deployment must have; a failing test here is a weakness still open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harbour.cli.policyview import review
+from harbour.governance.policy import Policy
+from harbour.governance.state import OrgState, User
+from harbour.util import text
+
+ALICE, BOB, MALLORY = (f"00000000-0000-4000-8000-0000000000a{i}" for i in range(1, 4))
+
+
+def _group(members: list[str], threshold: int = 1) -> dict[str, Any]:
+    return {
+        "rules": [
+            {
+                "name": "withdrawals",
+                "match": {},
+                "action": "require_approval",
+                "approvals": {
+                    "combine": "all",
+                    "groups": [{"name": "treasury", "members": members, "threshold": threshold}],
+                },
+            }
+        ]
+    }
+
+
+def _state(users: dict[str, User], policy: dict[str, Any]) -> OrgState:
+    return OrgState(
+        org="org-1",
+        genesis=b"\0" * 32,
+        seq=3,
+        head=b"\4" * 32,
+        quorum=2,
+        users=users,
+        policy=Policy.from_document(policy),
+        address_book={},
+        vaults={},
+        assets={},
+        credentials={},
+        nodes={},
+    )
+
+
+def test_approve_never_shows_a_policy_handing_the_group_to_one_user_as_the_policy_in_force() -> None:
+    """An admin names a user ``alice, bob`` (a valid name) and proposes a policy whose only approver is that user.
+
+    ``harbour approve`` joins a group's member names with ``", "``, so the one-member group of the
+    new policy reads exactly as ``alice, bob`` of the policy in force: the other admins are told the
+    rules are unchanged and sign a policy that lets one user approve every withdrawal alone.
+    """
+    mallory_name = text.name("alice, bob")  # accepted as a name: punctuation is not refused
+    users = {
+        ALICE: User(ALICE, "alice", frozenset({"approver"}), b"\1" * 32),
+        BOB: User(BOB, "bob", frozenset({"approver"}), b"\2" * 32),
+        MALLORY: User(MALLORY, mallory_name, frozenset({"approver"}), b"\3" * 32),
+    }
+    in_force = _group([ALICE, BOB], 1)
+    proposed = Policy.from_document(_group([MALLORY], 1))
+    assert proposed.digest() != Policy.from_document(in_force).digest()
+    lines = review(proposed, _state(users, in_force))
+    assert lines[1] != "  rules:   the same as the policy in force (only its form differs)", (
+        "a policy that replaces a group's members by another user is shown as the rules in force"
+    )
