@@ -69,3 +69,48 @@ def test_approve_never_shows_a_policy_handing_the_group_to_one_user_as_the_polic
     assert lines[1] != "  rules:   the same as the policy in force (only its form differs)", (
         "a policy that replaces a group's members by another user is shown as the rules in force"
     )
+
+
+def test_approve_never_shows_a_reshare_onto_other_nodes_as_the_committee_it_had() -> None:
+    """A reshare that hands the key from n2 and n3 to a node the log names ``n2, n3`` reads as no change.
+
+    ``harbour approve`` joins the committee's node names with ``", "``, so ``n1, n2, n3`` before and
+    ``n1`` plus a node named ``n2, n3`` after print as the same committee at the same threshold: the
+    admins sign a vault.reshare that moves the key off two of their nodes believing nothing moves.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from harbour.cli.review import _target
+    from harbour.governance.committee import ReshareVault
+    from harbour.governance.holding import Holding
+    from harbour.governance.state import Vault
+
+    n1, n2, n3, other = sorted(
+        Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) for _ in range(4)
+    )
+    nodes = {n1: "n1", n2: "n2", n3: "n3", other: text.name("n2, n3")}
+    generator = bytes.fromhex("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+
+    def holding(holders: tuple[bytes, ...]) -> Holding:
+        return Holding(b"\0" * 32, "vault-key", generator, b"\5" * 32, 2, tuple(sorted(holders)))
+
+    vault = Vault("vault-1", "treasury", holding((n1, n2, n3)))
+    state = OrgState(
+        org="org-1",
+        genesis=b"\0" * 32,
+        seq=3,
+        head=b"\4" * 32,
+        quorum=2,
+        users={},
+        policy=None,
+        address_book={},
+        vaults={vault.id: vault},
+        assets={},
+        credentials={},
+        nodes=nodes,
+    )
+    line = _target(state, ReshareVault(vault.id, holding((n1, other)), ()))
+    assert line is not None
+    before, _, after = line.partition("; then by ")
+    assert before.rpartition("held by ")[2] != after, f"two different committees read alike: {line}"
