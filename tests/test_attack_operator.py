@@ -114,3 +114,34 @@ def test_approve_never_shows_a_reshare_onto_other_nodes_as_the_committee_it_had(
     assert line is not None
     before, _, after = line.partition("; then by ")
     assert before.rpartition("held by ")[2] != after, f"two different committees read alike: {line}"
+
+
+def test_the_serving_line_and_messages_never_carry_a_chain_credential_or_a_passphrase() -> None:
+    """Credentials the redaction misses reach a JSON log line as they are.
+
+    ``custody serve`` logs its chain URL (``extra={"chain": config.chain}``); a provider URL carries its
+    credential as ``?access_token=`` or ``?apikey=``. ``\\btoken=`` does not match inside ``access_token=``
+    (``_`` is a word character), nor ``\\bpassphrase=`` inside ``HARBOUR_CUSTODY_PASSPHRASE=``, and
+    ``Authorization: Basic`` is no bearer credential: each is written to the log in the clear.
+    """
+    import io
+    import json
+    import logging
+
+    from harbour.util import logs
+
+    secret = "s3cr3tC0dE9f8e7d6c5b4a"
+    stream = io.StringIO()
+    logs.configure("json", "info", stream=stream)
+    try:
+        log = logging.getLogger("harbour.cli.custody")
+        log.info("serving", extra={"chain": f"https://rpc.example.net/eth?access_token={secret}"})
+        log.info("serving", extra={"chain": f"https://rpc.example.net/eth?apikey={secret}"})
+        log.warning("the environment holds HARBOUR_CUSTODY_PASSPHRASE=%s", secret)
+        log.warning("a proxy answered for Authorization: Basic %s", secret)
+    finally:
+        logs.unconfigure()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 4
+    leaked = [line for line in lines if secret in json.dumps(line)]
+    assert not leaked, f"{len(leaked)} of 4 log lines carry the secret: {leaked}"
