@@ -145,3 +145,32 @@ def test_the_serving_line_and_messages_never_carry_a_chain_credential_or_a_passp
     assert len(lines) == 4
     leaked = [line for line in lines if secret in json.dumps(line)]
     assert not leaked, f"{len(leaked)} of 4 log lines carry the secret: {leaked}"
+
+
+def test_the_live_database_is_its_owners_alone_as_its_backups_are(tmp_path: Any) -> None:
+    """Another user of the machine reads the whole custody database in a home made with the usual umask.
+
+    ``custody backup`` writes its copy owner-readable only, because the database holds the credential
+    hashes and the whole business record; but the home is created 0755 and the SQLite files the service
+    creates in it (``custody.db``, ``-wal``, ``-shm``) follow the umask: 0644, readable by every local user.
+    """
+    import os
+    import stat
+
+    from harbour.custody import config as cfg
+
+    home = tmp_path / "home"
+    old = os.umask(0o022)  # the common default umask of a login shell or a service manager
+    try:
+        deployment = cfg.open_deployment(cfg.init_home(home, passphrase=None), start=False)
+        deployment.close()
+    finally:
+        os.umask(old)
+    exposed = {
+        path.name: oct(stat.S_IMODE(path.stat().st_mode))
+        for path in [home, *home.glob("custody.db*")]
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO) and (path == home or path.name.startswith("custody.db"))
+    }
+    assert "custody.db" in {p.name for p in home.iterdir()}
+    readable_db = {n: m for n, m in exposed.items() if n.startswith("custody.db")}
+    assert not (readable_db and "home" in exposed), f"other users can read the live database: {exposed}"
