@@ -174,3 +174,40 @@ def test_the_live_database_is_its_owners_alone_as_its_backups_are(tmp_path: Any)
     assert "custody.db" in {p.name for p in home.iterdir()}
     readable_db = {n: m for n, m in exposed.items() if n.startswith("custody.db")}
     assert not (readable_db and "home" in exposed), f"other users can read the live database: {exposed}"
+
+
+def test_a_database_password_is_never_kept_where_every_local_user_reads_it(tmp_path: Any) -> None:
+    """``custody init --database postgresql://app:PASSWORD@...`` keeps the password in a world-readable file.
+
+    The operations guide says a password belongs in ``~/.pgpass``, never in custody.json, and
+    ``custody migrate`` refuses such a URL; ``custody init`` takes it, prints it redacted, and saves it
+    in custody.json, mode 0644 in a 0755 home, where any user of the machine reads it.
+    """
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from harbour.cli.main import app
+
+    home = tmp_path / "home"
+    password = "Tr0ub4dor-and-3-more-words"
+    url = f"postgresql://harbour_app:{password}@127.0.0.1:5432/custody"
+    old = os.umask(0o022)
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["custody", "init", "--home", str(home), "--database", url],
+            env={"HARBOUR_CUSTODY_PASSPHRASE": "plinth marrow cobalt sienna quiver"},
+        )
+    finally:
+        os.umask(old)
+    if result.exit_code != 0:  # refused: then for the password, said so, and nothing written
+        assert "password" in result.output, result.output
+        assert not (home / "custody.json").exists()
+        return
+    config_file = home / "custody.json"
+    readable = bool(config_file.stat().st_mode & stat.S_IROTH) and bool(home.stat().st_mode & stat.S_IXOTH)
+    assert not (password in config_file.read_text() and readable), (
+        f"custody.json ({oct(stat.S_IMODE(config_file.stat().st_mode))}) holds the database password for every user"
+    )
