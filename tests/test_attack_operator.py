@@ -76,7 +76,8 @@ def test_approve_never_shows_a_reshare_onto_other_nodes_as_the_committee_it_had(
 
     ``harbour approve`` joins the committee's node names with ``", "``, so ``n1, n2, n3`` before and
     ``n1`` plus a node named ``n2, n3`` after print as the same committee at the same threshold: the
-    admins sign a vault.reshare that moves the key off two of their nodes believing nothing moves.
+    admins are told the key moves nowhere. (The change line above it lists the identity keys in hex
+    and their count, which does differ: the names line contradicts it rather than replacing it.)
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
