@@ -212,3 +212,69 @@ def test_a_database_password_is_never_kept_where_every_local_user_reads_it(tmp_p
     assert not (password in config_file.read_text() and readable), (
         f"custody.json ({oct(stat.S_IMODE(config_file.stat().st_mode))}) holds the database password for every user"
     )
+
+
+def test_an_anonymous_caller_cannot_make_the_service_call_its_nodes_once_per_request(tmp_path: Any) -> None:
+    """``GET /v1/ready`` needs no credential and asks every signer node afresh, each time.
+
+    Sixteen anonymous requests at once open sixteen connections to a node that does not answer (a
+    node down behind a firewall that drops packets), each holding one of the API's worker threads for
+    the probe's two seconds: anyone who reaches the API multiplies their load onto the signer network
+    and the chain node, and can keep the API's worker threads busy while a node is slow.
+    """
+    import socket
+    import threading
+
+    import httpx
+
+    from harbour.api.server import BackgroundServer
+    from harbour.custody import config as cfg
+    from harbour.node.config import init_node
+    from harbour.node.keyfile import MIN_N
+
+    silent = socket.create_server(("127.0.0.1", 0), backlog=64)
+    port = silent.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = silent.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    home = tmp_path / "home"
+    config = cfg.init_home(home, passphrase=None)
+    init_node(
+        home / "n1",
+        name="n1",
+        listen=f"127.0.0.1:{port}",
+        authorities=[cfg.authority_public(home)],
+        passphrase="p" * 12,
+        kdf_n=MIN_N,
+        organisations_only=True,
+    )
+    config.nodes = ["n1/descriptor.json"]
+    config.save()
+    deployment = cfg.open_deployment(cfg.CustodyConfig.load(home), start=False)
+    try:
+        with BackgroundServer(deployment.custody) as server:
+            statuses: list[int] = []
+
+            def ask() -> None:
+                statuses.append(httpx.get(server.url + "/v1/ready", timeout=30).status_code)
+
+            askers = [threading.Thread(target=ask) for _ in range(16)]
+            for asker in askers:
+                asker.start()
+            for asker in askers:
+                asker.join()
+        assert statuses == [503] * 16, statuses
+        assert len(held) <= 2, f"16 anonymous requests opened {len(held)} connections to the signer node"
+    finally:
+        deployment.close()
+        silent.close()
+        for conn in held:
+            conn.close()
