@@ -435,3 +435,17 @@ def test_the_start_times_kept_for_unfinished_sessions_are_bounded() -> None:
     assert _samples(metrics.registry, "harbour_node_sessions_total") == {
         (("kind", "sign"), ("outcome", "aborted")): 1.0
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://mainnet.example.io/v3/0123456789abcdef", "https://mainnet.example.io/..."),
+        ("https://user:pw@rpc.example.net:8545/?apikey=k", "https://rpc.example.net:8545/..."),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("http://[::1]:8545/", "http://[::1]:8545"),
+        ("not a url", "[unparsed url]"),
+    ],
+)
+def test_a_chain_url_is_shown_by_its_origin_only(url: str, shown: str) -> None:
+    assert logs.origin(url) == shown

@@ -390,6 +390,7 @@ def serve(
     from harbour.api.server import Tls, plaintext_warning
     from harbour.api.server import serve as serve_api
     from harbour.cli.observe import configure_logs, metrics_endpoint, unconfigure_logs
+    from harbour.util import logs
     from harbour.util.scrape import MetricsListener
 
     if (tls_cert is None) != (tls_key is None):
@@ -421,10 +422,11 @@ def serve(
         raise
     scheme = "https" if tls else "http"
     url, database = f"{scheme}://{config.listen}", db.redacted(config.database)
+    chain = config.chain if config.chain == "embedded" else logs.origin(config.chain)
     if as_json:  # one document when serving starts; errors before it are problem documents
-        output.emit({"api": url, "chain": config.chain, "database": database}, True)
+        output.emit({"api": url, "chain": chain, "database": database}, True)
     else:
-        typer.echo(f"custody API on {url} (chain: {config.chain}; database: {database})")
+        typer.echo(f"custody API on {url} (chain: {chain}; database: {database})")
     listener = None
     try:
         if endpoint is not None:
@@ -434,7 +436,7 @@ def serve(
                 raise exit_error(f"--metrics-listen {metrics_listen}: {exc.strerror or exc}") from None
         log.info(
             "serving",
-            extra={"listen": f"{scheme}://{config.listen}", "chain": config.chain, "database": database},
+            extra={"listen": f"{scheme}://{config.listen}", "chain": chain, "database": database},
         )
         serve_api(
             deployment.custody,

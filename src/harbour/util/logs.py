@@ -41,6 +41,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import IO, Final, Literal
+from urllib.parse import urlsplit
 
 Format = Literal["json", "text"]
 FORMATS: Final = ("auto", "json", "text")
@@ -50,14 +51,18 @@ REDACTED: Final = "[redacted]"
 _NOTHING: Final[Mapping[str, str]] = MappingProxyType({})
 _CONTEXT: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("harbour_log_context", default=_NOTHING)
 
-_SECRET_NAMES: Final = r"passphrase|password|passwd|token|secret|pin|api_key|authorization"  # noqa: S105 (names)
+_SECRET_WORDS: Final = ("passphrase", "password", "passwd", "token", "secret", "pin", "authorization", "credential")
+_SECRET_NAMES: Final = "|".join([*_SECRET_WORDS, "api_key", "api-key", "apikey", "access_key"])
+"""The names of secrets (not secrets): a value after ``NAME=`` or in a field so named is redacted."""
 _PATTERNS: Final = (
     # an API token: the credential id may be shown, the secret after it never
     (re.compile(r"\b(hbk_[0-9a-fA-F-]{1,64}_)[0-9a-fA-F]+"), rf"\g<1>{REDACTED}"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), rf"\g<1>{REDACTED}"),
+    (re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{8,}"), rf"\g<1>{REDACTED}"),
     # scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"), rf"\g<1>{REDACTED}@"),
-    (re.compile(rf"(?i)\b((?:{_SECRET_NAMES})=)[^\s&,;\"']+"), rf"\g<1>{REDACTED}"),
+    # NAME=value, also as the end of a longer name (access_token=, HARBOUR_CUSTODY_PASSPHRASE=)
+    (re.compile(rf"(?i)((?:{_SECRET_NAMES})=)[^\s&,;\"']+"), rf"\g<1>{REDACTED}"),
     (re.compile(rf"(?i)(\"(?:{_SECRET_NAMES})\"\s*:\s*)\"[^\"]*\""), rf'\g<1>"{REDACTED}"'),
 )
 _SECRET_FIELD: Final = re.compile(rf"(?i)(^|_)({_SECRET_NAMES})($|_)")
@@ -67,6 +72,21 @@ _STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__d
 
 _configured = False
 _saved: dict[str, int] = {}
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, and ``/...`` if it had more: a provider's key may sit in any part of it.
+
+    What a log or a banner says of a chain node's URL: its path and query (``/v3/KEY``,
+    ``?apikey=``) and any user information are never shown.
+    """
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "[unparsed url]"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port is not None else ""
+    rest = "/..." if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
 
 
 def redact(text: str) -> str:
