@@ -170,7 +170,7 @@ def init(
         )
         config.descriptors()
     except CustodyError as exc:
-        raise exit_error(exc.detail) from None
+        raise exit_error(exc.detail, 2 if isinstance(exc, Invalid) else 1) from None
     if as_json:
         doc = {
             "home": str(home),

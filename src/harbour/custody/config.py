@@ -196,7 +196,14 @@ def init_home(
     home = Path(home)
     if (home / CONFIG_FILE).exists():
         raise Invalid(f"{home} is a custody home already")
-    home.mkdir(parents=True, exist_ok=True)
+    if database is not None and db.carries_password(database):
+        raise Invalid(
+            "the database URL carries a password, which custody.json would keep: give the password to libpq "
+            "instead (~/.pgpass, or $PGPASSWORD in the service's environment) and the URL without it"
+        )
+    # The home holds the database (SQLite), the keys and the configuration: its owner's alone.
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
     config = CustodyConfig(
         home=home, database=database or f"sqlite:///{home.resolve() / 'custody.db'}", chain=chain, **options
     )

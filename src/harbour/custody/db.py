@@ -122,6 +122,15 @@ SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
 """Query parameters of a database URL that libpq takes as secrets (or the path to one): hidden when shown."""
 
 
+def carries_password(url: str) -> bool:
+    """Whether the URL holds a password (``user:pw@`` or ``?password=``), which libpq should be given instead."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        return False
+    return parsed.password is not None or any(k.lower() in SECRET_PARAMETERS for k in parsed.query)
+
+
 def redacted(url: str | URL) -> str:
     """The URL with any password hidden, for logs and messages: ``user:pw@`` and ``?password=`` alike."""
     try:

@@ -92,8 +92,7 @@ def _revision(connection: sqlite3.Connection) -> str | None:
 
 def migrate(url: str) -> tuple[str | None, str]:
     """Bring the database of ``url`` to this code's head revision: (the revision it was at, the head)."""
-    parsed = make_url(url)
-    if parsed.password is not None or "password" in parsed.query:
+    if db.carries_password(url):
         raise Invalid(
             "the database URL carries a password: give it to libpq instead (~/.pgpass or $PGPASSWORD), "
             "never on a command line"
