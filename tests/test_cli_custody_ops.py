@@ -16,6 +16,8 @@ from cli_checks import error_line, one_document, problem
 from custody_env import ETH, CustodyEnv, public_hex
 from harbour.cli.main import app
 from harbour.custody import config as cfg
+from harbour.node.config import init_node
+from harbour.node.keyfile import MIN_N
 
 runner = CliRunner()
 
@@ -181,6 +183,25 @@ def test_add_node_checks_each_descriptor(tmp_path: Path, home: Path) -> None:
     bad = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(junk)])
     error_line(bad, 2, "descriptor")
     assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(first.resolve())]
+    # Another node under a name the deployment has: refused before it is even asked for its status.
+    impostor = tmp_path / "impostor"
+    init_node(
+        impostor,
+        name="node1",
+        listen="127.0.0.1:1",
+        authorities=[cfg.authority_public(fresh)],
+        passphrase="impostor node passphrase",
+        kdf_n=MIN_N,
+    )
+    named = runner.invoke(app, ["custody", "add-node", "--home", str(fresh), str(impostor / "descriptor.json")])
+    error_line(named, 2, "named 'node1'")
+    pair = runner.invoke(
+        app,
+        ["custody", "init", "--home", str(tmp_path / "pair"), "--nodes", f"{first},{impostor / 'descriptor.json'}"],
+    )
+    error_line(pair, 2, "named 'node1'")
+    assert json.loads((fresh / cfg.CONFIG_FILE).read_text())["nodes"] == [str(first.resolve())]
+    assert not (tmp_path / "pair").exists()
 
 
 def test_custody_status_counts_withdrawals_by_state_and_names_stopped_nodes(home: Path) -> None:

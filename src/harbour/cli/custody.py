@@ -148,6 +148,11 @@ def init(
             descriptors.append(NodeDescriptor.from_json(Path(path).read_bytes()))
         except (OSError, ValueError) as exc:
             raise exit_error(f"signer node descriptor {path}: {exc}") from None
+    seen: set[str] = set()
+    for descriptor in descriptors:
+        if descriptor.name in seen:
+            raise exit_error(_same_name(descriptor.name), 2)
+        seen.add(descriptor.name)
     if paths:
         refuse_unsafe([Path(p) for p in paths], descriptors, wait, context)
     try:
@@ -224,7 +229,9 @@ def add_node(
     key, is asked, and a node that would sign on the service's word alone is refused with how to fix it.
     """
     config = load_deployment(home)
-    known = {d.node_id for d in config.descriptors()}
+    configured = config.descriptors()
+    known = {d.node_id for d in configured}
+    names = {d.name for d in configured}
     added: list[NodeDescriptor] = []
     for path in descriptors:
         resolved = str(path.resolve())
@@ -235,7 +242,10 @@ def add_node(
             raise exit_error(exc.detail, 2) from None  # unreadable or not a descriptor
         if descriptor.node_id in known:
             raise exit_error(f"{path}: node {descriptor.name} is configured already")
+        if descriptor.name in names:
+            raise exit_error(_same_name(descriptor.name), 2)
         known.add(descriptor.node_id)
+        names.add(descriptor.name)
         added.append(descriptor)
     from harbour.node.tls import TlsError
 
@@ -258,6 +268,13 @@ def add_node(
         output.emit({"nodes": list(config.nodes)}, True)
     else:
         typer.echo(f"{len(config.nodes)} signer node(s) configured")
+
+
+def _same_name(name: str) -> str:
+    return (
+        f"another signer node of this deployment is named {name!r}: the service, the governance log and its "
+        "readiness tell nodes apart by name, so each must have its own (harbour node init --name)"
+    )
 
 
 def refuse_unsafe(
