@@ -62,3 +62,15 @@ def test_only_an_admin_may_use_the_faucet(tester: Web3) -> None:
     viewer = Actor("u2", "o1", "vic", frozenset({"viewer", "initiator"}))
     with pytest.raises(Forbidden):
         Faucet(EvmClient.from_web3(tester, dev=True)).fund(viewer, address=TARGET, amount=1)
+
+
+def test_the_faucet_refuses_a_chain_whose_id_is_no_development_chains_even_when_the_home_says_dev(
+    tester: Web3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home left with ``dev_chain`` on and pointed at another network's node: the chain id decides."""
+    chain = EvmClient.from_web3(tester, dev=True)
+    monkeypatch.setattr(chain, "chain_id", 1)  # what a mainnet node answers to eth_chainId
+    nonce = tester.eth.get_transaction_count(Web3.to_checksum_address(chain.dev_account()))
+    with pytest.raises(Conflict, match="this node says chain 1"):
+        Faucet(chain).fund(ADMIN, address=TARGET, amount=10**18)
+    assert tester.eth.get_transaction_count(Web3.to_checksum_address(chain.dev_account())) == nonce

@@ -27,6 +27,14 @@ from harbour.custody.errors import Conflict, Invalid, Unavailable
 MAX_FAUCET_WEI: Final = 1_000 * 10**18
 """The most one request sends: 1,000 ETH, plenty for a walk-through, bounded against a typo."""
 
+DEV_CHAIN_IDS: Final = frozenset({31337, 1337, 131277322940537})
+"""Chain ids the faucet spends on: anvil's and Hardhat's (31337), Ganache's (1337) and the embedded chain's.
+
+``dev_chain`` in custody.json says the operator meant a development node; the chain id
+is what the node says it is. Both must agree, so a home left with ``dev_chain`` on and
+pointed at a public network's node still spends nothing from that node's accounts.
+"""
+
 NOT_A_DEV_CHAIN: Final = (
     "the faucet funds addresses only on a development chain (the embedded chain, or a JSON-RPC node "
     "initialised with `harbour custody init --dev-chain`); on this chain, fund the address from a wallet"
@@ -45,6 +53,12 @@ class Faucet:
         require(actor, "admin")
         if not self.chain.is_dev:
             raise Conflict(NOT_A_DEV_CHAIN)
+        if self.chain.chain_id not in DEV_CHAIN_IDS:
+            ids = ", ".join(str(i) for i in sorted(DEV_CHAIN_IDS))
+            raise Conflict(
+                f"the faucet spends only on a development chain's id ({ids}); this node says chain "
+                f"{self.chain.chain_id}, so it is not used as one even though the home says dev_chain"
+            )
         if not 0 < amount <= MAX_FAUCET_WEI:
             raise Invalid(f"the faucet sends 1..{MAX_FAUCET_WEI} wei (1,000 ETH) at a time, not {amount}")
         try:
