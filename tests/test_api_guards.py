@@ -9,6 +9,7 @@ real deployment are tests/test_api_availability.py and tests/test_api_credential
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from pathlib import Path
@@ -309,11 +310,26 @@ def test_a_database_password_is_never_shown(url: str) -> None:
     assert "s3cr3t-pw" not in str(refused.value)
 
 
-def test_custody_init_prints_the_database_url_redacted(tmp_path: Path) -> None:
-    url = "postgresql+psycopg://harbour:s3cr3t-pw@127.0.0.1:1/custody?password=s3cr3t-pw"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://harbour:s3cr3t-pw@127.0.0.1:1/custody",
+        "postgresql+psycopg://harbour@127.0.0.1:1/custody?password=s3cr3t-pw",
+    ],
+)
+def test_custody_init_refuses_a_database_password_and_never_echoes_it(tmp_path: Path, url: str) -> None:
+    """custody.json would keep it: the password goes to libpq (~/.pgpass), the URL without it."""
+    result = CliRunner().invoke(custody_cli, ["init", "--home", str(tmp_path / "home"), "--database", url])
+    assert result.exit_code == 2, result.output
+    assert "s3cr3t-pw" not in result.output and "pgpass" in result.output
+    assert not (tmp_path / "home").exists()
+
+
+def test_custody_init_prints_the_database_url_it_keeps(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://harbour@127.0.0.1:1/custody"
     result = CliRunner().invoke(custody_cli, ["init", "--home", str(tmp_path / "home"), "--database", url])
     assert result.exit_code == 0, result.output
-    assert "s3cr3t-pw" not in result.output and "database: postgresql+psycopg://harbour:***@" in result.output
+    assert "database: postgresql+psycopg://harbour@127.0.0.1:1/custody" in result.output
 
 
 @pytest.mark.parametrize(
@@ -346,8 +362,14 @@ def test_serve_warns_before_anything_else_and_never_shows_the_database_password(
     """Plain HTTP on 0.0.0.0: the warning comes first; the database (nothing listens on port 1) then fails."""
     home = tmp_path / "home"
     url = "postgresql+psycopg://harbour:s3cr3t-pw@127.0.0.1:1/custody?password=s3cr3t-pw"
-    result = CliRunner().invoke(custody_cli, ["init", "--home", str(home), "--database", url, "--listen", "0.0.0.0:1"])
+    plain = "postgresql+psycopg://harbour@127.0.0.1:1/custody"
+    result = CliRunner().invoke(
+        custody_cli, ["init", "--home", str(home), "--database", plain, "--listen", "0.0.0.0:1"]
+    )
     assert result.exit_code == 0, result.output
+    # A home from before init refused passwords (or one edited by hand) may still hold one.
+    config = json.loads((home / "custody.json").read_text())
+    (home / "custody.json").write_text(json.dumps({**config, "database": url}))
     served = CliRunner().invoke(custody_cli, ["serve", "--home", str(home)])
     assert served.exit_code != 0
     assert "WARNING: serving plain HTTP on 0.0.0.0" in served.output
