@@ -9,11 +9,23 @@ to look (the probe needs no credential, so the errors' own words, which name
 hosts and ports, go to the log instead). It is not ready when the database or the chain cannot be reached, or
 when no signer node answers; some nodes down is reported (``degraded``) but
 still ready, since a threshold of them signs.
+
+Nobody needs a credential to ask, so nobody may make the service ask its
+dependencies once per request: :class:`Cached` answers from the last probe
+while it is younger than :data:`MAX_AGE`, and runs one probe at a time (a
+single flight). Callers that arrive while a probe is in flight get the last
+answer, or, before there is one, wait for that probe's; however many ask, the
+nodes, the chain and the database see at most one probe per :data:`MAX_AGE`
+and each node one connection for it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -25,6 +37,8 @@ from harbour.custody.signer import Signer
 
 NODE_TIMEOUT: Final = 2.0
 """Seconds a signer node has to answer the readiness probe."""
+MAX_AGE: Final = 1.0
+"""Seconds a readiness answer is reused, counted from the end of the probe that gave it."""
 Status = Literal["ok", "degraded", "down"]
 log = logging.getLogger("harbour.custody.readiness")
 
@@ -86,3 +100,53 @@ def readiness(sessions: sessionmaker[Session], client: EvmClient, signer: Signer
     documents = {name: check.document() for name, check in checks.items()}
     documents["nodes"]["nodes"] = [{"name": name, "answers": ok} for name, ok in sorted(live.items())]
     return {"ready": ready, "checks": documents}
+
+
+class Cached:
+    """A probe's answer, reused while younger than ``max_age`` seconds, with one probe in flight at a time.
+
+    The age counts from the probe's end, so a slow probe (a node that does not
+    answer takes :data:`NODE_TIMEOUT`) does not hand out an answer already
+    stale. A caller that finds the answer expired and no probe running runs the
+    next one. One that finds a probe running gets the last answer at once when
+    the probe followed it closely (it had expired less than ``max_age`` before:
+    callers keep coming), so a flood of callers does not hold worker threads for
+    a slow probe; otherwise (the first answer, or one left unasked a while) it
+    waits for the probe's. An answer is thus at most twice ``max_age`` plus one
+    probe's duration old.
+    """
+
+    def __init__(
+        self, probe: Callable[[], dict[str, Any]], max_age: float = MAX_AGE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._probe = probe
+        self._max_age = max_age
+        self._clock = clock
+        self._state = threading.Condition()
+        self._last: tuple[float, dict[str, Any]] | None = None
+        """When the last probe ended (``clock``) and its answer."""
+        self._flight: float | None = None
+        """When the probe in flight started; None when none is."""
+
+    def answer(self) -> dict[str, Any]:
+        """The readiness document: the last one while fresh, else a new probe's (the last, while one runs)."""
+        with self._state:
+            while True:
+                last, now = self._last, self._clock()
+                if last is not None and now - last[0] < self._max_age:
+                    return copy.deepcopy(last[1])  # callers own what they get; the answer stays as probed
+                if self._flight is None:
+                    self._flight = now
+                    break
+                if last is not None and self._flight - last[0] < 2 * self._max_age:
+                    return copy.deepcopy(last[1])  # a probe is in flight right after it: the last answer meanwhile
+                self._state.wait()  # the probe in flight's answer (or, if it failed, the next probe's turn)
+        try:
+            document = self._probe()
+            with self._state:
+                self._last = (self._clock(), document)
+            return copy.deepcopy(document)
+        finally:
+            with self._state:
+                self._flight = None
+                self._state.notify_all()

@@ -117,6 +117,7 @@ class Custody:
         def landed(org_id: str) -> None:
             self.on_landed(org_id)
 
+        self.ready_answer = readiness.Cached(lambda: readiness.readiness(self.uow.readers, self.chain, self.signer))
         self.ledger = Ledger(self.uow)
         self.transactions = Transactions(self.uow)
         self.governance = Governance(self.uow, self.ledger, self.transactions)
@@ -176,7 +177,7 @@ class Custody:
         return self.faucet.fund(actor, address=address, amount=amount)
 
     def readiness(self) -> Json:
-        return readiness.readiness(self.uow.readers, self.chain, self.signer)
+        return self.ready_answer.answer()
 
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
