@@ -23,6 +23,7 @@ from anvil import Anvil, ensure_anvil
 from custody_env import ETH, CustodyEnv
 from harbour.api.server import BackgroundServer
 from harbour.cli.apiclient import Client
+from harbour.custody import readiness
 from postgres import PostgresServer
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -35,6 +36,8 @@ class World:
     anvil: Anvil
     url: str
     vault_id: str
+    answered: float = 0.0
+    """When the last ``/v1/ready`` answer arrived (monotonic)."""
 
     def call(self, method: str, path: str, who: str | None = "initiator", **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}))
@@ -47,7 +50,11 @@ class World:
         return self.call("POST", "/v1/transactions", json=body, headers={"Idempotency-Key": key})
 
     def ready(self) -> httpx.Response:
-        return self.call("GET", "/v1/ready", None)
+        """``/v1/ready`` once the answer it last gave has expired, so that it tells what changed since."""
+        time.sleep(max(0.0, self.answered + readiness.MAX_AGE - time.monotonic()))
+        response = self.call("GET", "/v1/ready", None)
+        self.answered = time.monotonic()
+        return response
 
 
 @pytest.fixture(scope="module")
