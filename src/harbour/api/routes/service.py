@@ -3,7 +3,9 @@
 ``/v1/health`` is liveness (the process answers) and ``/v1/ready`` readiness
 (its database, chain node and signer nodes answer: 503 with ``Retry-After``
 when one it cannot work without does not); neither needs a credential, so a
-load balancer can ask.
+load balancer can ask. Readiness comes from the last probe while it is fresh
+(:class:`harbour.custody.readiness.Cached`), so callers cannot make the service
+ask its nodes once per request.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def health() -> Json:
     summary="Readiness: the database, the chain node and the signer nodes (no credential needed)",
     description="200 when the service can work; 503, a problem document with `Retry-After` and the same "
     "`ready` and `checks` members, when the database or the chain node does not answer, or no signer node "
-    "does. Some nodes down is `degraded`, still ready: a threshold of them signs.",
+    "does. Some nodes down is `degraded`, still ready: a threshold of them signs. The answer is cached: the "
+    "dependencies are asked at most once a second, however many ask, so it may be about two seconds old.",
     responses=problems(503),
     **returns(Readiness),
 )
