@@ -137,6 +137,13 @@ def test_a_genesis_policy_may_name_the_founders_by_name_and_is_refused_when_one_
         genesis._changes(genesis.Charter("Acme", founders, policy={"rules": [rule(["bob", "ivan"], 1)]}))
 
 
+def test_a_founder_named_like_a_uuid_is_refused_as_users_made_later_are() -> None:
+    key = Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    for shaped in (TINA, TINA.upper()):
+        with pytest.raises(Invalid, match=r"^user name '.*' has the form of a UUID"):
+            genesis._changes(genesis.Charter("Acme", [genesis.Founder(shaped, ("admin",), key)]))
+
+
 # -- what a transaction waits for -------------------------------------------------------------------------------
 
 NAMES = {u.id: u.name for u in USERS.values()}
