@@ -850,7 +850,7 @@ def test_a_policy_by_names_is_proposed_with_ids_and_approve_shows_it_against_the
     proposal = world.json("admin", "policy", "propose", str(named))
     shown = world.run("admin", "approve", proposal["id"], "--key", str(world.keys["admin"]), "--yes")
     assert shown.exit_code == 0, shown.stderr
-    was = "rule 1 'treasury approval': approvals (all) group 'treasury': {} of approver1, approver2, approver3"
+    was = "rule 1 'treasury approval': approvals (all) group 'treasury': {} of 'approver1', 'approver2', 'approver3'"
     assert f"    - {was.format(2)}" in shown.stdout and f"    + {was.format(1)}" in shown.stdout
     assert "  rules:   1 line(s) added (+), 1 removed (-), against the policy in force" in shown.stdout
     request = world.env.custody.approval_request(world.env.actor("admin2"), proposal["id"])

@@ -297,6 +297,31 @@ def test_malformed_and_unauthorised_patches_and_deletes_are_refused_before_anyth
     assert proposals(env) == before
 
 
+def test_a_name_with_the_form_of_a_uuid_is_refused_for_users_vaults_and_entries_created_or_renamed(
+    env: CustodyEnv,
+) -> None:
+    """The CLI takes a UUID-shaped value as an id, a policy's resolution as a name when it is no id: no such name."""
+    api = Api(env)
+    vault_id = env.vault(fund=0)[0]
+    entry_id = api.propose("POST", "/v1/address-book", {"name": "exchange", "address": DEST})["changes"][0]["id"]
+    before = proposals(env)
+    fullwidth = "".join(chr(ord(ch) + 0xFEE0) if ch.isalnum() else ch for ch in MISSING)  # NFKC gives MISSING
+    key = public_hex(Ed25519PrivateKey.generate())
+    for shaped in (vault_id, env.user_id("viewer"), MISSING, MISSING.upper(), f" {fullwidth} "):
+        for method, path, body, what in [
+            ("POST", "/v1/users", {"name": shaped, "roles": ["approver"], "approval_key": key}, "user name"),
+            ("POST", "/v1/vaults", {"name": shaped, "threshold": 2}, "vault name"),
+            ("PATCH", f"/v1/vaults/{vault_id}", {"name": shaped}, "vault name"),
+            ("POST", "/v1/address-book", {"name": shaped, "address": DEST}, "entry name"),
+            ("PATCH", f"/v1/address-book/{entry_id}", {"name": shaped}, "entry name"),
+        ]:
+            detail = api.refused(422, method, path, json=body)
+            assert detail.startswith(f"{what} ") and "has the form of a UUID" in detail, (method, path, detail)
+    assert proposals(env) == before
+    # A name that holds a UUID among other words does not read as one, and is a name like any other.
+    api.propose("PATCH", f"/v1/address-book/{entry_id}", {"name": f"exchange {MISSING}"})
+
+
 def test_a_method_a_resource_does_not_serve_is_a_405_naming_those_it_does(env: CustodyEnv) -> None:
     api = Api(env)
     for path, allowed in [

@@ -178,8 +178,6 @@ def test_harbour_approve_names_the_committees_before_and_after_from_the_verified
 
     log = with_node4()
     line = _target(log.state, reshare(log, four(), 3))
-    assert line == (
-        "  target:  vault vault-a is 'vault-a': held by node-1, node-2, node-3, 2 signing; "
-        "then by node-1, node-2, node-3, node-4, 3 signing"
-    )
+    old, new = (", ".join(f"{n!r} ({raw(k).hex()[:16]})" for n, k in nodes.items()) for nodes in (NODES, four()))
+    assert line == f"  target:  vault vault-a is 'vault-a': held by {old}, 2 signing; then by {new}, 3 signing"
     assert _target(log.state, replace(reshare(log, four(), 3), id="vault-z")) is None

@@ -11,11 +11,13 @@ The same paths run end to end against a real API in tests/test_cli_custody.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harbour.cli import policyview
 from harbour.cli.policyview import review
 from harbour.cli.waiting import waiting_for
 from harbour.custody import genesis, policyrefs
@@ -135,6 +137,13 @@ def test_a_genesis_policy_may_name_the_founders_by_name_and_is_refused_when_one_
         genesis._changes(genesis.Charter("Acme", founders, policy={"rules": [rule(["bob", "ivan"], 1)]}))
 
 
+def test_a_founder_named_like_a_uuid_is_refused_as_users_made_later_are() -> None:
+    key = Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    for shaped in (TINA, TINA.upper()):
+        with pytest.raises(Invalid, match=r"^user name '.*' has the form of a UUID"):
+            genesis._changes(genesis.Charter("Acme", [genesis.Founder(shaped, ("admin",), key)]))
+
+
 # -- what a transaction waits for -------------------------------------------------------------------------------
 
 NAMES = {u.id: u.name for u in USERS.values()}
@@ -184,8 +193,8 @@ def test_approve_shows_the_rules_by_name_marked_against_the_policy_in_force() ->
     after = Policy.from_document({"rules": [rule([TINA, TOM, TARIQ], 1), {"name": "small", "action": "allow"}]})
     lines = review(after, state(before))
     assert lines[0] == f"  policy:  {after.digest()} replaces {Policy.from_document(before).digest()}"
-    assert "    - rule 1 'one-time': approvals (all) group 'treasury': 2 of tariq, Tina, tom" in lines
-    assert "    + rule 1 'one-time': approvals (all) group 'treasury': 1 of tariq, Tina, tom" in lines
+    assert "    - rule 1 'one-time': approvals (all) group 'treasury': 2 of 'tariq', 'Tina', 'tom'" in lines
+    assert "    + rule 1 'one-time': approvals (all) group 'treasury': 1 of 'tariq', 'Tina', 'tom'" in lines
     assert "      rule 2 'small': allow when any" in lines, "unchanged rules are shown unmarked"
     assert lines[1].startswith("  rules:   1 line(s) added (+), 1 removed (-)")
 
@@ -194,3 +203,31 @@ def test_approve_says_when_a_proposed_policy_has_the_rules_in_force() -> None:
     document = {"rules": [rule([TINA, TOM], 1, initiators=[IVAN])]}
     lines = review(Policy.from_document(document), state(document))
     assert lines[1] == "  rules:   the same as the policy in force (only its form differs)"
+
+
+def test_approve_quotes_every_name_gives_an_id_beside_one_beyond_ascii_and_leaves_unknown_ids_bare() -> None:
+    lookalike = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+    users = {**USERS, lookalike: User(lookalike, "t\u0456na", frozenset({"approver"}), b"\4" * 32)}  # Cyrillic i
+    destination = {"kind": "address_book", "entries": [EXCHANGE.id]}
+    document = {"rules": [rule([TINA, lookalike], 1, initiators=[IVAN], vaults=["vault-9"], destination=destination)]}
+    lines = policyview.policy_lines(Policy.from_document(document), replace(state(), users=users))
+    assert lines == [
+        'rule 1 \'one-time\': require_approval when {"destination": {"entries": ["Exchange 1"], '
+        '"kind": "address_book"}, "initiators": ["ivan"], "vaults": [vault-9]}',
+        "rule 1 'one-time': approvals (all) group 'treasury': 1 of 'Tina', 't\u0456na' (id 7c9e6679)",
+    ]
+
+
+def test_approve_shows_the_canonical_documents_of_two_different_policies_that_read_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lines are for reading; the digests decide. Lines that lost a difference do not hide it."""
+    before, after = {"rules": [rule([TINA, TOM], 2)]}, Policy.from_document({"rules": [rule([TINA, TOM], 1)]})
+    monkeypatch.setattr(policyview, "policy_lines", lambda policy, state: ["the same words"])
+    lines = review(after, state(before))
+    assert lines[1:] == [
+        "  rules:   1 line(s) added (+), 1 removed (-), against the policy in force",
+        "  note:    the two policies read alike rule by rule, but differ: their canonical documents follow",
+        f"    - {Policy.from_document(before).canonical_json().decode()}",
+        f"    + {after.canonical_json().decode()}",
+    ]

@@ -242,8 +242,16 @@ def _target(state: OrgState, change: changes.Change) -> str | None:
 
 
 def _nodes(state: OrgState, keys: tuple[bytes, ...]) -> str:
-    """Node names as the verified log knows them (a key it does not name, by its first hex digits)."""
-    return ", ".join(sorted(state.nodes.get(k, k.hex()[:16]) for k in keys))
+    """Each node as the verified log names it, quoted, and the first hex digits of its identity key beside it.
+
+    A node's name is free text: ``'n2, n3'`` must not read as two nodes, nor a name as a key the log does not
+    name (that one is shown by its key alone). Sixty-four bits of the key tell nodes apart where names look alike;
+    the change line above lists the keys whole.
+    """
+    named = sorted((state.nodes[k], k) for k in keys if k in state.nodes)
+    shown = [f"{name!r} ({key.hex()[:16]})" for name, key in named]
+    shown += [f"an unnamed node ({k.hex()[:16]})" for k in sorted(k for k in keys if k not in state.nodes)]
+    return ", ".join(shown)
 
 
 def _served_log(client: Client, refusing: str) -> Iterator[SignedEntry]:

@@ -27,11 +27,20 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 def name(value: object, what: str = "name") -> str:
-    """A name in its one form (:func:`harbour.util.text.name`): what is stored, shown and signed."""
+    """A name in its one form (:func:`harbour.util.text.name`): what is stored, shown and signed.
+
+    Every name a user, vault or address-book entry is created or renamed with passes here, so here a name
+    that has the form of a UUID (compared as names are, so in any case or width) is refused: the CLI takes
+    such a value as an id (:mod:`harbour.cli.names`) and a policy's resolution as a name when it is no id
+    (:mod:`harbour.custody.policyrefs`), so it would name one thing to one and another to the other.
+    """
     try:
-        return text.name(value, what)
+        checked = text.name(value, what)
     except text.TextError as exc:
         raise Invalid(str(exc)) from None
+    if _UUID.fullmatch(text.name_key(checked)):
+        raise Invalid(f"{what} {checked!r} has the form of a UUID, as ids have: a name must not read as an id")
+    return checked
 
 
 def address(value: object, what: str = "address") -> str:
