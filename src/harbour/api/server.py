@@ -35,6 +35,7 @@ from harbour.api.authlimit import FailedAuthentications
 from harbour.api.interface import CustodyService
 from harbour.custody.metrics import ServiceMetrics
 from harbour.util import logs
+from harbour.util.hosts import is_loopback
 from harbour.util.serving import serve_announcing_ready
 
 if TYPE_CHECKING:
@@ -56,15 +57,6 @@ class Tls:
 
     cert: Path
     key: Path
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def plaintext_warning(host: str, tls: Tls | None) -> str | None:

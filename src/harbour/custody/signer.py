@@ -25,7 +25,7 @@ import asyncio
 import ssl
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from harbour.governance.state import GovernanceLog
 from harbour.mpc import hd
 from harbour.mpc.ecdsa_setup import SCHEME as ECDSA_SCHEME
 from harbour.node import approval
+from harbour.node.certificate import ParamValue
 from harbour.node.coordinator import ClusterError, ClusterKey, Coordinator, admin_params
 from harbour.node.driving import PING_TIMEOUT
 from harbour.node.identity import NodeDescriptor
@@ -122,14 +123,7 @@ class Signer:
         A node that has it already answers with its head and spends nothing, so
         enrolling again is how a node added to the deployment later learns it.
         """
-        certificate = approval.issue(
-            self.authority,
-            kind="enrol",
-            key_id="",
-            params={"org": genesis.hash.hex()},
-            now=int(time.time()),
-            expires_in=CERTIFICATE_LIFETIME,
-        )
+        certificate = self._admin_certificate("enrol", "", {"org": genesis.hash.hex()})
         return self._run(self._coordinator.enrol(self.nodes if nodes is None else nodes, genesis, certificate))
 
     def push(self, log: GovernanceLog, nodes: Sequence[NodeDescriptor] | None = None) -> dict[str, int]:
@@ -140,17 +134,21 @@ class Signer:
         """Each of ``nodes``' signed statement that it holds ``key_id`` for the key's organisation (``vault.add``)."""
         return self._run(self._coordinator.holdings(nodes, key_id))
 
-    def keygen(self, key_id: str, threshold: int, nodes: Sequence[NodeDescriptor], *, org: str = "") -> ClusterKey:
-        """A new key on ``nodes``; with ``org`` (an enrolled organisation's genesis hash, hex) a key of it."""
-        params = admin_params("keygen", scheme=ECDSA_SCHEME, threshold=threshold, nodes=nodes, org=org)
-        certificate = approval.issue(
+    def _admin_certificate(self, kind: str, key_id: str, params: Mapping[str, ParamValue]) -> bytes:
+        """The authority's certificate for an enrolment, key generation or reshare, valid for a few minutes."""
+        return approval.issue(
             self.authority,
-            kind="keygen",
+            kind=kind,
             key_id=key_id,
             params=params,
             now=int(time.time()),
             expires_in=CERTIFICATE_LIFETIME,
         )
+
+    def keygen(self, key_id: str, threshold: int, nodes: Sequence[NodeDescriptor], *, org: str = "") -> ClusterKey:
+        """A new key on ``nodes``; with ``org`` (an enrolled organisation's genesis hash, hex) a key of it."""
+        params = admin_params("keygen", scheme=ECDSA_SCHEME, threshold=threshold, nodes=nodes, org=org)
+        certificate = self._admin_certificate("keygen", key_id, params)
         key = self._run(self._coordinator.keygen(nodes, threshold, ECDSA_SCHEME, certificate, key_id=key_id))
         self._coordinator.save_key(key)
         with self._keys_lock:
@@ -286,14 +284,7 @@ class Signer:
                 )
             left_behind = [d.name for d in key.roster.values() if not answers[d.name]]
             params = admin_params("reshare", threshold=threshold, nodes=nodes, key=key, dealers=dealers)
-            certificate = approval.issue(
-                self.authority,
-                kind="reshare",
-                key_id=key_id,
-                params=params,
-                now=int(time.time()),
-                expires_in=CERTIFICATE_LIFETIME,
-            )
+            certificate = self._admin_certificate("reshare", key_id, params)
             new = self._run(self._coordinator.reshare(key, nodes, threshold, certificate, dealers=dealers))
             with self._keys_lock:
                 self._keys[key_id] = new

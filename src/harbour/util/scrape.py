@@ -26,7 +26,6 @@ This module imports nothing from Harbour, so any layer may use it.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from harbour.util.hosts import is_loopback
 
 TOKEN_ENV: Final = "HARBOUR_METRICS_TOKEN"  # noqa: S105 (a variable's name)
 LISTEN_ENV: Final = "HARBOUR_METRICS_LISTEN"
@@ -55,15 +56,6 @@ class Endpoint:
         return f"Endpoint({self.host!r}, {self.port}, token={'set' if self.token else 'none'})"
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def endpoint(listen: str, environ: Mapping[str, str]) -> Endpoint:
     """``HOST:PORT`` and the token in ``environ``, checked; ValueError says what is wrong and how to fix it."""
     host, _, port = listen.rpartition(":")
@@ -73,7 +65,7 @@ def endpoint(listen: str, environ: Mapping[str, str]) -> Endpoint:
     token = environ.get(TOKEN_ENV) or None
     if token is not None and (len(token) < MIN_TOKEN or not token.isprintable() or " " in token):
         raise ValueError(f"{TOKEN_ENV} must be at least {MIN_TOKEN} printable characters without spaces")
-    if token is None and not _loopback(host):
+    if token is None and not is_loopback(host):
         raise ValueError(
             f"metrics on {host}, beyond the loopback interface, need a bearer token: set {TOKEN_ENV} "
             "(Prometheus sends it with authorization.credentials_file), or listen on 127.0.0.1"
