@@ -460,7 +460,7 @@ def cases(draw: st.DrawFn) -> Case:
     )
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(cases())
 def test_property_the_service_and_a_node_decide_every_withdrawal_alike(case: Case) -> None:
     event(f"verdict: {assert_agree(case)}")
@@ -594,7 +594,7 @@ def approval_cases(draw: st.DrawFn) -> Case:
     )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(approval_cases())
 def test_property_the_service_and_a_node_count_approvals_alike(case: Case) -> None:
     event(f"verdict: {assert_agree(case)}")
