@@ -62,7 +62,7 @@ from softhsm import softhsm  # noqa: F401 (registered with pytest by being in th
 
 # -- Hypothesis ------------------------------------------------------------------------------------------------------
 
-settings.register_profile("ci", max_examples=120, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, print_blob=True)
 settings.register_profile(
     "dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )

@@ -35,7 +35,7 @@ from harbour.api.authlimit import FailedAuthentications
 from harbour.api.interface import CustodyService
 from harbour.custody.metrics import ServiceMetrics
 from harbour.util import logs
-from harbour.util.hosts import is_loopback
+from harbour.util.scrape import is_loopback
 from harbour.util.serving import serve_announcing_ready
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ This module imports nothing from Harbour, so any layer may use it.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -34,8 +35,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-from harbour.util.hosts import is_loopback
 
 TOKEN_ENV: Final = "HARBOUR_METRICS_TOKEN"  # noqa: S105 (a variable's name)
 LISTEN_ENV: Final = "HARBOUR_METRICS_LISTEN"
@@ -54,6 +53,20 @@ class Endpoint:
 
     def __repr__(self) -> str:  # never the token
         return f"Endpoint({self.host!r}, {self.port}, token={'set' if self.token else 'none'})"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host to listen on is the loopback interface (only this machine reaches it).
+
+    A name other than ``localhost`` is never resolved, so it counts as reachable from
+    elsewhere. The API's TLS warning asks the same question (:mod:`harbour.api.server`).
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def endpoint(listen: str, environ: Mapping[str, str]) -> Endpoint:
