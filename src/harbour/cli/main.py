@@ -70,7 +70,7 @@ COMMANDS: dict[str, Callable[[typer.Typer, str], None]] = {
     "estimate": _command("transfer", "estimate"),
     "status": _command("transfer", "status"),
     "transactions": _command("transfer", "transactions"),
-    "approver-key": _typer("transfer", "approver_key_app"),
+    "approver-key": _typer("approverkey", "approver_key_app"),
     "policy": _typer("governance", "policy_app"),
     "governance": _typer("governance", "governance_app"),
     "audit": _typer("audit", "audit_app"),

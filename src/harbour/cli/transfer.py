@@ -1,4 +1,4 @@
-"""``harbour withdraw/approve/reject/cancel/status/transactions`` and ``harbour approver-key``.
+"""``harbour withdraw/approve/reject/cancel/status/transactions`` (approver keys: :mod:`harbour.cli.approverkey`).
 
 ``approve`` and ``reject`` never sign what the server hands over on trust. They
 fetch the approval request, rebuild the statement from its fields with the same
@@ -20,7 +20,6 @@ number of whole units converted exactly (``--amount 1.5 --decimals 18``).
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -29,8 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harbour.cli import output
@@ -50,8 +47,9 @@ from harbour.cli.apiclient import (
     emit_page,
     note,
 )
+from harbour.cli.approverkey import load_approver_key
 from harbour.cli.names import USER, VAULT, Directory, named, resolve
-from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail, new_passphrase
+from harbour.cli.params import FAILURE_EXIT, InputError, JsonOption, fail
 from harbour.cli.tree import choice
 from harbour.cli.waiting import FINAL_STATES, waiting_for
 
@@ -59,19 +57,9 @@ if TYPE_CHECKING:  # imported when a statement is built: the CLI starts without 
     from harbour.custody.statements import Subject
     from harbour.node.quorum import Decision
 
-PASSPHRASE_ENV: Final = "HARBOUR_APPROVER_PASSPHRASE"  # noqa: S105 (the variable's name)
-MAX_KEY_FILE: Final = 64 * 1024
 _IDEMPOTENCY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _AMOUNT = re.compile(r"([0-9]{1,78})(?:\.([0-9]{1,78}))?")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-
-approver_key_app = typer.Typer(help="Approvers' Ed25519 signing keys.", no_args_is_help=True)
-
-
-@approver_key_app.callback()
-def _approver_key() -> None:
-    """Approvers' Ed25519 signing keys (a group, so that `approver-key new` keeps its name)."""
-
 
 VaultOption = Annotated[str, typer.Option("--vault", help="The vault's name or id.")]
 AssetOption = Annotated[str, typer.Option("--asset", help="Asset symbol (ETH, or a registered token).")]
@@ -140,97 +128,6 @@ def check_address(text: str, what: str) -> str:
     except TransactionError as exc:
         raise InputError(f"{what}: {exc}") from None
     return text.strip()
-
-
-def _passphrase(*, new: bool) -> bytes:
-    """``HARBOUR_APPROVER_PASSPHRASE`` or a prompt; a ``new`` one is asked twice and must clear the floor."""
-    value = os.environ.get(PASSPHRASE_ENV)
-    source = PASSPHRASE_ENV
-    if value is None:
-        if not sys.stdin.isatty():
-            doing = "to encrypt the new key" if new else "the key file is encrypted"
-            raise InputError(f"{doing}: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
-        value = typer.prompt("Approver key passphrase", hide_input=True, confirmation_prompt=new, err=True)
-        source = "the approver key passphrase"
-    if not value:
-        raise InputError("the passphrase must not be empty")
-    return (new_passphrase(value, source) if new else value).encode()
-
-
-def load_approver_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        if path.stat().st_size > MAX_KEY_FILE:
-            raise InputError(f"--key: {path} is far larger than a key file")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"--key: cannot read {path}: {exc.strerror}") from None
-    password = _passphrase(new=False) if b"ENCRYPTED" in data else None
-    if password is None:
-        typer.echo(f"warning: {path} holds your approver key unencrypted; {encrypt_hint(path)}", err=True)
-    try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InputError(f"--key: {path} is not a PEM private key (or the passphrase is wrong)") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InputError(f"--key: {path} holds a {type(key).__name__}, not an Ed25519 key")
-    return key
-
-
-def encrypt_hint(path: Path) -> str:
-    """How to encrypt an existing PEM key file in place of a plaintext one (any OpenSSL will do)."""
-    return (
-        f"encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000 -in {path} -out {path}.enc' "
-        f"and use {path}.enc (then delete {path})"
-    )
-
-
-def public_hex(key: Ed25519PrivateKey) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-
-
-# -- approver keys ----------------------------------------------------------------------------------------
-
-
-@approver_key_app.command("new")
-def approver_key_new(
-    out: Annotated[Path, typer.Option("--out", help="Private key file to create (PEM, owner-only); must not exist.")],
-    encrypt: Annotated[
-        bool,
-        typer.Option(
-            "--encrypt/--insecure-plaintext",
-            help=f"Encrypt the file under a passphrase (${PASSPHRASE_ENV} or a prompt; the default), "
-            "or write the key in the clear (tests only).",
-        ),
-    ] = True,
-    as_json: JsonOption = False,
-) -> None:
-    """Create an approver's Ed25519 key pair; print the public key to register with `user create --approval-key`."""
-    from harbour.util.files import write_atomic
-
-    with api_errors():
-        if out.exists():
-            raise InputError(f"--out: {out} exists; choose a new file (a key is never overwritten)")
-        if not out.parent.is_dir():
-            raise InputError(f"--out: directory {out.parent} does not exist")
-        algorithm: serialization.KeySerializationEncryption = serialization.NoEncryption()
-        if encrypt:
-            algorithm = serialization.BestAvailableEncryption(_passphrase(new=True))
-        else:
-            typer.echo(f"warning: --insecure-plaintext: {out} holds the key unencrypted (tests only)", err=True)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm)
-        try:
-            write_atomic(out, pem, mode=0o600, overwrite=False)
-        except FileExistsError:
-            raise InputError(f"--out: {out} exists; choose a new file") from None
-        except OSError as exc:
-            raise InputError(f"--out: cannot write {out}: {exc.strerror}") from None
-    doc = {"public_key": public_hex(key), "private_key_file": str(out), "encrypted": encrypt}
-    if as_json:
-        emit(doc, True)
-    else:
-        typer.echo(doc["public_key"])
-        typer.echo(f"private key written to {out} (keep it offline; it signs your approvals)", err=True)
 
 
 # -- withdrawals ------------------------------------------------------------------------------------------
