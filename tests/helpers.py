@@ -433,3 +433,18 @@ def documented_pair_key(
         .digest()
     )
     return HKDFExpand(algorithm=hashes.SHA256(), length=32, info=info).derive(prk)
+
+
+def pem_needs_password(data: bytes) -> bool:
+    """Whether a PEM private key file is encrypted: loading it without a password is refused as such.
+
+    Asked of the key itself rather than of its header line, so a file that only looks
+    encrypted (a header over a clear key) does not pass.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_pem_private_key(data, None)
+    except TypeError:
+        return True
+    return False

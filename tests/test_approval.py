@@ -34,6 +34,7 @@ from harbour.node.approval import (
     verify,
 )
 from harbour.node.nonces import LedgerError, NonceLedger
+from helpers import pem_needs_password
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 KEY = "treasury-hot-1"
@@ -597,7 +598,7 @@ def test_issue_refuses_what_nodes_would_refuse(authority: AuthorityKey) -> None:
 def test_key_files(tmp_path: Path, authority: AuthorityKey) -> None:
     authority.save(tmp_path)
     assert stat.S_IMODE((tmp_path / "authority.key").stat().st_mode) == 0o600
-    assert (tmp_path / "authority.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
+    assert not pem_needs_password((tmp_path / "authority.key").read_bytes())
     claimed, public = approval.parse_public_file((tmp_path / "authority.pub").read_bytes())
     assert claimed == authority.authority_id and public == authority.public_key
     assert AuthorityKey.load(tmp_path).authority_id == authority.authority_id

@@ -22,6 +22,7 @@ from cli_checks import epoch, one_document
 from harbour.cli.main import app
 from harbour.cli.output import with_iso_times
 from harbour.node import approval, nonces
+from helpers import pem_needs_password
 
 cli = CliRunner()
 ENV = "HARBOUR_AUTHORITY_PASSPHRASE"
@@ -94,7 +95,7 @@ def test_init_encrypts_the_key_by_default(tmp_path: Path) -> None:
     assert obj["public_key_file"] == str(out / "authority.pub")
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "authority.key").stat().st_mode) == 0o600
-    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----")
+    assert pem_needs_password((out / "authority.key").read_bytes())
     doc = json.loads((out / "authority.pub").read_text())
     assert doc["format"] == "harbour-approval-authority" and doc["algorithm"] == "ed25519"
     assert doc["public_key"] == obj["public_key"] and doc["authority_id"] == obj["authority_id"]
@@ -120,7 +121,7 @@ def test_init_insecure_plaintext_warns_and_so_does_every_use(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "warning: --insecure-plaintext" in result.stderr
     assert json.loads(result.stdout)["encrypted"] is False
-    assert (out / "authority.key").read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
+    assert not pem_needs_password((out / "authority.key").read_bytes())
     # Such a key (or one made before encryption was the default) still signs, and says how to encrypt it.
     made = invoke(
         "certify", "--dir", out, "--key-id", "k", "-m", D1, "--signers", "1,2", "--expires-in", "60",

@@ -33,7 +33,7 @@ from harbour.cli.transfer import parse_amount
 from harbour.governance.changes import SetPolicy
 from harbour.governance.log import Entry, SignedEntry
 from harbour.node.identity import NodeDescriptor
-from helpers import wait_until
+from helpers import pem_needs_password, wait_until
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BAD_CHECKSUM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
@@ -136,7 +136,7 @@ def test_approver_key_user_and_credential(world: World, tmp_path: Path) -> None:
     made = world.json(None, "approver-key", "new", "--out", str(key_file))
     assert len(made["public_key"]) == 64
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert made["encrypted"] is True and b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in key_file.read_bytes()
+    assert made["encrypted"] is True and pem_needs_password(key_file.read_bytes())
     refused(world.run(None, "approver-key", "new", "--out", str(key_file)), 2, "exists")
 
     proposal = world.json(
@@ -168,7 +168,7 @@ def test_approver_keys_are_encrypted_by_default_under_a_strong_passphrase(world:
     made = world.run(None, *new, env=strict)
     assert made.exit_code == 0 and made.stderr == "", made.stderr
     assert json.loads(made.stdout)["encrypted"] is True
-    assert key_file.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert pem_needs_password(key_file.read_bytes())
     key = serialization.load_pem_private_key(key_file.read_bytes(), APPROVER_PASSPHRASE.encode())
     assert public_hex(key) == json.loads(made.stdout)["public_key"]  # type: ignore[arg-type]
     # Without the passphrase (and without a terminal to ask on) the key cannot be used.
@@ -184,7 +184,7 @@ def test_a_plaintext_approver_key_only_on_request_and_it_warns_on_every_use(worl
     made = world.run(None, "approver-key", "new", "--out", str(key_file), "--insecure-plaintext", "--json")
     assert made.exit_code == 0 and json.loads(made.stdout)["encrypted"] is False
     assert "--insecure-plaintext" in made.stderr
-    assert key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert not pem_needs_password(key_file.read_bytes())
     # Such a file (or one made before encryption was the default) still loads, and says how to encrypt it.
     used = world.run("approver1", "approve", "00000000-0000-4000-8000-000000000000", "--key", str(key_file))
     assert "no transaction" in used.stderr, "the key loaded: what refuses is the server, which has no such request"
