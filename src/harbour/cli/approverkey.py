@@ -9,8 +9,6 @@ still loads, with a warning saying how to encrypt it.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -20,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harbour.cli.apiclient import api_errors, emit
-from harbour.cli.params import InputError, JsonOption, new_passphrase
+from harbour.cli.params import InputError, JsonOption, ask_passphrase
 
 PASSPHRASE_ENV: Final = "HARBOUR_APPROVER_PASSPHRASE"  # noqa: S105 (the variable's name)
 MAX_KEY_FILE: Final = 64 * 1024
@@ -35,17 +33,8 @@ def _approver_key() -> None:
 
 def _passphrase(*, new: bool) -> bytes:
     """``HARBOUR_APPROVER_PASSPHRASE`` or a prompt; a ``new`` one is asked twice and must clear the floor."""
-    value = os.environ.get(PASSPHRASE_ENV)
-    source = PASSPHRASE_ENV
-    if value is None:
-        if not sys.stdin.isatty():
-            doing = "to encrypt the new key" if new else "the key file is encrypted"
-            raise InputError(f"{doing}: set {PASSPHRASE_ENV} or run in a terminal to be prompted")
-        value = typer.prompt("Approver key passphrase", hide_input=True, confirmation_prompt=new, err=True)
-        source = "the approver key passphrase"
-    if not value:
-        raise InputError("the passphrase must not be empty")
-    return (new_passphrase(value, source) if new else value).encode()
+    doing = "to encrypt the new key" if new else "the key file is encrypted"
+    return ask_passphrase(PASSPHRASE_ENV, "Approver key passphrase", new=new, missing=doing).encode()
 
 
 def load_approver_key(path: Path) -> Ed25519PrivateKey:

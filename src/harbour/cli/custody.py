@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +34,7 @@ import typer
 
 from harbour.cli import output
 from harbour.cli.observe import LogFormat, LogFormatOption, LogLevel, LogLevelOption, MetricsListenOption
-from harbour.cli.params import HomeOption, InputError, JsonOption, new_passphrase
+from harbour.cli.params import HomeOption, InputError, JsonOption, ask_passphrase
 from harbour.custody import config as cfg
 from harbour.custody import db, homekeys
 from harbour.custody.errors import CustodyError, Invalid
@@ -76,16 +74,9 @@ def open_deployment(config: cfg.CustodyConfig, *, start: bool) -> cfg.Deployment
 
 def _new_home_passphrase() -> str:
     """``HARBOUR_CUSTODY_PASSPHRASE``, or a prompt asked twice; either must clear the strength floor."""
-    value = os.environ.get(homekeys.PASSPHRASE_ENV)
-    source = homekeys.PASSPHRASE_ENV
-    if value is None:
-        if not sys.stdin.isatty():
-            raise InputError(
-                f"the home's keys are encrypted: set {homekeys.PASSPHRASE_ENV} or run in a terminal to be prompted"
-            )
-        value = typer.prompt("Custody home passphrase", hide_input=True, confirmation_prompt=True, err=True)
-        source = "the custody home passphrase"
-    return new_passphrase(value, source)
+    return ask_passphrase(
+        homekeys.PASSPHRASE_ENV, "Custody home passphrase", new=True, missing="the home's keys are encrypted"
+    )
 
 
 @app.command("init")

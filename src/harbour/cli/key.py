@@ -17,7 +17,6 @@ signature, its checks and its messages); the file format is in
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,12 +32,12 @@ from harbour.cli.params import (
     JsonOption,
     RunFailure,
     SchemeOption,
+    ask_passphrase,
     check_message,
     check_scheme,
     check_sizes,
     fail,
     is_ecdsa,
-    new_passphrase,
     parse_message,
     read_option_file,
     reported_errors,
@@ -82,20 +81,7 @@ PathOption = Annotated[str | None, typer.Option("--path", help="BIP-32 path of a
 
 def passphrase(*, new: bool = False) -> str:
     """``HARBOUR_PASSPHRASE``, or a prompt; a ``new`` one (for new files) is asked twice and must clear the floor."""
-    return _secret(PASSPHRASE_ENV, "Key-share passphrase", new=new)
-
-
-def _secret(env: str, prompt: str, *, new: bool = False) -> str:
-    value = os.environ.get(env)
-    source = env
-    if value is None:
-        if not sys.stdin.isatty():
-            raise InputError(f"no passphrase: set {env} or run in a terminal to be prompted")
-        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
-        source = f"the {prompt[0].lower()}{prompt[1:]}"
-    if not value:
-        raise InputError("the passphrase must not be empty")
-    return new_passphrase(value, source) if new else value
+    return ask_passphrase(PASSPHRASE_ENV, "Key-share passphrase", new=new)
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -492,7 +478,7 @@ def recover(
         keystore_secret = passphrase(new=True) if keystore is not None else None
         pem_passphrase = None
         if b"ENCRYPTED" in pem:
-            pem_passphrase = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase").encode()
+            pem_passphrase = ask_passphrase(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase").encode()
         key = backup.recover_private_key(backup.read_backups(backups), pem, pem_passphrase, public=public)
         if keystore is not None and key.curve != "secp256k1":
             raise InputError(f"--keystore: Ethereum keystores hold secp256k1 keys only, not {key.scheme}")
@@ -546,7 +532,9 @@ def recovery_key(
         private, public = out / "recovery.pem", out / "recovery.pub.pem"
         if private.exists() or public.exists():
             raise InputError(f"{out} already holds a recovery key")
-        secret = _secret(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase", new=True).encode() if encrypt else None
+        secret = (
+            ask_passphrase(RECOVERY_PASSPHRASE_ENV, "Recovery-key passphrase", new=True).encode() if encrypt else None
+        )
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         fingerprint = backup.generate_recovery_key(
             "x25519" if kind == "x25519" else "rsa", private, public, passphrase=secret

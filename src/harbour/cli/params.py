@@ -10,6 +10,8 @@ that calls ``harbour`` can tell a bad invocation from a failed protocol run (exi
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,6 +163,23 @@ def reported_errors() -> Iterator[None]:
         raise fail(str(exc), USAGE_EXIT) from None
     except (ProtocolAbort, UsageError, RunFailure) as exc:
         raise fail(str(exc), FAILURE_EXIT) from None
+
+
+def ask_passphrase(env: str, prompt: str, *, new: bool = False, missing: str = "no passphrase") -> str:
+    """A passphrase from ``env``, or asked on the terminal (twice when ``new``); a ``new`` one must clear the floor.
+
+    Without either, exit 2 with ``missing`` (what the passphrase is for) and how to give it.
+    """
+    value = os.environ.get(env)
+    source = env
+    if value is None:
+        if not sys.stdin.isatty():
+            raise InputError(f"{missing}: set {env} or run in a terminal to be prompted")
+        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
+        source = f"the {prompt[0].lower()}{prompt[1:]}"
+    if not value:
+        raise InputError("the passphrase must not be empty")
+    return new_passphrase(value, source) if new else value
 
 
 def new_passphrase(value: str, what: str, *, context: tuple[str, ...] = ()) -> str:
